@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	tlog "go.temporal.io/sdk/log"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/outlookd/outlookd/api"
+	"github.com/outlookd/outlookd/config"
+	"github.com/outlookd/outlookd/store"
+	"github.com/outlookd/outlookd/vault"
+	"github.com/outlookd/outlookd/worker"
+)
+
+// Roles a serve process can take.
+const (
+	roleAll    = "all"
+	roleAPI    = "api"
+	roleWorker = "worker"
+)
+
+func serve(ctx context.Context, args []string, stderr io.Writer, environ []string) error {
+	fs := newFlagSet("serve", stderr)
+	role := fs.String("role", roleAll, "what this process runs: all (API and worker), api, or worker")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *role != roleAll && *role != roleAPI && *role != roleWorker {
+		fmt.Fprintf(stderr, "outlookd serve: --role must be all, api or worker, not %q\n", *role)
+		return usageError{fmt.Errorf("bad role %q", *role)}
+	}
+	cfg, err := config.LoadFrom(environ)
+	if err != nil {
+		return err
+	}
+	if err := cfg.ValidateVaultAuth(); err != nil {
+		return err
+	}
+	log := newLogger(cfg, stderr)
+	log.Info("outlookd starting", "version", versionString(), "role", *role,
+		"http_addr", cfg.HTTPAddr, "temporal", cfg.TemporalAddress, "vault", cfg.VaultAddr.String())
+
+	st, err := store.Open(ctx, cfg.DatabaseURL.Reveal(), cfg.DatabaseMaxConns)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	vc, err := vault.New(vault.Options{
+		Addr:         cfg.VaultAddr.String(),
+		Token:        cfg.VaultToken.Reveal(),
+		RoleID:       cfg.VaultRoleID,
+		SecretIDFile: cfg.VaultSecretIDFile,
+		KVMount:      cfg.VaultKVMount,
+		Prefix:       cfg.VaultKVPrefix,
+		Timeout:      10 * time.Second,
+		Logger:       log.With("component", "vault"),
+	})
+	if err != nil {
+		return err
+	}
+
+	// A lazy client connects on first use, so the process starts (and /readyz
+	// says what is missing) while Temporal is still coming up.
+	tc, err := client.NewLazyClient(client.Options{
+		HostPort:  cfg.TemporalAddress,
+		Namespace: cfg.TemporalNamespace,
+		Logger:    tlog.NewStructuredLogger(log.With("component", "temporal")),
+	})
+	if err != nil {
+		return fmt.Errorf("temporal client: %w", err)
+	}
+	defer tc.Close()
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return vc.Run(gctx) })
+
+	if *role == roleAll || *role == roleWorker {
+		g.Go(func() error {
+			return worker.Run(gctx, tc, worker.Options{TaskQueue: cfg.TaskQueue, Logger: log.With("component", "worker")})
+		})
+	}
+	if *role == roleAll || *role == roleAPI {
+		router := api.NewRouter(api.Deps{
+			Logger:       log.With("component", "api"),
+			ReadyTimeout: cfg.ReadyTimeout,
+			Checks: []api.Check{
+				{Name: "postgres", Probe: st.Ping},
+				{Name: "vault", Probe: vc.Health},
+				{Name: "temporal", Probe: func(ctx context.Context) error {
+					_, err := tc.CheckHealth(ctx, &client.CheckHealthRequest{})
+					return err
+				}},
+			},
+		})
+		srv := &http.Server{Handler: router, ReadHeaderTimeout: 10 * time.Second}
+		ln, err := net.Listen("tcp", cfg.HTTPAddr)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
+		}
+		log.Info("api listening", "addr", ln.Addr().String())
+		g.Go(func() error {
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("api: %w", err)
+			}
+			return nil
+		})
+		g.Go(func() error {
+			<-gctx.Done()
+			sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+			defer cancel()
+			return srv.Shutdown(sctx)
+		})
+	}
+	err = g.Wait()
+	log.Info("outlookd stopped")
+	return err
+}
+
+func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}

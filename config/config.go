@@ -1,0 +1,257 @@
+// Package config reads outlookd's settings from the environment, applies the
+// documented defaults and validates them, so that a bad value stops the process
+// at start with one line naming the variable.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+)
+
+// Secret is a string that never prints: fmt, slog and JSON all see a mask.
+type Secret string
+
+const redacted = "[redacted]"
+
+// String implements fmt.Stringer with a mask.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return redacted
+}
+
+// LogValue implements slog.LogValuer with a mask.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// MarshalText keeps the secret out of JSON and text encodings.
+func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// Reveal returns the secret itself, for the one call that needs it.
+func (s Secret) Reveal() string { return string(s) }
+
+// Config is every setting of the outlookd process. Each field names its
+// environment variable and default; README.md documents the same table and a
+// test keeps the two in step.
+type Config struct {
+	// HTTPAddr is where the API listens.
+	HTTPAddr string `env:"OUTLOOKD_HTTP_ADDR" envDefault:"127.0.0.1:8080"`
+	// PublicURL is the externally reachable base URL of the API (OAuth
+	// redirects and Graph notifications point here).
+	PublicURL *url.URL `env:"OUTLOOKD_PUBLIC_URL" envDefault:"http://127.0.0.1:8080"`
+	// LogLevel is the minimum level logged: debug, info, warn or error.
+	LogLevel slog.Level `env:"OUTLOOKD_LOG_LEVEL" envDefault:"info"`
+	// LogFormat is json or text.
+	LogFormat string `env:"OUTLOOKD_LOG_FORMAT" envDefault:"json"`
+	// ShutdownTimeout bounds a graceful stop.
+	ShutdownTimeout time.Duration `env:"OUTLOOKD_SHUTDOWN_TIMEOUT" envDefault:"20s"`
+	// ReadyTimeout bounds each dependency check of /readyz.
+	ReadyTimeout time.Duration `env:"OUTLOOKD_READY_TIMEOUT" envDefault:"2s"`
+
+	// DatabaseURL is the Postgres connection string.
+	DatabaseURL Secret `env:"DATABASE_URL" envDefault:"postgres://postgres@127.0.0.1:5432/outlookd?sslmode=disable"`
+	// DatabaseMaxConns caps the connection pool.
+	DatabaseMaxConns int32 `env:"OUTLOOKD_DATABASE_MAX_CONNS" envDefault:"16"`
+
+	// TemporalAddress is the Temporal frontend host:port.
+	TemporalAddress string `env:"TEMPORAL_ADDRESS" envDefault:"127.0.0.1:7233"`
+	// TemporalNamespace is the namespace the workflows live in.
+	TemporalNamespace string `env:"TEMPORAL_NAMESPACE" envDefault:"default"`
+	// TaskQueue is the task queue of the connection workflows.
+	TaskQueue string `env:"OUTLOOKD_TASK_QUEUE" envDefault:"outlookd"`
+
+	// VaultAddr is Vault's address.
+	VaultAddr *url.URL `env:"VAULT_ADDR" envDefault:"http://127.0.0.1:8200"`
+	// VaultToken authenticates to Vault directly; AppRole is used instead
+	// when it is empty.
+	VaultToken Secret `env:"VAULT_TOKEN"`
+	// VaultRoleID is the AppRole role ID of the service.
+	VaultRoleID string `env:"OUTLOOKD_VAULT_ROLE_ID"`
+	// VaultSecretIDFile is a file holding the AppRole secret ID.
+	VaultSecretIDFile string `env:"OUTLOOKD_VAULT_SECRET_ID_FILE"`
+	// VaultKVMount is the mount of the KV v2 engine holding tokens.
+	VaultKVMount string `env:"OUTLOOKD_VAULT_KV_MOUNT" envDefault:"secret"`
+	// VaultKVPrefix is the path under the KV mount that outlookd owns.
+	VaultKVPrefix string `env:"OUTLOOKD_VAULT_KV_PREFIX" envDefault:"outlookd"`
+	// VaultTransitMount is the mount of the transit engine.
+	VaultTransitMount string `env:"OUTLOOKD_VAULT_TRANSIT_MOUNT" envDefault:"transit"`
+}
+
+// Load reads the configuration from the process environment.
+func Load() (Config, error) { return LoadFrom(nil) }
+
+// LoadFrom reads the configuration from environ (KEY=VALUE pairs), or from the
+// process environment when environ is nil.
+func LoadFrom(environ []string) (Config, error) {
+	var cfg Config
+	opts := env.Options{}
+	if environ != nil {
+		opts.Environment = env.ToMap(environ)
+	}
+	if err := env.ParseWithOptions(&cfg, opts); err != nil {
+		return Config{}, describe(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// Error is a configuration problem with one variable.
+type Error struct {
+	Var    string // the environment variable
+	Expect string // what it expected, in words
+	Err    error  // the underlying parse error, if any
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("config: %s: expected %s (%v)", e.Var, e.Expect, e.Err)
+	}
+	return fmt.Sprintf("config: %s: expected %s", e.Var, e.Expect)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Validate checks values the parser accepts but outlookd cannot use.
+func (c Config) Validate() error {
+	if err := hostPort("OUTLOOKD_HTTP_ADDR", c.HTTPAddr); err != nil {
+		return err
+	}
+	if err := absoluteHTTP("OUTLOOKD_PUBLIC_URL", c.PublicURL); err != nil {
+		return err
+	}
+	switch c.LogFormat {
+	case "json", "text":
+	default:
+		return &Error{Var: "OUTLOOKD_LOG_FORMAT", Expect: fmt.Sprintf(`"json" or "text", got %q`, c.LogFormat)}
+	}
+	if c.ShutdownTimeout <= 0 {
+		return &Error{Var: "OUTLOOKD_SHUTDOWN_TIMEOUT", Expect: "a positive duration such as 20s"}
+	}
+	if c.ReadyTimeout <= 0 {
+		return &Error{Var: "OUTLOOKD_READY_TIMEOUT", Expect: "a positive duration such as 2s"}
+	}
+	if u, err := url.Parse(c.DatabaseURL.Reveal()); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		return &Error{Var: "DATABASE_URL", Expect: "a postgres:// URL"}
+	}
+	if c.DatabaseMaxConns < 1 {
+		return &Error{Var: "OUTLOOKD_DATABASE_MAX_CONNS", Expect: "an integer of at least 1"}
+	}
+	if err := hostPort("TEMPORAL_ADDRESS", c.TemporalAddress); err != nil {
+		return err
+	}
+	for v, s := range map[string]string{
+		"TEMPORAL_NAMESPACE":           c.TemporalNamespace,
+		"OUTLOOKD_TASK_QUEUE":          c.TaskQueue,
+		"OUTLOOKD_VAULT_KV_MOUNT":      c.VaultKVMount,
+		"OUTLOOKD_VAULT_KV_PREFIX":     c.VaultKVPrefix,
+		"OUTLOOKD_VAULT_TRANSIT_MOUNT": c.VaultTransitMount,
+	} {
+		if strings.TrimSpace(s) == "" || strings.ContainsAny(s, " \t\n") {
+			return &Error{Var: v, Expect: "a non-empty name without spaces"}
+		}
+	}
+	if err := absoluteHTTP("VAULT_ADDR", c.VaultAddr); err != nil {
+		return err
+	}
+	return nil
+}
+
+// ValidateVaultAuth checks that some Vault credential is configured; only the
+// commands that talk to Vault call it.
+func (c Config) ValidateVaultAuth() error {
+	if c.VaultToken == "" && (c.VaultRoleID == "" || c.VaultSecretIDFile == "") {
+		return &Error{Var: "VAULT_TOKEN", Expect: "a Vault token, or OUTLOOKD_VAULT_ROLE_ID and OUTLOOKD_VAULT_SECRET_ID_FILE for AppRole login"}
+	}
+	return nil
+}
+
+func hostPort(name, v string) error {
+	if _, port, err := net.SplitHostPort(v); err != nil || port == "" {
+		return &Error{Var: name, Expect: fmt.Sprintf("host:port, got %q", v)}
+	}
+	return nil
+}
+
+func absoluteHTTP(name string, u *url.URL) error {
+	if u == nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		got := ""
+		if u != nil {
+			got = u.String()
+		}
+		return &Error{Var: name, Expect: fmt.Sprintf("an absolute http(s) URL, got %q", got)}
+	}
+	return nil
+}
+
+// describe turns the parser's errors into an *Error naming the variable.
+func describe(err error) error {
+	var agg env.AggregateError
+	if errors.As(err, &agg) && len(agg.Errors) > 0 {
+		err = agg.Errors[0]
+	}
+	var pe env.ParseError
+	if errors.As(err, &pe) {
+		return &Error{Var: envName(pe.Name), Expect: expectation(pe.Type), Err: pe.Err}
+	}
+	return fmt.Errorf("config: %w", err)
+}
+
+// envName finds the variable of a Config field.
+func envName(field string) string {
+	if f, ok := reflect.TypeFor[Config]().FieldByName(field); ok {
+		if name, _, _ := strings.Cut(f.Tag.Get("env"), ","); name != "" {
+			return name
+		}
+	}
+	return field
+}
+
+func expectation(t reflect.Type) string {
+	switch t {
+	case reflect.TypeFor[time.Duration]():
+		return "a duration such as 30s or 5m"
+	case reflect.TypeFor[slog.Level]():
+		return "one of debug, info, warn, error"
+	case reflect.TypeFor[*url.URL](), reflect.TypeFor[url.URL]():
+		return "a URL"
+	}
+	switch t.Kind() {
+	case reflect.Int, reflect.Int32, reflect.Int64:
+		return "an integer"
+	case reflect.Bool:
+		return "true or false"
+	}
+	return "a " + t.String()
+}
+
+// Vars lists every environment variable Config reads with its default, in
+// declaration order.
+func Vars() []Var {
+	t := reflect.TypeFor[Config]()
+	out := make([]Var, 0, t.NumField())
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+		if name == "" {
+			continue
+		}
+		out = append(out, Var{Name: name, Default: f.Tag.Get("envDefault")})
+	}
+	return out
+}
+
+// Var is one environment variable and its default.
+type Var struct {
+	Name    string
+	Default string
+}

@@ -1,0 +1,47 @@
+// Package worker runs the Temporal worker that executes outlookd's workflows
+// and activities on the outlookd task queue.
+package worker
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	sdkworker "go.temporal.io/sdk/worker"
+)
+
+// Options configures the worker.
+type Options struct {
+	TaskQueue string
+	Logger    *slog.Logger
+	// Register adds the workflows and activities to the worker.
+	Register func(r sdkworker.Registry)
+}
+
+// Run polls the task queue until ctx ends. While Temporal is unreachable it
+// keeps trying to start, so a worker started before the server catches up by
+// itself.
+func Run(ctx context.Context, c client.Client, opts Options) error {
+	backoff := time.Second
+	for {
+		w := sdkworker.New(c, opts.TaskQueue, sdkworker.Options{})
+		if opts.Register != nil {
+			opts.Register(w)
+		}
+		err := w.Start()
+		if err == nil {
+			opts.Logger.Info("worker started", "task_queue", opts.TaskQueue)
+			<-ctx.Done()
+			w.Stop()
+			return nil
+		}
+		opts.Logger.Warn("worker could not start; retrying", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 30*time.Second)
+	}
+}
