@@ -55,7 +55,9 @@ func TestAppRoleIdentityIsLeastPrivilege(t *testing.T) {
 	}{
 		{"write outside prefix", func() error { _, err := kv.Put(ctx, "other/x", map[string]any{"v": "1"}); return err }},
 		{"read outside prefix", func() error { _, err := kv.Get(ctx, "other/x"); return err }},
-		{"write a policy", func() error { return vc.API().Sys().PutPolicyWithContext(ctx, "evil", `path "*" { capabilities = ["sudo"] }`) }},
+		{"write a policy", func() error {
+			return vc.API().Sys().PutPolicyWithContext(ctx, "evil", `path "*" { capabilities = ["sudo"] }`)
+		}},
 		{"mount an engine", func() error {
 			_, err := vc.API().Logical().WriteWithContext(ctx, "sys/mounts/evil", map[string]any{"type": "kv"})
 			return err

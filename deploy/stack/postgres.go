@@ -24,7 +24,9 @@ func (s *stack) dsn() (dsn string, external bool) {
 	return "postgres://postgres@127.0.0.1:5432/" + s.database + "?sslmode=disable", false
 }
 
-func (s *stack) startedPostgresMarker() string { return filepath.Join(s.dir, "postgres.started-by-stack") }
+func (s *stack) startedPostgresMarker() string {
+	return filepath.Join(s.dir, "postgres.started-by-stack")
+}
 
 func (s *stack) upPostgres(ctx context.Context) (string, error) {
 	dsn, external := s.dsn()

@@ -33,7 +33,9 @@ func TestVaultSurvivesRestart(t *testing.T) {
 		}
 		return out.String()
 	}
-	t.Cleanup(func() { _ = run(ctx, []string{"--dir", dir, "--only", "vault", "--vault-port", port, "down"}, &bytes.Buffer{}, &bytes.Buffer{}) })
+	t.Cleanup(func() {
+		_ = run(ctx, []string{"--dir", dir, "--only", "vault", "--vault-port", port, "down"}, &bytes.Buffer{}, &bytes.Buffer{})
+	})
 
 	stack("up")
 	pid1, _ := os.ReadFile(filepath.Join(dir, "vault.pid"))
