@@ -1,0 +1,115 @@
+package graphsim
+
+import (
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Fault makes a share of the requests to one endpoint class fail or slow
+// down, as Graph does under load (facts §6.1, §6.4).
+type Fault struct {
+	// Endpoint is a class of requests ("messages", "delta", "folders",
+	// "users", "attachments", "token", "authorize") or "*" for all Graph
+	// requests.
+	Endpoint string `json:"endpoint"`
+	// Shares of requests answered 429, 503 or 504, and of connections reset.
+	Throttle    float64 `json:"throttle"`
+	Unavailable float64 `json:"unavailable"`
+	Timeout     float64 `json:"timeout"`
+	Reset       float64 `json:"reset"`
+	// RetryAfter is sent with 429 and 503 (seconds; default 1).
+	RetryAfter float64 `json:"retryAfter"`
+	// Latency is added to every request of the class.
+	Latency time.Duration `json:"latency"`
+}
+
+type faults struct {
+	mu    sync.RWMutex
+	rules map[string]Fault
+}
+
+func newFaults() *faults { return &faults{rules: map[string]Fault{}} }
+
+func (f *faults) set(rule Fault) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if rule.Throttle == 0 && rule.Unavailable == 0 && rule.Timeout == 0 && rule.Reset == 0 && rule.Latency == 0 {
+		delete(f.rules, rule.Endpoint)
+		return
+	}
+	f.rules[rule.Endpoint] = rule
+}
+
+func (f *faults) clear() {
+	f.mu.Lock()
+	f.rules = map[string]Fault{}
+	f.mu.Unlock()
+}
+
+func (f *faults) list() []Fault {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	out := make([]Fault, 0, len(f.rules))
+	for _, r := range f.rules {
+		out = append(out, r)
+	}
+	return out
+}
+
+// inject applies the rule for class; it reports true when it answered the
+// request itself.
+func (s *Sim) injectFault(w http.ResponseWriter, r *http.Request, class string) bool {
+	s.faults.mu.RLock()
+	rule, ok := s.faults.rules[class]
+	if !ok {
+		rule, ok = s.faults.rules["*"]
+	}
+	s.faults.mu.RUnlock()
+	if !ok {
+		return false
+	}
+	if rule.Latency > 0 {
+		select {
+		case <-time.After(rule.Latency):
+		case <-r.Context().Done():
+			return true
+		}
+	}
+	retry := rule.RetryAfter
+	if retry <= 0 {
+		retry = 1
+	}
+	x := rand.Float64()
+	switch {
+	case x < rule.Reset:
+		if hj, ok := w.(http.Hijacker); ok {
+			if conn, _, err := hj.Hijack(); err == nil {
+				if tc, ok := conn.(interface{ SetLinger(int) error }); ok {
+					_ = tc.SetLinger(0) // RST rather than FIN
+				}
+				conn.Close()
+				s.stats.fault(class, "reset")
+				return true
+			}
+		}
+	case x < rule.Reset+rule.Throttle:
+		w.Header().Set("Retry-After", strconv.FormatFloat(retry, 'f', -1, 64))
+		graphError(w, r, http.StatusTooManyRequests, "TooManyRequests", "Please retry again later.")
+		s.stats.fault(class, "429")
+		return true
+	case x < rule.Reset+rule.Throttle+rule.Unavailable:
+		w.Header().Set("Retry-After", strconv.FormatFloat(retry, 'f', -1, 64))
+		// CORSO observed 503s with an empty body (facts §6.4).
+		w.WriteHeader(http.StatusServiceUnavailable)
+		s.stats.fault(class, "503")
+		return true
+	case x < rule.Reset+rule.Throttle+rule.Unavailable+rule.Timeout:
+		graphError(w, r, http.StatusGatewayTimeout, "UnknownError", "The operation has timed out.")
+		s.stats.fault(class, "504")
+		return true
+	}
+	return false
+}

@@ -1,0 +1,219 @@
+package graphsim
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// filterClause is one comparison of a $filter: prop op value.
+type filterClause struct {
+	prop string // lower-case property path, e.g. receiveddatetime, from/emailaddress/address
+	op   string // eq, ne, ge, gt, le, lt
+	val  string // raw literal, quotes removed for strings
+	str  bool
+}
+
+// parseFilter parses the subset of OData $filter Graph mail supports in
+// practice: comparisons joined by "and".
+func parseFilter(raw string) ([]filterClause, error) {
+	if strings.TrimSpace(raw) == "" {
+		return nil, nil
+	}
+	var out []filterClause
+	for part := range strings.SplitSeq(splitAnd(raw), "\x00") {
+		f := strings.Fields(strings.TrimSpace(part))
+		if len(f) < 3 {
+			return nil, fmt.Errorf("Invalid filter clause: %q", part)
+		}
+		c := filterClause{prop: strings.ToLower(f[0]), op: strings.ToLower(f[1]), val: strings.Join(f[2:], " ")}
+		switch c.op {
+		case "eq", "ne", "ge", "gt", "le", "lt":
+		default:
+			return nil, fmt.Errorf("Invalid filter operator %q", f[1])
+		}
+		if strings.HasPrefix(c.val, "'") && strings.HasSuffix(c.val, "'") && len(c.val) >= 2 {
+			c.val, c.str = strings.ReplaceAll(c.val[1:len(c.val)-1], "''", "'"), true
+		}
+		if _, ok := messageFilterProps[c.prop]; !ok {
+			return nil, fmt.Errorf("Could not find a property named '%s' on type 'Microsoft.OutlookServices.Message'.", f[0])
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// splitAnd replaces the " and " separators (outside quotes) with NUL.
+func splitAnd(s string) string {
+	var b strings.Builder
+	inQuote := false
+	lower := strings.ToLower(s)
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\'' {
+			inQuote = !inQuote
+		}
+		if !inQuote && strings.HasPrefix(lower[i:], " and ") {
+			b.WriteByte(0)
+			i += 4
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// messageFilterProps are the filterable properties and how to read them.
+var messageFilterProps = map[string]func(m *Message) any{
+	"receiveddatetime":          func(m *Message) any { return m.Received },
+	"sentdatetime":              func(m *Message) any { return m.Sent },
+	"lastmodifieddatetime":      func(m *Message) any { return m.LastModified },
+	"createddatetime":           func(m *Message) any { return m.Created },
+	"isread":                    func(m *Message) any { return m.IsRead },
+	"isdraft":                   func(m *Message) any { return m.IsDraft },
+	"hasattachments":            func(m *Message) any { return m.HasAttachments() },
+	"importance":                func(m *Message) any { return m.Importance },
+	"subject":                   func(m *Message) any { return m.Subject },
+	"conversationid":            func(m *Message) any { return m.ConversationID },
+	"internetmessageid":         func(m *Message) any { return m.InternetMessageID },
+	"from/emailaddress/address": func(m *Message) any { return strings.ToLower(m.From.Address) },
+	"parentfolderid":            func(m *Message) any { return m.FolderID },
+}
+
+// matches evaluates the clauses against a message.
+func matches(m *Message, clauses []filterClause) (bool, error) {
+	for _, c := range clauses {
+		ok, err := c.eval(messageFilterProps[c.prop](m))
+		if err != nil || !ok {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+func (c filterClause) eval(v any) (bool, error) {
+	var cmp int
+	switch x := v.(type) {
+	case time.Time:
+		t, err := time.Parse(time.RFC3339Nano, c.val)
+		if err != nil {
+			return false, fmt.Errorf("The DateTimeOffset text '%s' should be in format 'yyyy-mm-ddThh:mm:ss('.'s+)?(zzzzzz)?' and each field value is within valid range.", c.val)
+		}
+		cmp = x.Compare(t)
+	case bool:
+		b, err := strconv.ParseBool(c.val)
+		if err != nil {
+			return false, fmt.Errorf("A binary operator with incompatible types was detected. Found operand types 'Edm.Boolean' and 'Edm.String' for operator kind 'Equal'.")
+		}
+		if x == b {
+			cmp = 0
+		} else if x {
+			cmp = 1
+		} else {
+			cmp = -1
+		}
+	case string:
+		val := c.val
+		if c.prop == "from/emailaddress/address" {
+			val = strings.ToLower(val)
+		}
+		cmp = strings.Compare(x, val)
+	}
+	switch c.op {
+	case "eq":
+		return cmp == 0, nil
+	case "ne":
+		return cmp != 0, nil
+	case "ge":
+		return cmp >= 0, nil
+	case "gt":
+		return cmp > 0, nil
+	case "le":
+		return cmp <= 0, nil
+	default:
+		return cmp < 0, nil
+	}
+}
+
+// orderKey is one $orderby term.
+type orderKey struct {
+	prop string
+	desc bool
+}
+
+func parseOrderBy(raw string) ([]orderKey, error) {
+	if strings.TrimSpace(raw) == "" {
+		return nil, nil
+	}
+	var out []orderKey
+	for part := range strings.SplitSeq(raw, ",") {
+		f := strings.Fields(part)
+		if len(f) == 0 || len(f) > 2 {
+			return nil, fmt.Errorf("Invalid $orderby expression %q", raw)
+		}
+		k := orderKey{prop: strings.ToLower(f[0])}
+		if len(f) == 2 {
+			switch strings.ToLower(f[1]) {
+			case "desc":
+				k.desc = true
+			case "asc":
+			default:
+				return nil, fmt.Errorf("Invalid $orderby direction %q", f[1])
+			}
+		}
+		if _, ok := messageFilterProps[k.prop]; !ok {
+			return nil, fmt.Errorf("Could not find a property named '%s' on type 'Microsoft.OutlookServices.Message'.", f[0])
+		}
+		out = append(out, k)
+	}
+	return out, nil
+}
+
+// inefficient applies Graph's rule (facts §2.1): properties in $orderby must
+// also appear in $filter, in the same order, and first.
+func inefficient(filter []filterClause, order []orderKey) bool {
+	if len(order) == 0 || len(filter) == 0 {
+		return false
+	}
+	if len(filter) < len(order) {
+		return true
+	}
+	for i, o := range order {
+		if filter[i].prop != o.prop {
+			return true
+		}
+	}
+	return false
+}
+
+func compareBy(a, b *Message, keys []orderKey) int {
+	for _, k := range keys {
+		c := compareValues(messageFilterProps[k.prop](a), messageFilterProps[k.prop](b))
+		if k.desc {
+			c = -c
+		}
+		if c != 0 {
+			return c
+		}
+	}
+	return strings.Compare(a.ImmutableID, b.ImmutableID)
+}
+
+func compareValues(a, b any) int {
+	switch x := a.(type) {
+	case time.Time:
+		return x.Compare(b.(time.Time))
+	case bool:
+		y := b.(bool)
+		switch {
+		case x == y:
+			return 0
+		case x:
+			return 1
+		}
+		return -1
+	case string:
+		return strings.Compare(x, b.(string))
+	}
+	return 0
+}

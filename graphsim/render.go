@@ -1,0 +1,182 @@
+package graphsim
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// graphTime formats timestamps as Graph does: UTC with a Z (facts §2.2).
+func graphTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05Z") }
+
+// renderOpts says how to render a message for one request.
+type renderOpts struct {
+	immutable bool // Prefer: IdType="ImmutableId"
+	textBody  bool // Prefer: outlook.body-content-type="text"
+	delta     bool // delta items carry @odata.type
+	basic     bool // Mail.ReadBasic only: no body or preview
+	base      string
+}
+
+// messageField renders one property.
+type messageField struct {
+	name   string
+	basic  bool // readable with Mail.ReadBasic
+	render func(m *Message, o renderOpts) any
+}
+
+func recipients(rs []Recipient) []map[string]Recipient {
+	out := make([]map[string]Recipient, len(rs))
+	for i, r := range rs {
+		out[i] = map[string]Recipient{"emailAddress": r}
+	}
+	return out
+}
+
+func (o renderOpts) id(m *Message) string {
+	if o.immutable {
+		return m.ImmutableID
+	}
+	return m.restID
+}
+
+// messageFields lists the message properties in Graph's order
+// (facts §2.2).
+var messageFields = []messageField{
+	{"createdDateTime", true, func(m *Message, _ renderOpts) any { return graphTime(m.Created) }},
+	{"lastModifiedDateTime", true, func(m *Message, _ renderOpts) any { return graphTime(m.LastModified) }},
+	{"changeKey", true, func(m *Message, _ renderOpts) any { return m.ChangeKey }},
+	{"categories", true, func(m *Message, _ renderOpts) any {
+		if m.Categories == nil {
+			return []string{}
+		}
+		return m.Categories
+	}},
+	{"receivedDateTime", true, func(m *Message, _ renderOpts) any { return graphTime(m.Received) }},
+	{"sentDateTime", true, func(m *Message, _ renderOpts) any { return graphTime(m.Sent) }},
+	{"hasAttachments", true, func(m *Message, _ renderOpts) any { return m.HasAttachments() }},
+	{"internetMessageId", true, func(m *Message, _ renderOpts) any { return m.InternetMessageID }},
+	{"subject", true, func(m *Message, _ renderOpts) any { return m.Subject }},
+	{"bodyPreview", false, func(m *Message, _ renderOpts) any { return m.BodyPreview }},
+	{"importance", true, func(m *Message, _ renderOpts) any { return m.Importance }},
+	{"parentFolderId", true, func(m *Message, _ renderOpts) any { return m.FolderID }},
+	{"conversationId", true, func(m *Message, _ renderOpts) any { return m.ConversationID }},
+	{"conversationIndex", true, func(m *Message, _ renderOpts) any { return m.ConversationIndex }},
+	{"isDeliveryReceiptRequested", true, func(m *Message, _ renderOpts) any { return false }},
+	{"isReadReceiptRequested", true, func(m *Message, _ renderOpts) any { return false }},
+	{"isRead", true, func(m *Message, _ renderOpts) any { return m.IsRead }},
+	{"isDraft", true, func(m *Message, _ renderOpts) any { return m.IsDraft }},
+	{"webLink", true, func(m *Message, o renderOpts) any {
+		return "https://outlook.office365.com/owa/?ItemID=" + strings.ReplaceAll(o.id(m), "=", "%3D") + "&exvsurl=1&viewmodel=ReadMessageItem"
+	}},
+	{"inferenceClassification", true, func(m *Message, _ renderOpts) any { return m.Inference }},
+	{"body", false, func(m *Message, o renderOpts) any {
+		if o.textBody && m.BodyContentType == "html" {
+			return map[string]string{"contentType": "text", "content": strings.TrimSpace(stripTags(m.Body))}
+		}
+		return map[string]string{"contentType": m.BodyContentType, "content": m.Body}
+	}},
+	{"sender", true, func(m *Message, _ renderOpts) any { return map[string]Recipient{"emailAddress": m.Sender} }},
+	{"from", true, func(m *Message, _ renderOpts) any { return map[string]Recipient{"emailAddress": m.From} }},
+	{"toRecipients", true, func(m *Message, _ renderOpts) any { return recipients(m.To) }},
+	{"ccRecipients", true, func(m *Message, _ renderOpts) any { return recipients(m.Cc) }},
+	{"bccRecipients", true, func(m *Message, _ renderOpts) any { return recipients(m.Bcc) }},
+	{"replyTo", true, func(m *Message, _ renderOpts) any { return recipients(m.ReplyTo) }},
+	{"flag", true, func(m *Message, _ renderOpts) any { return map[string]string{"flagStatus": m.Flag} }},
+}
+
+var messageFieldIndex = func() map[string]int {
+	idx := map[string]int{}
+	for i, f := range messageFields {
+		idx[strings.ToLower(f.name)] = i
+	}
+	return idx
+}()
+
+// selection is a parsed $select: nil means every default property.
+type selection []int
+
+func parseSelect(raw string) (selection, error) {
+	if strings.TrimSpace(raw) == "" {
+		return nil, nil
+	}
+	sel := selection{}
+	for p := range strings.SplitSeq(raw, ",") {
+		p = strings.ToLower(strings.TrimSpace(p))
+		if p == "id" || p == "" {
+			continue
+		}
+		i, ok := messageFieldIndex[p]
+		if !ok {
+			return nil, fmt.Errorf("Could not find a property named '%s' on type 'microsoft.graph.message'.", strings.TrimSpace(p))
+		}
+		sel = append(sel, i)
+	}
+	return sel, nil
+}
+
+// writeMessage appends a message object to buf.
+func writeMessage(buf *bytes.Buffer, m *Message, sel selection, o renderOpts) {
+	buf.WriteByte('{')
+	if o.delta {
+		buf.WriteString(`"@odata.type":"#microsoft.graph.message",`)
+	}
+	fmt.Fprintf(buf, `"@odata.etag":"W/\"%s\"","id":`, m.ChangeKey)
+	writeValue(buf, o.id(m))
+	emit := func(f messageField) {
+		if o.basic && !f.basic {
+			return
+		}
+		buf.WriteString(`,"`)
+		buf.WriteString(f.name)
+		buf.WriteString(`":`)
+		writeValue(buf, f.render(m, o))
+	}
+	if sel == nil {
+		for _, f := range messageFields {
+			emit(f)
+		}
+	} else {
+		for _, i := range sel {
+			emit(messageFields[i])
+		}
+	}
+	buf.WriteByte('}')
+}
+
+func writeValue(buf *bytes.Buffer, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		buf.WriteString("null")
+		return
+	}
+	buf.Write(b)
+}
+
+// writeRemoved appends a delta tombstone (facts §3.1).
+func writeRemoved(buf *bytes.Buffer, id string) {
+	buf.WriteString(`{"@odata.type":"#microsoft.graph.message","id":`)
+	writeValue(buf, id)
+	buf.WriteString(`,"@removed":{"reason":"deleted"}}`)
+}
+
+// writeCollection writes {"@odata.context", value, nextLink|deltaLink}.
+func writeCollection(w http.ResponseWriter, context string, items *bytes.Buffer, links map[string]string) {
+	var out bytes.Buffer
+	out.Grow(items.Len() + 256)
+	out.WriteString(`{"@odata.context":`)
+	writeValue(&out, context)
+	for _, k := range []string{"@odata.nextLink", "@odata.deltaLink"} {
+		if v, ok := links[k]; ok {
+			out.WriteString(`,"` + k + `":`)
+			writeValue(&out, v)
+		}
+	}
+	out.WriteString(`,"value":[`)
+	out.Write(items.Bytes())
+	out.WriteString(`]}`)
+	writeRawJSON(w, http.StatusOK, out.Bytes())
+}

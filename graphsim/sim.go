@@ -1,0 +1,200 @@
+package graphsim
+
+import (
+	"crypto/rand"
+	"crypto/rsa"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Options configures a simulator.
+type Options struct {
+	// AccessTokenLifetime returns the lifetime of each access token; the
+	// default draws 60-90 minutes as Entra does (facts §1.7).
+	AccessTokenLifetime func() time.Duration
+	// RefreshTokenInactivity is how long an unused refresh token lives
+	// (facts §1.4: 90 days).
+	RefreshTokenInactivity time.Duration
+	// AuthCodeLifetime is the life of an authorization code (about 10 min).
+	AuthCodeLifetime time.Duration
+	// DeltaTokenMaxAge expires delta tokens older than this with 410
+	// SyncStateNotFound (facts §3.2; Outlook's real limit is not fixed).
+	DeltaTokenMaxAge time.Duration
+	// MailboxConcurrency and MailboxRequests per MailboxWindow are the
+	// per app and mailbox limits (facts §6.1: 4, and 10,000 per 10 minutes).
+	MailboxConcurrency int
+	MailboxRequests    int
+	MailboxWindow      time.Duration
+	Logger             *slog.Logger
+}
+
+func (o *Options) defaults() {
+	if o.AccessTokenLifetime == nil {
+		o.AccessTokenLifetime = func() time.Duration {
+			var b [1]byte
+			_, _ = rand.Read(b[:])
+			return 60*time.Minute + time.Duration(int(b[0])%31)*time.Minute
+		}
+	}
+	if o.RefreshTokenInactivity == 0 {
+		o.RefreshTokenInactivity = 90 * 24 * time.Hour
+	}
+	if o.AuthCodeLifetime == 0 {
+		o.AuthCodeLifetime = 10 * time.Minute
+	}
+	if o.DeltaTokenMaxAge == 0 {
+		o.DeltaTokenMaxAge = 30 * 24 * time.Hour
+	}
+	if o.MailboxConcurrency == 0 {
+		o.MailboxConcurrency = 4
+	}
+	if o.MailboxRequests == 0 {
+		o.MailboxRequests = 10000
+	}
+	if o.MailboxWindow == 0 {
+		o.MailboxWindow = 10 * time.Minute
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Sim is a simulated identity platform and Graph endpoint.
+type Sim struct {
+	opts  Options
+	clock *Clock
+	key   *rsa.PrivateKey
+	kid   string
+
+	mu           sync.RWMutex
+	tenants      map[string]*Tenant // by ID
+	tenantByName map[string]*Tenant // by lower-case domain
+	apps         map[string]*App
+	users        map[string]*User // by ID
+	userByName   map[string]*User // by lower-case UPN and mail
+	codes        map[string]*authCode
+	refresh      map[string]*refreshGrant
+	baseURL      string
+
+	throttle *throttler
+	faults   *faults
+	stats    *counters
+	srv      *httptest.Server
+	handler  http.Handler
+}
+
+// New creates an empty simulator. Add tenants, apps and users through the
+// control methods, then Start it (or mount Handler in a server of your own
+// and call SetBaseURL).
+func New(opts Options) (*Sim, error) {
+	opts.defaults()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return nil, fmt.Errorf("graphsim: signing key: %w", err)
+	}
+	s := &Sim{
+		opts:         opts,
+		clock:        NewClock(),
+		key:          key,
+		kid:          randomToken(12),
+		tenants:      map[string]*Tenant{},
+		tenantByName: map[string]*Tenant{},
+		apps:         map[string]*App{},
+		users:        map[string]*User{},
+		userByName:   map[string]*User{},
+		codes:        map[string]*authCode{},
+		refresh:      map[string]*refreshGrant{},
+		faults:       newFaults(),
+		stats:        newCounters(),
+	}
+	s.throttle = newThrottler(opts.MailboxConcurrency, opts.MailboxRequests, opts.MailboxWindow, s.clock)
+	s.addTenantLocked(&Tenant{ID: ConsumerTenantID, Domain: "outlook.com", Name: "Microsoft Accounts", Personal: true, UserConsent: true})
+	s.handler = s.routes()
+	return s, nil
+}
+
+// Clock returns the simulator's clock.
+func (s *Sim) Clock() *Clock { return s.clock }
+
+// Handler serves the identity platform, Graph and the control API.
+func (s *Sim) Handler() http.Handler { return s.handler }
+
+// SetBaseURL tells the simulator its externally reachable URL (scheme and
+// host), used in discovery documents and in nextLink/deltaLink URLs.
+func (s *Sim) SetBaseURL(u string) {
+	s.mu.Lock()
+	s.baseURL = strings.TrimSuffix(u, "/")
+	s.mu.Unlock()
+}
+
+// Start serves on a loopback port over plain HTTP (msgraph-sdk-go and
+// x/oauth2 accept http for loopback hosts, facts §8.1).
+func (s *Sim) Start() error {
+	return s.StartOn("127.0.0.1:0")
+}
+
+// StartOn serves on addr.
+func (s *Sim) StartOn(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("graphsim: listen: %w", err)
+	}
+	s.srv = &httptest.Server{Listener: ln, Config: &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second}}
+	s.srv.Start()
+	s.SetBaseURL(s.srv.URL)
+	return nil
+}
+
+// Close stops the server.
+func (s *Sim) Close() {
+	if s.srv != nil {
+		s.srv.Close()
+	}
+}
+
+// URL is the simulator's base URL (scheme and host).
+func (s *Sim) URL() string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.baseURL
+}
+
+// AuthorityURL is what replaces https://login.microsoftonline.com.
+func (s *Sim) AuthorityURL() string { return s.URL() }
+
+// GraphURL is what replaces https://graph.microsoft.com/v1.0.
+func (s *Sim) GraphURL() string { return s.URL() + "/v1.0" }
+
+// HTTPClient returns a client for the simulator's server (its TLS
+// configuration when TLS is on).
+func (s *Sim) HTTPClient() *http.Client {
+	if s.srv != nil {
+		return s.srv.Client()
+	}
+	return http.DefaultClient
+}
+
+func (s *Sim) addTenantLocked(t *Tenant) {
+	if t.adminGrants == nil {
+		t.adminGrants = map[string]map[string]bool{}
+	}
+	if t.appRoleGrants == nil {
+		t.appRoleGrants = map[string]map[string]bool{}
+	}
+	s.tenants[t.ID] = t
+	s.tenantByName[strings.ToLower(t.Domain)] = t
+}
+
+// tenantFor resolves the {tenant} path segment: a GUID or a domain.
+func (s *Sim) tenantFor(seg string) *Tenant {
+	if t := s.tenants[seg]; t != nil {
+		return t
+	}
+	return s.tenantByName[strings.ToLower(seg)]
+}
