@@ -85,9 +85,17 @@ func (s *Sim) routes() http.Handler {
 	mux.HandleFunc("POST /{tenant}/v2.0/adminconsent", s.handleAdminConsent)
 	mux.HandleFunc("GET /{tenant}/adminconsent", s.handleAdminConsent)
 	mux.HandleFunc("POST /{tenant}/adminconsent", s.handleAdminConsent)
-	mux.Handle("/v1.0/", http.HandlerFunc(s.serveGraph))
-	mux.Handle("/_sim/", s.controlHandler())
-	return mux
+	control := s.controlHandler()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case strings.HasPrefix(r.URL.Path, "/v1.0/"):
+			s.serveGraph(w, r)
+		case strings.HasPrefix(r.URL.Path, "/_sim/"):
+			control.ServeHTTP(w, r)
+		default:
+			mux.ServeHTTP(w, r)
+		}
+	})
 }
 
 // graphRequest is one Graph call being served.

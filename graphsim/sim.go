@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -80,7 +81,7 @@ type Sim struct {
 	userByName   map[string]*User // by lower-case UPN and mail
 	codes        map[string]*authCode
 	refresh      map[string]*refreshGrant
-	baseURL      string
+	baseURL      atomic.Pointer[string]
 
 	throttle *throttler
 	faults   *faults
@@ -128,9 +129,8 @@ func (s *Sim) Handler() http.Handler { return s.handler }
 // SetBaseURL tells the simulator its externally reachable URL (scheme and
 // host), used in discovery documents and in nextLink/deltaLink URLs.
 func (s *Sim) SetBaseURL(u string) {
-	s.mu.Lock()
-	s.baseURL = strings.TrimSuffix(u, "/")
-	s.mu.Unlock()
+	u = strings.TrimSuffix(u, "/")
+	s.baseURL.Store(&u)
 }
 
 // Start serves on a loopback port over plain HTTP (msgraph-sdk-go and
@@ -160,9 +160,10 @@ func (s *Sim) Close() {
 
 // URL is the simulator's base URL (scheme and host).
 func (s *Sim) URL() string {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.baseURL
+	if u := s.baseURL.Load(); u != nil {
+		return *u
+	}
+	return ""
 }
 
 // AuthorityURL is what replaces https://login.microsoftonline.com.

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"slices"
 	"strings"
 	"time"
 
@@ -25,6 +24,8 @@ const graphAppID = "00000003-0000-0000-c000-000000000000"
 // tokens are opaque to clients, but outlookd may read tid/oid/upn/scp).
 type accessClaims struct {
 	jwt.RegisteredClaims
+	// Aud shadows the embedded audience: Entra writes a single string.
+	Aud      string   `json:"aud"`
 	TenantID string   `json:"tid"`
 	ObjectID string   `json:"oid,omitempty"`
 	UPN      string   `json:"upn,omitempty"`
@@ -74,11 +75,11 @@ func (s *Sim) mintAccessToken(app *App, tenantID string, u *User, scopes, roles 
 	c := accessClaims{
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer:    s.issuer(tenantID),
-			Audience:  jwt.ClaimStrings{GraphResource},
 			IssuedAt:  jwt.NewNumericDate(now),
 			NotBefore: jwt.NewNumericDate(now.Add(-5 * time.Minute)),
 			ExpiresAt: jwt.NewNumericDate(now.Add(life)),
 		},
+		Aud:      GraphResource,
 		TenantID: tenantID,
 		AppID:    app.ClientID,
 		Version:  "1.0",
@@ -173,7 +174,7 @@ func (s *Sim) validateAccessToken(raw string) (*principal, error) {
 	case err != nil:
 		return nil, fmt.Errorf("%w", errTokenMalformed)
 	}
-	if !slices.Contains(c.Audience, GraphResource) && !slices.Contains(c.Audience, graphAppID) {
+	if c.Aud != GraphResource && c.Aud != graphAppID {
 		return nil, errTokenAudience
 	}
 	p := &principal{tenantID: c.TenantID, appID: c.AppID, scopes: map[string]bool{}, roles: map[string]bool{}, expires: c.ExpiresAt.Time}

@@ -1,0 +1,201 @@
+package graphsim
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Client drives a simulator's control API over HTTP, in-process or
+// standalone (`outlookd sim`).
+type Client struct {
+	base string
+	hc   *http.Client
+}
+
+// NewClient returns a client for the simulator at baseURL. A nil hc uses a
+// client with a 60 s timeout.
+func NewClient(baseURL string, hc *http.Client) *Client {
+	if hc == nil {
+		hc = &http.Client{Timeout: 60 * time.Second}
+	}
+	return &Client{base: strings.TrimSuffix(baseURL, "/"), hc: hc}
+}
+
+// ControlError is an error answer of the control API.
+type ControlError struct {
+	Status  int
+	Message string
+}
+
+func (e *ControlError) Error() string {
+	return fmt.Sprintf("graphsim control: %d: %s", e.Status, e.Message)
+}
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("graphsim control: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		var e struct {
+			Error string `json:"error"`
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&e)
+		return &ControlError{Status: resp.StatusCode, Message: e.Error}
+	}
+	if out != nil && resp.StatusCode != http.StatusNoContent {
+		return json.NewDecoder(resp.Body).Decode(out)
+	}
+	return nil
+}
+
+func userPath(user string) string { return "/_sim/users/" + url.PathEscape(user) }
+
+// AddTenant creates a tenant.
+func (c *Client) AddTenant(ctx context.Context, spec TenantSpec) (*Tenant, error) {
+	var t Tenant
+	return &t, c.do(ctx, "POST", "/_sim/tenants", spec, &t)
+}
+
+// AddApp registers an app; the result carries its secret.
+func (c *Client) AddApp(ctx context.Context, spec AppSpec) (*App, error) {
+	var a App
+	return &a, c.do(ctx, "POST", "/_sim/apps", spec, &a)
+}
+
+// AddUser creates a user or shared mailbox.
+func (c *Client) AddUser(ctx context.Context, spec UserSpec) (*User, error) {
+	var u User
+	return &u, c.do(ctx, "POST", "/_sim/users", spec, &u)
+}
+
+// GrantMailboxRights gives delegate rights on owner's mailbox.
+func (c *Client) GrantMailboxRights(ctx context.Context, owner, delegate string, rights ...string) error {
+	return c.do(ctx, "POST", userPath(owner)+"/rights", map[string]any{"delegate": delegate, "rights": rights}, nil)
+}
+
+// GrantConsent records consent (see Sim.GrantConsent).
+func (c *Client) GrantConsent(ctx context.Context, spec ConsentSpec) error {
+	return c.do(ctx, "POST", "/_sim/consents", spec, nil)
+}
+
+// Revoke kills the user's refresh tokens for a reason (Revoke* constants).
+func (c *Client) Revoke(ctx context.Context, user, reason string) error {
+	return c.do(ctx, "POST", userPath(user)+"/revoke", map[string]string{"reason": reason}, nil)
+}
+
+// Restore lifts a conditional-access block.
+func (c *Client) Restore(ctx context.Context, user string) error {
+	return c.do(ctx, "POST", userPath(user)+"/restore", nil, nil)
+}
+
+// InjectMessages delivers messages and returns their immutable IDs.
+func (c *Client) InjectMessages(ctx context.Context, user string, specs ...MessageSpec) ([]string, error) {
+	var out struct {
+		IDs []string `json:"ids"`
+	}
+	err := c.do(ctx, "POST", userPath(user)+"/messages", specs, &out)
+	return out.IDs, err
+}
+
+// Generate creates realistic mail in bulk and returns the immutable IDs.
+func (c *Client) Generate(ctx context.Context, user string, spec GenerateSpec) ([]string, error) {
+	var out struct {
+		IDs []string `json:"ids"`
+	}
+	err := c.do(ctx, "POST", userPath(user)+"/generate", spec, &out)
+	return out.IDs, err
+}
+
+// MoveMessage moves a message to a folder (ID or well-known name).
+func (c *Client) MoveMessage(ctx context.Context, user, id, folder string) error {
+	return c.do(ctx, "POST", userPath(user)+"/messages/"+url.PathEscape(id)+"/move", map[string]string{"folder": folder}, nil)
+}
+
+// UpdateMessage changes a message's mutable fields.
+func (c *Client) UpdateMessage(ctx context.Context, user, id string, up MessageUpdate) error {
+	return c.do(ctx, "PATCH", userPath(user)+"/messages/"+url.PathEscape(id), up, nil)
+}
+
+// DeleteMessage deletes a message for good.
+func (c *Client) DeleteMessage(ctx context.Context, user, id string) error {
+	return c.do(ctx, "DELETE", userPath(user)+"/messages/"+url.PathEscape(id), nil, nil)
+}
+
+// CreateFolder adds a folder and returns its ID.
+func (c *Client) CreateFolder(ctx context.Context, user, parent, name string) (string, error) {
+	var out struct {
+		ID string `json:"id"`
+	}
+	err := c.do(ctx, "POST", userPath(user)+"/folders", map[string]string{"parent": parent, "name": name}, &out)
+	return out.ID, err
+}
+
+// ExpireDeltaTokens makes the mailbox's delta tokens answer 410.
+func (c *Client) ExpireDeltaTokens(ctx context.Context, user string) error {
+	return c.do(ctx, "POST", userPath(user)+"/expire-delta", nil, nil)
+}
+
+// GroundTruth returns what the mailbox really contains.
+func (c *Client) GroundTruth(ctx context.Context, user string) (*Truth, error) {
+	var t Truth
+	return &t, c.do(ctx, "GET", userPath(user)+"/truth", nil, &t)
+}
+
+// AdvanceClock moves the simulated time forward and returns it.
+func (c *Client) AdvanceClock(ctx context.Context, d time.Duration) (time.Time, error) {
+	var out struct {
+		Now time.Time `json:"now"`
+	}
+	err := c.do(ctx, "POST", "/_sim/clock", map[string]string{"advance": d.String()}, &out)
+	return out.Now, err
+}
+
+// SetFault installs a fault rule (all shares zero removes it).
+func (c *Client) SetFault(ctx context.Context, f Fault) error {
+	return c.do(ctx, "PUT", "/_sim/faults", f, nil)
+}
+
+// ClearFaults removes every fault rule.
+func (c *Client) ClearFaults(ctx context.Context) error {
+	return c.do(ctx, "DELETE", "/_sim/faults", nil, nil)
+}
+
+// Counters returns the simulator's counters.
+func (c *Client) Counters(ctx context.Context) (map[string]int64, error) {
+	var out map[string]int64
+	return out, c.do(ctx, "GET", "/_sim/counters", nil, &out)
+}
+
+// ResetCounters zeroes the counters.
+func (c *Client) ResetCounters(ctx context.Context) error {
+	return c.do(ctx, "DELETE", "/_sim/counters", nil, nil)
+}
+
+// ResetThrottle forgets every request budget.
+func (c *Client) ResetThrottle(ctx context.Context) error {
+	return c.do(ctx, "POST", "/_sim/throttle/reset", nil, nil)
+}
