@@ -59,9 +59,11 @@ func (f *faults) list() []Fault {
 	return out
 }
 
-// inject applies the rule for class; it reports true when it answered the
-// request itself.
-func (s *Sim) injectFault(w http.ResponseWriter, r *http.Request, class string) bool {
+// injectFault applies the rule for class: it reports true when it answered
+// the request itself, and the latency to add while the request holds its
+// place in the mailbox's concurrency budget (slow answers count against it,
+// as in Outlook).
+func (s *Sim) injectFault(w http.ResponseWriter, r *http.Request, class string) (bool, time.Duration) {
 	s.faults.mu.RLock()
 	rule, ok := s.faults.rules[class]
 	if !ok {
@@ -69,14 +71,7 @@ func (s *Sim) injectFault(w http.ResponseWriter, r *http.Request, class string) 
 	}
 	s.faults.mu.RUnlock()
 	if !ok {
-		return false
-	}
-	if rule.Latency > 0 {
-		select {
-		case <-time.After(rule.Latency):
-		case <-r.Context().Done():
-			return true
-		}
+		return false, 0
 	}
 	retry := rule.RetryAfter
 	if retry <= 0 {
@@ -92,24 +87,35 @@ func (s *Sim) injectFault(w http.ResponseWriter, r *http.Request, class string) 
 				}
 				conn.Close()
 				s.stats.fault(class, "reset")
-				return true
+				return true, 0
 			}
 		}
 	case x < rule.Reset+rule.Throttle:
 		w.Header().Set("Retry-After", strconv.FormatFloat(retry, 'f', -1, 64))
 		graphError(w, r, http.StatusTooManyRequests, "TooManyRequests", "Please retry again later.")
 		s.stats.fault(class, "429")
-		return true
+		return true, 0
 	case x < rule.Reset+rule.Throttle+rule.Unavailable:
 		w.Header().Set("Retry-After", strconv.FormatFloat(retry, 'f', -1, 64))
 		// CORSO observed 503s with an empty body (facts §6.4).
 		w.WriteHeader(http.StatusServiceUnavailable)
 		s.stats.fault(class, "503")
-		return true
+		return true, 0
 	case x < rule.Reset+rule.Throttle+rule.Unavailable+rule.Timeout:
 		graphError(w, r, http.StatusGatewayTimeout, "UnknownError", "The operation has timed out.")
 		s.stats.fault(class, "504")
-		return true
+		return true, 0
 	}
-	return false
+	return false, rule.Latency
+}
+
+// sleep waits d unless the request is cancelled.
+func sleep(r *http.Request, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	select {
+	case <-time.After(d):
+	case <-r.Context().Done():
+	}
 }

@@ -118,9 +118,9 @@ func (f *fixture) signIn(t *testing.T, user string, scopes ...string) *oauth2.To
 // graphGet calls Graph with a bearer token and decodes JSON into out.
 func (f *fixture) graphGet(t *testing.T, token, path string, out any, headers ...string) (int, http.Header) {
 	t.Helper()
-	u := path
+	u := strings.ReplaceAll(path, " ", "%20")
 	if !strings.HasPrefix(path, "http") {
-		u = f.sim.GraphURL() + path
+		u = f.sim.GraphURL() + u
 	}
 	req, _ := http.NewRequest("GET", u, nil)
 	if token != "" {

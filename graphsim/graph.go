@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 )
 
 // node is one step of a Graph path: a collection or entity name, with the
@@ -107,7 +108,8 @@ type graphRequest struct {
 	target *User  // the mailbox or user addressed
 	prefix string // "me" or "users/{key}" as the client wrote it
 	class  string // endpoint class for counters, faults and throttling
-	status int
+	// latency is injected delay, served while holding the throttle slot.
+	latency time.Duration
 }
 
 // statusWriter remembers the status for the counters.
@@ -181,10 +183,12 @@ func (s *Sim) serveGraph(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.p = p
-	if s.injectFault(rw, r, g.class) {
+	answered, latency := s.injectFault(rw, r, g.class)
+	if answered {
 		sw.status = -1 // counted as a fault, not a response
 		return
 	}
+	g.latency = latency
 	s.dispatch(g)
 }
 
@@ -233,6 +237,7 @@ func (s *Sim) dispatch(g *graphRequest) {
 				errResourceNotFound(g.w, g.r)
 				return
 			}
+			sleep(g.r, g.latency)
 			s.listUsers(g)
 			return
 		}
@@ -255,6 +260,7 @@ func (s *Sim) dispatch(g *graphRequest) {
 		return
 	}
 	if len(g.nodes) == 0 {
+		sleep(g.r, g.latency)
 		s.getUser(g, first.name == "me")
 		return
 	}

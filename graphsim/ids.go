@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 )
@@ -36,9 +35,6 @@ func exchangeID(prefix string, parts ...string) string {
 		h.Write([]byte{0})
 	}
 	sum := h.Sum(nil)
-	var seq [8]byte
-	binary.BigEndian.PutUint64(seq[:], uint64(len(parts)))
 	// 31 bytes encode to 44 characters with one '=' of padding.
-	raw := append(sum[:23], seq[:]...)
-	return prefix + base64.URLEncoding.EncodeToString(raw)
+	return prefix + base64.URLEncoding.EncodeToString(sum[:31])
 }

@@ -96,6 +96,7 @@ func (s *Sim) serveMailbox(g *graphRequest) {
 		return
 	}
 	defer release()
+	sleep(g.r, g.latency)
 	immutable, text, pageSize := prefs(g.r)
 	o := renderOpts{immutable: immutable, textBody: text, basic: basic, base: s.URL()}
 

@@ -245,10 +245,7 @@ func (mb *mailbox) messageByID(id string) *Message {
 // restIDFor is the REST ID of a message after n moves: Graph's regular IDs
 // change when a message moves (facts §2.3), immutable ones do not.
 func restIDFor(immutableID string, moves int) string {
-	if moves == 0 {
-		return "AAMkAGI" + immutableID[7:]
-	}
-	return exchangeID("AAMkAGI", immutableID, strings.Repeat("m", moves))
+	return exchangeID("AAMkADI", immutableID, strings.Repeat("m", moves))
 }
 
 // touch records a change of m in its folder.
