@@ -1,7 +1,6 @@
 package graphsim_test
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -12,107 +11,39 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/outlookd/outlookd/graphsim"
+	"github.com/outlookd/outlookd/graphsim/simtest"
 )
 
-const redirectURI = "http://127.0.0.1:9/callback"
+const redirectURI = simtest.RedirectURI
 
 // fixture is a started simulator with one tenant, an app and some users.
 type fixture struct {
+	*simtest.Tenant
 	sim    *graphsim.Sim
 	ctl    *graphsim.Client
 	tenant *graphsim.Tenant
 	app    *graphsim.App
-	ada    *graphsim.User // a user with a mailbox
+	ada    *graphsim.User
 	admin  *graphsim.User
-	shared *graphsim.User // a shared mailbox
+	shared *graphsim.User
 }
 
 func newFixture(t *testing.T, opts graphsim.Options) *fixture {
 	t.Helper()
-	sim, err := graphsim.New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sim.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sim.Close)
-	ctx := context.Background()
-	f := &fixture{sim: sim, ctl: graphsim.NewClient(sim.URL(), nil)}
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	f.tenant, err = f.ctl.AddTenant(ctx, graphsim.TenantSpec{Domain: "contoso.example", Name: "Contoso"})
-	must(err)
-	f.app, err = f.ctl.AddApp(ctx, graphsim.AppSpec{Name: "outlookd test", RedirectURIs: []string{redirectURI}, AutoConsent: true,
-		AppRoles: []string{"Mail.Read", "User.Read.All"}})
-	must(err)
-	f.ada, err = f.ctl.AddUser(ctx, graphsim.UserSpec{Tenant: "contoso.example", UPN: "ada@contoso.example", DisplayName: "Ada Lovelace"})
-	must(err)
-	f.admin, err = f.ctl.AddUser(ctx, graphsim.UserSpec{Tenant: "contoso.example", UPN: "admin@contoso.example", DisplayName: "Contoso Admin", Admin: true})
-	must(err)
-	f.shared, err = f.ctl.AddUser(ctx, graphsim.UserSpec{Tenant: "contoso.example", UPN: "support@contoso.example", DisplayName: "Support", Shared: true})
-	must(err)
-	return f
+	st := simtest.Start(t, opts)
+	return &fixture{Tenant: st, sim: st.Sim, ctl: st.Ctl, tenant: st.Tenant, app: st.App, ada: st.Ada, admin: st.Admin, shared: st.Shared}
 }
 
-// oauth returns an x/oauth2 config for the app on a tenant segment.
 func (f *fixture) oauth(tenant string, scopes ...string) *oauth2.Config {
-	return &oauth2.Config{
-		ClientID:     f.app.ClientID,
-		ClientSecret: f.app.Secrets[0].Value,
-		RedirectURL:  redirectURI,
-		Scopes:       scopes,
-		Endpoint: oauth2.Endpoint{
-			AuthURL:  f.sim.URL() + "/" + tenant + "/oauth2/v2.0/authorize",
-			TokenURL: f.sim.URL() + "/" + tenant + "/oauth2/v2.0/token",
-		},
-	}
+	return f.OAuth(tenant, scopes...)
 }
 
-// noRedirect is a client that stops at the first redirect.
-var noRedirect = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+var noRedirect = simtest.NoRedirect
 
-// authorize runs the automatic authorize path and returns the query the app
-// receives on its redirect URI.
-func authorize(t *testing.T, authURL string) url.Values {
-	t.Helper()
-	resp, err := noRedirect.Get(authURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusFound {
-		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("authorize: status %d, want a redirect: %s", resp.StatusCode, b)
-	}
-	loc, err := url.Parse(resp.Header.Get("Location"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.HasPrefix(loc.String(), redirectURI) {
-		t.Fatalf("redirected to %s", loc)
-	}
-	return loc.Query()
-}
+func authorize(t *testing.T, authURL string) url.Values { return simtest.Authorize(t, authURL) }
 
-// signIn runs authorize + code exchange with PKCE for a user.
 func (f *fixture) signIn(t *testing.T, user string, scopes ...string) *oauth2.Token {
-	t.Helper()
-	cfg := f.oauth("common", scopes...)
-	verifier := oauth2.GenerateVerifier()
-	q := authorize(t, cfg.AuthCodeURL("st4te", oauth2.S256ChallengeOption(verifier), oauth2.SetAuthURLParam("login_hint", user)))
-	if q.Get("error") != "" {
-		t.Fatalf("authorize error: %s: %s", q.Get("error"), q.Get("error_description"))
-	}
-	tok, err := cfg.Exchange(context.Background(), q.Get("code"), oauth2.VerifierOption(verifier))
-	if err != nil {
-		t.Fatalf("exchange: %v", err)
-	}
-	return tok
+	return f.SignIn(t, user, scopes...)
 }
 
 // graphGet calls Graph with a bearer token and decodes JSON into out.
