@@ -1,6 +1,8 @@
 package graphsim
 
 import (
+	"crypto/rand"
+	"encoding/base64"
 	"fmt"
 	"slices"
 	"strings"
@@ -96,7 +98,7 @@ func (s *Sim) buildMessage(u *User, spec *MessageSpec, now time.Time) (*Message,
 	}
 	m := &Message{
 		ImmutableID: imm, FolderID: f.ID, InternetMessageID: imid, ConversationID: conv,
-		ConversationIndex: randomToken(22), Subject: spec.Subject, Body: spec.Body, BodyContentType: ctype,
+		ConversationIndex: conversationIndex(), Subject: spec.Subject, Body: spec.Body, BodyContentType: ctype,
 		BodyPreview: preview(spec.Body, ctype), From: spec.From, Sender: spec.From,
 		To: slices.Clone(spec.To), Cc: slices.Clone(spec.Cc), Bcc: slices.Clone(spec.Bcc),
 		Created: received, Received: received, Sent: sent, IsRead: spec.IsRead, IsDraft: spec.IsDraft,
@@ -340,4 +342,11 @@ func (s *Sim) GroundTruth(user string) (*Truth, error) {
 	}
 	slices.SortFunc(t.Messages, func(a, b MessageTruth) int { return strings.Compare(a.ImmutableID, b.ImmutableID) })
 	return t, nil
+}
+
+// conversationIndex is Edm.Binary: standard base64 (the SDK decodes it).
+func conversationIndex() string {
+	b := make([]byte, 22)
+	_, _ = rand.Read(b)
+	return base64.StdEncoding.EncodeToString(b)
 }
