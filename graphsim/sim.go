@@ -3,6 +3,8 @@ package graphsim
 import (
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net"
@@ -87,6 +89,7 @@ type Sim struct {
 	faults   *faults
 	stats    *counters
 	srv      *httptest.Server
+	caPool   *x509.CertPool // the CA of StartTLSOn
 	handler  http.Handler
 }
 
@@ -175,8 +178,8 @@ func (s *Sim) GraphURL() string { return s.URL() + "/v1.0" }
 // HTTPClient returns a client for the simulator's server (its TLS
 // configuration when TLS is on).
 func (s *Sim) HTTPClient() *http.Client {
-	if s.srv != nil {
-		return s.srv.Client()
+	if s.caPool != nil {
+		return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s.caPool, MinVersion: tls.VersionTLS12}}}
 	}
 	return http.DefaultClient
 }

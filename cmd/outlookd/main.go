@@ -18,6 +18,7 @@ const usage = `outlookd connects an application's users to their Microsoft 365 a
 Usage:
   outlookd serve [--role all|api|worker]   run the API and/or the Temporal worker
   outlookd migrate [--create-database]      bring the Postgres schema up to date
+  outlookd sim [--seed demo] [--tls]        run graphsim, the Microsoft identity platform and Graph simulator
   outlookd version                          print the version
 
 Configuration comes from environment variables; see README.md.
@@ -59,6 +60,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 		return serve(ctx, args[1:], stderr, environ)
 	case "migrate":
 		return migrate(ctx, args[1:], stdout, stderr, environ)
+	case "sim":
+		return simulate(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 		return nil
