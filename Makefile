@@ -5,7 +5,7 @@ GO    ?= go
 STACK := $(GO) run ./deploy/stack
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: run test test-unit test-race lint bench build stack-up stack-down stack-status clean
+.PHONY: run test chromium test-unit test-race lint bench build stack-up stack-down stack-status clean
 
 ## build: compile the outlookd binary into bin/
 build:
@@ -23,10 +23,15 @@ run: build
 	exec bin/outlookd serve
 
 ## test: start the test stack (its own ports and data), then every test
-test:
+test: chromium
 	@$(STACK) --profile test up || echo "test stack did not start: integration tests will fail, unit tests still run" >&2
 	set -a; [ -f .stack/test/env ] && source .stack/test/env; set +a; \
 	OUTLOOKD_REQUIRE_STACK=1 $(GO) test -count=1 -timeout 30m ./...
+
+## chromium: Debian's chromium, for the browser tests (installed once)
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { echo "installing Debian's chromium for the browser tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 ## test-unit: the tests that need no stack (integration tests skip)
 test-unit:

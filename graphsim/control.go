@@ -299,3 +299,15 @@ func (s *Sim) ExpireDeltaTokens(user string) error {
 	u.mailbox.generation++
 	return nil
 }
+
+// User returns a copy of a user by ID or address.
+func (s *Sim) User(idOrUPN string) (*User, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	u := s.user(idOrUPN)
+	if u == nil {
+		return nil, ErrNotFound
+	}
+	cp := *u
+	return &cp, nil
+}

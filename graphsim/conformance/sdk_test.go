@@ -2,7 +2,10 @@ package conformance_test
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -275,4 +278,24 @@ func TestSDKErrorsAndThrottling(t *testing.T) {
 	if ge, ok := graph.AsError(err); !ok || ge.Status != 401 || ge.Code != "InvalidAuthenticationToken" {
 		t.Errorf("expired access token: %v", err)
 	}
+}
+
+func parseQuery(raw string) (url.Values, error) { return url.ParseQuery(raw) }
+
+// claims decodes a JWT's payload.
+func claims(t *testing.T, tok string) map[string]any {
+	t.Helper()
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		t.Fatalf("not a JWT")
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c map[string]any
+	if err := json.Unmarshal(b, &c); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
