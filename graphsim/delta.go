@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"slices"
@@ -114,6 +115,7 @@ func (s *Sim) messageDelta(g *graphRequest, mb *mailbox, f *Folder, o renderOpts
 	o.delta = true
 
 	var buf bytes.Buffer
+	var first *Message
 	written := 0
 	capped := st.Top > 0 && st.N >= st.Top
 	// Entries after max(W, C), up to H, in sequence order.
@@ -153,10 +155,19 @@ func (s *Sim) messageDelta(g *graphRequest, mb *mailbox, f *Folder, o renderOpts
 				buf.WriteByte(',')
 			}
 			writeMessage(&buf, m, sel, o)
+			if first == nil {
+				first = m
+			}
 			written++
 			st.N++
 		}
 		capped = st.Top > 0 && st.N >= st.Top
+	}
+	// Replays: the first item of the page comes again at its end.
+	if first != nil && rand.Float64() < s.faults.duplicateShare() {
+		buf.WriteByte(',')
+		writeMessage(&buf, first, sel, o)
+		s.stats.add("delta.duplicates", 1)
 	}
 	done := i >= len(f.log) || f.log[i].seq > st.H
 	links := map[string]string{}

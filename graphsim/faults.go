@@ -24,6 +24,9 @@ type Fault struct {
 	RetryAfter float64 `json:"retryAfter"`
 	// Latency is added to every request of the class.
 	Latency time.Duration `json:"latency"`
+	// Duplicate is the share of delta pages that repeat an item, as Graph
+	// may (facts §3.1: "the same change appears in subsequent responses").
+	Duplicate float64 `json:"duplicate"`
 }
 
 type faults struct {
@@ -36,7 +39,7 @@ func newFaults() *faults { return &faults{rules: map[string]Fault{}} }
 func (f *faults) set(rule Fault) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if rule.Throttle == 0 && rule.Unavailable == 0 && rule.Timeout == 0 && rule.Reset == 0 && rule.Latency == 0 {
+	if rule.Throttle == 0 && rule.Unavailable == 0 && rule.Timeout == 0 && rule.Reset == 0 && rule.Latency == 0 && rule.Duplicate == 0 {
 		delete(f.rules, rule.Endpoint)
 		return
 	}
@@ -118,4 +121,14 @@ func sleep(r *http.Request, d time.Duration) {
 	case <-time.After(d):
 	case <-r.Context().Done():
 	}
+}
+
+// duplicateShare is the share of delta pages that repeat an item.
+func (f *faults) duplicateShare() float64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if r, ok := f.rules["delta"]; ok {
+		return r.Duplicate
+	}
+	return f.rules["*"].Duplicate
 }

@@ -1,0 +1,93 @@
+package graphsim_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/outlookd/outlookd/graphsim"
+	"github.com/outlookd/outlookd/graphsim/simtest"
+)
+
+// BenchmarkDeltaPage measures the simulator serving 100-message delta pages
+// over loopback HTTP (requests/s and messages/s), each worker on its own
+// mailbox so Outlook's per-mailbox limits do not apply.
+func BenchmarkDeltaPage(b *testing.B) {
+	f := simtest.Start(b, graphsim.Options{MailboxRequests: 1 << 30})
+	const workers = 4
+	ctx := context.Background()
+	var links []string
+	for w := range workers {
+		upn := fmt.Sprintf("bench%d@contoso.example", w)
+		if _, err := f.Ctl.AddUser(ctx, graphsim.UserSpec{Tenant: "contoso.example", UPN: upn}); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := f.Sim.Generate(upn, graphsim.GenerateSpec{Count: 10000, Folders: []string{"inbox"}}); err != nil {
+			b.Fatal(err)
+		}
+		// One token per mailbox; the initial delta URL of its inbox.
+		tok := f.SignIn(b, upn, "offline_access", "Mail.Read").AccessToken
+		links = append(links, tok+" "+f.Sim.GraphURL()+"/me/mailFolders/inbox/messages/delta")
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: workers * 2}}
+	var served atomic.Int64
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	per := b.N/workers + 1
+	for w := range workers {
+		wg.Go(func() {
+			var tok, start string
+			fmt.Sscan(links[w], &tok, &start)
+			for range per {
+				req, _ := http.NewRequest("GET", start, nil)
+				req.Header.Set("Authorization", "Bearer "+tok)
+				req.Header.Set("Prefer", "odata.maxpagesize=100")
+				resp, err := client.Do(req)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				n, _ := io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 || n < 10000 {
+					b.Errorf("status %d, %d bytes", resp.StatusCode, n)
+					return
+				}
+				served.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	el := time.Since(start).Seconds()
+	b.ReportMetric(float64(served.Load())/el, "pages/s")
+	b.ReportMetric(float64(served.Load())*100/el, "msgs/s")
+}
+
+// BenchmarkGenerate measures bulk injection of realistic messages.
+func BenchmarkGenerate(b *testing.B) {
+	sim, err := graphsim.New(graphsim.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := sim.AddTenant(graphsim.TenantSpec{Domain: "bench.example"}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := sim.AddUser(graphsim.UserSpec{Tenant: "bench.example", UPN: "u@bench.example"}); err != nil {
+		b.Fatal(err)
+	}
+	const batch = 100000
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		if _, err := sim.Generate("u@bench.example", graphsim.GenerateSpec{Count: batch}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*batch)/time.Since(start).Seconds(), "msgs/s")
+}
