@@ -51,7 +51,11 @@ func NewClient(cfg Config, ts oauth2.TokenSource) (*Client, error) {
 	// The SDK's auth provider silently sends no token to hosts outside its
 	// allow-list (facts §8.1), so the configured host is allowed
 	// explicitly, without port or scheme.
-	auth := absauth.NewBaseBearerTokenAuthenticationProvider(&tokenProvider{ts: ts, hosts: absauth.NewAllowedHostsValidator([]string{u.Hostname()})})
+	hosts, err := absauth.NewAllowedHostsValidatorErrorCheck([]string{u.Hostname()})
+	if err != nil {
+		return nil, fmt.Errorf("graph: allowed hosts: %w", err)
+	}
+	auth := absauth.NewBaseBearerTokenAuthenticationProvider(&tokenProvider{ts: ts, hosts: hosts})
 	parent := cfg.Transport
 	if parent == nil {
 		parent = http.DefaultTransport
@@ -80,7 +84,7 @@ func NewClient(cfg Config, ts oauth2.TokenSource) (*Client, error) {
 // tokenProvider adapts an oauth2.TokenSource to Kiota.
 type tokenProvider struct {
 	ts    oauth2.TokenSource
-	hosts absauth.AllowedHostsValidator
+	hosts *absauth.AllowedHostsValidator
 }
 
 func (p *tokenProvider) GetAuthorizationToken(ctx context.Context, u *url.URL, _ map[string]any) (string, error) {
@@ -97,4 +101,4 @@ func (p *tokenProvider) GetAuthorizationToken(ctx context.Context, u *url.URL, _
 	return tok.AccessToken, nil
 }
 
-func (p *tokenProvider) GetAllowedHostsValidator() *absauth.AllowedHostsValidator { return &p.hosts }
+func (p *tokenProvider) GetAllowedHostsValidator() *absauth.AllowedHostsValidator { return p.hosts }

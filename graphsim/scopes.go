@@ -101,14 +101,6 @@ func scopeURIs(scopes []string) string {
 	return strings.Join(out, " ")
 }
 
-func setOf(items []string) map[string]bool {
-	m := make(map[string]bool, len(items))
-	for _, i := range items {
-		m[i] = true
-	}
-	return m
-}
-
 func keys(m map[string]bool) []string {
 	out := make([]string, 0, len(m))
 	for k, v := range m {

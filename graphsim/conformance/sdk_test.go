@@ -65,7 +65,7 @@ func TestSDKMeAndUsers(t *testing.T) {
 		t.Errorf("iterated %d users, want 3", n)
 	}
 	_, err = c.Users().ByUserId("nobody@contoso.example").Get(ctx, nil)
-	if ge, ok := graph.AsError(err); !ok || ge.Status != 404 || !ge.Is("Request_ResourceNotFound") {
+	if ge, ok := graph.AsError(err); !ok || ge.Status != 404 || !ge.HasCode("Request_ResourceNotFound") {
 		t.Errorf("unknown user: %v", err)
 	}
 }
@@ -212,7 +212,7 @@ func TestSDKDelta(t *testing.T) {
 	}
 	_, err = delta.WithUrl(link).GetAsDeltaGetResponse(ctx, nil)
 	ge, ok := graph.AsError(err)
-	if !ok || ge.Status != 410 || !ge.SyncStateLost() || !ge.Is("syncstatenotfound") {
+	if !ok || ge.Status != 410 || !ge.SyncStateLost() || !ge.HasCode("syncstatenotfound") {
 		t.Fatalf("expired delta: %v", err)
 	}
 }
