@@ -283,12 +283,7 @@ func (s *Sim) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 			s.redirectError(w, r, ar.redirectURI, ar.state, errDeclined(), nil)
 			return
 		}
-		scopes, e := s.decide(ar, u, true)
-		if e != nil {
-			s.redirectError(w, r, ar.redirectURI, ar.state, e, nil)
-			return
-		}
-		s.issueCode(w, r, ar, u, scopes)
+		s.complete(w, r, ar, u, true)
 		return
 	}
 
@@ -301,26 +296,26 @@ func (s *Sim) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 			s.redirectError(w, r, ar.redirectURI, ar.state, &idpError{err: "login_required", code: 50058, message: "A silent sign-in request was sent but no user is signed in."}, nil)
 			return
 		}
-		scopes, e := s.decide(ar, hinted, false)
-		if e != nil {
-			s.redirectError(w, r, ar.redirectURI, ar.state, e, nil)
-			return
-		}
-		s.issueCode(w, r, ar, hinted, scopes)
+		s.complete(w, r, ar, hinted, false)
 		return
 	}
 	// The automatic path for tests: a known login_hint and an app registered
 	// with the simulator-only auto-consent switch.
 	if hinted != nil && ar.app.AutoConsent && ar.prompt != "select_account" && ar.prompt != "login" {
-		scopes, e := s.decide(ar, hinted, true)
-		if e != nil {
-			s.redirectError(w, r, ar.redirectURI, ar.state, e, nil)
-			return
-		}
-		s.issueCode(w, r, ar, hinted, scopes)
+		s.complete(w, r, ar, hinted, true)
 		return
 	}
 	s.renderConsent(w, r, ar, hinted)
+}
+
+// complete decides a sign-in of u and redirects back with a code or an error.
+func (s *Sim) complete(w http.ResponseWriter, r *http.Request, ar *authRequest, u *User, consentGiven bool) {
+	scopes, e := s.decide(ar, u, consentGiven)
+	if e != nil {
+		s.redirectError(w, r, ar.redirectURI, ar.state, e, nil)
+		return
+	}
+	s.issueCode(w, r, ar, u, scopes)
 }
 
 // clientAuth authenticates the client of a token request: HTTP Basic with
