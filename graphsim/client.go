@@ -199,3 +199,41 @@ func (c *Client) ResetCounters(ctx context.Context) error {
 func (c *Client) ResetThrottle(ctx context.Context) error {
 	return c.do(ctx, "POST", "/_sim/throttle/reset", nil, nil)
 }
+
+// Subscriptions lists every subscription with its expiry.
+func (c *Client) Subscriptions(ctx context.Context) ([]Subscription, error) {
+	var out []Subscription
+	return out, c.do(ctx, "GET", "/_sim/subscriptions", nil, &out)
+}
+
+// RemoveSubscription removes a subscription, sending subscriptionRemoved.
+func (c *Client) RemoveSubscription(ctx context.Context, id string) error {
+	return c.do(ctx, "DELETE", "/_sim/subscriptions/"+url.PathEscape(id), nil, nil)
+}
+
+// SendLifecycle sends missed or reauthorizationRequired.
+func (c *Client) SendLifecycle(ctx context.Context, id, event string) error {
+	return c.do(ctx, "POST", "/_sim/subscriptions/"+url.PathEscape(id)+"/lifecycle", map[string]string{"event": event}, nil)
+}
+
+// SetNotificationFault delays, drops or duplicates notifications.
+func (c *Client) SetNotificationFault(ctx context.Context, f NotificationFault) error {
+	return c.do(ctx, "PUT", "/_sim/notifications/fault", f, nil)
+}
+
+// SetEndpointReachable makes a notification URL unreachable or reachable.
+func (c *Client) SetEndpointReachable(ctx context.Context, u string, reachable bool) error {
+	return c.do(ctx, "PUT", "/_sim/notifications/reachability", map[string]any{"url": u, "reachable": reachable}, nil)
+}
+
+// Endpoints reports how each notification URL is treated.
+func (c *Client) Endpoints(ctx context.Context) ([]EndpointState, error) {
+	var out []EndpointState
+	return out, c.do(ctx, "GET", "/_sim/notifications/endpoints", nil, &out)
+}
+
+// SentMail returns what a mailbox has sent.
+func (c *Client) SentMail(ctx context.Context, user string) ([]SentMail, error) {
+	var out []SentMail
+	return out, c.do(ctx, "GET", userPath(user)+"/sent", nil, &out)
+}

@@ -152,6 +152,7 @@ func (s *Sim) AddUser(spec UserSpec) (*User, error) {
 	}
 	if !spec.NoMailbox {
 		u.mailbox = newMailbox(u.ID)
+		u.mailbox.emit = func(ev changeEvent) { s.delivery.changed(u, ev) }
 	}
 	s.users[u.ID] = u
 	s.userByName[strings.ToLower(u.UPN)] = u
@@ -245,6 +246,14 @@ func (s *Sim) Revoke(user, reason string) error {
 	}
 	u.revokedAt = s.clock.Now()
 	u.revokeReason = reason
+	// The user's access changed: their subscriptions must be reauthorized
+	// (facts §4.4), and hold notifications until they are.
+	for _, sub := range s.subs {
+		if sub.delegated && sub.CreatorID == u.ID && !sub.NeedsReauth {
+			sub.NeedsReauth = true
+			s.delivery.lifecycle(sub, "reauthorizationRequired")
+		}
+	}
 	switch reason {
 	case RevokeConsentRevoked:
 		u.consents = map[string]map[string]bool{}
@@ -310,4 +319,73 @@ func (s *Sim) User(idOrUPN string) (*User, error) {
 	}
 	cp := *u
 	return &cp, nil
+}
+
+// Subscriptions lists every subscription, expired ones included.
+func (s *Sim) Subscriptions() []Subscription {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]Subscription, 0, len(s.subs))
+	for _, sub := range s.subs {
+		out = append(out, *sub)
+	}
+	slices.SortFunc(out, func(a, b Subscription) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
+// RemoveSubscription deletes a subscription as Graph does on its own side,
+// telling the app with a subscriptionRemoved lifecycle event.
+func (s *Sim) RemoveSubscription(id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sub := s.subs[id]
+	if sub == nil {
+		return ErrNotFound
+	}
+	s.delivery.lifecycle(sub, "subscriptionRemoved")
+	delete(s.subs, id)
+	return nil
+}
+
+// SendLifecycle sends a lifecycle event (missed or reauthorizationRequired;
+// the latter also holds notifications until the app reauthorizes).
+func (s *Sim) SendLifecycle(id, event string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sub := s.subs[id]
+	if sub == nil {
+		return ErrNotFound
+	}
+	switch event {
+	case "missed":
+	case "reauthorizationRequired":
+		sub.NeedsReauth = true
+	default:
+		return fmt.Errorf("graphsim: lifecycle event must be missed or reauthorizationRequired, not %q", event)
+	}
+	s.delivery.lifecycle(sub, event)
+	return nil
+}
+
+// SetNotificationFault delays, drops or duplicates notifications.
+func (s *Sim) SetNotificationFault(f NotificationFault) { s.delivery.setFault(f) }
+
+// SetEndpointReachable makes a notification URL unreachable, or reachable
+// again.
+func (s *Sim) SetEndpointReachable(url string, reachable bool) {
+	s.delivery.setReachable(url, reachable)
+}
+
+// Endpoints reports how each notification URL is treated.
+func (s *Sim) Endpoints() []EndpointState { return s.delivery.states() }
+
+// SentMail returns what a mailbox has sent, in order.
+func (s *Sim) SentMail(user string) ([]SentMail, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	u := s.user(user)
+	if u == nil {
+		return nil, ErrNotFound
+	}
+	return slices.Clone(s.sent[u.ID]), nil
 }

@@ -162,6 +162,40 @@ func (s *Sim) controlHandler() http.Handler {
 	handle("GET /_sim/counters", func(r *http.Request) (any, error) { return s.Counters(), nil })
 	handle("DELETE /_sim/counters", func(r *http.Request) (any, error) { s.ResetCounters(); return nil, nil })
 	handle("POST /_sim/throttle/reset", func(r *http.Request) (any, error) { s.throttle.reset(); return nil, nil })
+	handle("GET /_sim/subscriptions", func(r *http.Request) (any, error) { return s.Subscriptions(), nil })
+	handle("DELETE /_sim/subscriptions/{id}", func(r *http.Request) (any, error) {
+		return nil, s.RemoveSubscription(r.PathValue("id"))
+	})
+	handle("POST /_sim/subscriptions/{id}/lifecycle", func(r *http.Request) (any, error) {
+		var body struct {
+			Event string `json:"event"`
+		}
+		if err := decode(r, &body); err != nil {
+			return nil, err
+		}
+		return nil, s.SendLifecycle(r.PathValue("id"), body.Event)
+	})
+	handle("PUT /_sim/notifications/fault", func(r *http.Request) (any, error) {
+		var f NotificationFault
+		if err := decode(r, &f); err != nil {
+			return nil, err
+		}
+		s.SetNotificationFault(f)
+		return nil, nil
+	})
+	handle("PUT /_sim/notifications/reachability", func(r *http.Request) (any, error) {
+		var body struct {
+			URL       string `json:"url"`
+			Reachable bool   `json:"reachable"`
+		}
+		if err := decode(r, &body); err != nil {
+			return nil, err
+		}
+		s.SetEndpointReachable(body.URL, body.Reachable)
+		return nil, nil
+	})
+	handle("GET /_sim/notifications/endpoints", func(r *http.Request) (any, error) { return s.Endpoints(), nil })
+	handle("GET /_sim/users/{user}/sent", func(r *http.Request) (any, error) { return s.SentMail(r.PathValue("user")) })
 	return mux
 }
 

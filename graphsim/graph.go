@@ -68,7 +68,7 @@ func isAction(seg string) bool {
 	s = strings.TrimSuffix(s, "()")
 	s = strings.TrimPrefix(s, "microsoft.graph.")
 	switch s {
-	case "delta", "$value", "$count", "move", "send", "copy":
+	case "delta", "$value", "$count", "move", "send", "copy", "reauthorize":
 		return true
 	}
 	return false
@@ -201,6 +201,12 @@ func classify(nodes []node) string {
 	}
 	path := strings.Join(names, "/")
 	switch {
+	case nodes[0].name == "subscriptions":
+		return "subscriptions"
+	case nodes[0].name == "$batch":
+		return "batch"
+	case last.name == "sendmail" || last.name == "send":
+		return "send"
 	case strings.Contains(path, "attachments"):
 		return "attachments"
 	case last.name == "delta" && len(nodes) >= 2 && nodes[len(nodes)-2].name == "messages":
@@ -211,8 +217,6 @@ func classify(nodes []node) string {
 		return "messages"
 	case strings.Contains(path, "mailfolders"):
 		return "folders"
-	case nodes[0].name == "subscriptions":
-		return "subscriptions"
 	}
 	return "users"
 }
@@ -255,6 +259,12 @@ func (s *Sim) dispatch(g *graphRequest) {
 		}
 		g.prefix = "users/" + url.PathEscape(first.key)
 		g.nodes = g.nodes[1:]
+	case "subscriptions":
+		s.serveSubscriptions(g)
+		return
+	case "$batch":
+		s.serveBatch(g)
+		return
 	default:
 		errResourceNotFound(g.w, g.r)
 		return

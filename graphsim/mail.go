@@ -82,8 +82,18 @@ func prefs(r *http.Request) (immutable, text bool, pageSize int) {
 // serveMailbox serves everything under a user's mailbox.
 func (s *Sim) serveMailbox(g *graphRequest) {
 	write := g.r.Method != http.MethodGet
+	sending := len(g.nodes) == 1 && g.nodes[0].name == "sendmail" ||
+		len(g.nodes) >= 2 && g.nodes[len(g.nodes)-1].name == "send"
 	s.mu.RLock()
-	basic, ok := s.mailAccess(g, write)
+	basic, ok := false, true
+	if sending {
+		if g.target.NoMailbox {
+			graphError(g.w, g.r, http.StatusNotFound, "MailboxNotEnabledForRESTAPI", "The mailbox is either inactive, soft-deleted, or is hosted on-premise.")
+			ok = false
+		}
+	} else {
+		basic, ok = s.mailAccess(g, write)
+	}
 	s.mu.RUnlock()
 	if !ok {
 		return
@@ -101,7 +111,9 @@ func (s *Sim) serveMailbox(g *graphRequest) {
 	o := renderOpts{immutable: immutable, textBody: text, basic: basic, base: s.URL()}
 
 	if g.r.Method != http.MethodGet {
-		graphError(g.w, g.r, http.StatusMethodNotAllowed, "Request_BadRequest", "The requested method is not supported by this resource.")
+		if !s.serveWrite(g, o) {
+			graphError(g.w, g.r, http.StatusMethodNotAllowed, "Request_BadRequest", "The requested method is not supported by this resource.")
+		}
 		return
 	}
 	s.mu.RLock()

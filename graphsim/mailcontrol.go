@@ -202,7 +202,7 @@ func (s *Sim) UpdateMessage(user, id string, up MessageUpdate) error {
 		return err
 	}
 	applyUpdate(m, up)
-	mb.touch(m, s.clock.Now())
+	mb.update(m, s.clock.Now())
 	return nil
 }
 

@@ -107,6 +107,7 @@ type Message struct {
 	Flag              string
 	Inference         string
 	Attachments       []*Attachment
+	headers           map[string]string // x- headers given at creation
 
 	seq int64 // the mailbox change sequence of its last change
 }
@@ -172,6 +173,17 @@ type mailbox struct {
 	generation int64 // bumped to expire every delta token of the mailbox
 	// removed keeps the ground truth of what was deleted for good.
 	deleted map[string]bool
+	// emit receives every change, for change notifications.
+	emit func(changeEvent)
+}
+
+// changeEvent is one change in a mailbox, as subscriptions see it.
+type changeEvent struct {
+	kind   string // created, updated, deleted, moved
+	msg    *Message
+	restID string // the REST ID the message had in from (deleted, moved)
+	from   string // folder it was in (deleted, moved, updated)
+	to     string // folder it is in now (created, moved, updated)
 }
 
 // wellKnownFolders are created in every mailbox (facts §2.4), with their
@@ -276,6 +288,19 @@ func (mb *mailbox) insert(m *Message, now time.Time) {
 	mb.byRestID[m.restID] = m.ImmutableID
 	mb.folders[m.FolderID].items[m.ImmutableID] = m
 	mb.touch(m, now)
+	mb.send(changeEvent{kind: "created", msg: m, to: m.FolderID})
+}
+
+// update records a change of a message's properties.
+func (mb *mailbox) update(m *Message, now time.Time) {
+	mb.touch(m, now)
+	mb.send(changeEvent{kind: "updated", msg: m, from: m.FolderID, to: m.FolderID})
+}
+
+func (mb *mailbox) send(ev changeEvent) {
+	if mb.emit != nil {
+		mb.emit(ev)
+	}
 }
 
 // move moves a message to another folder; its REST ID changes.
@@ -283,6 +308,7 @@ func (mb *mailbox) move(m *Message, to *Folder, now time.Time) {
 	if m.FolderID == to.ID {
 		return
 	}
+	ev := changeEvent{kind: "moved", msg: m, restID: m.restID, from: m.FolderID, to: to.ID}
 	mb.leave(m)
 	delete(mb.folders[m.FolderID].items, m.ImmutableID)
 	to.items[m.ImmutableID] = m
@@ -292,10 +318,12 @@ func (mb *mailbox) move(m *Message, to *Folder, now time.Time) {
 	mb.byRestID[m.restID] = m.ImmutableID
 	m.FolderID = to.ID
 	mb.touch(m, now)
+	mb.send(ev)
 }
 
 // remove deletes a message for good.
 func (mb *mailbox) remove(m *Message) {
+	mb.send(changeEvent{kind: "deleted", msg: m, restID: m.restID, from: m.FolderID})
 	mb.leave(m)
 	delete(mb.folders[m.FolderID].items, m.ImmutableID)
 	delete(mb.byRestID, m.restID)

@@ -35,6 +35,85 @@ type Options struct {
 	MailboxRequests    int
 	MailboxWindow      time.Duration
 	Logger             *slog.Logger
+
+	// Subscriptions and notifications (facts §4).
+	Subscriptions SubscriptionOptions
+	// Sending limits (facts §5).
+	Sending SendingOptions
+}
+
+// SubscriptionOptions shapes change notifications; the defaults are Graph's.
+type SubscriptionOptions struct {
+	// MaxLifetime of a mail subscription (observed 10,070 minutes, facts §4.6).
+	MaxLifetime time.Duration
+	// MinLifetime: shorter requests are raised to it (45 minutes).
+	MinLifetime time.Duration
+	// LifecycleURLRequiredAfter: a subscription living longer than this
+	// needs a lifecycleNotificationUrl (1 hour).
+	LifecycleURLRequiredAfter time.Duration
+	// PerMailbox caps active subscriptions per mailbox (1,000).
+	PerMailbox int
+	// ValidationTimeout is the handshake budget (10 s).
+	ValidationTimeout time.Duration
+	// DeliveryTimeout is the notification HTTP timeout (3 s).
+	DeliveryTimeout time.Duration
+	// SlowAfter marks an answer as slow (2.9 s).
+	SlowAfter time.Duration
+	// SlowSample, SlowThrottleShare and SlowDropShare: after SlowSample
+	// notifications in a SlowWindow, an endpoint with that share of slow
+	// answers is throttled (10 %) or dropped (15 %).
+	SlowSample        int
+	SlowThrottleShare float64
+	SlowDropShare     float64
+	SlowWindow        time.Duration
+	// ThrottleDelay delays deliveries to a throttled endpoint (10 min).
+	ThrottleDelay time.Duration
+	// RetryDelay is the first retry delay, doubling up to ThrottleDelay.
+	RetryDelay time.Duration
+	// Retention is how long undelivered notifications are retried (4 h).
+	Retention time.Duration
+	// BatchWindow gathers notifications for one URL into one POST.
+	BatchWindow time.Duration
+	// BatchMax caps the notifications in one POST.
+	BatchMax int
+	// ReauthWarning: reauthorizationRequired is sent this long before a
+	// subscription expires.
+	ReauthWarning time.Duration
+}
+
+func (o *SubscriptionOptions) defaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&o.MaxLifetime, 10070*time.Minute)
+	def(&o.MinLifetime, 45*time.Minute)
+	def(&o.LifecycleURLRequiredAfter, time.Hour)
+	def(&o.ValidationTimeout, 10*time.Second)
+	def(&o.DeliveryTimeout, 3*time.Second)
+	def(&o.SlowAfter, 2900*time.Millisecond)
+	def(&o.SlowWindow, 10*time.Minute)
+	def(&o.ThrottleDelay, 10*time.Minute)
+	def(&o.RetryDelay, 10*time.Second)
+	def(&o.Retention, 4*time.Hour)
+	def(&o.BatchWindow, 50*time.Millisecond)
+	def(&o.ReauthWarning, time.Hour)
+	if o.PerMailbox == 0 {
+		o.PerMailbox = 1000
+	}
+	if o.SlowSample == 0 {
+		o.SlowSample = 100
+	}
+	if o.SlowThrottleShare == 0 {
+		o.SlowThrottleShare = 0.10
+	}
+	if o.SlowDropShare == 0 {
+		o.SlowDropShare = 0.15
+	}
+	if o.BatchMax == 0 {
+		o.BatchMax = 100
+	}
 }
 
 func (o *Options) defaults() {
@@ -66,6 +145,8 @@ func (o *Options) defaults() {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	o.Subscriptions.defaults()
+	o.Sending.defaults()
 }
 
 // Sim is a simulated identity platform and Graph endpoint.
@@ -83,9 +164,12 @@ type Sim struct {
 	userByName   map[string]*User // by lower-case UPN and mail
 	codes        map[string]*authCode
 	refresh      map[string]*refreshGrant
+	subs         map[string]*Subscription
+	sent         map[string][]SentMail // by sender user ID
 	baseURL      atomic.Pointer[string]
 
 	throttle *throttler
+	delivery *delivery
 	faults   *faults
 	stats    *counters
 	srv      *httptest.Server
@@ -114,12 +198,15 @@ func New(opts Options) (*Sim, error) {
 		userByName:   map[string]*User{},
 		codes:        map[string]*authCode{},
 		refresh:      map[string]*refreshGrant{},
+		subs:         map[string]*Subscription{},
+		sent:         map[string][]SentMail{},
 		faults:       newFaults(),
 		stats:        newCounters(),
 	}
 	s.throttle = newThrottler(opts.MailboxConcurrency, opts.MailboxRequests, opts.MailboxWindow, s.clock)
 	s.addTenantLocked(&Tenant{ID: ConsumerTenantID, Domain: "outlook.com", Name: "Microsoft Accounts", Personal: true, UserConsent: true})
 	s.handler = s.routes()
+	s.delivery = newDelivery(s)
 	return s, nil
 }
 
@@ -156,6 +243,7 @@ func (s *Sim) StartOn(addr string) error {
 
 // Close stops the server.
 func (s *Sim) Close() {
+	s.delivery.stop()
 	if s.srv != nil {
 		s.srv.Close()
 	}
