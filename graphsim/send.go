@@ -191,8 +191,8 @@ func (s *Sim) sendMail(g *graphRequest) {
 		errBadRequestCode(g, code, text)
 		return
 	}
-	if code, text := s.submit(g.target, m, save, headersOf(&msg)); code != "" {
-		graphError(g.w, g.r, http.StatusForbidden, code, text)
+	if status, code, text := s.submit(g.target, m, save, headersOf(&msg)); code != "" {
+		graphError(g.w, g.r, status, code, text)
 		return
 	}
 	g.w.WriteHeader(http.StatusAccepted)
@@ -274,7 +274,7 @@ func slicesClone(rs []Recipient) []Recipient { return append([]Recipient(nil), r
 // submit enforces the sending limits, then delivers m (now, or carried over
 // to a later minute) to the simulator's recipients and to Sent Items. The
 // caller holds s.mu.
-func (s *Sim) submit(mailbox *User, m *Message, save bool, headers map[string]string) (code, msg string) {
+func (s *Sim) submit(mailbox *User, m *Message, save bool, headers map[string]string) (status int, code, msg string) {
 	o := s.opts.Sending
 	maxRcpt, daily := o.MaxRecipients, o.DailyRecipients
 	if s.tenants[mailbox.TenantID].Personal {
@@ -283,7 +283,7 @@ func (s *Sim) submit(mailbox *User, m *Message, save bool, headers map[string]st
 	n := len(m.To) + len(m.Cc) + len(m.Bcc)
 	if n > maxRcpt {
 		// The exact Graph code is not documented (facts §5).
-		return "ErrorTooManyRecipients", fmt.Sprintf("The message has %d recipients; the limit is %d.", n, maxRcpt)
+		return http.StatusBadRequest, "ErrorTooManyRecipients", fmt.Sprintf("The message has %d recipients; the limit is %d.", n, maxRcpt)
 	}
 	now := s.clock.Now()
 	log := s.sent[mailbox.ID]
@@ -298,7 +298,7 @@ func (s *Sim) submit(mailbox *User, m *Message, save bool, headers map[string]st
 		}
 	}
 	if used+n > daily {
-		return "ErrorSubmissionQuotaExceeded", fmt.Sprintf("Cannot submit message: SubmissionQuotaExceededException; the mailbox has sent to %d recipients in the last 24 hours, and its limit is %d.", used, daily)
+		return http.StatusForbidden, "ErrorSubmissionQuotaExceeded", fmt.Sprintf("Cannot submit message: SubmissionQuotaExceededException; the mailbox has sent to %d recipients in the last 24 hours, and its limit is %d.", used, daily)
 	}
 	// Over the per-minute rate, a message is carried over to a later
 	// minute rather than refused (facts §5).
@@ -328,7 +328,7 @@ func (s *Sim) submit(mailbox *User, m *Message, save bool, headers map[string]st
 	} else {
 		deliver()
 	}
-	return "", ""
+	return 0, "", ""
 }
 
 // deliverSent files the sent copy and delivers to recipients who have a

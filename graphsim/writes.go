@@ -188,7 +188,7 @@ func (s *Sim) moveMessage(g *graphRequest, id string, o renderOpts) {
 // sendDraft serves POST .../messages/{id}/send, which needs Content-Length:
 // 0 (facts §5) and files the message in Sent Items.
 func (s *Sim) sendDraft(g *graphRequest, id string) {
-	if g.r.Header.Get("Content-Length") == "" && len(g.r.TransferEncoding) == 0 {
+	if g.r.Header.Get("Content-Length") == "" {
 		graphError(g.w, g.r, http.StatusLengthRequired, "LengthRequired", "Length Required: the Content-Length header is required.")
 		return
 	}
@@ -216,8 +216,8 @@ func (s *Sim) sendDraft(g *graphRequest, id string) {
 		errBadRequestCode(g, "ErrorInvalidRecipients", "At least one recipient isn't valid., A message can't be sent because it contains no recipients.")
 		return
 	}
-	if code, text := s.submit(g.target, m, true, m.headers); code != "" {
-		graphError(g.w, g.r, http.StatusForbidden, code, text)
+	if status, code, text := s.submit(g.target, m, true, m.headers); code != "" {
+		graphError(g.w, g.r, status, code, text)
 		return
 	}
 	g.w.WriteHeader(http.StatusAccepted)

@@ -1,0 +1,289 @@
+package graphsim_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/outlookd/outlookd/graphsim"
+	"github.com/outlookd/outlookd/graphsim/simtest"
+)
+
+type subscription struct {
+	ID          string  `json:"id"`
+	Expiration  string  `json:"expirationDateTime"`
+	ClientState *string `json:"clientState"`
+	Resource    string  `json:"resource"`
+	ChangeType  string  `json:"changeType"`
+	Lifecycle   *string `json:"lifecycleNotificationUrl"`
+}
+
+func subBody(resource, notify, lifecycle string, in time.Duration, now time.Time) map[string]any {
+	b := map[string]any{"changeType": "created,updated,deleted", "notificationUrl": notify, "resource": resource,
+		"expirationDateTime": now.Add(in).Format(time.RFC3339Nano), "clientState": "s3cret-state"}
+	if lifecycle != "" {
+		b["lifecycleNotificationUrl"] = lifecycle
+	}
+	return b
+}
+
+func TestSubscriptionRules(t *testing.T) {
+	f := newFixture(t, graphsim.Options{Subscriptions: graphsim.SubscriptionOptions{ValidationTimeout: 300 * time.Millisecond, PerMailbox: 2}})
+	tok := f.token(t, "Mail.Read", "Mail.Read.Shared")
+	rc, lc := simtest.NewReceiver(t), simtest.NewReceiver(t)
+	now := f.sim.Clock().Now()
+	var sub subscription
+	st, _ := f.graphDo(t, tok, "POST", "/subscriptions", subBody("me/mailFolders('Inbox')/messages", rc.URL, lc.URL, 3*24*time.Hour, now), &sub)
+	if st != 201 || sub.ID == "" || *sub.ClientState != "s3cret-state" || rc.Handshakes() != 1 || lc.Handshakes() != 1 {
+		t.Fatalf("create: %d %+v (handshakes %d/%d)", st, sub, rc.Handshakes(), lc.Handshakes())
+	}
+	// Shorter than 45 minutes is raised to 45 minutes.
+	var short subscription
+	f.graphDo(t, tok, "POST", "/subscriptions", subBody("me/messages", rc.URL, "", 10*time.Minute, now), &short)
+	if exp, _ := time.Parse(time.RFC3339Nano, short.Expiration); exp.Sub(now) < 44*time.Minute {
+		t.Errorf("short expiration not raised: %s", short.Expiration)
+	}
+	errs := []struct {
+		name   string
+		body   map[string]any
+		status int
+		code   string
+		msg    string
+	}{
+		{"over the maximum lifetime", subBody("me/messages", rc.URL, lc.URL, 10071*time.Minute, now), 400, "ExtensionError", "Subscription expiration can only be 10070 minutes in the future."},
+		{"lifecycle URL required", subBody("me/messages", rc.URL, "", 2*time.Hour, now), 400, "ValidationError", "lifecycleNotificationUrl is required"},
+		{"unsupported resource", subBody("me/events", rc.URL, lc.URL, time.Hour, now), 400, "ExtensionError", "not supported"},
+		{"bad change type", func() map[string]any {
+			b := subBody("me/messages", rc.URL, lc.URL, time.Hour, now)
+			b["changeType"] = "created,moved"
+			return b
+		}(), 400, "ValidationError", "changeType"},
+		{"long clientState", func() map[string]any {
+			b := subBody("me/messages", rc.URL, lc.URL, time.Hour, now)
+			b["clientState"] = strings.Repeat("x", 129)
+			return b
+		}(), 400, "ValidationError", "128"},
+		{"shared mailbox with a delegated token", subBody("users/support@contoso.example/messages", rc.URL, lc.URL, time.Hour, now), 403, "ExtensionError", "only the signed-in user's mailbox"},
+		{"mailbox quota", subBody("me/messages", rc.URL, lc.URL, time.Hour, now), 403, "ExtensionError", "Maximum number of subscriptions has been reached"},
+	}
+	for _, tt := range errs {
+		var ge graphErr
+		if st, _ := f.graphDo(t, tok, "POST", "/subscriptions", tt.body, &ge); st != tt.status || ge.Error.Code != tt.code || !strings.Contains(ge.Error.Message, tt.msg) {
+			t.Errorf("%s: %d %+v", tt.name, st, ge.Error)
+		}
+	}
+	// Validation failures: wrong echo, error status, timeout.
+	f.sim.Clock() // (same clock)
+	if err := f.ctl.GrantMailboxRights(context.Background(), "support@contoso.example", "ada@contoso.example", graphsim.RightRead); err != nil {
+		t.Fatal(err)
+	}
+	other := f.token(t, "Mail.Read") // a second app user token, same mailbox quota
+	_ = other
+	bad := simtest.NewReceiver(t)
+	bad.SetBadEcho(true)
+	var ge graphErr
+	f.graphDo(t, tok, "DELETE", "/subscriptions/"+short.ID, nil, nil)
+	if st, _ := f.graphDo(t, tok, "POST", "/subscriptions", subBody("me/messages", bad.URL, "", 50*time.Minute, now), &ge); st != 400 || !strings.Contains(ge.Error.Message, "must exactly match validationToken") {
+		t.Errorf("bad echo: %d %+v", st, ge.Error)
+	}
+	bad.SetBadEcho(false)
+	bad.SetDelay(time.Second)
+	if st, _ := f.graphDo(t, tok, "POST", "/subscriptions", subBody("me/messages", bad.URL, "", 50*time.Minute, now), &ge); st != 400 || ge.Error.Code != "InvalidRequest" || !strings.Contains(ge.Error.Message, "timed out") {
+		t.Errorf("slow handshake: %d %+v", st, ge.Error)
+	}
+	if st, _ := f.graphDo(t, tok, "POST", "/subscriptions", subBody("me/messages", "http://127.0.0.1:9/nothing", "", 50*time.Minute, now), &ge); st != 400 || !strings.Contains(ge.Error.Message, "must respond with 200 OK") {
+		t.Errorf("unreachable endpoint: %d %+v", st, ge.Error)
+	}
+
+	// Get, list, renew, reauthorize, delete.
+	var got subscription
+	if st, _ := f.graphDo(t, tok, "GET", "/subscriptions/"+sub.ID, nil, &got); st != 200 || got.ID != sub.ID {
+		t.Errorf("get: %d", st)
+	}
+	var list struct{ Value []subscription }
+	if f.graphDo(t, tok, "GET", "/subscriptions", nil, &list); len(list.Value) != 1 {
+		t.Errorf("list: %+v", list.Value)
+	}
+	newExp := now.Add(6 * 24 * time.Hour).Format(time.RFC3339Nano)
+	if st, _ := f.graphDo(t, tok, "PATCH", "/subscriptions/"+sub.ID, map[string]any{"expirationDateTime": newExp}, &got); st != 200 || !strings.HasPrefix(got.Expiration, newExp[:16]) {
+		t.Errorf("renew: %d %s", st, got.Expiration)
+	}
+	if st, _ := f.graphDo(t, tok, "POST", "/subscriptions/"+sub.ID+"/reauthorize", nil, nil); st != 204 {
+		t.Errorf("reauthorize: %d", st)
+	}
+	if st, _ := f.graphDo(t, tok, "DELETE", "/subscriptions/"+sub.ID, nil, nil); st != 204 {
+		t.Errorf("delete: %d", st)
+	}
+	for _, m := range []string{"GET", "DELETE"} {
+		if st, _ := f.graphDo(t, tok, m, "/subscriptions/"+sub.ID, nil, &ge); st != 404 {
+			t.Errorf("%s after delete: %d", m, st)
+		}
+	}
+	if st, _ := f.graphDo(t, tok, "PATCH", "/subscriptions/"+sub.ID, map[string]any{"expirationDateTime": newExp}, &ge); st != 404 {
+		t.Errorf("renew after delete: %d", st)
+	}
+}
+
+func fastDelivery() graphsim.SubscriptionOptions {
+	return graphsim.SubscriptionOptions{BatchWindow: 5 * time.Millisecond, RetryDelay: 30 * time.Millisecond}
+}
+
+func TestChangeNotifications(t *testing.T) {
+	f := newFixture(t, graphsim.Options{Subscriptions: fastDelivery()})
+	ctx := context.Background()
+	tok := f.token(t, "Mail.Read")
+	inbox, mailbox, lc := simtest.NewReceiver(t), simtest.NewReceiver(t), simtest.NewReceiver(t)
+	now := f.sim.Clock().Now()
+	var folderSub, boxSub subscription
+	f.graphDo(t, tok, "POST", "/subscriptions", subBody("me/mailFolders('inbox')/messages", inbox.URL, lc.URL, 2*time.Hour, now), &folderSub, "Prefer", `IdType="ImmutableId"`)
+	f.graphDo(t, tok, "POST", "/subscriptions", subBody("/me/messages", mailbox.URL, lc.URL, 2*time.Hour, now), &boxSub)
+	if folderSub.ID == "" || boxSub.ID == "" {
+		t.Fatal("subscriptions not created")
+	}
+	ids := inject(t, f, f.ada.UPN, graphsim.MessageSpec{Subject: "new"})
+	items := inbox.WaitFor(t, 5*time.Second, "created", func(it []map[string]any) bool { return len(it) == 1 })
+	n := items[0]
+	rd := n["resourceData"].(map[string]any)
+	if n["changeType"] != "created" || n["subscriptionId"] != folderSub.ID || n["clientState"] != "s3cret-state" || n["tenantId"] != f.tenant.ID || rd["id"] != ids[0] || rd["@odata.type"] != "#Microsoft.Graph.Message" {
+		t.Errorf("notification = %v", n)
+	}
+	read := true
+	if err := f.ctl.UpdateMessage(ctx, f.ada.UPN, ids[0], graphsim.MessageUpdate{IsRead: &read}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.ctl.MoveMessage(ctx, f.ada.UPN, ids[0], "archive"); err != nil {
+		t.Fatal(err)
+	}
+	items = inbox.WaitFor(t, 5*time.Second, "updated and deleted", func(it []map[string]any) bool { return len(it) == 3 })
+	if items[1]["changeType"] != "updated" || items[2]["changeType"] != "deleted" {
+		t.Errorf("folder subscription saw %v then %v", items[1]["changeType"], items[2]["changeType"])
+	}
+	// The mailbox subscription sees the move as an update, with REST IDs.
+	boxItems := mailbox.WaitFor(t, 5*time.Second, "three changes", func(it []map[string]any) bool { return len(it) == 3 })
+	if simtest.Count(boxItems, "changeType", "created") != 1 || simtest.Count(boxItems, "changeType", "updated") != 2 {
+		t.Errorf("mailbox subscription: %v", boxItems)
+	}
+	if boxItems[0]["resourceData"].(map[string]any)["id"] == ids[0] {
+		t.Error("a subscription created without ImmutableId got immutable IDs")
+	}
+	// Bursts are batched: 40 new messages arrive in fewer posts.
+	before := inbox.Posts()
+	inject(t, f, f.ada.UPN, make([]graphsim.MessageSpec, 40)...)
+	inbox.WaitFor(t, 5*time.Second, "40 more", func(it []map[string]any) bool { return len(it) == 43 })
+	if posts := inbox.Posts() - before; posts >= 40 {
+		t.Errorf("40 notifications took %d posts", posts)
+	}
+	// An expired subscription stops delivering.
+	f.sim.AdvanceClock(3 * time.Hour)
+	inject(t, f, f.ada.UPN, graphsim.MessageSpec{Subject: "too late"})
+	time.Sleep(200 * time.Millisecond)
+	if len(inbox.Items()) != 43 {
+		t.Errorf("expired subscription delivered: %d", len(inbox.Items()))
+	}
+}
+
+func TestSlowReceiverRetriedThenDropped(t *testing.T) {
+	f := newFixture(t, graphsim.Options{Subscriptions: graphsim.SubscriptionOptions{
+		BatchWindow: 2 * time.Millisecond, BatchMax: 1, RetryDelay: 20 * time.Millisecond, DeliveryTimeout: 400 * time.Millisecond,
+		SlowAfter: 100 * time.Millisecond, SlowSample: 6, SlowWindow: time.Minute, ThrottleDelay: 200 * time.Millisecond, Retention: 5 * time.Second,
+	}})
+	ctx := context.Background()
+	tok := f.token(t, "Mail.Read")
+	rc, lc := simtest.NewReceiver(t), simtest.NewReceiver(t)
+	var sub subscription
+	f.graphDo(t, tok, "POST", "/subscriptions", subBody("me/messages", rc.URL, lc.URL, 2*time.Hour, f.sim.Clock().Now()), &sub)
+	// A failing receiver is retried until it answers.
+	rc.FailNext(2)
+	inject(t, f, f.ada.UPN, graphsim.MessageSpec{Subject: "retry me"})
+	rc.WaitFor(t, 5*time.Second, "the retried notification", func(it []map[string]any) bool { return len(it) == 1 })
+	c, _ := f.ctl.Counters(ctx)
+	if c["notifications.retried"] < 2 || rc.Posts() != 3 {
+		t.Errorf("retries: %v, posts %d", c["notifications.retried"], rc.Posts())
+	}
+	// A slow receiver: past the sample, its share of slow answers gets it
+	// dropped, and the app hears of it through a missed event.
+	rc.SetDelay(150 * time.Millisecond)
+	for range 8 {
+		inject(t, f, f.ada.UPN, graphsim.MessageSpec{Subject: "slow"})
+		time.Sleep(30 * time.Millisecond)
+	}
+	rc.WaitFor(t, 10*time.Second, "the slow deliveries", func(it []map[string]any) bool { return len(it) == 9 })
+	inject(t, f, f.ada.UPN, make([]graphsim.MessageSpec, 3)...)
+	lc.WaitFor(t, 10*time.Second, "a missed event", func(it []map[string]any) bool { return simtest.Count(it, "lifecycleEvent", "missed") >= 1 })
+	eps, _ := f.ctl.Endpoints(ctx)
+	dropping := false
+	for _, ep := range eps {
+		if ep.URL == rc.URL && ep.Mode == "dropping" {
+			dropping = true
+		}
+	}
+	c, _ = f.ctl.Counters(ctx)
+	if !dropping || c["notifications.dropped"] == 0 {
+		t.Errorf("endpoints %+v, dropped %d", eps, c["notifications.dropped"])
+	}
+}
+
+func TestLifecycleEvents(t *testing.T) {
+	f := newFixture(t, graphsim.Options{Subscriptions: fastDelivery()})
+	ctx := context.Background()
+	tok := f.token(t, "Mail.Read")
+	rc, lc := simtest.NewReceiver(t), simtest.NewReceiver(t)
+	now := f.sim.Clock().Now()
+	var a, b subscription
+	f.graphDo(t, tok, "POST", "/subscriptions", subBody("me/messages", rc.URL, lc.URL, 3*24*time.Hour, now), &a)
+	f.graphDo(t, tok, "POST", "/subscriptions", subBody("me/mailFolders/inbox/messages", rc.URL, lc.URL, 3*24*time.Hour, now), &b)
+
+	if err := f.ctl.SendLifecycle(ctx, a.ID, "missed"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.ctl.RemoveSubscription(ctx, b.ID); err != nil {
+		t.Fatal(err)
+	}
+	items := lc.WaitFor(t, 5*time.Second, "missed and subscriptionRemoved", func(it []map[string]any) bool { return len(it) == 2 })
+	for _, it := range items {
+		if it["clientState"] != "s3cret-state" || it["subscriptionExpirationDateTime"] == nil {
+			t.Errorf("lifecycle item = %v", it)
+		}
+	}
+	var ge graphErr
+	if st, _ := f.graphDo(t, tok, "GET", "/subscriptions/"+b.ID, nil, &ge); st != 404 {
+		t.Errorf("removed subscription: %d", st)
+	}
+	// Nearing expiry: reauthorizationRequired.
+	f.sim.AdvanceClock(3*24*time.Hour - 30*time.Minute)
+	lc.WaitFor(t, 5*time.Second, "reauthorizationRequired before expiry", func(it []map[string]any) bool {
+		return simtest.Count(it, "lifecycleEvent", "reauthorizationRequired") == 1
+	})
+	// Renewing clears it; a revocation asks again and holds notifications
+	// until the app reauthorizes, then reports them missed.
+	tok = f.token(t, "Mail.Read")
+	f.graphDo(t, tok, "PATCH", "/subscriptions/"+a.ID, map[string]any{"expirationDateTime": f.sim.Clock().Now().Add(48 * time.Hour).Format(time.RFC3339Nano)}, nil)
+	if err := f.ctl.Revoke(ctx, f.ada.UPN, graphsim.RevokeSignInSessions); err != nil {
+		t.Fatal(err)
+	}
+	lc.WaitFor(t, 5*time.Second, "reauthorizationRequired after revocation", func(it []map[string]any) bool {
+		return simtest.Count(it, "lifecycleEvent", "reauthorizationRequired") == 2
+	})
+	got := len(rc.Items())
+	inject(t, f, f.ada.UPN, graphsim.MessageSpec{Subject: "while revoked"})
+	time.Sleep(150 * time.Millisecond)
+	if len(rc.Items()) != got {
+		t.Error("a subscription needing reauthorization still delivered")
+	}
+	tok = f.token(t, "Mail.Read") // the user signs in again
+	if st, _ := f.graphDo(t, tok, "POST", "/subscriptions/"+a.ID+"/reauthorize", nil, nil); st != 204 {
+		t.Fatalf("reauthorize: %d", st)
+	}
+	lc.WaitFor(t, 5*time.Second, "missed after reauthorization", func(it []map[string]any) bool { return simtest.Count(it, "lifecycleEvent", "missed") == 2 })
+	inject(t, f, f.ada.UPN, graphsim.MessageSpec{Subject: "after"})
+	rc.WaitFor(t, 5*time.Second, "delivery resumed", func(it []map[string]any) bool { return len(it) == got+1 })
+	// No lifecycle URL: nothing to deliver to, and no crash.
+	var plain subscription
+	f.graphDo(t, tok, "POST", "/subscriptions", subBody("me/messages", rc.URL, "", 50*time.Minute, f.sim.Clock().Now()), &plain)
+	if err := f.ctl.SendLifecycle(ctx, plain.ID, "missed"); err != nil {
+		t.Fatal(err)
+	}
+	_ = http.StatusOK
+}
