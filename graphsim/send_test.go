@@ -268,8 +268,8 @@ func TestBatch(t *testing.T) {
 		t.Errorf("21 requests: %d %+v", st, ge.Error)
 	}
 	for name, body := range map[string]any{
-		"duplicate ids":     map[string]any{"requests": []any{map[string]any{"id": "1", "method": "GET", "url": "/me"}, map[string]any{"id": "1", "method": "GET", "url": "/me"}}},
-		"body without type": map[string]any{"requests": []any{map[string]any{"id": "1", "method": "POST", "url": "/me/sendMail", "body": map[string]any{}}}},
+		"duplicate ids":      map[string]any{"requests": []any{map[string]any{"id": "1", "method": "GET", "url": "/me"}, map[string]any{"id": "1", "method": "GET", "url": "/me"}}},
+		"body without type":  map[string]any{"requests": []any{map[string]any{"id": "1", "method": "POST", "url": "/me/sendMail", "body": map[string]any{}}}},
 		"unknown dependency": map[string]any{"requests": []any{map[string]any{"id": "1", "method": "GET", "url": "/me", "dependsOn": []string{"9"}}}},
 		"malformed":          "{nope",
 	} {
