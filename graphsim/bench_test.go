@@ -2,9 +2,12 @@ package graphsim_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -90,4 +93,57 @@ func BenchmarkGenerate(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N*batch)/time.Since(start).Seconds(), "msgs/s")
+}
+
+// BenchmarkNotifications measures change notifications delivered to a fast
+// receiver on loopback, from injection to receipt.
+func BenchmarkNotifications(b *testing.B) {
+	f := simtest.Start(b, graphsim.Options{})
+	ctx := context.Background()
+	var got atomic.Int64
+	recv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if tok := r.URL.Query().Get("validationToken"); tok != "" {
+			w.Header().Set("Content-Type", "text/plain")
+			io.WriteString(w, tok)
+			return
+		}
+		var body struct {
+			Value []json.RawMessage `json:"value"`
+		}
+		json.NewDecoder(r.Body).Decode(&body)
+		got.Add(int64(len(body.Value)))
+		w.WriteHeader(http.StatusAccepted)
+	})}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go recv.Serve(ln)
+	defer recv.Close()
+	tok := f.SignIn(b, "ada@contoso.example", "offline_access", "Mail.Read").AccessToken
+	body, _ := json.Marshal(map[string]any{"changeType": "created,updated,deleted", "notificationUrl": "http://" + ln.Addr().String() + "/n",
+		"lifecycleNotificationUrl": "http://" + ln.Addr().String() + "/l", "resource": "me/messages",
+		"expirationDateTime": f.Sim.Clock().Now().Add(48 * time.Hour).Format(time.RFC3339)})
+	req, _ := http.NewRequest("POST", f.Sim.GraphURL()+"/subscriptions", strings.NewReader(string(body)))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 201 {
+		b.Fatalf("subscribe: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	const per = 1000
+	b.ResetTimer()
+	start := time.Now()
+	for i := range b.N {
+		if _, err := f.Sim.Generate("ada@contoso.example", graphsim.GenerateSpec{Count: per, Folders: []string{"inbox"}}); err != nil {
+			b.Fatal(err)
+		}
+		for got.Load() < int64((i+1)*per) {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	el := time.Since(start).Seconds()
+	b.ReportMetric(float64(got.Load())/el, "notifications/s")
+	_ = ctx
 }

@@ -3,6 +3,7 @@ package graphsim_test
 import (
 	"context"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -286,4 +287,63 @@ func TestLifecycleEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = http.StatusOK
+}
+
+func TestAppSubscriptionAndDeliveryFaults(t *testing.T) {
+	f := newFixture(t, graphsim.Options{Subscriptions: graphsim.SubscriptionOptions{BatchWindow: 5 * time.Millisecond, RetryDelay: 20 * time.Millisecond}})
+	ctx := context.Background()
+	if err := f.ctl.GrantConsent(ctx, graphsim.ConsentSpec{Tenant: f.tenant.ID, ClientID: f.app.ClientID, Roles: []string{"Mail.Read"}}); err != nil {
+		t.Fatal(err)
+	}
+	_, _, body := postToken(t, f.sim.URL()+"/"+f.tenant.ID+"/oauth2/v2.0/token", url.Values{"grant_type": {"client_credentials"}, "scope": {"https://graph.microsoft.com/.default"}}, f.app.ClientID, f.app.Secrets[0].Value)
+	app := body["access_token"].(string)
+	rc, lc := simtest.NewReceiver(t), simtest.NewReceiver(t)
+	var sub subscription
+	if st, _ := f.graphDo(t, app, "POST", "/subscriptions", subBody("users/support@contoso.example/messages", rc.URL, lc.URL, 24*time.Hour, f.sim.Clock().Now()), &sub); st != 201 {
+		t.Fatalf("app subscription on a shared mailbox: %d", st)
+	}
+	subs, err := f.ctl.Subscriptions(ctx)
+	if err != nil || len(subs) != 1 || subs[0].UserID != f.shared.ID || subs[0].Expiration.IsZero() {
+		t.Fatalf("control list: %+v %v", subs, err)
+	}
+	// Duplicated notifications.
+	if err := f.ctl.SetNotificationFault(ctx, graphsim.NotificationFault{Duplicate: 1}); err != nil {
+		t.Fatal(err)
+	}
+	inject(t, f, "support@contoso.example", graphsim.MessageSpec{Subject: "twice"})
+	rc.WaitFor(t, 5*time.Second, "a duplicate", func(it []map[string]any) bool { return len(it) == 2 })
+	// Delayed notifications.
+	f.ctl.SetNotificationFault(ctx, graphsim.NotificationFault{Delay: 300 * time.Millisecond})
+	start := time.Now()
+	inject(t, f, "support@contoso.example", graphsim.MessageSpec{Subject: "late"})
+	rc.WaitFor(t, 5*time.Second, "the delayed one", func(it []map[string]any) bool { return len(it) == 3 })
+	if time.Since(start) < 300*time.Millisecond {
+		t.Error("the notification was not delayed")
+	}
+	// Dropped notifications are reported missed.
+	f.ctl.SetNotificationFault(ctx, graphsim.NotificationFault{Drop: 1})
+	inject(t, f, "support@contoso.example", graphsim.MessageSpec{Subject: "lost"})
+	lc.WaitFor(t, 5*time.Second, "missed for a dropped notification", func(it []map[string]any) bool { return simtest.Count(it, "lifecycleEvent", "missed") == 1 })
+	f.ctl.SetNotificationFault(ctx, graphsim.NotificationFault{})
+	// An unreachable receiver is retried, and gets it once reachable again.
+	if err := f.ctl.SetEndpointReachable(ctx, rc.URL, false); err != nil {
+		t.Fatal(err)
+	}
+	inject(t, f, "support@contoso.example", graphsim.MessageSpec{Subject: "eventually"})
+	time.Sleep(150 * time.Millisecond)
+	if len(rc.Items()) != 3 {
+		t.Errorf("delivered to an unreachable endpoint")
+	}
+	f.ctl.SetEndpointReachable(ctx, rc.URL, true)
+	rc.WaitFor(t, 5*time.Second, "the retried notification", func(it []map[string]any) bool { return len(it) == 4 })
+	// The sender books a delivery when the answer is back: poll briefly.
+	var c map[string]int64
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if c, _ = f.ctl.Counters(ctx); c["notifications.delivered"] >= 4 {
+			break
+		}
+	}
+	if c["notifications.retried"] == 0 || c["notifications.dropped"] == 0 || c["notifications.delivered"] < 4 {
+		t.Errorf("counters = %v", c)
+	}
 }
