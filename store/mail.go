@@ -1,0 +1,326 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Folder is a synced mail folder with its sync position.
+type Folder struct {
+	ID          string
+	ParentID    string
+	DisplayName string
+	WellKnown   string
+	Phase       string // backfill or live
+	Cursor      string // the next page (backfill) or the delta link (live)
+	WindowStart time.Time
+	Synced      int64
+}
+
+// Phases of a folder.
+const (
+	PhaseBackfill = "backfill"
+	PhaseLive     = "live"
+)
+
+// Recipient is an address with a display name.
+type Recipient struct {
+	Name    string `json:"name"`
+	Address string `json:"address"`
+}
+
+// Message is a synced message.
+type Message struct {
+	ID                string
+	FolderID          string
+	InternetMessageID string
+	ConversationID    string
+	ChangeKey         string
+	Subject           string
+	From              Recipient
+	To, Cc, Bcc       []Recipient
+	Received          time.Time
+	Sent              time.Time
+	IsRead            bool
+	IsDraft           bool
+	Categories        []string
+	Importance        string
+	HasAttachments    bool
+	BodyPreview       string
+	BodyContentType   string
+	Body              *string // nil when the policy keeps no bodies
+	Attachments       []Attachment
+}
+
+// Attachment is attachment metadata; content is fetched on demand.
+type Attachment struct {
+	ID          string
+	Name        string
+	ContentType string
+	Size        int64
+	IsInline    bool
+}
+
+// UpsertFolders records folders; the sync position of a known folder is
+// kept, and a new one starts its backfill at windowStart.
+func (s *Store) UpsertFolders(ctx context.Context, connectionID string, folders []Folder, windowStart time.Time) error {
+	batch := &pgx.Batch{}
+	for _, f := range folders {
+		batch.Queue(`
+			INSERT INTO folders (connection_id, id, parent_id, display_name, well_known, window_start)
+			VALUES ($1, $2, NULLIF($3, ''), $4, NULLIF($5, ''), $6)
+			ON CONFLICT (connection_id, id) DO UPDATE SET
+				parent_id = EXCLUDED.parent_id, display_name = EXCLUDED.display_name,
+				well_known = EXCLUDED.well_known, updated_at = now()`,
+			connectionID, f.ID, f.ParentID, f.DisplayName, f.WellKnown, windowStart)
+	}
+	if err := s.pool.SendBatch(ctx, batch).Close(); err != nil {
+		return fmt.Errorf("store: upsert folders of %s: %w", connectionID, err)
+	}
+	return nil
+}
+
+// GetFolder reads a folder and its sync position.
+func (s *Store) GetFolder(ctx context.Context, connectionID, folderID string) (Folder, error) {
+	var f Folder
+	var parent, wk, cursor *string
+	err := s.pool.QueryRow(ctx, `
+		SELECT id, parent_id, display_name, well_known, phase, cursor, window_start, synced
+		FROM folders WHERE connection_id = $1 AND id = $2`, connectionID, folderID).
+		Scan(&f.ID, &parent, &f.DisplayName, &wk, &f.Phase, &cursor, &f.WindowStart, &f.Synced)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return f, fmt.Errorf("store: folder %s of %s: %w", folderID, connectionID, ErrNotFound)
+	}
+	if err != nil {
+		return f, fmt.Errorf("store: get folder: %w", err)
+	}
+	f.ParentID, f.WellKnown, f.Cursor = deref(parent), deref(wk), deref(cursor)
+	return f, nil
+}
+
+// ListFolders returns a connection's folders.
+func (s *Store) ListFolders(ctx context.Context, connectionID string) ([]Folder, error) {
+	rows, err := s.pool.Query(ctx, `
+		SELECT id, COALESCE(parent_id, ''), display_name, COALESCE(well_known, ''), phase, COALESCE(cursor, ''), window_start, synced
+		FROM folders WHERE connection_id = $1 ORDER BY display_name, id`, connectionID)
+	if err != nil {
+		return nil, fmt.Errorf("store: list folders: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Folder, error) {
+		var f Folder
+		err := r.Scan(&f.ID, &f.ParentID, &f.DisplayName, &f.WellKnown, &f.Phase, &f.Cursor, &f.WindowStart, &f.Synced)
+		return f, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: list folders: %w", err)
+	}
+	return out, nil
+}
+
+// Page is one page of a folder's sync: the messages it brings, the IDs it
+// removes, and the cursor that follows it.
+type Page struct {
+	FolderID string
+	Messages []Message
+	// Removed are IDs the folder's delta reports gone; a message is deleted
+	// only if it is still filed in this folder (a move shows as a removal
+	// here and an arrival elsewhere).
+	Removed []string
+	Cursor  string
+	Phase   string
+}
+
+var messageColumns = []string{
+	"connection_id", "id", "folder_id", "internet_message_id", "conversation_id", "change_key", "subject",
+	"from_name", "from_address", "to_recipients", "cc_recipients", "bcc_recipients", "received_at", "sent_at",
+	"is_read", "is_draft", "categories", "importance", "has_attachments", "body_preview", "body_content_type", "body",
+}
+
+// ApplyPage writes a page in one transaction: the messages are copied into
+// a staging table and merged (insert or update by immutable ID), removals
+// applied, attachments replaced, and the folder's cursor advanced, so the
+// cursor never runs ahead of the data it covers. Re-applying a page is
+// harmless.
+func (s *Store) ApplyPage(ctx context.Context, connectionID string, p Page) error {
+	// Graph may repeat an item within a page (facts §3.1); keep the last.
+	seen := make(map[string]int, len(p.Messages))
+	msgs := make([]Message, 0, len(p.Messages))
+	for _, m := range p.Messages {
+		if i, ok := seen[m.ID]; ok {
+			msgs[i] = m
+			continue
+		}
+		seen[m.ID] = len(msgs)
+		msgs = append(msgs, m)
+	}
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if len(msgs) > 0 {
+			if _, err := tx.Exec(ctx, `CREATE TEMP TABLE stage_messages (LIKE messages INCLUDING DEFAULTS) ON COMMIT DROP`); err != nil {
+				return fmt.Errorf("store: staging table: %w", err)
+			}
+			rows := make([][]any, len(msgs))
+			for i, m := range msgs {
+				to, _ := json.Marshal(nonNil(m.To))
+				cc, _ := json.Marshal(nonNil(m.Cc))
+				bcc, _ := json.Marshal(nonNil(m.Bcc))
+				cats := m.Categories
+				if cats == nil {
+					cats = []string{}
+				}
+				rows[i] = []any{connectionID, m.ID, m.FolderID, m.InternetMessageID, m.ConversationID, m.ChangeKey, m.Subject,
+					m.From.Name, m.From.Address, string(to), string(cc), string(bcc), nullTime(m.Received), nullTime(m.Sent),
+					m.IsRead, m.IsDraft, cats, m.Importance, m.HasAttachments, m.BodyPreview, m.BodyContentType, m.Body}
+			}
+			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"stage_messages"}, messageColumns, pgx.CopyFromRows(rows)); err != nil {
+				return fmt.Errorf("store: copy page: %w", err)
+			}
+			if _, err := tx.Exec(ctx, `
+				INSERT INTO messages (`+columnList()+`)
+				SELECT `+columnList()+` FROM stage_messages
+				ON CONFLICT (connection_id, id) DO UPDATE SET
+					folder_id = EXCLUDED.folder_id, internet_message_id = EXCLUDED.internet_message_id,
+					conversation_id = EXCLUDED.conversation_id, change_key = EXCLUDED.change_key,
+					subject = EXCLUDED.subject, from_name = EXCLUDED.from_name, from_address = EXCLUDED.from_address,
+					to_recipients = EXCLUDED.to_recipients, cc_recipients = EXCLUDED.cc_recipients,
+					bcc_recipients = EXCLUDED.bcc_recipients, received_at = EXCLUDED.received_at,
+					sent_at = EXCLUDED.sent_at, is_read = EXCLUDED.is_read, is_draft = EXCLUDED.is_draft,
+					categories = EXCLUDED.categories, importance = EXCLUDED.importance,
+					has_attachments = EXCLUDED.has_attachments, body_preview = EXCLUDED.body_preview,
+					body_content_type = EXCLUDED.body_content_type, body = EXCLUDED.body, updated_at = now()`); err != nil {
+				return fmt.Errorf("store: merge page: %w", err)
+			}
+			if err := replaceAttachments(ctx, tx, connectionID, msgs); err != nil {
+				return err
+			}
+		}
+		if len(p.Removed) > 0 {
+			if _, err := tx.Exec(ctx, `DELETE FROM messages WHERE connection_id = $1 AND folder_id = $2 AND id = ANY($3)`,
+				connectionID, p.FolderID, p.Removed); err != nil {
+				return fmt.Errorf("store: remove messages: %w", err)
+			}
+		}
+		tag, err := tx.Exec(ctx, `
+			UPDATE folders SET cursor = $3, phase = $4, synced = synced + $5, updated_at = now()
+			WHERE connection_id = $1 AND id = $2`, connectionID, p.FolderID, p.Cursor, p.Phase, len(msgs))
+		if err != nil {
+			return fmt.Errorf("store: advance cursor: %w", err)
+		}
+		if tag.RowsAffected() == 0 {
+			return fmt.Errorf("store: folder %s of %s: %w", p.FolderID, connectionID, ErrNotFound)
+		}
+		return nil
+	})
+}
+
+func replaceAttachments(ctx context.Context, tx pgx.Tx, connectionID string, msgs []Message) error {
+	ids := make([]string, 0, len(msgs))
+	var rows [][]any
+	for _, m := range msgs {
+		ids = append(ids, m.ID)
+		for _, a := range m.Attachments {
+			rows = append(rows, []any{connectionID, m.ID, a.ID, a.Name, a.ContentType, a.Size, a.IsInline})
+		}
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM attachments WHERE connection_id = $1 AND message_id = ANY($2)`, connectionID, ids); err != nil {
+		return fmt.Errorf("store: clear attachments: %w", err)
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"attachments"}, []string{"connection_id", "message_id", "id", "name", "content_type", "size", "is_inline"}, pgx.CopyFromRows(rows)); err != nil {
+		return fmt.Errorf("store: copy attachments: %w", err)
+	}
+	return nil
+}
+
+func columnList() string {
+	out := ""
+	for i, c := range messageColumns {
+		if i > 0 {
+			out += ", "
+		}
+		out += c
+	}
+	return out
+}
+
+func nonNil(r []Recipient) []Recipient {
+	if r == nil {
+		return []Recipient{}
+	}
+	return r
+}
+
+func nullTime(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t
+}
+
+// Messages returns every message of a connection, ordered by ID (for
+// comparisons with ground truth and for the API).
+func (s *Store) Messages(ctx context.Context, connectionID string) ([]Message, error) {
+	rows, err := s.pool.Query(ctx, `
+		SELECT id, folder_id, COALESCE(internet_message_id, ''), COALESCE(conversation_id, ''), COALESCE(change_key, ''),
+			COALESCE(subject, ''), COALESCE(from_name, ''), COALESCE(from_address, ''), to_recipients, cc_recipients, bcc_recipients,
+			received_at, sent_at, is_read, is_draft, categories, COALESCE(importance, ''), has_attachments,
+			COALESCE(body_preview, ''), COALESCE(body_content_type, ''), body,
+			(SELECT COALESCE(json_agg(json_build_object('id', a.id, 'name', a.name, 'contentType', a.content_type, 'size', a.size, 'isInline', a.is_inline) ORDER BY a.id), '[]')
+			   FROM attachments a WHERE a.connection_id = m.connection_id AND a.message_id = m.id)
+		FROM messages m WHERE connection_id = $1 ORDER BY id`, connectionID)
+	if err != nil {
+		return nil, fmt.Errorf("store: messages: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Message, error) {
+		var m Message
+		var to, cc, bcc, atts []byte
+		var received, sent *time.Time
+		err := r.Scan(&m.ID, &m.FolderID, &m.InternetMessageID, &m.ConversationID, &m.ChangeKey, &m.Subject, &m.From.Name, &m.From.Address,
+			&to, &cc, &bcc, &received, &sent, &m.IsRead, &m.IsDraft, &m.Categories, &m.Importance, &m.HasAttachments,
+			&m.BodyPreview, &m.BodyContentType, &m.Body, &atts)
+		if err != nil {
+			return m, err
+		}
+		_ = json.Unmarshal(to, &m.To)
+		_ = json.Unmarshal(cc, &m.Cc)
+		_ = json.Unmarshal(bcc, &m.Bcc)
+		var as []struct {
+			ID          string `json:"id"`
+			Name        string `json:"name"`
+			ContentType string `json:"contentType"`
+			Size        int64  `json:"size"`
+			IsInline    bool   `json:"isInline"`
+		}
+		_ = json.Unmarshal(atts, &as)
+		for _, a := range as {
+			m.Attachments = append(m.Attachments, Attachment{ID: a.ID, Name: a.Name, ContentType: a.ContentType, Size: a.Size, IsInline: a.IsInline})
+		}
+		if received != nil {
+			m.Received = received.UTC()
+		}
+		if sent != nil {
+			m.Sent = sent.UTC()
+		}
+		return m, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: messages: %w", err)
+	}
+	return out, nil
+}
+
+// CountMessages counts a connection's messages.
+func (s *Store) CountMessages(ctx context.Context, connectionID string) (int64, error) {
+	var n int64
+	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM messages WHERE connection_id = $1`, connectionID).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("store: count messages: %w", err)
+	}
+	return n, nil
+}
