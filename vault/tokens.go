@@ -1,0 +1,228 @@
+package vault
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+	"time"
+
+	vaultapi "github.com/hashicorp/vault/api"
+)
+
+// Sentinel errors.
+var (
+	ErrNotFound = errors.New("vault: not found")
+	// ErrConflict: a check-and-set write lost to a concurrent write.
+	ErrConflict = errors.New("vault: check-and-set conflict")
+)
+
+// Tokens are a connection's OAuth tokens.
+type Tokens struct {
+	AccessToken  string
+	RefreshToken string
+	Expiry       time.Time
+	Scope        string // space-separated, as the token endpoint granted
+}
+
+// Pending is what the consent flow keeps between the authorize URL and the
+// callback: the PKCE verifier and the nonce bound to the state parameter.
+type Pending struct {
+	Verifier    string
+	StateNonce  string
+	RedirectURI string
+	Created     time.Time
+}
+
+// TokenStore keeps every secret of every connection in KV v2, under
+// <prefix>/connections/<id>/. Token writes use check-and-set, so a rotated
+// refresh token is never lost to a concurrent write.
+type TokenStore struct {
+	kv     *vaultapi.KVv2
+	api    *vaultapi.Client
+	mount  string
+	prefix string
+}
+
+// Tokens returns the store over the client's KV mount and prefix.
+func (v *Client) Tokens() *TokenStore {
+	return &TokenStore{kv: v.api.KVv2(v.opts.KVMount), api: v.api, mount: v.opts.KVMount, prefix: strings.Trim(v.opts.Prefix, "/")}
+}
+
+func (ts *TokenStore) path(connectionID string, parts ...string) string {
+	return path.Join(append([]string{ts.prefix, "connections", connectionID}, parts...)...)
+}
+
+func (ts *TokenStore) get(ctx context.Context, p string) (*vaultapi.KVSecret, error) {
+	s, err := ts.kv.Get(ctx, p)
+	if errors.Is(err, vaultapi.ErrSecretNotFound) {
+		return nil, fmt.Errorf("vault: %s: %w", p, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("vault: read %s: %w", p, err)
+	}
+	return s, nil
+}
+
+// put writes with check-and-set: version 0 means the secret must not exist.
+func (ts *TokenStore) put(ctx context.Context, p string, data map[string]any, version int) error {
+	_, err := ts.kv.Put(ctx, p, data, vaultapi.WithCheckAndSet(version))
+	if err != nil && strings.Contains(err.Error(), "check-and-set") {
+		return fmt.Errorf("vault: write %s: %w", p, ErrConflict)
+	}
+	if err != nil {
+		return fmt.Errorf("vault: write %s: %w", p, err)
+	}
+	return nil
+}
+
+func str(d map[string]any, k string) string {
+	s, _ := d[k].(string)
+	return s
+}
+
+// GetTokens reads a connection's tokens and their version.
+func (ts *TokenStore) GetTokens(ctx context.Context, connectionID string) (Tokens, int, error) {
+	s, err := ts.get(ctx, ts.path(connectionID, "tokens"))
+	if err != nil {
+		return Tokens{}, 0, err
+	}
+	t := Tokens{AccessToken: str(s.Data, "access_token"), RefreshToken: str(s.Data, "refresh_token"), Scope: str(s.Data, "scope")}
+	t.Expiry, _ = time.Parse(time.RFC3339Nano, str(s.Data, "expiry"))
+	return t, s.VersionMetadata.Version, nil
+}
+
+// PutTokens writes tokens if the stored version is still version (0: none
+// stored yet); otherwise ErrConflict.
+func (ts *TokenStore) PutTokens(ctx context.Context, connectionID string, t Tokens, version int) error {
+	return ts.put(ctx, ts.path(connectionID, "tokens"), map[string]any{
+		"access_token": t.AccessToken, "refresh_token": t.RefreshToken,
+		"expiry": t.Expiry.UTC().Format(time.RFC3339Nano), "scope": t.Scope,
+	}, version)
+}
+
+// PutPending stores the consent flow's verifier and state nonce, replacing
+// any earlier attempt.
+func (ts *TokenStore) PutPending(ctx context.Context, connectionID string, p Pending) error {
+	_, err := ts.kv.Put(ctx, ts.path(connectionID, "pending"), map[string]any{
+		"verifier": p.Verifier, "state_nonce": p.StateNonce, "redirect_uri": p.RedirectURI, "created": p.Created.UTC().Format(time.RFC3339Nano),
+	})
+	if err != nil {
+		return fmt.Errorf("vault: write pending consent: %w", err)
+	}
+	return nil
+}
+
+// GetPending reads the pending consent of a connection.
+func (ts *TokenStore) GetPending(ctx context.Context, connectionID string) (Pending, error) {
+	s, err := ts.get(ctx, ts.path(connectionID, "pending"))
+	if err != nil {
+		return Pending{}, err
+	}
+	p := Pending{Verifier: str(s.Data, "verifier"), StateNonce: str(s.Data, "state_nonce"), RedirectURI: str(s.Data, "redirect_uri")}
+	p.Created, _ = time.Parse(time.RFC3339Nano, str(s.Data, "created"))
+	return p, nil
+}
+
+// PutConsentCode keeps an authorization code under a reference until the
+// engine exchanges it; the reference, not the code, travels through
+// Temporal.
+func (ts *TokenStore) PutConsentCode(ctx context.Context, connectionID, ref, code string) error {
+	return ts.put(ctx, ts.path(connectionID, "consent", ref), map[string]any{"code": code, "created": time.Now().UTC().Format(time.RFC3339Nano)}, 0)
+}
+
+// GetConsentCode reads a stored authorization code.
+func (ts *TokenStore) GetConsentCode(ctx context.Context, connectionID, ref string) (string, time.Time, error) {
+	s, err := ts.get(ctx, ts.path(connectionID, "consent", ref))
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	created, _ := time.Parse(time.RFC3339Nano, str(s.Data, "created"))
+	return str(s.Data, "code"), created, nil
+}
+
+// DeleteConsent removes a used code and the pending verifier, every version.
+func (ts *TokenStore) DeleteConsent(ctx context.Context, connectionID, ref string) error {
+	for _, p := range []string{ts.path(connectionID, "consent", ref), ts.path(connectionID, "pending")} {
+		if err := ts.kv.DeleteMetadata(ctx, p); err != nil {
+			return fmt.Errorf("vault: delete %s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// Purge deletes every secret of a connection, every version, and reports
+// how many it removed. Purging twice is harmless.
+func (ts *TokenStore) Purge(ctx context.Context, connectionID string) (int, error) {
+	return ts.purgeTree(ctx, ts.path(connectionID))
+}
+
+func (ts *TokenStore) purgeTree(ctx context.Context, p string) (int, error) {
+	keys, err := ts.list(ctx, p)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, k := range keys {
+		child := path.Join(p, strings.TrimSuffix(k, "/"))
+		if strings.HasSuffix(k, "/") {
+			m, err := ts.purgeTree(ctx, child)
+			n += m
+			if err != nil {
+				return n, err
+			}
+			continue
+		}
+		if err := ts.kv.DeleteMetadata(ctx, child); err != nil {
+			return n, fmt.Errorf("vault: purge %s: %w", child, err)
+		}
+		n++
+	}
+	return n, nil
+}
+
+// list lists the keys under a KV v2 folder (none when it does not exist).
+func (ts *TokenStore) list(ctx context.Context, p string) ([]string, error) {
+	s, err := ts.api.Logical().ListWithContext(ctx, ts.mount+"/metadata/"+p)
+	if err != nil {
+		return nil, fmt.Errorf("vault: list %s: %w", p, err)
+	}
+	if s == nil {
+		return nil, nil
+	}
+	raw, _ := s.Data["keys"].([]any)
+	out := make([]string, 0, len(raw))
+	for _, k := range raw {
+		if ks, ok := k.(string); ok {
+			out = append(out, ks)
+		}
+	}
+	return out, nil
+}
+
+// Count returns how many secrets a connection has (for tests and the
+// disconnect saga's verification).
+func (ts *TokenStore) Count(ctx context.Context, connectionID string) (int, error) {
+	return ts.countTree(ctx, ts.path(connectionID))
+}
+
+func (ts *TokenStore) countTree(ctx context.Context, p string) (int, error) {
+	keys, err := ts.list(ctx, p)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, k := range keys {
+		if strings.HasSuffix(k, "/") {
+			m, err := ts.countTree(ctx, path.Join(p, strings.TrimSuffix(k, "/")))
+			if err != nil {
+				return n, err
+			}
+			n += m
+			continue
+		}
+		n++
+	}
+	return n, nil
+}

@@ -1,0 +1,85 @@
+package vault_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/outlookd/outlookd/internal/testenv"
+	"github.com/outlookd/outlookd/vault"
+)
+
+// serviceClient logs in as the service, as outlookd does.
+func serviceClient(t *testing.T) *vault.Client {
+	t.Helper()
+	env := testenv.Vault(t)
+	vc, err := vault.New(vault.Options{Addr: env.Addr, RoleID: env.RoleID, SecretIDFile: env.SecretIDFile,
+		KVMount: "secret", Prefix: "outlookd", Timeout: 5 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go vc.Run(ctx)
+	for deadline := time.Now().Add(10 * time.Second); vc.Health(ctx) != nil; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("vault login did not succeed")
+		}
+	}
+	return vc
+}
+
+func TestTokenStoreCheckAndSetAndPurge(t *testing.T) {
+	ctx := context.Background()
+	ts := serviceClient(t).Tokens()
+	conn := "test-" + t.Name() + time.Now().Format("150405.000000000")
+	if _, _, err := ts.GetTokens(ctx, conn); !errors.Is(err, vault.ErrNotFound) {
+		t.Fatalf("missing tokens: %v", err)
+	}
+	first := vault.Tokens{AccessToken: "at-1", RefreshToken: "rt-1", Expiry: time.Now().Add(time.Hour).UTC(), Scope: "Mail.Read"}
+	if err := ts.PutTokens(ctx, conn, first, 0); err != nil {
+		t.Fatal(err)
+	}
+	got, v, err := ts.GetTokens(ctx, conn)
+	if err != nil || got.RefreshToken != "rt-1" || v != 1 || !got.Expiry.Equal(first.Expiry) {
+		t.Fatalf("read back: %+v v%d %v", got, v, err)
+	}
+	// Two refreshes race from version 1: one wins, the other is told.
+	if err := ts.PutTokens(ctx, conn, vault.Tokens{AccessToken: "at-2", RefreshToken: "rt-2"}, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.PutTokens(ctx, conn, vault.Tokens{AccessToken: "at-3", RefreshToken: "rt-3"}, 1); !errors.Is(err, vault.ErrConflict) {
+		t.Fatalf("stale write: %v", err)
+	}
+	if err := ts.PutTokens(ctx, conn, first, 0); !errors.Is(err, vault.ErrConflict) {
+		t.Fatalf("create over existing: %v", err)
+	}
+	if got, _, _ := ts.GetTokens(ctx, conn); got.RefreshToken != "rt-2" {
+		t.Fatalf("the winning rotation was lost: %+v", got)
+	}
+	if err := ts.PutPending(ctx, conn, vault.Pending{Verifier: "v", StateNonce: "n", Created: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.PutConsentCode(ctx, conn, "ref1", "code-1"); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, err := ts.GetConsentCode(ctx, conn, "ref1"); err != nil || code != "code-1" {
+		t.Fatalf("consent code: %q %v", code, err)
+	}
+	if n, _ := ts.Count(ctx, conn); n != 3 {
+		t.Errorf("count = %d, want 3", n)
+	}
+	n, err := ts.Purge(ctx, conn)
+	if err != nil || n != 3 {
+		t.Fatalf("purge: %d %v", n, err)
+	}
+	if n, _ := ts.Count(ctx, conn); n != 0 {
+		t.Errorf("after purge: %d secrets", n)
+	}
+	if n, err := ts.Purge(ctx, conn); err != nil || n != 0 {
+		t.Errorf("second purge: %d %v", n, err)
+	}
+}
