@@ -1,0 +1,68 @@
+package identity
+
+import (
+	"net/http"
+	"reflect"
+	"testing"
+
+	"golang.org/x/oauth2"
+)
+
+func TestScopesAndFeatures(t *testing.T) {
+	c := Config{}
+	tests := []struct {
+		f    Features
+		want []string
+	}{
+		{Features{Read: true}, []string{"offline_access", "User.Read", "Mail.Read"}},
+		{Features{Send: true}, []string{"offline_access", "User.Read", "Mail.Send"}},
+		{Features{Read: true, Send: true}, []string{"offline_access", "User.Read", "Mail.Read", "Mail.Send"}},
+	}
+	for _, tt := range tests {
+		if got := c.Scopes(tt.f); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("Scopes(%+v) = %v", tt.f, got)
+		}
+	}
+	granted := GrantedScopes("https://graph.microsoft.com/Mail.Send https://graph.microsoft.com/User.Read openid offline_access")
+	if !reflect.DeepEqual(granted, []string{"Mail.Send", "User.Read"}) {
+		t.Errorf("granted = %v", granted)
+	}
+	if f := FeaturesOf(granted); f.Read || !f.Send {
+		t.Errorf("send-only grant: %+v", f)
+	}
+}
+
+func TestClassify(t *testing.T) {
+	tests := []struct {
+		err, desc string
+		want      Reason
+	}{
+		{"consent_required", "AADSTS90094: Admin consent is required", ReasonAdminConsentRequired},
+		{"access_denied", "AADSTS65004: User declined to consent to access the app.", ReasonConsentDeclined},
+		{"invalid_grant", "AADSTS65001: The user or administrator has not consented", ReasonConsentRevoked},
+		{"invalid_grant", "AADSTS50076: Due to a configuration change ... multi-factor", ReasonMFARequired},
+		{"access_denied", "AADSTS53003: Access has been blocked by Conditional Access policies.", ReasonConditionalAccess},
+		{"invalid_grant", "AADSTS50173: The provided grant has expired due to it being revoked, a fresh auth token is needed. The user might have changed or reset their password.", ReasonPasswordChanged},
+		{"invalid_grant", "AADSTS50173: The provided grant has expired due to it being revoked, a fresh auth token is needed.", ReasonRevoked},
+		{"invalid_grant", "AADSTS700082: The refresh token has expired due to inactivity.", ReasonInactive},
+		{"invalid_grant", "AADSTS50057: The user account is disabled.", ReasonAccountDisabled},
+		{"invalid_client", "AADSTS7000222: The provided client secret keys for app are expired.", ReasonAppMisconfigured},
+		{"invalid_grant", "AADSTS54005: OAuth2 Authorization code was already redeemed", ReasonCodeInvalid},
+		{"access_denied", "", ReasonConsentDeclined},
+	}
+	for _, tt := range tests {
+		got, userMustAct := Classify(tt.err, tt.desc)
+		if got != tt.want || !userMustAct || got.Describe() == "" {
+			t.Errorf("Classify(%q, %q) = %v, %v; want %v", tt.err, tt.desc, got, userMustAct, tt.want)
+		}
+	}
+	if _, userMustAct := Classify("temporarily_unavailable", "AADSTS90055"); userMustAct {
+		t.Error("throttling classified as permanent")
+	}
+	if _, userMustAct := ClassifyError(&oauth2.RetrieveError{Response: &http.Response{StatusCode: 503}, ErrorCode: "x"}); userMustAct {
+		t.Error("a 503 from the token endpoint classified as permanent")
+	}
+	if r, userMustAct := ClassifyError(&oauth2.RetrieveError{Response: &http.Response{StatusCode: 400}, ErrorCode: "invalid_grant", ErrorDescription: "AADSTS50173: revoked"}); r != ReasonRevoked || !userMustAct {
+		t.Error("invalid_grant not classified")
+	}
+}
