@@ -24,6 +24,7 @@ type deltaState struct {
 	N, Top int
 	Filter string `json:"flt,omitempty"`
 	Select string `json:"sel,omitempty"`
+	Expand string `json:"exp,omitempty"`
 	// Initial marks the first round (no tombstones).
 	Initial bool `json:"init,omitempty"`
 	Gen     int64
@@ -94,7 +95,7 @@ func (s *Sim) messageDelta(g *graphRequest, mb *mailbox, f *Folder, o renderOpts
 			errBadRequest(g.w, g.r, err.Error())
 			return
 		}
-		st = deltaState{Folder: f.ID, H: mb.seq, Filter: filter, Select: q.Get("$select"), Initial: true, Gen: mb.generation, Issued: now.Unix()}
+		st = deltaState{Folder: f.ID, H: mb.seq, Filter: filter, Select: q.Get("$select"), Expand: q.Get("$expand"), Initial: true, Gen: mb.generation, Issued: now.Unix()}
 		if v := q.Get("$top"); v != "" {
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 1 {
@@ -112,6 +113,7 @@ func (s *Sim) messageDelta(g *graphRequest, mb *mailbox, f *Folder, o renderOpts
 	}
 	filter, _ := parseFilter(st.Filter)
 	sel, _ := parseSelect(st.Select)
+	o.expand, _ = parseExpand(st.Expand)
 	o.delta = true
 
 	var buf bytes.Buffer
@@ -175,9 +177,9 @@ func (s *Sim) messageDelta(g *graphRequest, mb *mailbox, f *Folder, o renderOpts
 	case capped && written == 0:
 		// The round was capped by $top: an empty page and a deltaLink
 		// (facts §3.1); unserved changes stay after the watermark.
-		links["@odata.deltaLink"] = base + "?$deltatoken=" + encodeDelta(deltaState{Folder: f.ID, W: st.C, Filter: st.Filter, Select: st.Select, Gen: mb.generation, Issued: now.Unix()})
+		links["@odata.deltaLink"] = base + "?$deltatoken=" + encodeDelta(deltaState{Folder: f.ID, W: st.C, Filter: st.Filter, Select: st.Select, Expand: st.Expand, Gen: mb.generation, Issued: now.Unix()})
 	case done && !capped:
-		links["@odata.deltaLink"] = base + "?$deltatoken=" + encodeDelta(deltaState{Folder: f.ID, W: st.H, Filter: st.Filter, Select: st.Select, Gen: mb.generation, Issued: now.Unix()})
+		links["@odata.deltaLink"] = base + "?$deltatoken=" + encodeDelta(deltaState{Folder: f.ID, W: st.H, Filter: st.Filter, Select: st.Select, Expand: st.Expand, Gen: mb.generation, Issued: now.Unix()})
 	default:
 		links["@odata.nextLink"] = base + "?$skiptoken=" + encodeDelta(st)
 	}

@@ -504,3 +504,22 @@ func TestThrottlingAndFaults(t *testing.T) {
 		t.Errorf("counters = %v", c)
 	}
 }
+
+func TestExpandAttachments(t *testing.T) {
+	f := newFixture(t, graphsim.Options{})
+	tok := f.token(t, "Mail.Read")
+	inject(t, f, f.ada.UPN, graphsim.MessageSpec{Subject: "with", Attachments: []graphsim.AttachmentSpec{{Name: "a.txt", ContentType: "text/plain", Content: []byte("abc")}}})
+	var p struct {
+		Value []struct {
+			Attachments []map[string]any `json:"attachments"`
+		} `json:"value"`
+	}
+	f.graphGet(t, tok, "/me/mailFolders/inbox/messages/delta?$select=subject&$expand=attachments($select=id,name,size)", &p)
+	if len(p.Value) != 1 || len(p.Value[0].Attachments) != 1 || p.Value[0].Attachments[0]["size"] != float64(3) || p.Value[0].Attachments[0]["contentBytes"] != nil {
+		t.Errorf("expanded = %+v", p.Value)
+	}
+	var ge graphErr
+	if st, _ := f.graphGet(t, tok, "/me/messages?$expand=extensions", &ge); st != 400 {
+		t.Errorf("unsupported expand: %d", st)
+	}
+}

@@ -109,6 +109,14 @@ func (s *Sim) serveMailbox(g *graphRequest) {
 	sleep(g.r, g.latency)
 	immutable, text, pageSize := prefs(g.r)
 	o := renderOpts{immutable: immutable, textBody: text, basic: basic, base: s.URL()}
+	if g.r.Method == http.MethodGet {
+		exp, err := parseExpand(g.r.URL.Query().Get("$expand"))
+		if err != nil {
+			errBadRequest(g.w, g.r, err.Error())
+			return
+		}
+		o.expand = exp
+	}
 
 	if g.r.Method != http.MethodGet {
 		if !s.serveWrite(g, o) {

@@ -2,9 +2,11 @@ package graphsim
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 )
@@ -19,6 +21,69 @@ type renderOpts struct {
 	delta     bool // delta items carry @odata.type
 	basic     bool // Mail.ReadBasic only: no body or preview
 	base      string
+	// expand is $expand=attachments[($select=...)]: nil for none; an
+	// empty list for every property.
+	expand []string
+}
+
+// attachmentFields are the attachment properties $expand can select.
+var attachmentFields = []string{"id", "name", "contentType", "size", "isInline", "lastModifiedDateTime", "contentId", "contentBytes"}
+
+// parseExpand accepts $expand=attachments and
+// $expand=attachments($select=id,name,...), the forms Graph offers for
+// messages (facts §3.1: delta supports $expand).
+func parseExpand(raw string) ([]string, error) {
+	raw = strings.TrimSpace(raw)
+	if raw == "" {
+		return nil, nil
+	}
+	name, rest, _ := strings.Cut(raw, "(")
+	if !strings.EqualFold(strings.TrimSpace(name), "attachments") {
+		return nil, fmt.Errorf("Parsing OData Select and Expand failed: Could not find a property named '%s' on type 'microsoft.graph.message'.", name)
+	}
+	if rest == "" {
+		return []string{}, nil
+	}
+	inner := strings.TrimSuffix(rest, ")")
+	sel, ok := strings.CutPrefix(inner, "$select=")
+	if !ok {
+		return nil, fmt.Errorf("Only $select is supported inside $expand=attachments(...).")
+	}
+	out := []string{}
+	for f := range strings.SplitSeq(sel, ",") {
+		f = strings.TrimSpace(f)
+		i := slices.IndexFunc(attachmentFields, func(a string) bool { return strings.EqualFold(a, f) })
+		if i < 0 {
+			return nil, fmt.Errorf("Could not find a property named '%s' on type 'microsoft.graph.attachment'.", f)
+		}
+		out = append(out, attachmentFields[i])
+	}
+	return out, nil
+}
+
+func writeAttachments(buf *bytes.Buffer, m *Message, fields []string) {
+	buf.WriteString(`,"attachments":[`)
+	for i, a := range m.Attachments {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		all := map[string]any{
+			"id": a.ID, "name": a.Name, "contentType": a.ContentType, "size": len(a.Content), "isInline": a.IsInline,
+			"lastModifiedDateTime": graphTime(a.Modified), "contentId": nilIfEmpty(a.ContentID),
+			"contentBytes": base64.StdEncoding.EncodeToString(a.Content),
+		}
+		buf.WriteString(`{"@odata.type":"#microsoft.graph.fileAttachment"`)
+		names := fields
+		if len(names) == 0 {
+			names = attachmentFields
+		}
+		for _, n := range names {
+			buf.WriteString(`,"` + n + `":`)
+			writeValue(buf, all[n])
+		}
+		buf.WriteByte('}')
+	}
+	buf.WriteByte(']')
 }
 
 // messageField renders one property.
@@ -143,6 +208,9 @@ func writeMessage(buf *bytes.Buffer, m *Message, sel selection, o renderOpts) {
 		for _, i := range sel {
 			emit(messageFields[i])
 		}
+	}
+	if o.expand != nil && !o.basic {
+		writeAttachments(buf, m, o.expand)
 	}
 	buf.WriteByte('}')
 }
