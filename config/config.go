@@ -83,6 +83,33 @@ type Config struct {
 	VaultKVPrefix string `env:"OUTLOOKD_VAULT_KV_PREFIX" envDefault:"outlookd"`
 	// VaultTransitMount is the mount of the transit engine.
 	VaultTransitMount string `env:"OUTLOOKD_VAULT_TRANSIT_MOUNT" envDefault:"transit"`
+
+	// ClientID is the app registration's application (client) ID; its
+	// secret is kept in Vault (<prefix>/app, client_secret).
+	ClientID string `env:"OUTLOOKD_CLIENT_ID"`
+	// AuthorityURL is the identity platform's host (national clouds differ).
+	AuthorityURL *url.URL `env:"OUTLOOKD_AUTHORITY_URL" envDefault:"https://login.microsoftonline.com"`
+	// Tenant is the authority's tenant segment: common, organizations,
+	// consumers or a tenant ID.
+	Tenant string `env:"OUTLOOKD_TENANT" envDefault:"common"`
+	// GraphURL is Microsoft Graph's root with its version.
+	GraphURL *url.URL `env:"OUTLOOKD_GRAPH_URL" envDefault:"https://graph.microsoft.com/v1.0"`
+	// RedirectURL is where Microsoft sends users back after consent; empty
+	// means OUTLOOKD_PUBLIC_URL + /v1/oauth/callback.
+	RedirectURL string `env:"OUTLOOKD_REDIRECT_URL"`
+	// RefreshMargin: access tokens this close to expiry are refreshed before use.
+	RefreshMargin time.Duration `env:"OUTLOOKD_REFRESH_MARGIN" envDefault:"5m"`
+	// CACertFile adds a CA to trust for Microsoft's hosts (a simulator
+	// served over TLS).
+	CACertFile string `env:"OUTLOOKD_CA_CERT_FILE"`
+}
+
+// Redirect returns the OAuth redirect URL.
+func (c Config) Redirect() string {
+	if c.RedirectURL != "" {
+		return c.RedirectURL
+	}
+	return strings.TrimSuffix(c.PublicURL.String(), "/") + "/v1/oauth/callback"
 }
 
 // Load reads the configuration from the process environment.
@@ -162,6 +189,23 @@ func (c Config) Validate() error {
 	}
 	if err := absoluteHTTP("VAULT_ADDR", c.VaultAddr); err != nil {
 		return err
+	}
+	if err := absoluteHTTP("OUTLOOKD_AUTHORITY_URL", c.AuthorityURL); err != nil {
+		return err
+	}
+	if err := absoluteHTTP("OUTLOOKD_GRAPH_URL", c.GraphURL); err != nil {
+		return err
+	}
+	if c.RedirectURL != "" {
+		if u, err := url.Parse(c.RedirectURL); err != nil || absoluteHTTP("OUTLOOKD_REDIRECT_URL", u) != nil {
+			return &Error{Var: "OUTLOOKD_REDIRECT_URL", Expect: fmt.Sprintf("an absolute http(s) URL, got %q", c.RedirectURL)}
+		}
+	}
+	if strings.TrimSpace(c.Tenant) == "" || strings.ContainsAny(c.Tenant, " /") {
+		return &Error{Var: "OUTLOOKD_TENANT", Expect: "common, organizations, consumers or a tenant ID"}
+	}
+	if c.RefreshMargin < 0 || c.RefreshMargin > time.Hour {
+		return &Error{Var: "OUTLOOKD_REFRESH_MARGIN", Expect: "a duration between 0s and 1h"}
 	}
 	return nil
 }

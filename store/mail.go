@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Folder is a synced mail folder with its sync position.
@@ -20,6 +21,8 @@ type Folder struct {
 	Cursor      string // the next page (backfill) or the delta link (live)
 	WindowStart time.Time
 	Synced      int64
+	// GapCursor is the next page of a window-widening backfill.
+	GapCursor string
 }
 
 // Phases of a folder.
@@ -90,9 +93,9 @@ func (s *Store) GetFolder(ctx context.Context, connectionID, folderID string) (F
 	var f Folder
 	var parent, wk, cursor *string
 	err := s.pool.QueryRow(ctx, `
-		SELECT id, parent_id, display_name, well_known, phase, cursor, window_start, synced
+		SELECT id, parent_id, display_name, well_known, phase, cursor, window_start, synced, COALESCE(gap_cursor, '')
 		FROM folders WHERE connection_id = $1 AND id = $2`, connectionID, folderID).
-		Scan(&f.ID, &parent, &f.DisplayName, &wk, &f.Phase, &cursor, &f.WindowStart, &f.Synced)
+		Scan(&f.ID, &parent, &f.DisplayName, &wk, &f.Phase, &cursor, &f.WindowStart, &f.Synced, &f.GapCursor)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return f, fmt.Errorf("store: folder %s of %s: %w", folderID, connectionID, ErrNotFound)
 	}
@@ -133,6 +136,12 @@ type Page struct {
 	Removed []string
 	Cursor  string
 	Phase   string
+	// Gap marks a page of a window-widening backfill: Cursor is then the
+	// gap's next page, and an empty Cursor with GapDone moves the folder's
+	// window start to WindowStart.
+	Gap         bool
+	GapDone     bool
+	WindowStart time.Time
 }
 
 var messageColumns = []string{
@@ -204,9 +213,22 @@ func (s *Store) ApplyPage(ctx context.Context, connectionID string, p Page) erro
 				return fmt.Errorf("store: remove messages: %w", err)
 			}
 		}
-		tag, err := tx.Exec(ctx, `
-			UPDATE folders SET cursor = $3, phase = $4, synced = synced + $5, updated_at = now()
-			WHERE connection_id = $1 AND id = $2`, connectionID, p.FolderID, p.Cursor, p.Phase, len(msgs))
+		var tag pgconn.CommandTag
+		var err error
+		switch {
+		case p.Gap && p.GapDone:
+			tag, err = tx.Exec(ctx, `
+				UPDATE folders SET gap_cursor = NULL, window_start = LEAST(window_start, $3), synced = synced + $4, updated_at = now()
+				WHERE connection_id = $1 AND id = $2`, connectionID, p.FolderID, p.WindowStart, len(msgs))
+		case p.Gap:
+			tag, err = tx.Exec(ctx, `
+				UPDATE folders SET gap_cursor = $3, synced = synced + $4, updated_at = now()
+				WHERE connection_id = $1 AND id = $2`, connectionID, p.FolderID, p.Cursor, len(msgs))
+		default:
+			tag, err = tx.Exec(ctx, `
+				UPDATE folders SET cursor = $3, phase = $4, synced = synced + $5, updated_at = now()
+				WHERE connection_id = $1 AND id = $2`, connectionID, p.FolderID, p.Cursor, p.Phase, len(msgs))
+		}
 		if err != nil {
 			return fmt.Errorf("store: advance cursor: %w", err)
 		}

@@ -226,3 +226,25 @@ func (ts *TokenStore) countTree(ctx context.Context, p string) (int, error) {
 	}
 	return n, nil
 }
+
+// AppSecret reads the app registration's client secret, kept at
+// <prefix>/app under client_secret.
+func (ts *TokenStore) AppSecret(ctx context.Context) (string, error) {
+	s, err := ts.get(ctx, path.Join(ts.prefix, "app"))
+	if err != nil {
+		return "", err
+	}
+	secret := str(s.Data, "client_secret")
+	if secret == "" {
+		return "", fmt.Errorf("vault: %s/app has no client_secret: %w", ts.prefix, ErrNotFound)
+	}
+	return secret, nil
+}
+
+// PutAppSecret stores the app registration's client secret.
+func (ts *TokenStore) PutAppSecret(ctx context.Context, secret string) error {
+	if _, err := ts.kv.Put(ctx, path.Join(ts.prefix, "app"), map[string]any{"client_secret": secret}); err != nil {
+		return fmt.Errorf("vault: write app secret: %w", err)
+	}
+	return nil
+}

@@ -9,6 +9,9 @@ import (
 
 	"go.temporal.io/sdk/client"
 	sdkworker "go.temporal.io/sdk/worker"
+
+	"github.com/outlookd/outlookd/activities"
+	"github.com/outlookd/outlookd/workflows"
 )
 
 // Options configures the worker.
@@ -43,5 +46,14 @@ func Run(ctx context.Context, c client.Client, opts Options) error {
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, 30*time.Second)
+	}
+}
+
+// Register adds every outlookd workflow and the activities to a worker.
+func Register(a *activities.Activities) func(r sdkworker.Registry) {
+	return func(r sdkworker.Registry) {
+		r.RegisterWorkflow(workflows.Connection)
+		r.RegisterWorkflow(workflows.Backfill)
+		r.RegisterActivity(a)
 	}
 }

@@ -2,20 +2,25 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/outlookd/outlookd/activities"
 	"github.com/outlookd/outlookd/api"
 	"github.com/outlookd/outlookd/config"
+	"github.com/outlookd/outlookd/identity"
 	"github.com/outlookd/outlookd/store"
 	"github.com/outlookd/outlookd/vault"
 	"github.com/outlookd/outlookd/worker"
@@ -85,8 +90,12 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 	g.Go(func() error { return vc.Run(gctx) })
 
 	if *role == roleAll || *role == roleWorker {
+		acts, err := newActivities(cfg, st, vc, log)
+		if err != nil {
+			return err
+		}
 		g.Go(func() error {
-			return worker.Run(gctx, tc, worker.Options{TaskQueue: cfg.TaskQueue, Logger: log.With("component", "worker")})
+			return worker.Run(gctx, tc, worker.Options{TaskQueue: cfg.TaskQueue, Logger: log.With("component", "worker"), Register: worker.Register(acts)})
 		})
 	}
 	if *role == roleAll || *role == roleAPI {
@@ -124,6 +133,49 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 	err = g.Wait()
 	log.Info("outlookd stopped")
 	return err
+}
+
+// newActivities builds the activities with the process's clients.
+func newActivities(cfg config.Config, st *store.Store, vc *vault.Client, log *slog.Logger) (*activities.Activities, error) {
+	hc, err := httpClient(cfg.CACertFile)
+	if err != nil {
+		return nil, err
+	}
+	tokens := vc.Tokens()
+	return &activities.Activities{
+		Tokens: tokens,
+		Store:  st,
+		Identity: identity.Config{AuthorityURL: cfg.AuthorityURL.String(), Tenant: cfg.Tenant, ClientID: cfg.ClientID,
+			RedirectURL: cfg.Redirect()},
+		ClientSecret:  tokens.AppSecret,
+		GraphURL:      cfg.GraphURL.String(),
+		HTTP:          hc,
+		Limits:        activities.NewMailboxLimits(0, 0, 0),
+		RefreshMargin: cfg.RefreshMargin,
+		Log:           log.With("component", "activities"),
+	}, nil
+}
+
+// httpClient is the client for Microsoft's hosts, trusting an extra CA
+// when one is configured.
+func httpClient(caFile string) (*http.Client, error) {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 32
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("OUTLOOKD_CA_CERT_FILE: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("OUTLOOKD_CA_CERT_FILE: %s holds no PEM certificate", caFile)
+		}
+		t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	return &http.Client{Transport: t, Timeout: 2 * time.Minute}, nil
 }
 
 func newLogger(cfg config.Config, w io.Writer) *slog.Logger {

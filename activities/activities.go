@@ -1,0 +1,71 @@
+// Package activities does all of outlookd's I/O for the workflows: the
+// identity platform, Microsoft Graph, Vault and Postgres. Activities are
+// methods on Activities, which holds the clients; each is idempotent and
+// safe to retry, and classifies its errors for Temporal's retries.
+package activities
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/outlookd/outlookd/graph"
+	"github.com/outlookd/outlookd/identity"
+	"github.com/outlookd/outlookd/store"
+	"github.com/outlookd/outlookd/vault"
+)
+
+// Activities holds what the activities need.
+type Activities struct {
+	Tokens   *vault.TokenStore
+	Store    *store.Store
+	Identity identity.Config
+	// ClientSecret returns the app's client secret (kept in Vault).
+	ClientSecret func(ctx context.Context) (string, error)
+	// GraphURL is Graph's root with its version.
+	GraphURL string
+	// HTTP carries identity and Graph requests (TLS settings, test CA).
+	HTTP *http.Client
+	// Limits is the per-mailbox request budget shared by every activity of
+	// this process.
+	Limits *MailboxLimits
+	// RefreshMargin: an access token this close to expiry is refreshed
+	// before use.
+	RefreshMargin time.Duration
+	Now           func() time.Time
+	Log           *slog.Logger
+}
+
+func (a *Activities) now() time.Time {
+	if a.Now != nil {
+		return a.Now()
+	}
+	return time.Now()
+}
+
+func (a *Activities) httpClient() *http.Client {
+	if a.HTTP != nil {
+		return a.HTTP
+	}
+	return http.DefaultClient
+}
+
+// graphFor returns a Graph client acting for a connection, whose requests
+// draw on the mailbox's budget.
+func (a *Activities) graphFor(ctx context.Context, connectionID, mailboxKey string) (*graph.Client, error) {
+	ts := &vaultTokenSource{ctx: ctx, a: a, connectionID: connectionID}
+	transport := a.httpClient().Transport
+	if transport == nil {
+		transport = http.DefaultTransport
+	}
+	if a.Limits != nil && mailboxKey != "" {
+		transport = a.Limits.Transport(mailboxKey, transport)
+	}
+	c, err := graph.NewClient(graph.Config{BaseURL: a.GraphURL, Transport: transport}, ts)
+	if err != nil {
+		return nil, fmt.Errorf("activities: graph client: %w", err)
+	}
+	return c, nil
+}

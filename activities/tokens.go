@@ -1,0 +1,227 @@
+package activities
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"golang.org/x/oauth2"
+
+	"github.com/outlookd/outlookd/identity"
+	"github.com/outlookd/outlookd/store"
+	"github.com/outlookd/outlookd/vault"
+	"github.com/outlookd/outlookd/workflows"
+)
+
+// vaultTokenSource serves a connection's access token from Vault,
+// refreshing it (and storing the rotated refresh token with check-and-set)
+// when it is about to expire. Concurrent refreshes of one connection are
+// harmless: Microsoft keeps old refresh tokens valid, and the loser of the
+// check-and-set adopts the winner's tokens.
+type vaultTokenSource struct {
+	ctx          context.Context
+	a            *Activities
+	connectionID string
+
+	mu     sync.Mutex
+	cached *oauth2.Token
+}
+
+func (t *vaultTokenSource) Token() (*oauth2.Token, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	margin := t.a.RefreshMargin
+	if margin == 0 {
+		margin = 5 * time.Minute
+	}
+	if t.cached != nil && t.cached.Expiry.After(t.a.now().Add(margin)) {
+		return t.cached, nil
+	}
+	tok, version, err := t.a.Tokens.GetTokens(t.ctx, t.connectionID)
+	if err != nil {
+		return nil, err
+	}
+	if !tok.Expiry.After(t.a.now().Add(margin)) {
+		if tok, err = t.a.refresh(t.ctx, t.connectionID, tok, version); err != nil {
+			return nil, err
+		}
+	}
+	t.cached = &oauth2.Token{AccessToken: tok.AccessToken, TokenType: "Bearer", Expiry: tok.Expiry}
+	return t.cached, nil
+}
+
+// refresh redeems the refresh token and stores the rotated pair before it
+// is used.
+func (a *Activities) refresh(ctx context.Context, connectionID string, old vault.Tokens, version int) (vault.Tokens, error) {
+	secret, err := a.ClientSecret(ctx)
+	if err != nil {
+		return vault.Tokens{}, fmt.Errorf("activities: client secret: %w", err)
+	}
+	cfg := a.Identity.OAuth(secret, nil)
+	src := cfg.TokenSource(context.WithValue(ctx, oauth2.HTTPClient, a.httpClient()), &oauth2.Token{RefreshToken: old.RefreshToken})
+	nt, err := src.Token()
+	if err != nil {
+		if reason, userMustAct := identity.ClassifyError(err); userMustAct {
+			return vault.Tokens{}, reauthRequired(reason, err)
+		}
+		return vault.Tokens{}, fmt.Errorf("activities: refresh: %w", err)
+	}
+	fresh := vault.Tokens{AccessToken: nt.AccessToken, RefreshToken: nt.RefreshToken, Expiry: nt.Expiry, Scope: scopeOf(nt, old.Scope)}
+	if fresh.RefreshToken == "" {
+		fresh.RefreshToken = old.RefreshToken
+	}
+	err = a.Tokens.PutTokens(ctx, connectionID, fresh, version)
+	if errors.Is(err, vault.ErrConflict) {
+		current, _, err := a.Tokens.GetTokens(ctx, connectionID)
+		return current, err
+	}
+	if err != nil {
+		return vault.Tokens{}, err
+	}
+	return fresh, nil
+}
+
+func scopeOf(t *oauth2.Token, def string) string {
+	if s, ok := t.Extra("scope").(string); ok && s != "" {
+		return s
+	}
+	return def
+}
+
+// RefreshTokens refreshes a connection's tokens now (the keep-alive that
+// stops a quiet refresh token from expiring).
+func (a *Activities) RefreshTokens(ctx context.Context, in workflows.RefreshInput) (workflows.RefreshResult, error) {
+	tok, version, err := a.Tokens.GetTokens(ctx, in.ConnectionID)
+	if err != nil {
+		return workflows.RefreshResult{}, err
+	}
+	fresh, err := a.refresh(ctx, in.ConnectionID, tok, version)
+	if err != nil {
+		return workflows.RefreshResult{}, err
+	}
+	return workflows.RefreshResult{AccessExpiry: fresh.Expiry, GrantedScopes: identity.GrantedScopes(fresh.Scope)}, nil
+}
+
+// consentFailed is the error of a consent that cannot complete.
+func consentFailed(reason identity.Reason, cause error) error {
+	return temporal.NewNonRetryableApplicationError("consent could not be completed: "+string(reason), workflows.ErrConsentFailed, cause,
+		reasonDetail{Reason: string(reason), Text: reason.Describe()})
+}
+
+// ExchangeCode redeems the authorization code kept in Vault under a
+// reference, learns who consented, claims the mailbox in the registry and
+// stores the tokens; the code and verifier are then deleted.
+func (a *Activities) ExchangeCode(ctx context.Context, in workflows.ExchangeCodeInput) (workflows.ExchangeCodeResult, error) {
+	code, _, err := a.Tokens.GetConsentCode(ctx, in.ConnectionID, in.Ref)
+	if errors.Is(err, vault.ErrNotFound) {
+		return workflows.ExchangeCodeResult{}, consentFailed(identity.ReasonCodeInvalid, err)
+	}
+	if err != nil {
+		return workflows.ExchangeCodeResult{}, err
+	}
+	pending, err := a.Tokens.GetPending(ctx, in.ConnectionID)
+	if errors.Is(err, vault.ErrNotFound) {
+		return workflows.ExchangeCodeResult{}, consentFailed(identity.ReasonCodeInvalid, err)
+	}
+	if err != nil {
+		return workflows.ExchangeCodeResult{}, err
+	}
+	secret, err := a.ClientSecret(ctx)
+	if err != nil {
+		return workflows.ExchangeCodeResult{}, fmt.Errorf("activities: client secret: %w", err)
+	}
+	cfg := a.Identity.OAuth(secret, nil)
+	if pending.RedirectURI != "" {
+		cfg.RedirectURL = pending.RedirectURI
+	}
+	hctx := context.WithValue(ctx, oauth2.HTTPClient, a.httpClient())
+	tok, err := cfg.Exchange(hctx, code, oauth2.VerifierOption(pending.Verifier), oauth2.SetAuthURLParam("client_info", "1"))
+	if err != nil {
+		if reason, userMustAct := identity.ClassifyError(err); userMustAct {
+			return workflows.ExchangeCodeResult{}, consentFailed(reason, err)
+		}
+		return workflows.ExchangeCodeResult{}, fmt.Errorf("activities: exchange: %w", err)
+	}
+
+	// Who consented: /me with the new token, before anything is stored.
+	gc, err := a.graphWithToken(tok)
+	if err != nil {
+		return workflows.ExchangeCodeResult{}, err
+	}
+	me, err := gc.Me().Get(ctx, nil)
+	if err != nil {
+		return workflows.ExchangeCodeResult{}, classifyGraph("read /me", err)
+	}
+	res := workflows.ExchangeCodeResult{
+		UserID: deref(me.GetId()), DisplayName: deref(me.GetDisplayName()), Mailbox: strings.ToLower(deref(me.GetMail())),
+		TenantID: tenantOf(tok), GrantedScopes: identity.GrantedScopes(scopeOf(tok, "")), AccessExpiry: tok.Expiry,
+	}
+	if res.Mailbox == "" {
+		res.Mailbox = strings.ToLower(deref(me.GetUserPrincipalName()))
+	}
+	if in.ExpectUserID != "" && in.ExpectUserID != res.UserID {
+		return workflows.ExchangeCodeResult{}, consentFailed(identity.ReasonWrongAccount, nil)
+	}
+	err = a.Store.UpdateConnection(ctx, in.ConnectionID, store.ConnectionUpdate{
+		State: workflows.StateActive, TenantID: res.TenantID, Mailbox: res.Mailbox, UserID: res.UserID,
+		DisplayName: res.DisplayName, GrantedScopes: res.GrantedScopes,
+	})
+	if errors.Is(err, store.ErrMailboxTaken) {
+		return workflows.ExchangeCodeResult{}, temporal.NewNonRetryableApplicationError("the mailbox is already connected", workflows.ErrMailboxTaken, err)
+	}
+	if err != nil {
+		return workflows.ExchangeCodeResult{}, err
+	}
+	stored := vault.Tokens{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, Expiry: tok.Expiry, Scope: scopeOf(tok, "")}
+	_, version, err := a.Tokens.GetTokens(ctx, in.ConnectionID)
+	if err != nil && !errors.Is(err, vault.ErrNotFound) {
+		return workflows.ExchangeCodeResult{}, err
+	}
+	if err := a.Tokens.PutTokens(ctx, in.ConnectionID, stored, version); err != nil {
+		return workflows.ExchangeCodeResult{}, err
+	}
+	if err := a.Tokens.DeleteConsent(ctx, in.ConnectionID, in.Ref); err != nil {
+		return workflows.ExchangeCodeResult{}, err
+	}
+	return res, nil
+}
+
+// tenantOf reads the tenant from client_info (base64url {"uid","utid"}),
+// falling back to the access token's tid claim when it is a JWT.
+func tenantOf(t *oauth2.Token) string {
+	if ci, ok := t.Extra("client_info").(string); ok {
+		if b, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(ci, "=")); err == nil {
+			var v struct {
+				UTID string `json:"utid"`
+			}
+			if json.Unmarshal(b, &v) == nil && v.UTID != "" {
+				return v.UTID
+			}
+		}
+	}
+	parts := strings.Split(t.AccessToken, ".")
+	if len(parts) == 3 {
+		if b, err := base64.RawURLEncoding.DecodeString(parts[1]); err == nil {
+			var c struct {
+				TID string `json:"tid"`
+			}
+			if json.Unmarshal(b, &c) == nil {
+				return c.TID
+			}
+		}
+	}
+	return ""
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}

@@ -1,0 +1,177 @@
+// Package connect runs the consent flow around a connection's workflow: it
+// creates the connection and its authorize URL (PKCE S256, a state bound to
+// the connection), and completes consent from the OAuth callback, handing
+// the authorization code to the workflow by reference: the code goes to
+// Vault, only the reference goes through Temporal.
+package connect
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+	"golang.org/x/oauth2"
+
+	"github.com/outlookd/outlookd/identity"
+	"github.com/outlookd/outlookd/store"
+	"github.com/outlookd/outlookd/vault"
+	"github.com/outlookd/outlookd/workflows"
+)
+
+// Service creates connections and completes their consent.
+type Service struct {
+	Temporal client.Client
+	Tokens   *vault.TokenStore
+	Store    *store.Store
+	Identity identity.Config
+	// Options are passed to new connection workflows.
+	Options workflows.Options
+}
+
+// Request describes a new connection.
+type Request struct {
+	OrgID    string
+	OwnerID  string
+	Settings workflows.Settings
+	// LoginHint pre-fills the account on Microsoft's sign-in page.
+	LoginHint string
+}
+
+// Created is a new connection waiting for consent.
+type Created struct {
+	ConnectionID string
+	AuthorizeURL string
+}
+
+// Errors callers map to HTTP answers.
+var (
+	ErrInvalidState   = errors.New("connect: the state parameter does not match a pending consent")
+	ErrConsentExpired = errors.New("connect: the consent attempt is too old; start again")
+)
+
+// consentLifetime bounds how long an authorize URL stays usable.
+const consentLifetime = time.Hour
+
+// Create registers a connection, starts its workflow and returns the URL
+// the user must open to consent.
+func (s *Service) Create(ctx context.Context, r Request) (Created, error) {
+	if err := r.Settings.Validate(); err != nil {
+		return Created{}, err
+	}
+	settings := r.Settings.WithDefaults()
+	id := "conn_" + random(12)
+	if err := s.Store.CreateConnection(ctx, store.Connection{ID: id, OrgID: r.OrgID, OwnerID: r.OwnerID,
+		State: workflows.StatePendingConsent, Mode: workflows.ModeDelegated}); err != nil {
+		return Created{}, err
+	}
+	authURL, err := s.newConsent(ctx, id, settings, r.LoginHint)
+	if err != nil {
+		return Created{}, err
+	}
+	_, err = s.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:                    workflows.ConnectionWorkflowID(id),
+		TaskQueue:             workflows.TaskQueue,
+		WorkflowIDReusePolicy: enums.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+	}, workflows.Connection, workflows.ConnectionInput{ID: id, OrgID: r.OrgID, OwnerID: r.OwnerID, Mode: workflows.ModeDelegated,
+		Settings: settings, Options: s.Options})
+	if err != nil {
+		return Created{}, fmt.Errorf("connect: start workflow: %w", err)
+	}
+	return Created{ConnectionID: id, AuthorizeURL: authURL}, nil
+}
+
+// Reauthorize returns a fresh authorize URL for an existing connection.
+func (s *Service) Reauthorize(ctx context.Context, connectionID string, settings workflows.Settings, loginHint string) (string, error) {
+	return s.newConsent(ctx, connectionID, settings.WithDefaults(), loginHint)
+}
+
+// newConsent stores a PKCE verifier and a state nonce in Vault and builds
+// the authorize URL with the least scopes for the features.
+func (s *Service) newConsent(ctx context.Context, id string, settings workflows.Settings, loginHint string) (string, error) {
+	verifier := oauth2.GenerateVerifier()
+	nonce := random(24)
+	if err := s.Tokens.PutPending(ctx, id, vault.Pending{Verifier: verifier, StateNonce: nonce, RedirectURI: s.Identity.RedirectURL, Created: time.Now()}); err != nil {
+		return "", err
+	}
+	scopes := s.Identity.Scopes(identity.Features{Read: settings.Features.Read, Send: settings.Features.Send})
+	opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(verifier), oauth2.SetAuthURLParam("prompt", "select_account")}
+	if loginHint != "" {
+		opts = append(opts, oauth2.SetAuthURLParam("login_hint", loginHint))
+	}
+	return s.Identity.OAuth("", scopes).AuthCodeURL(id+"."+nonce, opts...), nil
+}
+
+// Outcome is what the callback tells the user.
+type Outcome struct {
+	ConnectionID string
+	State        string
+	Mailbox      string
+	DisplayName  string
+	Reason       string
+	ReasonText   string
+}
+
+// Callback completes consent from the redirect's query. It checks the state
+// against the pending consent (constant time), keeps the code in Vault under
+// a fresh reference and hands the reference to the workflow, waiting until
+// the exchange is done. A refusal from Microsoft is recorded with its
+// reason. The code never enters Temporal, logs or the outcome.
+func (s *Service) Callback(ctx context.Context, q url.Values) (Outcome, error) {
+	id, nonce, ok := strings.Cut(q.Get("state"), ".")
+	if !ok || !strings.HasPrefix(id, "conn_") {
+		return Outcome{}, ErrInvalidState
+	}
+	pending, err := s.Tokens.GetPending(ctx, id)
+	if errors.Is(err, vault.ErrNotFound) {
+		return Outcome{}, ErrInvalidState
+	}
+	if err != nil {
+		return Outcome{}, err
+	}
+	if subtle.ConstantTimeCompare([]byte(pending.StateNonce), []byte(nonce)) != 1 {
+		return Outcome{}, ErrInvalidState
+	}
+	if time.Since(pending.Created) > consentLifetime {
+		return Outcome{ConnectionID: id}, ErrConsentExpired
+	}
+	in := workflows.ConsentInput{}
+	if e := q.Get("error"); e != "" {
+		reason, _ := identity.Classify(e, q.Get("error_description"))
+		in.Reason, in.ReasonText = string(reason), reason.Describe()
+	} else {
+		code := q.Get("code")
+		if code == "" {
+			return Outcome{ConnectionID: id}, ErrInvalidState
+		}
+		in.Ref = random(16)
+		if err := s.Tokens.PutConsentCode(ctx, id, in.Ref, code); err != nil {
+			return Outcome{}, err
+		}
+	}
+	h, err := s.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID: workflows.ConnectionWorkflowID(id), UpdateName: workflows.UpdateConsent,
+		Args: []any{in}, WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err != nil {
+		return Outcome{ConnectionID: id}, fmt.Errorf("connect: hand consent to the workflow: %w", err)
+	}
+	var st workflows.Status
+	if err := h.Get(ctx, &st); err != nil {
+		return Outcome{ConnectionID: id}, fmt.Errorf("connect: consent: %w", err)
+	}
+	return Outcome{ConnectionID: id, State: st.State, Mailbox: st.Mailbox, DisplayName: st.DisplayName, Reason: st.Reason, ReasonText: st.ReasonText}, nil
+}
+
+func random(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}

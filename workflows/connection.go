@@ -1,0 +1,441 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"time"
+
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+)
+
+// connection is the running state of a Connection workflow.
+type connection struct {
+	s    ConnectionState
+	opts Options
+	log  log.Logger
+	// recorded is the state last mirrored into the registry.
+	recorded string
+	// retryBackfillAt delays a failed backfill's next attempt.
+	retryBackfillAt time.Time
+	progress        workflow.ReceiveChannel
+}
+
+// Connection is the entity workflow of one connected mailbox: consent,
+// token upkeep, backfill and (later) live sync, re-auth and disconnect.
+func Connection(ctx workflow.Context, in ConnectionInput) (ConnectionResult, error) {
+	c, err := newConnection(ctx, in)
+	if err != nil {
+		return ConnectionResult{}, err
+	}
+	return c.run(ctx)
+}
+
+var refPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{8,64}$`)
+
+func newConnection(ctx workflow.Context, in ConnectionInput) (*connection, error) {
+	c := &connection{opts: in.Options.withDefaults(), log: workflow.GetLogger(ctx)}
+	if in.State != nil {
+		c.s = *in.State
+		c.s.Runs++
+		c.recorded = c.s.State
+	} else {
+		if in.ID == "" || in.OrgID == "" || in.OwnerID == "" {
+			return nil, temporal.NewNonRetryableApplicationError("a connection needs an ID, an organisation and an owner", "InvalidInput", nil)
+		}
+		if err := in.Settings.Validate(); err != nil {
+			return nil, temporal.NewNonRetryableApplicationError(err.Error(), "InvalidInput", nil)
+		}
+		mode := in.Mode
+		if mode == "" {
+			mode = ModeDelegated
+		}
+		c.s = ConnectionState{ID: in.ID, OrgID: in.OrgID, OwnerID: in.OwnerID, Mode: mode, Settings: in.Settings.WithDefaults(),
+			State: StatePendingConsent, Since: workflow.Now(ctx)}
+		c.recorded = StatePendingConsent // the registry row starts so
+	}
+	c.log = log.With(c.log, "connection", c.s.ID)
+
+	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (Status, error) { return c.status(ctx), nil }); err != nil {
+		return nil, err
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateConsent, c.onConsent,
+		workflow.UpdateHandlerOptions{Validator: c.validateConsent}); err != nil {
+		return nil, err
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateSettings, c.onSettings,
+		workflow.UpdateHandlerOptions{Validator: c.validateSettings}); err != nil {
+		return nil, err
+	}
+	c.progress = workflow.GetSignalChannel(ctx, SignalBackfillProgress)
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		for {
+			var p BackfillProgress
+			c.progress.Receive(ctx, &p)
+			c.applyProgress(p)
+		}
+	})
+	if err := c.upsertSearchAttributes(ctx); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *connection) upsertSearchAttributes(ctx workflow.Context) error {
+	updates := []temporal.SearchAttributeUpdate{
+		SAConnectionState.ValueSet(c.s.State),
+		SAConnectionMode.ValueSet(c.s.Mode),
+	}
+	if c.s.TenantID != "" {
+		updates = append(updates, SATenantID.ValueSet(c.s.TenantID))
+	}
+	if c.s.Mailbox != "" {
+		updates = append(updates, SAMailbox.ValueSet(c.s.Mailbox))
+	}
+	return workflow.UpsertTypedSearchAttributes(ctx, updates...)
+}
+
+// setState moves the connection to a state, with a reason in words.
+func (c *connection) setState(ctx workflow.Context, state, reason, text string) {
+	if c.s.State != state {
+		c.log.Info("connection state", "from", c.s.State, "to", state, "reason", reason)
+		c.s.State, c.s.Since = state, workflow.Now(ctx)
+	}
+	c.s.Reason, c.s.ReasonText = reason, text
+	if err := c.upsertSearchAttributes(ctx); err != nil {
+		c.log.Error("upsert search attributes", "err", err)
+	}
+}
+
+func (c *connection) validateConsent(in ConsentInput) error {
+	switch {
+	case c.s.State != StatePendingConsent && c.s.State != StateReauthRequired:
+		return fmt.Errorf("the connection is %s and is not waiting for consent", c.s.State)
+	case (in.Ref == "") == (in.Reason == ""):
+		return errors.New("give either a consent reference or a refusal reason")
+	case in.Ref != "" && !refPattern.MatchString(in.Ref):
+		return errors.New("the consent reference is malformed")
+	}
+	return nil
+}
+
+// onConsent hands a consent over: a reference to the code in Vault (then
+// waits until it has been exchanged), or a refusal.
+func (c *connection) onConsent(ctx workflow.Context, in ConsentInput) (Status, error) {
+	if in.Reason != "" {
+		c.setState(ctx, c.s.State, in.Reason, in.ReasonText)
+		return c.status(ctx), nil
+	}
+	resume := c.s.State == StateReauthRequired
+	c.s.ConsentRef = in.Ref
+	c.setState(ctx, StateConnecting, "", "")
+	if resume {
+		c.s.Reason = "reauthorizing"
+	}
+	if err := workflow.Await(ctx, func() bool { return c.s.State != StateConnecting }); err != nil {
+		return Status{}, err
+	}
+	return c.status(ctx), nil
+}
+
+func (c *connection) validateSettings(in Settings) error {
+	if c.s.State == StateDisconnecting || c.s.State == StateDisconnected {
+		return fmt.Errorf("the connection is %s", c.s.State)
+	}
+	return in.Validate()
+}
+
+// onSettings applies new settings; a wider window backfills the gap.
+func (c *connection) onSettings(ctx workflow.Context, in Settings) (Status, error) {
+	in = in.WithDefaults()
+	c.s.Settings = in
+	return c.status(ctx), nil
+}
+
+func (c *connection) applyProgress(p BackfillProgress) {
+	if c.s.Backfill.Folders == nil {
+		c.s.Backfill.Folders = map[string]FolderProgress{}
+	}
+	c.s.Backfill.Folders[p.Folder.ID] = p.Folder
+}
+
+func (c *connection) status(ctx workflow.Context) Status {
+	st := Status{ConnectionState: c.s, HistoryLen: workflow.GetInfo(ctx).GetCurrentHistoryLength()}
+	st.NextAction, st.NextActionAt = c.nextAction(ctx)
+	return st
+}
+
+func (c *connection) nextAction(ctx workflow.Context) (string, time.Time) {
+	switch c.s.State {
+	case StatePendingConsent:
+		return "waiting for the user's consent", time.Time{}
+	case StateConnecting:
+		return "exchanging the authorization code", time.Time{}
+	case StateReauthRequired:
+		return "waiting for the user to sign in again", time.Time{}
+	case StateActive:
+		if c.s.Backfill.Running {
+			return "backfilling", time.Time{}
+		}
+		if c.needsBackfill(ctx) {
+			return "starting a backfill", c.retryBackfillAt
+		}
+		return "keeping the refresh token alive", c.keepAliveAt()
+	}
+	return "", time.Time{}
+}
+
+func (c *connection) keepAliveAt() time.Time {
+	last := c.s.LastRefresh
+	if last.IsZero() {
+		last = c.s.Since
+	}
+	return last.Add(c.opts.KeepAliveEvery)
+}
+
+// backfillTarget is the start of the window the settings ask for.
+func (c *connection) backfillTarget(ctx workflow.Context) time.Time {
+	return workflow.Now(ctx).Add(-time.Duration(c.s.Settings.BackfillDays) * 24 * time.Hour).Truncate(time.Second)
+}
+
+func (c *connection) needsBackfill(ctx workflow.Context) bool {
+	if !c.s.Granted.Read || c.s.Backfill.Running {
+		return false
+	}
+	b := c.s.Backfill
+	if b.Covered.IsZero() {
+		return true
+	}
+	// A wider window: the new start is more than a day before the covered one.
+	return c.backfillTarget(ctx).Before(b.Covered.Add(-24 * time.Hour))
+}
+
+func (c *connection) run(ctx workflow.Context) (ConnectionResult, error) {
+	for {
+		c.recordState(ctx)
+		if c.shouldContinueAsNew(ctx) {
+			return c.continueAsNew(ctx)
+		}
+		switch c.s.State {
+		case StatePendingConsent, StateReauthRequired:
+			state := c.s.State
+			if err := workflow.Await(ctx, func() bool { return c.s.State != state || c.canSuggested(ctx) }); err != nil {
+				return ConnectionResult{}, err
+			}
+		case StateConnecting:
+			c.exchange(ctx)
+		case StateActive:
+			if err := c.active(ctx); err != nil {
+				return ConnectionResult{}, err
+			}
+		case StateDisconnected:
+			return ConnectionResult{State: c.s.State, Reason: c.s.Reason}, nil
+		default:
+			return ConnectionResult{}, fmt.Errorf("connection in unknown state %q", c.s.State)
+		}
+	}
+}
+
+// recordState mirrors a changed state into the registry. The transient
+// connecting state is not mirrored, and ExchangeCode records active itself.
+func (c *connection) recordState(ctx workflow.Context) {
+	if c.recorded == c.s.State || c.s.State == StateConnecting {
+		return
+	}
+	err := workflow.ExecuteActivity(withLocalRetries(ctx, time.Minute), ActivityRecordState,
+		RecordStateInput{ConnectionID: c.s.ID, State: c.s.State, Mode: c.s.Mode}).Get(ctx, nil)
+	if err != nil {
+		c.log.Error("record state", "err", err)
+		return
+	}
+	c.recorded = c.s.State
+}
+
+// exchange turns the consent reference into tokens and an identity.
+func (c *connection) exchange(ctx workflow.Context) {
+	reauth := c.s.Reason == "reauthorizing"
+	in := ExchangeCodeInput{ConnectionID: c.s.ID, Ref: c.s.ConsentRef}
+	if reauth {
+		in.ExpectUserID = c.s.UserID
+	}
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: 10,
+			NonRetryableErrorTypes: []string{ErrConsentFailed, ErrMailboxTaken}},
+	})
+	var res ExchangeCodeResult
+	err := workflow.ExecuteActivity(actx, ActivityExchangeCode, in).Get(ctx, &res)
+	c.s.ConsentRef = ""
+	back := StatePendingConsent
+	if reauth {
+		back = StateReauthRequired
+	}
+	if err != nil {
+		reason, text := "consent_failed", "The sign-in could not be completed; try again."
+		var appErr *temporal.ApplicationError
+		if errors.As(err, &appErr) {
+			var detail struct{ Reason, Text string }
+			if appErr.HasDetails() && appErr.Details(&detail) == nil && detail.Reason != "" {
+				reason, text = detail.Reason, detail.Text
+			}
+			if appErr.Type() == ErrMailboxTaken {
+				reason, text = "mailbox_already_connected", "This mailbox is already connected; disconnect it first or connect another account."
+			}
+		}
+		c.setState(ctx, back, reason, text)
+		return
+	}
+	c.s.UserID, c.s.Mailbox, c.s.TenantID, c.s.DisplayName = res.UserID, res.Mailbox, res.TenantID, res.DisplayName
+	c.s.GrantedScopes = res.GrantedScopes
+	c.s.Granted = grantedFeatures(res.GrantedScopes)
+	c.s.AccessExpiry, c.s.LastRefresh = res.AccessExpiry, workflow.Now(ctx)
+	text := ""
+	if c.s.Settings.Features.Read && !c.s.Granted.Read {
+		text = "The user granted sending only: the connection is send-only and syncs no mail."
+	}
+	c.setState(ctx, StateActive, "", text)
+	c.recorded = StateActive // ExchangeCode wrote the registry row
+}
+
+// grantedFeatures mirrors identity.FeaturesOf without importing it.
+func grantedFeatures(scopes []string) Features {
+	has := func(names ...string) bool {
+		return slices.ContainsFunc(scopes, func(s string) bool { return slices.Contains(names, s) })
+	}
+	return Features{Read: has("Mail.Read", "Mail.ReadWrite", "Mail.ReadBasic"), Send: has("Mail.Send")}
+}
+
+// active runs one turn of an active connection: start what is due, then
+// sleep until something changes or the next deadline.
+func (c *connection) active(ctx workflow.Context) error {
+	now := workflow.Now(ctx)
+	if c.needsBackfill(ctx) && !now.Before(c.retryBackfillAt) {
+		c.startBackfill(ctx)
+	}
+	if !now.Before(c.keepAliveAt()) {
+		c.refresh(ctx)
+		return nil
+	}
+	wake := c.keepAliveAt()
+	if c.needsBackfill(ctx) && c.retryBackfillAt.After(now) && c.retryBackfillAt.Before(wake) {
+		wake = c.retryBackfillAt
+	}
+	state, running, settings := c.s.State, c.s.Backfill.Running, c.s.Settings.BackfillDays
+	_, err := workflow.AwaitWithTimeout(ctx, wake.Sub(now), func() bool {
+		return c.s.State != state || c.s.Backfill.Running != running || c.s.Settings.BackfillDays != settings || c.canSuggested(ctx)
+	})
+	return err
+}
+
+// refresh exercises the refresh token so a quiet connection never reaches
+// Microsoft's 90-day inactivity limit.
+func (c *connection) refresh(ctx workflow.Context) {
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{InitialInterval: 5 * time.Second, MaximumInterval: 10 * time.Minute,
+			NonRetryableErrorTypes: []string{ErrReauthRequired}},
+	})
+	var res RefreshResult
+	err := workflow.ExecuteActivity(actx, ActivityRefreshTokens, RefreshInput{ConnectionID: c.s.ID}).Get(ctx, &res)
+	if err != nil {
+		c.onActivityError(ctx, err)
+		return
+	}
+	c.s.AccessExpiry, c.s.LastRefresh = res.AccessExpiry, workflow.Now(ctx)
+	if len(res.GrantedScopes) > 0 {
+		c.s.GrantedScopes, c.s.Granted = res.GrantedScopes, grantedFeatures(res.GrantedScopes)
+	}
+}
+
+// onActivityError moves the connection to reauth_required when the error
+// says the tokens are dead; other errors are logged.
+func (c *connection) onActivityError(ctx workflow.Context, err error) bool {
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) && appErr.Type() == ErrReauthRequired {
+		var detail struct{ Reason, Text string }
+		if appErr.HasDetails() {
+			_ = appErr.Details(&detail)
+		}
+		c.setState(ctx, StateReauthRequired, detail.Reason, detail.Text)
+		return true
+	}
+	c.log.Warn("activity failed", "err", err)
+	return false
+}
+
+func (c *connection) startBackfill(ctx workflow.Context) {
+	b := &c.s.Backfill
+	b.Runs++
+	b.Running = true
+	b.Target = c.backfillTarget(ctx)
+	b.LastError = ""
+	in := BackfillInput{
+		ConnectionID: c.s.ID, ParentID: workflow.GetInfo(ctx).WorkflowExecution.ID, UserID: c.s.UserID,
+		Roots: c.s.Settings.Folders, WindowStart: b.Target, PreviousStart: b.Covered, StoreBodies: c.s.Settings.StoreBodies,
+		PageSize: c.opts.PageSize, Concurrency: c.opts.FolderConcurrency,
+	}
+	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+		WorkflowID:        BackfillWorkflowID(c.s.ID, b.Runs),
+		TaskQueue:         TaskQueue,
+		ParentClosePolicy: enums.PARENT_CLOSE_POLICY_REQUEST_CANCEL,
+	})
+	fut := workflow.ExecuteChildWorkflow(cctx, Backfill, in)
+	workflow.Go(ctx, func(gctx workflow.Context) {
+		var res BackfillResult
+		err := fut.Get(gctx, &res)
+		b := &c.s.Backfill
+		b.Running = false
+		if err != nil {
+			b.LastError = err.Error()
+			if !c.onActivityError(gctx, err) {
+				c.retryBackfillAt = workflow.Now(gctx).Add(time.Minute)
+			}
+			return
+		}
+		b.Covered, b.Completed = b.Target, workflow.Now(gctx)
+		for _, f := range res.Folders {
+			c.applyProgress(BackfillProgress{Folder: f})
+		}
+	})
+}
+
+func (c *connection) canSuggested(ctx workflow.Context) bool {
+	info := workflow.GetInfo(ctx)
+	return info.GetContinueAsNewSuggested() || info.GetCurrentHistoryLength() >= c.opts.ContinueAsNewAfter
+}
+
+func (c *connection) shouldContinueAsNew(ctx workflow.Context) bool {
+	return c.canSuggested(ctx) && !c.s.Backfill.Running && c.s.State != StateConnecting
+}
+
+// continueAsNew starts a fresh history with the same state, after every
+// handler has finished and no signal is left unread.
+func (c *connection) continueAsNew(ctx workflow.Context) (ConnectionResult, error) {
+	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
+		return ConnectionResult{}, err
+	}
+	for {
+		var p BackfillProgress
+		if !c.progress.ReceiveAsync(&p) {
+			break
+		}
+		c.applyProgress(p)
+	}
+	st := c.s
+	return ConnectionResult{}, workflow.NewContinueAsNewError(ctx, Connection, ConnectionInput{
+		ID: st.ID, OrgID: st.OrgID, OwnerID: st.OwnerID, Mode: st.Mode, Settings: st.Settings, Options: c.opts, State: &st,
+	})
+}
+
+// withLocalRetries gives short bookkeeping activities a retry policy that
+// never gives up.
+func withLocalRetries(ctx workflow.Context, timeout time.Duration) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: timeout,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: time.Minute},
+	})
+}

@@ -1,0 +1,365 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+)
+
+// fakes implement the activities in memory, counting calls.
+type fakes struct {
+	mu         sync.Mutex
+	exchange   func(ExchangeCodeInput) (ExchangeCodeResult, error)
+	refresh    func() (RefreshResult, error)
+	exchanges  atomic.Int32
+	refreshes  atomic.Int32
+	backfills  []BackfillFolderInput
+	recorded   []string
+	folders    []FolderRef
+}
+
+func newFakes() *fakes {
+	f := &fakes{folders: []FolderRef{{ID: "f-inbox", Name: "Inbox", WellKnown: "inbox"}, {ID: "f-sent", Name: "Sent Items"}, {ID: "f-proj", Name: "Projects", ParentID: "f-inbox"}}}
+	f.exchange = func(in ExchangeCodeInput) (ExchangeCodeResult, error) {
+		return ExchangeCodeResult{UserID: "u-1", Mailbox: "ada@contoso.example", TenantID: "t-1", DisplayName: "Ada",
+			GrantedScopes: []string{"Mail.Read", "User.Read"}, AccessExpiry: time.Now().Add(time.Hour)}, nil
+	}
+	f.refresh = func() (RefreshResult, error) { return RefreshResult{AccessExpiry: time.Now().Add(time.Hour)}, nil }
+	return f
+}
+
+func (f *fakes) register(env *testsuite.TestWorkflowEnvironment) {
+	env.RegisterWorkflow(Connection)
+	env.RegisterWorkflow(Backfill)
+	env.RegisterActivityWithOptions(func(ctx context.Context, in ExchangeCodeInput) (ExchangeCodeResult, error) {
+		f.exchanges.Add(1)
+		return f.exchange(in)
+	}, activity.RegisterOptions{Name: ActivityExchangeCode})
+	env.RegisterActivityWithOptions(func(ctx context.Context, in RefreshInput) (RefreshResult, error) {
+		f.refreshes.Add(1)
+		return f.refresh()
+	}, activity.RegisterOptions{Name: ActivityRefreshTokens})
+	env.RegisterActivityWithOptions(func(ctx context.Context, in DiscoverFoldersInput) (DiscoverFoldersResult, error) {
+		return DiscoverFoldersResult{Folders: f.folders}, nil
+	}, activity.RegisterOptions{Name: ActivityDiscoverFolders})
+	env.RegisterActivityWithOptions(func(ctx context.Context, in BackfillFolderInput) (BackfillFolderResult, error) {
+		f.mu.Lock()
+		f.backfills = append(f.backfills, in)
+		n := 0
+		for _, b := range f.backfills {
+			if b.FolderID == in.FolderID && b.PreviousStart.Equal(in.PreviousStart) {
+				n++
+			}
+		}
+		f.mu.Unlock()
+		// Two calls per folder: one budget's worth, then the rest.
+		return BackfillFolderResult{Fetched: 50, Pages: 1, Done: n >= 2}, nil
+	}, activity.RegisterOptions{Name: ActivityBackfillFolder})
+	env.RegisterActivityWithOptions(func(ctx context.Context, in RecordStateInput) error {
+		f.mu.Lock()
+		f.recorded = append(f.recorded, in.State)
+		f.mu.Unlock()
+		return nil
+	}, activity.RegisterOptions{Name: ActivityRecordState})
+}
+
+func input() ConnectionInput {
+	return ConnectionInput{ID: "c1", OrgID: "org", OwnerID: "owner", Settings: Settings{Features: Features{Read: true}}}
+}
+
+func newEnv(t *testing.T) (*testsuite.TestWorkflowEnvironment, *fakes) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	f := newFakes()
+	f.register(env)
+	return env, f
+}
+
+// update sends an update and fails the test if it is rejected.
+func update(t *testing.T, env *testsuite.TestWorkflowEnvironment, name string, arg any, check func(Status, error)) {
+	env.UpdateWorkflow(name, "", &testsuite.TestUpdateCallback{
+		OnReject: func(err error) {
+			if check != nil {
+				check(Status{}, err)
+				return
+			}
+			t.Errorf("update %s rejected: %v", name, err)
+		},
+		OnAccept: func() {},
+		OnComplete: func(v any, err error) {
+			if check == nil {
+				return
+			}
+			st, _ := v.(Status)
+			check(st, err)
+		},
+	}, arg)
+}
+
+func query(t *testing.T, env *testsuite.TestWorkflowEnvironment) Status {
+	t.Helper()
+	v, err := env.QueryWorkflow(QueryStatus)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st Status
+	if err := v.Get(&st); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// endWith cancels the workflow at the given time, after checking it.
+func endWith(env *testsuite.TestWorkflowEnvironment, after time.Duration, check func()) {
+	env.RegisterDelayedCallback(func() {
+		check()
+		env.CancelWorkflow()
+	}, after)
+}
+
+func TestConnectionConsentAndBackfill(t *testing.T) {
+	env, f := newEnv(t)
+	env.RegisterDelayedCallback(func() {
+		if st := query(t, env); st.State != StatePendingConsent {
+			t.Errorf("before consent: %s", st.State)
+		}
+		update(t, env, UpdateConsent, ConsentInput{Ref: "ref-0123456789"}, func(st Status, err error) {
+			if err != nil || st.State != StateActive || st.Mailbox != "ada@contoso.example" {
+				t.Errorf("consent update: %+v %v", st, err)
+			}
+		})
+	}, time.Minute)
+	endWith(env, time.Hour, func() {
+		st := query(t, env)
+		if st.State != StateActive || st.Backfill.Running || st.Backfill.Covered.IsZero() || st.Backfill.Runs != 1 {
+			t.Errorf("after backfill: %+v", st.Backfill)
+		}
+		if len(st.Backfill.Folders) != 3 || !st.Backfill.Folders["f-proj"].Done || st.Backfill.Folders["f-inbox"].Fetched != 100 {
+			t.Errorf("folder progress: %+v", st.Backfill.Folders)
+		}
+		if st.NextAction != "keeping the refresh token alive" {
+			t.Errorf("next action = %q", st.NextAction)
+		}
+		// A consent now is refused by the validator: nothing is applied.
+		update(t, env, UpdateConsent, ConsentInput{Ref: "ref-0123456789"}, func(_ Status, err error) {
+			if err == nil {
+				t.Error("a second consent was accepted")
+			}
+		})
+	})
+	env.ExecuteWorkflow(Connection, input())
+	if !env.IsWorkflowCompleted() || !errors.Is(env.GetWorkflowError(), &temporal.CanceledError{}) && env.GetWorkflowError() == nil {
+		t.Fatalf("workflow: %v", env.GetWorkflowError())
+	}
+	if f.exchanges.Load() != 1 || len(f.backfills) != 6 {
+		t.Errorf("exchanges %d, backfill calls %d", f.exchanges.Load(), len(f.backfills))
+	}
+	// ExchangeCode records the active state itself; nothing else changed.
+	if len(f.recorded) != 0 {
+		t.Errorf("registry mirror: %v", f.recorded)
+	}
+}
+
+func TestConsentRefusalsAndFailures(t *testing.T) {
+	tests := []struct {
+		name       string
+		in         ConsentInput
+		exchange   error
+		wantState  string
+		wantReason string
+	}{
+		{"refused by Microsoft", ConsentInput{Reason: "admin_consent_required", ReasonText: "An administrator must approve."}, nil, StatePendingConsent, "admin_consent_required"},
+		{"code refused", ConsentInput{Ref: "ref-0123456789"}, temporal.NewNonRetryableApplicationError("x", ErrConsentFailed, nil, struct{ Reason, Text string }{"code_invalid", "start again"}), StatePendingConsent, "code_invalid"},
+		{"mailbox taken", ConsentInput{Ref: "ref-0123456789"}, temporal.NewNonRetryableApplicationError("x", ErrMailboxTaken, nil), StatePendingConsent, "mailbox_already_connected"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env, f := newEnv(t)
+			if tt.exchange != nil {
+				f.exchange = func(ExchangeCodeInput) (ExchangeCodeResult, error) { return ExchangeCodeResult{}, tt.exchange }
+			}
+			env.RegisterDelayedCallback(func() {
+				update(t, env, UpdateConsent, tt.in, nil)
+			}, time.Minute)
+			endWith(env, time.Hour, func() {
+				st := query(t, env)
+				if st.State != tt.wantState || st.Reason != tt.wantReason || st.ReasonText == "" {
+					t.Errorf("status = %s %q %q", st.State, st.Reason, st.ReasonText)
+				}
+			})
+			env.ExecuteWorkflow(Connection, input())
+		})
+	}
+	t.Run("bad updates are rejected", func(t *testing.T) {
+		env, _ := newEnv(t)
+		env.RegisterDelayedCallback(func() {
+			for _, in := range []ConsentInput{{}, {Ref: "x"}, {Ref: "ref-0123456789", Reason: "both"}} {
+				update(t, env, UpdateConsent, in, func(_ Status, err error) {
+					if err == nil {
+						t.Errorf("accepted %+v", in)
+					}
+				})
+			}
+			update(t, env, UpdateSettings, Settings{BackfillDays: -1}, func(_ Status, err error) {
+				if err == nil {
+					t.Error("accepted a negative window")
+				}
+			})
+		}, time.Minute)
+		endWith(env, time.Hour, func() {
+			if st := query(t, env); st.State != StatePendingConsent || st.Reason != "" {
+				t.Errorf("a rejected update changed the state: %+v", st)
+			}
+		})
+		env.ExecuteWorkflow(Connection, input())
+	})
+}
+
+func TestSendOnlyGrantSyncsNothing(t *testing.T) {
+	env, f := newEnv(t)
+	f.exchange = func(ExchangeCodeInput) (ExchangeCodeResult, error) {
+		return ExchangeCodeResult{UserID: "u-1", Mailbox: "ada@contoso.example", GrantedScopes: []string{"Mail.Send", "User.Read"}}, nil
+	}
+	env.RegisterDelayedCallback(func() { update(t, env, UpdateConsent, ConsentInput{Ref: "ref-0123456789"}, nil) }, time.Minute)
+	endWith(env, time.Hour, func() {
+		st := query(t, env)
+		if st.State != StateActive || st.Granted.Read || !st.Granted.Send || st.ReasonText == "" {
+			t.Errorf("send-only: %+v", st)
+		}
+	})
+	env.ExecuteWorkflow(Connection, input())
+	if len(f.backfills) != 0 {
+		t.Errorf("a send-only connection backfilled: %d calls", len(f.backfills))
+	}
+}
+
+// TestThirtyQuietDays runs a connection for 30 simulated days: the refresh
+// token is exercised on schedule (every 72 hours), and only then.
+func TestThirtyQuietDays(t *testing.T) {
+	env, f := newEnv(t)
+	env.RegisterDelayedCallback(func() { update(t, env, UpdateConsent, ConsentInput{Ref: "ref-0123456789"}, nil) }, time.Minute)
+	var refreshedAt []time.Time
+	f.refresh = func() (RefreshResult, error) {
+		refreshedAt = append(refreshedAt, env.Now())
+		return RefreshResult{AccessExpiry: env.Now().Add(time.Hour)}, nil
+	}
+	endWith(env, 30*24*time.Hour, func() {
+		st := query(t, env)
+		if st.State != StateActive || !st.LastRefresh.Equal(refreshedAt[len(refreshedAt)-1]) {
+			t.Errorf("after 30 days: %s, last refresh %v", st.State, st.LastRefresh)
+		}
+	})
+	env.ExecuteWorkflow(Connection, input())
+	if n := len(refreshedAt); n != 9 {
+		t.Errorf("refreshes in 30 days: %d, want 9 (every 72h after consent)", n)
+	}
+	for i := 1; i < len(refreshedAt); i++ {
+		if gap := refreshedAt[i].Sub(refreshedAt[i-1]); gap < 71*time.Hour || gap > 73*time.Hour {
+			t.Errorf("refresh %d came %s after the previous one", i, gap)
+		}
+	}
+}
+
+// TestContinueAsNewKeepsState lowers the threshold so the workflow
+// continues as new, then runs the next generation from the carried state.
+func TestContinueAsNewKeepsState(t *testing.T) {
+	env, f := newEnv(t)
+	in := input()
+	in.Options.ContinueAsNewAfter = 60
+	env.RegisterDelayedCallback(func() { update(t, env, UpdateConsent, ConsentInput{Ref: "ref-0123456789"}, nil) }, time.Minute)
+	// The test environment keeps no history; say it has grown.
+	env.RegisterDelayedCallback(func() { env.SetCurrentHistoryLength(61) }, 2*time.Hour)
+	env.ExecuteWorkflow(Connection, in)
+	var can *workflow.ContinueAsNewError
+	if !errors.As(env.GetWorkflowError(), &can) {
+		t.Fatalf("want continue-as-new, got %v", env.GetWorkflowError())
+	}
+	var next ConnectionInput
+	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
+		t.Fatal(err)
+	}
+	if next.State == nil || next.State.State != StateActive || next.State.Mailbox != "ada@contoso.example" || next.State.Backfill.Covered.IsZero() {
+		t.Fatalf("carried state = %+v", next.State)
+	}
+	env2, f2 := newEnv(t)
+	next.Options.ContinueAsNewAfter = 10000
+	endWith(env2, 24*time.Hour, func() {
+		st := query(t, env2)
+		if st.State != StateActive || st.Runs != 1 || st.Backfill.Runs != 1 {
+			t.Errorf("second generation: %+v", st)
+		}
+	})
+	env2.ExecuteWorkflow(Connection, next)
+	if f2.exchanges.Load() != 0 || len(f2.backfills) != 0 {
+		t.Errorf("the second generation redid work: %d exchanges, %d backfills", f2.exchanges.Load(), len(f2.backfills))
+	}
+	_ = f
+}
+
+func TestReauthAndResume(t *testing.T) {
+	env, f := newEnv(t)
+	dead := temporal.NewNonRetryableApplicationError("dead", ErrReauthRequired, nil, struct{ Reason, Text string }{"revoked", "The user's sessions were revoked."})
+	f.refresh = func() (RefreshResult, error) { return RefreshResult{}, dead }
+	var exchangeIn ExchangeCodeInput
+	env.RegisterDelayedCallback(func() { update(t, env, UpdateConsent, ConsentInput{Ref: "ref-0123456789"}, nil) }, time.Minute)
+	env.RegisterDelayedCallback(func() {
+		st := query(t, env)
+		if st.State != StateReauthRequired || st.Reason != "revoked" || st.ReasonText == "" {
+			t.Errorf("after a dead refresh token: %s %q", st.State, st.Reason)
+		}
+		f.refresh = func() (RefreshResult, error) { return RefreshResult{AccessExpiry: time.Now().Add(time.Hour)}, nil }
+		f.exchange = func(in ExchangeCodeInput) (ExchangeCodeResult, error) {
+			exchangeIn = in
+			return ExchangeCodeResult{UserID: "u-1", Mailbox: "ada@contoso.example", GrantedScopes: []string{"Mail.Read"}}, nil
+		}
+		update(t, env, UpdateConsent, ConsentInput{Ref: "ref-abcdefghij"}, func(st Status, err error) {
+			if err != nil || st.State != StateActive {
+				t.Errorf("re-consent: %+v %v", st.State, err)
+			}
+		})
+	}, 4*24*time.Hour)
+	endWith(env, 5*24*time.Hour, func() {
+		if st := query(t, env); st.State != StateActive || st.Backfill.Runs != 1 {
+			t.Errorf("after re-consent: %s, %d backfills", st.State, st.Backfill.Runs)
+		}
+	})
+	env.ExecuteWorkflow(Connection, input())
+	if exchangeIn.ExpectUserID != "u-1" {
+		t.Errorf("re-consent did not require the same account: %+v", exchangeIn)
+	}
+}
+
+func TestWideningTheWindowBackfillsTheGap(t *testing.T) {
+	env, f := newEnv(t)
+	env.RegisterDelayedCallback(func() { update(t, env, UpdateConsent, ConsentInput{Ref: "ref-0123456789"}, nil) }, time.Minute)
+	env.RegisterDelayedCallback(func() {
+		s := input().Settings.WithDefaults()
+		s.BackfillDays = 90
+		update(t, env, UpdateSettings, s, nil)
+	}, 2*time.Hour)
+	endWith(env, 4*time.Hour, func() {
+		st := query(t, env)
+		if st.Backfill.Runs != 2 || st.Backfill.Running {
+			t.Errorf("backfills: %+v", st.Backfill)
+		}
+	})
+	env.ExecuteWorkflow(Connection, input())
+	var gap []BackfillFolderInput
+	for _, b := range f.backfills {
+		if !b.PreviousStart.IsZero() {
+			gap = append(gap, b)
+		}
+	}
+	if len(gap) != 6 || gap[0].PreviousStart.Sub(gap[0].WindowStart) < 59*24*time.Hour {
+		t.Errorf("gap backfill calls: %d %+v", len(gap), gap)
+	}
+}

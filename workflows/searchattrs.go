@@ -1,0 +1,11 @@
+package workflows
+
+import "go.temporal.io/sdk/temporal"
+
+// Search attributes operators filter on (registered by the stack).
+var (
+	SAConnectionState = temporal.NewSearchAttributeKeyKeyword("ConnectionState")
+	SAConnectionMode  = temporal.NewSearchAttributeKeyKeyword("ConnectionMode")
+	SATenantID        = temporal.NewSearchAttributeKeyKeyword("TenantId")
+	SAMailbox         = temporal.NewSearchAttributeKeyKeyword("Mailbox")
+)
