@@ -116,8 +116,20 @@ func consentFailed(reason identity.Reason, cause error) error {
 
 // ExchangeCode redeems the authorization code kept in Vault under a
 // reference, learns who consented, claims the mailbox in the registry and
-// stores the tokens; the code and verifier are then deleted.
+// stores the tokens. The code and verifier are deleted once the attempt is
+// over, whether it succeeded or failed for good.
 func (a *Activities) ExchangeCode(ctx context.Context, in workflows.ExchangeCodeInput) (workflows.ExchangeCodeResult, error) {
+	res, err := a.exchangeCode(ctx, in)
+	var appErr *temporal.ApplicationError
+	if err == nil || errors.As(err, &appErr) && appErr.NonRetryable() {
+		if derr := a.Tokens.DeleteConsent(ctx, in.ConnectionID, in.Ref); derr != nil && err == nil {
+			return res, derr
+		}
+	}
+	return res, err
+}
+
+func (a *Activities) exchangeCode(ctx context.Context, in workflows.ExchangeCodeInput) (workflows.ExchangeCodeResult, error) {
 	code, _, err := a.Tokens.GetConsentCode(ctx, in.ConnectionID, in.Ref)
 	if errors.Is(err, vault.ErrNotFound) {
 		return workflows.ExchangeCodeResult{}, consentFailed(identity.ReasonCodeInvalid, err)
@@ -184,9 +196,6 @@ func (a *Activities) ExchangeCode(ctx context.Context, in workflows.ExchangeCode
 		return workflows.ExchangeCodeResult{}, err
 	}
 	if err := a.Tokens.PutTokens(ctx, in.ConnectionID, stored, version); err != nil {
-		return workflows.ExchangeCodeResult{}, err
-	}
-	if err := a.Tokens.DeleteConsent(ctx, in.ConnectionID, in.Ref); err != nil {
 		return workflows.ExchangeCodeResult{}, err
 	}
 	return res, nil

@@ -6,6 +6,7 @@
 package connect
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
@@ -34,6 +35,8 @@ type Service struct {
 	Identity identity.Config
 	// Options are passed to new connection workflows.
 	Options workflows.Options
+	// TaskQueue runs the workflows (default workflows.TaskQueue).
+	TaskQueue string
 }
 
 // Request describes a new connection.
@@ -78,7 +81,7 @@ func (s *Service) Create(ctx context.Context, r Request) (Created, error) {
 	}
 	_, err = s.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                    workflows.ConnectionWorkflowID(id),
-		TaskQueue:             workflows.TaskQueue,
+		TaskQueue:             cmp.Or(s.TaskQueue, workflows.TaskQueue),
 		WorkflowIDReusePolicy: enums.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 	}, workflows.Connection, workflows.ConnectionInput{ID: id, OrgID: r.OrgID, OwnerID: r.OwnerID, Mode: workflows.ModeDelegated,
 		Settings: settings, Options: s.Options})
@@ -102,9 +105,12 @@ func (s *Service) newConsent(ctx context.Context, id string, settings workflows.
 		return "", err
 	}
 	scopes := s.Identity.Scopes(identity.Features{Read: settings.Features.Read, Send: settings.Features.Send})
-	opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(verifier), oauth2.SetAuthURLParam("prompt", "select_account")}
+	// Without a hint, let the user pick the account; with one, it is chosen.
+	opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(verifier)}
 	if loginHint != "" {
 		opts = append(opts, oauth2.SetAuthURLParam("login_hint", loginHint))
+	} else {
+		opts = append(opts, oauth2.SetAuthURLParam("prompt", "select_account"))
 	}
 	return s.Identity.OAuth("", scopes).AuthCodeURL(id+"."+nonce, opts...), nil
 }

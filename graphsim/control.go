@@ -91,6 +91,7 @@ func (s *Sim) AddApp(spec AppSpec) (*App, error) {
 		Secrets: []SecretSpec{{ID: newGUID(), Value: spec.Secret, Expires: spec.SecretExpires}},
 	}
 	s.apps[a.ClientID] = a
+	s.remember(spec.Secret)
 	cp := *a
 	return &cp, nil
 }
@@ -104,6 +105,7 @@ func (s *Sim) AddSecret(clientID, value string, expires time.Time) error {
 		return ErrNotFound
 	}
 	a.Secrets = append(a.Secrets, SecretSpec{ID: newGUID(), Value: value, Expires: expires})
+	s.remember(value)
 	return nil
 }
 

@@ -220,6 +220,7 @@ func errDeclined() *idpError {
 // issueCode redirects back to the app with a fresh authorization code.
 func (s *Sim) issueCode(w http.ResponseWriter, r *http.Request, ar *authRequest, u *User, scopes []string) {
 	code := "1.A" + randomToken(48)
+	s.remember(code)
 	s.codes[code] = &authCode{
 		clientID:    ar.app.ClientID,
 		redirectURI: ar.redirectURI,
@@ -425,6 +426,7 @@ func (s *Sim) redeemCode(r *http.Request, app *App, seg string) (map[string]any,
 		if v == "" {
 			return nil, &idpError{err: "invalid_grant", code: 501481, message: "The Code_Verifier doesn't match the code_challenge supplied in the authorization request."}
 		}
+		s.remember(v)
 		if !pkceMatches(c.challenge, c.method, v) {
 			return nil, errBadVerifier()
 		}
@@ -462,6 +464,7 @@ func (s *Sim) userTokens(app *App, u *User, scopes []string, oidc map[string]boo
 	if err != nil {
 		return nil, &idpError{status: 500, err: "server_error", code: 50000, message: "There was an error issuing a token."}
 	}
+	s.remember(at)
 	secs := int(life / time.Second)
 	resp := map[string]any{
 		"token_type":     "Bearer",
@@ -473,12 +476,14 @@ func (s *Sim) userTokens(app *App, u *User, scopes []string, oidc map[string]boo
 	}
 	if oidc["offline_access"] {
 		rt := "1.AQ" + randomToken(96)
+		s.remember(rt)
 		s.refresh[rt] = &refreshGrant{family: fam, issued: now, lastUsed: now}
 		resp["refresh_token"] = rt
 	}
 	if oidc["openid"] {
 		idt, err := s.mintIDToken(app, u, nonce, now)
 		if err == nil {
+			s.remember(idt)
 			resp["id_token"] = idt
 		}
 	}
@@ -559,6 +564,7 @@ func (s *Sim) clientCredentials(r *http.Request, app *App, seg string) (map[stri
 	if err != nil {
 		return nil, &idpError{status: 500, err: "server_error", code: 50000, message: "There was an error issuing a token."}
 	}
+	s.remember(at)
 	secs := int(life / time.Second)
 	return map[string]any{"token_type": "Bearer", "expires_in": secs, "ext_expires_in": secs, "access_token": at}, nil
 }

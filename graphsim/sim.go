@@ -165,6 +165,7 @@ type Sim struct {
 	codes        map[string]*authCode
 	refresh      map[string]*refreshGrant
 	subs         map[string]*Subscription
+	issued       []string // every secret value the simulator issued or received
 	sent         map[string][]SentMail // by sender user ID
 	baseURL      atomic.Pointer[string]
 
@@ -289,4 +290,20 @@ func (s *Sim) tenantFor(seg string) *Tenant {
 		return t
 	}
 	return s.tenantByName[strings.ToLower(seg)]
+}
+
+// remember records a secret value the simulator issued (or received, like
+// a PKCE verifier), for tests that prove none leaks. Caller holds s.mu.
+func (s *Sim) remember(v string) {
+	if v != "" {
+		s.issued = append(s.issued, v)
+	}
+}
+
+// Secrets returns every token, code, verifier, client secret and
+// clientState the simulator has issued or seen.
+func (s *Sim) Secrets() []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return append([]string(nil), s.issued...)
 }

@@ -300,6 +300,7 @@ func (s *Sim) createSubscription(g *graphRequest) {
 		return
 	}
 	s.subs[sub.ID] = sub
+	s.remember(sub.ClientState)
 	body := sub.json(s.URL())
 	s.mu.Unlock()
 	s.stats.add("subscriptions.created", 1)

@@ -121,6 +121,8 @@ type BackfillInput struct {
 	StoreBodies   bool      `json:"storeBodies"`
 	PageSize      int       `json:"pageSize"`
 	Concurrency   int       `json:"concurrency"`
+	// HeartbeatTimeout of the page activities.
+	HeartbeatTimeout time.Duration `json:"heartbeatTimeout"`
 }
 
 // BackfillResult sums a backfill up.

@@ -30,7 +30,7 @@ func Backfill(ctx workflow.Context, in BackfillInput) (BackfillResult, error) {
 	}
 	page := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: folderBudget + 2*time.Minute,
-		HeartbeatTimeout:    time.Minute,
+		HeartbeatTimeout:    cmpOr(in.HeartbeatTimeout, time.Minute),
 		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 5 * time.Minute,
 			NonRetryableErrorTypes: []string{ErrReauthRequired, ErrGraphRejected}},
 	})
@@ -87,4 +87,11 @@ func Backfill(ctx workflow.Context, in BackfillInput) (BackfillResult, error) {
 		out.Fetched += r.Fetched
 	}
 	return out, nil
+}
+
+func cmpOr(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
 }

@@ -376,11 +376,11 @@ func (c *connection) startBackfill(ctx workflow.Context) {
 	in := BackfillInput{
 		ConnectionID: c.s.ID, ParentID: workflow.GetInfo(ctx).WorkflowExecution.ID, UserID: c.s.UserID,
 		Roots: c.s.Settings.Folders, WindowStart: b.Target, PreviousStart: b.Covered, StoreBodies: c.s.Settings.StoreBodies,
-		PageSize: c.opts.PageSize, Concurrency: c.opts.FolderConcurrency,
+		PageSize: c.opts.PageSize, Concurrency: c.opts.FolderConcurrency, HeartbeatTimeout: c.opts.HeartbeatTimeout,
 	}
+	// The child runs on the parent's task queue.
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
 		WorkflowID:        BackfillWorkflowID(c.s.ID, b.Runs),
-		TaskQueue:         TaskQueue,
 		ParentClosePolicy: enums.PARENT_CLOSE_POLICY_REQUEST_CANCEL,
 	})
 	fut := workflow.ExecuteChildWorkflow(cctx, Backfill, in)

@@ -121,6 +121,9 @@ type Options struct {
 	PageSize int `json:"pageSize,omitempty"`
 	// FolderConcurrency is how many folders a backfill pages at once.
 	FolderConcurrency int `json:"folderConcurrency,omitempty"`
+	// HeartbeatTimeout: a backfill activity silent this long is retried
+	// elsewhere (a worker died).
+	HeartbeatTimeout time.Duration `json:"heartbeatTimeout,omitempty"`
 }
 
 func (o Options) withDefaults() Options {
@@ -135,6 +138,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.FolderConcurrency == 0 {
 		o.FolderConcurrency = 3
+	}
+	if o.HeartbeatTimeout == 0 {
+		o.HeartbeatTimeout = time.Minute
 	}
 	return o
 }

@@ -1,0 +1,296 @@
+package connect_test
+
+import (
+	"context"
+	"errors"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"go.temporal.io/api/enums/v1"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/outlookd/outlookd/connect"
+	"github.com/outlookd/outlookd/graphsim"
+	"github.com/outlookd/outlookd/internal/enginetest"
+	"github.com/outlookd/outlookd/store"
+	"github.com/outlookd/outlookd/workflows"
+)
+
+// seedMailbox gives Ada 5,000 messages over 60 days in synced folders
+// (nested ones included) and in one that is not synced.
+func seedMailbox(t *testing.T, e *enginetest.Engine) {
+	t.Helper()
+	ctx := context.Background()
+	projects, err := e.Ctl.CreateFolder(ctx, e.Ada.UPN, "inbox", "Projects")
+	if err != nil {
+		t.Fatal(err)
+	}
+	y2026, err := e.Ctl.CreateFolder(ctx, e.Ada.UPN, projects, "2026")
+	if err != nil {
+		t.Fatal(err)
+	}
+	folders := []string{"inbox", "inbox", "inbox", "sentitems", "archive", projects, y2026, "junkemail"}
+	if _, err := e.Ctl.Generate(ctx, e.Ada.UPN, graphsim.GenerateSpec{Count: 5000, Days: 60, Folders: folders, AttachmentShare: 0.1, ThreadShare: 0.3, Seed: 42}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// synced returns the ground truth the engine must hold: messages received
+// since the window start, in the synced folders and their descendants.
+func synced(t *testing.T, e *enginetest.Engine, since time.Time) map[string]graphsim.MessageTruth {
+	t.Helper()
+	truth, err := e.Ctl.GroundTruth(context.Background(), e.Ada.UPN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byID := map[string]graphsim.FolderTruth{}
+	for _, f := range truth.Folders {
+		byID[f.ID] = f
+	}
+	inScope := func(id string) bool {
+		for f, ok := byID[id]; ok; f, ok = byID[f.ParentID] {
+			if slices.Contains(workflows.DefaultFolders, f.WellKnown) {
+				return true
+			}
+		}
+		return false
+	}
+	out := map[string]graphsim.MessageTruth{}
+	for _, m := range truth.Messages {
+		if !m.Received.Before(since) && inScope(m.FolderID) {
+			out[m.ImmutableID] = m
+		}
+	}
+	return out
+}
+
+// compare checks Postgres against the ground truth, field by field.
+func compare(t *testing.T, e *enginetest.Engine, connectionID string, want map[string]graphsim.MessageTruth, bodies bool) {
+	t.Helper()
+	got, err := e.Store.Messages(context.Background(), connectionID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Errorf("Postgres holds %d messages, ground truth %d", len(got), len(want))
+	}
+	seen := map[string]bool{}
+	mismatches := 0
+	for _, m := range got {
+		if seen[m.ID] {
+			t.Errorf("duplicate %s", m.ID)
+		}
+		seen[m.ID] = true
+		w, ok := want[m.ID]
+		if !ok {
+			t.Errorf("unexpected message %s (%q)", m.ID, m.Subject)
+			continue
+		}
+		var diffs []string
+		check := func(name string, ok bool) {
+			if !ok {
+				diffs = append(diffs, name)
+			}
+		}
+		check("folder", m.FolderID == w.FolderID)
+		check("internetMessageId", m.InternetMessageID == w.InternetMessageID)
+		check("conversationId", m.ConversationID == w.ConversationID)
+		check("changeKey", m.ChangeKey == w.ChangeKey)
+		check("subject", m.Subject == w.Subject)
+		check("from", m.From.Address == w.From.Address && m.From.Name == w.From.Name)
+		check("to", recipientsEqual(m.To, w.To) && recipientsEqual(m.Cc, w.Cc) && recipientsEqual(m.Bcc, w.Bcc))
+		check("received", m.Received.Equal(w.Received))
+		check("sent", m.Sent.Equal(w.Sent))
+		check("isRead", m.IsRead == w.IsRead)
+		check("importance", m.Importance == w.Importance)
+		check("categories", slices.Equal(nilIfEmpty(m.Categories), nilIfEmpty(w.Categories)))
+		check("hasAttachments", m.HasAttachments == w.HasAttachments)
+		check("bodyPreview", m.BodyPreview == w.BodyPreview)
+		check("attachments", len(m.Attachments) == len(w.Attachments))
+		for i := range min(len(m.Attachments), len(w.Attachments)) {
+			a, b := m.Attachments[i], w.Attachments[i]
+			check("attachment", a.ID == b.ID && a.Name == b.Name && a.Size == int64(b.Size) && a.ContentType == b.ContentType)
+		}
+		if bodies {
+			check("body", m.Body != nil && *m.Body == w.Body)
+		} else {
+			check("no body", m.Body == nil)
+		}
+		if len(diffs) > 0 {
+			mismatches++
+			if mismatches <= 3 {
+				t.Errorf("message %s differs in %v:\n got  %+v\n want %+v", m.ID, diffs, m, w)
+			}
+		}
+	}
+	if mismatches > 3 {
+		t.Errorf("%d messages differ in all", mismatches)
+	}
+	for id := range want {
+		if !seen[id] {
+			t.Errorf("missing message %s", id)
+			break
+		}
+	}
+}
+
+func recipientsEqual(a []store.Recipient, b []graphsim.Recipient) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].Address != b[i].Address || a[i].Name != b[i].Name {
+			return false
+		}
+	}
+	return true
+}
+
+func nilIfEmpty(s []string) []string {
+	if len(s) == 0 {
+		return nil
+	}
+	return s
+}
+
+// TestConnectAndBackfill: consent through the automatic path, a 30-day
+// backfill of a 5,000-message mailbox with a worker killed in the middle,
+// then Postgres equals the ground truth and no secret is in any history.
+func TestConnectAndBackfill(t *testing.T) {
+	e := enginetest.Start(t, graphsim.Options{}, workflows.Options{PageSize: 50, HeartbeatTimeout: 3 * time.Second})
+	ctx := context.Background()
+	seedMailbox(t, e)
+	// Slow pages down so the worker can be killed mid-backfill.
+	e.Sim.SetFault(graphsim.Fault{Endpoint: "delta", Latency: 30 * time.Millisecond})
+
+	id, out := e.ConnectUser(e.Ada.UPN, workflows.Settings{BackfillDays: 30, StoreBodies: true, Features: workflows.Features{Read: true, Send: true}})
+	if out.State != workflows.StateActive || out.Mailbox != "ada@contoso.example" || out.DisplayName != "Ada Lovelace" {
+		t.Fatalf("consent outcome: %+v", out)
+	}
+	e.WaitFor(id, 30*time.Second, "backfill progress", func(st workflows.Status) bool {
+		for _, f := range st.Backfill.Folders {
+			if f.Fetched > 0 {
+				return true
+			}
+		}
+		return false
+	})
+	e.StopWorker() // the worker dies mid-backfill
+	time.Sleep(500 * time.Millisecond)
+	e.Sim.ClearFaults()
+	e.StartWorker()
+	st := e.WaitFor(id, 3*time.Minute, "backfill completion", func(st workflows.Status) bool {
+		return !st.Backfill.Covered.IsZero() && !st.Backfill.Running
+	})
+	if st.State != workflows.StateActive || st.TenantID != e.Tenant.Tenant.ID || !slices.Contains(st.GrantedScopes, "Mail.Send") {
+		t.Errorf("status: %+v", st)
+	}
+	want := synced(t, e, st.Backfill.Covered)
+	if len(want) < 1500 {
+		t.Fatalf("the fixture has only %d messages in the window", len(want))
+	}
+	compare(t, e, id, want, true)
+
+	reg, err := e.Store.GetConnection(ctx, id)
+	if err != nil || reg.State != workflows.StateActive || reg.Mailbox != "ada@contoso.example" || reg.TenantID != e.Tenant.Tenant.ID {
+		t.Errorf("registry: %+v %v", reg, err)
+	}
+	folders, _ := e.Store.ListFolders(ctx, id)
+	if len(folders) != 5 {
+		t.Errorf("folders: %d", len(folders))
+	}
+	for _, f := range folders {
+		if f.Phase != store.PhaseLive || !strings.Contains(f.Cursor, "$deltatoken=") {
+			t.Errorf("folder %s left without a delta anchor: %s %q", f.DisplayName, f.Phase, f.Cursor)
+		}
+	}
+	scanHistories(t, e, id)
+}
+
+// scanHistories reads every event of the connection's workflows (inputs,
+// updates, signals, results, heartbeats, search attributes, memo) and looks
+// for every secret the simulator issued or saw.
+func scanHistories(t *testing.T, e *enginetest.Engine, connectionID string) {
+	t.Helper()
+	ctx := context.Background()
+	ids := []string{workflows.ConnectionWorkflowID(connectionID)}
+	for n := 1; n <= 5; n++ {
+		ids = append(ids, workflows.BackfillWorkflowID(connectionID, n))
+	}
+	secrets := e.Sim.Secrets()
+	if len(secrets) < 4 {
+		t.Fatalf("the simulator reports only %d secrets", len(secrets))
+	}
+	events := 0
+	for _, wid := range ids {
+		it := e.Temporal.GetWorkflowHistory(ctx, wid, "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+		for it.HasNext() {
+			ev, err := it.Next()
+			if err != nil {
+				if strings.Contains(err.Error(), "not found") {
+					break
+				}
+				t.Fatal(err)
+			}
+			events++
+			b, _ := protojson.Marshal(ev)
+			text := string(b)
+			for _, s := range secrets {
+				if strings.Contains(text, s) {
+					t.Fatalf("a secret (%d chars) is in the history of %s, event %d (%s)", len(s), wid, ev.GetEventId(), ev.GetEventType())
+				}
+			}
+		}
+	}
+	if events < 20 {
+		t.Errorf("scanned only %d events", events)
+	}
+	t.Logf("scanned %d history events for %d secrets: none found", events, len(secrets))
+}
+
+func TestMailboxIsConnectedOnce(t *testing.T) {
+	e := enginetest.Start(t, graphsim.Options{}, workflows.Options{})
+	first, out := e.ConnectUser(e.Ada.UPN, workflows.Settings{Features: workflows.Features{Send: true}})
+	if out.State != workflows.StateActive {
+		t.Fatalf("first: %+v", out)
+	}
+	second, out := e.ConnectUser(e.Ada.UPN, workflows.Settings{Features: workflows.Features{Send: true}})
+	if out.State != workflows.StatePendingConsent || out.Reason != "mailbox_already_connected" || out.ReasonText == "" {
+		t.Fatalf("second connection of the same mailbox: %+v", out)
+	}
+	if n, _ := e.Vault.Tokens().Count(context.Background(), second); n != 0 {
+		t.Errorf("the refused connection kept %d secrets", n)
+	}
+	_ = first
+}
+
+func TestConsentRefusedByMicrosoft(t *testing.T) {
+	e := enginetest.Start(t, graphsim.Options{}, workflows.Options{})
+	ctx := context.Background()
+	if _, err := e.Ctl.AddTenant(ctx, graphsim.TenantSpec{Domain: "locked.example", AdminConsentRequired: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Ctl.AddUser(ctx, graphsim.UserSpec{Tenant: "locked.example", UPN: "bob@locked.example"}); err != nil {
+		t.Fatal(err)
+	}
+	created, err := e.Connect.Create(ctx, connect.Request{OrgID: "o", OwnerID: "bob", LoginHint: "bob@locked.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := e.AuthorizeQuery(created.AuthorizeURL)
+	out, err := e.Connect.Callback(ctx, q)
+	if err != nil || out.State != workflows.StatePendingConsent || out.Reason != "admin_consent_required" || !strings.Contains(out.ReasonText, "administrator") {
+		t.Fatalf("outcome: %+v %v", out, err)
+	}
+	// A forged or replayed state is refused.
+	bad := url.Values{"state": {created.ConnectionID + ".forged"}, "code": {"x"}}
+	if _, err := e.Connect.Callback(ctx, bad); !errors.Is(err, connect.ErrInvalidState) {
+		t.Errorf("forged state: %v", err)
+	}
+	if _, err := e.Connect.Callback(ctx, url.Values{"state": {"nonsense"}}); !errors.Is(err, connect.ErrInvalidState) {
+		t.Errorf("malformed state: %v", err)
+	}
+}

@@ -1,0 +1,170 @@
+// Package enginetest runs the whole engine in-process for integration
+// tests: graphsim, a worker on its own task queue, and the consent service,
+// against the real Temporal, Vault and Postgres of the test stack.
+package enginetest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"io"
+	"log/slog"
+	"net/url"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	tlog "go.temporal.io/sdk/log"
+
+	"github.com/outlookd/outlookd/activities"
+	"github.com/outlookd/outlookd/connect"
+	"github.com/outlookd/outlookd/graphsim"
+	"github.com/outlookd/outlookd/graphsim/simtest"
+	"github.com/outlookd/outlookd/identity"
+	"github.com/outlookd/outlookd/internal/testenv"
+	"github.com/outlookd/outlookd/store"
+	"github.com/outlookd/outlookd/vault"
+	"github.com/outlookd/outlookd/worker"
+	"github.com/outlookd/outlookd/workflows"
+)
+
+// Engine is a running engine with its simulated tenant.
+type Engine struct {
+	*simtest.Tenant
+	Temporal  client.Client
+	Store     *store.Store
+	Vault     *vault.Client
+	Connect   *connect.Service
+	Acts      *activities.Activities
+	TaskQueue string
+
+	t          testing.TB
+	stopWorker context.CancelFunc
+	workerDone chan struct{}
+}
+
+// Start brings an engine up; it stops with the test.
+func Start(t testing.TB, simOpts graphsim.Options, wfOpts workflows.Options) *Engine {
+	t.Helper()
+	ctx := context.Background()
+	dsn := testenv.Postgres(t)
+	ve := testenv.Vault(t)
+	st, err := store.Open(ctx, dsn, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	vc, err := vault.New(vault.Options{Addr: ve.Addr, RoleID: ve.RoleID, SecretIDFile: ve.SecretIDFile, KVMount: "secret",
+		Prefix: "outlookd/test-" + randomHex(4), Timeout: 10 * time.Second, Logger: discard()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vctx, cancelVault := context.WithCancel(ctx)
+	t.Cleanup(cancelVault)
+	go vc.Run(vctx)
+	for deadline := time.Now().Add(10 * time.Second); vc.Health(ctx) != nil; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("vault login did not succeed")
+		}
+	}
+	tc, err := client.Dial(client.Options{HostPort: testenv.Temporal(t), Logger: tlog.NewStructuredLogger(discard())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tc.Close)
+
+	sim := simtest.Start(t, simOpts)
+	if err := vc.Tokens().PutAppSecret(ctx, sim.App.Secrets[0].Value); err != nil {
+		t.Fatal(err)
+	}
+	idc := identity.Config{AuthorityURL: sim.Sim.AuthorityURL(), Tenant: "common", ClientID: sim.App.ClientID, RedirectURL: simtest.RedirectURI}
+	e := &Engine{
+		Tenant: sim, Temporal: tc, Store: st, Vault: vc, TaskQueue: "outlookd-test-" + randomHex(6), t: t,
+	}
+	e.Acts = &activities.Activities{
+		Tokens: vc.Tokens(), Store: st, Identity: idc, ClientSecret: vc.Tokens().AppSecret, GraphURL: sim.Sim.GraphURL(),
+		Limits: activities.NewMailboxLimits(0, 0, 0), Log: discard(),
+	}
+	e.Connect = &connect.Service{Temporal: tc, Tokens: vc.Tokens(), Store: st, Identity: idc, Options: wfOpts, TaskQueue: e.TaskQueue}
+	e.StartWorker()
+	t.Cleanup(e.StopWorker)
+	return e
+}
+
+// StartWorker starts the in-process worker.
+func (e *Engine) StartWorker() {
+	ctx, cancel := context.WithCancel(context.Background())
+	e.stopWorker = cancel
+	e.workerDone = make(chan struct{})
+	go func() {
+		defer close(e.workerDone)
+		_ = worker.Run(ctx, e.Temporal, worker.Options{TaskQueue: e.TaskQueue, Logger: discard(), Register: worker.Register(e.Acts)})
+	}()
+}
+
+// StopWorker stops the worker, as if its process died.
+func (e *Engine) StopWorker() {
+	if e.stopWorker != nil {
+		e.stopWorker()
+		<-e.workerDone
+		e.stopWorker = nil
+	}
+}
+
+// Connect creates a connection and consents as user through the automatic
+// path, returning the connection ID once consent is complete.
+func (e *Engine) ConnectUser(user string, settings workflows.Settings) (string, connect.Outcome) {
+	e.t.Helper()
+	ctx := context.Background()
+	created, err := e.Connect.Create(ctx, connect.Request{OrgID: "org-1", OwnerID: "owner-" + user, Settings: settings, LoginHint: user})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	q := simtest.Authorize(e.t, created.AuthorizeURL)
+	out, err := e.Connect.Callback(ctx, q)
+	if err != nil {
+		e.t.Fatalf("callback: %v", err)
+	}
+	return created.ConnectionID, out
+}
+
+// Status queries a connection's workflow.
+func (e *Engine) Status(connectionID string) workflows.Status {
+	e.t.Helper()
+	v, err := e.Temporal.QueryWorkflow(context.Background(), workflows.ConnectionWorkflowID(connectionID), "", workflows.QueryStatus)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var st workflows.Status
+	if err := v.Get(&st); err != nil {
+		e.t.Fatal(err)
+	}
+	return st
+}
+
+// WaitFor polls the status until cond holds.
+func (e *Engine) WaitFor(connectionID string, timeout time.Duration, what string, cond func(workflows.Status) bool) workflows.Status {
+	e.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		st := e.Status(connectionID)
+		if cond(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("%s did not happen within %s; status: %+v", what, timeout, st)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// AuthorizeQuery is the redirect query of an authorize URL.
+func (e *Engine) AuthorizeQuery(authURL string) url.Values { return simtest.Authorize(e.t, authURL) }
+
+func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
