@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/outlookd/outlookd/connect"
@@ -208,6 +210,31 @@ func TestConnectAndBackfill(t *testing.T) {
 		}
 	}
 	scanHistories(t, e, id)
+	if os.Getenv("OUTLOOKD_RECORD_HISTORY") == "1" {
+		recordHistory(t, e, workflows.ConnectionWorkflowID(id), "../workflows/testdata/connection.json")
+		recordHistory(t, e, workflows.BackfillWorkflowID(id, 1), "../workflows/testdata/backfill.json")
+	}
+}
+
+// recordHistory saves a workflow's history for the replay test.
+func recordHistory(t *testing.T, e *enginetest.Engine, workflowID, path string) {
+	t.Helper()
+	var h historypb.History
+	it := e.Temporal.GetWorkflowHistory(context.Background(), workflowID, "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.Events = append(h.Events, ev)
+	}
+	b, err := protojson.MarshalOptions{Indent: "  "}.Marshal(&h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // scanHistories reads every event of the connection's workflows (inputs,
@@ -292,5 +319,39 @@ func TestConsentRefusedByMicrosoft(t *testing.T) {
 	}
 	if _, err := e.Connect.Callback(ctx, url.Values{"state": {"nonsense"}}); !errors.Is(err, connect.ErrInvalidState) {
 		t.Errorf("malformed state: %v", err)
+	}
+}
+
+// TestQuietConnectionHistory measures what a quiet connection adds to its
+// history per keep-alive cycle, and so per day.
+func TestQuietConnectionHistory(t *testing.T) {
+	const every = 2 * time.Second
+	e := enginetest.Start(t, graphsim.Options{}, workflows.Options{KeepAliveEvery: every})
+	ctx := context.Background()
+	id, out := e.ConnectUser(e.Ada.UPN, workflows.Settings{Features: workflows.Features{Send: true}})
+	if out.State != workflows.StateActive {
+		t.Fatal(out)
+	}
+	length := func() int64 {
+		d, err := e.Temporal.DescribeWorkflowExecution(ctx, workflows.ConnectionWorkflowID(id), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d.GetWorkflowExecutionInfo().GetHistoryLength()
+	}
+	first := e.WaitFor(id, 10*time.Second, "a first keep-alive", func(st workflows.Status) bool { return st.LastRefresh.After(st.Since) })
+	start := length()
+	last := first.LastRefresh
+	cycles := 0
+	for cycles < 3 {
+		st := e.WaitFor(id, 10*time.Second, "the next keep-alive", func(st workflows.Status) bool { return st.LastRefresh.After(last) })
+		last = st.LastRefresh
+		cycles++
+	}
+	perCycle := float64(length()-start) / float64(cycles)
+	perDay := perCycle * float64(24*time.Hour) / float64(72*time.Hour)
+	t.Logf("a quiet connection adds %.1f history events per keep-alive, %.1f a day at the default 72h", perCycle, perDay)
+	if perDay > 100 {
+		t.Errorf("a quiet connection costs %.1f events a day", perDay)
 	}
 }

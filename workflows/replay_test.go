@@ -1,0 +1,31 @@
+package workflows
+
+import (
+	"testing"
+
+	"go.temporal.io/sdk/worker"
+)
+
+// TestReplay replays histories recorded from real runs (a consent, a
+// backfill with a worker killed mid-way): a change that breaks determinism
+// for running connections fails here. Re-record with
+// OUTLOOKD_RECORD_HISTORY=1 go test -run TestConnectAndBackfill ./connect
+// when a change is deliberately versioned.
+func TestReplay(t *testing.T) {
+	tests := []struct {
+		file string
+		fn   any
+	}{
+		{"testdata/connection.json", Connection},
+		{"testdata/backfill.json", Backfill},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			r := worker.NewWorkflowReplayer()
+			r.RegisterWorkflow(tt.fn)
+			if err := r.ReplayWorkflowHistoryFromJSONFile(nil, tt.file); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
