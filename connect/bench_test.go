@@ -1,0 +1,95 @@
+package connect_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/outlookd/outlookd/activities"
+	"github.com/outlookd/outlookd/graph"
+	"github.com/outlookd/outlookd/graphsim"
+	"github.com/outlookd/outlookd/internal/enginetest"
+	"github.com/outlookd/outlookd/store"
+	"github.com/outlookd/outlookd/workflows"
+)
+
+// TestBenchBackfill compares the engine's backfill with a raw baseline in
+// the same run: a plain loop paging the same simulator with the same query
+// and page size, merging into the same Postgres. It prints one JSON line
+// (make bench runs it with OUTLOOKD_BENCH=1).
+func TestBenchBackfill(t *testing.T) {
+	if os.Getenv("OUTLOOKD_BENCH") != "1" {
+		t.Skip("a benchmark: run with OUTLOOKD_BENCH=1 (make bench)")
+	}
+	const messages, pageSize, rounds = 20000, 200, 3
+	var engine, baseline []float64
+	for range rounds {
+		e := enginetest.Start(t, graphsim.Options{MailboxRequests: 1 << 30}, workflows.Options{PageSize: pageSize})
+		ctx := context.Background()
+		if _, err := e.Ctl.Generate(ctx, e.Ada.UPN, graphsim.GenerateSpec{Count: messages, Days: 25, Folders: []string{"inbox"}, AttachmentShare: 0.05}); err != nil {
+			t.Fatal(err)
+		}
+		id, out := e.ConnectUser(e.Ada.UPN, workflows.Settings{BackfillDays: 30, Folders: []string{"inbox"}})
+		if out.State != workflows.StateActive {
+			t.Fatal(out)
+		}
+		start := time.Now()
+		e.WaitFor(id, 10*time.Minute, "backfill", func(st workflows.Status) bool { return !st.Backfill.Covered.IsZero() && !st.Backfill.Running })
+		el := time.Since(start).Seconds()
+		if n, _ := e.Store.CountMessages(ctx, id); n != messages {
+			t.Fatalf("engine stored %d of %d", n, messages)
+		}
+		engine = append(engine, messages/el)
+		baseline = append(baseline, rawBackfill(t, e, messages, pageSize))
+	}
+	slices.Sort(engine)
+	slices.Sort(baseline)
+	em, bm := engine[rounds/2], baseline[rounds/2]
+	line, _ := json.Marshal(struct {
+		Bench    string  `json:"bench"`
+		Engine   float64 `json:"engine_msgs_per_s"`
+		Baseline float64 `json:"baseline_msgs_per_s"`
+		Ratio    float64 `json:"ratio"`
+		Messages int     `json:"messages"`
+		PageSize int     `json:"page_size"`
+		Runs     int     `json:"runs"`
+	}{"backfill", round(em), round(bm), round(em / bm), messages, pageSize, rounds})
+	fmt.Println(string(line))
+}
+
+func round(f float64) float64 { return float64(int64(f*100+0.5)) / 100 }
+
+// rawBackfill is the baseline: the same delta query and the same merge,
+// without Temporal, and returns messages per second.
+func rawBackfill(t *testing.T, e *enginetest.Engine, messages, pageSize int) float64 {
+	t.Helper()
+	ctx := context.Background()
+	tok := e.SignIn(t, e.Ada.UPN, "offline_access", "Mail.Read")
+	gc, err := graph.NewClient(graph.Config{BaseURL: e.Sim.GraphURL()}, oauth2.StaticTokenSource(tok))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const conn = "baseline"
+	if err := e.Store.CreateConnection(ctx, store.Connection{ID: conn, OrgID: "o", OwnerID: "b", State: "active", Mode: "delegated"}); err != nil {
+		t.Fatal(err)
+	}
+	window := time.Now().Add(-30 * 24 * time.Hour)
+	if err := e.Store.UpsertFolders(ctx, conn, []store.Folder{{ID: "inbox", DisplayName: "Inbox"}}, window); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	n, err := activities.RawBackfill(ctx, gc, e.Store, conn, e.Ada.ID, "inbox", window, pageSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != messages {
+		t.Fatalf("baseline fetched %d of %d", n, messages)
+	}
+	return float64(messages) / time.Since(start).Seconds()
+}
