@@ -12,6 +12,7 @@ import (
 
 	"go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/sdk/client"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/outlookd/outlookd/connect"
@@ -353,5 +354,38 @@ func TestQuietConnectionHistory(t *testing.T) {
 	t.Logf("a quiet connection adds %.1f history events per keep-alive, %.1f a day at the default 72h", perCycle, perDay)
 	if perDay > 100 {
 		t.Errorf("a quiet connection costs %.1f events a day", perDay)
+	}
+}
+
+// TestWideningTheWindow backfills 20 days, then 45: only the gap is
+// fetched, and Postgres then equals the ground truth of the wider window.
+func TestWideningTheWindow(t *testing.T) {
+	e := enginetest.Start(t, graphsim.Options{}, workflows.Options{PageSize: 100})
+	ctx := context.Background()
+	if _, err := e.Ctl.Generate(ctx, e.Ada.UPN, graphsim.GenerateSpec{Count: 1200, Days: 60, Folders: []string{"inbox", "sentitems"}, Seed: 7}); err != nil {
+		t.Fatal(err)
+	}
+	settings := workflows.Settings{BackfillDays: 20}
+	id, _ := e.ConnectUser(e.Ada.UPN, settings)
+	first := e.WaitFor(id, time.Minute, "the first backfill", func(st workflows.Status) bool { return !st.Backfill.Covered.IsZero() && !st.Backfill.Running })
+	compare(t, e, id, synced(t, e, first.Backfill.Covered), false)
+	before := e.Sim.Counters()["requests.delta.200"]
+
+	settings = settings.WithDefaults()
+	settings.BackfillDays = 45
+	h, err := e.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: workflows.ConnectionWorkflowID(id), UpdateName: workflows.UpdateSettings,
+		Args: []any{settings}, WaitForStage: client.WorkflowUpdateStageCompleted})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Get(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	second := e.WaitFor(id, time.Minute, "the gap backfill", func(st workflows.Status) bool {
+		return st.Backfill.Runs == 2 && !st.Backfill.Running && st.Backfill.Covered.Before(first.Backfill.Covered)
+	})
+	compare(t, e, id, synced(t, e, second.Backfill.Covered), false)
+	if after := e.Sim.Counters()["requests.delta.200"]; after != before {
+		t.Errorf("widening re-read the delta rounds: %d more delta pages", after-before)
 	}
 }

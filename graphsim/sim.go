@@ -165,7 +165,7 @@ type Sim struct {
 	codes        map[string]*authCode
 	refresh      map[string]*refreshGrant
 	subs         map[string]*Subscription
-	issued       []string // every secret value the simulator issued or received
+	issued       []string              // every secret value the simulator issued or received
 	sent         map[string][]SentMail // by sender user ID
 	baseURL      atomic.Pointer[string]
 

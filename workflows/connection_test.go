@@ -17,14 +17,14 @@ import (
 
 // fakes implement the activities in memory, counting calls.
 type fakes struct {
-	mu         sync.Mutex
-	exchange   func(ExchangeCodeInput) (ExchangeCodeResult, error)
-	refresh    func() (RefreshResult, error)
-	exchanges  atomic.Int32
-	refreshes  atomic.Int32
-	backfills  []BackfillFolderInput
-	recorded   []string
-	folders    []FolderRef
+	mu        sync.Mutex
+	exchange  func(ExchangeCodeInput) (ExchangeCodeResult, error)
+	refresh   func() (RefreshResult, error)
+	exchanges atomic.Int32
+	refreshes atomic.Int32
+	backfills []BackfillFolderInput
+	recorded  []string
+	folders   []FolderRef
 }
 
 func newFakes() *fakes {

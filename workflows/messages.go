@@ -173,7 +173,7 @@ type FolderProgress struct {
 
 // BackfillState is where the connection's backfill stands.
 type BackfillState struct {
-	Runs    int `json:"runs"`
+	Runs    int  `json:"runs"`
 	Running bool `json:"running"`
 	// Covered is the start of the window already backfilled (zero: none).
 	Covered time.Time `json:"covered,omitempty"`
