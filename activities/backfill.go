@@ -99,17 +99,24 @@ func (a *Activities) BackfillFolder(ctx context.Context, in workflows.BackfillFo
 		default:
 			return res, classifyGraph("backfill page", errNoLink)
 		}
-		if err := a.Store.ApplyPage(ctx, in.ConnectionID, p); err != nil {
+		stop, err := a.commit(ctx, in.ConnectionID, p, &res, deadline)
+		if stop || err != nil {
 			return res, err
 		}
 		cursor = p.Cursor
-		res.Pages++
-		res.Fetched += int64(len(p.Messages))
-		activity.RecordHeartbeat(ctx, res)
-		if res.Done || a.now().After(deadline) {
-			return res, nil
-		}
 	}
+}
+
+// commit writes a page with its cursor, books it in the result and the
+// heartbeat, and says whether to stop: done, or out of budget.
+func (a *Activities) commit(ctx context.Context, connectionID string, p store.Page, res *workflows.BackfillFolderResult, deadline time.Time) (bool, error) {
+	if err := a.Store.ApplyPage(ctx, connectionID, p); err != nil {
+		return true, err
+	}
+	res.Pages++
+	res.Fetched += int64(len(p.Messages))
+	activity.RecordHeartbeat(ctx, *res)
+	return res.Done || a.now().After(deadline), nil
 }
 
 type linkError struct{}
@@ -153,16 +160,11 @@ func (a *Activities) backfillGap(ctx context.Context, gc *graph.Client, f store.
 		} else {
 			p.GapDone, res.Done = true, true
 		}
-		if err := a.Store.ApplyPage(ctx, in.ConnectionID, p); err != nil {
+		stop, err := a.commit(ctx, in.ConnectionID, p, &res, deadline)
+		if stop || err != nil {
 			return res, err
 		}
 		cursor = p.Cursor
-		res.Pages++
-		res.Fetched += int64(len(p.Messages))
-		activity.RecordHeartbeat(ctx, res)
-		if res.Done || a.now().After(deadline) {
-			return res, nil
-		}
 	}
 }
 

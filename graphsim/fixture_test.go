@@ -50,16 +50,30 @@ func (f *fixture) signIn(t *testing.T, user string, scopes ...string) *oauth2.To
 // graphGet calls Graph with a bearer token and decodes JSON into out.
 func (f *fixture) graphGet(t *testing.T, token, path string, out any, headers ...string) (int, http.Header) {
 	t.Helper()
+	return f.call(t, "GET", path, token, nil, out, headers...)
+}
+
+// call sends a request (path relative to Graph's root, or absolute) with a
+// bearer token and extra header pairs, and decodes the JSON answer.
+func (f *fixture) call(t *testing.T, method, path, token string, body io.Reader, out any, headers ...string) (int, http.Header) {
+	t.Helper()
 	u := strings.ReplaceAll(path, " ", "%20")
 	if !strings.HasPrefix(path, "http") {
 		u = f.sim.GraphURL() + u
 	}
-	req, _ := http.NewRequest("GET", u, nil)
+	req, _ := http.NewRequest(method, u, body)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Add(headers[i], headers[i+1])
+		if strings.EqualFold(headers[i], "Prefer") {
+			req.Header.Add(headers[i], headers[i+1])
+		} else {
+			req.Header.Set(headers[i], headers[i+1])
+		}
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -69,7 +83,7 @@ func (f *fixture) graphGet(t *testing.T, token, path string, out any, headers ..
 	b, _ := io.ReadAll(resp.Body)
 	if out != nil && len(b) > 0 {
 		if err := json.Unmarshal(b, out); err != nil {
-			t.Fatalf("GET %s: %d, decode %q: %v", path, resp.StatusCode, b, err)
+			t.Fatalf("%s %s: %d, decode %q: %v", method, path, resp.StatusCode, b, err)
 		}
 	}
 	return resp.StatusCode, resp.Header
@@ -87,7 +101,7 @@ type graphErr struct {
 	} `json:"error"`
 }
 
-// graphDo sends a request with a JSON body and decodes the answer.
+// graphDo sends a request with a JSON (or raw string) body.
 func (f *fixture) graphDo(t *testing.T, token, method, path string, body any, out any, headers ...string) (int, http.Header) {
 	t.Helper()
 	var rd io.Reader
@@ -102,26 +116,5 @@ func (f *fixture) graphDo(t *testing.T, token, method, path string, body any, ou
 		}
 		rd = bytes.NewReader(raw)
 	}
-	req, _ := http.NewRequest(method, f.sim.GraphURL()+path, rd)
-	if rd != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if out != nil && len(b) > 0 {
-		if err := json.Unmarshal(b, out); err != nil {
-			t.Fatalf("%s %s: %d, decode %q: %v", method, path, resp.StatusCode, b, err)
-		}
-	}
-	return resp.StatusCode, resp.Header
+	return f.call(t, method, path, token, rd, out, headers...)
 }
