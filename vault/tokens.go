@@ -248,3 +248,11 @@ func (ts *TokenStore) PutAppSecret(ctx context.Context, secret string) error {
 	}
 	return nil
 }
+
+// PutClientState keeps the clientState of a connection's subscription.
+func (ts *TokenStore) PutClientState(ctx context.Context, connectionID, clientState string) error {
+	if _, err := ts.kv.Put(ctx, ts.path(connectionID, "subscription"), map[string]any{"client_state": clientState}); err != nil {
+		return fmt.Errorf("vault: write client state: %w", err)
+	}
+	return nil
+}

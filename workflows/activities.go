@@ -130,3 +130,78 @@ type BackfillResult struct {
 	Folders []FolderProgress `json:"folders"`
 	Fetched int64            `json:"fetched"`
 }
+
+// Live sync and the end of a connection.
+const (
+	ActivitySyncFolders         = "SyncFolders"
+	ActivityEnsureSubscription  = "EnsureSubscription"
+	ActivityRenewSubscription   = "RenewSubscription"
+	ActivityDeleteSubscriptions = "DeleteSubscriptions"
+	ActivityPurgeSecrets        = "PurgeSecrets"
+	ActivityApplyRetention      = "ApplyRetention"
+	ActivityRecordEvent         = "RecordEvent"
+)
+
+// SyncFoldersInput runs a delta round for every live folder.
+type SyncFoldersInput struct {
+	ConnectionID string    `json:"connectionId"`
+	UserID       string    `json:"userId"`
+	WindowStart  time.Time `json:"windowStart"`
+	StoreBodies  bool      `json:"storeBodies"`
+	PageSize     int       `json:"pageSize"`
+}
+
+// SyncFoldersResult counts what a round changed.
+type SyncFoldersResult struct {
+	Upserted   int64 `json:"upserted"`
+	Removed    int64 `json:"removed"`
+	Reanchored int   `json:"reanchored"`
+}
+
+// EnsureSubscriptionInput asks for one live subscription on the mailbox.
+type EnsureSubscriptionInput struct {
+	ConnectionID    string        `json:"connectionId"`
+	UserID          string        `json:"userId"`
+	NotificationURL string        `json:"notificationUrl"`
+	LifecycleURL    string        `json:"lifecycleUrl"`
+	Lifetime        time.Duration `json:"lifetime"`
+	// Replace deletes the connection's known subscriptions first.
+	Replace bool `json:"replace"`
+}
+
+// SubscriptionResult describes the live subscription, or why push is not
+// possible (then the connection polls).
+type SubscriptionResult struct {
+	ID         string    `json:"id,omitempty"`
+	Expiration time.Time `json:"expiration,omitempty"`
+	// PollReason is set when Graph refused the subscription.
+	PollReason string `json:"pollReason,omitempty"`
+	// Gone: the subscription no longer exists at Graph.
+	Gone bool `json:"gone,omitempty"`
+}
+
+// RenewSubscriptionInput renews (and so reauthorizes) a subscription.
+type RenewSubscriptionInput struct {
+	ConnectionID   string        `json:"connectionId"`
+	SubscriptionID string        `json:"subscriptionId"`
+	Lifetime       time.Duration `json:"lifetime"`
+}
+
+// ConnectionRef names a connection.
+type ConnectionRef struct {
+	ConnectionID string `json:"connectionId"`
+}
+
+// RetentionInput applies the retention policy at disconnect.
+type RetentionInput struct {
+	ConnectionID string `json:"connectionId"`
+	Policy       string `json:"policy"`
+}
+
+// RecordEventInput records an event for the app, once per ID.
+type RecordEventInput struct {
+	ConnectionID string         `json:"connectionId"`
+	EventID      string         `json:"eventId"`
+	Type         string         `json:"type"`
+	Data         map[string]any `json:"data,omitempty"`
+}

@@ -23,6 +23,15 @@ type connection struct {
 	// retryBackfillAt delays a failed backfill's next attempt.
 	retryBackfillAt time.Time
 	progress        workflow.ReceiveChannel
+	changes         workflow.ReceiveChannel
+	lifecycle       workflow.ReceiveChannel
+	// syncPending: changes were notified (or a sync was asked for) and no
+	// round has started since. renewNow and resubscribe come from
+	// lifecycle events.
+	syncPending bool
+	renewNow    bool
+	resubscribe bool
+	retrySyncAt time.Time
 }
 
 // Connection is the entity workflow of one connected mailbox: consent,
@@ -71,12 +80,42 @@ func newConnection(ctx workflow.Context, in ConnectionInput) (*connection, error
 		workflow.UpdateHandlerOptions{Validator: c.validateSettings}); err != nil {
 		return nil, err
 	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateDisconnect, c.onDisconnect,
+		workflow.UpdateHandlerOptions{Validator: c.validateDisconnect}); err != nil {
+		return nil, err
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateResync, func(ctx workflow.Context) (Status, error) {
+		c.syncPending = true
+		return c.status(ctx), nil
+	}, workflow.UpdateHandlerOptions{Validator: func() error {
+		if c.s.State != StateActive {
+			return fmt.Errorf("only an active connection can resync; this one is %s", c.s.State)
+		}
+		return nil
+	}}); err != nil {
+		return nil, err
+	}
 	c.progress = workflow.GetSignalChannel(ctx, SignalBackfillProgress)
+	c.changes = workflow.GetSignalChannel(ctx, SignalChanges)
+	c.lifecycle = workflow.GetSignalChannel(ctx, SignalLifecycle)
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		for {
-			var p BackfillProgress
-			c.progress.Receive(ctx, &p)
-			c.applyProgress(p)
+			sel := workflow.NewSelector(ctx)
+			sel.AddReceive(c.progress, func(ch workflow.ReceiveChannel, _ bool) {
+				var p BackfillProgress
+				ch.Receive(ctx, &p)
+				c.applyProgress(p)
+			})
+			sel.AddReceive(c.changes, func(ch workflow.ReceiveChannel, _ bool) {
+				ch.Receive(ctx, nil)
+				c.syncPending = true
+			})
+			sel.AddReceive(c.lifecycle, func(ch workflow.ReceiveChannel, _ bool) {
+				var l LifecycleSignal
+				ch.Receive(ctx, &l)
+				c.onLifecycle(l)
+			})
+			sel.Select(ctx)
 		}
 	})
 	if err := c.upsertSearchAttributes(ctx); err != nil {
@@ -156,6 +195,35 @@ func (c *connection) onSettings(ctx workflow.Context, in Settings) (Status, erro
 	return c.status(ctx), nil
 }
 
+// onLifecycle reacts to Graph's lifecycle events (facts §4.4): a removed
+// subscription is recreated, reauthorization renews, and after missed
+// notifications a delta round catches up. Each also syncs, to be safe.
+func (c *connection) onLifecycle(l LifecycleSignal) {
+	if l.SubscriptionID != "" && l.SubscriptionID != c.s.Sync.SubscriptionID {
+		return // about a subscription this connection has replaced
+	}
+	switch l.Event {
+	case LifecycleSubscriptionRemoved:
+		c.resubscribe = true
+	case LifecycleReauthorizationRequired:
+		c.renewNow = true
+	}
+	c.syncPending = true
+}
+
+func (c *connection) validateDisconnect() error {
+	if c.s.State == StateDisconnecting || c.s.State == StateDisconnected {
+		return fmt.Errorf("the connection is already %s", c.s.State)
+	}
+	return nil
+}
+
+// onDisconnect starts the disconnect saga; it works from any state.
+func (c *connection) onDisconnect(ctx workflow.Context) (Status, error) {
+	c.setState(ctx, StateDisconnecting, "disconnect_requested", "The connection is being disconnected.")
+	return c.status(ctx), nil
+}
+
 func (c *connection) applyProgress(p BackfillProgress) {
 	if c.s.Backfill.Folders == nil {
 		c.s.Backfill.Folders = map[string]FolderProgress{}
@@ -184,7 +252,12 @@ func (c *connection) nextAction(ctx workflow.Context) (string, time.Time) {
 		if c.needsBackfill(ctx) {
 			return "starting a backfill", c.retryBackfillAt
 		}
+		if c.live() {
+			return "next delta round", c.nextSyncAt()
+		}
 		return "keeping the refresh token alive", c.keepAliveAt()
+	case StateDisconnecting:
+		return "disconnecting: " + c.s.DisconnectStep, time.Time{}
 	}
 	return "", time.Time{}
 }
@@ -232,6 +305,8 @@ func (c *connection) run(ctx workflow.Context) (ConnectionResult, error) {
 			if err := c.active(ctx); err != nil {
 				return ConnectionResult{}, err
 			}
+		case StateDisconnecting:
+			c.disconnect(ctx)
 		case StateDisconnected:
 			return ConnectionResult{State: c.s.State, Reason: c.s.Reason}, nil
 		default:
@@ -316,19 +391,180 @@ func (c *connection) active(ctx workflow.Context) error {
 	if c.needsBackfill(ctx) && !now.Before(c.retryBackfillAt) {
 		c.startBackfill(ctx)
 	}
+	if c.live() {
+		if c.s.Sync.Mode == "" || c.resubscribe {
+			c.subscribe(ctx)
+			return nil
+		}
+		if c.s.Sync.Mode == SyncPush && (c.renewNow || !now.Before(c.s.Sync.SubscriptionExpires.Add(-c.opts.RenewBefore))) {
+			c.renew(ctx)
+			return nil
+		}
+		if (c.syncPending || !now.Before(c.nextSyncAt())) && !now.Before(c.retrySyncAt) {
+			c.sync(ctx)
+			return nil
+		}
+	}
 	if !now.Before(c.keepAliveAt()) {
 		c.refresh(ctx)
 		return nil
 	}
 	wake := c.keepAliveAt()
-	if c.needsBackfill(ctx) && c.retryBackfillAt.After(now) && c.retryBackfillAt.Before(wake) {
-		wake = c.retryBackfillAt
+	for _, at := range []time.Time{c.retryBackfillAt, c.retrySyncAt} {
+		if at.After(now) && at.Before(wake) {
+			wake = at
+		}
+	}
+	if c.live() {
+		if at := c.nextSyncAt(); at.Before(wake) {
+			wake = at
+		}
+		if c.s.Sync.Mode == SyncPush {
+			if at := c.s.Sync.SubscriptionExpires.Add(-c.opts.RenewBefore); at.Before(wake) {
+				wake = at
+			}
+		}
+	}
+	if !wake.After(now) {
+		wake = now.Add(time.Second)
 	}
 	state, running, settings := c.s.State, c.s.Backfill.Running, c.s.Settings.BackfillDays
 	_, err := workflow.AwaitWithTimeout(ctx, wake.Sub(now), func() bool {
-		return c.s.State != state || c.s.Backfill.Running != running || c.s.Settings.BackfillDays != settings || c.canSuggested(ctx)
+		return c.s.State != state || c.s.Backfill.Running != running || c.s.Settings.BackfillDays != settings ||
+			c.syncPending || c.renewNow || c.resubscribe || c.canSuggested(ctx)
 	})
 	return err
+}
+
+// live says whether the connection syncs: it reads mail and its folders
+// have their delta anchors (the first backfill is done).
+func (c *connection) live() bool {
+	return c.s.Granted.Read && !c.s.Backfill.Covered.IsZero()
+}
+
+// nextSyncAt is when the next round runs without notifications: the
+// reconciliation of a pushed connection, or the poll of one that is not.
+func (c *connection) nextSyncAt() time.Time {
+	every := c.opts.ReconcileEvery
+	if c.s.Sync.Mode == SyncPolling {
+		every = c.opts.PollEvery
+	}
+	last := c.s.Sync.LastSync
+	if last.IsZero() {
+		last = c.s.Backfill.Completed
+	}
+	return last.Add(every)
+}
+
+// graphActivity is the options of activities that call Graph: retried
+// until done, except when the tokens are dead.
+func graphActivity(ctx workflow.Context, timeout time.Duration) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: timeout,
+		HeartbeatTimeout:    time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 5 * time.Minute,
+			NonRetryableErrorTypes: []string{ErrReauthRequired}},
+	})
+}
+
+// subscribe creates the connection's subscription, or switches to polling
+// when Graph cannot push to it (and says why).
+func (c *connection) subscribe(ctx workflow.Context) {
+	replace := c.resubscribe || c.s.Sync.SubscriptionID != ""
+	c.resubscribe = false
+	if c.opts.NotificationURL == "" {
+		c.s.Sync.Mode, c.s.Sync.PollReason = SyncPolling, "no notification URL is configured"
+		return
+	}
+	var res SubscriptionResult
+	err := workflow.ExecuteActivity(graphActivity(ctx, 2*time.Minute), ActivityEnsureSubscription, EnsureSubscriptionInput{
+		ConnectionID: c.s.ID, UserID: c.s.UserID, NotificationURL: c.opts.NotificationURL, LifecycleURL: c.opts.LifecycleURL,
+		Lifetime: c.opts.SubscriptionLifetime, Replace: replace,
+	}).Get(ctx, &res)
+	if err != nil {
+		c.onActivityError(ctx, err)
+		return
+	}
+	c.syncPending = true // catch up on what happened while unsubscribed
+	if res.PollReason != "" {
+		c.s.Sync.Mode, c.s.Sync.PollReason, c.s.Sync.SubscriptionID = SyncPolling, res.PollReason, ""
+		return
+	}
+	c.s.Sync.Mode, c.s.Sync.PollReason = SyncPush, ""
+	c.s.Sync.SubscriptionID, c.s.Sync.SubscriptionExpires = res.ID, res.Expiration
+}
+
+// renew extends the subscription; one Graph no longer has is recreated.
+func (c *connection) renew(ctx workflow.Context) {
+	c.renewNow = false
+	var res SubscriptionResult
+	err := workflow.ExecuteActivity(graphActivity(ctx, time.Minute), ActivityRenewSubscription, RenewSubscriptionInput{
+		ConnectionID: c.s.ID, SubscriptionID: c.s.Sync.SubscriptionID, Lifetime: c.opts.SubscriptionLifetime,
+	}).Get(ctx, &res)
+	if err != nil {
+		c.onActivityError(ctx, err)
+		return
+	}
+	if res.Gone {
+		c.resubscribe = true
+		return
+	}
+	c.s.Sync.SubscriptionExpires = res.Expiration
+}
+
+// sync runs one delta round over the live folders. Notifications that
+// arrive meanwhile set syncPending again, so another round follows: bursts
+// coalesce into rounds, never one round per notification.
+func (c *connection) sync(ctx workflow.Context) {
+	c.syncPending = false
+	var res SyncFoldersResult
+	err := workflow.ExecuteActivity(graphActivity(ctx, 10*time.Minute), ActivitySyncFolders, SyncFoldersInput{
+		ConnectionID: c.s.ID, UserID: c.s.UserID, WindowStart: c.s.Backfill.Covered, StoreBodies: c.s.Settings.StoreBodies, PageSize: c.opts.PageSize,
+	}).Get(ctx, &res)
+	now := workflow.Now(ctx)
+	if err != nil {
+		c.s.Sync.LastError = err.Error()
+		if !c.onActivityError(ctx, err) {
+			c.syncPending, c.retrySyncAt = true, now.Add(time.Minute)
+		}
+		return
+	}
+	s := &c.s.Sync
+	s.LastSync, s.LastError = now, ""
+	s.Rounds++
+	s.Upserted += res.Upserted
+	s.Removed += res.Removed
+	s.Reanchored += res.Reanchored
+}
+
+// disconnect runs the disconnect saga; every step is retried until it is
+// done, and the step reached is visible in the status.
+func (c *connection) disconnect(ctx workflow.Context) {
+	forever := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 5 * time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 5 * time.Minute},
+	})
+	step := func(name, activity string, arg any) {
+		c.s.DisconnectStep = name
+		if err := workflow.ExecuteActivity(forever, activity, arg).Get(ctx, nil); err != nil {
+			c.log.Error("disconnect step failed", "step", name, "err", err)
+		}
+	}
+	if c.s.Backfill.Running {
+		c.s.DisconnectStep = "cancelling the backfill"
+		_ = workflow.RequestCancelExternalWorkflow(ctx, BackfillWorkflowID(c.s.ID, c.s.Backfill.Runs), "").Get(ctx, nil)
+		_ = workflow.Await(ctx, func() bool { return !c.s.Backfill.Running })
+	}
+	ref := ConnectionRef{ConnectionID: c.s.ID}
+	step("deleting subscriptions", ActivityDeleteSubscriptions, ref)
+	step("purging secrets", ActivityPurgeSecrets, ref)
+	step("applying the retention policy", ActivityApplyRetention, RetentionInput{ConnectionID: c.s.ID, Policy: c.s.Settings.Retention})
+	step("telling the app", ActivityRecordEvent, RecordEventInput{ConnectionID: c.s.ID, EventID: c.s.ID + ":disconnected", Type: "connection.disconnected",
+		Data: map[string]any{"mailbox": c.s.Mailbox, "retention": c.s.Settings.Retention}})
+	c.s.Sync = SyncState{}
+	c.s.DisconnectStep = "done"
+	c.setState(ctx, StateDisconnected, "disconnected", "The connection was disconnected.")
+	c.recordState(ctx)
 }
 
 // refresh exercises the refresh token so a quiet connection never reaches
@@ -361,6 +597,11 @@ func (c *connection) onActivityError(ctx workflow.Context, err error) bool {
 			_ = appErr.Details(&detail)
 		}
 		c.setState(ctx, StateReauthRequired, detail.Reason, detail.Text)
+		// Tell the app once per outage (the event ID is stable).
+		_ = workflow.ExecuteActivity(withLocalRetries(ctx, time.Minute), ActivityRecordEvent, RecordEventInput{
+			ConnectionID: c.s.ID, EventID: fmt.Sprintf("%s:reauth:%d", c.s.ID, c.s.Since.UnixNano()), Type: "connection.reauth_required",
+			Data: map[string]any{"reason": detail.Reason, "text": detail.Text},
+		}).Get(ctx, nil)
 		return true
 	}
 	c.log.Warn("activity failed", "err", err)

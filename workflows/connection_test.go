@@ -17,14 +17,20 @@ import (
 
 // fakes implement the activities in memory, counting calls.
 type fakes struct {
-	mu        sync.Mutex
-	exchange  func(ExchangeCodeInput) (ExchangeCodeResult, error)
-	refresh   func() (RefreshResult, error)
-	exchanges atomic.Int32
-	refreshes atomic.Int32
-	backfills []BackfillFolderInput
-	recorded  []string
-	folders   []FolderRef
+	mu         sync.Mutex
+	exchange   func(ExchangeCodeInput) (ExchangeCodeResult, error)
+	refresh    func() (RefreshResult, error)
+	exchanges  atomic.Int32
+	refreshes  atomic.Int32
+	backfills  []BackfillFolderInput
+	recorded   []string
+	folders    []FolderRef
+	syncs      atomic.Int32
+	subscribes atomic.Int32
+	renews     atomic.Int32
+	renewGone  atomic.Bool
+	events     []string
+	saga       []string
 }
 
 func newFakes() *fakes {
@@ -64,6 +70,41 @@ func (f *fakes) register(env *testsuite.TestWorkflowEnvironment) {
 		// Two calls per folder: one budget's worth, then the rest.
 		return BackfillFolderResult{Fetched: 50, Pages: 1, Done: n >= 2}, nil
 	}, activity.RegisterOptions{Name: ActivityBackfillFolder})
+	env.RegisterActivityWithOptions(func(ctx context.Context, in SyncFoldersInput) (SyncFoldersResult, error) {
+		f.syncs.Add(1)
+		return SyncFoldersResult{Upserted: 1}, nil
+	}, activity.RegisterOptions{Name: ActivitySyncFolders})
+	env.RegisterActivityWithOptions(func(ctx context.Context, in EnsureSubscriptionInput) (SubscriptionResult, error) {
+		f.subscribes.Add(1)
+		return SubscriptionResult{ID: "sub-" + time.Now().Format("150405.000000000"), Expiration: env.Now().Add(in.Lifetime)}, nil
+	}, activity.RegisterOptions{Name: ActivityEnsureSubscription})
+	env.RegisterActivityWithOptions(func(ctx context.Context, in RenewSubscriptionInput) (SubscriptionResult, error) {
+		f.renews.Add(1)
+		if f.renewGone.Load() {
+			return SubscriptionResult{Gone: true}, nil
+		}
+		return SubscriptionResult{ID: in.SubscriptionID, Expiration: env.Now().Add(in.Lifetime)}, nil
+	}, activity.RegisterOptions{Name: ActivityRenewSubscription})
+	for _, name := range []string{ActivityDeleteSubscriptions, ActivityPurgeSecrets} {
+		env.RegisterActivityWithOptions(func(ctx context.Context, in ConnectionRef) error {
+			f.mu.Lock()
+			f.saga = append(f.saga, name)
+			f.mu.Unlock()
+			return nil
+		}, activity.RegisterOptions{Name: name})
+	}
+	env.RegisterActivityWithOptions(func(ctx context.Context, in RetentionInput) error {
+		f.mu.Lock()
+		f.saga = append(f.saga, ActivityApplyRetention+":"+in.Policy)
+		f.mu.Unlock()
+		return nil
+	}, activity.RegisterOptions{Name: ActivityApplyRetention})
+	env.RegisterActivityWithOptions(func(ctx context.Context, in RecordEventInput) error {
+		f.mu.Lock()
+		f.events = append(f.events, in.Type)
+		f.mu.Unlock()
+		return nil
+	}, activity.RegisterOptions{Name: ActivityRecordEvent})
 	env.RegisterActivityWithOptions(func(ctx context.Context, in RecordStateInput) error {
 		f.mu.Lock()
 		f.recorded = append(f.recorded, in.State)
@@ -73,7 +114,8 @@ func (f *fakes) register(env *testsuite.TestWorkflowEnvironment) {
 }
 
 func input() ConnectionInput {
-	return ConnectionInput{ID: "c1", OrgID: "org", OwnerID: "owner", Settings: Settings{Features: Features{Read: true}}}
+	return ConnectionInput{ID: "c1", OrgID: "org", OwnerID: "owner", Settings: Settings{Features: Features{Read: true}},
+		Options: Options{NotificationURL: "https://outlookd.example/v1/graph/notifications", LifecycleURL: "https://outlookd.example/v1/graph/lifecycle"}}
 }
 
 func newEnv(t *testing.T) (*testsuite.TestWorkflowEnvironment, *fakes) {
@@ -146,7 +188,7 @@ func TestConnectionConsentAndBackfill(t *testing.T) {
 		if len(st.Backfill.Folders) != 3 || !st.Backfill.Folders["f-proj"].Done || st.Backfill.Folders["f-inbox"].Fetched != 100 {
 			t.Errorf("folder progress: %+v", st.Backfill.Folders)
 		}
-		if st.NextAction != "keeping the refresh token alive" {
+		if st.NextAction != "next delta round" {
 			t.Errorf("next action = %q", st.NextAction)
 		}
 		// A consent now is refused by the validator: nothing is applied.

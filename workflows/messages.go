@@ -45,8 +45,47 @@ const (
 	QueryStatus            = "status"
 	UpdateConsent          = "consent"
 	UpdateSettings         = "settings"
+	UpdateDisconnect       = "disconnect"
+	UpdateResync           = "resync"
 	SignalBackfillProgress = "backfill_progress"
+	// SignalChanges says Graph notified changes in the mailbox.
+	SignalChanges = "changes"
+	// SignalLifecycle carries a subscription lifecycle event.
+	SignalLifecycle = "lifecycle"
 )
+
+// Sync modes.
+const (
+	SyncPush    = "push"
+	SyncPolling = "polling"
+)
+
+// Lifecycle events Graph sends (facts §4.3).
+const (
+	LifecycleReauthorizationRequired = "reauthorizationRequired"
+	LifecycleSubscriptionRemoved     = "subscriptionRemoved"
+	LifecycleMissed                  = "missed"
+)
+
+// LifecycleSignal is a lifecycle notification for the connection.
+type LifecycleSignal struct {
+	Event          string `json:"event"`
+	SubscriptionID string `json:"subscriptionId"`
+}
+
+// SyncState is where live sync stands.
+type SyncState struct {
+	Mode                string    `json:"mode,omitempty"` // push or polling
+	PollReason          string    `json:"pollReason,omitempty"`
+	SubscriptionID      string    `json:"subscriptionId,omitempty"`
+	SubscriptionExpires time.Time `json:"subscriptionExpires,omitempty"`
+	LastSync            time.Time `json:"lastSync,omitempty"`
+	Rounds              int       `json:"rounds"`
+	Upserted            int64     `json:"upserted"`
+	Removed             int64     `json:"removed"`
+	Reanchored          int       `json:"reanchored"`
+	LastError           string    `json:"lastError,omitempty"`
+}
 
 // Retention policies applied at disconnect.
 const (
@@ -119,6 +158,21 @@ type Options struct {
 	KeepAliveEvery time.Duration `json:"keepAliveEvery,omitempty"`
 	// PageSize is the Graph page size of backfills.
 	PageSize int `json:"pageSize,omitempty"`
+	// NotificationURL and LifecycleURL are where Graph posts change and
+	// lifecycle notifications; without them the connection polls.
+	NotificationURL string `json:"notificationUrl,omitempty"`
+	LifecycleURL    string `json:"lifecycleUrl,omitempty"`
+	// SubscriptionLifetime is asked of Graph for each subscription
+	// (default 4230 minutes, the documented maximum for mail).
+	SubscriptionLifetime time.Duration `json:"subscriptionLifetime,omitempty"`
+	// RenewBefore renews a subscription this long before it expires
+	// (default 24 hours, at most half the lifetime).
+	RenewBefore time.Duration `json:"renewBefore,omitempty"`
+	// ReconcileEvery runs a delta round without notifications (6 hours).
+	ReconcileEvery time.Duration `json:"reconcileEvery,omitempty"`
+	// PollEvery is the sync interval of a connection that cannot be
+	// pushed to (5 minutes).
+	PollEvery time.Duration `json:"pollEvery,omitempty"`
 	// FolderConcurrency is how many folders a backfill pages at once.
 	FolderConcurrency int `json:"folderConcurrency,omitempty"`
 	// HeartbeatTimeout: a backfill activity silent this long is retried
@@ -141,6 +195,19 @@ func (o Options) withDefaults() Options {
 	}
 	if o.HeartbeatTimeout == 0 {
 		o.HeartbeatTimeout = time.Minute
+	}
+	if o.SubscriptionLifetime == 0 {
+		o.SubscriptionLifetime = 4230 * time.Minute
+	}
+	if o.RenewBefore == 0 {
+		o.RenewBefore = 24 * time.Hour
+	}
+	o.RenewBefore = min(o.RenewBefore, o.SubscriptionLifetime/2)
+	if o.ReconcileEvery == 0 {
+		o.ReconcileEvery = 6 * time.Hour
+	}
+	if o.PollEvery == 0 {
+		o.PollEvery = 5 * time.Minute
 	}
 	return o
 }
@@ -205,6 +272,9 @@ type ConnectionState struct {
 	AccessExpiry  time.Time     `json:"accessExpiry,omitempty"`
 	LastRefresh   time.Time     `json:"lastRefresh,omitempty"`
 	Backfill      BackfillState `json:"backfill"`
+	Sync          SyncState     `json:"sync"`
+	// Disconnect is the step the disconnect saga is at.
+	DisconnectStep string `json:"disconnectStep,omitempty"`
 	// ConsentRef names the Vault entry holding an authorization code
 	// waiting to be exchanged (the code itself never enters history).
 	ConsentRef string `json:"consentRef,omitempty"`

@@ -1,0 +1,242 @@
+package activities
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"time"
+
+	"github.com/microsoftgraph/msgraph-sdk-go/models"
+	"github.com/microsoftgraph/msgraph-sdk-go/users"
+	"go.temporal.io/sdk/activity"
+
+	"github.com/outlookd/outlookd/graph"
+	"github.com/outlookd/outlookd/store"
+	"github.com/outlookd/outlookd/vault"
+	"github.com/outlookd/outlookd/workflows"
+)
+
+// SyncFolders runs one delta round for every live folder from its anchor:
+// changes are merged, removals applied (a message moved out of a folder is
+// only deleted if it is still filed there), and the new deltaLink saved in
+// the same transaction. An expired anchor (410) is re-anchored with a fresh
+// round over the window, and what that round did not see is deleted, so
+// nothing is lost or duplicated.
+func (a *Activities) SyncFolders(ctx context.Context, in workflows.SyncFoldersInput) (workflows.SyncFoldersResult, error) {
+	var res workflows.SyncFoldersResult
+	folders, err := a.Store.ListFolders(ctx, in.ConnectionID)
+	if err != nil {
+		return res, err
+	}
+	gc, err := a.graphFor(ctx, in.ConnectionID, in.UserID)
+	if err != nil {
+		return res, err
+	}
+	for _, f := range folders {
+		if f.Phase != store.PhaseLive {
+			continue
+		}
+		if err := a.syncFolder(ctx, gc, in, f, &res); err != nil {
+			return res, err
+		}
+		activity.RecordHeartbeat(ctx, res)
+	}
+	return res, nil
+}
+
+func (a *Activities) syncFolder(ctx context.Context, gc *graph.Client, in workflows.SyncFoldersInput, f store.Folder, res *workflows.SyncFoldersResult) error {
+	delta := gc.Users().ByUserId(in.UserID).MailFolders().ByMailFolderId(f.ID).Messages().Delta()
+	cursor := f.Cursor
+	// A live folder without an anchor was interrupted while re-anchoring:
+	// re-anchor again. During a re-anchor, seen collects every ID returned.
+	reanchor := cursor == ""
+	seen := []string{}
+	for {
+		cfg := &users.ItemMailFoldersItemMessagesDeltaRequestBuilderGetRequestConfiguration{Headers: preferHeaders(in.PageSize)}
+		b := delta.WithUrl(cursor)
+		if cursor == "" {
+			b = delta
+			filter := "receivedDateTime ge " + f.WindowStart.UTC().Format(time.RFC3339)
+			cfg.QueryParameters = &users.ItemMailFoldersItemMessagesDeltaRequestBuilderGetQueryParameters{
+				Filter: &filter, Select: selectFor(in.StoreBodies), Expand: []string{attachmentExpand},
+			}
+		}
+		page, err := b.GetAsDeltaGetResponse(ctx, cfg)
+		if err != nil {
+			if ge, ok := graph.AsError(err); ok && ge.SyncStateLost() && !reanchor {
+				activity.GetLogger(ctx).Warn("delta token expired; re-anchoring", "folder", f.ID)
+				reanchor, cursor, seen = true, "", []string{}
+				res.Reanchored++
+				continue
+			}
+			return classifyGraph("sync page", err)
+		}
+		p := store.Page{FolderID: f.ID, Phase: store.PhaseLive}
+		p.Messages, p.Removed = convert(page.GetValue(), f.ID)
+		if reanchor {
+			for _, m := range p.Messages {
+				seen = append(seen, m.ID)
+			}
+		}
+		done := false
+		switch {
+		case page.GetOdataDeltaLink() != nil:
+			p.Cursor, done = *page.GetOdataDeltaLink(), true
+		case page.GetOdataNextLink() != nil:
+			// Mid-round pages keep the old anchor until the round ends, so
+			// a crash replays the round rather than skipping its start.
+			p.Cursor = f.Cursor
+			if reanchor {
+				p.Cursor = ""
+			}
+		default:
+			return classifyGraph("sync page", errNoLink)
+		}
+		if done && reanchor {
+			// Delete what the fresh round did not see, then save the anchor.
+			n, err := a.Store.DeleteMissing(ctx, in.ConnectionID, f.ID, f.WindowStart, seen)
+			if err != nil {
+				return err
+			}
+			res.Removed += n
+		}
+		if err := a.Store.ApplyPage(ctx, in.ConnectionID, p); err != nil {
+			return err
+		}
+		res.Upserted += int64(len(p.Messages))
+		res.Removed += int64(len(p.Removed))
+		if done {
+			return nil
+		}
+		cursor = *page.GetOdataNextLink()
+	}
+}
+
+// EnsureSubscription creates the connection's Graph subscription on the
+// mailbox's messages, with a random clientState kept in Vault (and only its
+// hash in Postgres). With Replace, known subscriptions are deleted first,
+// so a connection never has two. When Graph refuses (a mailbox that cannot
+// be subscribed), it says why instead of failing: the connection polls.
+func (a *Activities) EnsureSubscription(ctx context.Context, in workflows.EnsureSubscriptionInput) (workflows.SubscriptionResult, error) {
+	gc, err := a.graphFor(ctx, in.ConnectionID, in.UserID)
+	if err != nil {
+		return workflows.SubscriptionResult{}, err
+	}
+	if in.Replace {
+		if err := a.deleteSubscriptions(ctx, gc, in.ConnectionID); err != nil {
+			return workflows.SubscriptionResult{}, err
+		}
+	}
+	secret := make([]byte, 32)
+	_, _ = rand.Read(secret)
+	clientState := base64.RawURLEncoding.EncodeToString(secret)
+	if err := a.Tokens.PutClientState(ctx, in.ConnectionID, clientState); err != nil {
+		return workflows.SubscriptionResult{}, err
+	}
+	sub := models.NewSubscription()
+	ct, res := "created,updated,deleted", "users/"+in.UserID+"/messages"
+	exp := a.now().Add(in.Lifetime)
+	sub.SetChangeType(&ct)
+	sub.SetResource(&res)
+	sub.SetNotificationUrl(&in.NotificationURL)
+	sub.SetLifecycleNotificationUrl(&in.LifecycleURL)
+	sub.SetExpirationDateTime(&exp)
+	sub.SetClientState(&clientState)
+	created, err := gc.Subscriptions().Post(ctx, sub, nil)
+	if err != nil {
+		if ge, ok := graph.AsError(err); ok && (ge.Status == 403 || ge.Status == 400) {
+			return workflows.SubscriptionResult{PollReason: ge.Code + ": " + ge.Message}, nil
+		}
+		return workflows.SubscriptionResult{}, classifyGraph("create subscription", err)
+	}
+	hash := sha256.Sum256([]byte(clientState))
+	out := workflows.SubscriptionResult{ID: deref(created.GetId()), Expiration: *created.GetExpirationDateTime()}
+	if err := a.Store.SaveSubscription(ctx, store.Subscription{ID: out.ID, ConnectionID: in.ConnectionID, ClientStateHash: hash[:], Resource: res, ExpiresAt: out.Expiration}); err != nil {
+		return workflows.SubscriptionResult{}, err
+	}
+	return out, nil
+}
+
+// RenewSubscription extends a subscription (which also reauthorizes it);
+// a subscription Graph no longer has is reported Gone.
+func (a *Activities) RenewSubscription(ctx context.Context, in workflows.RenewSubscriptionInput) (workflows.SubscriptionResult, error) {
+	gc, err := a.graphFor(ctx, in.ConnectionID, "")
+	if err != nil {
+		return workflows.SubscriptionResult{}, err
+	}
+	sub := models.NewSubscription()
+	exp := a.now().Add(in.Lifetime)
+	sub.SetExpirationDateTime(&exp)
+	renewed, err := gc.Subscriptions().BySubscriptionId(in.SubscriptionID).Patch(ctx, sub, nil)
+	if err != nil {
+		if ge, ok := graph.AsError(err); ok && ge.Status == 404 {
+			_ = a.Store.DeleteSubscription(ctx, in.SubscriptionID)
+			return workflows.SubscriptionResult{Gone: true}, nil
+		}
+		return workflows.SubscriptionResult{}, classifyGraph("renew subscription", err)
+	}
+	out := workflows.SubscriptionResult{ID: in.SubscriptionID, Expiration: *renewed.GetExpirationDateTime()}
+	if s, err := a.Store.GetSubscription(ctx, in.SubscriptionID); err == nil {
+		s.ExpiresAt = out.Expiration
+		if err := a.Store.SaveSubscription(ctx, s); err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+// DeleteSubscriptions deletes every subscription of the connection at Graph
+// (a 404 counts as done) and in the store.
+func (a *Activities) DeleteSubscriptions(ctx context.Context, in workflows.ConnectionRef) error {
+	gc, err := a.graphFor(ctx, in.ConnectionID, "")
+	if err != nil {
+		return err
+	}
+	return a.deleteSubscriptions(ctx, gc, in.ConnectionID)
+}
+
+func (a *Activities) deleteSubscriptions(ctx context.Context, gc *graph.Client, connectionID string) error {
+	subs, err := a.Store.ListSubscriptions(ctx, connectionID)
+	if err != nil {
+		return err
+	}
+	for _, s := range subs {
+		if err := gc.Subscriptions().BySubscriptionId(s.ID).Delete(ctx, nil); err != nil {
+			if ge, ok := graph.AsError(err); !ok || ge.Status != 404 {
+				var tokenDead interface{ NonRetryable() bool }
+				if errors.Is(err, vault.ErrNotFound) || errors.As(err, &tokenDead) && tokenDead.NonRetryable() {
+					// Without tokens the subscription cannot be deleted; it
+					// expires at Graph by itself and delivers to nobody.
+					activity.GetLogger(ctx).Warn("subscription left to expire", "subscription", s.ID)
+				} else {
+					return classifyGraph("delete subscription", err)
+				}
+			}
+		}
+		if err := a.Store.DeleteSubscription(ctx, s.ID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// PurgeSecrets deletes every token and secret of the connection from Vault.
+func (a *Activities) PurgeSecrets(ctx context.Context, in workflows.ConnectionRef) (int, error) {
+	return a.Tokens.Purge(ctx, in.ConnectionID)
+}
+
+// ApplyRetention deletes the connection's mail, or keeps it detached.
+func (a *Activities) ApplyRetention(ctx context.Context, in workflows.RetentionInput) error {
+	if in.Policy == workflows.RetentionKeep {
+		return a.Store.Detach(ctx, in.ConnectionID)
+	}
+	_, err := a.Store.DeleteMail(ctx, in.ConnectionID)
+	return err
+}
+
+// RecordEvent records an event for the app (delivered by the API).
+func (a *Activities) RecordEvent(ctx context.Context, in workflows.RecordEventInput) error {
+	return a.Store.AddEvent(ctx, store.Event{ID: in.EventID, ConnectionID: in.ConnectionID, Type: in.Type, Data: in.Data})
+}
