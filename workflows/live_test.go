@@ -1,0 +1,145 @@
+package workflows
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+)
+
+func TestLiveSyncRenewalAndLifecycle(t *testing.T) {
+	env, f := newEnv(t)
+	in := input()
+	in.Options.SubscriptionLifetime = 48 * time.Hour
+	env.RegisterDelayedCallback(func() { update(t, env, UpdateConsent, ConsentInput{Ref: "ref-0123456789"}, nil) }, time.Minute)
+	var sub string
+	env.RegisterDelayedCallback(func() {
+		st := query(t, env)
+		if st.Sync.Mode != SyncPush || st.Sync.SubscriptionID == "" || st.Sync.Rounds == 0 {
+			t.Errorf("after backfill: %+v", st.Sync)
+		}
+		sub = st.Sync.SubscriptionID
+		rounds := f.syncs.Load()
+		// A burst of notifications coalesces into few rounds.
+		for range 50 {
+			env.SignalWorkflow(SignalChanges, nil)
+		}
+		env.RegisterDelayedCallback(func() {
+			if n := f.syncs.Load() - rounds; n < 1 || n > 2 {
+				t.Errorf("50 notifications ran %d rounds", n)
+			}
+		}, time.Second)
+	}, 10*time.Minute)
+	// Renewal: a day before the 48 h lifetime ends.
+	env.RegisterDelayedCallback(func() {
+		if f.renews.Load() != 1 {
+			t.Errorf("renewals after 26h: %d", f.renews.Load())
+		}
+		// Graph removed it: recreated, and a round catches up.
+		before := f.subscribes.Load()
+		env.SignalWorkflow(SignalLifecycle, LifecycleSignal{Event: LifecycleSubscriptionRemoved, SubscriptionID: sub})
+		env.RegisterDelayedCallback(func() {
+			if f.subscribes.Load() != before+1 {
+				t.Error("a removed subscription was not recreated")
+			}
+			st := query(t, env)
+			if st.Sync.SubscriptionID == sub {
+				t.Error("the old subscription ID is still in use")
+			}
+			// Events about a replaced subscription are ignored; reauth renews.
+			renews := f.renews.Load()
+			env.SignalWorkflow(SignalLifecycle, LifecycleSignal{Event: LifecycleReauthorizationRequired, SubscriptionID: sub})
+			env.SignalWorkflow(SignalLifecycle, LifecycleSignal{Event: LifecycleReauthorizationRequired, SubscriptionID: st.Sync.SubscriptionID})
+			env.RegisterDelayedCallback(func() {
+				if f.renews.Load() != renews+1 {
+					t.Errorf("reauthorizationRequired renewed %d times", f.renews.Load()-renews)
+				}
+			}, time.Second)
+		}, time.Second)
+	}, 26*time.Hour)
+	// Renewing a subscription Graph lost recreates it.
+	env.RegisterDelayedCallback(func() { f.renewGone.Store(true) }, 30*time.Hour)
+	endWith(env, 4*24*time.Hour, func() {
+		st := query(t, env)
+		if st.Sync.Mode != SyncPush || st.Sync.SubscriptionExpires.Before(env.Now()) {
+			t.Errorf("after 4 days: %+v", st.Sync)
+		}
+		// Reconciliation every 6 hours, without notifications.
+		if st.Sync.Rounds < 4*4 {
+			t.Errorf("only %d rounds in 4 days", st.Sync.Rounds)
+		}
+	})
+	env.ExecuteWorkflow(Connection, in)
+	if f.subscribes.Load() < 3 {
+		t.Errorf("subscriptions created: %d", f.subscribes.Load())
+	}
+}
+
+func TestPollingWithoutNotificationURL(t *testing.T) {
+	env, f := newEnv(t)
+	in := input()
+	in.Options.NotificationURL = ""
+	env.RegisterDelayedCallback(func() { update(t, env, UpdateConsent, ConsentInput{Ref: "ref-0123456789"}, nil) }, time.Minute)
+	endWith(env, time.Hour, func() {
+		st := query(t, env)
+		if st.Sync.Mode != SyncPolling || st.Sync.PollReason == "" || st.Sync.Rounds < 10 {
+			t.Errorf("polling: %+v", st.Sync)
+		}
+	})
+	env.ExecuteWorkflow(Connection, in)
+	if f.subscribes.Load() != 0 {
+		t.Error("a polling connection subscribed")
+	}
+}
+
+func TestDisconnectFromEveryState(t *testing.T) {
+	dead := temporal.NewNonRetryableApplicationError("dead", ErrReauthRequired, nil, struct{ Reason, Text string }{"revoked", "revoked"})
+	tests := []struct {
+		name      string
+		consent   bool
+		dead      bool
+		at        time.Duration
+		retention string
+	}{
+		{"pending_consent", false, false, time.Hour, RetentionDelete},
+		{"active", true, false, time.Hour, RetentionKeep},
+		{"during backfill", true, false, time.Minute + time.Millisecond, RetentionDelete},
+		{"reauth_required", true, true, 4 * 24 * time.Hour, RetentionDelete},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env, f := newEnv(t)
+			in := input()
+			in.Settings.Retention = tt.retention
+			if tt.dead {
+				f.refresh = func() (RefreshResult, error) { return RefreshResult{}, dead }
+			}
+			if tt.consent {
+				env.RegisterDelayedCallback(func() { update(t, env, UpdateConsent, ConsentInput{Ref: "ref-0123456789"}, nil) }, time.Minute)
+			}
+			env.RegisterDelayedCallback(func() {
+				update(t, env, UpdateDisconnect, nil, func(st Status, err error) {
+					if err != nil || st.State != StateDisconnecting {
+						t.Errorf("disconnect: %s %v", st.State, err)
+					}
+				})
+			}, tt.at)
+			env.ExecuteWorkflow(Connection, in)
+			var res ConnectionResult
+			if err := env.GetWorkflowResult(&res); err != nil || res.State != StateDisconnected {
+				t.Fatalf("result: %+v %v", res, err)
+			}
+			want := []string{ActivityDeleteSubscriptions, ActivityPurgeSecrets, ActivityApplyRetention + ":" + tt.retention}
+			if !slices.Equal(f.saga, want) {
+				t.Errorf("saga = %v", f.saga)
+			}
+			if !slices.Contains(f.events, "connection.disconnected") {
+				t.Errorf("events = %v", f.events)
+			}
+			if tt.dead && !slices.Contains(f.events, "connection.reauth_required") {
+				t.Errorf("no reauth_required event: %v", f.events)
+			}
+		})
+	}
+}
