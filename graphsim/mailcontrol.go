@@ -72,11 +72,13 @@ func (s *Sim) buildMessage(u *User, spec *MessageSpec, now time.Time) (*Message,
 		return nil, fmt.Errorf("graphsim: folder %q: %w", fname, ErrNotFound)
 	}
 	imm := exchangeID("AAMkAGI", u.ID, randomToken(12))
+	// Graph's timestamps have whole seconds (facts §2.2).
 	received := spec.Received
 	if received.IsZero() {
 		received = now
 	}
-	sent := spec.Sent
+	received = received.UTC().Truncate(time.Second)
+	sent := spec.Sent.UTC().Truncate(time.Second)
 	if sent.IsZero() {
 		sent = received.Add(-3 * time.Second)
 	}

@@ -334,7 +334,7 @@ func (s *Sim) submit(mailbox *User, m *Message, save bool, headers map[string]st
 // deliverSent files the sent copy and delivers to recipients who have a
 // mailbox in the simulator. The caller holds s.mu.
 func (s *Sim) deliverSent(mailbox *User, m *Message, save bool) {
-	now := s.clock.Now()
+	now := s.clock.Now().Truncate(time.Second)
 	m.IsDraft, m.Sent, m.Received = false, now, now
 	if save {
 		sentItems := mailbox.mailbox.folder("sentitems")

@@ -9,6 +9,8 @@ import (
 	"encoding/hex"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"testing"
 	"time"
@@ -24,6 +26,7 @@ import (
 	"github.com/outlookd/outlookd/internal/testenv"
 	"github.com/outlookd/outlookd/store"
 	"github.com/outlookd/outlookd/vault"
+	"github.com/outlookd/outlookd/webhook"
 	"github.com/outlookd/outlookd/worker"
 	"github.com/outlookd/outlookd/workflows"
 )
@@ -36,11 +39,30 @@ type Engine struct {
 	Vault     *vault.Client
 	Connect   *connect.Service
 	Acts      *activities.Activities
+	Receiver  *webhook.Receiver
 	TaskQueue string
 
 	t          testing.TB
 	stopWorker context.CancelFunc
 	workerDone chan struct{}
+}
+
+// StartLive is Start with a webhook receiver: connections subscribe and
+// sync on notifications.
+func StartLive(t testing.TB, simOpts graphsim.Options, wfOpts workflows.Options) *Engine {
+	t.Helper()
+	recv := &webhook.Receiver{Log: discard()}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/v1/graph/notifications", recv.Notifications)
+	mux.HandleFunc("/v1/graph/lifecycle", recv.Lifecycle)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	wfOpts.NotificationURL = srv.URL + "/v1/graph/notifications"
+	wfOpts.LifecycleURL = srv.URL + "/v1/graph/lifecycle"
+	e := Start(t, simOpts, wfOpts)
+	recv.Store, recv.Temporal = e.Store, e.Temporal
+	e.Receiver = recv
+	return e
 }
 
 // Start brings an engine up; it stops with the test.

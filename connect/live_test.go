@@ -1,0 +1,178 @@
+package connect_test
+
+import (
+	"context"
+	"slices"
+	"sort"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/outlookd/outlookd/graphsim"
+	"github.com/outlookd/outlookd/internal/enginetest"
+	"github.com/outlookd/outlookd/store"
+	"github.com/outlookd/outlookd/workflows"
+)
+
+// converged waits until Postgres holds exactly the ground truth.
+func converged(t *testing.T, e *enginetest.Engine, id string, since time.Time, what string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		want := synced(t, e, since)
+		got, err := e.Store.Messages(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ok := len(got) == len(want)
+		for _, m := range got {
+			w, in := want[m.ID]
+			if !in || w.FolderID != m.FolderID || w.IsRead != m.IsRead || w.ChangeKey != m.ChangeKey {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			compare(t, e, id, want, false)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Logf("%s: not converged", what)
+			compare(t, e, id, want, false)
+			t.FailNow()
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestLiveSync: after backfill, mail arrives, moves, is archived, read and
+// deleted while push notifications drive delta rounds; then a delta token
+// expires, Graph removes the subscription and sends missed; Postgres ends
+// equal to the ground truth each time. It also measures the latency from a
+// message injected to its row in Postgres.
+func TestLiveSync(t *testing.T) {
+	e := enginetest.StartLive(t, graphsim.Options{Subscriptions: graphsim.SubscriptionOptions{BatchWindow: 5 * time.Millisecond}},
+		workflows.Options{PageSize: 50, ReconcileEvery: time.Hour})
+	ctx := context.Background()
+	if _, err := e.Ctl.Generate(ctx, e.Ada.UPN, graphsim.GenerateSpec{Count: 300, Days: 20, Folders: []string{"inbox", "sentitems"}, Seed: 3}); err != nil {
+		t.Fatal(err)
+	}
+	id, _ := e.ConnectUser(e.Ada.UPN, workflows.Settings{BackfillDays: 30})
+	st := e.WaitFor(id, time.Minute, "push mode", func(st workflows.Status) bool { return st.Sync.Mode == workflows.SyncPush && st.Sync.Rounds > 0 })
+	since := st.Backfill.Covered
+
+	// Latency: one message at a time, injection to row.
+	var lat []time.Duration
+	for range 15 {
+		start := time.Now()
+		ids, err := e.Ctl.InjectMessages(ctx, e.Ada.UPN, graphsim.MessageSpec{Subject: "live", From: graphsim.Recipient{Name: "X", Address: "x@fabrikam.example"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for {
+			msgs, _ := e.Store.Messages(ctx, id)
+			if slices.ContainsFunc(msgs, func(m store.Message) bool { return m.ID == ids[0] }) {
+				break
+			}
+			if time.Since(start) > 20*time.Second {
+				t.Fatal("a new message never reached Postgres")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		lat = append(lat, time.Since(start))
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	t.Logf("injection to row: p50 %s, p99 %s (%d messages)", lat[len(lat)/2], lat[len(lat)-1], len(lat))
+
+	truth, _ := e.Ctl.GroundTruth(ctx, e.Ada.UPN)
+	var inbox []string
+	for _, m := range truth.Messages {
+		if m.FolderID == folderID(truth, "inbox") && !m.Received.Before(since) {
+			inbox = append(inbox, m.ImmutableID)
+		}
+	}
+	read := true
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(e.Ctl.MoveMessage(ctx, e.Ada.UPN, inbox[0], "archive"))
+	must(e.Ctl.MoveMessage(ctx, e.Ada.UPN, inbox[1], "sentitems"))
+	must(e.Ctl.DeleteMessage(ctx, e.Ada.UPN, inbox[2]))
+	must(e.Ctl.UpdateMessage(ctx, e.Ada.UPN, inbox[3], graphsim.MessageUpdate{IsRead: &read}))
+	_, err := e.Ctl.InjectMessages(ctx, e.Ada.UPN, make([]graphsim.MessageSpec, 5)...)
+	must(err)
+	converged(t, e, id, since, "moves, archive, delete, read, new")
+
+	// An expired delta token: the next round re-anchors without loss.
+	must(e.Ctl.ExpireDeltaTokens(ctx, e.Ada.UPN))
+	must(e.Ctl.DeleteMessage(ctx, e.Ada.UPN, inbox[4]))
+	_, err = e.Ctl.InjectMessages(ctx, e.Ada.UPN, make([]graphsim.MessageSpec, 3)...)
+	must(err)
+	converged(t, e, id, since, "after the delta token expired")
+	if st := e.Status(id); st.Sync.Reanchored == 0 {
+		t.Error("no re-anchor was counted")
+	}
+
+	// Graph removes the subscription: a new one is made, and mail flows.
+	old := e.Status(id).Sync.SubscriptionID
+	must(e.Ctl.RemoveSubscription(ctx, old))
+	e.WaitFor(id, 20*time.Second, "a new subscription", func(st workflows.Status) bool { return st.Sync.SubscriptionID != old && st.Sync.SubscriptionID != "" })
+	_, err = e.Ctl.InjectMessages(ctx, e.Ada.UPN, graphsim.MessageSpec{Subject: "after removal"})
+	must(err)
+	converged(t, e, id, since, "after subscriptionRemoved")
+	subs, _ := e.Ctl.Subscriptions(ctx)
+	live := 0
+	for _, s := range subs {
+		if s.Expiration.After(time.Now()) {
+			live++
+		}
+	}
+	if live != 1 {
+		t.Errorf("%d live subscriptions, want 1", live)
+	}
+
+	// missed: Graph dropped notifications; a round catches up.
+	e.Sim.SetNotificationFault(graphsim.NotificationFault{Drop: 1})
+	_, err = e.Ctl.InjectMessages(ctx, e.Ada.UPN, make([]graphsim.MessageSpec, 2)...)
+	must(err)
+	e.Sim.SetNotificationFault(graphsim.NotificationFault{})
+	converged(t, e, id, since, "after missed")
+
+	// Disconnect: no subscription, no secret and no mail left.
+	h, err := e.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: workflows.ConnectionWorkflowID(id), UpdateName: workflows.UpdateDisconnect, WaitForStage: client.WorkflowUpdateStageCompleted})
+	must(err)
+	must(h.Get(ctx, nil))
+	var res workflows.ConnectionResult
+	must(e.Temporal.GetWorkflow(ctx, workflows.ConnectionWorkflowID(id), "").Get(ctx, &res))
+	if res.State != workflows.StateDisconnected {
+		t.Errorf("result: %+v", res)
+	}
+	subs, _ = e.Ctl.Subscriptions(ctx)
+	if len(subs) != 0 {
+		t.Errorf("subscriptions left at Graph: %d", len(subs))
+	}
+	if n, _ := e.Vault.Tokens().Count(ctx, id); n != 0 {
+		t.Errorf("secrets left in Vault: %d", n)
+	}
+	if n, _ := e.Store.CountMessages(ctx, id); n != 0 {
+		t.Errorf("messages left: %d", n)
+	}
+	events, _ := e.Store.Events(ctx, id)
+	if len(events) == 0 || events[len(events)-1].Type != "connection.disconnected" {
+		t.Errorf("events: %+v", events)
+	}
+	scanHistories(t, e, id)
+}
+
+func folderID(t *graphsim.Truth, wellKnown string) string {
+	for _, f := range t.Folders {
+		if f.WellKnown == wellKnown {
+			return f.ID
+		}
+	}
+	return ""
+}

@@ -1,0 +1,160 @@
+// Package webhook receives Microsoft Graph's change and lifecycle
+// notifications. It answers the validation handshake, checks each item
+// against a known subscription and its clientState (by hash, in constant
+// time), hands valid ones durably to the connection's workflow as a signal
+// (one per connection per request, however many items), and answers 202.
+// It never calls Graph; when it cannot hand over (Temporal down) it answers
+// 503 so Graph retries.
+package webhook
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+
+	"github.com/outlookd/outlookd/store"
+	"github.com/outlookd/outlookd/workflows"
+)
+
+// MaxBody bounds a notification request (Graph batches, but not without end).
+const MaxBody = 1 << 20
+
+// Receiver serves the notification and lifecycle URLs.
+type Receiver struct {
+	Store    *store.Store
+	Temporal client.Client
+	Log      *slog.Logger
+
+	cache sync.Map // subscription ID -> cached
+
+	// Counters of what was received and ignored.
+	Accepted, Ignored, Signals atomic.Int64
+}
+
+type cached struct {
+	sub     store.Subscription
+	fetched time.Time
+}
+
+// item is one notification (change or lifecycle).
+type item struct {
+	SubscriptionID string `json:"subscriptionId"`
+	ClientState    string `json:"clientState"`
+	ChangeType     string `json:"changeType"`
+	LifecycleEvent string `json:"lifecycleEvent"`
+}
+
+// Notifications serves POST of change notifications.
+func (r *Receiver) Notifications(w http.ResponseWriter, req *http.Request) { r.serve(w, req, false) }
+
+// Lifecycle serves POST of lifecycle notifications.
+func (r *Receiver) Lifecycle(w http.ResponseWriter, req *http.Request) { r.serve(w, req, true) }
+
+func (r *Receiver) serve(w http.ResponseWriter, req *http.Request, lifecycle bool) {
+	// The handshake: echo the URL-decoded token as text/plain (facts §4.2).
+	if tok := req.URL.Query().Get("validationToken"); tok != "" {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusOK)
+		_, _ = io.WriteString(w, tok)
+		return
+	}
+	if req.Method != http.MethodPost {
+		http.Error(w, "notifications are POSTed", http.StatusMethodNotAllowed)
+		return
+	}
+	var body struct {
+		Value []item `json:"value"`
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(w, req.Body, MaxBody)).Decode(&body); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			http.Error(w, "the notification body is too large", http.StatusRequestEntityTooLarge)
+			return
+		}
+		http.Error(w, "the notification body is not valid JSON", http.StatusBadRequest)
+		return
+	}
+	ctx := req.Context()
+	changed := map[string]bool{}
+	var events []struct {
+		connection string
+		signal     workflows.LifecycleSignal
+	}
+	for _, it := range body.Value {
+		sub, ok := r.check(ctx, it)
+		if !ok {
+			r.Ignored.Add(1)
+			continue
+		}
+		r.Accepted.Add(1)
+		if lifecycle || it.LifecycleEvent != "" {
+			events = append(events, struct {
+				connection string
+				signal     workflows.LifecycleSignal
+			}{sub.ConnectionID, workflows.LifecycleSignal{Event: it.LifecycleEvent, SubscriptionID: sub.ID}})
+			continue
+		}
+		changed[sub.ConnectionID] = true
+	}
+	for conn := range changed {
+		if err := r.signal(ctx, conn, workflows.SignalChanges, nil); err != nil {
+			http.Error(w, "could not hand the notification over; retry", http.StatusServiceUnavailable)
+			return
+		}
+	}
+	for _, e := range events {
+		if err := r.signal(ctx, e.connection, workflows.SignalLifecycle, e.signal); err != nil {
+			http.Error(w, "could not hand the notification over; retry", http.StatusServiceUnavailable)
+			return
+		}
+	}
+	w.WriteHeader(http.StatusAccepted)
+}
+
+// check finds the subscription of an item and compares the clientState's
+// hash with the one recorded, in constant time.
+func (r *Receiver) check(ctx context.Context, it item) (store.Subscription, bool) {
+	if it.SubscriptionID == "" || it.ClientState == "" {
+		return store.Subscription{}, false
+	}
+	var sub store.Subscription
+	if c, ok := r.cache.Load(it.SubscriptionID); ok && time.Since(c.(cached).fetched) < time.Minute {
+		sub = c.(cached).sub
+	} else {
+		s, err := r.Store.GetSubscription(ctx, it.SubscriptionID)
+		if err != nil {
+			return store.Subscription{}, false
+		}
+		sub = s
+		r.cache.Store(it.SubscriptionID, cached{sub: s, fetched: time.Now()})
+	}
+	h := sha256.Sum256([]byte(it.ClientState))
+	return sub, subtle.ConstantTimeCompare(h[:], sub.ClientStateHash) == 1
+}
+
+func (r *Receiver) signal(ctx context.Context, connectionID, name string, arg any) error {
+	err := r.Temporal.SignalWorkflow(ctx, workflows.ConnectionWorkflowID(connectionID), "", name, arg)
+	var gone *serviceerror.NotFound
+	if errors.As(err, &gone) {
+		return nil // the connection has ended; nothing to sync
+	}
+	if err != nil {
+		if r.Log != nil {
+			r.Log.Warn("signal failed", "connection", connectionID, "signal", name, "err", err)
+		}
+		return err
+	}
+	r.Signals.Add(1)
+	return nil
+}
