@@ -2,6 +2,7 @@ package connect_test
 
 import (
 	"context"
+	"os"
 	"slices"
 	"sort"
 	"testing"
@@ -166,6 +167,9 @@ func TestLiveSync(t *testing.T) {
 		t.Errorf("events: %+v", events)
 	}
 	scanHistories(t, e, id)
+	if os.Getenv("OUTLOOKD_RECORD_HISTORY") == "1" {
+		recordHistory(t, e, workflows.ConnectionWorkflowID(id), "../workflows/testdata/connection_live.json")
+	}
 }
 
 func folderID(t *graphsim.Truth, wellKnown string) string {

@@ -7,9 +7,11 @@ import (
 )
 
 // TestReplay replays histories recorded from real runs (a consent, a
-// backfill with a worker killed mid-way): a change that breaks determinism
+// backfill with a worker killed mid-way; a live connection through moves,
+// an expired delta token, a removed subscription, missed notifications and
+// its disconnect): a change that breaks determinism
 // for running connections fails here. Re-record with
-// OUTLOOKD_RECORD_HISTORY=1 go test -run TestConnectAndBackfill ./connect
+// OUTLOOKD_RECORD_HISTORY=1 go test -run 'TestConnectAndBackfill|TestLiveSync' ./connect
 // when a change is deliberately versioned.
 func TestReplay(t *testing.T) {
 	tests := []struct {
@@ -17,6 +19,7 @@ func TestReplay(t *testing.T) {
 		fn   any
 	}{
 		{"testdata/connection.json", Connection},
+		{"testdata/connection_live.json", Connection},
 		{"testdata/backfill.json", Backfill},
 	}
 	for _, tt := range tests {
