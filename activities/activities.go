@@ -63,9 +63,43 @@ func (a *Activities) graphFor(ctx context.Context, connectionID, mailboxKey stri
 	if a.Limits != nil && mailboxKey != "" {
 		transport = a.Limits.Transport(mailboxKey, transport)
 	}
+	transport = &refreshOn401{ts: ts, next: transport}
 	c, err := graph.NewClient(graph.Config{BaseURL: a.GraphURL, Transport: transport}, ts)
 	if err != nil {
 		return nil, fmt.Errorf("activities: graph client: %w", err)
 	}
 	return c, nil
+}
+
+// refreshOn401 retries a request once with a freshly refreshed token when
+// Graph refuses the token as invalid although it has not expired by our
+// clock (it was revoked, or the clocks disagree). A refresh that fails
+// with invalid_grant surfaces as ReauthRequired.
+type refreshOn401 struct {
+	ts   *vaultTokenSource
+	next http.RoundTripper
+}
+
+func (t *refreshOn401) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := t.next.RoundTrip(r)
+	if err != nil || resp.StatusCode != http.StatusUnauthorized || r.Header.Get("Authorization") == "" {
+		return resp, err
+	}
+	if r.Body != nil && r.GetBody == nil {
+		return resp, nil // the body cannot be sent again
+	}
+	tok, ferr := t.ts.forceRefresh()
+	if ferr != nil {
+		resp.Body.Close()
+		return nil, ferr
+	}
+	retry := r.Clone(r.Context())
+	if r.GetBody != nil {
+		if retry.Body, err = r.GetBody(); err != nil {
+			return resp, nil
+		}
+	}
+	resp.Body.Close()
+	retry.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+	return t.next.RoundTrip(retry)
 }

@@ -32,9 +32,11 @@ func classifyGraph(op string, err error) error {
 	if err == nil {
 		return nil
 	}
-	var reauth *temporal.ApplicationError
-	if errors.As(err, &reauth) {
-		return err // already classified (a token failure inside the SDK call)
+	var classified *temporal.ApplicationError
+	if errors.As(err, &classified) {
+		// Already classified (a token failure inside the SDK call): return
+		// it unwrapped, so Temporal sees its type.
+		return classified
 	}
 	ge, ok := graph.AsError(err)
 	if !ok {

@@ -56,6 +56,21 @@ func (t *vaultTokenSource) Token() (*oauth2.Token, error) {
 	return t.cached, nil
 }
 
+// forceRefresh refreshes whatever the stored token's expiry says.
+func (t *vaultTokenSource) forceRefresh() (*oauth2.Token, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	tok, version, err := t.a.Tokens.GetTokens(t.ctx, t.connectionID)
+	if err != nil {
+		return nil, err
+	}
+	if tok, err = t.a.refresh(t.ctx, t.connectionID, tok, version); err != nil {
+		return nil, err
+	}
+	t.cached = &oauth2.Token{AccessToken: tok.AccessToken, TokenType: "Bearer", Expiry: tok.Expiry}
+	return t.cached, nil
+}
+
 // refresh redeems the refresh token and stores the rotated pair before it
 // is used.
 func (a *Activities) refresh(ctx context.Context, connectionID string, old vault.Tokens, version int) (vault.Tokens, error) {

@@ -180,3 +180,68 @@ func folderID(t *graphsim.Truth, wellKnown string) string {
 	}
 	return ""
 }
+
+// TestRevokedThenReauthorized: the user's refresh tokens are revoked while
+// mail keeps arriving; the connection parks in reauth_required with the
+// reason and tells the app once; after a new consent by the same account it
+// resumes and nothing that arrived meanwhile is missing.
+func TestRevokedThenReauthorized(t *testing.T) {
+	e := enginetest.StartLive(t, graphsim.Options{Subscriptions: graphsim.SubscriptionOptions{BatchWindow: 5 * time.Millisecond}},
+		workflows.Options{PageSize: 50, ReconcileEvery: time.Hour})
+	ctx := context.Background()
+	if _, err := e.Ctl.Generate(ctx, e.Ada.UPN, graphsim.GenerateSpec{Count: 100, Days: 10, Folders: []string{"inbox"}, Seed: 9}); err != nil {
+		t.Fatal(err)
+	}
+	settings := workflows.Settings{BackfillDays: 30}
+	id, _ := e.ConnectUser(e.Ada.UPN, settings)
+	st := e.WaitFor(id, time.Minute, "push mode", func(st workflows.Status) bool { return st.Sync.Mode == workflows.SyncPush && st.Sync.Rounds > 0 })
+	since := st.Backfill.Covered
+
+	if err := e.Ctl.Revoke(ctx, e.Ada.UPN, graphsim.RevokePasswordChanged); err != nil {
+		t.Fatal(err)
+	}
+	// The access token expires at Graph; the refresh that follows is refused.
+	e.Sim.AdvanceClock(2 * time.Hour)
+	if _, err := e.Ctl.InjectMessages(ctx, e.Ada.UPN, make([]graphsim.MessageSpec, 4)...); err != nil {
+		t.Fatal(err)
+	}
+	h, err := e.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: workflows.ConnectionWorkflowID(id), UpdateName: workflows.UpdateResync, WaitForStage: client.WorkflowUpdateStageCompleted})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = h.Get(ctx, nil)
+	st = e.WaitFor(id, 30*time.Second, "reauth_required", func(st workflows.Status) bool { return st.State == workflows.StateReauthRequired })
+	if st.Reason != "password_changed" || st.ReasonText == "" {
+		t.Errorf("reason: %q %q", st.Reason, st.ReasonText)
+	}
+	events, _ := e.Store.Events(ctx, id)
+	if n := countEvents(events, "connection.reauth_required"); n != 1 {
+		t.Errorf("reauth_required events: %d", n)
+	}
+	// Mail keeps arriving while the connection waits.
+	if _, err := e.Ctl.InjectMessages(ctx, e.Ada.UPN, make([]graphsim.MessageSpec, 3)...); err != nil {
+		t.Fatal(err)
+	}
+	authURL, err := e.Connect.Reauthorize(ctx, id, settings, e.Ada.UPN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := e.Connect.Callback(ctx, e.AuthorizeQuery(authURL))
+	if err != nil || out.State != workflows.StateActive {
+		t.Fatalf("re-consent: %+v %v", out, err)
+	}
+	converged(t, e, id, since, "after re-authorization")
+	if st := e.Status(id); st.Backfill.Runs != 1 {
+		t.Errorf("re-authorization re-ran the backfill: %d runs", st.Backfill.Runs)
+	}
+}
+
+func countEvents(events []store.Event, typ string) int {
+	n := 0
+	for _, e := range events {
+		if e.Type == typ {
+			n++
+		}
+	}
+	return n
+}
