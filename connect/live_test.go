@@ -214,8 +214,15 @@ func TestRevokedThenReauthorized(t *testing.T) {
 	if st.Reason != "password_changed" || st.ReasonText == "" {
 		t.Errorf("reason: %q %q", st.Reason, st.ReasonText)
 	}
-	events, _ := e.Store.Events(ctx, id)
-	if n := countEvents(events, "connection.reauth_required"); n != 1 {
+	// The event is recorded right after the state changes.
+	n := 0
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		events, _ := e.Store.Events(ctx, id)
+		if n = countEvents(events, "connection.reauth_required"); n > 0 {
+			break
+		}
+	}
+	if n != 1 {
 		t.Errorf("reauth_required events: %d", n)
 	}
 	// Mail keeps arriving while the connection waits.
