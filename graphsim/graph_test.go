@@ -446,14 +446,14 @@ func TestThrottlingAndFaults(t *testing.T) {
 	ctx := context.Background()
 	tok := f.token(t, "Mail.Read")
 	// Hold four requests in flight; the fifth is over the concurrency limit.
-	if err := f.ctl.SetFault(ctx, graphsim.Fault{Endpoint: "folders", Latency: 400 * time.Millisecond}); err != nil {
+	if err := f.ctl.SetFault(ctx, graphsim.Fault{Endpoint: "folders", Latency: 1500 * time.Millisecond}); err != nil {
 		t.Fatal(err)
 	}
 	var wg sync.WaitGroup
 	for range 4 {
 		wg.Go(func() { f.graphGet(t, tok, "/me/mailFolders", nil) })
 	}
-	time.Sleep(150 * time.Millisecond)
+	time.Sleep(500 * time.Millisecond) // the four are in flight
 	var ge graphErr
 	st, hdr := f.graphGet(t, tok, "/me/messages", &ge)
 	wg.Wait()
