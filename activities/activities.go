@@ -7,7 +7,6 @@ package activities
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"time"
 
@@ -35,7 +34,6 @@ type Activities struct {
 	// before use.
 	RefreshMargin time.Duration
 	Now           func() time.Time
-	Log           *slog.Logger
 }
 
 func (a *Activities) now() time.Time {

@@ -108,7 +108,7 @@ func (s *Sim) serveMailbox(g *graphRequest) {
 	defer release()
 	sleep(g.r, g.latency)
 	immutable, text, pageSize := prefs(g.r)
-	o := renderOpts{immutable: immutable, textBody: text, basic: basic, base: s.URL()}
+	o := renderOpts{immutable: immutable, textBody: text, basic: basic}
 	if g.r.Method == http.MethodGet {
 		exp, err := parseExpand(g.r.URL.Query().Get("$expand"))
 		if err != nil {

@@ -20,7 +20,6 @@ type renderOpts struct {
 	textBody  bool // Prefer: outlook.body-content-type="text"
 	delta     bool // delta items carry @odata.type
 	basic     bool // Mail.ReadBasic only: no body or preview
-	base      string
 	// expand is $expand=attachments[($select=...)]: nil for none; an
 	// empty list for every property.
 	expand []string

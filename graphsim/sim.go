@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -34,7 +33,6 @@ type Options struct {
 	MailboxConcurrency int
 	MailboxRequests    int
 	MailboxWindow      time.Duration
-	Logger             *slog.Logger
 
 	// Subscriptions and notifications (facts §4).
 	Subscriptions SubscriptionOptions
@@ -141,9 +139,6 @@ func (o *Options) defaults() {
 	}
 	if o.MailboxWindow == 0 {
 		o.MailboxWindow = 10 * time.Minute
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	o.Subscriptions.defaults()
 	o.Sending.defaults()

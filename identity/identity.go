@@ -23,8 +23,6 @@ type Config struct {
 	Tenant      string
 	ClientID    string
 	RedirectURL string
-	// GraphResource prefixes scopes (https://graph.microsoft.com).
-	GraphResource string
 }
 
 // OAuth returns the x/oauth2 configuration for scopes and a client secret.

@@ -152,7 +152,6 @@ func newActivities(cfg config.Config, st *store.Store, vc *vault.Client, log *sl
 		HTTP:          hc,
 		Limits:        activities.NewMailboxLimits(0, 0, 0),
 		RefreshMargin: cfg.RefreshMargin,
-		Log:           log.With("component", "activities"),
 	}, nil
 }
 

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -36,7 +35,7 @@ func simulate(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(stderr, "outlookd sim: --seed must be demo, not %q\n", *seed)
 		return usageError{fmt.Errorf("bad seed %q", *seed)}
 	}
-	opts := graphsim.Options{DeltaTokenMaxAge: *deltaAge, Logger: slog.New(slog.NewTextHandler(stderr, nil))}
+	opts := graphsim.Options{DeltaTokenMaxAge: *deltaAge}
 	if *atLife > 0 {
 		life := *atLife
 		opts.AccessTokenLifetime = func() time.Duration { return life }

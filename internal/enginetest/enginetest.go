@@ -105,7 +105,7 @@ func Start(t testing.TB, simOpts graphsim.Options, wfOpts workflows.Options) *En
 	}
 	e.Acts = &activities.Activities{
 		Tokens: vc.Tokens(), Store: st, Identity: idc, ClientSecret: vc.Tokens().AppSecret, GraphURL: sim.Sim.GraphURL(),
-		Limits: activities.NewMailboxLimits(0, 0, 0), Log: discard(),
+		Limits: activities.NewMailboxLimits(0, 0, 0),
 	}
 	e.Connect = &connect.Service{Temporal: tc, Tokens: vc.Tokens(), Store: st, Identity: idc, Options: wfOpts, TaskQueue: e.TaskQueue}
 	e.StartWorker()
