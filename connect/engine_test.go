@@ -321,6 +321,23 @@ func TestConsentRefusedByMicrosoft(t *testing.T) {
 	if _, err := e.Connect.Callback(ctx, url.Values{"state": {"nonsense"}}); !errors.Is(err, connect.ErrInvalidState) {
 		t.Errorf("malformed state: %v", err)
 	}
+	// An authorize URL older than an hour is refused, state or not.
+	again, err := e.Connect.Create(ctx, connect.Request{OrgID: "o", OwnerID: "bob2", LoginHint: "ada@contoso.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q = e.AuthorizeQuery(again.AuthorizeURL)
+	p, err := e.Vault.Tokens().GetPending(ctx, again.ConnectionID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Created = time.Now().Add(-2 * time.Hour)
+	if err := e.Vault.Tokens().PutPending(ctx, again.ConnectionID, p); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Connect.Callback(ctx, q); !errors.Is(err, connect.ErrConsentExpired) {
+		t.Errorf("stale consent: %v", err)
+	}
 }
 
 // TestQuietConnectionHistory measures what a quiet connection adds to its

@@ -258,10 +258,9 @@ func (s *Sim) Revoke(user, reason string) error {
 	}
 	switch reason {
 	case RevokeConsentRevoked:
+		// The user's own grants go; the tenant's admin grants (and so
+		// other users) are untouched.
 		u.consents = map[string]map[string]bool{}
-		if t := s.tenants[u.TenantID]; t != nil {
-			t.adminGrants = map[string]map[string]bool{}
-		}
 	case RevokeMFARequired:
 		u.RequireMFA = true
 	case RevokeConditionalAccess:
