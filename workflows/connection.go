@@ -25,13 +25,7 @@ type connection struct {
 	progress        workflow.ReceiveChannel
 	changes         workflow.ReceiveChannel
 	lifecycle       workflow.ReceiveChannel
-	// syncPending: changes were notified (or a sync was asked for) and no
-	// round has started since. renewNow and resubscribe come from
-	// lifecycle events.
-	syncPending bool
-	renewNow    bool
-	resubscribe bool
-	retrySyncAt time.Time
+	retrySyncAt     time.Time
 }
 
 // Connection is the entity workflow of one connected mailbox: consent,
@@ -85,7 +79,7 @@ func newConnection(ctx workflow.Context, in ConnectionInput) (*connection, error
 		return nil, err
 	}
 	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateResync, func(ctx workflow.Context) (Status, error) {
-		c.syncPending = true
+		c.s.Pending.Sync = true
 		return c.status(ctx), nil
 	}, workflow.UpdateHandlerOptions{Validator: func() error {
 		if c.s.State != StateActive {
@@ -108,7 +102,7 @@ func newConnection(ctx workflow.Context, in ConnectionInput) (*connection, error
 			})
 			sel.AddReceive(c.changes, func(ch workflow.ReceiveChannel, _ bool) {
 				ch.Receive(ctx, nil)
-				c.syncPending = true
+				c.s.Pending.Sync = true
 			})
 			sel.AddReceive(c.lifecycle, func(ch workflow.ReceiveChannel, _ bool) {
 				var l LifecycleSignal
@@ -118,6 +112,9 @@ func newConnection(ctx workflow.Context, in ConnectionInput) (*connection, error
 			sel.Select(ctx)
 		}
 	})
+	if c.s.Pending != (PendingWork{}) {
+		c.log.Info("resuming work signalled before continue-as-new", "pending", c.s.Pending)
+	}
 	if err := c.upsertSearchAttributes(ctx); err != nil {
 		return nil, err
 	}
@@ -204,11 +201,11 @@ func (c *connection) onLifecycle(l LifecycleSignal) {
 	}
 	switch l.Event {
 	case LifecycleSubscriptionRemoved:
-		c.resubscribe = true
+		c.s.Pending.Resubscribe = true
 	case LifecycleReauthorizationRequired:
-		c.renewNow = true
+		c.s.Pending.Renew = true
 	}
-	c.syncPending = true
+	c.s.Pending.Sync = true
 }
 
 func (c *connection) validateDisconnect() error {
@@ -392,15 +389,15 @@ func (c *connection) active(ctx workflow.Context) error {
 		c.startBackfill(ctx)
 	}
 	if c.live() {
-		if c.s.Sync.Mode == "" || c.resubscribe {
+		if c.s.Sync.Mode == "" || c.s.Pending.Resubscribe {
 			c.subscribe(ctx)
 			return nil
 		}
-		if c.s.Sync.Mode == SyncPush && (c.renewNow || !now.Before(c.s.Sync.SubscriptionExpires.Add(-c.opts.RenewBefore))) {
+		if c.s.Sync.Mode == SyncPush && (c.s.Pending.Renew || !now.Before(c.s.Sync.SubscriptionExpires.Add(-c.opts.RenewBefore))) {
 			c.renew(ctx)
 			return nil
 		}
-		if (c.syncPending || !now.Before(c.nextSyncAt())) && !now.Before(c.retrySyncAt) {
+		if (c.s.Pending.Sync || !now.Before(c.nextSyncAt())) && !now.Before(c.retrySyncAt) {
 			c.sync(ctx)
 			return nil
 		}
@@ -431,7 +428,7 @@ func (c *connection) active(ctx workflow.Context) error {
 	state, running, settings := c.s.State, c.s.Backfill.Running, c.s.Settings.BackfillDays
 	_, err := workflow.AwaitWithTimeout(ctx, wake.Sub(now), func() bool {
 		return c.s.State != state || c.s.Backfill.Running != running || c.s.Settings.BackfillDays != settings ||
-			c.syncPending || c.renewNow || c.resubscribe || c.canSuggested(ctx)
+			c.s.Pending.Sync || c.s.Pending.Renew || c.s.Pending.Resubscribe || c.canSuggested(ctx)
 	})
 	return err
 }
@@ -448,6 +445,9 @@ func (c *connection) nextSyncAt() time.Time {
 	every := c.opts.ReconcileEvery
 	if c.s.Sync.Mode == SyncPolling {
 		every = c.opts.PollEvery
+		if c.s.Settings.PollMinutes > 0 {
+			every = time.Duration(c.s.Settings.PollMinutes) * time.Minute
+		}
 	}
 	last := c.s.Sync.LastSync
 	if last.IsZero() {
@@ -470,10 +470,10 @@ func graphActivity(ctx workflow.Context, timeout time.Duration) workflow.Context
 // subscribe creates the connection's subscription, or switches to polling
 // when Graph cannot push to it (and says why).
 func (c *connection) subscribe(ctx workflow.Context) {
-	replace := c.resubscribe || c.s.Sync.SubscriptionID != ""
-	c.resubscribe = false
+	replace := c.s.Pending.Resubscribe || c.s.Sync.SubscriptionID != ""
+	c.s.Pending.Resubscribe = false
 	if c.opts.NotificationURL == "" {
-		c.s.Sync.Mode, c.s.Sync.PollReason = SyncPolling, "no notification URL is configured"
+		c.setSyncMode(ctx, SyncPolling, "no notification URL is configured")
 		return
 	}
 	var res SubscriptionResult
@@ -485,18 +485,38 @@ func (c *connection) subscribe(ctx workflow.Context) {
 		c.onActivityError(ctx, err)
 		return
 	}
-	c.syncPending = true // catch up on what happened while unsubscribed
+	c.s.Pending.Sync = true // catch up on what happened while unsubscribed
 	if res.PollReason != "" {
-		c.s.Sync.Mode, c.s.Sync.PollReason, c.s.Sync.SubscriptionID = SyncPolling, res.PollReason, ""
+		c.setSyncMode(ctx, SyncPolling, res.PollReason)
+		c.s.Sync.SubscriptionID = ""
 		return
 	}
-	c.s.Sync.Mode, c.s.Sync.PollReason = SyncPush, ""
+	c.setSyncMode(ctx, SyncPush, "")
 	c.s.Sync.SubscriptionID, c.s.Sync.SubscriptionExpires = res.ID, res.Expiration
+}
+
+// setSyncMode records push or polling, in the state and (for histories
+// that know it) in the SyncMode search attribute.
+func (c *connection) setSyncMode(ctx workflow.Context, mode, reason string) {
+	changed := c.s.Sync.Mode != mode
+	c.s.Sync.Mode, c.s.Sync.PollReason = mode, reason
+	if !changed {
+		return
+	}
+	if mode == SyncPolling {
+		c.log.Warn("connection polls: Graph cannot push to it", "reason", reason)
+	}
+	if workflow.GetVersion(ctx, "sync-mode-search-attribute", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return
+	}
+	if err := workflow.UpsertTypedSearchAttributes(ctx, SASyncMode.ValueSet(mode)); err != nil {
+		c.log.Error("upsert search attributes", "err", err)
+	}
 }
 
 // renew extends the subscription; one Graph no longer has is recreated.
 func (c *connection) renew(ctx workflow.Context) {
-	c.renewNow = false
+	c.s.Pending.Renew = false
 	var res SubscriptionResult
 	err := workflow.ExecuteActivity(graphActivity(ctx, time.Minute), ActivityRenewSubscription, RenewSubscriptionInput{
 		ConnectionID: c.s.ID, SubscriptionID: c.s.Sync.SubscriptionID, Lifetime: c.opts.SubscriptionLifetime,
@@ -506,7 +526,7 @@ func (c *connection) renew(ctx workflow.Context) {
 		return
 	}
 	if res.Gone {
-		c.resubscribe = true
+		c.s.Pending.Resubscribe = true
 		return
 	}
 	c.s.Sync.SubscriptionExpires = res.Expiration
@@ -516,7 +536,7 @@ func (c *connection) renew(ctx workflow.Context) {
 // arrive meanwhile set syncPending again, so another round follows: bursts
 // coalesce into rounds, never one round per notification.
 func (c *connection) sync(ctx workflow.Context) {
-	c.syncPending = false
+	c.s.Pending.Sync = false
 	var res SyncFoldersResult
 	err := workflow.ExecuteActivity(graphActivity(ctx, 10*time.Minute), ActivitySyncFolders, SyncFoldersInput{
 		ConnectionID: c.s.ID, UserID: c.s.UserID, WindowStart: c.s.Backfill.Covered, StoreBodies: c.s.Settings.StoreBodies, PageSize: c.opts.PageSize,
@@ -525,7 +545,7 @@ func (c *connection) sync(ctx workflow.Context) {
 	if err != nil {
 		c.s.Sync.LastError = err.Error()
 		if !c.onActivityError(ctx, err) {
-			c.syncPending, c.retrySyncAt = true, now.Add(time.Minute)
+			c.s.Pending.Sync, c.retrySyncAt = true, now.Add(time.Minute)
 		}
 		return
 	}
@@ -659,6 +679,16 @@ func (c *connection) continueAsNew(ctx workflow.Context) (ConnectionResult, erro
 	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
 		return ConnectionResult{}, err
 	}
+	c.drainSignals()
+	st := c.s
+	return ConnectionResult{}, workflow.NewContinueAsNewError(ctx, Connection, ConnectionInput{
+		ID: st.ID, OrgID: st.OrgID, OwnerID: st.OwnerID, Mode: st.Mode, Settings: st.Settings, Options: c.opts, State: &st,
+	})
+}
+
+// drainSignals applies every signal not yet read, so the state carried
+// across continue-as-new holds them all (as pending work).
+func (c *connection) drainSignals() {
 	for {
 		var p BackfillProgress
 		if !c.progress.ReceiveAsync(&p) {
@@ -666,10 +696,16 @@ func (c *connection) continueAsNew(ctx workflow.Context) (ConnectionResult, erro
 		}
 		c.applyProgress(p)
 	}
-	st := c.s
-	return ConnectionResult{}, workflow.NewContinueAsNewError(ctx, Connection, ConnectionInput{
-		ID: st.ID, OrgID: st.OrgID, OwnerID: st.OwnerID, Mode: st.Mode, Settings: st.Settings, Options: c.opts, State: &st,
-	})
+	for c.changes.ReceiveAsync(nil) {
+		c.s.Pending.Sync = true
+	}
+	for {
+		var l LifecycleSignal
+		if !c.lifecycle.ReceiveAsync(&l) {
+			break
+		}
+		c.onLifecycle(l)
+	}
 }
 
 // withLocalRetries gives short bookkeeping activities a retry policy that

@@ -31,6 +31,19 @@ type fakes struct {
 	renewGone  atomic.Bool
 	events     []string
 	saga       []string
+	// at holds the (workflow) times of sync, renew and subscribe calls.
+	at map[string][]time.Time
+	// duringSync, when set, runs inside the next delta round.
+	duringSync func()
+}
+
+func (f *fakes) mark(name string, t time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.at == nil {
+		f.at = map[string][]time.Time{}
+	}
+	f.at[name] = append(f.at[name], t)
 }
 
 func newFakes() *fakes {
@@ -72,14 +85,24 @@ func (f *fakes) register(env *testsuite.TestWorkflowEnvironment) {
 	}, activity.RegisterOptions{Name: ActivityBackfillFolder})
 	env.RegisterActivityWithOptions(func(ctx context.Context, in SyncFoldersInput) (SyncFoldersResult, error) {
 		f.syncs.Add(1)
+		f.mark(ActivitySyncFolders, env.Now())
+		f.mu.Lock()
+		during := f.duringSync
+		f.duringSync = nil
+		f.mu.Unlock()
+		if during != nil {
+			during()
+		}
 		return SyncFoldersResult{Upserted: 1}, nil
 	}, activity.RegisterOptions{Name: ActivitySyncFolders})
 	env.RegisterActivityWithOptions(func(ctx context.Context, in EnsureSubscriptionInput) (SubscriptionResult, error) {
 		f.subscribes.Add(1)
+		f.mark(ActivityEnsureSubscription, env.Now())
 		return SubscriptionResult{ID: "sub-" + time.Now().Format("150405.000000000"), Expiration: env.Now().Add(in.Lifetime)}, nil
 	}, activity.RegisterOptions{Name: ActivityEnsureSubscription})
 	env.RegisterActivityWithOptions(func(ctx context.Context, in RenewSubscriptionInput) (SubscriptionResult, error) {
 		f.renews.Add(1)
+		f.mark(ActivityRenewSubscription, env.Now())
 		if f.renewGone.Load() {
 			return SubscriptionResult{Gone: true}, nil
 		}

@@ -93,6 +93,37 @@ func TestPollingWithoutNotificationURL(t *testing.T) {
 	}
 }
 
+func TestPollingIntervalFromSettings(t *testing.T) {
+	env, f := newEnv(t)
+	in := input()
+	in.Options.NotificationURL = ""
+	in.Settings.PollMinutes = 20
+	env.RegisterDelayedCallback(func() { update(t, env, UpdateConsent, ConsentInput{Ref: "ref-0123456789"}, nil) }, time.Minute)
+	endWith(env, 10*time.Hour, func() {})
+	env.ExecuteWorkflow(Connection, in)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	syncs := f.at[ActivitySyncFolders]
+	if len(syncs) < 25 || len(syncs) > 32 {
+		t.Errorf("%d rounds in 10 hours at a 20-minute interval", len(syncs))
+	}
+	for i := 1; i < len(syncs); i++ {
+		if gap := syncs[i].Sub(syncs[i-1]); gap > 20*time.Minute {
+			t.Errorf("round %d came %s after the previous one", i, gap)
+		}
+	}
+	var bad error
+	env2, _ := newEnv(t)
+	env2.RegisterDelayedCallback(func() {
+		update(t, env2, UpdateSettings, Settings{PollMinutes: 5000}, func(_ Status, err error) { bad = err })
+	}, time.Minute)
+	endWith(env2, time.Hour, func() {})
+	env2.ExecuteWorkflow(Connection, input())
+	if bad == nil {
+		t.Error("a 5000-minute polling interval was accepted")
+	}
+}
+
 func TestDisconnectFromEveryState(t *testing.T) {
 	dead := temporal.NewNonRetryableApplicationError("dead", ErrReauthRequired, nil, struct{ Reason, Text string }{"revoked", "revoked"})
 	tests := []struct {

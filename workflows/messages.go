@@ -109,6 +109,9 @@ type Settings struct {
 	StoreBodies bool     `json:"storeBodies"`
 	Features    Features `json:"features"`
 	Retention   string   `json:"retention"`
+	// PollMinutes is the sync interval when Graph cannot push (zero: the
+	// engine's default, 5 minutes).
+	PollMinutes int `json:"pollMinutes,omitempty"`
 }
 
 // DefaultFolders are synced when the app names none.
@@ -138,6 +141,8 @@ func (s Settings) Validate() error {
 		return fmt.Errorf("backfill window must be between 0 and 3650 days, not %d", s.BackfillDays)
 	case s.Retention != "" && s.Retention != RetentionDelete && s.Retention != RetentionKeep:
 		return fmt.Errorf("retention must be %q or %q, not %q", RetentionDelete, RetentionKeep, s.Retention)
+	case s.PollMinutes < 0 || s.PollMinutes > 1440:
+		return fmt.Errorf("the polling interval must be between 1 and 1440 minutes, not %d", s.PollMinutes)
 	}
 	for _, f := range s.Folders {
 		if f == "" {
@@ -280,6 +285,17 @@ type ConnectionState struct {
 	ConsentRef string `json:"consentRef,omitempty"`
 	// Runs counts continue-as-new generations.
 	Runs int `json:"runs"`
+	// Pending is work asked for (by signals or lifecycle events) and not
+	// yet started; it is carried across continue-as-new so no signal is
+	// lost.
+	Pending PendingWork `json:"pending"`
+}
+
+// PendingWork is work signalled and not yet started.
+type PendingWork struct {
+	Sync        bool `json:"sync,omitempty"`
+	Renew       bool `json:"renew,omitempty"`
+	Resubscribe bool `json:"resubscribe,omitempty"`
 }
 
 // Status is the answer of the status query: what an operator asks.

@@ -8,4 +8,6 @@ var (
 	SAConnectionMode  = temporal.NewSearchAttributeKeyKeyword("ConnectionMode")
 	SATenantID        = temporal.NewSearchAttributeKeyKeyword("TenantId")
 	SAMailbox         = temporal.NewSearchAttributeKeyKeyword("Mailbox")
+	// SASyncMode is push or polling once live sync has started.
+	SASyncMode = temporal.NewSearchAttributeKeyKeyword("SyncMode")
 )

@@ -25,6 +25,7 @@ var searchAttributes = map[string]enumspb.IndexedValueType{
 	"ConnectionMode":  enumspb.INDEXED_VALUE_TYPE_KEYWORD,
 	"TenantId":        enumspb.INDEXED_VALUE_TYPE_KEYWORD,
 	"Mailbox":         enumspb.INDEXED_VALUE_TYPE_KEYWORD,
+	"SyncMode":        enumspb.INDEXED_VALUE_TYPE_KEYWORD,
 }
 
 const temporalNamespace = "default"
