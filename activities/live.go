@@ -26,6 +26,13 @@ import (
 // nothing is lost or duplicated.
 func (a *Activities) SyncFolders(ctx context.Context, in workflows.SyncFoldersInput) (workflows.SyncFoldersResult, error) {
 	var res workflows.SyncFoldersResult
+	if len(in.Reanchor) > 0 && activity.GetInfo(ctx).Attempt == 1 {
+		n, err := a.Store.DropAnchors(ctx, in.ConnectionID, in.Reanchor)
+		if err != nil {
+			return res, err
+		}
+		res.Reanchored += int(n)
+	}
 	folders, err := a.Store.ListFolders(ctx, in.ConnectionID)
 	if err != nil {
 		return res, err
@@ -73,7 +80,7 @@ func (a *Activities) syncFolder(ctx context.Context, gc *graph.Client, in workfl
 			}
 			return classifyGraph("sync page", err)
 		}
-		p := store.Page{FolderID: f.ID, Phase: store.PhaseLive}
+		p := store.Page{FolderID: f.ID, Phase: store.PhaseLive, Events: true}
 		p.Messages, p.Removed = convert(page.GetValue(), f.ID)
 		if reanchor {
 			for _, m := range p.Messages {

@@ -3,20 +3,50 @@
 package api
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"go.temporal.io/sdk/client"
+
+	"github.com/outlookd/outlookd/connect"
+	"github.com/outlookd/outlookd/store"
+	"github.com/outlookd/outlookd/vault"
+	"github.com/outlookd/outlookd/webhook"
 )
 
-// Deps is what the handlers need.
+// Deps is what the handlers need. Without a Store only the health
+// endpoints are served.
 type Deps struct {
 	Logger *slog.Logger
 	// Checks are the dependencies /readyz probes.
 	Checks []Check
 	// ReadyTimeout bounds each check.
 	ReadyTimeout time.Duration
+
+	Store    *store.Store
+	Temporal client.Client
+	Connect  *connect.Service
+	Tokens   *vault.TokenStore
+	Receiver *webhook.Receiver
+	// Mail reads bodies and attachments from Graph on demand.
+	Mail MailReader
+	// RateLimit is requests per second per API key (burst RateBurst).
+	RateLimit float64
+	RateBurst int
+}
+
+// MailReader reads from a connected mailbox on demand.
+type MailReader interface {
+	Body(ctx context.Context, connectionID, userID, messageID string) (contentType, content string, err error)
+	Attachment(ctx context.Context, connectionID, userID, messageID, attachmentID string) (*http.Response, error)
+}
+
+// server holds the handlers' dependencies.
+type server struct {
+	d Deps
 }
 
 // NewRouter builds the gin engine with every route.
@@ -36,6 +66,36 @@ func NewRouter(d Deps) *gin.Engine {
 	h := health{checks: d.Checks, timeout: d.ReadyTimeout}
 	r.GET("/healthz", h.live)
 	r.GET("/readyz", h.ready)
+	if d.Store == nil {
+		return r
+	}
+	if d.RateLimit == 0 {
+		d.RateLimit, d.RateBurst = 50, 100
+	}
+	s := &server{d: d}
+	v1 := r.Group("/v1")
+	v1.GET("/openapi.json", serveOpenAPI)
+	v1.GET("/oauth/callback", s.callback)
+	if d.Receiver != nil {
+		v1.POST("/graph/notifications", gin.WrapF(d.Receiver.Notifications))
+		v1.POST("/graph/lifecycle", gin.WrapF(d.Receiver.Lifecycle))
+	}
+	auth := newAuthenticator(d.Store.LookupAPIKey, d.RateLimit, d.RateBurst)
+	a := v1.Group("", auth.middleware)
+	a.POST("/connections", s.createConnection)
+	a.GET("/connections", s.listConnections)
+	a.GET("/connections/:id", s.getConnection)
+	a.DELETE("/connections/:id", s.deleteConnection)
+	a.POST("/connections/:id/reauthorize", s.reauthorize)
+	a.POST("/connections/:id/resync", s.resync)
+	a.PATCH("/connections/:id/settings", s.patchSettings)
+	a.GET("/connections/:id/folders", s.listFolders)
+	a.GET("/connections/:id/messages", s.listMessages)
+	a.GET("/connections/:id/messages/:mid", s.getMessage)
+	a.GET("/connections/:id/messages/:mid/attachments/:aid", s.getAttachment)
+	a.GET("/events", s.events)
+	a.GET("/webhook-endpoints", s.getEndpoint)
+	a.PUT("/webhook-endpoints", s.putEndpoint)
 	return r
 }
 

@@ -46,6 +46,14 @@ type Request struct {
 	Settings workflows.Settings
 	// LoginHint pre-fills the account on Microsoft's sign-in page.
 	LoginHint string
+	// Visibility, AppSettings (JSON, as the app chose them) and ReturnURL
+	// are kept in the registry for the API.
+	Visibility  string
+	AppSettings []byte
+	ReturnURL   string
+	// MaxPerOwner, when positive, refuses a connection to an owner who
+	// already has that many live ones (store.ErrTooManyConnections).
+	MaxPerOwner int
 }
 
 // Created is a new connection waiting for consent.
@@ -71,8 +79,15 @@ func (s *Service) Create(ctx context.Context, r Request) (Created, error) {
 	}
 	settings := r.Settings.WithDefaults()
 	id := "conn_" + random(12)
-	if err := s.Store.CreateConnection(ctx, store.Connection{ID: id, OrgID: r.OrgID, OwnerID: r.OwnerID,
-		State: workflows.StatePendingConsent, Mode: workflows.ModeDelegated}); err != nil {
+	row := store.Connection{ID: id, OrgID: r.OrgID, OwnerID: r.OwnerID, State: workflows.StatePendingConsent, Mode: workflows.ModeDelegated,
+		Visibility: r.Visibility, Settings: r.AppSettings, ReturnURL: r.ReturnURL}
+	var err error
+	if r.MaxPerOwner > 0 {
+		err = s.Store.CreateConnectionLimited(ctx, row, r.MaxPerOwner)
+	} else {
+		err = s.Store.CreateConnection(ctx, row)
+	}
+	if err != nil {
 		return Created{}, err
 	}
 	authURL, err := s.newConsent(ctx, id, settings, r.LoginHint)
@@ -86,6 +101,11 @@ func (s *Service) Create(ctx context.Context, r Request) (Created, error) {
 	}, workflows.Connection, workflows.ConnectionInput{ID: id, OrgID: r.OrgID, OwnerID: r.OwnerID, Mode: workflows.ModeDelegated,
 		Settings: settings, Options: s.Options})
 	if err != nil {
+		// Undo the registry row so nothing half-made stays behind.
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		_ = s.Store.UpdateConnection(uctx, id, store.ConnectionUpdate{State: workflows.StateDisconnected})
+		_, _ = s.Tokens.Purge(uctx, id)
 		return Created{}, fmt.Errorf("connect: start workflow: %w", err)
 	}
 	return Created{ConnectionID: id, AuthorizeURL: authURL}, nil

@@ -45,7 +45,13 @@ func seedMailbox(t *testing.T, e *enginetest.Engine) {
 // since the window start, in the synced folders and their descendants.
 func synced(t *testing.T, e *enginetest.Engine, since time.Time) map[string]graphsim.MessageTruth {
 	t.Helper()
-	truth, err := e.Ctl.GroundTruth(context.Background(), e.Ada.UPN)
+	return syncedFor(t, e, e.Ada.UPN, since)
+}
+
+// syncedFor is synced for any user of the tenant.
+func syncedFor(t *testing.T, e *enginetest.Engine, user string, since time.Time) map[string]graphsim.MessageTruth {
+	t.Helper()
+	truth, err := e.Ctl.GroundTruth(context.Background(), user)
 	if err != nil {
 		t.Fatal(err)
 	}

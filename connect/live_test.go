@@ -5,10 +5,12 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 
 	"github.com/outlookd/outlookd/graphsim"
 	"github.com/outlookd/outlookd/internal/enginetest"
@@ -16,12 +18,18 @@ import (
 	"github.com/outlookd/outlookd/workflows"
 )
 
-// converged waits until Postgres holds exactly the ground truth.
+// converged waits until Postgres holds exactly Ada's ground truth.
 func converged(t *testing.T, e *enginetest.Engine, id string, since time.Time, what string) {
+	t.Helper()
+	convergedFor(t, e, e.Ada.UPN, id, since, what)
+}
+
+// convergedFor waits until Postgres holds exactly a user's ground truth.
+func convergedFor(t *testing.T, e *enginetest.Engine, user, id string, since time.Time, what string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		want := synced(t, e, since)
+		want := syncedFor(t, e, user, since)
 		got, err := e.Store.Messages(context.Background(), id)
 		if err != nil {
 			t.Fatal(err)
@@ -204,7 +212,7 @@ func TestRevokedThenReauthorized(t *testing.T) {
 	if _, err := e.Ctl.InjectMessages(ctx, e.Ada.UPN, make([]graphsim.MessageSpec, 4)...); err != nil {
 		t.Fatal(err)
 	}
-	h, err := e.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: workflows.ConnectionWorkflowID(id), UpdateName: workflows.UpdateResync, WaitForStage: client.WorkflowUpdateStageCompleted})
+	h, err := e.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: workflows.ConnectionWorkflowID(id), UpdateName: workflows.UpdateResync, Args: []any{workflows.ResyncInput{}}, WaitForStage: client.WorkflowUpdateStageCompleted})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,4 +258,103 @@ func countEvents(events []store.Event, typ string) int {
 		}
 	}
 	return n
+}
+
+// TestPollingFallbackAndKeptArchive: Graph refuses to subscribe to the
+// mailbox (its subscription quota is used up by other apps), so the
+// connection polls and says so, in its status and its SyncMode search
+// attribute; mail keeps flowing by polling. Disconnecting with the keep
+// policy leaves the mail readable, detached from the mailbox, with nothing
+// left in Vault, and the mailbox can be connected again.
+func TestPollingFallbackAndKeptArchive(t *testing.T) {
+	e := enginetest.StartLive(t, graphsim.Options{}, workflows.Options{PageSize: 50, PollEvery: 300 * time.Millisecond})
+	ctx := context.Background()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	bob, err := e.Ctl.AddUser(ctx, graphsim.UserSpec{Tenant: e.Tenant.Tenant.ID, UPN: "bob@" + e.Tenant.Tenant.Domain, SubscriptionsFull: true})
+	must(err)
+	_, err = e.Ctl.Generate(ctx, bob.UPN, graphsim.GenerateSpec{Count: 60, Days: 10, Folders: []string{"inbox"}, Seed: 4})
+	must(err)
+	settings := workflows.Settings{BackfillDays: 30, Retention: workflows.RetentionKeep}
+	id, _ := e.ConnectUser(bob.UPN, settings)
+	st := e.WaitFor(id, time.Minute, "polling", func(st workflows.Status) bool {
+		return st.Sync.Mode == workflows.SyncPolling && st.Sync.Rounds > 0
+	})
+	if !strings.Contains(st.Sync.PollReason, "Maximum number of subscriptions") {
+		t.Errorf("poll reason: %q", st.Sync.PollReason)
+	}
+	desc, err := e.Temporal.DescribeWorkflowExecution(ctx, workflows.ConnectionWorkflowID(id), "")
+	must(err)
+	var mode string
+	if p := desc.GetWorkflowExecutionInfo().GetSearchAttributes().GetIndexedFields()["SyncMode"]; p != nil {
+		must(converter.GetDefaultDataConverter().FromPayload(p, &mode))
+	}
+	if mode != workflows.SyncPolling {
+		t.Errorf("SyncMode search attribute: %q", mode)
+	}
+	since := st.Backfill.Covered
+
+	truth, _ := e.Ctl.GroundTruth(ctx, bob.UPN)
+	var inbox []string
+	for _, m := range truth.Messages {
+		if !m.Received.Before(since) {
+			inbox = append(inbox, m.ImmutableID)
+		}
+	}
+	read := true
+	must(e.Ctl.MoveMessage(ctx, bob.UPN, inbox[0], "archive"))
+	must(e.Ctl.DeleteMessage(ctx, bob.UPN, inbox[1]))
+	must(e.Ctl.UpdateMessage(ctx, bob.UPN, inbox[2], graphsim.MessageUpdate{IsRead: &read}))
+	_, err = e.Ctl.InjectMessages(ctx, bob.UPN, make([]graphsim.MessageSpec, 4)...)
+	must(err)
+	convergedFor(t, e, bob.UPN, id, since, "polling")
+	if subs, _ := e.Ctl.Subscriptions(ctx); len(subs) != 0 {
+		t.Errorf("a refused mailbox has %d subscriptions", len(subs))
+	}
+
+	// An operator re-anchors every folder: nothing is lost or duplicated.
+	before := e.Status(id).Sync.Reanchored
+	h, err := e.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: workflows.ConnectionWorkflowID(id), UpdateName: workflows.UpdateResync,
+		Args: []any{workflows.ResyncInput{Folders: []string{"*"}}}, WaitForStage: client.WorkflowUpdateStageCompleted})
+	must(err)
+	must(h.Get(ctx, nil))
+	e.WaitFor(id, 20*time.Second, "every folder re-anchored", func(st workflows.Status) bool {
+		return st.Sync.Reanchored >= before+3 && len(st.Pending.Reanchor) == 0
+	})
+	_, err = e.Ctl.InjectMessages(ctx, bob.UPN, graphsim.MessageSpec{Subject: "after the re-anchor"})
+	must(err)
+	convergedFor(t, e, bob.UPN, id, since, "after a full re-anchor")
+
+	kept, err := e.Store.CountMessages(ctx, id)
+	must(err)
+	h, err = e.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: workflows.ConnectionWorkflowID(id), UpdateName: workflows.UpdateDisconnect, WaitForStage: client.WorkflowUpdateStageCompleted})
+	must(err)
+	must(h.Get(ctx, nil))
+	var res workflows.ConnectionResult
+	must(e.Temporal.GetWorkflow(ctx, workflows.ConnectionWorkflowID(id), "").Get(ctx, &res))
+	if res.State != workflows.StateDisconnected {
+		t.Errorf("result: %+v", res)
+	}
+	if n, _ := e.Store.CountMessages(ctx, id); n != kept || n == 0 {
+		t.Errorf("kept messages: %d, want %d", n, kept)
+	}
+	row, err := e.Store.GetConnection(ctx, id)
+	must(err)
+	if row.State != workflows.StateDisconnected || row.DetachedAt == nil {
+		t.Errorf("registry after keep: state %s, detached %v", row.State, row.DetachedAt)
+	}
+	if n, _ := e.Vault.Tokens().Count(ctx, id); n != 0 {
+		t.Errorf("secrets left in Vault: %d", n)
+	}
+	// The archive stays; the mailbox is free to connect again.
+	again, _ := e.ConnectUser(bob.UPN, workflows.Settings{BackfillDays: 30})
+	e.WaitFor(again, time.Minute, "the second connection polling", func(st workflows.Status) bool { return st.Sync.Rounds > 0 })
+	if n, _ := e.Store.CountMessages(ctx, id); n != kept {
+		t.Errorf("the archive changed when the mailbox was connected again: %d, want %d", n, kept)
+	}
+	scanHistories(t, e, id)
 }

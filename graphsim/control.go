@@ -121,6 +121,9 @@ type UserSpec struct {
 	BlockedByCA bool   `json:"blockedByConditionalAccess,omitempty"`
 	Declines    bool   `json:"declinesConsent,omitempty"`
 	NoMailbox   bool   `json:"noMailbox,omitempty"`
+	// SubscriptionsFull: other apps have used up the mailbox's
+	// subscription quota, so Graph refuses new subscriptions with 403.
+	SubscriptionsFull bool `json:"subscriptionsFull,omitempty"`
 }
 
 // AddUser creates a user with a mailbox (unless NoMailbox).
@@ -149,7 +152,7 @@ func (s *Sim) AddUser(spec UserSpec) (*User, error) {
 	u := &User{
 		ID: spec.ID, TenantID: t.ID, UPN: spec.UPN, Mail: spec.UPN, DisplayName: spec.DisplayName,
 		Shared: spec.Shared, Admin: spec.Admin, RequireMFA: spec.RequireMFA, BlockedByCA: spec.BlockedByCA,
-		DeclinesConsent: spec.Declines, NoMailbox: spec.NoMailbox,
+		DeclinesConsent: spec.Declines, NoMailbox: spec.NoMailbox, SubscriptionsFull: spec.SubscriptionsFull,
 		consents: map[string]map[string]bool{}, rights: map[string]map[string]bool{},
 	}
 	if !spec.NoMailbox {

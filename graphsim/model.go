@@ -67,6 +67,8 @@ type User struct {
 	BlockedByCA     bool `json:"blockedByConditionalAccess"`
 	DeclinesConsent bool `json:"declinesConsent"`
 	NoMailbox       bool `json:"noMailbox"`
+	// SubscriptionsFull: the subscription quota is taken by other apps.
+	SubscriptionsFull bool `json:"subscriptionsFull"`
 
 	// consents: app ID -> delegated scopes the user consented to.
 	consents map[string]map[string]bool

@@ -294,7 +294,7 @@ func (s *Sim) createSubscription(g *graphRequest) {
 			count++
 		}
 	}
-	if count >= s.opts.Subscriptions.PerMailbox {
+	if count >= s.opts.Subscriptions.PerMailbox || s.users[sub.UserID].SubscriptionsFull {
 		s.mu.Unlock()
 		graphError(g.w, g.r, http.StatusForbidden, "ExtensionError", "Operation: Create; Exception: [Status Code: Forbidden; Reason: Maximum number of subscriptions has been reached]")
 		return

@@ -31,15 +31,56 @@ type Connection struct {
 	GrantedScopes []string
 	CreatedAt     time.Time
 	UpdatedAt     time.Time
+	// DetachedAt is set once a disconnect kept the mail as an archive.
+	DetachedAt *time.Time
+	// Visibility is owner or organisation.
+	Visibility string
+	// Settings are the connection's settings as JSON, as the app chose them.
+	Settings []byte
+	// ReturnURL is where the consent callback sends the user back to.
+	ReturnURL string
+}
+
+// Visibilities of a connection.
+const (
+	VisibilityOwner        = "owner"
+	VisibilityOrganisation = "organisation"
+)
+
+// connectionSelect reads a registry row.
+const connectionSelect = `
+		SELECT id, org_id, owner_id, state, mode, tenant_id, mailbox, user_id, display_name, granted_scopes,
+			created_at, updated_at, detached_at, visibility, settings, return_url
+		FROM connections `
+
+func scanConnection(r pgx.Row) (Connection, error) {
+	var c Connection
+	var tenant, mailbox, user, name, ret *string
+	err := r.Scan(&c.ID, &c.OrgID, &c.OwnerID, &c.State, &c.Mode, &tenant, &mailbox, &user, &name, &c.GrantedScopes,
+		&c.CreatedAt, &c.UpdatedAt, &c.DetachedAt, &c.Visibility, &c.Settings, &ret)
+	c.TenantID, c.Mailbox, c.UserID, c.DisplayName, c.ReturnURL = deref(tenant), deref(mailbox), deref(user), deref(name), deref(ret)
+	return c, err
 }
 
 // CreateConnection registers a connection; creating one that exists is a
 // no-op, so a retried start is harmless.
 func (s *Store) CreateConnection(ctx context.Context, c Connection) error {
-	_, err := s.pool.Exec(ctx, `
-		INSERT INTO connections (id, org_id, owner_id, state, mode)
-		VALUES ($1, $2, $3, $4, $5)
-		ON CONFLICT (id) DO NOTHING`, c.ID, c.OrgID, c.OwnerID, c.State, c.Mode)
+	return insertConnection(ctx, s.pool, c)
+}
+
+func insertConnection(ctx context.Context, db interface {
+	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
+}, c Connection) error {
+	if c.Visibility == "" {
+		c.Visibility = VisibilityOwner
+	}
+	if c.Settings == nil {
+		c.Settings = []byte("{}")
+	}
+	_, err := db.Exec(ctx, `
+		INSERT INTO connections (id, org_id, owner_id, state, mode, visibility, settings, return_url)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, NULLIF($8, ''))
+		ON CONFLICT (id) DO NOTHING`, c.ID, c.OrgID, c.OwnerID, c.State, c.Mode, c.Visibility, c.Settings, c.ReturnURL)
 	if err != nil {
 		return fmt.Errorf("store: create connection %s: %w", c.ID, err)
 	}
@@ -56,6 +97,8 @@ type ConnectionUpdate struct {
 	UserID        string
 	DisplayName   string
 	GrantedScopes []string
+	// Settings, when set, replaces the stored settings (JSON).
+	Settings []byte
 }
 
 // UpdateConnection applies an update. Claiming a mailbox another live
@@ -70,8 +113,9 @@ func (s *Store) UpdateConnection(ctx context.Context, id string, u ConnectionUpd
 			user_id        = COALESCE(NULLIF($6, ''), user_id),
 			display_name   = COALESCE(NULLIF($7, ''), display_name),
 			granted_scopes = COALESCE($8, granted_scopes),
+			settings       = COALESCE($9, settings),
 			updated_at     = now()
-		WHERE id = $1`, id, u.State, u.Mode, u.TenantID, u.Mailbox, u.UserID, u.DisplayName, u.GrantedScopes)
+		WHERE id = $1`, id, u.State, u.Mode, u.TenantID, u.Mailbox, u.UserID, u.DisplayName, u.GrantedScopes, u.Settings)
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "connections_live_mailbox" {
 		return fmt.Errorf("store: connection %s: %w", id, ErrMailboxTaken)
@@ -87,19 +131,52 @@ func (s *Store) UpdateConnection(ctx context.Context, id string, u ConnectionUpd
 
 // GetConnection reads a registry row.
 func (s *Store) GetConnection(ctx context.Context, id string) (Connection, error) {
-	var c Connection
-	var tenant, mailbox, user, name *string
-	err := s.pool.QueryRow(ctx, `
-		SELECT id, org_id, owner_id, state, mode, tenant_id, mailbox, user_id, display_name, granted_scopes, created_at, updated_at
-		FROM connections WHERE id = $1`, id).Scan(&c.ID, &c.OrgID, &c.OwnerID, &c.State, &c.Mode, &tenant, &mailbox, &user, &name, &c.GrantedScopes, &c.CreatedAt, &c.UpdatedAt)
+	c, err := scanConnection(s.pool.QueryRow(ctx, connectionSelect+`WHERE id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return c, fmt.Errorf("store: connection %s: %w", id, ErrNotFound)
 	}
 	if err != nil {
 		return c, fmt.Errorf("store: get connection %s: %w", id, err)
 	}
-	c.TenantID, c.Mailbox, c.UserID, c.DisplayName = deref(tenant), deref(mailbox), deref(user), deref(name)
 	return c, nil
+}
+
+// ConnectionFilter selects the connections a caller may see.
+type ConnectionFilter struct {
+	OrgID string
+	// User sees the connections it owns and the organisation-visible ones;
+	// empty (an admin key) sees every connection of the organisation.
+	User string
+	// After is the last ID of the previous page.
+	After string
+	Limit int
+}
+
+// ListConnections lists connections by ID, a page at a time.
+func (s *Store) ListConnections(ctx context.Context, f ConnectionFilter) ([]Connection, error) {
+	rows, err := s.pool.Query(ctx, connectionSelect+`
+		WHERE org_id = $1 AND ($2 = '' OR owner_id = $2 OR visibility = 'organisation') AND id > $3
+		ORDER BY id LIMIT $4`, f.OrgID, f.User, f.After, f.Limit)
+	if err != nil {
+		return nil, fmt.Errorf("store: list connections: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Connection, error) { return scanConnection(r) })
+	if err != nil {
+		return nil, fmt.Errorf("store: list connections: %w", err)
+	}
+	return out, nil
+}
+
+// CountLiveConnections counts an owner's connections that are not
+// disconnected.
+func (s *Store) CountLiveConnections(ctx context.Context, orgID, ownerID string) (int, error) {
+	var n int
+	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM connections WHERE org_id = $1 AND owner_id = $2 AND state <> 'disconnected'`,
+		orgID, ownerID).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("store: count connections: %w", err)
+	}
+	return n, nil
 }
 
 func deref(s *string) string {
@@ -107,4 +184,28 @@ func deref(s *string) string {
 		return ""
 	}
 	return *s
+}
+
+// ErrTooManyConnections: the owner already has as many live connections as
+// the organisation allows.
+var ErrTooManyConnections = errors.New("the user already has as many connections as the organisation allows")
+
+// CreateConnectionLimited registers a connection unless its owner already
+// has max live ones; the count and the insert are one transaction, under a
+// lock per owner, so two concurrent creates cannot both pass.
+func (s *Store) CreateConnectionLimited(ctx context.Context, c Connection, max int) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))`, c.OrgID, c.OwnerID); err != nil {
+			return fmt.Errorf("store: lock owner: %w", err)
+		}
+		var n int
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM connections WHERE org_id = $1 AND owner_id = $2 AND state <> 'disconnected' AND id <> $3`,
+			c.OrgID, c.OwnerID, c.ID).Scan(&n); err != nil {
+			return fmt.Errorf("store: count connections: %w", err)
+		}
+		if n >= max {
+			return ErrTooManyConnections
+		}
+		return insertConnection(ctx, tx, c)
+	})
 }

@@ -153,12 +153,27 @@ func (s *Store) Detach(ctx context.Context, connectionID string) error {
 }
 
 // DeleteMissing removes a folder's messages received since a time that a
-// full re-scan did not see (used when a delta token expired).
+// full re-scan did not see (used when a delta token expired), recording a
+// message.deleted event for each.
 func (s *Store) DeleteMissing(ctx context.Context, connectionID, folderID string, since time.Time, seen []string) (int64, error) {
-	tag, err := s.pool.Exec(ctx, `DELETE FROM messages WHERE connection_id = $1 AND folder_id = $2 AND received_at >= $3 AND NOT (id = ANY($4))`,
+	tag, err := s.pool.Exec(ctx, deleteStatement(`received_at >= $3 AND NOT (id = ANY($4))`, true),
 		connectionID, folderID, since, seen)
 	if err != nil {
 		return 0, fmt.Errorf("store: delete missing: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// DropAnchors clears the delta anchors of a connection's live folders
+// named by ID or well-known name ("*": all), so the next round re-anchors
+// them from a full scan of the window. It returns how many it cleared.
+func (s *Store) DropAnchors(ctx context.Context, connectionID string, folders []string) (int64, error) {
+	tag, err := s.pool.Exec(ctx, `
+		UPDATE folders SET cursor = NULL, updated_at = now()
+		WHERE connection_id = $1 AND phase = 'live' AND ('*' = ANY($2) OR id = ANY($2) OR well_known = ANY($2))`,
+		connectionID, folders)
+	if err != nil {
+		return 0, fmt.Errorf("store: drop anchors: %w", err)
 	}
 	return tag.RowsAffected(), nil
 }

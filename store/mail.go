@@ -142,6 +142,9 @@ type Page struct {
 	Gap         bool
 	GapDone     bool
 	WindowStart time.Time
+	// Events records message.created, message.updated and message.deleted
+	// events (live sync) in the page's transaction.
+	Events bool
 }
 
 var messageColumns = []string{
@@ -188,19 +191,7 @@ func (s *Store) ApplyPage(ctx context.Context, connectionID string, p Page) erro
 			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"stage_messages"}, messageColumns, pgx.CopyFromRows(rows)); err != nil {
 				return fmt.Errorf("store: copy page: %w", err)
 			}
-			if _, err := tx.Exec(ctx, `
-				INSERT INTO messages (`+columnList()+`)
-				SELECT `+columnList()+` FROM stage_messages
-				ON CONFLICT (connection_id, id) DO UPDATE SET
-					folder_id = EXCLUDED.folder_id, internet_message_id = EXCLUDED.internet_message_id,
-					conversation_id = EXCLUDED.conversation_id, change_key = EXCLUDED.change_key,
-					subject = EXCLUDED.subject, from_name = EXCLUDED.from_name, from_address = EXCLUDED.from_address,
-					to_recipients = EXCLUDED.to_recipients, cc_recipients = EXCLUDED.cc_recipients,
-					bcc_recipients = EXCLUDED.bcc_recipients, received_at = EXCLUDED.received_at,
-					sent_at = EXCLUDED.sent_at, is_read = EXCLUDED.is_read, is_draft = EXCLUDED.is_draft,
-					categories = EXCLUDED.categories, importance = EXCLUDED.importance,
-					has_attachments = EXCLUDED.has_attachments, body_preview = EXCLUDED.body_preview,
-					body_content_type = EXCLUDED.body_content_type, body = EXCLUDED.body, updated_at = now()`); err != nil {
+			if _, err := tx.Exec(ctx, mergeStatement(p.Events), connectionID); err != nil {
 				return fmt.Errorf("store: merge page: %w", err)
 			}
 			if err := replaceAttachments(ctx, tx, connectionID, msgs); err != nil {
@@ -208,8 +199,7 @@ func (s *Store) ApplyPage(ctx context.Context, connectionID string, p Page) erro
 			}
 		}
 		if len(p.Removed) > 0 {
-			if _, err := tx.Exec(ctx, `DELETE FROM messages WHERE connection_id = $1 AND folder_id = $2 AND id = ANY($3)`,
-				connectionID, p.FolderID, p.Removed); err != nil {
+			if _, err := tx.Exec(ctx, deleteStatement(`id = ANY($3)`, p.Events), connectionID, p.FolderID, p.Removed); err != nil {
 				return fmt.Errorf("store: remove messages: %w", err)
 			}
 		}
@@ -237,6 +227,53 @@ func (s *Store) ApplyPage(ctx context.Context, connectionID string, p Page) erro
 		}
 		return nil
 	})
+}
+
+// mergeStatement upserts the staged page. Rows whose content did not
+// change (same change key, folder, read state and body) are left alone, so
+// replays write nothing; with events, each real change is recorded as an
+// event whose ID (connection, message, change key) is stable across
+// replays.
+func mergeStatement(events bool) string {
+	merge := `
+		INSERT INTO messages (` + columnList() + `)
+		SELECT ` + columnList() + ` FROM stage_messages WHERE connection_id = $1
+		ON CONFLICT (connection_id, id) DO UPDATE SET
+			folder_id = EXCLUDED.folder_id, internet_message_id = EXCLUDED.internet_message_id,
+			conversation_id = EXCLUDED.conversation_id, change_key = EXCLUDED.change_key,
+			subject = EXCLUDED.subject, from_name = EXCLUDED.from_name, from_address = EXCLUDED.from_address,
+			to_recipients = EXCLUDED.to_recipients, cc_recipients = EXCLUDED.cc_recipients,
+			bcc_recipients = EXCLUDED.bcc_recipients, received_at = EXCLUDED.received_at,
+			sent_at = EXCLUDED.sent_at, is_read = EXCLUDED.is_read, is_draft = EXCLUDED.is_draft,
+			categories = EXCLUDED.categories, importance = EXCLUDED.importance,
+			has_attachments = EXCLUDED.has_attachments, body_preview = EXCLUDED.body_preview,
+			body_content_type = EXCLUDED.body_content_type, body = EXCLUDED.body, updated_at = now()
+		WHERE COALESCE(EXCLUDED.change_key, '') = '' OR messages.change_key IS DISTINCT FROM EXCLUDED.change_key
+			OR messages.folder_id <> EXCLUDED.folder_id OR messages.is_read <> EXCLUDED.is_read
+			OR messages.body IS DISTINCT FROM EXCLUDED.body`
+	if !events {
+		return merge
+	}
+	return `WITH merged AS (` + merge + ` RETURNING id, folder_id, change_key, (xmax = 0) AS inserted)
+		INSERT INTO events (id, connection_id, type, data)
+		SELECT $1 || ':' || id || ':' || COALESCE(change_key, ''), $1,
+			CASE WHEN inserted THEN 'message.created' ELSE 'message.updated' END,
+			jsonb_build_object('message_id', id, 'folder_id', folder_id)
+		FROM merged ON CONFLICT (id) DO NOTHING`
+}
+
+// deleteStatement deletes a folder's messages matching a condition ($1 the
+// connection, $2 the folder); with events, each deletion is recorded.
+func deleteStatement(cond string, events bool) string {
+	del := `DELETE FROM messages WHERE connection_id = $1 AND folder_id = $2 AND ` + cond
+	if !events {
+		return del
+	}
+	return `WITH gone AS (` + del + ` RETURNING id, change_key)
+		INSERT INTO events (id, connection_id, type, data)
+		SELECT $1 || ':' || id || ':deleted:' || COALESCE(change_key, ''), $1, 'message.deleted',
+			jsonb_build_object('message_id', id, 'folder_id', $2::text)
+		FROM gone ON CONFLICT (id) DO NOTHING`
 }
 
 func replaceAttachments(ctx context.Context, tx pgx.Tx, connectionID string, msgs []Message) error {
@@ -286,16 +323,24 @@ func nullTime(t time.Time) any {
 }
 
 // Messages returns every message of a connection, ordered by ID (for
-// comparisons with ground truth and for the API).
+// comparisons with ground truth).
 func (s *Store) Messages(ctx context.Context, connectionID string) ([]Message, error) {
-	rows, err := s.pool.Query(ctx, `
+	return s.queryMessages(ctx, `connection_id = $1 ORDER BY id`, connectionID)
+}
+
+// messageSelect reads a message row with its attachments.
+const messageSelect = `
 		SELECT id, folder_id, COALESCE(internet_message_id, ''), COALESCE(conversation_id, ''), COALESCE(change_key, ''),
 			COALESCE(subject, ''), COALESCE(from_name, ''), COALESCE(from_address, ''), to_recipients, cc_recipients, bcc_recipients,
 			received_at, sent_at, is_read, is_draft, categories, COALESCE(importance, ''), has_attachments,
 			COALESCE(body_preview, ''), COALESCE(body_content_type, ''), body,
 			(SELECT COALESCE(json_agg(json_build_object('id', a.id, 'name', a.name, 'contentType', a.content_type, 'size', a.size, 'isInline', a.is_inline) ORDER BY a.id), '[]')
 			   FROM attachments a WHERE a.connection_id = m.connection_id AND a.message_id = m.id)
-		FROM messages m WHERE connection_id = $1 ORDER BY id`, connectionID)
+		FROM messages m WHERE `
+
+// queryMessages runs messageSelect with a condition (and order, limit).
+func (s *Store) queryMessages(ctx context.Context, where string, args ...any) ([]Message, error) {
+	rows, err := s.pool.Query(ctx, messageSelect+where, args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: messages: %w", err)
 	}

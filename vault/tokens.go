@@ -256,3 +256,35 @@ func (ts *TokenStore) PutClientState(ctx context.Context, connectionID, clientSt
 	}
 	return nil
 }
+
+// SigningSecrets are an organisation's webhook signing secrets: the current
+// one, and the previous one for a day after a rotation, so the app can
+// switch over without rejecting deliveries.
+type SigningSecrets struct {
+	Current   string    `json:"current"`
+	Previous  string    `json:"previous,omitempty"`
+	RotatedAt time.Time `json:"rotated_at"`
+}
+
+func (ts *TokenStore) signingPath(orgID string) string {
+	return path.Join(ts.prefix, "orgs", orgID, "webhook")
+}
+
+// GetSigningSecrets reads an organisation's signing secrets.
+func (ts *TokenStore) GetSigningSecrets(ctx context.Context, orgID string) (SigningSecrets, error) {
+	s, err := ts.get(ctx, ts.signingPath(orgID))
+	if err != nil {
+		return SigningSecrets{}, err
+	}
+	at, _ := time.Parse(time.RFC3339Nano, str(s.Data, "rotated_at"))
+	return SigningSecrets{Current: str(s.Data, "current"), Previous: str(s.Data, "previous"), RotatedAt: at}, nil
+}
+
+// PutSigningSecrets writes an organisation's signing secrets.
+func (ts *TokenStore) PutSigningSecrets(ctx context.Context, orgID string, s SigningSecrets) error {
+	data := map[string]any{"current": s.Current, "previous": s.Previous, "rotated_at": s.RotatedAt.Format(time.RFC3339Nano)}
+	if _, err := ts.kv.Put(ctx, ts.signingPath(orgID), data); err != nil {
+		return fmt.Errorf("vault: write signing secrets: %w", err)
+	}
+	return nil
+}

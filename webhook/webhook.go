@@ -2,7 +2,8 @@
 // notifications. It answers the validation handshake, checks each item
 // against a known subscription and its clientState (by hash, in constant
 // time), hands valid ones durably to the connection's workflow as a signal
-// (one per connection per request, however many items), and answers 202.
+// (one per connection however many items arrive: concurrent requests for
+// a connection share one signal in flight), and answers 202.
 // It never calls Graph; when it cannot hand over (Temporal down) it answers
 // 503 so Graph retries.
 package webhook
@@ -22,6 +23,7 @@ import (
 
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/outlookd/outlookd/store"
 	"github.com/outlookd/outlookd/workflows"
@@ -37,6 +39,10 @@ type Receiver struct {
 	Log      *slog.Logger
 
 	cache sync.Map // subscription ID -> cached
+	// inflight joins a change notification to a changes signal already
+	// on its way to the same connection: that signal is accepted after the
+	// notification arrived, so the delta round it starts covers the change.
+	inflight singleflight.Group
 
 	// Counters of what was received and ignored.
 	Accepted, Ignored, Signals atomic.Int64
@@ -47,8 +53,9 @@ type cached struct {
 	fetched time.Time
 }
 
-// item is one notification (change or lifecycle).
-type item struct {
+// Item is one notification (change or lifecycle), as far as the receiver
+// reads it.
+type Item struct {
 	SubscriptionID string `json:"subscriptionId"`
 	ClientState    string `json:"clientState"`
 	ChangeType     string `json:"changeType"`
@@ -73,16 +80,14 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request, lifecycle boo
 		http.Error(w, "notifications are POSTed", http.StatusMethodNotAllowed)
 		return
 	}
-	var body struct {
-		Value []item `json:"value"`
-	}
-	if err := json.NewDecoder(http.MaxBytesReader(w, req.Body, MaxBody)).Decode(&body); err != nil {
+	items, err := Parse(http.MaxBytesReader(w, req.Body, MaxBody))
+	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			http.Error(w, "the notification body is too large", http.StatusRequestEntityTooLarge)
 			return
 		}
-		http.Error(w, "the notification body is not valid JSON", http.StatusBadRequest)
+		http.Error(w, "the notification body is not valid: "+err.Error(), http.StatusBadRequest)
 		return
 	}
 	ctx := req.Context()
@@ -91,8 +96,14 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request, lifecycle boo
 		connection string
 		signal     workflows.LifecycleSignal
 	}
-	for _, it := range body.Value {
-		sub, ok := r.check(ctx, it)
+	for _, it := range items {
+		sub, ok, err := r.check(ctx, it)
+		if err != nil {
+			// The registry cannot say whether the item is genuine: let
+			// Graph retry rather than drop it.
+			http.Error(w, "could not check the notification; retry", http.StatusServiceUnavailable)
+			return
+		}
 		if !ok {
 			r.Ignored.Add(1)
 			continue
@@ -108,7 +119,10 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request, lifecycle boo
 		changed[sub.ConnectionID] = true
 	}
 	for conn := range changed {
-		if err := r.signal(ctx, conn, workflows.SignalChanges, nil); err != nil {
+		_, err, _ := r.inflight.Do(conn, func() (any, error) {
+			return nil, r.signal(ctx, conn, workflows.SignalChanges, nil)
+		})
+		if err != nil {
 			http.Error(w, "could not hand the notification over; retry", http.StatusServiceUnavailable)
 			return
 		}
@@ -122,25 +136,52 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request, lifecycle boo
 	w.WriteHeader(http.StatusAccepted)
 }
 
+// Parse reads a notification body: {"value": [items]}. Anything else
+// (not JSON, no value array, trailing data) is an error.
+func Parse(body io.Reader) ([]Item, error) {
+	var payload struct {
+		Value *[]Item `json:"value"`
+	}
+	dec := json.NewDecoder(body)
+	if err := dec.Decode(&payload); err != nil {
+		return nil, err
+	}
+	if payload.Value == nil {
+		return nil, errors.New("no value array")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, err
+		}
+		return nil, errors.New("data after the JSON object")
+	}
+	return *payload.Value, nil
+}
+
 // check finds the subscription of an item and compares the clientState's
-// hash with the one recorded, in constant time.
-func (r *Receiver) check(ctx context.Context, it item) (store.Subscription, bool) {
+// hash with the one recorded, in constant time. An unknown subscription is
+// not ok; an error means the registry could not be asked.
+func (r *Receiver) check(ctx context.Context, it Item) (store.Subscription, bool, error) {
 	if it.SubscriptionID == "" || it.ClientState == "" {
-		return store.Subscription{}, false
+		return store.Subscription{}, false, nil
 	}
 	var sub store.Subscription
 	if c, ok := r.cache.Load(it.SubscriptionID); ok && time.Since(c.(cached).fetched) < time.Minute {
 		sub = c.(cached).sub
 	} else {
 		s, err := r.Store.GetSubscription(ctx, it.SubscriptionID)
+		if errors.Is(err, store.ErrNotFound) {
+			return store.Subscription{}, false, nil
+		}
 		if err != nil {
-			return store.Subscription{}, false
+			return store.Subscription{}, false, err
 		}
 		sub = s
 		r.cache.Store(it.SubscriptionID, cached{sub: s, fetched: time.Now()})
 	}
 	h := sha256.Sum256([]byte(it.ClientState))
-	return sub, subtle.ConstantTimeCompare(h[:], sub.ClientStateHash) == 1
+	return sub, subtle.ConstantTimeCompare(h[:], sub.ClientStateHash) == 1, nil
 }
 
 func (r *Receiver) signal(ctx context.Context, connectionID, name string, arg any) error {

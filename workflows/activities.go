@@ -149,6 +149,9 @@ type SyncFoldersInput struct {
 	WindowStart  time.Time `json:"windowStart"`
 	StoreBodies  bool      `json:"storeBodies"`
 	PageSize     int       `json:"pageSize"`
+	// Reanchor names folders (IDs or well-known names, "*" for all) to
+	// re-anchor from scratch in this round.
+	Reanchor []string `json:"reanchor,omitempty"`
 }
 
 // SyncFoldersResult counts what a round changed.

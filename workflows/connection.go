@@ -78,12 +78,25 @@ func newConnection(ctx workflow.Context, in ConnectionInput) (*connection, error
 		workflow.UpdateHandlerOptions{Validator: c.validateDisconnect}); err != nil {
 		return nil, err
 	}
-	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateResync, func(ctx workflow.Context) (Status, error) {
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateResync, func(ctx workflow.Context, in ResyncInput) (Status, error) {
 		c.s.Pending.Sync = true
+		for _, f := range in.Folders {
+			if !slices.Contains(c.s.Pending.Reanchor, f) {
+				c.s.Pending.Reanchor = append(c.s.Pending.Reanchor, f)
+			}
+		}
 		return c.status(ctx), nil
-	}, workflow.UpdateHandlerOptions{Validator: func() error {
+	}, workflow.UpdateHandlerOptions{Validator: func(in ResyncInput) error {
 		if c.s.State != StateActive {
 			return fmt.Errorf("only an active connection can resync; this one is %s", c.s.State)
+		}
+		if len(in.Folders) > 0 && !c.live() {
+			return errors.New("the first backfill has not finished; there is nothing to re-anchor yet")
+		}
+		for _, f := range in.Folders {
+			if f == "" || len(f) > 512 {
+				return errors.New("a folder to re-anchor is empty or too long")
+			}
 		}
 		return nil
 	}}); err != nil {
@@ -112,7 +125,7 @@ func newConnection(ctx workflow.Context, in ConnectionInput) (*connection, error
 			sel.Select(ctx)
 		}
 	})
-	if c.s.Pending != (PendingWork{}) {
+	if p := c.s.Pending; p.Sync || p.Renew || p.Resubscribe || len(p.Reanchor) > 0 {
 		c.log.Info("resuming work signalled before continue-as-new", "pending", c.s.Pending)
 	}
 	if err := c.upsertSearchAttributes(ctx); err != nil {
@@ -537,9 +550,11 @@ func (c *connection) renew(ctx workflow.Context) {
 // coalesce into rounds, never one round per notification.
 func (c *connection) sync(ctx workflow.Context) {
 	c.s.Pending.Sync = false
+	reanchor := c.s.Pending.Reanchor
 	var res SyncFoldersResult
 	err := workflow.ExecuteActivity(graphActivity(ctx, 10*time.Minute), ActivitySyncFolders, SyncFoldersInput{
 		ConnectionID: c.s.ID, UserID: c.s.UserID, WindowStart: c.s.Backfill.Covered, StoreBodies: c.s.Settings.StoreBodies, PageSize: c.opts.PageSize,
+		Reanchor: reanchor,
 	}).Get(ctx, &res)
 	now := workflow.Now(ctx)
 	if err != nil {
@@ -548,6 +563,11 @@ func (c *connection) sync(ctx workflow.Context) {
 			c.s.Pending.Sync, c.retrySyncAt = true, now.Add(time.Minute)
 		}
 		return
+	}
+	// Folders asked for re-anchoring meanwhile stay pending.
+	c.s.Pending.Reanchor = slices.DeleteFunc(c.s.Pending.Reanchor, func(f string) bool { return slices.Contains(reanchor, f) })
+	if len(c.s.Pending.Reanchor) == 0 {
+		c.s.Pending.Reanchor = nil
 	}
 	s := &c.s.Sync
 	s.LastSync, s.LastError = now, ""

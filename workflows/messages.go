@@ -296,6 +296,15 @@ type PendingWork struct {
 	Sync        bool `json:"sync,omitempty"`
 	Renew       bool `json:"renew,omitempty"`
 	Resubscribe bool `json:"resubscribe,omitempty"`
+	// Reanchor lists folders (IDs, or "*" for all) whose delta anchors the
+	// next round drops and rebuilds from a full scan of the window.
+	Reanchor []string `json:"reanchor,omitempty"`
+}
+
+// ResyncInput asks for a delta round; with Folders (IDs or well-known
+// names, or "*"), those folders are fully re-anchored.
+type ResyncInput struct {
+	Folders []string `json:"folders,omitempty"`
 }
 
 // Status is the answer of the status query: what an operator asks.

@@ -1,0 +1,530 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/outlookd/outlookd/connect"
+	"github.com/outlookd/outlookd/store"
+	"github.com/outlookd/outlookd/workflows"
+)
+
+// Body storage policies.
+const (
+	BodiesStore    = "store"     // bodies are synced into Postgres
+	BodiesOnDemand = "on_demand" // fetched from Graph when a message is read
+	BodiesNone     = "none"      // never stored nor fetched
+)
+
+// features is what a connection may do.
+type features struct {
+	Read bool `json:"read"`
+	Send bool `json:"send"`
+}
+
+// storage is the storage part of the settings.
+type storage struct {
+	Bodies string `json:"bodies"`
+}
+
+// settingsPatch is the settings a request may give; absent fields keep
+// their value (or default).
+type settingsPatch struct {
+	BackfillDays *int     `json:"backfill_days,omitempty"`
+	Folders      []string `json:"folders,omitempty"`
+	Storage      *storage `json:"storage,omitempty"`
+	Retention    *string  `json:"retention,omitempty"`
+	PollMinutes  *int     `json:"poll_minutes,omitempty"`
+}
+
+// appSettings are a connection's settings in full, as the API shows and
+// stores them.
+type appSettings struct {
+	Features     features `json:"features"`
+	BackfillDays int      `json:"backfill_days"`
+	Folders      []string `json:"folders"`
+	Storage      storage  `json:"storage"`
+	Retention    string   `json:"retention"`
+	PollMinutes  int      `json:"poll_minutes,omitempty"`
+}
+
+func defaultSettings(f features) appSettings {
+	if !f.Read && !f.Send {
+		f.Read = true
+	}
+	d := workflows.Settings{}.WithDefaults()
+	return appSettings{Features: f, BackfillDays: d.BackfillDays, Folders: d.Folders, Storage: storage{Bodies: BodiesOnDemand}, Retention: d.Retention}
+}
+
+// apply merges a patch and validates the result.
+func (s appSettings) apply(p settingsPatch) (appSettings, error) {
+	if p.BackfillDays != nil {
+		s.BackfillDays = *p.BackfillDays
+	}
+	if p.Folders != nil {
+		s.Folders = p.Folders
+	}
+	if p.Storage != nil {
+		s.Storage = *p.Storage
+	}
+	if p.Retention != nil {
+		s.Retention = *p.Retention
+	}
+	if p.PollMinutes != nil {
+		s.PollMinutes = *p.PollMinutes
+	}
+	switch s.Storage.Bodies {
+	case BodiesStore, BodiesOnDemand, BodiesNone:
+	default:
+		return s, fmt.Errorf("storage.bodies must be %q, %q or %q", BodiesStore, BodiesOnDemand, BodiesNone)
+	}
+	if len(s.Folders) == 0 || len(s.Folders) > 50 {
+		return s, errors.New("folders must name between 1 and 50 folders")
+	}
+	if p.PollMinutes != nil && *p.PollMinutes < 1 {
+		return s, errors.New("poll_minutes must be between 1 and 1440")
+	}
+	return s, s.workflow().Validate()
+}
+
+func (s appSettings) workflow() workflows.Settings {
+	return workflows.Settings{
+		BackfillDays: s.BackfillDays, Folders: s.Folders, StoreBodies: s.Storage.Bodies == BodiesStore,
+		Features: workflows.Features{Read: s.Features.Read, Send: s.Features.Send}, Retention: s.Retention, PollMinutes: s.PollMinutes,
+	}
+}
+
+func settingsOf(row store.Connection) appSettings {
+	var s appSettings
+	if len(row.Settings) > 2 && json.Unmarshal(row.Settings, &s) == nil && s.BackfillDays != 0 {
+		return s
+	}
+	return defaultSettings(features{Read: true})
+}
+
+// createRequest is the body of POST /v1/connections.
+type createRequest struct {
+	settingsPatch
+	Owner      string    `json:"owner,omitempty"`
+	Visibility string    `json:"visibility,omitempty"`
+	Features   *features `json:"features,omitempty"`
+	ReturnURL  string    `json:"return_url,omitempty"`
+	LoginHint  string    `json:"login_hint,omitempty"`
+}
+
+// connectionJSON is a connection as the API shows it.
+type connectionJSON struct {
+	ID            string        `json:"id"`
+	Owner         string        `json:"owner"`
+	Visibility    string        `json:"visibility"`
+	State         string        `json:"state"`
+	SyncMode      string        `json:"sync_mode,omitempty"`
+	PollReason    string        `json:"poll_reason,omitempty"`
+	Reason        string        `json:"reason,omitempty"`
+	ReasonText    string        `json:"reason_text,omitempty"`
+	Mailbox       string        `json:"mailbox,omitempty"`
+	DisplayName   string        `json:"display_name,omitempty"`
+	TenantID      string        `json:"tenant_id,omitempty"`
+	GrantedScopes []string      `json:"granted_scopes"`
+	Settings      appSettings   `json:"settings"`
+	Backfill      *backfillJSON `json:"backfill,omitempty"`
+	MessageCount  int64         `json:"message_count"`
+	NextAction    string        `json:"next_action,omitempty"`
+	NextActionAt  *time.Time    `json:"next_action_at,omitempty"`
+	LastSyncAt    *time.Time    `json:"last_sync_at,omitempty"`
+	CreatedAt     time.Time     `json:"created_at"`
+	UpdatedAt     time.Time     `json:"updated_at"`
+	DetachedAt    *time.Time    `json:"detached_at,omitempty"`
+	// Source says where the state came from: the workflow, or the
+	// registry when Temporal could not be asked.
+	Source       string `json:"source"`
+	AuthorizeURL string `json:"authorize_url,omitempty"`
+}
+
+type backfillJSON struct {
+	Running     bool               `json:"running"`
+	CoveredFrom *time.Time         `json:"covered_from,omitempty"`
+	CompletedAt *time.Time         `json:"completed_at,omitempty"`
+	Fetched     int64              `json:"fetched"`
+	Folders     []folderProgressJS `json:"folders"`
+}
+
+type folderProgressJS struct {
+	ID      string `json:"id"`
+	Name    string `json:"name"`
+	Fetched int64  `json:"fetched"`
+	Done    bool   `json:"done"`
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+var idPattern = regexp.MustCompile(`^conn_[A-Za-z0-9_-]{16}$`)
+
+// connection loads the connection named in the path, if the caller may
+// see it; otherwise it answers 404 (never 403: other organisations'
+// connections do not exist for the caller).
+func (s *server) connection(c *gin.Context) (store.Connection, bool) {
+	id := c.Param("id")
+	if !idPattern.MatchString(id) {
+		problem(c, http.StatusNotFound, "connection_not_found", "No connection with this ID is visible to you.")
+		return store.Connection{}, false
+	}
+	row, err := s.d.Store.GetConnection(c, id)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && !visible(callerOf(c), row)) {
+		problem(c, http.StatusNotFound, "connection_not_found", "No connection with this ID is visible to you.")
+		return store.Connection{}, false
+	}
+	if err != nil {
+		s.unavailable(c, err)
+		return store.Connection{}, false
+	}
+	return row, true
+}
+
+func visible(who caller, row store.Connection) bool {
+	if row.OrgID != who.Org.ID {
+		return false
+	}
+	return who.User == "" || row.OwnerID == who.User || row.Visibility == store.VisibilityOrganisation || who.Admin
+}
+
+func (s *server) unavailable(c *gin.Context, err error) {
+	s.d.Logger.Error("dependency failed", "path", c.FullPath(), "err", err)
+	problem(c, http.StatusServiceUnavailable, "unavailable", "A service outlookd depends on did not answer; retry shortly.")
+}
+
+func (s *server) createConnection(c *gin.Context) {
+	who := callerOf(c)
+	var req createRequest
+	if !bind(c, &req) {
+		return
+	}
+	owner := req.Owner
+	switch {
+	case owner == "":
+		owner = who.User
+	case owner != who.User && !who.Admin:
+		problem(c, http.StatusForbidden, "owner_mismatch", "Only an admin key may create a connection for another user; leave owner out.")
+		return
+	}
+	if owner == "" {
+		problem(c, http.StatusBadRequest, "owner_required", "An admin key must name the owner of the connection.")
+		return
+	}
+	vis := req.Visibility
+	if vis == "" {
+		vis = store.VisibilityOwner
+	}
+	if vis != store.VisibilityOwner && vis != store.VisibilityOrganisation {
+		problem(c, http.StatusUnprocessableEntity, "invalid_visibility", `visibility must be "owner" or "organisation".`)
+		return
+	}
+	if req.ReturnURL != "" {
+		if u, err := url.Parse(req.ReturnURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			problem(c, http.StatusUnprocessableEntity, "invalid_return_url", "return_url must be an absolute http(s) URL.")
+			return
+		}
+	}
+	f := features{Read: true}
+	if req.Features != nil {
+		f = *req.Features
+	}
+	if !f.Read && !f.Send {
+		problem(c, http.StatusUnprocessableEntity, "invalid_features", "A connection needs at least one feature: read or send.")
+		return
+	}
+	settings, err := defaultSettings(f).apply(req.settingsPatch)
+	if err != nil {
+		problem(c, http.StatusUnprocessableEntity, "invalid_settings", capitalize(err.Error())+".")
+		return
+	}
+	raw, _ := json.Marshal(settings)
+	created, err := s.d.Connect.Create(c, connect.Request{
+		OrgID: who.Org.ID, OwnerID: owner, Settings: settings.workflow(), LoginHint: req.LoginHint,
+		Visibility: vis, AppSettings: raw, ReturnURL: req.ReturnURL, MaxPerOwner: who.Org.ConnectionsPerUser,
+	})
+	if errors.Is(err, store.ErrTooManyConnections) {
+		problem(c, http.StatusConflict, "user_already_connected", "This user already has a connection, and the organisation allows "+strconv.Itoa(who.Org.ConnectionsPerUser)+" per user; disconnect it first.")
+		return
+	}
+	if err != nil {
+		s.unavailable(c, err)
+		return
+	}
+	row, err := s.d.Store.GetConnection(c, created.ConnectionID)
+	if err != nil {
+		s.unavailable(c, err)
+		return
+	}
+	out := s.present(c, row)
+	out.AuthorizeURL = created.AuthorizeURL
+	c.Header("Location", "/v1/connections/"+row.ID)
+	c.JSON(http.StatusCreated, out)
+}
+
+func capitalize(s string) string {
+	if s == "" {
+		return s
+	}
+	if s[0] >= 'a' && s[0] <= 'z' {
+		return string(s[0]-'a'+'A') + s[1:]
+	}
+	return s
+}
+
+// present builds the view of a connection: the workflow's status when
+// Temporal answers quickly, the registry's mirror otherwise.
+func (s *server) present(ctx context.Context, row store.Connection) connectionJSON {
+	out := connectionJSON{
+		ID: row.ID, Owner: row.OwnerID, Visibility: row.Visibility, State: row.State, Mailbox: row.Mailbox, DisplayName: row.DisplayName,
+		TenantID: row.TenantID, GrantedScopes: row.GrantedScopes, Settings: settingsOf(row), CreatedAt: row.CreatedAt, UpdatedAt: row.UpdatedAt,
+		DetachedAt: row.DetachedAt, Source: "registry",
+	}
+	if out.GrantedScopes == nil {
+		out.GrantedScopes = []string{}
+	}
+	if n, err := s.d.Store.CountMessages(ctx, row.ID); err == nil {
+		out.MessageCount = n
+	}
+	st, err := s.status(ctx, row.ID)
+	if err != nil {
+		return out
+	}
+	out.Source = "workflow"
+	out.State, out.Reason, out.ReasonText = st.State, st.Reason, st.ReasonText
+	out.SyncMode, out.PollReason = st.Sync.Mode, st.Sync.PollReason
+	if st.Mailbox != "" {
+		out.Mailbox, out.DisplayName, out.TenantID = st.Mailbox, st.DisplayName, st.TenantID
+	}
+	if len(st.GrantedScopes) > 0 {
+		out.GrantedScopes = st.GrantedScopes
+	}
+	out.NextAction, out.NextActionAt, out.LastSyncAt = st.NextAction, timePtr(st.NextActionAt), timePtr(st.Sync.LastSync)
+	b := &backfillJSON{Running: st.Backfill.Running, CoveredFrom: timePtr(st.Backfill.Covered), CompletedAt: timePtr(st.Backfill.Completed), Folders: []folderProgressJS{}}
+	for _, f := range st.Backfill.Folders {
+		b.Fetched += f.Fetched
+		b.Folders = append(b.Folders, folderProgressJS{ID: f.ID, Name: f.Name, Fetched: f.Fetched, Done: f.Done})
+	}
+	out.Backfill = b
+	return out
+}
+
+// statusTimeout bounds the status query; past it the registry answers.
+const statusTimeout = 3 * time.Second
+
+func (s *server) status(ctx context.Context, id string) (workflows.Status, error) {
+	qctx, cancel := context.WithTimeout(ctx, statusTimeout)
+	defer cancel()
+	v, err := s.d.Temporal.QueryWorkflow(qctx, workflows.ConnectionWorkflowID(id), "", workflows.QueryStatus)
+	if err != nil {
+		return workflows.Status{}, err
+	}
+	var st workflows.Status
+	return st, v.Get(&st)
+}
+
+func (s *server) getConnection(c *gin.Context) {
+	row, ok := s.connection(c)
+	if !ok {
+		return
+	}
+	c.JSON(http.StatusOK, s.present(c, row))
+}
+
+func (s *server) listConnections(c *gin.Context) {
+	who := callerOf(c)
+	limit, ok := limitParam(c, 50, 200)
+	if !ok {
+		return
+	}
+	after := c.Query("cursor")
+	if after != "" && !idPattern.MatchString(after) {
+		problem(c, http.StatusBadRequest, "invalid_cursor", "The cursor is not one this API gave out.")
+		return
+	}
+	user := who.User
+	if who.Admin {
+		user = ""
+	}
+	rows, err := s.d.Store.ListConnections(c, store.ConnectionFilter{OrgID: who.Org.ID, User: user, After: after, Limit: limit + 1})
+	if err != nil {
+		s.unavailable(c, err)
+		return
+	}
+	page := struct {
+		Data       []connectionJSON `json:"data"`
+		NextCursor string           `json:"next_cursor,omitempty"`
+	}{Data: []connectionJSON{}}
+	if len(rows) > limit {
+		rows = rows[:limit]
+		page.NextCursor = rows[limit-1].ID
+	}
+	for _, r := range rows {
+		page.Data = append(page.Data, s.present(c, r))
+	}
+	c.JSON(http.StatusOK, page)
+}
+
+func limitParam(c *gin.Context, def, max int) (int, bool) {
+	v := c.Query("limit")
+	if v == "" {
+		return def, true
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > max {
+		problem(c, http.StatusBadRequest, "invalid_limit", "limit must be a whole number from 1 to "+strconv.Itoa(max)+".")
+		return 0, false
+	}
+	return n, true
+}
+
+// update runs a workflow update and maps its failure: a validator's
+// rejection is a 409 with the workflow's sentence, a gone workflow is 409
+// too, and anything else means Temporal could not be reached.
+func (s *server) update(c *gin.Context, id, name string, args ...any) (workflows.Status, bool) {
+	h, err := s.d.Temporal.UpdateWorkflow(c, client.UpdateWorkflowOptions{
+		WorkflowID: workflows.ConnectionWorkflowID(id), UpdateName: name, Args: args, WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	var st workflows.Status
+	if err == nil {
+		err = h.Get(c, &st)
+	}
+	if err == nil {
+		return st, true
+	}
+	var gone *serviceerror.NotFound
+	var failed *serviceerror.FailedPrecondition
+	var rejected *temporal.ApplicationError
+	switch {
+	case errors.As(err, &gone):
+		problem(c, http.StatusConflict, "connection_ended", "This connection has ended; create a new one.")
+	case errors.As(err, &rejected):
+		problem(c, http.StatusConflict, "invalid_state", capitalize(strings.TrimSuffix(rejected.Message(), "."))+".")
+	case errors.As(err, &failed):
+		problem(c, http.StatusConflict, "connection_ended", "This connection has ended; create a new one.")
+	default:
+		s.unavailable(c, err)
+	}
+	return st, false
+}
+
+func (s *server) reauthorize(c *gin.Context) {
+	row, ok := s.connection(c)
+	if !ok {
+		return
+	}
+	var req struct {
+		LoginHint string `json:"login_hint,omitempty"`
+	}
+	if c.Request.ContentLength != 0 && !bind(c, &req) {
+		return
+	}
+	st, err := s.status(c, row.ID)
+	if err != nil {
+		s.unavailable(c, err)
+		return
+	}
+	if st.State != workflows.StateReauthRequired && st.State != workflows.StatePendingConsent {
+		problem(c, http.StatusConflict, "invalid_state", "Only a connection waiting for consent or for a new sign-in can be re-authorized; this one is "+st.State+".")
+		return
+	}
+	hint := req.LoginHint
+	if hint == "" && st.State == workflows.StateReauthRequired {
+		hint = st.Mailbox // the same account must come back
+	}
+	authURL, err := s.d.Connect.Reauthorize(c, row.ID, settingsOf(row).workflow(), hint)
+	if err != nil {
+		s.unavailable(c, err)
+		return
+	}
+	out := s.present(c, row)
+	out.AuthorizeURL = authURL
+	c.JSON(http.StatusOK, out)
+}
+
+func (s *server) resync(c *gin.Context) {
+	row, ok := s.connection(c)
+	if !ok {
+		return
+	}
+	var req struct {
+		Folders []string `json:"folders,omitempty"`
+	}
+	if c.Request.ContentLength != 0 && !bind(c, &req) {
+		return
+	}
+	if _, ok := s.update(c, row.ID, workflows.UpdateResync, workflows.ResyncInput{Folders: req.Folders}); !ok {
+		return
+	}
+	c.JSON(http.StatusAccepted, s.present(c, row))
+}
+
+func (s *server) patchSettings(c *gin.Context) {
+	row, ok := s.connection(c)
+	if !ok {
+		return
+	}
+	var p settingsPatch
+	if !bind(c, &p) {
+		return
+	}
+	settings, err := settingsOf(row).apply(p)
+	if err != nil {
+		problem(c, http.StatusUnprocessableEntity, "invalid_settings", capitalize(err.Error())+".")
+		return
+	}
+	// The workflow validates and applies first; only then is the registry
+	// changed, so a refused change leaves both as they were.
+	if _, ok := s.update(c, row.ID, workflows.UpdateSettings, settings.workflow()); !ok {
+		return
+	}
+	raw, _ := json.Marshal(settings)
+	if err := s.d.Store.UpdateConnection(c, row.ID, store.ConnectionUpdate{Settings: raw}); err != nil {
+		s.unavailable(c, err)
+		return
+	}
+	row.Settings = raw
+	c.JSON(http.StatusOK, s.present(c, row))
+}
+
+func (s *server) deleteConnection(c *gin.Context) {
+	row, ok := s.connection(c)
+	if !ok {
+		return
+	}
+	who := callerOf(c)
+	if row.OwnerID != who.User && !who.Admin {
+		problem(c, http.StatusForbidden, "not_owner", "Only the connection's owner or an admin key may disconnect it.")
+		return
+	}
+	// Disconnecting twice is not an error: the saga is under way or done.
+	already := row.State == workflows.StateDisconnected
+	if st, err := s.status(c, row.ID); err == nil && (st.State == workflows.StateDisconnecting || st.State == workflows.StateDisconnected) {
+		already = true
+	}
+	if !already {
+		if _, ok := s.update(c, row.ID, workflows.UpdateDisconnect); !ok {
+			return
+		}
+	}
+	c.Header("Location", "/v1/connections/"+row.ID)
+	c.JSON(http.StatusAccepted, s.present(c, row))
+}

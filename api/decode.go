@@ -1,0 +1,105 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+)
+
+// maxRequestBody bounds every JSON request body.
+const maxRequestBody = 64 << 10
+
+// decodeError is a request body the API refuses, with its status, code and
+// sentence.
+type decodeError struct {
+	status int
+	code   string
+	detail string
+}
+
+func (e *decodeError) Error() string { return e.detail }
+
+// decodeJSON reads exactly one JSON object into v: the content type must
+// be JSON, unknown fields, wrong types, trailing data and oversize bodies
+// are refused with a sentence naming the problem.
+func decodeJSON(contentType string, body io.Reader, v any) *decodeError {
+	mt, _, err := mime.ParseMediaType(contentType)
+	if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+		return &decodeError{http.StatusUnsupportedMediaType, "unsupported_media_type", "Send the request body as application/json."}
+	}
+	dec := json.NewDecoder(io.LimitReader(body, maxRequestBody+1))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return classifyDecode(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		if err != nil {
+			return classifyDecode(err)
+		}
+		return &decodeError{http.StatusBadRequest, "invalid_json", "The body holds more than one JSON value."}
+	}
+	return nil
+}
+
+func classifyDecode(err error) *decodeError {
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.Is(err, io.EOF):
+		return &decodeError{http.StatusBadRequest, "empty_body", "The request needs a JSON body."}
+	case errors.Is(err, io.ErrUnexpectedEOF) || errors.As(err, &syntax):
+		return &decodeError{http.StatusBadRequest, "invalid_json", "The body is not valid JSON (or is larger than 64 KiB)."}
+	case errors.As(err, &typ):
+		field := typ.Field
+		if field == "" {
+			return &decodeError{http.StatusBadRequest, "invalid_json", "The body must be a JSON object."}
+		}
+		return &decodeError{http.StatusBadRequest, "invalid_field", fmt.Sprintf("The field %q must be a %s, not a JSON %s.", field, typeName(typ.Type.Kind().String()), typ.Value)}
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return &decodeError{http.StatusBadRequest, "unknown_field", "The body has the field " + strings.TrimPrefix(err.Error(), "json: unknown field ") + ", which this request does not take."}
+	}
+	return &decodeError{http.StatusBadRequest, "invalid_json", "The body could not be read as JSON."}
+}
+
+func typeName(kind string) string {
+	switch kind {
+	case "int", "int32", "int64", "float64":
+		return "number"
+	case "slice":
+		return "list"
+	case "struct", "map", "ptr":
+		return "object"
+	case "bool":
+		return "boolean"
+	}
+	return kind
+}
+
+// bind decodes the request body or answers the problem; it says whether to
+// go on.
+func bind(c *gin.Context, v any) bool {
+	if c.Request.ContentLength > maxRequestBody {
+		problem(c, http.StatusRequestEntityTooLarge, "body_too_large", "The request body is larger than 64 KiB.")
+		return false
+	}
+	body, err := io.ReadAll(io.LimitReader(c.Request.Body, maxRequestBody+1))
+	if err != nil {
+		problem(c, http.StatusBadRequest, "invalid_json", "The request body could not be read.")
+		return false
+	}
+	if len(body) > maxRequestBody {
+		problem(c, http.StatusRequestEntityTooLarge, "body_too_large", "The request body is larger than 64 KiB.")
+		return false
+	}
+	if derr := decodeJSON(c.GetHeader("Content-Type"), strings.NewReader(string(body)), v); derr != nil {
+		problem(c, derr.status, derr.code, derr.detail)
+		return false
+	}
+	return true
+}

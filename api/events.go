@@ -1,0 +1,193 @@
+package api
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/outlookd/outlookd/store"
+	"github.com/outlookd/outlookd/vault"
+)
+
+// eventJSON is an event as the feed and the webhook deliver it.
+type eventJSON struct {
+	ID           string         `json:"id"`
+	Type         string         `json:"type"`
+	ConnectionID string         `json:"connection_id"`
+	CreatedAt    time.Time      `json:"created_at"`
+	Data         map[string]any `json:"data"`
+	// Cursor is where to continue the feed after this event.
+	Cursor string `json:"cursor"`
+}
+
+// EventView is the JSON form of a stored event, shared by the feed and
+// the webhook deliveries.
+func EventView(e store.Event) eventJSON {
+	data := e.Data
+	if data == nil {
+		data = map[string]any{}
+	}
+	return eventJSON{ID: e.ID, Type: e.Type, ConnectionID: e.ConnectionID, CreatedAt: e.CreatedAt.UTC(), Data: data, Cursor: strconv.FormatInt(e.Seq, 10)}
+}
+
+func (s *server) events(c *gin.Context) {
+	who := callerOf(c)
+	limit, ok := limitParam(c, 100, 1000)
+	if !ok {
+		return
+	}
+	var after int64
+	if v := c.Query("after"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			problem(c, http.StatusBadRequest, "invalid_cursor", "after must be a cursor from an earlier event (a whole number), or absent to start at the beginning.")
+			return
+		}
+		after = n
+	}
+	user := who.User
+	if who.Admin {
+		user = ""
+	}
+	evs, err := s.d.Store.Feed(c, store.FeedQuery{OrgID: who.Org.ID, User: user, After: after, Limit: limit})
+	if err != nil {
+		s.unavailable(c, err)
+		return
+	}
+	out := struct {
+		Data       []eventJSON `json:"data"`
+		NextCursor string      `json:"next_cursor"`
+	}{Data: []eventJSON{}, NextCursor: strconv.FormatInt(after, 10)}
+	for _, e := range evs {
+		v := EventView(e)
+		out.Data = append(out.Data, v)
+		out.NextCursor = v.Cursor
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+type endpointJSON struct {
+	URL        string     `json:"url"`
+	UpdatedAt  time.Time  `json:"updated_at"`
+	Pending    int64      `json:"pending"`
+	Parked     int64      `json:"parked"`
+	Delivered  int64      `json:"delivered"`
+	LastError  string     `json:"last_error,omitempty"`
+	RotatedAt  *time.Time `json:"secret_rotated_at,omitempty"`
+	Secret     string     `json:"secret,omitempty"`
+	Requeued   int64      `json:"requeued,omitempty"`
+	SigningAlg string     `json:"signing"`
+}
+
+func (s *server) endpointView(c *gin.Context, org string) (endpointJSON, error) {
+	ep, err := s.d.Store.GetEndpoint(c, org)
+	if err != nil {
+		return endpointJSON{}, err
+	}
+	out := endpointJSON{URL: ep.URL, UpdatedAt: ep.UpdatedAt, Pending: ep.Pending, Parked: ep.Parked, Delivered: ep.Delivered,
+		LastError: ep.LastError, SigningAlg: "Standard Webhooks v1 (HMAC-SHA256)"}
+	if sec, err := s.d.Tokens.GetSigningSecrets(c, org); err == nil {
+		out.RotatedAt = timePtr(sec.RotatedAt)
+	}
+	return out, nil
+}
+
+func (s *server) getEndpoint(c *gin.Context) {
+	who := callerOf(c)
+	out, err := s.endpointView(c, who.Org.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		problem(c, http.StatusNotFound, "no_webhook_endpoint", "No webhook endpoint is registered; PUT one to receive events.")
+		return
+	}
+	if err != nil {
+		s.unavailable(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+// putEndpoint registers the organisation's endpoint. The signing secret is
+// made on first registration and on rotate_secret, and shown only then;
+// the previous secret keeps signing (as a second signature) for a day.
+func (s *server) putEndpoint(c *gin.Context) {
+	who := callerOf(c)
+	if !who.Admin {
+		problem(c, http.StatusForbidden, "admin_required", "Only an admin key may change the organisation's webhook endpoint.")
+		return
+	}
+	var req struct {
+		URL           string `json:"url"`
+		RotateSecret  bool   `json:"rotate_secret,omitempty"`
+		RequeueParked bool   `json:"requeue_parked,omitempty"`
+	}
+	if !bind(c, &req) {
+		return
+	}
+	u, err := url.Parse(req.URL)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || len(req.URL) > 2048 {
+		problem(c, http.StatusUnprocessableEntity, "invalid_url", "url must be an absolute http(s) URL of at most 2048 characters.")
+		return
+	}
+	if u.Scheme == "http" && !loopback(u.Hostname()) {
+		problem(c, http.StatusUnprocessableEntity, "insecure_url", "Events carry mail metadata: the endpoint must use https (http is allowed on loopback only).")
+		return
+	}
+	sec, err := s.d.Tokens.GetSigningSecrets(c, who.Org.ID)
+	fresh := errors.Is(err, vault.ErrNotFound)
+	if err != nil && !fresh {
+		s.unavailable(c, err)
+		return
+	}
+	var shown string
+	if fresh || req.RotateSecret {
+		shown = newSigningSecret()
+		sec = vault.SigningSecrets{Current: shown, Previous: sec.Current, RotatedAt: time.Now().UTC()}
+		// The secret is stored before the endpoint exists, so no event is
+		// ever queued for an endpoint without one.
+		if err := s.d.Tokens.PutSigningSecrets(c, who.Org.ID, sec); err != nil {
+			s.unavailable(c, err)
+			return
+		}
+	}
+	if err := s.d.Store.PutEndpoint(c, who.Org.ID, req.URL); err != nil {
+		s.unavailable(c, err)
+		return
+	}
+	var requeued int64
+	if req.RequeueParked {
+		if requeued, err = s.d.Store.RequeueParked(c, who.Org.ID); err != nil {
+			s.unavailable(c, err)
+			return
+		}
+	}
+	out, err := s.endpointView(c, who.Org.ID)
+	if err != nil {
+		s.unavailable(c, err)
+		return
+	}
+	out.Secret, out.Requeued = shown, requeued
+	c.JSON(http.StatusOK, out)
+}
+
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// newSigningSecret makes a Standard Webhooks secret: "whsec_" and 32
+// random bytes in base64.
+func newSigningSecret() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return "whsec_" + base64.StdEncoding.EncodeToString(b)
+}

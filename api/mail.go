@@ -1,0 +1,318 @@
+package api
+
+import (
+	"encoding/base64"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/outlookd/outlookd/activities"
+	"github.com/outlookd/outlookd/store"
+	"github.com/outlookd/outlookd/workflows"
+)
+
+type recipientJSON struct {
+	Name    string `json:"name"`
+	Address string `json:"address"`
+}
+
+type attachmentJSON struct {
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	ContentType string `json:"content_type"`
+	Size        int64  `json:"size"`
+	IsInline    bool   `json:"is_inline"`
+}
+
+type bodyJSON struct {
+	ContentType string `json:"content_type"`
+	Content     string `json:"content"`
+	// Source is "store" (synced) or "graph" (fetched for this request).
+	Source string `json:"source"`
+}
+
+type messageJSON struct {
+	ID                string           `json:"id"`
+	FolderID          string           `json:"folder_id"`
+	ConversationID    string           `json:"conversation_id,omitempty"`
+	InternetMessageID string           `json:"internet_message_id,omitempty"`
+	Subject           string           `json:"subject"`
+	From              recipientJSON    `json:"from"`
+	To                []recipientJSON  `json:"to"`
+	Cc                []recipientJSON  `json:"cc"`
+	Bcc               []recipientJSON  `json:"bcc"`
+	ReceivedAt        *time.Time       `json:"received_at,omitempty"`
+	SentAt            *time.Time       `json:"sent_at,omitempty"`
+	IsRead            bool             `json:"is_read"`
+	IsDraft           bool             `json:"is_draft"`
+	Categories        []string         `json:"categories"`
+	Importance        string           `json:"importance,omitempty"`
+	HasAttachments    bool             `json:"has_attachments"`
+	BodyPreview       string           `json:"body_preview"`
+	Attachments       []attachmentJSON `json:"attachments"`
+	Body              *bodyJSON        `json:"body,omitempty"`
+}
+
+func recipients(rs []store.Recipient) []recipientJSON {
+	out := make([]recipientJSON, 0, len(rs))
+	for _, r := range rs {
+		out = append(out, recipientJSON{Name: r.Name, Address: r.Address})
+	}
+	return out
+}
+
+func messageView(m store.Message) messageJSON {
+	out := messageJSON{
+		ID: m.ID, FolderID: m.FolderID, ConversationID: m.ConversationID, InternetMessageID: m.InternetMessageID, Subject: m.Subject,
+		From: recipientJSON{Name: m.From.Name, Address: m.From.Address}, To: recipients(m.To), Cc: recipients(m.Cc), Bcc: recipients(m.Bcc),
+		ReceivedAt: timePtr(m.Received), SentAt: timePtr(m.Sent), IsRead: m.IsRead, IsDraft: m.IsDraft, Categories: m.Categories,
+		Importance: m.Importance, HasAttachments: m.HasAttachments, BodyPreview: m.BodyPreview, Attachments: []attachmentJSON{},
+	}
+	if out.Categories == nil {
+		out.Categories = []string{}
+	}
+	for _, a := range m.Attachments {
+		out.Attachments = append(out.Attachments, attachmentJSON{ID: a.ID, Name: a.Name, ContentType: a.ContentType, Size: a.Size, IsInline: a.IsInline})
+	}
+	return out
+}
+
+// graphID is what a Graph ID may look like in a path (base64url-ish).
+func graphID(s string) bool {
+	if s == "" || len(s) > 512 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || strings.ContainsRune("-_=+/.", r)) {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *server) listFolders(c *gin.Context) {
+	row, ok := s.connection(c)
+	if !ok {
+		return
+	}
+	folders, err := s.d.Store.ListFolders(c, row.ID)
+	if err != nil {
+		s.unavailable(c, err)
+		return
+	}
+	type folderJSON struct {
+		ID          string `json:"id"`
+		ParentID    string `json:"parent_id,omitempty"`
+		Name        string `json:"name"`
+		WellKnown   string `json:"well_known,omitempty"`
+		Phase       string `json:"phase"`
+		Synced      int64  `json:"synced"`
+		WindowStart string `json:"window_start"`
+	}
+	out := struct {
+		Data []folderJSON `json:"data"`
+	}{Data: []folderJSON{}}
+	for _, f := range folders {
+		out.Data = append(out.Data, folderJSON{ID: f.ID, ParentID: f.ParentID, Name: f.DisplayName, WellKnown: f.WellKnown, Phase: f.Phase,
+			Synced: f.Synced, WindowStart: f.WindowStart.UTC().Format(time.RFC3339)})
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+// messageCursor encodes the position after a message (received time, ID).
+func messageCursor(m store.Message) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(m.Received.UTC().Format(time.RFC3339Nano) + "|" + m.ID))
+}
+
+func parseMessageCursor(s string) (time.Time, string, bool) {
+	raw, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return time.Time{}, "", false
+	}
+	ts, id, ok := strings.Cut(string(raw), "|")
+	t, err := time.Parse(time.RFC3339Nano, ts)
+	if !ok || err != nil || !graphID(id) {
+		return time.Time{}, "", false
+	}
+	if t.IsZero() {
+		t = time.Unix(0, 0).UTC() // received_at missing sorts as the epoch
+	}
+	return t, id, true
+}
+
+func (s *server) listMessages(c *gin.Context) {
+	row, ok := s.connection(c)
+	if !ok {
+		return
+	}
+	limit, ok := limitParam(c, 50, 200)
+	if !ok {
+		return
+	}
+	q := store.MessageQuery{FolderID: c.Query("folder"), From: c.Query("from"), To: c.Query("to"), Limit: limit + 1}
+	if q.FolderID != "" && !graphID(q.FolderID) {
+		problem(c, http.StatusBadRequest, "invalid_folder", "folder must be a folder ID from GET .../folders.")
+		return
+	}
+	for name, v := range map[string]string{"from": q.From, "to": q.To} {
+		if len(v) > 320 || (v != "" && !strings.Contains(v, "@")) {
+			problem(c, http.StatusBadRequest, "invalid_address", name+" must be an e-mail address.")
+			return
+		}
+	}
+	if v := c.Query("since"); v != "" {
+		t, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			problem(c, http.StatusBadRequest, "invalid_since", "since must be an RFC 3339 time, such as 2026-11-01T00:00:00Z.")
+			return
+		}
+		q.Since = t
+	}
+	switch c.Query("unread") {
+	case "", "false":
+	case "true":
+		q.Unread = true
+	default:
+		problem(c, http.StatusBadRequest, "invalid_unread", "unread must be true or false.")
+		return
+	}
+	if v := c.Query("cursor"); v != "" {
+		t, id, ok := parseMessageCursor(v)
+		if !ok {
+			problem(c, http.StatusBadRequest, "invalid_cursor", "The cursor is not one this API gave out.")
+			return
+		}
+		q.AfterReceived, q.AfterID = t, id
+	}
+	msgs, err := s.d.Store.ListMessages(c, row.ID, q)
+	if err != nil {
+		s.unavailable(c, err)
+		return
+	}
+	page := struct {
+		Data       []messageJSON `json:"data"`
+		NextCursor string        `json:"next_cursor,omitempty"`
+	}{Data: []messageJSON{}}
+	if len(msgs) > limit {
+		msgs = msgs[:limit]
+		page.NextCursor = messageCursor(msgs[limit-1])
+	}
+	for _, m := range msgs {
+		page.Data = append(page.Data, messageView(m))
+	}
+	c.JSON(http.StatusOK, page)
+}
+
+// message loads the message named in the path for a visible connection.
+func (s *server) message(c *gin.Context) (store.Connection, store.Message, bool) {
+	row, ok := s.connection(c)
+	if !ok {
+		return row, store.Message{}, false
+	}
+	mid := c.Param("mid")
+	if !graphID(mid) {
+		problem(c, http.StatusNotFound, "message_not_found", "This connection has no message with this ID.")
+		return row, store.Message{}, false
+	}
+	m, err := s.d.Store.GetMessage(c, row.ID, mid)
+	if errors.Is(err, store.ErrNotFound) {
+		problem(c, http.StatusNotFound, "message_not_found", "This connection has no message with this ID.")
+		return row, m, false
+	}
+	if err != nil {
+		s.unavailable(c, err)
+		return row, m, false
+	}
+	return row, m, true
+}
+
+// onDemand says whether Graph may be asked for this connection now.
+func (s *server) onDemand(c *gin.Context, row store.Connection) bool {
+	if s.d.Mail == nil || row.UserID == "" {
+		problem(c, http.StatusConflict, "not_available", "This content is not stored and cannot be fetched for this connection.")
+		return false
+	}
+	if row.State != workflows.StateActive {
+		problem(c, http.StatusConflict, "connection_not_active", "The connection is "+row.State+"; content that is not stored can only be fetched from an active connection.")
+		return false
+	}
+	return true
+}
+
+func (s *server) fetchError(c *gin.Context, err error) {
+	if errors.Is(err, activities.ErrGone) {
+		problem(c, http.StatusNotFound, "gone_at_source", "The mailbox no longer has this item.")
+		return
+	}
+	s.d.Logger.Warn("on-demand fetch failed", "path", c.FullPath(), "err", err)
+	problem(c, http.StatusBadGateway, "upstream_failed", "Microsoft Graph did not return the content; retry shortly.")
+}
+
+func (s *server) getMessage(c *gin.Context) {
+	row, m, ok := s.message(c)
+	if !ok {
+		return
+	}
+	out := messageView(m)
+	switch {
+	case m.Body != nil:
+		out.Body = &bodyJSON{ContentType: m.BodyContentType, Content: *m.Body, Source: "store"}
+	case settingsOf(row).Storage.Bodies == BodiesOnDemand && c.Query("body") != "false":
+		if !s.onDemand(c, row) {
+			return
+		}
+		ct, content, err := s.d.Mail.Body(c, row.ID, row.UserID, m.ID)
+		if err != nil {
+			s.fetchError(c, err)
+			return
+		}
+		out.Body = &bodyJSON{ContentType: ct, Content: content, Source: "graph"}
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+func (s *server) getAttachment(c *gin.Context) {
+	row, m, ok := s.message(c)
+	if !ok {
+		return
+	}
+	aid := c.Param("aid")
+	var att *store.Attachment
+	for i := range m.Attachments {
+		if m.Attachments[i].ID == aid {
+			att = &m.Attachments[i]
+		}
+	}
+	if att == nil {
+		problem(c, http.StatusNotFound, "attachment_not_found", "This message has no attachment with this ID.")
+		return
+	}
+	if !s.onDemand(c, row) {
+		return
+	}
+	resp, err := s.d.Mail.Attachment(c, row.ID, row.UserID, m.ID, att.ID)
+	if err != nil {
+		s.fetchError(c, err)
+		return
+	}
+	defer resp.Body.Close()
+	ct := att.ContentType
+	if ct == "" {
+		ct = "application/octet-stream"
+	}
+	c.Header("Content-Type", ct)
+	c.Header("Content-Disposition", `attachment; filename="`+strings.NewReplacer(`"`, "", "\r", "", "\n", "").Replace(att.Name)+`"`)
+	c.Header("X-Content-Type-Options", "nosniff")
+	if resp.ContentLength >= 0 {
+		c.Header("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
+	}
+	c.Status(http.StatusOK)
+	if _, err := io.Copy(c.Writer, resp.Body); err != nil {
+		s.d.Logger.Warn("attachment stream cut", "err", err)
+	}
+}
