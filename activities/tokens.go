@@ -198,6 +198,8 @@ func (a *Activities) exchangeCode(ctx context.Context, in workflows.ExchangeCode
 	err = a.Store.UpdateConnection(ctx, in.ConnectionID, store.ConnectionUpdate{
 		State: workflows.StateActive, TenantID: res.TenantID, Mailbox: res.Mailbox, UserID: res.UserID,
 		DisplayName: res.DisplayName, GrantedScopes: res.GrantedScopes,
+		Event: &store.Event{ID: in.ConnectionID + ":active:" + in.Ref, Type: "connection.active",
+			Data: map[string]any{"mailbox": res.Mailbox, "reauthorized": in.ExpectUserID != ""}},
 	})
 	if errors.Is(err, store.ErrMailboxTaken) {
 		return workflows.ExchangeCodeResult{}, temporal.NewNonRetryableApplicationError("the mailbox is already connected", workflows.ErrMailboxTaken, err)

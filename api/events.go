@@ -12,30 +12,10 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/outlookd/outlookd/outbox"
 	"github.com/outlookd/outlookd/store"
 	"github.com/outlookd/outlookd/vault"
 )
-
-// eventJSON is an event as the feed and the webhook deliver it.
-type eventJSON struct {
-	ID           string         `json:"id"`
-	Type         string         `json:"type"`
-	ConnectionID string         `json:"connection_id"`
-	CreatedAt    time.Time      `json:"created_at"`
-	Data         map[string]any `json:"data"`
-	// Cursor is where to continue the feed after this event.
-	Cursor string `json:"cursor"`
-}
-
-// EventView is the JSON form of a stored event, shared by the feed and
-// the webhook deliveries.
-func EventView(e store.Event) eventJSON {
-	data := e.Data
-	if data == nil {
-		data = map[string]any{}
-	}
-	return eventJSON{ID: e.ID, Type: e.Type, ConnectionID: e.ConnectionID, CreatedAt: e.CreatedAt.UTC(), Data: data, Cursor: strconv.FormatInt(e.Seq, 10)}
-}
 
 func (s *server) events(c *gin.Context) {
 	who := callerOf(c)
@@ -62,11 +42,11 @@ func (s *server) events(c *gin.Context) {
 		return
 	}
 	out := struct {
-		Data       []eventJSON `json:"data"`
-		NextCursor string      `json:"next_cursor"`
-	}{Data: []eventJSON{}, NextCursor: strconv.FormatInt(after, 10)}
+		Data       []outbox.Event `json:"data"`
+		NextCursor string         `json:"next_cursor"`
+	}{Data: []outbox.Event{}, NextCursor: strconv.FormatInt(after, 10)}
 	for _, e := range evs {
-		v := EventView(e)
+		v := outbox.View(e)
 		out.Data = append(out.Data, v)
 		out.NextCursor = v.Cursor
 	}

@@ -102,6 +102,25 @@ type Config struct {
 	// CACertFile adds a CA to trust for Microsoft's hosts (a simulator
 	// served over TLS).
 	CACertFile string `env:"OUTLOOKD_CA_CERT_FILE"`
+	// APIRateLimit is the requests per second each API key may make (with a
+	// burst of twice as many).
+	APIRateLimit float64 `env:"OUTLOOKD_API_RATE_LIMIT" envDefault:"50"`
+	// NotificationsURL is where Graph posts change notifications (default:
+	// the public URL + /v1/graph/notifications; "none" polls instead).
+	NotificationsURL string `env:"OUTLOOKD_NOTIFICATIONS_URL"`
+}
+
+// Notifications returns the URLs Graph posts change and lifecycle
+// notifications to (both empty: connections poll).
+func (c Config) Notifications() (changes, lifecycle string) {
+	switch c.NotificationsURL {
+	case "none":
+		return "", ""
+	case "":
+		base := strings.TrimSuffix(c.PublicURL.String(), "/") + "/v1/graph"
+		return base + "/notifications", base + "/lifecycle"
+	}
+	return c.NotificationsURL, strings.TrimSuffix(c.NotificationsURL, "/notifications") + "/lifecycle"
 }
 
 // Redirect returns the OAuth redirect URL.
@@ -206,6 +225,22 @@ func (c Config) Validate() error {
 	}
 	if c.RefreshMargin < 0 || c.RefreshMargin > time.Hour {
 		return &Error{Var: "OUTLOOKD_REFRESH_MARGIN", Expect: "a duration between 0s and 1h"}
+	}
+	if c.APIRateLimit <= 0 {
+		return &Error{Var: "OUTLOOKD_API_RATE_LIMIT", Expect: "a positive number of requests per second"}
+	}
+	if c.NotificationsURL != "" && c.NotificationsURL != "none" {
+		if u, err := url.Parse(c.NotificationsURL); err != nil || absoluteHTTP("OUTLOOKD_NOTIFICATIONS_URL", u) != nil || !strings.HasSuffix(u.Path, "/notifications") {
+			return &Error{Var: "OUTLOOKD_NOTIFICATIONS_URL", Expect: `an absolute http(s) URL ending in /notifications, or "none"`}
+		}
+	}
+	return nil
+}
+
+// ValidateAPI checks what the API needs to begin consent.
+func (c Config) ValidateAPI() error {
+	if strings.TrimSpace(c.ClientID) == "" {
+		return &Error{Var: "OUTLOOKD_CLIENT_ID", Expect: "the app registration's application (client) ID"}
 	}
 	return nil
 }

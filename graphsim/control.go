@@ -96,6 +96,21 @@ func (s *Sim) AddApp(spec AppSpec) (*App, error) {
 	return &cp, nil
 }
 
+// AddRedirectURI registers another redirect URI on an app, as an admin
+// would in the app registration.
+func (s *Sim) AddRedirectURI(clientID, uri string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a := s.apps[clientID]
+	if a == nil {
+		return fmt.Errorf("graphsim: app %s: %w", clientID, ErrNotFound)
+	}
+	if !slices.Contains(a.RedirectURIs, uri) {
+		a.RedirectURIs = append(a.RedirectURIs, uri)
+	}
+	return nil
+}
+
 // AddSecret adds a client secret to an app (for rotation tests).
 func (s *Sim) AddSecret(clientID, value string, expires time.Time) error {
 	s.mu.Lock()

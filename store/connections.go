@@ -65,26 +65,25 @@ func scanConnection(r pgx.Row) (Connection, error) {
 // CreateConnection registers a connection; creating one that exists is a
 // no-op, so a retried start is harmless.
 func (s *Store) CreateConnection(ctx context.Context, c Connection) error {
-	return insertConnection(ctx, s.pool, c)
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { return insertConnection(ctx, tx, c) })
 }
 
-func insertConnection(ctx context.Context, db interface {
-	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
-}, c Connection) error {
+func insertConnection(ctx context.Context, tx pgx.Tx, c Connection) error {
 	if c.Visibility == "" {
 		c.Visibility = VisibilityOwner
 	}
 	if c.Settings == nil {
 		c.Settings = []byte("{}")
 	}
-	_, err := db.Exec(ctx, `
+	_, err := tx.Exec(ctx, `
 		INSERT INTO connections (id, org_id, owner_id, state, mode, visibility, settings, return_url)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, NULLIF($8, ''))
 		ON CONFLICT (id) DO NOTHING`, c.ID, c.OrgID, c.OwnerID, c.State, c.Mode, c.Visibility, c.Settings, c.ReturnURL)
 	if err != nil {
 		return fmt.Errorf("store: create connection %s: %w", c.ID, err)
 	}
-	return nil
+	return addEvent(ctx, tx, Event{ID: c.ID + ":created", ConnectionID: c.ID, Type: "connection.created",
+		Data: map[string]any{"owner": c.OwnerID, "visibility": c.Visibility}})
 }
 
 // ConnectionUpdate changes the registry's mirror of a connection; empty
@@ -99,12 +98,27 @@ type ConnectionUpdate struct {
 	GrantedScopes []string
 	// Settings, when set, replaces the stored settings (JSON).
 	Settings []byte
+	// Event, when set, is recorded in the same transaction.
+	Event *Event
 }
 
 // UpdateConnection applies an update. Claiming a mailbox another live
 // connection holds returns ErrMailboxTaken and changes nothing.
 func (s *Store) UpdateConnection(ctx context.Context, id string, u ConnectionUpdate) error {
-	tag, err := s.pool.Exec(ctx, `
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := updateConnection(ctx, tx, id, u); err != nil {
+			return err
+		}
+		if u.Event == nil {
+			return nil
+		}
+		u.Event.ConnectionID = id
+		return addEvent(ctx, tx, *u.Event)
+	})
+}
+
+func updateConnection(ctx context.Context, tx pgx.Tx, id string, u ConnectionUpdate) error {
+	tag, err := tx.Exec(ctx, `
 		UPDATE connections SET
 			state          = COALESCE(NULLIF($2, ''), state),
 			mode           = COALESCE(NULLIF($3, ''), mode),

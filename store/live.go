@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Subscription is a Graph subscription of a connection.
@@ -80,11 +81,17 @@ type Event struct {
 // AddEvent records an event once: a retried write with the same ID is a
 // no-op.
 func (s *Store) AddEvent(ctx context.Context, e Event) error {
+	return addEvent(ctx, s.pool, e)
+}
+
+func addEvent(ctx context.Context, db interface {
+	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
+}, e Event) error {
 	data, err := json.Marshal(e.Data)
 	if err != nil {
 		return fmt.Errorf("store: event data: %w", err)
 	}
-	_, err = s.pool.Exec(ctx, `INSERT INTO events (id, connection_id, type, data) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING`,
+	_, err = db.Exec(ctx, `INSERT INTO events (id, connection_id, type, data) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING`,
 		e.ID, e.ConnectionID, e.Type, data)
 	if err != nil {
 		return fmt.Errorf("store: add event: %w", err)

@@ -603,6 +603,12 @@ func (c *connection) disconnect(ctx workflow.Context) {
 		Data: map[string]any{"mailbox": c.s.Mailbox, "retention": c.s.Settings.Retention}})
 	c.s.Sync = SyncState{}
 	c.s.DisconnectStep = "done"
+	if workflow.GetVersion(ctx, "disconnect-registry-first", workflow.DefaultVersion, 1) != workflow.DefaultVersion {
+		// The registry says disconnected before the status does, so an app
+		// that sees the status may connect the user again at once.
+		step("recording the end", ActivityRecordState, RecordStateInput{ConnectionID: c.s.ID, State: StateDisconnected, Mode: c.s.Mode})
+		c.recorded = StateDisconnected
+	}
 	c.setState(ctx, StateDisconnected, "disconnected", "The connection was disconnected.")
 	c.recordState(ctx)
 }
@@ -669,8 +675,11 @@ func (c *connection) startBackfill(ctx workflow.Context) {
 		var res BackfillResult
 		err := fut.Get(gctx, &res)
 		b := &c.s.Backfill
-		b.Running = false
+		// Running stays true until the completion is recorded, so the
+		// workflow does not continue as new under this goroutine.
+		defer func() { b.Running = false }()
 		if err != nil {
+			b.Running = false
 			b.LastError = err.Error()
 			if !c.onActivityError(gctx, err) {
 				c.retryBackfillAt = workflow.Now(gctx).Add(time.Minute)
@@ -678,8 +687,20 @@ func (c *connection) startBackfill(ctx workflow.Context) {
 			return
 		}
 		b.Covered, b.Completed = b.Target, workflow.Now(gctx)
+		var fetched int64
 		for _, f := range res.Folders {
 			c.applyProgress(BackfillProgress{Folder: f})
+			fetched += f.Fetched
+		}
+		if workflow.GetVersion(gctx, "backfill-completed-event", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+			return
+		}
+		err = workflow.ExecuteActivity(withLocalRetries(gctx, time.Minute), ActivityRecordEvent, RecordEventInput{
+			ConnectionID: c.s.ID, EventID: fmt.Sprintf("%s:backfill:%d", c.s.ID, b.Runs), Type: "backfill.completed",
+			Data: map[string]any{"covered_from": b.Covered.UTC().Format(time.RFC3339), "fetched": fetched, "run": b.Runs},
+		}).Get(gctx, nil)
+		if err != nil {
+			c.log.Error("record backfill.completed", "err", err)
 		}
 	})
 }

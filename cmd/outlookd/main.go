@@ -19,6 +19,7 @@ Usage:
   outlookd serve [--role all|api|worker]   run the API and/or the Temporal worker
   outlookd migrate [--create-database]      bring the Postgres schema up to date
   outlookd sim [--seed demo] [--tls]        run graphsim, the Microsoft identity platform and Graph simulator
+  outlookd apikey create|list|revoke        manage the API keys of an organisation (shown once)
   outlookd version                          print the version
 
 Configuration comes from environment variables; see README.md.
@@ -62,6 +63,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 		return migrate(ctx, args[1:], stdout, stderr, environ)
 	case "sim":
 		return simulate(ctx, args[1:], stdout, stderr)
+	case "apikey":
+		return apikeyCmd(ctx, args[1:], stdout, stderr, environ)
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 		return nil

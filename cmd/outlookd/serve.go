@@ -20,10 +20,14 @@ import (
 	"github.com/outlookd/outlookd/activities"
 	"github.com/outlookd/outlookd/api"
 	"github.com/outlookd/outlookd/config"
+	"github.com/outlookd/outlookd/connect"
 	"github.com/outlookd/outlookd/identity"
+	"github.com/outlookd/outlookd/outbox"
 	"github.com/outlookd/outlookd/store"
 	"github.com/outlookd/outlookd/vault"
+	"github.com/outlookd/outlookd/webhook"
 	"github.com/outlookd/outlookd/worker"
+	"github.com/outlookd/outlookd/workflows"
 )
 
 // Roles a serve process can take.
@@ -49,6 +53,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 	}
 	if err := cfg.ValidateVaultAuth(); err != nil {
 		return err
+	}
+	if *role != roleWorker {
+		if err := cfg.ValidateAPI(); err != nil {
+			return err
+		}
 	}
 	log := newLogger(cfg, stderr)
 	log.Info("outlookd starting", "version", versionString(), "role", *role,
@@ -89,19 +98,33 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return vc.Run(gctx) })
 
+	acts, err := newActivities(cfg, st, vc, log)
+	if err != nil {
+		return err
+	}
 	if *role == roleAll || *role == roleWorker {
-		acts, err := newActivities(cfg, st, vc, log)
-		if err != nil {
-			return err
-		}
 		g.Go(func() error {
 			return worker.Run(gctx, tc, worker.Options{TaskQueue: cfg.TaskQueue, Logger: log.With("component", "worker"), Register: worker.Register(acts)})
 		})
 	}
 	if *role == roleAll || *role == roleAPI {
+		changes, lifecycle := cfg.Notifications()
+		connector := &connect.Service{Temporal: tc, Tokens: vc.Tokens(), Store: st, Identity: acts.Identity, TaskQueue: cfg.TaskQueue,
+			Options: workflows.Options{NotificationURL: changes, LifecycleURL: lifecycle}}
+		dispatcher := &outbox.Dispatcher{Store: st, Secrets: vc.Tokens().GetSigningSecrets, HTTP: &http.Client{Timeout: 15 * time.Second},
+			Log: log.With("component", "outbox")}
+		g.Go(func() error { return dispatcher.Run(gctx) })
 		router := api.NewRouter(api.Deps{
 			Logger:       log.With("component", "api"),
 			ReadyTimeout: cfg.ReadyTimeout,
+			Store:        st,
+			Temporal:     tc,
+			Connect:      connector,
+			Tokens:       vc.Tokens(),
+			Receiver:     &webhook.Receiver{Store: st, Temporal: tc, Log: log.With("component", "webhook")},
+			Mail:         activities.Reader{A: acts},
+			RateLimit:    cfg.APIRateLimit,
+			RateBurst:    int(2 * cfg.APIRateLimit),
 			Checks: []api.Check{
 				{Name: "postgres", Probe: st.Ping},
 				{Name: "vault", Probe: vc.Health},

@@ -1,0 +1,724 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/outlookd/outlookd/activities"
+	"github.com/outlookd/outlookd/api"
+	"github.com/outlookd/outlookd/apikey"
+	"github.com/outlookd/outlookd/graphsim"
+	"github.com/outlookd/outlookd/graphsim/simtest"
+	"github.com/outlookd/outlookd/internal/enginetest"
+	"github.com/outlookd/outlookd/outbox"
+	"github.com/outlookd/outlookd/store"
+	"github.com/outlookd/outlookd/workflows"
+)
+
+// harness is the API over a whole in-process engine (real Temporal, Vault,
+// Postgres; graphsim for Microsoft), with two organisations and their keys.
+type harness struct {
+	e   *enginetest.Engine
+	url string
+	// acme: member key (one connection per user), admin key; globex: key.
+	acme, acmeAdmin, globex string
+}
+
+func newHarness(t *testing.T, simOpts graphsim.Options) *harness {
+	t.Helper()
+	if simOpts.Subscriptions.BatchWindow == 0 {
+		simOpts.Subscriptions.BatchWindow = 5 * time.Millisecond
+	}
+	e := enginetest.StartLive(t, simOpts, workflows.Options{PageSize: 50, ReconcileEvery: time.Hour})
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	router := api.NewRouter(api.Deps{Logger: log, Store: e.Store, Temporal: e.Temporal, Connect: e.Connect, Tokens: e.Vault.Tokens(),
+		Receiver: e.Receiver, Mail: activities.Reader{A: e.Acts}, RateLimit: 1000, RateBurst: 1000})
+	srv := httptest.NewServer(router)
+	t.Cleanup(srv.Close)
+	callback := srv.URL + "/v1/oauth/callback"
+	if err := e.Sim.AddRedirectURI(e.App.ClientID, callback); err != nil {
+		t.Fatal(err)
+	}
+	e.Connect.Identity.RedirectURL = callback
+	e.Acts.Identity.RedirectURL = callback
+	h := &harness{e: e, url: srv.URL}
+	ctx := context.Background()
+	// Organisation IDs are unique per test: the registry is shared.
+	suffix := strings.ToLower(strings.ReplaceAll(e.TaskQueue, "outlookd-test-", ""))
+	for _, k := range []struct {
+		dst   *string
+		org   string
+		admin bool
+	}{{&h.acme, "acme-" + suffix, false}, {&h.acmeAdmin, "acme-" + suffix, true}, {&h.globex, "globex-" + suffix, false}} {
+		if _, err := e.Store.UpsertOrg(ctx, k.org, k.org, 0); err != nil {
+			t.Fatal(err)
+		}
+		key, id, hash := apikey.New()
+		if err := e.Store.InsertAPIKey(ctx, store.APIKey{ID: id, OrgID: k.org, SecretHash: hash, Admin: k.admin}); err != nil {
+			t.Fatal(err)
+		}
+		*k.dst = key
+	}
+	return h
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r response) json(t *testing.T, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.body, v); err != nil {
+		t.Fatalf("decode %s: %v", r.body, err)
+	}
+}
+
+// code is the problem code of an error response.
+func (r response) code() string {
+	var p api.Problem
+	_ = json.Unmarshal(r.body, &p)
+	return p.Code
+}
+
+// call sends a request with a key and an acting user; body may be a
+// string (sent as is) or a value (sent as JSON).
+func (h *harness) call(t *testing.T, method, path, key, user string, body any) response {
+	t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	default:
+		raw, _ := json.Marshal(b)
+		rd = bytes.NewReader(raw)
+	}
+	req, _ := http.NewRequest(method, h.url+path, rd)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	if user != "" {
+		req.Header.Set(api.UserHeader, user)
+	}
+	resp, err := simtest.NoRedirect.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode >= 400 && resp.Header.Get("Content-Type") != "application/problem+json" && !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
+		t.Errorf("%s %s: %d with content type %q", method, path, resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	return response{status: resp.StatusCode, header: resp.Header, body: raw}
+}
+
+type conn struct {
+	ID           string `json:"id"`
+	Owner        string `json:"owner"`
+	Visibility   string `json:"visibility"`
+	State        string `json:"state"`
+	SyncMode     string `json:"sync_mode"`
+	Reason       string `json:"reason"`
+	Mailbox      string `json:"mailbox"`
+	MessageCount int64  `json:"message_count"`
+	Source       string `json:"source"`
+	AuthorizeURL string `json:"authorize_url"`
+	Settings     struct {
+		BackfillDays int    `json:"backfill_days"`
+		Retention    string `json:"retention"`
+		PollMinutes  int    `json:"poll_minutes"`
+		Storage      struct {
+			Bodies string `json:"bodies"`
+		} `json:"storage"`
+	} `json:"settings"`
+	Backfill *struct {
+		Running     bool    `json:"running"`
+		CompletedAt *string `json:"completed_at"`
+	} `json:"backfill"`
+}
+
+// consent follows an authorize URL through graphsim (automatic consent)
+// to the API's callback, and returns the callback's answer.
+func (h *harness) consent(t *testing.T, authURL string) response {
+	t.Helper()
+	resp, err := simtest.NoRedirect.Get(authURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc := resp.Header.Get("Location")
+	if !strings.HasPrefix(loc, h.url+"/v1/oauth/callback") {
+		t.Fatalf("authorize redirected to %q", loc)
+	}
+	u, _ := url.Parse(loc)
+	return h.call(t, "GET", "/v1/oauth/callback?"+u.RawQuery, "", "", nil)
+}
+
+// waitConn polls a connection until cond holds.
+func (h *harness) waitConn(t *testing.T, id, key, user, what string, cond func(conn) bool) conn {
+	t.Helper()
+	var c conn
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		r := h.call(t, "GET", "/v1/connections/"+id, key, user, nil)
+		if r.status == 200 {
+			r.json(t, &c)
+			if cond(c) {
+				return c
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: never happened; last %d %s", what, r.status, r.body)
+		}
+	}
+}
+
+func TestAuthentication(t *testing.T) {
+	h := newHarness(t, graphsim.Options{})
+	revoked, id, hash := apikey.New()
+	ctx := context.Background()
+	org := strings.TrimPrefix(h.e.TaskQueue, "outlookd-test-")
+	if err := h.e.Store.InsertAPIKey(ctx, store.APIKey{ID: id, OrgID: "acme-" + org, SecretHash: hash}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.e.Store.RevokeAPIKey(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	unknown, _, _ := apikey.New()
+	wrongSecret := h.acme[:len(h.acme)-3] + "abc"
+	for _, tc := range []struct {
+		name, key, user string
+		status          int
+		code            string
+	}{
+		{"no key", "", "u1", 401, "unauthenticated"},
+		{"malformed key", "olk_nope", "u1", 401, "invalid_api_key"},
+		{"unknown key", unknown, "u1", 401, "invalid_api_key"},
+		{"wrong secret", wrongSecret, "u1", 401, "invalid_api_key"},
+		{"revoked key", revoked, "u1", 401, "invalid_api_key"},
+		{"no acting user", h.acme, "", 400, "user_required"},
+		{"long acting user", h.acme, strings.Repeat("u", 300), 400, "invalid_user"},
+		{"member key", h.acme, "u1", 200, ""},
+		{"admin key without a user", h.acmeAdmin, "", 200, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := h.call(t, "GET", "/v1/connections", tc.key, tc.user, nil)
+			if r.status != tc.status || (tc.code != "" && r.code() != tc.code) {
+				t.Errorf("%d %s, want %d %s", r.status, r.body, tc.status, tc.code)
+			}
+		})
+	}
+
+	// A slow key: one request a second, no burst beyond it.
+	slow := api.NewRouter(api.Deps{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Store: h.e.Store, Temporal: h.e.Temporal,
+		Connect: h.e.Connect, Tokens: h.e.Vault.Tokens(), RateLimit: 1, RateBurst: 1})
+	srv := httptest.NewServer(slow)
+	defer srv.Close()
+	var last *http.Response
+	for range 3 {
+		req, _ := http.NewRequest("GET", srv.URL+"/v1/connections", nil)
+		req.Header.Set("Authorization", "Bearer "+h.acme)
+		req.Header.Set(api.UserHeader, "u1")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		last = resp
+	}
+	if last.StatusCode != 429 || last.Header.Get("Retry-After") == "" {
+		t.Errorf("third request in a second: %d, Retry-After %q", last.StatusCode, last.Header.Get("Retry-After"))
+	}
+}
+
+func TestRequestValidation(t *testing.T) {
+	h := newHarness(t, graphsim.Options{})
+	for _, tc := range []struct {
+		name   string
+		method string
+		path   string
+		ctype  string
+		body   string
+		status int
+		code   string
+	}{
+		{"wrong content type", "POST", "/v1/connections", "text/plain", `{}`, 415, "unsupported_media_type"},
+		{"no body", "POST", "/v1/connections", "application/json", ``, 400, "empty_body"},
+		{"not JSON", "POST", "/v1/connections", "application/json", `{"owner":`, 400, "invalid_json"},
+		{"two values", "POST", "/v1/connections", "application/json", `{} {}`, 400, "invalid_json"},
+		{"an array", "POST", "/v1/connections", "application/json", `[]`, 400, "invalid_json"},
+		{"unknown field", "POST", "/v1/connections", "application/json", `{"colour":"blue"}`, 400, "unknown_field"},
+		{"wrong type", "POST", "/v1/connections", "application/json", `{"backfill_days":"thirty"}`, 400, "invalid_field"},
+		{"oversize", "POST", "/v1/connections", "application/json", `{"owner":"` + strings.Repeat("x", 70<<10) + `"}`, 413, "body_too_large"},
+		{"bad visibility", "POST", "/v1/connections", "application/json", `{"visibility":"public"}`, 422, "invalid_visibility"},
+		{"bad window", "POST", "/v1/connections", "application/json", `{"backfill_days":5000}`, 422, "invalid_settings"},
+		{"bad bodies policy", "POST", "/v1/connections", "application/json", `{"storage":{"bodies":"sometimes"}}`, 422, "invalid_settings"},
+		{"bad retention", "POST", "/v1/connections", "application/json", `{"retention":"forever"}`, 422, "invalid_settings"},
+		{"no features", "POST", "/v1/connections", "application/json", `{"features":{"read":false,"send":false}}`, 422, "invalid_features"},
+		{"bad return URL", "POST", "/v1/connections", "application/json", `{"return_url":"javascript:alert(1)"}`, 422, "invalid_return_url"},
+		{"someone else's connection", "POST", "/v1/connections", "application/json", `{"owner":"u2"}`, 403, "owner_mismatch"},
+		{"bad connection ID", "GET", "/v1/connections/nope", "", "", 404, "connection_not_found"},
+		{"unknown connection", "GET", "/v1/connections/conn_AAAAAAAAAAAAAAAA", "", "", 404, "connection_not_found"},
+		{"bad limit", "GET", "/v1/connections?limit=0", "", "", 400, "invalid_limit"},
+		{"bad cursor", "GET", "/v1/connections?cursor=%27", "", "", 400, "invalid_cursor"},
+		{"bad event cursor", "GET", "/v1/events?after=-3", "", "", 400, "invalid_cursor"},
+		{"no such route", "GET", "/v1/nothing", "", "", 404, "not_found"},
+		{"wrong method", "PUT", "/v1/connections", "application/json", `{}`, 405, "method_not_allowed"},
+		{"endpoint by a member", "PUT", "/v1/webhook-endpoints", "application/json", `{"url":"https://app.example/hooks"}`, 403, "admin_required"},
+		{"no endpoint yet", "GET", "/v1/webhook-endpoints", "", "", 404, "no_webhook_endpoint"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var body io.Reader
+			if tc.body != "" {
+				body = strings.NewReader(tc.body)
+			}
+			req, _ := http.NewRequest(tc.method, h.url+tc.path, body)
+			if tc.ctype != "" {
+				req.Header.Set("Content-Type", tc.ctype)
+			}
+			req.Header.Set("Authorization", "Bearer "+h.acme)
+			req.Header.Set(api.UserHeader, "u1")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			var p api.Problem
+			_ = json.Unmarshal(raw, &p)
+			if resp.StatusCode != tc.status || p.Code != tc.code || p.Detail == "" || resp.Header.Get("Content-Type") != "application/problem+json" {
+				t.Errorf("%d %s, want %d %s", resp.StatusCode, raw, tc.status, tc.code)
+			}
+		})
+	}
+	// Nothing was half-made by the refused creates.
+	r := h.call(t, "GET", "/v1/connections", h.acmeAdmin, "", nil)
+	var page struct{ Data []conn }
+	r.json(t, &page)
+	if len(page.Data) != 0 {
+		t.Errorf("refused requests left %d connections", len(page.Data))
+	}
+	// Endpoint URLs must be https outside loopback.
+	if r := h.call(t, "PUT", "/v1/webhook-endpoints", h.acmeAdmin, "", map[string]any{"url": "http://app.example/hooks"}); r.status != 422 || r.code() != "insecure_url" {
+		t.Errorf("http endpoint: %d %s", r.status, r.body)
+	}
+}
+
+// receiver collects signed webhook deliveries.
+type receiver struct {
+	mu     sync.Mutex
+	events map[string]outbox.Event
+	bad    int
+	secret string
+}
+
+func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	sec, _ := strconv.ParseInt(r.Header.Get("webhook-timestamp"), 10, 64)
+	ts := time.Unix(sec, 0)
+	want, _ := outbox.Sign(rc.secret, r.Header.Get("webhook-id"), ts, body)
+	if !strings.Contains(r.Header.Get("webhook-signature"), want) {
+		rc.bad++
+		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+	var e outbox.Event
+	_ = json.Unmarshal(body, &e)
+	rc.events[e.ID] = e
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (rc *receiver) types() map[string]int {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	out := map[string]int{}
+	for _, e := range rc.events {
+		out[e.Type]++
+	}
+	return out
+}
+
+// TestConnectionJourney drives a connection through the API as an app
+// would: create, consent through the callback, watch the backfill, read
+// folders and messages (bodies on demand, attachments streamed), receive
+// events by pull and by signed webhook, change settings, resync, and
+// disconnect; with the visibility rules checked along the way.
+func TestConnectionJourney(t *testing.T) {
+	h := newHarness(t, graphsim.Options{})
+	ctx := context.Background()
+	e := h.e
+	if _, err := e.Ctl.Generate(ctx, e.Ada.UPN, graphsim.GenerateSpec{Count: 120, Days: 10, Folders: []string{"inbox", "sentitems"}, Seed: 5, AttachmentShare: 0.2}); err != nil {
+		t.Fatal(err)
+	}
+	// The app registers its webhook endpoint first (admin key).
+	rc := &receiver{events: map[string]outbox.Event{}}
+	hook := httptest.NewServer(rc)
+	defer hook.Close()
+	r := h.call(t, "PUT", "/v1/webhook-endpoints", h.acmeAdmin, "", map[string]any{"url": hook.URL + "/outlookd"})
+	var ep struct {
+		Secret string `json:"secret"`
+		URL    string `json:"url"`
+	}
+	r.json(t, &ep)
+	if r.status != 200 || !strings.HasPrefix(ep.Secret, "whsec_") {
+		t.Fatalf("register endpoint: %d %s", r.status, r.body)
+	}
+	rc.secret = ep.Secret
+	if r := h.call(t, "GET", "/v1/webhook-endpoints", h.acmeAdmin, "", nil); r.status != 200 || strings.Contains(string(r.body), ep.Secret) {
+		t.Errorf("the endpoint shows its secret again: %s", r.body)
+	}
+	dctx, stop := context.WithCancel(ctx)
+	defer stop()
+	d := &outbox.Dispatcher{Store: e.Store, Secrets: e.Vault.Tokens().GetSigningSecrets, HTTP: hook.Client(),
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Idle: 50 * time.Millisecond}
+	go func() { _ = d.Run(dctx) }()
+
+	// Create, as app user u-ada, visible to her organisation.
+	r = h.call(t, "POST", "/v1/connections", h.acme, "u-ada", map[string]any{
+		"visibility": "organisation", "backfill_days": 30, "folders": []string{"inbox", "sentitems"}, "login_hint": e.Ada.UPN,
+	})
+	var c conn
+	r.json(t, &c)
+	if r.status != 201 || c.State != workflows.StatePendingConsent || c.AuthorizeURL == "" || r.header.Get("Location") != "/v1/connections/"+c.ID {
+		t.Fatalf("create: %d %s", r.status, r.body)
+	}
+	if c.Settings.Storage.Bodies != api.BodiesOnDemand || c.Settings.Retention != "delete" {
+		t.Errorf("defaults: %+v", c.Settings)
+	}
+	// One connection per user in this organisation.
+	if r := h.call(t, "POST", "/v1/connections", h.acme, "u-ada", map[string]any{}); r.status != 409 || r.code() != "user_already_connected" {
+		t.Errorf("second connection for u-ada: %d %s", r.status, r.body)
+	}
+
+	page := h.consent(t, c.AuthorizeURL)
+	if page.status != 200 || !strings.Contains(string(page.body), e.Ada.UPN) || strings.Contains(string(page.body), "code=") {
+		t.Fatalf("callback page: %d %s", page.status, page.body)
+	}
+	c = h.waitConn(t, c.ID, h.acme, "u-ada", "backfill done", func(c conn) bool {
+		return c.State == workflows.StateActive && c.Backfill != nil && c.Backfill.CompletedAt != nil && c.SyncMode == workflows.SyncPush
+	})
+	if c.Mailbox != e.Ada.UPN || c.Source != "workflow" || c.MessageCount == 0 {
+		t.Errorf("active connection: %+v", c)
+	}
+
+	// Visibility: another user of acme sees it (organisation visibility)
+	// but may not disconnect it; globex does not know it exists.
+	if r := h.call(t, "GET", "/v1/connections/"+c.ID, h.acme, "u-bob", nil); r.status != 200 {
+		t.Errorf("organisation-visible connection for another user: %d", r.status)
+	}
+	if r := h.call(t, "DELETE", "/v1/connections/"+c.ID, h.acme, "u-bob", nil); r.status != 403 || r.code() != "not_owner" {
+		t.Errorf("disconnect by another user: %d %s", r.status, r.body)
+	}
+	for _, path := range []string{"", "/messages", "/folders"} {
+		if r := h.call(t, "GET", "/v1/connections/"+c.ID+path, h.globex, "u-ada", nil); r.status != 404 || r.code() != "connection_not_found" {
+			t.Errorf("another organisation reading %q: %d %s", path, r.status, r.body)
+		}
+	}
+	if r := h.call(t, "DELETE", "/v1/connections/"+c.ID, h.globex, "u-ada", nil); r.status != 404 {
+		t.Errorf("another organisation disconnecting: %d", r.status)
+	}
+
+	// Folders and messages, paged with filters.
+	r = h.call(t, "GET", "/v1/connections/"+c.ID+"/folders", h.acme, "u-ada", nil)
+	var folders struct {
+		Data []struct {
+			ID        string `json:"id"`
+			WellKnown string `json:"well_known"`
+			Phase     string `json:"phase"`
+		} `json:"data"`
+	}
+	r.json(t, &folders)
+	inbox := ""
+	for _, f := range folders.Data {
+		if f.WellKnown == "inbox" {
+			inbox = f.ID
+		}
+	}
+	if r.status != 200 || inbox == "" {
+		t.Fatalf("folders: %d %s", r.status, r.body)
+	}
+	type msg struct {
+		ID          string `json:"id"`
+		FolderID    string `json:"folder_id"`
+		IsRead      bool   `json:"is_read"`
+		ReceivedAt  string `json:"received_at"`
+		Attachments []struct {
+			ID   string `json:"id"`
+			Size int64  `json:"size"`
+		} `json:"attachments"`
+		Body *struct {
+			Content string `json:"content"`
+			Source  string `json:"source"`
+		} `json:"body"`
+	}
+	var all []msg
+	cursor := ""
+	for pages := 0; ; pages++ {
+		r = h.call(t, "GET", "/v1/connections/"+c.ID+"/messages?limit=25&folder="+url.QueryEscape(inbox)+"&cursor="+cursor, h.acme, "u-ada", nil)
+		var p struct {
+			Data       []msg  `json:"data"`
+			NextCursor string `json:"next_cursor"`
+		}
+		r.json(t, &p)
+		if r.status != 200 || pages > 20 {
+			t.Fatalf("messages page %d: %d %s", pages, r.status, r.body)
+		}
+		all = append(all, p.Data...)
+		if p.NextCursor == "" {
+			break
+		}
+		cursor = url.QueryEscape(p.NextCursor)
+	}
+	truth, _ := e.Ctl.GroundTruth(ctx, e.Ada.UPN)
+	wantInbox := 0
+	since := time.Now().Add(-30 * 24 * time.Hour)
+	for _, m := range truth.Messages {
+		if m.FolderID == inbox && m.Received.After(since) {
+			wantInbox++
+		}
+	}
+	seen := map[string]bool{}
+	for i, m := range all {
+		if seen[m.ID] || m.FolderID != inbox || (i > 0 && m.ReceivedAt > all[i-1].ReceivedAt) {
+			t.Fatalf("paging: duplicate, wrong folder or out of order at %d", i)
+		}
+		seen[m.ID] = true
+	}
+	if len(all) != wantInbox {
+		t.Errorf("paged %d inbox messages, ground truth %d", len(all), wantInbox)
+	}
+	r = h.call(t, "GET", "/v1/connections/"+c.ID+"/messages?unread=true&limit=200", h.acme, "u-ada", nil)
+	var unread struct{ Data []msg }
+	r.json(t, &unread)
+	for _, m := range unread.Data {
+		if m.IsRead {
+			t.Fatal("unread=true returned a read message")
+		}
+	}
+	for _, q := range []string{"since=yesterday", "unread=maybe", "from=nobody", "cursor=%25%25", "folder=%3Cscript%3E"} {
+		if r := h.call(t, "GET", "/v1/connections/"+c.ID+"/messages?"+q, h.acme, "u-ada", nil); r.status != 400 {
+			t.Errorf("messages?%s: %d", q, r.status)
+		}
+	}
+
+	// A message: the body is fetched from Graph (policy on_demand); an
+	// attachment is streamed.
+	var withAttachment msg
+	for _, m := range all {
+		if len(m.Attachments) > 0 {
+			withAttachment = m
+			break
+		}
+	}
+	if withAttachment.ID == "" {
+		t.Fatal("no message with an attachment to read")
+	}
+	r = h.call(t, "GET", "/v1/connections/"+c.ID+"/messages/"+url.PathEscape(withAttachment.ID), h.acme, "u-ada", nil)
+	var one msg
+	r.json(t, &one)
+	if r.status != 200 || one.Body == nil || one.Body.Source != "graph" {
+		t.Errorf("message with body on demand: %d %s", r.status, r.body)
+	}
+	att := withAttachment.Attachments[0]
+	r = h.call(t, "GET", "/v1/connections/"+c.ID+"/messages/"+url.PathEscape(withAttachment.ID)+"/attachments/"+url.PathEscape(att.ID), h.acme, "u-ada", nil)
+	if r.status != 200 || int64(len(r.body)) != att.Size || r.header.Get("Content-Disposition") == "" {
+		t.Errorf("attachment: %d, %d bytes of %d", r.status, len(r.body), att.Size)
+	}
+	if r := h.call(t, "GET", "/v1/connections/"+c.ID+"/messages/nope/attachments/x", h.acme, "u-ada", nil); r.status != 404 || r.code() != "message_not_found" {
+		t.Errorf("unknown message: %d %s", r.status, r.body)
+	}
+	if r := h.call(t, "GET", "/v1/connections/"+c.ID+"/messages/"+url.PathEscape(withAttachment.ID)+"/attachments/nope", h.acme, "u-ada", nil); r.status != 404 || r.code() != "attachment_not_found" {
+		t.Errorf("unknown attachment: %d %s", r.status, r.body)
+	}
+
+	// Live mail becomes events, by pull feed and by signed webhook.
+	ids, err := e.Ctl.InjectMessages(ctx, e.Ada.UPN, graphsim.MessageSpec{Subject: "hello from the journey"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var feed []outbox.Event
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		feed = feed[:0]
+		after := "0"
+		for {
+			r = h.call(t, "GET", "/v1/events?limit=50&after="+after, h.acme, "u-ada", nil)
+			var p struct {
+				Data       []outbox.Event `json:"data"`
+				NextCursor string         `json:"next_cursor"`
+			}
+			r.json(t, &p)
+			feed = append(feed, p.Data...)
+			if len(p.Data) == 0 {
+				break
+			}
+			after = p.NextCursor
+		}
+		found := false
+		for _, ev := range feed {
+			found = found || (ev.Type == "message.created" && ev.Data["message_id"] == ids[0])
+		}
+		got := rc.types()
+		if found && got["message.created"] > 0 && got["backfill.completed"] == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("events: feed %d, delivered %v", len(feed), got)
+		}
+	}
+	types := map[string]int{}
+	for _, ev := range feed {
+		types[ev.Type]++
+	}
+	for _, want := range []string{"connection.created", "connection.active", "backfill.completed", "message.created"} {
+		if types[want] == 0 {
+			t.Errorf("no %s in the feed: %v", want, types)
+		}
+	}
+	if rc.bad != 0 {
+		t.Errorf("%d deliveries had a bad signature", rc.bad)
+	}
+	// Another organisation's feed does not see these events.
+	r = h.call(t, "GET", "/v1/events", h.globex, "u-ada", nil)
+	if strings.Contains(string(r.body), c.ID) {
+		t.Error("another organisation's feed shows this connection's events")
+	}
+
+	// Settings, resync and a refused reauthorize.
+	r = h.call(t, "PATCH", "/v1/connections/"+c.ID+"/settings", h.acme, "u-ada", map[string]any{"poll_minutes": 15, "retention": "keep"})
+	var patched conn
+	r.json(t, &patched)
+	if r.status != 200 || patched.Settings.PollMinutes != 15 || patched.Settings.Retention != "keep" || patched.Settings.BackfillDays != 30 {
+		t.Errorf("settings: %d %s", r.status, r.body)
+	}
+	if r := h.call(t, "PATCH", "/v1/connections/"+c.ID+"/settings", h.acme, "u-ada", map[string]any{"poll_minutes": 0}); r.status != 422 {
+		t.Errorf("poll_minutes 0: %d %s", r.status, r.body)
+	}
+	if r := h.call(t, "POST", "/v1/connections/"+c.ID+"/resync", h.acme, "u-ada", map[string]any{"folders": []string{"inbox"}}); r.status != 202 {
+		t.Errorf("resync: %d %s", r.status, r.body)
+	}
+	if r := h.call(t, "POST", "/v1/connections/"+c.ID+"/reauthorize", h.acme, "u-ada", nil); r.status != 409 || r.code() != "invalid_state" {
+		t.Errorf("reauthorize an active connection: %d %s", r.status, r.body)
+	}
+
+	// Disconnect by the owner: 202, then disconnected, mail kept (policy
+	// changed to keep), nothing in Vault, a second DELETE is still 202.
+	r = h.call(t, "DELETE", "/v1/connections/"+c.ID, h.acme, "u-ada", nil)
+	if r.status != 202 || r.header.Get("Location") != "/v1/connections/"+c.ID {
+		t.Fatalf("disconnect: %d %s", r.status, r.body)
+	}
+	h.waitConn(t, c.ID, h.acme, "u-ada", "disconnected", func(c conn) bool { return c.State == workflows.StateDisconnected })
+	if r := h.call(t, "DELETE", "/v1/connections/"+c.ID, h.acme, "u-ada", nil); r.status != 202 {
+		t.Errorf("second disconnect: %d %s", r.status, r.body)
+	}
+	if n, _ := e.Vault.Tokens().Count(ctx, c.ID); n != 0 {
+		t.Errorf("secrets left in Vault: %d", n)
+	}
+	if n, _ := e.Store.CountMessages(ctx, c.ID); n == 0 {
+		t.Error("the keep policy deleted the mail")
+	}
+	if r := h.call(t, "GET", "/v1/connections/"+c.ID+"/messages?limit=1", h.acme, "u-ada", nil); r.status != 200 || !strings.Contains(string(r.body), `"id"`) {
+		t.Errorf("the kept archive is not readable: %d %s", r.status, r.body)
+	}
+	// The user may connect again now.
+	if r := h.call(t, "POST", "/v1/connections", h.acme, "u-ada", map[string]any{}); r.status != 201 {
+		t.Errorf("a new connection after disconnecting: %d %s", r.status, r.body)
+	}
+}
+
+// TestMailboxAlreadyConnected: a mailbox connected by one organisation
+// cannot be connected by another; the callback says so and the refused
+// connection keeps waiting for consent.
+func TestMailboxAlreadyConnected(t *testing.T) {
+	h := newHarness(t, graphsim.Options{})
+	r := h.call(t, "POST", "/v1/connections", h.acme, "u-ada", map[string]any{"login_hint": h.e.Ada.UPN})
+	var first conn
+	r.json(t, &first)
+	if page := h.consent(t, first.AuthorizeURL); page.status != 200 {
+		t.Fatalf("first consent: %d", page.status)
+	}
+	r = h.call(t, "POST", "/v1/connections", h.globex, "u-other", map[string]any{"login_hint": h.e.Ada.UPN})
+	var second conn
+	r.json(t, &second)
+	page := h.consent(t, second.AuthorizeURL)
+	if page.status != 409 || !strings.Contains(string(page.body), "already connected") {
+		t.Errorf("second consent: %d %s", page.status, page.body)
+	}
+	c := h.waitConn(t, second.ID, h.globex, "u-other", "refused", func(c conn) bool { return c.Reason == "mailbox_already_connected" })
+	if c.State != workflows.StatePendingConsent {
+		t.Errorf("refused connection: %+v", c)
+	}
+	// A return URL gets the outcome as a redirect instead of a page.
+	r = h.call(t, "POST", "/v1/connections", h.globex, "u-third", map[string]any{"login_hint": h.e.Ada.UPN, "return_url": "https://app.example/done"})
+	var third conn
+	r.json(t, &third)
+	page = h.consent(t, third.AuthorizeURL)
+	loc, _ := url.Parse(page.header.Get("Location"))
+	if page.status != 303 || loc.Host != "app.example" || loc.Query().Get("status") != "failed" || loc.Query().Get("reason") != "mailbox_already_connected" {
+		t.Errorf("return URL redirect: %d %s", page.status, page.header.Get("Location"))
+	}
+}
+
+func TestCallbackErrors(t *testing.T) {
+	h := newHarness(t, graphsim.Options{})
+	for _, tc := range []struct {
+		name, query string
+		status      int
+		text        string
+	}{
+		{"no state", "code=abc", 400, "not valid"},
+		{"forged state", "state=conn_AAAAAAAAAAAAAAAA.nonce&code=abc", 400, "not valid"},
+	} {
+		r := h.call(t, "GET", "/v1/oauth/callback?"+tc.query, "", "", nil)
+		if r.status != tc.status || !strings.Contains(string(r.body), tc.text) || strings.Contains(string(r.body), "abc") {
+			t.Errorf("%s: %d %s", tc.name, r.status, r.body)
+		}
+	}
+	// The user declines at Microsoft: the page says nothing was connected.
+	r := h.call(t, "POST", "/v1/connections", h.acme, "u1", map[string]any{})
+	var c conn
+	r.json(t, &c)
+	u, _ := url.Parse(c.AuthorizeURL)
+	state := u.Query().Get("state")
+	r = h.call(t, "GET", "/v1/oauth/callback?state="+url.QueryEscape(state)+"&error=access_denied&error_description="+url.QueryEscape("AADSTS65004: User declined to consent"), "", "", nil)
+	if r.status != 403 || !strings.Contains(string(r.body), "Nothing was connected") {
+		t.Errorf("declined: %d %s", r.status, r.body)
+	}
+}
+
+func TestGraphReceiverMounted(t *testing.T) {
+	h := newHarness(t, graphsim.Options{})
+	resp, err := http.Post(h.url+"/v1/graph/notifications?validationToken="+url.QueryEscape("a token+1"), "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "a token+1" || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
+		t.Errorf("handshake: %d %q", resp.StatusCode, body)
+	}
+	resp, err = http.Post(h.url+"/v1/graph/lifecycle", "application/json", strings.NewReader(`{"value":[{"subscriptionId":"nope","clientState":"x","lifecycleEvent":"missed"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 202 {
+		t.Errorf("unknown subscription: %d", resp.StatusCode)
+	}
+}
