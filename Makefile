@@ -5,7 +5,7 @@ GO    ?= go
 STACK := $(GO) run ./deploy/stack
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: run test chromium test-unit test-race lint bench build stack-up stack-down stack-status clean
+.PHONY: run test fuzz chromium test-unit test-race lint bench build stack-up stack-down stack-status clean
 
 ## build: compile the outlookd binary into bin/
 build:
@@ -27,6 +27,14 @@ test: chromium
 	@$(STACK) --profile test up || echo "test stack did not start: integration tests will fail, unit tests still run" >&2
 	set -a; [ -f .stack/test/env ] && source .stack/test/env; set +a; \
 	OUTLOOKD_REQUIRE_STACK=1 $(GO) test -count=1 -timeout 30m ./...
+	$(MAKE) --no-print-directory fuzz FUZZTIME=10s
+
+## fuzz: the fuzz targets, each for FUZZTIME (the request decoder and the
+## Graph notification parser)
+FUZZTIME ?= 1m
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeJSON$$' -fuzztime $(FUZZTIME) ./api
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./webhook
 
 ## chromium: Debian's chromium, for the browser tests (installed once)
 chromium:

@@ -56,7 +56,7 @@ func classifyDecode(err error) *decodeError {
 	case errors.Is(err, io.ErrUnexpectedEOF) || errors.As(err, &syntax):
 		return &decodeError{http.StatusBadRequest, "invalid_json", "The body is not valid JSON (or is larger than 64 KiB)."}
 	case errors.As(err, &typ):
-		field := typ.Field
+		field := strings.TrimPrefix(typ.Field, "settingsPatch.")
 		if field == "" {
 			return &decodeError{http.StatusBadRequest, "invalid_json", "The body must be a JSON object."}
 		}

@@ -42,6 +42,7 @@ func TestReadyzFollowsDependencies(t *testing.T) {
 		"OUTLOOKD_VAULT_ROLE_ID=" + v.RoleID,
 		"OUTLOOKD_VAULT_SECRET_ID_FILE=" + v.SecretIDFile,
 		"OUTLOOKD_READY_TIMEOUT=1s",
+		"OUTLOOKD_CLIENT_ID=00000000-0000-0000-0000-000000000001",
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -1,0 +1,56 @@
+package api
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// FuzzDecodeJSON feeds arbitrary bodies and content types to the request
+// decoder: it never panics, every refusal is a 4xx with a code and a
+// sentence, and what it accepts is one JSON object.
+func FuzzDecodeJSON(f *testing.F) {
+	for _, seed := range []struct{ ct, body string }{
+		{"application/json", `{"owner":"u1","backfill_days":30,"storage":{"bodies":"store"}}`},
+		{"application/json", `{"features":{"read":true,"send":true},"folders":["inbox"]}`},
+		{"application/json; charset=utf-8", `{}`}, {"application/json", `{"colour":1}`}, {"application/json", `[]`},
+		{"text/plain", `{}`}, {"application/json", `{"backfill_days":"x"}`}, {"application/json", `{} {}`}, {"", ``},
+		{"application/merge-patch+json", `{"retention":"keep"}`}, {"application/json", `{"storage":{"bodies":1}}`},
+	} {
+		f.Add(seed.ct, []byte(seed.body))
+	}
+	f.Fuzz(func(t *testing.T, contentType string, body []byte) {
+		var req createRequest
+		derr := decodeJSON(contentType, strings.NewReader(string(body)), &req)
+		if derr != nil {
+			if derr.status < 400 || derr.status > 499 || derr.code == "" || derr.detail == "" {
+				t.Fatalf("refusal without status, code or sentence: %+v", derr)
+			}
+			return
+		}
+		var obj map[string]json.RawMessage
+		if err := json.Unmarshal(body, &obj); err != nil {
+			t.Fatalf("accepted a body that is not one JSON object: %q", body)
+		}
+		if len(body) > maxRequestBody {
+			t.Fatalf("accepted %d bytes", len(body))
+		}
+	})
+}
+
+func TestDecodeMessages(t *testing.T) {
+	for _, tc := range []struct {
+		body, code, text string
+	}{
+		{`{"backfill_days":"thirty"}`, "invalid_field", `"backfill_days" must be a number, not a JSON string`},
+		{`{"folders":"inbox"}`, "invalid_field", `"folders" must be a list`},
+		{`{"colour":"blue"}`, "unknown_field", `"colour"`},
+		{`{"owner":`, "invalid_json", "not valid JSON"},
+	} {
+		var req createRequest
+		derr := decodeJSON("application/json", strings.NewReader(tc.body), &req)
+		if derr == nil || derr.code != tc.code || !strings.Contains(derr.detail, tc.text) {
+			t.Errorf("%s: %+v", tc.body, derr)
+		}
+	}
+}
