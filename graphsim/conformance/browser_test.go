@@ -4,8 +4,6 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -14,53 +12,14 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/outlookd/outlookd/graphsim"
+	"github.com/outlookd/outlookd/internal/browsertest"
 )
-
-// chromium finds Debian's chromium, or stops the test: a skip for a
-// developer without it, a failure where the stack is required (make test
-// installs it).
-func chromium(t *testing.T) string {
-	t.Helper()
-	for _, p := range []string{"/usr/bin/chromium", "/usr/bin/chromium-browser"} {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	if p, err := exec.LookPath("chromium"); err == nil {
-		return p
-	}
-	if os.Getenv("OUTLOOKD_REQUIRE_STACK") == "1" {
-		t.Fatal("chromium is not installed (make test installs Debian's chromium package)")
-	}
-	t.Skip("chromium is not installed: apt-get install chromium")
-	return ""
-}
-
-// browser starts headless Chromium with the flags this machine needs.
-func browser(t *testing.T) context.Context {
-	t.Helper()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium(t)),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
-	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelCtx := chromedp.NewContext(actx)
-	ctx, cancelTimeout := context.WithTimeout(ctx, 60*time.Second)
-	t.Cleanup(func() { cancelTimeout(); cancelCtx(); cancelAlloc() })
-	return ctx
-}
 
 // TestConsentPageInChromium signs in as a person would: open the authorize
 // URL, pick a user on the simulator's page, accept, and land on the app's
 // redirect URI with a code that redeems.
 func TestConsentPageInChromium(t *testing.T) {
-	ctx := browser(t)
+	ctx := browsertest.New(t)
 	sim, err := graphsim.New(graphsim.Options{})
 	if err != nil {
 		t.Fatal(err)
