@@ -1,11 +1,13 @@
 // Package webhook receives Microsoft Graph's change and lifecycle
 // notifications. It answers the validation handshake, checks each item
 // against a known subscription and its clientState (by hash, in constant
-// time), hands valid ones durably to the connection's workflow as a signal
-// (one per connection however many items arrive: concurrent requests for
-// a connection share one signal in flight), and answers 202.
-// It never calls Graph; when it cannot hand over (Temporal down) it answers
-// 503 so Graph retries.
+// time), and hands valid ones over durably: they are committed to the
+// notification inbox in Postgres (the commits of concurrent requests are
+// shared) before Graph gets its 202. A Forwarder turns the inbox into
+// signals to the connections' workflows, one per connection however many
+// notifications arrived, and deletes entries only once Temporal has taken
+// them. The receiver never calls Graph or Temporal in the request; when it
+// cannot commit (Postgres down) it answers 503 so Graph retries.
 package webhook
 
 import (
@@ -21,10 +23,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"go.temporal.io/api/serviceerror"
-	"go.temporal.io/sdk/client"
-	"golang.org/x/sync/singleflight"
-
 	"github.com/outlookd/outlookd/store"
 	"github.com/outlookd/outlookd/workflows"
 )
@@ -34,18 +32,16 @@ const MaxBody = 1 << 20
 
 // Receiver serves the notification and lifecycle URLs.
 type Receiver struct {
-	Store    *store.Store
-	Temporal client.Client
-	Log      *slog.Logger
+	Store *store.Store
+	Inbox *store.Inbox
+	// Forwarder, when set, is woken after each commit.
+	Forwarder *Forwarder
+	Log       *slog.Logger
 
 	cache sync.Map // subscription ID -> cached
-	// inflight joins a change notification to a changes signal already
-	// on its way to the same connection: that signal is accepted after the
-	// notification arrived, so the delta round it starts covers the change.
-	inflight singleflight.Group
 
 	// Counters of what was received and ignored.
-	Accepted, Ignored, Signals atomic.Int64
+	Accepted, Ignored atomic.Int64
 }
 
 type cached struct {
@@ -92,10 +88,7 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request, lifecycle boo
 	}
 	ctx := req.Context()
 	changed := map[string]bool{}
-	var events []struct {
-		connection string
-		signal     workflows.LifecycleSignal
-	}
+	var entries []store.InboxEntry
 	for _, it := range items {
 		sub, ok, err := r.check(ctx, it)
 		if err != nil {
@@ -110,28 +103,24 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request, lifecycle boo
 		}
 		r.Accepted.Add(1)
 		if lifecycle || it.LifecycleEvent != "" {
-			events = append(events, struct {
-				connection string
-				signal     workflows.LifecycleSignal
-			}{sub.ConnectionID, workflows.LifecycleSignal{Event: it.LifecycleEvent, SubscriptionID: sub.ID}})
+			payload, _ := json.Marshal(workflows.LifecycleSignal{Event: it.LifecycleEvent, SubscriptionID: sub.ID})
+			entries = append(entries, store.InboxEntry{ConnectionID: sub.ConnectionID, Signal: workflows.SignalLifecycle, Payload: payload})
 			continue
 		}
-		changed[sub.ConnectionID] = true
-	}
-	for conn := range changed {
-		_, err, _ := r.inflight.Do(conn, func() (any, error) {
-			return nil, r.signal(ctx, conn, workflows.SignalChanges, nil)
-		})
-		if err != nil {
-			http.Error(w, "could not hand the notification over; retry", http.StatusServiceUnavailable)
-			return
+		if !changed[sub.ConnectionID] {
+			changed[sub.ConnectionID] = true
+			entries = append(entries, store.InboxEntry{ConnectionID: sub.ConnectionID, Signal: workflows.SignalChanges})
 		}
 	}
-	for _, e := range events {
-		if err := r.signal(ctx, e.connection, workflows.SignalLifecycle, e.signal); err != nil {
-			http.Error(w, "could not hand the notification over; retry", http.StatusServiceUnavailable)
-			return
+	if err := r.Inbox.Add(ctx, entries); err != nil {
+		if r.Log != nil {
+			r.Log.Warn("notification inbox unavailable", "err", err)
 		}
+		http.Error(w, "could not keep the notification; retry", http.StatusServiceUnavailable)
+		return
+	}
+	if len(entries) > 0 && r.Forwarder != nil {
+		r.Forwarder.Poke()
 	}
 	w.WriteHeader(http.StatusAccepted)
 }
@@ -182,20 +171,4 @@ func (r *Receiver) check(ctx context.Context, it Item) (store.Subscription, bool
 	}
 	h := sha256.Sum256([]byte(it.ClientState))
 	return sub, subtle.ConstantTimeCompare(h[:], sub.ClientStateHash) == 1, nil
-}
-
-func (r *Receiver) signal(ctx context.Context, connectionID, name string, arg any) error {
-	err := r.Temporal.SignalWorkflow(ctx, workflows.ConnectionWorkflowID(connectionID), "", name, arg)
-	var gone *serviceerror.NotFound
-	if errors.As(err, &gone) {
-		return nil // the connection has ended; nothing to sync
-	}
-	if err != nil {
-		if r.Log != nil {
-			r.Log.Warn("signal failed", "connection", connectionID, "signal", name, "err", err)
-		}
-		return err
-	}
-	r.Signals.Add(1)
-	return nil
 }

@@ -55,7 +55,17 @@ func TestReceiver(t *testing.T) {
 		t.Fatal(err)
 	}
 	sig := &signals{}
-	r := &webhook.Receiver{Store: st, Temporal: sig}
+	inbox := store.NewInbox(st)
+	defer inbox.Close()
+	fwd := &webhook.Forwarder{Store: st, Temporal: sig}
+	r := &webhook.Receiver{Store: st, Inbox: inbox}
+	// forward hands what the inbox holds to the (fake) Temporal.
+	forward := func() {
+		t.Helper()
+		if _, err := fwd.Once(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
 	post := func(handler http.HandlerFunc, target, body string) *httptest.ResponseRecorder {
 		rec := httptest.NewRecorder()
 		handler(rec, httptest.NewRequest("POST", target, strings.NewReader(body)))
@@ -77,19 +87,28 @@ func TestReceiver(t *testing.T) {
 	if rec := post(r.Notifications, "/n", body); rec.Code != 202 {
 		t.Fatalf("notifications: %d", rec.Code)
 	}
+	// Two more requests for the same connection before the forwarder runs:
+	// still one signal.
+	post(r.Notifications, "/n", `{"value":[`+note("sub-1", "the-state")+`]}`)
+	post(r.Notifications, "/n", `{"value":[`+note("sub-1", "the-state")+`]}`)
+	forward()
 	if len(sig.calls) != 1 || sig.calls[0] != workflows.ConnectionWorkflowID("c1")+" "+workflows.SignalChanges {
 		t.Errorf("signals = %v", sig.calls)
 	}
-	if r.Accepted.Load() != 2 || r.Ignored.Load() != 2 {
+	if r.Accepted.Load() != 4 || r.Ignored.Load() != 2 {
 		t.Errorf("accepted %d, ignored %d", r.Accepted.Load(), r.Ignored.Load())
 	}
 	// Only forged items: 202 and no signal.
-	if rec := post(r.Notifications, "/n", `{"value":[`+note("sub-1", "")+`]}`); rec.Code != 202 || len(sig.calls) != 1 {
+	rec = post(r.Notifications, "/n", `{"value":[`+note("sub-1", "")+`]}`)
+	forward()
+	if rec.Code != 202 || len(sig.calls) != 1 {
 		t.Errorf("forged only: %d, %d signals", rec.Code, len(sig.calls))
 	}
 	// Lifecycle events become lifecycle signals.
 	lc := `{"value":[{"subscriptionId":"sub-1","clientState":"the-state","lifecycleEvent":"missed"}]}`
-	if rec := post(r.Lifecycle, "/l", lc); rec.Code != 202 || sig.calls[len(sig.calls)-1] != workflows.ConnectionWorkflowID("c1")+" "+workflows.SignalLifecycle {
+	rec = post(r.Lifecycle, "/l", lc)
+	forward()
+	if rec.Code != 202 || sig.calls[len(sig.calls)-1] != workflows.ConnectionWorkflowID("c1")+" "+workflows.SignalLifecycle {
 		t.Errorf("lifecycle: %d %v", rec.Code, sig.calls)
 	}
 	// Bad bodies.
@@ -99,14 +118,41 @@ func TestReceiver(t *testing.T) {
 	if rec := post(r.Notifications, "/n", `{"value":[`+strings.Repeat(note("sub-1", "the-state")+",", webhook.MaxBody/100)+`]}`); rec.Code != 413 {
 		t.Errorf("oversize: %d", rec.Code)
 	}
-	// Temporal cannot take it: 503, so Graph retries.
+	// Temporal cannot take it: Graph still gets its 202 (the notification
+	// is in Postgres), and the signal goes out once Temporal is back.
 	sig.err = errors.New("unavailable")
-	if rec := post(r.Notifications, "/n", `{"value":[`+note("sub-1", "the-state")+`]}`); rec.Code != 503 {
+	before := len(sig.calls)
+	if rec := post(r.Notifications, "/n", `{"value":[`+note("sub-1", "the-state")+`]}`); rec.Code != 202 {
 		t.Errorf("temporal down: %d", rec.Code)
 	}
-	// A connection that has ended: accepted, nothing to do.
+	forward()
+	if n, _ := st.InboxLen(ctx); n != 1 {
+		t.Errorf("while Temporal is down the inbox holds %d entries, want 1", n)
+	}
+	sig.err = nil
+	forward()
+	if n, _ := st.InboxLen(ctx); n != 0 || len(sig.calls) != before+1 {
+		t.Errorf("after Temporal is back: inbox %d, %d new signals", n, len(sig.calls)-before)
+	}
+	// A connection that has ended: accepted, and the entry is dropped.
 	sig.err = serviceerror.NewNotFound("workflow not found")
 	if rec := post(r.Notifications, "/n", `{"value":[`+note("sub-1", "the-state")+`]}`); rec.Code != 202 {
 		t.Errorf("ended connection: %d", rec.Code)
+	}
+	forward()
+	if n, _ := st.InboxLen(ctx); n != 0 {
+		t.Errorf("an ended connection's entry stayed: %d", n)
+	}
+	// Postgres cannot keep it: 503, so Graph retries.
+	down, err := store.Open(ctx, testenv.Postgres(t), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	downInbox := store.NewInbox(down)
+	defer downInbox.Close()
+	down.Close()
+	r2 := &webhook.Receiver{Store: st, Inbox: downInbox}
+	if rec := post(r2.Notifications, "/n", `{"value":[`+note("sub-1", "the-state")+`]}`); rec.Code != 503 {
+		t.Errorf("postgres down: %d", rec.Code)
 	}
 }

@@ -114,6 +114,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 		dispatcher := &outbox.Dispatcher{Store: st, Secrets: vc.Tokens().GetSigningSecrets, HTTP: &http.Client{Timeout: 15 * time.Second},
 			Log: log.With("component", "outbox")}
 		g.Go(func() error { return dispatcher.Run(gctx) })
+		inbox := store.NewInbox(st)
+		defer inbox.Close()
+		forwarder := &webhook.Forwarder{Store: st, Temporal: tc, Log: log.With("component", "webhook")}
+		g.Go(func() error { return forwarder.Run(gctx) })
+		receiver := &webhook.Receiver{Store: st, Inbox: inbox, Forwarder: forwarder, Log: log.With("component", "webhook")}
 		router := api.NewRouter(api.Deps{
 			Logger:       log.With("component", "api"),
 			ReadyTimeout: cfg.ReadyTimeout,
@@ -121,7 +126,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 			Temporal:     tc,
 			Connect:      connector,
 			Tokens:       vc.Tokens(),
-			Receiver:     &webhook.Receiver{Store: st, Temporal: tc, Log: log.With("component", "webhook")},
+			Receiver:     receiver,
 			Mail:         activities.Reader{A: acts},
 			RateLimit:    cfg.APIRateLimit,
 			RateBurst:    int(2 * cfg.APIRateLimit),

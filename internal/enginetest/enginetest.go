@@ -60,7 +60,14 @@ func StartLive(t testing.TB, simOpts graphsim.Options, wfOpts workflows.Options)
 	wfOpts.NotificationURL = srv.URL + "/v1/graph/notifications"
 	wfOpts.LifecycleURL = srv.URL + "/v1/graph/lifecycle"
 	e := Start(t, simOpts, wfOpts)
-	recv.Store, recv.Temporal = e.Store, e.Temporal
+	recv.Store, recv.Inbox = e.Store, store.NewInbox(e.Store)
+	t.Cleanup(recv.Inbox.Close)
+	fwd := &webhook.Forwarder{Store: e.Store, Temporal: e.Temporal, Log: discard()}
+	recv.Forwarder = fwd
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = fwd.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
 	e.Receiver = recv
 	return e
 }

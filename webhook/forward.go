@@ -1,0 +1,162 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+
+	"github.com/outlookd/outlookd/store"
+	"github.com/outlookd/outlookd/workflows"
+)
+
+// Signaller is the part of the Temporal client the forwarder uses.
+type Signaller interface {
+	SignalWorkflow(ctx context.Context, workflowID, runID, signalName string, arg any) error
+}
+
+var _ Signaller = client.Client(nil)
+
+// Forwarder turns the notification inbox into signals: all the change
+// notifications waiting for a connection become one changes signal, each
+// lifecycle event its own signal. An entry is deleted only once Temporal
+// accepted its signal (or the connection's workflow has ended); while
+// Temporal is down, entries wait and are retried.
+type Forwarder struct {
+	Store    *store.Store
+	Temporal Signaller
+	Log      *slog.Logger
+	// Batch is how many entries one pass takes (default 5000).
+	Batch int
+
+	once sync.Once
+	wake chan struct{}
+
+	// Signals counts signals sent; Forwarded counts entries done.
+	Signals, Forwarded atomic.Int64
+}
+
+func (f *Forwarder) init() { f.once.Do(func() { f.wake = make(chan struct{}, 1) }) }
+
+// Poke wakes the forwarder: entries were committed.
+func (f *Forwarder) Poke() {
+	f.init()
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run forwards until the context ends.
+func (f *Forwarder) Run(ctx context.Context) error {
+	f.init()
+	batch := f.Batch
+	if batch == 0 {
+		batch = 5000
+	}
+	for {
+		failed := false
+		n, err := f.Store.ForwardInbox(ctx, batch, func(entries []store.InboxEntry) []int64 {
+			done := f.forward(ctx, entries)
+			failed = len(done) < len(entries)
+			return done
+		})
+		if err != nil && ctx.Err() == nil && f.Log != nil {
+			f.Log.Warn("forwarding notifications failed", "err", err)
+		}
+		if err == nil && !failed && n == batch {
+			continue // more are waiting
+		}
+		wait := time.Second
+		if err != nil || failed {
+			wait = 2 * time.Second // back off from a failing dependency
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-f.wake:
+			if err != nil || failed {
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(wait):
+				}
+			}
+		case <-time.After(wait):
+		}
+	}
+}
+
+// Once forwards what is waiting now, in one pass (for tests and tools).
+func (f *Forwarder) Once(ctx context.Context) (int, error) {
+	return f.Store.ForwardInbox(ctx, 100000, func(entries []store.InboxEntry) []int64 { return f.forward(ctx, entries) })
+}
+
+type signal struct {
+	connection, name, payload string
+}
+
+// forward sends one signal per connection and distinct lifecycle event,
+// 16 at a time, and returns the entries that are done.
+func (f *Forwarder) forward(ctx context.Context, entries []store.InboxEntry) []int64 {
+	groups := map[signal][]int64{}
+	var order []signal
+	for _, e := range entries {
+		k := signal{connection: e.ConnectionID, name: e.Signal, payload: string(e.Payload)}
+		if _, ok := groups[k]; !ok {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], e.Seq)
+	}
+	var mu sync.Mutex
+	var done []int64
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 16)
+	for _, k := range order {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if f.send(ctx, k) {
+				mu.Lock()
+				done = append(done, groups[k]...)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	f.Forwarded.Add(int64(len(done)))
+	return done
+}
+
+func (f *Forwarder) send(ctx context.Context, k signal) bool {
+	var arg any
+	if k.name == workflows.SignalLifecycle {
+		var l workflows.LifecycleSignal
+		if err := json.Unmarshal([]byte(k.payload), &l); err != nil {
+			return true // unreadable: nothing to hand over
+		}
+		arg = l
+	}
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	err := f.Temporal.SignalWorkflow(sctx, workflows.ConnectionWorkflowID(k.connection), "", k.name, arg)
+	var gone *serviceerror.NotFound
+	switch {
+	case err == nil:
+		f.Signals.Add(1)
+		return true
+	case errors.As(err, &gone):
+		return true // the connection has ended; nothing to sync
+	}
+	if f.Log != nil {
+		f.Log.Warn("signal failed; the notification waits", "connection", k.connection, "signal", k.name, "err", err)
+	}
+	return false
+}
