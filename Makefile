@@ -11,16 +11,10 @@ STATICCHECK_VERSION := v0.8.2
 build:
 	$(GO) build -o bin/outlookd ./cmd/outlookd
 
-## run: bring the local stack up, then serve the API and the worker
+## run: the whole system locally: the stack, graphsim with a demo tenant,
+## and outlookd (API and worker), with a walkthrough printed
 run: build
-	$(STACK) up
-	@set -a; source .stack/run/env; set +a; \
-	echo; \
-	echo "  API          http://$${OUTLOOKD_HTTP_ADDR:-127.0.0.1:8080}  (GET /readyz)"; \
-	echo "  Temporal UI  $$OUTLOOKD_TEMPORAL_UI_URL"; \
-	echo "  Vault        $$VAULT_ADDR"; \
-	echo; \
-	exec bin/outlookd serve
+	@./deploy/run.sh
 
 ## test: start the test stack (its own ports and data), then every test
 test: chromium

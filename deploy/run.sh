@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The main job (make run): the local stack (Postgres, Temporal with its UI,
+# Vault), graphsim with a demo tenant standing in for Microsoft, and
+# outlookd serving the API and the worker. Ctrl-C stops outlookd and
+# graphsim; `make stack-down` stops the rest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=bin/outlookd
+API_ADDR=${OUTLOOKD_HTTP_ADDR:-127.0.0.1:8080}
+SIM_ADDR=${OUTLOOKD_SIM_ADDR:-127.0.0.1:8800}
+
+go run ./deploy/stack up
+set -a; source .stack/run/env; set +a
+
+# graphsim, seeded with the demo tenant; its app sends users back to us.
+info=.stack/run/demo.json
+rm -f "$info"
+"$BIN" sim --seed demo --addr "$SIM_ADDR" --redirect-uri "http://$API_ADDR/v1/oauth/callback" --info-file "$info" \
+  > .stack/run/graphsim.log 2>&1 &
+sim_pid=$!
+trap 'kill $sim_pid 2>/dev/null || true' EXIT
+for _ in $(seq 1 300); do [ -s "$info" ] && break; kill -0 $sim_pid 2>/dev/null || { cat .stack/run/graphsim.log; exit 1; }; sleep 0.1; done
+field() { sed -n "s/.*\"$1\": \"\([^\"]*\)\".*/\1/p" "$info" | head -1; }
+users=$(tr -d '\n ' < "$info" | sed -n 's/.*"users":\["\([^"]*\)".*/\1/p')
+
+export OUTLOOKD_HTTP_ADDR=$API_ADDR
+export OUTLOOKD_PUBLIC_URL="http://$API_ADDR"
+export OUTLOOKD_CLIENT_ID; OUTLOOKD_CLIENT_ID=$(field clientId)
+export OUTLOOKD_AUTHORITY_URL="http://$SIM_ADDR"
+export OUTLOOKD_GRAPH_URL="http://$SIM_ADDR/v1.0"
+export OUTLOOKD_LOG_FORMAT=${OUTLOOKD_LOG_FORMAT:-text}
+field clientSecret | "$BIN" appsecret set >/dev/null
+key=$("$BIN" apikey create --org demo --admin --name walkthrough 2>/dev/null)
+
+cat <<MSG
+
+  outlookd is starting.
+    API          http://$API_ADDR   (GET /readyz, OpenAPI at /v1/openapi.json)
+    Temporal UI  $OUTLOOKD_TEMPORAL_UI_URL
+    graphsim     http://$SIM_ADDR   (demo tenant contoso.example; log in .stack/run/graphsim.log)
+
+  Walkthrough, in another terminal (README.md has the same):
+    export KEY=$key   # an admin key of organisation "demo"; more: bin/outlookd apikey create --org demo
+    export H="Authorization: Bearer \$KEY"
+  1. create a connection for app user "me":
+    curl -s -X POST http://$API_ADDR/v1/connections -H "\$H" -H 'Outlookd-User: me' -H 'Content-Type: application/json' -d '{"login_hint":"$users"}'
+  2. open its authorize_url in a browser: graphsim's consent page; press Accept
+  3. watch the workflow connection/<id> in the Temporal UI: $OUTLOOKD_TEMPORAL_UI_URL/namespaces/default/workflows
+  4. list messages:  curl -s "http://$API_ADDR/v1/connections/<id>/messages?limit=5" -H "\$H"
+  5. inject mail:    curl -s -X POST http://$SIM_ADDR/_sim/users/$users/messages -d '[{"subject":"Hello from graphsim"}]'
+  6. see it arrive:  the call of step 4 again, or the events: curl -s http://$API_ADDR/v1/events -H "\$H"
+
+MSG
+"$BIN" serve
