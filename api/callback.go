@@ -1,10 +1,12 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"html/template"
 	"net/http"
 	"net/url"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -62,7 +64,10 @@ func advice(reason string) string {
 func (s *server) callback(c *gin.Context) {
 	c.Header("Cache-Control", "no-store")
 	c.Header("Referrer-Policy", "no-referrer")
-	out, err := s.d.Connect.Callback(c, c.Request.URL.Query())
+	// The exchange with Microsoft happens while the user waits; bound it.
+	ctx, cancel := context.WithTimeout(c, 45*time.Second)
+	defer cancel()
+	out, err := s.d.Connect.Callback(ctx, c.Request.URL.Query())
 	var p page
 	status := http.StatusOK
 	switch {

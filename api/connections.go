@@ -257,7 +257,9 @@ func (s *server) createConnection(c *gin.Context) {
 		return
 	}
 	raw, _ := json.Marshal(settings)
-	created, err := s.d.Connect.Create(c, connect.Request{
+	cctx, cancel := context.WithTimeout(c, updateTimeout)
+	defer cancel()
+	created, err := s.d.Connect.Create(cctx, connect.Request{
 		OrgID: who.Org.ID, OwnerID: owner, Settings: settings.workflow(), LoginHint: req.LoginHint,
 		Visibility: vis, AppSettings: raw, ReturnURL: req.ReturnURL, MaxPerOwner: who.Org.ConnectionsPerUser,
 	})
@@ -328,7 +330,12 @@ func (s *server) present(ctx context.Context, row store.Connection) connectionJS
 }
 
 // statusTimeout bounds the status query; past it the registry answers.
-const statusTimeout = 3 * time.Second
+// updateTimeout bounds an update (the handlers answer at once; only an
+// unreachable Temporal takes long).
+const (
+	statusTimeout = 3 * time.Second
+	updateTimeout = 10 * time.Second
+)
 
 func (s *server) status(ctx context.Context, id string) (workflows.Status, error) {
 	qctx, cancel := context.WithTimeout(ctx, statusTimeout)
@@ -400,12 +407,14 @@ func limitParam(c *gin.Context, def, max int) (int, bool) {
 // rejection is a 409 with the workflow's sentence, a gone workflow is 409
 // too, and anything else means Temporal could not be reached.
 func (s *server) update(c *gin.Context, id, name string, args ...any) (workflows.Status, bool) {
-	h, err := s.d.Temporal.UpdateWorkflow(c, client.UpdateWorkflowOptions{
+	ctx, cancel := context.WithTimeout(c, updateTimeout)
+	defer cancel()
+	h, err := s.d.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		WorkflowID: workflows.ConnectionWorkflowID(id), UpdateName: name, Args: args, WaitForStage: client.WorkflowUpdateStageCompleted,
 	})
 	var st workflows.Status
 	if err == nil {
-		err = h.Get(c, &st)
+		err = h.Get(ctx, &st)
 	}
 	if err == nil {
 		return st, true

@@ -15,12 +15,16 @@ import (
 	"testing"
 	"time"
 
+	"go.temporal.io/sdk/client"
+	tlog "go.temporal.io/sdk/log"
+
 	"github.com/outlookd/outlookd/activities"
 	"github.com/outlookd/outlookd/api"
 	"github.com/outlookd/outlookd/apikey"
 	"github.com/outlookd/outlookd/graphsim"
 	"github.com/outlookd/outlookd/graphsim/simtest"
 	"github.com/outlookd/outlookd/internal/enginetest"
+	"github.com/outlookd/outlookd/internal/testenv"
 	"github.com/outlookd/outlookd/outbox"
 	"github.com/outlookd/outlookd/store"
 	"github.com/outlookd/outlookd/workflows"
@@ -616,6 +620,21 @@ func TestConnectionJourney(t *testing.T) {
 	if r := h.call(t, "POST", "/v1/connections/"+c.ID+"/reauthorize", h.acme, "u-ada", nil); r.status != 409 || r.code() != "invalid_state" {
 		t.Errorf("reauthorize an active connection: %d %s", r.status, r.body)
 	}
+	// Graph fails while a body is fetched on demand: 502, and it says so.
+	e.Sim.SetFault(graphsim.Fault{Endpoint: "messages", Unavailable: 1})
+	if r := h.call(t, "GET", "/v1/connections/"+c.ID+"/messages/"+url.PathEscape(withAttachment.ID), h.acme, "u-ada", nil); r.status != 502 || r.code() != "upstream_failed" {
+		t.Errorf("body while Graph fails: %d %s", r.status, r.body)
+	}
+	e.Sim.ClearFaults()
+	if r := h.call(t, "PUT", "/v1/webhook-endpoints", h.acmeAdmin, "", map[string]any{"url": "ftp://app.example/x"}); r.status != 422 || r.code() != "invalid_url" {
+		t.Errorf("ftp endpoint: %d %s", r.status, r.body)
+	}
+	if r := h.call(t, "POST", "/v1/connections", h.acmeAdmin, "", map[string]any{}); r.status != 400 || r.code() != "owner_required" {
+		t.Errorf("admin create without an owner: %d %s", r.status, r.body)
+	}
+	if r := h.call(t, "GET", "/v1/openapi.json", "", "", nil); r.status != 200 || !bytes.Equal(r.body, api.OpenAPI) {
+		t.Errorf("openapi.json: %d", r.status)
+	}
 
 	// Disconnect by the owner: 202, then disconnected, mail kept (policy
 	// changed to keep), nothing in Vault, a second DELETE is still 202.
@@ -635,6 +654,14 @@ func TestConnectionJourney(t *testing.T) {
 	}
 	if r := h.call(t, "GET", "/v1/connections/"+c.ID+"/messages?limit=1", h.acme, "u-ada", nil); r.status != 200 || !strings.Contains(string(r.body), `"id"`) {
 		t.Errorf("the kept archive is not readable: %d %s", r.status, r.body)
+	}
+	// Bodies not stored cannot be fetched from a disconnected mailbox.
+	if r := h.call(t, "GET", "/v1/connections/"+c.ID+"/messages/"+url.PathEscape(withAttachment.ID), h.acme, "u-ada", nil); r.status != 409 || r.code() != "connection_not_active" {
+		t.Errorf("body of an archived message: %d %s", r.status, r.body)
+	}
+	// Updates to an ended connection are refused clearly.
+	if r := h.call(t, "POST", "/v1/connections/"+c.ID+"/resync", h.acme, "u-ada", nil); r.status != 409 {
+		t.Errorf("resync a disconnected connection: %d %s", r.status, r.body)
 	}
 	// The user may connect again now.
 	if r := h.call(t, "POST", "/v1/connections", h.acme, "u-ada", map[string]any{}); r.status != 201 {
@@ -699,6 +726,44 @@ func TestCallbackErrors(t *testing.T) {
 	r = h.call(t, "GET", "/v1/oauth/callback?state="+url.QueryEscape(state)+"&error=access_denied&error_description="+url.QueryEscape("AADSTS65004: User declined to consent"), "", "", nil)
 	if r.status != 403 || !strings.Contains(string(r.body), "Nothing was connected") {
 		t.Errorf("declined: %d %s", r.status, r.body)
+	}
+}
+
+// TestTemporalUnreachable: with Temporal cut off, reads come from the
+// registry (and say so) and changes answer 503, changing nothing.
+func TestTemporalUnreachable(t *testing.T) {
+	h := newHarness(t, graphsim.Options{})
+	r := h.call(t, "POST", "/v1/connections", h.acme, "u1", map[string]any{})
+	var c conn
+	r.json(t, &c)
+	proxy := testenv.NewProxy(t, testenv.Temporal(t))
+	tc, err := client.Dial(client.Options{HostPort: proxy.Addr(), Logger: tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	router := api.NewRouter(api.Deps{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Store: h.e.Store, Temporal: tc, Connect: h.e.Connect,
+		Tokens: h.e.Vault.Tokens(), RateLimit: 100, RateBurst: 100})
+	srv := httptest.NewServer(router)
+	defer srv.Close()
+	proxy.Down()
+	cut := &harness{e: h.e, url: srv.URL, acme: h.acme}
+	start := time.Now()
+	r = cut.call(t, "GET", "/v1/connections/"+c.ID, h.acme, "u1", nil)
+	var got conn
+	r.json(t, &got)
+	if r.status != 200 || got.Source != "registry" || got.State != workflows.StatePendingConsent {
+		t.Errorf("read without Temporal: %d %s", r.status, r.body)
+	}
+	if el := time.Since(start); el > 10*time.Second {
+		t.Errorf("the fallback took %s", el)
+	}
+	if r := cut.call(t, "DELETE", "/v1/connections/"+c.ID, h.acme, "u1", nil); r.status != 503 || r.code() != "unavailable" {
+		t.Errorf("disconnect without Temporal: %d %s", r.status, r.body)
+	}
+	proxy.Up()
+	if st := h.e.Status(c.ID); st.State != workflows.StatePendingConsent {
+		t.Errorf("the refused disconnect changed the connection: %s", st.State)
 	}
 }
 
