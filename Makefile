@@ -5,7 +5,7 @@ GO    ?= go
 STACK := $(GO) run ./deploy/stack
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: run test fuzz chromium test-unit test-race lint bench build stack-up stack-down stack-status clean
+.PHONY: run test fuzz scenario scenarios chromium test-unit test-race lint bench build stack-up stack-down stack-status clean
 
 ## build: compile the outlookd binary into bin/
 build:
@@ -22,6 +22,17 @@ test: chromium
 	set -a; [ -f .stack/test/env ] && source .stack/test/env; set +a; \
 	OUTLOOKD_REQUIRE_STACK=1 $(GO) test -count=1 -timeout 30m ./...
 	$(MAKE) --no-print-directory fuzz FUZZTIME=10s
+	$(MAKE) --no-print-directory build
+	$(GO) run ./deploy/scenario --size 2000 connect-backfill reauth disconnect webhook-abuse secrets-scan
+
+## scenario: one named end-to-end scenario (NAME=...), from a clean state;
+## scenarios: all of them. Each ends with "scenario <name>: PASS lost=0 ...".
+scenario: build
+	@$(STACK) --profile test up >&2
+	$(GO) run ./deploy/scenario $(NAME)
+scenarios: build
+	@$(STACK) --profile test up >&2
+	$(GO) run ./deploy/scenario all
 
 ## fuzz: the fuzz targets, each for FUZZTIME (the request decoder and the
 ## Graph notification parser)

@@ -200,6 +200,16 @@ func (c *Client) ResetThrottle(ctx context.Context) error {
 	return c.do(ctx, "POST", "/_sim/throttle/reset", nil, nil)
 }
 
+// Secrets lists every token, code, verifier, client secret and clientState
+// the simulator issued or saw (for leak scans).
+func (c *Client) Secrets(ctx context.Context) ([]string, error) {
+	var out struct {
+		Secrets []string `json:"secrets"`
+	}
+	err := c.do(ctx, "GET", "/_sim/secrets", nil, &out)
+	return out.Secrets, err
+}
+
 // Subscriptions lists every subscription with its expiry.
 func (c *Client) Subscriptions(ctx context.Context) ([]Subscription, error) {
 	var out []Subscription

@@ -163,6 +163,8 @@ func (s *Sim) controlHandler() http.Handler {
 	handle("DELETE /_sim/counters", func(r *http.Request) (any, error) { s.ResetCounters(); return nil, nil })
 	handle("POST /_sim/throttle/reset", func(r *http.Request) (any, error) { s.throttle.reset(); return nil, nil })
 	handle("GET /_sim/subscriptions", func(r *http.Request) (any, error) { return s.Subscriptions(), nil })
+	// Every secret issued or seen, for leak scans (a simulator only).
+	handle("GET /_sim/secrets", func(r *http.Request) (any, error) { return map[string]any{"secrets": s.Secrets()}, nil })
 	handle("DELETE /_sim/subscriptions/{id}", func(r *http.Request) (any, error) {
 		return nil, s.RemoveSubscription(r.PathValue("id"))
 	})

@@ -1,0 +1,510 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/outlookd/outlookd/graphsim"
+)
+
+// result is what a scenario reports besides pass or fail.
+type result struct {
+	lost, dup int
+	figures   []string
+}
+
+func (r *result) add(k string, v any) { r.figures = append(r.figures, fmt.Sprintf("%s=%v", k, v)) }
+
+// scenario runs in its own world.
+type scenario struct {
+	name string
+	what string
+	run  func(ctx context.Context, w *world, size int) (result, error)
+}
+
+var scenarios = []scenario{
+	{"connect-backfill", "consent and a 30-day backfill of a large mailbox, compared", connectBackfill},
+	{"live-push", "mail injected, moved, archived, read and deleted while live", livePush},
+	{"poll-fallback", "a mailbox Graph refuses to subscribe stays current by polling", pollFallback},
+	{"delta-expired", "delta tokens expire mid-life while mail keeps arriving", deltaExpired},
+	{"subscription-removed", "Graph removes the subscription, then notifications are missed", subscriptionRemoved},
+	{"reauth", "the refresh token dies for each reason in turn; re-consent; nothing lost", reauth},
+	{"disconnect", "disconnect in each state with each retention policy", disconnect},
+	{"webhook-abuse", "spoofed, unknown, malformed and huge posts at the receiver", webhookAbuse},
+	{"secrets-scan", "a connection's whole life, then every haystack searched for every secret", secretsScan},
+}
+
+const adele = "adele@contoso.example"
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+func connectBackfill(ctx context.Context, w *world, size int) (result, error) {
+	var r result
+	if _, err := w.sim.Generate(ctx, adele, graphsim.GenerateSpec{Count: size, Days: 25, Folders: defaultFolders, Seed: 11, AttachmentShare: 0.05}); err != nil {
+		return r, err
+	}
+	start := time.Now()
+	c, err := w.connect(adele, map[string]any{"backfill_days": 30})
+	if err != nil {
+		return r, err
+	}
+	el := time.Since(start).Seconds()
+	r.lost, r.dup, err = w.converge(ctx, c, adele, 30*time.Second)
+	r.add("messages", c.MessageCount)
+	r.add("backfill_s", fmt.Sprintf("%.1f", el))
+	r.add("msgs_per_s", fmt.Sprintf("%.0f", float64(c.MessageCount)/el))
+	return r, err
+}
+
+// inboxSince lists the immutable IDs of a user's inbox messages received
+// since a time.
+func inboxSince(ctx context.Context, w *world, user string, since time.Time) []string {
+	truth := must(w.sim.GroundTruth(ctx, user))
+	inbox := ""
+	for _, f := range truth.Folders {
+		if f.WellKnown == "inbox" {
+			inbox = f.ID
+		}
+	}
+	var out []string
+	for _, m := range truth.Messages {
+		if m.FolderID == inbox && !m.Received.Before(since) {
+			out = append(out, m.ImmutableID)
+		}
+	}
+	return out
+}
+
+// churn injects, moves, archives, reads and deletes mail.
+func churn(ctx context.Context, w *world, user string, since time.Time, n int) (int, error) {
+	if _, err := w.sim.InjectMessages(ctx, user, make([]graphsim.MessageSpec, n)...); err != nil {
+		return 0, err
+	}
+	ids := inboxSince(ctx, w, user, since)
+	if len(ids) < 8 {
+		return 0, fmt.Errorf("only %d inbox messages to change", len(ids))
+	}
+	read := true
+	steps := []func() error{
+		func() error { return w.sim.MoveMessage(ctx, user, ids[0], "archive") },
+		func() error { return w.sim.MoveMessage(ctx, user, ids[1], "archive") },
+		func() error { return w.sim.MoveMessage(ctx, user, ids[2], "sentitems") },
+		func() error { return w.sim.UpdateMessage(ctx, user, ids[3], graphsim.MessageUpdate{IsRead: &read}) },
+		func() error { return w.sim.UpdateMessage(ctx, user, ids[4], graphsim.MessageUpdate{IsRead: &read}) },
+		func() error { return w.sim.DeleteMessage(ctx, user, ids[5]) },
+		func() error { return w.sim.DeleteMessage(ctx, user, ids[6]) },
+	}
+	for _, s := range steps {
+		if err := s(); err != nil {
+			return 0, err
+		}
+	}
+	return n + len(steps), nil
+}
+
+func covered(c conn) time.Time {
+	if c.Backfill != nil && c.Backfill.CoveredFrom != nil {
+		return *c.Backfill.CoveredFrom
+	}
+	return time.Time{}
+}
+
+func livePush(ctx context.Context, w *world, _ int) (result, error) {
+	var r result
+	c, err := w.connect(adele, nil)
+	if err != nil {
+		return r, err
+	}
+	if c.SyncMode != "push" {
+		return r, fmt.Errorf("sync mode %q, want push", c.SyncMode)
+	}
+	start := time.Now()
+	n, err := churn(ctx, w, adele, covered(c), 20)
+	if err != nil {
+		return r, err
+	}
+	r.lost, r.dup, err = w.converge(ctx, c, adele, time.Minute)
+	r.add("changes", n)
+	r.add("converged_s", fmt.Sprintf("%.1f", time.Since(start).Seconds()))
+	return r, err
+}
+
+func pollFallback(ctx context.Context, w *world, _ int) (result, error) {
+	var r result
+	const pat = "pat@contoso.example"
+	if _, err := w.sim.AddUser(ctx, graphsim.UserSpec{Tenant: "contoso.example", UPN: pat, DisplayName: "Pat", SubscriptionsFull: true}); err != nil {
+		return r, err
+	}
+	if _, err := w.sim.Generate(ctx, pat, graphsim.GenerateSpec{Count: 60, Days: 10, Folders: []string{"inbox"}, Seed: 3}); err != nil {
+		return r, err
+	}
+	c, err := w.connect(pat, map[string]any{"poll_minutes": 1})
+	if err != nil {
+		return r, err
+	}
+	if c.SyncMode != "polling" {
+		return r, fmt.Errorf("sync mode %q, want polling", c.SyncMode)
+	}
+	start := time.Now()
+	n, err := churn(ctx, w, pat, covered(c), 5)
+	if err != nil {
+		return r, err
+	}
+	r.lost, r.dup, err = w.converge(ctx, c, pat, 3*time.Minute)
+	r.add("changes", n)
+	r.add("converged_s", fmt.Sprintf("%.1f", time.Since(start).Seconds()))
+	if subs := must(w.sim.Subscriptions(ctx)); len(subs) != 0 {
+		return r, fmt.Errorf("%d subscriptions exist for a mailbox that refuses them", len(subs))
+	}
+	return r, err
+}
+
+func deltaExpired(ctx context.Context, w *world, _ int) (result, error) {
+	var r result
+	c, err := w.connect(adele, nil)
+	if err != nil {
+		return r, err
+	}
+	for round := range 3 {
+		if err := w.sim.ExpireDeltaTokens(ctx, adele); err != nil {
+			return r, err
+		}
+		if _, err := churn(ctx, w, adele, covered(c), 5); err != nil {
+			return r, err
+		}
+		lost, dup, err := w.converge(ctx, c, adele, time.Minute)
+		r.lost, r.dup = r.lost+lost, r.dup+dup
+		if err != nil {
+			return r, fmt.Errorf("round %d: %w", round, err)
+		}
+	}
+	r.add("expiries", 3)
+	return r, nil
+}
+
+func liveSubscriptions(ctx context.Context, w *world) (int, string) {
+	n, id := 0, ""
+	for _, s := range must(w.sim.Subscriptions(ctx)) {
+		if s.Expiration.After(time.Now()) {
+			n++
+			id = s.ID
+		}
+	}
+	return n, id
+}
+
+func subscriptionRemoved(ctx context.Context, w *world, _ int) (result, error) {
+	var r result
+	c, err := w.connect(adele, nil)
+	if err != nil {
+		return r, err
+	}
+	_, old := liveSubscriptions(ctx, w)
+	if err := w.sim.RemoveSubscription(ctx, old); err != nil {
+		return r, err
+	}
+	if err := waitFor(30*time.Second, func() error {
+		if n, id := liveSubscriptions(ctx, w); n != 1 || id == old {
+			return fmt.Errorf("%d live subscriptions after removal", n)
+		}
+		return nil
+	}); err != nil {
+		return r, err
+	}
+	if _, err := churn(ctx, w, adele, covered(c), 3); err != nil {
+		return r, err
+	}
+	// Graph drops notifications and says so with missed.
+	if err := w.sim.SetNotificationFault(ctx, graphsim.NotificationFault{Drop: 1}); err != nil {
+		return r, err
+	}
+	if _, err := w.sim.InjectMessages(ctx, adele, make([]graphsim.MessageSpec, 4)...); err != nil {
+		return r, err
+	}
+	_, sub := liveSubscriptions(ctx, w)
+	if err := w.sim.SendLifecycle(ctx, sub, "missed"); err != nil {
+		return r, err
+	}
+	if err := w.sim.SetNotificationFault(ctx, graphsim.NotificationFault{}); err != nil {
+		return r, err
+	}
+	r.lost, r.dup, err = w.converge(ctx, c, adele, time.Minute)
+	n, _ := liveSubscriptions(ctx, w)
+	r.add("live_subscriptions", n)
+	if n != 1 && err == nil {
+		err = fmt.Errorf("%d live subscriptions, want 1", n)
+	}
+	return r, err
+}
+
+// reasons maps graphsim's revocation reasons to the reasons outlookd shows.
+var reasons = []struct{ sim, want string }{
+	{graphsim.RevokePasswordChanged, "password_changed"},
+	{graphsim.RevokeSignInSessions, "revoked"},
+	{graphsim.RevokeMFARequired, "mfa_required"},
+	{graphsim.RevokeConsentRevoked, "consent_revoked"},
+	{graphsim.RevokeConditionalAccess, "conditional_access"},
+	{graphsim.RevokeDisabled, "account_disabled"},
+}
+
+// events counts a connection's events of a type in the pull feed.
+func (w *world) events(id, typ string) int {
+	n := 0
+	after := "0"
+	for {
+		var page struct {
+			Data []struct {
+				Type         string `json:"type"`
+				ConnectionID string `json:"connection_id"`
+			} `json:"data"`
+			NextCursor string `json:"next_cursor"`
+		}
+		if _, err := w.call("GET", "/v1/events?limit=1000&after="+after, nil, &page); err != nil || len(page.Data) == 0 {
+			return n
+		}
+		for _, e := range page.Data {
+			if e.ConnectionID == id && e.Type == typ {
+				n++
+			}
+		}
+		after = page.NextCursor
+	}
+}
+
+// outage kills the connection's tokens for a reason, lets mail arrive,
+// checks the state and the single event, and re-consents.
+func outage(ctx context.Context, w *world, c conn, user, simReason, want string, outages int) error {
+	if err := w.sim.Revoke(ctx, user, simReason); err != nil {
+		return err
+	}
+	// The access token outlives the revocation until it expires at Graph.
+	if _, err := w.sim.AdvanceClock(ctx, 2*time.Hour); err != nil {
+		return err
+	}
+	if _, err := w.sim.InjectMessages(ctx, user, make([]graphsim.MessageSpec, 3)...); err != nil {
+		return err
+	}
+	if _, err := w.call("POST", "/v1/connections/"+c.ID+"/resync", map[string]any{}, nil); err != nil {
+		return err
+	}
+	got, err := w.waitConn(c.ID, time.Minute, "reauth_required", func(c conn) bool { return c.State == "reauth_required" })
+	if err != nil {
+		return err
+	}
+	if got.Reason != want {
+		return fmt.Errorf("%s: reason %q, want %q", simReason, got.Reason, want)
+	}
+	if err := waitFor(10*time.Second, func() error {
+		if n := w.events(c.ID, "connection.reauth_required"); n != outages {
+			return fmt.Errorf("%s: %d reauth_required events after %d outages", simReason, n, outages)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	// More mail while it waits; then the user fixes the sign-in and consents.
+	if _, err := w.sim.InjectMessages(ctx, user, make([]graphsim.MessageSpec, 2)...); err != nil {
+		return err
+	}
+	if err := w.sim.Restore(ctx, user); err != nil {
+		return err
+	}
+	var re conn
+	if st, err := w.call("POST", "/v1/connections/"+c.ID+"/reauthorize", map[string]any{}, &re); err != nil || st != 200 {
+		return fmt.Errorf("reauthorize: %d %v", st, err)
+	}
+	if err := w.consent(re.AuthorizeURL); err != nil {
+		return err
+	}
+	_, err = w.waitConn(c.ID, time.Minute, "active again", func(c conn) bool { return c.State == "active" })
+	return err
+}
+
+func reauth(ctx context.Context, w *world, _ int) (result, error) {
+	var r result
+	c, err := w.connect(adele, nil)
+	if err != nil {
+		return r, err
+	}
+	for i, rs := range reasons {
+		if err := outage(ctx, w, c, adele, rs.sim, rs.want, i+1); err != nil {
+			return r, err
+		}
+		lost, dup, err := w.converge(ctx, c, adele, time.Minute)
+		r.lost, r.dup = r.lost+lost, r.dup+dup
+		if err != nil {
+			return r, fmt.Errorf("after %s: %w", rs.sim, err)
+		}
+	}
+	r.add("reasons", len(reasons))
+	r.add("events", w.events(c.ID, "connection.reauth_required"))
+	return r, nil
+}
+
+// gone checks that a disconnected connection left nothing: no Vault
+// secret, no subscription at Graph for its mailbox; and its mail per policy.
+func gone(ctx context.Context, w *world, id string, keep bool) error {
+	if _, err := w.call("DELETE", "/v1/connections/"+id, nil, nil); err != nil {
+		return err
+	}
+	if _, err := w.waitConn(id, time.Minute, "disconnected", func(c conn) bool { return c.State == "disconnected" }); err != nil {
+		return err
+	}
+	if n, err := w.vault.Tokens().Count(ctx, id); err != nil || n != 0 {
+		return fmt.Errorf("%s: %d secrets left in Vault (%v)", id, n, err)
+	}
+	n, err := w.st.CountMessages(ctx, id)
+	if err != nil {
+		return err
+	}
+	if keep != (n > 0) {
+		return fmt.Errorf("%s: %d messages left with keep=%t", id, n, keep)
+	}
+	return nil
+}
+
+func disconnect(ctx context.Context, w *world, _ int) (result, error) {
+	var r result
+	// pending_consent
+	var pending conn
+	if st, err := w.call("POST", "/v1/connections", map[string]any{}, &pending); err != nil || st != 201 {
+		return r, fmt.Errorf("create: %d %v", st, err)
+	}
+	if err := gone(ctx, w, pending.ID, false); err != nil {
+		return r, err
+	}
+	// active, delete
+	a, err := w.connect(adele, nil)
+	if err != nil {
+		return r, err
+	}
+	if err := gone(ctx, w, a.ID, false); err != nil {
+		return r, err
+	}
+	// active, keep
+	k, err := w.connect("alex@contoso.example", map[string]any{"retention": "keep"})
+	if err != nil {
+		return r, err
+	}
+	if err := gone(ctx, w, k.ID, true); err != nil {
+		return r, err
+	}
+	// reauth_required
+	m, err := w.connect("megan@contoso.example", nil)
+	if err != nil {
+		return r, err
+	}
+	if err := w.sim.Revoke(ctx, "megan@contoso.example", graphsim.RevokePasswordChanged); err != nil {
+		return r, err
+	}
+	if _, err := w.sim.AdvanceClock(ctx, 2*time.Hour); err != nil {
+		return r, err
+	}
+	_, _ = w.call("POST", "/v1/connections/"+m.ID+"/resync", map[string]any{}, nil)
+	if _, err := w.waitConn(m.ID, time.Minute, "reauth_required", func(c conn) bool { return c.State == "reauth_required" }); err != nil {
+		return r, err
+	}
+	if err := gone(ctx, w, m.ID, false); err != nil {
+		return r, err
+	}
+	// A subscription whose tokens died cannot be deleted by anyone: Graph
+	// holds it for reauthorization, delivers nothing and drops it. Every
+	// other one must be gone.
+	delivering, held := 0, 0
+	for _, s := range must(w.sim.Subscriptions(ctx)) {
+		switch {
+		case !s.Expiration.After(time.Now()):
+		case s.NeedsReauth:
+			held++
+		default:
+			delivering++
+		}
+	}
+	if delivering != 0 {
+		return r, fmt.Errorf("%d delivering subscriptions left at Graph", delivering)
+	}
+	r.add("states", 4)
+	r.add("held_for_reauthorization", held)
+	return r, nil
+}
+
+func post(url, ctype string, body string) int {
+	resp, err := http.Post(url, ctype, strings.NewReader(body))
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func webhookAbuse(ctx context.Context, w *world, _ int) (result, error) {
+	var r result
+	c, err := w.connect(adele, nil)
+	if err != nil {
+		return r, err
+	}
+	_, sub := liveSubscriptions(ctx, w)
+	note := func(sub, state string) string {
+		return `{"subscriptionId":"` + sub + `","clientState":"` + state + `","changeType":"deleted","resource":"Users/x/Messages/y"}`
+	}
+	n := w.apiURL + "/v1/graph/notifications"
+	checks := []struct {
+		what   string
+		status int
+		got    int
+	}{
+		{"spoofed clientState", 202, post(n, "application/json", `{"value":[`+note(sub, "forged")+`]}`)},
+		{"unknown subscription", 202, post(n, "application/json", `{"value":[`+note("00000000-0000-0000-0000-000000000000", "x")+`]}`)},
+		{"malformed body", 400, post(n, "application/json", `{"value":[{`)},
+		{"not a notification", 400, post(n, "application/json", `{"hello":"world"}`)},
+		{"huge body", 413, post(n, "application/json", `{"value":[`+strings.Repeat(note(sub, "forged")+",", 20000)+note(sub, "forged")+`]}`)},
+		{"lifecycle spoofed", 202, post(w.apiURL+"/v1/graph/lifecycle", "application/json", `{"value":[{"subscriptionId":"`+sub+`","clientState":"forged","lifecycleEvent":"subscriptionRemoved"}]}`)},
+	}
+	for _, ch := range checks {
+		if ch.got != ch.status {
+			return r, fmt.Errorf("%s: %d, want %d", ch.what, ch.got, ch.status)
+		}
+	}
+	// None of it changed the connection: still the same subscription, and
+	// genuine mail still flows.
+	if n, now := liveSubscriptions(ctx, w); n != 1 || now != sub {
+		return r, fmt.Errorf("the abuse changed the subscription (%d live)", n)
+	}
+	if _, err := churn(ctx, w, adele, covered(c), 3); err != nil {
+		return r, err
+	}
+	r.lost, r.dup, err = w.converge(ctx, c, adele, time.Minute)
+	r.add("abusive_posts", len(checks))
+	return r, err
+}
+
+func secretsScan(ctx context.Context, w *world, _ int) (result, error) {
+	var r result
+	c, err := w.connect(adele, nil)
+	if err != nil {
+		return r, err
+	}
+	if _, err := churn(ctx, w, adele, covered(c), 5); err != nil {
+		return r, err
+	}
+	if r.lost, r.dup, err = w.converge(ctx, c, adele, time.Minute); err != nil {
+		return r, err
+	}
+	if err := outage(ctx, w, c, adele, graphsim.RevokePasswordChanged, "password_changed", 1); err != nil {
+		return r, err
+	}
+	var body struct{}
+	_, _ = w.call("GET", "/v1/connections/"+c.ID+"/messages?limit=5", nil, &body)
+	if err := gone(ctx, w, c.ID, false); err != nil {
+		return r, err
+	}
+	return r, nil
+}

@@ -1,0 +1,274 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/outlookd/outlookd/graphsim"
+	"github.com/outlookd/outlookd/store"
+	"github.com/outlookd/outlookd/vault"
+)
+
+// world is one scenario's system: graphsim and outlookd as separate
+// processes over the test stack (Temporal, Vault, Postgres), with a fresh
+// database, Vault prefix and task queue of its own.
+type world struct {
+	name, id, dir string
+	stack         map[string]string
+	dbURL         string
+	simURL        string
+	apiURL        string
+	sim           *graphsim.Client
+	demo          struct {
+		ClientID     string   `json:"clientId"`
+		ClientSecret string   `json:"clientSecret"`
+		Users        []string `json:"users"`
+	}
+	key    string
+	st     *store.Store
+	vault  *vault.Client
+	prefix string
+	queue  string
+	procs  map[string]*exec.Cmd
+	simOpt []string
+
+	mu        sync.Mutex
+	responses bytes.Buffer // every API response body, for the leak scan
+}
+
+func randomID() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func freeAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// readEnv reads a KEY=value file.
+func readEnv(path string) (map[string]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w (is the test stack up? make scenario starts it)", path, err)
+	}
+	defer f.Close()
+	out := map[string]string{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if k, v, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(line, "#") {
+			out[k] = v
+		}
+	}
+	return out, sc.Err()
+}
+
+// newWorld starts graphsim (with extra flags) and outlookd for a scenario.
+func newWorld(ctx context.Context, name string, simFlags ...string) (*world, error) {
+	w := &world{name: name, id: randomID(), procs: map[string]*exec.Cmd{}, simOpt: simFlags}
+	w.dir = filepath.Join(".stack", "scenarios", name+"-"+w.id)
+	if err := os.MkdirAll(w.dir, 0o755); err != nil {
+		return w, err
+	}
+	var err error
+	if w.stack, err = readEnv(filepath.Join(".stack", "test", "env")); err != nil {
+		return w, err
+	}
+	u, err := url.Parse(w.stack["DATABASE_URL"])
+	if err != nil {
+		return w, err
+	}
+	u.Path = "/outlookd_scn_" + strings.ReplaceAll(name, "-", "_") + "_" + w.id
+	w.dbURL = u.String()
+	w.prefix, w.queue = "outlookd/scn-"+w.id, "scn-"+w.id
+	cmd := exec.CommandContext(ctx, "bin/outlookd", "migrate", "--create-database")
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+w.dbURL)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return w, fmt.Errorf("migrate: %v: %s", err, out)
+	}
+	if w.st, err = store.Open(ctx, w.dbURL, 4); err != nil {
+		return w, err
+	}
+
+	simAddr, apiAddr := freeAddr(), freeAddr()
+	w.simURL, w.apiURL = "http://"+simAddr, "http://"+apiAddr
+	info := filepath.Join(w.dir, "demo.json")
+	args := append([]string{"sim", "--seed", "demo", "--auto-consent", "--addr", simAddr, "--messages", "40",
+		"--redirect-uri", w.apiURL + "/v1/oauth/callback", "--info-file", info}, simFlags...)
+	if err := w.start("graphsim", nil, args...); err != nil {
+		return w, err
+	}
+	if err := waitFor(20*time.Second, func() error {
+		raw, err := os.ReadFile(info)
+		if err != nil || len(raw) == 0 {
+			return fmt.Errorf("graphsim did not write %s", info)
+		}
+		return json.Unmarshal(raw, &w.demo)
+	}); err != nil {
+		return w, err
+	}
+	w.sim = graphsim.NewClient(w.simURL, nil)
+
+	env := w.serveEnv(apiAddr)
+	secret := exec.CommandContext(ctx, "bin/outlookd", "appsecret", "set")
+	secret.Env, secret.Stdin = env, strings.NewReader(w.demo.ClientSecret+"\n")
+	if out, err := secret.CombinedOutput(); err != nil {
+		return w, fmt.Errorf("appsecret: %v: %s", err, out)
+	}
+	keyCmd := exec.CommandContext(ctx, "bin/outlookd", "apikey", "create", "--org", "scn-"+w.id, "--admin", "--connections-per-user", "100")
+	keyCmd.Env = env
+	out, err := keyCmd.Output()
+	if err != nil {
+		return w, fmt.Errorf("apikey: %w", err)
+	}
+	w.key = strings.TrimSpace(string(out))
+	if err := w.start("outlookd", env, "serve"); err != nil {
+		return w, err
+	}
+	if err := waitFor(60*time.Second, func() error {
+		resp, err := http.Get(w.apiURL + "/readyz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("readyz %d", resp.StatusCode)
+		}
+		return nil
+	}); err != nil {
+		return w, fmt.Errorf("outlookd never became ready: %w", err)
+	}
+	w.vault, err = vault.New(vault.Options{Addr: w.stack["VAULT_ADDR"], RoleID: w.stack["OUTLOOKD_VAULT_ROLE_ID"],
+		SecretIDFile: w.stack["OUTLOOKD_VAULT_SECRET_ID_FILE"], KVMount: "secret", Prefix: w.prefix, Timeout: 10 * time.Second,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		return w, err
+	}
+	go func() { _ = w.vault.Run(ctx) }()
+	return w, waitFor(10*time.Second, func() error { return w.vault.Health(ctx) })
+}
+
+func (w *world) serveEnv(apiAddr string) []string {
+	env := os.Environ()
+	for k, v := range w.stack {
+		env = append(env, k+"="+v)
+	}
+	return append(env,
+		"DATABASE_URL="+w.dbURL,
+		"OUTLOOKD_HTTP_ADDR="+apiAddr,
+		"OUTLOOKD_PUBLIC_URL=http://"+apiAddr,
+		"OUTLOOKD_VAULT_KV_PREFIX="+w.prefix,
+		"OUTLOOKD_TASK_QUEUE="+w.queue,
+		"OUTLOOKD_CLIENT_ID="+w.demo.ClientID,
+		"OUTLOOKD_AUTHORITY_URL="+w.simURL,
+		"OUTLOOKD_GRAPH_URL="+w.simURL+"/v1.0",
+		"OUTLOOKD_LOG_FORMAT=json",
+	)
+}
+
+// start runs a process with its output in the world's folder.
+func (w *world) start(name string, env []string, args ...string) error {
+	logf, err := os.OpenFile(filepath.Join(w.dir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command("bin/outlookd", args...)
+	cmd.Env, cmd.Stdout, cmd.Stderr = env, logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	w.procs[name] = cmd
+	go func() { _ = cmd.Wait(); logf.Close() }()
+	return nil
+}
+
+// close stops the processes and drops the scenario's database.
+func (w *world) close() {
+	for _, p := range w.procs {
+		if p.Process != nil {
+			_ = p.Process.Signal(syscall.SIGTERM)
+		}
+	}
+	time.Sleep(500 * time.Millisecond)
+	for _, p := range w.procs {
+		if p.Process != nil {
+			_ = p.Process.Kill()
+		}
+	}
+	if w.st != nil {
+		w.st.Close()
+	}
+	_ = store.DropDatabase(context.Background(), w.dbURL)
+}
+
+func waitFor(d time.Duration, f func() error) error {
+	deadline := time.Now().Add(d)
+	for {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// call makes an API request as the app (admin key, app user "u"), keeping
+// the response body for the leak scan.
+func (w *world) call(method, path string, body any, out any) (int, error) {
+	var rd io.Reader
+	if body != nil {
+		raw, _ := json.Marshal(body)
+		rd = bytes.NewReader(raw)
+	}
+	req, _ := http.NewRequest(method, w.apiURL+path, rd)
+	req.Header.Set("Authorization", "Bearer "+w.key)
+	req.Header.Set("Outlookd-User", "u")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := noRedirect.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	w.mu.Lock()
+	w.responses.Write(raw)
+	w.responses.WriteString(resp.Header.Get("Location") + "\n")
+	w.mu.Unlock()
+	if out != nil && len(raw) > 0 && resp.StatusCode < 300 {
+		if err := json.Unmarshal(raw, out); err != nil {
+			return resp.StatusCode, fmt.Errorf("%s %s: %w", method, path, err)
+		}
+	}
+	return resp.StatusCode, nil
+}
+
+var noRedirect = &http.Client{Timeout: 60 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
