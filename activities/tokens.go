@@ -144,6 +144,42 @@ func (a *Activities) ExchangeCode(ctx context.Context, in workflows.ExchangeCode
 	return res, err
 }
 
+// redeem exchanges the code once: the answer is kept in Vault under the
+// consent's reference, and a retried exchange (after /me or Postgres
+// failed) uses it instead of redeeming the single-use code again.
+func (a *Activities) redeem(ctx context.Context, in workflows.ExchangeCodeInput, code string, pending vault.Pending) (*oauth2.Token, error) {
+	r, err := a.Tokens.GetRedeemed(ctx, in.ConnectionID, in.Ref)
+	if err == nil {
+		tok := &oauth2.Token{AccessToken: r.AccessToken, RefreshToken: r.RefreshToken, Expiry: r.Expiry, TokenType: "Bearer"}
+		return tok.WithExtra(map[string]any{"scope": r.Scope, "client_info": r.ClientInfo}), nil
+	}
+	if !errors.Is(err, vault.ErrNotFound) {
+		return nil, err
+	}
+	secret, err := a.ClientSecret(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("activities: client secret: %w", err)
+	}
+	cfg := a.Identity.OAuth(secret, nil)
+	if pending.RedirectURI != "" {
+		cfg.RedirectURL = pending.RedirectURI
+	}
+	hctx := context.WithValue(ctx, oauth2.HTTPClient, a.httpClient())
+	tok, err := cfg.Exchange(hctx, code, oauth2.VerifierOption(pending.Verifier), oauth2.SetAuthURLParam("client_info", "1"))
+	if err != nil {
+		if reason, userMustAct := identity.ClassifyError(err); userMustAct {
+			return nil, consentFailed(reason, err)
+		}
+		return nil, fmt.Errorf("activities: exchange: %w", err)
+	}
+	ci, _ := tok.Extra("client_info").(string)
+	if err := a.Tokens.PutRedeemed(ctx, in.ConnectionID, in.Ref, vault.Redeemed{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken,
+		Expiry: tok.Expiry, Scope: scopeOf(tok, ""), ClientInfo: ci}); err != nil {
+		return nil, err
+	}
+	return tok, nil
+}
+
 func (a *Activities) exchangeCode(ctx context.Context, in workflows.ExchangeCodeInput) (workflows.ExchangeCodeResult, error) {
 	code, _, err := a.Tokens.GetConsentCode(ctx, in.ConnectionID, in.Ref)
 	if errors.Is(err, vault.ErrNotFound) {
@@ -159,21 +195,9 @@ func (a *Activities) exchangeCode(ctx context.Context, in workflows.ExchangeCode
 	if err != nil {
 		return workflows.ExchangeCodeResult{}, err
 	}
-	secret, err := a.ClientSecret(ctx)
+	tok, err := a.redeem(ctx, in, code, pending)
 	if err != nil {
-		return workflows.ExchangeCodeResult{}, fmt.Errorf("activities: client secret: %w", err)
-	}
-	cfg := a.Identity.OAuth(secret, nil)
-	if pending.RedirectURI != "" {
-		cfg.RedirectURL = pending.RedirectURI
-	}
-	hctx := context.WithValue(ctx, oauth2.HTTPClient, a.httpClient())
-	tok, err := cfg.Exchange(hctx, code, oauth2.VerifierOption(pending.Verifier), oauth2.SetAuthURLParam("client_info", "1"))
-	if err != nil {
-		if reason, userMustAct := identity.ClassifyError(err); userMustAct {
-			return workflows.ExchangeCodeResult{}, consentFailed(reason, err)
-		}
-		return workflows.ExchangeCodeResult{}, fmt.Errorf("activities: exchange: %w", err)
+		return workflows.ExchangeCodeResult{}, err
 	}
 
 	// Who consented: /me with the new token, before anything is stored.

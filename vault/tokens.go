@@ -142,9 +142,42 @@ func (ts *TokenStore) GetConsentCode(ctx context.Context, connectionID, ref stri
 	return str(s.Data, "code"), created, nil
 }
 
-// DeleteConsent removes a used code and the pending verifier, every version.
+// Redeemed is what the token endpoint answered for a consent's code,
+// kept until the exchange finishes, so a retried exchange does not redeem
+// the (single-use) code twice.
+type Redeemed struct {
+	AccessToken  string    `json:"access_token"`
+	RefreshToken string    `json:"refresh_token"`
+	Expiry       time.Time `json:"expiry"`
+	Scope        string    `json:"scope"`
+	ClientInfo   string    `json:"client_info"`
+}
+
+// PutRedeemed keeps a consent's redeemed tokens.
+func (ts *TokenStore) PutRedeemed(ctx context.Context, connectionID, ref string, r Redeemed) error {
+	data := map[string]any{"access_token": r.AccessToken, "refresh_token": r.RefreshToken,
+		"expiry": r.Expiry.UTC().Format(time.RFC3339Nano), "scope": r.Scope, "client_info": r.ClientInfo}
+	if _, err := ts.kv.Put(ctx, ts.path(connectionID, "consent", ref+"-redeemed"), data); err != nil {
+		return fmt.Errorf("vault: write redeemed tokens: %w", err)
+	}
+	return nil
+}
+
+// GetRedeemed reads a consent's redeemed tokens (ErrNotFound: not yet).
+func (ts *TokenStore) GetRedeemed(ctx context.Context, connectionID, ref string) (Redeemed, error) {
+	s, err := ts.get(ctx, ts.path(connectionID, "consent", ref+"-redeemed"))
+	if err != nil {
+		return Redeemed{}, err
+	}
+	exp, _ := time.Parse(time.RFC3339Nano, str(s.Data, "expiry"))
+	return Redeemed{AccessToken: str(s.Data, "access_token"), RefreshToken: str(s.Data, "refresh_token"), Expiry: exp,
+		Scope: str(s.Data, "scope"), ClientInfo: str(s.Data, "client_info")}, nil
+}
+
+// DeleteConsent removes a used code, its redeemed tokens and the pending
+// verifier, every version.
 func (ts *TokenStore) DeleteConsent(ctx context.Context, connectionID, ref string) error {
-	for _, p := range []string{ts.path(connectionID, "consent", ref), ts.path(connectionID, "pending")} {
+	for _, p := range []string{ts.path(connectionID, "consent", ref), ts.path(connectionID, "consent", ref+"-redeemed"), ts.path(connectionID, "pending")} {
 		if err := ts.kv.DeleteMetadata(ctx, p); err != nil {
 			return fmt.Errorf("vault: delete %s: %w", p, err)
 		}

@@ -158,13 +158,18 @@ var defaultFolders = []string{"inbox", "sentitems", "archive"}
 
 // converge waits until Postgres equals the truth, and returns the counts.
 func (w *world) converge(ctx context.Context, c conn, user string, d time.Duration) (lost, dup int, err error) {
+	return w.convergeFolders(ctx, c, user, defaultFolders, d)
+}
+
+// convergeFolders is converge for a connection syncing other folders.
+func (w *world) convergeFolders(ctx context.Context, c conn, user string, folders []string, d time.Duration) (lost, dup int, err error) {
 	since := time.Time{}
 	if c.Backfill != nil && c.Backfill.CoveredFrom != nil {
 		since = *c.Backfill.CoveredFrom
 	}
 	err = waitFor(d, func() error {
 		var cerr error
-		lost, dup, cerr = w.compare(ctx, c.ID, user, since, defaultFolders)
+		lost, dup, cerr = w.compare(ctx, c.ID, user, since, folders)
 		if cerr != nil {
 			return cerr
 		}

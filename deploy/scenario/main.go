@@ -74,7 +74,7 @@ func runOne(ctx context.Context, sc *scenario, size int, keep bool) (ok bool) {
 	line := func(status, detail string) {
 		fmt.Printf("scenario %s: %s %s wall=%.1fs\n", sc.name, status, detail, time.Since(start).Seconds())
 	}
-	w, err := newWorld(ctx, sc.name)
+	w, err := newWorld(ctx, sc.name, sc.split)
 	if w != nil {
 		defer func() {
 			w.close()

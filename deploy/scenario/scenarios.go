@@ -23,18 +23,23 @@ type scenario struct {
 	name string
 	what string
 	run  func(ctx context.Context, w *world, size int) (result, error)
+	// split runs the API and the worker as separate processes.
+	split bool
 }
 
 var scenarios = []scenario{
-	{"connect-backfill", "consent and a 30-day backfill of a large mailbox, compared", connectBackfill},
-	{"live-push", "mail injected, moved, archived, read and deleted while live", livePush},
-	{"poll-fallback", "a mailbox Graph refuses to subscribe stays current by polling", pollFallback},
-	{"delta-expired", "delta tokens expire mid-life while mail keeps arriving", deltaExpired},
-	{"subscription-removed", "Graph removes the subscription, then notifications are missed", subscriptionRemoved},
-	{"reauth", "the refresh token dies for each reason in turn; re-consent; nothing lost", reauth},
-	{"disconnect", "disconnect in each state with each retention policy", disconnect},
-	{"webhook-abuse", "spoofed, unknown, malformed and huge posts at the receiver", webhookAbuse},
-	{"secrets-scan", "a connection's whole life, then every haystack searched for every secret", secretsScan},
+	{"connect-backfill", "consent and a 30-day backfill of a large mailbox, compared", connectBackfill, false},
+	{"live-push", "mail injected, moved, archived, read and deleted while live", livePush, false},
+	{"poll-fallback", "a mailbox Graph refuses to subscribe stays current by polling", pollFallback, false},
+	{"delta-expired", "delta tokens expire mid-life while mail keeps arriving", deltaExpired, false},
+	{"subscription-removed", "Graph removes the subscription, then notifications are missed", subscriptionRemoved, false},
+	{"reauth", "the refresh token dies for each reason in turn; re-consent; nothing lost", reauth, false},
+	{"disconnect", "disconnect in each state with each retention policy", disconnect, false},
+	{"webhook-abuse", "spoofed, unknown, malformed and huge posts at the receiver", webhookAbuse, false},
+	{"throttle-storm", "30% of Graph requests answer 429/503 with Retry-After during backfill and live mail", throttleStorm, false},
+	{"chaos-worker", "kill -9 the worker every 10 s for 20 cycles during backfill and live mail", chaosWorker, true},
+	{"many-mailboxes", "200 connections live at once, mail spread over them", manyMailboxes, false},
+	{"secrets-scan", "a connection's whole life, then every haystack searched for every secret", secretsScan, false},
 }
 
 const adele = "adele@contoso.example"
@@ -506,5 +511,143 @@ func secretsScan(ctx context.Context, w *world, _ int) (result, error) {
 	if err := gone(ctx, w, c.ID, false); err != nil {
 		return r, err
 	}
+	return r, nil
+}
+
+// faultCount sums graphsim's counters of injected 429 and 503 answers.
+func faultCount(ctx context.Context, w *world) int64 {
+	var n int64
+	for k, v := range must(w.sim.Counters(ctx)) {
+		if strings.Contains(k, "429") || strings.Contains(k, "503") {
+			n += v
+		}
+	}
+	return n
+}
+
+func throttleStorm(ctx context.Context, w *world, size int) (result, error) {
+	var r result
+	n := max(size/4, 1000)
+	if _, err := w.sim.Generate(ctx, adele, graphsim.GenerateSpec{Count: n, Days: 25, Folders: defaultFolders, Seed: 17}); err != nil {
+		return r, err
+	}
+	// 15% 429 and 15% 503, each with Retry-After: 1, on every Graph request.
+	if err := w.sim.SetFault(ctx, graphsim.Fault{Endpoint: "*", Throttle: 0.15, Unavailable: 0.15, RetryAfter: 1}); err != nil {
+		return r, err
+	}
+	start := time.Now()
+	c, err := w.connect(adele, nil)
+	if err != nil {
+		return r, err
+	}
+	backfill := time.Since(start)
+	if _, err := churn(ctx, w, adele, covered(c), 10); err != nil {
+		return r, err
+	}
+	r.lost, r.dup, err = w.converge(ctx, c, adele, 3*time.Minute)
+	r.add("messages", c.MessageCount)
+	r.add("backfill_s", fmt.Sprintf("%.1f", backfill.Seconds()))
+	r.add("faults_injected", faultCount(ctx, w))
+	if cerr := w.sim.ClearFaults(ctx); cerr != nil && err == nil {
+		err = cerr
+	}
+	return r, err
+}
+
+func chaosWorker(ctx context.Context, w *world, size int) (result, error) {
+	var r result
+	const cycles = 20
+	if _, err := w.sim.Generate(ctx, adele, graphsim.GenerateSpec{Count: size, Days: 25, Folders: defaultFolders, Seed: 23}); err != nil {
+		return r, err
+	}
+	var c conn
+	if st, err := w.call("POST", "/v1/connections", map[string]any{"login_hint": adele}, &c); err != nil || st != 201 {
+		return r, fmt.Errorf("create: %d %v", st, err)
+	}
+	if err := w.consent(c.AuthorizeURL); err != nil {
+		return r, err
+	}
+	// Kill the worker every 10 seconds while the backfill runs and mail
+	// keeps arriving; it comes back at once each time.
+	injected := 0
+	for i := range cycles {
+		time.Sleep(10 * time.Second)
+		w.killWorker()
+		if _, err := w.sim.InjectMessages(ctx, adele, make([]graphsim.MessageSpec, 2)...); err != nil {
+			return r, err
+		}
+		injected += 2
+		if err := w.startWorker(); err != nil {
+			return r, fmt.Errorf("restart %d: %w", i, err)
+		}
+	}
+	got, err := w.waitConn(c.ID, 10*time.Minute, "backfilled", func(c conn) bool {
+		return c.State == "active" && c.Backfill != nil && c.Backfill.CompletedAt != nil && c.SyncMode != ""
+	})
+	if err != nil {
+		return r, err
+	}
+	if _, err := churn(ctx, w, adele, covered(got), 5); err != nil {
+		return r, err
+	}
+	r.lost, r.dup, err = w.converge(ctx, got, adele, 3*time.Minute)
+	r.add("kills", cycles)
+	r.add("messages", got.MessageCount)
+	r.add("injected_during_chaos", injected)
+	return r, err
+}
+
+func manyMailboxes(ctx context.Context, w *world, _ int) (result, error) {
+	var r result
+	const mailboxes, perMailbox = 200, 20
+	users := make([]string, mailboxes)
+	for i := range users {
+		users[i] = fmt.Sprintf("user%03d@contoso.example", i)
+		if _, err := w.sim.AddUser(ctx, graphsim.UserSpec{Tenant: "contoso.example", UPN: users[i]}); err != nil {
+			return r, err
+		}
+		if _, err := w.sim.Generate(ctx, users[i], graphsim.GenerateSpec{Count: perMailbox, Days: 10, Folders: []string{"inbox"}, Seed: uint64(i + 1)}); err != nil {
+			return r, err
+		}
+	}
+	start := time.Now()
+	ids := make([]string, mailboxes)
+	for i, u := range users {
+		var c conn
+		if st, err := w.call("POST", "/v1/connections", map[string]any{"login_hint": u, "folders": []string{"inbox"}}, &c); err != nil || st != 201 {
+			return r, fmt.Errorf("create %s: %d %v", u, st, err)
+		}
+		if err := w.consent(c.AuthorizeURL); err != nil {
+			return r, err
+		}
+		ids[i] = c.ID
+	}
+	conns := make([]conn, mailboxes)
+	for i, id := range ids {
+		c, err := w.waitConn(id, 5*time.Minute, "live", func(c conn) bool { return c.State == "active" && c.SyncMode == "push" })
+		if err != nil {
+			return r, fmt.Errorf("%s: %w", users[i], err)
+		}
+		conns[i] = c
+	}
+	live := time.Since(start)
+	// Mail spread over every mailbox, all at once.
+	for round := range 3 {
+		for _, u := range users {
+			if _, err := w.sim.InjectMessages(ctx, u, graphsim.MessageSpec{Subject: fmt.Sprintf("round %d", round)}); err != nil {
+				return r, err
+			}
+		}
+	}
+	for i, c := range conns {
+		lost, dup, err := w.convergeFolders(ctx, c, users[i], []string{"inbox"}, 2*time.Minute)
+		r.lost, r.dup = r.lost+lost, r.dup+dup
+		if err != nil {
+			return r, fmt.Errorf("%s: %w", users[i], err)
+		}
+	}
+	r.add("mailboxes", mailboxes)
+	r.add("all_live_s", fmt.Sprintf("%.1f", live.Seconds()))
+	r.add("injected", 3*mailboxes)
 	return r, nil
 }

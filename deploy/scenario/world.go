@@ -48,6 +48,7 @@ type world struct {
 	queue  string
 	procs  map[string]*exec.Cmd
 	simOpt []string
+	env    []string
 
 	mu        sync.Mutex
 	responses bytes.Buffer // every API response body, for the leak scan
@@ -86,8 +87,9 @@ func readEnv(path string) (map[string]string, error) {
 	return out, sc.Err()
 }
 
-// newWorld starts graphsim (with extra flags) and outlookd for a scenario.
-func newWorld(ctx context.Context, name string, simFlags ...string) (*world, error) {
+// newWorld starts graphsim (with extra flags) and outlookd for a scenario:
+// one process, or with split an API process and a worker process.
+func newWorld(ctx context.Context, name string, split bool, simFlags ...string) (*world, error) {
 	w := &world{name: name, id: randomID(), procs: map[string]*exec.Cmd{}, simOpt: simFlags}
 	w.dir = filepath.Join(".stack", "scenarios", name+"-"+w.id)
 	if err := os.MkdirAll(w.dir, 0o755); err != nil {
@@ -138,14 +140,22 @@ func newWorld(ctx context.Context, name string, simFlags ...string) (*world, err
 	if out, err := secret.CombinedOutput(); err != nil {
 		return w, fmt.Errorf("appsecret: %v: %s", err, out)
 	}
-	keyCmd := exec.CommandContext(ctx, "bin/outlookd", "apikey", "create", "--org", "scn-"+w.id, "--admin", "--connections-per-user", "100")
+	keyCmd := exec.CommandContext(ctx, "bin/outlookd", "apikey", "create", "--org", "scn-"+w.id, "--admin", "--connections-per-user", "1000")
 	keyCmd.Env = env
 	out, err := keyCmd.Output()
 	if err != nil {
 		return w, fmt.Errorf("apikey: %w", err)
 	}
 	w.key = strings.TrimSpace(string(out))
-	if err := w.start("outlookd", env, "serve"); err != nil {
+	w.env = env
+	if split {
+		if err := w.start("outlookd", env, "serve", "--role", "api"); err != nil {
+			return w, err
+		}
+		if err := w.startWorker(); err != nil {
+			return w, err
+		}
+	} else if err := w.start("outlookd", env, "serve"); err != nil {
 		return w, err
 	}
 	if err := waitFor(60*time.Second, func() error {
@@ -223,6 +233,21 @@ func (w *world) close() {
 		w.st.Close()
 	}
 	_ = store.DropDatabase(context.Background(), w.dbURL)
+}
+
+// startWorker starts (or restarts) the worker process of a split world; its
+// HTTP listener is on a port of its own, unused.
+func (w *world) startWorker() error {
+	env := append(append([]string(nil), w.env...), "OUTLOOKD_HTTP_ADDR="+freeAddr())
+	return w.start("worker", env, "serve", "--role", "worker")
+}
+
+// killWorker kills the worker process with SIGKILL and waits for it.
+func (w *world) killWorker() {
+	if p := w.procs["worker"]; p != nil && p.Process != nil {
+		_ = p.Process.Kill()
+		time.Sleep(200 * time.Millisecond) // let the kernel reap it
+	}
 }
 
 func waitFor(d time.Duration, f func() error) error {
