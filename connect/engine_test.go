@@ -412,3 +412,22 @@ func TestWideningTheWindow(t *testing.T) {
 		t.Errorf("widening re-read the delta rounds: %d more delta pages", after-before)
 	}
 }
+
+// TestExchangeRetriedAfterMeFails: Graph fails /me right after the code is
+// redeemed; the retried exchange uses the tokens already redeemed (the code
+// is single-use) and the connection becomes active.
+func TestExchangeRetriedAfterMeFails(t *testing.T) {
+	e := enginetest.Start(t, graphsim.Options{}, workflows.Options{PageSize: 50})
+	e.Sim.SetFault(graphsim.Fault{Endpoint: "users", Unavailable: 1})
+	go func() {
+		time.Sleep(1500 * time.Millisecond)
+		e.Sim.ClearFaults()
+	}()
+	id, out := e.ConnectUser(e.Ada.UPN, workflows.Settings{BackfillDays: 30})
+	if out.State != workflows.StateActive || out.Mailbox != e.Ada.UPN {
+		t.Fatalf("outcome: %+v", out)
+	}
+	if n, _ := e.Vault.Tokens().Count(context.Background(), id); n != 1 {
+		t.Errorf("Vault holds %d secrets for the connection, want only its tokens", n)
+	}
+}

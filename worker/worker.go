@@ -28,7 +28,12 @@ type Options struct {
 func Run(ctx context.Context, c client.Client, opts Options) error {
 	backoff := time.Second
 	for {
-		w := sdkworker.New(c, opts.TaskQueue, sdkworker.Options{})
+		// More pollers than the SDK's default of 2: a worker serving many
+		// connections has many small tasks waiting at once.
+		w := sdkworker.New(c, opts.TaskQueue, sdkworker.Options{
+			MaxConcurrentWorkflowTaskPollers: 8,
+			MaxConcurrentActivityTaskPollers: 8,
+		})
 		if opts.Register != nil {
 			opts.Register(w)
 		}

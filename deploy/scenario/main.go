@@ -27,7 +27,7 @@ func main() {
 	size := flag.Int("size", 20000, "messages in the connect-backfill mailbox")
 	keep := flag.Bool("keep", false, "keep each scenario's processes' logs folder (.stack/scenarios/...)")
 	flag.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: go run ./deploy/scenario [--size N] all | NAME...")
+		fmt.Fprintln(os.Stderr, "usage: go run ./deploy/scenario [--size N] all | NAME... | bench push-latency")
 		for _, s := range scenarios {
 			fmt.Fprintf(os.Stderr, "  %-22s %s\n", s.name, s.what)
 		}
@@ -46,6 +46,22 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if names[0] == "bench" {
+		// Benchmarks print one JSON line each on stdout.
+		for _, b := range names[1:] {
+			switch b {
+			case "push-latency":
+				if err := pushLatency(ctx, 100, 50, 20*time.Second); err != nil {
+					fmt.Fprintln(os.Stderr, "push-latency:", err)
+					os.Exit(1)
+				}
+			default:
+				fmt.Fprintf(os.Stderr, "unknown benchmark %q (push-latency)\n", b)
+				os.Exit(2)
+			}
+		}
+		return
+	}
 	failed := 0
 	for _, name := range names {
 		var sc *scenario
