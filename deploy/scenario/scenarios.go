@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os/exec"
 	"strings"
 	"time"
 
@@ -38,6 +39,7 @@ var scenarios = []scenario{
 	{"webhook-abuse", "spoofed, unknown, malformed and huge posts at the receiver", webhookAbuse, false},
 	{"throttle-storm", "30% of Graph requests answer 429/503 with Retry-After during backfill and live mail", throttleStorm, false},
 	{"chaos-worker", "kill -9 the worker every 10 s for 20 cycles during backfill and live mail", chaosWorker, true},
+	{"chaos-deps", "restart Temporal, then Postgres, then Vault during live mail", chaosDeps, false},
 	{"many-mailboxes", "200 connections live at once, mail spread over them", manyMailboxes, false},
 	{"secrets-scan", "a connection's whole life, then every haystack searched for every secret", secretsScan, false},
 }
@@ -649,5 +651,69 @@ func manyMailboxes(ctx context.Context, w *world, _ int) (result, error) {
 	r.add("mailboxes", mailboxes)
 	r.add("all_live_s", fmt.Sprintf("%.1f", live.Seconds()))
 	r.add("injected", 3*mailboxes)
+	return r, nil
+}
+
+// restart stops and starts one component of the test stack.
+func restart(ctx context.Context, component string) error {
+	var cmds [][]string
+	switch component {
+	case "postgres":
+		cmds = [][]string{{"pg_ctlcluster", "15", "main", "restart"}}
+	default:
+		cmds = [][]string{
+			{"go", "run", "./deploy/stack", "--profile", "test", "--only", component, "down"},
+			{"go", "run", "./deploy/stack", "--profile", "test", "--only", component, "up"},
+		}
+	}
+	for _, c := range cmds {
+		if out, err := exec.CommandContext(ctx, c[0], c[1:]...).CombinedOutput(); err != nil {
+			return fmt.Errorf("%s: %v: %s", strings.Join(c, " "), err, out)
+		}
+	}
+	return nil
+}
+
+func chaosDeps(ctx context.Context, w *world, _ int) (result, error) {
+	var r result
+	c, err := w.connect(adele, nil)
+	if err != nil {
+		return r, err
+	}
+	for _, dep := range []string{"temporal", "postgres", "vault"} {
+		// Mail arrives just before, during and after the restart.
+		if _, err := w.sim.InjectMessages(ctx, adele, make([]graphsim.MessageSpec, 3)...); err != nil {
+			return r, err
+		}
+		start := time.Now()
+		if err := restart(ctx, dep); err != nil {
+			return r, err
+		}
+		if _, err := w.sim.InjectMessages(ctx, adele, make([]graphsim.MessageSpec, 3)...); err != nil {
+			return r, err
+		}
+		if err := waitFor(2*time.Minute, func() error {
+			resp, err := http.Get(w.apiURL + "/readyz")
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				return fmt.Errorf("not ready after restarting %s", dep)
+			}
+			return nil
+		}); err != nil {
+			return r, err
+		}
+		if _, err := churn(ctx, w, adele, covered(c), 2); err != nil {
+			return r, err
+		}
+		lost, dup, err := w.converge(ctx, c, adele, 2*time.Minute)
+		r.lost, r.dup = r.lost+lost, r.dup+dup
+		if err != nil {
+			return r, fmt.Errorf("after restarting %s: %w", dep, err)
+		}
+		r.add(dep+"_recovered_s", fmt.Sprintf("%.1f", time.Since(start).Seconds()))
+	}
 	return r, nil
 }
