@@ -108,6 +108,9 @@ type Config struct {
 	// NotificationsURL is where Graph posts change notifications (default:
 	// the public URL + /v1/graph/notifications; "none" polls instead).
 	NotificationsURL string `env:"OUTLOOKD_NOTIFICATIONS_URL"`
+	// PprofAddr, when set, serves Go's profiler (net/http/pprof) there;
+	// keep it on loopback.
+	PprofAddr string `env:"OUTLOOKD_PPROF_ADDR"`
 }
 
 // Notifications returns the URLs Graph posts change and lifecycle
@@ -225,6 +228,11 @@ func (c Config) Validate() error {
 	}
 	if c.RefreshMargin < 0 || c.RefreshMargin > time.Hour {
 		return &Error{Var: "OUTLOOKD_REFRESH_MARGIN", Expect: "a duration between 0s and 1h"}
+	}
+	if c.PprofAddr != "" {
+		if err := hostPort("OUTLOOKD_PPROF_ADDR", c.PprofAddr); err != nil {
+			return err
+		}
 	}
 	if c.APIRateLimit <= 0 {
 		return &Error{Var: "OUTLOOKD_API_RATE_LIMIT", Expect: "a positive number of requests per second"}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"time"
 
@@ -97,6 +98,17 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return vc.Run(gctx) })
+	if cfg.PprofAddr != "" {
+		// The profiler on its own listener, never on the API's.
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		psrv := &http.Server{Addr: cfg.PprofAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		log.Info("profiler listening", "addr", cfg.PprofAddr)
+		go func() { _ = psrv.ListenAndServe() }()
+		defer psrv.Close()
+	}
 
 	acts, err := newActivities(cfg, st, vc, log)
 	if err != nil {

@@ -45,21 +45,27 @@ func pushLatency(ctx context.Context, mailboxes int, rate float64, d time.Durati
 	}
 	var mu sync.Mutex
 	injected := map[string]time.Time{} // message ID -> injection time
+	connOf := map[string]string{}      // message ID -> connection ID
 	var lat []time.Duration
 	done := make(chan struct{})
 	go func() { // watch Postgres for arrivals
 		defer close(done)
-		tick := time.NewTicker(10 * time.Millisecond)
+		tick := time.NewTicker(20 * time.Millisecond)
 		defer tick.Stop()
 		for range tick.C {
 			mu.Lock()
 			pending := make([]string, 0, len(injected))
+			conns := make([]string, 0, len(injected))
 			for id := range injected {
 				pending = append(pending, id)
+				conns = append(conns, connOf[id])
 			}
 			mu.Unlock()
 			if len(pending) > 0 {
-				rows, err := w.st.Pool().Query(ctx, `SELECT id FROM messages WHERE id = ANY($1)`, pending)
+				// By primary key (connection, message): the watcher must not
+				// load the database it measures.
+				rows, err := w.st.Pool().Query(ctx, `SELECT m.id FROM messages m JOIN unnest($1::text[], $2::text[]) AS p(c, i)
+					ON m.connection_id = p.c AND m.id = p.i`, conns, pending)
 				if err == nil {
 					now := time.Now()
 					for rows.Next() {
@@ -100,6 +106,7 @@ func pushLatency(ctx context.Context, mailboxes int, rate float64, d time.Durati
 		}
 		mu.Lock()
 		injected[got[0]] = t0
+		connOf[got[0]] = ids[i%len(ids)]
 		mu.Unlock()
 		sent++
 		if sleep := time.Until(start.Add(time.Duration(i+1) * every)); sleep > 0 {

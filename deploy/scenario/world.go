@@ -196,6 +196,7 @@ func (w *world) serveEnv(apiAddr string) []string {
 		"OUTLOOKD_AUTHORITY_URL="+w.simURL,
 		"OUTLOOKD_GRAPH_URL="+w.simURL+"/v1.0",
 		"OUTLOOKD_LOG_FORMAT=json",
+		"OUTLOOKD_PPROF_ADDR="+os.Getenv("OUTLOOKD_PPROF_ADDR"),
 	)
 }
 
