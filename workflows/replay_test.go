@@ -21,6 +21,11 @@ func TestReplay(t *testing.T) {
 		{"testdata/connection.json", Connection},
 		{"testdata/connection_live.json", Connection},
 		{"testdata/backfill.json", Backfill},
+		// Histories recorded before the versioned changes (SyncMode search
+		// attribute, backfill.completed event, registry-first disconnect):
+		// running workflows like these must keep replaying.
+		{"testdata/connection_v0.json", Connection},
+		{"testdata/connection_live_v0.json", Connection},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
