@@ -234,7 +234,8 @@ func TestSDKErrorsAndThrottling(t *testing.T) {
 	}
 	st.Sim.ClearFaults()
 	// The SDK's own retry handler, when kept, rides out a transient 503.
-	st.Sim.SetFault(graphsim.Fault{Endpoint: "messages", Unavailable: 0.5, RetryAfter: 1})
+	// 30% of requests fail: a call fails only if all four tries do (0.8%).
+	st.Sim.SetFault(graphsim.Fault{Endpoint: "messages", Unavailable: 0.3, RetryAfter: 1})
 	retrying, err := graph.NewClient(graph.Config{BaseURL: st.Sim.GraphURL(), SDKRetries: true}, st.TokenSource(t, "ada@contoso.example", "offline_access", "Mail.Read"))
 	if err != nil {
 		t.Fatal(err)
