@@ -26,6 +26,9 @@ type connection struct {
 	changes         workflow.ReceiveChannel
 	lifecycle       workflow.ReceiveChannel
 	retrySyncAt     time.Time
+	// cancelBackfill cancels the running backfill child (set while one
+	// runs; a run never continues as new under a running backfill).
+	cancelBackfill workflow.CancelFunc
 }
 
 // Connection is the entity workflow of one connected mailbox: consent,
@@ -592,7 +595,11 @@ func (c *connection) disconnect(ctx workflow.Context) {
 	}
 	if c.s.Backfill.Running {
 		c.s.DisconnectStep = "cancelling the backfill"
-		_ = workflow.RequestCancelExternalWorkflow(ctx, BackfillWorkflowID(c.s.ID, c.s.Backfill.Runs), "").Get(ctx, nil)
+		if c.cancelBackfill != nil {
+			c.cancelBackfill()
+		} else {
+			_ = workflow.RequestCancelExternalWorkflow(ctx, BackfillWorkflowID(c.s.ID, c.s.Backfill.Runs), "").Get(ctx, nil)
+		}
 		_ = workflow.Await(ctx, func() bool { return !c.s.Backfill.Running })
 	}
 	ref := ConnectionRef{ConnectionID: c.s.ID}
@@ -665,8 +672,11 @@ func (c *connection) startBackfill(ctx workflow.Context) {
 		Roots: c.s.Settings.Folders, WindowStart: b.Target, PreviousStart: b.Covered, StoreBodies: c.s.Settings.StoreBodies,
 		PageSize: c.opts.PageSize, Concurrency: c.opts.FolderConcurrency, HeartbeatTimeout: c.opts.HeartbeatTimeout,
 	}
-	// The child runs on the parent's task queue.
-	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+	// The child runs on the parent's task queue; cancelling its context
+	// cancels it (disconnect).
+	cctx, cancel := workflow.WithCancel(ctx)
+	c.cancelBackfill = cancel
+	cctx = workflow.WithChildOptions(cctx, workflow.ChildWorkflowOptions{
 		WorkflowID:        BackfillWorkflowID(c.s.ID, b.Runs),
 		ParentClosePolicy: enums.PARENT_CLOSE_POLICY_REQUEST_CANCEL,
 	})
