@@ -54,6 +54,16 @@ func (a *Activities) httpClient() *http.Client {
 // draw on the mailbox's budget.
 func (a *Activities) graphFor(ctx context.Context, connectionID, mailboxKey string) (*graph.Client, error) {
 	ts := &vaultTokenSource{ctx: ctx, a: a, connectionID: connectionID}
+	c, err := graph.NewClient(graph.Config{BaseURL: a.GraphURL, Transport: a.graphTransport(ts, mailboxKey)}, ts)
+	if err != nil {
+		return nil, fmt.Errorf("activities: graph client: %w", err)
+	}
+	return c, nil
+}
+
+// graphTransport is how requests for a connection reach Graph: through
+// the mailbox's shared budget, refreshed and retried once on a 401.
+func (a *Activities) graphTransport(ts *vaultTokenSource, mailboxKey string) http.RoundTripper {
 	transport := a.httpClient().Transport
 	if transport == nil {
 		transport = http.DefaultTransport
@@ -61,12 +71,7 @@ func (a *Activities) graphFor(ctx context.Context, connectionID, mailboxKey stri
 	if a.Limits != nil && mailboxKey != "" {
 		transport = a.Limits.Transport(mailboxKey, transport)
 	}
-	transport = &refreshOn401{ts: ts, next: transport}
-	c, err := graph.NewClient(graph.Config{BaseURL: a.GraphURL, Transport: transport}, ts)
-	if err != nil {
-		return nil, fmt.Errorf("activities: graph client: %w", err)
-	}
-	return c, nil
+	return &refreshOn401{ts: ts, next: transport}
 }
 
 // refreshOn401 retries a request once with a freshly refreshed token when

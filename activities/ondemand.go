@@ -54,14 +54,7 @@ func (r Reader) Body(ctx context.Context, connectionID, userID, messageID string
 // and closes the body.
 func (r Reader) Attachment(ctx context.Context, connectionID, userID, messageID, attachmentID string) (*http.Response, error) {
 	ts := &vaultTokenSource{ctx: ctx, a: r.A, connectionID: connectionID}
-	var transport http.RoundTripper = http.DefaultTransport
-	if t := r.A.httpClient().Transport; t != nil {
-		transport = t
-	}
-	if r.A.Limits != nil {
-		transport = r.A.Limits.Transport(userID, transport)
-	}
-	transport = &oauth2.Transport{Source: ts, Base: &refreshOn401{ts: ts, next: transport}}
+	transport := &oauth2.Transport{Source: ts, Base: r.A.graphTransport(ts, userID)}
 	u := strings.TrimSuffix(r.A.GraphURL, "/") + "/users/" + url.PathEscape(userID) + "/messages/" + url.PathEscape(messageID) +
 		"/attachments/" + url.PathEscape(attachmentID) + "/$value"
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)

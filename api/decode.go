@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -97,7 +98,7 @@ func bind(c *gin.Context, v any) bool {
 		problem(c, http.StatusRequestEntityTooLarge, "body_too_large", "The request body is larger than 64 KiB.")
 		return false
 	}
-	if derr := decodeJSON(c.GetHeader("Content-Type"), strings.NewReader(string(body)), v); derr != nil {
+	if derr := decodeJSON(c.GetHeader("Content-Type"), bytes.NewReader(body), v); derr != nil {
 		problem(c, derr.status, derr.code, derr.detail)
 		return false
 	}

@@ -129,6 +129,22 @@ func (d *Dispatcher) Once(ctx context.Context, batch int) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	// Each organisation's secrets are read from Vault once per batch.
+	var mu sync.Mutex
+	secrets := map[string]*vault.SigningSecrets{}
+	secretsOf := func(org string) (vault.SigningSecrets, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if s, ok := secrets[org]; ok {
+			return *s, nil
+		}
+		s, err := d.Secrets(ctx, org)
+		if err != nil {
+			return s, err
+		}
+		secrets[org] = &s
+		return s, nil
+	}
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 8)
 	for _, dl := range due {
@@ -136,15 +152,15 @@ func (d *Dispatcher) Once(ctx context.Context, batch int) (int, error) {
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			d.deliver(ctx, dl)
+			d.deliver(ctx, dl, secretsOf)
 		}()
 	}
 	wg.Wait()
 	return len(due), nil
 }
 
-func (d *Dispatcher) deliver(ctx context.Context, dl store.Delivery) {
-	errText := d.post(ctx, dl)
+func (d *Dispatcher) deliver(ctx context.Context, dl store.Delivery, secretsOf func(string) (vault.SigningSecrets, error)) {
+	errText := d.post(ctx, dl, secretsOf)
 	maxAttempts := d.MaxAttempts
 	if maxAttempts == 0 {
 		maxAttempts = 34
@@ -161,12 +177,12 @@ func (d *Dispatcher) deliver(ctx context.Context, dl store.Delivery) {
 }
 
 // post sends one event; it returns "" on success, else why it failed.
-func (d *Dispatcher) post(ctx context.Context, dl store.Delivery) string {
+func (d *Dispatcher) post(ctx context.Context, dl store.Delivery, secretsOf func(string) (vault.SigningSecrets, error)) string {
 	body, err := json.Marshal(View(dl.Event))
 	if err != nil {
 		return "encoding: " + err.Error()
 	}
-	secrets, err := d.Secrets(ctx, dl.OrgID)
+	secrets, err := secretsOf(dl.OrgID)
 	if err != nil {
 		return "signing secret unavailable"
 	}

@@ -27,7 +27,7 @@ type MessageQuery struct {
 }
 
 // ListMessages returns a page of messages, newest first (by received time,
-// then ID). Bodies are not read.
+// then ID). Bodies are not read from the table.
 func (s *Store) ListMessages(ctx context.Context, connectionID string, q MessageQuery) ([]Message, error) {
 	where := `connection_id = $1
 		AND ($2 = '' OR folder_id = $2)
@@ -38,17 +38,13 @@ func (s *Store) ListMessages(ctx context.Context, connectionID string, q Message
 		AND (NOT $6 OR NOT is_read)
 		AND ($7::timestamptz IS NULL OR (COALESCE(received_at, 'epoch'), id) < ($7, $8))
 		ORDER BY COALESCE(received_at, 'epoch') DESC, id DESC LIMIT $9`
-	msgs, err := s.queryMessages(ctx, where, connectionID, q.FolderID, q.From, q.To, nullTime(q.Since), q.Unread,
+	return s.queryMessages(ctx, false, where, connectionID, q.FolderID, q.From, q.To, nullTime(q.Since), q.Unread,
 		nullTime(q.AfterReceived), q.AfterID, q.Limit)
-	for i := range msgs {
-		msgs[i].Body = nil
-	}
-	return msgs, err
 }
 
 // GetMessage reads one message with its body (when stored) and attachments.
 func (s *Store) GetMessage(ctx context.Context, connectionID, id string) (Message, error) {
-	msgs, err := s.queryMessages(ctx, `connection_id = $1 AND id = $2`, connectionID, id)
+	msgs, err := s.queryMessages(ctx, true, `connection_id = $1 AND id = $2`, connectionID, id)
 	if err != nil {
 		return Message{}, err
 	}
@@ -56,6 +52,27 @@ func (s *Store) GetMessage(ctx context.Context, connectionID, id string) (Messag
 		return Message{}, fmt.Errorf("store: message: %w", ErrNotFound)
 	}
 	return msgs[0], nil
+}
+
+// CountMessagesOf counts the messages of several connections in one query
+// (connections without mail are absent from the map).
+func (s *Store) CountMessagesOf(ctx context.Context, ids []string) (map[string]int64, error) {
+	rows, err := s.pool.Query(ctx, `SELECT connection_id, count(*) FROM messages WHERE connection_id = ANY($1) GROUP BY connection_id`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("store: count messages: %w", err)
+	}
+	out := map[string]int64{}
+	for rows.Next() {
+		var id string
+		var n int64
+		if err := rows.Scan(&id, &n); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("store: count messages: %w", err)
+		}
+		out[id] = n
+	}
+	rows.Close()
+	return out, rows.Err()
 }
 
 // FeedQuery pages an organisation's events.

@@ -105,15 +105,7 @@ func (s *Store) Events(ctx context.Context, connectionID string) ([]Event, error
 	if err != nil {
 		return nil, fmt.Errorf("store: events: %w", err)
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Event, error) {
-		var e Event
-		var data []byte
-		err := r.Scan(&e.Seq, &e.ID, &e.ConnectionID, &e.Type, &data, &e.CreatedAt)
-		if err == nil {
-			_ = json.Unmarshal(data, &e.Data)
-		}
-		return e, err
-	})
+	return collectEvents(rows)
 }
 
 // DeleteMail deletes a connection's synced mail, folders and

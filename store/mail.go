@@ -325,22 +325,28 @@ func nullTime(t time.Time) any {
 // Messages returns every message of a connection, ordered by ID (for
 // comparisons with ground truth).
 func (s *Store) Messages(ctx context.Context, connectionID string) ([]Message, error) {
-	return s.queryMessages(ctx, `connection_id = $1 ORDER BY id`, connectionID)
+	return s.queryMessages(ctx, true, `connection_id = $1 ORDER BY id`, connectionID)
 }
 
-// messageSelect reads a message row with its attachments.
+// messageSelect reads a message row with its attachments; %s is the body
+// column, or NULL when bodies are not wanted (they are not read at all).
 const messageSelect = `
 		SELECT id, folder_id, COALESCE(internet_message_id, ''), COALESCE(conversation_id, ''), COALESCE(change_key, ''),
 			COALESCE(subject, ''), COALESCE(from_name, ''), COALESCE(from_address, ''), to_recipients, cc_recipients, bcc_recipients,
 			received_at, sent_at, is_read, is_draft, categories, COALESCE(importance, ''), has_attachments,
-			COALESCE(body_preview, ''), COALESCE(body_content_type, ''), body,
+			COALESCE(body_preview, ''), COALESCE(body_content_type, ''), %s,
 			(SELECT COALESCE(json_agg(json_build_object('id', a.id, 'name', a.name, 'contentType', a.content_type, 'size', a.size, 'isInline', a.is_inline) ORDER BY a.id), '[]')
 			   FROM attachments a WHERE a.connection_id = m.connection_id AND a.message_id = m.id)
 		FROM messages m WHERE `
 
-// queryMessages runs messageSelect with a condition (and order, limit).
-func (s *Store) queryMessages(ctx context.Context, where string, args ...any) ([]Message, error) {
-	rows, err := s.pool.Query(ctx, messageSelect+where, args...)
+// queryMessages runs messageSelect with a condition (and order, limit),
+// with or without the bodies.
+func (s *Store) queryMessages(ctx context.Context, bodies bool, where string, args ...any) ([]Message, error) {
+	body := "NULL::text"
+	if bodies {
+		body = "body"
+	}
+	rows, err := s.pool.Query(ctx, fmt.Sprintf(messageSelect, body)+where, args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: messages: %w", err)
 	}
