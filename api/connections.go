@@ -16,6 +16,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/outlookd/outlookd/connect"
 	"github.com/outlookd/outlookd/store"
@@ -295,19 +296,55 @@ func capitalize(s string) string {
 // present builds the view of a connection: the workflow's status when
 // Temporal answers quickly, the registry's mirror otherwise.
 func (s *server) present(ctx context.Context, row store.Connection) connectionJSON {
+	return s.presentAll(ctx, []store.Connection{row})[0]
+}
+
+// presentAll builds the views of a page of connections: their message
+// counts in one query, and their status queries in parallel under one
+// deadline, so a Temporal that does not answer costs a page statusTimeout,
+// not statusTimeout per connection.
+func (s *server) presentAll(ctx context.Context, rows []store.Connection) []connectionJSON {
+	ids := make([]string, len(rows))
+	for i, r := range rows {
+		ids[i] = r.ID
+	}
+	counts, err := s.d.Store.CountMessagesOf(ctx, ids)
+	if err != nil {
+		s.d.Logger.Warn("count messages", "err", err)
+	}
+	statuses := make([]*workflows.Status, len(rows))
+	qctx, cancel := context.WithTimeout(ctx, statusTimeout)
+	defer cancel()
+	var g errgroup.Group
+	g.SetLimit(8)
+	for i, id := range ids {
+		g.Go(func() error {
+			if st, err := s.queryStatus(qctx, id); err == nil {
+				statuses[i] = &st
+			}
+			return nil
+		})
+	}
+	_ = g.Wait()
+	out := make([]connectionJSON, len(rows))
+	for i, r := range rows {
+		out[i] = view(r, counts[r.ID], statuses[i])
+	}
+	return out
+}
+
+// view is a connection as the API shows it, from the registry row and
+// (when Temporal answered) the workflow's status.
+func view(row store.Connection, count int64, st *workflows.Status) connectionJSON {
 	out := connectionJSON{
 		ID: row.ID, Owner: row.OwnerID, Visibility: row.Visibility, State: row.State, Mailbox: row.Mailbox, DisplayName: row.DisplayName,
 		TenantID: row.TenantID, GrantedScopes: row.GrantedScopes, Settings: settingsOf(row), CreatedAt: row.CreatedAt, UpdatedAt: row.UpdatedAt,
-		DetachedAt: row.DetachedAt, Source: "registry",
+		DetachedAt: row.DetachedAt, Source: "registry", MessageCount: count,
 	}
 	if out.GrantedScopes == nil {
 		out.GrantedScopes = []string{}
 	}
-	if n, err := s.d.Store.CountMessages(ctx, row.ID); err == nil {
-		out.MessageCount = n
-	}
-	st, err := s.status(ctx, row.ID)
-	if err != nil {
+	if st == nil {
 		return out
 	}
 	out.Source = "workflow"
@@ -340,7 +377,12 @@ const (
 func (s *server) status(ctx context.Context, id string) (workflows.Status, error) {
 	qctx, cancel := context.WithTimeout(ctx, statusTimeout)
 	defer cancel()
-	v, err := s.d.Temporal.QueryWorkflow(qctx, workflows.ConnectionWorkflowID(id), "", workflows.QueryStatus)
+	return s.queryStatus(qctx, id)
+}
+
+// queryStatus asks the workflow for its status (the caller bounds it).
+func (s *server) queryStatus(ctx context.Context, id string) (workflows.Status, error) {
+	v, err := s.d.Temporal.QueryWorkflow(ctx, workflows.ConnectionWorkflowID(id), "", workflows.QueryStatus)
 	if err != nil {
 		return workflows.Status{}, err
 	}
@@ -384,9 +426,7 @@ func (s *server) listConnections(c *gin.Context) {
 		rows = rows[:limit]
 		page.NextCursor = rows[limit-1].ID
 	}
-	for _, r := range rows {
-		page.Data = append(page.Data, s.present(c, r))
-	}
+	page.Data = append(page.Data, s.presentAll(c, rows)...)
 	c.JSON(http.StatusOK, page)
 }
 
@@ -403,11 +443,28 @@ func limitParam(c *gin.Context, def, max int) (int, bool) {
 	return n, true
 }
 
-// update runs a workflow update and maps its failure: a validator's
-// rejection is a 409 with the workflow's sentence, a gone workflow is 409
-// too, and anything else means Temporal could not be reached.
+// update runs a workflow update; on failure it answers the problem: a
+// validator's rejection or an ended workflow is a 409 with a sentence,
+// anything else means Temporal could not be reached.
 func (s *server) update(c *gin.Context, id, name string, args ...any) (workflows.Status, bool) {
-	ctx, cancel := context.WithTimeout(c, updateTimeout)
+	st, err := s.runUpdate(c, id, name, args...)
+	if err == nil {
+		return st, true
+	}
+	var rejected *temporal.ApplicationError
+	switch {
+	case ended(err):
+		problem(c, http.StatusConflict, "connection_ended", "This connection has ended; create a new one.")
+	case errors.As(err, &rejected):
+		problem(c, http.StatusConflict, "invalid_state", capitalize(strings.TrimSuffix(rejected.Message(), "."))+".")
+	default:
+		s.unavailable(c, err)
+	}
+	return st, false
+}
+
+func (s *server) runUpdate(ctx context.Context, id, name string, args ...any) (workflows.Status, error) {
+	ctx, cancel := context.WithTimeout(ctx, updateTimeout)
 	defer cancel()
 	h, err := s.d.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		WorkflowID: workflows.ConnectionWorkflowID(id), UpdateName: name, Args: args, WaitForStage: client.WorkflowUpdateStageCompleted,
@@ -416,23 +473,14 @@ func (s *server) update(c *gin.Context, id, name string, args ...any) (workflows
 	if err == nil {
 		err = h.Get(ctx, &st)
 	}
-	if err == nil {
-		return st, true
-	}
+	return st, err
+}
+
+// ended says the connection's workflow is over.
+func ended(err error) bool {
 	var gone *serviceerror.NotFound
 	var failed *serviceerror.FailedPrecondition
-	var rejected *temporal.ApplicationError
-	switch {
-	case errors.As(err, &gone):
-		problem(c, http.StatusConflict, "connection_ended", "This connection has ended; create a new one.")
-	case errors.As(err, &rejected):
-		problem(c, http.StatusConflict, "invalid_state", capitalize(strings.TrimSuffix(rejected.Message(), "."))+".")
-	case errors.As(err, &failed):
-		problem(c, http.StatusConflict, "connection_ended", "This connection has ended; create a new one.")
-	default:
-		s.unavailable(c, err)
-	}
-	return st, false
+	return errors.As(err, &gone) || errors.As(err, &failed)
 }
 
 func (s *server) reauthorize(c *gin.Context) {
@@ -524,13 +572,13 @@ func (s *server) deleteConnection(c *gin.Context) {
 		problem(c, http.StatusForbidden, "not_owner", "Only the connection's owner or an admin key may disconnect it.")
 		return
 	}
-	// Disconnecting twice is not an error: the saga is under way or done.
-	already := row.State == workflows.StateDisconnected
-	if st, err := s.status(c, row.ID); err == nil && (st.State == workflows.StateDisconnecting || st.State == workflows.StateDisconnected) {
-		already = true
-	}
-	if !already {
-		if _, ok := s.update(c, row.ID, workflows.UpdateDisconnect); !ok {
+	// Disconnecting twice is not an error: the workflow answers a second
+	// request with the saga under way, and an ended workflow is done.
+	if row.State != workflows.StateDisconnected {
+		_, err := s.runUpdate(c, row.ID, workflows.UpdateDisconnect)
+		var rejected *temporal.ApplicationError // rejected only when already disconnected
+		if err != nil && !ended(err) && !errors.As(err, &rejected) {
+			s.unavailable(c, err)
 			return
 		}
 	}

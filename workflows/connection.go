@@ -225,15 +225,18 @@ func (c *connection) onLifecycle(l LifecycleSignal) {
 }
 
 func (c *connection) validateDisconnect() error {
-	if c.s.State == StateDisconnecting || c.s.State == StateDisconnected {
+	if c.s.State == StateDisconnected {
 		return fmt.Errorf("the connection is already %s", c.s.State)
 	}
 	return nil
 }
 
-// onDisconnect starts the disconnect saga; it works from any state.
+// onDisconnect starts the disconnect saga; it works from any state, and
+// asking again while it runs is answered with where it stands.
 func (c *connection) onDisconnect(ctx workflow.Context) (Status, error) {
-	c.setState(ctx, StateDisconnecting, "disconnect_requested", "The connection is being disconnected.")
+	if c.s.State != StateDisconnecting {
+		c.setState(ctx, StateDisconnecting, "disconnect_requested", "The connection is being disconnected.")
+	}
 	return c.status(ctx), nil
 }
 

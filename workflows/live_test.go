@@ -155,6 +155,13 @@ func TestDisconnectFromEveryState(t *testing.T) {
 						t.Errorf("disconnect: %s %v", st.State, err)
 					}
 				})
+				// Asking again while the saga runs is answered, not refused,
+				// and runs the saga once.
+				update(t, env, UpdateDisconnect, nil, func(st Status, err error) {
+					if err != nil || st.State != StateDisconnecting {
+						t.Errorf("second disconnect: %s %v", st.State, err)
+					}
+				})
 			}, tt.at)
 			env.ExecuteWorkflow(Connection, in)
 			var res ConnectionResult
