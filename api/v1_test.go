@@ -742,7 +742,9 @@ func TestTemporalUnreachable(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tc.Close()
-	router := api.NewRouter(api.Deps{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Store: h.e.Store, Temporal: tc, Connect: h.e.Connect,
+	connector := *h.e.Connect
+	connector.Temporal = tc
+	router := api.NewRouter(api.Deps{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Store: h.e.Store, Temporal: tc, Connect: &connector,
 		Tokens: h.e.Vault.Tokens(), RateLimit: 100, RateBurst: 100})
 	srv := httptest.NewServer(router)
 	defer srv.Close()
@@ -761,9 +763,17 @@ func TestTemporalUnreachable(t *testing.T) {
 	if r := cut.call(t, "DELETE", "/v1/connections/"+c.ID, h.acme, "u1", nil); r.status != 503 || r.code() != "unavailable" {
 		t.Errorf("disconnect without Temporal: %d %s", r.status, r.body)
 	}
+	// A connection cannot be created either, and nothing half-made stays:
+	// the user is not counted as connected once Temporal is back.
+	if r := cut.call(t, "POST", "/v1/connections", h.acme, "u2", map[string]any{}); r.status != 503 || r.code() != "unavailable" {
+		t.Errorf("create without Temporal: %d %s", r.status, r.body)
+	}
 	proxy.Up()
 	if st := h.e.Status(c.ID); st.State != workflows.StatePendingConsent {
 		t.Errorf("the refused disconnect changed the connection: %s", st.State)
+	}
+	if r := h.call(t, "POST", "/v1/connections", h.acme, "u2", map[string]any{}); r.status != 201 {
+		t.Errorf("create after the refused one: %d %s", r.status, r.body)
 	}
 }
 
@@ -785,5 +795,90 @@ func TestGraphReceiverMounted(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 202 {
 		t.Errorf("unknown subscription: %d", resp.StatusCode)
+	}
+}
+
+// TestWebhookDeliveryRetriesParksAndRequeues: an endpoint that fails gets
+// its events again later, then they are parked (visible with the error);
+// requeued after the app fixes its endpoint and rotates the secret, they
+// arrive signed with the new secret and, for a day, the previous one.
+func TestWebhookDeliveryRetriesParksAndRequeues(t *testing.T) {
+	h := newHarness(t, graphsim.Options{})
+	ctx := context.Background()
+	var mu sync.Mutex
+	failing := true
+	var got []*http.Request
+	var bodies [][]byte
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		if failing {
+			w.WriteHeader(http.StatusInternalServerError)
+			return
+		}
+		got, bodies = append(got, r), append(bodies, body)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer hook.Close()
+	var ep struct {
+		Secret    string `json:"secret"`
+		Pending   int64  `json:"pending"`
+		Parked    int64  `json:"parked"`
+		Requeued  int64  `json:"requeued"`
+		LastError string `json:"last_error"`
+	}
+	h.call(t, "PUT", "/v1/webhook-endpoints", h.acmeAdmin, "", map[string]any{"url": hook.URL}).json(t, &ep)
+	first := ep.Secret
+	if r := h.call(t, "POST", "/v1/connections", h.acme, "u1", map[string]any{}); r.status != 201 {
+		t.Fatalf("create: %d", r.status)
+	}
+	d := &outbox.Dispatcher{Store: h.e.Store, Secrets: h.e.Vault.Tokens().GetSigningSecrets, HTTP: hook.Client(),
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), MaxAttempts: 2}
+	// Attempt 1 fails; the event is not due again until its backoff ends.
+	if n, err := d.Once(ctx, 50); err != nil || n != 1 {
+		t.Fatalf("first pass: %d %v", n, err)
+	}
+	if n, _ := d.Once(ctx, 50); n != 0 {
+		t.Errorf("an event was retried before its backoff: %d", n)
+	}
+	h.call(t, "GET", "/v1/webhook-endpoints", h.acmeAdmin, "", nil).json(t, &ep)
+	if ep.Pending != 1 || !strings.Contains(ep.LastError, "500") {
+		t.Errorf("after a failure: %+v", ep)
+	}
+	// Its backoff over, attempt 2 fails too: parked.
+	if _, err := h.e.Store.Pool().Exec(ctx, `UPDATE events SET next_attempt_at = now()`); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := d.Once(ctx, 50); n != 1 {
+		t.Fatalf("second pass took %d", n)
+	}
+	h.call(t, "GET", "/v1/webhook-endpoints", h.acmeAdmin, "", nil).json(t, &ep)
+	if ep.Parked != 1 || ep.Pending != 0 {
+		t.Errorf("after the last attempt: %+v", ep)
+	}
+	// The app fixes its endpoint, rotates the secret, requeues.
+	mu.Lock()
+	failing = false
+	mu.Unlock()
+	h.call(t, "PUT", "/v1/webhook-endpoints", h.acmeAdmin, "", map[string]any{"url": hook.URL, "rotate_secret": true, "requeue_parked": true}).json(t, &ep)
+	if ep.Requeued != 1 || ep.Secret == "" || ep.Secret == first {
+		t.Fatalf("requeue and rotate: %+v", ep)
+	}
+	if n, _ := d.Once(ctx, 50); n != 1 {
+		t.Fatalf("after requeue: %d", n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 1 {
+		t.Fatalf("%d deliveries", len(got))
+	}
+	r := got[0]
+	sec, _ := strconv.ParseInt(r.Header.Get("webhook-timestamp"), 10, 64)
+	for name, secret := range map[string]string{"new": ep.Secret, "previous": first} {
+		want, _ := outbox.Sign(secret, r.Header.Get("webhook-id"), time.Unix(sec, 0), bodies[0])
+		if !strings.Contains(r.Header.Get("webhook-signature"), want) {
+			t.Errorf("no signature with the %s secret: %q", name, r.Header.Get("webhook-signature"))
+		}
 	}
 }

@@ -151,14 +151,7 @@ func TestLiveSync(t *testing.T) {
 	converged(t, e, id, since, "after missed")
 
 	// Disconnect: no subscription, no secret and no mail left.
-	h, err := e.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: workflows.ConnectionWorkflowID(id), UpdateName: workflows.UpdateDisconnect, WaitForStage: client.WorkflowUpdateStageCompleted})
-	must(err)
-	must(h.Get(ctx, nil))
-	var res workflows.ConnectionResult
-	must(e.Temporal.GetWorkflow(ctx, workflows.ConnectionWorkflowID(id), "").Get(ctx, &res))
-	if res.State != workflows.StateDisconnected {
-		t.Errorf("result: %+v", res)
-	}
+	disconnectAndWait(t, e, id)
 	subs, _ = e.Ctl.Subscriptions(ctx)
 	if len(subs) != 0 {
 		t.Errorf("subscriptions left at Graph: %d", len(subs))
@@ -176,6 +169,27 @@ func TestLiveSync(t *testing.T) {
 	scanHistories(t, e, id)
 	if os.Getenv("OUTLOOKD_RECORD_HISTORY") == "1" {
 		recordHistory(t, e, workflows.ConnectionWorkflowID(id), "../workflows/testdata/connection_live.json")
+	}
+}
+
+// disconnectAndWait disconnects a connection and waits for its workflow
+// to end as disconnected.
+func disconnectAndWait(t *testing.T, e *enginetest.Engine, id string) {
+	t.Helper()
+	ctx := context.Background()
+	h, err := e.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: workflows.ConnectionWorkflowID(id), UpdateName: workflows.UpdateDisconnect, WaitForStage: client.WorkflowUpdateStageCompleted})
+	if err == nil {
+		err = h.Get(ctx, nil)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res workflows.ConnectionResult
+	if err := e.Temporal.GetWorkflow(ctx, workflows.ConnectionWorkflowID(id), "").Get(ctx, &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.State != workflows.StateDisconnected {
+		t.Errorf("result: %+v", res)
 	}
 }
 
@@ -331,14 +345,7 @@ func TestPollingFallbackAndKeptArchive(t *testing.T) {
 
 	kept, err := e.Store.CountMessages(ctx, id)
 	must(err)
-	h, err = e.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: workflows.ConnectionWorkflowID(id), UpdateName: workflows.UpdateDisconnect, WaitForStage: client.WorkflowUpdateStageCompleted})
-	must(err)
-	must(h.Get(ctx, nil))
-	var res workflows.ConnectionResult
-	must(e.Temporal.GetWorkflow(ctx, workflows.ConnectionWorkflowID(id), "").Get(ctx, &res))
-	if res.State != workflows.StateDisconnected {
-		t.Errorf("result: %+v", res)
-	}
+	disconnectAndWait(t, e, id)
 	if n, _ := e.Store.CountMessages(ctx, id); n != kept || n == 0 {
 		t.Errorf("kept messages: %d, want %d", n, kept)
 	}
