@@ -62,15 +62,11 @@ lint:
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
-## bench: the benchmarks; one JSON line each on stdout (details on stderr)
+## bench: the benchmarks (NAME=<name> for one; BENCHFLAGS=... for the driver's flags);
+## one JSON line each on stdout, details on stderr
 bench: build
 	@$(STACK) --profile test up >&2
-	@set -a; source .stack/test/env; set +a; \
-	OUTLOOKD_BENCH=1 OUTLOOKD_REQUIRE_STACK=1 $(GO) test -count=1 -timeout 30m -run '^TestBench' -v ./... > .stack/bench.log 2>&1 \
-	  || { cat .stack/bench.log >&2; exit 1; }; \
-	grep -h '^{"bench"' .stack/bench.log
-	@$(GO) run ./deploy/scenario bench push-latency 2>>.stack/bench.log
-	@$(GO) test -run '^$$' -bench . -benchmem ./graphsim >&2
+	@$(GO) run ./deploy/scenario $(BENCHFLAGS) bench $(or $(NAME),all)
 
 stack-up:
 	$(STACK) up

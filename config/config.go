@@ -111,6 +111,10 @@ type Config struct {
 	// PprofAddr, when set, serves Go's profiler (net/http/pprof) there;
 	// keep it on loopback.
 	PprofAddr string `env:"OUTLOOKD_PPROF_ADDR"`
+	// ReconcileEvery is how often a pushed connection runs a delta round
+	// without being told of a change, to catch a notification Graph never
+	// delivered. It applies to connections created from then on.
+	ReconcileEvery time.Duration `env:"OUTLOOKD_RECONCILE_EVERY" envDefault:"6h"`
 }
 
 // Notifications returns the URLs Graph posts change and lifecycle
@@ -233,6 +237,9 @@ func (c Config) Validate() error {
 		if err := hostPort("OUTLOOKD_PPROF_ADDR", c.PprofAddr); err != nil {
 			return err
 		}
+	}
+	if c.ReconcileEvery < time.Minute || c.ReconcileEvery > 24*time.Hour {
+		return &Error{Var: "OUTLOOKD_RECONCILE_EVERY", Expect: "a duration between 1m and 24h"}
 	}
 	if c.APIRateLimit <= 0 {
 		return &Error{Var: "OUTLOOKD_API_RATE_LIMIT", Expect: "a positive number of requests per second"}

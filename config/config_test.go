@@ -64,6 +64,8 @@ func TestLoadRejectsBadValues(t *testing.T) {
 		{"TEMPORAL_NAMESPACE= ", "TEMPORAL_NAMESPACE", "non-empty name"},
 		{"OUTLOOKD_TASK_QUEUE=a b", "OUTLOOKD_TASK_QUEUE", "without spaces"},
 		{"VAULT_ADDR=vault:8200", "VAULT_ADDR", "absolute http(s) URL"},
+		{"OUTLOOKD_RECONCILE_EVERY=30s", "OUTLOOKD_RECONCILE_EVERY", "between 1m and 24h"},
+		{"OUTLOOKD_RECONCILE_EVERY=2d", "OUTLOOKD_RECONCILE_EVERY", "duration"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.env, func(t *testing.T) {

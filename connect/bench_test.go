@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -92,4 +93,84 @@ func rawBackfill(t *testing.T, e *enginetest.Engine, messages, pageSize int) flo
 		t.Fatalf("baseline fetched %d of %d", n, messages)
 	}
 	return float64(messages) / time.Since(start).Seconds()
+}
+
+// TestBenchBackfillThrottled backfills a mailbox against the simulator's
+// throttling at Graph's rate (10,000 requests per 10 minutes per app and
+// mailbox, 16.7 a second) and concurrency (4), with small pages so that
+// the request budget, not the engine, bounds the run. The window is
+// shortened from 10 minutes to 3 seconds (50 requests) so that a run is not
+// mostly the first window's free burst. The ceiling is what any client
+// could do under these limits: the requests the backfill needed, less the
+// simulator's burst, at the window's rate. throttled_share is the share of
+// requests answered 429.
+func TestBenchBackfillThrottled(t *testing.T) {
+	if os.Getenv("OUTLOOKD_BENCH") != "1" {
+		t.Skip("a benchmark: run with OUTLOOKD_BENCH=1 (make bench)")
+	}
+	const (
+		messages, pageSize, rounds = 12000, 10, 3
+		window                     = 3 * time.Second
+		perWindow                  = 50 // 10,000 per 10 minutes
+	)
+	folders := []string{"inbox", "sentitems", "archive"}
+	var rates, ceilings, ratios, shares []float64
+	for range rounds {
+		e := enginetest.Start(t, graphsim.Options{MailboxConcurrency: 4, MailboxRequests: perWindow, MailboxWindow: window},
+			workflows.Options{PageSize: pageSize})
+		ctx := context.Background()
+		if _, err := e.Ctl.Generate(ctx, e.Ada.UPN, graphsim.GenerateSpec{Count: messages, Days: 25, Folders: folders}); err != nil {
+			t.Fatal(err)
+		}
+		id, out := e.ConnectUser(e.Ada.UPN, workflows.Settings{BackfillDays: 30, Folders: folders})
+		if out.State != workflows.StateActive {
+			t.Fatal(out)
+		}
+		// Let the budget the consent used come back, then count from here.
+		time.Sleep(window)
+		before := e.Sim.Counters()
+		start := time.Now()
+		e.WaitFor(id, 10*time.Minute, "backfill", func(st workflows.Status) bool { return !st.Backfill.Covered.IsZero() && !st.Backfill.Running })
+		el := time.Since(start).Seconds()
+		requests, throttled := graphRequests(before, e.Sim.Counters())
+		if n, _ := e.Store.CountMessages(ctx, id); n != messages {
+			t.Fatalf("engine stored %d of %d", n, messages)
+		}
+		minimum := float64(max(requests-throttled-perWindow, 0)) / (perWindow / window.Seconds())
+		rate, ceiling := messages/el, messages/minimum
+		t.Logf("requests %d (throttled %d) in %.1fs; the limits allow it in %.1fs", requests, throttled, el, minimum)
+		rates, ceilings = append(rates, rate), append(ceilings, ceiling)
+		ratios, shares = append(ratios, rate/ceiling), append(shares, float64(throttled)/float64(requests))
+	}
+	line, _ := json.Marshal(struct {
+		Bench     string  `json:"bench"`
+		Rate      float64 `json:"msgs_per_s"`
+		Ceiling   float64 `json:"ceiling_msgs_per_s"`
+		Ratio     float64 `json:"ratio"`
+		Throttled float64 `json:"throttled_share"`
+		Messages  int     `json:"messages"`
+		PageSize  int     `json:"page_size"`
+		Runs      int     `json:"runs"`
+	}{"backfill-throttled", round(median(rates)), round(median(ceilings)), round(median(ratios)), median(shares), messages, pageSize, rounds})
+	fmt.Println(string(line))
+}
+
+// graphRequests counts the Graph requests between two counter snapshots,
+// and those of them refused by throttling.
+func graphRequests(before, after map[string]int64) (requests, throttled int) {
+	for k, v := range after {
+		switch {
+		case strings.HasPrefix(k, "requests."):
+			requests += int(v - before[k])
+		case strings.HasPrefix(k, "throttled."):
+			throttled += int(v - before[k])
+		}
+	}
+	return requests, throttled
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
 }

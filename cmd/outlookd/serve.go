@@ -122,7 +122,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 	if *role == roleAll || *role == roleAPI {
 		changes, lifecycle := cfg.Notifications()
 		connector := &connect.Service{Temporal: tc, Tokens: vc.Tokens(), Store: st, Identity: acts.Identity, TaskQueue: cfg.TaskQueue,
-			Options: workflows.Options{NotificationURL: changes, LifecycleURL: lifecycle}}
+			Options: workflows.Options{NotificationURL: changes, LifecycleURL: lifecycle, ReconcileEvery: cfg.ReconcileEvery}}
 		dispatcher := &outbox.Dispatcher{Store: st, Secrets: vc.Tokens().GetSigningSecrets, HTTP: &http.Client{Timeout: 15 * time.Second},
 			Log: log.With("component", "outbox")}
 		g.Go(func() error { return dispatcher.Run(gctx) })

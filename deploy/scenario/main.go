@@ -10,6 +10,9 @@
 // compare Postgres with graphsim's ground truth; leaks counts the secrets
 // graphsim issued found in any workflow history, log, table or API
 // response of the scenario.
+//
+// "bench" runs make bench's benchmarks instead (all, or those named), each
+// printing one JSON line on stdout and nothing else there.
 package main
 
 import (
@@ -26,11 +29,22 @@ import (
 func main() {
 	size := flag.Int("size", 20000, "messages in the connect-backfill mailbox")
 	keep := flag.Bool("keep", false, "keep each scenario's processes' logs folder (.stack/scenarios/...)")
+	var bo benchOptions
+	flag.IntVar(&bo.connections, "connections", 10000, "idle-connections: how many")
+	flag.DurationVar(&bo.idle, "idle", 20*time.Minute, "idle-connections: the idle window measured")
+	flag.DurationVar(&bo.reconcile, "reconcile", 15*time.Minute, "idle-connections: the reconciliation interval standing for the default 6h")
 	flag.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: go run ./deploy/scenario [--size N] all | NAME... | bench push-latency")
+		fmt.Fprintln(os.Stderr, "usage: go run ./deploy/scenario [flags] all | NAME... | bench [all | NAME...]")
+		fmt.Fprintln(os.Stderr, "scenarios:")
 		for _, s := range scenarios {
 			fmt.Fprintf(os.Stderr, "  %-22s %s\n", s.name, s.what)
 		}
+		fmt.Fprintln(os.Stderr, "benchmarks (one JSON line each on stdout):")
+		for _, b := range benchmarks {
+			fmt.Fprintf(os.Stderr, "  %-22s %s\n", b.name, b.what)
+		}
+		fmt.Fprintln(os.Stderr, "flags:")
+		flag.PrintDefaults()
 	}
 	flag.Parse()
 	names := flag.Args()
@@ -47,18 +61,9 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if names[0] == "bench" {
-		// Benchmarks print one JSON line each on stdout.
-		for _, b := range names[1:] {
-			switch b {
-			case "push-latency":
-				if err := pushLatency(ctx, 100, 50, 20*time.Second); err != nil {
-					fmt.Fprintln(os.Stderr, "push-latency:", err)
-					os.Exit(1)
-				}
-			default:
-				fmt.Fprintf(os.Stderr, "unknown benchmark %q (push-latency)\n", b)
-				os.Exit(2)
-			}
+		if err := runBenchmarks(ctx, names[1:], bo); err != nil {
+			fmt.Fprintln(os.Stderr, "bench", err)
+			os.Exit(1)
 		}
 		return
 	}

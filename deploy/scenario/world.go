@@ -49,6 +49,7 @@ type world struct {
 	procs  map[string]*exec.Cmd
 	simOpt []string
 	env    []string
+	extra  []string // more environment for outlookd
 
 	mu        sync.Mutex
 	responses bytes.Buffer // every API response body, for the leak scan
@@ -90,7 +91,12 @@ func readEnv(path string) (map[string]string, error) {
 // newWorld starts graphsim (with extra flags) and outlookd for a scenario:
 // one process, or with split an API process and a worker process.
 func newWorld(ctx context.Context, name string, split bool, simFlags ...string) (*world, error) {
-	w := &world{name: name, id: randomID(), procs: map[string]*exec.Cmd{}, simOpt: simFlags}
+	return newWorldEnv(ctx, name, split, nil, simFlags...)
+}
+
+// newWorldEnv is newWorld with extra environment for outlookd (KEY=value).
+func newWorldEnv(ctx context.Context, name string, split bool, extraEnv []string, simFlags ...string) (*world, error) {
+	w := &world{name: name, id: randomID(), procs: map[string]*exec.Cmd{}, simOpt: simFlags, extra: extraEnv}
 	w.dir = filepath.Join(".stack", "scenarios", name+"-"+w.id)
 	if err := os.MkdirAll(w.dir, 0o755); err != nil {
 		return w, err
@@ -186,7 +192,7 @@ func (w *world) serveEnv(apiAddr string) []string {
 	for k, v := range w.stack {
 		env = append(env, k+"="+v)
 	}
-	return append(env,
+	return append(append(env,
 		"DATABASE_URL="+w.dbURL,
 		"OUTLOOKD_HTTP_ADDR="+apiAddr,
 		"OUTLOOKD_PUBLIC_URL=http://"+apiAddr,
@@ -197,7 +203,7 @@ func (w *world) serveEnv(apiAddr string) []string {
 		"OUTLOOKD_GRAPH_URL="+w.simURL+"/v1.0",
 		"OUTLOOKD_LOG_FORMAT=json",
 		"OUTLOOKD_PPROF_ADDR="+os.Getenv("OUTLOOKD_PPROF_ADDR"),
-	)
+	), w.extra...)
 }
 
 // start runs a process with its output in the world's folder.

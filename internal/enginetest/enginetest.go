@@ -112,7 +112,9 @@ func Start(t testing.TB, simOpts graphsim.Options, wfOpts workflows.Options) *En
 	}
 	e.Acts = &activities.Activities{
 		Tokens: vc.Tokens(), Store: st, Identity: idc, ClientSecret: vc.Tokens().AppSecret, GraphURL: sim.Sim.GraphURL(),
-		Limits: activities.NewMailboxLimits(0, 0, 0),
+		// The engine keeps to the limits the simulator enforces (Outlook's
+		// figures unless a test or benchmark sets others).
+		Limits: activities.NewMailboxLimits(simOpts.MailboxConcurrency, simOpts.MailboxRequests, simOpts.MailboxWindow),
 	}
 	e.Connect = &connect.Service{Temporal: tc, Tokens: vc.Tokens(), Store: st, Identity: idc, Options: wfOpts, TaskQueue: e.TaskQueue}
 	e.StartWorker()

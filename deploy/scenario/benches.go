@@ -1,0 +1,114 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// benchmark is one of make bench's benchmarks. Each prints one JSON line,
+// {"bench": name, ...figures}, on stdout and its details on stderr.
+type benchmark struct {
+	name string
+	what string
+	run  func(ctx context.Context, o benchOptions) error
+}
+
+// benchOptions are the command-line knobs of the benchmarks.
+type benchOptions struct {
+	connections int           // idle-connections
+	idle        time.Duration // idle-connections' window
+	reconcile   time.Duration // idle-connections' reconciliation interval
+}
+
+var benchmarks = []benchmark{
+	{"backfill", "engine backfill against a raw paging loop in the same run", goTestBench("./connect", "TestBenchBackfill")},
+	{"backfill-throttled", "backfill under Graph's per-mailbox rate and concurrency, against the ceiling they allow", goTestBench("./connect", "TestBenchBackfillThrottled")},
+	{"push-latency", "100 pushed mailboxes at 50 msg/s: injection to row in Postgres", func(ctx context.Context, _ benchOptions) error {
+		return pushLatency(ctx, 100, 50, 20*time.Second)
+	}},
+	{"webhook-ingest", "notifications acknowledged per second and their latency", goTestBench("./webhook", "TestBenchWebhookIngest")},
+	{"idle-connections", "10,000 idle connections: worker memory, timer lateness, history per day", func(ctx context.Context, o benchOptions) error {
+		return idleConnections(ctx, o.connections, o.idle, o.reconcile)
+	}},
+}
+
+// goTestBench runs a Go test that prints a benchmark line (OUTLOOKD_BENCH=1)
+// against the test stack, passing its JSON lines to stdout and the rest of
+// its output to stderr.
+func goTestBench(pkg, test string) func(context.Context, benchOptions) error {
+	return func(ctx context.Context, _ benchOptions) error {
+		stack, err := readEnv(filepath.Join(".stack", "test", "env"))
+		if err != nil {
+			return err
+		}
+		cmd := exec.CommandContext(ctx, "go", "test", "-count=1", "-timeout=60m", "-run", "^"+test+"$", "-v", pkg)
+		cmd.Env = append(os.Environ(), "OUTLOOKD_BENCH=1", "OUTLOOKD_REQUIRE_STACK=1")
+		for k, v := range stack {
+			cmd.Env = append(cmd.Env, k+"="+v)
+		}
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			return err
+		}
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		lines := 0
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if strings.HasPrefix(sc.Text(), `{"bench"`) {
+				fmt.Println(sc.Text())
+				lines++
+			} else {
+				fmt.Fprintln(os.Stderr, sc.Text())
+			}
+		}
+		_, _ = io.Copy(io.Discard, out)
+		if err := cmd.Wait(); err != nil {
+			return fmt.Errorf("go test -run %s %s: %w", test, pkg, err)
+		}
+		if lines == 0 {
+			return fmt.Errorf("go test -run %s %s printed no figures", test, pkg)
+		}
+		return nil
+	}
+}
+
+// runBenchmarks runs the named benchmarks ("all": every one) in order.
+func runBenchmarks(ctx context.Context, names []string, o benchOptions) error {
+	if len(names) == 0 || len(names) == 1 && names[0] == "all" {
+		names = nil
+		for _, b := range benchmarks {
+			names = append(names, b.name)
+		}
+	}
+	var todo []benchmark
+	for _, name := range names {
+		found := false
+		for _, b := range benchmarks {
+			if b.name == name {
+				todo, found = append(todo, b), true
+			}
+		}
+		if !found {
+			return fmt.Errorf("unknown benchmark %q", name)
+		}
+	}
+	for _, b := range todo {
+		start := time.Now()
+		fmt.Fprintf(os.Stderr, "bench %s: %s\n", b.name, b.what)
+		if err := b.run(ctx, o); err != nil {
+			return fmt.Errorf("%s: %w", b.name, err)
+		}
+		fmt.Fprintf(os.Stderr, "bench %s: done in %s\n", b.name, time.Since(start).Round(time.Second))
+	}
+	return nil
+}
