@@ -558,10 +558,32 @@ func (c *connection) sync(ctx workflow.Context) {
 	c.s.Pending.Sync = false
 	reanchor := c.s.Pending.Reanchor
 	var res SyncFoldersResult
-	err := workflow.ExecuteActivity(graphActivity(ctx, 10*time.Minute), ActivitySyncFolders, SyncFoldersInput{
+	in := SyncFoldersInput{
 		ConnectionID: c.s.ID, UserID: c.s.UserID, WindowStart: c.s.Backfill.Covered, StoreBodies: c.s.Settings.StoreBodies, PageSize: c.opts.PageSize,
 		Reanchor: reanchor,
-	}).Get(ctx, &res)
+	}
+	var err error
+	local := len(reanchor) == 0 && workflow.GetVersion(ctx, "live-round-local", workflow.DefaultVersion, 1) == 1
+	if local {
+		// A round usually carries a message or two: run it as a local
+		// activity, inside this workflow task, saving the trips through
+		// the server's task queues that dominate push latency. A round
+		// that fails or outlasts the short timeout (the pages it merged
+		// stay merged, the cursors stay advanced) is retried as a normal
+		// activity.
+		lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+			StartToCloseTimeout: localRoundTimeout,
+			RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 1},
+		})
+		err = workflow.ExecuteLocalActivity(lctx, ActivitySyncFolders, in).Get(ctx, &res)
+		if err != nil && !isReauth(err) {
+			c.log.Info("a live round as a local activity failed; retrying it as an activity", "err", err)
+			local = false
+		}
+	}
+	if !local {
+		err = workflow.ExecuteActivity(graphActivity(ctx, 10*time.Minute), ActivitySyncFolders, in).Get(ctx, &res)
+	}
 	now := workflow.Now(ctx)
 	if err != nil {
 		c.s.Sync.LastError = err.Error()
@@ -645,9 +667,20 @@ func (c *connection) refresh(ctx workflow.Context) {
 
 // onActivityError moves the connection to reauth_required when the error
 // says the tokens are dead; other errors are logged.
+// localRoundTimeout bounds a live round run as a local activity; longer
+// rounds go on as normal activities.
+const localRoundTimeout = 5 * time.Second
+
+// isReauth says whether an activity failed because the tokens are dead.
+func isReauth(err error) bool {
+	var appErr *temporal.ApplicationError
+	return errors.As(err, &appErr) && appErr.Type() == ErrReauthRequired
+}
+
 func (c *connection) onActivityError(ctx workflow.Context, err error) bool {
 	var appErr *temporal.ApplicationError
-	if errors.As(err, &appErr) && appErr.Type() == ErrReauthRequired {
+	if isReauth(err) {
+		errors.As(err, &appErr)
 		var detail struct{ Reason, Text string }
 		if appErr.HasDetails() {
 			_ = appErr.Details(&detail)

@@ -35,6 +35,10 @@ type fakes struct {
 	at map[string][]time.Time
 	// duringSync, when set, runs inside the next delta round.
 	duringSync func()
+	// syncFail fails that many next delta rounds; localSyncs counts the
+	// rounds run as local activities.
+	syncFail   atomic.Int32
+	localSyncs atomic.Int32
 }
 
 func (f *fakes) mark(name string, t time.Time) {
@@ -86,6 +90,13 @@ func (f *fakes) register(env *testsuite.TestWorkflowEnvironment) {
 	env.RegisterActivityWithOptions(func(ctx context.Context, in SyncFoldersInput) (SyncFoldersResult, error) {
 		f.syncs.Add(1)
 		f.mark(ActivitySyncFolders, env.Now())
+		if activity.GetInfo(ctx).IsLocalActivity {
+			f.localSyncs.Add(1)
+		}
+		if f.syncFail.Add(-1) >= 0 {
+			return SyncFoldersResult{}, errors.New("graph did not answer")
+		}
+		f.syncFail.Store(0)
 		f.mu.Lock()
 		during := f.duringSync
 		f.duringSync = nil

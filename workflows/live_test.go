@@ -181,3 +181,34 @@ func TestDisconnectFromEveryState(t *testing.T) {
 		})
 	}
 }
+
+// TestLiveRoundLocalThenActivity: a notified round runs as a local
+// activity; one that fails runs again as a normal activity and counts once.
+func TestLiveRoundLocalThenActivity(t *testing.T) {
+	env, f := newEnv(t)
+	env.RegisterDelayedCallback(func() { update(t, env, UpdateConsent, ConsentInput{Ref: "ref-0123456789"}, nil) }, time.Minute)
+	env.RegisterDelayedCallback(func() {
+		rounds, locals, calls := query(t, env).Sync.Rounds, f.localSyncs.Load(), f.syncs.Load()
+		env.SignalWorkflow(SignalChanges, nil)
+		env.RegisterDelayedCallback(func() {
+			if f.localSyncs.Load() != locals+1 || f.syncs.Load() != calls+1 {
+				t.Errorf("a notified round: %d local of %d calls", f.localSyncs.Load()-locals, f.syncs.Load()-calls)
+			}
+			if st := query(t, env); st.Sync.Rounds != rounds+1 {
+				t.Errorf("rounds %d, want %d", st.Sync.Rounds, rounds+1)
+			}
+			f.syncFail.Store(1)
+			env.SignalWorkflow(SignalChanges, nil)
+			env.RegisterDelayedCallback(func() {
+				if got := f.syncs.Load() - calls; got != 3 || f.localSyncs.Load() != locals+2 {
+					t.Errorf("a failed local round: %d calls, %d local; want 3 and 2", got, f.localSyncs.Load()-locals)
+				}
+				if st := query(t, env); st.Sync.Rounds != rounds+2 || st.Sync.LastError != "" {
+					t.Errorf("after the fallback: rounds %d (want %d), error %q", st.Sync.Rounds, rounds+2, st.Sync.LastError)
+				}
+			}, 10*time.Second)
+		}, time.Second)
+	}, 10*time.Minute)
+	endWith(env, time.Hour, func() {})
+	env.ExecuteWorkflow(Connection, input())
+}

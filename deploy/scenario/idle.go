@@ -74,7 +74,7 @@ func idleConnections(ctx context.Context, n int, idle, reconcile time.Duration) 
 				return gctx.Err()
 			}
 			var c conn
-			if st, err := w.call("POST", "/v1/connections", map[string]any{"login_hint": u, "folders": []string{"inbox"}}, &c); err != nil || st != 201 {
+			if st, err := w.callAs(fmt.Sprintf("user%05d", i), "POST", "/v1/connections", map[string]any{"login_hint": u, "folders": []string{"inbox"}}, &c); err != nil || st != 201 {
 				return fmt.Errorf("create %s: %d %v", u, st, err)
 			}
 			if err := w.consent(c.AuthorizeURL); err != nil {

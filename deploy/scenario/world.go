@@ -274,6 +274,11 @@ func waitFor(d time.Duration, f func() error) error {
 // call makes an API request as the app (admin key, app user "u"), keeping
 // the response body for the leak scan.
 func (w *world) call(method, path string, body any, out any) (int, error) {
+	return w.callAs("u", method, path, body, out)
+}
+
+// callAs is call acting for another app user.
+func (w *world) callAs(user, method, path string, body any, out any) (int, error) {
 	var rd io.Reader
 	if body != nil {
 		raw, _ := json.Marshal(body)
@@ -281,7 +286,7 @@ func (w *world) call(method, path string, body any, out any) (int, error) {
 	}
 	req, _ := http.NewRequest(method, w.apiURL+path, rd)
 	req.Header.Set("Authorization", "Bearer "+w.key)
-	req.Header.Set("Outlookd-User", "u")
+	req.Header.Set("Outlookd-User", user)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
