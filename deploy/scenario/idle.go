@@ -64,7 +64,7 @@ func idleConnections(ctx context.Context, n int, idle, reconcile time.Duration) 
 	ids := make([]string, n)
 	var created atomic.Int64
 	g, gctx = errgroup.WithContext(ctx)
-	g.SetLimit(8)
+	g.SetLimit(32) // each consent waits for the exchange; many at once
 	stopProgress := ticker(30*time.Second, func() {
 		progress("%d of %d consented after %s", created.Load(), n, time.Since(start).Round(time.Second))
 	})
