@@ -26,6 +26,8 @@ func TestReplay(t *testing.T) {
 		// running workflows like these must keep replaying.
 		{"testdata/connection_v0.json", Connection},
 		{"testdata/connection_live_v0.json", Connection},
+		// Recorded before live rounds became local activities.
+		{"testdata/connection_live_v1.json", Connection},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
