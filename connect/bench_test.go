@@ -2,10 +2,7 @@ package connect_test
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"os"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +12,7 @@ import (
 	"github.com/outlookd/outlookd/activities"
 	"github.com/outlookd/outlookd/graph"
 	"github.com/outlookd/outlookd/graphsim"
+	"github.com/outlookd/outlookd/internal/benchfig"
 	"github.com/outlookd/outlookd/internal/enginetest"
 	"github.com/outlookd/outlookd/store"
 	"github.com/outlookd/outlookd/workflows"
@@ -32,39 +30,39 @@ func TestBenchBackfill(t *testing.T) {
 	var engine, baseline []float64
 	for range rounds {
 		e := enginetest.Start(t, graphsim.Options{MailboxRequests: 1 << 30}, workflows.Options{PageSize: pageSize})
-		ctx := context.Background()
-		if _, err := e.Ctl.Generate(ctx, e.Ada.UPN, graphsim.GenerateSpec{Count: messages, Days: 25, Folders: []string{"inbox"}, AttachmentShare: 0.05}); err != nil {
-			t.Fatal(err)
-		}
-		id, out := e.ConnectUser(e.Ada.UPN, workflows.Settings{BackfillDays: 30, Folders: []string{"inbox"}})
-		if out.State != workflows.StateActive {
-			t.Fatal(out)
-		}
-		start := time.Now()
-		e.WaitFor(id, 10*time.Minute, "backfill", func(st workflows.Status) bool { return !st.Backfill.Covered.IsZero() && !st.Backfill.Running })
-		el := time.Since(start).Seconds()
-		if n, _ := e.Store.CountMessages(ctx, id); n != messages {
-			t.Fatalf("engine stored %d of %d", n, messages)
-		}
+		el := timedBackfill(t, e, graphsim.GenerateSpec{Count: messages, Days: 25, Folders: []string{"inbox"}, AttachmentShare: 0.05}, nil)
 		engine = append(engine, messages/el)
 		baseline = append(baseline, rawBackfill(t, e, messages, pageSize))
 	}
-	slices.Sort(engine)
-	slices.Sort(baseline)
-	em, bm := engine[rounds/2], baseline[rounds/2]
-	line, _ := json.Marshal(struct {
-		Bench    string  `json:"bench"`
-		Engine   float64 `json:"engine_msgs_per_s"`
-		Baseline float64 `json:"baseline_msgs_per_s"`
-		Ratio    float64 `json:"ratio"`
-		Messages int     `json:"messages"`
-		PageSize int     `json:"page_size"`
-		Runs     int     `json:"runs"`
-	}{"backfill", round(em), round(bm), round(em / bm), messages, pageSize, rounds})
-	fmt.Println(string(line))
+	em, bm := benchfig.Median(engine), benchfig.Median(baseline)
+	_ = benchfig.Fprint(os.Stdout, "backfill", map[string]any{"engine_msgs_per_s": benchfig.Round(em, 2), "baseline_msgs_per_s": benchfig.Round(bm, 2),
+		"ratio": benchfig.Round(em/bm, 2), "messages": messages, "page_size": pageSize, "runs": rounds})
 }
 
-func round(f float64) float64 { return float64(int64(f*100+0.5)) / 100 }
+// timedBackfill fills Ada's mailbox, connects it and returns how many
+// seconds its first backfill took, checking that it stored every message;
+// before, when set, runs between the consent and the start of the clock.
+func timedBackfill(t *testing.T, e *enginetest.Engine, spec graphsim.GenerateSpec, before func()) float64 {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := e.Ctl.Generate(ctx, e.Ada.UPN, spec); err != nil {
+		t.Fatal(err)
+	}
+	id, out := e.ConnectUser(e.Ada.UPN, workflows.Settings{BackfillDays: 30, Folders: spec.Folders})
+	if out.State != workflows.StateActive {
+		t.Fatal(out)
+	}
+	if before != nil {
+		before()
+	}
+	start := time.Now()
+	e.WaitFor(id, 10*time.Minute, "backfill", func(st workflows.Status) bool { return !st.Backfill.Covered.IsZero() && !st.Backfill.Running })
+	el := time.Since(start).Seconds()
+	if n, _ := e.Store.CountMessages(ctx, id); n != int64(spec.Count) {
+		t.Fatalf("engine stored %d of %d", n, spec.Count)
+	}
+	return el
+}
 
 // rawBackfill is the baseline: the same delta query and the same merge,
 // without Temporal, and returns messages per second.
@@ -118,41 +116,22 @@ func TestBenchBackfillThrottled(t *testing.T) {
 	for range rounds {
 		e := enginetest.Start(t, graphsim.Options{MailboxConcurrency: 4, MailboxRequests: perWindow, MailboxWindow: window},
 			workflows.Options{PageSize: pageSize})
-		ctx := context.Background()
-		if _, err := e.Ctl.Generate(ctx, e.Ada.UPN, graphsim.GenerateSpec{Count: messages, Days: 25, Folders: folders}); err != nil {
-			t.Fatal(err)
-		}
-		id, out := e.ConnectUser(e.Ada.UPN, workflows.Settings{BackfillDays: 30, Folders: folders})
-		if out.State != workflows.StateActive {
-			t.Fatal(out)
-		}
-		// Let the budget the consent used come back, then count from here.
-		time.Sleep(window)
-		before := e.Sim.Counters()
-		start := time.Now()
-		e.WaitFor(id, 10*time.Minute, "backfill", func(st workflows.Status) bool { return !st.Backfill.Covered.IsZero() && !st.Backfill.Running })
-		el := time.Since(start).Seconds()
+		var before map[string]int64
+		el := timedBackfill(t, e, graphsim.GenerateSpec{Count: messages, Days: 25, Folders: folders}, func() {
+			// Let the budget the consent used come back, then count from here.
+			time.Sleep(window)
+			before = e.Sim.Counters()
+		})
 		requests, throttled := graphRequests(before, e.Sim.Counters())
-		if n, _ := e.Store.CountMessages(ctx, id); n != messages {
-			t.Fatalf("engine stored %d of %d", n, messages)
-		}
 		minimum := float64(max(requests-throttled-perWindow, 0)) / (perWindow / window.Seconds())
 		rate, ceiling := messages/el, messages/minimum
 		t.Logf("requests %d (throttled %d) in %.1fs; the limits allow it in %.1fs", requests, throttled, el, minimum)
 		rates, ceilings = append(rates, rate), append(ceilings, ceiling)
 		ratios, shares = append(ratios, rate/ceiling), append(shares, float64(throttled)/float64(requests))
 	}
-	line, _ := json.Marshal(struct {
-		Bench     string  `json:"bench"`
-		Rate      float64 `json:"msgs_per_s"`
-		Ceiling   float64 `json:"ceiling_msgs_per_s"`
-		Ratio     float64 `json:"ratio"`
-		Throttled float64 `json:"throttled_share"`
-		Messages  int     `json:"messages"`
-		PageSize  int     `json:"page_size"`
-		Runs      int     `json:"runs"`
-	}{"backfill-throttled", round(median(rates)), round(median(ceilings)), round(median(ratios)), median(shares), messages, pageSize, rounds})
-	fmt.Println(string(line))
+	_ = benchfig.Fprint(os.Stdout, "backfill-throttled", map[string]any{"msgs_per_s": benchfig.Round(benchfig.Median(rates), 2),
+		"ceiling_msgs_per_s": benchfig.Round(benchfig.Median(ceilings), 2), "ratio": benchfig.Round(benchfig.Median(ratios), 2),
+		"throttled_share": benchfig.Median(shares), "messages": messages, "page_size": pageSize, "runs": rounds})
 }
 
 // graphRequests counts the Graph requests between two counter snapshots,
@@ -167,10 +146,4 @@ func graphRequests(before, after map[string]int64) (requests, throttled int) {
 		}
 	}
 	return requests, throttled
-}
-
-func median(xs []float64) float64 {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	return s[len(s)/2]
 }

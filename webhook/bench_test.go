@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -23,6 +22,7 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/outlookd/outlookd/internal/benchfig"
 	"github.com/outlookd/outlookd/internal/testenv"
 	"github.com/outlookd/outlookd/store"
 	"github.com/outlookd/outlookd/webhook"
@@ -173,30 +173,19 @@ func TestBenchWebhookIngest(t *testing.T) {
 	for range rounds {
 		rate, lat := load(real.URL)
 		drain(t, st) // every acknowledged notification became a signal
-		slices.Sort(lat)
+		ms := benchfig.Millis(lat)
 		rates = append(rates, rate)
-		p50s = append(p50s, ms(lat[len(lat)/2]))
-		p99s = append(p99s, ms(lat[len(lat)*99/100]))
+		p50s = append(p50s, benchfig.Percentile(ms, 0.50))
+		p99s = append(p99s, benchfig.Percentile(ms, 0.99))
 		b, _ := load(base.URL)
 		baseRates = append(baseRates, b)
 	}
-	for _, s := range [][]float64{rates, baseRates, p50s, p99s} {
-		slices.Sort(s)
-	}
-	rate, baseRate := rates[rounds/2], baseRates[rounds/2]
-	line, _ := json.Marshal(struct {
-		Bench       string  `json:"bench"`
-		Acks        float64 `json:"acks_per_s"`
-		P50         float64 `json:"p50_ms"`
-		P99         float64 `json:"p99_ms"`
-		Signals     float64 `json:"signals_per_notification"`
-		Baseline    float64 `json:"baseline_acks_per_s"`
-		Ratio       float64 `json:"ratio"`
-		Connections int     `json:"connections"`
-		Concurrency int     `json:"concurrency"`
-	}{"webhook-ingest", round(rate), round(p50s[rounds/2]), round(p99s[rounds/2]),
-		round(float64(fwd.Signals.Load()) / float64(recv.Accepted.Load())), round(baseRate), round(rate / baseRate), connections, workers})
-	fmt.Println(string(line))
+	rate, baseRate := benchfig.Median(rates), benchfig.Median(baseRates)
+	_ = benchfig.Fprint(os.Stdout, "webhook-ingest", map[string]any{"acks_per_s": benchfig.Round(rate, 1),
+		"p50_ms": benchfig.Round(benchfig.Median(p50s), 2), "p99_ms": benchfig.Round(benchfig.Median(p99s), 2),
+		"signals_per_notification": benchfig.Round(float64(fwd.Signals.Load())/float64(recv.Accepted.Load()), 3),
+		"baseline_acks_per_s":      benchfig.Round(baseRate, 1), "ratio": benchfig.Round(rate/baseRate, 3),
+		"connections": connections, "concurrency": workers})
 	if recv.Ignored.Load() != 0 {
 		t.Errorf("%d genuine notifications were ignored", recv.Ignored.Load())
 	}
@@ -215,7 +204,3 @@ func drain(t *testing.T, st *store.Store) {
 		}
 	}
 }
-
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
-func round(f float64) float64 { return float64(int64(f*1000+0.5)) / 1000 }

@@ -2,14 +2,13 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
-	"slices"
 	"sync"
 	"time"
 
 	"github.com/outlookd/outlookd/graphsim"
+	"github.com/outlookd/outlookd/internal/benchfig"
 )
 
 // pushLatency connects mailboxes (push mode), then injects mail into them
@@ -56,10 +55,9 @@ func pushLatency(ctx context.Context, mailboxes int, rate float64, d time.Durati
 		total += r.messages
 		fmt.Fprintf(os.Stderr, "push-latency: %d messages at %.1f/s: p50 %.1f ms, p99 %.1f ms, max %.1f ms\n", r.messages, r.rate, r.p50, r.p99, r.max)
 	}
-	line, _ := json.Marshal(map[string]any{"bench": "push-latency", "mailboxes": mailboxes, "msgs_per_s": round1(median(rates)),
-		"p50_ms": round1(median(p50s)), "p99_ms": round1(median(p99s)), "max_ms": round1(median(maxes)), "messages": total, "runs": runs})
-	fmt.Println(string(line))
-	return nil
+	return benchfig.Fprint(os.Stdout, "push-latency", map[string]any{"mailboxes": mailboxes, "msgs_per_s": benchfig.Round(benchfig.Median(rates), 1),
+		"p50_ms": benchfig.Round(benchfig.Median(p50s), 1), "p99_ms": benchfig.Round(benchfig.Median(p99s), 1),
+		"max_ms": benchfig.Round(benchfig.Median(maxes), 1), "messages": total, "runs": runs})
 }
 
 // pushFigures are one push-latency round's figures (milliseconds).
@@ -153,15 +151,7 @@ func pushRound(ctx context.Context, w *world, users, ids []string, rate float64,
 		defer mu.Unlock()
 		return pushFigures{}, fmt.Errorf("%d messages never reached Postgres", len(injected))
 	}
-	slices.Sort(lat)
-	pct := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) / 1000 }
-	return pushFigures{p50: pct(0.50), p99: pct(0.99), max: pct(1), rate: achieved, messages: len(lat)}, nil
+	ms := benchfig.Millis(lat)
+	return pushFigures{p50: benchfig.Percentile(ms, 0.50), p99: benchfig.Percentile(ms, 0.99), max: benchfig.Percentile(ms, 1),
+		rate: achieved, messages: len(lat)}, nil
 }
-
-func median(xs []float64) float64 {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	return s[len(s)/2]
-}
-
-func round1(f float64) float64 { return float64(int64(f*10+0.5)) / 10 }

@@ -71,9 +71,13 @@ func goTestBench(pkg, test string) func(context.Context, benchOptions) error {
 				fmt.Fprintln(os.Stderr, sc.Text())
 			}
 		}
-		_, _ = io.Copy(io.Discard, out)
+		scanErr := sc.Err()
+		_, _ = io.Copy(io.Discard, out) // let the test finish if a line was too long to scan
 		if err := cmd.Wait(); err != nil {
 			return fmt.Errorf("go test -run %s %s: %w", test, pkg, err)
+		}
+		if scanErr != nil {
+			return fmt.Errorf("go test -run %s %s: reading its output: %w", test, pkg, scanErr)
 		}
 		if lines == 0 {
 			return fmt.Errorf("go test -run %s %s printed no figures", test, pkg)

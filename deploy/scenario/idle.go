@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -17,6 +16,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/outlookd/outlookd/graphsim"
+	"github.com/outlookd/outlookd/internal/benchfig"
 	"github.com/outlookd/outlookd/workflows"
 )
 
@@ -166,21 +166,18 @@ func idleConnections(ctx context.Context, n int, idle, reconcile time.Duration) 
 	// One idle window of the benchmark's schedule is this many days of
 	// the default one.
 	days := idle.Seconds() / 86400 * float64(productionReconcile) / float64(reconcile)
-	line, _ := json.Marshal(map[string]any{
-		"bench":                  "idle-connections",
+	return benchfig.Fprint(os.Stdout, "idle-connections", map[string]any{
 		"connections":            n,
-		"worker_rss_mib":         round1(float64(peakRSS.Load()) / 1024),
-		"timer_lateness_p50_s":   round3(pct(lateness, 0.50)),
-		"timer_lateness_p99_s":   round3(pct(lateness, 0.99)),
+		"worker_rss_mib":         benchfig.Round(float64(peakRSS.Load())/1024, 1),
+		"timer_lateness_p50_s":   benchfig.Round(benchfig.Percentile(lateness, 0.50), 3),
+		"timer_lateness_p99_s":   benchfig.Round(benchfig.Percentile(lateness, 0.99), 3),
 		"timers":                 len(lateness),
-		"history_events_per_day": round1(perConn / days),
-		"idle_s":                 round1(idleEnd.Sub(idleStart).Seconds()),
+		"history_events_per_day": benchfig.Round(perConn/days, 1),
+		"idle_s":                 benchfig.Round(idleEnd.Sub(idleStart).Seconds(), 1),
 		"reconcile_every_s":      reconcile.Seconds(),
-		"all_live_s":             round1(live.Seconds()),
+		"all_live_s":             benchfig.Round(live.Seconds(), 1),
 		"histories_sampled":      len(sampled),
 	})
-	fmt.Println(string(line))
-	return nil
 }
 
 // windowHistory reads a workflow's history and returns, for each timer
@@ -248,7 +245,3 @@ func ticker(d time.Duration, f func()) (stop func()) {
 	}()
 	return func() { t.Stop(); close(done) }
 }
-
-func pct(sorted []float64, p float64) float64 { return sorted[int(p*float64(len(sorted)-1))] }
-
-func round3(f float64) float64 { return float64(int64(f*1000+0.5)) / 1000 }
