@@ -1,6 +1,8 @@
 package api
 
 import (
+	"net/http"
+
 	"github.com/gin-gonic/gin"
 )
 
@@ -18,27 +20,9 @@ func problem(c *gin.Context, status int, code, detail string) {
 	c.Header("Content-Type", "application/problem+json")
 	c.AbortWithStatusJSON(status, Problem{
 		Type:   "https://outlookd.dev/problems/" + code,
-		Title:  titleFor(status),
+		Title:  http.StatusText(status),
 		Status: status,
 		Code:   code,
 		Detail: detail,
 	})
-}
-
-func titleFor(status int) string {
-	switch status {
-	case 400:
-		return "Bad request"
-	case 404:
-		return "Not found"
-	case 405:
-		return "Method not allowed"
-	case 409:
-		return "Conflict"
-	case 422:
-		return "Unprocessable request"
-	case 503:
-		return "Service unavailable"
-	}
-	return "Internal error"
 }

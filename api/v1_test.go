@@ -129,6 +129,12 @@ func (h *harness) call(t *testing.T, method, path, key, user string, body any) r
 	if resp.StatusCode >= 400 && resp.Header.Get("Content-Type") != "application/problem+json" && !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
 		t.Errorf("%s %s: %d with content type %q", method, path, resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
+	if resp.Header.Get("Content-Type") == "application/problem+json" {
+		var p api.Problem
+		if err := json.Unmarshal(raw, &p); err != nil || p.Status != resp.StatusCode || p.Title != http.StatusText(resp.StatusCode) || p.Code == "" {
+			t.Errorf("%s %s: %d answered the problem %s", method, path, resp.StatusCode, raw)
+		}
+	}
 	return response{status: resp.StatusCode, header: resp.Header, body: raw}
 }
 
@@ -305,7 +311,8 @@ func TestRequestValidation(t *testing.T) {
 			resp.Body.Close()
 			var p api.Problem
 			_ = json.Unmarshal(raw, &p)
-			if resp.StatusCode != tc.status || p.Code != tc.code || p.Detail == "" || resp.Header.Get("Content-Type") != "application/problem+json" {
+			if resp.StatusCode != tc.status || p.Code != tc.code || p.Detail == "" || p.Title != http.StatusText(tc.status) ||
+				resp.Header.Get("Content-Type") != "application/problem+json" {
 				t.Errorf("%d %s, want %d %s", resp.StatusCode, raw, tc.status, tc.code)
 			}
 		})
