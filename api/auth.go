@@ -23,7 +23,6 @@ const UserHeader = "Outlookd-User"
 // caller is who makes a request: the key's organisation, whether the key
 // is an admin key, and the acting app user.
 type caller struct {
-	KeyID string
 	Org   store.Org
 	Admin bool
 	User  string
@@ -98,7 +97,7 @@ func (a *authenticator) middleware(c *gin.Context) {
 		problem(c, http.StatusBadRequest, "user_required", "Name the app user the request acts for in the "+UserHeader+" header.")
 		return
 	}
-	c.Set(callerKey, caller{KeyID: id, Org: key.Org, Admin: key.Admin, User: user})
+	c.Set(callerKey, caller{Org: key.Org, Admin: key.Admin, User: user})
 	c.Next()
 }
 

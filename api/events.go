@@ -66,22 +66,24 @@ type endpointJSON struct {
 	SigningAlg string     `json:"signing"`
 }
 
-func (s *server) endpointView(c *gin.Context, org string) (endpointJSON, error) {
+// endpointView is the organisation's endpoint as the API shows it, with
+// when its signing secret was last made (zero: unknown).
+func (s *server) endpointView(c *gin.Context, org string, rotated time.Time) (endpointJSON, error) {
 	ep, err := s.d.Store.GetEndpoint(c, org)
 	if err != nil {
 		return endpointJSON{}, err
 	}
-	out := endpointJSON{URL: ep.URL, UpdatedAt: ep.UpdatedAt, Pending: ep.Pending, Parked: ep.Parked, Delivered: ep.Delivered,
-		LastError: ep.LastError, SigningAlg: "Standard Webhooks v1 (HMAC-SHA256)"}
-	if sec, err := s.d.Tokens.GetSigningSecrets(c, org); err == nil {
-		out.RotatedAt = timePtr(sec.RotatedAt)
-	}
-	return out, nil
+	return endpointJSON{URL: ep.URL, UpdatedAt: ep.UpdatedAt, Pending: ep.Pending, Parked: ep.Parked, Delivered: ep.Delivered,
+		LastError: ep.LastError, RotatedAt: timePtr(rotated), SigningAlg: "Standard Webhooks v1 (HMAC-SHA256)"}, nil
 }
 
 func (s *server) getEndpoint(c *gin.Context) {
 	who := callerOf(c)
-	out, err := s.endpointView(c, who.Org.ID)
+	var rotated time.Time
+	if sec, err := s.d.Tokens.GetSigningSecrets(c, who.Org.ID); err == nil {
+		rotated = sec.RotatedAt
+	}
+	out, err := s.endpointView(c, who.Org.ID, rotated)
 	if errors.Is(err, store.ErrNotFound) {
 		problem(c, http.StatusNotFound, "no_webhook_endpoint", "No webhook endpoint is registered; PUT one to receive events.")
 		return
@@ -147,7 +149,7 @@ func (s *server) putEndpoint(c *gin.Context) {
 			return
 		}
 	}
-	out, err := s.endpointView(c, who.Org.ID)
+	out, err := s.endpointView(c, who.Org.ID, sec.RotatedAt)
 	if err != nil {
 		s.unavailable(c, err)
 		return

@@ -28,6 +28,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/outlookd/outlookd/store"
 	"github.com/outlookd/outlookd/vault"
 )
@@ -145,17 +147,15 @@ func (d *Dispatcher) Once(ctx context.Context, batch int) (int, error) {
 		secrets[org] = &s
 		return s, nil
 	}
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 8)
+	var g errgroup.Group
+	g.SetLimit(8)
 	for _, dl := range due {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
+		g.Go(func() error {
 			d.deliver(ctx, dl, secretsOf)
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
+	_ = g.Wait()
 	return len(due), nil
 }
 

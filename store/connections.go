@@ -181,18 +181,6 @@ func (s *Store) ListConnections(ctx context.Context, f ConnectionFilter) ([]Conn
 	return out, nil
 }
 
-// CountLiveConnections counts an owner's connections that are not
-// disconnected.
-func (s *Store) CountLiveConnections(ctx context.Context, orgID, ownerID string) (int, error) {
-	var n int
-	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM connections WHERE org_id = $1 AND owner_id = $2 AND state <> 'disconnected'`,
-		orgID, ownerID).Scan(&n)
-	if err != nil {
-		return 0, fmt.Errorf("store: count connections: %w", err)
-	}
-	return n, nil
-}
-
 func deref(s *string) string {
 	if s == nil {
 		return ""

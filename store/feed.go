@@ -148,7 +148,7 @@ func (s *Store) GetEndpoint(ctx context.Context, orgID string) (Endpoint, error)
 			 WHERE c2.org_id = w.org_id AND e2.last_error IS NOT NULL ORDER BY e2.seq DESC LIMIT 1)
 		FROM webhook_endpoints w
 		LEFT JOIN connections c ON c.org_id = w.org_id
-		LEFT JOIN events e ON e.connection_id = c.id
+		LEFT JOIN events e ON e.connection_id = c.id AND e.delivery <> 'none'
 		WHERE w.org_id = $1 GROUP BY w.org_id, w.url, w.updated_at`, orgID).Scan(&e.OrgID, &e.URL, &e.UpdatedAt, &e.Pending, &e.Parked, &e.Delivered, &lastErr)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return e, fmt.Errorf("store: endpoint: %w", ErrNotFound)

@@ -11,6 +11,7 @@ import (
 
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/outlookd/outlookd/store"
 	"github.com/outlookd/outlookd/workflows"
@@ -38,8 +39,8 @@ type Forwarder struct {
 	once sync.Once
 	wake chan struct{}
 
-	// Signals counts signals sent; Forwarded counts entries done.
-	Signals, Forwarded atomic.Int64
+	// Signals counts signals sent.
+	Signals atomic.Int64
 }
 
 func (f *Forwarder) init() { f.once.Do(func() { f.wake = make(chan struct{}, 1) }) }
@@ -116,22 +117,19 @@ func (f *Forwarder) forward(ctx context.Context, entries []store.InboxEntry) []i
 	}
 	var mu sync.Mutex
 	var done []int64
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 16)
+	var g errgroup.Group
+	g.SetLimit(16)
 	for _, k := range order {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
+		g.Go(func() error {
 			if f.send(ctx, k) {
 				mu.Lock()
 				done = append(done, groups[k]...)
 				mu.Unlock()
 			}
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
-	f.Forwarded.Add(int64(len(done)))
+	_ = g.Wait()
 	return done
 }
 
