@@ -299,6 +299,19 @@ func (s *server) present(ctx context.Context, row store.Connection) connectionJS
 	return s.presentAll(ctx, []store.Connection{row})[0]
 }
 
+// presentStatus is present with the status an update just answered, so
+// the workflow is not asked again (nil: ask it).
+func (s *server) presentStatus(ctx context.Context, row store.Connection, st *workflows.Status) connectionJSON {
+	if st == nil {
+		return s.present(ctx, row)
+	}
+	counts, err := s.d.Store.CountMessagesOf(ctx, []string{row.ID})
+	if err != nil {
+		s.d.Logger.Warn("count messages", "err", err)
+	}
+	return view(row, counts[row.ID], st)
+}
+
 // presentAll builds the views of a page of connections: their message
 // counts in one query, and their status queries in parallel under one
 // deadline, so a Temporal that does not answer costs a page statusTimeout,
@@ -528,10 +541,11 @@ func (s *server) resync(c *gin.Context) {
 	if c.Request.ContentLength != 0 && !bind(c, &req) {
 		return
 	}
-	if _, ok := s.update(c, row.ID, workflows.UpdateResync, workflows.ResyncInput{Folders: req.Folders}); !ok {
+	st, ok := s.update(c, row.ID, workflows.UpdateResync, workflows.ResyncInput{Folders: req.Folders})
+	if !ok {
 		return
 	}
-	c.JSON(http.StatusAccepted, s.present(c, row))
+	c.JSON(http.StatusAccepted, s.presentStatus(c, row, &st))
 }
 
 func (s *server) patchSettings(c *gin.Context) {
@@ -550,7 +564,8 @@ func (s *server) patchSettings(c *gin.Context) {
 	}
 	// The workflow validates and applies first; only then is the registry
 	// changed, so a refused change leaves both as they were.
-	if _, ok := s.update(c, row.ID, workflows.UpdateSettings, settings.workflow()); !ok {
+	st, ok := s.update(c, row.ID, workflows.UpdateSettings, settings.workflow())
+	if !ok {
 		return
 	}
 	raw, _ := json.Marshal(settings)
@@ -559,7 +574,7 @@ func (s *server) patchSettings(c *gin.Context) {
 		return
 	}
 	row.Settings = raw
-	c.JSON(http.StatusOK, s.present(c, row))
+	c.JSON(http.StatusOK, s.presentStatus(c, row, &st))
 }
 
 func (s *server) deleteConnection(c *gin.Context) {
@@ -574,14 +589,18 @@ func (s *server) deleteConnection(c *gin.Context) {
 	}
 	// Disconnecting twice is not an error: the workflow answers a second
 	// request with the saga under way, and an ended workflow is done.
+	var answered *workflows.Status
 	if row.State != workflows.StateDisconnected {
-		_, err := s.runUpdate(c, row.ID, workflows.UpdateDisconnect)
+		st, err := s.runUpdate(c, row.ID, workflows.UpdateDisconnect)
 		var rejected *temporal.ApplicationError // rejected only when already disconnected
-		if err != nil && !ended(err) && !errors.As(err, &rejected) {
+		switch {
+		case err == nil:
+			answered = &st
+		case !ended(err) && !errors.As(err, &rejected):
 			s.unavailable(c, err)
 			return
 		}
 	}
 	c.Header("Location", "/v1/connections/"+row.ID)
-	c.JSON(http.StatusAccepted, s.present(c, row))
+	c.JSON(http.StatusAccepted, s.presentStatus(c, row, answered))
 }

@@ -667,7 +667,7 @@ func TestConnectionJourney(t *testing.T) {
 		t.Errorf("body of an archived message: %d %s", r.status, r.body)
 	}
 	// Updates to an ended connection are refused clearly.
-	if r := h.call(t, "POST", "/v1/connections/"+c.ID+"/resync", h.acme, "u-ada", nil); r.status != 409 {
+	if r := h.call(t, "POST", "/v1/connections/"+c.ID+"/resync", h.acme, "u-ada", nil); r.status != 409 || r.code() != "connection_ended" {
 		t.Errorf("resync a disconnected connection: %d %s", r.status, r.body)
 	}
 	// The user may connect again now.
