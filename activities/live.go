@@ -26,7 +26,11 @@ import (
 // nothing is lost or duplicated.
 func (a *Activities) SyncFolders(ctx context.Context, in workflows.SyncFoldersInput) (workflows.SyncFoldersResult, error) {
 	var res workflows.SyncFoldersResult
-	if len(in.Reanchor) > 0 && activity.GetInfo(ctx).Attempt == 1 {
+	// Folders asked for re-anchoring lose their anchors on every attempt:
+	// a retry after the drop failed must not run a plain round instead
+	// (the workflow counts the request done when this returns), and after
+	// a drop that succeeded, dropping again only restarts the re-anchor.
+	if len(in.Reanchor) > 0 {
 		n, err := a.Store.DropAnchors(ctx, in.ConnectionID, in.Reanchor)
 		if err != nil {
 			return res, err

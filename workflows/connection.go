@@ -552,7 +552,7 @@ func (c *connection) renew(ctx workflow.Context) {
 }
 
 // sync runs one delta round over the live folders. Notifications that
-// arrive meanwhile set syncPending again, so another round follows: bursts
+// arrive meanwhile set Pending.Sync again, so another round follows: bursts
 // coalesce into rounds, never one round per notification.
 func (c *connection) sync(ctx workflow.Context) {
 	c.s.Pending.Sync = false
@@ -665,8 +665,6 @@ func (c *connection) refresh(ctx workflow.Context) {
 	}
 }
 
-// onActivityError moves the connection to reauth_required when the error
-// says the tokens are dead; other errors are logged.
 // localRoundTimeout bounds a live round run as a local activity; longer
 // rounds go on as normal activities.
 const localRoundTimeout = 5 * time.Second
@@ -677,10 +675,11 @@ func isReauth(err error) bool {
 	return errors.As(err, &appErr) && appErr.Type() == ErrReauthRequired
 }
 
+// onActivityError moves the connection to reauth_required when the error
+// says the tokens are dead (and says so), and logs other errors.
 func (c *connection) onActivityError(ctx workflow.Context, err error) bool {
 	var appErr *temporal.ApplicationError
-	if isReauth(err) {
-		errors.As(err, &appErr)
+	if errors.As(err, &appErr) && appErr.Type() == ErrReauthRequired {
 		var detail struct{ Reason, Text string }
 		if appErr.HasDetails() {
 			_ = appErr.Details(&detail)

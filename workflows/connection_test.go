@@ -39,6 +39,8 @@ type fakes struct {
 	// rounds run as local activities.
 	syncFail   atomic.Int32
 	localSyncs atomic.Int32
+	// syncErr is what a failed round answers (nil: a transient error).
+	syncErr error
 }
 
 func (f *fakes) mark(name string, t time.Time) {
@@ -94,6 +96,9 @@ func (f *fakes) register(env *testsuite.TestWorkflowEnvironment) {
 			f.localSyncs.Add(1)
 		}
 		if f.syncFail.Add(-1) >= 0 {
+			if f.syncErr != nil {
+				return SyncFoldersResult{}, f.syncErr
+			}
 			return SyncFoldersResult{}, errors.New("graph did not answer")
 		}
 		f.syncFail.Store(0)

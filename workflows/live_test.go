@@ -212,3 +212,31 @@ func TestLiveRoundLocalThenActivity(t *testing.T) {
 	endWith(env, time.Hour, func() {})
 	env.ExecuteWorkflow(Connection, input())
 }
+
+// TestLiveRoundLocalReauth: dead tokens met by a local round park the
+// connection at once (no second try as an activity), with one event.
+func TestLiveRoundLocalReauth(t *testing.T) {
+	env, f := newEnv(t)
+	f.syncErr = temporal.NewNonRetryableApplicationError("dead", ErrReauthRequired, nil, struct{ Reason, Text string }{"revoked", "revoked"})
+	env.RegisterDelayedCallback(func() { update(t, env, UpdateConsent, ConsentInput{Ref: "ref-0123456789"}, nil) }, time.Minute)
+	env.RegisterDelayedCallback(func() {
+		locals, calls := f.localSyncs.Load(), f.syncs.Load()
+		f.syncFail.Store(1)
+		env.SignalWorkflow(SignalChanges, nil)
+		env.RegisterDelayedCallback(func() {
+			if f.syncs.Load() != calls+1 || f.localSyncs.Load() != locals+1 {
+				t.Errorf("dead tokens: %d calls, %d local; want one local call", f.syncs.Load()-calls, f.localSyncs.Load()-locals)
+			}
+			if st := query(t, env); st.State != StateReauthRequired || st.Reason != "revoked" {
+				t.Errorf("after dead tokens: %s (%s)", st.State, st.Reason)
+			}
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if n := slices.Index(f.events, "connection.reauth_required"); n < 0 || slices.Contains(f.events[n+1:], "connection.reauth_required") {
+				t.Errorf("events %v, want one connection.reauth_required", f.events)
+			}
+		}, 10*time.Second)
+	}, 10*time.Minute)
+	endWith(env, time.Hour, func() {})
+	env.ExecuteWorkflow(Connection, input())
+}

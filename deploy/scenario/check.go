@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -202,9 +203,16 @@ func (w *world) leaks(ctx context.Context) (hits int, secrets int, where []strin
 	w.mu.Lock()
 	hay["api responses"] = append([]byte(nil), w.responses.Bytes()...)
 	w.mu.Unlock()
-	for _, name := range []string{"outlookd.log"} {
-		raw, _ := os.ReadFile(filepath.Join(w.dir, name))
-		hay[name] = raw
+	// Every outlookd process's log (the API and, in a split world, the
+	// worker that handles the tokens); graphsim's own log is Microsoft's.
+	for name := range w.procs {
+		if name != "graphsim" {
+			raw, err := os.ReadFile(filepath.Join(w.dir, name+".log"))
+			if err != nil {
+				return 0, 0, nil, fmt.Errorf("leak scan: %w", err)
+			}
+			hay[name+".log"] = raw
+		}
 	}
 	rows, err := w.st.Pool().Query(ctx, `SELECT tablename FROM pg_tables WHERE schemaname = 'public'`)
 	if err != nil {
@@ -258,7 +266,7 @@ func (w *world) leaks(ctx context.Context) (hits int, secrets int, where []strin
 	for name, h := range hay {
 		for _, n := range needles {
 			for _, form := range []string{n, url.QueryEscape(n)} {
-				if strings.Contains(string(h), form) {
+				if bytes.Contains(h, []byte(form)) {
 					hits++
 					where = append(where, name)
 				}
