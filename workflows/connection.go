@@ -724,7 +724,9 @@ func (c *connection) startBackfill(ctx workflow.Context) {
 		// workflow does not continue as new under this goroutine.
 		defer func() { b.Running = false }()
 		if err != nil {
-			b.Running = false
+			if workflow.GetVersion(gctx, "backfill-error-keeps-running", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+				b.Running = false // before: the workflow could continue as new while the reauth event was pending
+			}
 			b.LastError = err.Error()
 			if !c.onActivityError(gctx, err) {
 				c.retryBackfillAt = workflow.Now(gctx).Add(time.Minute)
