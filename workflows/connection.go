@@ -148,6 +148,12 @@ func (c *connection) upsertSearchAttributes(ctx workflow.Context) error {
 	if c.s.Mailbox != "" {
 		updates = append(updates, SAMailbox.ValueSet(c.s.Mailbox))
 	}
+	// The sync mode rides along with every upsert, so a connection that
+	// was already live before the attribute existed gets it too (at its
+	// next generation or state change), not only at its next mode change.
+	if c.s.Sync.Mode != "" && workflow.GetVersion(ctx, "sync-mode-every-upsert", workflow.DefaultVersion, 1) == 1 {
+		updates = append(updates, SASyncMode.ValueSet(c.s.Sync.Mode))
+	}
 	return workflow.UpsertTypedSearchAttributes(ctx, updates...)
 }
 

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
@@ -41,6 +42,8 @@ type fakes struct {
 	localSyncs atomic.Int32
 	// syncErr is what a failed round answers (nil: a transient error).
 	syncErr error
+	// syncHang makes that many next local rounds run until their deadline.
+	syncHang atomic.Int32
 }
 
 func (f *fakes) mark(name string, t time.Time) {
@@ -94,6 +97,11 @@ func (f *fakes) register(env *testsuite.TestWorkflowEnvironment) {
 		f.mark(ActivitySyncFolders, env.Now())
 		if activity.GetInfo(ctx).IsLocalActivity {
 			f.localSyncs.Add(1)
+			if f.syncHang.Add(-1) >= 0 {
+				<-ctx.Done()
+				return SyncFoldersResult{}, ctx.Err()
+			}
+			f.syncHang.Store(0)
 		}
 		if f.syncFail.Add(-1) >= 0 {
 			if f.syncErr != nil {
@@ -352,8 +360,11 @@ func TestThirtyQuietDays(t *testing.T) {
 
 // TestContinueAsNewKeepsState lowers the threshold so the workflow
 // continues as new, then runs the next generation from the carried state.
-func TestContinueAsNewKeepsState(t *testing.T) {
-	env, f := newEnv(t)
+// firstGeneration runs a connection through consent and backfill until it
+// continues as new, and answers the input of the next generation.
+func firstGeneration(t *testing.T) ConnectionInput {
+	t.Helper()
+	env, _ := newEnv(t)
 	in := input()
 	in.Options.ContinueAsNewAfter = 60
 	env.RegisterDelayedCallback(func() { update(t, env, UpdateConsent, ConsentInput{Ref: "ref-0123456789"}, nil) }, time.Minute)
@@ -368,11 +379,16 @@ func TestContinueAsNewKeepsState(t *testing.T) {
 	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
 		t.Fatal(err)
 	}
+	next.Options.ContinueAsNewAfter = 10000
+	return next
+}
+
+func TestContinueAsNewKeepsState(t *testing.T) {
+	next := firstGeneration(t)
 	if next.State == nil || next.State.State != StateActive || next.State.Mailbox != "ada@contoso.example" || next.State.Backfill.Covered.IsZero() {
 		t.Fatalf("carried state = %+v", next.State)
 	}
 	env2, f2 := newEnv(t)
-	next.Options.ContinueAsNewAfter = 10000
 	endWith(env2, 24*time.Hour, func() {
 		st := query(t, env2)
 		if st.State != StateActive || st.Runs != 1 || st.Backfill.Runs != 1 {
@@ -383,7 +399,64 @@ func TestContinueAsNewKeepsState(t *testing.T) {
 	if f2.exchanges.Load() != 0 || len(f2.backfills) != 0 {
 		t.Errorf("the second generation redid work: %d exchanges, %d backfills", f2.exchanges.Load(), len(f2.backfills))
 	}
-	_ = f
+}
+
+// TestSyncModeOnEveryGeneration: a generation that starts already pushing
+// (its mode never changes) still sets the SyncMode search attribute.
+func TestSyncModeOnEveryGeneration(t *testing.T) {
+	next := firstGeneration(t)
+	if next.State.Sync.Mode != SyncPush {
+		t.Fatalf("first generation ended in mode %q", next.State.Sync.Mode)
+	}
+	env, _ := newEnv(t)
+	var modes []string
+	env.OnUpsertTypedSearchAttributes(mock.Anything).Run(func(args mock.Arguments) {
+		if sa, ok := args.Get(0).(temporal.SearchAttributes); ok {
+			if m, ok := sa.GetKeyword(SASyncMode); ok {
+				modes = append(modes, m)
+			}
+		}
+	}).Return(nil)
+	endWith(env, time.Hour, func() {})
+	env.ExecuteWorkflow(Connection, next)
+	if len(modes) == 0 || modes[0] != SyncPush {
+		t.Errorf("SyncMode upserts in the second generation: %v, want push first", modes)
+	}
+}
+
+// TestContinueAsNewDrainsUnreadSignals: signals delivered but not yet read
+// when the workflow continues as new are applied to the carried state.
+func TestContinueAsNewDrainsUnreadSignals(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.RegisterWorkflowWithOptions(func(ctx workflow.Context) error {
+		progress, changes, lifecycle := workflow.NewBufferedChannel(ctx, 2), workflow.NewBufferedChannel(ctx, 2), workflow.NewBufferedChannel(ctx, 2)
+		progress.Send(ctx, BackfillProgress{Folder: FolderProgress{ID: "f-inbox", Fetched: 7}})
+		changes.Send(ctx, nil)
+		lifecycle.Send(ctx, LifecycleSignal{Event: LifecycleReauthorizationRequired, SubscriptionID: "sub-1"})
+		lifecycle.Send(ctx, LifecycleSignal{Event: LifecycleSubscriptionRemoved, SubscriptionID: "sub-replaced"})
+		c := &connection{log: workflow.GetLogger(ctx), progress: progress, changes: changes, lifecycle: lifecycle}
+		c.s = ConnectionState{ID: "c1", State: StateActive}
+		c.s.Sync.SubscriptionID = "sub-1"
+		_, err := c.continueAsNew(ctx)
+		return err
+	}, workflow.RegisterOptions{Name: "drain"})
+	env.ExecuteWorkflow("drain")
+	var can *workflow.ContinueAsNewError
+	if !errors.As(env.GetWorkflowError(), &can) {
+		t.Fatalf("want continue-as-new, got %v", env.GetWorkflowError())
+	}
+	var next ConnectionInput
+	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
+		t.Fatal(err)
+	}
+	p := next.State.Pending
+	if !p.Sync || !p.Renew || p.Resubscribe {
+		t.Errorf("carried pending work %+v, want sync and renew (the removal was about a replaced subscription)", p)
+	}
+	if f := next.State.Backfill.Folders["f-inbox"]; f.Fetched != 7 {
+		t.Errorf("carried folder progress %+v, want 7 fetched", f)
+	}
 }
 
 func TestReauthAndResume(t *testing.T) {

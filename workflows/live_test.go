@@ -213,6 +213,37 @@ func TestLiveRoundLocalThenActivity(t *testing.T) {
 	env.ExecuteWorkflow(Connection, input())
 }
 
+// TestLiveRoundLocalTimeout: a local round that outlasts its short timeout
+// (a real 5 s: the SDK bounds local activities by the wall clock) runs
+// again as a normal activity, and the round counts once.
+func TestLiveRoundLocalTimeout(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for the local round's 5 s timeout")
+	}
+	env, f := newEnv(t)
+	env.SetTestTimeout(time.Minute)
+	env.RegisterDelayedCallback(func() { update(t, env, UpdateConsent, ConsentInput{Ref: "ref-0123456789"}, nil) }, time.Minute)
+	env.RegisterDelayedCallback(func() {
+		rounds, locals, calls := query(t, env).Sync.Rounds, f.localSyncs.Load(), f.syncs.Load()
+		f.syncHang.Store(1)
+		started := time.Now()
+		env.SignalWorkflow(SignalChanges, nil)
+		env.RegisterDelayedCallback(func() {
+			if got := f.syncs.Load() - calls; got != 2 || f.localSyncs.Load() != locals+1 {
+				t.Errorf("a local round that timed out: %d calls, %d local; want 2 and 1", got, f.localSyncs.Load()-locals)
+			}
+			if waited := time.Since(started); waited < localRoundTimeout {
+				t.Errorf("the fallback ran after %s, before the local round's timeout", waited)
+			}
+			if st := query(t, env); st.Sync.Rounds != rounds+1 || st.Sync.LastError != "" {
+				t.Errorf("after the fallback: rounds %d (want %d), error %q", st.Sync.Rounds, rounds+1, st.Sync.LastError)
+			}
+		}, 10*time.Second)
+	}, 10*time.Minute)
+	endWith(env, time.Hour, func() {})
+	env.ExecuteWorkflow(Connection, input())
+}
+
 // TestLiveRoundLocalReauth: dead tokens met by a local round park the
 // connection at once (no second try as an activity), with one event.
 func TestLiveRoundLocalReauth(t *testing.T) {
