@@ -14,6 +14,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/outlookd/outlookd/apikey"
+	"github.com/outlookd/outlookd/internal/lookupcache"
 	"github.com/outlookd/outlookd/store"
 )
 
@@ -35,28 +36,30 @@ func callerOf(c *gin.Context) caller { return c.MustGet(callerKey).(caller) }
 // KeyLookup finds a stored API key by its ID.
 type KeyLookup func(ctx context.Context, id string) (store.APIKey, error)
 
-// authenticator checks API keys (cached briefly, so a request costs no
-// database round trip) and applies a rate limit per key.
+// authenticator checks API keys and applies a rate limit per key. Keys are
+// cached briefly, found or not, so a request costs no database round trip
+// and a client retrying with a revoked or mistyped key costs one lookup per
+// TTL, however fast it sends; concurrent misses on one key share a lookup.
 type authenticator struct {
-	lookup KeyLookup
-	rps    float64
-	burst  int
+	keys  *lookupcache.Cache[store.APIKey]
+	rps   float64
+	burst int
 
 	mu       sync.Mutex
-	keys     map[string]cachedKey
 	limiters map[string]*rate.Limiter
 }
 
-type cachedKey struct {
-	key     store.APIKey
-	fetched time.Time
-}
-
-// keyCacheTTL bounds how long a revoked key keeps working.
-const keyCacheTTL = 10 * time.Second
+const (
+	// keyCacheTTL bounds how long a revoked key keeps working, and how
+	// long a new key whose ID was tried before it existed stays unknown.
+	keyCacheTTL = 10 * time.Second
+	// keyCacheSize bounds the cache, which unknown IDs also enter.
+	keyCacheSize = 10000
+)
 
 func newAuthenticator(lookup KeyLookup, rps float64, burst int) *authenticator {
-	return &authenticator{lookup: lookup, rps: rps, burst: burst, keys: map[string]cachedKey{}, limiters: map[string]*rate.Limiter{}}
+	keys := lookupcache.New(lookup, lookupcache.Options{Size: keyCacheSize, TTL: keyCacheTTL, Timeout: 5 * time.Second, Missing: store.ErrNotFound})
+	return &authenticator{keys: keys, rps: rps, burst: burst, limiters: map[string]*rate.Limiter{}}
 }
 
 func (a *authenticator) middleware(c *gin.Context) {
@@ -71,7 +74,7 @@ func (a *authenticator) middleware(c *gin.Context) {
 		problem(c, http.StatusUnauthorized, "invalid_api_key", "The API key is malformed, unknown or revoked.")
 		return
 	}
-	key, err := a.key(c, id)
+	key, err := a.keys.Get(c, id)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && !apikey.Matches(secret, key.SecretHash)) {
 		problem(c, http.StatusUnauthorized, "invalid_api_key", "The API key is malformed, unknown or revoked.")
 		return
@@ -99,23 +102,6 @@ func (a *authenticator) middleware(c *gin.Context) {
 	}
 	c.Set(callerKey, caller{Org: key.Org, Admin: key.Admin, User: user})
 	c.Next()
-}
-
-func (a *authenticator) key(ctx context.Context, id string) (store.APIKey, error) {
-	a.mu.Lock()
-	ck, ok := a.keys[id]
-	a.mu.Unlock()
-	if ok && time.Since(ck.fetched) < keyCacheTTL {
-		return ck.key, nil
-	}
-	k, err := a.lookup(ctx, id)
-	if err != nil {
-		return k, err
-	}
-	a.mu.Lock()
-	a.keys[id] = cachedKey{key: k, fetched: time.Now()}
-	a.mu.Unlock()
-	return k, nil
 }
 
 func (a *authenticator) limiter(id string) *rate.Limiter {

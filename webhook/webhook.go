@@ -23,6 +23,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/outlookd/outlookd/internal/lookupcache"
 	"github.com/outlookd/outlookd/store"
 	"github.com/outlookd/outlookd/workflows"
 )
@@ -38,15 +39,11 @@ type Receiver struct {
 	Forwarder *Forwarder
 	Log       *slog.Logger
 
-	cache sync.Map // subscription ID -> cached
+	subsOnce sync.Once
+	subs     *lookupcache.Cache[store.Subscription]
 
 	// Counters of what was received and ignored.
 	Accepted, Ignored atomic.Int64
-}
-
-type cached struct {
-	sub     store.Subscription
-	fetched time.Time
 }
 
 // Item is one notification (change or lifecycle), as far as the receiver
@@ -155,19 +152,20 @@ func (r *Receiver) check(ctx context.Context, it Item) (store.Subscription, bool
 	if it.SubscriptionID == "" || it.ClientState == "" {
 		return store.Subscription{}, false, nil
 	}
-	var sub store.Subscription
-	if c, ok := r.cache.Load(it.SubscriptionID); ok && time.Since(c.(cached).fetched) < time.Minute {
-		sub = c.(cached).sub
-	} else {
-		s, err := r.Store.GetSubscription(ctx, it.SubscriptionID)
-		if errors.Is(err, store.ErrNotFound) {
-			return store.Subscription{}, false, nil
-		}
-		if err != nil {
-			return store.Subscription{}, false, err
-		}
-		sub = s
-		r.cache.Store(it.SubscriptionID, cached{sub: s, fetched: time.Now()})
+	r.subsOnce.Do(func() {
+		// Unknown subscriptions are not remembered: a new subscription's
+		// first notifications can arrive before its row is committed, and
+		// a remembered miss would drop the ones after it.
+		r.subs = lookupcache.New(func(ctx context.Context, id string) (store.Subscription, error) {
+			return r.Store.GetSubscription(ctx, id)
+		}, lookupcache.Options{Size: 100000, TTL: time.Minute, Timeout: 5 * time.Second})
+	})
+	sub, err := r.subs.Get(ctx, it.SubscriptionID)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Subscription{}, false, nil
+	}
+	if err != nil {
+		return store.Subscription{}, false, err
 	}
 	h := sha256.Sum256([]byte(it.ClientState))
 	return sub, subtle.ConstantTimeCompare(h[:], sub.ClientStateHash) == 1, nil
