@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -239,8 +238,8 @@ func (s *server) createConnection(c *gin.Context) {
 		return
 	}
 	if req.ReturnURL != "" {
-		if u, err := url.Parse(req.ReturnURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			problem(c, http.StatusUnprocessableEntity, "invalid_return_url", "return_url must be an absolute http(s) URL.")
+		if _, ok := absoluteHTTP(req.ReturnURL); !ok {
+			problem(c, http.StatusUnprocessableEntity, "invalid_return_url", "return_url must be an absolute http(s) URL of at most 2048 characters.")
 			return
 		}
 	}

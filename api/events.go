@@ -112,8 +112,8 @@ func (s *server) putEndpoint(c *gin.Context) {
 	if !bind(c, &req) {
 		return
 	}
-	u, err := url.Parse(req.URL)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || len(req.URL) > 2048 {
+	u, ok := absoluteHTTP(req.URL)
+	if !ok {
 		problem(c, http.StatusUnprocessableEntity, "invalid_url", "url must be an absolute http(s) URL of at most 2048 characters.")
 		return
 	}
@@ -156,6 +156,21 @@ func (s *server) putEndpoint(c *gin.Context) {
 	}
 	out.Secret, out.Requeued = shown, requeued
 	c.JSON(http.StatusOK, out)
+}
+
+// maxURL bounds the URLs an app gives (an endpoint, a return URL).
+const maxURL = 2048
+
+// absoluteHTTP parses an absolute http(s) URL of at most maxURL characters.
+func absoluteHTTP(s string) (*url.URL, bool) {
+	if len(s) > maxURL {
+		return nil, false
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return nil, false
+	}
+	return u, true
 }
 
 func loopback(host string) bool {

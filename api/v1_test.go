@@ -167,6 +167,13 @@ type conn struct {
 // to the API's callback, and returns the callback's answer.
 func (h *harness) consent(t *testing.T, authURL string) response {
 	t.Helper()
+	return h.call(t, "GET", "/v1/oauth/callback?"+h.callbackQuery(t, authURL), "", "", nil)
+}
+
+// callbackQuery follows an authorize URL through graphsim and answers the
+// query (state and code) it sends the user back to the callback with.
+func (h *harness) callbackQuery(t *testing.T, authURL string) string {
+	t.Helper()
 	resp, err := simtest.NoRedirect.Get(authURL)
 	if err != nil {
 		t.Fatal(err)
@@ -177,7 +184,7 @@ func (h *harness) consent(t *testing.T, authURL string) response {
 		t.Fatalf("authorize redirected to %q", loc)
 	}
 	u, _ := url.Parse(loc)
-	return h.call(t, "GET", "/v1/oauth/callback?"+u.RawQuery, "", "", nil)
+	return u.RawQuery
 }
 
 // waitConn polls a connection until cond holds.
@@ -281,6 +288,7 @@ func TestRequestValidation(t *testing.T) {
 		{"bad retention", "POST", "/v1/connections", "application/json", `{"retention":"forever"}`, 422, "invalid_settings"},
 		{"no features", "POST", "/v1/connections", "application/json", `{"features":{"read":false,"send":false}}`, 422, "invalid_features"},
 		{"bad return URL", "POST", "/v1/connections", "application/json", `{"return_url":"javascript:alert(1)"}`, 422, "invalid_return_url"},
+		{"long return URL", "POST", "/v1/connections", "application/json", `{"return_url":"https://app.example/` + strings.Repeat("x", 2048) + `"}`, 422, "invalid_return_url"},
 		{"someone else's connection", "POST", "/v1/connections", "application/json", `{"owner":"u2"}`, 403, "owner_mismatch"},
 		{"bad connection ID", "GET", "/v1/connections/nope", "", "", 404, "connection_not_found"},
 		{"unknown connection", "GET", "/v1/connections/conn_AAAAAAAAAAAAAAAA", "", "", 404, "connection_not_found"},
@@ -633,6 +641,20 @@ func TestConnectionJourney(t *testing.T) {
 		t.Errorf("body while Graph fails: %d %s", r.status, r.body)
 	}
 	e.Sim.ClearFaults()
+	// A message deleted in the mailbox before the delta round removes it
+	// here (the rounds fail meanwhile): its body is gone at the source.
+	gone := all[0]
+	if gone.ID == withAttachment.ID {
+		gone = all[1]
+	}
+	e.Sim.SetFault(graphsim.Fault{Endpoint: "delta", Unavailable: 1})
+	if err := e.Ctl.DeleteMessage(ctx, e.Ada.UPN, gone.ID); err != nil {
+		t.Fatal(err)
+	}
+	if r := h.call(t, "GET", "/v1/connections/"+c.ID+"/messages/"+url.PathEscape(gone.ID), h.acme, "u-ada", nil); r.status != 404 || r.code() != "gone_at_source" {
+		t.Errorf("body of a message deleted at the source: %d %s", r.status, r.body)
+	}
+	e.Sim.ClearFaults()
 	if r := h.call(t, "PUT", "/v1/webhook-endpoints", h.acmeAdmin, "", map[string]any{"url": "ftp://app.example/x"}); r.status != 422 || r.code() != "invalid_url" {
 		t.Errorf("ftp endpoint: %d %s", r.status, r.body)
 	}
@@ -734,13 +756,45 @@ func TestCallbackErrors(t *testing.T) {
 	if r.status != 403 || !strings.Contains(string(r.body), "Nothing was connected") {
 		t.Errorf("declined: %d %s", r.status, r.body)
 	}
+	// A link used once is not valid again; one older than an hour has
+	// expired. Neither page shows the code.
+	r = h.call(t, "POST", "/v1/connections", h.acme, "u2", map[string]any{"login_hint": h.e.Ada.UPN})
+	r.json(t, &c)
+	q := h.callbackQuery(t, c.AuthorizeURL)
+	code, _ := url.ParseQuery(q)
+	if r := h.call(t, "GET", "/v1/oauth/callback?"+q, "", "", nil); r.status != 200 || !strings.Contains(string(r.body), "Your mailbox is connected") {
+		t.Fatalf("consent: %d %s", r.status, r.body)
+	}
+	r = h.call(t, "GET", "/v1/oauth/callback?"+q, "", "", nil)
+	if r.status != 400 || !strings.Contains(string(r.body), "already used") || strings.Contains(string(r.body), code.Get("code")) {
+		t.Errorf("a used link: %d %s", r.status, r.body)
+	}
+	r = h.call(t, "POST", "/v1/connections", h.acme, "u3", map[string]any{"login_hint": h.e.Ada.UPN})
+	r.json(t, &c)
+	q = h.callbackQuery(t, c.AuthorizeURL)
+	code, _ = url.ParseQuery(q)
+	p, err := h.e.Vault.Tokens().GetPending(t.Context(), c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Created = time.Now().Add(-2 * time.Hour)
+	if err := h.e.Vault.Tokens().PutPending(t.Context(), c.ID, p); err != nil {
+		t.Fatal(err)
+	}
+	r = h.call(t, "GET", "/v1/oauth/callback?"+q, "", "", nil)
+	if r.status != 400 || !strings.Contains(string(r.body), "has expired") || strings.Contains(string(r.body), code.Get("code")) {
+		t.Errorf("an expired link: %d %s", r.status, r.body)
+	}
+	if st := h.e.Status(c.ID); st.State != workflows.StatePendingConsent {
+		t.Errorf("an expired link changed the connection: %s", st.State)
+	}
 }
 
 // TestTemporalUnreachable: with Temporal cut off, reads come from the
 // registry (and say so) and changes answer 503, changing nothing.
 func TestTemporalUnreachable(t *testing.T) {
 	h := newHarness(t, graphsim.Options{})
-	r := h.call(t, "POST", "/v1/connections", h.acme, "u1", map[string]any{})
+	r := h.call(t, "POST", "/v1/connections", h.acme, "u1", map[string]any{"login_hint": h.e.Ada.UPN})
 	var c conn
 	r.json(t, &c)
 	proxy := testenv.NewProxy(t, testenv.Temporal(t))
@@ -750,14 +804,26 @@ func TestTemporalUnreachable(t *testing.T) {
 	}
 	defer tc.Close()
 	connector := *h.e.Connect
-	connector.Temporal = tc
+	connector.Temporal, connector.HandoffTimeout = tc, 2*time.Second
 	router := api.NewRouter(api.Deps{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Store: h.e.Store, Temporal: tc, Connect: &connector,
 		Tokens: h.e.Vault.Tokens(), RateLimit: 100, RateBurst: 100})
 	srv := httptest.NewServer(router)
 	defer srv.Close()
+	// The user comes back from Microsoft while Temporal is cut off: the page
+	// says so soon, and shows nothing of the code.
+	q := h.callbackQuery(t, c.AuthorizeURL)
+	code, _ := url.ParseQuery(q)
 	proxy.Down()
 	cut := &harness{e: h.e, url: srv.URL, acme: h.acme}
 	start := time.Now()
+	r = cut.call(t, "GET", "/v1/oauth/callback?"+q, "", "", nil)
+	if r.status != 503 || !strings.Contains(string(r.body), "could not finish connecting") || strings.Contains(string(r.body), code.Get("code")) {
+		t.Errorf("callback without Temporal: %d %s", r.status, r.body)
+	}
+	if el := time.Since(start); el > 10*time.Second {
+		t.Errorf("the callback without Temporal took %s", el)
+	}
+	start = time.Now()
 	r = cut.call(t, "GET", "/v1/connections/"+c.ID, h.acme, "u1", nil)
 	var got conn
 	r.json(t, &got)

@@ -37,6 +37,11 @@ type Service struct {
 	Options workflows.Options
 	// TaskQueue runs the workflows (default workflows.TaskQueue).
 	TaskQueue string
+	// HandoffTimeout bounds how long Callback waits for the workflow to
+	// accept the consent (default 20 s), so that a user whose callback
+	// cannot reach Temporal is told so soon; the exchange with Microsoft
+	// that follows is bounded by the caller's context.
+	HandoffTimeout time.Duration
 }
 
 // Request describes a new connection.
@@ -182,10 +187,13 @@ func (s *Service) Callback(ctx context.Context, q url.Values) (Outcome, error) {
 			return Outcome{}, err
 		}
 	}
-	h, err := s.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+	handoff := cmp.Or(s.HandoffTimeout, 20*time.Second)
+	hctx, cancel := context.WithTimeout(ctx, handoff)
+	h, err := s.Temporal.UpdateWorkflow(hctx, client.UpdateWorkflowOptions{
 		WorkflowID: workflows.ConnectionWorkflowID(id), UpdateName: workflows.UpdateConsent,
-		Args: []any{in}, WaitForStage: client.WorkflowUpdateStageCompleted,
+		Args: []any{in}, WaitForStage: client.WorkflowUpdateStageAccepted,
 	})
+	cancel()
 	if err != nil {
 		return Outcome{ConnectionID: id}, fmt.Errorf("connect: hand consent to the workflow: %w", err)
 	}
