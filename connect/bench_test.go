@@ -111,7 +111,7 @@ func TestBenchBackfillThrottled(t *testing.T) {
 		window                     = 3 * time.Second
 		perWindow                  = 50 // 10,000 per 10 minutes
 	)
-	folders := []string{"inbox", "sentitems", "archive"}
+	folders := workflows.DefaultFolders
 	var rates, ceilings, ratios, shares []float64
 	for range rounds {
 		e := enginetest.Start(t, graphsim.Options{MailboxConcurrency: 4, MailboxRequests: perWindow, MailboxWindow: window},

@@ -29,14 +29,11 @@ func pushLatency(ctx context.Context, mailboxes int, rate float64, d time.Durati
 		if _, err := w.sim.AddUser(ctx, graphsim.UserSpec{Tenant: "contoso.example", UPN: users[i]}); err != nil {
 			return err
 		}
-		var c conn
-		if st, err := w.call("POST", "/v1/connections", map[string]any{"login_hint": users[i], "folders": []string{"inbox"}}, &c); err != nil || st != 201 {
-			return fmt.Errorf("create: %d %v", st, err)
-		}
-		if err := w.consent(c.AuthorizeURL); err != nil {
+		id, err := w.createConsented(defaultUser, users[i], inboxOnly)
+		if err != nil {
 			return err
 		}
-		ids[i] = c.ID
+		ids[i] = id
 	}
 	for _, id := range ids {
 		if _, err := w.waitConn(id, 5*time.Minute, "push", func(c conn) bool { return c.SyncMode == "push" }); err != nil {

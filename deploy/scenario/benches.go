@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"time"
 )
@@ -44,7 +43,7 @@ var benchmarks = []benchmark{
 // its output to stderr.
 func goTestBench(pkg, test string) func(context.Context, benchOptions) error {
 	return func(ctx context.Context, _ benchOptions) error {
-		stack, err := readEnv(filepath.Join(".stack", "test", "env"))
+		stack, err := stackEnv()
 		if err != nil {
 			return err
 		}

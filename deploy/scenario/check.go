@@ -19,6 +19,7 @@ import (
 	tlog "go.temporal.io/sdk/log"
 
 	"github.com/outlookd/outlookd/graphsim"
+	"github.com/outlookd/outlookd/workflows"
 )
 
 // conn is what the scenarios read of a connection.
@@ -85,22 +86,35 @@ func (w *world) consent(authURL string) error {
 	return nil
 }
 
-// connect creates a connection for a mailbox, consents, and waits for the
-// first backfill and live sync.
-func (w *world) connect(mailbox string, extra map[string]any) (conn, error) {
+// createConsented creates a connection for a mailbox, acting for an app
+// user, with more of the request body in extra, and consents; it answers
+// the connection's ID without waiting for the backfill.
+func (w *world) createConsented(user, mailbox string, extra map[string]any) (string, error) {
 	body := map[string]any{"login_hint": mailbox}
 	for k, v := range extra {
 		body[k] = v
 	}
 	var c conn
-	st, err := w.call("POST", "/v1/connections", body, &c)
-	if err != nil || st != 201 {
-		return c, fmt.Errorf("create: %d %v", st, err)
+	if st, err := w.callAs(user, "POST", "/v1/connections", body, &c); err != nil || st != 201 {
+		return "", fmt.Errorf("create for %s: %d %v", mailbox, st, err)
 	}
 	if err := w.consent(c.AuthorizeURL); err != nil {
-		return c, err
+		return "", fmt.Errorf("consent for %s: %w", mailbox, err)
 	}
-	return w.waitConn(c.ID, 10*time.Minute, "backfilled and live", func(c conn) bool {
+	return c.ID, nil
+}
+
+// inboxOnly is the request body of a connection that syncs the inbox.
+var inboxOnly = map[string]any{"folders": []string{"inbox"}}
+
+// connect creates a connection for a mailbox, consents, and waits for the
+// first backfill and live sync.
+func (w *world) connect(mailbox string, extra map[string]any) (conn, error) {
+	id, err := w.createConsented(defaultUser, mailbox, extra)
+	if err != nil {
+		return conn{}, err
+	}
+	return w.waitConn(id, 10*time.Minute, "backfilled and live", func(c conn) bool {
 		return c.State == "active" && c.Backfill != nil && c.Backfill.CompletedAt != nil && c.SyncMode != ""
 	})
 }
@@ -155,11 +169,9 @@ func (w *world) compare(ctx context.Context, id, user string, since time.Time, f
 	return lost, dup, nil
 }
 
-var defaultFolders = []string{"inbox", "sentitems", "archive"}
-
 // converge waits until Postgres equals the truth, and returns the counts.
 func (w *world) converge(ctx context.Context, c conn, user string, d time.Duration) (lost, dup int, err error) {
-	return w.convergeFolders(ctx, c, user, defaultFolders, d)
+	return w.convergeFolders(ctx, c, user, workflows.DefaultFolders, d)
 }
 
 // convergeFolders is converge for a connection syncing other folders.

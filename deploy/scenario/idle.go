@@ -73,14 +73,11 @@ func idleConnections(ctx context.Context, n int, idle, reconcile time.Duration) 
 			if gctx.Err() != nil {
 				return gctx.Err()
 			}
-			var c conn
-			if st, err := w.callAs(fmt.Sprintf("user%05d", i), "POST", "/v1/connections", map[string]any{"login_hint": u, "folders": []string{"inbox"}}, &c); err != nil || st != 201 {
-				return fmt.Errorf("create %s: %d %v", u, st, err)
+			id, err := w.createConsented(fmt.Sprintf("user%05d", i), u, inboxOnly)
+			if err != nil {
+				return err
 			}
-			if err := w.consent(c.AuthorizeURL); err != nil {
-				return fmt.Errorf("consent %s: %w", u, err)
-			}
-			ids[i] = c.ID
+			ids[i] = id
 			created.Add(1)
 			return nil
 		})

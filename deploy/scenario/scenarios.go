@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/outlookd/outlookd/graphsim"
+	"github.com/outlookd/outlookd/workflows"
 )
 
 // result is what a scenario reports besides pass or fail.
@@ -55,7 +56,7 @@ func must[T any](v T, err error) T {
 
 func connectBackfill(ctx context.Context, w *world, size int) (result, error) {
 	var r result
-	if _, err := w.sim.Generate(ctx, adele, graphsim.GenerateSpec{Count: size, Days: 25, Folders: defaultFolders, Seed: 11, AttachmentShare: 0.05}); err != nil {
+	if _, err := w.sim.Generate(ctx, adele, graphsim.GenerateSpec{Count: size, Days: 25, Folders: workflows.DefaultFolders, Seed: 11, AttachmentShare: 0.05}); err != nil {
 		return r, err
 	}
 	start := time.Now()
@@ -530,7 +531,7 @@ func faultCount(ctx context.Context, w *world) int64 {
 func throttleStorm(ctx context.Context, w *world, size int) (result, error) {
 	var r result
 	n := max(size/4, 1000)
-	if _, err := w.sim.Generate(ctx, adele, graphsim.GenerateSpec{Count: n, Days: 25, Folders: defaultFolders, Seed: 17}); err != nil {
+	if _, err := w.sim.Generate(ctx, adele, graphsim.GenerateSpec{Count: n, Days: 25, Folders: workflows.DefaultFolders, Seed: 17}); err != nil {
 		return r, err
 	}
 	// 15% 429 and 15% 503, each with Retry-After: 1, on every Graph request.
@@ -559,14 +560,11 @@ func throttleStorm(ctx context.Context, w *world, size int) (result, error) {
 func chaosWorker(ctx context.Context, w *world, size int) (result, error) {
 	var r result
 	const cycles = 20
-	if _, err := w.sim.Generate(ctx, adele, graphsim.GenerateSpec{Count: size, Days: 25, Folders: defaultFolders, Seed: 23}); err != nil {
+	if _, err := w.sim.Generate(ctx, adele, graphsim.GenerateSpec{Count: size, Days: 25, Folders: workflows.DefaultFolders, Seed: 23}); err != nil {
 		return r, err
 	}
-	var c conn
-	if st, err := w.call("POST", "/v1/connections", map[string]any{"login_hint": adele}, &c); err != nil || st != 201 {
-		return r, fmt.Errorf("create: %d %v", st, err)
-	}
-	if err := w.consent(c.AuthorizeURL); err != nil {
+	id, err := w.createConsented(defaultUser, adele, nil)
+	if err != nil {
 		return r, err
 	}
 	// Kill the worker every 10 seconds while the backfill runs and mail
@@ -583,7 +581,7 @@ func chaosWorker(ctx context.Context, w *world, size int) (result, error) {
 			return r, fmt.Errorf("restart %d: %w", i, err)
 		}
 	}
-	got, err := w.waitConn(c.ID, 10*time.Minute, "backfilled", func(c conn) bool {
+	got, err := w.waitConn(id, 10*time.Minute, "backfilled", func(c conn) bool {
 		return c.State == "active" && c.Backfill != nil && c.Backfill.CompletedAt != nil && c.SyncMode != ""
 	})
 	if err != nil {
@@ -615,14 +613,11 @@ func manyMailboxes(ctx context.Context, w *world, _ int) (result, error) {
 	start := time.Now()
 	ids := make([]string, mailboxes)
 	for i, u := range users {
-		var c conn
-		if st, err := w.call("POST", "/v1/connections", map[string]any{"login_hint": u, "folders": []string{"inbox"}}, &c); err != nil || st != 201 {
-			return r, fmt.Errorf("create %s: %d %v", u, st, err)
-		}
-		if err := w.consent(c.AuthorizeURL); err != nil {
+		id, err := w.createConsented(defaultUser, u, inboxOnly)
+		if err != nil {
 			return r, err
 		}
-		ids[i] = c.ID
+		ids[i] = id
 	}
 	conns := make([]conn, mailboxes)
 	for i, id := range ids {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -20,6 +19,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/joho/godotenv"
 
 	"github.com/outlookd/outlookd/graphsim"
 	"github.com/outlookd/outlookd/store"
@@ -70,22 +71,14 @@ func freeAddr() string {
 	return l.Addr().String()
 }
 
-// readEnv reads a KEY=value file.
-func readEnv(path string) (map[string]string, error) {
-	f, err := os.Open(path)
+// stackEnv reads the test stack's environment file.
+func stackEnv() (map[string]string, error) {
+	path := filepath.Join(".stack", "test", "env")
+	env, err := godotenv.Read(path)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w (is the test stack up? make scenario starts it)", path, err)
 	}
-	defer f.Close()
-	out := map[string]string{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if k, v, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(line, "#") {
-			out[k] = v
-		}
-	}
-	return out, sc.Err()
+	return env, nil
 }
 
 // newWorld starts graphsim (with extra flags) and outlookd for a scenario:
@@ -102,7 +95,7 @@ func newWorldEnv(ctx context.Context, name string, split bool, extraEnv []string
 		return w, err
 	}
 	var err error
-	if w.stack, err = readEnv(filepath.Join(".stack", "test", "env")); err != nil {
+	if w.stack, err = stackEnv(); err != nil {
 		return w, err
 	}
 	u, err := url.Parse(w.stack["DATABASE_URL"])
@@ -274,8 +267,11 @@ func waitFor(d time.Duration, f func() error) error {
 // call makes an API request as the app (admin key, app user "u"), keeping
 // the response body for the leak scan.
 func (w *world) call(method, path string, body any, out any) (int, error) {
-	return w.callAs("u", method, path, body, out)
+	return w.callAs(defaultUser, method, path, body, out)
 }
+
+// defaultUser is the app user a scenario acts for unless it says otherwise.
+const defaultUser = "u"
 
 // callAs is call acting for another app user.
 func (w *world) callAs(user, method, path string, body any, out any) (int, error) {

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/joho/godotenv"
 )
 
 // stack is one local stack: a profile's ports, data folder and tool cache.
@@ -77,7 +79,7 @@ func (s *stack) up(ctx context.Context) error {
 		return err
 	}
 	env := map[string]string{"OUTLOOKD_STACK_DIR": s.dir}
-	if old, err := readEnvFile(s.envFile()); err == nil {
+	if old, err := godotenv.Read(s.envFile()); err == nil {
 		for k, v := range old {
 			env[k] = v
 		}
@@ -151,24 +153,6 @@ func (s *stack) status(ctx context.Context) error {
 		report("vault", err, detail)
 	}
 	return errors.Join(errs...)
-}
-
-func readEnvFile(path string) (map[string]string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]string{}
-	for line := range strings.Lines(string(b)) {
-		line = strings.TrimSpace(line)
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		if k, v, ok := strings.Cut(line, "="); ok {
-			out[k] = v
-		}
-	}
-	return out, nil
 }
 
 // writeEnvFile writes KEY=value lines that both make's `include`/`export`

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	vaultapi "github.com/hashicorp/vault/api"
+	"github.com/joho/godotenv"
 
 	"github.com/outlookd/outlookd/internal/testenv"
 )
@@ -71,7 +72,7 @@ func TestVaultSurvivesRestart(t *testing.T) {
 // serviceKV logs in with the AppRole credentials the stack wrote.
 func serviceKV(t *testing.T, dir string) *vaultapi.KVv2 {
 	t.Helper()
-	env, err := readEnvFile(filepath.Join(dir, "env"))
+	env, err := godotenv.Read(filepath.Join(dir, "env"))
 	if err != nil {
 		t.Fatal(err)
 	}

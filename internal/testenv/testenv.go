@@ -8,7 +8,6 @@
 package testenv
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -19,6 +18,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/joho/godotenv"
 
 	"github.com/outlookd/outlookd/store"
 )
@@ -48,17 +49,8 @@ func readStackEnv() map[string]string {
 		}
 		path = filepath.Join(root, ".stack", "test", "env")
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		return out
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if k, v, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(line, "#") {
-			out[k] = v
-		}
+	if env, err := godotenv.Read(path); err == nil {
+		return env
 	}
 	return out
 }
