@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -654,7 +656,13 @@ func restart(ctx context.Context, component string) error {
 	var cmds [][]string
 	switch component {
 	case "postgres":
-		cmds = [][]string{{"pg_ctlcluster", "15", "main", "restart"}}
+		// Debian's packaged cluster, the newest installed (as the stack
+		// starts it).
+		clusters, _ := filepath.Glob("/etc/postgresql/*/main")
+		if len(clusters) == 0 {
+			return errors.New("restart postgres: no local cluster is installed (/etc/postgresql/*/main)")
+		}
+		cmds = [][]string{{"pg_ctlcluster", filepath.Base(filepath.Dir(clusters[len(clusters)-1])), "main", "restart"}}
 	default:
 		cmds = [][]string{
 			{"go", "run", "./deploy/stack", "--profile", "test", "--only", component, "down"},
