@@ -360,6 +360,21 @@ func TestThirtyQuietDays(t *testing.T) {
 
 // TestContinueAsNewKeepsState lowers the threshold so the workflow
 // continues as new, then runs the next generation from the carried state.
+// carriedInput answers the input a workflow that ended with err continues
+// as new with, and fails the test if it did not continue as new.
+func carriedInput(t *testing.T, err error) ConnectionInput {
+	t.Helper()
+	var can *workflow.ContinueAsNewError
+	if !errors.As(err, &can) {
+		t.Fatalf("want continue-as-new, got %v", err)
+	}
+	var next ConnectionInput
+	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
+		t.Fatal(err)
+	}
+	return next
+}
+
 // firstGeneration runs a connection through consent and backfill until it
 // continues as new, and answers the input of the next generation.
 func firstGeneration(t *testing.T) ConnectionInput {
@@ -371,14 +386,7 @@ func firstGeneration(t *testing.T) ConnectionInput {
 	// The test environment keeps no history; say it has grown.
 	env.RegisterDelayedCallback(func() { env.SetCurrentHistoryLength(61) }, 2*time.Hour)
 	env.ExecuteWorkflow(Connection, in)
-	var can *workflow.ContinueAsNewError
-	if !errors.As(env.GetWorkflowError(), &can) {
-		t.Fatalf("want continue-as-new, got %v", env.GetWorkflowError())
-	}
-	var next ConnectionInput
-	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
-		t.Fatal(err)
-	}
+	next := carriedInput(t, env.GetWorkflowError())
 	next.Options.ContinueAsNewAfter = 10000
 	return next
 }
@@ -442,14 +450,7 @@ func TestContinueAsNewDrainsUnreadSignals(t *testing.T) {
 		return err
 	}, workflow.RegisterOptions{Name: "drain"})
 	env.ExecuteWorkflow("drain")
-	var can *workflow.ContinueAsNewError
-	if !errors.As(env.GetWorkflowError(), &can) {
-		t.Fatalf("want continue-as-new, got %v", env.GetWorkflowError())
-	}
-	var next ConnectionInput
-	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
-		t.Fatal(err)
-	}
+	next := carriedInput(t, env.GetWorkflowError())
 	p := next.State.Pending
 	if !p.Sync || !p.Renew || p.Resubscribe {
 		t.Errorf("carried pending work %+v, want sync and renew (the removal was about a replaced subscription)", p)

@@ -1,13 +1,10 @@
 package workflows
 
 import (
-	"errors"
 	"testing"
 	"time"
 
-	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
-	"go.temporal.io/sdk/workflow"
 )
 
 // TestNinetyQuietDaysAcrossContinueAsNew runs one connection for 90
@@ -77,14 +74,7 @@ func TestNinetyQuietDaysAcrossContinueAsNew(t *testing.T) {
 			}
 			break
 		}
-		var can *workflow.ContinueAsNewError
-		if !errors.As(env.GetWorkflowError(), &can) {
-			t.Fatalf("generation %d: want continue-as-new, got %v", generations, env.GetWorkflowError())
-		}
-		var next ConnectionInput
-		if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
-			t.Fatal(err)
-		}
+		next := carriedInput(t, env.GetWorkflowError())
 		if next.State.Pending.Sync && next.State.Pending.Renew {
 			carried++
 		}
