@@ -137,7 +137,7 @@ func (a *Activities) ExchangeCode(ctx context.Context, in workflows.ExchangeCode
 	res, err := a.exchangeCode(ctx, in)
 	var appErr *temporal.ApplicationError
 	if err == nil || errors.As(err, &appErr) && appErr.NonRetryable() {
-		if derr := a.Tokens.DeleteConsent(ctx, in.ConnectionID, in.Ref); derr != nil && err == nil {
+		if derr := a.Tokens.DeleteConsent(ctx, in.ConnectionID); derr != nil && err == nil {
 			return res, derr
 		}
 	}

@@ -790,6 +790,43 @@ func TestCallbackErrors(t *testing.T) {
 	}
 }
 
+// TestCallbackTwice: the same redirect arrives twice while its code is
+// being exchanged (a reload, a second tab). Both pages tell how the consent
+// ended, and the second code is not left in Vault.
+func TestCallbackTwice(t *testing.T) {
+	h := newHarness(t, graphsim.Options{})
+	grace, err := h.e.Ctl.AddUser(t.Context(), graphsim.UserSpec{Tenant: "contoso.example", UPN: "grace@contoso.example", DisplayName: "Grace Hopper"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := h.call(t, "POST", "/v1/connections", h.acme, "u-grace", map[string]any{"login_hint": grace.UPN})
+	var c conn
+	r.json(t, &c)
+	q := h.callbackQuery(t, c.AuthorizeURL)
+	// The token endpoint answers slowly, so the first exchange is still
+	// under way when the second redirect comes.
+	h.e.Sim.SetFault(graphsim.Fault{Endpoint: "token", Latency: 2 * time.Second})
+	defer h.e.Sim.ClearFaults()
+	first := make(chan response, 1)
+	go func() { first <- h.call(t, "GET", "/v1/oauth/callback?"+q, "", "", nil) }()
+	for h.e.Status(c.ID).State != workflows.StateConnecting {
+		time.Sleep(20 * time.Millisecond)
+	}
+	second := h.call(t, "GET", "/v1/oauth/callback?"+q, "", "", nil)
+	for i, r := range []response{<-first, second} {
+		if r.status != 200 || !strings.Contains(string(r.body), "Your mailbox is connected") {
+			t.Errorf("callback %d: %d %s", i+1, r.status, r.body)
+		}
+	}
+	h.e.Sim.ClearFaults()
+	h.waitConn(t, c.ID, h.acme, "u-grace", "live", func(c conn) bool { return c.SyncMode == workflows.SyncPush })
+	// What a live connection keeps: its tokens and its subscription's
+	// clientState, no consent code.
+	if n, err := h.e.Vault.Tokens().Count(t.Context(), c.ID); err != nil || n != 2 {
+		t.Errorf("secrets kept for a live connection: %d (%v), want 2", n, err)
+	}
+}
+
 // TestTemporalUnreachable: with Temporal cut off, reads come from the
 // registry (and say so) and changes answer 503, changing nothing.
 func TestTemporalUnreachable(t *testing.T) {

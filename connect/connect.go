@@ -19,6 +19,7 @@ import (
 
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 	"golang.org/x/oauth2"
 
 	"github.com/outlookd/outlookd/identity"
@@ -194,14 +195,49 @@ func (s *Service) Callback(ctx context.Context, q url.Values) (Outcome, error) {
 		Args: []any{in}, WaitForStage: client.WorkflowUpdateStageAccepted,
 	})
 	cancel()
+	var st workflows.Status
+	if err == nil {
+		err = h.Get(ctx, &st)
+	}
+	var refused *temporal.ApplicationError
+	if errors.As(err, &refused) {
+		// The workflow is not waiting for consent: the same redirect came
+		// twice (a reload, a second tab) while the first was exchanged.
+		// This code is not needed; the user is told how the first ended.
+		if in.Ref != "" {
+			if derr := s.Tokens.DeleteConsentCode(context.WithoutCancel(ctx), id, in.Ref); derr != nil {
+				return Outcome{ConnectionID: id}, derr
+			}
+		}
+		st, err = s.settled(ctx, id)
+	}
 	if err != nil {
 		return Outcome{ConnectionID: id}, fmt.Errorf("connect: hand consent to the workflow: %w", err)
 	}
-	var st workflows.Status
-	if err := h.Get(ctx, &st); err != nil {
-		return Outcome{ConnectionID: id}, fmt.Errorf("connect: consent: %w", err)
-	}
 	return Outcome{ConnectionID: id, State: st.State, Mailbox: st.Mailbox, DisplayName: st.DisplayName, Reason: st.Reason, ReasonText: st.ReasonText}, nil
+}
+
+// settled answers the connection's status once no code exchange is under
+// way.
+func (s *Service) settled(ctx context.Context, id string) (workflows.Status, error) {
+	for {
+		v, err := s.Temporal.QueryWorkflow(ctx, workflows.ConnectionWorkflowID(id), "", workflows.QueryStatus)
+		if err != nil {
+			return workflows.Status{}, err
+		}
+		var st workflows.Status
+		if err := v.Get(&st); err != nil {
+			return st, err
+		}
+		if st.State != workflows.StateConnecting {
+			return st, nil
+		}
+		select {
+		case <-ctx.Done():
+			return st, ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 func random(n int) string {

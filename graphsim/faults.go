@@ -12,8 +12,9 @@ import (
 // down, as Graph does under load (facts §6.1, §6.4).
 type Fault struct {
 	// Endpoint is a class of requests ("messages", "delta", "folders",
-	// "users", "attachments", "token", "authorize") or "*" for all Graph
-	// requests.
+	// "users", "attachments", or the identity platform's "token" and
+	// "authorize") or "*" for all Graph requests (not the identity
+	// platform's).
 	Endpoint string `json:"endpoint"`
 	// Shares of requests answered 429, 503 or 504, and of connections reset.
 	Throttle    float64 `json:"throttle"`

@@ -74,14 +74,33 @@ func isAction(seg string) bool {
 	return false
 }
 
+// identityFaults applies the fault rule set for an identity platform
+// endpoint class ("token", "authorize") before its handler. The "*" rule,
+// meant for Graph, does not reach these.
+func (s *Sim) identityFaults(class string, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		s.faults.mu.RLock()
+		_, ok := s.faults.rules[class]
+		s.faults.mu.RUnlock()
+		if ok {
+			answered, latency := s.injectFault(w, r, class)
+			if answered {
+				return
+			}
+			sleep(r, latency)
+		}
+		h(w, r)
+	}
+}
+
 // routes builds the top-level handler.
 func (s *Sim) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{tenant}/v2.0/.well-known/openid-configuration", s.handleDiscovery)
 	mux.HandleFunc("GET /{tenant}/discovery/v2.0/keys", s.handleKeys)
-	mux.HandleFunc("GET /{tenant}/oauth2/v2.0/authorize", s.handleAuthorize)
-	mux.HandleFunc("POST /{tenant}/oauth2/v2.0/authorize", s.handleAuthorize)
-	mux.HandleFunc("POST /{tenant}/oauth2/v2.0/token", s.handleToken)
+	mux.HandleFunc("GET /{tenant}/oauth2/v2.0/authorize", s.identityFaults("authorize", s.handleAuthorize))
+	mux.HandleFunc("POST /{tenant}/oauth2/v2.0/authorize", s.identityFaults("authorize", s.handleAuthorize))
+	mux.HandleFunc("POST /{tenant}/oauth2/v2.0/token", s.identityFaults("token", s.handleToken))
 	mux.HandleFunc("GET /{tenant}/v2.0/adminconsent", s.handleAdminConsent)
 	mux.HandleFunc("POST /{tenant}/v2.0/adminconsent", s.handleAdminConsent)
 	mux.HandleFunc("GET /{tenant}/adminconsent", s.handleAdminConsent)

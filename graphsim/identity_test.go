@@ -209,6 +209,25 @@ func TestTokenEndpointErrors(t *testing.T) {
 	if st != 400 || te.Error != "invalid_scope" {
 		t.Errorf("client credentials without .default: %d %+v", st, te)
 	}
+	// Faults: Graph's "*" rule leaves the token endpoint alone; a "token"
+	// rule reaches it.
+	good := url.Values{"grant_type": {"client_credentials"}, "scope": {"https://graph.microsoft.com/.default"}}
+	tenantURL := f.sim.URL() + "/" + f.tenant.ID + "/oauth2/v2.0/token"
+	f.sim.SetFault(graphsim.Fault{Endpoint: "*", Unavailable: 1})
+	if st, _, _ := postToken(t, tenantURL, good, f.app.ClientID, secret); st != 200 {
+		t.Errorf("token under a Graph-wide fault: %d", st)
+	}
+	f.sim.SetFault(graphsim.Fault{Endpoint: "token", Unavailable: 1})
+	if st, _, _ := postToken(t, tenantURL, good, f.app.ClientID, secret); st != 503 {
+		t.Errorf("token under a token fault: %d", st)
+	}
+	f.sim.ClearFaults()
+	f.sim.SetFault(graphsim.Fault{Endpoint: "token", Latency: 300 * time.Millisecond})
+	start := time.Now()
+	if st, _, _ := postToken(t, tenantURL, good, f.app.ClientID, secret); st != 200 || time.Since(start) < 300*time.Millisecond {
+		t.Errorf("token with latency: %d after %s", st, time.Since(start))
+	}
+	f.sim.ClearFaults()
 }
 
 func TestRefreshRotationAndRevocation(t *testing.T) {

@@ -174,13 +174,28 @@ func (ts *TokenStore) GetRedeemed(ctx context.Context, connectionID, ref string)
 		Scope: str(s.Data, "scope"), ClientInfo: str(s.Data, "client_info")}, nil
 }
 
-// DeleteConsent removes a used code, its redeemed tokens and the pending
-// verifier, every version.
-func (ts *TokenStore) DeleteConsent(ctx context.Context, connectionID, ref string) error {
-	for _, p := range []string{ts.path(connectionID, "consent", ref), ts.path(connectionID, "consent", ref+"-redeemed"), ts.path(connectionID, "pending")} {
-		if err := ts.kv.DeleteMetadata(ctx, p); err != nil {
-			return fmt.Errorf("vault: delete %s: %w", p, err)
-		}
+// DeleteConsent removes what a consent left once it is over: every code
+// kept for the connection (the one used, and any whose hand-off to the
+// workflow failed), their redeemed tokens and the pending verifier, every
+// version.
+func (ts *TokenStore) DeleteConsent(ctx context.Context, connectionID string) error {
+	if _, err := ts.purgeTree(ctx, ts.path(connectionID, "consent")); err != nil {
+		return err
+	}
+	p := ts.path(connectionID, "pending")
+	if err := ts.kv.DeleteMetadata(ctx, p); err != nil {
+		return fmt.Errorf("vault: delete %s: %w", p, err)
+	}
+	return nil
+}
+
+// DeleteConsentCode removes one kept code, every version: a code the
+// workflow refused (the pending verifier stays; another consent may be
+// under way).
+func (ts *TokenStore) DeleteConsentCode(ctx context.Context, connectionID, ref string) error {
+	p := ts.path(connectionID, "consent", ref)
+	if err := ts.kv.DeleteMetadata(ctx, p); err != nil {
+		return fmt.Errorf("vault: delete %s: %w", p, err)
 	}
 	return nil
 }

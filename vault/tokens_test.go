@@ -72,6 +72,35 @@ func TestTokenStoreCheckAndSetAndPurge(t *testing.T) {
 	if n, _ := ts.Count(ctx, conn); n != 3 {
 		t.Errorf("count = %d, want 3", n)
 	}
+	// A refused code goes alone; the end of a consent takes every code
+	// and the verifier, and leaves the tokens.
+	if err := ts.PutConsentCode(ctx, conn, "ref2", "code-2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.DeleteConsentCode(ctx, conn, "ref2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := ts.GetConsentCode(ctx, conn, "ref2"); !errors.Is(err, vault.ErrNotFound) {
+		t.Errorf("a deleted code: %v", err)
+	}
+	if _, err := ts.GetPending(ctx, conn); err != nil {
+		t.Errorf("deleting one code took the verifier: %v", err)
+	}
+	if err := ts.PutConsentCode(ctx, conn, "ref3", "code-3"); err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.DeleteConsent(ctx, conn); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := ts.Count(ctx, conn); n != 1 {
+		t.Errorf("after the consent: %d secrets, want the tokens alone", n)
+	}
+	if err := ts.PutConsentCode(ctx, conn, "ref1", "code-1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.PutPending(ctx, conn, vault.Pending{Verifier: "v", StateNonce: "n", Created: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
 	n, err := ts.Purge(ctx, conn)
 	if err != nil || n != 3 {
 		t.Fatalf("purge: %d %v", n, err)
