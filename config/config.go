@@ -115,6 +115,10 @@ type Config struct {
 	// without being told of a change, to catch a notification Graph never
 	// delivered. It applies to connections created from then on.
 	ReconcileEvery time.Duration `env:"OUTLOOKD_RECONCILE_EVERY" envDefault:"6h"`
+	// WorkflowCache is how many connection workflows the worker keeps in
+	// memory between their tasks (Temporal's sticky cache). One not kept
+	// replays its history at its next task: less memory, more work.
+	WorkflowCache int `env:"OUTLOOKD_WORKFLOW_CACHE" envDefault:"10000"`
 }
 
 // Notifications returns the URLs Graph posts change and lifecycle
@@ -240,6 +244,9 @@ func (c Config) Validate() error {
 	}
 	if c.ReconcileEvery < time.Minute || c.ReconcileEvery > 24*time.Hour {
 		return &Error{Var: "OUTLOOKD_RECONCILE_EVERY", Expect: "a duration between 1m and 24h"}
+	}
+	if c.WorkflowCache < 1 || c.WorkflowCache > 1000000 {
+		return &Error{Var: "OUTLOOKD_WORKFLOW_CACHE", Expect: "a number of workflows from 1 to 1000000"}
 	}
 	if c.APIRateLimit <= 0 {
 		return &Error{Var: "OUTLOOKD_API_RATE_LIMIT", Expect: "a positive number of requests per second"}

@@ -66,6 +66,8 @@ func TestLoadRejectsBadValues(t *testing.T) {
 		{"VAULT_ADDR=vault:8200", "VAULT_ADDR", "absolute http(s) URL"},
 		{"OUTLOOKD_RECONCILE_EVERY=30s", "OUTLOOKD_RECONCILE_EVERY", "between 1m and 24h"},
 		{"OUTLOOKD_RECONCILE_EVERY=2d", "OUTLOOKD_RECONCILE_EVERY", "duration"},
+		{"OUTLOOKD_WORKFLOW_CACHE=0", "OUTLOOKD_WORKFLOW_CACHE", "from 1 to 1000000"},
+		{"OUTLOOKD_WORKFLOW_CACHE=lots", "OUTLOOKD_WORKFLOW_CACHE", "integer"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.env, func(t *testing.T) {

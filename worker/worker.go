@@ -18,6 +18,11 @@ import (
 type Options struct {
 	TaskQueue string
 	Logger    *slog.Logger
+	// CacheSize, when positive, is how many workflows the process keeps
+	// in memory between their tasks (Temporal's sticky cache, shared by
+	// every worker of the process; the SDK's default is 10,000). Zero keeps
+	// the default.
+	CacheSize int
 	// Register adds the workflows and activities to the worker.
 	Register func(r sdkworker.Registry)
 }
@@ -26,6 +31,9 @@ type Options struct {
 // keeps trying to start, so a worker started before the server catches up by
 // itself.
 func Run(ctx context.Context, c client.Client, opts Options) error {
+	if opts.CacheSize > 0 {
+		sdkworker.SetStickyWorkflowCacheSize(opts.CacheSize)
+	}
 	backoff := time.Second
 	for {
 		// More pollers than the SDK's default of 2: a worker serving many

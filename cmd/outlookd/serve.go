@@ -116,7 +116,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 	}
 	if *role == roleAll || *role == roleWorker {
 		g.Go(func() error {
-			return worker.Run(gctx, tc, worker.Options{TaskQueue: cfg.TaskQueue, Logger: log.With("component", "worker"), Register: worker.Register(acts)})
+			return worker.Run(gctx, tc, worker.Options{TaskQueue: cfg.TaskQueue, Logger: log.With("component", "worker"), CacheSize: cfg.WorkflowCache, Register: worker.Register(acts)})
 		})
 	}
 	if *role == roleAll || *role == roleAPI {
