@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,6 +22,10 @@ import (
 	"time"
 
 	"github.com/joho/godotenv"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/outlookd/outlookd/graphsim"
 	"github.com/outlookd/outlookd/store"
@@ -233,6 +238,50 @@ func (w *world) close() {
 		w.st.Close()
 	}
 	_ = store.DropDatabase(context.Background(), w.dbURL)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if n, err := w.endWorkflows(ctx); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: ending its %d+ workflows: %v\n", w.name, n, err)
+	}
+}
+
+// endWorkflows terminates the world's workflows still running. Left
+// behind, with no worker, their timers keep firing into the shared dev
+// server (thousands of them after a benchmark), which slows or stops it.
+func (w *world) endWorkflows(ctx context.Context) (int, error) {
+	tc, err := client.Dial(client.Options{HostPort: w.stack["TEMPORAL_ADDRESS"], Logger: quietLogger()})
+	if err != nil {
+		return 0, err
+	}
+	defer tc.Close()
+	ended := 0
+	// The first page again each time: the ones ended leave the query.
+	for {
+		resp, err := tc.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Namespace: "default",
+			Query: "TaskQueue = '" + w.queue + "' AND ExecutionStatus = 'Running'", PageSize: 1000})
+		if err != nil {
+			return ended, err
+		}
+		if len(resp.Executions) == 0 {
+			return ended, nil
+		}
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(16)
+		for _, ex := range resp.Executions {
+			g.Go(func() error {
+				err := tc.TerminateWorkflow(gctx, ex.Execution.WorkflowId, ex.Execution.RunId, "the scenario's world is closed")
+				var gone *serviceerror.NotFound
+				if errors.As(err, &gone) {
+					return nil
+				}
+				return err
+			})
+		}
+		if err := g.Wait(); err != nil {
+			return ended, err
+		}
+		ended += len(resp.Executions)
+	}
 }
 
 // startWorker starts (or restarts) the worker process of a split world; its
