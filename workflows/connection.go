@@ -582,7 +582,7 @@ func (c *connection) sync(ctx workflow.Context) {
 			RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 1},
 		})
 		err = workflow.ExecuteLocalActivity(lctx, ActivitySyncFolders, in).Get(ctx, &res)
-		if err != nil && !isReauth(err) {
+		if _, reauth := reauthError(err); err != nil && !reauth {
 			c.log.Info("a live round as a local activity failed; retrying it as an activity", "err", err)
 			local = false
 		}
@@ -675,17 +675,20 @@ func (c *connection) refresh(ctx workflow.Context) {
 // rounds go on as normal activities.
 const localRoundTimeout = 5 * time.Second
 
-// isReauth says whether an activity failed because the tokens are dead.
-func isReauth(err error) bool {
+// reauthError is the error of an activity that failed because the tokens
+// are dead, if err is one.
+func reauthError(err error) (*temporal.ApplicationError, bool) {
 	var appErr *temporal.ApplicationError
-	return errors.As(err, &appErr) && appErr.Type() == ErrReauthRequired
+	if errors.As(err, &appErr) && appErr.Type() == ErrReauthRequired {
+		return appErr, true
+	}
+	return nil, false
 }
 
 // onActivityError moves the connection to reauth_required when the error
 // says the tokens are dead (and says so), and logs other errors.
 func (c *connection) onActivityError(ctx workflow.Context, err error) bool {
-	var appErr *temporal.ApplicationError
-	if errors.As(err, &appErr) && appErr.Type() == ErrReauthRequired {
+	if appErr, ok := reauthError(err); ok {
 		var detail struct{ Reason, Text string }
 		if appErr.HasDetails() {
 			_ = appErr.Details(&detail)
