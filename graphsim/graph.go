@@ -74,21 +74,15 @@ func isAction(seg string) bool {
 	return false
 }
 
-// identityFaults applies the fault rule set for an identity platform
-// endpoint class ("token", "authorize") before its handler. The "*" rule,
-// meant for Graph, does not reach these.
+// identityFaults applies the fault rule of an identity platform endpoint
+// class ("token", "authorize") before its handler.
 func (s *Sim) identityFaults(class string, h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		s.faults.mu.RLock()
-		_, ok := s.faults.rules[class]
-		s.faults.mu.RUnlock()
-		if ok {
-			answered, latency := s.injectFault(w, r, class)
-			if answered {
-				return
-			}
-			sleep(r, latency)
+		answered, latency := s.injectFault(w, r, class)
+		if answered {
+			return
 		}
+		sleep(r, latency)
 		h(w, r)
 	}
 }
