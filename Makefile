@@ -22,15 +22,14 @@ test: chromium
 	set -a; [ -f .stack/test/env ] && source .stack/test/env; set +a; \
 	OUTLOOKD_REQUIRE_STACK=1 $(GO) test -count=1 -timeout 30m ./...
 	$(MAKE) --no-print-directory fuzz FUZZTIME=20000x
-	$(MAKE) --no-print-directory build
 	$(GO) run ./deploy/scenario --size 2000 connect-backfill reauth disconnect webhook-abuse secrets-scan
 
 ## scenario: one named end-to-end scenario (NAME=...), from a clean state;
 ## scenarios: all of them. Each ends with "scenario <name>: PASS lost=0 ...".
-scenario: build
+scenario:
 	@$(STACK) --profile test up >&2
 	$(GO) run ./deploy/scenario $(NAME)
-scenarios: build
+scenarios:
 	@$(STACK) --profile test up >&2
 	$(GO) run ./deploy/scenario all
 
@@ -66,7 +65,7 @@ lint:
 
 ## bench: the benchmarks (NAME=<name> for one; BENCHFLAGS=... for the driver's flags);
 ## one JSON line each on stdout, details on stderr
-bench: build
+bench:
 	@$(STACK) --profile test up >&2
 	@$(GO) run ./deploy/scenario $(BENCHFLAGS) bench $(or $(NAME),all)
 

@@ -244,7 +244,7 @@ func (w *world) leaks(ctx context.Context) (hits int, secrets int, where []strin
 		}
 		hay["table "+t] = []byte(dump)
 	}
-	tc, err := client.Dial(client.Options{HostPort: w.stack["TEMPORAL_ADDRESS"], Logger: quietLogger()})
+	tc, err := w.temporal()
 	if err != nil {
 		return 0, 0, nil, err
 	}
@@ -289,6 +289,11 @@ func (w *world) leaks(ctx context.Context) (hits int, secrets int, where []strin
 		return hits, len(needles), where, fmt.Errorf("no workflow history found for task queue %s", w.queue)
 	}
 	return hits, len(needles), where, nil
+}
+
+// temporal dials the test stack's Temporal server.
+func (w *world) temporal() (client.Client, error) {
+	return client.Dial(client.Options{HostPort: w.stack["TEMPORAL_ADDRESS"], Logger: quietLogger()})
 }
 
 func quietLogger() tlog.Logger {

@@ -138,7 +138,7 @@ func idleConnections(ctx context.Context, n int, idle, reconcile time.Duration) 
 	}
 
 	// What the connections' histories say about the window.
-	tc, err := client.Dial(client.Options{HostPort: w.stack["TEMPORAL_ADDRESS"], Logger: quietLogger()})
+	tc, err := w.temporal()
 	if err != nil {
 		return err
 	}

@@ -24,7 +24,6 @@ import (
 	"github.com/joho/godotenv"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
-	"go.temporal.io/sdk/client"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/outlookd/outlookd/graphsim"
@@ -249,7 +248,7 @@ func (w *world) close() {
 // behind, with no worker, their timers keep firing into the shared dev
 // server (thousands of them after a benchmark), which slows or stops it.
 func (w *world) endWorkflows(ctx context.Context) (int, error) {
-	tc, err := client.Dial(client.Options{HostPort: w.stack["TEMPORAL_ADDRESS"], Logger: quietLogger()})
+	tc, err := w.temporal()
 	if err != nil {
 		return 0, err
 	}
