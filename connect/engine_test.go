@@ -431,3 +431,38 @@ func TestExchangeRetriedAfterMeFails(t *testing.T) {
 		t.Errorf("Vault holds %d secrets for the connection, want only its tokens", n)
 	}
 }
+
+// TestCallbackRefusedCodeDropped: a redirect the workflow refuses because
+// it no longer waits for consent (the same redirect came twice and the
+// first finished meanwhile) answers how the connection stands, and the
+// code it brought is not left in Vault.
+func TestCallbackRefusedCodeDropped(t *testing.T) {
+	e := enginetest.Start(t, graphsim.Options{}, workflows.Options{PageSize: 50})
+	ctx := context.Background()
+	created, err := e.Connect.Create(ctx, connect.Request{OrgID: "org-1", OwnerID: "owner-ada", Settings: workflows.Settings{BackfillDays: 30}, LoginHint: e.Ada.UPN})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := created.ConnectionID
+	q := e.AuthorizeQuery(created.AuthorizeURL)
+	pending, err := e.Vault.Tokens().GetPending(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := e.Connect.Callback(ctx, q); err != nil || out.State != workflows.StateActive {
+		t.Fatalf("first redirect: %+v %v", out, err)
+	}
+	// The second redirect found the pending consent before the first's
+	// exchange removed it.
+	if err := e.Vault.Tokens().PutPending(ctx, id, pending); err != nil {
+		t.Fatal(err)
+	}
+	out, err := e.Connect.Callback(ctx, q)
+	if err != nil || out.State != workflows.StateActive || out.Mailbox != e.Ada.UPN {
+		t.Fatalf("second redirect: %+v %v", out, err)
+	}
+	// The tokens and the pending consent put back; no code.
+	if n, _ := e.Vault.Tokens().Count(ctx, id); n != 2 {
+		t.Errorf("Vault holds %d secrets for the connection, want 2 (tokens, pending consent)", n)
+	}
+}
