@@ -885,6 +885,15 @@ func TestTemporalUnreachable(t *testing.T) {
 	if r := h.call(t, "POST", "/v1/connections", h.acme, "u2", map[string]any{}); r.status != 201 {
 		t.Errorf("create after the refused one: %d %s", r.status, r.body)
 	}
+	// The user tries again once Temporal is back: connected, and the code
+	// whose hand-off failed is gone with the one used.
+	if r := h.consent(t, c.AuthorizeURL); r.status != 200 || !strings.Contains(string(r.body), "Your mailbox is connected") {
+		t.Fatalf("consent after Temporal came back: %d %s", r.status, r.body)
+	}
+	h.waitConn(t, c.ID, h.acme, "u1", "live", func(c conn) bool { return c.SyncMode == workflows.SyncPush })
+	if n, err := h.e.Vault.Tokens().Count(t.Context(), c.ID); err != nil || n != 2 {
+		t.Errorf("secrets kept for a live connection: %d (%v), want 2 (tokens, clientState)", n, err)
+	}
 }
 
 func TestGraphReceiverMounted(t *testing.T) {
