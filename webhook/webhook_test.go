@@ -143,6 +143,19 @@ func TestReceiver(t *testing.T) {
 	if n, _ := st.InboxLen(ctx); n != 0 {
 		t.Errorf("an ended connection's entry stayed: %d", n)
 	}
+	// A subscription unknown when its first notification came (its row not
+	// yet written) is known as soon as the row is: misses are not cached.
+	if err := st.CreateConnection(ctx, store.Connection{ID: "c9", OrgID: "o", OwnerID: "u9", State: "active", Mode: "delegated"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SaveSubscription(ctx, store.Subscription{ID: "sub-9", ConnectionID: "c9", ClientStateHash: hash[:], Resource: "users/y/messages", ExpiresAt: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	accepted := r.Accepted.Load()
+	post(r.Notifications, "/n", `{"value":[`+note("sub-9", "the-state")+`]}`)
+	if r.Accepted.Load() != accepted+1 {
+		t.Error("a subscription first met unknown stayed unknown after its row was written")
+	}
 	// Postgres cannot keep it: 503, so Graph retries.
 	down, err := store.Open(ctx, testenv.Postgres(t), 2)
 	if err != nil {
