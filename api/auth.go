@@ -58,7 +58,7 @@ const (
 )
 
 func newAuthenticator(lookup KeyLookup, rps float64, burst int) *authenticator {
-	keys := lookupcache.New(lookup, lookupcache.Options{Size: keyCacheSize, TTL: keyCacheTTL, Timeout: 5 * time.Second, Missing: store.ErrNotFound})
+	keys := lookupcache.New(lookup, lookupcache.Options{Size: keyCacheSize, TTL: keyCacheTTL, Missing: store.ErrNotFound})
 	return &authenticator{keys: keys, rps: rps, burst: burst, limiters: map[string]*rate.Limiter{}}
 }
 

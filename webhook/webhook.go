@@ -158,7 +158,7 @@ func (r *Receiver) check(ctx context.Context, it Item) (store.Subscription, bool
 		// a remembered miss would drop the ones after it.
 		r.subs = lookupcache.New(func(ctx context.Context, id string) (store.Subscription, error) {
 			return r.Store.GetSubscription(ctx, id)
-		}, lookupcache.Options{Size: 100000, TTL: time.Minute, Timeout: 5 * time.Second})
+		}, lookupcache.Options{Size: 100000, TTL: time.Minute})
 	})
 	sub, err := r.subs.Get(ctx, it.SubscriptionID)
 	if errors.Is(err, store.ErrNotFound) {

@@ -4,6 +4,7 @@
 package lookupcache
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"time"
@@ -14,12 +15,14 @@ import (
 
 // Options shape a Cache.
 type Options struct {
-	// Size bounds the entries kept; the least recently used go first.
+	// Size bounds the entries kept; the least recently used go first
+	// (0: no bound).
 	Size int
 	// TTL is how long an answer is believed.
 	TTL time.Duration
-	// Timeout bounds one lookup. It outlives the caller that started it,
-	// whose cancellation would otherwise fail every caller sharing it.
+	// Timeout bounds one lookup (default 5 s). It outlives the caller
+	// that started it, whose cancellation would otherwise fail every
+	// caller sharing it.
 	Timeout time.Duration
 	// Missing, when set, is the error that means "there is none"; such
 	// answers are cached like values. Other errors never are.
@@ -41,6 +44,7 @@ type entry[V any] struct {
 
 // New returns a cache in front of lookup.
 func New[V any](lookup func(ctx context.Context, key string) (V, error), opts Options) *Cache[V] {
+	opts.Timeout = cmp.Or(opts.Timeout, 5*time.Second)
 	return &Cache[V]{lookup: lookup, opts: opts, lru: expirable.NewLRU[string, entry[V]](opts.Size, nil, opts.TTL)}
 }
 

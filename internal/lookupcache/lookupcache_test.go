@@ -39,8 +39,9 @@ func TestGet(t *testing.T) {
 					return "", err
 				}
 				return "value of " + key, nil
-			}, Options{Size: 8, TTL: time.Hour, Timeout: time.Second, Missing: tc.missing})
-			// The caller has given up already; the lookup still runs.
+			}, Options{Size: 8, TTL: time.Hour, Missing: tc.missing})
+			// The caller has given up already; the lookup still runs (under
+			// the default timeout, not an expired one).
 			ctx, cancel := context.WithCancel(context.Background())
 			cancel()
 			for range 2 {
