@@ -2,6 +2,7 @@ package activities
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 	"github.com/microsoftgraph/msgraph-sdk-go/models"
 	"github.com/microsoftgraph/msgraph-sdk-go/users"
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/outlookd/outlookd/graph"
 	"github.com/outlookd/outlookd/store"
@@ -31,7 +33,8 @@ func selectFor(bodies bool) []string {
 }
 
 // preferHeaders are sent on every request, page after page: immutable IDs
-// (so moves keep identity) and the page size (facts §2.3, §3.1, §8.4).
+// (so moves keep identity) and the page size (docs/graph.md#immutable-ids, docs/graph.md#delta-queries,
+// docs/graph.md#paging-and-delta-in-go).
 func preferHeaders(pageSize int) *abs.RequestHeaders {
 	h := abs.NewRequestHeaders()
 	h.Add("Prefer", `IdType="ImmutableId"`)
@@ -41,12 +44,14 @@ func preferHeaders(pageSize int) *abs.RequestHeaders {
 	return h
 }
 
-// BackfillFolder pages one folder's first delta round, filtered to the
-// window, for up to the budget. Each page is merged into the store in the
-// same transaction that advances the folder's cursor, so a killed worker
-// resumes from the last committed page; the round's deltaLink becomes the
-// anchor live sync continues from. With PreviousStart, it backfills only
-// the gap before the window already covered.
+// BackfillFolder brings one folder to the window, for up to the budget:
+// a folder not yet live pages its first delta round, filtered to the
+// window; a live folder whose window starts later has the gap before it
+// fetched. Each page is merged into the store in the same transaction that
+// advances the folder's cursor, so a killed worker resumes from the last
+// committed page; the round's deltaLink becomes the anchor live sync
+// continues from. A folder deleted at Microsoft is dropped with its mail
+// and reported Gone.
 func (a *Activities) BackfillFolder(ctx context.Context, in workflows.BackfillFolderInput) (workflows.BackfillFolderResult, error) {
 	f, err := a.Store.GetFolder(ctx, in.ConnectionID, in.FolderID)
 	if err != nil {
@@ -56,14 +61,31 @@ func (a *Activities) BackfillFolder(ctx context.Context, in workflows.BackfillFo
 	if err != nil {
 		return workflows.BackfillFolderResult{}, err
 	}
-	if !in.PreviousStart.IsZero() {
-		return a.backfillGap(ctx, gc, f, in)
-	}
 	var res workflows.BackfillFolderResult
-	if f.Phase == store.PhaseLive {
+	switch {
+	case f.Phase != store.PhaseLive:
+		res, err = a.firstRound(ctx, gc, f, in)
+	case f.WindowStart.After(in.WindowStart):
+		res, err = a.backfillGap(ctx, gc, f, in)
+	default:
 		res.Done = true
-		return res, nil
 	}
+	if isFolderGone(err) {
+		if _, err := a.Store.RemoveFolder(ctx, in.ConnectionID, in.FolderID); err != nil {
+			return res, err
+		}
+		activity.GetLogger(ctx).Warn("folder deleted at Microsoft; dropped", "folder", in.FolderID)
+		return workflows.BackfillFolderResult{Gone: true, Done: true}, nil
+	}
+	return res, err
+}
+
+// firstRound pages a folder's first delta round over the window. When the
+// round ends and the folder's window starts after the one asked (a resumed
+// round begun for a narrower window), the result is not Done: the next
+// call fetches the gap.
+func (a *Activities) firstRound(ctx context.Context, gc *graph.Client, f store.Folder, in workflows.BackfillFolderInput) (workflows.BackfillFolderResult, error) {
+	var res workflows.BackfillFolderResult
 	deadline := a.now().Add(in.Budget)
 	delta := gc.Users().ByUserId(in.UserID).MailFolders().ByMailFolderId(in.FolderID).Messages().Delta()
 	cursor := f.Cursor
@@ -73,7 +95,7 @@ func (a *Activities) BackfillFolder(ctx context.Context, in workflows.BackfillFo
 		if cursor != "" {
 			b = delta.WithUrl(cursor)
 		} else {
-			filter := "receivedDateTime ge " + in.WindowStart.UTC().Format(time.RFC3339)
+			filter := "receivedDateTime ge " + f.WindowStart.UTC().Format(time.RFC3339)
 			cfg.QueryParameters = &users.ItemMailFoldersItemMessagesDeltaRequestBuilderGetQueryParameters{
 				Filter: &filter, Select: selectFor(in.StoreBodies), Expand: []string{attachmentExpand},
 			}
@@ -93,25 +115,32 @@ func (a *Activities) BackfillFolder(ctx context.Context, in workflows.BackfillFo
 		p.Messages, p.Removed = convert(page.GetValue(), in.FolderID)
 		switch {
 		case page.GetOdataDeltaLink() != nil:
-			p.Cursor, p.Phase, res.Done = *page.GetOdataDeltaLink(), store.PhaseLive, true
+			p.Cursor, p.Phase, res.Done = *page.GetOdataDeltaLink(), store.PhaseLive, !f.WindowStart.After(in.WindowStart)
 		case page.GetOdataNextLink() != nil:
 			p.Cursor = *page.GetOdataNextLink()
 		default:
 			return res, classifyGraph("backfill page", errNoLink)
 		}
 		stop, err := a.commit(ctx, in.ConnectionID, p, &res, deadline)
-		if stop || err != nil {
+		if stop || p.Phase == store.PhaseLive || err != nil {
 			return res, err
 		}
 		cursor = p.Cursor
 	}
 }
 
+// isFolderGone says whether an activity's error is a folder deleted at
+// Microsoft.
+func isFolderGone(err error) bool {
+	var appErr *temporal.ApplicationError
+	return errors.As(err, &appErr) && appErr.Type() == workflows.ErrFolderGone
+}
+
 // commit writes a page with its cursor, books it in the result and the
 // heartbeat, and says whether to stop: done, or out of budget.
 func (a *Activities) commit(ctx context.Context, connectionID string, p store.Page, res *workflows.BackfillFolderResult, deadline time.Time) (bool, error) {
 	if err := a.Store.ApplyPage(ctx, connectionID, p); err != nil {
-		return true, err
+		return true, classifyStore(err)
 	}
 	res.Pages++
 	res.Fetched += int64(len(p.Messages))

@@ -10,6 +10,7 @@ import (
 
 	"github.com/outlookd/outlookd/graph"
 	"github.com/outlookd/outlookd/identity"
+	"github.com/outlookd/outlookd/store"
 	"github.com/outlookd/outlookd/workflows"
 )
 
@@ -63,4 +64,13 @@ func classifyGraph(op string, err error) error {
 		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s: Graph refused: %d %s: %s", op, ge.Status, ge.Code, ge.Message), workflows.ErrGraphRejected, err)
 	}
 	return fmt.Errorf("%s: %w", op, err)
+}
+
+// classifyStore marks the store's refusal of a detached connection's page
+// as final: the disconnect saga has deleted or archived its mail.
+func classifyStore(err error) error {
+	if errors.Is(err, store.ErrDetached) {
+		return temporal.NewNonRetryableApplicationError("the connection was disconnected; nothing more is written for it", workflows.ErrDetached, err)
+	}
+	return err
 }

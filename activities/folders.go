@@ -6,6 +6,7 @@ import (
 	"github.com/microsoftgraph/msgraph-sdk-go/models"
 	"github.com/microsoftgraph/msgraph-sdk-go/users"
 
+	"github.com/outlookd/outlookd/graph"
 	"github.com/outlookd/outlookd/store"
 	"github.com/outlookd/outlookd/workflows"
 )
@@ -21,8 +22,16 @@ func (a *Activities) DiscoverFolders(ctx context.Context, in workflows.DiscoverF
 	var out []workflows.FolderRef
 	seen := map[string]bool{}
 	var queue []string
+	var missing []string
 	for _, root := range in.Roots {
 		f, err := box.MailFolders().ByMailFolderId(root).Get(ctx, nil)
+		if ge, ok := graph.AsError(err); ok && ge.Status == 404 {
+			// A root the mailbox does not have (a well-known folder some
+			// mailboxes lack, or a folder ID deleted since): the others
+			// proceed, and the connection says which is missing.
+			missing = append(missing, root)
+			continue
+		}
 		if err != nil {
 			return workflows.DiscoverFoldersResult{}, classifyGraph("read folder "+root, err)
 		}
@@ -70,7 +79,18 @@ func (a *Activities) DiscoverFolders(ctx context.Context, in workflows.DiscoverF
 	if err := a.Store.UpsertFolders(ctx, in.ConnectionID, rows, in.WindowStart); err != nil {
 		return workflows.DiscoverFoldersResult{}, err
 	}
-	return workflows.DiscoverFoldersResult{Folders: out}, nil
+	// Folders synced before and no longer under a root (the settings
+	// changed, or the folder was deleted at Microsoft) are dropped with
+	// their mail: the store mirrors the folders the settings name.
+	keep := make([]string, len(out))
+	for i, f := range out {
+		keep[i] = f.ID
+	}
+	dropped, err := a.Store.PruneFolders(ctx, in.ConnectionID, keep)
+	if err != nil {
+		return workflows.DiscoverFoldersResult{}, err
+	}
+	return workflows.DiscoverFoldersResult{Folders: out, Missing: missing, Dropped: dropped}, nil
 }
 
 func folderRef(f models.MailFolderable) workflows.FolderRef {

@@ -10,7 +10,7 @@ import (
 )
 
 // MailboxLimits keeps this process inside Outlook's per app and mailbox
-// limits (4 concurrent requests, 10,000 per 10 minutes; facts §6.1): every
+// limits (4 concurrent requests, 10,000 per 10 minutes; docs/graph.md#throttling): every
 // Graph request for a mailbox waits for a slot and a token first, so
 // backfill, sync and renewals share one budget. golang.org/x/time/rate and
 // x/sync/semaphore do the accounting.

@@ -49,7 +49,20 @@ func (a *Activities) SyncFolders(ctx context.Context, in workflows.SyncFoldersIn
 		if f.Phase != store.PhaseLive {
 			continue
 		}
-		if err := a.syncFolder(ctx, gc, in, f, &res); err != nil {
+		err := a.syncFolder(ctx, gc, in, f, &res)
+		if isFolderGone(err) {
+			// Deleted at Microsoft: drop it with its mail, and go on with
+			// the other folders.
+			n, err := a.Store.RemoveFolder(ctx, in.ConnectionID, f.ID)
+			if err != nil {
+				return res, err
+			}
+			activity.GetLogger(ctx).Warn("folder deleted at Microsoft; dropped", "folder", f.ID, "messages", n)
+			res.Removed += n
+			res.Gone = append(res.Gone, workflows.FolderRef{ID: f.ID, ParentID: f.ParentID, Name: f.DisplayName, WellKnown: f.WellKnown})
+			continue
+		}
+		if err != nil {
 			return res, err
 		}
 		activity.RecordHeartbeat(ctx, res)
@@ -114,7 +127,7 @@ func (a *Activities) syncFolder(ctx context.Context, gc *graph.Client, in workfl
 			res.Removed += n
 		}
 		if err := a.Store.ApplyPage(ctx, in.ConnectionID, p); err != nil {
-			return err
+			return classifyStore(err)
 		}
 		res.Upserted += int64(len(p.Messages))
 		res.Removed += int64(len(p.Removed))

@@ -82,7 +82,7 @@ func (a *Activities) refresh(ctx context.Context, connectionID string, old vault
 	src := cfg.TokenSource(context.WithValue(ctx, oauth2.HTTPClient, a.httpClient()), &oauth2.Token{RefreshToken: old.RefreshToken})
 	nt, err := src.Token()
 	if err != nil {
-		if reason, userMustAct := identity.ClassifyError(err); userMustAct {
+		if reason, userMustAct := identity.ClassifyError(identity.AtRefresh, err); userMustAct {
 			return vault.Tokens{}, reauthRequired(reason, err)
 		}
 		return vault.Tokens{}, fmt.Errorf("activities: refresh: %w", err)
@@ -120,7 +120,14 @@ func (a *Activities) RefreshTokens(ctx context.Context, in workflows.RefreshInpu
 	if err != nil {
 		return workflows.RefreshResult{}, err
 	}
-	return workflows.RefreshResult{AccessExpiry: fresh.Expiry, GrantedScopes: identity.GrantedScopes(fresh.Scope)}, nil
+	granted := identity.GrantedScopes(fresh.Scope)
+	return workflows.RefreshResult{AccessExpiry: fresh.Expiry, GrantedScopes: granted, Granted: grantedFeatures(granted)}, nil
+}
+
+// grantedFeatures is what granted scopes allow, as the workflows see it.
+func grantedFeatures(scopes []string) workflows.Features {
+	f := identity.FeaturesOf(scopes)
+	return workflows.Features{Read: f.Read, Send: f.Send}
 }
 
 // consentFailed is the error of a consent that cannot complete.
@@ -167,7 +174,7 @@ func (a *Activities) redeem(ctx context.Context, in workflows.ExchangeCodeInput,
 	hctx := context.WithValue(ctx, oauth2.HTTPClient, a.httpClient())
 	tok, err := cfg.Exchange(hctx, code, oauth2.VerifierOption(pending.Verifier), oauth2.SetAuthURLParam("client_info", "1"))
 	if err != nil {
-		if reason, userMustAct := identity.ClassifyError(err); userMustAct {
+		if reason, userMustAct := identity.ClassifyError(identity.AtSignIn, err); userMustAct {
 			return nil, consentFailed(reason, err)
 		}
 		return nil, fmt.Errorf("activities: exchange: %w", err)
@@ -213,17 +220,18 @@ func (a *Activities) exchangeCode(ctx context.Context, in workflows.ExchangeCode
 		UserID: deref(me.GetId()), DisplayName: deref(me.GetDisplayName()), Mailbox: strings.ToLower(deref(me.GetMail())),
 		TenantID: tenantOf(tok), GrantedScopes: identity.GrantedScopes(scopeOf(tok, "")), AccessExpiry: tok.Expiry,
 	}
+	res.Granted = grantedFeatures(res.GrantedScopes)
 	if res.Mailbox == "" {
 		res.Mailbox = strings.ToLower(deref(me.GetUserPrincipalName()))
 	}
 	if in.ExpectUserID != "" && in.ExpectUserID != res.UserID {
 		return workflows.ExchangeCodeResult{}, consentFailed(identity.ReasonWrongAccount, nil)
 	}
+	// Claim the mailbox (the registry refuses a second live connection of
+	// it); the state is the workflow's to write.
 	err = a.Store.UpdateConnection(ctx, in.ConnectionID, store.ConnectionUpdate{
-		State: workflows.StateActive, TenantID: res.TenantID, Mailbox: res.Mailbox, UserID: res.UserID,
+		TenantID: res.TenantID, Mailbox: res.Mailbox, UserID: res.UserID,
 		DisplayName: res.DisplayName, GrantedScopes: res.GrantedScopes,
-		Event: &store.Event{ID: in.ConnectionID + ":active:" + in.Ref, Type: "connection.active",
-			Data: map[string]any{"mailbox": res.Mailbox, "reauthorized": in.ExpectUserID != ""}},
 	})
 	if errors.Is(err, store.ErrMailboxTaken) {
 		return workflows.ExchangeCodeResult{}, temporal.NewNonRetryableApplicationError("the mailbox is already connected", workflows.ErrMailboxTaken, err)

@@ -1,17 +1,19 @@
 package api
 
 import (
+	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
@@ -24,9 +26,9 @@ import (
 
 // Body storage policies.
 const (
-	BodiesStore    = "store"     // bodies are synced into Postgres
-	BodiesOnDemand = "on_demand" // fetched from Graph when a message is read
-	BodiesNone     = "none"      // never stored nor fetched
+	BodiesStore    = workflows.BodiesStore    // bodies are synced into Postgres
+	BodiesOnDemand = workflows.BodiesOnDemand // fetched from Graph when a message is read
+	BodiesNone     = workflows.BodiesNone     // never stored nor fetched
 )
 
 // features is what a connection may do.
@@ -100,19 +102,27 @@ func (s appSettings) apply(p settingsPatch) (appSettings, error) {
 	return s, s.workflow().Validate()
 }
 
+// workflow converts the API's view of the settings to the one settings
+// type, which the workflow owns.
 func (s appSettings) workflow() workflows.Settings {
 	return workflows.Settings{
-		BackfillDays: s.BackfillDays, Folders: s.Folders, StoreBodies: s.Storage.Bodies == BodiesStore,
+		BackfillDays: s.BackfillDays, Folders: s.Folders, Bodies: s.Storage.Bodies,
 		Features: workflows.Features{Read: s.Features.Read, Send: s.Features.Send}, Retention: s.Retention, PollMinutes: s.PollMinutes,
 	}
 }
 
-func settingsOf(row store.Connection) appSettings {
-	var s appSettings
-	if len(row.Settings) > 2 && json.Unmarshal(row.Settings, &s) == nil && s.BackfillDays != 0 {
-		return s
+// toAppSettings is the API's view of a connection's settings.
+func toAppSettings(w workflows.Settings) appSettings {
+	w = w.WithDefaults()
+	return appSettings{
+		Features: features{Read: w.Features.Read, Send: w.Features.Send}, BackfillDays: w.BackfillDays, Folders: w.Folders,
+		Storage: storage{Bodies: w.Bodies}, Retention: w.Retention, PollMinutes: w.PollMinutes,
 	}
-	return defaultSettings(features{Read: true})
+}
+
+// settingsOf reads the settings the workflow wrote into the registry.
+func settingsOf(row store.Connection) appSettings {
+	return toAppSettings(connect.SettingsOf(row))
 }
 
 // createRequest is the body of POST /v1/connections.
@@ -155,7 +165,9 @@ type connectionJSON struct {
 }
 
 type backfillJSON struct {
-	Running     bool               `json:"running"`
+	Running bool `json:"running"`
+	// Missing are folders the settings name that the mailbox lacks.
+	Missing     []string           `json:"missing_folders,omitempty"`
 	CoveredFrom *time.Time         `json:"covered_from,omitempty"`
 	CompletedAt *time.Time         `json:"completed_at,omitempty"`
 	Fetched     int64              `json:"fetched"`
@@ -256,12 +268,11 @@ func (s *server) createConnection(c *gin.Context) {
 		problem(c, http.StatusUnprocessableEntity, "invalid_settings", capitalize(err.Error())+".")
 		return
 	}
-	raw, _ := json.Marshal(settings)
 	cctx, cancel := context.WithTimeout(c, updateTimeout)
 	defer cancel()
 	created, err := s.d.Connect.Create(cctx, connect.Request{
 		OrgID: who.Org.ID, OwnerID: owner, Settings: settings.workflow(), LoginHint: req.LoginHint,
-		Visibility: vis, AppSettings: raw, ReturnURL: req.ReturnURL, MaxPerOwner: who.Org.ConnectionsPerUser,
+		Visibility: vis, ReturnURL: req.ReturnURL, MaxPerOwner: who.Org.ConnectionsPerUser,
 	})
 	if errors.Is(err, store.ErrTooManyConnections) {
 		problem(c, http.StatusConflict, "user_already_connected", "This user already has a connection, and the organisation allows "+strconv.Itoa(who.Org.ConnectionsPerUser)+" per user; disconnect it first.")
@@ -325,14 +336,22 @@ func (s *server) presentAll(ctx context.Context, rows []store.Connection) []conn
 		s.d.Logger.Warn("count messages", "err", err)
 	}
 	statuses := make([]*workflows.Status, len(rows))
+	closed := make([]bool, len(rows))
 	qctx, cancel := context.WithTimeout(ctx, statusTimeout)
 	defer cancel()
 	var g errgroup.Group
 	g.SetLimit(8)
 	for i, id := range ids {
+		if rows[i].State == workflows.StateDisconnected {
+			continue // the registry knows all there is
+		}
 		g.Go(func() error {
-			if st, err := s.queryStatus(qctx, id); err == nil {
+			st, err := s.queryStatus(qctx, id)
+			switch {
+			case err == nil:
 				statuses[i] = &st
+			case errors.Is(err, errWorkflowClosed):
+				closed[i] = true
 			}
 			return nil
 		})
@@ -341,6 +360,9 @@ func (s *server) presentAll(ctx context.Context, rows []store.Connection) []conn
 	out := make([]connectionJSON, len(rows))
 	for i, r := range rows {
 		out[i] = view(r, counts[r.ID], statuses[i])
+		if closed[i] {
+			orphaned(&out[i])
+		}
 	}
 	return out
 }
@@ -368,14 +390,38 @@ func view(row store.Connection, count int64, st *workflows.Status) connectionJSO
 	if len(st.GrantedScopes) > 0 {
 		out.GrantedScopes = st.GrantedScopes
 	}
-	out.NextAction, out.NextActionAt, out.LastSyncAt = st.NextAction, timePtr(st.NextActionAt), timePtr(st.Sync.LastSync)
-	b := &backfillJSON{Running: st.Backfill.Running, CoveredFrom: timePtr(st.Backfill.Covered), CompletedAt: timePtr(st.Backfill.Completed), Folders: []folderProgressJS{}}
+	if len(st.Settings.Folders) > 0 {
+		out.Settings = toAppSettings(st.Settings)
+	}
+	out.NextAction, out.NextActionAt, out.LastSyncAt = nextActionText(st.NextAction), timePtr(st.NextActionAt), timePtr(st.Sync.LastSync)
+	b := &backfillJSON{Running: st.Backfill.Running, CoveredFrom: timePtr(st.Backfill.Covered), CompletedAt: timePtr(st.Backfill.Completed),
+		Folders: []folderProgressJS{}, Missing: st.Backfill.Missing}
 	for _, f := range st.Backfill.Folders {
 		b.Fetched += f.Fetched
 		b.Folders = append(b.Folders, folderProgressJS{ID: f.ID, Name: f.Name, Fetched: f.Fetched, Done: f.Done})
 	}
+	slices.SortFunc(b.Folders, func(x, y folderProgressJS) int { return cmp.Or(cmp.Compare(x.Name, y.Name), cmp.Compare(x.ID, y.ID)) })
 	out.Backfill = b
 	return out
+}
+
+// orphaned marks the view of a connection whose workflow ended without
+// disconnecting it (an operator terminated it, or it failed): nothing runs
+// for it until it is disconnected, which cleans it up.
+func orphaned(v *connectionJSON) {
+	if v.State == workflows.StateDisconnected {
+		return
+	}
+	v.Reason = workflows.ReasonWorkflowEnded
+	v.ReasonText = "The connection's workflow ended in Temporal without disconnecting (it was terminated or failed); nothing syncs. Disconnect it to clean up."
+	v.NextAction = "disconnect to clean up"
+}
+
+// nextActionText is the workflow's next action as the API shows it: the
+// workflow builds it as "what: detail", and an empty detail must not leave
+// a dangling ": " (such as "disconnecting: " between saga steps).
+func nextActionText(s string) string {
+	return strings.TrimRight(s, ": ")
 }
 
 // statusTimeout bounds the status query; past it the registry answers.
@@ -392,14 +438,30 @@ func (s *server) status(ctx context.Context, id string) (workflows.Status, error
 	return s.queryStatus(qctx, id)
 }
 
-// queryStatus asks the workflow for its status (the caller bounds it).
+// errWorkflowClosed: the connection's workflow is not running (it ended
+// disconnected, or an operator terminated it, or it failed); the registry
+// tells the rest.
+var errWorkflowClosed = errors.New("the connection's workflow is closed")
+
+// queryStatus asks the running workflow for its status (the caller bounds
+// it); a closed workflow is not asked.
 func (s *server) queryStatus(ctx context.Context, id string) (workflows.Status, error) {
-	v, err := s.d.Temporal.QueryWorkflow(ctx, workflows.ConnectionWorkflowID(id), "", workflows.QueryStatus)
+	resp, err := s.d.Temporal.QueryWorkflowWithOptions(ctx, &client.QueryWorkflowWithOptionsRequest{
+		WorkflowID: workflows.ConnectionWorkflowID(id), QueryType: workflows.QueryStatus,
+		QueryRejectCondition: enums.QUERY_REJECT_CONDITION_NOT_OPEN,
+	})
 	if err != nil {
+		var gone *serviceerror.NotFound
+		if errors.As(err, &gone) {
+			return workflows.Status{}, errWorkflowClosed
+		}
 		return workflows.Status{}, err
 	}
+	if resp.QueryRejected != nil {
+		return workflows.Status{}, errWorkflowClosed
+	}
 	var st workflows.Status
-	return st, v.Get(&st)
+	return st, resp.QueryResult.Get(&st)
 }
 
 func (s *server) getConnection(c *gin.Context) {
@@ -421,6 +483,9 @@ func (s *server) listConnections(c *gin.Context) {
 		problem(c, http.StatusBadRequest, "invalid_cursor", "The cursor is not one this API gave out.")
 		return
 	}
+	if after != "" && !s.cursorConnection(c, who, after) {
+		return
+	}
 	user := who.User
 	if who.Admin {
 		user = ""
@@ -440,6 +505,24 @@ func (s *server) listConnections(c *gin.Context) {
 	}
 	page.Data = append(page.Data, s.presentAll(c, rows)...)
 	c.JSON(http.StatusOK, page)
+}
+
+// cursorConnection checks a connection list cursor: it is the ID of the
+// last connection of a page the caller was given, so it names a connection
+// the caller can see (connections are never deleted). Otherwise it answers
+// the problem: a made-up ID would page from an arbitrary place, or past
+// the end, without a word.
+func (s *server) cursorConnection(c *gin.Context, who caller, cursor string) bool {
+	row, err := s.d.Store.GetConnection(c, cursor)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && !visible(who, row)) {
+		problem(c, http.StatusBadRequest, "invalid_cursor", "The cursor is not one this API gave out.")
+		return false
+	}
+	if err != nil {
+		s.unavailable(c, err)
+		return false
+	}
+	return true
 }
 
 func limitParam(c *gin.Context, def, max int) (int, bool) {
@@ -466,7 +549,7 @@ func (s *server) update(c *gin.Context, id, name string, args ...any) (workflows
 	var rejected *temporal.ApplicationError
 	switch {
 	case ended(err):
-		problem(c, http.StatusConflict, "connection_ended", "This connection has ended; create a new one.")
+		problem(c, http.StatusConflict, "connection_ended", "This connection's workflow has ended; disconnect it to clean up, or create a new one.")
 	case errors.As(err, &rejected):
 		problem(c, http.StatusConflict, "invalid_state", capitalize(strings.TrimSuffix(rejected.Message(), "."))+".")
 	default:
@@ -489,11 +572,7 @@ func (s *server) runUpdate(ctx context.Context, id, name string, args ...any) (w
 }
 
 // ended says the connection's workflow is over.
-func ended(err error) bool {
-	var gone *serviceerror.NotFound
-	var failed *serviceerror.FailedPrecondition
-	return errors.As(err, &gone) || errors.As(err, &failed)
-}
+func ended(err error) bool { return connect.Ended(err) }
 
 func (s *server) reauthorize(c *gin.Context) {
 	row, ok := s.connection(c)
@@ -507,6 +586,10 @@ func (s *server) reauthorize(c *gin.Context) {
 		return
 	}
 	st, err := s.status(c, row.ID)
+	if errors.Is(err, errWorkflowClosed) {
+		problem(c, http.StatusConflict, "connection_ended", "This connection's workflow has ended; disconnect it to clean up, or create a new one.")
+		return
+	}
 	if err != nil {
 		s.unavailable(c, err)
 		return
@@ -561,18 +644,12 @@ func (s *server) patchSettings(c *gin.Context) {
 		problem(c, http.StatusUnprocessableEntity, "invalid_settings", capitalize(err.Error())+".")
 		return
 	}
-	// The workflow validates and applies first; only then is the registry
-	// changed, so a refused change leaves both as they were.
+	// The workflow validates, applies, and writes the registry before it
+	// answers: a refused change leaves both as they were.
 	st, ok := s.update(c, row.ID, workflows.UpdateSettings, settings.workflow())
 	if !ok {
 		return
 	}
-	raw, _ := json.Marshal(settings)
-	if err := s.d.Store.UpdateConnection(c, row.ID, store.ConnectionUpdate{Settings: raw}); err != nil {
-		s.unavailable(c, err)
-		return
-	}
-	row.Settings = raw
 	c.JSON(http.StatusOK, s.presentStatus(c, row, &st))
 }
 
@@ -587,18 +664,19 @@ func (s *server) deleteConnection(c *gin.Context) {
 		return
 	}
 	// Disconnecting twice is not an error: the workflow answers a second
-	// request with the saga under way, and an ended workflow is done.
+	// request with the saga under way, and an ended one is answered as it
+	// is. A connection whose workflow was terminated is cleaned up by a new
+	// run of its workflow.
+	ctx, cancel := context.WithTimeout(c, updateTimeout)
+	defer cancel()
+	st, err := s.d.Connect.Disconnect(ctx, row)
+	if err != nil {
+		s.unavailable(c, err)
+		return
+	}
 	var answered *workflows.Status
-	if row.State != workflows.StateDisconnected {
-		st, err := s.runUpdate(c, row.ID, workflows.UpdateDisconnect)
-		var rejected *temporal.ApplicationError // rejected only when already disconnected
-		switch {
-		case err == nil:
-			answered = &st
-		case !ended(err) && !errors.As(err, &rejected):
-			s.unavailable(c, err)
-			return
-		}
+	if st.State != workflows.StateDisconnected || st.Settings.Folders != nil {
+		answered = &st
 	}
 	c.Header("Location", "/v1/connections/"+row.ID)
 	c.JSON(http.StatusAccepted, s.presentStatus(c, row, answered))

@@ -36,9 +36,23 @@ func (s *server) events(c *gin.Context) {
 	if who.Admin {
 		user = ""
 	}
-	evs, err := s.d.Store.Feed(c, store.FeedQuery{OrgID: who.Org.ID, User: user, After: after, Limit: limit})
+	// From a cursor, the page is read from the cursor's own event on: the
+	// cursor names the last event of a page the caller was given, so an
+	// empty answer means it is beyond the newest event the caller can see
+	// (the API never gave it out), which is refused rather than answered
+	// with an empty page forever.
+	q := store.FeedQuery{OrgID: who.Org.ID, User: user, After: after, Limit: limit}
+	if after > 0 {
+		q.After, q.Limit = after-1, limit+1
+	}
+	evs, err := s.d.Store.Feed(c, q)
 	if err != nil {
 		s.unavailable(c, err)
+		return
+	}
+	evs, ok = pageAfter(evs, after, limit)
+	if !ok {
+		problem(c, http.StatusBadRequest, "invalid_cursor", "after is beyond the newest event you can see; use a next_cursor the feed gave you, or leave after out to start at the beginning.")
 		return
 	}
 	out := struct {
@@ -51,6 +65,25 @@ func (s *server) events(c *gin.Context) {
 		out.NextCursor = v.Cursor
 	}
 	c.JSON(http.StatusOK, out)
+}
+
+// pageAfter makes the page after a cursor out of the events read from the
+// cursor's own sequence on (from the beginning when after is 0): the
+// cursor's event is dropped, and there must be at least one event at or
+// after the cursor, or it lies beyond the newest event (not ok).
+func pageAfter(evs []store.Event, after int64, limit int) ([]store.Event, bool) {
+	if after > 0 {
+		if len(evs) == 0 {
+			return nil, false
+		}
+		if evs[0].Seq == after {
+			evs = evs[1:]
+		}
+	}
+	if len(evs) > limit {
+		evs = evs[:limit]
+	}
+	return evs, true
 }
 
 type endpointJSON struct {

@@ -11,7 +11,8 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/outlookd/outlookd/activities"
+	"github.com/outlookd/outlookd/identity"
+	"github.com/outlookd/outlookd/mailreader"
 	"github.com/outlookd/outlookd/store"
 	"github.com/outlookd/outlookd/workflows"
 )
@@ -187,6 +188,9 @@ func (s *server) listMessages(c *gin.Context) {
 			problem(c, http.StatusBadRequest, "invalid_cursor", "The cursor is not one this API gave out.")
 			return
 		}
+		if !s.messageCursorInRange(c, row.ID, t) {
+			return
+		}
 		q.AfterReceived, q.AfterID = t, id
 	}
 	msgs, err := s.d.Store.ListMessages(c, row.ID, q)
@@ -206,6 +210,38 @@ func (s *server) listMessages(c *gin.Context) {
 		page.Data = append(page.Data, messageView(m))
 	}
 	c.JSON(http.StatusOK, page)
+}
+
+// messageCursorInRange checks a message list cursor against the
+// connection's newest message: the API gives out positions of stored
+// messages only, so a cursor newer than the newest (from the future, or
+// from another connection) was never given out, and would silently answer
+// the first page. It answers the problem when the cursor is refused.
+func (s *server) messageCursorInRange(c *gin.Context, connectionID string, received time.Time) bool {
+	newest, err := s.d.Store.ListMessages(c, connectionID, store.MessageQuery{Limit: 1})
+	if err != nil {
+		s.unavailable(c, err)
+		return false
+	}
+	if !notAfterNewest(newest, received) {
+		problem(c, http.StatusBadRequest, "invalid_cursor", "The cursor is not one this API gave out for this connection: it lies beyond the connection's newest message.")
+		return false
+	}
+	return true
+}
+
+// notAfterNewest says whether a cursor's received time is no later than the
+// newest message's (given as the first of newest; none: no cursor fits).
+// Times only are compared: IDs sort by the database's collation.
+func notAfterNewest(newest []store.Message, received time.Time) bool {
+	if len(newest) == 0 {
+		return false
+	}
+	top := newest[0].Received
+	if top.IsZero() {
+		top = time.Unix(0, 0).UTC() // received_at missing sorts as the epoch
+	}
+	return !received.After(top)
 }
 
 // message loads the message named in the path for a visible connection.
@@ -237,6 +273,10 @@ func (s *server) onDemand(c *gin.Context, row store.Connection) bool {
 		problem(c, http.StatusConflict, "not_available", "This content is not stored and cannot be fetched for this connection.")
 		return false
 	}
+	if row.State == workflows.StateReauthRequired {
+		reauthProblem(c, row.State, "")
+		return false
+	}
 	if row.State != workflows.StateActive {
 		problem(c, http.StatusConflict, "connection_not_active", "The connection is "+row.State+"; content that is not stored can only be fetched from an active connection.")
 		return false
@@ -244,9 +284,30 @@ func (s *server) onDemand(c *gin.Context, row store.Connection) bool {
 	return true
 }
 
-func (s *server) fetchError(c *gin.Context, err error) {
-	if errors.Is(err, activities.ErrGone) {
+// reauthProblem answers that content cannot be fetched until the user signs
+// in again, with the connection's state as the registry knows it and why
+// Microsoft refused (when known).
+func reauthProblem(c *gin.Context, state string, reason identity.Reason) {
+	why := ""
+	if reason != "" && reason != identity.ReasonUnknown {
+		why = " (Microsoft refused its sign-in: " + string(reason) + ")"
+	}
+	problem(c, http.StatusConflict, "reauth_required", "The connection needs the user to sign in again before content that is not stored can be fetched"+
+		why+"; its last known state is "+state+".")
+}
+
+// fetchError answers an on-demand read that failed: the item is gone at
+// the source (404), the connection needs a new sign-in (409), or Graph or
+// the identity platform failed otherwise (502).
+func (s *server) fetchError(c *gin.Context, row store.Connection, err error) {
+	if errors.Is(err, mailreader.ErrGone) {
 		problem(c, http.StatusNotFound, "gone_at_source", "The mailbox no longer has this item.")
+		return
+	}
+	var reauth *mailreader.ReauthError
+	if errors.As(err, &reauth) {
+		s.d.Logger.Info("on-demand fetch needs a new sign-in", "connection", row.ID, "reason", reauth.Reason)
+		reauthProblem(c, row.State, reauth.Reason)
 		return
 	}
 	s.d.Logger.Warn("on-demand fetch failed", "path", c.FullPath(), "err", err)
@@ -268,7 +329,7 @@ func (s *server) getMessage(c *gin.Context) {
 		}
 		ct, content, err := s.d.Mail.Body(c, row.ID, row.UserID, m.ID)
 		if err != nil {
-			s.fetchError(c, err)
+			s.fetchError(c, row, err)
 			return
 		}
 		out.Body = &bodyJSON{ContentType: ct, Content: content, Source: "graph"}
@@ -297,7 +358,7 @@ func (s *server) getAttachment(c *gin.Context) {
 	}
 	resp, err := s.d.Mail.Attachment(c, row.ID, row.UserID, m.ID, att.ID)
 	if err != nil {
-		s.fetchError(c, err)
+		s.fetchError(c, row, err)
 		return
 	}
 	defer resp.Body.Close()

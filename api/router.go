@@ -73,7 +73,8 @@ func NewRouter(d Deps) *gin.Engine {
 		d.RateLimit, d.RateBurst = 50, 100
 	}
 	s := &server{d: d}
-	v1 := r.Group("/v1")
+	// Every /v1 route refuses a query it cannot read or does not take.
+	v1 := r.Group("/v1", checkQuery)
 	v1.GET("/openapi.json", serveOpenAPI)
 	v1.GET("/oauth/callback", s.callback)
 	if d.Receiver != nil {

@@ -3,6 +3,7 @@ package api_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -18,13 +19,13 @@ import (
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
 
-	"github.com/outlookd/outlookd/activities"
 	"github.com/outlookd/outlookd/api"
 	"github.com/outlookd/outlookd/apikey"
 	"github.com/outlookd/outlookd/graphsim"
 	"github.com/outlookd/outlookd/graphsim/simtest"
 	"github.com/outlookd/outlookd/internal/enginetest"
 	"github.com/outlookd/outlookd/internal/testenv"
+	"github.com/outlookd/outlookd/mailreader"
 	"github.com/outlookd/outlookd/outbox"
 	"github.com/outlookd/outlookd/store"
 	"github.com/outlookd/outlookd/workflows"
@@ -47,7 +48,7 @@ func newHarness(t *testing.T, simOpts graphsim.Options) *harness {
 	e := enginetest.StartLive(t, simOpts, workflows.Options{PageSize: 50, ReconcileEvery: time.Hour})
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	router := api.NewRouter(api.Deps{Logger: log, Store: e.Store, Temporal: e.Temporal, Connect: e.Connect, Tokens: e.Vault.Tokens(),
-		Receiver: e.Receiver, Mail: activities.Reader{A: e.Acts}, RateLimit: 1000, RateBurst: 1000})
+		Receiver: e.Receiver, Mail: mailreader.Reader{A: e.Acts}, RateLimit: 1000, RateBurst: 1000})
 	srv := httptest.NewServer(router)
 	t.Cleanup(srv.Close)
 	callback := srv.URL + "/v1/oauth/callback"
@@ -147,6 +148,7 @@ type conn struct {
 	Reason       string `json:"reason"`
 	Mailbox      string `json:"mailbox"`
 	MessageCount int64  `json:"message_count"`
+	NextAction   string `json:"next_action"`
 	Source       string `json:"source"`
 	AuthorizeURL string `json:"authorize_url"`
 	Settings     struct {
@@ -295,6 +297,10 @@ func TestRequestValidation(t *testing.T) {
 		{"bad limit", "GET", "/v1/connections?limit=0", "", "", 400, "invalid_limit"},
 		{"bad cursor", "GET", "/v1/connections?cursor=%27", "", "", 400, "invalid_cursor"},
 		{"bad event cursor", "GET", "/v1/events?after=-3", "", "", 400, "invalid_cursor"},
+		{"event cursor from the future", "GET", "/v1/events?after=999999999999", "", "", 400, "invalid_cursor"},
+		{"made-up connection cursor", "GET", "/v1/connections?cursor=conn_AAAAAAAAAAAAAAAA", "", "", 400, "invalid_cursor"},
+		{"undecodable query", "GET", "/v1/connections?limit=5&cursor=%zz", "", "", 400, "invalid_query"},
+		{"misspelt parameter", "GET", "/v1/connections?limti=5", "", "", 400, "unknown_parameter"},
 		{"no such route", "GET", "/v1/nothing", "", "", 404, "not_found"},
 		{"wrong method", "PUT", "/v1/connections", "application/json", `{}`, 405, "method_not_allowed"},
 		{"endpoint by a member", "PUT", "/v1/webhook-endpoints", "application/json", `{"url":"https://app.example/hooks"}`, 403, "admin_required"},
@@ -536,6 +542,25 @@ func TestConnectionJourney(t *testing.T) {
 			t.Errorf("messages?%s: %d", q, r.status)
 		}
 	}
+	// What the API cannot read, or never gave out, is refused, not ignored.
+	future := base64.RawURLEncoding.EncodeToString([]byte("2999-01-01T00:00:00Z|" + all[0].ID))
+	for _, tc := range []struct{ query, code string }{
+		{"from=megan%zz", "invalid_query"},
+		{"folder=" + url.QueryEscape(inbox) + "&unread=true%", "invalid_query"},
+		{"form=megan%40contoso.com", "unknown_parameter"},
+		{"cursor=" + future, "invalid_cursor"},
+	} {
+		if r := h.call(t, "GET", "/v1/connections/"+c.ID+"/messages?"+tc.query, h.acme, "u-ada", nil); r.status != 400 || r.code() != tc.code {
+			t.Errorf("messages?%s: %d %s, want 400 %s", tc.query, r.status, r.body, tc.code)
+		}
+	}
+	// A connection cursor names a connection the caller can see.
+	if r := h.call(t, "GET", "/v1/connections?cursor="+c.ID, h.acme, "u-bob", nil); r.status != 200 || strings.Contains(string(r.body), `"id":"`+c.ID+`"`) {
+		t.Errorf("connections after a visible one: %d %s", r.status, r.body)
+	}
+	if r := h.call(t, "GET", "/v1/connections?cursor="+c.ID, h.globex, "u-ada", nil); r.status != 400 || r.code() != "invalid_cursor" {
+		t.Errorf("another organisation's connection as a cursor: %d %s", r.status, r.body)
+	}
 
 	// A message: the body is fetched from Graph (policy on_demand); an
 	// attachment is streamed.
@@ -613,10 +638,18 @@ func TestConnectionJourney(t *testing.T) {
 	if rc.bad != 0 {
 		t.Errorf("%d deliveries had a bad signature", rc.bad)
 	}
-	// Another organisation's feed does not see these events.
+	// Another organisation's feed does not see these events, and this
+	// feed's cursor is beyond anything it has.
 	r = h.call(t, "GET", "/v1/events", h.globex, "u-ada", nil)
 	if strings.Contains(string(r.body), c.ID) {
 		t.Error("another organisation's feed shows this connection's events")
+	}
+	newest := feed[len(feed)-1].Cursor
+	if r := h.call(t, "GET", "/v1/events?after="+newest, h.acme, "u-ada", nil); r.status != 200 {
+		t.Errorf("events after the newest: %d %s", r.status, r.body)
+	}
+	if r := h.call(t, "GET", "/v1/events?after="+newest, h.globex, "u-ada", nil); r.status != 400 || r.code() != "invalid_cursor" {
+		t.Errorf("another organisation's cursor: %d %s", r.status, r.body)
 	}
 
 	// Settings, resync and a refused reauthorize.
@@ -671,6 +704,11 @@ func TestConnectionJourney(t *testing.T) {
 	if r.status != 202 || r.header.Get("Location") != "/v1/connections/"+c.ID {
 		t.Fatalf("disconnect: %d %s", r.status, r.body)
 	}
+	var disconnecting conn
+	r.json(t, &disconnecting)
+	if strings.HasSuffix(disconnecting.NextAction, ":") || strings.HasSuffix(disconnecting.NextAction, " ") {
+		t.Errorf("disconnect: next action %q", disconnecting.NextAction)
+	}
 	h.waitConn(t, c.ID, h.acme, "u-ada", "disconnected", func(c conn) bool { return c.State == workflows.StateDisconnected })
 	if r := h.call(t, "DELETE", "/v1/connections/"+c.ID, h.acme, "u-ada", nil); r.status != 202 {
 		t.Errorf("second disconnect: %d %s", r.status, r.body)
@@ -695,6 +733,70 @@ func TestConnectionJourney(t *testing.T) {
 	// The user may connect again now.
 	if r := h.call(t, "POST", "/v1/connections", h.acme, "u-ada", map[string]any{}); r.status != 201 {
 		t.Errorf("a new connection after disconnecting: %d %s", r.status, r.body)
+	}
+}
+
+// TestOnDemandNeedsSignIn: once the user's refresh token is dead, reading
+// a body or an attachment on demand says the connection needs the user to
+// sign in again (409 reauth_required), not that Graph failed.
+func TestOnDemandNeedsSignIn(t *testing.T) {
+	h := newHarness(t, graphsim.Options{})
+	ctx := context.Background()
+	e := h.e
+	if _, err := e.Ctl.Generate(ctx, e.Ada.UPN, graphsim.GenerateSpec{Count: 20, Days: 5, Folders: []string{"inbox"}, Seed: 7, AttachmentShare: 0.5}); err != nil {
+		t.Fatal(err)
+	}
+	r := h.call(t, "POST", "/v1/connections", h.acme, "u-ada", map[string]any{"backfill_days": 30, "folders": []string{"inbox"}, "login_hint": e.Ada.UPN})
+	var c conn
+	r.json(t, &c)
+	if r.status != 201 {
+		t.Fatalf("create: %d %s", r.status, r.body)
+	}
+	if page := h.consent(t, c.AuthorizeURL); page.status != 200 {
+		t.Fatalf("consent: %d %s", page.status, page.body)
+	}
+	h.waitConn(t, c.ID, h.acme, "u-ada", "backfill done", func(c conn) bool {
+		return c.State == workflows.StateActive && c.Backfill != nil && c.Backfill.CompletedAt != nil
+	})
+	r = h.call(t, "GET", "/v1/connections/"+c.ID+"/messages?limit=200", h.acme, "u-ada", nil)
+	var page struct {
+		Data []struct {
+			ID          string `json:"id"`
+			Attachments []struct {
+				ID string `json:"id"`
+			} `json:"attachments"`
+		} `json:"data"`
+	}
+	r.json(t, &page)
+	msg, att := "", ""
+	for _, m := range page.Data {
+		if len(m.Attachments) > 0 {
+			msg, att = m.ID, m.Attachments[0].ID
+			break
+		}
+	}
+	if msg == "" {
+		t.Fatalf("no message with an attachment: %d %s", r.status, r.body)
+	}
+	body := "/v1/connections/" + c.ID + "/messages/" + url.PathEscape(msg)
+	if r := h.call(t, "GET", body, h.acme, "u-ada", nil); r.status != 200 {
+		t.Fatalf("body before the revocation: %d %s", r.status, r.body)
+	}
+	// The user's sessions are revoked; the access token outlives that
+	// until it expires at Graph.
+	if err := e.Ctl.Revoke(ctx, e.Ada.UPN, graphsim.RevokeSignInSessions); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Ctl.AdvanceClock(ctx, 2*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{body, body + "/attachments/" + url.PathEscape(att)} {
+		r := h.call(t, "GET", path, h.acme, "u-ada", nil)
+		var p api.Problem
+		_ = json.Unmarshal(r.body, &p)
+		if r.status != 409 || p.Code != "reauth_required" || !strings.Contains(p.Detail, "sign in again") {
+			t.Errorf("GET %s with a dead refresh token: %d %s", path, r.status, r.body)
+		}
 	}
 }
 

@@ -9,7 +9,6 @@ import (
 
 	"golang.org/x/oauth2"
 
-	"github.com/outlookd/outlookd/activities"
 	"github.com/outlookd/outlookd/graph"
 	"github.com/outlookd/outlookd/graphsim"
 	"github.com/outlookd/outlookd/internal/benchfig"
@@ -83,7 +82,7 @@ func rawBackfill(t *testing.T, e *enginetest.Engine, messages, pageSize int) flo
 		t.Fatal(err)
 	}
 	start := time.Now()
-	n, err := activities.RawBackfill(ctx, gc, e.Store, conn, e.Ada.ID, "inbox", window, pageSize)
+	n, err := rawDeltaRound(ctx, gc, e.Store, conn, e.Ada.ID, "inbox", window, pageSize)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"golang.org/x/oauth2"
@@ -52,11 +54,9 @@ type Request struct {
 	Settings workflows.Settings
 	// LoginHint pre-fills the account on Microsoft's sign-in page.
 	LoginHint string
-	// Visibility, AppSettings (JSON, as the app chose them) and ReturnURL
-	// are kept in the registry for the API.
-	Visibility  string
-	AppSettings []byte
-	ReturnURL   string
+	// Visibility and ReturnURL are kept in the registry for the API.
+	Visibility string
+	ReturnURL  string
 	// MaxPerOwner, when positive, refuses a connection to an owner who
 	// already has that many live ones (store.ErrTooManyConnections).
 	MaxPerOwner int
@@ -84,10 +84,13 @@ func (s *Service) Create(ctx context.Context, r Request) (Created, error) {
 		return Created{}, err
 	}
 	settings := r.Settings.WithDefaults()
+	raw, err := json.Marshal(settings)
+	if err != nil {
+		return Created{}, fmt.Errorf("connect: settings: %w", err)
+	}
 	id := "conn_" + random(12)
 	row := store.Connection{ID: id, OrgID: r.OrgID, OwnerID: r.OwnerID, State: workflows.StatePendingConsent, Mode: workflows.ModeDelegated,
-		Visibility: r.Visibility, Settings: r.AppSettings, ReturnURL: r.ReturnURL}
-	var err error
+		Visibility: r.Visibility, Settings: raw, ReturnURL: r.ReturnURL}
 	if r.MaxPerOwner > 0 {
 		err = s.Store.CreateConnectionLimited(ctx, row, r.MaxPerOwner)
 	} else {
@@ -115,6 +118,103 @@ func (s *Service) Create(ctx context.Context, r Request) (Created, error) {
 		return Created{}, fmt.Errorf("connect: start workflow: %w", err)
 	}
 	return Created{ConnectionID: id, AuthorizeURL: authURL}, nil
+}
+
+// SettingsOf reads the settings the workflow wrote into a registry row.
+func SettingsOf(row store.Connection) workflows.Settings {
+	var s workflows.Settings
+	if len(row.Settings) > 2 {
+		_ = json.Unmarshal(row.Settings, &s)
+	}
+	return s.WithDefaults()
+}
+
+// ErrNotOrphaned: the connection's workflow is running (or the connection
+// is already disconnected); ask the workflow instead.
+var ErrNotOrphaned = errors.New("connect: the connection's workflow is running or the connection has ended")
+
+// CleanUp disconnects a connection whose workflow ended without
+// disconnecting it (an operator terminated it, or it failed): a new run
+// under the same workflow ID starts in the disconnecting state from what
+// the registry knows, and runs the disconnect saga (subscriptions, Vault,
+// retention), which frees the mailbox. It answers the new run's status.
+func (s *Service) CleanUp(ctx context.Context, row store.Connection) (workflows.Status, error) {
+	if row.State == workflows.StateDisconnected {
+		return workflows.Status{}, ErrNotOrphaned
+	}
+	st := workflows.Orphan(row.ID, row.OrgID, row.OwnerID, cmp.Or(row.Mode, workflows.ModeDelegated), row.Mailbox, SettingsOf(row))
+	st.UserID, st.TenantID, st.DisplayName = row.UserID, row.TenantID, row.DisplayName
+	_, err := s.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:                    workflows.ConnectionWorkflowID(row.ID),
+		TaskQueue:             cmp.Or(s.TaskQueue, workflows.TaskQueue),
+		WorkflowIDReusePolicy: enums.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		// A running workflow is not replaced: the caller asks it instead.
+		WorkflowIDConflictPolicy: enums.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+	}, workflows.Connection, workflows.ConnectionInput{ID: row.ID, OrgID: row.OrgID, OwnerID: row.OwnerID, Mode: st.Mode,
+		Settings: st.Settings, Options: s.Options, State: &st})
+	var running *serviceerror.WorkflowExecutionAlreadyStarted
+	if errors.As(err, &running) {
+		return workflows.Status{}, ErrNotOrphaned
+	}
+	if err != nil {
+		return workflows.Status{}, fmt.Errorf("connect: start the clean-up of %s: %w", row.ID, err)
+	}
+	return workflows.Status{ConnectionState: st, NextAction: "disconnecting"}, nil
+}
+
+// Disconnect disconnects a connection, whatever its workflow did: a
+// running workflow runs its saga (asking again while it runs is answered
+// with where it stands); a connection whose workflow ended without
+// disconnecting is cleaned up by a new run (CleanUp); one already
+// disconnected is answered as it is (Status.State says so).
+func (s *Service) Disconnect(ctx context.Context, row store.Connection) (workflows.Status, error) {
+	if row.State == workflows.StateDisconnected {
+		return workflows.Status{ConnectionState: workflows.ConnectionState{ID: row.ID, State: row.State, Mailbox: row.Mailbox}}, nil
+	}
+	st, err := s.update(ctx, row.ID, workflows.UpdateDisconnect)
+	var rejected *temporal.ApplicationError // only when already disconnected
+	switch {
+	case err == nil:
+		return st, nil
+	case errors.As(err, &rejected):
+		return s.status(ctx, row.ID)
+	case !Ended(err):
+		return workflows.Status{}, err
+	}
+	st, err = s.CleanUp(ctx, row)
+	if errors.Is(err, ErrNotOrphaned) {
+		// A clean-up started meanwhile (or the workflow was started again):
+		// ask it.
+		return s.update(ctx, row.ID, workflows.UpdateDisconnect)
+	}
+	return st, err
+}
+
+// Ended says an error means the connection's workflow is closed.
+func Ended(err error) bool {
+	var gone *serviceerror.NotFound
+	var failed *serviceerror.FailedPrecondition
+	return errors.As(err, &gone) || errors.As(err, &failed)
+}
+
+func (s *Service) update(ctx context.Context, id, name string, args ...any) (workflows.Status, error) {
+	h, err := s.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID: workflows.ConnectionWorkflowID(id), UpdateName: name, Args: args, WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	var st workflows.Status
+	if err == nil {
+		err = h.Get(ctx, &st)
+	}
+	return st, err
+}
+
+func (s *Service) status(ctx context.Context, id string) (workflows.Status, error) {
+	v, err := s.Temporal.QueryWorkflow(ctx, workflows.ConnectionWorkflowID(id), "", workflows.QueryStatus)
+	if err != nil {
+		return workflows.Status{}, err
+	}
+	var st workflows.Status
+	return st, v.Get(&st)
 }
 
 // Reauthorize returns a fresh authorize URL for an existing connection.
@@ -176,7 +276,7 @@ func (s *Service) Callback(ctx context.Context, q url.Values) (Outcome, error) {
 	}
 	in := workflows.ConsentInput{}
 	if e := q.Get("error"); e != "" {
-		reason, _ := identity.Classify(e, q.Get("error_description"))
+		reason, _ := identity.Classify(identity.AtSignIn, e, q.Get("error_description"))
 		in.Reason, in.ReasonText = string(reason), reason.Describe()
 	} else {
 		code := q.Get("code")

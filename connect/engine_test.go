@@ -175,7 +175,7 @@ func TestConnectAndBackfill(t *testing.T) {
 	// Slow pages down so the worker can be killed mid-backfill.
 	e.Sim.SetFault(graphsim.Fault{Endpoint: "delta", Latency: 30 * time.Millisecond})
 
-	id, out := e.ConnectUser(e.Ada.UPN, workflows.Settings{BackfillDays: 30, StoreBodies: true, Features: workflows.Features{Read: true, Send: true}})
+	id, out := e.ConnectUser(e.Ada.UPN, workflows.Settings{BackfillDays: 30, Bodies: workflows.BodiesStore, Features: workflows.Features{Read: true, Send: true}})
 	if out.State != workflows.StateActive || out.Mailbox != "ada@contoso.example" || out.DisplayName != "Ada Lovelace" {
 		t.Fatalf("consent outcome: %+v", out)
 	}

@@ -3,7 +3,7 @@
 // oauth2.TokenSource. Production and the simulator differ only in that URL.
 //
 // It is the only package that imports msgraph-sdk-go, whose first compile is
-// expensive (../shared/reference/graph-facts.md §8.5).
+// expensive (docs/graph.md#build-cost).
 package graph
 
 import (
@@ -49,7 +49,7 @@ func NewClient(cfg Config, ts oauth2.TokenSource) (*Client, error) {
 		return nil, fmt.Errorf("graph: base URL %q is not absolute", cfg.BaseURL)
 	}
 	// The SDK's auth provider silently sends no token to hosts outside its
-	// allow-list (facts §8.1), so the configured host is allowed
+	// allow-list (docs/graph.md#pointing-the-sdk-at-another-host), so the configured host is allowed
 	// explicitly, without port or scheme.
 	hosts, err := absauth.NewAllowedHostsValidatorErrorCheck([]string{u.Hostname()})
 	if err != nil {
@@ -60,8 +60,8 @@ func NewClient(cfg Config, ts oauth2.TokenSource) (*Client, error) {
 	if parent == nil {
 		parent = http.DefaultTransport
 	}
-	// UrlReplaceHandler turns /users/me-token-to-replace into /me (facts
-	// §8.1); the Graph defaults include it.
+	// UrlReplaceHandler turns /users/me-token-to-replace into /me
+	// (docs/graph.md#pointing-the-sdk-at-another-host); the Graph defaults include it.
 	mws := msgraphcore.GetDefaultMiddlewaresWithOptions(&msgraphcore.GraphClientOptions{})
 	if !cfg.SDKRetries {
 		kept := mws[:0]

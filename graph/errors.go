@@ -30,14 +30,14 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// HasCode matches error codes case-insensitively (facts §3.2: Outlook writes
+// HasCode matches error codes case-insensitively (docs/graph.md#delta-token-expiry: Outlook writes
 // SyncStateNotFound, the docs syncStateNotFound).
 func (e *Error) HasCode(code string) bool { return strings.EqualFold(e.Code, code) }
 
-// Throttled reports a 429, 503 or 504: retry later (facts §6.1).
+// Throttled reports a 429, 503 or 504: retry later (docs/graph.md#throttling).
 func (e *Error) Throttled() bool { return e.Status == 429 || e.Status == 503 || e.Status == 504 }
 
-// SyncStateLost reports an expired or invalid delta token (facts §3.2).
+// SyncStateLost reports an expired or invalid delta token (docs/graph.md#delta-token-expiry).
 func (e *Error) SyncStateLost() bool {
 	return e.Status == 410 || e.HasCode("SyncStateNotFound") || e.HasCode("ResyncRequired") || e.HasCode("SyncStateInvalid")
 }

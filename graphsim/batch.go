@@ -11,7 +11,7 @@ import (
 	"strings"
 )
 
-// batchLimit is Graph's limit of requests in one $batch (facts §6.2).
+// batchLimit is Graph's limit of requests in one $batch (docs/graph.md#json-batching).
 const batchLimit = 20
 
 type batchItem struct {
@@ -25,7 +25,7 @@ type batchItem struct {
 
 // serveBatch serves POST /$batch: up to 20 requests run one after another,
 // dependents of a failed request answer 424, and the batch itself answers
-// 200 with every item's status, headers and body (facts §6.2).
+// 200 with every item's status, headers and body (docs/graph.md#json-batching).
 func (s *Sim) serveBatch(g *graphRequest) {
 	if g.r.Method != http.MethodPost {
 		graphError(g.w, g.r, http.StatusMethodNotAllowed, "Request_BadRequest", "The requested method is not supported by this resource.")

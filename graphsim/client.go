@@ -154,6 +154,12 @@ func (c *Client) CreateFolder(ctx context.Context, user, parent, name string) (s
 	return out.ID, err
 }
 
+// DeleteFolder deletes a folder for good, with its child folders and
+// their messages.
+func (c *Client) DeleteFolder(ctx context.Context, user, folder string) error {
+	return c.do(ctx, "DELETE", userPath(user)+"/folders/"+url.PathEscape(folder), nil, nil)
+}
+
 // ExpireDeltaTokens makes the mailbox's delta tokens answer 410.
 func (c *Client) ExpireDeltaTokens(ctx context.Context, user string) error {
 	return c.do(ctx, "POST", userPath(user)+"/expire-delta", nil, nil)

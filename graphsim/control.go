@@ -9,7 +9,7 @@ import (
 )
 
 // Reasons a user's refresh tokens stop working, each answered with the
-// identity platform's own error (facts §1.8).
+// identity platform's own error (docs/graph.md#aadsts-codes).
 const (
 	RevokeSignInSessions    = "revoked"            // admin revoked sessions: AADSTS50173
 	RevokePasswordChanged   = "password_changed"   // password reset: AADSTS50173
@@ -267,7 +267,7 @@ func (s *Sim) Revoke(user, reason string) error {
 	u.revokedAt = s.clock.Now()
 	u.revokeReason = reason
 	// The user's access changed: their subscriptions must be reauthorized
-	// (facts §4.4), and hold notifications until they are.
+	// (docs/graph.md#lifecycle-notifications), and hold notifications until they are.
 	for _, sub := range s.subs {
 		if sub.delegated && sub.CreatorID == u.ID && !sub.NeedsReauth {
 			sub.NeedsReauth = true

@@ -102,7 +102,7 @@ func TestPKCEPlainAndPrompts(t *testing.T) {
 	f := newFixture(t, graphsim.Options{})
 	cfg := f.oauth("common", "offline_access", "Mail.Read")
 	verifier := oauth2.GenerateVerifier()
-	// A challenge without a method is plain (facts §1.2).
+	// A challenge without a method is plain (docs/graph.md#authorization-code-flow-and-pkce).
 	q := authorize(t, cfg.AuthCodeURL("s", oauth2.SetAuthURLParam("code_challenge", verifier), oauth2.SetAuthURLParam("login_hint", "ada@contoso.example")))
 	if _, err := cfg.Exchange(context.Background(), q.Get("code"), oauth2.VerifierOption(verifier)); err != nil {
 		t.Fatalf("plain PKCE: %v", err)

@@ -123,6 +123,9 @@ func (s *Sim) controlHandler() http.Handler {
 		id, err := s.CreateFolder(r.PathValue("user"), body.Parent, body.Name)
 		return map[string]string{"id": id}, err
 	})
+	handle("DELETE /_sim/users/{user}/folders/{folder}", func(r *http.Request) (any, error) {
+		return nil, s.DeleteFolder(r.PathValue("user"), r.PathValue("folder"))
+	})
 	handle("POST /_sim/users/{user}/expire-delta", func(r *http.Request) (any, error) {
 		return nil, s.ExpireDeltaTokens(r.PathValue("user"))
 	})

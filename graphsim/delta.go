@@ -14,7 +14,7 @@ import (
 )
 
 // deltaState is what a $skiptoken or $deltatoken carries. Clients treat it
-// as opaque; Graph likewise encodes the original query into it (facts §3.1).
+// as opaque; Graph likewise encodes the original query into it (docs/graph.md#delta-queries).
 type deltaState struct {
 	Folder string `json:"f"`
 	// W is the watermark: changes with a higher sequence are new to the
@@ -46,13 +46,13 @@ func decodeDelta(tok string) (deltaState, bool) {
 }
 
 // syncStateNotFound answers an expired token as Outlook does: 410 with the
-// PascalCase code (facts §3.2) and a Location to start over.
+// PascalCase code (docs/graph.md#delta-token-expiry) and a Location to start over.
 func (s *Sim) syncStateNotFound(g *graphRequest, restart string) {
 	g.w.Header().Set("Location", restart)
 	graphError(g.w, g.r, http.StatusGone, "SyncStateNotFound", "The sync state generation is not found; generation=149;[highest=157][157][155][156].")
 }
 
-// messageDelta serves mailFolders/{id}/messages/delta (facts §3.1).
+// messageDelta serves mailFolders/{id}/messages/delta (docs/graph.md#delta-queries).
 func (s *Sim) messageDelta(g *graphRequest, mb *mailbox, f *Folder, o renderOpts, pageSize int) {
 	q := g.r.URL.Query()
 	now := s.clock.Now()
@@ -106,7 +106,7 @@ func (s *Sim) messageDelta(g *graphRequest, mb *mailbox, f *Folder, o renderOpts
 		}
 	}
 	// $top caps the round, not the page; the page size comes from
-	// Prefer: odata.maxpagesize (facts §3.1).
+	// Prefer: odata.maxpagesize (docs/graph.md#delta-queries).
 	size := 10
 	if pageSize > 0 {
 		size = min(pageSize, 1000)
@@ -176,7 +176,7 @@ func (s *Sim) messageDelta(g *graphRequest, mb *mailbox, f *Folder, o renderOpts
 	switch {
 	case capped && written == 0:
 		// The round was capped by $top: an empty page and a deltaLink
-		// (facts §3.1); unserved changes stay after the watermark.
+		// (docs/graph.md#delta-queries); unserved changes stay after the watermark.
 		links["@odata.deltaLink"] = base + "?$deltatoken=" + encodeDelta(deltaState{Folder: f.ID, W: st.C, Filter: st.Filter, Select: st.Select, Expand: st.Expand, Gen: mb.generation, Issued: now.Unix()})
 	case done && !capped:
 		links["@odata.deltaLink"] = base + "?$deltatoken=" + encodeDelta(deltaState{Folder: f.ID, W: st.H, Filter: st.Filter, Select: st.Select, Expand: st.Expand, Gen: mb.generation, Issued: now.Unix()})
@@ -187,8 +187,8 @@ func (s *Sim) messageDelta(g *graphRequest, mb *mailbox, f *Folder, o renderOpts
 }
 
 // folderDelta serves mailFolders/delta: the whole hierarchy, flattened
-// (facts §3.3). Folders are not removed in this simulator, so every round
-// returns the folders created or renamed since the token.
+// (docs/graph.md#folder-hierarchy-delta). A round returns the folders
+// created since the token, and the folders deleted since as @removed.
 func (s *Sim) folderDelta(g *graphRequest, mb *mailbox) {
 	q := g.r.URL.Query()
 	base := s.URL() + "/v1.0/" + g.prefix + "/mailFolders/delta"
@@ -226,6 +226,22 @@ func (s *Sim) folderDelta(g *graphRequest, mb *mailbox) {
 		fj := folderJSON(mb, f)
 		fj["@odata.type"] = "#microsoft.graph.mailFolder"
 		writeValue(&buf, fj)
+	}
+	gone := make([]string, 0)
+	for id := range seen {
+		if mb.folders[id] == nil {
+			gone = append(gone, id)
+		}
+	}
+	slices.Sort(gone)
+	for _, id := range gone {
+		if n > 0 {
+			buf.WriteByte(',')
+		}
+		n++
+		buf.WriteString(`{"@odata.type":"#microsoft.graph.mailFolder","id":`)
+		writeValue(&buf, id)
+		buf.WriteString(`,"@removed":{"reason":"deleted"}}`)
 	}
 	b, _ := json.Marshal(ids)
 	links := map[string]string{"@odata.deltaLink": base + "?$deltatoken=" + base64.RawURLEncoding.EncodeToString(b)}

@@ -2,8 +2,8 @@
 // the Microsoft Graph mail API closely enough that outlookd, msgraph-sdk-go
 // and golang.org/x/oauth2 cannot tell it from the real service: the same
 // paths, JSON shapes, status codes, error bodies, token rotation, delta
-// tokens and throttling (see ../shared/reference/graph-facts.md, cited as
-// "facts §N" in comments).
+// tokens and throttling (see docs/graph.md at the repository root; comments
+// cite its sections as docs/graph.md#section).
 //
 // A Sim runs in-process for tests (New, then Start; URLs; Close) or
 // standalone as `outlookd sim`. Tests and demos drive it through its control

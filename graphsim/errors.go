@@ -8,7 +8,7 @@ import (
 )
 
 // graphError writes Graph's error body, always with code and message
-// (facts §6.3: msgraph-sdk-go panics on an error without error.message) and
+// (docs/graph.md#errors: msgraph-sdk-go panics on an error without error.message) and
 // an innerError carrying request-id, date and client-request-id.
 func graphError(w http.ResponseWriter, r *http.Request, status int, code, message string) {
 	body := map[string]any{
@@ -16,7 +16,7 @@ func graphError(w http.ResponseWriter, r *http.Request, status int, code, messag
 			"code":    code,
 			"message": message,
 			"innerError": map[string]any{
-				// Graph emits the date without a zone (facts §2.2).
+				// Graph emits the date without a zone (docs/graph.md#errors).
 				"date":              time.Now().UTC().Format("2006-01-02T15:04:05"),
 				"request-id":        w.Header().Get("request-id"),
 				"client-request-id": r.Header.Get("client-request-id"),
@@ -42,7 +42,7 @@ func writeRawJSON(w http.ResponseWriter, status int, b []byte) {
 	_, _ = w.Write(b)
 }
 
-// Common Graph errors (facts §6.4).
+// Common Graph errors (docs/graph.md#common-error-codes).
 func errItemNotFound(w http.ResponseWriter, r *http.Request) {
 	graphError(w, r, http.StatusNotFound, "ErrorItemNotFound", "The specified object was not found in the store.")
 }

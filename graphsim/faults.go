@@ -9,7 +9,7 @@ import (
 )
 
 // Fault makes a share of the requests to one endpoint class fail or slow
-// down, as Graph does under load (facts §6.1, §6.4).
+// down, as Graph does under load (docs/graph.md#throttling, docs/graph.md#common-error-codes).
 type Fault struct {
 	// Endpoint is a class of requests ("messages", "delta", "folders",
 	// "users", "attachments", or the identity platform's "token" and
@@ -26,7 +26,7 @@ type Fault struct {
 	// Latency is added to every request of the class.
 	Latency time.Duration `json:"latency"`
 	// Duplicate is the share of delta pages that repeat an item, as Graph
-	// may (facts §3.1: "the same change appears in subsequent responses").
+	// may (docs/graph.md#delta-queries: "the same change appears in subsequent responses").
 	Duplicate float64 `json:"duplicate"`
 }
 
@@ -105,7 +105,7 @@ func (s *Sim) injectFault(w http.ResponseWriter, r *http.Request, class string) 
 		return true, 0
 	case x < rule.Reset+rule.Throttle+rule.Unavailable:
 		w.Header().Set("Retry-After", strconv.FormatFloat(retry, 'f', -1, 64))
-		// CORSO observed 503s with an empty body (facts §6.4).
+		// CORSO observed 503s with an empty body (docs/graph.md#common-error-codes).
 		w.WriteHeader(http.StatusServiceUnavailable)
 		s.stats.fault(class, "503")
 		return true, 0

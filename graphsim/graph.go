@@ -21,7 +21,7 @@ type node struct {
 var keyedCollections = map[string]bool{"users": true, "mailfolders": true, "childfolders": true, "messages": true, "attachments": true, "subscriptions": true}
 
 // parsePath turns /v1.0/... into nodes. Segments are URL-decoded (the SDK
-// escapes '=' in IDs, facts §2.1); "name('key')" and "name/key" are both
+// escapes '=' in IDs, docs/graph.md#paths-and-ids); "name('key')" and "name/key" are both
 // accepted, as are delta(), microsoft.graph.delta and their variants.
 func parsePath(escaped string) ([]node, bool) {
 	rest := strings.TrimPrefix(escaped, "/v1.0")
@@ -164,7 +164,7 @@ func (s *Sim) serveGraph(rw http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	g.w = sw
-	// The SDK gzips every request body (facts §8.2).
+	// The SDK gzips every request body (docs/graph.md#request-pipeline).
 	if strings.EqualFold(r.Header.Get("Content-Encoding"), "gzip") {
 		zr, err := gzip.NewReader(r.Body)
 		if err != nil {

@@ -134,7 +134,7 @@ func (s *Sim) parseAuthorize(r *http.Request, q url.Values) (*authRequest, *idpE
 	}
 	if ar.challenge != "" {
 		if ar.method == "" {
-			ar.method = "plain" // facts §1.2: no method means plain
+			ar.method = "plain" // docs/graph.md#authorization-code-flow-and-pkce: no method means plain
 		}
 		if ar.method != "S256" && ar.method != "plain" {
 			return ar, &idpError{err: "invalid_request", code: 50148, message: "The code_challenge_method '" + ar.method + "' is not supported; use S256 or plain."}, true
@@ -320,7 +320,7 @@ func (s *Sim) complete(w http.ResponseWriter, r *http.Request, ar *authRequest, 
 }
 
 // clientAuth authenticates the client of a token request: HTTP Basic with
-// URL-encoded parts, or client_id/client_secret in the form (facts §1.2:
+// URL-encoded parts, or client_id/client_secret in the form (docs/graph.md#authorization-code-flow-and-pkce:
 // x/oauth2 tries Basic first and then the form).
 func (s *Sim) clientAuth(r *http.Request, tenant string) (*App, *idpError) {
 	id, secret, basic := r.BasicAuth()
@@ -376,7 +376,7 @@ func (s *Sim) handleToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// MSAL and Kiota send claims (xms_cc) on every grant; it is accepted and
-	// ignored (facts §1.9).
+	// ignored (docs/graph.md#claims-challenges).
 	var resp map[string]any
 	switch gt := r.PostForm.Get("grant_type"); gt {
 	case "authorization_code":
@@ -469,7 +469,7 @@ func (s *Sim) userTokens(app *App, u *User, scopes []string, oidc map[string]boo
 	resp := map[string]any{
 		"token_type":     "Bearer",
 		"scope":          scopeURIs(scopes),
-		"expires_in":     secs, // an integer: MSAL rejects fractions (facts §1.3)
+		"expires_in":     secs, // an integer: MSAL rejects fractions (docs/graph.md#token-responses)
 		"ext_expires_in": secs,
 		"access_token":   at,
 		"client_info":    clientInfo(u),
@@ -505,7 +505,7 @@ func (s *Sim) redeemRefresh(r *http.Request, app *App, seg string) (map[string]a
 	if e := s.tenantAllows(seg, u); e != nil {
 		return nil, &idpError{err: "invalid_grant", code: 700005, message: "Provided refresh token is intended to use against other tenant, thus rejected."}
 	}
-	// Revocation applies to every token issued before it (facts §1.4).
+	// Revocation applies to every token issued before it (docs/graph.md#refresh-tokens).
 	if !u.revokedAt.IsZero() && !g.family.authTime.After(u.revokedAt) {
 		switch u.revokeReason {
 		case RevokeMFARequired:
@@ -558,7 +558,7 @@ func (s *Sim) clientCredentials(r *http.Request, app *App, seg string) (map[stri
 		return nil, errUnknownClient(app.ClientID, seg)
 	}
 	now := s.clock.Now()
-	// Without admin consent the token simply has no roles (facts §1.5).
+	// Without admin consent the token simply has no roles (docs/graph.md#client-credentials).
 	roles := keys(tenant.appRoleGrants[app.ClientID])
 	at, life, err := s.mintAccessToken(app, tenant.ID, nil, nil, roles, now)
 	if err != nil {
@@ -569,7 +569,7 @@ func (s *Sim) clientCredentials(r *http.Request, app *App, seg string) (map[stri
 	return map[string]any{"token_type": "Bearer", "expires_in": secs, "ext_expires_in": secs, "access_token": at}, nil
 }
 
-// handleDiscovery serves the OpenID configuration of a tenant (facts §1.1:
+// handleDiscovery serves the OpenID configuration of a tenant (docs/graph.md#private-authorities-and-msal:
 // the issuer must be on the simulator's own host).
 func (s *Sim) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 	seg := r.PathValue("tenant")
@@ -612,7 +612,7 @@ func (s *Sim) handleKeys(w http.ResponseWriter, r *http.Request) {
 
 // handleAdminConsent serves /{tenant}/v2.0/adminconsent (and the older
 // /{tenant}/adminconsent): an administrator grants the app's permissions for
-// the whole tenant (facts §1.6).
+// the whole tenant (docs/graph.md#admin-consent).
 func (s *Sim) handleAdminConsent(w http.ResponseWriter, r *http.Request) {
 	if err := r.ParseForm(); err != nil {
 		http.Error(w, "bad form", http.StatusBadRequest)

@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// idpError is an identity-platform error (facts §1.8).
+// idpError is an identity-platform error (docs/graph.md#token-errors).
 type idpError struct {
 	status   int
 	err      string // the OAuth error code
@@ -58,7 +58,7 @@ func (s *Sim) writeTokenError(w http.ResponseWriter, r *http.Request, e *idpErro
 }
 
 // redirectError sends the browser back to the app with an OAuth error
-// (facts §1.2), keeping state.
+// (docs/graph.md#authorization-code-flow-and-pkce), keeping state.
 func (s *Sim) redirectError(w http.ResponseWriter, r *http.Request, redirectURI, state string, e *idpError, extra url.Values) {
 	q := url.Values{}
 	for k, v := range extra {
@@ -89,7 +89,7 @@ func appendQuery(u string, q url.Values) string {
 	return parsed.String()
 }
 
-// Identity-platform errors, with Microsoft's texts (facts §1.8).
+// Identity-platform errors, with Microsoft's texts (docs/graph.md#aadsts-codes).
 func errInvalidClientSecret(appID string) *idpError {
 	return &idpError{status: 401, err: "invalid_client", code: 7000215, message: fmt.Sprintf("Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '%s'.", appID)}
 }
@@ -115,7 +115,7 @@ func errConsentRequired(appID, appName string) *idpError {
 }
 
 func errMFARequired() *idpError {
-	// The claims challenge asks for a fresh MFA (facts §1.8, 50076).
+	// The claims challenge asks for a fresh MFA (docs/graph.md#aadsts-codes, 50076).
 	return &idpError{err: "invalid_grant", code: 50076, suberror: "basic_action",
 		message: "Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication to access '00000003-0000-0000-c000-000000000000'.",
 		claims:  `{"access_token":{"capolids":{"essential":true,"values":["` + newGUID() + `"]}}}`}

@@ -246,7 +246,7 @@ func TestRefreshRotationAndRevocation(t *testing.T) {
 	if st != 200 || first["refresh_token"] == tok.RefreshToken || first["refresh_token"] == nil {
 		t.Fatalf("refresh did not rotate: %d %v", st, first)
 	}
-	// The old refresh token stays valid (facts §1.4).
+	// The old refresh token stays valid (docs/graph.md#refresh-tokens).
 	if st, te, _ := refresh(tok.RefreshToken); st != 200 {
 		t.Fatalf("old refresh token refused: %+v", te)
 	}

@@ -26,7 +26,7 @@ func randomToken(n int) string {
 }
 
 // exchangeID builds an ID shaped like Exchange's: a fixed prefix and
-// base64url with '=' padding, '-' and '_' (facts §2.1: the SDK escapes '='
+// base64url with '=' padding, '-' and '_' (docs/graph.md#paths-and-ids: the SDK escapes '='
 // in paths, so the simulator must decode path segments).
 func exchangeID(prefix string, parts ...string) string {
 	h := sha256.New()

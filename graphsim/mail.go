@@ -47,7 +47,7 @@ func (s *Sim) mailAccess(g *graphRequest, write bool) (basic bool, ok bool) {
 		return false, false
 	}
 	// Another user's mailbox: the .Shared scopes and a mailbox right
-	// (facts §2.6).
+	// (docs/graph.md#shared-mailboxes).
 	rights := t.rights[p.user.ID]
 	switch {
 	case write && p.has("Mail.ReadWrite.Shared") && rights[RightReadWrite]:
@@ -180,7 +180,7 @@ func (s *Sim) serveMailbox(g *graphRequest) {
 		case len(nodes) == 2 && nodes[1].name == "delta" && folder != nil:
 			s.messageDelta(g, mb, folder, o, pageSize)
 		case len(nodes) == 2 && nodes[1].name == "delta":
-			// facts §3.1: there is no /me/messages/delta.
+			// docs/graph.md#delta-queries: there is no /me/messages/delta.
 			errBadRequest(g.w, g.r, "Change tracking is not supported against 'microsoft.graph.message'.")
 		default:
 			errResourceNotFound(g.w, g.r)
@@ -216,7 +216,7 @@ func (s *Sim) serveMailbox(g *graphRequest) {
 	}
 }
 
-// folderJSON renders a mail folder (facts §2.4).
+// folderJSON renders a mail folder (docs/graph.md#mail-folders).
 func folderJSON(mb *mailbox, f *Folder) map[string]any {
 	unread := 0
 	for _, m := range f.items {
@@ -243,7 +243,7 @@ func (s *Sim) writeFolder(g *graphRequest, mb *mailbox, f *Folder) {
 }
 
 // listFolders lists a folder's children: 10 per page by default, hidden
-// folders only with includeHiddenFolders=true (facts §2.4).
+// folders only with includeHiddenFolders=true (docs/graph.md#mail-folders).
 func (s *Sim) listFolders(g *graphRequest, mb *mailbox, parent *Folder) {
 	q := g.r.URL.Query()
 	top, skip, ok := pageParams(g, 10, 1000)
@@ -296,7 +296,7 @@ func pageParams(g *graphRequest, def, max int) (top, skip int, ok bool) {
 }
 
 // nextSkipLink is the request's own URL with $top and a new $skip
-// (facts §2.1: message lists page with $skip).
+// (docs/graph.md#listing-messages: message lists page with $skip).
 func (s *Sim) nextSkipLink(g *graphRequest, top, skip int) string {
 	q := g.r.URL.Query()
 	q.Set("$top", strconv.Itoa(top))
@@ -368,7 +368,7 @@ func (s *Sim) listMessages(g *graphRequest, mb *mailbox, f *Folder, o renderOpts
 func (s *Sim) serveAttachments(g *graphRequest, m *Message, nodes []node) {
 	attJSON := func(a *Attachment) map[string]any {
 		return map[string]any{
-			"@odata.type":             "#microsoft.graph.fileAttachment", // exact string the SDK needs (facts §2.5)
+			"@odata.type":             "#microsoft.graph.fileAttachment", // exact string the SDK needs (docs/graph.md#attachments)
 			"@odata.mediaContentType": a.ContentType,
 			"id":                      a.ID,
 			"lastModifiedDateTime":    graphTime(a.Modified),

@@ -72,7 +72,7 @@ func (s *Sim) buildMessage(u *User, spec *MessageSpec, now time.Time) (*Message,
 		return nil, fmt.Errorf("graphsim: folder %q: %w", fname, ErrNotFound)
 	}
 	imm := exchangeID("AAMkAGI", u.ID, randomToken(12))
-	// Graph's timestamps have whole seconds (facts §2.2).
+	// Graph's timestamps have whole seconds (docs/graph.md#message-properties).
 	received := spec.Received
 	if received.IsZero() {
 		received = now
@@ -126,7 +126,7 @@ func domainOf(addr, def string) string {
 	return def
 }
 
-// preview is the first 255 characters of the body as text (facts §2.2).
+// preview is the first 255 characters of the body as text (docs/graph.md#message-properties).
 func preview(body, ctype string) string {
 	text := body
 	if ctype == "html" {
@@ -259,6 +259,42 @@ func (s *Sim) CreateFolder(user, parent, name string) (string, error) {
 		}
 	}
 	return u.mailbox.addFolder(u.ID, p.ID, name).ID, nil
+}
+
+// DeleteFolder deletes a folder (by ID or well-known name) for good, with
+// its child folders and their messages, as a permanent delete in Outlook
+// or Graph's permanentDelete does; requests naming it then answer 404
+// ErrorItemNotFound. Well-known folders and the root cannot be deleted.
+func (s *Sim) DeleteFolder(user, folder string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u := s.user(user)
+	if u == nil || u.mailbox == nil {
+		return fmt.Errorf("graphsim: mailbox %q: %w", user, ErrNotFound)
+	}
+	mb := u.mailbox
+	f := mb.folder(folder)
+	if f == nil {
+		return fmt.Errorf("graphsim: folder %q: %w", folder, ErrNotFound)
+	}
+	if f.WellKnown != "" || f.ID == mb.rootID {
+		return fmt.Errorf("graphsim: the well-known folder %q cannot be deleted", folder)
+	}
+	var drop func(f *Folder)
+	drop = func(f *Folder) {
+		for _, c := range f.children {
+			drop(mb.folders[c])
+		}
+		for _, m := range mb.folderMessages(f) {
+			mb.remove(m)
+		}
+		delete(mb.folders, f.ID)
+	}
+	drop(f)
+	if p := mb.folders[f.ParentID]; p != nil {
+		p.children = slices.DeleteFunc(p.children, func(id string) bool { return id == f.ID })
+	}
+	return nil
 }
 
 // Truth is the ground truth of one mailbox.

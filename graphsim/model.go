@@ -188,7 +188,7 @@ type changeEvent struct {
 	to     string // folder it is in now (created, moved, updated)
 }
 
-// wellKnownFolders are created in every mailbox (facts §2.4), with their
+// wellKnownFolders are created in every mailbox (docs/graph.md#mail-folders), with their
 // display names; hidden ones are marked.
 var wellKnownFolders = []struct {
 	name, display string
@@ -234,7 +234,7 @@ func (mb *mailbox) addFolder(userID, parentID, name string) *Folder {
 	return f
 }
 
-// folder resolves a folder ID or well-known name (any case, facts §2.1).
+// folder resolves a folder ID or well-known name (any case, docs/graph.md#paths-and-ids).
 func (mb *mailbox) folder(idOrName string) *Folder {
 	if f := mb.folders[idOrName]; f != nil {
 		return f
@@ -257,7 +257,7 @@ func (mb *mailbox) messageByID(id string) *Message {
 }
 
 // restIDFor is the REST ID of a message after n moves: Graph's regular IDs
-// change when a message moves (facts §2.3), immutable ones do not.
+// change when a message moves (docs/graph.md#immutable-ids), immutable ones do not.
 func restIDFor(immutableID string, moves int) string {
 	return exchangeID("AAMkADI", immutableID, strings.Repeat("m", moves))
 }

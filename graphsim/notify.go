@@ -13,7 +13,7 @@ import (
 
 // delivery posts change and lifecycle notifications to the URLs of
 // subscriptions, with Graph's batching, retries and slow-endpoint rules
-// (facts §4.3, §4.4). Queues and timers run on real time; expirations on
+// (docs/graph.md#notification-payloads, docs/graph.md#delivery-and-retries). Queues and timers run on real time; expirations on
 // the simulated clock.
 type delivery struct {
 	s      *Sim
@@ -161,7 +161,7 @@ func (d *delivery) changed(u *User, ev changeEvent) {
 			"resource":                       res,
 			"tenantId":                       sub.TenantID,
 			"resourceData": map[string]any{
-				// Basic Outlook notifications capitalise the type (facts §4.3).
+				// Basic Outlook notifications capitalise the type (docs/graph.md#notification-payloads).
 				"@odata.type": "#Microsoft.Graph.Message",
 				"@odata.id":   res,
 				"@odata.etag": `W/"` + ev.msg.ChangeKey + `"`,
@@ -172,7 +172,7 @@ func (d *delivery) changed(u *User, ev changeEvent) {
 	}
 }
 
-// lifecycle queues a lifecycle event for a subscription (facts §4.3). The
+// lifecycle queues a lifecycle event for a subscription (docs/graph.md#lifecycle-notifications). The
 // caller holds s.mu.
 func (d *delivery) lifecycle(sub *Subscription, event string) {
 	d.s.stats.add("lifecycle."+event, 1)
@@ -232,7 +232,7 @@ func (d *delivery) enqueue(url string, lifecycle bool, item map[string]any, r su
 }
 
 // missed reports dropped notifications with a missed lifecycle event
-// (facts §4.4: Outlook sends missed when notifications are dropped).
+// (docs/graph.md#lifecycle-notifications: Outlook sends missed when notifications are dropped).
 func (d *delivery) missed(r subRef) {
 	if r.lifecycleURL == "" {
 		return

@@ -169,7 +169,7 @@ func parseOrderBy(raw string) ([]orderKey, error) {
 	return out, nil
 }
 
-// inefficient applies Graph's rule (facts §2.1): properties in $orderby must
+// inefficient applies Graph's rule (docs/graph.md#listing-messages): properties in $orderby must
 // also appear in $filter, in the same order, and first.
 func inefficient(filter []filterClause, order []orderKey) bool {
 	if len(order) == 0 || len(filter) == 0 {

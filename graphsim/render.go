@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// graphTime formats timestamps as Graph does: UTC with a Z (facts §2.2).
+// graphTime formats timestamps as Graph does: UTC with a Z (docs/graph.md#message-properties).
 func graphTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05Z") }
 
 // renderOpts says how to render a message for one request.
@@ -30,7 +30,7 @@ var attachmentFields = []string{"id", "name", "contentType", "size", "isInline",
 
 // parseExpand accepts $expand=attachments and
 // $expand=attachments($select=id,name,...), the forms Graph offers for
-// messages (facts §3.1: delta supports $expand).
+// messages (docs/graph.md#delta-queries: delta supports $expand).
 func parseExpand(raw string) ([]string, error) {
 	raw = strings.TrimSpace(raw)
 	if raw == "" {
@@ -108,7 +108,7 @@ func (o renderOpts) id(m *Message) string {
 }
 
 // messageFields lists the message properties in Graph's order
-// (facts §2.2).
+// (docs/graph.md#message-properties).
 var messageFields = []messageField{
 	{"createdDateTime", true, func(m *Message, _ renderOpts) any { return graphTime(m.Created) }},
 	{"lastModifiedDateTime", true, func(m *Message, _ renderOpts) any { return graphTime(m.LastModified) }},
@@ -223,7 +223,7 @@ func writeValue(buf *bytes.Buffer, v any) {
 	buf.Write(b)
 }
 
-// writeRemoved appends a delta tombstone (facts §3.1).
+// writeRemoved appends a delta tombstone (docs/graph.md#delta-queries).
 func writeRemoved(buf *bytes.Buffer, id string) {
 	buf.WriteString(`{"@odata.type":"#microsoft.graph.message","id":`)
 	writeValue(buf, id)

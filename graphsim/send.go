@@ -13,7 +13,7 @@ import (
 	"time"
 )
 
-// SendingOptions are Exchange Online's sending limits (facts §5); personal
+// SendingOptions are Exchange Online's sending limits (docs/graph.md#sending-limits); personal
 // accounts get the lower Personal* values (undocumented by Microsoft;
 // secondary sources).
 type SendingOptions struct {
@@ -105,7 +105,7 @@ func addresses(rs []Recipient) []string {
 	return out
 }
 
-// canSend applies the sending permissions (facts §5): Mail.Send on one's
+// canSend applies the sending permissions (docs/graph.md#sending-as-another-user): Mail.Send on one's
 // own mailbox; Mail.Send.Shared and a send-as right for another; the
 // application permission Mail.Send for any mailbox of the tenant.
 func (s *Sim) canSend(g *graphRequest, mailbox *User, from string) (code, msg string) {
@@ -136,7 +136,7 @@ func (s *Sim) canSend(g *graphRequest, mailbox *User, from string) (code, msg st
 	return "", ""
 }
 
-// sendMail serves POST {me|users/x}/sendMail (facts §5): JSON or base64 MIME.
+// sendMail serves POST {me|users/x}/sendMail (docs/graph.md#sending-mail): JSON or base64 MIME.
 func (s *Sim) sendMail(g *graphRequest) {
 	body, err := io.ReadAll(io.LimitReader(g.r.Body, 40<<20))
 	if err != nil {
@@ -166,7 +166,7 @@ func (s *Sim) sendMail(g *graphRequest) {
 			return
 		}
 		msg = *req.Message
-		// The docs even send it as the string "false" (facts §5).
+		// The docs even send it as the string "false" (docs/graph.md#sending-mail).
 		switch strings.Trim(strings.ToLower(string(req.SaveToSentItems)), `"`) {
 		case "", "true", "null":
 		case "false":
@@ -263,7 +263,7 @@ func (s *Sim) composeFrom(mailbox *User, w *wireMessage, forSend bool) (*Message
 	}
 	m.ReplyTo = recipientsOf(w.ReplyTo)
 	if w.From != nil && w.From.EmailAddress.Address != "" {
-		// Send As: from is the other mailbox; Graph sets sender (facts §5).
+		// Send As: from is the other mailbox; Graph sets sender (docs/graph.md#sending-as-another-user).
 		m.Sender = Recipient{Name: mailbox.DisplayName, Address: mailbox.Mail}
 	}
 	return m, "", ""
@@ -282,7 +282,7 @@ func (s *Sim) submit(mailbox *User, m *Message, save bool, headers map[string]st
 	}
 	n := len(m.To) + len(m.Cc) + len(m.Bcc)
 	if n > maxRcpt {
-		// The exact Graph code is not documented (facts §5).
+		// The exact Graph code is not documented (docs/graph.md#sending-limits).
 		return http.StatusBadRequest, "ErrorTooManyRecipients", fmt.Sprintf("The message has %d recipients; the limit is %d.", n, maxRcpt)
 	}
 	now := s.clock.Now()
@@ -301,7 +301,7 @@ func (s *Sim) submit(mailbox *User, m *Message, save bool, headers map[string]st
 		return http.StatusForbidden, "ErrorSubmissionQuotaExceeded", fmt.Sprintf("Cannot submit message: SubmissionQuotaExceededException; the mailbox has sent to %d recipients in the last 24 hours, and its limit is %d.", used, daily)
 	}
 	// Over the per-minute rate, a message is carried over to a later
-	// minute rather than refused (facts §5).
+	// minute rather than refused (docs/graph.md#sending-limits).
 	deliverAt := now
 	if len(lastMinute) >= o.PerMinute {
 		deliverAt = lastMinute[len(lastMinute)-o.PerMinute].Add(time.Minute)

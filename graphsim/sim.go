@@ -18,31 +18,31 @@ import (
 // Options configures a simulator.
 type Options struct {
 	// AccessTokenLifetime returns the lifetime of each access token; the
-	// default draws 60-90 minutes as Entra does (facts §1.7).
+	// default draws 60-90 minutes as Entra does (docs/graph.md#access-tokens).
 	AccessTokenLifetime func() time.Duration
 	// RefreshTokenInactivity is how long an unused refresh token lives
-	// (facts §1.4: 90 days).
+	// (docs/graph.md#refresh-tokens: 90 days).
 	RefreshTokenInactivity time.Duration
 	// AuthCodeLifetime is the life of an authorization code (about 10 min).
 	AuthCodeLifetime time.Duration
 	// DeltaTokenMaxAge expires delta tokens older than this with 410
-	// SyncStateNotFound (facts §3.2; Outlook's real limit is not fixed).
+	// SyncStateNotFound (docs/graph.md#delta-token-expiry; Outlook's real limit is not fixed).
 	DeltaTokenMaxAge time.Duration
 	// MailboxConcurrency and MailboxRequests per MailboxWindow are the
-	// per app and mailbox limits (facts §6.1: 4, and 10,000 per 10 minutes).
+	// per app and mailbox limits (docs/graph.md#throttling: 4, and 10,000 per 10 minutes).
 	MailboxConcurrency int
 	MailboxRequests    int
 	MailboxWindow      time.Duration
 
-	// Subscriptions and notifications (facts §4).
+	// Subscriptions and notifications (docs/graph.md#change-notifications).
 	Subscriptions SubscriptionOptions
-	// Sending limits (facts §5).
+	// Sending limits (docs/graph.md#sending-limits).
 	Sending SendingOptions
 }
 
 // SubscriptionOptions shapes change notifications; the defaults are Graph's.
 type SubscriptionOptions struct {
-	// MaxLifetime of a mail subscription (observed 10,070 minutes, facts §4.6).
+	// MaxLifetime of a mail subscription (observed 10,070 minutes, docs/graph.md#subscription-lifetime).
 	MaxLifetime time.Duration
 	// MinLifetime: shorter requests are raised to it (45 minutes).
 	MinLifetime time.Duration
@@ -220,7 +220,7 @@ func (s *Sim) SetBaseURL(u string) {
 }
 
 // Start serves on a loopback port over plain HTTP (msgraph-sdk-go and
-// x/oauth2 accept http for loopback hosts, facts §8.1).
+// x/oauth2 accept http for loopback hosts, docs/graph.md#pointing-the-sdk-at-another-host).
 func (s *Sim) Start() error {
 	return s.StartOn("127.0.0.1:0")
 }

@@ -13,7 +13,7 @@ import (
 	"time"
 )
 
-// Subscription is a Graph change-notification subscription (facts §4).
+// Subscription is a Graph change-notification subscription (docs/graph.md#change-notifications).
 type Subscription struct {
 	ID              string    `json:"id"`
 	Resource        string    `json:"resource"`
@@ -69,7 +69,7 @@ func (sub *Subscription) json(base string) map[string]any {
 }
 
 // subscriptionResource matches the mail resources Outlook supports
-// (facts §4.1): me|users/{id} followed by messages or a folder's messages.
+// (docs/graph.md#creating-a-subscription): me|users/{id} followed by messages or a folder's messages.
 var subscriptionResource = regexp.MustCompile(`(?i)^/?(me|users/([^/]+))/(messages|mail[fF]olders(?:\('([^']+)'\)|/([^/]+))/messages)/?(\?.*)?$`)
 
 // subscriptionRequest is the body of a create or renew request.
@@ -117,7 +117,7 @@ func (s *Sim) serveSubscriptions(g *graphRequest) {
 }
 
 // withSubscription runs fn on a live subscription of the caller's app (404
-// for others, expired or removed ones: facts §4.5).
+// for others, expired or removed ones: docs/graph.md#renewing-and-deleting).
 func (s *Sim) withSubscription(g *graphRequest, id string, fn func(*Subscription)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -156,7 +156,7 @@ func (s *Sim) expiration(raw string, now time.Time) (time.Time, string) {
 	}
 	o := s.opts.Subscriptions
 	if exp.After(now.Add(o.MaxLifetime)) {
-		// Over the limit is refused, not clamped (facts §4.6).
+		// Over the limit is refused, not clamped (docs/graph.md#subscription-lifetime).
 		return time.Time{}, fmt.Sprintf("Subscription expiration can only be %d minutes in the future.", int(o.MaxLifetime/time.Minute))
 	}
 	if !exp.After(now) {
@@ -276,7 +276,7 @@ func (s *Sim) createSubscription(g *graphRequest) {
 	}
 
 	// The validation handshake happens before the answer, outside the lock
-	// (facts §4.2), on both URLs.
+	// (docs/graph.md#validation-handshake), on both URLs.
 	for _, u := range []string{sub.NotificationURL, sub.LifecycleURL} {
 		if u == "" {
 			continue
@@ -308,7 +308,7 @@ func (s *Sim) createSubscription(g *graphRequest) {
 }
 
 // mayAccessForSubscription applies the permission rules of mail
-// subscriptions (facts §4.1): read access to the mailbox; delegated tokens
+// subscriptions (docs/graph.md#creating-a-subscription): read access to the mailbox; delegated tokens
 // only on the signed-in user's own mailbox (.Shared is not supported).
 func (s *Sim) mayAccessForSubscription(p *principal, sub *Subscription) string {
 	if p.delegated() {
@@ -357,7 +357,7 @@ func (s *Sim) validateEndpoint(ctx context.Context, endpoint string) (code, msg 
 }
 
 // renewSubscription serves PATCH: a new expiration, which also
-// reauthorizes (facts §4.4).
+// reauthorizes (docs/graph.md#renewing-and-deleting).
 func (s *Sim) renewSubscription(g *graphRequest, id string) {
 	var req subscriptionRequest
 	if err := json.NewDecoder(io.LimitReader(g.r.Body, 1<<20)).Decode(&req); err != nil {

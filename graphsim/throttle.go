@@ -8,7 +8,7 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// throttler enforces Outlook's per app and mailbox limits (facts §6.1): a
+// throttler enforces Outlook's per app and mailbox limits (docs/graph.md#throttling): a
 // number of concurrent requests, and a request budget per window, shared by
 // every request of that app to that mailbox.
 type throttler struct {

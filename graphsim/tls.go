@@ -19,7 +19,7 @@ import (
 // StartTLSOn serves over HTTPS on addr with a certificate for hosts, signed
 // by a CA generated for this run; it returns the CA certificate (PEM) for
 // clients to trust. MSAL and azidentity require an https authority
-// (facts §1.1).
+// (docs/graph.md#private-authorities-and-msal).
 func (s *Sim) StartTLSOn(addr string, hosts []string) ([]byte, error) {
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {

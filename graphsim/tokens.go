@@ -20,7 +20,7 @@ const GraphResource = "https://graph.microsoft.com"
 // of app-only tokens and in WWW-Authenticate headers.
 const graphAppID = "00000003-0000-0000-c000-000000000000"
 
-// accessClaims are the claims of a Graph access token (facts §1.7: Graph
+// accessClaims are the claims of a Graph access token (docs/graph.md#access-tokens: Graph
 // tokens are opaque to clients, but outlookd may read tid/oid/upn/scp).
 type accessClaims struct {
 	jwt.RegisteredClaims
@@ -101,7 +101,7 @@ func (s *Sim) mintAccessToken(app *App, tenantID string, u *User, scopes, roles 
 	}
 	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, c)
 	tok.Header["kid"] = s.kid
-	// Observed: Graph token headers carry a nonce (facts §1.7).
+	// Observed: Graph token headers carry a nonce (docs/graph.md#access-tokens).
 	tok.Header["nonce"] = randomToken(24)
 	signed, err := tok.SignedString(s.key)
 	return signed, life, err
@@ -127,7 +127,7 @@ func (s *Sim) mintIDToken(app *App, u *User, nonce string, now time.Time) (strin
 	}
 	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, claims)
 	tok.Header["kid"] = s.kid
-	// jwt encodes segments with RawURLEncoding, as MSAL requires (facts §1.3).
+	// jwt encodes segments with RawURLEncoding, as MSAL requires (docs/graph.md#token-responses).
 	return tok.SignedString(s.key)
 }
 
@@ -136,13 +136,13 @@ func pairwiseSub(userID, clientID string) string {
 	return base64.RawURLEncoding.EncodeToString(h[:])
 }
 
-// clientInfo is base64url JSON {"uid","utid"} (facts §1.3).
+// clientInfo is base64url JSON {"uid","utid"} (docs/graph.md#token-responses).
 func clientInfo(u *User) string {
 	b, _ := json.Marshal(map[string]string{"uid": u.ID, "utid": u.TenantID})
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// token validation failures, with the message Graph returns (facts §6.4).
+// token validation failures, with the message Graph returns (docs/graph.md#common-error-codes).
 var (
 	errTokenEmpty     = errors.New("Access token is empty.")
 	errTokenExpired   = errors.New("Lifetime validation failed, the token is expired.")

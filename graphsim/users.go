@@ -8,7 +8,7 @@ import (
 	"strings"
 )
 
-// userJSON renders a user with Graph's default properties (facts §7).
+// userJSON renders a user with Graph's default properties (docs/graph.md#users).
 func userJSON(u *User) map[string]any {
 	given, sur, _ := strings.Cut(u.DisplayName, " ")
 	var mail any = u.Mail
@@ -51,7 +51,7 @@ func (s *Sim) getUser(g *graphRequest, me bool) {
 }
 
 // listUsers pages through the tenant's directory with $skiptoken
-// (facts §7: /users has no $skip).
+// (docs/graph.md#users: /users has no $skip).
 func (s *Sim) listUsers(g *graphRequest) {
 	p := g.p
 	q := g.r.URL.Query()

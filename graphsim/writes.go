@@ -9,7 +9,7 @@ import (
 )
 
 // serveWrite routes the mailbox writes: sendMail, drafts, PATCH, DELETE,
-// move and send (facts §5). It reports false when the path is not a write.
+// move and send (docs/graph.md#sending-mail). It reports false when the path is not a write.
 func (s *Sim) serveWrite(g *graphRequest, o renderOpts) bool {
 	n := g.nodes
 	method := g.r.Method
@@ -186,7 +186,7 @@ func (s *Sim) moveMessage(g *graphRequest, id string, o renderOpts) {
 }
 
 // sendDraft serves POST .../messages/{id}/send, which needs Content-Length:
-// 0 (facts §5) and files the message in Sent Items.
+// 0 (docs/graph.md#sending-mail) and files the message in Sent Items.
 func (s *Sim) sendDraft(g *graphRequest, id string) {
 	if g.r.Header.Get("Content-Length") == "" {
 		graphError(g.w, g.r, http.StatusLengthRequired, "LengthRequired", "Length Required: the Content-Length header is required.")

@@ -16,7 +16,7 @@ import (
 // Config is the app registration and the cloud it lives in.
 type Config struct {
 	// AuthorityURL is the login host (https://login.microsoftonline.com;
-	// national clouds have their own, facts §1.1).
+	// national clouds have their own, docs/graph.md#national-clouds).
 	AuthorityURL string
 	// Tenant is the {tenant} segment: common, organizations, consumers, or a
 	// tenant ID.
@@ -159,16 +159,33 @@ func Code(description string) int {
 	return 0
 }
 
+// Where says where an identity-platform error arrived, which decides what
+// some codes mean: AADSTS65001 ("the user or administrator has not
+// consented") at a sign-in means the tenant has not approved the app yet,
+// and an administrator must; at a refresh it means the consent once given
+// was removed (docs/graph.md#identity-platform-errors).
+type Where int
+
+const (
+	// AtSignIn: the authorize redirect, or the redemption of its code.
+	AtSignIn Where = iota
+	// AtRefresh: the redemption of a refresh token.
+	AtRefresh
+)
+
 // Classify maps an identity-platform error (an OAuth error code and its
 // description, from a redirect or a token response) to a reason, and says
 // whether the user must act (true) or the error is transient.
-func Classify(oauthErr, description string) (Reason, bool) {
+func Classify(where Where, oauthErr, description string) (Reason, bool) {
 	switch Code(description) {
-	case 90094, 90093: // admin consent required; a non-admin tried to grant it
+	case 90094, 90093, 90095: // admin consent required; a non-admin tried to grant it; admin approval workflow
 		return ReasonAdminConsentRequired, true
 	case 65004:
 		return ReasonConsentDeclined, true
 	case 65001:
+		if where == AtSignIn {
+			return ReasonAdminConsentRequired, true
+		}
 		return ReasonConsentRevoked, true
 	case 50076, 50079, 50078:
 		return ReasonMFARequired, true
@@ -179,7 +196,12 @@ func Classify(oauthErr, description string) (Reason, bool) {
 			return ReasonPasswordChanged, true
 		}
 		return ReasonRevoked, true
-	case 700082, 70008:
+	case 700082:
+		return ReasonInactive, true
+	case 70008: // an expired grant: at a sign-in, the code outlived its ten minutes
+		if where == AtSignIn {
+			return ReasonCodeInvalid, true
+		}
 		return ReasonInactive, true
 	case 50057:
 		return ReasonAccountDisabled, true
@@ -192,10 +214,16 @@ func Classify(oauthErr, description string) (Reason, bool) {
 	case "access_denied":
 		return ReasonConsentDeclined, true
 	case "consent_required":
-		return ReasonAdminConsentRequired, true
+		if where == AtSignIn {
+			return ReasonAdminConsentRequired, true
+		}
+		return ReasonConsentRevoked, true
 	case "interaction_required", "login_required":
 		return ReasonMFARequired, true
 	case "invalid_grant":
+		if where == AtSignIn {
+			return ReasonCodeInvalid, true
+		}
 		return ReasonRevoked, true
 	case "invalid_client", "unauthorized_client":
 		return ReasonAppMisconfigured, true
@@ -207,7 +235,7 @@ func Classify(oauthErr, description string) (Reason, bool) {
 
 // ClassifyError classifies an x/oauth2 token error. Anything that is not an
 // answer of the token endpoint (a network error) is transient.
-func ClassifyError(err error) (Reason, bool) {
+func ClassifyError(where Where, err error) (Reason, bool) {
 	var re *oauth2.RetrieveError
 	if !errors.As(err, &re) {
 		return ReasonUnknown, false
@@ -215,5 +243,5 @@ func ClassifyError(err error) (Reason, bool) {
 	if re.Response != nil && re.Response.StatusCode >= 500 {
 		return ReasonUnknown, false
 	}
-	return Classify(re.ErrorCode, re.ErrorDescription)
+	return Classify(where, re.ErrorCode, re.ErrorDescription)
 }

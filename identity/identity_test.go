@@ -34,35 +34,44 @@ func TestScopesAndFeatures(t *testing.T) {
 
 func TestClassify(t *testing.T) {
 	tests := []struct {
+		where     Where
 		err, desc string
 		want      Reason
 	}{
-		{"consent_required", "AADSTS90094: Admin consent is required", ReasonAdminConsentRequired},
-		{"access_denied", "AADSTS65004: User declined to consent to access the app.", ReasonConsentDeclined},
-		{"invalid_grant", "AADSTS65001: The user or administrator has not consented", ReasonConsentRevoked},
-		{"invalid_grant", "AADSTS50076: Due to a configuration change ... multi-factor", ReasonMFARequired},
-		{"access_denied", "AADSTS53003: Access has been blocked by Conditional Access policies.", ReasonConditionalAccess},
-		{"invalid_grant", "AADSTS50173: The provided grant has expired due to it being revoked, a fresh auth token is needed. The user might have changed or reset their password.", ReasonPasswordChanged},
-		{"invalid_grant", "AADSTS50173: The provided grant has expired due to it being revoked, a fresh auth token is needed.", ReasonRevoked},
-		{"invalid_grant", "AADSTS700082: The refresh token has expired due to inactivity.", ReasonInactive},
-		{"invalid_grant", "AADSTS50057: The user account is disabled.", ReasonAccountDisabled},
-		{"invalid_client", "AADSTS7000222: The provided client secret keys for app are expired.", ReasonAppMisconfigured},
-		{"invalid_grant", "AADSTS54005: OAuth2 Authorization code was already redeemed", ReasonCodeInvalid},
-		{"access_denied", "", ReasonConsentDeclined},
+		{AtSignIn, "consent_required", "AADSTS90094: Admin consent is required", ReasonAdminConsentRequired},
+		{AtSignIn, "access_denied", "AADSTS65004: User declined to consent to access the app.", ReasonConsentDeclined},
+		// The same code means two things, by where it arrived.
+		{AtSignIn, "invalid_client", "AADSTS65001: The user or administrator has not consented to use the application", ReasonAdminConsentRequired},
+		{AtRefresh, "invalid_grant", "AADSTS65001: The user or administrator has not consented", ReasonConsentRevoked},
+		{AtSignIn, "consent_required", "", ReasonAdminConsentRequired},
+		{AtRefresh, "consent_required", "", ReasonConsentRevoked},
+		{AtRefresh, "invalid_grant", "AADSTS50076: Due to a configuration change ... multi-factor", ReasonMFARequired},
+		{AtSignIn, "access_denied", "AADSTS53003: Access has been blocked by Conditional Access policies.", ReasonConditionalAccess},
+		{AtRefresh, "invalid_grant", "AADSTS50173: The provided grant has expired due to it being revoked, a fresh auth token is needed. The user might have changed or reset their password.", ReasonPasswordChanged},
+		{AtRefresh, "invalid_grant", "AADSTS50173: The provided grant has expired due to it being revoked, a fresh auth token is needed.", ReasonRevoked},
+		{AtRefresh, "invalid_grant", "AADSTS700082: The refresh token has expired due to inactivity.", ReasonInactive},
+		{AtRefresh, "invalid_grant", "AADSTS50057: The user account is disabled.", ReasonAccountDisabled},
+		{AtRefresh, "invalid_client", "AADSTS7000222: The provided client secret keys for app are expired.", ReasonAppMisconfigured},
+		{AtSignIn, "invalid_grant", "AADSTS54005: OAuth2 Authorization code was already redeemed", ReasonCodeInvalid},
+		{AtSignIn, "invalid_grant", "", ReasonCodeInvalid},
+		{AtRefresh, "invalid_grant", "", ReasonRevoked},
+		{AtSignIn, "access_denied", "", ReasonConsentDeclined},
+		{AtSignIn, "invalid_grant", "AADSTS70008: The provided authorization code or refresh token has expired", ReasonCodeInvalid},
+		{AtRefresh, "invalid_grant", "AADSTS70008: The provided authorization code or refresh token has expired", ReasonInactive},
 	}
 	for _, tt := range tests {
-		got, userMustAct := Classify(tt.err, tt.desc)
+		got, userMustAct := Classify(tt.where, tt.err, tt.desc)
 		if got != tt.want || !userMustAct || got.Describe() == "" {
-			t.Errorf("Classify(%q, %q) = %v, %v; want %v", tt.err, tt.desc, got, userMustAct, tt.want)
+			t.Errorf("Classify(%v, %q, %q) = %v, %v; want %v", tt.where, tt.err, tt.desc, got, userMustAct, tt.want)
 		}
 	}
-	if _, userMustAct := Classify("temporarily_unavailable", "AADSTS90055"); userMustAct {
+	if _, userMustAct := Classify(AtRefresh, "temporarily_unavailable", "AADSTS90055"); userMustAct {
 		t.Error("throttling classified as permanent")
 	}
-	if _, userMustAct := ClassifyError(&oauth2.RetrieveError{Response: &http.Response{StatusCode: 503}, ErrorCode: "x"}); userMustAct {
+	if _, userMustAct := ClassifyError(AtRefresh, &oauth2.RetrieveError{Response: &http.Response{StatusCode: 503}, ErrorCode: "x"}); userMustAct {
 		t.Error("a 503 from the token endpoint classified as permanent")
 	}
-	if r, userMustAct := ClassifyError(&oauth2.RetrieveError{Response: &http.Response{StatusCode: 400}, ErrorCode: "invalid_grant", ErrorDescription: "AADSTS50173: revoked"}); r != ReasonRevoked || !userMustAct {
+	if r, userMustAct := ClassifyError(AtRefresh, &oauth2.RetrieveError{Response: &http.Response{StatusCode: 400}, ErrorCode: "invalid_grant", ErrorDescription: "AADSTS50173: revoked"}); r != ReasonRevoked || !userMustAct {
 		t.Error("invalid_grant not classified")
 	}
 }

@@ -10,13 +10,6 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// Sentinel errors callers match with errors.Is.
-var (
-	ErrNotFound = errors.New("store: not found")
-	// ErrMailboxTaken: the mailbox is connected by another live connection.
-	ErrMailboxTaken = errors.New("store: mailbox already connected")
-)
-
 // Connection is a row of the connection registry.
 type Connection struct {
 	ID            string
@@ -98,8 +91,8 @@ type ConnectionUpdate struct {
 	GrantedScopes []string
 	// Settings, when set, replaces the stored settings (JSON).
 	Settings []byte
-	// Event, when set, is recorded in the same transaction.
-	Event *Event
+	// Events are recorded in the same transaction, each once.
+	Events []Event
 }
 
 // UpdateConnection applies an update. Claiming a mailbox another live
@@ -109,11 +102,13 @@ func (s *Store) UpdateConnection(ctx context.Context, id string, u ConnectionUpd
 		if err := updateConnection(ctx, tx, id, u); err != nil {
 			return err
 		}
-		if u.Event == nil {
-			return nil
+		for _, e := range u.Events {
+			e.ConnectionID = id
+			if err := addEvent(ctx, tx, e); err != nil {
+				return err
+			}
 		}
-		u.Event.ConnectionID = id
-		return addEvent(ctx, tx, *u.Event)
+		return nil
 	})
 }
 
@@ -181,13 +176,6 @@ func (s *Store) ListConnections(ctx context.Context, f ConnectionFilter) ([]Conn
 	return out, nil
 }
 
-func deref(s *string) string {
-	if s == nil {
-		return ""
-	}
-	return *s
-}
-
 // ErrTooManyConnections: the owner already has as many live connections as
 // the organisation allows.
 var ErrTooManyConnections = errors.New("the user already has as many connections as the organisation allows")
@@ -210,4 +198,26 @@ func (s *Store) CreateConnectionLimited(ctx context.Context, c Connection, max i
 		}
 		return insertConnection(ctx, tx, c)
 	})
+}
+
+// Detach keeps a connection's mail as an archive the app can still read,
+// forgetting the sync positions and subscriptions (retention "keep").
+func (s *Store) Detach(ctx context.Context, connectionID string) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := lockForDetach(ctx, tx, connectionID); err != nil {
+			return err
+		}
+		for _, q := range []string{`UPDATE folders SET cursor = NULL, gap_cursor = NULL WHERE connection_id = $1`,
+			`DELETE FROM subscriptions WHERE connection_id = $1`,
+			`UPDATE connections SET detached_at = COALESCE(detached_at, now()) WHERE id = $1`} {
+			if _, err := tx.Exec(ctx, q, connectionID); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: detach %s: %w", connectionID, err)
+	}
+	return nil
 }

@@ -109,3 +109,20 @@ func DropDatabase(ctx context.Context, dsn string) error {
 func redactParseError(err error) error {
 	return errors.New("the database URL is malformed")
 }
+
+// Sentinel errors callers match with errors.Is.
+var (
+	ErrNotFound = errors.New("store: not found")
+	// ErrMailboxTaken: the mailbox is connected by another live connection.
+	ErrMailboxTaken = errors.New("store: mailbox already connected")
+	// ErrDetached: the connection's mail was deleted or archived at
+	// disconnect; no page is written for it any more.
+	ErrDetached = errors.New("store: the connection is detached")
+)
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}

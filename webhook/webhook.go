@@ -62,7 +62,7 @@ func (r *Receiver) Notifications(w http.ResponseWriter, req *http.Request) { r.s
 func (r *Receiver) Lifecycle(w http.ResponseWriter, req *http.Request) { r.serve(w, req, true) }
 
 func (r *Receiver) serve(w http.ResponseWriter, req *http.Request, lifecycle bool) {
-	// The handshake: echo the URL-decoded token as text/plain (facts §4.2).
+	// The handshake: echo the URL-decoded token as text/plain (docs/graph.md#validation-handshake).
 	if tok := req.URL.Query().Get("validationToken"); tok != "" {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(http.StatusOK)

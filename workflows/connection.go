@@ -5,34 +5,33 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
 
-	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 )
 
-// connection is the running state of a Connection workflow.
+// connection is the running state of a Connection workflow. Everything
+// that must survive continue-as-new is in s.
 type connection struct {
 	s    ConnectionState
 	opts Options
 	log  log.Logger
-	// recorded is the state last mirrored into the registry.
-	recorded string
-	// retryBackfillAt delays a failed backfill's next attempt.
-	retryBackfillAt time.Time
-	progress        workflow.ReceiveChannel
-	changes         workflow.ReceiveChannel
-	lifecycle       workflow.ReceiveChannel
-	retrySyncAt     time.Time
+	// settingsMu orders settings updates, each applied and answered in turn.
+	settingsMu workflow.Mutex
+	progress   workflow.ReceiveChannel
+	changes    workflow.ReceiveChannel
+	lifecycle  workflow.ReceiveChannel
 	// cancelBackfill cancels the running backfill child (set while one
 	// runs; a run never continues as new under a running backfill).
 	cancelBackfill workflow.CancelFunc
 }
 
 // Connection is the entity workflow of one connected mailbox: consent,
-// token upkeep, backfill and (later) live sync, re-auth and disconnect.
+// token upkeep, backfill, live sync, re-auth and disconnect. Cancelling it
+// (in the Temporal UI or CLI) disconnects it.
 func Connection(ctx workflow.Context, in ConnectionInput) (ConnectionResult, error) {
 	c, err := newConnection(ctx, in)
 	if err != nil {
@@ -44,11 +43,10 @@ func Connection(ctx workflow.Context, in ConnectionInput) (ConnectionResult, err
 var refPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{8,64}$`)
 
 func newConnection(ctx workflow.Context, in ConnectionInput) (*connection, error) {
-	c := &connection{opts: in.Options.withDefaults(), log: workflow.GetLogger(ctx)}
+	c := &connection{opts: in.Options.withDefaults(), log: workflow.GetLogger(ctx), settingsMu: workflow.NewMutex(ctx)}
 	if in.State != nil {
 		c.s = *in.State
 		c.s.Runs++
-		c.recorded = c.s.State
 	} else {
 		if in.ID == "" || in.OrgID == "" || in.OwnerID == "" {
 			return nil, temporal.NewNonRetryableApplicationError("a connection needs an ID, an organisation and an owner", "InvalidInput", nil)
@@ -60,50 +58,43 @@ func newConnection(ctx workflow.Context, in ConnectionInput) (*connection, error
 		if mode == "" {
 			mode = ModeDelegated
 		}
-		c.s = ConnectionState{ID: in.ID, OrgID: in.OrgID, OwnerID: in.OwnerID, Mode: mode, Settings: in.Settings.WithDefaults(),
-			State: StatePendingConsent, Since: workflow.Now(ctx)}
-		c.recorded = StatePendingConsent // the registry row starts so
+		settings := in.Settings.WithDefaults()
+		c.s = ConnectionState{ID: in.ID, OrgID: in.OrgID, OwnerID: in.OwnerID, Mode: mode, Settings: settings,
+			State: StatePendingConsent, Since: workflow.Now(ctx),
+			// The registry row starts so (connect writes it before the start).
+			Registry: RegistryMirror{State: StatePendingConsent, Settings: &settings}}
 	}
 	c.log = log.With(c.log, "connection", c.s.ID)
+	if err := c.registerHandlers(ctx); err != nil {
+		return nil, err
+	}
+	if p := c.s.Pending; p.Sync || p.Renew || p.Resubscribe || len(p.Reanchor) > 0 {
+		c.log.Info("resuming work signalled before continue-as-new", "pending", c.s.Pending)
+	}
+	if err := c.upsertSearchAttributes(ctx); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
 
+func (c *connection) registerHandlers(ctx workflow.Context) error {
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (Status, error) { return c.status(ctx), nil }); err != nil {
-		return nil, err
+		return err
 	}
-	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateConsent, c.onConsent,
-		workflow.UpdateHandlerOptions{Validator: c.validateConsent}); err != nil {
-		return nil, err
+	updates := []struct {
+		name      string
+		handler   any
+		validator any
+	}{
+		{UpdateConsent, c.onConsent, c.validateConsent},
+		{UpdateSettings, c.onSettings, c.validateSettings},
+		{UpdateDisconnect, c.onDisconnect, c.validateDisconnect},
+		{UpdateResync, c.onResync, c.validateResync},
 	}
-	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateSettings, c.onSettings,
-		workflow.UpdateHandlerOptions{Validator: c.validateSettings}); err != nil {
-		return nil, err
-	}
-	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateDisconnect, c.onDisconnect,
-		workflow.UpdateHandlerOptions{Validator: c.validateDisconnect}); err != nil {
-		return nil, err
-	}
-	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateResync, func(ctx workflow.Context, in ResyncInput) (Status, error) {
-		c.s.Pending.Sync = true
-		for _, f := range in.Folders {
-			if !slices.Contains(c.s.Pending.Reanchor, f) {
-				c.s.Pending.Reanchor = append(c.s.Pending.Reanchor, f)
-			}
+	for _, u := range updates {
+		if err := workflow.SetUpdateHandlerWithOptions(ctx, u.name, u.handler, workflow.UpdateHandlerOptions{Validator: u.validator}); err != nil {
+			return err
 		}
-		return c.status(ctx), nil
-	}, workflow.UpdateHandlerOptions{Validator: func(in ResyncInput) error {
-		if c.s.State != StateActive {
-			return fmt.Errorf("only an active connection can resync; this one is %s", c.s.State)
-		}
-		if len(in.Folders) > 0 && !c.live() {
-			return errors.New("the first backfill has not finished; there is nothing to re-anchor yet")
-		}
-		for _, f := range in.Folders {
-			if f == "" || len(f) > 512 {
-				return errors.New("a folder to re-anchor is empty or too long")
-			}
-		}
-		return nil
-	}}); err != nil {
-		return nil, err
 	}
 	c.progress = workflow.GetSignalChannel(ctx, SignalBackfillProgress)
 	c.changes = workflow.GetSignalChannel(ctx, SignalChanges)
@@ -126,15 +117,12 @@ func newConnection(ctx workflow.Context, in ConnectionInput) (*connection, error
 				c.onLifecycle(l)
 			})
 			sel.Select(ctx)
+			if ctx.Err() != nil {
+				return
+			}
 		}
 	})
-	if p := c.s.Pending; p.Sync || p.Renew || p.Resubscribe || len(p.Reanchor) > 0 {
-		c.log.Info("resuming work signalled before continue-as-new", "pending", c.s.Pending)
-	}
-	if err := c.upsertSearchAttributes(ctx); err != nil {
-		return nil, err
-	}
-	return c, nil
+	return nil
 }
 
 func (c *connection) upsertSearchAttributes(ctx workflow.Context) error {
@@ -148,25 +136,69 @@ func (c *connection) upsertSearchAttributes(ctx workflow.Context) error {
 	if c.s.Mailbox != "" {
 		updates = append(updates, SAMailbox.ValueSet(c.s.Mailbox))
 	}
-	// The sync mode rides along with every upsert, so a connection that
-	// was already live before the attribute existed gets it too (at its
-	// next generation or state change), not only at its next mode change.
-	if c.s.Sync.Mode != "" && workflow.GetVersion(ctx, "sync-mode-every-upsert", workflow.DefaultVersion, 1) == 1 {
+	if c.s.Sync.Mode != "" {
 		updates = append(updates, SASyncMode.ValueSet(c.s.Sync.Mode))
 	}
 	return workflow.UpsertTypedSearchAttributes(ctx, updates...)
 }
 
-// setState moves the connection to a state, with a reason in words.
-func (c *connection) setState(ctx workflow.Context, state, reason, text string) {
-	if c.s.State != state {
-		c.log.Info("connection state", "from", c.s.State, "to", state, "reason", reason)
-		c.s.State, c.s.Since = state, workflow.Now(ctx)
+// run is the main loop: write what the registry lacks, continue as new
+// when the history is long, then do what the state asks. A cancellation of
+// the workflow, wherever it lands, disconnects the connection.
+func (c *connection) run(ctx workflow.Context) (ConnectionResult, error) {
+	for {
+		err := c.turn(ctx)
+		var can *workflow.ContinueAsNewError
+		switch {
+		case errors.As(err, &can):
+			return ConnectionResult{}, err
+		case temporal.IsCanceledError(err) || ctx.Err() != nil:
+			return c.canceled(ctx)
+		case err != nil:
+			return ConnectionResult{}, err
+		case c.s.State == StateDisconnected:
+			return ConnectionResult{State: c.s.State, Reason: c.s.Reason}, nil
+		}
 	}
-	c.s.Reason, c.s.ReasonText = reason, text
-	if err := c.upsertSearchAttributes(ctx); err != nil {
-		c.log.Error("upsert search attributes", "err", err)
+}
+
+// turn is one pass of the main loop.
+func (c *connection) turn(ctx workflow.Context) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
 	}
+	c.syncRegistry(ctx)
+	if c.shouldContinueAsNew(ctx) {
+		return c.continueAsNew(ctx)
+	}
+	switch c.s.State {
+	case StatePendingConsent, StateReauthRequired:
+		state := c.s.State
+		return workflow.Await(ctx, func() bool { return c.s.State != state || c.registryBehind() || c.canSuggested(ctx) })
+	case StateConnecting:
+		c.exchange(ctx)
+	case StateActive:
+		return c.active(ctx)
+	case StateDisconnecting:
+		c.disconnect(ctx)
+	case StateDisconnected:
+	default:
+		return fmt.Errorf("connection in unknown state %q", c.s.State)
+	}
+	return nil
+}
+
+// canceled disconnects a connection whose workflow was cancelled: the saga
+// runs in a context the cancellation does not reach.
+func (c *connection) canceled(ctx workflow.Context) (ConnectionResult, error) {
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	if c.s.State != StateDisconnecting {
+		c.moveTo(dctx, StateDisconnecting, ReasonWorkflowCanceled, "The connection's workflow was cancelled; the connection is being disconnected.", nil)
+	}
+	c.log.Info("workflow cancelled: disconnecting")
+	c.syncRegistry(dctx)
+	c.disconnect(dctx)
+	return ConnectionResult{State: c.s.State, Reason: c.s.Reason}, nil
 }
 
 func (c *connection) validateConsent(in ConsentInput) error {
@@ -185,15 +217,14 @@ func (c *connection) validateConsent(in ConsentInput) error {
 // waits until it has been exchanged), or a refusal.
 func (c *connection) onConsent(ctx workflow.Context, in ConsentInput) (Status, error) {
 	if in.Reason != "" {
-		c.setState(ctx, c.s.State, in.Reason, in.ReasonText)
+		c.moveTo(ctx, c.s.State, in.Reason, in.ReasonText, nil)
 		return c.status(ctx), nil
 	}
-	resume := c.s.State == StateReauthRequired
-	c.s.ConsentRef = in.Ref
-	c.setState(ctx, StateConnecting, "", "")
-	if resume {
-		c.s.Reason = "reauthorizing"
+	reconsent := c.s.State == StateReauthRequired
+	if !c.moveTo(ctx, StateConnecting, "", "", nil) {
+		return c.status(ctx), nil
 	}
+	c.s.ConsentRef, c.s.Reconsent = in.Ref, reconsent
 	if err := workflow.Await(ctx, func() bool { return c.s.State != StateConnecting }); err != nil {
 		return Status{}, err
 	}
@@ -207,16 +238,75 @@ func (c *connection) validateSettings(in Settings) error {
 	return in.Validate()
 }
 
-// onSettings applies new settings; a wider window backfills the gap.
+// onSettings applies new settings; the duties pick them up (other folders
+// or a wider window backfill what is missing), and the main loop writes
+// them to the registry before the update answers.
 func (c *connection) onSettings(ctx workflow.Context, in Settings) (Status, error) {
-	in = in.WithDefaults()
-	c.s.Settings = in
+	if err := c.settingsMu.Lock(ctx); err != nil {
+		return Status{}, err
+	}
+	defer c.settingsMu.Unlock()
+	c.s.Settings = in.WithDefaults()
+	want := c.s.Settings
+	// Answer once the registry holds these settings (or the connection
+	// ended, or other settings replaced them).
+	if err := workflow.Await(ctx, func() bool {
+		r := c.s.Registry.Settings
+		return r != nil && settingsEqual(*r, want) || !settingsEqual(c.s.Settings, want) ||
+			c.s.State == StateDisconnecting || c.s.State == StateDisconnected
+	}); err != nil {
+		return Status{}, err
+	}
 	return c.status(ctx), nil
 }
 
-// onLifecycle reacts to Graph's lifecycle events (facts §4.4): a removed
-// subscription is recreated, reauthorization renews, and after missed
-// notifications a delta round catches up. Each also syncs, to be safe.
+func (c *connection) validateResync(in ResyncInput) error {
+	if c.s.State != StateActive {
+		return fmt.Errorf("only an active connection can resync; this one is %s", c.s.State)
+	}
+	if len(in.Folders) > 0 && !c.live() {
+		return errors.New("the first backfill has not finished; there is nothing to re-anchor yet")
+	}
+	for _, f := range in.Folders {
+		if err := validFolderName(f); err != nil {
+			return err
+		}
+		if f != "*" && !c.knowsFolder(f) {
+			return fmt.Errorf("the connection syncs no folder %q; name a synced folder's ID or well-known name, or \"*\"", f)
+		}
+	}
+	return nil
+}
+
+// knowsFolder says whether a folder (ID, well-known or display name) is
+// one the connection syncs.
+func (c *connection) knowsFolder(f string) bool {
+	if slices.ContainsFunc(c.s.Settings.Folders, func(root string) bool { return strings.EqualFold(root, f) }) {
+		return true
+	}
+	for _, p := range c.s.Backfill.Folders {
+		if p.ID == f || strings.EqualFold(p.Name, f) {
+			return true
+		}
+	}
+	return false
+}
+
+// onResync asks for a delta round, re-anchoring the folders named.
+func (c *connection) onResync(ctx workflow.Context, in ResyncInput) (Status, error) {
+	c.s.Pending.Sync = true
+	for _, f := range in.Folders {
+		if !slices.Contains(c.s.Pending.Reanchor, f) {
+			c.s.Pending.Reanchor = append(c.s.Pending.Reanchor, f)
+		}
+	}
+	return c.status(ctx), nil
+}
+
+// onLifecycle reacts to Graph's lifecycle events
+// (docs/graph.md#lifecycle-notifications): a removed subscription is
+// recreated, reauthorization renews, and after missed notifications a
+// delta round catches up. Each also syncs, to be safe.
 func (c *connection) onLifecycle(l LifecycleSignal) {
 	if l.SubscriptionID != "" && l.SubscriptionID != c.s.Sync.SubscriptionID {
 		return // about a subscription this connection has replaced
@@ -241,12 +331,16 @@ func (c *connection) validateDisconnect() error {
 // asking again while it runs is answered with where it stands.
 func (c *connection) onDisconnect(ctx workflow.Context) (Status, error) {
 	if c.s.State != StateDisconnecting {
-		c.setState(ctx, StateDisconnecting, "disconnect_requested", "The connection is being disconnected.")
+		c.moveTo(ctx, StateDisconnecting, ReasonDisconnectRequested, "The connection is being disconnected.", nil)
+		c.s.DisconnectStep = "starting"
 	}
 	return c.status(ctx), nil
 }
 
 func (c *connection) applyProgress(p BackfillProgress) {
+	if p.Run != 0 && p.Run != c.s.Backfill.Runs {
+		return // from a backfill that has ended
+	}
 	if c.s.Backfill.Folders == nil {
 		c.s.Backfill.Folders = map[string]FolderProgress{}
 	}
@@ -259,6 +353,7 @@ func (c *connection) status(ctx workflow.Context) Status {
 	return st
 }
 
+// nextAction says what the connection does next, in words, and when.
 func (c *connection) nextAction(ctx workflow.Context) (string, time.Time) {
 	switch c.s.State {
 	case StatePendingConsent:
@@ -271,225 +366,105 @@ func (c *connection) nextAction(ctx workflow.Context) (string, time.Time) {
 		if c.s.Backfill.Running {
 			return "backfilling", time.Time{}
 		}
-		if c.needsBackfill(ctx) {
-			return "starting a backfill", c.retryBackfillAt
+		if d, at := c.nextDuty(ctx); d != nil {
+			return d.name, at
 		}
-		if c.live() {
-			return "next delta round", c.nextSyncAt()
-		}
-		return "keeping the refresh token alive", c.keepAliveAt()
 	case StateDisconnecting:
+		if c.s.DisconnectStep == "" {
+			return "disconnecting", time.Time{}
+		}
 		return "disconnecting: " + c.s.DisconnectStep, time.Time{}
 	}
 	return "", time.Time{}
 }
 
-func (c *connection) keepAliveAt() time.Time {
-	last := c.s.LastRefresh
-	if last.IsZero() {
-		last = c.s.Since
-	}
-	return last.Add(c.opts.KeepAliveEvery)
-}
-
-// backfillTarget is the start of the window the settings ask for.
-func (c *connection) backfillTarget(ctx workflow.Context) time.Time {
-	return workflow.Now(ctx).Add(-time.Duration(c.s.Settings.BackfillDays) * 24 * time.Hour).Truncate(time.Second)
-}
-
-func (c *connection) needsBackfill(ctx workflow.Context) bool {
-	if !c.s.Granted.Read || c.s.Backfill.Running {
-		return false
-	}
-	b := c.s.Backfill
-	if b.Covered.IsZero() {
-		return true
-	}
-	// A wider window: the new start is more than a day before the covered one.
-	return c.backfillTarget(ctx).Before(b.Covered.Add(-24 * time.Hour))
-}
-
-func (c *connection) run(ctx workflow.Context) (ConnectionResult, error) {
-	for {
-		c.recordState(ctx)
-		if c.shouldContinueAsNew(ctx) {
-			return c.continueAsNew(ctx)
-		}
-		switch c.s.State {
-		case StatePendingConsent, StateReauthRequired:
-			state := c.s.State
-			if err := workflow.Await(ctx, func() bool { return c.s.State != state || c.canSuggested(ctx) }); err != nil {
-				return ConnectionResult{}, err
-			}
-		case StateConnecting:
-			c.exchange(ctx)
-		case StateActive:
-			if err := c.active(ctx); err != nil {
-				return ConnectionResult{}, err
-			}
-		case StateDisconnecting:
-			c.disconnect(ctx)
-		case StateDisconnected:
-			return ConnectionResult{State: c.s.State, Reason: c.s.Reason}, nil
-		default:
-			return ConnectionResult{}, fmt.Errorf("connection in unknown state %q", c.s.State)
-		}
-	}
-}
-
-// recordState mirrors a changed state into the registry. The transient
-// connecting state is not mirrored, and ExchangeCode records active itself.
-func (c *connection) recordState(ctx workflow.Context) {
-	if c.recorded == c.s.State || c.s.State == StateConnecting {
-		return
-	}
-	err := workflow.ExecuteActivity(withLocalRetries(ctx, time.Minute), ActivityRecordState,
-		RecordStateInput{ConnectionID: c.s.ID, State: c.s.State, Mode: c.s.Mode}).Get(ctx, nil)
-	if err != nil {
-		c.log.Error("record state", "err", err)
-		return
-	}
-	c.recorded = c.s.State
-}
-
-// exchange turns the consent reference into tokens and an identity.
+// exchange turns the consent reference into tokens and an identity. The
+// result applies only if the connection is still connecting: a disconnect
+// that arrived meanwhile wins.
 func (c *connection) exchange(ctx workflow.Context) {
-	reauth := c.s.Reason == "reauthorizing"
 	in := ExchangeCodeInput{ConnectionID: c.s.ID, Ref: c.s.ConsentRef}
-	if reauth {
-		in.ExpectUserID = c.s.UserID
-	}
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: time.Minute,
-		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: 10,
-			NonRetryableErrorTypes: []string{ErrConsentFailed, ErrMailboxTaken}},
-	})
-	var res ExchangeCodeResult
-	err := workflow.ExecuteActivity(actx, ActivityExchangeCode, in).Get(ctx, &res)
-	c.s.ConsentRef = ""
 	back := StatePendingConsent
-	if reauth {
-		back = StateReauthRequired
+	if c.s.Reconsent {
+		in.ExpectUserID, back = c.s.UserID, StateReauthRequired
+	}
+	res, err := exchangeCode.run(ctx, in)
+	c.s.ConsentRef = ""
+	if !c.still(StateConnecting) {
+		return
 	}
 	if err != nil {
-		reason, text := "consent_failed", "The sign-in could not be completed; try again."
-		var appErr *temporal.ApplicationError
-		if errors.As(err, &appErr) {
-			var detail struct{ Reason, Text string }
-			if appErr.HasDetails() && appErr.Details(&detail) == nil && detail.Reason != "" {
-				reason, text = detail.Reason, detail.Text
-			}
-			if appErr.Type() == ErrMailboxTaken {
-				reason, text = "mailbox_already_connected", "This mailbox is already connected; disconnect it first or connect another account."
-			}
+		if temporal.IsCanceledError(err) {
+			return
 		}
-		c.setState(ctx, back, reason, text)
+		reason, text := ReasonConsentFailed, "The sign-in could not be completed; try again."
+		if d, ok := errorDetail(err); ok {
+			reason, text = d.Reason, d.Text
+		}
+		var appErr *temporal.ApplicationError
+		if errors.As(err, &appErr) && appErr.Type() == ErrMailboxTaken {
+			reason, text = ReasonMailboxTaken, "This mailbox is already connected; disconnect it first or connect another account."
+		}
+		c.moveTo(ctx, back, reason, text, nil)
 		return
 	}
 	c.s.UserID, c.s.Mailbox, c.s.TenantID, c.s.DisplayName = res.UserID, res.Mailbox, res.TenantID, res.DisplayName
-	c.s.GrantedScopes = res.GrantedScopes
-	c.s.Granted = grantedFeatures(res.GrantedScopes)
+	c.s.GrantedScopes, c.s.Granted = res.GrantedScopes, res.Granted
 	c.s.AccessExpiry, c.s.LastRefresh = res.AccessExpiry, workflow.Now(ctx)
 	text := ""
 	if c.s.Settings.Features.Read && !c.s.Granted.Read {
 		text = "The user granted sending only: the connection is send-only and syncs no mail."
 	}
-	c.setState(ctx, StateActive, "", text)
-	c.recorded = StateActive // ExchangeCode wrote the registry row
-}
-
-// grantedFeatures mirrors identity.FeaturesOf without importing it.
-func grantedFeatures(scopes []string) Features {
-	has := func(names ...string) bool {
-		return slices.ContainsFunc(scopes, func(s string) bool { return slices.Contains(names, s) })
+	reconsent := c.s.Reconsent
+	c.s.Reconsent = false
+	c.moveTo(ctx, StateActive, "", text, map[string]any{"mailbox": res.Mailbox, "reauthorized": reconsent})
+	if reconsent {
+		c.resume()
 	}
-	return Features{Read: has("Mail.Read", "Mail.ReadWrite", "Mail.ReadBasic"), Send: has("Mail.Send")}
 }
 
-// active runs one turn of an active connection: start what is due, then
-// sleep until something changes or the next deadline.
+// resume is what a re-consent does to the duties: everything that waited
+// for tokens runs now, and a catch-up round fetches what changed while the
+// tokens were dead.
+func (c *connection) resume() {
+	c.s.Pending.Sync = true
+	if c.s.Sync.Mode == SyncPush {
+		c.s.Pending.Renew = true
+	}
+	c.s.Sync.Backoff, c.s.Sync.Subscribe, c.s.Backfill.Backoff = Backoff{}, Backoff{}, Backoff{}
+}
+
+// errorDetail is the reason and sentence an activity's error carries.
+func errorDetail(err error) (struct{ Reason, Text string }, bool) {
+	var detail struct{ Reason, Text string }
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) && appErr.HasDetails() && appErr.Details(&detail) == nil && detail.Reason != "" {
+		return detail, true
+	}
+	return detail, false
+}
+
+// active runs the first duty that is due, or sleeps until one is, or
+// until something (an update, a signal, the backfill ending) makes one
+// due sooner.
 func (c *connection) active(ctx workflow.Context) error {
+	d, at := c.nextDuty(ctx)
 	now := workflow.Now(ctx)
-	if c.needsBackfill(ctx) && !now.Before(c.retryBackfillAt) {
-		c.startBackfill(ctx)
-	}
-	if c.live() {
-		if c.s.Sync.Mode == "" || c.s.Pending.Resubscribe {
-			c.subscribe(ctx)
-			return nil
-		}
-		if c.s.Sync.Mode == SyncPush && (c.s.Pending.Renew || !now.Before(c.s.Sync.SubscriptionExpires.Add(-c.opts.RenewBefore))) {
-			c.renew(ctx)
-			return nil
-		}
-		if (c.s.Pending.Sync || !now.Before(c.nextSyncAt())) && !now.Before(c.retrySyncAt) {
-			c.sync(ctx)
-			return nil
-		}
-	}
-	if !now.Before(c.keepAliveAt()) {
-		c.refresh(ctx)
+	if d != nil && !at.After(now) {
+		d.run(c, ctx)
 		return nil
 	}
-	wake := c.keepAliveAt()
-	for _, at := range []time.Time{c.retryBackfillAt, c.retrySyncAt} {
-		if at.After(now) && at.Before(wake) {
-			wake = at
-		}
+	wait := at.Sub(now)
+	if d == nil {
+		wait = c.opts.KeepAliveEvery
 	}
-	if c.live() {
-		if at := c.nextSyncAt(); at.Before(wake) {
-			wake = at
+	_, err := workflow.AwaitWithTimeout(ctx, wait, func() bool {
+		if c.s.State != StateActive || c.registryBehind() || c.canSuggested(ctx) {
+			return true
 		}
-		if c.s.Sync.Mode == SyncPush {
-			if at := c.s.Sync.SubscriptionExpires.Add(-c.opts.RenewBefore); at.Before(wake) {
-				wake = at
-			}
-		}
-	}
-	if !wake.After(now) {
-		wake = now.Add(time.Second)
-	}
-	state, running, settings := c.s.State, c.s.Backfill.Running, c.s.Settings.BackfillDays
-	_, err := workflow.AwaitWithTimeout(ctx, wake.Sub(now), func() bool {
-		return c.s.State != state || c.s.Backfill.Running != running || c.s.Settings.BackfillDays != settings ||
-			c.s.Pending.Sync || c.s.Pending.Renew || c.s.Pending.Resubscribe || c.canSuggested(ctx)
+		next, sooner := c.nextDuty(ctx)
+		return next != nil && (d == nil || sooner.Before(at))
 	})
 	return err
-}
-
-// live says whether the connection syncs: it reads mail and its folders
-// have their delta anchors (the first backfill is done).
-func (c *connection) live() bool {
-	return c.s.Granted.Read && !c.s.Backfill.Covered.IsZero()
-}
-
-// nextSyncAt is when the next round runs without notifications: the
-// reconciliation of a pushed connection, or the poll of one that is not.
-func (c *connection) nextSyncAt() time.Time {
-	every := c.opts.ReconcileEvery
-	if c.s.Sync.Mode == SyncPolling {
-		every = c.opts.PollEvery
-		if c.s.Settings.PollMinutes > 0 {
-			every = time.Duration(c.s.Settings.PollMinutes) * time.Minute
-		}
-	}
-	last := c.s.Sync.LastSync
-	if last.IsZero() {
-		last = c.s.Backfill.Completed
-	}
-	return last.Add(every)
-}
-
-// graphActivity is the options of activities that call Graph: retried
-// until done, except when the tokens are dead.
-func graphActivity(ctx workflow.Context, timeout time.Duration) workflow.Context {
-	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: timeout,
-		HeartbeatTimeout:    time.Minute,
-		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 5 * time.Minute,
-			NonRetryableErrorTypes: []string{ErrReauthRequired}},
-	})
 }
 
 // subscribe creates the connection's subscription, or switches to polling
@@ -501,15 +476,21 @@ func (c *connection) subscribe(ctx workflow.Context) {
 		c.setSyncMode(ctx, SyncPolling, "no notification URL is configured")
 		return
 	}
-	var res SubscriptionResult
-	err := workflow.ExecuteActivity(graphActivity(ctx, 2*time.Minute), ActivityEnsureSubscription, EnsureSubscriptionInput{
+	res, err := ensureSubscription.run(ctx, EnsureSubscriptionInput{
 		ConnectionID: c.s.ID, UserID: c.s.UserID, NotificationURL: c.opts.NotificationURL, LifecycleURL: c.opts.LifecycleURL,
 		Lifetime: c.opts.SubscriptionLifetime, Replace: replace,
-	}).Get(ctx, &res)
-	if err != nil {
-		c.onActivityError(ctx, err)
+	})
+	if !c.still(StateActive) {
 		return
 	}
+	if err != nil {
+		c.s.Pending.Resubscribe = replace
+		if !c.onActivityError(ctx, err) {
+			c.s.Sync.Subscribe.failed(workflow.Now(ctx))
+		}
+		return
+	}
+	c.s.Sync.Subscribe = Backoff{}
 	c.s.Pending.Sync = true // catch up on what happened while unsubscribed
 	if res.PollReason != "" {
 		c.setSyncMode(ctx, SyncPolling, res.PollReason)
@@ -520,8 +501,8 @@ func (c *connection) subscribe(ctx workflow.Context) {
 	c.s.Sync.SubscriptionID, c.s.Sync.SubscriptionExpires = res.ID, res.Expiration
 }
 
-// setSyncMode records push or polling, in the state and (for histories
-// that know it) in the SyncMode search attribute.
+// setSyncMode records push or polling, in the state and the SyncMode
+// search attribute.
 func (c *connection) setSyncMode(ctx workflow.Context, mode, reason string) {
 	changed := c.s.Sync.Mode != mode
 	c.s.Sync.Mode, c.s.Sync.PollReason = mode, reason
@@ -531,9 +512,6 @@ func (c *connection) setSyncMode(ctx workflow.Context, mode, reason string) {
 	if mode == SyncPolling {
 		c.log.Warn("connection polls: Graph cannot push to it", "reason", reason)
 	}
-	if workflow.GetVersion(ctx, "sync-mode-search-attribute", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
-		return
-	}
 	if err := workflow.UpsertTypedSearchAttributes(ctx, SASyncMode.ValueSet(mode)); err != nil {
 		c.log.Error("upsert search attributes", "err", err)
 	}
@@ -542,20 +520,29 @@ func (c *connection) setSyncMode(ctx workflow.Context, mode, reason string) {
 // renew extends the subscription; one Graph no longer has is recreated.
 func (c *connection) renew(ctx workflow.Context) {
 	c.s.Pending.Renew = false
-	var res SubscriptionResult
-	err := workflow.ExecuteActivity(graphActivity(ctx, time.Minute), ActivityRenewSubscription, RenewSubscriptionInput{
+	res, err := renewSubscription.run(ctx, RenewSubscriptionInput{
 		ConnectionID: c.s.ID, SubscriptionID: c.s.Sync.SubscriptionID, Lifetime: c.opts.SubscriptionLifetime,
-	}).Get(ctx, &res)
-	if err != nil {
-		c.onActivityError(ctx, err)
+	})
+	if !c.still(StateActive) {
 		return
 	}
+	if err != nil {
+		if !c.onActivityError(ctx, err) {
+			c.s.Sync.Subscribe.failed(workflow.Now(ctx))
+		}
+		return
+	}
+	c.s.Sync.Subscribe = Backoff{}
 	if res.Gone {
 		c.s.Pending.Resubscribe = true
 		return
 	}
-	c.s.Sync.SubscriptionExpires = res.Expiration
+	c.s.Sync.SubscriptionExpires, c.s.Sync.LastRenewal = res.Expiration, workflow.Now(ctx)
 }
+
+// localRoundTimeout bounds a live round run as a local activity; longer
+// rounds go on as normal activities.
+const localRoundTimeout = 5 * time.Second
 
 // sync runs one delta round over the live folders. Notifications that
 // arrive meanwhile set Pending.Sync again, so another round follows: bursts
@@ -563,13 +550,12 @@ func (c *connection) renew(ctx workflow.Context) {
 func (c *connection) sync(ctx workflow.Context) {
 	c.s.Pending.Sync = false
 	reanchor := c.s.Pending.Reanchor
-	var res SyncFoldersResult
 	in := SyncFoldersInput{
-		ConnectionID: c.s.ID, UserID: c.s.UserID, WindowStart: c.s.Backfill.Covered, StoreBodies: c.s.Settings.StoreBodies, PageSize: c.opts.PageSize,
-		Reanchor: reanchor,
+		ConnectionID: c.s.ID, UserID: c.s.UserID, StoreBodies: c.s.Settings.StoreBodies(), PageSize: c.opts.PageSize, Reanchor: reanchor,
 	}
+	var res SyncFoldersResult
 	var err error
-	local := len(reanchor) == 0 && workflow.GetVersion(ctx, "live-round-local", workflow.DefaultVersion, 1) == 1
+	local := len(reanchor) == 0
 	if local {
 		// A round usually carries a message or two: run it as a local
 		// activity, inside this workflow task, saving the trips through
@@ -577,24 +563,27 @@ func (c *connection) sync(ctx workflow.Context) {
 		// that fails or outlasts the short timeout (the pages it merged
 		// stay merged, the cursors stay advanced) is retried as a normal
 		// activity.
-		lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		res, err = syncFolders.runLocal(ctx, workflow.LocalActivityOptions{
 			StartToCloseTimeout: localRoundTimeout,
 			RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 1},
-		})
-		err = workflow.ExecuteLocalActivity(lctx, ActivitySyncFolders, in).Get(ctx, &res)
-		if _, reauth := reauthError(err); err != nil && !reauth {
+		}, in)
+		if _, reauth := reauthError(err); err != nil && !reauth && !temporal.IsCanceledError(err) && c.s.State == StateActive {
 			c.log.Info("a live round as a local activity failed; retrying it as an activity", "err", err)
 			local = false
 		}
 	}
 	if !local {
-		err = workflow.ExecuteActivity(graphActivity(ctx, 10*time.Minute), ActivitySyncFolders, in).Get(ctx, &res)
+		res, err = syncFolders.run(ctx, in)
+	}
+	if !c.still(StateActive) {
+		return
 	}
 	now := workflow.Now(ctx)
 	if err != nil {
 		c.s.Sync.LastError = err.Error()
 		if !c.onActivityError(ctx, err) {
-			c.s.Pending.Sync, c.retrySyncAt = true, now.Add(time.Minute)
+			c.s.Pending.Sync = true
+			c.s.Sync.Backoff.failed(now)
 		}
 		return
 	}
@@ -604,76 +593,44 @@ func (c *connection) sync(ctx workflow.Context) {
 		c.s.Pending.Reanchor = nil
 	}
 	s := &c.s.Sync
-	s.LastSync, s.LastError = now, ""
+	s.LastSync, s.LastError, s.Backoff = now, "", Backoff{}
 	s.Rounds++
 	s.Upserted += res.Upserted
 	s.Removed += res.Removed
 	s.Reanchored += res.Reanchored
+	s.GoneFolders += len(res.Gone)
+	for _, f := range res.Gone {
+		c.folderGone(ctx, f)
+	}
 }
 
-// disconnect runs the disconnect saga; every step is retried until it is
-// done, and the step reached is visible in the status.
-func (c *connection) disconnect(ctx workflow.Context) {
-	forever := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 5 * time.Minute,
-		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 5 * time.Minute},
-	})
-	step := func(name, activity string, arg any) {
-		c.s.DisconnectStep = name
-		if err := workflow.ExecuteActivity(forever, activity, arg).Get(ctx, nil); err != nil {
-			c.log.Error("disconnect step failed", "step", name, "err", err)
-		}
+// folderGone forgets a folder deleted at Microsoft (its mail was dropped
+// with it) and tells the app.
+func (c *connection) folderGone(ctx workflow.Context, f FolderRef) {
+	c.log.Warn("a synced folder was deleted at Microsoft; dropped", "folder", f.ID, "name", f.Name)
+	delete(c.s.Backfill.Folders, f.ID)
+	if _, err := recordEvent.run(ctx, RecordEventInput{ConnectionID: c.s.ID, EventID: c.s.ID + ":folder_gone:" + f.ID, Type: "folder.removed",
+		Data: map[string]any{"folder_id": f.ID, "name": f.Name}}); err != nil {
+		c.log.Error("record folder.removed", "err", err)
 	}
-	if c.s.Backfill.Running {
-		c.s.DisconnectStep = "cancelling the backfill"
-		if c.cancelBackfill != nil {
-			c.cancelBackfill()
-		} else {
-			_ = workflow.RequestCancelExternalWorkflow(ctx, BackfillWorkflowID(c.s.ID, c.s.Backfill.Runs), "").Get(ctx, nil)
-		}
-		_ = workflow.Await(ctx, func() bool { return !c.s.Backfill.Running })
-	}
-	ref := ConnectionRef{ConnectionID: c.s.ID}
-	step("deleting subscriptions", ActivityDeleteSubscriptions, ref)
-	step("purging secrets", ActivityPurgeSecrets, ref)
-	step("applying the retention policy", ActivityApplyRetention, RetentionInput{ConnectionID: c.s.ID, Policy: c.s.Settings.Retention})
-	step("telling the app", ActivityRecordEvent, RecordEventInput{ConnectionID: c.s.ID, EventID: c.s.ID + ":disconnected", Type: "connection.disconnected",
-		Data: map[string]any{"mailbox": c.s.Mailbox, "retention": c.s.Settings.Retention}})
-	c.s.Sync = SyncState{}
-	c.s.DisconnectStep = "done"
-	if workflow.GetVersion(ctx, "disconnect-registry-first", workflow.DefaultVersion, 1) != workflow.DefaultVersion {
-		// The registry says disconnected before the status does, so an app
-		// that sees the status may connect the user again at once.
-		step("recording the end", ActivityRecordState, RecordStateInput{ConnectionID: c.s.ID, State: StateDisconnected, Mode: c.s.Mode})
-		c.recorded = StateDisconnected
-	}
-	c.setState(ctx, StateDisconnected, "disconnected", "The connection was disconnected.")
-	c.recordState(ctx)
 }
 
 // refresh exercises the refresh token so a quiet connection never reaches
 // Microsoft's 90-day inactivity limit.
 func (c *connection) refresh(ctx workflow.Context) {
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: time.Minute,
-		RetryPolicy: &temporal.RetryPolicy{InitialInterval: 5 * time.Second, MaximumInterval: 10 * time.Minute,
-			NonRetryableErrorTypes: []string{ErrReauthRequired}},
-	})
-	var res RefreshResult
-	err := workflow.ExecuteActivity(actx, ActivityRefreshTokens, RefreshInput{ConnectionID: c.s.ID}).Get(ctx, &res)
+	res, err := refreshTokens.run(ctx, RefreshInput{ConnectionID: c.s.ID})
+	if !c.still(StateActive) {
+		return
+	}
 	if err != nil {
 		c.onActivityError(ctx, err)
 		return
 	}
 	c.s.AccessExpiry, c.s.LastRefresh = res.AccessExpiry, workflow.Now(ctx)
 	if len(res.GrantedScopes) > 0 {
-		c.s.GrantedScopes, c.s.Granted = res.GrantedScopes, grantedFeatures(res.GrantedScopes)
+		c.s.GrantedScopes, c.s.Granted = res.GrantedScopes, res.Granted
 	}
 }
-
-// localRoundTimeout bounds a live round run as a local activity; longer
-// rounds go on as normal activities.
-const localRoundTimeout = 5 * time.Second
 
 // reauthError is the error of an activity that failed because the tokens
 // are dead, if err is one.
@@ -686,76 +643,81 @@ func reauthError(err error) (*temporal.ApplicationError, bool) {
 }
 
 // onActivityError moves the connection to reauth_required when the error
-// says the tokens are dead (and says so), and logs other errors.
+// says the tokens are dead (the app is told once, by the state's event),
+// and logs other errors. It reports whether the error was the tokens'.
 func (c *connection) onActivityError(ctx workflow.Context, err error) bool {
-	if appErr, ok := reauthError(err); ok {
-		var detail struct{ Reason, Text string }
-		if appErr.HasDetails() {
-			_ = appErr.Details(&detail)
-		}
-		c.setState(ctx, StateReauthRequired, detail.Reason, detail.Text)
-		// Tell the app once per outage (the event ID is stable).
-		_ = workflow.ExecuteActivity(withLocalRetries(ctx, time.Minute), ActivityRecordEvent, RecordEventInput{
-			ConnectionID: c.s.ID, EventID: fmt.Sprintf("%s:reauth:%d", c.s.ID, c.s.Since.UnixNano()), Type: "connection.reauth_required",
-			Data: map[string]any{"reason": detail.Reason, "text": detail.Text},
-		}).Get(ctx, nil)
+	if _, ok := reauthError(err); ok {
+		d, _ := errorDetail(err)
+		c.moveTo(ctx, StateReauthRequired, d.Reason, d.Text, nil)
 		return true
 	}
-	c.log.Warn("activity failed", "err", err)
+	if !temporal.IsCanceledError(err) {
+		c.log.Warn("activity failed", "err", err)
+	}
 	return false
 }
 
+// startBackfill starts a backfill child for what the settings ask and the
+// store lacks; a goroutine waits for it and books the outcome.
 func (c *connection) startBackfill(ctx workflow.Context) {
 	b := &c.s.Backfill
 	b.Runs++
 	b.Running = true
 	b.Target = c.backfillTarget(ctx)
 	b.LastError = ""
+	b.Folders = map[string]FolderProgress{}
+	roots := slices.Clone(c.s.Settings.Folders)
 	in := BackfillInput{
-		ConnectionID: c.s.ID, ParentID: workflow.GetInfo(ctx).WorkflowExecution.ID, UserID: c.s.UserID,
-		Roots: c.s.Settings.Folders, WindowStart: b.Target, PreviousStart: b.Covered, StoreBodies: c.s.Settings.StoreBodies,
+		ConnectionID: c.s.ID, ParentID: workflow.GetInfo(ctx).WorkflowExecution.ID, Run: b.Runs, UserID: c.s.UserID,
+		Roots: roots, WindowStart: b.Target, StoreBodies: c.s.Settings.StoreBodies(),
 		PageSize: c.opts.PageSize, Concurrency: c.opts.FolderConcurrency, HeartbeatTimeout: c.opts.HeartbeatTimeout,
 	}
 	// The child runs on the parent's task queue; cancelling its context
-	// cancels it (disconnect).
+	// cancels it (disconnect), and the parent waits until it has ended.
 	cctx, cancel := workflow.WithCancel(ctx)
 	c.cancelBackfill = cancel
 	cctx = workflow.WithChildOptions(cctx, workflow.ChildWorkflowOptions{
-		WorkflowID:        BackfillWorkflowID(c.s.ID, b.Runs),
-		ParentClosePolicy: enums.PARENT_CLOSE_POLICY_REQUEST_CANCEL,
+		WorkflowID:          BackfillWorkflowID(c.s.ID, b.Runs),
+		WaitForCancellation: true,
 	})
 	fut := workflow.ExecuteChildWorkflow(cctx, Backfill, in)
 	workflow.Go(ctx, func(gctx workflow.Context) {
 		var res BackfillResult
 		err := fut.Get(gctx, &res)
 		b := &c.s.Backfill
-		// Running stays true until the completion is recorded, so the
-		// workflow does not continue as new under this goroutine.
-		defer func() { b.Running = false }()
+		// Running stays true until the outcome is booked, so the workflow
+		// does not continue as new under this goroutine.
+		defer func() { b.Running, c.cancelBackfill = false, nil }()
 		if err != nil {
-			if workflow.GetVersion(gctx, "backfill-error-keeps-running", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
-				b.Running = false // before: the workflow could continue as new while the reauth event was pending
-			}
 			b.LastError = err.Error()
-			if !c.onActivityError(gctx, err) {
-				c.retryBackfillAt = workflow.Now(gctx).Add(time.Minute)
+			if c.s.State == StateActive && !c.onActivityError(gctx, err) {
+				b.Backoff.failed(workflow.Now(gctx))
 			}
 			return
 		}
-		b.Covered, b.Completed = b.Target, workflow.Now(gctx)
+		if b.Covered.IsZero() || b.Target.Before(b.Covered) || !sameFolders(b.Roots, roots) {
+			b.Covered = b.Target
+		}
+		b.Roots, b.Missing, b.Completed, b.Backoff = roots, res.Missing, workflow.Now(gctx), Backoff{}
+		b.Folders = map[string]FolderProgress{}
 		var fetched int64
 		for _, f := range res.Folders {
-			c.applyProgress(BackfillProgress{Folder: f})
+			b.Folders[f.ID] = f
 			fetched += f.Fetched
 		}
-		if workflow.GetVersion(gctx, "backfill-completed-event", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		for _, id := range res.Gone {
+			c.folderGone(gctx, FolderRef{ID: id})
+		}
+		if c.s.State != StateActive {
 			return
 		}
-		err = workflow.ExecuteActivity(withLocalRetries(gctx, time.Minute), ActivityRecordEvent, RecordEventInput{
-			ConnectionID: c.s.ID, EventID: fmt.Sprintf("%s:backfill:%d", c.s.ID, b.Runs), Type: "backfill.completed",
-			Data: map[string]any{"covered_from": b.Covered.UTC().Format(time.RFC3339), "fetched": fetched, "run": b.Runs},
-		}).Get(gctx, nil)
-		if err != nil {
+		data := map[string]any{"covered_from": b.Covered.UTC().Format(time.RFC3339), "fetched": fetched, "run": b.Runs}
+		if len(res.Missing) > 0 {
+			data["missing_folders"] = res.Missing
+		}
+		if _, err := recordEvent.run(gctx, RecordEventInput{
+			ConnectionID: c.s.ID, EventID: fmt.Sprintf("%s:backfill:%d", c.s.ID, b.Runs), Type: "backfill.completed", Data: data,
+		}); err != nil {
 			c.log.Error("record backfill.completed", "err", err)
 		}
 	})
@@ -767,18 +729,18 @@ func (c *connection) canSuggested(ctx workflow.Context) bool {
 }
 
 func (c *connection) shouldContinueAsNew(ctx workflow.Context) bool {
-	return c.canSuggested(ctx) && !c.s.Backfill.Running && c.s.State != StateConnecting
+	return c.canSuggested(ctx) && !c.s.Backfill.Running && c.s.State != StateConnecting && c.s.State != StateDisconnecting
 }
 
 // continueAsNew starts a fresh history with the same state, after every
 // handler has finished and no signal is left unread.
-func (c *connection) continueAsNew(ctx workflow.Context) (ConnectionResult, error) {
+func (c *connection) continueAsNew(ctx workflow.Context) error {
 	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
-		return ConnectionResult{}, err
+		return err
 	}
 	c.drainSignals()
 	st := c.s
-	return ConnectionResult{}, workflow.NewContinueAsNewError(ctx, Connection, ConnectionInput{
+	return workflow.NewContinueAsNewError(ctx, Connection, ConnectionInput{
 		ID: st.ID, OrgID: st.OrgID, OwnerID: st.OwnerID, Mode: st.Mode, Settings: st.Settings, Options: c.opts, State: &st,
 	})
 }
@@ -803,13 +765,4 @@ func (c *connection) drainSignals() {
 		}
 		c.onLifecycle(l)
 	}
-}
-
-// withLocalRetries gives short bookkeeping activities a retry policy that
-// never gives up.
-func withLocalRetries(ctx workflow.Context, timeout time.Duration) workflow.Context {
-	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: timeout,
-		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: time.Minute},
-	})
 }

@@ -3,6 +3,7 @@ package workflows
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -44,6 +45,12 @@ type fakes struct {
 	syncErr error
 	// syncHang makes that many next local rounds run until their deadline.
 	syncHang atomic.Int32
+	// settings are the settings written to the registry, eventIDs the IDs
+	// of the events written with state changes; recordFails fails that
+	// many registry writes.
+	settings    []Settings
+	eventIDs    []string
+	recordFails int
 }
 
 func (f *fakes) mark(name string, t time.Time) {
@@ -59,7 +66,7 @@ func newFakes() *fakes {
 	f := &fakes{folders: []FolderRef{{ID: "f-inbox", Name: "Inbox", WellKnown: "inbox"}, {ID: "f-sent", Name: "Sent Items"}, {ID: "f-proj", Name: "Projects", ParentID: "f-inbox"}}}
 	f.exchange = func(in ExchangeCodeInput) (ExchangeCodeResult, error) {
 		return ExchangeCodeResult{UserID: "u-1", Mailbox: "ada@contoso.example", TenantID: "t-1", DisplayName: "Ada",
-			GrantedScopes: []string{"Mail.Read", "User.Read"}, AccessExpiry: time.Now().Add(time.Hour)}, nil
+			GrantedScopes: []string{"Mail.Read", "User.Read"}, Granted: Features{Read: true}, AccessExpiry: time.Now().Add(time.Hour)}, nil
 	}
 	f.refresh = func() (RefreshResult, error) { return RefreshResult{AccessExpiry: time.Now().Add(time.Hour)}, nil }
 	return f
@@ -84,7 +91,7 @@ func (f *fakes) register(env *testsuite.TestWorkflowEnvironment) {
 		f.backfills = append(f.backfills, in)
 		n := 0
 		for _, b := range f.backfills {
-			if b.FolderID == in.FolderID && b.PreviousStart.Equal(in.PreviousStart) {
+			if b.FolderID == in.FolderID && b.WindowStart.Equal(in.WindowStart) {
 				n++
 			}
 		}
@@ -132,14 +139,18 @@ func (f *fakes) register(env *testsuite.TestWorkflowEnvironment) {
 		}
 		return SubscriptionResult{ID: in.SubscriptionID, Expiration: env.Now().Add(in.Lifetime)}, nil
 	}, activity.RegisterOptions{Name: ActivityRenewSubscription})
-	for _, name := range []string{ActivityDeleteSubscriptions, ActivityPurgeSecrets} {
-		env.RegisterActivityWithOptions(func(ctx context.Context, in ConnectionRef) error {
-			f.mu.Lock()
-			f.saga = append(f.saga, name)
-			f.mu.Unlock()
-			return nil
-		}, activity.RegisterOptions{Name: name})
-	}
+	env.RegisterActivityWithOptions(func(ctx context.Context, in ConnectionRef) error {
+		f.mu.Lock()
+		f.saga = append(f.saga, ActivityDeleteSubscriptions)
+		f.mu.Unlock()
+		return nil
+	}, activity.RegisterOptions{Name: ActivityDeleteSubscriptions})
+	env.RegisterActivityWithOptions(func(ctx context.Context, in ConnectionRef) (int, error) {
+		f.mu.Lock()
+		f.saga = append(f.saga, ActivityPurgeSecrets)
+		f.mu.Unlock()
+		return 2, nil
+	}, activity.RegisterOptions{Name: ActivityPurgeSecrets})
 	env.RegisterActivityWithOptions(func(ctx context.Context, in RetentionInput) error {
 		f.mu.Lock()
 		f.saga = append(f.saga, ActivityApplyRetention+":"+in.Policy)
@@ -154,8 +165,19 @@ func (f *fakes) register(env *testsuite.TestWorkflowEnvironment) {
 	}, activity.RegisterOptions{Name: ActivityRecordEvent})
 	env.RegisterActivityWithOptions(func(ctx context.Context, in RecordStateInput) error {
 		f.mu.Lock()
+		defer f.mu.Unlock()
+		if f.recordFails > 0 {
+			f.recordFails--
+			return errors.New("the registry did not answer")
+		}
 		f.recorded = append(f.recorded, in.State)
-		f.mu.Unlock()
+		if in.Settings != nil {
+			f.settings = append(f.settings, *in.Settings)
+		}
+		for _, e := range in.Events {
+			f.events = append(f.events, e.Type)
+			f.eventIDs = append(f.eventIDs, e.ID)
+		}
 		return nil
 	}, activity.RegisterOptions{Name: ActivityRecordState})
 }
@@ -246,15 +268,19 @@ func TestConnectionConsentAndBackfill(t *testing.T) {
 		})
 	})
 	env.ExecuteWorkflow(Connection, input())
-	if !env.IsWorkflowCompleted() || !errors.Is(env.GetWorkflowError(), &temporal.CanceledError{}) && env.GetWorkflowError() == nil {
+	if !env.IsWorkflowCompleted() || env.GetWorkflowError() != nil {
 		t.Fatalf("workflow: %v", env.GetWorkflowError())
 	}
 	if f.exchanges.Load() != 1 || len(f.backfills) != 6 {
 		t.Errorf("exchanges %d, backfill calls %d", f.exchanges.Load(), len(f.backfills))
 	}
-	// ExchangeCode records the active state itself; nothing else changed.
-	if len(f.recorded) != 0 {
-		t.Errorf("registry mirror: %v", f.recorded)
+	// The workflow writes every state the registry shows (the cancellation
+	// that ends the test disconnects), each with its event.
+	if want := []string{StateActive, StateDisconnecting, StateDisconnected}; !slices.Equal(f.recorded, want) {
+		t.Errorf("registry states %v, want %v", f.recorded, want)
+	}
+	if want := []string{"connection.active", "backfill.completed", "connection.disconnected"}; !slices.Equal(f.events, want) {
+		t.Errorf("events %v, want %v", f.events, want)
 	}
 }
 
@@ -316,7 +342,7 @@ func TestConsentRefusalsAndFailures(t *testing.T) {
 func TestSendOnlyGrantSyncsNothing(t *testing.T) {
 	env, f := newEnv(t)
 	f.exchange = func(ExchangeCodeInput) (ExchangeCodeResult, error) {
-		return ExchangeCodeResult{UserID: "u-1", Mailbox: "ada@contoso.example", GrantedScopes: []string{"Mail.Send", "User.Read"}}, nil
+		return ExchangeCodeResult{UserID: "u-1", Mailbox: "ada@contoso.example", GrantedScopes: []string{"Mail.Send", "User.Read"}, Granted: Features{Send: true}}, nil
 	}
 	env.RegisterDelayedCallback(func() { update(t, env, UpdateConsent, ConsentInput{Ref: "ref-0123456789"}, nil) }, time.Minute)
 	endWith(env, time.Hour, func() {
@@ -446,8 +472,7 @@ func TestContinueAsNewDrainsUnreadSignals(t *testing.T) {
 		c := &connection{log: workflow.GetLogger(ctx), progress: progress, changes: changes, lifecycle: lifecycle}
 		c.s = ConnectionState{ID: "c1", State: StateActive}
 		c.s.Sync.SubscriptionID = "sub-1"
-		_, err := c.continueAsNew(ctx)
-		return err
+		return c.continueAsNew(ctx)
 	}, workflow.RegisterOptions{Name: "drain"})
 	env.ExecuteWorkflow("drain")
 	next := carriedInput(t, env.GetWorkflowError())
@@ -474,7 +499,7 @@ func TestReauthAndResume(t *testing.T) {
 		f.refresh = func() (RefreshResult, error) { return RefreshResult{AccessExpiry: time.Now().Add(time.Hour)}, nil }
 		f.exchange = func(in ExchangeCodeInput) (ExchangeCodeResult, error) {
 			exchangeIn = in
-			return ExchangeCodeResult{UserID: "u-1", Mailbox: "ada@contoso.example", GrantedScopes: []string{"Mail.Read"}}, nil
+			return ExchangeCodeResult{UserID: "u-1", Mailbox: "ada@contoso.example", GrantedScopes: []string{"Mail.Read"}, Granted: Features{Read: true}}, nil
 		}
 		update(t, env, UpdateConsent, ConsentInput{Ref: "ref-abcdefghij"}, func(st Status, err error) {
 			if err != nil || st.State != StateActive {
@@ -508,13 +533,13 @@ func TestWideningTheWindowBackfillsTheGap(t *testing.T) {
 		}
 	})
 	env.ExecuteWorkflow(Connection, input())
-	var gap []BackfillFolderInput
+	var wide []BackfillFolderInput
 	for _, b := range f.backfills {
-		if !b.PreviousStart.IsZero() {
-			gap = append(gap, b)
+		if b.WindowStart.Before(f.backfills[0].WindowStart.Add(-59 * 24 * time.Hour)) {
+			wide = append(wide, b)
 		}
 	}
-	if len(gap) != 6 || gap[0].PreviousStart.Sub(gap[0].WindowStart) < 59*24*time.Hour {
-		t.Errorf("gap backfill calls: %d %+v", len(gap), gap)
+	if len(wide) != 6 {
+		t.Errorf("backfill calls for the wider window: %d %+v", len(wide), wide)
 	}
 }

@@ -20,6 +20,7 @@ Usage:
   outlookd migrate [--create-database]      bring the Postgres schema up to date
   outlookd sim [--seed demo] [--tls]        run graphsim, the Microsoft identity platform and Graph simulator
   outlookd apikey create|list|revoke        manage the API keys of an organisation (shown once)
+  outlookd disconnect CONNECTION_ID         disconnect a connection, also one whose workflow was terminated
   outlookd appsecret set < secret           keep the app registration's client secret in Vault
   outlookd version                          print the version
 
@@ -66,6 +67,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 		return simulate(ctx, args[1:], stdout, stderr)
 	case "apikey":
 		return apikeyCmd(ctx, args[1:], stdout, stderr, environ)
+	case "disconnect":
+		return disconnectCmd(ctx, args[1:], stdout, stderr, environ)
 	case "appsecret":
 		return appsecret(ctx, args[1:], stdin, stdout, stderr, environ)
 	case "version":

@@ -23,6 +23,7 @@ import (
 	"github.com/outlookd/outlookd/config"
 	"github.com/outlookd/outlookd/connect"
 	"github.com/outlookd/outlookd/identity"
+	"github.com/outlookd/outlookd/mailreader"
 	"github.com/outlookd/outlookd/outbox"
 	"github.com/outlookd/outlookd/store"
 	"github.com/outlookd/outlookd/vault"
@@ -139,7 +140,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 			Connect:      connector,
 			Tokens:       vc.Tokens(),
 			Receiver:     receiver,
-			Mail:         activities.Reader{A: acts},
+			Mail:         mailreader.Reader{A: acts},
 			RateLimit:    cfg.APIRateLimit,
 			RateBurst:    int(2 * cfg.APIRateLimit),
 			Checks: []api.Check{

@@ -97,6 +97,13 @@ func (s *stack) up(ctx context.Context) error {
 		}
 		env["TEMPORAL_ADDRESS"] = s.temporalAddr()
 		env["OUTLOOKD_TEMPORAL_UI_URL"] = s.uiURL()
+		// The Temporal CLI, for what operators do by hand (scenarios
+		// cancel and terminate workflows with it).
+		cli, err := s.temporalBin()
+		if err != nil {
+			return fmt.Errorf("temporal: %w", err)
+		}
+		env["OUTLOOKD_TEMPORAL_CLI"] = cli
 	}
 	if s.has("vault") {
 		venv, err := s.upVault(ctx)

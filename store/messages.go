@@ -11,26 +11,6 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// Folder is a synced mail folder with its sync position.
-type Folder struct {
-	ID          string
-	ParentID    string
-	DisplayName string
-	WellKnown   string
-	Phase       string // backfill or live
-	Cursor      string // the next page (backfill) or the delta link (live)
-	WindowStart time.Time
-	Synced      int64
-	// GapCursor is the next page of a window-widening backfill.
-	GapCursor string
-}
-
-// Phases of a folder.
-const (
-	PhaseBackfill = "backfill"
-	PhaseLive     = "live"
-)
-
 // Recipient is an address with a display name.
 type Recipient struct {
 	Name    string `json:"name"`
@@ -69,60 +49,145 @@ type Attachment struct {
 	IsInline    bool
 }
 
-// UpsertFolders records folders; the sync position of a known folder is
-// kept, and a new one starts its backfill at windowStart.
-func (s *Store) UpsertFolders(ctx context.Context, connectionID string, folders []Folder, windowStart time.Time) error {
-	batch := &pgx.Batch{}
-	for _, f := range folders {
-		batch.Queue(`
-			INSERT INTO folders (connection_id, id, parent_id, display_name, well_known, window_start)
-			VALUES ($1, $2, NULLIF($3, ''), $4, NULLIF($5, ''), $6)
-			ON CONFLICT (connection_id, id) DO UPDATE SET
-				parent_id = EXCLUDED.parent_id, display_name = EXCLUDED.display_name,
-				well_known = EXCLUDED.well_known, updated_at = now()`,
-			connectionID, f.ID, f.ParentID, f.DisplayName, f.WellKnown, windowStart)
-	}
-	if err := s.pool.SendBatch(ctx, batch).Close(); err != nil {
-		return fmt.Errorf("store: upsert folders of %s: %w", connectionID, err)
-	}
-	return nil
+// MessageQuery filters and pages a connection's messages, newest first.
+type MessageQuery struct {
+	FolderID string
+	// From matches the sender's address (case-insensitive, exact).
+	From string
+	// To matches any To, Cc or Bcc address (case-insensitive, exact).
+	To     string
+	Since  time.Time
+	Unread bool
+	// AfterReceived and AfterID are the position of the previous page's
+	// last message.
+	AfterReceived time.Time
+	AfterID       string
+	Limit         int
 }
 
-// GetFolder reads a folder and its sync position.
-func (s *Store) GetFolder(ctx context.Context, connectionID, folderID string) (Folder, error) {
-	var f Folder
-	var parent, wk, cursor *string
-	err := s.pool.QueryRow(ctx, `
-		SELECT id, parent_id, display_name, well_known, phase, cursor, window_start, synced, COALESCE(gap_cursor, '')
-		FROM folders WHERE connection_id = $1 AND id = $2`, connectionID, folderID).
-		Scan(&f.ID, &parent, &f.DisplayName, &wk, &f.Phase, &cursor, &f.WindowStart, &f.Synced, &f.GapCursor)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return f, fmt.Errorf("store: folder %s of %s: %w", folderID, connectionID, ErrNotFound)
-	}
-	if err != nil {
-		return f, fmt.Errorf("store: get folder: %w", err)
-	}
-	f.ParentID, f.WellKnown, f.Cursor = deref(parent), deref(wk), deref(cursor)
-	return f, nil
+// ListMessages returns a page of messages, newest first (by received time,
+// then ID). Bodies are not read from the table.
+func (s *Store) ListMessages(ctx context.Context, connectionID string, q MessageQuery) ([]Message, error) {
+	where := `connection_id = $1
+		AND ($2 = '' OR folder_id = $2)
+		AND ($3 = '' OR lower(from_address) = lower($3))
+		AND ($4 = '' OR EXISTS (SELECT 1 FROM jsonb_array_elements(to_recipients || cc_recipients || bcc_recipients) r
+		                        WHERE lower(r->>'address') = lower($4)))
+		AND ($5::timestamptz IS NULL OR received_at >= $5)
+		AND (NOT $6 OR NOT is_read)
+		AND ($7::timestamptz IS NULL OR (COALESCE(received_at, 'epoch'), id) < ($7, $8))
+		ORDER BY COALESCE(received_at, 'epoch') DESC, id DESC LIMIT $9`
+	return s.queryMessages(ctx, false, where, connectionID, q.FolderID, q.From, q.To, nullTime(q.Since), q.Unread,
+		nullTime(q.AfterReceived), q.AfterID, q.Limit)
 }
 
-// ListFolders returns a connection's folders.
-func (s *Store) ListFolders(ctx context.Context, connectionID string) ([]Folder, error) {
-	rows, err := s.pool.Query(ctx, `
-		SELECT id, COALESCE(parent_id, ''), display_name, COALESCE(well_known, ''), phase, COALESCE(cursor, ''), window_start, synced
-		FROM folders WHERE connection_id = $1 ORDER BY display_name, id`, connectionID)
+// GetMessage reads one message with its body (when stored) and attachments.
+func (s *Store) GetMessage(ctx context.Context, connectionID, id string) (Message, error) {
+	msgs, err := s.queryMessages(ctx, true, `connection_id = $1 AND id = $2`, connectionID, id)
 	if err != nil {
-		return nil, fmt.Errorf("store: list folders: %w", err)
+		return Message{}, err
 	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Folder, error) {
-		var f Folder
-		err := r.Scan(&f.ID, &f.ParentID, &f.DisplayName, &f.WellKnown, &f.Phase, &f.Cursor, &f.WindowStart, &f.Synced)
-		return f, err
+	if len(msgs) == 0 {
+		return Message{}, fmt.Errorf("store: message: %w", ErrNotFound)
+	}
+	return msgs[0], nil
+}
+
+// Messages returns every message of a connection, ordered by ID (for
+// comparisons with ground truth).
+func (s *Store) Messages(ctx context.Context, connectionID string) ([]Message, error) {
+	return s.queryMessages(ctx, true, `connection_id = $1 ORDER BY id`, connectionID)
+}
+
+// messageSelect reads a message row with its attachments; %s is the body
+// column, or NULL when bodies are not wanted (they are not read at all).
+const messageSelect = `
+		SELECT id, folder_id, COALESCE(internet_message_id, ''), COALESCE(conversation_id, ''), COALESCE(change_key, ''),
+			COALESCE(subject, ''), COALESCE(from_name, ''), COALESCE(from_address, ''), to_recipients, cc_recipients, bcc_recipients,
+			received_at, sent_at, is_read, is_draft, categories, COALESCE(importance, ''), has_attachments,
+			COALESCE(body_preview, ''), COALESCE(body_content_type, ''), %s,
+			(SELECT COALESCE(json_agg(json_build_object('id', a.id, 'name', a.name, 'contentType', a.content_type, 'size', a.size, 'isInline', a.is_inline) ORDER BY a.id), '[]')
+			   FROM attachments a WHERE a.connection_id = m.connection_id AND a.message_id = m.id)
+		FROM messages m WHERE `
+
+// queryMessages runs messageSelect with a condition (and order, limit),
+// with or without the bodies.
+func (s *Store) queryMessages(ctx context.Context, bodies bool, where string, args ...any) ([]Message, error) {
+	body := "NULL::text"
+	if bodies {
+		body = "body"
+	}
+	rows, err := s.pool.Query(ctx, fmt.Sprintf(messageSelect, body)+where, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: messages: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Message, error) {
+		var m Message
+		var to, cc, bcc, atts []byte
+		var received, sent *time.Time
+		err := r.Scan(&m.ID, &m.FolderID, &m.InternetMessageID, &m.ConversationID, &m.ChangeKey, &m.Subject, &m.From.Name, &m.From.Address,
+			&to, &cc, &bcc, &received, &sent, &m.IsRead, &m.IsDraft, &m.Categories, &m.Importance, &m.HasAttachments,
+			&m.BodyPreview, &m.BodyContentType, &m.Body, &atts)
+		if err != nil {
+			return m, err
+		}
+		_ = json.Unmarshal(to, &m.To)
+		_ = json.Unmarshal(cc, &m.Cc)
+		_ = json.Unmarshal(bcc, &m.Bcc)
+		var as []struct {
+			ID          string `json:"id"`
+			Name        string `json:"name"`
+			ContentType string `json:"contentType"`
+			Size        int64  `json:"size"`
+			IsInline    bool   `json:"isInline"`
+		}
+		_ = json.Unmarshal(atts, &as)
+		for _, a := range as {
+			m.Attachments = append(m.Attachments, Attachment{ID: a.ID, Name: a.Name, ContentType: a.ContentType, Size: a.Size, IsInline: a.IsInline})
+		}
+		if received != nil {
+			m.Received = received.UTC()
+		}
+		if sent != nil {
+			m.Sent = sent.UTC()
+		}
+		return m, nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("store: list folders: %w", err)
+		return nil, fmt.Errorf("store: messages: %w", err)
 	}
 	return out, nil
+}
+
+// CountMessages counts a connection's messages.
+func (s *Store) CountMessages(ctx context.Context, connectionID string) (int64, error) {
+	var n int64
+	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM messages WHERE connection_id = $1`, connectionID).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("store: count messages: %w", err)
+	}
+	return n, nil
+}
+
+// CountMessagesOf counts the messages of several connections in one query
+// (connections without mail are absent from the map).
+func (s *Store) CountMessagesOf(ctx context.Context, ids []string) (map[string]int64, error) {
+	rows, err := s.pool.Query(ctx, `SELECT connection_id, count(*) FROM messages WHERE connection_id = ANY($1) GROUP BY connection_id`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("store: count messages: %w", err)
+	}
+	out := map[string]int64{}
+	for rows.Next() {
+		var id string
+		var n int64
+		if err := rows.Scan(&id, &n); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("store: count messages: %w", err)
+		}
+		out[id] = n
+	}
+	rows.Close()
+	return out, rows.Err()
 }
 
 // Page is one page of a folder's sync: the messages it brings, the IDs it
@@ -159,7 +224,7 @@ var messageColumns = []string{
 // cursor never runs ahead of the data it covers. Re-applying a page is
 // harmless.
 func (s *Store) ApplyPage(ctx context.Context, connectionID string, p Page) error {
-	// Graph may repeat an item within a page (facts §3.1); keep the last.
+	// Graph may repeat an item within a page (docs/graph.md#delta-queries); keep the last.
 	seen := make(map[string]int, len(p.Messages))
 	msgs := make([]Message, 0, len(p.Messages))
 	for _, m := range p.Messages {
@@ -171,6 +236,9 @@ func (s *Store) ApplyPage(ctx context.Context, connectionID string, p Page) erro
 		msgs = append(msgs, m)
 	}
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := notDetached(ctx, tx, connectionID); err != nil {
+			return err
+		}
 		if len(msgs) > 0 {
 			if _, err := tx.Exec(ctx, `CREATE TEMP TABLE stage_messages (LIKE messages INCLUDING DEFAULTS) ON COMMIT DROP`); err != nil {
 				return fmt.Errorf("store: staging table: %w", err)
@@ -322,78 +390,69 @@ func nullTime(t time.Time) any {
 	return t
 }
 
-// Messages returns every message of a connection, ordered by ID (for
-// comparisons with ground truth).
-func (s *Store) Messages(ctx context.Context, connectionID string) ([]Message, error) {
-	return s.queryMessages(ctx, true, `connection_id = $1 ORDER BY id`, connectionID)
+// DeleteMissing removes a folder's messages received since a time that a
+// full re-scan did not see (used when a delta token expired), recording a
+// message.deleted event for each.
+func (s *Store) DeleteMissing(ctx context.Context, connectionID, folderID string, since time.Time, seen []string) (int64, error) {
+	tag, err := s.pool.Exec(ctx, deleteStatement(`received_at >= $3 AND NOT (id = ANY($4))`, true),
+		connectionID, folderID, since, seen)
+	if err != nil {
+		return 0, fmt.Errorf("store: delete missing: %w", err)
+	}
+	return tag.RowsAffected(), nil
 }
 
-// messageSelect reads a message row with its attachments; %s is the body
-// column, or NULL when bodies are not wanted (they are not read at all).
-const messageSelect = `
-		SELECT id, folder_id, COALESCE(internet_message_id, ''), COALESCE(conversation_id, ''), COALESCE(change_key, ''),
-			COALESCE(subject, ''), COALESCE(from_name, ''), COALESCE(from_address, ''), to_recipients, cc_recipients, bcc_recipients,
-			received_at, sent_at, is_read, is_draft, categories, COALESCE(importance, ''), has_attachments,
-			COALESCE(body_preview, ''), COALESCE(body_content_type, ''), %s,
-			(SELECT COALESCE(json_agg(json_build_object('id', a.id, 'name', a.name, 'contentType', a.content_type, 'size', a.size, 'isInline', a.is_inline) ORDER BY a.id), '[]')
-			   FROM attachments a WHERE a.connection_id = m.connection_id AND a.message_id = m.id)
-		FROM messages m WHERE `
-
-// queryMessages runs messageSelect with a condition (and order, limit),
-// with or without the bodies.
-func (s *Store) queryMessages(ctx context.Context, bodies bool, where string, args ...any) ([]Message, error) {
-	body := "NULL::text"
-	if bodies {
-		body = "body"
-	}
-	rows, err := s.pool.Query(ctx, fmt.Sprintf(messageSelect, body)+where, args...)
-	if err != nil {
-		return nil, fmt.Errorf("store: messages: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Message, error) {
-		var m Message
-		var to, cc, bcc, atts []byte
-		var received, sent *time.Time
-		err := r.Scan(&m.ID, &m.FolderID, &m.InternetMessageID, &m.ConversationID, &m.ChangeKey, &m.Subject, &m.From.Name, &m.From.Address,
-			&to, &cc, &bcc, &received, &sent, &m.IsRead, &m.IsDraft, &m.Categories, &m.Importance, &m.HasAttachments,
-			&m.BodyPreview, &m.BodyContentType, &m.Body, &atts)
+// DeleteMail deletes a connection's synced mail, folders and
+// subscriptions (retention "delete"); the registry row stays, detached.
+func (s *Store) DeleteMail(ctx context.Context, connectionID string) (int64, error) {
+	var n int64
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := lockForDetach(ctx, tx, connectionID); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, `DELETE FROM messages WHERE connection_id = $1`, connectionID)
 		if err != nil {
-			return m, err
+			return err
 		}
-		_ = json.Unmarshal(to, &m.To)
-		_ = json.Unmarshal(cc, &m.Cc)
-		_ = json.Unmarshal(bcc, &m.Bcc)
-		var as []struct {
-			ID          string `json:"id"`
-			Name        string `json:"name"`
-			ContentType string `json:"contentType"`
-			Size        int64  `json:"size"`
-			IsInline    bool   `json:"isInline"`
+		n = tag.RowsAffected()
+		for _, q := range []string{`DELETE FROM folders WHERE connection_id = $1`, `DELETE FROM subscriptions WHERE connection_id = $1`,
+			`UPDATE connections SET detached_at = COALESCE(detached_at, now()) WHERE id = $1`} {
+			if _, err := tx.Exec(ctx, q, connectionID); err != nil {
+				return err
+			}
 		}
-		_ = json.Unmarshal(atts, &as)
-		for _, a := range as {
-			m.Attachments = append(m.Attachments, Attachment{ID: a.ID, Name: a.Name, ContentType: a.ContentType, Size: a.Size, IsInline: a.IsInline})
-		}
-		if received != nil {
-			m.Received = received.UTC()
-		}
-		if sent != nil {
-			m.Sent = sent.UTC()
-		}
-		return m, nil
+		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("store: messages: %w", err)
-	}
-	return out, nil
-}
-
-// CountMessages counts a connection's messages.
-func (s *Store) CountMessages(ctx context.Context, connectionID string) (int64, error) {
-	var n int64
-	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM messages WHERE connection_id = $1`, connectionID).Scan(&n)
-	if err != nil {
-		return 0, fmt.Errorf("store: count messages: %w", err)
+		return 0, fmt.Errorf("store: delete mail of %s: %w", connectionID, err)
 	}
 	return n, nil
+}
+
+// notDetached holds the connection's row against a detach (a key-share
+// lock, which only a detach's lock waits for) and refuses a detached one:
+// a page still under way when the disconnect saga deletes or archives the
+// mail either commits before it, and is deleted with the rest, or is
+// refused after it.
+func notDetached(ctx context.Context, tx pgx.Tx, connectionID string) error {
+	var detached bool
+	err := tx.QueryRow(ctx, `SELECT detached_at IS NOT NULL FROM connections WHERE id = $1 FOR KEY SHARE`, connectionID).Scan(&detached)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("store: connection %s: %w", connectionID, ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("store: lock connection %s: %w", connectionID, err)
+	}
+	if detached {
+		return fmt.Errorf("store: connection %s: %w", connectionID, ErrDetached)
+	}
+	return nil
+}
+
+// lockForDetach waits for the pages under way (notDetached) to commit.
+func lockForDetach(ctx context.Context, tx pgx.Tx, connectionID string) error {
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM connections WHERE id = $1 FOR UPDATE`, connectionID); err != nil {
+		return fmt.Errorf("store: lock connection %s: %w", connectionID, err)
+	}
+	return nil
 }

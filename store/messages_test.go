@@ -6,19 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outlookd/outlookd/internal/testenv"
 	"github.com/outlookd/outlookd/store"
 )
-
-func newStore(t *testing.T) *store.Store {
-	t.Helper()
-	st, err := store.Open(context.Background(), testenv.Postgres(t), 4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
-	return st
-}
 
 func TestApplyPageIsIdempotentAndAdvancesTheCursor(t *testing.T) {
 	ctx := context.Background()
@@ -68,28 +57,5 @@ func TestApplyPageIsIdempotentAndAdvancesTheCursor(t *testing.T) {
 	}
 	if err := st.ApplyPage(ctx, "c1", store.Page{FolderID: "nope", Cursor: "x", Phase: store.PhaseLive}); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("unknown folder: %v", err)
-	}
-}
-
-func TestClaimingAMailboxTwice(t *testing.T) {
-	ctx := context.Background()
-	st := newStore(t)
-	for _, id := range []string{"a", "b"} {
-		if err := st.CreateConnection(ctx, store.Connection{ID: id, OrgID: "o", OwnerID: id, State: "connecting", Mode: "delegated"}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := st.UpdateConnection(ctx, "a", store.ConnectionUpdate{State: "active", Mailbox: "Ada@Contoso.example", GrantedScopes: []string{"Mail.Read"}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := st.UpdateConnection(ctx, "b", store.ConnectionUpdate{Mailbox: "ada@contoso.example"}); !errors.Is(err, store.ErrMailboxTaken) {
-		t.Fatalf("second claim: %v", err)
-	}
-	c, _ := st.GetConnection(ctx, "b")
-	if c.Mailbox != "" {
-		t.Errorf("a refused claim was half-applied: %+v", c)
-	}
-	if err := st.UpdateConnection(ctx, "missing", store.ConnectionUpdate{State: "active"}); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("missing: %v", err)
 	}
 }

@@ -1,4 +1,8 @@
-package activities
+// Package mailreader reads from a connected mailbox on demand for the API:
+// a message's body, an attachment's bytes. It reaches Graph through the
+// activities' token handling and the mailbox's shared request budget, but
+// is not an activity.
+package mailreader
 
 import (
 	"context"
@@ -10,24 +14,39 @@ import (
 
 	abs "github.com/microsoft/kiota-abstractions-go"
 	"github.com/microsoftgraph/msgraph-sdk-go/users"
-	"golang.org/x/oauth2"
 
+	"github.com/outlookd/outlookd/activities"
 	"github.com/outlookd/outlookd/graph"
+	"github.com/outlookd/outlookd/identity"
 )
 
 // ErrGone: Graph no longer has the message or attachment.
-var ErrGone = errors.New("activities: not found at Graph")
+var ErrGone = errors.New("mailreader: not found at Graph")
+
+// ReauthError is an on-demand read refused because the connection's
+// refresh token is dead (the identity platform answered invalid_grant or
+// the like): only the user signing in again can bring it back. It wraps
+// the activities' ReauthRequired error.
+type ReauthError struct {
+	// Reason is why the identity platform refused (empty: not known).
+	Reason identity.Reason
+	Err    error
+}
+
+func (e *ReauthError) Error() string { return e.Err.Error() }
+
+func (e *ReauthError) Unwrap() error { return e.Err }
 
 // Reader reads from a connection's mailbox on demand for the API (a
 // message's body, an attachment's bytes), with the activities' token
-// handling and the mailbox's shared request budget. It is not an activity.
+// handling and the mailbox's shared request budget.
 type Reader struct {
-	A *Activities
+	A *activities.Activities
 }
 
 // Body fetches a message's body.
 func (r Reader) Body(ctx context.Context, connectionID, userID, messageID string) (contentType, content string, err error) {
-	gc, err := r.A.graphFor(ctx, connectionID, userID)
+	gc, err := r.A.GraphFor(ctx, connectionID, userID)
 	if err != nil {
 		return "", "", err
 	}
@@ -53,8 +72,6 @@ func (r Reader) Body(ctx context.Context, connectionID, userID, messageID string
 // Attachment opens an attachment's raw bytes at Graph; the caller streams
 // and closes the body.
 func (r Reader) Attachment(ctx context.Context, connectionID, userID, messageID, attachmentID string) (*http.Response, error) {
-	ts := &vaultTokenSource{ctx: ctx, a: r.A, connectionID: connectionID}
-	transport := &oauth2.Transport{Source: ts, Base: r.A.graphTransport(ts, userID)}
 	u := strings.TrimSuffix(r.A.GraphURL, "/") + "/users/" + url.PathEscape(userID) + "/messages/" + url.PathEscape(messageID) +
 		"/attachments/" + url.PathEscape(attachmentID) + "/$value"
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
@@ -62,7 +79,7 @@ func (r Reader) Attachment(ctx context.Context, connectionID, userID, messageID,
 		return nil, err
 	}
 	req.Header.Set("Prefer", `IdType="ImmutableId"`)
-	resp, err := (&http.Client{Transport: transport}).Do(req)
+	resp, err := r.A.GraphHTTP(ctx, connectionID, userID).Do(req)
 	if err != nil {
 		return nil, onDemandError("attachment", err)
 	}
@@ -72,7 +89,7 @@ func (r Reader) Attachment(ctx context.Context, connectionID, userID, messageID,
 	}
 	if resp.StatusCode >= 300 {
 		resp.Body.Close()
-		return nil, fmt.Errorf("activities: attachment: Graph answered %d", resp.StatusCode)
+		return nil, fmt.Errorf("mailreader: attachment: Graph answered %d", resp.StatusCode)
 	}
 	return resp, nil
 }
@@ -81,5 +98,16 @@ func onDemandError(what string, err error) error {
 	if ge, ok := graph.AsError(err); ok && ge.Status == http.StatusNotFound {
 		return ErrGone
 	}
-	return classifyGraph(what, err)
+	err = activities.ClassifyGraph(what, err)
+	if reason, ok := activities.ReauthReason(err); ok {
+		return &ReauthError{Reason: reason, Err: err}
+	}
+	return err
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }

@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"time"
+
+	"github.com/outlookd/outlookd/graphsim"
+	"github.com/outlookd/outlookd/workflows"
+)
+
+// operatorCancel is what an operator does without reading the code: one
+// connection's workflow is cancelled and another's terminated with the
+// Temporal CLI while mail arrives. Both end disconnected (the cancelled
+// one by itself, the terminated one once disconnected through the API),
+// with no subscription delivering and nothing in Vault, and both
+// mailboxes connect again.
+func operatorCancel(ctx context.Context, w *world, _ int) (result, error) {
+	var r result
+	const alex = "alex@contoso.example"
+	a, err := w.connect(adele, nil)
+	if err != nil {
+		return r, err
+	}
+	b, err := w.connect(alex, nil)
+	if err != nil {
+		return r, err
+	}
+	for _, u := range []string{adele, alex} {
+		if _, err := w.sim.InjectMessages(ctx, u, make([]graphsim.MessageSpec, 3)...); err != nil {
+			return r, err
+		}
+	}
+
+	// Cancel: the workflow disconnects itself.
+	start := time.Now()
+	if err := w.temporalCLI(ctx, "workflow", "cancel", "--workflow-id", workflows.ConnectionWorkflowID(a.ID), "--reason", "operator-cancel scenario"); err != nil {
+		return r, err
+	}
+	if _, err := w.sim.InjectMessages(ctx, adele, make([]graphsim.MessageSpec, 2)...); err != nil {
+		return r, err
+	}
+	ca, err := w.waitConn(a.ID, time.Minute, "disconnected after cancel", func(c conn) bool { return c.State == "disconnected" })
+	if err != nil {
+		return r, err
+	}
+	r.add("cancel_to_disconnected_s", fmt.Sprintf("%.1f", time.Since(start).Seconds()))
+	if ca.Reason != "disconnected" || w.events(a.ID, "connection.disconnected") != 1 {
+		return r, fmt.Errorf("cancelled connection: reason %q, %d disconnected events", ca.Reason, w.events(a.ID, "connection.disconnected"))
+	}
+
+	// Terminate: nothing runs; the API says so, and a disconnect cleans up.
+	if err := w.temporalCLI(ctx, "workflow", "terminate", "--workflow-id", workflows.ConnectionWorkflowID(b.ID), "--reason", "operator-cancel scenario"); err != nil {
+		return r, err
+	}
+	tb, err := w.waitConn(b.ID, 30*time.Second, "reported ended", func(c conn) bool { return c.Reason == workflows.ReasonWorkflowEnded })
+	if err != nil {
+		return r, err
+	}
+	r.add("terminated_shown_as", tb.State+"/"+tb.Reason)
+	if st, err := w.call("DELETE", "/v1/connections/"+b.ID, nil, nil); err != nil || st != 202 {
+		return r, fmt.Errorf("DELETE of a terminated connection: %d %v", st, err)
+	}
+	if _, err := w.waitConn(b.ID, time.Minute, "disconnected after terminate", func(c conn) bool { return c.State == "disconnected" }); err != nil {
+		return r, err
+	}
+
+	// Nothing left: Vault, mail (retention delete), delivering subscriptions.
+	for _, id := range []string{a.ID, b.ID} {
+		if n, err := w.vault.Tokens().Count(ctx, id); err != nil || n != 0 {
+			return r, fmt.Errorf("%s: %d secrets left in Vault (%v)", id, n, err)
+		}
+		if n, err := w.st.CountMessages(ctx, id); err != nil || n != 0 {
+			return r, fmt.Errorf("%s: %d messages left (%v)", id, n, err)
+		}
+	}
+	if n := delivering(ctx, w); n != 0 {
+		return r, fmt.Errorf("%d subscriptions still delivering", n)
+	}
+
+	// The same mailboxes connect again, and sync.
+	for _, u := range []string{adele, alex} {
+		c, err := w.connect(u, nil)
+		if err != nil {
+			return r, fmt.Errorf("reconnect %s: %w", u, err)
+		}
+		lost, dup, err := w.converge(ctx, c, u, time.Minute)
+		r.lost, r.dup = r.lost+lost, r.dup+dup
+		if err != nil {
+			return r, err
+		}
+	}
+	return r, nil
+}
+
+// delivering counts the subscriptions at Graph that still deliver.
+func delivering(ctx context.Context, w *world) int {
+	n := 0
+	for _, s := range must(w.sim.Subscriptions(ctx)) {
+		if s.Expiration.After(time.Now()) && !s.NeedsReauth {
+			n++
+		}
+	}
+	return n
+}
+
+// temporalCLI runs the Temporal CLI against the test stack, as an
+// operator would.
+func (w *world) temporalCLI(ctx context.Context, args ...string) error {
+	cli := w.stack["OUTLOOKD_TEMPORAL_CLI"]
+	if cli == "" {
+		return fmt.Errorf("the stack's environment names no Temporal CLI (OUTLOOKD_TEMPORAL_CLI); run the stack's up again")
+	}
+	args = append(args, "--address", w.stack["TEMPORAL_ADDRESS"], "--namespace", "default")
+	out, err := exec.CommandContext(ctx, cli, args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("temporal %v: %v: %s", args, err, out)
+	}
+	return nil
+}

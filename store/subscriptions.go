@@ -1,0 +1,67 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Subscription is a Graph subscription of a connection.
+type Subscription struct {
+	ID              string
+	ConnectionID    string
+	ClientStateHash []byte
+	Resource        string
+	ExpiresAt       time.Time
+}
+
+// SaveSubscription records (or renews) a subscription.
+func (s *Store) SaveSubscription(ctx context.Context, sub Subscription) error {
+	_, err := s.pool.Exec(ctx, `
+		INSERT INTO subscriptions (id, connection_id, client_state_hash, resource, expires_at)
+		VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (id) DO UPDATE SET expires_at = EXCLUDED.expires_at`,
+		sub.ID, sub.ConnectionID, sub.ClientStateHash, sub.Resource, sub.ExpiresAt)
+	if err != nil {
+		return fmt.Errorf("store: save subscription: %w", err)
+	}
+	return nil
+}
+
+// GetSubscription finds a subscription by Graph's ID.
+func (s *Store) GetSubscription(ctx context.Context, id string) (Subscription, error) {
+	var sub Subscription
+	err := s.pool.QueryRow(ctx, `SELECT id, connection_id, client_state_hash, resource, expires_at FROM subscriptions WHERE id = $1`, id).
+		Scan(&sub.ID, &sub.ConnectionID, &sub.ClientStateHash, &sub.Resource, &sub.ExpiresAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return sub, fmt.Errorf("store: subscription %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return sub, fmt.Errorf("store: get subscription: %w", err)
+	}
+	return sub, nil
+}
+
+// ListSubscriptions returns a connection's subscriptions.
+func (s *Store) ListSubscriptions(ctx context.Context, connectionID string) ([]Subscription, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, connection_id, client_state_hash, resource, expires_at FROM subscriptions WHERE connection_id = $1 ORDER BY id`, connectionID)
+	if err != nil {
+		return nil, fmt.Errorf("store: list subscriptions: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Subscription, error) {
+		var sub Subscription
+		err := r.Scan(&sub.ID, &sub.ConnectionID, &sub.ClientStateHash, &sub.Resource, &sub.ExpiresAt)
+		return sub, err
+	})
+}
+
+// DeleteSubscription forgets a subscription.
+func (s *Store) DeleteSubscription(ctx context.Context, id string) error {
+	if _, err := s.pool.Exec(ctx, `DELETE FROM subscriptions WHERE id = $1`, id); err != nil {
+		return fmt.Errorf("store: delete subscription: %w", err)
+	}
+	return nil
+}

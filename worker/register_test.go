@@ -1,0 +1,72 @@
+package worker
+
+import (
+	"context"
+	"reflect"
+	"testing"
+
+	sdkworker "go.temporal.io/sdk/worker"
+
+	"github.com/outlookd/outlookd/activities"
+	"github.com/outlookd/outlookd/workflows"
+)
+
+// registry records what Register adds to a worker.
+type registry struct {
+	sdkworker.Registry
+	workflows  []any
+	activities []any
+}
+
+func (r *registry) RegisterWorkflow(w any) { r.workflows = append(r.workflows, w) }
+func (r *registry) RegisterActivity(a any) { r.activities = append(r.activities, a) }
+
+// TestEveryActivityIsRegisteredWithItsTypes: every activity the workflows
+// call is a method the worker registers, taking a context and exactly the
+// input type the workflows send, and returning exactly the result type
+// they decode (a renamed method, or a changed type, fails here rather than
+// at run time).
+func TestEveryActivityIsRegisteredWithItsTypes(t *testing.T) {
+	var r registry
+	Register(&activities.Activities{})(&r)
+	if len(r.activities) != 1 {
+		t.Fatalf("registered %d activity sets, want the one Activities", len(r.activities))
+	}
+	typ := reflect.TypeOf(r.activities[0])
+	ctxType := reflect.TypeFor[context.Context]()
+	errType := reflect.TypeFor[error]()
+	for _, spec := range workflows.Activities() {
+		m, ok := typ.MethodByName(spec.Name)
+		if !ok {
+			t.Errorf("the workflows call %s, which the worker does not register", spec.Name)
+			continue
+		}
+		ft := m.Type // the receiver is the first argument
+		if ft.NumIn() != 3 || ft.In(1) != ctxType || ft.In(2) != spec.Input {
+			t.Errorf("%s takes %v, want (context.Context, %v)", spec.Name, ft, spec.Input)
+		}
+		var want []reflect.Type
+		if spec.Result != nil {
+			want = append(want, spec.Result)
+		}
+		want = append(want, errType)
+		if ft.NumOut() != len(want) {
+			t.Errorf("%s returns %d values, want %v", spec.Name, ft.NumOut(), want)
+			continue
+		}
+		for i, w := range want {
+			if ft.Out(i) != w {
+				t.Errorf("%s returns %v at %d, want %v", spec.Name, ft.Out(i), i, w)
+			}
+		}
+	}
+	for _, want := range []any{workflows.Connection, workflows.Backfill} {
+		found := false
+		for _, w := range r.workflows {
+			found = found || reflect.ValueOf(w).Pointer() == reflect.ValueOf(want).Pointer()
+		}
+		if !found {
+			t.Errorf("workflow %T is not registered", want)
+		}
+	}
+}

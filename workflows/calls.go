@@ -1,0 +1,155 @@
+package workflows
+
+import (
+	"reflect"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+)
+
+// Activity names. The activities package implements each as a method of
+// that name; workflows call them only through the typed calls below, so
+// this package never imports Graph, Vault or Postgres code.
+const (
+	ActivityExchangeCode        = "ExchangeCode"
+	ActivityRefreshTokens       = "RefreshTokens"
+	ActivityDiscoverFolders     = "DiscoverFolders"
+	ActivityBackfillFolder      = "BackfillFolder"
+	ActivityRecordState         = "RecordState"
+	ActivitySyncFolders         = "SyncFolders"
+	ActivityEnsureSubscription  = "EnsureSubscription"
+	ActivityRenewSubscription   = "RenewSubscription"
+	ActivityDeleteSubscriptions = "DeleteSubscriptions"
+	ActivityPurgeSecrets        = "PurgeSecrets"
+	ActivityApplyRetention      = "ApplyRetention"
+	ActivityRecordEvent         = "RecordEvent"
+)
+
+// None is the result of an activity that returns only an error.
+type None struct{}
+
+// call is one activity as the workflows call it: its name, the options it
+// runs with and, by its type parameters, what it takes and returns.
+type call[I, O any] struct {
+	name string
+	opts workflow.ActivityOptions
+}
+
+// run executes the activity and waits for its result.
+func (a call[I, O]) run(ctx workflow.Context, in I) (O, error) {
+	var out O
+	f := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, a.opts), a.name, in)
+	if _, none := any(out).(None); none {
+		return out, f.Get(ctx, nil)
+	}
+	return out, f.Get(ctx, &out)
+}
+
+// runLocal executes the activity as a local activity, inside the workflow
+// task.
+func (a call[I, O]) runLocal(ctx workflow.Context, opts workflow.LocalActivityOptions, in I) (O, error) {
+	var out O
+	f := workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, opts), a.name, in)
+	if _, none := any(out).(None); none {
+		return out, f.Get(ctx, nil)
+	}
+	return out, f.Get(ctx, &out)
+}
+
+// ActivitySpec is an activity's name and the types it takes and returns
+// (Result is nil for an activity that returns only an error). The worker's
+// tests check that every one is registered with exactly these types.
+type ActivitySpec struct {
+	Name   string
+	Input  reflect.Type
+	Result reflect.Type
+}
+
+func (a call[I, O]) spec() ActivitySpec {
+	s := ActivitySpec{Name: a.name, Input: reflect.TypeFor[I](), Result: reflect.TypeFor[O]()}
+	if s.Result == reflect.TypeFor[None]() {
+		s.Result = nil
+	}
+	return s
+}
+
+// Option presets, named once.
+var (
+	// bookkeeping writes to the registry: short, retried until done.
+	bookkeeping = workflow.ActivityOptions{
+		StartToCloseTimeout: time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: time.Minute},
+	}
+	// consent exchanges a code: a few attempts, then the user is told.
+	// The workflow waits for a cancelled exchange to end, so a disconnect
+	// never purges Vault while an exchange may still write tokens.
+	consent = workflow.ActivityOptions{
+		StartToCloseTimeout: time.Minute,
+		WaitForCancellation: true,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: 10},
+	}
+	// tokenUpkeep refreshes tokens, patiently.
+	tokenUpkeep = workflow.ActivityOptions{
+		StartToCloseTimeout: time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: 5 * time.Second, MaximumInterval: 10 * time.Minute},
+	}
+	// sagaStep is a step of the disconnect saga: retried until done.
+	sagaStep = workflow.ActivityOptions{
+		StartToCloseTimeout: 5 * time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 5 * time.Minute},
+	}
+	// discovery lists a mailbox's folders.
+	discovery = graphCall(2 * time.Minute)
+)
+
+// graphCall is the options of activities that call Graph: retried until
+// done (the activity marks dead tokens and refusals non-retryable), and
+// waited for when cancelled, so nothing writes after a disconnect began.
+func graphCall(timeout time.Duration) workflow.ActivityOptions {
+	return workflow.ActivityOptions{
+		StartToCloseTimeout: timeout,
+		HeartbeatTimeout:    time.Minute,
+		WaitForCancellation: true,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 5 * time.Minute},
+	}
+}
+
+// folderBudget is how long one BackfillFolder activity pages before it
+// reports progress and yields.
+const folderBudget = 45 * time.Second
+
+// backfillPage is the options of a backfill page activity, whose heartbeat
+// timeout the connection chooses.
+func backfillPage(heartbeat time.Duration) workflow.ActivityOptions {
+	o := graphCall(folderBudget + 2*time.Minute)
+	if heartbeat > 0 {
+		o.HeartbeatTimeout = heartbeat
+	}
+	return o
+}
+
+// The activities, typed.
+var (
+	exchangeCode        = call[ExchangeCodeInput, ExchangeCodeResult]{ActivityExchangeCode, consent}
+	refreshTokens       = call[RefreshInput, RefreshResult]{ActivityRefreshTokens, tokenUpkeep}
+	recordState         = call[RecordStateInput, None]{ActivityRecordState, bookkeeping}
+	recordEvent         = call[RecordEventInput, None]{ActivityRecordEvent, bookkeeping}
+	discoverFolders     = call[DiscoverFoldersInput, DiscoverFoldersResult]{ActivityDiscoverFolders, discovery}
+	backfillFolder      = call[BackfillFolderInput, BackfillFolderResult]{ActivityBackfillFolder, backfillPage(0)}
+	syncFolders         = call[SyncFoldersInput, SyncFoldersResult]{ActivitySyncFolders, graphCall(10 * time.Minute)}
+	ensureSubscription  = call[EnsureSubscriptionInput, SubscriptionResult]{ActivityEnsureSubscription, graphCall(2 * time.Minute)}
+	renewSubscription   = call[RenewSubscriptionInput, SubscriptionResult]{ActivityRenewSubscription, graphCall(time.Minute)}
+	deleteSubscriptions = call[ConnectionRef, None]{ActivityDeleteSubscriptions, sagaStep}
+	purgeSecrets        = call[ConnectionRef, int]{ActivityPurgeSecrets, sagaStep}
+	applyRetention      = call[RetentionInput, None]{ActivityApplyRetention, sagaStep}
+)
+
+// Activities lists every activity the workflows call, with its types.
+func Activities() []ActivitySpec {
+	return []ActivitySpec{
+		exchangeCode.spec(), refreshTokens.spec(), recordState.spec(), recordEvent.spec(), discoverFolders.spec(),
+		backfillFolder.spec(), syncFolders.spec(), ensureSubscription.spec(), renewSubscription.spec(),
+		deleteSubscriptions.spec(), purgeSecrets.spec(), applyRetention.spec(),
+	}
+}

@@ -1,0 +1,643 @@
+// Package workflows holds outlookd's durable workflows: one Connection
+// workflow per connected mailbox, for its whole life, and the Backfill
+// child it runs. Workflows do no I/O; activities do. Nothing secret ever
+// enters their inputs, results, signals, updates, queries or search
+// attributes: tokens and codes stay in Vault, referenced by connection ID.
+//
+// This file is the contract with everyone outside the package: workflow
+// IDs, handler names, states, and the shapes the API, the webhook receiver
+// and the activities exchange with the workflows. The states and their
+// transitions are in lifecycle.go, the calls to activities in calls.go.
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// TaskQueue is the task queue of every outlookd workflow and activity.
+const TaskQueue = "outlookd"
+
+// ConnectionWorkflowID is the workflow ID of a connection; the only place
+// it is built.
+func ConnectionWorkflowID(connectionID string) string { return "connection/" + connectionID }
+
+// BackfillWorkflowID is the ID of a connection's n-th backfill.
+func BackfillWorkflowID(connectionID string, n int) string {
+	return fmt.Sprintf("connection/%s/backfill/%d", connectionID, n)
+}
+
+// Connection modes.
+const (
+	ModeDelegated   = "delegated"
+	ModeShared      = "shared"
+	ModeApplication = "application"
+)
+
+// Handler names.
+const (
+	QueryStatus            = "status"
+	UpdateConsent          = "consent"
+	UpdateSettings         = "settings"
+	UpdateDisconnect       = "disconnect"
+	UpdateResync           = "resync"
+	SignalBackfillProgress = "backfill_progress"
+	// SignalChanges says Graph notified changes in the mailbox.
+	SignalChanges = "changes"
+	// SignalLifecycle carries a subscription lifecycle event.
+	SignalLifecycle = "lifecycle"
+)
+
+// Sync modes.
+const (
+	SyncPush    = "push"
+	SyncPolling = "polling"
+)
+
+// Lifecycle events Graph sends (docs/graph.md#lifecycle-notifications).
+const (
+	LifecycleReauthorizationRequired = "reauthorizationRequired"
+	LifecycleSubscriptionRemoved     = "subscriptionRemoved"
+	LifecycleMissed                  = "missed"
+)
+
+// LifecycleSignal is a lifecycle notification for the connection.
+type LifecycleSignal struct {
+	Event          string `json:"event"`
+	SubscriptionID string `json:"subscriptionId"`
+}
+
+// Retention policies applied at disconnect.
+const (
+	RetentionDelete = "delete"
+	RetentionKeep   = "keep"
+)
+
+// Body storage policies.
+const (
+	// BodiesStore syncs message bodies into Postgres.
+	BodiesStore = "store"
+	// BodiesOnDemand fetches a body from Graph when a message is read.
+	BodiesOnDemand = "on_demand"
+	// BodiesNone neither stores nor fetches bodies.
+	BodiesNone = "none"
+)
+
+// Features a connection asks for, or its granted scopes allow.
+type Features struct {
+	Read bool `json:"read"`
+	Send bool `json:"send"`
+}
+
+// Settings are what the app chose for a connection: the one settings type.
+// The API converts its views to and from it; the workflow owns it and is
+// the only writer of the registry's copy.
+type Settings struct {
+	// BackfillDays is how far back mail is synced (default 30).
+	BackfillDays int `json:"backfillDays"`
+	// Folders are well-known names or folder IDs (default inbox, sentitems,
+	// archive), each with its child folders.
+	Folders []string `json:"folders"`
+	// Bodies is the body storage policy (default on_demand).
+	Bodies    string   `json:"bodies"`
+	Features  Features `json:"features"`
+	Retention string   `json:"retention"`
+	// PollMinutes is the sync interval when Graph cannot push (zero: the
+	// engine's default, 5 minutes).
+	PollMinutes int `json:"pollMinutes,omitempty"`
+}
+
+// DefaultFolders are synced when the app names none.
+var DefaultFolders = []string{"inbox", "sentitems", "archive"}
+
+// MaxFolders bounds how many root folders a connection names.
+const MaxFolders = 50
+
+// WithDefaults fills the defaults in.
+func (s Settings) WithDefaults() Settings {
+	if s.BackfillDays == 0 {
+		s.BackfillDays = 30
+	}
+	if len(s.Folders) == 0 {
+		s.Folders = append([]string(nil), DefaultFolders...)
+	}
+	if s.Bodies == "" {
+		s.Bodies = BodiesOnDemand
+	}
+	if !s.Features.Read && !s.Features.Send {
+		s.Features.Read = true
+	}
+	if s.Retention == "" {
+		s.Retention = RetentionDelete
+	}
+	return s
+}
+
+// StoreBodies says whether bodies are synced into the store.
+func (s Settings) StoreBodies() bool { return s.Bodies == BodiesStore }
+
+// Validate rejects settings the engine cannot honour, with a sentence the
+// API shows as it is.
+func (s Settings) Validate() error {
+	switch {
+	case s.BackfillDays < 0 || s.BackfillDays > 3650:
+		return fmt.Errorf("backfill window must be between 0 and 3650 days, not %d", s.BackfillDays)
+	case s.Retention != "" && s.Retention != RetentionDelete && s.Retention != RetentionKeep:
+		return fmt.Errorf("retention must be %q or %q, not %q", RetentionDelete, RetentionKeep, s.Retention)
+	case s.Bodies != "" && s.Bodies != BodiesStore && s.Bodies != BodiesOnDemand && s.Bodies != BodiesNone:
+		return fmt.Errorf("storage.bodies must be %q, %q or %q", BodiesStore, BodiesOnDemand, BodiesNone)
+	case s.PollMinutes < 0 || s.PollMinutes > 1440:
+		return fmt.Errorf("the polling interval must be between 1 and 1440 minutes, not %d", s.PollMinutes)
+	case len(s.Folders) > MaxFolders:
+		return fmt.Errorf("folders must name at most %d folders, not %d", MaxFolders, len(s.Folders))
+	}
+	seen := map[string]bool{}
+	for _, f := range s.Folders {
+		if err := validFolderName(f); err != nil {
+			return err
+		}
+		if seen[strings.ToLower(f)] {
+			return fmt.Errorf("the folder %q is named twice", f)
+		}
+		seen[strings.ToLower(f)] = true
+	}
+	return nil
+}
+
+// validFolderName refuses a folder name or ID the registry or Graph could
+// not take: empty, too long, or holding control characters.
+func validFolderName(f string) error {
+	if f == "" || len(f) > 512 {
+		return errors.New("a folder name is empty or longer than 512 characters")
+	}
+	if strings.ContainsFunc(f, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return fmt.Errorf("the folder name %q holds a control character", f)
+	}
+	return nil
+}
+
+// Options tune the workflow; the zero value means the defaults. Tests use
+// small values to exercise continue-as-new and timers.
+type Options struct {
+	// ContinueAsNewAfter: history length after which the workflow starts
+	// afresh (well before Temporal's own suggestion).
+	ContinueAsNewAfter int `json:"continueAsNewAfter,omitempty"`
+	// KeepAliveEvery: how often the refresh token is exercised when nothing
+	// else uses it (Microsoft expires it after 90 days of inactivity).
+	KeepAliveEvery time.Duration `json:"keepAliveEvery,omitempty"`
+	// PageSize is the Graph page size of backfills.
+	PageSize int `json:"pageSize,omitempty"`
+	// NotificationURL and LifecycleURL are where Graph posts change and
+	// lifecycle notifications; without them the connection polls.
+	NotificationURL string `json:"notificationUrl,omitempty"`
+	LifecycleURL    string `json:"lifecycleUrl,omitempty"`
+	// SubscriptionLifetime is asked of Graph for each subscription
+	// (default 4230 minutes).
+	SubscriptionLifetime time.Duration `json:"subscriptionLifetime,omitempty"`
+	// RenewBefore renews a subscription this long before it expires
+	// (default 24 hours, at most half the lifetime).
+	RenewBefore time.Duration `json:"renewBefore,omitempty"`
+	// ReconcileEvery runs a delta round without notifications (6 hours).
+	ReconcileEvery time.Duration `json:"reconcileEvery,omitempty"`
+	// PollEvery is the sync interval of a connection that cannot be
+	// pushed to (5 minutes).
+	PollEvery time.Duration `json:"pollEvery,omitempty"`
+	// FolderConcurrency is how many folders a backfill pages at once.
+	FolderConcurrency int `json:"folderConcurrency,omitempty"`
+	// HeartbeatTimeout: a backfill activity silent this long is retried
+	// elsewhere (a worker died).
+	HeartbeatTimeout time.Duration `json:"heartbeatTimeout,omitempty"`
+}
+
+func (o Options) withDefaults() Options {
+	if o.ContinueAsNewAfter == 0 {
+		o.ContinueAsNewAfter = 2000
+	}
+	if o.KeepAliveEvery == 0 {
+		o.KeepAliveEvery = 72 * time.Hour
+	}
+	if o.PageSize == 0 {
+		o.PageSize = 200
+	}
+	if o.FolderConcurrency == 0 {
+		o.FolderConcurrency = 3
+	}
+	if o.HeartbeatTimeout == 0 {
+		o.HeartbeatTimeout = time.Minute
+	}
+	if o.SubscriptionLifetime == 0 {
+		o.SubscriptionLifetime = 4230 * time.Minute
+	}
+	if o.RenewBefore == 0 {
+		o.RenewBefore = 24 * time.Hour
+	}
+	o.RenewBefore = min(o.RenewBefore, o.SubscriptionLifetime/2)
+	if o.ReconcileEvery == 0 {
+		o.ReconcileEvery = 6 * time.Hour
+	}
+	if o.PollEvery == 0 {
+		o.PollEvery = 5 * time.Minute
+	}
+	return o
+}
+
+// ConnectionInput starts (or continues) a connection workflow.
+type ConnectionInput struct {
+	ID       string   `json:"id"`
+	OrgID    string   `json:"orgId"`
+	OwnerID  string   `json:"ownerId"`
+	Mode     string   `json:"mode"`
+	Settings Settings `json:"settings"`
+	Options  Options  `json:"options"`
+	// State is carried across continue-as-new; a workflow started anew for
+	// a connection whose workflow is gone starts from the registry's
+	// account of it in the disconnecting state (Orphan).
+	State *ConnectionState `json:"state,omitempty"`
+}
+
+// ConnectionResult is what a finished connection reports.
+type ConnectionResult struct {
+	State  string `json:"state"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// Orphan is the state from which a connection whose workflow ended
+// without disconnecting (terminated, or failed) is cleaned up: a new run
+// under the same workflow ID starts in the disconnecting state and runs the
+// disconnect saga from what the registry and Vault know.
+func Orphan(id, orgID, ownerID, mode, mailbox string, settings Settings) ConnectionState {
+	return ConnectionState{ID: id, OrgID: orgID, OwnerID: ownerID, Mode: mode, Settings: settings.WithDefaults(), Mailbox: mailbox,
+		State: StateDisconnecting, Reason: ReasonWorkflowEnded,
+		ReasonText: "The connection's workflow ended without disconnecting; it is being cleaned up."}
+}
+
+// Reasons the workflow itself gives (the identity platform's are in the
+// identity package).
+const (
+	ReasonDisconnectRequested = "disconnect_requested"
+	ReasonWorkflowCanceled    = "workflow_canceled"
+	ReasonWorkflowEnded       = "workflow_ended"
+	ReasonDisconnected        = "disconnected"
+	ReasonMailboxTaken        = "mailbox_already_connected"
+	ReasonConsentFailed       = "consent_failed"
+)
+
+// FolderProgress is the backfill progress of one folder.
+type FolderProgress struct {
+	ID      string `json:"id"`
+	Name    string `json:"name"`
+	Fetched int64  `json:"fetched"`
+	Done    bool   `json:"done"`
+}
+
+// Backoff is how often in a row a duty failed and when it may run again.
+type Backoff struct {
+	Failures int       `json:"failures,omitempty"`
+	RetryAt  time.Time `json:"retryAt,omitempty"`
+}
+
+// BackfillState is where the connection's backfill stands.
+type BackfillState struct {
+	Runs    int  `json:"runs"`
+	Running bool `json:"running"`
+	// Covered is the start of the window already backfilled (zero: none).
+	Covered time.Time `json:"covered,omitempty"`
+	// Roots are the root folders the covered window was backfilled for.
+	Roots []string `json:"roots,omitempty"`
+	// Target is the start of the window being backfilled.
+	Target time.Time `json:"target,omitempty"`
+	// Missing are roots the settings name that the mailbox does not have.
+	Missing   []string                  `json:"missing,omitempty"`
+	Folders   map[string]FolderProgress `json:"folders,omitempty"`
+	Completed time.Time                 `json:"completed,omitempty"`
+	LastError string                    `json:"lastError,omitempty"`
+	Backoff   Backoff                   `json:"backoff"`
+}
+
+// SyncState is where live sync stands.
+type SyncState struct {
+	Mode                string    `json:"mode,omitempty"` // push or polling
+	PollReason          string    `json:"pollReason,omitempty"`
+	SubscriptionID      string    `json:"subscriptionId,omitempty"`
+	SubscriptionExpires time.Time `json:"subscriptionExpires,omitempty"`
+	LastSync            time.Time `json:"lastSync,omitempty"`
+	Rounds              int       `json:"rounds"`
+	Upserted            int64     `json:"upserted"`
+	Removed             int64     `json:"removed"`
+	Reanchored          int       `json:"reanchored"`
+	// GoneFolders counts folders deleted at Microsoft and dropped.
+	GoneFolders int       `json:"goneFolders,omitempty"`
+	LastError   string    `json:"lastError,omitempty"`
+	Backoff     Backoff   `json:"backoff"`
+	Subscribe   Backoff   `json:"subscribeBackoff"`
+	LastRenewal time.Time `json:"lastRenewal,omitempty"`
+}
+
+// ConnectionState is the whole state of a connection: Vault paths and
+// times, never tokens.
+type ConnectionState struct {
+	ID            string        `json:"id"`
+	OrgID         string        `json:"orgId"`
+	OwnerID       string        `json:"ownerId"`
+	Mode          string        `json:"mode"`
+	Settings      Settings      `json:"settings"`
+	State         string        `json:"state"`
+	Since         time.Time     `json:"since"`
+	Reason        string        `json:"reason,omitempty"`
+	ReasonText    string        `json:"reasonText,omitempty"`
+	Mailbox       string        `json:"mailbox,omitempty"`
+	UserID        string        `json:"userId,omitempty"`
+	TenantID      string        `json:"tenantId,omitempty"`
+	DisplayName   string        `json:"displayName,omitempty"`
+	GrantedScopes []string      `json:"grantedScopes,omitempty"`
+	Granted       Features      `json:"granted"`
+	AccessExpiry  time.Time     `json:"accessExpiry,omitempty"`
+	LastRefresh   time.Time     `json:"lastRefresh,omitempty"`
+	Backfill      BackfillState `json:"backfill"`
+	Sync          SyncState     `json:"sync"`
+	// DisconnectStep is the step the disconnect saga is at.
+	DisconnectStep string `json:"disconnectStep,omitempty"`
+	// ConsentRef names the Vault entry holding an authorization code
+	// waiting to be exchanged (the code itself never enters history).
+	ConsentRef string `json:"consentRef,omitempty"`
+	// Reconsent: the code being exchanged is a re-consent of the same
+	// account after reauth_required.
+	Reconsent bool `json:"reconsent,omitempty"`
+	// Transitions counts state changes; event IDs are built from it.
+	Transitions int `json:"transitions"`
+	// Registry is what the registry row holds: the state and settings last
+	// written, and the events not yet written with them.
+	Registry RegistryMirror `json:"registry"`
+	// Runs counts continue-as-new generations.
+	Runs int `json:"runs"`
+	// Pending is work asked for (by signals or lifecycle events) and not
+	// yet started; it is carried across continue-as-new so no signal is
+	// lost.
+	Pending PendingWork `json:"pending"`
+}
+
+// RegistryMirror is the workflow's account of its registry row.
+type RegistryMirror struct {
+	State    string        `json:"state,omitempty"`
+	Settings *Settings     `json:"settings,omitempty"`
+	Events   []EventRecord `json:"events,omitempty"`
+}
+
+// PendingWork is work signalled and not yet started.
+type PendingWork struct {
+	Sync        bool `json:"sync,omitempty"`
+	Renew       bool `json:"renew,omitempty"`
+	Resubscribe bool `json:"resubscribe,omitempty"`
+	// Reanchor lists folders (IDs or well-known names, or "*" for all)
+	// whose delta anchors the next round drops and rebuilds from a full
+	// scan of the window.
+	Reanchor []string `json:"reanchor,omitempty"`
+}
+
+// ResyncInput asks for a delta round; with Folders (IDs or well-known
+// names, or "*"), those folders are fully re-anchored.
+type ResyncInput struct {
+	Folders []string `json:"folders,omitempty"`
+}
+
+// Status is the answer of the status query: what an operator asks.
+type Status struct {
+	ConnectionState
+	NextAction   string    `json:"nextAction"`
+	NextActionAt time.Time `json:"nextActionAt,omitempty"`
+	HistoryLen   int       `json:"historyLength"`
+}
+
+// ConsentInput completes (or fails) consent: a reference to the code in
+// Vault, or the reason the identity platform refused (classified by the
+// caller, e.g. admin_consent_required) with a sentence for people.
+type ConsentInput struct {
+	Ref        string `json:"ref,omitempty"`
+	Reason     string `json:"reason,omitempty"`
+	ReasonText string `json:"reasonText,omitempty"`
+}
+
+// BackfillProgress is what the backfill child signals its parent.
+type BackfillProgress struct {
+	Run    int            `json:"run,omitempty"`
+	Folder FolderProgress `json:"folder"`
+}
+
+// BackfillInput starts a backfill child.
+type BackfillInput struct {
+	ConnectionID string   `json:"connectionId"`
+	ParentID     string   `json:"parentId"`
+	Run          int      `json:"run"`
+	UserID       string   `json:"userId"`
+	Roots        []string `json:"roots"`
+	// WindowStart is the start of the window every folder must cover:
+	// new folders are fetched from it, folders already live that start
+	// later have the gap fetched.
+	WindowStart time.Time `json:"windowStart"`
+	StoreBodies bool      `json:"storeBodies"`
+	PageSize    int       `json:"pageSize"`
+	Concurrency int       `json:"concurrency"`
+	// HeartbeatTimeout of the page activities.
+	HeartbeatTimeout time.Duration `json:"heartbeatTimeout"`
+}
+
+// BackfillResult sums a backfill up.
+type BackfillResult struct {
+	Folders []FolderProgress `json:"folders"`
+	Fetched int64            `json:"fetched"`
+	// Missing are roots the mailbox does not have; Gone are folders that
+	// were deleted at Microsoft while the backfill ran.
+	Missing []string `json:"missing,omitempty"`
+	Gone    []string `json:"gone,omitempty"`
+}
+
+// Error types of the activities' application errors, matched by workflows.
+// Whether an error is retried is decided once, where the activity creates
+// it (activities/errors.go): the workflows' retry policies list no types.
+const (
+	// ErrReauthRequired: the refresh token is dead (revoked, password
+	// changed, MFA now required...); details carry the reason.
+	ErrReauthRequired = "ReauthRequired"
+	// ErrConsentFailed: the authorization code could not be exchanged;
+	// details carry the reason.
+	ErrConsentFailed = "ConsentFailed"
+	// ErrMailboxTaken: another live connection holds the mailbox.
+	ErrMailboxTaken = "MailboxTaken"
+	// ErrThrottled: Graph asked to wait (429/503/504); retried after
+	// Retry-After.
+	ErrThrottled = "Throttled"
+	// ErrGraphRejected: Graph refused the request for good (4xx).
+	ErrGraphRejected = "GraphRejected"
+	// ErrFolderGone: a synced folder no longer exists.
+	ErrFolderGone = "FolderGone"
+	// ErrDetached: the connection's mail was deleted or archived by the
+	// disconnect saga; nothing more is written for it.
+	ErrDetached = "Detached"
+)
+
+// ExchangeCodeInput names the code waiting in Vault.
+type ExchangeCodeInput struct {
+	ConnectionID string `json:"connectionId"`
+	Ref          string `json:"ref"`
+	// ExpectUserID, when set, refuses a different account (re-consent).
+	ExpectUserID string `json:"expectUserId,omitempty"`
+}
+
+// ExchangeCodeResult describes the account that consented.
+type ExchangeCodeResult struct {
+	UserID        string    `json:"userId"`
+	Mailbox       string    `json:"mailbox"`
+	TenantID      string    `json:"tenantId"`
+	DisplayName   string    `json:"displayName"`
+	GrantedScopes []string  `json:"grantedScopes"`
+	Granted       Features  `json:"granted"`
+	AccessExpiry  time.Time `json:"accessExpiry"`
+}
+
+// RefreshInput asks for a token refresh.
+type RefreshInput struct {
+	ConnectionID string `json:"connectionId"`
+}
+
+// RefreshResult reports the new access token's expiry.
+type RefreshResult struct {
+	AccessExpiry  time.Time `json:"accessExpiry"`
+	GrantedScopes []string  `json:"grantedScopes"`
+	Granted       Features  `json:"granted"`
+}
+
+// FolderRef is a folder found in the mailbox.
+type FolderRef struct {
+	ID        string `json:"id"`
+	ParentID  string `json:"parentId,omitempty"`
+	Name      string `json:"name"`
+	WellKnown string `json:"wellKnown,omitempty"`
+}
+
+// DiscoverFoldersInput names the root folders to sync.
+type DiscoverFoldersInput struct {
+	ConnectionID string    `json:"connectionId"`
+	UserID       string    `json:"userId"`
+	Roots        []string  `json:"roots"`
+	WindowStart  time.Time `json:"windowStart"`
+}
+
+// DiscoverFoldersResult lists the roots and all their descendants; the
+// folders known before and no longer under a root were dropped with their
+// mail.
+type DiscoverFoldersResult struct {
+	Folders []FolderRef `json:"folders"`
+	// Missing are roots the mailbox does not have.
+	Missing []string `json:"missing,omitempty"`
+	// Dropped counts folders no longer synced.
+	Dropped int `json:"dropped,omitempty"`
+}
+
+// BackfillFolderInput pages one folder for up to Budget: its first round
+// from WindowStart, or the gap before the window it already covers.
+type BackfillFolderInput struct {
+	ConnectionID string        `json:"connectionId"`
+	UserID       string        `json:"userId"`
+	FolderID     string        `json:"folderId"`
+	WindowStart  time.Time     `json:"windowStart"`
+	StoreBodies  bool          `json:"storeBodies"`
+	PageSize     int           `json:"pageSize"`
+	Budget       time.Duration `json:"budget"`
+}
+
+// BackfillFolderResult says how far the folder got.
+type BackfillFolderResult struct {
+	Fetched int64 `json:"fetched"`
+	Pages   int   `json:"pages"`
+	Done    bool  `json:"done"`
+	// Gone: the folder was deleted at Microsoft; it was dropped.
+	Gone bool `json:"gone,omitempty"`
+}
+
+// EventRecord is an event for the app, written once per ID.
+type EventRecord struct {
+	ID   string         `json:"id"`
+	Type string         `json:"type"`
+	Data map[string]any `json:"data,omitempty"`
+}
+
+// RecordStateInput writes the workflow's state, settings and events into
+// the registry row, in one transaction.
+type RecordStateInput struct {
+	ConnectionID string `json:"connectionId"`
+	State        string `json:"state"`
+	Mode         string `json:"mode,omitempty"`
+	// Settings, when set, replace the registry's copy.
+	Settings *Settings     `json:"settings,omitempty"`
+	Events   []EventRecord `json:"events,omitempty"`
+}
+
+// SyncFoldersInput runs a delta round for every live folder.
+type SyncFoldersInput struct {
+	ConnectionID string `json:"connectionId"`
+	UserID       string `json:"userId"`
+	StoreBodies  bool   `json:"storeBodies"`
+	PageSize     int    `json:"pageSize"`
+	// Reanchor names folders (IDs or well-known names, "*" for all) to
+	// re-anchor from scratch in this round.
+	Reanchor []string `json:"reanchor,omitempty"`
+}
+
+// SyncFoldersResult counts what a round changed.
+type SyncFoldersResult struct {
+	Upserted   int64 `json:"upserted"`
+	Removed    int64 `json:"removed"`
+	Reanchored int   `json:"reanchored"`
+	// Gone are folders deleted at Microsoft, dropped with their mail.
+	Gone []FolderRef `json:"gone,omitempty"`
+}
+
+// EnsureSubscriptionInput asks for one live subscription on the mailbox.
+type EnsureSubscriptionInput struct {
+	ConnectionID    string        `json:"connectionId"`
+	UserID          string        `json:"userId"`
+	NotificationURL string        `json:"notificationUrl"`
+	LifecycleURL    string        `json:"lifecycleUrl"`
+	Lifetime        time.Duration `json:"lifetime"`
+	// Replace deletes the connection's known subscriptions first.
+	Replace bool `json:"replace"`
+}
+
+// SubscriptionResult describes the live subscription, or why push is not
+// possible (then the connection polls).
+type SubscriptionResult struct {
+	ID         string    `json:"id,omitempty"`
+	Expiration time.Time `json:"expiration,omitempty"`
+	// PollReason is set when Graph refused the subscription.
+	PollReason string `json:"pollReason,omitempty"`
+	// Gone: the subscription no longer exists at Graph.
+	Gone bool `json:"gone,omitempty"`
+}
+
+// RenewSubscriptionInput renews (and so reauthorizes) a subscription.
+type RenewSubscriptionInput struct {
+	ConnectionID   string        `json:"connectionId"`
+	SubscriptionID string        `json:"subscriptionId"`
+	Lifetime       time.Duration `json:"lifetime"`
+}
+
+// ConnectionRef names a connection.
+type ConnectionRef struct {
+	ConnectionID string `json:"connectionId"`
+}
+
+// RetentionInput applies the retention policy at disconnect.
+type RetentionInput struct {
+	ConnectionID string `json:"connectionId"`
+	Policy       string `json:"policy"`
+}
+
+// RecordEventInput records an event for the app, once per ID.
+type RecordEventInput struct {
+	ConnectionID string         `json:"connectionId"`
+	EventID      string         `json:"eventId"`
+	Type         string         `json:"type"`
+	Data         map[string]any `json:"data,omitempty"`
+}

@@ -1,0 +1,12 @@
+package workflows
+
+// Versioning. A change to what a workflow does on replay (which commands
+// it issues, in which order) must keep running histories replayable:
+// guard it with workflow.GetVersion under a change ID listed here, record
+// a new history in testdata/ (see replay_test.go) and keep the old ones
+// until no run of them can exist. Remove a branch, and its ID here, only
+// together with the histories that needed it.
+//
+// Change IDs in use: none. The histories in testdata/ were recorded by
+// this version of the workflows.
+var changeIDs = []string{}
