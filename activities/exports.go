@@ -24,14 +24,16 @@ import (
 // GraphFor returns a Graph client acting for a connection, with the
 // activities' token handling (Vault, refresh, one retry on a refused
 // token), whose requests draw on the budget of the mailbox mailboxKey.
-func (a *Activities) GraphFor(ctx context.Context, connectionID, mailboxKey string) (*graph.Client, error) {
+// (A function, not a method: every exported method of Activities is
+// registered as an activity.)
+func GraphFor(ctx context.Context, a *Activities, connectionID, mailboxKey string) (*graph.Client, error) {
 	return a.graphFor(ctx, connectionID, mailboxKey)
 }
 
 // GraphHTTP returns an HTTP client for raw Graph requests (those the SDK
 // does not model, such as an attachment's $value) acting for a connection,
 // with the same token handling and mailbox budget as GraphFor.
-func (a *Activities) GraphHTTP(ctx context.Context, connectionID, mailboxKey string) *http.Client {
+func GraphHTTP(ctx context.Context, a *Activities, connectionID, mailboxKey string) *http.Client {
 	ts := &vaultTokenSource{ctx: ctx, a: a, connectionID: connectionID}
 	return &http.Client{Transport: &oauth2.Transport{Source: ts, Base: a.graphTransport(ts, mailboxKey)}}
 }

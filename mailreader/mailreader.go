@@ -46,7 +46,7 @@ type Reader struct {
 
 // Body fetches a message's body.
 func (r Reader) Body(ctx context.Context, connectionID, userID, messageID string) (contentType, content string, err error) {
-	gc, err := r.A.GraphFor(ctx, connectionID, userID)
+	gc, err := activities.GraphFor(ctx, r.A, connectionID, userID)
 	if err != nil {
 		return "", "", err
 	}
@@ -79,7 +79,7 @@ func (r Reader) Attachment(ctx context.Context, connectionID, userID, messageID,
 		return nil, err
 	}
 	req.Header.Set("Prefer", `IdType="ImmutableId"`)
-	resp, err := r.A.GraphHTTP(ctx, connectionID, userID).Do(req)
+	resp, err := activities.GraphHTTP(ctx, r.A, connectionID, userID).Do(req)
 	if err != nil {
 		return nil, onDemandError("attachment", err)
 	}

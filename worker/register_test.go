@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"testing"
 
+	"go.temporal.io/sdk/client"
 	sdkworker "go.temporal.io/sdk/worker"
 
 	"github.com/outlookd/outlookd/activities"
@@ -69,4 +70,21 @@ func TestEveryActivityIsRegisteredWithItsTypes(t *testing.T) {
 			t.Errorf("workflow %T is not registered", want)
 		}
 	}
+}
+
+// TestRegisteringTheActivitiesSucceeds: every exported method of
+// Activities is registered as an activity, so each must have an
+// activity's shape (the SDK refuses the worker otherwise).
+func TestRegisteringTheActivitiesSucceeds(t *testing.T) {
+	c, err := client.NewLazyClient(client.Options{HostPort: "127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := sdkworker.New(c, "register-test", sdkworker.Options{})
+	defer func() {
+		if r := recover(); r != nil {
+			t.Fatalf("the worker refused the activities: %v", r)
+		}
+	}()
+	Register(&activities.Activities{})(w)
 }
