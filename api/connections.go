@@ -393,7 +393,7 @@ func view(row store.Connection, count int64, st *workflows.Status) connectionJSO
 	if len(st.Settings.Folders) > 0 {
 		out.Settings = toAppSettings(st.Settings)
 	}
-	out.NextAction, out.NextActionAt, out.LastSyncAt = nextActionText(st.NextAction), timePtr(st.NextActionAt), timePtr(st.Sync.LastSync)
+	out.NextAction, out.NextActionAt, out.LastSyncAt = st.NextAction, timePtr(st.NextActionAt), timePtr(st.Sync.LastSync)
 	b := &backfillJSON{Running: st.Backfill.Running, CoveredFrom: timePtr(st.Backfill.Covered), CompletedAt: timePtr(st.Backfill.Completed),
 		Folders: []folderProgressJS{}, Missing: st.Backfill.Missing}
 	for _, f := range st.Backfill.Folders {
@@ -415,13 +415,6 @@ func orphaned(v *connectionJSON) {
 	v.Reason = workflows.ReasonWorkflowEnded
 	v.ReasonText = "The connection's workflow ended in Temporal without disconnecting (it was terminated or failed); nothing syncs. Disconnect it to clean up."
 	v.NextAction = "disconnect to clean up"
-}
-
-// nextActionText is the workflow's next action as the API shows it: the
-// workflow builds it as "what: detail", and an empty detail must not leave
-// a dangling ": " (such as "disconnecting: " between saga steps).
-func nextActionText(s string) string {
-	return strings.TrimRight(s, ": ")
 }
 
 // statusTimeout bounds the status query; past it the registry answers.

@@ -466,3 +466,50 @@ func TestCallbackRefusedCodeDropped(t *testing.T) {
 		t.Errorf("Vault holds %d secrets for the connection, want 2 (tokens, pending consent)", n)
 	}
 }
+
+// TestFolderDeletedAtMicrosoft: a synced folder deleted for good at
+// Microsoft is dropped with its mail by the round that meets it, and the
+// other folders keep syncing (a deleted folder once failed every round).
+func TestFolderDeletedAtMicrosoft(t *testing.T) {
+	e := enginetest.Start(t, graphsim.Options{}, workflows.Options{PageSize: 50})
+	ctx := context.Background()
+	projects, err := e.Ctl.CreateFolder(ctx, e.Ada.UPN, "inbox", "Projects")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Ctl.InjectMessages(ctx, e.Ada.UPN, graphsim.MessageSpec{Folder: projects, Subject: "in projects"}, graphsim.MessageSpec{Subject: "in the inbox"}); err != nil {
+		t.Fatal(err)
+	}
+	id, _ := e.ConnectUser(e.Ada.UPN, workflows.Settings{BackfillDays: 30})
+	first := e.WaitFor(id, time.Minute, "the first backfill", func(st workflows.Status) bool {
+		return !st.Backfill.Covered.IsZero() && !st.Backfill.Running && st.Sync.Mode != ""
+	})
+	if _, ok := first.Backfill.Folders[projects]; !ok {
+		t.Fatalf("the child folder was not synced: %+v", first.Backfill.Folders)
+	}
+	if err := e.Ctl.DeleteFolder(ctx, e.Ada.UPN, projects); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Ctl.InjectMessages(ctx, e.Ada.UPN, graphsim.MessageSpec{Subject: "after the folder went"}); err != nil {
+		t.Fatal(err)
+	}
+	h, err := e.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: workflows.ConnectionWorkflowID(id), UpdateName: workflows.UpdateResync,
+		Args: []any{workflows.ResyncInput{}}, WaitForStage: client.WorkflowUpdateStageCompleted})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Get(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	st := e.WaitFor(id, time.Minute, "the folder dropped", func(st workflows.Status) bool { return st.Sync.GoneFolders == 1 })
+	if st.Sync.LastError != "" || st.State != workflows.StateActive {
+		t.Errorf("after the folder went: %s, last error %q", st.State, st.Sync.LastError)
+	}
+	if _, ok := st.Backfill.Folders[projects]; ok {
+		t.Errorf("the deleted folder is still in the progress: %+v", st.Backfill.Folders)
+	}
+	compare(t, e, id, synced(t, e, first.Backfill.Covered), false)
+	if f, err := e.Store.GetFolder(ctx, id, projects); err == nil {
+		t.Errorf("the deleted folder is still in the store: %+v", f)
+	}
+}

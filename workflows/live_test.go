@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -153,6 +154,9 @@ func TestDisconnectFromEveryState(t *testing.T) {
 				update(t, env, UpdateDisconnect, nil, func(st Status, err error) {
 					if err != nil || st.State != StateDisconnecting {
 						t.Errorf("disconnect: %s %v", st.State, err)
+					}
+					if strings.HasSuffix(st.NextAction, ": ") || !strings.HasPrefix(st.NextAction, "disconnecting") {
+						t.Errorf("next action %q", st.NextAction)
 					}
 				})
 				// Asking again while the saga runs is answered, not refused,
