@@ -41,11 +41,7 @@ func apikeyCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 	if err := parseFlags(fs, rest); err != nil {
 		return err
 	}
-	cfg, err := config.LoadFrom(environ)
-	if err != nil {
-		return err
-	}
-	st, err := store.Open(ctx, cfg.DatabaseURL.Reveal(), 2)
+	_, st, err := openRegistry(ctx, environ)
 	if err != nil {
 		return err
 	}
@@ -105,4 +101,15 @@ func apikeyCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 	}
 	fmt.Fprint(stderr, apikeyUsage)
 	return usageError{fmt.Errorf("unknown apikey command %q", args[0])}
+}
+
+// openRegistry loads the configuration and opens the registry with a small
+// pool, for the commands an operator runs by hand.
+func openRegistry(ctx context.Context, environ []string) (config.Config, *store.Store, error) {
+	cfg, err := config.LoadFrom(environ)
+	if err != nil {
+		return cfg, nil, err
+	}
+	st, err := store.Open(ctx, cfg.DatabaseURL.Reveal(), 2)
+	return cfg, st, err
 }

@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
 
-	"github.com/outlookd/outlookd/config"
 	"github.com/outlookd/outlookd/connect"
 	"github.com/outlookd/outlookd/store"
 )
@@ -30,19 +30,15 @@ terminated in Temporal, or failed, is cleaned up by a new run of its workflow.
 func disconnectCmd(ctx context.Context, args []string, stdout, stderr io.Writer, environ []string) error {
 	fs := newFlagSet("disconnect", stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, disconnectUsage) }
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		fmt.Fprint(stderr, disconnectUsage)
 		return usageError{errors.New("disconnect needs one connection ID")}
 	}
-	id := fs.Arg(0)
-	cfg, err := config.LoadFrom(environ)
-	if err != nil {
+	id := args[0]
+	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
-	st, err := store.Open(ctx, cfg.DatabaseURL.Reveal(), 2)
+	cfg, st, err := openRegistry(ctx, environ)
 	if err != nil {
 		return err
 	}

@@ -70,6 +70,8 @@ func TestUsageErrors(t *testing.T) {
 		{"frobnicate", `unknown command "frobnicate"`},
 		{"serve --role=everything", "--role must be all, api or worker"},
 		{"migrate extra", `unexpected argument "extra"`},
+		{"disconnect", "outlookd disconnect CONNECTION_ID"},
+		{"disconnect conn_a conn_b", `unexpected argument "conn_b"`},
 	}
 	for _, tt := range tests {
 		stderr, code := runMain(t, tt.args)

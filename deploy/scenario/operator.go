@@ -18,7 +18,7 @@ import (
 // mailboxes connect again.
 func operatorCancel(ctx context.Context, w *world, _ int) (result, error) {
 	var r result
-	const alex = "alex@contoso.example"
+	const alex, megan = "alex@contoso.example", "megan@contoso.example"
 	a, err := w.connect(adele, nil)
 	if err != nil {
 		return r, err
@@ -66,8 +66,25 @@ func operatorCancel(ctx context.Context, w *world, _ int) (result, error) {
 		return r, err
 	}
 
+	// The operator's command does the same for a third, terminated too.
+	m, err := w.connect(megan, nil)
+	if err != nil {
+		return r, err
+	}
+	if err := w.temporalCLI(ctx, "workflow", "terminate", "--workflow-id", workflows.ConnectionWorkflowID(m.ID), "--reason", "operator-cancel scenario"); err != nil {
+		return r, err
+	}
+	cmd := exec.CommandContext(ctx, "bin/outlookd", "disconnect", m.ID)
+	cmd.Env = w.env
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return r, fmt.Errorf("outlookd disconnect: %v: %s", err, out)
+	}
+	if _, err := w.waitConn(m.ID, time.Minute, "disconnected by the command", func(c conn) bool { return c.State == "disconnected" }); err != nil {
+		return r, err
+	}
+
 	// Nothing left: Vault, mail (retention delete), delivering subscriptions.
-	for _, id := range []string{a.ID, b.ID} {
+	for _, id := range []string{a.ID, b.ID, m.ID} {
 		if n, err := w.vault.Tokens().Count(ctx, id); err != nil || n != 0 {
 			return r, fmt.Errorf("%s: %d secrets left in Vault (%v)", id, n, err)
 		}
