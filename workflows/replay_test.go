@@ -1,6 +1,11 @@
 package workflows
 
 import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
 	"testing"
 
 	"go.temporal.io/sdk/worker"
@@ -31,5 +36,38 @@ func TestReplay(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// TestChangeIDsListed: every workflow.GetVersion change ID in the
+// workflows is listed in versions.go, and every listed one is in use.
+func TestChangeIDsListed(t *testing.T) {
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	used := map[string]bool{}
+	re := regexp.MustCompile(`GetVersion\([^,]+,\s*"([^"]+)"`)
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range re.FindAllSubmatch(src, -1) {
+			used[string(m[1])] = true
+		}
+	}
+	for id := range used {
+		if !slices.Contains(changeIDs, id) {
+			t.Errorf("change ID %q is used but not listed in versions.go", id)
+		}
+	}
+	for _, id := range changeIDs {
+		if !used[id] {
+			t.Errorf("change ID %q is listed in versions.go but not used", id)
+		}
 	}
 }
