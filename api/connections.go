@@ -541,7 +541,7 @@ func (s *server) update(c *gin.Context, id, name string, args ...any) (workflows
 	}
 	var rejected *temporal.ApplicationError
 	switch {
-	case ended(err):
+	case connect.Ended(err):
 		problem(c, http.StatusConflict, "connection_ended", "This connection's workflow has ended; disconnect it to clean up, or create a new one.")
 	case errors.As(err, &rejected):
 		problem(c, http.StatusConflict, "invalid_state", capitalize(strings.TrimSuffix(rejected.Message(), "."))+".")
@@ -563,9 +563,6 @@ func (s *server) runUpdate(ctx context.Context, id, name string, args ...any) (w
 	}
 	return st, err
 }
-
-// ended says the connection's workflow is over.
-func ended(err error) bool { return connect.Ended(err) }
 
 func (s *server) reauthorize(c *gin.Context) {
 	row, ok := s.connection(c)

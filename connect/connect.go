@@ -321,12 +321,8 @@ func (s *Service) Callback(ctx context.Context, q url.Values) (Outcome, error) {
 // way.
 func (s *Service) settled(ctx context.Context, id string) (workflows.Status, error) {
 	for {
-		v, err := s.Temporal.QueryWorkflow(ctx, workflows.ConnectionWorkflowID(id), "", workflows.QueryStatus)
+		st, err := s.status(ctx, id)
 		if err != nil {
-			return workflows.Status{}, err
-		}
-		var st workflows.Status
-		if err := v.Get(&st); err != nil {
 			return st, err
 		}
 		if st.State != workflows.StateConnecting {

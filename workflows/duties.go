@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"slices"
 	"time"
 
 	"go.temporal.io/sdk/workflow"
@@ -151,18 +152,7 @@ func (c *connection) backfillWanted(ctx workflow.Context) bool {
 	return c.backfillTarget(ctx).Before(b.Covered.Add(-24 * time.Hour))
 }
 
+// sameFolders says whether two lists name the same folders, in any order.
 func sameFolders(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for _, f := range a {
-		found := false
-		for _, g := range b {
-			found = found || f == g
-		}
-		if !found {
-			return false
-		}
-	}
-	return true
+	return len(a) == len(b) && !slices.ContainsFunc(a, func(f string) bool { return !slices.Contains(b, f) })
 }

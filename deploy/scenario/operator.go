@@ -65,6 +65,11 @@ func operatorCancel(ctx context.Context, w *world, _ int) (result, error) {
 	if _, err := w.waitConn(b.ID, time.Minute, "disconnected after terminate", func(c conn) bool { return c.State == "disconnected" }); err != nil {
 		return r, err
 	}
+	// Asked again, the answer is where it stands: disconnected, no new run.
+	var again conn
+	if st, err := w.call("DELETE", "/v1/connections/"+b.ID, nil, &again); err != nil || st != 202 || again.State != "disconnected" {
+		return r, fmt.Errorf("a second DELETE: %d %q %v", st, again.State, err)
+	}
 
 	// The operator's command does the same for a third, terminated too.
 	m, err := w.connect(megan, nil)
