@@ -45,17 +45,37 @@ func (s *Store) GetSubscription(ctx context.Context, id string) (Subscription, e
 	return sub, nil
 }
 
+// GetSubscriptions finds the subscriptions of the given IDs with one query;
+// IDs the registry does not know are absent from the answer.
+func (s *Store) GetSubscriptions(ctx context.Context, ids []string) (map[string]Subscription, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, connection_id, client_state_hash, resource, expires_at FROM subscriptions WHERE id = ANY($1)`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("store: get subscriptions: %w", err)
+	}
+	subs, err := pgx.CollectRows(rows, scanSubscription)
+	if err != nil {
+		return nil, fmt.Errorf("store: get subscriptions: %w", err)
+	}
+	out := make(map[string]Subscription, len(subs))
+	for _, sub := range subs {
+		out[sub.ID] = sub
+	}
+	return out, nil
+}
+
+func scanSubscription(r pgx.CollectableRow) (Subscription, error) {
+	var sub Subscription
+	err := r.Scan(&sub.ID, &sub.ConnectionID, &sub.ClientStateHash, &sub.Resource, &sub.ExpiresAt)
+	return sub, err
+}
+
 // ListSubscriptions returns a connection's subscriptions.
 func (s *Store) ListSubscriptions(ctx context.Context, connectionID string) ([]Subscription, error) {
 	rows, err := s.pool.Query(ctx, `SELECT id, connection_id, client_state_hash, resource, expires_at FROM subscriptions WHERE connection_id = $1 ORDER BY id`, connectionID)
 	if err != nil {
 		return nil, fmt.Errorf("store: list subscriptions: %w", err)
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Subscription, error) {
-		var sub Subscription
-		err := r.Scan(&sub.ID, &sub.ConnectionID, &sub.ClientStateHash, &sub.Resource, &sub.ExpiresAt)
-		return sub, err
-	})
+	return pgx.CollectRows(rows, scanSubscription)
 }
 
 // DeleteSubscription forgets a subscription.

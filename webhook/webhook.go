@@ -16,9 +16,11 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,9 +33,23 @@ import (
 // MaxBody bounds a notification request (Graph batches, but not without end).
 const MaxBody = 1 << 20
 
+// MaxItems bounds the notifications of one request. Graph gathers a URL's
+// notifications into one POST; Microsoft documents no figure, and graphsim
+// sends at most 100 (docs/graph.md#notification-payloads).
+const MaxItems = 1000
+
+// MaxValidationToken bounds the validation token echoed in the handshake.
+const MaxValidationToken = 1024
+
+// Subscriptions is what the receiver asks of the registry.
+type Subscriptions interface {
+	// GetSubscriptions finds many with one query; unknown IDs are absent.
+	GetSubscriptions(ctx context.Context, ids []string) (map[string]store.Subscription, error)
+}
+
 // Receiver serves the notification and lifecycle URLs.
 type Receiver struct {
-	Store *store.Store
+	Store Subscriptions
 	Inbox *store.Inbox
 	// Forwarder, when set, is woken after each commit.
 	Forwarder *Forwarder
@@ -62,11 +78,8 @@ func (r *Receiver) Notifications(w http.ResponseWriter, req *http.Request) { r.s
 func (r *Receiver) Lifecycle(w http.ResponseWriter, req *http.Request) { r.serve(w, req, true) }
 
 func (r *Receiver) serve(w http.ResponseWriter, req *http.Request, lifecycle bool) {
-	// The handshake: echo the URL-decoded token as text/plain (docs/graph.md#validation-handshake).
-	if tok := req.URL.Query().Get("validationToken"); tok != "" {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.WriteHeader(http.StatusOK)
-		_, _ = io.WriteString(w, tok)
+	if req.URL.Query().Has("validationToken") {
+		handshake(w, req)
 		return
 	}
 	if req.Method != http.MethodPost {
@@ -83,17 +96,25 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request, lifecycle boo
 		http.Error(w, "the notification body is not valid: "+err.Error(), http.StatusBadRequest)
 		return
 	}
+	if len(items) > MaxItems {
+		http.Error(w, fmt.Sprintf("a request holds at most %d notifications", MaxItems), http.StatusRequestEntityTooLarge)
+		return
+	}
 	ctx := req.Context()
+	subs, err := r.lookup(ctx, items)
+	if err != nil {
+		// The registry cannot say whether the items are genuine: let
+		// Graph retry rather than drop them.
+		if r.Log != nil {
+			r.Log.Warn("subscription lookup failed", "err", err)
+		}
+		http.Error(w, "could not check the notification; retry", http.StatusServiceUnavailable)
+		return
+	}
 	changed := map[string]bool{}
 	var entries []store.InboxEntry
 	for _, it := range items {
-		sub, ok, err := r.check(ctx, it)
-		if err != nil {
-			// The registry cannot say whether the item is genuine: let
-			// Graph retry rather than drop it.
-			http.Error(w, "could not check the notification; retry", http.StatusServiceUnavailable)
-			return
-		}
+		sub, ok := check(subs, it)
 		if !ok {
 			r.Ignored.Add(1)
 			continue
@@ -122,6 +143,42 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request, lifecycle boo
 	w.WriteHeader(http.StatusAccepted)
 }
 
+// handshake answers Graph's validation request: the URL-decoded token
+// echoed as text/plain within 10 s (docs/graph.md#validation-handshake).
+// Only what Graph sends is echoed: a POST, a bounded token of printable
+// ASCII without the characters markup needs, and never sniffed as
+// anything but text.
+func handshake(w http.ResponseWriter, req *http.Request) {
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	if req.Method != http.MethodPost {
+		http.Error(w, "the validation request is POSTed", http.StatusMethodNotAllowed)
+		return
+	}
+	tok := req.URL.Query().Get("validationToken")
+	if !validToken(tok) {
+		http.Error(w, "the validationToken is not one Graph sends", http.StatusBadRequest)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	_, _ = io.WriteString(w, tok)
+}
+
+// validToken accepts what a Graph validation token can be: Graph's tokens
+// are a sentence of ASCII words with a request ID ("Validation: Testing
+// client application reachability for subscription Request-Id: ...").
+func validToken(tok string) bool {
+	if tok == "" || len(tok) > MaxValidationToken {
+		return false
+	}
+	for i := 0; i < len(tok); i++ {
+		if c := tok[i]; c < 0x20 || c > 0x7e || strings.IndexByte("<>&\"'`\\", c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // Parse reads a notification body: {"value": [items]}. Anything else
 // (not JSON, no value array, trailing data) is an error.
 func Parse(body io.Reader) ([]Item, error) {
@@ -145,28 +202,61 @@ func Parse(body io.Reader) ([]Item, error) {
 	return *payload.Value, nil
 }
 
-// check finds the subscription of an item and compares the clientState's
-// hash with the one recorded, in constant time. An unknown subscription is
-// not ok; an error means the registry could not be asked.
-func (r *Receiver) check(ctx context.Context, it Item) (store.Subscription, bool, error) {
-	if it.SubscriptionID == "" || it.ClientState == "" {
-		return store.Subscription{}, false, nil
-	}
+// lookup finds the subscriptions the items name: from the cache, and all
+// the others with one registry query, so that a request costs at most one
+// query however many unknown IDs it holds. Unknown subscriptions are not
+// remembered: a new subscription's first notifications can arrive before
+// its row is committed, and a remembered miss would drop the ones after it.
+func (r *Receiver) lookup(ctx context.Context, items []Item) (map[string]store.Subscription, error) {
 	r.subsOnce.Do(func() {
-		// Unknown subscriptions are not remembered: a new subscription's
-		// first notifications can arrive before its row is committed, and
-		// a remembered miss would drop the ones after it.
 		r.subs = lookupcache.New(func(ctx context.Context, id string) (store.Subscription, error) {
-			return r.Store.GetSubscription(ctx, id)
+			found, err := r.Store.GetSubscriptions(ctx, []string{id})
+			if err != nil {
+				return store.Subscription{}, err
+			}
+			sub, ok := found[id]
+			if !ok {
+				return sub, store.ErrNotFound
+			}
+			return sub, nil
 		}, lookupcache.Options{Size: 100000, TTL: time.Minute})
 	})
-	sub, err := r.subs.Get(ctx, it.SubscriptionID)
-	if errors.Is(err, store.ErrNotFound) {
-		return store.Subscription{}, false, nil
+	found := map[string]store.Subscription{}
+	asked := map[string]bool{}
+	var missing []string
+	for _, it := range items {
+		id := it.SubscriptionID
+		if id == "" || it.ClientState == "" || asked[id] {
+			continue
+		}
+		asked[id] = true
+		if sub, ok, cached := r.subs.Cached(id); cached && ok {
+			found[id] = sub
+			continue
+		}
+		missing = append(missing, id)
 	}
+	if len(missing) == 0 {
+		return found, nil
+	}
+	more, err := r.Store.GetSubscriptions(ctx, missing)
 	if err != nil {
-		return store.Subscription{}, false, err
+		return nil, err
+	}
+	for id, sub := range more {
+		r.subs.Add(id, sub)
+		found[id] = sub
+	}
+	return found, nil
+}
+
+// check compares an item's clientState's hash with the one recorded for
+// its subscription, in constant time. An unknown subscription is not ok.
+func check(subs map[string]store.Subscription, it Item) (store.Subscription, bool) {
+	sub, known := subs[it.SubscriptionID]
+	if !known || it.ClientState == "" {
+		return store.Subscription{}, false
 	}
 	h := sha256.Sum256([]byte(it.ClientState))
-	return sub, subtle.ConstantTimeCompare(h[:], sub.ClientStateHash) == 1, nil
+	return sub, subtle.ConstantTimeCompare(h[:], sub.ClientStateHash) == 1
 }

@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -167,5 +169,108 @@ func TestReceiver(t *testing.T) {
 	r2 := &webhook.Receiver{Store: st, Inbox: downInbox}
 	if rec := post(r2.Notifications, "/n", `{"value":[`+note("sub-1", "the-state")+`]}`); rec.Code != 503 {
 		t.Errorf("postgres down: %d", rec.Code)
+	}
+}
+
+// countingStore counts the registry queries the receiver makes.
+type countingStore struct {
+	*store.Store
+	queries atomic.Int64
+}
+
+func (c *countingStore) GetSubscriptions(ctx context.Context, ids []string) (map[string]store.Subscription, error) {
+	c.queries.Add(1)
+	return c.Store.GetSubscriptions(ctx, ids)
+}
+
+// TestReceiverBounds: the handshake echoes only what Graph sends, a request
+// holds a bounded number of items, and unknown subscription IDs cost one
+// registry query per request however many there are.
+func TestReceiverBounds(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, testenv.Postgres(t), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.CreateConnection(ctx, store.Connection{ID: "b1", OrgID: "o", OwnerID: "ub", State: "active", Mode: "delegated"}); err != nil {
+		t.Fatal(err)
+	}
+	hash := sha256.Sum256([]byte("the-state"))
+	if err := st.SaveSubscription(ctx, store.Subscription{ID: "sub-b1", ConnectionID: "b1", ClientStateHash: hash[:], Resource: "users/b/messages", ExpiresAt: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	inbox := store.NewInbox(st)
+	defer inbox.Close()
+	cs := &countingStore{Store: st}
+	r := &webhook.Receiver{Store: cs, Inbox: inbox}
+
+	graphToken := "Validation: Testing client application reachability for subscription Request-Id: 3b3f9821-ce3f-23d9-879b-00a23f3"
+	for _, tc := range []struct {
+		name, method, token string
+		want                int
+	}{
+		{"Graph's token", "POST", graphToken, 200},
+		{"a GET", "GET", graphToken, 405},
+		{"markup", "POST", "<script>alert(1)</script>", 400},
+		{"a quote", "POST", `a"b`, 400},
+		{"a control byte", "POST", "a\x00b", 400},
+		{"not ASCII", "POST", "caf\u00e9", 400},
+		{"empty", "POST", "", 400},
+		{"over the bound", "POST", strings.Repeat("a", webhook.MaxValidationToken+1), 400},
+		{"at the bound", "POST", strings.Repeat("a", webhook.MaxValidationToken), 200},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			r.Notifications(rec, httptest.NewRequest(tc.method, "/n?validationToken="+url.QueryEscape(tc.token), nil))
+			if rec.Code != tc.want {
+				t.Fatalf("status %d, want %d", rec.Code, tc.want)
+			}
+			if rec.Header().Get("X-Content-Type-Options") != "nosniff" || !strings.HasPrefix(rec.Header().Get("Content-Type"), "text/plain") {
+				t.Errorf("headers %v", rec.Header())
+			}
+			if tc.want == 200 && rec.Body.String() != tc.token {
+				t.Errorf("echoed %q", rec.Body.String())
+			}
+			if tc.want != 200 && tc.token != "" && strings.Contains(rec.Body.String(), tc.token) {
+				t.Errorf("a refused token was echoed")
+			}
+		})
+	}
+
+	items := func(n int, known bool) string {
+		parts := make([]string, n)
+		for i := range parts {
+			id := fmt.Sprintf("unknown-%d", i)
+			if known {
+				id = "sub-b1"
+			}
+			parts[i] = `{"subscriptionId":"` + id + `","clientState":"the-state","changeType":"created"}`
+		}
+		return `{"value":[` + strings.Join(parts, ",") + `]}`
+	}
+	post := func(body string) int {
+		rec := httptest.NewRecorder()
+		r.Notifications(rec, httptest.NewRequest("POST", "/n", strings.NewReader(body)))
+		return rec.Code
+	}
+	if code := post(items(webhook.MaxItems+1, true)); code != 413 {
+		t.Errorf("%d items: %d, want 413", webhook.MaxItems+1, code)
+	}
+	before := cs.queries.Load()
+	if code := post(items(webhook.MaxItems, false)); code != 202 {
+		t.Errorf("unknown items: %d", code)
+	}
+	if n := cs.queries.Load() - before; n != 1 {
+		t.Errorf("%d unknown IDs cost %d registry queries, want 1", webhook.MaxItems, n)
+	}
+	// A known subscription is answered from memory after its first lookup.
+	post(items(3, true))
+	before = cs.queries.Load()
+	if code := post(items(50, true)); code != 202 {
+		t.Errorf("known items: %d", code)
+	}
+	if n := cs.queries.Load() - before; n != 0 {
+		t.Errorf("known IDs cost %d registry queries, want 0", n)
 	}
 }
