@@ -6,6 +6,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -55,7 +56,7 @@ func NewRouter(d Deps) *gin.Engine {
 	r := gin.New()
 	r.ContextWithFallback = true
 	r.HandleMethodNotAllowed = true
-	r.Use(recovery(d.Logger), accessLog(d.Logger))
+	r.Use(recovery(d.Logger), accessLog(d.Logger), deadlines)
 	r.NoRoute(func(c *gin.Context) {
 		problem(c, http.StatusNotFound, "not_found", "No resource lives at this path.")
 	})
@@ -98,6 +99,41 @@ func NewRouter(d Deps) *gin.Engine {
 	a.GET("/webhook-endpoints", s.getEndpoint)
 	a.PUT("/webhook-endpoints", s.putEndpoint)
 	return r
+}
+
+// Deadlines of a request, from its arrival. The server itself bounds only
+// the headers (cmd/outlookd); the rest depends on the route.
+const (
+	// ReadBudget is the time a client has to send a request's body.
+	ReadBudget = 30 * time.Second
+	// WriteBudget is the time an answer may take to be written.
+	WriteBudget = time.Minute
+	// NotificationReadBudget: Graph gives up on an answer after 3 s
+	// (docs/graph.md#delivery-and-retries), so a notification body still
+	// arriving after 5 s is not Graph's.
+	NotificationReadBudget = 5 * time.Second
+	// StreamWriteBudget is the time an attachment download may take.
+	StreamWriteBudget = 30 * time.Minute
+)
+
+// deadlines sets the connection's read and write deadlines for this
+// request from its route, so that a client sending a partial body (or
+// reading an answer slowly) holds a connection for a bounded time.
+func deadlines(c *gin.Context) {
+	read, write := ReadBudget, WriteBudget
+	switch p := c.Request.URL.Path; {
+	case strings.HasPrefix(p, "/v1/graph/"):
+		read = NotificationReadBudget
+	case strings.Contains(p, "/attachments/"):
+		write = StreamWriteBudget
+	}
+	now := time.Now()
+	rc := http.NewResponseController(c.Writer)
+	// Writers that cannot take deadlines (httptest recorders) are served
+	// without them.
+	_ = rc.SetReadDeadline(now.Add(read))
+	_ = rc.SetWriteDeadline(now.Add(write))
+	c.Next()
 }
 
 // accessLog logs one line per request. It logs the path only, never the query

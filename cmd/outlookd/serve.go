@@ -152,7 +152,10 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 				}},
 			},
 		})
-		srv := &http.Server{Handler: router, ReadHeaderTimeout: 10 * time.Second}
+		// Headers must arrive within 10 s; the router sets each request's
+		// read and write deadlines from its route (api.ReadBudget...); an
+		// idle keep-alive connection is closed after two minutes.
+		srv := &http.Server{Handler: router, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 		ln, err := net.Listen("tcp", cfg.HTTPAddr)
 		if err != nil {
 			return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
