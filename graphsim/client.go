@@ -97,6 +97,19 @@ func (c *Client) GrantMailboxRights(ctx context.Context, owner, delegate string,
 	return c.do(ctx, "POST", userPath(owner)+"/rights", map[string]any{"delegate": delegate, "rights": rights}, nil)
 }
 
+// RevokeMailboxRights takes delegate's rights on owner's mailbox away (all
+// of them when none are named).
+func (c *Client) RevokeMailboxRights(ctx context.Context, owner, delegate string, rights ...string) error {
+	return c.do(ctx, "POST", userPath(owner)+"/rights/revoke", map[string]any{"delegate": delegate, "rights": rights}, nil)
+}
+
+// MailboxRights lists the rights others hold on owner's mailbox, by
+// delegate.
+func (c *Client) MailboxRights(ctx context.Context, owner string) (map[string][]string, error) {
+	var out map[string][]string
+	return out, c.do(ctx, "GET", userPath(owner)+"/rights", nil, &out)
+}
+
 // GrantConsent records consent (see Sim.GrantConsent).
 func (c *Client) GrantConsent(ctx context.Context, spec ConsentSpec) error {
 	return c.do(ctx, "POST", "/_sim/consents", spec, nil)

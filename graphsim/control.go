@@ -188,8 +188,9 @@ func (s *Sim) user(idOrUPN string) *User {
 	return s.userByName[strings.ToLower(idOrUPN)]
 }
 
-// GrantMailboxRights gives delegate rights on owner's mailbox (read,
-// readwrite, sendas), as an Exchange admin would.
+// GrantMailboxRights gives delegate rights on owner's mailbox (Right*
+// constants: read, readwrite, fullaccess, sendas, sendonbehalf), as an
+// Exchange admin would (docs/graph.md#mailbox-rights).
 func (s *Sim) GrantMailboxRights(owner, delegate string, rights ...string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -197,16 +198,14 @@ func (s *Sim) GrantMailboxRights(owner, delegate string, rights ...string) error
 	if o == nil || d == nil {
 		return ErrNotFound
 	}
+	if err := checkRights(rights); err != nil {
+		return err
+	}
 	if o.rights[d.ID] == nil {
 		o.rights[d.ID] = map[string]bool{}
 	}
 	for _, r := range rights {
-		switch r {
-		case RightRead, RightReadWrite, RightSendAs:
-			o.rights[d.ID][r] = true
-		default:
-			return fmt.Errorf("graphsim: unknown mailbox right %q", r)
-		}
+		o.rights[d.ID][r] = true
 	}
 	return nil
 }

@@ -58,6 +58,19 @@ func (s *Sim) controlHandler() http.Handler {
 		}
 		return nil, s.GrantMailboxRights(r.PathValue("user"), body.Delegate, body.Rights...)
 	})
+	handle("POST /_sim/users/{user}/rights/revoke", func(r *http.Request) (any, error) {
+		var body struct {
+			Delegate string   `json:"delegate"`
+			Rights   []string `json:"rights"`
+		}
+		if err := decode(r, &body); err != nil {
+			return nil, err
+		}
+		return nil, s.RevokeMailboxRights(r.PathValue("user"), body.Delegate, body.Rights...)
+	})
+	handle("GET /_sim/users/{user}/rights", func(r *http.Request) (any, error) {
+		return s.MailboxRights(r.PathValue("user"))
+	})
 	handle("POST /_sim/consents", func(r *http.Request) (any, error) {
 		var body ConsentSpec
 		if err := decode(r, &body); err != nil {

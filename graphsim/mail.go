@@ -35,10 +35,12 @@ func (s *Sim) mailAccess(g *graphRequest, write bool) (basic bool, ok bool) {
 		return false, false
 	}
 	if p.user.ID == t.ID {
+		// The .Shared scopes cover the user's own mail too
+		// (docs/graph.md#shared-mailboxes).
 		switch {
-		case write && p.has("Mail.ReadWrite"):
+		case write && p.has("Mail.ReadWrite", "Mail.ReadWrite.Shared"):
 			return false, true
-		case !write && p.has("Mail.Read", "Mail.ReadWrite"):
+		case !write && p.has("Mail.Read", "Mail.ReadWrite", "Mail.Read.Shared", "Mail.ReadWrite.Shared"):
 			return false, true
 		case !write && p.has("Mail.ReadBasic"):
 			return true, true
@@ -46,13 +48,13 @@ func (s *Sim) mailAccess(g *graphRequest, write bool) (basic bool, ok bool) {
 		errAccessDenied(g.w, g.r)
 		return false, false
 	}
-	// Another user's mailbox: the .Shared scopes and a mailbox right
-	// (docs/graph.md#shared-mailboxes).
-	rights := t.rights[p.user.ID]
+	// Another user's mailbox: the .Shared scopes and a mailbox right,
+	// checked on every request (docs/graph.md#shared-mailboxes,
+	// docs/graph.md#mailbox-rights).
 	switch {
-	case write && p.has("Mail.ReadWrite.Shared") && rights[RightReadWrite]:
+	case write && p.has("Mail.ReadWrite.Shared") && mayWrite(t, p.user.ID):
 		return false, true
-	case !write && p.has("Mail.Read.Shared", "Mail.ReadWrite.Shared") && (rights[RightRead] || rights[RightReadWrite]):
+	case !write && p.has("Mail.Read.Shared", "Mail.ReadWrite.Shared") && mayRead(t, p.user.ID):
 		return false, true
 	}
 	errAccessDenied(g.w, g.r)

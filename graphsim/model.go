@@ -51,6 +51,13 @@ const (
 	RightRead      = "read"      // read items (Mail.Read.Shared)
 	RightReadWrite = "readwrite" // change items (Mail.ReadWrite.Shared)
 	RightSendAs    = "sendas"    // send as the mailbox (Mail.Send.Shared)
+	// RightFullAccess is Exchange's Full Access (Add-MailboxPermission
+	// -AccessRights FullAccess): read and change every item of the mailbox.
+	RightFullAccess = "fullaccess"
+	// RightSendOnBehalf is Exchange's Send on Behalf (Set-Mailbox
+	// -GrantSendOnBehalfTo): mail goes out from the mailbox, with the
+	// delegate as sender (docs/graph.md#mailbox-rights).
+	RightSendOnBehalf = "sendonbehalf"
 )
 
 // User is a directory user or a shared mailbox (which cannot sign in).
