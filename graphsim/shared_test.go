@@ -4,10 +4,12 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/oauth2"
 
 	"github.com/outlookd/outlookd/graphsim"
+	"github.com/outlookd/outlookd/graphsim/simtest"
 )
 
 // The .Shared scopes need no admin consent (docs/graph.md#shared-mailboxes):
@@ -108,5 +110,41 @@ func TestSharedMailboxDeltaThroughServiceAccount(t *testing.T) {
 	plain := o.org.ServiceToken(t, "Mail.Read")
 	if st, _ := o.graphGet(t, plain, start, &ge); st != 403 || ge.Error.Code != "ErrorAccessDenied" {
 		t.Errorf("Mail.Read on the shared mailbox: %d %+v", st, ge.Error)
+	}
+}
+
+// A service account cannot subscribe to the shared mailbox it syncs: Graph
+// documents that delegated (and .Shared) permissions subscribe only to the
+// signed-in user's own mailbox, and graphsim refuses such a subscription
+// rather than accept it and stay silent (docs/graph.md#subscriptions-on-shared-mailboxes).
+func TestSubscriptionsOnSharedMailbox(t *testing.T) {
+	o := newOrg(t, graphsim.Options{})
+	ctx := context.Background()
+	rc, lc := simtest.NewReceiver(t), simtest.NewReceiver(t)
+	now := o.sim.Clock().Now()
+	svc := o.org.ServiceToken(t, "Mail.Read", "Mail.Read.Shared")
+	for _, res := range []string{"users/support@contoso.example/messages", "users/" + o.shared.ID + "/mailFolders('inbox')/messages"} {
+		var ge graphErr
+		st, _ := o.graphDo(t, svc, "POST", "/subscriptions", subBody(res, rc.URL, lc.URL, 2*time.Hour, now), &ge)
+		if st != 403 || ge.Error.Code != "ExtensionError" || !strings.Contains(ge.Error.Message, "only the signed-in user's mailbox") {
+			t.Errorf("%s: %d %+v", res, st, ge.Error)
+		}
+	}
+	sharedOnly := o.org.ServiceToken(t, "Mail.Read.Shared")
+	var ge graphErr
+	if st, _ := o.graphDo(t, sharedOnly, "POST", "/subscriptions", subBody("me/messages", rc.URL, lc.URL, 2*time.Hour, now), &ge); st != 403 || ge.Error.Code != "ExtensionError" {
+		t.Errorf("own mailbox with Mail.Read.Shared alone: %d %+v", st, ge.Error)
+	}
+	if rc.Handshakes() != 0 {
+		t.Errorf("a refused subscription was validated %d times", rc.Handshakes())
+	}
+	c, _ := o.ctl.Counters(ctx)
+	if c["subscriptions.delegated_other_mailbox_refused"] != 2 || c["subscriptions.created"] != 0 {
+		t.Errorf("counters = %v", c)
+	}
+	// The daemon app's application permission is the documented way.
+	var sub subscription
+	if st, _ := o.graphDo(t, o.org.AppToken(t), "POST", "/subscriptions", subBody("users/support@contoso.example/messages", rc.URL, lc.URL, 2*time.Hour, now), &sub); st != 201 || sub.ID == "" {
+		t.Errorf("app-only on the shared mailbox: %d %+v", st, sub)
 	}
 }
