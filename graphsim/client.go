@@ -125,6 +125,35 @@ func (c *Client) Restore(ctx context.Context, user string) error {
 	return c.do(ctx, "POST", userPath(user)+"/restore", nil, nil)
 }
 
+// DisableUser blocks a user's sign-in (accountEnabled false).
+func (c *Client) DisableUser(ctx context.Context, user string) error {
+	return c.do(ctx, "POST", userPath(user)+"/disable", nil, nil)
+}
+
+// EnableUser lets a disabled user sign in again.
+func (c *Client) EnableUser(ctx context.Context, user string) error {
+	return c.do(ctx, "POST", userPath(user)+"/enable", nil, nil)
+}
+
+// UpdateUser changes a user's directory properties.
+func (c *Client) UpdateUser(ctx context.Context, user string, up UserUpdate) error {
+	return c.do(ctx, "PATCH", userPath(user), up, nil)
+}
+
+// DeleteUser deletes a user, restorably or (permanent) for good.
+func (c *Client) DeleteUser(ctx context.Context, user string, permanent bool) error {
+	q := ""
+	if permanent {
+		q = "?permanent=true"
+	}
+	return c.do(ctx, "DELETE", userPath(user)+q, nil, nil)
+}
+
+// RestoreDeletedUser brings a deleted user back by ID.
+func (c *Client) RestoreDeletedUser(ctx context.Context, id string) error {
+	return c.do(ctx, "POST", userPath(id)+"/undelete", nil, nil)
+}
+
 // InjectMessages delivers messages and returns their immutable IDs.
 func (c *Client) InjectMessages(ctx context.Context, user string, specs ...MessageSpec) ([]string, error) {
 	var out struct {

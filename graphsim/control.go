@@ -176,6 +176,7 @@ func (s *Sim) AddUser(spec UserSpec) (*User, error) {
 	}
 	s.users[u.ID] = u
 	s.userByName[strings.ToLower(u.UPN)] = u
+	s.touchUser(u)
 	cp := *u
 	return &cp, nil
 }
@@ -263,6 +264,12 @@ func (s *Sim) Revoke(user, reason string) error {
 	default:
 		return fmt.Errorf("graphsim: unknown revocation reason %q", reason)
 	}
+	s.revokeLocked(u, reason)
+	return nil
+}
+
+// revokeLocked kills u's refresh tokens for a reason. The caller holds s.mu.
+func (s *Sim) revokeLocked(u *User, reason string) {
 	u.revokedAt = s.clock.Now()
 	u.revokeReason = reason
 	// The user's access changed: their subscriptions must be reauthorized
@@ -283,7 +290,6 @@ func (s *Sim) Revoke(user, reason string) error {
 	case RevokeConditionalAccess:
 		u.BlockedByCA = true
 	}
-	return nil
 }
 
 // Restore lifts a block set by Revoke (conditional access, disabled), so a

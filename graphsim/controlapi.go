@@ -90,6 +90,25 @@ func (s *Sim) controlHandler() http.Handler {
 	handle("POST /_sim/users/{user}/restore", func(r *http.Request) (any, error) {
 		return nil, s.Restore(r.PathValue("user"))
 	})
+	handle("POST /_sim/users/{user}/disable", func(r *http.Request) (any, error) {
+		return nil, s.DisableUser(r.PathValue("user"))
+	})
+	handle("POST /_sim/users/{user}/enable", func(r *http.Request) (any, error) {
+		return nil, s.EnableUser(r.PathValue("user"))
+	})
+	handle("PATCH /_sim/users/{user}", func(r *http.Request) (any, error) {
+		var up UserUpdate
+		if err := decode(r, &up); err != nil {
+			return nil, err
+		}
+		return nil, s.UpdateUser(r.PathValue("user"), up)
+	})
+	handle("DELETE /_sim/users/{user}", func(r *http.Request) (any, error) {
+		return nil, s.DeleteUser(r.PathValue("user"), r.URL.Query().Get("permanent") == "true")
+	})
+	handle("POST /_sim/users/{user}/undelete", func(r *http.Request) (any, error) {
+		return nil, s.RestoreDeletedUser(r.PathValue("user"))
+	})
 	handle("POST /_sim/users/{user}/messages", func(r *http.Request) (any, error) {
 		var specs []MessageSpec
 		if err := decode(r, &specs); err != nil {

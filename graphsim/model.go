@@ -23,6 +23,8 @@ type Tenant struct {
 	adminGrants map[string]map[string]bool
 	// application permissions (app roles) granted by an admin: app ID -> roles.
 	appRoleGrants map[string]map[string]bool
+	// dir tracks directory changes for /users/delta (docs/graph.md#users-delta).
+	dir *directory
 }
 
 // SecretSpec is a client secret of an app registration.
@@ -76,6 +78,8 @@ type User struct {
 	NoMailbox       bool `json:"noMailbox"`
 	// SubscriptionsFull: the subscription quota is taken by other apps.
 	SubscriptionsFull bool `json:"subscriptionsFull"`
+	// AccountDisabled: sign-in is blocked (accountEnabled false).
+	AccountDisabled bool `json:"accountDisabled"`
 
 	// consents: app ID -> delegated scopes the user consented to.
 	consents map[string]map[string]bool
@@ -85,6 +89,8 @@ type User struct {
 	revokedAt    time.Time
 	revokeReason string
 	mailbox      *mailbox
+	// dirSeq is the directory change sequence of the user's last change.
+	dirSeq int64
 }
 
 // Message is the stored form of a mail item.

@@ -38,6 +38,12 @@ type Options struct {
 	Subscriptions SubscriptionOptions
 	// Sending limits (docs/graph.md#sending-limits).
 	Sending SendingOptions
+
+	// UsersDeltaPageSize is how many users a /users/delta page holds (200,
+	// observed; docs/graph.md#users-delta), and DirectoryDeltaTokenMaxAge
+	// how long its tokens live (7 days, documented for directory objects).
+	UsersDeltaPageSize        int
+	DirectoryDeltaTokenMaxAge time.Duration
 }
 
 // SubscriptionOptions shapes change notifications; the defaults are Graph's.
@@ -142,6 +148,12 @@ func (o *Options) defaults() {
 	}
 	o.Subscriptions.defaults()
 	o.Sending.defaults()
+	if o.UsersDeltaPageSize == 0 {
+		o.UsersDeltaPageSize = 200
+	}
+	if o.DirectoryDeltaTokenMaxAge == 0 {
+		o.DirectoryDeltaTokenMaxAge = 7 * 24 * time.Hour
+	}
 }
 
 // Sim is a simulated identity platform and Graph endpoint.
