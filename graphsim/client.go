@@ -295,3 +295,20 @@ func (c *Client) SentMail(ctx context.Context, user string) ([]SentMail, error) 
 	var out []SentMail
 	return out, c.do(ctx, "GET", userPath(user)+"/sent", nil, &out)
 }
+
+// SetAppAccessPolicy creates or replaces an app's application access
+// policy in a tenant.
+func (c *Client) SetAppAccessPolicy(ctx context.Context, p AppAccessPolicy) error {
+	return c.do(ctx, "PUT", "/_sim/policies", p, nil)
+}
+
+// RemoveAppAccessPolicy removes an app's policy in a tenant.
+func (c *Client) RemoveAppAccessPolicy(ctx context.Context, tenant, appID string) error {
+	return c.do(ctx, "DELETE", "/_sim/policies/"+url.PathEscape(tenant)+"/"+url.PathEscape(appID), nil, nil)
+}
+
+// AppAccessPolicies lists every application access policy.
+func (c *Client) AppAccessPolicies(ctx context.Context) ([]AppAccessPolicy, error) {
+	var out []AppAccessPolicy
+	return out, c.do(ctx, "GET", "/_sim/policies", nil, &out)
+}

@@ -233,6 +233,17 @@ func (s *Sim) controlHandler() http.Handler {
 	})
 	handle("GET /_sim/notifications/endpoints", func(r *http.Request) (any, error) { return s.Endpoints(), nil })
 	handle("GET /_sim/users/{user}/sent", func(r *http.Request) (any, error) { return s.SentMail(r.PathValue("user")) })
+	handle("PUT /_sim/policies", func(r *http.Request) (any, error) {
+		var p AppAccessPolicy
+		if err := decode(r, &p); err != nil {
+			return nil, err
+		}
+		return nil, s.SetAppAccessPolicy(p)
+	})
+	handle("DELETE /_sim/policies/{tenant}/{app}", func(r *http.Request) (any, error) {
+		return nil, s.RemoveAppAccessPolicy(r.PathValue("tenant"), r.PathValue("app"))
+	})
+	handle("GET /_sim/policies", func(r *http.Request) (any, error) { return s.AppAccessPolicies(), nil })
 	return mux
 }
 

@@ -88,7 +88,11 @@ func (s *Sim) serveMailbox(g *graphRequest) {
 		len(g.nodes) >= 2 && g.nodes[len(g.nodes)-1].name == "send"
 	s.mu.RLock()
 	basic, ok := false, true
-	if sending {
+	if s.policyBlocks(g.p, g.target) {
+		// docs/graph.md#application-access-policies
+		graphError(g.w, g.r, http.StatusForbidden, "ErrorAccessDenied", errPolicyDenied)
+		ok = false
+	} else if sending {
 		if g.target.NoMailbox {
 			graphError(g.w, g.r, http.StatusNotFound, "MailboxNotEnabledForRESTAPI", "The mailbox is either inactive, soft-deleted, or is hosted on-premise.")
 			ok = false

@@ -25,6 +25,9 @@ type Tenant struct {
 	appRoleGrants map[string]map[string]bool
 	// dir tracks directory changes for /users/delta (docs/graph.md#users-delta).
 	dir *directory
+	// policies are the application access policies by app ID
+	// (docs/graph.md#application-access-policies).
+	policies map[string]*appPolicy
 }
 
 // SecretSpec is a client secret of an app registration.

@@ -327,6 +327,10 @@ func (s *Sim) mayAccessForSubscription(p *principal, sub *Subscription) string {
 	if !p.has("Mail.ReadBasic.All", "Mail.Read", "Mail.ReadWrite") {
 		return "Operation: Create; Exception: [Status Code: Forbidden; Reason: Access is denied. Check credentials and try again.]"
 	}
+	if s.policyBlocks(p, s.users[sub.UserID]) {
+		// docs/graph.md#application-access-policies
+		return "Operation: Create; Exception: [Status Code: Forbidden; Reason: " + errPolicyDenied + "]"
+	}
 	return ""
 }
 
