@@ -148,3 +148,69 @@ func TestSubscriptionsOnSharedMailbox(t *testing.T) {
 		t.Errorf("app-only on the shared mailbox: %d %+v", st, sub)
 	}
 }
+
+// An app with the application permission Mail.Read subscribes to any
+// mailbox of the tenant, the shared one included; notifications and
+// lifecycle events reach it, and a mailbox its policy blocks refuses the
+// subscription (docs/graph.md#subscriptions-on-shared-mailboxes).
+func TestAppOnlySubscriptions(t *testing.T) {
+	o := newOrg(t, graphsim.Options{})
+	ctx := context.Background()
+	rc, lc := simtest.NewReceiver(t), simtest.NewReceiver(t)
+	now := o.sim.Clock().Now()
+	app := o.org.AppToken(t)
+	var shared, ada subscription
+	if st, _ := o.graphDo(t, app, "POST", "/subscriptions", subBody("users/support@contoso.example/mailFolders('inbox')/messages", rc.URL, lc.URL, 2*24*time.Hour, now), &shared); st != 201 {
+		t.Fatalf("subscribe to the shared inbox: %d", st)
+	}
+	if st, _ := o.graphDo(t, app, "POST", "/subscriptions", subBody("users/"+o.ada.ID+"/messages", rc.URL, lc.URL, 2*24*time.Hour, now), &ada); st != 201 {
+		t.Fatalf("subscribe to ada's mailbox: %d", st)
+	}
+	inject(t, o.fixture, o.shared.UPN, graphsim.MessageSpec{Subject: "to the team"})
+	inject(t, o.fixture, o.ada.UPN, graphsim.MessageSpec{Subject: "to ada"})
+	items := rc.WaitFor(t, 5*time.Second, "two created", func(it []map[string]any) bool { return len(it) == 2 })
+	for _, it := range items {
+		if it["changeType"] != "created" || it["clientState"] != "s3cret-state" || it["tenantId"] != o.tenant.ID {
+			t.Errorf("notification %v", it)
+		}
+	}
+	// Lifecycle events: reauthorizationRequired ahead of expiry, missed,
+	// subscriptionRemoved.
+	o.sim.AdvanceClock(2*24*time.Hour - 30*time.Minute)
+	lc.WaitFor(t, 5*time.Second, "reauthorizationRequired", func(it []map[string]any) bool {
+		return simtest.Count(it, "lifecycleEvent", "reauthorizationRequired") == 2
+	})
+	app = o.org.AppToken(t)
+	if st, _ := o.graphDo(t, app, "POST", "/subscriptions/"+shared.ID+"/reauthorize", nil, nil); st != 204 {
+		t.Errorf("reauthorize: %d", st)
+	}
+	newExp := o.sim.Clock().Now().Add(2 * 24 * time.Hour).Format(time.RFC3339Nano)
+	if st, _ := o.graphDo(t, app, "PATCH", "/subscriptions/"+shared.ID, map[string]any{"expirationDateTime": newExp}, nil); st != 200 {
+		t.Errorf("renew: %d", st)
+	}
+	if err := o.ctl.SendLifecycle(ctx, shared.ID, "missed"); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.ctl.RemoveSubscription(ctx, ada.ID); err != nil {
+		t.Fatal(err)
+	}
+	lc.WaitFor(t, 5*time.Second, "missed and subscriptionRemoved", func(it []map[string]any) bool {
+		return simtest.Count(it, "lifecycleEvent", "missed") == 1 && simtest.Count(it, "lifecycleEvent", "subscriptionRemoved") == 1
+	})
+
+	// A policy that leaves the shared mailbox out refuses new subscriptions
+	// on it, and renewals of the one there.
+	if err := o.ctl.SetAppAccessPolicy(ctx, graphsim.AppAccessPolicy{Tenant: o.tenant.ID, AppID: o.org.Daemon.ClientID, AccessRight: graphsim.PolicyRestrictAccess, Members: []string{o.ada.UPN}}); err != nil {
+		t.Fatal(err)
+	}
+	var ge graphErr
+	if st, _ := o.graphDo(t, app, "POST", "/subscriptions", subBody("users/support@contoso.example/messages", rc.URL, lc.URL, 2*time.Hour, o.sim.Clock().Now()), &ge); st != 403 || !strings.Contains(ge.Error.Message, "Access to OData is disabled.") {
+		t.Errorf("subscribe under the policy: %d %+v", st, ge.Error)
+	}
+	if st, _ := o.graphDo(t, app, "PATCH", "/subscriptions/"+shared.ID, map[string]any{"expirationDateTime": newExp}, &ge); st != 403 {
+		t.Errorf("renew under the policy: %d %+v", st, ge.Error)
+	}
+	if st, _ := o.graphDo(t, app, "POST", "/subscriptions", subBody("users/ada@contoso.example/messages", rc.URL, lc.URL, 2*time.Hour, o.sim.Clock().Now()), nil); st != 201 {
+		t.Errorf("subscribe to a mailbox the policy allows: %d", st)
+	}
+}
