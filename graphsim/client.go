@@ -312,3 +312,15 @@ func (c *Client) AppAccessPolicies(ctx context.Context) ([]AppAccessPolicy, erro
 	var out []AppAccessPolicy
 	return out, c.do(ctx, "GET", "/_sim/policies", nil, &out)
 }
+
+// MailboxSettings returns a user's mailbox settings.
+func (c *Client) MailboxSettings(ctx context.Context, user string) (*MailboxSettings, error) {
+	var out MailboxSettings
+	return &out, c.do(ctx, "GET", userPath(user)+"/mailbox-settings", nil, &out)
+}
+
+// SetMailboxSettings changes a user's mailbox settings (time zone,
+// language, formats, automatic replies).
+func (c *Client) SetMailboxSettings(ctx context.Context, user string, up MailboxSettingsUpdate) error {
+	return c.do(ctx, "PATCH", userPath(user)+"/mailbox-settings", up, nil)
+}

@@ -244,6 +244,16 @@ func (s *Sim) controlHandler() http.Handler {
 		return nil, s.RemoveAppAccessPolicy(r.PathValue("tenant"), r.PathValue("app"))
 	})
 	handle("GET /_sim/policies", func(r *http.Request) (any, error) { return s.AppAccessPolicies(), nil })
+	handle("GET /_sim/users/{user}/mailbox-settings", func(r *http.Request) (any, error) {
+		return s.MailboxSettings(r.PathValue("user"))
+	})
+	handle("PATCH /_sim/users/{user}/mailbox-settings", func(r *http.Request) (any, error) {
+		var up MailboxSettingsUpdate
+		if err := decode(r, &up); err != nil {
+			return nil, err
+		}
+		return nil, s.SetMailboxSettings(r.PathValue("user"), up)
+	})
 	return mux
 }
 

@@ -83,6 +83,10 @@ func prefs(r *http.Request) (immutable, text bool, pageSize int) {
 
 // serveMailbox serves everything under a user's mailbox.
 func (s *Sim) serveMailbox(g *graphRequest) {
+	if g.nodes[0].name == "mailboxsettings" {
+		s.serveMailboxSettings(g)
+		return
+	}
 	write := g.r.Method != http.MethodGet
 	sending := len(g.nodes) == 1 && g.nodes[0].name == "sendmail" ||
 		len(g.nodes) >= 2 && g.nodes[len(g.nodes)-1].name == "send"

@@ -94,6 +94,8 @@ type User struct {
 	mailbox      *mailbox
 	// dirSeq is the directory change sequence of the user's last change.
 	dirSeq int64
+	// settings are the mailbox's settings (docs/graph.md#mailbox-settings).
+	settings MailboxSettings
 }
 
 // Message is the stored form of a mail item.
