@@ -180,6 +180,9 @@ func (s *Sim) directoryEntries(t *Tenant, from, to int64, initial bool) []dirEnt
 // changed since, and those deleted as @removed ("changed" while they can be
 // restored, "deleted" once they are gone for good).
 func (s *Sim) usersDelta(g *graphRequest) {
+	if s.directoryThrottled(g, false) {
+		return
+	}
 	p, q := g.p, g.r.URL.Query()
 	if !p.has("User.ReadBasic.All", "User.Read.All", "Directory.Read.All") {
 		graphError(g.w, g.r, http.StatusForbidden, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")

@@ -202,6 +202,9 @@ func (s *Sim) serveGraph(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.latency = latency
+	if s.appThrottled(g) {
+		return
+	}
 	s.dispatch(g)
 }
 

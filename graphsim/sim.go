@@ -44,6 +44,16 @@ type Options struct {
 	// how long its tokens live (7 days, documented for directory objects).
 	UsersDeltaPageSize        int
 	DirectoryDeltaTokenMaxAge time.Duration
+
+	// AppRequests per AppWindow is Graph's global limit per app, across
+	// all tenants and mailboxes (docs/graph.md#throttling: 130,000 per
+	// 10 seconds). DirectoryResourceUnits per DirectoryWindow is the
+	// directory's budget per app and tenant (3,500, 5,000 or 8,000 per 10
+	// seconds by the tenant's size when zero).
+	AppRequests            int
+	AppWindow              time.Duration
+	DirectoryResourceUnits int
+	DirectoryWindow        time.Duration
 }
 
 // SubscriptionOptions shapes change notifications; the defaults are Graph's.
@@ -153,6 +163,15 @@ func (o *Options) defaults() {
 	}
 	if o.DirectoryDeltaTokenMaxAge == 0 {
 		o.DirectoryDeltaTokenMaxAge = 7 * 24 * time.Hour
+	}
+	if o.AppRequests == 0 {
+		o.AppRequests = 130000
+	}
+	if o.AppWindow == 0 {
+		o.AppWindow = 10 * time.Second
+	}
+	if o.DirectoryWindow == 0 {
+		o.DirectoryWindow = 10 * time.Second
 	}
 }
 

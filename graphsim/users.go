@@ -9,6 +9,9 @@ import (
 )
 
 func (s *Sim) getUser(g *graphRequest, me bool) {
+	if s.directoryThrottled(g, false) {
+		return
+	}
 	p := g.p
 	switch {
 	case me:
@@ -36,6 +39,9 @@ func (s *Sim) getUser(g *graphRequest, me bool) {
 // listUsers pages through the tenant's directory with $skiptoken
 // (docs/graph.md#users: /users has no $skip).
 func (s *Sim) listUsers(g *graphRequest) {
+	if s.directoryThrottled(g, true) {
+		return
+	}
 	p := g.p
 	q := g.r.URL.Query()
 	if !p.has("User.ReadBasic.All", "User.Read.All", "Directory.Read.All") {
