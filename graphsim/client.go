@@ -97,6 +97,19 @@ func (c *Client) GrantMailboxRights(ctx context.Context, owner, delegate string,
 	return c.do(ctx, "POST", userPath(owner)+"/rights", map[string]any{"delegate": delegate, "rights": rights}, nil)
 }
 
+// RevokeMailboxRights takes delegate's rights on owner's mailbox away (all
+// of them when none are named).
+func (c *Client) RevokeMailboxRights(ctx context.Context, owner, delegate string, rights ...string) error {
+	return c.do(ctx, "POST", userPath(owner)+"/rights/revoke", map[string]any{"delegate": delegate, "rights": rights}, nil)
+}
+
+// MailboxRights lists the rights others hold on owner's mailbox, by
+// delegate.
+func (c *Client) MailboxRights(ctx context.Context, owner string) (map[string][]string, error) {
+	var out map[string][]string
+	return out, c.do(ctx, "GET", userPath(owner)+"/rights", nil, &out)
+}
+
 // GrantConsent records consent (see Sim.GrantConsent).
 func (c *Client) GrantConsent(ctx context.Context, spec ConsentSpec) error {
 	return c.do(ctx, "POST", "/_sim/consents", spec, nil)
@@ -110,6 +123,35 @@ func (c *Client) Revoke(ctx context.Context, user, reason string) error {
 // Restore lifts a conditional-access block.
 func (c *Client) Restore(ctx context.Context, user string) error {
 	return c.do(ctx, "POST", userPath(user)+"/restore", nil, nil)
+}
+
+// DisableUser blocks a user's sign-in (accountEnabled false).
+func (c *Client) DisableUser(ctx context.Context, user string) error {
+	return c.do(ctx, "POST", userPath(user)+"/disable", nil, nil)
+}
+
+// EnableUser lets a disabled user sign in again.
+func (c *Client) EnableUser(ctx context.Context, user string) error {
+	return c.do(ctx, "POST", userPath(user)+"/enable", nil, nil)
+}
+
+// UpdateUser changes a user's directory properties.
+func (c *Client) UpdateUser(ctx context.Context, user string, up UserUpdate) error {
+	return c.do(ctx, "PATCH", userPath(user), up, nil)
+}
+
+// DeleteUser deletes a user, restorably or (permanent) for good.
+func (c *Client) DeleteUser(ctx context.Context, user string, permanent bool) error {
+	q := ""
+	if permanent {
+		q = "?permanent=true"
+	}
+	return c.do(ctx, "DELETE", userPath(user)+q, nil, nil)
+}
+
+// RestoreDeletedUser brings a deleted user back by ID.
+func (c *Client) RestoreDeletedUser(ctx context.Context, id string) error {
+	return c.do(ctx, "POST", userPath(id)+"/undelete", nil, nil)
 }
 
 // InjectMessages delivers messages and returns their immutable IDs.
@@ -252,4 +294,33 @@ func (c *Client) Endpoints(ctx context.Context) ([]EndpointState, error) {
 func (c *Client) SentMail(ctx context.Context, user string) ([]SentMail, error) {
 	var out []SentMail
 	return out, c.do(ctx, "GET", userPath(user)+"/sent", nil, &out)
+}
+
+// SetAppAccessPolicy creates or replaces an app's application access
+// policy in a tenant.
+func (c *Client) SetAppAccessPolicy(ctx context.Context, p AppAccessPolicy) error {
+	return c.do(ctx, "PUT", "/_sim/policies", p, nil)
+}
+
+// RemoveAppAccessPolicy removes an app's policy in a tenant.
+func (c *Client) RemoveAppAccessPolicy(ctx context.Context, tenant, appID string) error {
+	return c.do(ctx, "DELETE", "/_sim/policies/"+url.PathEscape(tenant)+"/"+url.PathEscape(appID), nil, nil)
+}
+
+// AppAccessPolicies lists every application access policy.
+func (c *Client) AppAccessPolicies(ctx context.Context) ([]AppAccessPolicy, error) {
+	var out []AppAccessPolicy
+	return out, c.do(ctx, "GET", "/_sim/policies", nil, &out)
+}
+
+// MailboxSettings returns a user's mailbox settings.
+func (c *Client) MailboxSettings(ctx context.Context, user string) (*MailboxSettings, error) {
+	var out MailboxSettings
+	return &out, c.do(ctx, "GET", userPath(user)+"/mailbox-settings", nil, &out)
+}
+
+// SetMailboxSettings changes a user's mailbox settings (time zone,
+// language, formats, automatic replies).
+func (c *Client) SetMailboxSettings(ctx context.Context, user string, up MailboxSettingsUpdate) error {
+	return c.do(ctx, "PATCH", userPath(user)+"/mailbox-settings", up, nil)
 }

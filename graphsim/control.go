@@ -176,6 +176,7 @@ func (s *Sim) AddUser(spec UserSpec) (*User, error) {
 	}
 	s.users[u.ID] = u
 	s.userByName[strings.ToLower(u.UPN)] = u
+	s.touchUser(u)
 	cp := *u
 	return &cp, nil
 }
@@ -188,8 +189,9 @@ func (s *Sim) user(idOrUPN string) *User {
 	return s.userByName[strings.ToLower(idOrUPN)]
 }
 
-// GrantMailboxRights gives delegate rights on owner's mailbox (read,
-// readwrite, sendas), as an Exchange admin would.
+// GrantMailboxRights gives delegate rights on owner's mailbox (Right*
+// constants: read, readwrite, fullaccess, sendas, sendonbehalf), as an
+// Exchange admin would (docs/graph.md#mailbox-rights).
 func (s *Sim) GrantMailboxRights(owner, delegate string, rights ...string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -197,16 +199,14 @@ func (s *Sim) GrantMailboxRights(owner, delegate string, rights ...string) error
 	if o == nil || d == nil {
 		return ErrNotFound
 	}
+	if err := checkRights(rights); err != nil {
+		return err
+	}
 	if o.rights[d.ID] == nil {
 		o.rights[d.ID] = map[string]bool{}
 	}
 	for _, r := range rights {
-		switch r {
-		case RightRead, RightReadWrite, RightSendAs:
-			o.rights[d.ID][r] = true
-		default:
-			return fmt.Errorf("graphsim: unknown mailbox right %q", r)
-		}
+		o.rights[d.ID][r] = true
 	}
 	return nil
 }
@@ -264,6 +264,12 @@ func (s *Sim) Revoke(user, reason string) error {
 	default:
 		return fmt.Errorf("graphsim: unknown revocation reason %q", reason)
 	}
+	s.revokeLocked(u, reason)
+	return nil
+}
+
+// revokeLocked kills u's refresh tokens for a reason. The caller holds s.mu.
+func (s *Sim) revokeLocked(u *User, reason string) {
 	u.revokedAt = s.clock.Now()
 	u.revokeReason = reason
 	// The user's access changed: their subscriptions must be reauthorized
@@ -284,7 +290,6 @@ func (s *Sim) Revoke(user, reason string) error {
 	case RevokeConditionalAccess:
 		u.BlockedByCA = true
 	}
-	return nil
 }
 
 // Restore lifts a block set by Revoke (conditional access, disabled), so a

@@ -58,6 +58,19 @@ func (s *Sim) controlHandler() http.Handler {
 		}
 		return nil, s.GrantMailboxRights(r.PathValue("user"), body.Delegate, body.Rights...)
 	})
+	handle("POST /_sim/users/{user}/rights/revoke", func(r *http.Request) (any, error) {
+		var body struct {
+			Delegate string   `json:"delegate"`
+			Rights   []string `json:"rights"`
+		}
+		if err := decode(r, &body); err != nil {
+			return nil, err
+		}
+		return nil, s.RevokeMailboxRights(r.PathValue("user"), body.Delegate, body.Rights...)
+	})
+	handle("GET /_sim/users/{user}/rights", func(r *http.Request) (any, error) {
+		return s.MailboxRights(r.PathValue("user"))
+	})
 	handle("POST /_sim/consents", func(r *http.Request) (any, error) {
 		var body ConsentSpec
 		if err := decode(r, &body); err != nil {
@@ -76,6 +89,25 @@ func (s *Sim) controlHandler() http.Handler {
 	})
 	handle("POST /_sim/users/{user}/restore", func(r *http.Request) (any, error) {
 		return nil, s.Restore(r.PathValue("user"))
+	})
+	handle("POST /_sim/users/{user}/disable", func(r *http.Request) (any, error) {
+		return nil, s.DisableUser(r.PathValue("user"))
+	})
+	handle("POST /_sim/users/{user}/enable", func(r *http.Request) (any, error) {
+		return nil, s.EnableUser(r.PathValue("user"))
+	})
+	handle("PATCH /_sim/users/{user}", func(r *http.Request) (any, error) {
+		var up UserUpdate
+		if err := decode(r, &up); err != nil {
+			return nil, err
+		}
+		return nil, s.UpdateUser(r.PathValue("user"), up)
+	})
+	handle("DELETE /_sim/users/{user}", func(r *http.Request) (any, error) {
+		return nil, s.DeleteUser(r.PathValue("user"), r.URL.Query().Get("permanent") == "true")
+	})
+	handle("POST /_sim/users/{user}/undelete", func(r *http.Request) (any, error) {
+		return nil, s.RestoreDeletedUser(r.PathValue("user"))
 	})
 	handle("POST /_sim/users/{user}/messages", func(r *http.Request) (any, error) {
 		var specs []MessageSpec
@@ -201,6 +233,27 @@ func (s *Sim) controlHandler() http.Handler {
 	})
 	handle("GET /_sim/notifications/endpoints", func(r *http.Request) (any, error) { return s.Endpoints(), nil })
 	handle("GET /_sim/users/{user}/sent", func(r *http.Request) (any, error) { return s.SentMail(r.PathValue("user")) })
+	handle("PUT /_sim/policies", func(r *http.Request) (any, error) {
+		var p AppAccessPolicy
+		if err := decode(r, &p); err != nil {
+			return nil, err
+		}
+		return nil, s.SetAppAccessPolicy(p)
+	})
+	handle("DELETE /_sim/policies/{tenant}/{app}", func(r *http.Request) (any, error) {
+		return nil, s.RemoveAppAccessPolicy(r.PathValue("tenant"), r.PathValue("app"))
+	})
+	handle("GET /_sim/policies", func(r *http.Request) (any, error) { return s.AppAccessPolicies(), nil })
+	handle("GET /_sim/users/{user}/mailbox-settings", func(r *http.Request) (any, error) {
+		return s.MailboxSettings(r.PathValue("user"))
+	})
+	handle("PATCH /_sim/users/{user}/mailbox-settings", func(r *http.Request) (any, error) {
+		var up MailboxSettingsUpdate
+		if err := decode(r, &up); err != nil {
+			return nil, err
+		}
+		return nil, s.SetMailboxSettings(r.PathValue("user"), up)
+	})
 	return mux
 }
 

@@ -202,6 +202,9 @@ func (s *Sim) serveGraph(rw http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.latency = latency
+	if s.appThrottled(g) {
+		return
+	}
 	s.dispatch(g)
 }
 
@@ -224,6 +227,8 @@ func classify(nodes []node) string {
 		return "attachments"
 	case last.name == "delta" && len(nodes) >= 2 && nodes[len(nodes)-2].name == "messages":
 		return "delta"
+	case len(nodes) == 2 && nodes[0].name == "users" && !nodes[0].keyed && last.name == "delta":
+		return "users"
 	case last.name == "delta":
 		return "folders"
 	case strings.Contains(path, "messages"):
@@ -250,6 +255,11 @@ func (s *Sim) dispatch(g *graphRequest) {
 		g.nodes = g.nodes[1:]
 	case "users":
 		if !first.keyed {
+			if len(g.nodes) == 2 && g.nodes[1].name == "delta" {
+				sleep(g.r, g.latency)
+				s.usersDelta(g)
+				return
+			}
 			if len(g.nodes) > 1 {
 				errResourceNotFound(g.w, g.r)
 				return

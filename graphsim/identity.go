@@ -163,6 +163,9 @@ func (s *Sim) decide(ar *authRequest, u *User, consentGiven bool) ([]string, *id
 	if e := s.tenantAllows(ar.tenant, u); e != nil {
 		return nil, e
 	}
+	if u.AccountDisabled {
+		return nil, &idpError{err: "access_denied", code: 50057, message: "The user account is disabled."}
+	}
 	if u.BlockedByCA {
 		return nil, &idpError{err: "access_denied", code: 53003, message: "Access has been blocked by Conditional Access policies. The access policy does not allow token issuance."}
 	}

@@ -35,10 +35,12 @@ func (s *Sim) mailAccess(g *graphRequest, write bool) (basic bool, ok bool) {
 		return false, false
 	}
 	if p.user.ID == t.ID {
+		// The .Shared scopes cover the user's own mail too
+		// (docs/graph.md#shared-mailboxes).
 		switch {
-		case write && p.has("Mail.ReadWrite"):
+		case write && p.has("Mail.ReadWrite", "Mail.ReadWrite.Shared"):
 			return false, true
-		case !write && p.has("Mail.Read", "Mail.ReadWrite"):
+		case !write && p.has("Mail.Read", "Mail.ReadWrite", "Mail.Read.Shared", "Mail.ReadWrite.Shared"):
 			return false, true
 		case !write && p.has("Mail.ReadBasic"):
 			return true, true
@@ -46,13 +48,13 @@ func (s *Sim) mailAccess(g *graphRequest, write bool) (basic bool, ok bool) {
 		errAccessDenied(g.w, g.r)
 		return false, false
 	}
-	// Another user's mailbox: the .Shared scopes and a mailbox right
-	// (docs/graph.md#shared-mailboxes).
-	rights := t.rights[p.user.ID]
+	// Another user's mailbox: the .Shared scopes and a mailbox right,
+	// checked on every request (docs/graph.md#shared-mailboxes,
+	// docs/graph.md#mailbox-rights).
 	switch {
-	case write && p.has("Mail.ReadWrite.Shared") && rights[RightReadWrite]:
+	case write && p.has("Mail.ReadWrite.Shared") && mayWrite(t, p.user.ID):
 		return false, true
-	case !write && p.has("Mail.Read.Shared", "Mail.ReadWrite.Shared") && (rights[RightRead] || rights[RightReadWrite]):
+	case !write && p.has("Mail.Read.Shared", "Mail.ReadWrite.Shared") && mayRead(t, p.user.ID):
 		return false, true
 	}
 	errAccessDenied(g.w, g.r)
@@ -81,12 +83,20 @@ func prefs(r *http.Request) (immutable, text bool, pageSize int) {
 
 // serveMailbox serves everything under a user's mailbox.
 func (s *Sim) serveMailbox(g *graphRequest) {
+	if g.nodes[0].name == "mailboxsettings" {
+		s.serveMailboxSettings(g)
+		return
+	}
 	write := g.r.Method != http.MethodGet
 	sending := len(g.nodes) == 1 && g.nodes[0].name == "sendmail" ||
 		len(g.nodes) >= 2 && g.nodes[len(g.nodes)-1].name == "send"
 	s.mu.RLock()
 	basic, ok := false, true
-	if sending {
+	if s.policyBlocks(g.p, g.target) {
+		// docs/graph.md#application-access-policies
+		graphError(g.w, g.r, http.StatusForbidden, "ErrorAccessDenied", errPolicyDenied)
+		ok = false
+	} else if sending {
 		if g.target.NoMailbox {
 			graphError(g.w, g.r, http.StatusNotFound, "MailboxNotEnabledForRESTAPI", "The mailbox is either inactive, soft-deleted, or is hosted on-premise.")
 			ok = false

@@ -23,6 +23,11 @@ type Tenant struct {
 	adminGrants map[string]map[string]bool
 	// application permissions (app roles) granted by an admin: app ID -> roles.
 	appRoleGrants map[string]map[string]bool
+	// dir tracks directory changes for /users/delta (docs/graph.md#users-delta).
+	dir *directory
+	// policies are the application access policies by app ID
+	// (docs/graph.md#application-access-policies).
+	policies map[string]*appPolicy
 }
 
 // SecretSpec is a client secret of an app registration.
@@ -51,6 +56,13 @@ const (
 	RightRead      = "read"      // read items (Mail.Read.Shared)
 	RightReadWrite = "readwrite" // change items (Mail.ReadWrite.Shared)
 	RightSendAs    = "sendas"    // send as the mailbox (Mail.Send.Shared)
+	// RightFullAccess is Exchange's Full Access (Add-MailboxPermission
+	// -AccessRights FullAccess): read and change every item of the mailbox.
+	RightFullAccess = "fullaccess"
+	// RightSendOnBehalf is Exchange's Send on Behalf (Set-Mailbox
+	// -GrantSendOnBehalfTo): mail goes out from the mailbox, with the
+	// delegate as sender (docs/graph.md#mailbox-rights).
+	RightSendOnBehalf = "sendonbehalf"
 )
 
 // User is a directory user or a shared mailbox (which cannot sign in).
@@ -69,6 +81,8 @@ type User struct {
 	NoMailbox       bool `json:"noMailbox"`
 	// SubscriptionsFull: the subscription quota is taken by other apps.
 	SubscriptionsFull bool `json:"subscriptionsFull"`
+	// AccountDisabled: sign-in is blocked (accountEnabled false).
+	AccountDisabled bool `json:"accountDisabled"`
 
 	// consents: app ID -> delegated scopes the user consented to.
 	consents map[string]map[string]bool
@@ -78,6 +92,10 @@ type User struct {
 	revokedAt    time.Time
 	revokeReason string
 	mailbox      *mailbox
+	// dirSeq is the directory change sequence of the user's last change.
+	dirSeq int64
+	// settings are the mailbox's settings (docs/graph.md#mailbox-settings).
+	settings MailboxSettings
 }
 
 // Message is the stored form of a mail item.

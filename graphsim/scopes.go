@@ -13,7 +13,9 @@ type permission struct {
 }
 
 // delegatedPermissions are the delegated Graph permissions the simulator
-// grants, with what the consent page says of each.
+// grants, with what the consent page says of each. adminOnly follows
+// Microsoft's permissions reference: the .Shared scopes need no admin
+// consent (docs/graph.md#shared-mailboxes).
 var delegatedPermissions = map[string]permission{
 	"User.Read":                 {"User.Read", false, "Sign you in and read your profile"},
 	"User.ReadBasic.All":        {"User.ReadBasic.All", false, "Read all users' basic profiles"},

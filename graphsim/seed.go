@@ -71,7 +71,7 @@ func (s *Sim) SeedDemo(opts DemoOptions) (*Demo, error) {
 			d.Users = append(d.Users, spec.UPN)
 		}
 	}
-	if err := s.GrantMailboxRights(d.Shared, d.Users[0], RightRead, RightReadWrite, RightSendAs); err != nil {
+	if err := s.GrantMailboxRights(d.Shared, d.Users[0], RightRead, RightReadWrite, RightFullAccess, RightSendAs); err != nil {
 		return nil, err
 	}
 	return d, nil

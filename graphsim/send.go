@@ -116,13 +116,18 @@ func (s *Sim) canSend(g *graphRequest, mailbox *User, from string) (code, msg st
 		}
 		return "", ""
 	}
-	sendAs := func(owner *User) bool { return owner.rights[p.user.ID][RightSendAs] }
+	sendAs := func(owner *User) bool { return maySendFrom(owner, p.user.ID) }
 	if mailbox.ID != p.user.ID {
 		if !p.has("Mail.Send.Shared") {
 			return "ErrorAccessDenied", "Access is denied. Check credentials and try again."
 		}
 		if !sendAs(mailbox) {
 			return "ErrorSendAsDenied", "The user account which was used to submit this request does not have the right to send mail on behalf of the specified sending account. Cannot submit message."
+		}
+		// Sending through the other mailbox also needs Full Access to it
+		// (docs/graph.md#mailbox-rights).
+		if !mailbox.rights[p.user.ID][RightFullAccess] {
+			return "ErrorAccessDenied", "Access is denied. Check credentials and try again."
 		}
 	} else if !p.has("Mail.Send", "Mail.Send.Shared") {
 		return "ErrorAccessDenied", "Access is denied. Check credentials and try again."
@@ -191,6 +196,7 @@ func (s *Sim) sendMail(g *graphRequest) {
 		errBadRequestCode(g, code, text)
 		return
 	}
+	s.stampSender(g.p, m)
 	if status, code, text := s.submit(g.target, m, save, headersOf(&msg)); code != "" {
 		graphError(g.w, g.r, status, code, text)
 		return
@@ -307,7 +313,7 @@ func (s *Sim) submit(mailbox *User, m *Message, save bool, headers map[string]st
 		deliverAt = lastMinute[len(lastMinute)-o.PerMinute].Add(time.Minute)
 	}
 	sm := SentMail{
-		From: strings.ToLower(m.From.Address), Sender: strings.ToLower(mailbox.Mail), To: addresses(m.To), Cc: addresses(m.Cc), Bcc: addresses(m.Bcc),
+		From: strings.ToLower(m.From.Address), Sender: strings.ToLower(m.Sender.Address), To: addresses(m.To), Cc: addresses(m.Cc), Bcc: addresses(m.Bcc),
 		Subject: m.Subject, InternetMessageID: m.InternetMessageID, Headers: headers, SavedToSentItems: save, AcceptedAt: now, DeliverAt: deliverAt,
 	}
 	if save {

@@ -112,7 +112,7 @@ func TestSendMail(t *testing.T) {
 func TestSendAsSharedAndMIME(t *testing.T) {
 	f := newFixture(t, graphsim.Options{})
 	ctx := context.Background()
-	if err := f.ctl.GrantMailboxRights(ctx, "support@contoso.example", "ada@contoso.example", graphsim.RightRead, graphsim.RightSendAs); err != nil {
+	if err := f.ctl.GrantMailboxRights(ctx, "support@contoso.example", "ada@contoso.example", graphsim.RightFullAccess, graphsim.RightSendAs); err != nil {
 		t.Fatal(err)
 	}
 	tok := f.token(t, "Mail.Send.Shared", "Mail.Send")

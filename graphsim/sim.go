@@ -38,6 +38,22 @@ type Options struct {
 	Subscriptions SubscriptionOptions
 	// Sending limits (docs/graph.md#sending-limits).
 	Sending SendingOptions
+
+	// UsersDeltaPageSize is how many users a /users/delta page holds (200,
+	// observed; docs/graph.md#users-delta), and DirectoryDeltaTokenMaxAge
+	// how long its tokens live (7 days, documented for directory objects).
+	UsersDeltaPageSize        int
+	DirectoryDeltaTokenMaxAge time.Duration
+
+	// AppRequests per AppWindow is Graph's global limit per app, across
+	// all tenants and mailboxes (docs/graph.md#throttling: 130,000 per
+	// 10 seconds). DirectoryResourceUnits per DirectoryWindow is the
+	// directory's budget per app and tenant (3,500, 5,000 or 8,000 per 10
+	// seconds by the tenant's size when zero).
+	AppRequests            int
+	AppWindow              time.Duration
+	DirectoryResourceUnits int
+	DirectoryWindow        time.Duration
 }
 
 // SubscriptionOptions shapes change notifications; the defaults are Graph's.
@@ -142,6 +158,21 @@ func (o *Options) defaults() {
 	}
 	o.Subscriptions.defaults()
 	o.Sending.defaults()
+	if o.UsersDeltaPageSize == 0 {
+		o.UsersDeltaPageSize = 200
+	}
+	if o.DirectoryDeltaTokenMaxAge == 0 {
+		o.DirectoryDeltaTokenMaxAge = 7 * 24 * time.Hour
+	}
+	if o.AppRequests == 0 {
+		o.AppRequests = 130000
+	}
+	if o.AppWindow == 0 {
+		o.AppWindow = 10 * time.Second
+	}
+	if o.DirectoryWindow == 0 {
+		o.DirectoryWindow = 10 * time.Second
+	}
 }
 
 // Sim is a simulated identity platform and Graph endpoint.

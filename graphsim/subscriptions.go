@@ -309,10 +309,14 @@ func (s *Sim) createSubscription(g *graphRequest) {
 
 // mayAccessForSubscription applies the permission rules of mail
 // subscriptions (docs/graph.md#creating-a-subscription): read access to the mailbox; delegated tokens
-// only on the signed-in user's own mailbox (.Shared is not supported).
+// only on the signed-in user's own mailbox (.Shared is not supported). A
+// delegated subscription on another mailbox is refused, never accepted
+// and left silent (docs/graph.md#subscriptions-on-shared-mailboxes); the
+// refusals are counted so that tests can prove none was attempted.
 func (s *Sim) mayAccessForSubscription(p *principal, sub *Subscription) string {
 	if p.delegated() {
 		if sub.UserID != p.user.ID {
+			s.stats.add("subscriptions.delegated_other_mailbox_refused", 1)
 			return "Operation: Create; Exception: [Status Code: Forbidden; Reason: Delegated permission supports subscribing to items in folders in only the signed-in user's mailbox.]"
 		}
 		if !p.has("Mail.ReadBasic", "Mail.Read", "Mail.ReadWrite") {
@@ -322,6 +326,10 @@ func (s *Sim) mayAccessForSubscription(p *principal, sub *Subscription) string {
 	}
 	if !p.has("Mail.ReadBasic.All", "Mail.Read", "Mail.ReadWrite") {
 		return "Operation: Create; Exception: [Status Code: Forbidden; Reason: Access is denied. Check credentials and try again.]"
+	}
+	if s.policyBlocks(p, s.users[sub.UserID]) {
+		// docs/graph.md#application-access-policies
+		return "Operation: Create; Exception: [Status Code: Forbidden; Reason: " + errPolicyDenied + "]"
 	}
 	return ""
 }

@@ -2,6 +2,8 @@ package graphsim
 
 import (
 	"math"
+	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -19,6 +21,10 @@ type throttler struct {
 
 	mu    sync.Mutex
 	pairs map[pairKey]*pairState
+	// buckets are the token buckets of the limits beyond Outlook's: per
+	// app ("app "+id) and per app and tenant for the directory ("dir
+	// "+app+"/"+tenant).
+	buckets map[string]*rate.Limiter
 }
 
 type pairKey struct{ app, mailbox string }
@@ -71,5 +77,116 @@ func (t *throttler) acquire(app, mailbox string) (release func(), th *throttled)
 func (t *throttler) reset() {
 	t.mu.Lock()
 	t.pairs = map[pairKey]*pairState{}
+	t.buckets = nil
 	t.mu.Unlock()
+}
+
+// take spends cost from the bucket key, which holds limit per window; over
+// it, it says how long to wait (whole seconds) and spends nothing. used is
+// the share of the bucket spent after this request.
+func (t *throttler) take(key string, cost, limit int, window time.Duration) (wait time.Duration, used float64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.buckets == nil {
+		t.buckets = map[string]*rate.Limiter{}
+	}
+	b := t.buckets[key]
+	if b == nil {
+		b = rate.NewLimiter(rate.Limit(float64(limit)/window.Seconds()), limit)
+		t.buckets[key] = b
+	}
+	now := t.clock.Now()
+	res := b.ReserveN(now, cost)
+	if d := res.DelayFrom(now); d > 0 || !res.OK() {
+		res.CancelAt(now)
+		if !res.OK() {
+			d = window
+		}
+		return time.Duration(math.Ceil(d.Seconds())) * time.Second, 1
+	}
+	return 0, 1 - b.TokensAt(now)/float64(b.Burst())
+}
+
+// appThrottled applies Graph's global limit per app, across all tenants
+// and mailboxes (docs/graph.md#throttling): over it, the request answers
+// 429 TooManyRequests with Retry-After. A $batch counts as its requests,
+// each of which passes here on its own.
+func (s *Sim) appThrottled(g *graphRequest) bool {
+	if g.nodes[0].name == "$batch" {
+		return false
+	}
+	wait, _ := s.throttle.take("app "+g.p.appID, 1, s.opts.AppRequests, s.opts.AppWindow)
+	if wait == 0 {
+		return false
+	}
+	s.stats.throttled(g.class)
+	s.stats.add("throttled.app_limit", 1)
+	g.w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())))
+	graphError(g.w, g.r, http.StatusTooManyRequests, "TooManyRequests", "Please retry again later.")
+	return true
+}
+
+// directoryLimit is the resource-unit budget per app and tenant for the
+// directory, by the tenant's size (docs/graph.md#throttling), unless
+// Options.DirectoryResourceUnits sets one. The caller holds s.mu.
+func (s *Sim) directoryLimit(tenantID string) int {
+	if s.opts.DirectoryResourceUnits > 0 {
+		return s.opts.DirectoryResourceUnits
+	}
+	n := 0
+	for _, u := range s.users {
+		if u.TenantID == tenantID {
+			n++
+		}
+	}
+	switch {
+	case n < 50:
+		return 3500
+	case n <= 500:
+		return 5000
+	}
+	return 8000
+}
+
+// directoryCost is what a directory request costs in resource units: GET
+// /users 2, others 1; $select takes one off, as does $top under 20; never
+// under 1.
+func directoryCost(g *graphRequest, list bool) int {
+	q := g.r.URL.Query()
+	cost := 1
+	if list {
+		cost = 2
+	}
+	if q.Get("$select") != "" {
+		cost--
+	}
+	if n, err := strconv.Atoi(q.Get("$top")); err == nil && n < 20 {
+		cost--
+	}
+	return max(cost, 1)
+}
+
+// directoryThrottled charges a directory request to its app and tenant
+// (docs/graph.md#throttling), reporting the cost in x-ms-resource-unit;
+// over the budget it answers 429 with x-ms-throttle-scope and reports true.
+func (s *Sim) directoryThrottled(g *graphRequest, list bool) bool {
+	cost := directoryCost(g, list)
+	s.mu.RLock()
+	limit := s.directoryLimit(g.p.tenantID)
+	s.mu.RUnlock()
+	wait, used := s.throttle.take("dir "+g.p.appID+"/"+g.p.tenantID, cost, limit, s.opts.DirectoryWindow)
+	h := g.w.Header()
+	h.Set("x-ms-resource-unit", strconv.Itoa(cost))
+	if wait == 0 {
+		if used >= 0.8 {
+			h.Set("x-ms-throttle-limit-percentage", strconv.FormatFloat(used, 'f', 1, 64))
+		}
+		return false
+	}
+	s.stats.throttled(g.class)
+	h.Set("Retry-After", strconv.Itoa(int(wait.Seconds())))
+	h.Set("x-ms-throttle-scope", "Tenant_Application/ReadWrite/"+g.p.appID+"/"+g.p.tenantID)
+	h.Set("x-ms-throttle-information", "ResourceUnitLimitExceeded")
+	graphError(g.w, g.r, http.StatusTooManyRequests, "TooManyRequests", "Please retry again later.")
+	return true
 }

@@ -8,29 +8,10 @@ import (
 	"strings"
 )
 
-// userJSON renders a user with Graph's default properties (docs/graph.md#users).
-func userJSON(u *User) map[string]any {
-	given, sur, _ := strings.Cut(u.DisplayName, " ")
-	var mail any = u.Mail
-	if u.Mail == "" {
-		mail = nil
-	}
-	return map[string]any{
-		"businessPhones":    []string{},
-		"displayName":       u.DisplayName,
-		"givenName":         given,
-		"jobTitle":          nil,
-		"mail":              mail,
-		"mobilePhone":       nil,
-		"officeLocation":    nil,
-		"preferredLanguage": "en-US",
-		"surname":           sur,
-		"userPrincipalName": u.UPN,
-		"id":                u.ID,
-	}
-}
-
 func (s *Sim) getUser(g *graphRequest, me bool) {
+	if s.directoryThrottled(g, false) {
+		return
+	}
 	p := g.p
 	switch {
 	case me:
@@ -43,16 +24,24 @@ func (s *Sim) getUser(g *graphRequest, me bool) {
 		graphError(g.w, g.r, http.StatusForbidden, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
 		return
 	}
+	sel, err := parseUserSelect(g.r.URL.Query().Get("$select"))
+	if err != nil {
+		graphError(g.w, g.r, http.StatusBadRequest, "Request_BadRequest", err.Error())
+		return
+	}
 	s.mu.RLock()
-	body := userJSON(g.target)
+	body := renderUser(g.target, sel)
 	s.mu.RUnlock()
-	body["@odata.context"] = s.URL() + "/v1.0/$metadata#users/$entity"
+	body["@odata.context"] = s.URL() + "/v1.0/$metadata#users" + selectContext(sel) + "/$entity"
 	writeJSON(g.w, http.StatusOK, body)
 }
 
 // listUsers pages through the tenant's directory with $skiptoken
 // (docs/graph.md#users: /users has no $skip).
 func (s *Sim) listUsers(g *graphRequest) {
+	if s.directoryThrottled(g, true) {
+		return
+	}
 	p := g.p
 	q := g.r.URL.Query()
 	if !p.has("User.ReadBasic.All", "User.Read.All", "Directory.Read.All") {
@@ -71,6 +60,11 @@ func (s *Sim) listUsers(g *graphRequest) {
 			return
 		}
 		top = n
+	}
+	sel, err := parseUserSelect(q.Get("$select"))
+	if err != nil {
+		graphError(g.w, g.r, http.StatusBadRequest, "Request_BadRequest", err.Error())
+		return
 	}
 	s.mu.RLock()
 	tenant := p.tenantID
@@ -101,7 +95,7 @@ func (s *Sim) listUsers(g *graphRequest) {
 		if n > 0 {
 			buf.WriteByte(',')
 		}
-		writeValue(&buf, userJSON(u))
+		writeValue(&buf, renderUser(u, sel))
 		n++
 	}
 	s.mu.RUnlock()
@@ -113,5 +107,5 @@ func (s *Sim) listUsers(g *graphRequest) {
 		nq.Set("$skiptoken", next)
 		links["@odata.nextLink"] = s.URL() + "/v1.0/users?" + nq.Encode()
 	}
-	writeCollection(g.w, s.URL()+"/v1.0/$metadata#users", &buf, links)
+	writeCollection(g.w, s.URL()+"/v1.0/$metadata#users"+selectContext(sel), &buf, links)
 }

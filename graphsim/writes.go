@@ -212,6 +212,7 @@ func (s *Sim) sendDraft(g *graphRequest, id string) {
 		graphError(g.w, g.r, http.StatusForbidden, code, text)
 		return
 	}
+	s.stampSender(g.p, m)
 	if len(m.To)+len(m.Cc)+len(m.Bcc) == 0 {
 		errBadRequestCode(g, "ErrorInvalidRecipients", "At least one recipient isn't valid., A message can't be sent because it contains no recipients.")
 		return
