@@ -60,23 +60,34 @@ func (s *Sim) mailAccess(g *graphRequest, write bool) (basic bool, ok bool) {
 }
 
 var preferIDType = regexp.MustCompile(`(?i)IdType\s*=\s*"?ImmutableId"?`)
-var preferText = regexp.MustCompile(`(?i)outlook\.body-content-type\s*=\s*"?text"?`)
+var preferBody = regexp.MustCompile(`(?i)outlook\.body-content-type\s*=\s*"?(text|html)\b"?`)
 var preferPageSize = regexp.MustCompile(`(?i)odata\.maxpagesize\s*=\s*(\d+)`)
 
-// prefs reads the Prefer headers of a request.
-func prefs(r *http.Request) (immutable, text bool, pageSize int) {
+// prefs reads the Prefer headers of a request; body is the body format
+// asked for: "text", "html" or "" when none is named.
+func prefs(r *http.Request) (immutable bool, body string, pageSize int) {
 	for _, v := range r.Header.Values("Prefer") {
 		if preferIDType.MatchString(v) {
 			immutable = true
 		}
-		if preferText.MatchString(v) {
-			text = true
+		if m := preferBody.FindStringSubmatch(v); m != nil {
+			body = strings.ToLower(m[1])
 		}
 		if m := preferPageSize.FindStringSubmatch(v); m != nil {
 			pageSize, _ = strconv.Atoi(m[1])
 		}
 	}
 	return
+}
+
+// preferenceApplied confirms, on a successful answer carrying messages, the
+// body format the request asked for (docs/graph.md#message-properties). It
+// is the only preference Outlook documents confirming: odata.maxpagesize
+// and IdType are applied without a Preference-Applied.
+func preferenceApplied(w http.ResponseWriter, o renderOpts) {
+	if o.bodyPref != "" {
+		w.Header().Set("Preference-Applied", `outlook.body-content-type="`+o.bodyPref+`"`)
+	}
 }
 
 // serveMailbox serves everything under a user's mailbox.
@@ -107,8 +118,8 @@ func (s *Sim) serveMailbox(g *graphRequest) {
 	}
 	defer release()
 	sleep(g.r, g.latency)
-	immutable, text, pageSize := prefs(g.r)
-	o := renderOpts{immutable: immutable, textBody: text, basic: basic}
+	immutable, body, pageSize := prefs(g.r)
+	o := renderOpts{immutable: immutable, bodyPref: body, basic: basic}
 	if g.r.Method == http.MethodGet {
 		exp, err := parseExpand(g.r.URL.Query().Get("$expand"))
 		if err != nil {
@@ -204,6 +215,7 @@ func (s *Sim) serveMailbox(g *graphRequest) {
 		writeMessage(&buf, m, sel, o)
 		body := buf.Bytes()
 		ctx := `{"@odata.context":"` + s.URL() + `/v1.0/$metadata#users('` + g.target.ID + `')/messages/$entity",`
+		preferenceApplied(g.w, o)
 		writeRawJSON(g.w, http.StatusOK, append([]byte(ctx), body[1:]...))
 	case nodes[0].name == "attachments":
 		if basic {
@@ -361,6 +373,7 @@ func (s *Sim) listMessages(g *graphRequest, mb *mailbox, f *Folder, o renderOpts
 	if end < len(items) {
 		links["@odata.nextLink"] = s.nextSkipLink(g, top, end)
 	}
+	preferenceApplied(g.w, o)
 	writeCollection(g.w, s.URL()+"/v1.0/$metadata#users('"+g.target.ID+"')/messages", &buf, links)
 }
 

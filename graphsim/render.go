@@ -16,10 +16,10 @@ func graphTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05Z
 
 // renderOpts says how to render a message for one request.
 type renderOpts struct {
-	immutable bool // Prefer: IdType="ImmutableId"
-	textBody  bool // Prefer: outlook.body-content-type="text"
-	delta     bool // delta items carry @odata.type
-	basic     bool // Mail.ReadBasic only: no body or preview
+	immutable bool   // Prefer: IdType="ImmutableId"
+	bodyPref  string // Prefer: outlook.body-content-type="text" or "html"; "" for none
+	delta     bool   // delta items carry @odata.type
+	basic     bool   // Mail.ReadBasic only: no body or preview
 	// expand is $expand=attachments[($select=...)]: nil for none; an
 	// empty list for every property.
 	expand []string
@@ -138,7 +138,7 @@ var messageFields = []messageField{
 	}},
 	{"inferenceClassification", true, func(m *Message, _ renderOpts) any { return m.Inference }},
 	{"body", false, func(m *Message, o renderOpts) any {
-		if o.textBody && m.BodyContentType == "html" {
+		if o.bodyPref == "text" && m.BodyContentType == "html" {
 			return map[string]string{"contentType": "text", "content": strings.TrimSpace(stripTags(m.Body))}
 		}
 		return map[string]string{"contentType": m.BodyContentType, "content": m.Body}
