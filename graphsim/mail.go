@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"net/http"
+	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
@@ -214,9 +215,13 @@ func (s *Sim) serveMailbox(g *graphRequest) {
 		var buf bytes.Buffer
 		writeMessage(&buf, m, sel, o)
 		body := buf.Bytes()
-		ctx := `{"@odata.context":"` + s.URL() + `/v1.0/$metadata#users('` + g.target.ID + `')/messages/$entity",`
+		var out bytes.Buffer
+		out.WriteString(`{"@odata.context":`)
+		writeValue(&out, s.contextURL(g, messageNames))
+		out.WriteByte(',')
+		out.Write(body[1:])
 		preferenceApplied(g.w, o)
-		writeRawJSON(g.w, http.StatusOK, append([]byte(ctx), body[1:]...))
+		writeRawJSON(g.w, http.StatusOK, out.Bytes())
 	case nodes[0].name == "attachments":
 		if basic {
 			errAccessDenied(g.w, g.r)
@@ -226,6 +231,25 @@ func (s *Sim) serveMailbox(g *graphRequest) {
 	default:
 		errResourceNotFound(g.w, g.r)
 	}
+}
+
+// contextURL is the @odata.context of a mailbox answer: the user as the
+// client addressed it (by id for /me), the path with every key but the
+// last, the $select list, and /$entity for a single item; names are the
+// properties $select may name (docs/graph.md#listing-messages).
+func (s *Sim) contextURL(g *graphRequest, names []string) string {
+	user := g.target.ID
+	if k, ok := strings.CutPrefix(g.prefix, "users/"); ok {
+		if raw, err := url.PathUnescape(k); err == nil {
+			user = raw
+		}
+	}
+	path, entity := contextPath(g.nodes)
+	ctx := s.URL() + "/v1.0/$metadata#users('" + odataKey(user) + "')" + path + selectList(g.r.URL.Query().Get("$select"), names)
+	if entity {
+		ctx += "/$entity"
+	}
+	return ctx
 }
 
 // folderJSON renders a mail folder (docs/graph.md#mail-folders).
@@ -250,7 +274,7 @@ func folderJSON(mb *mailbox, f *Folder) map[string]any {
 
 func (s *Sim) writeFolder(g *graphRequest, mb *mailbox, f *Folder) {
 	body := folderJSON(mb, f)
-	body["@odata.context"] = s.URL() + "/v1.0/$metadata#users('" + g.target.ID + "')/mailFolders/$entity"
+	body["@odata.context"] = s.contextURL(g, folderNames)
 	writeJSON(g.w, http.StatusOK, body)
 }
 
@@ -281,7 +305,7 @@ func (s *Sim) listFolders(g *graphRequest, mb *mailbox, parent *Folder) {
 	if end < len(kids) {
 		links["@odata.nextLink"] = s.nextSkipLink(g, top, end)
 	}
-	writeCollection(g.w, s.URL()+"/v1.0/$metadata#users('"+g.target.ID+"')/mailFolders", &buf, links)
+	writeCollection(g.w, s.contextURL(g, folderNames), &buf, links)
 }
 
 // pageParams reads $top (1..max, default def) and $skip.
@@ -374,7 +398,7 @@ func (s *Sim) listMessages(g *graphRequest, mb *mailbox, f *Folder, o renderOpts
 		links["@odata.nextLink"] = s.nextSkipLink(g, top, end)
 	}
 	preferenceApplied(g.w, o)
-	writeCollection(g.w, s.URL()+"/v1.0/$metadata#users('"+g.target.ID+"')/messages", &buf, links)
+	writeCollection(g.w, s.contextURL(g, messageNames), &buf, links)
 }
 
 // serveAttachments lists, gets, or streams ($value) attachments.

@@ -8,6 +8,10 @@ import (
 	"strings"
 )
 
+// userNames are the user properties graphsim writes, for the $select list
+// of a context URL (docs/graph.md#users).
+var userNames = []string{"id", "businessPhones", "displayName", "givenName", "jobTitle", "mail", "mobilePhone", "officeLocation", "preferredLanguage", "surname", "userPrincipalName"}
+
 // userJSON renders a user with Graph's default properties (docs/graph.md#users).
 func userJSON(u *User) map[string]any {
 	given, sur, _ := strings.Cut(u.DisplayName, " ")
@@ -46,7 +50,7 @@ func (s *Sim) getUser(g *graphRequest, me bool) {
 	s.mu.RLock()
 	body := userJSON(g.target)
 	s.mu.RUnlock()
-	body["@odata.context"] = s.URL() + "/v1.0/$metadata#users/$entity"
+	body["@odata.context"] = s.URL() + "/v1.0/$metadata#users" + selectList(g.r.URL.Query().Get("$select"), userNames) + "/$entity"
 	writeJSON(g.w, http.StatusOK, body)
 }
 
@@ -113,5 +117,5 @@ func (s *Sim) listUsers(g *graphRequest) {
 		nq.Set("$skiptoken", next)
 		links["@odata.nextLink"] = s.URL() + "/v1.0/users?" + nq.Encode()
 	}
-	writeCollection(g.w, s.URL()+"/v1.0/$metadata#users", &buf, links)
+	writeCollection(g.w, s.URL()+"/v1.0/$metadata#users"+selectList(q.Get("$select"), userNames), &buf, links)
 }
