@@ -183,6 +183,7 @@ func (s *Sim) messageDelta(g *graphRequest, mb *mailbox, f *Folder, o renderOpts
 	default:
 		links["@odata.nextLink"] = base + "?$skiptoken=" + encodeDelta(st)
 	}
+	preferenceApplied(g.w, o)
 	writeCollection(g.w, s.URL()+"/v1.0/$metadata#Collection(message)", &buf, links)
 }
 

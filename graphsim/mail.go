@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"net/http"
+	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
@@ -62,23 +63,34 @@ func (s *Sim) mailAccess(g *graphRequest, write bool) (basic bool, ok bool) {
 }
 
 var preferIDType = regexp.MustCompile(`(?i)IdType\s*=\s*"?ImmutableId"?`)
-var preferText = regexp.MustCompile(`(?i)outlook\.body-content-type\s*=\s*"?text"?`)
+var preferBody = regexp.MustCompile(`(?i)outlook\.body-content-type\s*=\s*"?(text|html)\b"?`)
 var preferPageSize = regexp.MustCompile(`(?i)odata\.maxpagesize\s*=\s*(\d+)`)
 
-// prefs reads the Prefer headers of a request.
-func prefs(r *http.Request) (immutable, text bool, pageSize int) {
+// prefs reads the Prefer headers of a request; body is the body format
+// asked for: "text", "html" or "" when none is named.
+func prefs(r *http.Request) (immutable bool, body string, pageSize int) {
 	for _, v := range r.Header.Values("Prefer") {
 		if preferIDType.MatchString(v) {
 			immutable = true
 		}
-		if preferText.MatchString(v) {
-			text = true
+		if m := preferBody.FindStringSubmatch(v); m != nil {
+			body = strings.ToLower(m[1])
 		}
 		if m := preferPageSize.FindStringSubmatch(v); m != nil {
 			pageSize, _ = strconv.Atoi(m[1])
 		}
 	}
 	return
+}
+
+// preferenceApplied confirms, on a successful answer carrying messages, the
+// body format the request asked for (docs/graph.md#message-properties). It
+// is the only preference Outlook documents confirming: odata.maxpagesize
+// and IdType are applied without a Preference-Applied.
+func preferenceApplied(w http.ResponseWriter, o renderOpts) {
+	if o.bodyPref != "" {
+		w.Header().Set("Preference-Applied", `outlook.body-content-type="`+o.bodyPref+`"`)
+	}
 }
 
 // serveMailbox serves everything under a user's mailbox.
@@ -117,8 +129,8 @@ func (s *Sim) serveMailbox(g *graphRequest) {
 	}
 	defer release()
 	sleep(g.r, g.latency)
-	immutable, text, pageSize := prefs(g.r)
-	o := renderOpts{immutable: immutable, textBody: text, basic: basic}
+	immutable, body, pageSize := prefs(g.r)
+	o := renderOpts{immutable: immutable, bodyPref: body, basic: basic}
 	if g.r.Method == http.MethodGet {
 		exp, err := parseExpand(g.r.URL.Query().Get("$expand"))
 		if err != nil {
@@ -213,8 +225,13 @@ func (s *Sim) serveMailbox(g *graphRequest) {
 		var buf bytes.Buffer
 		writeMessage(&buf, m, sel, o)
 		body := buf.Bytes()
-		ctx := `{"@odata.context":"` + s.URL() + `/v1.0/$metadata#users('` + g.target.ID + `')/messages/$entity",`
-		writeRawJSON(g.w, http.StatusOK, append([]byte(ctx), body[1:]...))
+		var out bytes.Buffer
+		out.WriteString(`{"@odata.context":`)
+		writeValue(&out, s.contextURL(g, messageNames))
+		out.WriteByte(',')
+		out.Write(body[1:])
+		preferenceApplied(g.w, o)
+		writeRawJSON(g.w, http.StatusOK, out.Bytes())
 	case nodes[0].name == "attachments":
 		if basic {
 			errAccessDenied(g.w, g.r)
@@ -224,6 +241,25 @@ func (s *Sim) serveMailbox(g *graphRequest) {
 	default:
 		errResourceNotFound(g.w, g.r)
 	}
+}
+
+// contextURL is the @odata.context of a mailbox answer: the user as the
+// client addressed it (by id for /me), the path with every key but the
+// last, the $select list, and /$entity for a single item; names are the
+// properties $select may name (docs/graph.md#listing-messages).
+func (s *Sim) contextURL(g *graphRequest, names []string) string {
+	user := g.target.ID
+	if k, ok := strings.CutPrefix(g.prefix, "users/"); ok {
+		if raw, err := url.PathUnescape(k); err == nil {
+			user = raw
+		}
+	}
+	path, entity := contextPath(g.nodes)
+	ctx := s.URL() + "/v1.0/$metadata#users('" + odataKey(user) + "')" + path + selectList(g.r.URL.Query().Get("$select"), names)
+	if entity {
+		ctx += "/$entity"
+	}
+	return ctx
 }
 
 // folderJSON renders a mail folder (docs/graph.md#mail-folders).
@@ -248,7 +284,7 @@ func folderJSON(mb *mailbox, f *Folder) map[string]any {
 
 func (s *Sim) writeFolder(g *graphRequest, mb *mailbox, f *Folder) {
 	body := folderJSON(mb, f)
-	body["@odata.context"] = s.URL() + "/v1.0/$metadata#users('" + g.target.ID + "')/mailFolders/$entity"
+	body["@odata.context"] = s.contextURL(g, folderNames)
 	writeJSON(g.w, http.StatusOK, body)
 }
 
@@ -279,7 +315,7 @@ func (s *Sim) listFolders(g *graphRequest, mb *mailbox, parent *Folder) {
 	if end < len(kids) {
 		links["@odata.nextLink"] = s.nextSkipLink(g, top, end)
 	}
-	writeCollection(g.w, s.URL()+"/v1.0/$metadata#users('"+g.target.ID+"')/mailFolders", &buf, links)
+	writeCollection(g.w, s.contextURL(g, folderNames), &buf, links)
 }
 
 // pageParams reads $top (1..max, default def) and $skip.
@@ -371,7 +407,8 @@ func (s *Sim) listMessages(g *graphRequest, mb *mailbox, f *Folder, o renderOpts
 	if end < len(items) {
 		links["@odata.nextLink"] = s.nextSkipLink(g, top, end)
 	}
-	writeCollection(g.w, s.URL()+"/v1.0/$metadata#users('"+g.target.ID+"')/messages", &buf, links)
+	preferenceApplied(g.w, o)
+	writeCollection(g.w, s.contextURL(g, messageNames), &buf, links)
 }
 
 // serveAttachments lists, gets, or streams ($value) attachments.

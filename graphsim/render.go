@@ -16,10 +16,10 @@ func graphTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05Z
 
 // renderOpts says how to render a message for one request.
 type renderOpts struct {
-	immutable bool // Prefer: IdType="ImmutableId"
-	textBody  bool // Prefer: outlook.body-content-type="text"
-	delta     bool // delta items carry @odata.type
-	basic     bool // Mail.ReadBasic only: no body or preview
+	immutable bool   // Prefer: IdType="ImmutableId"
+	bodyPref  string // Prefer: outlook.body-content-type="text" or "html"; "" for none
+	delta     bool   // delta items carry @odata.type
+	basic     bool   // Mail.ReadBasic only: no body or preview
 	// expand is $expand=attachments[($select=...)]: nil for none; an
 	// empty list for every property.
 	expand []string
@@ -138,7 +138,7 @@ var messageFields = []messageField{
 	}},
 	{"inferenceClassification", true, func(m *Message, _ renderOpts) any { return m.Inference }},
 	{"body", false, func(m *Message, o renderOpts) any {
-		if o.textBody && m.BodyContentType == "html" {
+		if o.bodyPref == "text" && m.BodyContentType == "html" {
 			return map[string]string{"contentType": "text", "content": strings.TrimSpace(stripTags(m.Body))}
 		}
 		return map[string]string{"contentType": m.BodyContentType, "content": m.Body}
@@ -247,3 +247,79 @@ func writeCollection(w http.ResponseWriter, context string, items *bytes.Buffer,
 	out.WriteString(`]}`)
 	writeRawJSON(w, http.StatusOK, out.Bytes())
 }
+
+// segmentNames are the path segments graphsim serves, as Graph writes them
+// in context URLs.
+var segmentNames = map[string]string{"mailfolders": "mailFolders", "childfolders": "childFolders", "messages": "messages", "attachments": "attachments"}
+
+// odataKey writes a key for a context URL as Graph does: quotes doubled,
+// then every byte but letters, digits and -._~ percent-encoded
+// ('ada%40contoso.com', 'AAMk...%3D'; docs/graph.md#listing-messages).
+func odataKey(k string) string {
+	k = strings.ReplaceAll(k, "'", "''")
+	var b strings.Builder
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~' {
+			b.WriteByte(c)
+		} else {
+			fmt.Fprintf(&b, "%%%02X", c)
+		}
+	}
+	return b.String()
+}
+
+// contextPath writes a request's path (after the user) for a context URL:
+// segment names in Graph's case, with the keys of every segment but the
+// last; entity reports that the last segment is keyed, an entity rather
+// than a collection (docs/graph.md#listing-messages).
+func contextPath(nodes []node) (path string, entity bool) {
+	var b strings.Builder
+	for i, n := range nodes {
+		name, ok := segmentNames[n.name]
+		if !ok {
+			name = n.name
+		}
+		b.WriteString("/" + name)
+		if n.keyed && i < len(nodes)-1 {
+			b.WriteString("('" + odataKey(n.key) + "')")
+		}
+	}
+	return b.String(), len(nodes) > 0 && nodes[len(nodes)-1].keyed
+}
+
+// selectList writes $select for a context URL: "(a,b)" with each
+// property named as the model names it, in the order asked, or "" without
+// $select (docs/graph.md#listing-messages).
+func selectList(raw string, names []string) string {
+	if strings.TrimSpace(raw) == "" {
+		return ""
+	}
+	var out []string
+	for p := range strings.SplitSeq(raw, ",") {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			continue
+		}
+		if i := slices.IndexFunc(names, func(n string) bool { return strings.EqualFold(n, p) }); i >= 0 {
+			p = names[i]
+		}
+		out = append(out, p)
+	}
+	if len(out) == 0 {
+		return ""
+	}
+	return "(" + strings.Join(out, ",") + ")"
+}
+
+// messageNames are the message properties $select may name.
+var messageNames = func() []string {
+	out := []string{"id"}
+	for _, f := range messageFields {
+		out = append(out, f.name)
+	}
+	return out
+}()
+
+// folderNames are the mail folder properties graphsim writes (docs/graph.md#mail-folders).
+var folderNames = []string{"id", "displayName", "parentFolderId", "childFolderCount", "unreadItemCount", "totalItemCount", "sizeInBytes", "isHidden"}
