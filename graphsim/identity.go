@@ -550,9 +550,8 @@ func (s *Sim) clientCredentials(r *http.Request, app *App, seg string) (map[stri
 		return nil, &idpError{err: "invalid_request", code: 9001023, message: "The grant type isn't supported over the /common or /consumers endpoints. Please use the /organizations or tenant-specific endpoint."}
 	}
 	tenant := s.tenantFor(seg)
-	sc := strings.TrimSpace(r.PostForm.Get("scope"))
-	if !strings.HasSuffix(sc, "/.default") || strings.Contains(sc, " ") {
-		return nil, &idpError{err: "invalid_scope", code: 1002012, message: "The provided value for scope " + sc + " is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."}
+	if e := clientCredentialsScope(r.PostForm.Get("scope")); e != nil {
+		return nil, e
 	}
 	if tenant.Personal {
 		return nil, errUnknownClient(app.ClientID, seg)
@@ -567,6 +566,34 @@ func (s *Sim) clientCredentials(r *http.Request, app *App, seg string) (map[stri
 	s.remember(at)
 	secs := int(life / time.Second)
 	return map[string]any{"token_type": "Bearer", "expires_in": secs, "ext_expires_in": secs, "access_token": at}, nil
+}
+
+// clientCredentialsScope checks the scope of a client credentials request
+// (docs/graph.md#client-credentials): exactly one {resource}/.default, with
+// any OIDC scopes beside it (MSAL and azidentity always add "openid
+// offline_access profile"); they change nothing in the response.
+func clientCredentialsScope(raw string) *idpError {
+	sc := strings.Join(strings.Fields(raw), " ")
+	var resources []string
+	bare := false
+	for s := range strings.FieldsSeq(raw) {
+		switch {
+		case oidcScopes[strings.ToLower(s)]:
+		case strings.HasSuffix(s, "/.default"):
+			if r := strings.ToLower(strings.TrimSuffix(s, "/.default")); !slices.Contains(resources, r) {
+				resources = append(resources, r)
+			}
+		default:
+			bare = true
+		}
+	}
+	switch {
+	case bare || len(resources) == 0:
+		return &idpError{err: "invalid_scope", code: 1002012, message: "The provided value for scope " + sc + " is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."}
+	case len(resources) > 1:
+		return &idpError{err: "invalid_scope", code: 28000, message: "Provided value for the input parameter scope is not valid because it contains more than one resource. Scope " + sc + " is not valid."}
+	}
+	return nil
 }
 
 // handleDiscovery serves the OpenID configuration of a tenant (docs/graph.md#private-authorities-and-msal:
