@@ -31,6 +31,7 @@ type rtFamily struct {
 	clientID string
 	user     *User
 	scopes   []string
+	oidc     map[string]bool // the OIDC scopes of the sign-in
 	authTime time.Time
 }
 
@@ -444,7 +445,7 @@ func (s *Sim) redeemCode(r *http.Request, app *App, seg string) (map[string]any,
 			scopes = sr.graph
 		}
 	}
-	fam := &rtFamily{clientID: app.ClientID, user: c.user, scopes: c.scopes, authTime: now}
+	fam := &rtFamily{clientID: app.ClientID, user: c.user, scopes: c.scopes, oidc: c.oidc, authTime: now}
 	return s.userTokens(app, c.user, scopes, c.oidc, fam, c.nonce, now)
 }
 
@@ -458,9 +459,25 @@ func pkceMatches(challenge, method, verifier string) bool {
 	return subtle.ConstantTimeCompare([]byte(want), []byte(challenge)) == 1
 }
 
+// tokenOIDCScopes are the OIDC scopes a Graph access token lists in scp
+// beside the Graph ones: those of the sign-in and of this request. The
+// UserInfo endpoint reads them (docs/graph.md#userinfo).
+func tokenOIDCScopes(sets ...map[string]bool) []string {
+	var out []string
+	for _, sc := range []string{"openid", "profile", "email"} {
+		for _, set := range sets {
+			if set[sc] {
+				out = append(out, sc)
+				break
+			}
+		}
+	}
+	return out
+}
+
 // userTokens builds a user-flow token response.
 func (s *Sim) userTokens(app *App, u *User, scopes []string, oidc map[string]bool, fam *rtFamily, nonce string, now time.Time) (map[string]any, *idpError) {
-	at, life, err := s.mintAccessToken(app, u.TenantID, u, scopes, nil, now)
+	at, life, err := s.mintAccessToken(app, u.TenantID, u, append(slices.Clone(scopes), tokenOIDCScopes(oidc, fam.oidc)...), nil, now)
 	if err != nil {
 		return nil, &idpError{status: 500, err: "server_error", code: 50000, message: "There was an error issuing a token."}
 	}
@@ -616,6 +633,7 @@ func (s *Sim) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 	base := s.URL()
 	writeJSON(w, http.StatusOK, map[string]any{
 		"issuer":                                base + "/" + tid + "/v2.0",
+		"userinfo_endpoint":                     base + "/oidc/userinfo", // Entra names Graph's (docs/graph.md#userinfo)
 		"authorization_endpoint":                base + "/" + seg + "/oauth2/v2.0/authorize",
 		"token_endpoint":                        base + "/" + seg + "/oauth2/v2.0/token",
 		"jwks_uri":                              base + "/" + seg + "/discovery/v2.0/keys",
@@ -626,15 +644,26 @@ func (s *Sim) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 		"subject_types_supported":               []string{"pairwise"},
 		"id_token_signing_alg_values_supported": []string{"RS256"},
 		"token_endpoint_auth_methods_supported": []string{"client_secret_post", "private_key_jwt", "client_secret_basic"},
-		"claims_supported":                      []string{"sub", "iss", "aud", "exp", "iat", "nonce", "name", "preferred_username", "oid", "tid", "ver"},
+		"claims_supported":                      []string{"sub", "iss", "cloud_instance_name", "cloud_instance_host_name", "cloud_graph_host_name", "msgraph_host", "aud", "exp", "iat", "auth_time", "acr", "nonce", "preferred_username", "name", "tid", "ver", "at_hash", "c_hash", "email"},
 		"code_challenge_methods_supported":      []string{"plain", "S256"},
 		"tenant_region_scope":                   "NA",
 		"cloud_instance_name":                   strings.TrimPrefix(strings.TrimPrefix(base, "https://"), "http://"),
 	})
 }
 
+// handleKeys serves the signing keys (docs/graph.md#signing-keys); each
+// names the issuer of the tenant segment it was fetched for.
 func (s *Sim) handleKeys(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"keys": []any{s.jwk()}})
+	seg := r.PathValue("tenant")
+	tid := "{tenantid}"
+	s.mu.RLock()
+	if t := s.tenantFor(seg); t != nil {
+		tid = t.ID
+	} else if strings.EqualFold(seg, "consumers") {
+		tid = ConsumerTenantID
+	}
+	s.mu.RUnlock()
+	writeJSON(w, http.StatusOK, map[string]any{"keys": []any{s.jwk(s.URL() + "/" + tid + "/v2.0")}})
 }
 
 // handleAdminConsent serves /{tenant}/v2.0/adminconsent (and the older

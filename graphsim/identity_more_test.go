@@ -1,7 +1,15 @@
 package graphsim_test
 
 import (
+	"crypto/rsa"
+	"crypto/sha1"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
 	"net/url"
+	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/outlookd/outlookd/graphsim"
@@ -47,6 +55,124 @@ func TestClientCredentialsScopes(t *testing.T) {
 				if _, has := ok[k]; has {
 					t.Errorf("client credentials response carries %s", k)
 				}
+			}
+		})
+	}
+}
+
+// TestSigningKeyCertificate: the JWK carries the signing key's certificate
+// as Entra's does (x5c, x5t = its SHA-1 thumbprint, kid = x5t), and tokens
+// name that kid (docs/graph.md#signing-keys).
+func TestSigningKeyCertificate(t *testing.T) {
+	f := newFixture(t, graphsim.Options{})
+	var jwks struct {
+		Keys []struct {
+			Kty, Use, Kid, X5t, N, E, Issuer string
+			X5c                              []string
+		} `json:"keys"`
+	}
+	resp, err := http.Get(f.sim.URL() + "/" + f.tenant.ID + "/discovery/v2.0/keys")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&jwks)
+	resp.Body.Close()
+	if len(jwks.Keys) != 1 || len(jwks.Keys[0].X5c) != 1 {
+		t.Fatalf("keys = %+v", jwks)
+	}
+	k := jwks.Keys[0]
+	der, err := base64.StdEncoding.DecodeString(k.X5c[0])
+	if err != nil {
+		t.Fatalf("x5c is not standard base64: %v", err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatalf("x5c is not a certificate: %v", err)
+	}
+	sum := sha1.Sum(der)
+	if want := base64.RawURLEncoding.EncodeToString(sum[:]); k.X5t != want || k.Kid != want {
+		t.Errorf("x5t %q kid %q, want both %q", k.X5t, k.Kid, want)
+	}
+	pub, ok := cert.PublicKey.(*rsa.PublicKey)
+	if !ok || base64.RawURLEncoding.EncodeToString(pub.N.Bytes()) != k.N {
+		t.Errorf("the certificate's key is not the JWK's")
+	}
+	if k.Issuer != f.sim.URL()+"/"+f.tenant.ID+"/v2.0" {
+		t.Errorf("issuer %q", k.Issuer)
+	}
+	tok := f.signIn(t, "ada@contoso.example", "openid", "profile", "Mail.Read")
+	for _, raw := range []string{tok.AccessToken, tok.Extra("id_token").(string)} {
+		h, _ := base64.RawURLEncoding.DecodeString(strings.Split(raw, ".")[0])
+		var hdr map[string]any
+		_ = json.Unmarshal(h, &hdr)
+		if hdr["kid"] != k.Kid {
+			t.Errorf("token kid %v, want %s", hdr["kid"], k.Kid)
+		}
+	}
+}
+
+// TestUserInfo: discovery names the UserInfo endpoint on Graph; it answers
+// GET and POST with the ID token's sub and the claims the scopes allow,
+// and Graph's errors without a good delegated token (docs/graph.md#userinfo).
+func TestUserInfo(t *testing.T) {
+	f := newFixture(t, graphsim.Options{})
+	var doc map[string]any
+	resp, err := http.Get(f.sim.URL() + "/" + f.tenant.ID + "/v2.0/.well-known/openid-configuration")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&doc)
+	resp.Body.Close()
+	endpoint, _ := doc["userinfo_endpoint"].(string)
+	if endpoint != f.sim.URL()+"/oidc/userinfo" {
+		t.Fatalf("userinfo_endpoint = %v", doc["userinfo_endpoint"])
+	}
+	full := f.signIn(t, "ada@contoso.example", "openid", "profile", "email", "User.Read")
+	bare := f.signIn(t, "ada@contoso.example", "openid", "User.Read")
+	noOpenID := f.signIn(t, "ada@contoso.example", "User.Read")
+	idSub := jwtClaims(t, full.Extra("id_token").(string))["sub"]
+	_, _, app := postToken(t, f.sim.URL()+"/"+f.tenant.ID+"/oauth2/v2.0/token", url.Values{"grant_type": {"client_credentials"}, "scope": {"https://graph.microsoft.com/.default"}}, f.app.ClientID, f.app.Secrets[0].Value)
+	appToken, _ := app["access_token"].(string)
+	tests := []struct {
+		name, method, token string
+		status              int
+		want                map[string]any
+		code                string
+	}{
+		{"GET with profile and email", "GET", full.AccessToken, 200, map[string]any{"sub": idSub, "name": "Ada Lovelace", "given_name": "Ada", "family_name": "Lovelace", "email": "ada@contoso.example", "picture": f.sim.GraphURL() + "/me/photo/$value"}, ""},
+		{"POST with openid only", "POST", bare.AccessToken, 200, map[string]any{"sub": idSub}, ""},
+		{"no token", "GET", "", 401, nil, "InvalidAuthenticationToken"},
+		{"garbled token", "GET", "not-a-token", 401, nil, "InvalidAuthenticationToken"},
+		{"token without openid", "GET", noOpenID.AccessToken, 403, nil, "Authorization_RequestDenied"},
+		{"app-only token", "GET", appToken, 403, nil, "Authorization_RequestDenied"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, _ := http.NewRequest(tt.method, endpoint, nil)
+			if tt.token != "" {
+				req.Header.Set("Authorization", "Bearer "+tt.token)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var body map[string]any
+			_ = json.NewDecoder(resp.Body).Decode(&body)
+			if resp.StatusCode != tt.status {
+				t.Fatalf("status %d, want %d: %v", resp.StatusCode, tt.status, body)
+			}
+			if tt.code != "" {
+				if e, _ := body["error"].(map[string]any); e["code"] != tt.code || e["message"] == "" {
+					t.Errorf("error %v, want %s", body, tt.code)
+				}
+				if tt.status == 401 && !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer ") {
+					t.Errorf("no WWW-Authenticate challenge")
+				}
+				return
+			}
+			if !reflect.DeepEqual(body, tt.want) {
+				t.Errorf("userinfo %v, want %v", body, tt.want)
 			}
 		})
 	}

@@ -80,7 +80,7 @@ func TestAuthCodeFlowWithPKCE(t *testing.T) {
 		t.Errorf("expires_in = %#v", tok.Extra("expires_in"))
 	}
 	claims := jwtClaims(t, tok.AccessToken)
-	if claims["tid"] != f.tenant.ID || claims["oid"] != f.ada.ID || claims["upn"] != "ada@contoso.example" || claims["scp"] != "Mail.Read User.Read" || claims["aud"] != "https://graph.microsoft.com" {
+	if claims["tid"] != f.tenant.ID || claims["oid"] != f.ada.ID || claims["upn"] != "ada@contoso.example" || claims["scp"] != "Mail.Read User.Read openid" || claims["aud"] != "https://graph.microsoft.com" {
 		t.Errorf("access token claims = %v", claims)
 	}
 	idt, _ := tok.Extra("id_token").(string)
