@@ -689,9 +689,19 @@ func (s *Sim) handleAdminConsent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	state := q.Get("state")
-	back := url.Values{"admin_consent": {"True"}} // present even on errors
+	v2 := strings.Contains(r.URL.Path, "/v2.0/")
+	// An error redirect carries error, error_description and state; the v2
+	// endpoint adds admin_consent=True, the older one does not; neither has
+	// tenant or scope, which only success carries (docs/graph.md#admin-consent).
+	fail := func(e *idpError) {
+		var extra url.Values
+		if v2 {
+			extra = url.Values{"admin_consent": {"True"}}
+		}
+		s.redirectError(w, r, redirect, state, e, extra)
+	}
 	if strings.EqualFold(seg, "common") || strings.EqualFold(seg, "consumers") {
-		s.redirectError(w, r, redirect, state, &idpError{err: "invalid_request", code: 90130, message: "Application admin consent is not supported on the '" + seg + "' endpoint; use the tenant ID or 'organizations'."}, back)
+		fail(&idpError{err: "invalid_request", code: 90130, message: "Application admin consent is not supported on the '" + seg + "' endpoint; use the tenant ID or 'organizations'."})
 		return
 	}
 	scope := q.Get("scope")
@@ -704,22 +714,22 @@ func (s *Sim) handleAdminConsent(w http.ResponseWriter, r *http.Request) {
 	case r.Method == http.MethodPost && q.Get("sim_user") != "":
 		admin = s.users[q.Get("sim_user")]
 		if q.Get("sim_decision") != "accept" {
-			s.redirectError(w, r, redirect, state, &idpError{err: "access_denied", code: 65004, message: "The resource owner or authorization server denied the request."}, back)
+			s.declineAdminConsent(w, r, redirect, state, v2)
 			return
 		}
 	case q.Get("login_hint") != "" && app.AutoConsent:
 		admin = s.userByHint(q.Get("login_hint"))
 	default:
-		s.renderAdminConsent(w, seg, app, sr, q)
+		s.renderAdminConsent(w, r.URL.Path, seg, app, sr, q)
 		return
 	}
 	if admin == nil || !admin.Admin {
-		s.redirectError(w, r, redirect, state, &idpError{err: "access_denied", code: 90093, message: "Graph returned Forbidden (403): the signed-in user does not have permission to grant admin consent."}, back)
+		fail(&idpError{err: "access_denied", code: 90093, message: "Graph returned Forbidden (403): the signed-in user does not have permission to grant admin consent."})
 		return
 	}
 	if !isAliasTenant(seg) {
 		if t := s.tenantFor(seg); t == nil || t.ID != admin.TenantID {
-			s.redirectError(w, r, redirect, state, errTenantNotFound(seg), back)
+			fail(errTenantNotFound(seg))
 			return
 		}
 	}
@@ -738,10 +748,30 @@ func (s *Sim) handleAdminConsent(w http.ResponseWriter, r *http.Request) {
 	for _, sc := range sr.graph {
 		t.adminGrants[app.ClientID][sc] = true
 	}
-	ok := url.Values{"admin_consent": {"True"}, "tenant": {t.ID}, "scope": {scope}}
+	ok := url.Values{"admin_consent": {"True"}, "tenant": {t.ID}}
+	if v2 {
+		ok.Set("scope", scope)
+	}
 	if state != "" {
 		ok.Set("state", state)
 	}
 	s.stats.adminConsent()
 	http.Redirect(w, r, appendQuery(redirect, ok), http.StatusFound)
+}
+
+// declineAdminConsent answers an administrator's Cancel: on v2
+// consent_required AADSTS65004 with admin_consent=True, on the older
+// endpoint permission_denied "The admin canceled the request"
+// (docs/graph.md#admin-consent).
+func (s *Sim) declineAdminConsent(w http.ResponseWriter, r *http.Request, redirect, state string, v2 bool) {
+	if v2 {
+		s.redirectError(w, r, redirect, state, &idpError{err: "consent_required", code: 65004, message: "The resource owner or authorization server denied the request."}, url.Values{"admin_consent": {"True"}})
+		return
+	}
+	q := url.Values{"error": {"permission_denied"}, "error_description": {"The admin canceled the request"}}
+	if state != "" {
+		q.Set("state", state)
+	}
+	s.stats.authorizeError("permission_denied", 65004)
+	http.Redirect(w, r, appendQuery(redirect, q), http.StatusFound)
 }

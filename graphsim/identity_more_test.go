@@ -177,3 +177,76 @@ func TestUserInfo(t *testing.T) {
 		})
 	}
 }
+
+// TestAdminConsentRedirects: an error redirect carries error,
+// error_description and state, never tenant or scope; the v2 endpoint adds
+// admin_consent=True even then, the older endpoint does not and answers a
+// decline with permission_denied (docs/graph.md#admin-consent).
+func TestAdminConsentRedirects(t *testing.T) {
+	f := newFixture(t, graphsim.Options{})
+	base := url.Values{"client_id": {f.app.ClientID}, "redirect_uri": {redirectURI}, "state": {"s1"}, "scope": {"https://graph.microsoft.com/.default"}}
+	with := func(kv ...string) url.Values {
+		q := url.Values{}
+		for k, v := range base {
+			q[k] = v
+		}
+		for i := 0; i+1 < len(kv); i += 2 {
+			q.Set(kv[i], kv[i+1])
+		}
+		return q
+	}
+	tests := []struct {
+		name, path string
+		form       url.Values
+		post       bool
+		err        string // "" for success
+		desc       string // prefix of error_description
+		flag       bool   // admin_consent=True expected
+	}{
+		{"v2 success", "/" + f.tenant.ID + "/v2.0/adminconsent", with("login_hint", "admin@contoso.example"), false, "", "", true},
+		{"v2 declined", "/" + f.tenant.ID + "/v2.0/adminconsent", with("sim_user", f.admin.ID, "sim_decision", "cancel"), true, "consent_required", "AADSTS65004: The resource owner or authorization server denied the request.\r\nTrace ID: ", true},
+		{"v2 not an admin", "/" + f.tenant.ID + "/v2.0/adminconsent", with("login_hint", "ada@contoso.example"), false, "access_denied", "AADSTS90093: ", true},
+		{"v2 on common", "/common/v2.0/adminconsent", with("login_hint", "admin@contoso.example"), false, "invalid_request", "AADSTS90130: ", true},
+		{"v1 success", "/" + f.tenant.ID + "/adminconsent", with("login_hint", "admin@contoso.example"), false, "", "", true},
+		{"v1 declined", "/" + f.tenant.ID + "/adminconsent", with("sim_user", f.admin.ID, "sim_decision", "cancel"), true, "permission_denied", "The admin canceled the request", false},
+		{"v1 not an admin", "/" + f.tenant.ID + "/adminconsent", with("login_hint", "ada@contoso.example"), false, "access_denied", "AADSTS90093: ", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var resp *http.Response
+			var err error
+			if tt.post {
+				resp, err = noRedirect.PostForm(f.sim.URL()+tt.path, tt.form)
+			} else {
+				resp, err = noRedirect.Get(f.sim.URL() + tt.path + "?" + tt.form.Encode())
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			loc, _ := url.Parse(resp.Header.Get("Location"))
+			if resp.StatusCode != http.StatusFound || !strings.HasPrefix(loc.String(), redirectURI) {
+				t.Fatalf("status %d to %q", resp.StatusCode, loc)
+			}
+			q := loc.Query()
+			if q.Get("state") != "s1" || q.Get("error") != tt.err || (q.Get("admin_consent") == "True") != tt.flag {
+				t.Errorf("redirect %v", q)
+			}
+			if tt.err == "" {
+				if q.Get("tenant") != f.tenant.ID || q.Has("error_description") {
+					t.Errorf("success %v", q)
+				}
+				if v2 := strings.Contains(tt.path, "/v2.0/"); q.Has("scope") != v2 {
+					t.Errorf("scope on success: %v (v2 %v)", q, v2)
+				}
+				return
+			}
+			if !strings.HasPrefix(q.Get("error_description"), tt.desc) {
+				t.Errorf("error_description %q, want prefix %q", q.Get("error_description"), tt.desc)
+			}
+			if q.Has("tenant") || q.Has("scope") {
+				t.Errorf("an error redirect carries tenant or scope: %v", q)
+			}
+		})
+	}
+}

@@ -114,7 +114,8 @@ func (s *Sim) renderConsent(w http.ResponseWriter, r *http.Request, ar *authRequ
 }
 
 // renderAdminConsent shows the admin consent page, listing administrators.
-func (s *Sim) renderAdminConsent(w http.ResponseWriter, seg string, app *App, sr scopeRequest, q url.Values) {
+// The form posts back to the endpoint it was opened on (v2 or the older one).
+func (s *Sim) renderAdminConsent(w http.ResponseWriter, action, seg string, app *App, sr scopeRequest, q url.Values) {
 	var admins []*User
 	for _, u := range s.signInUsers(seg) {
 		if u.Admin {
@@ -140,7 +141,7 @@ func (s *Sim) renderAdminConsent(w http.ResponseWriter, seg string, app *App, sr
 		Title:       "Permissions requested — accept for your organization",
 		AppName:     app.Name,
 		Lead:        "needs permission to access resources in your organization that only an admin can grant.",
-		Action:      "/" + seg + "/v2.0/adminconsent",
+		Action:      action,
 		Hidden:      hidden,
 		Users:       admins,
 		Permissions: perms,
