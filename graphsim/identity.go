@@ -266,7 +266,7 @@ func (s *Sim) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	ar, perr, redirectable := s.parseAuthorize(r, q)
 	if perr != nil && !redirectable {
 		s.stats.authorizeError(perr.err, perr.code)
-		s.renderError(w, http.StatusBadRequest, perr)
+		s.renderError(w, r, http.StatusBadRequest, perr)
 		return
 	}
 	if perr != nil {
@@ -278,7 +278,7 @@ func (s *Sim) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodPost && q.Get("sim_user") != "" {
 		u := s.users[q.Get("sim_user")]
 		if u == nil {
-			s.renderError(w, http.StatusBadRequest, &idpError{err: "invalid_request", code: 50034, message: "The selected account does not exist."})
+			s.renderError(w, r, http.StatusBadRequest, &idpError{err: "invalid_request", code: 50034, message: "The selected account does not exist."})
 			return
 		}
 		if q.Get("sim_decision") != "accept" {
@@ -680,12 +680,12 @@ func (s *Sim) handleAdminConsent(w http.ResponseWriter, r *http.Request) {
 	defer s.mu.Unlock()
 	app := s.apps[q.Get("client_id")]
 	if app == nil {
-		s.renderError(w, http.StatusBadRequest, errUnknownClient(q.Get("client_id"), seg))
+		s.renderError(w, r, http.StatusBadRequest, errUnknownClient(q.Get("client_id"), seg))
 		return
 	}
 	redirect := q.Get("redirect_uri")
 	if !slices.Contains(app.RedirectURIs, redirect) {
-		s.renderError(w, http.StatusBadRequest, errRedirectMismatch(app.ClientID))
+		s.renderError(w, r, http.StatusBadRequest, errRedirectMismatch(app.ClientID))
 		return
 	}
 	state := q.Get("state")

@@ -6,9 +6,12 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"html"
+	"io"
 	"net/http"
 	"net/url"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -246,6 +249,61 @@ func TestAdminConsentRedirects(t *testing.T) {
 			}
 			if q.Has("tenant") || q.Has("scope") {
 				t.Errorf("an error redirect carries tenant or scope: %v", q)
+			}
+		})
+	}
+}
+
+// pageText is the visible text of an HTML page: tags dropped, entities
+// decoded, whitespace collapsed.
+func pageText(page string) string {
+	page = regexp.MustCompile(`(?s)<style.*?</style>`).ReplaceAllString(page, " ")
+	page = regexp.MustCompile(`<[^>]*>`).ReplaceAllString(page, " ")
+	return strings.Join(strings.Fields(html.UnescapeString(page)), " ")
+}
+
+// TestErrorPage: an error that cannot be redirected is a page showing the
+// AADSTS code and message and the troubleshooting details, as Entra's page
+// (docs/graph.md#aadsts-codes).
+func TestErrorPage(t *testing.T) {
+	f := newFixture(t, graphsim.Options{})
+	const corr = "0f6c2e7d-5d6b-4f54-a2b1-2f9a3f8c1e11"
+	authz := func(seg string, q url.Values) string {
+		return f.sim.URL() + "/" + seg + "/oauth2/v2.0/authorize?" + q.Encode()
+	}
+	tests := []struct {
+		name, url, want string
+	}{
+		{"unknown client", authz("common", url.Values{"client_id": {"00000000-0000-0000-0000-0000000000aa"}, "redirect_uri": {redirectURI}, "response_type": {"code"}, "scope": {"Mail.Read"}}),
+			"AADSTS700016: Application with identifier '00000000-0000-0000-0000-0000000000aa' was not found in the directory 'common'."},
+		{"redirect URI not registered", authz("common", url.Values{"client_id": {f.app.ClientID}, "redirect_uri": {"https://evil.example/cb"}, "response_type": {"code"}, "scope": {"Mail.Read"}}),
+			"AADSTS50011: The redirect URI specified in the request does not match the redirect URIs configured for the application '" + f.app.ClientID + "'."},
+		{"unknown tenant", authz("nowhere.example", url.Values{"client_id": {f.app.ClientID}, "redirect_uri": {redirectURI}, "response_type": {"code"}, "scope": {"Mail.Read"}}),
+			"AADSTS90002: Tenant 'nowhere.example' not found."},
+		{"admin consent, unknown client", f.sim.URL() + "/" + f.tenant.ID + "/v2.0/adminconsent?" + url.Values{"client_id": {"00000000-0000-0000-0000-0000000000bb"}, "redirect_uri": {redirectURI}}.Encode(),
+			"AADSTS700016: Application with identifier '00000000-0000-0000-0000-0000000000bb' was not found"},
+	}
+	guid := `[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`
+	details := regexp.MustCompile(`Troubleshooting details .* Request Id: ` + guid + ` Correlation Id: ` + corr + ` Timestamp: \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z Message: AADSTS\d+: `)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, _ := http.NewRequest("GET", tt.url, nil)
+			req.Header.Set("client-request-id", corr)
+			resp, err := noRedirect.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			text := pageText(string(b))
+			if resp.StatusCode != 400 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
+				t.Fatalf("status %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+			}
+			if !strings.Contains(text, "Sorry, but we’re having trouble signing you in. "+tt.want) {
+				t.Errorf("page lacks %q:\n%s", tt.want, text)
+			}
+			if !details.MatchString(text) || !strings.Contains(string(b), "</html>") {
+				t.Errorf("page lacks the troubleshooting details or is cut off:\n%s", text)
 			}
 		})
 	}
