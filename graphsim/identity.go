@@ -324,6 +324,9 @@ func (s *Sim) complete(w http.ResponseWriter, r *http.Request, ar *authRequest, 
 // URL-encoded parts, or client_id/client_secret in the form (docs/graph.md#authorization-code-flow-and-pkce:
 // x/oauth2 tries Basic first and then the form).
 func (s *Sim) clientAuth(r *http.Request, tenant string) (*App, *idpError) {
+	if r.PostForm.Has("client_assertion") || r.PostForm.Has("client_assertion_type") {
+		return s.assertionAuth(r, tenant)
+	}
 	id, secret, basic := r.BasicAuth()
 	if basic {
 		id, _ = url.QueryUnescape(id)
