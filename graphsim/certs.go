@@ -1,10 +1,13 @@
 package graphsim
 
 import (
+	"bytes"
 	"context"
 	"crypto/rsa"
 	"crypto/sha1" //nolint:gosec // Entra prints SHA-1 thumbprints of certificates
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -175,14 +178,32 @@ func (s *Sim) assertionAudienceOK(seg string, aud []string) bool {
 }
 
 // findCertificate picks the registered certificate an assertion header
-// names by x5t#S256 or x5t.
+// names by x5t#S256 or x5t. The thumbprint is read as base64url or as
+// standard base64, padded or not: MSAL for Go sends standard base64 and
+// Entra accepts it (docs/graph.md#certificate-credentials).
 func findCertificate(app *App, h map[string]any) *CertificateSpec {
-	s256, _ := h["x5t#S256"].(string)
-	s1, _ := h["x5t"].(string)
+	s256 := decodeThumbprint(h["x5t#S256"])
+	s1 := decodeThumbprint(h["x5t"])
 	for i := range app.Certificates {
 		c := &app.Certificates[i]
-		if (s256 != "" && s256 == thumbprintSHA256(c.Certificate)) || (s1 != "" && s1 == thumbprintSHA1(c.Certificate)) {
+		sum256 := sha256.Sum256(c.Certificate)
+		sum1 := sha1.Sum(c.Certificate) //nolint:gosec // x5t is a SHA-1 thumbprint
+		if (s256 != nil && bytes.Equal(s256, sum256[:])) || (s1 != nil && bytes.Equal(s1, sum1[:])) {
 			return c
+		}
+	}
+	return nil
+}
+
+// decodeThumbprint decodes a header thumbprint in any base64 alphabet.
+func decodeThumbprint(v any) []byte {
+	str, _ := v.(string)
+	if str == "" {
+		return nil
+	}
+	for _, enc := range []*base64.Encoding{base64.RawURLEncoding, base64.URLEncoding, base64.StdEncoding, base64.RawStdEncoding} {
+		if b, err := enc.DecodeString(str); err == nil {
+			return b
 		}
 	}
 	return nil
@@ -196,10 +217,8 @@ func headerThumbprint(raw string) string {
 		return ""
 	}
 	for _, k := range []string{"x5t", "x5t#S256"} {
-		if v, _ := tok.Header[k].(string); v != "" {
-			if b, err := jwt.NewParser().DecodeSegment(v); err == nil {
-				return strings.ToUpper(hex.EncodeToString(b))
-			}
+		if b := decodeThumbprint(tok.Header[k]); b != nil {
+			return strings.ToUpper(hex.EncodeToString(b))
 		}
 	}
 	return ""

@@ -107,6 +107,7 @@ func TestCertificateCredentials(t *testing.T) {
 	}{
 		{"RS256 with x5t", assertion(t, rs, good.key, x5t, claims()), tokenURL, 200, 0, ""},
 		{"PS256 with x5t#S256", assertion(t, ps, good.key, map[string]any{"x5t#S256": good.x5tS256()}, claims()), tokenURL, 200, 0, ""},
+		{"thumbprint in standard base64, as MSAL for Go sends it", assertion(t, ps, good.key, map[string]any{"x5t#S256": stdB64(good.x5tS256())}, claims()), tokenURL, 200, 0, ""},
 		{"audience by tenant domain", assertion(t, rs, good.key, x5t, claims("aud", f.sim.URL()+"/contoso.example/oauth2/v2.0/token")), f.sim.URL() + "/contoso.example/oauth2/v2.0/token", 200, 0, ""},
 		{"unknown certificate", assertion(t, rs, other.key, map[string]any{"x5t": other.x5t()}, claims()), tokenURL, 401, 700027, "The key was not found."},
 		{"no thumbprint", assertion(t, rs, good.key, nil, claims()), tokenURL, 401, 700027, "The key was not found."},
@@ -189,4 +190,10 @@ func assertion2HS(t *testing.T, header map[string]any, claims jwt.MapClaims) str
 		t.Fatal(err)
 	}
 	return s
+}
+
+// stdB64 re-encodes a base64url value in standard, padded base64.
+func stdB64(u string) string {
+	b, _ := base64.RawURLEncoding.DecodeString(u)
+	return base64.StdEncoding.EncodeToString(b)
 }

@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha1" //nolint:gosec // x5t is defined as a SHA-1 thumbprint (RFC 7517 section 4.8)
-	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
@@ -47,11 +46,5 @@ func newSigningKey(now time.Time) (*signingKey, error) {
 // (x5t).
 func thumbprintSHA1(der []byte) string {
 	sum := sha1.Sum(der) //nolint:gosec // the thumbprint, not a security decision
-	return base64.RawURLEncoding.EncodeToString(sum[:])
-}
-
-// thumbprintSHA256 is the base64url SHA-256 thumbprint (x5t#S256).
-func thumbprintSHA256(der []byte) string {
-	sum := sha256.Sum256(der)
 	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
