@@ -18,6 +18,7 @@ type authCode struct {
 	user        *User
 	scopes      []string // granted Graph scopes
 	oidc        map[string]bool
+	asked       map[string]string // how the authorize request wrote each scope
 	challenge   string
 	method      string
 	nonce       string
@@ -31,7 +32,8 @@ type rtFamily struct {
 	clientID string
 	user     *User
 	scopes   []string
-	oidc     map[string]bool // the OIDC scopes of the sign-in
+	oidc     map[string]bool   // the OIDC scopes of the sign-in
+	asked    map[string]string // how the sign-in wrote its scopes
 	authTime time.Time
 }
 
@@ -228,6 +230,7 @@ func (s *Sim) issueCode(w http.ResponseWriter, r *http.Request, ar *authRequest,
 		user:        u,
 		scopes:      scopes,
 		oidc:        ar.scopes.oidc,
+		asked:       ar.scopes.asked,
 		challenge:   ar.challenge,
 		method:      ar.method,
 		nonce:       ar.nonce,
@@ -437,8 +440,9 @@ func (s *Sim) redeemCode(r *http.Request, app *App, seg string) (map[string]any,
 	}
 	c.redeemed = true
 	scopes := c.scopes
+	var sr scopeRequest
 	if req := f.Get("scope"); req != "" {
-		sr := parseScopes(req)
+		sr = parseScopes(req)
 		if len(sr.graph) > 0 {
 			for _, sc := range sr.graph {
 				if !slices.Contains(c.scopes, sc) {
@@ -448,8 +452,8 @@ func (s *Sim) redeemCode(r *http.Request, app *App, seg string) (map[string]any,
 			scopes = sr.graph
 		}
 	}
-	fam := &rtFamily{clientID: app.ClientID, user: c.user, scopes: c.scopes, oidc: c.oidc, authTime: now}
-	return s.userTokens(app, c.user, scopes, c.oidc, fam, c.nonce, now)
+	fam := &rtFamily{clientID: app.ClientID, user: c.user, scopes: c.scopes, oidc: c.oidc, asked: c.asked, authTime: now}
+	return s.userTokens(app, c.user, scopes, c.oidc, fam, c.nonce, sr.asked, now)
 }
 
 // pkceMatches checks a verifier against the challenge (RFC 7636).
@@ -479,7 +483,7 @@ func tokenOIDCScopes(sets ...map[string]bool) []string {
 }
 
 // userTokens builds a user-flow token response.
-func (s *Sim) userTokens(app *App, u *User, scopes []string, oidc map[string]bool, fam *rtFamily, nonce string, now time.Time) (map[string]any, *idpError) {
+func (s *Sim) userTokens(app *App, u *User, scopes []string, oidc map[string]bool, fam *rtFamily, nonce string, asked map[string]string, now time.Time) (map[string]any, *idpError) {
 	at, life, err := s.mintAccessToken(app, u.TenantID, u, append(slices.Clone(scopes), tokenOIDCScopes(oidc, fam.oidc)...), nil, now)
 	if err != nil {
 		return nil, &idpError{status: 500, err: "server_error", code: 50000, message: "There was an error issuing a token."}
@@ -488,7 +492,7 @@ func (s *Sim) userTokens(app *App, u *User, scopes []string, oidc map[string]boo
 	secs := int(life / time.Second)
 	resp := map[string]any{
 		"token_type":     "Bearer",
-		"scope":          scopeURIs(scopes),
+		"scope":          responseScopes(scopes, fam.asked, asked),
 		"expires_in":     secs, // an integer: MSAL rejects fractions (docs/graph.md#token-responses)
 		"ext_expires_in": secs,
 		"access_token":   at,
@@ -562,7 +566,7 @@ func (s *Sim) redeemRefresh(r *http.Request, app *App, seg string) (map[string]a
 		oidc[k] = true
 	}
 	// A new refresh token on every use; the old one stays valid.
-	return s.userTokens(app, u, scopes, oidc, g.family, "", now)
+	return s.userTokens(app, u, scopes, oidc, g.family, "", sr.asked, now)
 }
 
 func (s *Sim) clientCredentials(r *http.Request, app *App, seg string) (map[string]any, *idpError) {

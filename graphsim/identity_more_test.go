@@ -308,3 +308,23 @@ func TestErrorPage(t *testing.T) {
 		})
 	}
 }
+
+// TestResponseScopeAsAsked: the token response lists each scope in the form
+// the client asked for it, as Graph's own example shows; MSAL compares the
+// two and calls any difference a declined scope (docs/graph.md#token-responses).
+func TestResponseScopeAsAsked(t *testing.T) {
+	f := newFixture(t, graphsim.Options{})
+	tests := []struct {
+		scopes []string
+		want   string
+	}{
+		{[]string{"openid", "Mail.Read", "User.Read"}, "Mail.Read User.Read"},
+		{[]string{"https://graph.microsoft.com/Mail.Read", "user.read"}, "https://graph.microsoft.com/Mail.Read user.read"},
+	}
+	for _, tt := range tests {
+		tok := f.signIn(t, "ada@contoso.example", tt.scopes...)
+		if got := tok.Extra("scope"); got != tt.want {
+			t.Errorf("scope %v for %v, want %q", got, tt.scopes, tt.want)
+		}
+	}
+}
