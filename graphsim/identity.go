@@ -452,8 +452,17 @@ func (s *Sim) redeemCode(r *http.Request, app *App, seg string) (map[string]any,
 			scopes = sr.graph
 		}
 	}
-	fam := &rtFamily{clientID: app.ClientID, user: c.user, scopes: c.scopes, oidc: c.oidc, asked: c.asked, authTime: now}
-	return s.userTokens(app, c.user, scopes, c.oidc, fam, c.nonce, sr.asked, now)
+	// The OIDC scopes of the redemption count beside the sign-in's: MSAL's
+	// AuthCodeURL asks for the resource scopes only and adds "openid
+	// offline_access profile" when it redeems (docs/graph.md#token-responses).
+	oidc := map[string]bool{}
+	for _, set := range []map[string]bool{c.oidc, sr.oidc} {
+		for k, v := range set {
+			oidc[k] = oidc[k] || v
+		}
+	}
+	fam := &rtFamily{clientID: app.ClientID, user: c.user, scopes: c.scopes, oidc: oidc, asked: c.asked, authTime: now}
+	return s.userTokens(app, c.user, scopes, oidc, fam, c.nonce, sr.asked, now)
 }
 
 // pkceMatches checks a verifier against the challenge (RFC 7636).

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/oauth2"
+
 	"github.com/outlookd/outlookd/graphsim"
 )
 
@@ -326,5 +328,18 @@ func TestResponseScopeAsAsked(t *testing.T) {
 		if got := tok.Extra("scope"); got != tt.want {
 			t.Errorf("scope %v for %v, want %q", got, tt.scopes, tt.want)
 		}
+	}
+}
+
+// TestRedemptionOIDCScopes: OIDC scopes named only at redemption, as MSAL
+// sends them, bring the ID and refresh tokens (docs/graph.md#token-responses).
+func TestRedemptionOIDCScopes(t *testing.T) {
+	f := newFixture(t, graphsim.Options{})
+	cfg := f.oauth("common", "Mail.Read")
+	q := authorize(t, cfg.AuthCodeURL("s", oauth2.SetAuthURLParam("login_hint", "ada@contoso.example")))
+	st, te, tok := postToken(t, f.sim.URL()+"/common/oauth2/v2.0/token", url.Values{"grant_type": {"authorization_code"}, "code": {q.Get("code")},
+		"redirect_uri": {redirectURI}, "scope": {"Mail.Read openid offline_access profile"}}, f.app.ClientID, f.app.Secrets[0].Value)
+	if st != 200 || tok["id_token"] == nil || tok["refresh_token"] == nil || tok["scope"] != "Mail.Read" {
+		t.Errorf("redemption: %d %+v %v", st, te, tok)
 	}
 }
