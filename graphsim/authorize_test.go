@@ -159,7 +159,7 @@ func TestConsentPage(t *testing.T) {
 		t.Fatalf("accept = %v", q)
 	}
 	tok, err := cfg.Exchange(ctx, q.Get("code"), oauth2.VerifierOption(verifier))
-	if err != nil || tok.Extra("scope") != "https://graph.microsoft.com/Mail.Read https://graph.microsoft.com/Mail.Send" {
+	if err != nil || tok.Extra("scope") != "Mail.Read Mail.Send" {
 		t.Fatalf("exchange: %v %v", err, tok)
 	}
 }

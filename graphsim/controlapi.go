@@ -41,6 +41,7 @@ func (s *Sim) controlHandler() http.Handler {
 		}
 		return s.AddApp(spec)
 	})
+	handle("POST /_sim/apps/{app}/certificates", s.handleAddCertificate)
 	handle("POST /_sim/users", func(r *http.Request) (any, error) {
 		var spec UserSpec
 		if err := decode(r, &spec); err != nil {

@@ -99,6 +99,8 @@ func (s *Sim) routes() http.Handler {
 	mux.HandleFunc("POST /{tenant}/v2.0/adminconsent", s.handleAdminConsent)
 	mux.HandleFunc("GET /{tenant}/adminconsent", s.handleAdminConsent)
 	mux.HandleFunc("POST /{tenant}/adminconsent", s.handleAdminConsent)
+	mux.HandleFunc("GET /oidc/userinfo", s.handleUserInfo)
+	mux.HandleFunc("POST /oidc/userinfo", s.handleUserInfo)
 	control := s.controlHandler()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {

@@ -18,6 +18,7 @@ type authCode struct {
 	user        *User
 	scopes      []string // granted Graph scopes
 	oidc        map[string]bool
+	asked       map[string]string // how the authorize request wrote each scope
 	challenge   string
 	method      string
 	nonce       string
@@ -31,6 +32,8 @@ type rtFamily struct {
 	clientID string
 	user     *User
 	scopes   []string
+	oidc     map[string]bool   // the OIDC scopes of the sign-in
+	asked    map[string]string // how the sign-in wrote its scopes
 	authTime time.Time
 }
 
@@ -230,6 +233,7 @@ func (s *Sim) issueCode(w http.ResponseWriter, r *http.Request, ar *authRequest,
 		user:        u,
 		scopes:      scopes,
 		oidc:        ar.scopes.oidc,
+		asked:       ar.scopes.asked,
 		challenge:   ar.challenge,
 		method:      ar.method,
 		nonce:       ar.nonce,
@@ -268,7 +272,7 @@ func (s *Sim) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	ar, perr, redirectable := s.parseAuthorize(r, q)
 	if perr != nil && !redirectable {
 		s.stats.authorizeError(perr.err, perr.code)
-		s.renderError(w, http.StatusBadRequest, perr)
+		s.renderError(w, r, http.StatusBadRequest, perr)
 		return
 	}
 	if perr != nil {
@@ -280,7 +284,7 @@ func (s *Sim) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodPost && q.Get("sim_user") != "" {
 		u := s.users[q.Get("sim_user")]
 		if u == nil {
-			s.renderError(w, http.StatusBadRequest, &idpError{err: "invalid_request", code: 50034, message: "The selected account does not exist."})
+			s.renderError(w, r, http.StatusBadRequest, &idpError{err: "invalid_request", code: 50034, message: "The selected account does not exist."})
 			return
 		}
 		if q.Get("sim_decision") != "accept" {
@@ -326,6 +330,9 @@ func (s *Sim) complete(w http.ResponseWriter, r *http.Request, ar *authRequest, 
 // URL-encoded parts, or client_id/client_secret in the form (docs/graph.md#authorization-code-flow-and-pkce:
 // x/oauth2 tries Basic first and then the form).
 func (s *Sim) clientAuth(r *http.Request, tenant string) (*App, *idpError) {
+	if r.PostForm.Has("client_assertion") || r.PostForm.Has("client_assertion_type") {
+		return s.assertionAuth(r, tenant)
+	}
 	id, secret, basic := r.BasicAuth()
 	if basic {
 		id, _ = url.QueryUnescape(id)
@@ -436,8 +443,9 @@ func (s *Sim) redeemCode(r *http.Request, app *App, seg string) (map[string]any,
 	}
 	c.redeemed = true
 	scopes := c.scopes
+	var sr scopeRequest
 	if req := f.Get("scope"); req != "" {
-		sr := parseScopes(req)
+		sr = parseScopes(req)
 		if len(sr.graph) > 0 {
 			for _, sc := range sr.graph {
 				if !slices.Contains(c.scopes, sc) {
@@ -447,8 +455,17 @@ func (s *Sim) redeemCode(r *http.Request, app *App, seg string) (map[string]any,
 			scopes = sr.graph
 		}
 	}
-	fam := &rtFamily{clientID: app.ClientID, user: c.user, scopes: c.scopes, authTime: now}
-	return s.userTokens(app, c.user, scopes, c.oidc, fam, c.nonce, now)
+	// The OIDC scopes of the redemption count beside the sign-in's: MSAL's
+	// AuthCodeURL asks for the resource scopes only and adds "openid
+	// offline_access profile" when it redeems (docs/graph.md#token-responses).
+	oidc := map[string]bool{}
+	for _, set := range []map[string]bool{c.oidc, sr.oidc} {
+		for k, v := range set {
+			oidc[k] = oidc[k] || v
+		}
+	}
+	fam := &rtFamily{clientID: app.ClientID, user: c.user, scopes: c.scopes, oidc: oidc, asked: c.asked, authTime: now}
+	return s.userTokens(app, c.user, scopes, oidc, fam, c.nonce, sr.asked, now)
 }
 
 // pkceMatches checks a verifier against the challenge (RFC 7636).
@@ -461,9 +478,25 @@ func pkceMatches(challenge, method, verifier string) bool {
 	return subtle.ConstantTimeCompare([]byte(want), []byte(challenge)) == 1
 }
 
+// tokenOIDCScopes are the OIDC scopes a Graph access token lists in scp
+// beside the Graph ones: those of the sign-in and of this request. The
+// UserInfo endpoint reads them (docs/graph.md#userinfo).
+func tokenOIDCScopes(sets ...map[string]bool) []string {
+	var out []string
+	for _, sc := range []string{"openid", "profile", "email"} {
+		for _, set := range sets {
+			if set[sc] {
+				out = append(out, sc)
+				break
+			}
+		}
+	}
+	return out
+}
+
 // userTokens builds a user-flow token response.
-func (s *Sim) userTokens(app *App, u *User, scopes []string, oidc map[string]bool, fam *rtFamily, nonce string, now time.Time) (map[string]any, *idpError) {
-	at, life, err := s.mintAccessToken(app, u.TenantID, u, scopes, nil, now)
+func (s *Sim) userTokens(app *App, u *User, scopes []string, oidc map[string]bool, fam *rtFamily, nonce string, asked map[string]string, now time.Time) (map[string]any, *idpError) {
+	at, life, err := s.mintAccessToken(app, u.TenantID, u, append(slices.Clone(scopes), tokenOIDCScopes(oidc, fam.oidc)...), nil, now)
 	if err != nil {
 		return nil, &idpError{status: 500, err: "server_error", code: 50000, message: "There was an error issuing a token."}
 	}
@@ -471,7 +504,7 @@ func (s *Sim) userTokens(app *App, u *User, scopes []string, oidc map[string]boo
 	secs := int(life / time.Second)
 	resp := map[string]any{
 		"token_type":     "Bearer",
-		"scope":          scopeURIs(scopes),
+		"scope":          responseScopes(scopes, fam.asked, asked),
 		"expires_in":     secs, // an integer: MSAL rejects fractions (docs/graph.md#token-responses)
 		"ext_expires_in": secs,
 		"access_token":   at,
@@ -545,7 +578,7 @@ func (s *Sim) redeemRefresh(r *http.Request, app *App, seg string) (map[string]a
 		oidc[k] = true
 	}
 	// A new refresh token on every use; the old one stays valid.
-	return s.userTokens(app, u, scopes, oidc, g.family, "", now)
+	return s.userTokens(app, u, scopes, oidc, g.family, "", sr.asked, now)
 }
 
 func (s *Sim) clientCredentials(r *http.Request, app *App, seg string) (map[string]any, *idpError) {
@@ -553,9 +586,8 @@ func (s *Sim) clientCredentials(r *http.Request, app *App, seg string) (map[stri
 		return nil, &idpError{err: "invalid_request", code: 9001023, message: "The grant type isn't supported over the /common or /consumers endpoints. Please use the /organizations or tenant-specific endpoint."}
 	}
 	tenant := s.tenantFor(seg)
-	sc := strings.TrimSpace(r.PostForm.Get("scope"))
-	if !strings.HasSuffix(sc, "/.default") || strings.Contains(sc, " ") {
-		return nil, &idpError{err: "invalid_scope", code: 1002012, message: "The provided value for scope " + sc + " is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."}
+	if e := clientCredentialsScope(r.PostForm.Get("scope")); e != nil {
+		return nil, e
 	}
 	if tenant.Personal {
 		return nil, errUnknownClient(app.ClientID, seg)
@@ -570,6 +602,34 @@ func (s *Sim) clientCredentials(r *http.Request, app *App, seg string) (map[stri
 	s.remember(at)
 	secs := int(life / time.Second)
 	return map[string]any{"token_type": "Bearer", "expires_in": secs, "ext_expires_in": secs, "access_token": at}, nil
+}
+
+// clientCredentialsScope checks the scope of a client credentials request
+// (docs/graph.md#client-credentials): exactly one {resource}/.default, with
+// any OIDC scopes beside it (MSAL and azidentity always add "openid
+// offline_access profile"); they change nothing in the response.
+func clientCredentialsScope(raw string) *idpError {
+	sc := strings.Join(strings.Fields(raw), " ")
+	var resources []string
+	bare := false
+	for s := range strings.FieldsSeq(raw) {
+		switch {
+		case oidcScopes[strings.ToLower(s)]:
+		case strings.HasSuffix(s, "/.default"):
+			if r := strings.ToLower(strings.TrimSuffix(s, "/.default")); !slices.Contains(resources, r) {
+				resources = append(resources, r)
+			}
+		default:
+			bare = true
+		}
+	}
+	switch {
+	case bare || len(resources) == 0:
+		return &idpError{err: "invalid_scope", code: 1002012, message: "The provided value for scope " + sc + " is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI)."}
+	case len(resources) > 1:
+		return &idpError{err: "invalid_scope", code: 28000, message: "Provided value for the input parameter scope is not valid because it contains more than one resource. Scope " + sc + " is not valid."}
+	}
+	return nil
 }
 
 // handleDiscovery serves the OpenID configuration of a tenant (docs/graph.md#private-authorities-and-msal:
@@ -592,6 +652,7 @@ func (s *Sim) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 	base := s.URL()
 	writeJSON(w, http.StatusOK, map[string]any{
 		"issuer":                                base + "/" + tid + "/v2.0",
+		"userinfo_endpoint":                     base + "/oidc/userinfo", // Entra names Graph's (docs/graph.md#userinfo)
 		"authorization_endpoint":                base + "/" + seg + "/oauth2/v2.0/authorize",
 		"token_endpoint":                        base + "/" + seg + "/oauth2/v2.0/token",
 		"jwks_uri":                              base + "/" + seg + "/discovery/v2.0/keys",
@@ -602,15 +663,26 @@ func (s *Sim) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 		"subject_types_supported":               []string{"pairwise"},
 		"id_token_signing_alg_values_supported": []string{"RS256"},
 		"token_endpoint_auth_methods_supported": []string{"client_secret_post", "private_key_jwt", "client_secret_basic"},
-		"claims_supported":                      []string{"sub", "iss", "aud", "exp", "iat", "nonce", "name", "preferred_username", "oid", "tid", "ver"},
+		"claims_supported":                      []string{"sub", "iss", "cloud_instance_name", "cloud_instance_host_name", "cloud_graph_host_name", "msgraph_host", "aud", "exp", "iat", "auth_time", "acr", "nonce", "preferred_username", "name", "tid", "ver", "at_hash", "c_hash", "email"},
 		"code_challenge_methods_supported":      []string{"plain", "S256"},
 		"tenant_region_scope":                   "NA",
 		"cloud_instance_name":                   strings.TrimPrefix(strings.TrimPrefix(base, "https://"), "http://"),
 	})
 }
 
+// handleKeys serves the signing keys (docs/graph.md#signing-keys); each
+// names the issuer of the tenant segment it was fetched for.
 func (s *Sim) handleKeys(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"keys": []any{s.jwk()}})
+	seg := r.PathValue("tenant")
+	tid := "{tenantid}"
+	s.mu.RLock()
+	if t := s.tenantFor(seg); t != nil {
+		tid = t.ID
+	} else if strings.EqualFold(seg, "consumers") {
+		tid = ConsumerTenantID
+	}
+	s.mu.RUnlock()
+	writeJSON(w, http.StatusOK, map[string]any{"keys": []any{s.jwk(s.URL() + "/" + tid + "/v2.0")}})
 }
 
 // handleAdminConsent serves /{tenant}/v2.0/adminconsent (and the older
@@ -627,18 +699,28 @@ func (s *Sim) handleAdminConsent(w http.ResponseWriter, r *http.Request) {
 	defer s.mu.Unlock()
 	app := s.apps[q.Get("client_id")]
 	if app == nil {
-		s.renderError(w, http.StatusBadRequest, errUnknownClient(q.Get("client_id"), seg))
+		s.renderError(w, r, http.StatusBadRequest, errUnknownClient(q.Get("client_id"), seg))
 		return
 	}
 	redirect := q.Get("redirect_uri")
 	if !slices.Contains(app.RedirectURIs, redirect) {
-		s.renderError(w, http.StatusBadRequest, errRedirectMismatch(app.ClientID))
+		s.renderError(w, r, http.StatusBadRequest, errRedirectMismatch(app.ClientID))
 		return
 	}
 	state := q.Get("state")
-	back := url.Values{"admin_consent": {"True"}} // present even on errors
+	v2 := strings.Contains(r.URL.Path, "/v2.0/")
+	// An error redirect carries error, error_description and state; the v2
+	// endpoint adds admin_consent=True, the older one does not; neither has
+	// tenant or scope, which only success carries (docs/graph.md#admin-consent).
+	fail := func(e *idpError) {
+		var extra url.Values
+		if v2 {
+			extra = url.Values{"admin_consent": {"True"}}
+		}
+		s.redirectError(w, r, redirect, state, e, extra)
+	}
 	if strings.EqualFold(seg, "common") || strings.EqualFold(seg, "consumers") {
-		s.redirectError(w, r, redirect, state, &idpError{err: "invalid_request", code: 90130, message: "Application admin consent is not supported on the '" + seg + "' endpoint; use the tenant ID or 'organizations'."}, back)
+		fail(&idpError{err: "invalid_request", code: 90130, message: "Application admin consent is not supported on the '" + seg + "' endpoint; use the tenant ID or 'organizations'."})
 		return
 	}
 	scope := q.Get("scope")
@@ -651,22 +733,22 @@ func (s *Sim) handleAdminConsent(w http.ResponseWriter, r *http.Request) {
 	case r.Method == http.MethodPost && q.Get("sim_user") != "":
 		admin = s.users[q.Get("sim_user")]
 		if q.Get("sim_decision") != "accept" {
-			s.redirectError(w, r, redirect, state, &idpError{err: "access_denied", code: 65004, message: "The resource owner or authorization server denied the request."}, back)
+			s.declineAdminConsent(w, r, redirect, state, v2)
 			return
 		}
 	case q.Get("login_hint") != "" && app.AutoConsent:
 		admin = s.userByHint(q.Get("login_hint"))
 	default:
-		s.renderAdminConsent(w, seg, app, sr, q)
+		s.renderAdminConsent(w, r.URL.Path, seg, app, sr, q)
 		return
 	}
 	if admin == nil || !admin.Admin {
-		s.redirectError(w, r, redirect, state, &idpError{err: "access_denied", code: 90093, message: "Graph returned Forbidden (403): the signed-in user does not have permission to grant admin consent."}, back)
+		fail(&idpError{err: "access_denied", code: 90093, message: "Graph returned Forbidden (403): the signed-in user does not have permission to grant admin consent."})
 		return
 	}
 	if !isAliasTenant(seg) {
 		if t := s.tenantFor(seg); t == nil || t.ID != admin.TenantID {
-			s.redirectError(w, r, redirect, state, errTenantNotFound(seg), back)
+			fail(errTenantNotFound(seg))
 			return
 		}
 	}
@@ -685,10 +767,30 @@ func (s *Sim) handleAdminConsent(w http.ResponseWriter, r *http.Request) {
 	for _, sc := range sr.graph {
 		t.adminGrants[app.ClientID][sc] = true
 	}
-	ok := url.Values{"admin_consent": {"True"}, "tenant": {t.ID}, "scope": {scope}}
+	ok := url.Values{"admin_consent": {"True"}, "tenant": {t.ID}}
+	if v2 {
+		ok.Set("scope", scope)
+	}
 	if state != "" {
 		ok.Set("state", state)
 	}
 	s.stats.adminConsent()
 	http.Redirect(w, r, appendQuery(redirect, ok), http.StatusFound)
+}
+
+// declineAdminConsent answers an administrator's Cancel: on v2
+// consent_required AADSTS65004 with admin_consent=True, on the older
+// endpoint permission_denied "The admin canceled the request"
+// (docs/graph.md#admin-consent).
+func (s *Sim) declineAdminConsent(w http.ResponseWriter, r *http.Request, redirect, state string, v2 bool) {
+	if v2 {
+		s.redirectError(w, r, redirect, state, &idpError{err: "consent_required", code: 65004, message: "The resource owner or authorization server denied the request."}, url.Values{"admin_consent": {"True"}})
+		return
+	}
+	q := url.Values{"error": {"permission_denied"}, "error_description": {"The admin canceled the request"}}
+	if state != "" {
+		q.Set("state", state)
+	}
+	s.stats.authorizeError("permission_denied", 65004)
+	http.Redirect(w, r, appendQuery(redirect, q), http.StatusFound)
 }

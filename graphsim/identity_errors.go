@@ -65,7 +65,9 @@ func (s *Sim) redirectError(w http.ResponseWriter, r *http.Request, redirectURI,
 		q[k] = v
 	}
 	q.Set("error", e.err)
-	q.Set("error_description", fmt.Sprintf("AADSTS%d: %s", e.code, e.message))
+	// As on the token endpoint, the description ends with the trace and
+	// correlation IDs and the time (docs/graph.md#admin-consent shows one).
+	q.Set("error_description", e.description(s.clock.Now(), newGUID(), newGUID()))
 	if e.suberror != "" {
 		q.Set("error_subcode", e.suberror)
 	}

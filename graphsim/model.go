@@ -44,6 +44,8 @@ type App struct {
 	HomeTenant   string       `json:"homeTenant"`
 	RedirectURIs []string     `json:"redirectUris"`
 	Secrets      []SecretSpec `json:"secrets"`
+	// Certificates are certificate credentials (docs/graph.md#certificate-credentials).
+	Certificates []CertificateSpec `json:"certificates,omitempty"`
 	// AppRoles are the application permissions it requests (for .default).
 	AppRoles []string `json:"appRoles"`
 	// AutoConsent is a simulator-only switch: a sign-in with a login_hint of

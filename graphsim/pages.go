@@ -1,8 +1,10 @@
 package graphsim
 
 import (
+	"bytes"
 	"fmt"
 	"html/template"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
@@ -29,6 +31,14 @@ code{font-size:13px}
 {{if .Error}}
 <h1>Sorry, but we’re having trouble signing you in.</h1>
 <p class="error" id="error-code">AADSTS{{.Error.Code}}: {{.Error.Message}}</p>
+<h2 style="font-size:15px">Troubleshooting details</h2>
+<p>If you contact your administrator, send this info to them.</p>
+<dl id="details">
+<dt>Request Id:</dt><dd id="request-id">{{.Error.TraceID}}</dd>
+<dt>Correlation Id:</dt><dd id="correlation-id">{{.Error.CorrelationID}}</dd>
+<dt>Timestamp:</dt><dd id="timestamp">{{.Error.Timestamp}}</dd>
+<dt>Message:</dt><dd id="message">AADSTS{{.Error.Code}}: {{.Error.Message}}</dd>
+</dl>
 {{else}}
 <h1>{{.Title}}</h1>
 <p><strong id="app-name">{{.AppName}}</strong> {{.Lead}}</p>
@@ -52,19 +62,45 @@ type pageData struct {
 	Hidden                                 url.Values
 	Users                                  []*User
 	Permissions                            []string
-	Error                                  *idpError
+	Error                                  *errorPage
 }
 
+// errorPage is what Entra's error page shows (docs/graph.md#aadsts-codes):
+// the AADSTS code and message and the troubleshooting details. Its fields
+// are exported because templates cannot read unexported ones.
+type errorPage struct {
+	Code                              int
+	Message                           string
+	TraceID, CorrelationID, Timestamp string
+}
+
+// renderPage executes the page into a buffer first, so that a template
+// failure is a logged 500 and never a page cut off halfway.
 func renderPage(w http.ResponseWriter, status int, d pageData) {
+	var b bytes.Buffer
+	if err := pageTmpl.Execute(&b, d); err != nil {
+		slog.Error("graphsim: render page", "title", d.Title, "err", err)
+		http.Error(w, "page rendering failed", http.StatusInternalServerError)
+		return
+	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
-	_ = pageTmpl.Execute(w, d)
+	_, _ = w.Write(b.Bytes())
 }
 
 // renderError shows an error page (for errors that cannot be redirected).
-func (s *Sim) renderError(w http.ResponseWriter, status int, e *idpError) {
-	renderPage(w, status, pageData{Title: "Sign in", Error: e})
+func (s *Sim) renderError(w http.ResponseWriter, r *http.Request, status int, e *idpError) {
+	corr := r.Header.Get("client-request-id")
+	if corr == "" {
+		corr = newGUID()
+	}
+	trace := newGUID()
+	w.Header().Set("x-ms-request-id", trace)
+	renderPage(w, status, pageData{Title: "Sign in", Error: &errorPage{
+		Code: e.code, Message: e.message, TraceID: trace, CorrelationID: corr,
+		Timestamp: s.clock.Now().UTC().Format("2006-01-02T15:04:05.000Z"),
+	}})
 }
 
 // signInUsers lists who may sign in through a tenant segment, sorted.
@@ -114,7 +150,8 @@ func (s *Sim) renderConsent(w http.ResponseWriter, r *http.Request, ar *authRequ
 }
 
 // renderAdminConsent shows the admin consent page, listing administrators.
-func (s *Sim) renderAdminConsent(w http.ResponseWriter, seg string, app *App, sr scopeRequest, q url.Values) {
+// The form posts back to the endpoint it was opened on (v2 or the older one).
+func (s *Sim) renderAdminConsent(w http.ResponseWriter, action, seg string, app *App, sr scopeRequest, q url.Values) {
 	var admins []*User
 	for _, u := range s.signInUsers(seg) {
 		if u.Admin {
@@ -140,7 +177,7 @@ func (s *Sim) renderAdminConsent(w http.ResponseWriter, seg string, app *App, sr
 		Title:       "Permissions requested — accept for your organization",
 		AppName:     app.Name,
 		Lead:        "needs permission to access resources in your organization that only an admin can grant.",
-		Action:      "/" + seg + "/v2.0/adminconsent",
+		Action:      action,
 		Hidden:      hidden,
 		Users:       admins,
 		Permissions: perms,

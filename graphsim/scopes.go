@@ -52,12 +52,15 @@ type scopeRequest struct {
 	oidc       map[string]bool
 	dotDefault bool
 	unknown    []string
+	// asked is how the client wrote each Graph scope (short name -> as
+	// written); the token response echoes that form (docs/graph.md#token-responses).
+	asked map[string]string
 }
 
 // parseScopes splits a space-separated scope list. Graph scopes may be given
 // short ("Mail.Read") or as URIs ("https://graph.microsoft.com/Mail.Read").
 func parseScopes(raw string) scopeRequest {
-	r := scopeRequest{oidc: map[string]bool{}}
+	r := scopeRequest{oidc: map[string]bool{}, asked: map[string]string{}}
 	for sc := range strings.FieldsSeq(raw) {
 		lower := strings.ToLower(sc)
 		switch {
@@ -75,6 +78,7 @@ func parseScopes(raw string) scopeRequest {
 		if p, ok := lookupPermission(name); ok {
 			if !slices.Contains(r.graph, p) {
 				r.graph = append(r.graph, p)
+				r.asked[p] = sc
 			}
 			continue
 		}
@@ -94,11 +98,18 @@ func lookupPermission(name string) (string, bool) {
 	return "", false
 }
 
-// scopeURIs renders short names as the URIs a token response lists.
-func scopeURIs(scopes []string) string {
+// responseScopes renders granted scopes as a token response lists them: in
+// the form the client asked for each (short, or the resource's URI), and as
+// URIs for those it did not name (docs/graph.md#token-responses).
+func responseScopes(scopes []string, asked ...map[string]string) string {
 	out := make([]string, len(scopes))
 	for i, s := range scopes {
 		out[i] = GraphResource + "/" + s
+		for _, a := range asked {
+			if v := a[s]; v != "" {
+				out[i] = v
+			}
+		}
 	}
 	return strings.Join(out, " ")
 }

@@ -181,6 +181,7 @@ type Sim struct {
 	clock *Clock
 	key   *rsa.PrivateKey
 	kid   string
+	cert  []byte // the signing key's certificate (DER), published as x5c
 
 	mu           sync.RWMutex
 	tenants      map[string]*Tenant // by ID
@@ -209,15 +210,16 @@ type Sim struct {
 // and call SetBaseURL).
 func New(opts Options) (*Sim, error) {
 	opts.defaults()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	sk, err := newSigningKey(time.Now())
 	if err != nil {
-		return nil, fmt.Errorf("graphsim: signing key: %w", err)
+		return nil, err
 	}
 	s := &Sim{
 		opts:         opts,
 		clock:        NewClock(),
-		key:          key,
-		kid:          randomToken(12),
+		key:          sk.key,
+		kid:          sk.kid,
+		cert:         sk.cert,
 		tenants:      map[string]*Tenant{},
 		tenantByName: map[string]*Tenant{},
 		apps:         map[string]*App{},

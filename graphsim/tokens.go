@@ -194,15 +194,19 @@ func (s *Sim) validateAccessToken(raw string) (*principal, error) {
 	return p, nil
 }
 
-// jwk is the public signing key as a JSON Web Key.
-func (s *Sim) jwk() map[string]any {
+// jwk is the public signing key as a JSON Web Key, as Entra publishes it
+// (docs/graph.md#signing-keys): x5c is standard base64 of the certificate's
+// DER, x5t its base64url SHA-1 thumbprint, and kid equals x5t.
+func (s *Sim) jwk(issuer string) map[string]any {
 	pub := s.key.PublicKey
 	return map[string]any{
-		"kty": "RSA",
-		"use": "sig",
-		"kid": s.kid,
-		"x5t": s.kid,
-		"n":   base64.RawURLEncoding.EncodeToString(pub.N.Bytes()),
-		"e":   base64.RawURLEncoding.EncodeToString(big.NewInt(int64(pub.E)).Bytes()),
+		"kty":    "RSA",
+		"use":    "sig",
+		"kid":    s.kid,
+		"x5t":    thumbprintSHA1(s.cert),
+		"n":      base64.RawURLEncoding.EncodeToString(pub.N.Bytes()),
+		"e":      base64.RawURLEncoding.EncodeToString(big.NewInt(int64(pub.E)).Bytes()),
+		"x5c":    []string{base64.StdEncoding.EncodeToString(s.cert)},
+		"issuer": issuer,
 	}
 }
