@@ -110,12 +110,12 @@ func (s *Sim) serveMailbox(g *graphRequest) {
 	immutable, text, pageSize := prefs(g.r)
 	o := renderOpts{immutable: immutable, textBody: text, basic: basic}
 	if g.r.Method == http.MethodGet {
-		exp, err := parseExpand(g.r.URL.Query().Get("$expand"))
+		exp, ext, err := parseExpandAll(g.r.URL.Query().Get("$expand"))
 		if err != nil {
-			errBadRequest(g.w, g.r, err.Error())
+			writeExtPropsError(g, err)
 			return
 		}
-		o.expand = exp
+		o.expand, o.extProps = exp, ext
 	}
 
 	if g.r.Method != http.MethodGet {
@@ -322,7 +322,7 @@ func (s *Sim) listMessages(g *graphRequest, mb *mailbox, f *Folder, o renderOpts
 	}
 	filter, err := parseFilter(q.Get("$filter"))
 	if err != nil {
-		errBadRequest(g.w, g.r, err.Error())
+		writeExtPropsError(g, err)
 		return
 	}
 	order, err := parseOrderBy(q.Get("$orderby"))

@@ -83,6 +83,8 @@ type wireMessage struct {
 		ContentBytes string `json:"contentBytes"`
 		IsInline     bool   `json:"isInline"`
 	} `json:"attachments"`
+	// SingleValueExtendedProperties are set on the item (docs/graph.md#extended-properties).
+	SingleValueExtendedProperties []ExtProp `json:"singleValueExtendedProperties"`
 }
 
 type wireRecipient struct {
@@ -262,6 +264,9 @@ func (s *Sim) composeFrom(mailbox *User, w *wireMessage, forSend bool) (*Message
 		return nil, "ErrorItemNotFound", err.Error()
 	}
 	m.ReplyTo = recipientsOf(w.ReplyTo)
+	if code, text := setExtProps(m, w.SingleValueExtendedProperties); code != "" {
+		return nil, code, text
+	}
 	if w.From != nil && w.From.EmailAddress.Address != "" {
 		// Send As: from is the other mailbox; Graph sets sender (docs/graph.md#sending-as-another-user).
 		m.Sender = Recipient{Name: mailbox.DisplayName, Address: mailbox.Mail}

@@ -129,12 +129,17 @@ func (s *Sim) patchMessage(g *graphRequest, id string, o renderOpts) {
 		if !m.IsDraft {
 			for k := range fields {
 				switch strings.ToLower(k) {
-				case "isread", "categories", "flag", "importance", "inferenceclassification":
+				case "isread", "categories", "flag", "importance", "inferenceclassification", "singlevalueextendedproperties":
 				default:
 					graphError(g.w, g.r, http.StatusBadRequest, "ErrorInvalidPropertyUpdateSentMessage", "Update operation is not supported on sent or received messages for the property '"+k+"'.")
 					return
 				}
 			}
+		}
+		// Extended properties can be set on any message (docs/graph.md#extended-properties).
+		if code, text := setExtProps(m, w.SingleValueExtendedProperties); code != "" {
+			errBadRequestCode(g, code, text)
+			return
 		}
 		up := MessageUpdate{IsRead: w.IsRead, Categories: w.Categories, Subject: w.Subject, Importance: w.Importance}
 		if w.Flag != nil {
