@@ -138,6 +138,9 @@ func (w *statusWriter) WriteHeader(code int) {
 	w.ResponseWriter.WriteHeader(code)
 }
 
+// Unwrap lets http.ResponseController reach the connection.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
 func (w *statusWriter) Write(b []byte) (int, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
@@ -218,7 +221,7 @@ func classify(nodes []node) string {
 		return "subscriptions"
 	case nodes[0].name == "$batch":
 		return "batch"
-	case last.name == "sendmail" || last.name == "send":
+	case last.name == "sendmail" || last.name == "send" || isSendResponse(last.name):
 		return "send"
 	case strings.Contains(path, "attachments"):
 		return "attachments"

@@ -390,3 +390,16 @@ func conversationIndex() string {
 	_, _ = rand.Read(b)
 	return base64.StdEncoding.EncodeToString(b)
 }
+
+// Delivered lists every copy of a sent message delivered to the mailbox,
+// in order (docs/graph.md#ambiguous-send-answers): a message sent twice
+// shows twice.
+func (s *Sim) Delivered(user string) ([]Delivery, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	u := s.user(user)
+	if u == nil || u.mailbox == nil {
+		return nil, fmt.Errorf("graphsim: mailbox %q: %w", user, ErrNotFound)
+	}
+	return slices.Clone(s.delivered[u.ID]), nil
+}

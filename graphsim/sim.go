@@ -162,6 +162,8 @@ type Sim struct {
 	subs         map[string]*Subscription
 	issued       []string              // every secret value the simulator issued or received
 	sent         map[string][]SentMail // by sender user ID
+	delivered    map[string][]Delivery // copies received, by recipient user ID
+	sendFaults   *sendFaults
 	baseURL      atomic.Pointer[string]
 
 	throttle *throttler
@@ -196,6 +198,8 @@ func New(opts Options) (*Sim, error) {
 		refresh:      map[string]*refreshGrant{},
 		subs:         map[string]*Subscription{},
 		sent:         map[string][]SentMail{},
+		delivered:    map[string][]Delivery{},
+		sendFaults:   newSendFaults(),
 		faults:       newFaults(),
 		stats:        newCounters(),
 	}
