@@ -68,7 +68,7 @@ func isAction(seg string) bool {
 	s = strings.TrimSuffix(s, "()")
 	s = strings.TrimPrefix(s, "microsoft.graph.")
 	switch s {
-	case "delta", "$value", "$count", "move", "send", "copy", "reauthorize":
+	case "delta", "$value", "$count", "move", "send", "copy", "reauthorize", "createuploadsession":
 		return true
 	}
 	return false
@@ -104,6 +104,8 @@ func (s *Sim) routes() http.Handler {
 		switch {
 		case strings.HasPrefix(r.URL.Path, "/v1.0/"):
 			s.serveGraph(w, r)
+		case strings.HasPrefix(r.URL.Path, uploadsPrefix):
+			s.serveUpload(w, r)
 		case strings.HasPrefix(r.URL.Path, "/_sim/"):
 			control.ServeHTTP(w, r)
 		default:

@@ -24,6 +24,12 @@ type SendingOptions struct {
 	PerMinute               int // messages a minute; more are carried over (30)
 	PersonalMaxRecipients   int // (100)
 	PersonalDailyRecipients int // (300)
+	// MaxMessageSize caps a message with its attachments (35 MB, Exchange
+	// Online's default; an admin can raise it to 150 MB).
+	MaxMessageSize int64
+	// UploadSessionLifetime is how long an attachment upload URL works
+	// (docs/graph.md#upload-sessions; 2 h).
+	UploadSessionLifetime time.Duration
 }
 
 func (o *SendingOptions) defaults() {
@@ -37,6 +43,12 @@ func (o *SendingOptions) defaults() {
 	set(&o.PerMinute, 30)
 	set(&o.PersonalMaxRecipients, 100)
 	set(&o.PersonalDailyRecipients, 300)
+	if o.MaxMessageSize == 0 {
+		o.MaxMessageSize = 35 << 20
+	}
+	if o.UploadSessionLifetime == 0 {
+		o.UploadSessionLifetime = defaultLifetime
+	}
 }
 
 // SentMail is the ground truth of one accepted send.

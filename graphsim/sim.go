@@ -164,6 +164,7 @@ type Sim struct {
 	sent         map[string][]SentMail // by sender user ID
 	delivered    map[string][]Delivery // copies received, by recipient user ID
 	sendFaults   *sendFaults
+	uploads      map[string]*uploadSession // attachment upload sessions by ID
 	baseURL      atomic.Pointer[string]
 
 	throttle *throttler
@@ -200,6 +201,7 @@ func New(opts Options) (*Sim, error) {
 		sent:         map[string][]SentMail{},
 		delivered:    map[string][]Delivery{},
 		sendFaults:   newSendFaults(),
+		uploads:      map[string]*uploadSession{},
 		faults:       newFaults(),
 		stats:        newCounters(),
 	}

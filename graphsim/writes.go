@@ -45,6 +45,12 @@ func (s *Sim) serveWrite(g *graphRequest, o renderOpts) bool {
 		s.sendDraft(g, n[0].key)
 	case n[0].keyed && len(n) == 2 && isResponse(n[1].name) && method == http.MethodPost:
 		s.respond(g, n[0].key, n[1].name, o)
+	case n[0].keyed && len(n) == 2 && n[1].name == "attachments" && !n[1].keyed && method == http.MethodPost:
+		s.addAttachment(g, n[0].key)
+	case n[0].keyed && len(n) == 2 && n[1].name == "attachments" && n[1].keyed && method == http.MethodDelete:
+		s.deleteAttachment(g, n[0].key, n[1].key)
+	case n[0].keyed && len(n) == 3 && n[1].name == "attachments" && n[2].name == "createuploadsession" && method == http.MethodPost:
+		s.createUploadSession(g, n[0].key)
 	default:
 		return false
 	}
