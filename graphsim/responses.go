@@ -79,9 +79,13 @@ func prefixed(prefix, subject string) string {
 	return prefix + subject
 }
 
-// without drops the mailbox's own address and duplicates from rs.
-func without(self string, rs []Recipient) []Recipient {
+// without drops the mailbox's own address, the addresses of skip and
+// duplicates from rs.
+func without(self string, rs []Recipient, skip ...Recipient) []Recipient {
 	seen := map[string]bool{strings.ToLower(self): true}
+	for _, r := range skip {
+		seen[strings.ToLower(r.Address)] = true
+	}
 	var out []Recipient
 	for _, r := range rs {
 		a := strings.ToLower(r.Address)
@@ -129,7 +133,7 @@ func (s *Sim) buildResponse(u *User, orig *Message, kind string, b responseBody)
 			m.To = without(u.Mail, append(slicesClone(sender), orig.To...))
 		}
 		if w.CcRecipients == nil {
-			m.Cc = without(u.Mail, append(slicesClone(m.To), orig.Cc...))[len(m.To):]
+			m.Cc = without(u.Mail, orig.Cc, m.To...)
 		}
 	case respondForward:
 		if len(b.ToRecipients) > 0 {
