@@ -189,3 +189,31 @@ func TestSDKLargeAttachmentUpload(t *testing.T) {
 		t.Error("the attachment's bytes differ from the file's")
 	}
 }
+
+// TestSDKRetryHandlerAfterDelivery shows why outlookd turns the SDK's
+// retry handler off: it retries a sendMail answered 504 on its own, and its
+// retry carries the Content-Encoding: gzip of the first attempt over a body
+// no longer compressed, which fails; the caller gets an error for a
+// message that went out.
+func TestSDKRetryHandlerAfterDelivery(t *testing.T) {
+	st := simtest.Start(t, graphsim.Options{})
+	ctx := context.Background()
+	c, err := graph.NewClient(graph.Config{BaseURL: st.Sim.GraphURL(), SDKRetries: true}, st.TokenSource(t, "ada@contoso.example", "offline_access", "Mail.Send"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Ctl.SetSendFault(ctx, graphsim.SendFault{Mailbox: st.Ada.UPN, DeliveredTimeout: 1, Times: 1}); err != nil {
+		t.Fatal(err)
+	}
+	req := users.NewItemSendMailPostRequestBody()
+	req.SetMessage(keyedMessage("Retried", "k-retry", "support@contoso.example"))
+	err = c.Me().SendMail().Post(ctx, req, nil)
+	if ge, ok := graph.AsError(err); !ok || ge.Status != 400 {
+		t.Errorf("the SDK's retry of a compressed send: %v", err)
+	}
+	got, _ := st.Ctl.Delivered(ctx, "support@contoso.example")
+	sent, _ := st.Ctl.SentMail(ctx, st.Ada.UPN)
+	if len(got) != 1 || len(sent) != 1 || sent[0].Answer != "504" {
+		t.Errorf("delivered %d copies of %d sends, want 1 of 1: %+v", len(got), len(sent), sent)
+	}
+}
