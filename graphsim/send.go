@@ -451,6 +451,10 @@ func (s *Sim) submit(mailbox *User, p *sendPlan, opt submitOpts) *sendErr {
 	idx := len(log)
 	s.sent[mailbox.ID] = append(log, sm)
 	s.stats.add("mail.sent", 1)
+	// A submitted draft leaves Drafts at once, carried over or not.
+	if _, isDraft := mailbox.mailbox.messages[m.ImmutableID]; isDraft {
+		mailbox.mailbox.move(m, mailbox.mailbox.folder("outbox"), now)
+	}
 	if sm.Rejected != "" {
 		// Refused at submission, before any carry-over: the sender gets
 		// the non-delivery report at once.

@@ -182,3 +182,43 @@ func TestSentCopyDelayed(t *testing.T) {
 		t.Errorf("ground truth: %+v", sent)
 	}
 }
+
+// TestCarriedOverDraftLeavesDrafts: a draft sent over the per-minute rate
+// is carried over, but it has left Drafts at once and cannot be sent again.
+func TestCarriedOverDraftLeavesDrafts(t *testing.T) {
+	f := newFixture(t, graphsim.Options{Sending: graphsim.SendingOptions{PerMinute: 1}})
+	ctx := context.Background()
+	tok := f.token(t, "Mail.ReadWrite", "Mail.Send")
+	imm := []string{"Prefer", `IdType="ImmutableId"`}
+	var ids []string
+	for _, key := range []string{"first", "carried"} {
+		var d extMessage
+		if st, _ := f.graphDo(t, tok, "POST", "/me/messages", keyedDraft(key, "support@contoso.example"), &d, imm...); st != 201 {
+			t.Fatalf("create: %d", st)
+		}
+		if st, _ := f.graphDo(t, tok, "POST", "/me/messages/"+url.PathEscape(d.ID)+"/send", nil, nil); st != 202 {
+			t.Fatalf("send %s: %d", key, st)
+		}
+		ids = append(ids, d.ID)
+	}
+	sent, _ := f.ctl.SentMail(ctx, f.ada.UPN)
+	if len(sent) != 2 || !sent[1].DeliverAt.After(sent[1].AcceptedAt) {
+		t.Fatalf("the second send was not carried over: %+v", sent)
+	}
+	var p extPage
+	f.graphGet(t, tok, extFilterQuery("/me/mailFolders/drafts/messages", sendKeyProp, "carried"), &p)
+	if len(p.Value) != 0 {
+		t.Error("the carried-over draft is still in Drafts")
+	}
+	f.graphGet(t, tok, extFilterQuery("/me/mailFolders/outbox/messages", sendKeyProp, "carried"), &p)
+	if len(p.Value) != 1 {
+		t.Error("the carried-over draft is not in Outbox")
+	}
+	var ge graphErr
+	if st, _ := f.graphDo(t, tok, "POST", "/me/messages/"+url.PathEscape(ids[1])+"/send", nil, &ge); st != 400 {
+		t.Errorf("sending the carried-over draft again: %d %+v", st, ge.Error)
+	}
+	if got, _ := f.ctl.Delivered(ctx, "support@contoso.example"); len(got) != 1 {
+		t.Errorf("%d copies delivered before the carried-over minute", len(got))
+	}
+}
