@@ -191,10 +191,12 @@ func TestSDKLargeAttachmentUpload(t *testing.T) {
 }
 
 // TestSDKRetryHandlerAfterDelivery shows why outlookd turns the SDK's
-// retry handler off: it retries a sendMail answered 504 on its own, and its
-// retry carries the Content-Encoding: gzip of the first attempt over a body
-// no longer compressed, which fails; the caller gets an error for a
-// message that went out.
+// retry handler off: it retries a sendMail answered 504 on its own. Kiota
+// orders its middlewares from a map, so the retry handler runs either
+// inside the compression handler (the retry is sound: the message goes out
+// twice and the caller sees success) or outside it (the retry carries the
+// first attempt's Content-Encoding: gzip over an uncompressed body and
+// fails: the caller sees an error for a message that went out once).
 func TestSDKRetryHandlerAfterDelivery(t *testing.T) {
 	st := simtest.Start(t, graphsim.Options{})
 	ctx := context.Background()
@@ -208,12 +210,14 @@ func TestSDKRetryHandlerAfterDelivery(t *testing.T) {
 	req := users.NewItemSendMailPostRequestBody()
 	req.SetMessage(keyedMessage("Retried", "k-retry", "support@contoso.example"))
 	err = c.Me().SendMail().Post(ctx, req, nil)
-	if ge, ok := graph.AsError(err); !ok || ge.Status != 400 {
-		t.Errorf("the SDK's retry of a compressed send: %v", err)
-	}
 	got, _ := st.Ctl.Delivered(ctx, "support@contoso.example")
-	sent, _ := st.Ctl.SentMail(ctx, st.Ada.UPN)
-	if len(got) != 1 || len(sent) != 1 || sent[0].Answer != "504" {
-		t.Errorf("delivered %d copies of %d sends, want 1 of 1: %+v", len(got), len(sent), sent)
+	ge, isGraphErr := graph.AsError(err)
+	switch {
+	case err == nil && len(got) == 2:
+		t.Log("the SDK retried soundly: the message went out twice")
+	case isGraphErr && ge.Status == 400 && len(got) == 1:
+		t.Log("the SDK's retry was malformed: an error for a message that went out")
+	default:
+		t.Errorf("the SDK's retry after delivery: %v, %d copies", err, len(got))
 	}
 }
