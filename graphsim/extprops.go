@@ -1,6 +1,8 @@
 package graphsim
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -46,7 +48,7 @@ var (
 	tagPropID   = regexp.MustCompile(`^(\S+) (0x[0-9A-Fa-f]{1,8})$`)
 )
 
-// errExtPropID is Exchange's answer to an id it cannot read (observed;
+// Exchange's answer to an id it cannot read (observed;
 // docs/graph.md#extended-properties).
 const (
 	extPropErrCode = "ErrorInvalidExtendedProperty"
@@ -122,7 +124,7 @@ func setExtProps(m *Message, props []ExtProp) (code, text string) {
 	return "", ""
 }
 
-// extPropValue returns the message's value for a property, if it has it.
+// extProp returns the message's property with that id, if it has it.
 func (m *Message) extProp(p extPropID) (ExtProp, bool) {
 	k := p.key()
 	for _, ep := range m.ExtProps {
@@ -175,7 +177,7 @@ func parseExtPropExpand(inner string) ([]extPropID, error) {
 
 // errExtProp marks an unreadable property id so that callers answer
 // Exchange's own code.
-var errExtProp = fmt.Errorf("%s", extPropErrText)
+var errExtProp = errors.New(extPropErrText)
 
 // writeExtPropsError answers a bad $expand or $filter on extended
 // properties with Exchange's code when the id itself is bad.
@@ -325,7 +327,7 @@ func (f extFilter) match(m *Message) bool {
 
 // writeExtProps appends the expanded properties a request asked for, when
 // the message has any of them; Microsoft leaves the key out otherwise.
-func writeExtProps(buf interface{ WriteString(string) (int, error) }, m *Message, ids []extPropID, write func(any)) {
+func writeExtProps(buf *bytes.Buffer, m *Message, ids []extPropID) {
 	var found []ExtProp
 	for _, id := range ids {
 		if ep, ok := m.extProp(id); ok {
@@ -336,7 +338,7 @@ func writeExtProps(buf interface{ WriteString(string) (int, error) }, m *Message
 		return
 	}
 	buf.WriteString(`,"singleValueExtendedProperties":`)
-	write(found)
+	writeValue(buf, found)
 }
 
 // parseExpandAll reads a message $expand: attachments (see parseExpand)

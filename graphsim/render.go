@@ -214,7 +214,7 @@ func writeMessage(buf *bytes.Buffer, m *Message, sel selection, o renderOpts) {
 		writeAttachments(buf, m, o.expand)
 	}
 	if len(o.extProps) > 0 {
-		writeExtProps(buf, m, o.extProps, func(v any) { writeValue(buf, v) })
+		writeExtProps(buf, m, o.extProps)
 	}
 	buf.WriteByte('}')
 }
