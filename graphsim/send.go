@@ -251,6 +251,7 @@ func (s *Sim) sendPrepared(g *graphRequest, source string, prepare func() (*send
 	s.mu.Lock()
 	plan, e := prepare()
 	var outcome sendOutcome
+	idx := len(s.sent[g.target.ID])
 	if e == nil {
 		// Drawn only for a valid send: one that fails validation fails as usual.
 		outcome = s.sendFaults.draw(g.target)
@@ -263,7 +264,14 @@ func (s *Sim) sendPrepared(g *graphRequest, source string, prepare func() (*send
 		graphError(g.w, g.r, e.status, e.code, e.text)
 		return
 	}
-	s.answerSend(g, outcome)
+	if !s.answerSend(g, outcome) {
+		// The connection could not be reset (inside $batch): it got a 504.
+		s.mu.Lock()
+		if log := s.sent[g.target.ID]; idx < len(log) {
+			log[idx].Answer = "504"
+		}
+		s.mu.Unlock()
+	}
 }
 
 // answer names what the client is told, for the ground truth.
@@ -278,9 +286,13 @@ func (o sendOutcome) answer() string {
 }
 
 // answerSend writes the answer to a send: 202 with an empty body, or the
-// fault's answer (docs/graph.md#ambiguous-send-answers).
-func (s *Sim) answerSend(g *graphRequest, o sendOutcome) {
+// fault's answer (docs/graph.md#ambiguous-send-answers). It reports false
+// when a reset was asked for but a 504 given instead.
+func (s *Sim) answerSend(g *graphRequest, o sendOutcome) bool {
 	retry := strconv.FormatFloat(o.retryAfter, 'f', -1, 64)
+	if o.kind != "" {
+		s.stats.fault("send", o.kind)
+	}
 	switch o.kind {
 	case "blocked":
 		graphError(g.w, g.r, http.StatusForbidden, "ErrorMessageSubmissionBlocked", "Cannot send mail: the sender's ability to send messages has been blocked.")
@@ -293,18 +305,17 @@ func (s *Sim) answerSend(g *graphRequest, o sendOutcome) {
 		graphError(g.w, g.r, http.StatusGatewayTimeout, "UnknownError", "The operation has timed out.")
 	case "delivered-reset":
 		if resetConnection(g.w) {
-			return
+			return true
 		}
 		graphError(g.w, g.r, http.StatusGatewayTimeout, "UnknownError", "The operation has timed out.")
+		return false
 	case "accepted-retry-after":
 		g.w.Header().Set("Retry-After", retry)
 		g.w.WriteHeader(http.StatusAccepted)
 	default:
 		g.w.WriteHeader(http.StatusAccepted)
 	}
-	if o.kind != "" {
-		s.stats.fault("send", o.kind)
-	}
+	return true
 }
 
 // resetConnection drops the client's connection with a TCP reset, as a

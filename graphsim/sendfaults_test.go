@@ -119,6 +119,20 @@ func TestAmbiguousSendAnswers(t *testing.T) {
 	if n := copies("dup"); n != 2 {
 		t.Errorf("duplicate send counted %d copies", n)
 	}
+	// Inside $batch a connection cannot be reset for one item: it gets 504.
+	arm(graphsim.SendFault{DeliveredReset: 1, Times: 1})
+	var batch struct {
+		Responses []struct {
+			Status int `json:"status"`
+		} `json:"responses"`
+	}
+	item := map[string]any{"id": "1", "method": "POST", "url": "/me/sendMail", "headers": map[string]string{"Content-Type": "application/json"}, "body": mailBody("support@contoso.example")}
+	if st, _ := f.graphDo(t, tok, "POST", "/$batch", map[string]any{"requests": []any{item}}, &batch); st != 200 || len(batch.Responses) != 1 || batch.Responses[0].Status != 504 {
+		t.Errorf("batched send under a reset: %d %+v", st, batch)
+	}
+	if sent, _ := f.ctl.SentMail(ctx, f.ada.UPN); sent[len(sent)-1].Answer != "504" {
+		t.Errorf("batched send recorded as %q", sent[len(sent)-1].Answer)
+	}
 	// Another mailbox is not touched by Ada's fault.
 	arm(graphsim.SendFault{Blocked: 1})
 	if err := f.ctl.GrantMailboxRights(ctx, "support@contoso.example", "ada@contoso.example", graphsim.RightSendAs); err != nil {
