@@ -295,9 +295,9 @@ func (s *Sim) answerSend(g *graphRequest, o sendOutcome) bool {
 	}
 	switch o.kind {
 	case "blocked":
-		graphError(g.w, g.r, http.StatusForbidden, "ErrorMessageSubmissionBlocked", "Cannot send mail: the sender's ability to send messages has been blocked.")
+		graphError(g.w, g.r, http.StatusForbidden, "ErrorMessageSubmissionBlocked", "The sender is blocked from sending messages. Cannot submit message.")
 	case "quota":
-		graphError(g.w, g.r, http.StatusForbidden, "ErrorQuotaExceeded", "The process failed to get the correct properties. Your mailbox is full.")
+		graphError(g.w, g.r, http.StatusForbidden, "ErrorQuotaExceeded", "The mailbox is full: it can neither send nor save messages.")
 	case "lost-503":
 		g.w.Header().Set("Retry-After", retry)
 		g.w.WriteHeader(http.StatusServiceUnavailable)
