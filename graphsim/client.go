@@ -324,3 +324,19 @@ func (c *Client) MailboxSettings(ctx context.Context, user string) (*MailboxSett
 func (c *Client) SetMailboxSettings(ctx context.Context, user string, up MailboxSettingsUpdate) error {
 	return c.do(ctx, "PATCH", userPath(user)+"/mailbox-settings", up, nil)
 }
+
+// Delivered returns every copy of sent mail the mailbox received.
+func (c *Client) Delivered(ctx context.Context, user string) ([]Delivery, error) {
+	var out []Delivery
+	return out, c.do(ctx, "GET", userPath(user)+"/delivered", nil, &out)
+}
+
+// SetSendFault arms a send fault (see SendFault); nothing armed removes it.
+func (c *Client) SetSendFault(ctx context.Context, f SendFault) error {
+	return c.do(ctx, "PUT", "/_sim/send-faults", f, nil)
+}
+
+// ClearSendFaults removes every send fault.
+func (c *Client) ClearSendFaults(ctx context.Context) error {
+	return c.do(ctx, "DELETE", "/_sim/send-faults", nil, nil)
+}

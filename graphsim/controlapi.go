@@ -255,6 +255,15 @@ func (s *Sim) controlHandler() http.Handler {
 		}
 		return nil, s.SetMailboxSettings(r.PathValue("user"), up)
 	})
+	handle("GET /_sim/users/{user}/delivered", func(r *http.Request) (any, error) { return s.Delivered(r.PathValue("user")) })
+	handle("PUT /_sim/send-faults", func(r *http.Request) (any, error) {
+		var f SendFault
+		if err := decode(r, &f); err != nil {
+			return nil, err
+		}
+		return nil, s.SetSendFault(f)
+	})
+	handle("DELETE /_sim/send-faults", func(r *http.Request) (any, error) { s.ClearSendFaults(); return nil, nil })
 	return mux
 }
 

@@ -1,6 +1,7 @@
 package graphsim
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
@@ -136,4 +137,125 @@ func (f *faults) duplicateShare() float64 {
 		return r.Duplicate
 	}
 	return f.rules["*"].Duplicate
+}
+
+// SendFault arms the failures real sends meet, for one mailbox's sends
+// (sendMail, a draft's send, reply, replyAll, forward), as shares of them
+// (docs/graph.md#ambiguous-send-answers). The shares are drawn once per send.
+type SendFault struct {
+	// Mailbox is the sending mailbox (UPN or ID); empty or "*" for all.
+	Mailbox string `json:"mailbox"`
+	// AcceptedRetryAfter: the send is accepted and delivered once, and the
+	// 202 carries a Retry-After header.
+	AcceptedRetryAfter float64 `json:"acceptedRetryAfter,omitempty"`
+	// DeliveredTimeout and DeliveredReset: the message is delivered, then
+	// the answer is a 504 or the connection is reset.
+	DeliveredTimeout float64 `json:"deliveredTimeout,omitempty"`
+	DeliveredReset   float64 `json:"deliveredReset,omitempty"`
+	// LostTimeout and LostUnavailable: 504 or 503, and nothing was sent.
+	LostTimeout     float64 `json:"lostTimeout,omitempty"`
+	LostUnavailable float64 `json:"lostUnavailable,omitempty"`
+	// Blocked answers 403 ErrorMessageSubmissionBlocked, QuotaExceeded 403
+	// ErrorQuotaExceeded (a full mailbox): shares, 1 for every send.
+	Blocked       float64 `json:"blocked,omitempty"`
+	QuotaExceeded float64 `json:"quotaExceeded,omitempty"`
+	// SentItemsDelay holds the sent copy back from Sent Items this long
+	// (in Outbox meanwhile); recipients get the message on time.
+	SentItemsDelay time.Duration `json:"sentItemsDelay,omitempty"`
+	// RetryAfter goes with AcceptedRetryAfter and LostUnavailable (seconds;
+	// default 1).
+	RetryAfter float64 `json:"retryAfter,omitempty"`
+	// Times disarms the rule after that many sends it touched (0: never).
+	Times int `json:"times,omitempty"`
+}
+
+// sendOutcome is what a send fault decided for one send.
+type sendOutcome struct {
+	kind       string // "", accepted-retry-after, delivered-504, delivered-reset, lost-504, lost-503, blocked, quota
+	retryAfter float64
+	delay      time.Duration
+}
+
+// lost reports an outcome in which nothing is submitted.
+func (o sendOutcome) lost() bool {
+	switch o.kind {
+	case "lost-504", "lost-503", "blocked", "quota":
+		return true
+	}
+	return false
+}
+
+type sendFaults struct {
+	mu    sync.Mutex
+	rules map[string]*SendFault // by user ID, "*" for all
+}
+
+func newSendFaults() *sendFaults { return &sendFaults{rules: map[string]*SendFault{}} }
+
+// draw decides the outcome of one send from mailbox u.
+func (f *sendFaults) draw(u *User) sendOutcome {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	key := u.ID
+	rule := f.rules[key]
+	if rule == nil {
+		key, rule = "*", f.rules["*"]
+	}
+	if rule == nil {
+		return sendOutcome{}
+	}
+	o := sendOutcome{retryAfter: rule.RetryAfter, delay: rule.SentItemsDelay}
+	if o.retryAfter <= 0 {
+		o.retryAfter = 1
+	}
+	x, acc := rand.Float64(), 0.0
+	for _, c := range []struct {
+		share float64
+		kind  string
+	}{
+		{rule.Blocked, "blocked"}, {rule.QuotaExceeded, "quota"}, {rule.LostTimeout, "lost-504"}, {rule.LostUnavailable, "lost-503"},
+		{rule.DeliveredTimeout, "delivered-504"}, {rule.DeliveredReset, "delivered-reset"}, {rule.AcceptedRetryAfter, "accepted-retry-after"},
+	} {
+		acc += c.share
+		if x < acc {
+			o.kind = c.kind
+			break
+		}
+	}
+	if rule.Times > 0 {
+		if rule.Times--; rule.Times == 0 {
+			delete(f.rules, key)
+		}
+	}
+	return o
+}
+
+// SetSendFault arms a send fault for a mailbox (or "*" for all), replacing
+// the one it had; a rule with nothing armed removes it.
+func (s *Sim) SetSendFault(f SendFault) error {
+	key := "*"
+	if f.Mailbox != "" && f.Mailbox != "*" {
+		s.mu.RLock()
+		u := s.user(f.Mailbox)
+		s.mu.RUnlock()
+		if u == nil {
+			return fmt.Errorf("graphsim: mailbox %q: %w", f.Mailbox, ErrNotFound)
+		}
+		key = u.ID
+	}
+	s.sendFaults.mu.Lock()
+	defer s.sendFaults.mu.Unlock()
+	if f.AcceptedRetryAfter+f.DeliveredTimeout+f.DeliveredReset+f.LostTimeout+f.LostUnavailable+f.Blocked+f.QuotaExceeded == 0 && f.SentItemsDelay == 0 {
+		delete(s.sendFaults.rules, key)
+		return nil
+	}
+	s.sendFaults.rules[key] = &f
+	return nil
+}
+
+// ClearSendFaults removes every send fault.
+func (s *Sim) ClearSendFaults() {
+	s.sendFaults.mu.Lock()
+	s.sendFaults.rules = map[string]*SendFault{}
+	s.sendFaults.mu.Unlock()
 }

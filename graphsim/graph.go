@@ -68,7 +68,7 @@ func isAction(seg string) bool {
 	s = strings.TrimSuffix(s, "()")
 	s = strings.TrimPrefix(s, "microsoft.graph.")
 	switch s {
-	case "delta", "$value", "$count", "move", "send", "copy", "reauthorize":
+	case "delta", "$value", "$count", "move", "send", "copy", "reauthorize", "createuploadsession":
 		return true
 	}
 	return false
@@ -106,6 +106,8 @@ func (s *Sim) routes() http.Handler {
 		switch {
 		case strings.HasPrefix(r.URL.Path, "/v1.0/"):
 			s.serveGraph(w, r)
+		case strings.HasPrefix(r.URL.Path, uploadsPrefix):
+			s.serveUpload(w, r)
 		case strings.HasPrefix(r.URL.Path, "/_sim/"):
 			control.ServeHTTP(w, r)
 		default:
@@ -139,6 +141,9 @@ func (w *statusWriter) WriteHeader(code int) {
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (w *statusWriter) Write(b []byte) (int, error) {
 	if w.status == 0 {
@@ -223,7 +228,7 @@ func classify(nodes []node) string {
 		return "subscriptions"
 	case nodes[0].name == "$batch":
 		return "batch"
-	case last.name == "sendmail" || last.name == "send":
+	case last.name == "sendmail" || last.name == "send" || isSendResponse(last.name):
 		return "send"
 	case strings.Contains(path, "attachments"):
 		return "attachments"

@@ -101,7 +101,7 @@ func (s *Sim) serveMailbox(g *graphRequest) {
 	}
 	write := g.r.Method != http.MethodGet
 	sending := len(g.nodes) == 1 && g.nodes[0].name == "sendmail" ||
-		len(g.nodes) >= 2 && g.nodes[len(g.nodes)-1].name == "send"
+		len(g.nodes) >= 2 && (g.nodes[len(g.nodes)-1].name == "send" || isSendResponse(g.nodes[len(g.nodes)-1].name))
 	s.mu.RLock()
 	basic, ok := false, true
 	if s.policyBlocks(g.p, g.target) {
@@ -132,12 +132,12 @@ func (s *Sim) serveMailbox(g *graphRequest) {
 	immutable, body, pageSize := prefs(g.r)
 	o := renderOpts{immutable: immutable, bodyPref: body, basic: basic}
 	if g.r.Method == http.MethodGet {
-		exp, err := parseExpand(g.r.URL.Query().Get("$expand"))
+		exp, ext, err := parseExpandAll(g.r.URL.Query().Get("$expand"))
 		if err != nil {
-			errBadRequest(g.w, g.r, err.Error())
+			writeExtPropsError(g, err)
 			return
 		}
-		o.expand = exp
+		o.expand, o.extProps = exp, ext
 	}
 
 	if g.r.Method != http.MethodGet {
@@ -368,7 +368,7 @@ func (s *Sim) listMessages(g *graphRequest, mb *mailbox, f *Folder, o renderOpts
 	}
 	filter, err := parseFilter(q.Get("$filter"))
 	if err != nil {
-		errBadRequest(g.w, g.r, err.Error())
+		writeExtPropsError(g, err)
 		return
 	}
 	order, err := parseOrderBy(q.Get("$orderby"))
@@ -413,21 +413,6 @@ func (s *Sim) listMessages(g *graphRequest, mb *mailbox, f *Folder, o renderOpts
 
 // serveAttachments lists, gets, or streams ($value) attachments.
 func (s *Sim) serveAttachments(g *graphRequest, m *Message, nodes []node) {
-	attJSON := func(a *Attachment) map[string]any {
-		return map[string]any{
-			"@odata.type":             "#microsoft.graph.fileAttachment", // exact string the SDK needs (docs/graph.md#attachments)
-			"@odata.mediaContentType": a.ContentType,
-			"id":                      a.ID,
-			"lastModifiedDateTime":    graphTime(a.Modified),
-			"name":                    a.Name,
-			"contentType":             a.ContentType,
-			"size":                    len(a.Content),
-			"isInline":                a.IsInline,
-			"contentId":               nilIfEmpty(a.ContentID),
-			"contentLocation":         nil,
-			"contentBytes":            base64.StdEncoding.EncodeToString(a.Content),
-		}
-	}
 	if !nodes[0].keyed {
 		if len(nodes) > 1 {
 			errResourceNotFound(g.w, g.r)
@@ -438,7 +423,7 @@ func (s *Sim) serveAttachments(g *graphRequest, m *Message, nodes []node) {
 			if i > 0 {
 				buf.WriteByte(',')
 			}
-			writeValue(&buf, attJSON(a))
+			writeValue(&buf, attachmentJSON(a))
 		}
 		writeCollection(g.w, s.URL()+"/v1.0/$metadata#users('"+g.target.ID+"')/messages('"+m.ImmutableID+"')/attachments", &buf, nil)
 		return
@@ -455,7 +440,7 @@ func (s *Sim) serveAttachments(g *graphRequest, m *Message, nodes []node) {
 	}
 	switch {
 	case len(nodes) == 1:
-		writeJSON(g.w, http.StatusOK, attJSON(att))
+		writeJSON(g.w, http.StatusOK, attachmentJSON(att))
 	case len(nodes) == 2 && nodes[1].name == "$value":
 		g.w.Header().Set("Content-Type", att.ContentType)
 		g.w.Header().Set("Content-Length", strconv.Itoa(len(att.Content)))
@@ -471,4 +456,21 @@ func nilIfEmpty(s string) any {
 		return nil
 	}
 	return s
+}
+
+// attachmentJSON renders a file attachment (docs/graph.md#attachments).
+func attachmentJSON(a *Attachment) map[string]any {
+	return map[string]any{
+		"@odata.type":             "#microsoft.graph.fileAttachment", // exact string the SDK needs (docs/graph.md#attachments)
+		"@odata.mediaContentType": a.ContentType,
+		"id":                      a.ID,
+		"lastModifiedDateTime":    graphTime(a.Modified),
+		"name":                    a.Name,
+		"contentType":             a.ContentType,
+		"size":                    len(a.Content),
+		"isInline":                a.IsInline,
+		"contentId":               nilIfEmpty(a.ContentID),
+		"contentLocation":         nil,
+		"contentBytes":            base64.StdEncoding.EncodeToString(a.Content),
+	}
 }

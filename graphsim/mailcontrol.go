@@ -337,6 +337,8 @@ type MessageTruth struct {
 	BodyPreview       string            `json:"bodyPreview"`
 	Body              string            `json:"body"`
 	Attachments       []AttachmentTruth `json:"attachments"`
+	// ExtendedProperties are its single-value extended properties by id.
+	ExtendedProperties map[string]string `json:"extendedProperties,omitempty"`
 }
 
 // AttachmentTruth describes an attachment.
@@ -371,7 +373,7 @@ func (s *Sim) GroundTruth(user string) (*Truth, error) {
 			ConversationID: m.ConversationID, ChangeKey: m.ChangeKey, Subject: m.Subject, From: m.From,
 			To: m.To, Cc: m.Cc, Bcc: m.Bcc, Received: m.Received, Sent: m.Sent, IsRead: m.IsRead,
 			Importance: m.Importance, Categories: m.Categories, HasAttachments: m.HasAttachments(),
-			BodyPreview: m.BodyPreview, Body: m.Body,
+			BodyPreview: m.BodyPreview, Body: m.Body, ExtendedProperties: extPropMap(m.ExtProps),
 		}
 		for _, a := range m.Attachments {
 			mt.Attachments = append(mt.Attachments, AttachmentTruth{ID: a.ID, Name: a.Name, ContentType: a.ContentType, Size: len(a.Content), IsInline: a.IsInline})
@@ -387,4 +389,17 @@ func conversationIndex() string {
 	b := make([]byte, 22)
 	_, _ = rand.Read(b)
 	return base64.StdEncoding.EncodeToString(b)
+}
+
+// Delivered lists every copy of a sent message delivered to the mailbox,
+// in order (docs/graph.md#ambiguous-send-answers): a message sent twice
+// shows twice.
+func (s *Sim) Delivered(user string) ([]Delivery, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	u := s.user(user)
+	if u == nil || u.mailbox == nil {
+		return nil, fmt.Errorf("graphsim: mailbox %q: %w", user, ErrNotFound)
+	}
+	return slices.Clone(s.delivered[u.ID]), nil
 }

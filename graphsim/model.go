@@ -130,6 +130,7 @@ type Message struct {
 	Inference         string
 	Attachments       []*Attachment
 	headers           map[string]string // x- headers given at creation
+	ExtProps          []ExtProp         // single-value extended properties (docs/graph.md#extended-properties)
 
 	seq int64 // the mailbox change sequence of its last change
 }

@@ -13,6 +13,7 @@ type filterClause struct {
 	op   string // eq, ne, ge, gt, le, lt
 	val  string // raw literal, quotes removed for strings
 	str  bool
+	ext  *extFilter // a singleValueExtendedProperties/any(...) clause
 }
 
 // parseFilter parses the subset of OData $filter Graph mail supports in
@@ -22,7 +23,14 @@ func parseFilter(raw string) ([]filterClause, error) {
 		return nil, nil
 	}
 	var out []filterClause
-	for part := range strings.SplitSeq(splitAnd(raw), "\x00") {
+	for _, part := range splitOutside(raw, " and ") {
+		if ef, ok, err := parseExtFilter(part); ok {
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, filterClause{prop: "singlevalueextendedproperties", ext: &ef})
+			continue
+		}
 		f := strings.Fields(strings.TrimSpace(part))
 		if len(f) < 3 {
 			return nil, fmt.Errorf("Invalid filter clause: %q", part)
@@ -42,25 +50,6 @@ func parseFilter(raw string) ([]filterClause, error) {
 		out = append(out, c)
 	}
 	return out, nil
-}
-
-// splitAnd replaces the " and " separators (outside quotes) with NUL.
-func splitAnd(s string) string {
-	var b strings.Builder
-	inQuote := false
-	lower := strings.ToLower(s)
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\'' {
-			inQuote = !inQuote
-		}
-		if !inQuote && strings.HasPrefix(lower[i:], " and ") {
-			b.WriteByte(0)
-			i += 4
-			continue
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // messageFilterProps are the filterable properties and how to read them.
@@ -83,6 +72,12 @@ var messageFilterProps = map[string]func(m *Message) any{
 // matches evaluates the clauses against a message.
 func matches(m *Message, clauses []filterClause) (bool, error) {
 	for _, c := range clauses {
+		if c.ext != nil {
+			if !c.ext.match(m) {
+				return false, nil
+			}
+			continue
+		}
 		ok, err := c.eval(messageFilterProps[c.prop](m))
 		if err != nil || !ok {
 			return false, err

@@ -23,6 +23,8 @@ type renderOpts struct {
 	// expand is $expand=attachments[($select=...)]: nil for none; an
 	// empty list for every property.
 	expand []string
+	// extProps are the extended properties $expand asked for.
+	extProps []extPropID
 }
 
 // attachmentFields are the attachment properties $expand can select.
@@ -210,6 +212,9 @@ func writeMessage(buf *bytes.Buffer, m *Message, sel selection, o renderOpts) {
 	}
 	if o.expand != nil && !o.basic {
 		writeAttachments(buf, m, o.expand)
+	}
+	if len(o.extProps) > 0 {
+		writeExtProps(buf, m, o.extProps)
 	}
 	buf.WriteByte('}')
 }

@@ -78,10 +78,25 @@ func TestSendMail(t *testing.T) {
 	if last := sent[len(sent)-1]; !last.DeliverAt.After(last.AcceptedAt) {
 		t.Errorf("third send in a minute was not carried over: %+v", last)
 	}
-	// The daily recipient limit (here 6; 4 used): 3 more recipients fail.
+	// The daily recipient limit (here 6; 4 used): the submission of 3 more
+	// recipients is accepted, reaches nobody, and bounces with 5.1.90.
 	var ge graphErr
-	if st, _ := f.graphDo(t, tok, "POST", "/me/sendMail", mailBody("a@x.example", "b@x.example", "c@x.example"), &ge); st != 403 || ge.Error.Code != "ErrorSubmissionQuotaExceeded" {
+	if st, _ := f.graphDo(t, tok, "POST", "/me/sendMail", mailBody("a@x.example", "b@x.example", "c@x.example"), &ge); st != 202 {
 		t.Errorf("daily limit: %d %+v", st, ge.Error)
+	}
+	sent, _ = f.ctl.SentMail(ctx, f.ada.UPN)
+	if last := sent[len(sent)-1]; last.Rejected != "5.1.90" || len(last.Deliveries) != 0 {
+		t.Errorf("over the daily limit: %+v", last)
+	}
+	truth, _ = f.ctl.GroundTruth(ctx, f.ada.UPN)
+	bounced := false
+	for _, m := range truth.Messages {
+		if m.FolderID == folderID(truth, "inbox") && m.Subject == "Undeliverable: Lease renewal" && strings.Contains(m.Body, "5.1.90") {
+			bounced = true
+		}
+	}
+	if !bounced {
+		t.Error("no non-delivery report in the sender's Inbox")
 	}
 	errs := []struct {
 		name, token, path, ctype string

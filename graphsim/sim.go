@@ -194,6 +194,9 @@ type Sim struct {
 	subs         map[string]*Subscription
 	issued       []string              // every secret value the simulator issued or received
 	sent         map[string][]SentMail // by sender user ID
+	delivered    map[string][]Delivery // copies received, by recipient user ID
+	sendFaults   *sendFaults
+	uploads      map[string]*uploadSession // attachment upload sessions by ID
 	baseURL      atomic.Pointer[string]
 
 	throttle *throttler
@@ -229,6 +232,9 @@ func New(opts Options) (*Sim, error) {
 		refresh:      map[string]*refreshGrant{},
 		subs:         map[string]*Subscription{},
 		sent:         map[string][]SentMail{},
+		delivered:    map[string][]Delivery{},
+		sendFaults:   newSendFaults(),
+		uploads:      map[string]*uploadSession{},
 		faults:       newFaults(),
 		stats:        newCounters(),
 	}

@@ -43,6 +43,14 @@ func (s *Sim) serveWrite(g *graphRequest, o renderOpts) bool {
 		s.moveMessage(g, n[0].key, o)
 	case n[0].keyed && len(n) == 2 && n[1].name == "send" && method == http.MethodPost:
 		s.sendDraft(g, n[0].key)
+	case n[0].keyed && len(n) == 2 && isResponse(n[1].name) && method == http.MethodPost:
+		s.respond(g, n[0].key, n[1].name, o)
+	case n[0].keyed && len(n) == 2 && n[1].name == "attachments" && !n[1].keyed && method == http.MethodPost:
+		s.addAttachment(g, n[0].key)
+	case n[0].keyed && len(n) == 2 && n[1].name == "attachments" && n[1].keyed && method == http.MethodDelete:
+		s.deleteAttachment(g, n[0].key, n[1].key)
+	case n[0].keyed && len(n) == 3 && n[1].name == "attachments" && n[2].name == "createuploadsession" && method == http.MethodPost:
+		s.createUploadSession(g, n[0].key)
 	default:
 		return false
 	}
@@ -64,8 +72,11 @@ func (s *Sim) writeOp(g *graphRequest, id string, fn func(*mailbox, *Message)) {
 
 func decodeMessage(g *graphRequest) (*wireMessage, bool) {
 	var w wireMessage
-	dec := json.NewDecoder(io.LimitReader(g.r.Body, 40<<20))
-	if err := dec.Decode(&w); err != nil {
+	raw, err := readBody(g)
+	if err != nil {
+		return nil, false
+	}
+	if err := json.Unmarshal(raw, &w); err != nil {
 		errBadRequest(g.w, g.r, "Empty Payload. JSON content expected.")
 		return nil, false
 	}
@@ -114,9 +125,8 @@ func (s *Sim) createDraft(g *graphRequest, folder string, o renderOpts) {
 // patchMessage serves PATCH .../messages/{id}. Sent and received messages
 // accept only a few properties; drafts accept all.
 func (s *Sim) patchMessage(g *graphRequest, id string, o renderOpts) {
-	raw, err := io.ReadAll(io.LimitReader(g.r.Body, 40<<20))
+	raw, err := readBody(g)
 	if err != nil {
-		errBadRequest(g.w, g.r, "The request body could not be read.")
 		return
 	}
 	var fields map[string]json.RawMessage
@@ -129,12 +139,17 @@ func (s *Sim) patchMessage(g *graphRequest, id string, o renderOpts) {
 		if !m.IsDraft {
 			for k := range fields {
 				switch strings.ToLower(k) {
-				case "isread", "categories", "flag", "importance", "inferenceclassification":
+				case "isread", "categories", "flag", "importance", "inferenceclassification", "singlevalueextendedproperties":
 				default:
 					graphError(g.w, g.r, http.StatusBadRequest, "ErrorInvalidPropertyUpdateSentMessage", "Update operation is not supported on sent or received messages for the property '"+k+"'.")
 					return
 				}
 			}
+		}
+		// Extended properties can be set on any message (docs/graph.md#extended-properties).
+		if code, text := setExtProps(m, w.SingleValueExtendedProperties); code != "" {
+			errBadRequestCode(g, code, text)
+			return
 		}
 		up := MessageUpdate{IsRead: w.IsRead, Categories: w.Categories, Subject: w.Subject, Importance: w.Importance}
 		if w.Flag != nil {
@@ -186,40 +201,32 @@ func (s *Sim) moveMessage(g *graphRequest, id string, o renderOpts) {
 }
 
 // sendDraft serves POST .../messages/{id}/send, which needs Content-Length:
-// 0 (docs/graph.md#sending-mail) and files the message in Sent Items.
+// 0 (docs/graph.md#sending-mail) and files the message in Sent Items. A
+// draft already sent has left Drafts: its old REST ID is gone (404), and
+// under its immutable ID it is no draft any more (400).
 func (s *Sim) sendDraft(g *graphRequest, id string) {
 	if g.r.Header.Get("Content-Length") == "" {
 		graphError(g.w, g.r, http.StatusLengthRequired, "LengthRequired", "Length Required: the Content-Length header is required.")
 		return
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	mb := g.target.mailbox
-	m := mb.messageByID(id)
-	if m == nil {
-		errItemNotFound(g.w, g.r)
-		return
-	}
-	if !m.IsDraft {
-		graphError(g.w, g.r, http.StatusBadRequest, "ErrorInvalidOperation", "Only draft messages can be sent.")
-		return
-	}
-	from := ""
-	if !strings.EqualFold(m.From.Address, g.target.Mail) {
-		from = m.From.Address
-	}
-	if code, text := s.canSend(g, g.target, from); code != "" {
-		graphError(g.w, g.r, http.StatusForbidden, code, text)
-		return
-	}
-	s.stampSender(g.p, m)
-	if len(m.To)+len(m.Cc)+len(m.Bcc) == 0 {
-		errBadRequestCode(g, "ErrorInvalidRecipients", "At least one recipient isn't valid., A message can't be sent because it contains no recipients.")
-		return
-	}
-	if status, code, text := s.submit(g.target, m, true, m.headers); code != "" {
-		graphError(g.w, g.r, status, code, text)
-		return
-	}
-	g.w.WriteHeader(http.StatusAccepted)
+	s.sendPrepared(g, "send", func() (*sendPlan, *sendErr) {
+		m := g.target.mailbox.messageByID(id)
+		if m == nil {
+			return nil, &sendErr{http.StatusNotFound, "ErrorItemNotFound", "The specified object was not found in the store."}
+		}
+		if !m.IsDraft || m.FolderID == g.target.mailbox.wellKnown["outbox"] {
+			return nil, &sendErr{http.StatusBadRequest, "ErrorInvalidOperation", "Only draft messages can be sent."}
+		}
+		from := ""
+		if !strings.EqualFold(m.From.Address, g.target.Mail) {
+			from = m.From.Address
+		}
+		if code, text := s.canSend(g, g.target, from); code != "" {
+			return nil, &sendErr{http.StatusForbidden, code, text}
+		}
+		if len(m.To)+len(m.Cc)+len(m.Bcc) == 0 {
+			return nil, &sendErr{http.StatusBadRequest, "ErrorInvalidRecipients", "At least one recipient isn't valid., A message can't be sent because it contains no recipients."}
+		}
+		return &sendPlan{m: m, save: true, headers: m.headers}, nil
+	})
 }
