@@ -77,6 +77,12 @@ type SubscriptionOptions struct {
 	// ReauthWarning: reauthorizationRequired is sent this long before a
 	// subscription expires.
 	ReauthWarning time.Duration
+	// InsecureHTTPNotificationURLs accepts http:// notification and
+	// lifecycle URLs. Microsoft Graph refuses them (400 InvalidRequest,
+	// docs/graph.md#creating-a-subscription), so a subscription that works
+	// with this on fails at Microsoft. It exists for local receivers that
+	// cannot serve TLS (tests, make run); never turn it on otherwise.
+	InsecureHTTPNotificationURLs bool
 }
 
 func (o *SubscriptionOptions) defaults() {

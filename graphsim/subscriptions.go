@@ -190,12 +190,12 @@ func (s *Sim) createSubscription(g *graphRequest) {
 		bad("ExtensionError", "Operation: Create; Exception: [Status Code: BadRequest; Reason: The resource '"+req.Resource+"' is not supported for subscriptions.]")
 		return
 	}
-	for _, u := range []string{req.NotificationURL, req.LifecycleNotificationURL} {
-		if u == "" {
+	for _, u := range []struct{ name, url string }{{"NotificationUrl", req.NotificationURL}, {"LifecycleNotificationUrl", req.LifecycleNotificationURL}} {
+		if u.url == "" {
 			continue
 		}
-		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "https" && pu.Scheme != "http") || pu.Host == "" {
-			bad("ValidationError", "The notification URL '"+u+"' is not a valid absolute URL.")
+		if code, msg := s.checkNotificationURL(u.name, u.url); code != "" {
+			bad(code, msg)
 			return
 		}
 	}
@@ -305,6 +305,20 @@ func (s *Sim) createSubscription(g *graphRequest) {
 	s.mu.Unlock()
 	s.stats.add("subscriptions.created", 1)
 	writeJSON(g.w, http.StatusCreated, body)
+}
+
+// checkNotificationURL refuses a URL Graph would not post to: not an
+// absolute URL, or not https (docs/graph.md#creating-a-subscription),
+// unless the simulator was told to accept http for local receivers.
+func (s *Sim) checkNotificationURL(name, raw string) (code, msg string) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		return "InvalidRequest", "Invalid notification url='" + raw + "'."
+	}
+	if u.Scheme == "http" && !s.opts.Subscriptions.InsecureHTTPNotificationURLs {
+		return "InvalidRequest", name + " scheme='http' is not supported."
+	}
+	return "", ""
 }
 
 // mayAccessForSubscription applies the permission rules of mail

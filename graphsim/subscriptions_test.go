@@ -347,3 +347,34 @@ func TestAppSubscriptionAndDeliveryFaults(t *testing.T) {
 		t.Errorf("counters = %v", c)
 	}
 }
+
+// TestNotificationURLsMustBeHTTPS: Graph posts only to https and refuses
+// http notification and lifecycle URLs (docs/graph.md#creating-a-subscription);
+// graphsim does the same unless told to accept http.
+func TestNotificationURLsMustBeHTTPS(t *testing.T) {
+	st := simtest.StartStrict(t, graphsim.Options{Subscriptions: graphsim.SubscriptionOptions{ValidationTimeout: time.Second}})
+	f := &fixture{Tenant: st, sim: st.Sim, ctl: st.Ctl, tenant: st.Tenant, app: st.App, ada: st.Ada, admin: st.Admin, shared: st.Shared}
+	tok := f.token(t, "Mail.Read")
+	rc := simtest.NewReceiver(t) // plain http on loopback
+	now := f.sim.Clock().Now()
+	tests := []struct {
+		name, notify, lifecycle string
+		code, msg               string
+	}{
+		{"http notification URL", rc.URL, "", "InvalidRequest", "NotificationUrl scheme='http' is not supported."},
+		{"http lifecycle URL", "https://127.0.0.1:9/notify", rc.URL, "InvalidRequest", "LifecycleNotificationUrl scheme='http' is not supported."},
+		{"not an absolute URL", "https:////hooks.example/notify", "", "InvalidRequest", "Invalid notification url='https:////hooks.example/notify'."},
+		// https passes the scheme rule; nothing answers the handshake there.
+		{"https", "https://127.0.0.1:9/notify", "", "ValidationError", "Subscription validation request failed."},
+	}
+	for _, tt := range tests {
+		var ge graphErr
+		st, _ := f.graphDo(t, tok, "POST", "/subscriptions", subBody("me/messages", tt.notify, tt.lifecycle, time.Hour, now), &ge)
+		if st != 400 || ge.Error.Code != tt.code || !strings.HasPrefix(ge.Error.Message, tt.msg) {
+			t.Errorf("%s: %d %+v", tt.name, st, ge.Error)
+		}
+	}
+	if rc.Handshakes() != 0 {
+		t.Errorf("an http URL was validated (%d handshakes)", rc.Handshakes())
+	}
+}
