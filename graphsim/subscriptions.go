@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -340,8 +341,9 @@ func (s *Sim) mayAccessForSubscription(p *principal, sub *Subscription) string {
 	return ""
 }
 
-// validateEndpoint runs the handshake: POST ?validationToken=..., expecting
-// 200 text/plain with the decoded token, within the budget.
+// validateEndpoint runs the handshake (docs/graph.md#validation-handshake):
+// POST ?validationToken=..., expecting 200 with Content-Type text/plain and
+// the decoded token as the body, within the budget (10 s).
 func (s *Sim) validateEndpoint(ctx context.Context, endpoint string) (code, msg string) {
 	token := "Validation: Testing client application reachability for subscription Request-Id: " + newGUID()
 	u, _ := url.Parse(endpoint)
@@ -362,6 +364,10 @@ func (s *Sim) validateEndpoint(ctx context.Context, endpoint string) (code, msg 
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	if resp.StatusCode != http.StatusOK {
+		return "ValidationError", "Subscription validation request failed. Notification endpoint must respond with 200 OK to validation request."
+	}
+	if mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type")); err != nil || mt != "text/plain" {
+		// Graph's text for this case is not reported; its generic one.
 		return "ValidationError", "Subscription validation request failed. Notification endpoint must respond with 200 OK to validation request."
 	}
 	if string(body) != token {

@@ -378,3 +378,42 @@ func TestNotificationURLsMustBeHTTPS(t *testing.T) {
 		t.Errorf("an http URL was validated (%d handshakes)", rc.Handshakes())
 	}
 }
+
+// TestValidationAnswerMustBeTextPlain: the handshake answer must be 200,
+// text/plain, with the decoded token, within 10 seconds
+// (docs/graph.md#validation-handshake).
+func TestValidationAnswerMustBeTextPlain(t *testing.T) {
+	f := newFixture(t, graphsim.Options{Subscriptions: graphsim.SubscriptionOptions{ValidationTimeout: 500 * time.Millisecond}})
+	tok := f.token(t, "Mail.Read")
+	rc := simtest.NewReceiver(t)
+	now := f.sim.Clock().Now()
+	tests := []struct {
+		contentType string
+		delay       time.Duration
+		status      int
+		code        string
+	}{
+		{"text/plain", 0, 201, ""},
+		{"text/plain; charset=utf-8", 0, 201, ""},
+		{"Text/Plain", 0, 201, ""},
+		{"application/json", 0, 400, "ValidationError"},
+		{"text/html; charset=utf-8", 0, 400, "ValidationError"},
+		{"text/plainish", 0, 400, "ValidationError"},
+		{"text/plain", time.Second, 400, "InvalidRequest"}, // over the budget
+	}
+	for _, tt := range tests {
+		rc.SetEchoType(tt.contentType)
+		rc.SetDelay(tt.delay)
+		var got struct {
+			subscription
+			graphErr
+		}
+		st, _ := f.graphDo(t, tok, "POST", "/subscriptions", subBody("me/messages", rc.URL, "", 50*time.Minute, now), &got)
+		if st != tt.status || got.Error.Code != tt.code || (st == 400 && !strings.HasPrefix(got.Error.Message, "Subscription validation request")) {
+			t.Errorf("answer %q after %s: %d %+v", tt.contentType, tt.delay, st, got.Error)
+		}
+		if st == 201 {
+			f.graphDo(t, tok, "DELETE", "/subscriptions/"+got.ID, nil, nil)
+		}
+	}
+}
