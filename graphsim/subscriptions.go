@@ -213,10 +213,9 @@ func (s *Sim) createSubscription(g *graphRequest) {
 		bad("ExtensionError", msg)
 		return
 	}
-	if req.LifecycleNotificationURL == "" && exp.After(now.Add(s.opts.Subscriptions.LifecycleURLRequiredAfter)) {
-		bad("ValidationError", fmt.Sprintf("lifecycleNotificationUrl is required when the expirationDateTime is more than %d minutes in the future.", int(s.opts.Subscriptions.LifecycleURLRequiredAfter/time.Minute)))
-		return
-	}
+	// A lifecycleNotificationUrl is optional for Outlook mail at any
+	// lifetime: Graph requires it only of Teams resources living over an
+	// hour (docs/graph.md#lifecycle-notifications).
 
 	// Resolve the mailbox and folder, and check the caller may watch it.
 	s.mu.RLock()
