@@ -124,7 +124,7 @@ func TestSimInsecureHTTPNotifications(t *testing.T) {
 		t.Run(fmt.Sprintf("insecure=%v", insecure), func(t *testing.T) {
 			infoFile := filepath.Join(t.TempDir(), "demo.json")
 			args := []string{"--addr", "127.0.0.1:0", "--seed", "demo", "--messages", "1", "--auto-consent",
-				"--redirect-uri", "http://127.0.0.1:9/cb", "--info-file", infoFile}
+				"--redirect-uri", simtest.RedirectURI, "--info-file", infoFile}
 			if insecure {
 				args = append(args, "--insecure-http-notifications")
 			}
@@ -155,7 +155,7 @@ func TestSimInsecureHTTPNotifications(t *testing.T) {
 			if warned := strings.Contains(stderr.String(), "WARNING: --insecure-http-notifications"); warned != insecure {
 				t.Errorf("stderr = %q (warning wanted: %v)", stderr.String(), insecure)
 			}
-			cfg := &oauth2.Config{ClientID: demo.ClientID, ClientSecret: demo.ClientSecret, RedirectURL: "http://127.0.0.1:9/cb",
+			cfg := &oauth2.Config{ClientID: demo.ClientID, ClientSecret: demo.ClientSecret, RedirectURL: simtest.RedirectURI,
 				Scopes:   []string{"offline_access", "Mail.Read"},
 				Endpoint: oauth2.Endpoint{AuthURL: demo.URL + "/common/oauth2/v2.0/authorize", TokenURL: demo.URL + "/common/oauth2/v2.0/token"}}
 			q := simtest.Authorize(t, cfg.AuthCodeURL("s", oauth2.SetAuthURLParam("login_hint", demo.Users[0])))
