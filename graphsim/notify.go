@@ -95,10 +95,10 @@ func (h *pendingHeap) Pop() any {
 	return p
 }
 
-// takeDue takes from the heap what is due at now, up to max more than
-// batch holds.
-func (h *pendingHeap) takeDue(batch []*pending, now time.Time, max int) []*pending {
-	for len(batch) < max && h.Len() > 0 && !(*h)[0].due.After(now) {
+// takeDue moves what is due at now from the heap to batch, earliest first,
+// until batch holds limit notifications.
+func (h *pendingHeap) takeDue(batch []*pending, now time.Time, limit int) []*pending {
+	for len(batch) < limit && h.Len() > 0 && !(*h)[0].due.After(now) {
 		batch = append(batch, heap.Pop(h).(*pending))
 	}
 	return batch
@@ -106,8 +106,8 @@ func (h *pendingHeap) takeDue(batch []*pending, now time.Time, max int) []*pendi
 
 // nextBatch takes the notifications due at now for one POST: new ones
 // first, then redeliveries, earliest first; nil when none is due.
-func (ep *endpoint) nextBatch(now time.Time, max int) []*pending {
-	return ep.retries.takeDue(ep.fresh.takeDue(nil, now, max), now, max)
+func (ep *endpoint) nextBatch(now time.Time, limit int) []*pending {
+	return ep.retries.takeDue(ep.fresh.takeDue(nil, now, limit), now, limit)
 }
 
 // maxInflightPerEndpoint caps the POSTs in flight to one URL.
