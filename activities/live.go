@@ -161,7 +161,8 @@ func (a *Activities) EnsureSubscription(ctx context.Context, in workflows.Ensure
 	}
 	sub := models.NewSubscription()
 	ct, res := "created,updated,deleted", "users/"+in.UserID+"/messages"
-	exp := a.now().Add(in.Lifetime)
+	asked := a.now()
+	exp := asked.Add(in.Lifetime)
 	sub.SetChangeType(&ct)
 	sub.SetResource(&res)
 	sub.SetNotificationUrl(&in.NotificationURL)
@@ -176,7 +177,7 @@ func (a *Activities) EnsureSubscription(ctx context.Context, in workflows.Ensure
 		return workflows.SubscriptionResult{}, classifyGraph("create subscription", err)
 	}
 	hash := sha256.Sum256([]byte(clientState))
-	out := workflows.SubscriptionResult{ID: deref(created.GetId()), Expiration: *created.GetExpirationDateTime()}
+	out := workflows.SubscriptionResult{ID: deref(created.GetId()), Expiration: *created.GetExpirationDateTime(), Requested: asked}
 	if err := a.Store.SaveSubscription(ctx, store.Subscription{ID: out.ID, ConnectionID: in.ConnectionID, ClientStateHash: hash[:], Resource: res, ExpiresAt: out.Expiration}); err != nil {
 		return workflows.SubscriptionResult{}, err
 	}
@@ -191,7 +192,8 @@ func (a *Activities) RenewSubscription(ctx context.Context, in workflows.RenewSu
 		return workflows.SubscriptionResult{}, err
 	}
 	sub := models.NewSubscription()
-	exp := a.now().Add(in.Lifetime)
+	asked := a.now()
+	exp := asked.Add(in.Lifetime)
 	sub.SetExpirationDateTime(&exp)
 	renewed, err := gc.Subscriptions().BySubscriptionId(in.SubscriptionID).Patch(ctx, sub, nil)
 	if err != nil {
@@ -201,7 +203,7 @@ func (a *Activities) RenewSubscription(ctx context.Context, in workflows.RenewSu
 		}
 		return workflows.SubscriptionResult{}, classifyGraph("renew subscription", err)
 	}
-	out := workflows.SubscriptionResult{ID: in.SubscriptionID, Expiration: *renewed.GetExpirationDateTime()}
+	out := workflows.SubscriptionResult{ID: in.SubscriptionID, Expiration: *renewed.GetExpirationDateTime(), Requested: asked}
 	if s, err := a.Store.GetSubscription(ctx, in.SubscriptionID); err == nil {
 		s.ExpiresAt = out.Expiration
 		if err := a.Store.SaveSubscription(ctx, s); err != nil {

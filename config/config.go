@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/url"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -259,10 +260,46 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// ValidateAPI checks what the API needs to begin consent.
+// ValidateAPI checks what the API needs to begin consent and to subscribe
+// connections to change notifications.
 func (c Config) ValidateAPI() error {
 	if strings.TrimSpace(c.ClientID) == "" {
 		return &Error{Var: "OUTLOOKD_CLIENT_ID", Expect: "the app registration's application (client) ID"}
+	}
+	return c.validateNotificationScheme()
+}
+
+// microsoftGraphHosts are the Graph hosts of Microsoft's clouds
+// (docs/graph.md#national-clouds).
+var microsoftGraphHosts = []string{"graph.microsoft.com", "graph.microsoft.us", "dod-graph.microsoft.us", "microsoftgraph.chinacloudapi.cn"}
+
+// isMicrosoftGraph says whether the Graph URL is one of Microsoft's own
+// hosts (not a simulator or a proxy).
+func (c Config) isMicrosoftGraph() bool {
+	if c.GraphURL == nil {
+		return false
+	}
+	return slices.Contains(microsoftGraphHosts, strings.TrimSuffix(strings.ToLower(c.GraphURL.Hostname()), "."))
+}
+
+// validateNotificationScheme refuses http notification URLs with
+// Microsoft's Graph, which posts only to https and refuses every
+// subscription otherwise (docs/graph.md#creating-a-subscription).
+func (c Config) validateNotificationScheme() error {
+	if !c.isMicrosoftGraph() {
+		return nil
+	}
+	changes, lifecycle := c.Notifications()
+	for _, raw := range []string{changes, lifecycle} {
+		if u, err := url.Parse(raw); raw == "" || err == nil && u.Scheme == "https" {
+			continue
+		}
+		name, from := "OUTLOOKD_NOTIFICATIONS_URL", ""
+		if c.NotificationsURL == "" {
+			name, from = "OUTLOOKD_PUBLIC_URL", " (set OUTLOOKD_PUBLIC_URL or OUTLOOKD_NOTIFICATIONS_URL to https)"
+		}
+		return &Error{Var: name, Expect: fmt.Sprintf(`an https notification URL, or OUTLOOKD_NOTIFICATIONS_URL=none to poll: Microsoft Graph (%s) only posts to https, got %q%s`,
+			c.GraphURL.Hostname(), raw, from)}
 	}
 	return nil
 }

@@ -149,3 +149,49 @@ func TestReadmeDocumentsEveryVariable(t *testing.T) {
 		}
 	}
 }
+
+// TestHTTPNotificationsRefusedWithMicrosoftGraph: Microsoft's Graph posts
+// only to https, so the API refuses to start with an http notification URL
+// when its Graph is one of Microsoft's hosts; a simulator may take http.
+func TestHTTPNotificationsRefusedWithMicrosoftGraph(t *testing.T) {
+	api := append(base, "OUTLOOKD_CLIENT_ID=00000000-0000-0000-0000-000000000001")
+	tests := []struct {
+		name    string
+		env     []string
+		wantVar string // empty: accepted
+	}{
+		{"defaults: http public URL, global Graph", nil, "OUTLOOKD_PUBLIC_URL"},
+		{"http notifications URL", []string{"OUTLOOKD_PUBLIC_URL=https://outlookd.example", "OUTLOOKD_NOTIFICATIONS_URL=http://hooks.example/v1/graph/notifications"}, "OUTLOOKD_NOTIFICATIONS_URL"},
+		{"US Government L4", []string{"OUTLOOKD_GRAPH_URL=https://graph.microsoft.us/v1.0"}, "OUTLOOKD_PUBLIC_URL"},
+		{"US Government L5", []string{"OUTLOOKD_GRAPH_URL=https://dod-graph.microsoft.us/v1.0"}, "OUTLOOKD_PUBLIC_URL"},
+		{"China", []string{"OUTLOOKD_GRAPH_URL=https://microsoftgraph.chinacloudapi.cn/v1.0"}, "OUTLOOKD_PUBLIC_URL"},
+		{"host in capitals", []string{"OUTLOOKD_GRAPH_URL=https://GRAPH.Microsoft.com/v1.0"}, "OUTLOOKD_PUBLIC_URL"},
+		{"https public URL", []string{"OUTLOOKD_PUBLIC_URL=https://outlookd.example"}, ""},
+		{"https notifications URL", []string{"OUTLOOKD_NOTIFICATIONS_URL=https://hooks.example/v1/graph/notifications"}, ""},
+		{"polling", []string{"OUTLOOKD_NOTIFICATIONS_URL=none"}, ""},
+		{"a simulator", []string{"OUTLOOKD_GRAPH_URL=http://127.0.0.1:8800/v1.0"}, ""},
+		{"a host that only looks like Microsoft's", []string{"OUTLOOKD_GRAPH_URL=https://graph.microsoft.com.example/v1.0"}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := LoadFrom(append(append([]string(nil), api...), tt.env...))
+			if err != nil {
+				t.Fatalf("LoadFrom: %v", err)
+			}
+			err = cfg.ValidateAPI()
+			if tt.wantVar == "" {
+				if err != nil {
+					t.Errorf("refused: %v", err)
+				}
+				return
+			}
+			var cerr *Error
+			if !errors.As(err, &cerr) || cerr.Var != tt.wantVar || !strings.Contains(err.Error(), "https") {
+				t.Errorf("error = %v, want one on %s asking for https", err, tt.wantVar)
+			}
+			if err != nil && strings.Contains(err.Error(), "\n") {
+				t.Errorf("error spans lines: %q", err)
+			}
+		})
+	}
+}

@@ -147,3 +147,76 @@ func BenchmarkNotifications(b *testing.B) {
 	b.ReportMetric(float64(got.Load())/el, "notifications/s")
 	_ = ctx
 }
+
+// BenchmarkNotificationBehindBacklog measures how long one new message
+// takes from injection to its notification while the endpoint has 600
+// redeliveries scheduled for later (it was out of reach when they were
+// first posted): new mail must not wait behind them.
+func BenchmarkNotificationBehindBacklog(b *testing.B) {
+	const backlog = 600
+	f := simtest.Start(b, graphsim.Options{Subscriptions: graphsim.SubscriptionOptions{
+		BatchWindow: time.Millisecond, RetryDelay: time.Hour, ThrottleDelay: time.Hour}})
+	ctx := context.Background()
+	var got atomic.Int64
+	recv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if tok := r.URL.Query().Get("validationToken"); tok != "" {
+			w.Header().Set("Content-Type", "text/plain")
+			io.WriteString(w, tok)
+			return
+		}
+		var body struct {
+			Value []json.RawMessage `json:"value"`
+		}
+		json.NewDecoder(r.Body).Decode(&body)
+		got.Add(int64(len(body.Value)))
+		w.WriteHeader(http.StatusAccepted)
+	})}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go recv.Serve(ln)
+	defer recv.Close()
+	notifyURL := "http://" + ln.Addr().String() + "/n"
+	tok := f.SignIn(b, "ada@contoso.example", "offline_access", "Mail.Read").AccessToken
+	body, _ := json.Marshal(map[string]any{"changeType": "created", "notificationUrl": notifyURL, "resource": "me/messages",
+		"expirationDateTime": f.Sim.Clock().Now().Add(48 * time.Hour).Format(time.RFC3339)})
+	req, _ := http.NewRequest("POST", f.Sim.GraphURL()+"/subscriptions", strings.NewReader(string(body)))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 201 {
+		b.Fatalf("subscribe: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	if err := f.Ctl.SetEndpointReachable(ctx, notifyURL, false); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := f.Sim.Generate("ada@contoso.example", graphsim.GenerateSpec{Count: backlog, Folders: []string{"inbox"}}); err != nil {
+		b.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if eps := f.Sim.Endpoints(); len(eps) == 1 && eps[0].Retrying == backlog {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("the backlog did not build: %+v", f.Sim.Endpoints())
+		}
+	}
+	if err := f.Ctl.SetEndpointReachable(ctx, notifyURL, true); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		if _, err := f.Sim.Generate("ada@contoso.example", graphsim.GenerateSpec{Count: 1, Folders: []string{"inbox"}}); err != nil {
+			b.Fatal(err)
+		}
+		for got.Load() < int64(i+1) {
+			time.Sleep(100 * time.Microsecond)
+		}
+	}
+	b.StopTimer()
+	if eps := f.Sim.Endpoints(); len(eps) != 1 || eps[0].Retrying != backlog {
+		b.Errorf("the backlog went out early: %+v", eps)
+	}
+}

@@ -2,6 +2,7 @@ package graphsim
 
 import (
 	"bytes"
+	"container/heap"
 	"context"
 	"encoding/json"
 	"errors"
@@ -26,6 +27,7 @@ type delivery struct {
 	// lastMissed limits missed events to one a second per subscription.
 	lastMissed map[string]time.Time
 
+	seq  uint64 // arrival order of notifications
 	wake chan struct{}
 	quit chan struct{}
 	wg   sync.WaitGroup
@@ -41,10 +43,15 @@ type NotificationFault struct {
 }
 
 // endpoint is one notification URL (lifecycle URLs are separate endpoints).
+// New notifications and redeliveries wait apart, each by due time: Graph
+// retries failed deliveries with workers of their own
+// (docs/graph.md#delivery-and-retries), so redeliveries scheduled for later
+// never hold back a new notification, and whatever is due goes out.
 type endpoint struct {
 	url       string
 	lifecycle bool
-	queue     []*pending
+	fresh     pendingHeap // new notifications
+	retries   pendingHeap // redeliveries
 	inflight  int
 	// The slow-answer statistics of the current window.
 	windowStart time.Time
@@ -64,8 +71,46 @@ type pending struct {
 	created  time.Time
 	due      time.Time
 	attempts int
+	seq      uint64 // arrival order, among notifications due together
 }
 
+// pendingHeap orders notifications by due time, then arrival
+// (container/heap).
+type pendingHeap []*pending
+
+func (h pendingHeap) Len() int { return len(h) }
+func (h pendingHeap) Less(i, j int) bool {
+	if !h[i].due.Equal(h[j].due) {
+		return h[i].due.Before(h[j].due)
+	}
+	return h[i].seq < h[j].seq
+}
+func (h pendingHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *pendingHeap) Push(x any)   { *h = append(*h, x.(*pending)) }
+func (h *pendingHeap) Pop() any {
+	old := *h
+	p := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return p
+}
+
+// takeDue moves what is due at now from the heap to batch, earliest first,
+// until batch holds limit notifications.
+func (h *pendingHeap) takeDue(batch []*pending, now time.Time, limit int) []*pending {
+	for len(batch) < limit && h.Len() > 0 && !(*h)[0].due.After(now) {
+		batch = append(batch, heap.Pop(h).(*pending))
+	}
+	return batch
+}
+
+// nextBatch takes the notifications due at now for one POST: new ones
+// first, then redeliveries, earliest first; nil when none is due.
+func (ep *endpoint) nextBatch(now time.Time, limit int) []*pending {
+	return ep.retries.takeDue(ep.fresh.takeDue(nil, now, limit), now, limit)
+}
+
+// maxInflightPerEndpoint caps the POSTs in flight to one URL.
 const maxInflightPerEndpoint = 4
 
 func newDelivery(s *Sim) *delivery {
@@ -222,13 +267,20 @@ func (d *delivery) enqueue(url string, lifecycle bool, item map[string]any, r su
 	if ep.mode == "throttled" {
 		due = now.Add(o.ThrottleDelay)
 	}
-	ep.queue = append(ep.queue, &pending{item: item, sub: r, created: now, due: due})
+	d.push(&ep.fresh, &pending{item: item, sub: r, created: now, due: due})
 	if !lifecycle && f.Duplicate > 0 && rand.Float64() < f.Duplicate {
-		ep.queue = append(ep.queue, &pending{item: item, sub: r, created: now, due: due})
+		d.push(&ep.fresh, &pending{item: item, sub: r, created: now, due: due})
 		d.s.stats.add("notifications.duplicated", 1)
 	}
 	d.mu.Unlock()
 	d.poke()
+}
+
+// push queues a new notification in its arrival order. Caller holds d.mu.
+func (d *delivery) push(h *pendingHeap, p *pending) {
+	d.seq++
+	p.seq = d.seq
+	heap.Push(h, p)
 }
 
 // missed reports dropped notifications with a missed lifecycle event
@@ -253,6 +305,9 @@ func (d *delivery) loop() {
 	defer d.wg.Done()
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
+	// due fires when the next waiting notification is due, between ticks.
+	due := time.NewTimer(time.Hour)
+	defer due.Stop()
 	lastScan := time.Time{}
 	for {
 		select {
@@ -260,12 +315,15 @@ func (d *delivery) loop() {
 			return
 		case <-d.wake:
 		case <-tick.C:
+		case <-due.C:
 		}
 		if time.Since(lastScan) > 200*time.Millisecond {
 			d.scanSubscriptions()
 			lastScan = time.Now()
 		}
-		d.dispatch()
+		if next := d.dispatch(); !next.IsZero() {
+			due.Reset(time.Until(next))
+		}
 	}
 }
 
@@ -287,23 +345,34 @@ func (d *delivery) scanSubscriptions() {
 	}
 }
 
-func (d *delivery) dispatch() {
+// dispatch posts every due notification, in batches, at most
+// maxInflightPerEndpoint POSTs to a URL at a time. It answers when the
+// next waiting notification of an endpoint with a free slot is due (zero:
+// none; a POST that ends pokes the loop).
+func (d *delivery) dispatch() (next time.Time) {
 	now := time.Now()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for _, ep := range d.endpoints {
-		for ep.inflight < maxInflightPerEndpoint && len(ep.queue) > 0 && !ep.queue[0].due.After(now) {
-			n := 0
-			for n < len(ep.queue) && n < d.s.opts.Subscriptions.BatchMax && !ep.queue[n].due.After(now) {
-				n++
+		for ep.inflight < maxInflightPerEndpoint {
+			batch := ep.nextBatch(now, d.s.opts.Subscriptions.BatchMax)
+			if len(batch) == 0 {
+				break
 			}
-			batch := ep.queue[:n:n]
-			ep.queue = ep.queue[n:]
 			ep.inflight++
 			d.wg.Add(1)
 			go d.post(ep, batch, d.down[ep.url])
 		}
+		if ep.inflight == maxInflightPerEndpoint {
+			continue
+		}
+		for _, h := range []pendingHeap{ep.fresh, ep.retries} {
+			if h.Len() > 0 && (next.IsZero() || h[0].due.Before(next)) {
+				next = h[0].due
+			}
+		}
 	}
+	return next
 }
 
 // post delivers one batch and books the outcome.
@@ -378,7 +447,7 @@ func (d *delivery) post(ep *endpoint, batch []*pending, unreachable bool) {
 				continue
 			}
 			p.due = now.Add(delay)
-			ep.queue = append(ep.queue, p)
+			heap.Push(&ep.retries, p)
 			d.s.stats.add(kind+".retried", 1)
 		}
 	}
@@ -415,10 +484,13 @@ func (d *delivery) setReachable(url string, reachable bool) {
 type EndpointState struct {
 	URL       string `json:"url"`
 	Lifecycle bool   `json:"lifecycle"`
-	Queued    int    `json:"queued"`
-	Total     int    `json:"total"`
-	Slow      int    `json:"slow"`
-	Mode      string `json:"mode"`
+	// Queued counts the notifications waiting, Retrying those of them
+	// waiting for a redelivery.
+	Queued   int    `json:"queued"`
+	Retrying int    `json:"retrying"`
+	Total    int    `json:"total"`
+	Slow     int    `json:"slow"`
+	Mode     string `json:"mode"`
 }
 
 func (d *delivery) states() []EndpointState {
@@ -426,7 +498,7 @@ func (d *delivery) states() []EndpointState {
 	defer d.mu.Unlock()
 	out := make([]EndpointState, 0, len(d.endpoints))
 	for _, ep := range d.endpoints {
-		out = append(out, EndpointState{URL: ep.url, Lifecycle: ep.lifecycle, Queued: len(ep.queue), Total: ep.total, Slow: ep.slow, Mode: ep.mode})
+		out = append(out, EndpointState{URL: ep.url, Lifecycle: ep.lifecycle, Queued: ep.fresh.Len() + ep.retries.Len(), Retrying: ep.retries.Len(), Total: ep.total, Slow: ep.slow, Mode: ep.mode})
 	}
 	return out
 }

@@ -58,13 +58,12 @@ type Options struct {
 
 // SubscriptionOptions shapes change notifications; the defaults are Graph's.
 type SubscriptionOptions struct {
-	// MaxLifetime of a mail subscription (observed 10,070 minutes, docs/graph.md#subscription-lifetime).
+	// MaxLifetime of a mail subscription: the documented 10,080 minutes
+	// (docs/graph.md#subscription-lifetime; a tenant was seen refusing more
+	// than 10,070, older pages say 4,230).
 	MaxLifetime time.Duration
 	// MinLifetime: shorter requests are raised to it (45 minutes).
 	MinLifetime time.Duration
-	// LifecycleURLRequiredAfter: a subscription living longer than this
-	// needs a lifecycleNotificationUrl (1 hour).
-	LifecycleURLRequiredAfter time.Duration
 	// PerMailbox caps active subscriptions per mailbox (1,000).
 	PerMailbox int
 	// ValidationTimeout is the handshake budget (10 s).
@@ -93,6 +92,12 @@ type SubscriptionOptions struct {
 	// ReauthWarning: reauthorizationRequired is sent this long before a
 	// subscription expires.
 	ReauthWarning time.Duration
+	// InsecureHTTPNotificationURLs accepts http:// notification and
+	// lifecycle URLs. Microsoft Graph refuses them (400 InvalidRequest,
+	// docs/graph.md#creating-a-subscription), so a subscription that works
+	// with this on fails at Microsoft. It exists for local receivers that
+	// cannot serve TLS (tests, make run); never turn it on otherwise.
+	InsecureHTTPNotificationURLs bool
 }
 
 func (o *SubscriptionOptions) defaults() {
@@ -101,9 +106,8 @@ func (o *SubscriptionOptions) defaults() {
 			*d = v
 		}
 	}
-	def(&o.MaxLifetime, 10070*time.Minute)
+	def(&o.MaxLifetime, 10080*time.Minute)
 	def(&o.MinLifetime, 45*time.Minute)
-	def(&o.LifecycleURLRequiredAfter, time.Hour)
 	def(&o.ValidationTimeout, 10*time.Second)
 	def(&o.DeliveryTimeout, 3*time.Second)
 	def(&o.SlowAfter, 2900*time.Millisecond)

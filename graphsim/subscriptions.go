@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -190,12 +191,12 @@ func (s *Sim) createSubscription(g *graphRequest) {
 		bad("ExtensionError", "Operation: Create; Exception: [Status Code: BadRequest; Reason: The resource '"+req.Resource+"' is not supported for subscriptions.]")
 		return
 	}
-	for _, u := range []string{req.NotificationURL, req.LifecycleNotificationURL} {
-		if u == "" {
+	for _, u := range []struct{ name, url string }{{"NotificationUrl", req.NotificationURL}, {"LifecycleNotificationUrl", req.LifecycleNotificationURL}} {
+		if u.url == "" {
 			continue
 		}
-		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "https" && pu.Scheme != "http") || pu.Host == "" {
-			bad("ValidationError", "The notification URL '"+u+"' is not a valid absolute URL.")
+		if code, msg := s.checkNotificationURL(u.name, u.url); code != "" {
+			bad(code, msg)
 			return
 		}
 	}
@@ -212,10 +213,9 @@ func (s *Sim) createSubscription(g *graphRequest) {
 		bad("ExtensionError", msg)
 		return
 	}
-	if req.LifecycleNotificationURL == "" && exp.After(now.Add(s.opts.Subscriptions.LifecycleURLRequiredAfter)) {
-		bad("ValidationError", fmt.Sprintf("lifecycleNotificationUrl is required when the expirationDateTime is more than %d minutes in the future.", int(s.opts.Subscriptions.LifecycleURLRequiredAfter/time.Minute)))
-		return
-	}
+	// A lifecycleNotificationUrl is optional for Outlook mail at any
+	// lifetime: Graph requires it only of Teams resources living over an
+	// hour (docs/graph.md#lifecycle-notifications).
 
 	// Resolve the mailbox and folder, and check the caller may watch it.
 	s.mu.RLock()
@@ -307,6 +307,20 @@ func (s *Sim) createSubscription(g *graphRequest) {
 	writeJSON(g.w, http.StatusCreated, body)
 }
 
+// checkNotificationURL refuses a URL Graph would not post to: not an
+// absolute URL, or not https (docs/graph.md#creating-a-subscription),
+// unless the simulator was told to accept http for local receivers.
+func (s *Sim) checkNotificationURL(name, raw string) (code, msg string) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		return "InvalidRequest", "Invalid notification url='" + raw + "'."
+	}
+	if u.Scheme == "http" && !s.opts.Subscriptions.InsecureHTTPNotificationURLs {
+		return "InvalidRequest", name + " scheme='http' is not supported."
+	}
+	return "", ""
+}
+
 // mayAccessForSubscription applies the permission rules of mail
 // subscriptions (docs/graph.md#creating-a-subscription): read access to the mailbox; delegated tokens
 // only on the signed-in user's own mailbox (.Shared is not supported). A
@@ -334,8 +348,9 @@ func (s *Sim) mayAccessForSubscription(p *principal, sub *Subscription) string {
 	return ""
 }
 
-// validateEndpoint runs the handshake: POST ?validationToken=..., expecting
-// 200 text/plain with the decoded token, within the budget.
+// validateEndpoint runs the handshake (docs/graph.md#validation-handshake):
+// POST ?validationToken=..., expecting 200 with Content-Type text/plain and
+// the decoded token as the body, within the budget (10 s).
 func (s *Sim) validateEndpoint(ctx context.Context, endpoint string) (code, msg string) {
 	token := "Validation: Testing client application reachability for subscription Request-Id: " + newGUID()
 	u, _ := url.Parse(endpoint)
@@ -356,6 +371,10 @@ func (s *Sim) validateEndpoint(ctx context.Context, endpoint string) (code, msg 
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	if resp.StatusCode != http.StatusOK {
+		return "ValidationError", "Subscription validation request failed. Notification endpoint must respond with 200 OK to validation request."
+	}
+	if mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type")); err != nil || mt != "text/plain" {
+		// Graph's text for this case is not reported; its generic one.
 		return "ValidationError", "Subscription validation request failed. Notification endpoint must respond with 200 OK to validation request."
 	}
 	if string(body) != token {

@@ -499,6 +499,7 @@ func (c *connection) subscribe(ctx workflow.Context) {
 	}
 	c.setSyncMode(ctx, SyncPush, "")
 	c.s.Sync.SubscriptionID, c.s.Sync.SubscriptionExpires = res.ID, res.Expiration
+	c.s.Sync.SubscriptionRenewAt = renewalTime(res, c.opts.RenewBefore)
 }
 
 // setSyncMode records push or polling, in the state and the SyncMode
@@ -538,6 +539,7 @@ func (c *connection) renew(ctx workflow.Context) {
 		return
 	}
 	c.s.Sync.SubscriptionExpires, c.s.Sync.LastRenewal = res.Expiration, workflow.Now(ctx)
+	c.s.Sync.SubscriptionRenewAt = renewalTime(res, c.opts.RenewBefore)
 }
 
 // localRoundTimeout bounds a live round run as a local activity; longer

@@ -31,8 +31,10 @@ type fakes struct {
 	subscribes atomic.Int32
 	renews     atomic.Int32
 	renewGone  atomic.Bool
-	events     []string
-	saga       []string
+	// grant, when set, is the lifetime Graph grants whatever is asked.
+	grant  time.Duration
+	events []string
+	saga   []string
 	// at holds the (workflow) times of sync, renew and subscribe calls.
 	at map[string][]time.Time
 	// duringSync, when set, runs inside the next delta round.
@@ -60,6 +62,14 @@ func (f *fakes) mark(name string, t time.Time) {
 		f.at = map[string][]time.Time{}
 	}
 	f.at[name] = append(f.at[name], t)
+}
+
+// granted is the lifetime Graph grants when asked for asked.
+func (f *fakes) granted(asked time.Duration) time.Duration {
+	if f.grant != 0 {
+		return f.grant
+	}
+	return asked
 }
 
 func newFakes() *fakes {
@@ -129,15 +139,17 @@ func (f *fakes) register(env *testsuite.TestWorkflowEnvironment) {
 	env.RegisterActivityWithOptions(func(ctx context.Context, in EnsureSubscriptionInput) (SubscriptionResult, error) {
 		f.subscribes.Add(1)
 		f.mark(ActivityEnsureSubscription, env.Now())
-		return SubscriptionResult{ID: "sub-" + time.Now().Format("150405.000000000"), Expiration: env.Now().Add(in.Lifetime)}, nil
+		return SubscriptionResult{ID: "sub-" + time.Now().Format("150405.000000000"), Expiration: env.Now().Add(f.granted(in.Lifetime)), Requested: env.Now()}, nil
 	}, activity.RegisterOptions{Name: ActivityEnsureSubscription})
 	env.RegisterActivityWithOptions(func(ctx context.Context, in RenewSubscriptionInput) (SubscriptionResult, error) {
-		f.renews.Add(1)
+		if f.renews.Add(1) > 1000 {
+			return SubscriptionResult{}, errors.New("renewed a thousand times")
+		}
 		f.mark(ActivityRenewSubscription, env.Now())
 		if f.renewGone.Load() {
 			return SubscriptionResult{Gone: true}, nil
 		}
-		return SubscriptionResult{ID: in.SubscriptionID, Expiration: env.Now().Add(in.Lifetime)}, nil
+		return SubscriptionResult{ID: in.SubscriptionID, Expiration: env.Now().Add(f.granted(in.Lifetime)), Requested: env.Now()}, nil
 	}, activity.RegisterOptions{Name: ActivityRenewSubscription})
 	env.RegisterActivityWithOptions(func(ctx context.Context, in ConnectionRef) error {
 		f.mu.Lock()

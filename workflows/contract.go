@@ -197,7 +197,8 @@ type Options struct {
 	// (default 4230 minutes).
 	SubscriptionLifetime time.Duration `json:"subscriptionLifetime,omitempty"`
 	// RenewBefore renews a subscription this long before it expires
-	// (default 24 hours, at most half the lifetime).
+	// (default 24 hours, at most half the lifetime asked, and at most half
+	// the lifetime Graph granted: see renewalTime).
 	RenewBefore time.Duration `json:"renewBefore,omitempty"`
 	// ReconcileEvery runs a delta round without notifications (6 hours).
 	ReconcileEvery time.Duration `json:"reconcileEvery,omitempty"`
@@ -333,6 +334,9 @@ type SyncState struct {
 	Backoff     Backoff   `json:"backoff"`
 	Subscribe   Backoff   `json:"subscribeBackoff"`
 	LastRenewal time.Time `json:"lastRenewal,omitempty"`
+	// SubscriptionRenewAt is when the subscription is next renewed, from
+	// the lifetime Graph granted (zero: RenewBefore ahead of expiry).
+	SubscriptionRenewAt time.Time `json:"subscriptionRenewAt,omitempty"`
 }
 
 // ConnectionState is the whole state of a connection: Vault paths and
@@ -610,6 +614,11 @@ type EnsureSubscriptionInput struct {
 type SubscriptionResult struct {
 	ID         string    `json:"id,omitempty"`
 	Expiration time.Time `json:"expiration,omitempty"`
+	// Requested is when the expiration was asked for, on the activity's
+	// clock: Expiration less Requested is the lifetime Graph granted, which
+	// may differ from the one asked (docs/graph.md#subscription-lifetime).
+	// Results recorded before it existed leave it zero.
+	Requested time.Time `json:"requested,omitempty"`
 	// PollReason is set when Graph refused the subscription.
 	PollReason string `json:"pollReason,omitempty"`
 	// Gone: the subscription no longer exists at Graph.

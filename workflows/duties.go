@@ -84,11 +84,30 @@ func (c *connection) renewDue(ctx workflow.Context) (time.Time, bool) {
 	if !c.live() || c.s.Sync.Mode != SyncPush || c.s.Pending.Resubscribe {
 		return time.Time{}, false
 	}
-	at := c.s.Sync.SubscriptionExpires.Add(-c.opts.RenewBefore)
+	at := c.s.Sync.SubscriptionRenewAt
+	if at.IsZero() {
+		at = c.s.Sync.SubscriptionExpires.Add(-c.opts.RenewBefore)
+	}
 	if c.s.Pending.Renew {
 		at = time.Time{}
 	}
 	return c.s.Sync.Subscribe.later(at), true
+}
+
+// renewalTime is when a subscription Graph granted until res.Expiration is
+// renewed: RenewBefore ahead of its expiry, but never more than half the
+// lifetime Graph granted ahead, so that a grant shorter than asked (or than
+// RenewBefore) is renewed halfway through rather than at once and again,
+// and never after it expires (docs/graph.md#renewing-and-deleting). A
+// result that does not say when it was asked (recorded before Requested
+// existed) gives zero: renewDue then keeps to RenewBefore alone, as the
+// workflows did when that result was recorded.
+func renewalTime(res SubscriptionResult, renewBefore time.Duration) time.Time {
+	if res.Requested.IsZero() {
+		return time.Time{}
+	}
+	granted := max(res.Expiration.Sub(res.Requested), 0)
+	return res.Expiration.Add(-min(renewBefore, granted/2))
 }
 
 func (c *connection) syncDue(ctx workflow.Context) (time.Time, bool) {

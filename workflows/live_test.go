@@ -275,3 +275,57 @@ func TestLiveRoundLocalReauth(t *testing.T) {
 	endWith(env, time.Hour, func() {})
 	env.ExecuteWorkflow(Connection, input())
 }
+
+// TestRenewalFollowsGrantedLifetime: Graph may grant another lifetime than
+// asked (a shorter limit, or the 45-minute minimum): the renewal is timed
+// from the expiration Graph returned, halfway through a grant shorter than
+// twice RenewBefore, and always before the subscription expires.
+func TestRenewalFollowsGrantedLifetime(t *testing.T) {
+	tests := []struct {
+		name       string
+		asked      time.Duration
+		grant      time.Duration
+		wantPeriod time.Duration // between a subscription and its renewals
+	}{
+		{"granted less than asked", 48 * time.Hour, 2 * time.Hour, time.Hour},
+		{"granted far less than RenewBefore", 4230 * time.Minute, 45 * time.Minute, 45 * time.Minute / 2},
+		{"raised to the minimum", 30 * time.Minute, 45 * time.Minute, 30 * time.Minute},
+		{"granted as asked", 48 * time.Hour, 0, 24 * time.Hour},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env, f := newEnv(t)
+			f.grant = tt.grant
+			in := input()
+			in.Options.SubscriptionLifetime = tt.asked
+			env.RegisterDelayedCallback(func() { update(t, env, UpdateConsent, ConsentInput{Ref: "ref-0123456789"}, nil) }, time.Minute)
+			const span = 3 * 24 * time.Hour
+			endWith(env, span, func() {
+				if st := query(t, env); st.Sync.Mode != SyncPush || !st.Sync.SubscriptionExpires.After(env.Now()) {
+					t.Errorf("after %s: %+v", span, st.Sync)
+				}
+			})
+			env.ExecuteWorkflow(Connection, in)
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			subscribed, renewed := f.at[ActivityEnsureSubscription], f.at[ActivityRenewSubscription]
+			if len(subscribed) != 1 || len(renewed) == 0 {
+				t.Fatalf("%d subscriptions, %d renewals", len(subscribed), len(renewed))
+			}
+			granted := tt.grant
+			if granted == 0 {
+				granted = tt.asked
+			}
+			if want := int((span - subscribed[0].Sub(env.Now().Add(-span))) / tt.wantPeriod); len(renewed) < want-1 || len(renewed) > want+1 {
+				t.Errorf("%d renewals in %s, want about %d", len(renewed), span, want)
+			}
+			last := subscribed[0]
+			for i, at := range renewed {
+				if gap := at.Sub(last); gap < tt.wantPeriod-time.Minute || gap > tt.wantPeriod+time.Minute || gap >= granted {
+					t.Errorf("renewal %d came %s after the last grant of %s, want %s", i, gap, granted, tt.wantPeriod)
+				}
+				last = at
+			}
+		})
+	}
+}

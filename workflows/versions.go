@@ -9,4 +9,10 @@ package workflows
 //
 // Change IDs in use: none. The histories in testdata/ were recorded by
 // this version of the workflows.
+//
+// A change driven by a new field of an activity's result needs no change
+// ID when the field's absence keeps the old behaviour: results recorded
+// before it replay as they ran. So it is with the renewal time taken from
+// the lifetime Graph granted (SubscriptionResult.Requested, renewalTime).
+
 var changeIDs = []string{}

@@ -46,6 +46,8 @@ func TestBadConfigurationExitsWithOneClearLine(t *testing.T) {
 		{"serve", []string{"VAULT_TOKEN=x", "TEMPORAL_ADDRESS=nohost"}, "outlookd: config: TEMPORAL_ADDRESS: expected host:port"},
 		{"serve", []string{"VAULT_TOKEN=x", "OUTLOOKD_LOG_LEVEL=chatty"}, "outlookd: config: OUTLOOKD_LOG_LEVEL: expected one of debug, info, warn, error"},
 		{"serve", nil, "outlookd: config: VAULT_TOKEN: expected a Vault token, or OUTLOOKD_VAULT_ROLE_ID"},
+		{"serve", []string{"VAULT_TOKEN=x", "OUTLOOKD_CLIENT_ID=x", "OUTLOOKD_PUBLIC_URL=http://outlookd.example"},
+			"outlookd: config: OUTLOOKD_PUBLIC_URL: expected an https notification URL, or OUTLOOKD_NOTIFICATIONS_URL=none to poll: Microsoft Graph (graph.microsoft.com) only posts to https"},
 		{"migrate", []string{"DATABASE_URL=mysql://db"}, "outlookd: config: DATABASE_URL: expected a postgres:// URL"},
 	}
 	for _, tt := range tests {

@@ -43,6 +43,8 @@ func TestReadyzFollowsDependencies(t *testing.T) {
 		"OUTLOOKD_VAULT_SECRET_ID_FILE=" + v.SecretIDFile,
 		"OUTLOOKD_READY_TIMEOUT=1s",
 		"OUTLOOKD_CLIENT_ID=00000000-0000-0000-0000-000000000001",
+		// Microsoft's Graph with the default http public URL: poll.
+		"OUTLOOKD_NOTIFICATIONS_URL=none",
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -28,6 +28,7 @@ func simulate(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	atLife := fs.Duration("access-token-lifetime", 0, "lifetime of access tokens (default: 60-90 min, as Entra)")
 	deltaAge := fs.Duration("delta-token-max-age", 0, "age at which delta tokens answer 410 SyncStateNotFound (default 720h)")
 	infoFile := fs.String("info-file", "", "also write the demo details as JSON to this file")
+	insecureHTTP := fs.Bool("insecure-http-notifications", false, "accept http:// notification URLs, which Microsoft Graph refuses (only for local receivers without TLS)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -36,6 +37,7 @@ func simulate(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usageError{fmt.Errorf("bad seed %q", *seed)}
 	}
 	opts := graphsim.Options{DeltaTokenMaxAge: *deltaAge}
+	opts.Subscriptions.InsecureHTTPNotificationURLs = *insecureHTTP
 	if *atLife > 0 {
 		life := *atLife
 		opts.AccessTokenLifetime = func() time.Duration { return life }
@@ -63,6 +65,9 @@ func simulate(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer sim.Close()
 
+	if *insecureHTTP {
+		fmt.Fprintln(stderr, "graphsim: WARNING: --insecure-http-notifications: subscriptions accept http:// notification URLs, which Microsoft Graph refuses; what works here with http will not work at Microsoft")
+	}
 	fmt.Fprintf(stdout, "graphsim listening at %s\n", sim.URL())
 	fmt.Fprintf(stdout, "  authority (instead of https://login.microsoftonline.com): %s\n", sim.AuthorityURL())
 	fmt.Fprintf(stdout, "  Graph (instead of https://graph.microsoft.com/v1.0):     %s\n", sim.GraphURL())

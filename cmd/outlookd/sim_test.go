@@ -1,20 +1,25 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/oauth2"
+
+	"github.com/outlookd/outlookd/graphsim/simtest"
 )
 
 // TestSimStandaloneDemo runs `outlookd sim --seed demo --tls` and uses the
@@ -90,5 +95,95 @@ func TestSimStandaloneDemo(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || inbox.Total == 0 {
 		t.Errorf("demo inbox: %d %+v", resp.StatusCode, inbox)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for a writer and a reader.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestSimInsecureHTTPNotifications: `outlookd sim` refuses http://
+// notification URLs as Microsoft does; --insecure-http-notifications
+// accepts them and warns on stderr at start.
+func TestSimInsecureHTTPNotifications(t *testing.T) {
+	for _, insecure := range []bool{false, true} {
+		t.Run(fmt.Sprintf("insecure=%v", insecure), func(t *testing.T) {
+			infoFile := filepath.Join(t.TempDir(), "demo.json")
+			args := []string{"--addr", "127.0.0.1:0", "--seed", "demo", "--messages", "1", "--auto-consent",
+				"--redirect-uri", simtest.RedirectURI, "--info-file", infoFile}
+			if insecure {
+				args = append(args, "--insecure-http-notifications")
+			}
+			var stderr lockedBuffer
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- simulate(ctx, args, io.Discard, &stderr) }()
+			t.Cleanup(func() {
+				cancel()
+				if err := <-done; err != nil {
+					t.Error(err)
+				}
+			})
+			var demo struct {
+				URL          string   `json:"url"`
+				ClientID     string   `json:"clientId"`
+				ClientSecret string   `json:"clientSecret"`
+				Users        []string `json:"users"`
+			}
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+				if b, err := os.ReadFile(infoFile); err == nil && json.Unmarshal(b, &demo) == nil {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("no demo info")
+				}
+			}
+			if warned := strings.Contains(stderr.String(), "WARNING: --insecure-http-notifications"); warned != insecure {
+				t.Errorf("stderr = %q (warning wanted: %v)", stderr.String(), insecure)
+			}
+			cfg := &oauth2.Config{ClientID: demo.ClientID, ClientSecret: demo.ClientSecret, RedirectURL: simtest.RedirectURI,
+				Scopes:   []string{"offline_access", "Mail.Read"},
+				Endpoint: oauth2.Endpoint{AuthURL: demo.URL + "/common/oauth2/v2.0/authorize", TokenURL: demo.URL + "/common/oauth2/v2.0/token"}}
+			q := simtest.Authorize(t, cfg.AuthCodeURL("s", oauth2.SetAuthURLParam("login_hint", demo.Users[0])))
+			tok, err := cfg.Exchange(ctx, q.Get("code"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			rc := simtest.NewReceiver(t) // plain http on loopback
+			body, _ := json.Marshal(map[string]any{"changeType": "created", "notificationUrl": rc.URL, "resource": "me/messages",
+				"expirationDateTime": time.Now().Add(time.Hour).Format(time.RFC3339)})
+			req, _ := http.NewRequest("POST", demo.URL+"/v1.0/subscriptions", bytes.NewReader(body))
+			req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var answer struct {
+				Error struct{ Code, Message string } `json:"error"`
+			}
+			_ = json.NewDecoder(resp.Body).Decode(&answer)
+			resp.Body.Close()
+			switch {
+			case insecure && resp.StatusCode != http.StatusCreated:
+				t.Errorf("with the flag: %d %+v", resp.StatusCode, answer.Error)
+			case !insecure && (resp.StatusCode != http.StatusBadRequest || answer.Error.Code != "InvalidRequest" || !strings.Contains(answer.Error.Message, "scheme='http' is not supported")):
+				t.Errorf("without the flag: %d %+v", resp.StatusCode, answer.Error)
+			}
+		})
 	}
 }

@@ -121,8 +121,10 @@ func newWorldEnv(ctx context.Context, name string, split bool, extraEnv []string
 	simAddr, apiAddr := freeAddr(), freeAddr()
 	w.simURL, w.apiURL = "http://"+simAddr, "http://"+apiAddr
 	info := filepath.Join(w.dir, "demo.json")
+	// outlookd's receiver listens on plain http: graphsim must be told to
+	// accept that, as Microsoft never would.
 	args := append([]string{"sim", "--seed", "demo", "--auto-consent", "--addr", simAddr, "--messages", "40",
-		"--redirect-uri", w.apiURL + "/v1/oauth/callback", "--info-file", info}, simFlags...)
+		"--redirect-uri", w.apiURL + "/v1/oauth/callback", "--info-file", info, "--insecure-http-notifications"}, simFlags...)
 	if err := w.start("graphsim", nil, args...); err != nil {
 		return w, err
 	}

@@ -22,6 +22,7 @@ type Receiver struct {
 	fail      int           // answer 500 to this many more posts
 	delay     time.Duration // wait this long before answering
 	badEcho   bool          // answer the handshake with the wrong body
+	echoType  string        // the handshake answer's Content-Type (default text/plain)
 	handshake int           // validation requests seen
 	arrived   chan struct{}
 }
@@ -40,10 +41,13 @@ func (rc *Receiver) serve(w http.ResponseWriter, r *http.Request) {
 	if tok := r.URL.Query().Get("validationToken"); tok != "" {
 		rc.mu.Lock()
 		rc.handshake++
-		bad, delay := rc.badEcho, rc.delay
+		bad, delay, ct := rc.badEcho, rc.delay, rc.echoType
 		rc.mu.Unlock()
 		time.Sleep(delay)
-		w.Header().Set("Content-Type", "text/plain")
+		if ct == "" {
+			ct = "text/plain"
+		}
+		w.Header().Set("Content-Type", ct)
 		if bad {
 			tok = "not the token"
 		}
@@ -84,6 +88,9 @@ func (rc *Receiver) SetDelay(d time.Duration) { rc.mu.Lock(); rc.delay = d; rc.m
 
 // SetBadEcho makes the handshake answer with the wrong body.
 func (rc *Receiver) SetBadEcho(bad bool) { rc.mu.Lock(); rc.badEcho = bad; rc.mu.Unlock() }
+
+// SetEchoType sets the Content-Type of the handshake answer ("": text/plain).
+func (rc *Receiver) SetEchoType(ct string) { rc.mu.Lock(); rc.echoType = ct; rc.mu.Unlock() }
 
 // Items returns what was received (accepted posts only).
 func (rc *Receiver) Items() []map[string]any {

@@ -33,7 +33,18 @@ type Tenant struct {
 }
 
 // Start starts the simulator and creates the tenant; it stops with the test.
+// Test receivers (NewReceiver) listen on plain http on loopback, so Start
+// turns on Options.Subscriptions.InsecureHTTPNotificationURLs: Microsoft
+// refuses http notification URLs. StartStrict keeps the options as given.
 func Start(t testing.TB, opts graphsim.Options) *Tenant {
+	t.Helper()
+	opts.Subscriptions.InsecureHTTPNotificationURLs = true
+	return StartStrict(t, opts)
+}
+
+// StartStrict is Start with the options exactly as given: notification URLs
+// must be https unless the options say otherwise, as at Microsoft.
+func StartStrict(t testing.TB, opts graphsim.Options) *Tenant {
 	t.Helper()
 	sim, err := graphsim.New(opts)
 	if err != nil {
