@@ -100,38 +100,8 @@ func BenchmarkGenerate(b *testing.B) {
 func BenchmarkNotifications(b *testing.B) {
 	f := simtest.Start(b, graphsim.Options{})
 	ctx := context.Background()
-	var got atomic.Int64
-	recv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if tok := r.URL.Query().Get("validationToken"); tok != "" {
-			w.Header().Set("Content-Type", "text/plain")
-			io.WriteString(w, tok)
-			return
-		}
-		var body struct {
-			Value []json.RawMessage `json:"value"`
-		}
-		json.NewDecoder(r.Body).Decode(&body)
-		got.Add(int64(len(body.Value)))
-		w.WriteHeader(http.StatusAccepted)
-	})}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	go recv.Serve(ln)
-	defer recv.Close()
-	tok := f.SignIn(b, "ada@contoso.example", "offline_access", "Mail.Read").AccessToken
-	body, _ := json.Marshal(map[string]any{"changeType": "created,updated,deleted", "notificationUrl": "http://" + ln.Addr().String() + "/n",
-		"lifecycleNotificationUrl": "http://" + ln.Addr().String() + "/l", "resource": "me/messages",
-		"expirationDateTime": f.Sim.Clock().Now().Add(48 * time.Hour).Format(time.RFC3339)})
-	req, _ := http.NewRequest("POST", f.Sim.GraphURL()+"/subscriptions", strings.NewReader(string(body)))
-	req.Header.Set("Authorization", "Bearer "+tok)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil || resp.StatusCode != 201 {
-		b.Fatalf("subscribe: %v %v", resp, err)
-	}
-	resp.Body.Close()
+	base, got := countingReceiver(b)
+	subscribeAda(b, f, map[string]any{"changeType": "created,updated,deleted", "notificationUrl": base + "/n", "lifecycleNotificationUrl": base + "/l"})
 	const per = 1000
 	b.ResetTimer()
 	start := time.Now()
@@ -157,38 +127,9 @@ func BenchmarkNotificationBehindBacklog(b *testing.B) {
 	f := simtest.Start(b, graphsim.Options{Subscriptions: graphsim.SubscriptionOptions{
 		BatchWindow: time.Millisecond, RetryDelay: time.Hour, ThrottleDelay: time.Hour}})
 	ctx := context.Background()
-	var got atomic.Int64
-	recv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if tok := r.URL.Query().Get("validationToken"); tok != "" {
-			w.Header().Set("Content-Type", "text/plain")
-			io.WriteString(w, tok)
-			return
-		}
-		var body struct {
-			Value []json.RawMessage `json:"value"`
-		}
-		json.NewDecoder(r.Body).Decode(&body)
-		got.Add(int64(len(body.Value)))
-		w.WriteHeader(http.StatusAccepted)
-	})}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	go recv.Serve(ln)
-	defer recv.Close()
-	notifyURL := "http://" + ln.Addr().String() + "/n"
-	tok := f.SignIn(b, "ada@contoso.example", "offline_access", "Mail.Read").AccessToken
-	body, _ := json.Marshal(map[string]any{"changeType": "created", "notificationUrl": notifyURL, "resource": "me/messages",
-		"expirationDateTime": f.Sim.Clock().Now().Add(48 * time.Hour).Format(time.RFC3339)})
-	req, _ := http.NewRequest("POST", f.Sim.GraphURL()+"/subscriptions", strings.NewReader(string(body)))
-	req.Header.Set("Authorization", "Bearer "+tok)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil || resp.StatusCode != 201 {
-		b.Fatalf("subscribe: %v %v", resp, err)
-	}
-	resp.Body.Close()
+	base, got := countingReceiver(b)
+	notifyURL := base + "/n"
+	subscribeAda(b, f, map[string]any{"changeType": "created", "notificationUrl": notifyURL})
 	if err := f.Ctl.SetEndpointReachable(ctx, notifyURL, false); err != nil {
 		b.Fatal(err)
 	}
@@ -219,4 +160,47 @@ func BenchmarkNotificationBehindBacklog(b *testing.B) {
 	if eps := f.Sim.Endpoints(); len(eps) != 1 || eps[0].Retrying != backlog {
 		b.Errorf("the backlog went out early: %+v", eps)
 	}
+}
+
+// countingReceiver serves a fast notification endpoint on loopback that
+// counts the notifications it receives; it stops with the benchmark.
+func countingReceiver(b *testing.B) (base string, got *atomic.Int64) {
+	got = new(atomic.Int64)
+	recv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if tok := r.URL.Query().Get("validationToken"); tok != "" {
+			w.Header().Set("Content-Type", "text/plain")
+			io.WriteString(w, tok)
+			return
+		}
+		var body struct {
+			Value []json.RawMessage `json:"value"`
+		}
+		json.NewDecoder(r.Body).Decode(&body)
+		got.Add(int64(len(body.Value)))
+		w.WriteHeader(http.StatusAccepted)
+	})}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go recv.Serve(ln)
+	b.Cleanup(func() { recv.Close() })
+	return "http://" + ln.Addr().String(), got
+}
+
+// subscribeAda subscribes to Ada's mailbox with the given subscription
+// fields, for two days.
+func subscribeAda(b *testing.B, f *simtest.Tenant, fields map[string]any) {
+	tok := f.SignIn(b, "ada@contoso.example", "offline_access", "Mail.Read").AccessToken
+	fields["resource"] = "me/messages"
+	fields["expirationDateTime"] = f.Sim.Clock().Now().Add(48 * time.Hour).Format(time.RFC3339)
+	body, _ := json.Marshal(fields)
+	req, _ := http.NewRequest("POST", f.Sim.GraphURL()+"/subscriptions", strings.NewReader(string(body)))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 201 {
+		b.Fatalf("subscribe: %v %v", resp, err)
+	}
+	resp.Body.Close()
 }

@@ -120,11 +120,8 @@ func (s *Sim) serveMailbox(g *graphRequest) {
 	if !ok {
 		return
 	}
-	release, th := s.throttle.acquire(g.p.appID, g.target.ID)
-	if th != nil {
-		s.stats.throttled(g.class)
-		g.w.Header().Set("Retry-After", strconv.Itoa(int(th.retryAfter.Seconds())))
-		graphError(g.w, g.r, http.StatusTooManyRequests, "ApplicationThrottled", th.reason)
+	release, ok := s.acquireMailbox(g)
+	if !ok {
 		return
 	}
 	defer release()

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -200,11 +199,8 @@ func (s *Sim) serveMailboxSettings(g *graphRequest) {
 		return
 	}
 	// Mailbox settings live in Exchange: Outlook's per-mailbox limits apply.
-	release, th := s.throttle.acquire(g.p.appID, g.target.ID)
-	if th != nil {
-		s.stats.throttled(g.class)
-		g.w.Header().Set("Retry-After", strconv.Itoa(int(th.retryAfter.Seconds())))
-		graphError(g.w, g.r, http.StatusTooManyRequests, "ApplicationThrottled", th.reason)
+	release, ok := s.acquireMailbox(g)
+	if !ok {
 		return
 	}
 	defer release()

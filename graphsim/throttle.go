@@ -190,3 +190,17 @@ func (s *Sim) directoryThrottled(g *graphRequest, list bool) bool {
 	graphError(g.w, g.r, http.StatusTooManyRequests, "TooManyRequests", "Please retry again later.")
 	return true
 }
+
+// acquireMailbox takes one of the addressed mailbox's places for the
+// caller's app, or answers 429 ApplicationThrottled with Retry-After and
+// reports false (docs/graph.md#throttling).
+func (s *Sim) acquireMailbox(g *graphRequest) (release func(), ok bool) {
+	release, th := s.throttle.acquire(g.p.appID, g.target.ID)
+	if th != nil {
+		s.stats.throttled(g.class)
+		g.w.Header().Set("Retry-After", strconv.Itoa(int(th.retryAfter.Seconds())))
+		graphError(g.w, g.r, http.StatusTooManyRequests, "ApplicationThrottled", th.reason)
+		return nil, false
+	}
+	return release, true
+}

@@ -1,13 +1,11 @@
 package main
 
 import (
-	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/json"
 	"io"
 	"math/big"
 	"net/http"
@@ -29,32 +27,10 @@ import (
 // (docs/graph.md#private-authorities-and-msal).
 func TestSimStandaloneMSAL(t *testing.T) {
 	dir := t.TempDir()
-	caFile, infoFile := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "demo.json")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- simulate(ctx, []string{"--addr", "127.0.0.1:0", "--tls", "--ca-file", caFile, "--seed", "demo",
-			"--messages", "5", "--auto-consent", "--redirect-uri", "http://127.0.0.1:9/cb", "--info-file", infoFile}, io.Discard, io.Discard)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	})
-	var demo struct {
-		graphsim.Demo
-		URL string `json:"url"`
-	}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		b, err := os.ReadFile(infoFile)
-		if err == nil && json.Unmarshal(b, &demo) == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no demo info: %v", err)
-		}
-	}
+	caFile := filepath.Join(dir, "ca.pem")
+	demo := runSim(t, io.Discard, "--addr", "127.0.0.1:0", "--tls", "--ca-file", caFile, "--seed", "demo",
+		"--messages", "5", "--auto-consent", "--redirect-uri", "http://127.0.0.1:9/cb")
+	ctx := t.Context()
 	pem, err := os.ReadFile(caFile)
 	if err != nil {
 		t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/oauth2"
 
+	"github.com/outlookd/outlookd/graphsim"
 	"github.com/outlookd/outlookd/graphsim/simtest"
 )
 
@@ -26,36 +27,10 @@ import (
 // demo tenant over HTTPS with the CA it wrote, as a person would.
 func TestSimStandaloneDemo(t *testing.T) {
 	dir := t.TempDir()
-	caFile, infoFile := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "demo.json")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- simulate(ctx, []string{"--addr", "127.0.0.1:0", "--tls", "--ca-file", caFile, "--seed", "demo",
-			"--messages", "50", "--auto-consent", "--redirect-uri", "http://127.0.0.1:9/cb", "--info-file", infoFile}, io.Discard, io.Discard)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	})
-	var demo struct {
-		URL          string   `json:"url"`
-		ClientID     string   `json:"clientId"`
-		ClientSecret string   `json:"clientSecret"`
-		Users        []string `json:"users"`
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		b, err := os.ReadFile(infoFile)
-		if err == nil && json.Unmarshal(b, &demo) == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no demo info: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	caFile := filepath.Join(dir, "ca.pem")
+	demo := runSim(t, io.Discard, "--addr", "127.0.0.1:0", "--tls", "--ca-file", caFile, "--seed", "demo",
+		"--messages", "50", "--auto-consent", "--redirect-uri", "http://127.0.0.1:9/cb")
+	ctx := t.Context()
 	if !strings.HasPrefix(demo.URL, "https://") {
 		t.Fatalf("URL %q is not https", demo.URL)
 	}
@@ -122,36 +97,14 @@ func (l *lockedBuffer) String() string {
 func TestSimInsecureHTTPNotifications(t *testing.T) {
 	for _, insecure := range []bool{false, true} {
 		t.Run(fmt.Sprintf("insecure=%v", insecure), func(t *testing.T) {
-			infoFile := filepath.Join(t.TempDir(), "demo.json")
 			args := []string{"--addr", "127.0.0.1:0", "--seed", "demo", "--messages", "1", "--auto-consent",
-				"--redirect-uri", simtest.RedirectURI, "--info-file", infoFile}
+				"--redirect-uri", simtest.RedirectURI}
 			if insecure {
 				args = append(args, "--insecure-http-notifications")
 			}
 			var stderr lockedBuffer
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- simulate(ctx, args, io.Discard, &stderr) }()
-			t.Cleanup(func() {
-				cancel()
-				if err := <-done; err != nil {
-					t.Error(err)
-				}
-			})
-			var demo struct {
-				URL          string   `json:"url"`
-				ClientID     string   `json:"clientId"`
-				ClientSecret string   `json:"clientSecret"`
-				Users        []string `json:"users"`
-			}
-			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-				if b, err := os.ReadFile(infoFile); err == nil && json.Unmarshal(b, &demo) == nil {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatal("no demo info")
-				}
-			}
+			demo := runSim(t, &stderr, args...)
+			ctx := t.Context()
 			if warned := strings.Contains(stderr.String(), "WARNING: --insecure-http-notifications"); warned != insecure {
 				t.Errorf("stderr = %q (warning wanted: %v)", stderr.String(), insecure)
 			}
@@ -185,5 +138,37 @@ func TestSimInsecureHTTPNotifications(t *testing.T) {
 				t.Errorf("without the flag: %d %+v", resp.StatusCode, answer.Error)
 			}
 		})
+	}
+}
+
+// simInfo is what `outlookd sim --info-file` writes.
+type simInfo struct {
+	graphsim.Demo
+	URL string `json:"url"`
+}
+
+// runSim runs `outlookd sim` with args until the test ends, and returns
+// what it wrote to its info file once it is serving.
+func runSim(t *testing.T, stderr io.Writer, args ...string) simInfo {
+	t.Helper()
+	infoFile := filepath.Join(t.TempDir(), "sim.json")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- simulate(ctx, append(args, "--info-file", infoFile), io.Discard, stderr) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	var info simInfo
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		b, err := os.ReadFile(infoFile)
+		if err == nil && json.Unmarshal(b, &info) == nil {
+			return info
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no sim info: %v", err)
+		}
 	}
 }
