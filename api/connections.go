@@ -290,7 +290,7 @@ func (s *server) createConnection(c *gin.Context) {
 	out := s.present(c, row)
 	out.AuthorizeURL = created.AuthorizeURL
 	c.Header("Location", "/v1/connections/"+row.ID)
-	c.JSON(http.StatusCreated, out)
+	c.PureJSON(http.StatusCreated, out)
 }
 
 func capitalize(s string) string {
@@ -462,7 +462,7 @@ func (s *server) getConnection(c *gin.Context) {
 	if !ok {
 		return
 	}
-	c.JSON(http.StatusOK, s.present(c, row))
+	c.PureJSON(http.StatusOK, s.present(c, row))
 }
 
 func (s *server) listConnections(c *gin.Context) {
@@ -497,7 +497,7 @@ func (s *server) listConnections(c *gin.Context) {
 		page.NextCursor = rows[limit-1].ID
 	}
 	page.Data = append(page.Data, s.presentAll(c, rows)...)
-	c.JSON(http.StatusOK, page)
+	c.PureJSON(http.StatusOK, page)
 }
 
 // cursorConnection checks a connection list cursor: it is the ID of the
@@ -599,7 +599,7 @@ func (s *server) reauthorize(c *gin.Context) {
 	}
 	out := s.present(c, row)
 	out.AuthorizeURL = authURL
-	c.JSON(http.StatusOK, out)
+	c.PureJSON(http.StatusOK, out)
 }
 
 func (s *server) resync(c *gin.Context) {
@@ -617,7 +617,7 @@ func (s *server) resync(c *gin.Context) {
 	if !ok {
 		return
 	}
-	c.JSON(http.StatusAccepted, s.presentStatus(c, row, &st))
+	c.PureJSON(http.StatusAccepted, s.presentStatus(c, row, &st))
 }
 
 func (s *server) patchSettings(c *gin.Context) {
@@ -640,7 +640,7 @@ func (s *server) patchSettings(c *gin.Context) {
 	if !ok {
 		return
 	}
-	c.JSON(http.StatusOK, s.presentStatus(c, row, &st))
+	c.PureJSON(http.StatusOK, s.presentStatus(c, row, &st))
 }
 
 func (s *server) deleteConnection(c *gin.Context) {
@@ -669,5 +669,5 @@ func (s *server) deleteConnection(c *gin.Context) {
 		answered = &st
 	}
 	c.Header("Location", "/v1/connections/"+row.ID)
-	c.JSON(http.StatusAccepted, s.presentStatus(c, row, answered))
+	c.PureJSON(http.StatusAccepted, s.presentStatus(c, row, answered))
 }

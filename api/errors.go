@@ -16,9 +16,13 @@ type Problem struct {
 }
 
 // problem writes an application/problem+json response and stops the chain.
+// Like every answer of the API it is plain JSON: URLs and text keep their
+// '&', '<' and '>' (gin's JSON would write \u0026), so what a person copies
+// from a terminal works.
 func problem(c *gin.Context, status int, code, detail string) {
 	c.Header("Content-Type", "application/problem+json")
-	c.AbortWithStatusJSON(status, Problem{
+	c.Abort()
+	c.PureJSON(status, Problem{
 		Type:   "https://outlookd.dev/problems/" + code,
 		Title:  http.StatusText(status),
 		Status: status,

@@ -64,7 +64,7 @@ func (s *server) events(c *gin.Context) {
 		out.Data = append(out.Data, v)
 		out.NextCursor = v.Cursor
 	}
-	c.JSON(http.StatusOK, out)
+	c.PureJSON(http.StatusOK, out)
 }
 
 // pageAfter makes the page after a cursor out of the events read from the
@@ -125,7 +125,7 @@ func (s *server) getEndpoint(c *gin.Context) {
 		s.unavailable(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, out)
+	c.PureJSON(http.StatusOK, out)
 }
 
 // putEndpoint registers the organisation's endpoint. The signing secret is
@@ -188,7 +188,7 @@ func (s *server) putEndpoint(c *gin.Context) {
 		return
 	}
 	out.Secret, out.Requeued = shown, requeued
-	c.JSON(http.StatusOK, out)
+	c.PureJSON(http.StatusOK, out)
 }
 
 // maxURL bounds the URLs an app gives (an endpoint, a return URL).

@@ -37,7 +37,7 @@ type Readiness struct {
 
 // live answers as long as the process serves HTTP.
 func (h health) live(c *gin.Context) {
-	c.JSON(http.StatusOK, gin.H{"status": "ok"})
+	c.PureJSON(http.StatusOK, gin.H{"status": "ok"})
 }
 
 // ready probes every dependency in parallel, each within the timeout, and
@@ -72,5 +72,5 @@ func (h health) ready(c *gin.Context) {
 		status = http.StatusServiceUnavailable
 	}
 	c.Header("Cache-Control", "no-store")
-	c.JSON(status, out)
+	c.PureJSON(status, out)
 }

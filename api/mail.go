@@ -122,7 +122,7 @@ func (s *server) listFolders(c *gin.Context) {
 		out.Data = append(out.Data, folderJSON{ID: f.ID, ParentID: f.ParentID, Name: f.DisplayName, WellKnown: f.WellKnown, Phase: f.Phase,
 			Synced: f.Synced, WindowStart: f.WindowStart.UTC().Format(time.RFC3339)})
 	}
-	c.JSON(http.StatusOK, out)
+	c.PureJSON(http.StatusOK, out)
 }
 
 // messageCursor encodes the position after a message (received time, ID).
@@ -209,7 +209,7 @@ func (s *server) listMessages(c *gin.Context) {
 	for _, m := range msgs {
 		page.Data = append(page.Data, messageView(m))
 	}
-	c.JSON(http.StatusOK, page)
+	c.PureJSON(http.StatusOK, page)
 }
 
 // messageCursorInRange checks a message list cursor against the
@@ -334,7 +334,7 @@ func (s *server) getMessage(c *gin.Context) {
 		}
 		out.Body = &bodyJSON{ContentType: ct, Content: content, Source: "graph"}
 	}
-	c.JSON(http.StatusOK, out)
+	c.PureJSON(http.StatusOK, out)
 }
 
 func (s *server) getAttachment(c *gin.Context) {

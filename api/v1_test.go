@@ -731,8 +731,14 @@ func TestConnectionJourney(t *testing.T) {
 		t.Errorf("resync a disconnected connection: %d %s", r.status, r.body)
 	}
 	// The user may connect again now.
-	if r := h.call(t, "POST", "/v1/connections", h.acme, "u-ada", map[string]any{}); r.status != 201 {
+	r = h.call(t, "POST", "/v1/connections", h.acme, "u-ada", map[string]any{})
+	if r.status != 201 {
 		t.Errorf("a new connection after disconnecting: %d %s", r.status, r.body)
+	}
+	// URLs are written as plain JSON strings, so the authorize_url a person
+	// copies from curl's output works as is.
+	if !strings.Contains(string(r.body), "&") || strings.Contains(string(r.body), `\u0026`) {
+		t.Errorf("the answer escapes '&': %s", r.body)
 	}
 }
 
