@@ -190,17 +190,32 @@ func timePtr(t time.Time) *time.Time {
 
 var idPattern = regexp.MustCompile(`^conn_[A-Za-z0-9_-]{16}$`)
 
+// access is what a request does with a connection.
+type access int
+
+const (
+	// accessRead reads it: its status, folders, messages and attachments.
+	// Sharing a connection with the organisation grants this.
+	accessRead access = iota
+	// accessChange changes it: its settings, a resync, a new sign-in, a
+	// disconnect. Only its owner and the organisation's admin keys may.
+	accessChange
+)
+
 // connection loads the connection named in the path, if the caller may
-// see it; otherwise it answers 404 (never 403: other organisations'
-// connections do not exist for the caller).
-func (s *server) connection(c *gin.Context) (store.Connection, bool) {
+// see it and do with it what the request does; otherwise it answers the
+// problem: 404 for a connection the caller may not see (never 403: other
+// organisations' connections, and other users' unshared ones, do not
+// exist for the caller), 403 not_owner for one shared with the caller that
+// the request would change. It answers before the request does anything.
+func (s *server) connection(c *gin.Context, want access) (store.Connection, bool) {
 	id := c.Param("id")
 	if !idPattern.MatchString(id) {
 		problem(c, http.StatusNotFound, "connection_not_found", "No connection with this ID is visible to you.")
 		return store.Connection{}, false
 	}
 	row, err := s.d.Store.GetConnection(c, id)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && !visible(callerOf(c), row)) {
+	if errors.Is(err, store.ErrNotFound) {
 		problem(c, http.StatusNotFound, "connection_not_found", "No connection with this ID is visible to you.")
 		return store.Connection{}, false
 	}
@@ -208,14 +223,46 @@ func (s *server) connection(c *gin.Context) (store.Connection, bool) {
 		s.unavailable(c, err)
 		return store.Connection{}, false
 	}
+	switch authorize(callerOf(c), row, want) {
+	case http.StatusNotFound:
+		problem(c, http.StatusNotFound, "connection_not_found", "No connection with this ID is visible to you.")
+		return store.Connection{}, false
+	case http.StatusForbidden:
+		problem(c, http.StatusForbidden, "not_owner", "This connection is shared with you for reading; only its owner or an admin key may change its settings, resync, re-authorize or disconnect it.")
+		return store.Connection{}, false
+	}
 	return row, true
 }
 
+// authorize is the rule of who may do what with a connection: the status
+// a request is answered with before it does anything (0: it may go on).
+// Reading needs the connection visible to the caller (404 otherwise);
+// changing it needs the caller to be its owner or an admin key (403 when
+// it is only shared with the caller).
+func authorize(who caller, row store.Connection, want access) int {
+	switch {
+	case !visible(who, row):
+		return http.StatusNotFound
+	case want == accessChange && !mayChange(who, row):
+		return http.StatusForbidden
+	}
+	return 0
+}
+
+// visible says whether the caller may see (and read) a connection: its
+// owner, every user of its organisation when it is shared with the
+// organisation, and the organisation's admin keys.
 func visible(who caller, row store.Connection) bool {
 	if row.OrgID != who.Org.ID {
 		return false
 	}
 	return who.User == "" || row.OwnerID == who.User || row.Visibility == store.VisibilityOrganisation || who.Admin
+}
+
+// mayChange says whether the caller may change a connection: its owner
+// and the organisation's admin keys only; sharing is for reading.
+func mayChange(who caller, row store.Connection) bool {
+	return row.OrgID == who.Org.ID && (who.Admin || (who.User != "" && row.OwnerID == who.User))
 }
 
 func (s *server) unavailable(c *gin.Context, err error) {
@@ -458,7 +505,7 @@ func (s *server) queryStatus(ctx context.Context, id string) (workflows.Status, 
 }
 
 func (s *server) getConnection(c *gin.Context) {
-	row, ok := s.connection(c)
+	row, ok := s.connection(c, accessRead)
 	if !ok {
 		return
 	}
@@ -565,7 +612,7 @@ func (s *server) runUpdate(ctx context.Context, id, name string, args ...any) (w
 }
 
 func (s *server) reauthorize(c *gin.Context) {
-	row, ok := s.connection(c)
+	row, ok := s.connection(c, accessChange)
 	if !ok {
 		return
 	}
@@ -603,7 +650,7 @@ func (s *server) reauthorize(c *gin.Context) {
 }
 
 func (s *server) resync(c *gin.Context) {
-	row, ok := s.connection(c)
+	row, ok := s.connection(c, accessChange)
 	if !ok {
 		return
 	}
@@ -621,7 +668,7 @@ func (s *server) resync(c *gin.Context) {
 }
 
 func (s *server) patchSettings(c *gin.Context) {
-	row, ok := s.connection(c)
+	row, ok := s.connection(c, accessChange)
 	if !ok {
 		return
 	}
@@ -644,13 +691,8 @@ func (s *server) patchSettings(c *gin.Context) {
 }
 
 func (s *server) deleteConnection(c *gin.Context) {
-	row, ok := s.connection(c)
+	row, ok := s.connection(c, accessChange)
 	if !ok {
-		return
-	}
-	who := callerOf(c)
-	if row.OwnerID != who.User && !who.Admin {
-		problem(c, http.StatusForbidden, "not_owner", "Only the connection's owner or an admin key may disconnect it.")
 		return
 	}
 	// Disconnecting twice is not an error: the workflow answers a second

@@ -97,7 +97,7 @@ func graphID(s string) bool {
 }
 
 func (s *server) listFolders(c *gin.Context) {
-	row, ok := s.connection(c)
+	row, ok := s.connection(c, accessRead)
 	if !ok {
 		return
 	}
@@ -147,7 +147,7 @@ func parseMessageCursor(s string) (time.Time, string, bool) {
 }
 
 func (s *server) listMessages(c *gin.Context) {
-	row, ok := s.connection(c)
+	row, ok := s.connection(c, accessRead)
 	if !ok {
 		return
 	}
@@ -246,7 +246,7 @@ func notAfterNewest(newest []store.Message, received time.Time) bool {
 
 // message loads the message named in the path for a visible connection.
 func (s *server) message(c *gin.Context) (store.Connection, store.Message, bool) {
-	row, ok := s.connection(c)
+	row, ok := s.connection(c, accessRead)
 	if !ok {
 		return row, store.Message{}, false
 	}

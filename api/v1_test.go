@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -1106,6 +1107,100 @@ func TestWebhookDeliveryRetriesParksAndRequeues(t *testing.T) {
 		want, _ := outbox.Sign(secret, r.Header.Get("webhook-id"), time.Unix(sec, 0), bodies[0])
 		if !strings.Contains(r.Header.Get("webhook-signature"), want) {
 			t.Errorf("no signature with the %s secret: %q", name, r.Header.Get("webhook-signature"))
+		}
+	}
+}
+
+// TestConnectionAccess: who may do what with a connection, through the
+// API. A connection shared with the organisation is readable by every
+// user of it, but only its owner and admin keys may change it (403
+// not_owner, and the refused request changes nothing); a user it is not
+// shared with, and another organisation, get 404 for everything.
+func TestConnectionAccess(t *testing.T) {
+	h := newHarness(t, graphsim.Options{})
+	e := h.e
+	if _, err := e.Ctl.Generate(context.Background(), e.Ada.UPN, graphsim.GenerateSpec{Count: 5, Days: 3, Folders: []string{"inbox"}, Seed: 7}); err != nil {
+		t.Fatal(err)
+	}
+	r := h.call(t, "POST", "/v1/connections", h.acme, "u-ada", map[string]any{"visibility": "organisation", "backfill_days": 30, "login_hint": e.Ada.UPN})
+	var shared conn
+	r.json(t, &shared)
+	if r.status != 201 {
+		t.Fatalf("create: %d %s", r.status, r.body)
+	}
+	h.consent(t, shared.AuthorizeURL)
+	h.waitConn(t, shared.ID, h.acme, "u-ada", "active", func(c conn) bool { return c.State == workflows.StateActive })
+	// u-cy's connection is not shared: u-bob does not see it.
+	r = h.call(t, "POST", "/v1/connections", h.acme, "u-cy", map[string]any{})
+	var private conn
+	r.json(t, &private)
+	if r.status != 201 {
+		t.Fatalf("create: %d %s", r.status, r.body)
+	}
+
+	type who struct {
+		name, key, user string
+		id              *string
+	}
+	// Refused callers come first in each column, so that what they leave
+	// is compared with what was before.
+	member := who{"member it is shared with", h.acme, "u-bob", &shared.ID}
+	unshared := who{"member it is not shared with", h.acme, "u-bob", &private.ID}
+	outsider := who{"another organisation", h.globex, "u-ada", &shared.ID}
+	owner := who{"owner", h.acme, "u-ada", &shared.ID}
+	admin := who{"admin key", h.acmeAdmin, "", &shared.ID}
+	callers := []who{member, unshared, outsider, owner, admin}
+	actions := []struct {
+		name, method, path string
+		body               func(i int) any
+		want               map[string]int // by caller; 404 for the unseen
+	}{
+		{"read status", "GET", "", nil, map[string]int{member.name: 200, owner.name: 200, admin.name: 200}},
+		{"list messages", "GET", "/messages", nil, map[string]int{member.name: 200, owner.name: 200, admin.name: 200}},
+		{"change settings", "PATCH", "/settings", func(i int) any { return map[string]any{"backfill_days": 40 + i} },
+			map[string]int{member.name: 403, owner.name: 200, admin.name: 200}},
+		{"resync", "POST", "/resync", func(int) any { return map[string]any{} }, map[string]int{member.name: 403, owner.name: 202, admin.name: 202}},
+		// An active connection cannot be re-authorized: past the access
+		// rule, the owner and an admin key are told so.
+		{"reauthorize", "POST", "/reauthorize", func(int) any { return map[string]any{} }, map[string]int{member.name: 403, owner.name: 409, admin.name: 409}},
+		{"disconnect", "DELETE", "", nil, map[string]int{member.name: 403, owner.name: 202, admin.name: 202}},
+	}
+	// snapshot is what a refused request must leave as it was.
+	snapshot := func(id string) string {
+		var c conn
+		h.call(t, "GET", "/v1/connections/"+id, h.acmeAdmin, "", nil).json(t, &c)
+		return fmt.Sprintf("state=%s backfill_days=%d", c.State, c.Settings.BackfillDays)
+	}
+	for _, a := range actions {
+		before := map[string]string{shared.ID: snapshot(shared.ID), private.ID: snapshot(private.ID)}
+		for i, w := range callers {
+			var body any
+			if a.body != nil {
+				body = a.body(i)
+			}
+			want := a.want[w.name]
+			if want == 0 {
+				want = 404
+			}
+			r := h.call(t, a.method, "/v1/connections/"+*w.id+a.path, w.key, w.user, body)
+			if r.status != want {
+				t.Errorf("%s, %s: %d %s, want %d", a.name, w.name, r.status, r.body, want)
+			}
+			switch want {
+			case 403:
+				if r.code() != "not_owner" {
+					t.Errorf("%s, %s: code %q", a.name, w.name, r.code())
+				}
+			case 404:
+				if r.code() != "connection_not_found" {
+					t.Errorf("%s, %s: code %q", a.name, w.name, r.code())
+				}
+			}
+			if want == 403 || want == 404 {
+				if now := snapshot(*w.id); now != before[*w.id] {
+					t.Errorf("%s, %s was refused but changed the connection: %s, was %s", a.name, w.name, now, before[*w.id])
+				}
+			}
 		}
 	}
 }
