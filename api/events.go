@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -150,8 +149,12 @@ func (s *server) putEndpoint(c *gin.Context) {
 		problem(c, http.StatusUnprocessableEntity, "invalid_url", "url must be an absolute http(s) URL of at most 2048 characters.")
 		return
 	}
-	if u.Scheme == "http" && !loopback(u.Hostname()) {
-		problem(c, http.StatusUnprocessableEntity, "insecure_url", "Events carry mail metadata: the endpoint must use https (http is allowed on loopback only).")
+	switch err := outbox.CheckEndpoint(c, u, s.d.WebhooksAllowInsecure); {
+	case errors.Is(err, outbox.ErrInsecureScheme):
+		problem(c, http.StatusUnprocessableEntity, "insecure_url", "Events carry mail metadata: the endpoint must use https.")
+		return
+	case errors.Is(err, outbox.ErrPrivateAddress):
+		problem(c, http.StatusUnprocessableEntity, "private_endpoint", "The endpoint's host is, or resolves to, a loopback, private or link-local address; events are delivered to public addresses only.")
 		return
 	}
 	sec, err := s.d.Tokens.GetSigningSecrets(c, who.Org.ID)
@@ -204,14 +207,6 @@ func absoluteHTTP(s string) (*url.URL, bool) {
 		return nil, false
 	}
 	return u, true
-}
-
-func loopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // newSigningSecret makes a Standard Webhooks secret: "whsec_" and 32

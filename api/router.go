@@ -37,6 +37,9 @@ type Deps struct {
 	// RateLimit is requests per second per API key (burst RateBurst).
 	RateLimit float64
 	RateBurst int
+	// WebhooksAllowInsecure accepts http webhook endpoints and ones on
+	// loopback or private addresses: local development only.
+	WebhooksAllowInsecure bool
 }
 
 // MailReader reads from a connected mailbox on demand.

@@ -41,15 +41,27 @@ type harness struct {
 	acme, acmeAdmin, globex string
 }
 
-func newHarness(t *testing.T, simOpts graphsim.Options) *harness {
+// harnessOption changes how newHarness builds the API.
+type harnessOption func(*api.Deps)
+
+// insecureWebhooks lets the organisations register http endpoints on
+// loopback (OUTLOOKD_WEBHOOKS_ALLOW_INSECURE), as the tests that deliver
+// to an httptest server need.
+func insecureWebhooks(d *api.Deps) { d.WebhooksAllowInsecure = true }
+
+func newHarness(t *testing.T, simOpts graphsim.Options, opts ...harnessOption) *harness {
 	t.Helper()
 	if simOpts.Subscriptions.BatchWindow == 0 {
 		simOpts.Subscriptions.BatchWindow = 5 * time.Millisecond
 	}
 	e := enginetest.StartLive(t, simOpts, workflows.Options{PageSize: 50, ReconcileEvery: time.Hour})
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	router := api.NewRouter(api.Deps{Logger: log, Store: e.Store, Temporal: e.Temporal, Connect: e.Connect, Tokens: e.Vault.Tokens(),
-		Receiver: e.Receiver, Mail: mailreader.Reader{A: e.Acts}, RateLimit: 1000, RateBurst: 1000})
+	deps := api.Deps{Logger: log, Store: e.Store, Temporal: e.Temporal, Connect: e.Connect, Tokens: e.Vault.Tokens(),
+		Receiver: e.Receiver, Mail: mailreader.Reader{A: e.Acts}, RateLimit: 1000, RateBurst: 1000}
+	for _, o := range opts {
+		o(&deps)
+	}
+	router := api.NewRouter(deps)
 	srv := httptest.NewServer(router)
 	t.Cleanup(srv.Close)
 	callback := srv.URL + "/v1/oauth/callback"
@@ -339,9 +351,26 @@ func TestRequestValidation(t *testing.T) {
 	if len(page.Data) != 0 {
 		t.Errorf("refused requests left %d connections", len(page.Data))
 	}
-	// Endpoint URLs must be https outside loopback.
-	if r := h.call(t, "PUT", "/v1/webhook-endpoints", h.acmeAdmin, "", map[string]any{"url": "http://app.example/hooks"}); r.status != 422 || r.code() != "insecure_url" {
-		t.Errorf("http endpoint: %d %s", r.status, r.body)
+	// Endpoint URLs must be https, to a public address (unless insecure
+	// endpoints are allowed, which they are not here).
+	for _, tc := range []struct{ url, code string }{
+		{"http://app.example/hooks", "insecure_url"},
+		{"http://127.0.0.1:9000/hooks", "insecure_url"},
+		{"http://localhost:9000/hooks", "insecure_url"},
+		{"https://127.0.0.1:9443/hooks", "private_endpoint"},
+		{"https://localhost:9443/hooks", "private_endpoint"},
+		{"https://[::1]/hooks", "private_endpoint"},
+		{"https://10.0.0.8/hooks", "private_endpoint"},
+		{"https://192.168.1.20/hooks", "private_endpoint"},
+		{"https://169.254.169.254/latest/meta-data", "private_endpoint"},
+		{"https://[fd00::8]/hooks", "private_endpoint"},
+	} {
+		if r := h.call(t, "PUT", "/v1/webhook-endpoints", h.acmeAdmin, "", map[string]any{"url": tc.url}); r.status != 422 || r.code() != tc.code {
+			t.Errorf("endpoint %s: %d %s, want 422 %s", tc.url, r.status, r.body, tc.code)
+		}
+	}
+	if r := h.call(t, "GET", "/v1/webhook-endpoints", h.acmeAdmin, "", nil); r.status != 404 {
+		t.Errorf("refused endpoints left one registered: %d %s", r.status, r.body)
 	}
 }
 
@@ -387,7 +416,7 @@ func (rc *receiver) types() map[string]int {
 // events by pull and by signed webhook, change settings, resync, and
 // disconnect; with the visibility rules checked along the way.
 func TestConnectionJourney(t *testing.T) {
-	h := newHarness(t, graphsim.Options{})
+	h := newHarness(t, graphsim.Options{}, insecureWebhooks)
 	ctx := context.Background()
 	e := h.e
 	if _, err := e.Ctl.Generate(ctx, e.Ada.UPN, graphsim.GenerateSpec{Count: 120, Days: 10, Folders: []string{"inbox", "sentitems"}, Seed: 5, AttachmentShare: 0.2}); err != nil {
@@ -413,7 +442,7 @@ func TestConnectionJourney(t *testing.T) {
 	dctx, stop := context.WithCancel(ctx)
 	defer stop()
 	d := &outbox.Dispatcher{Store: e.Store, Secrets: e.Vault.Tokens().GetSigningSecrets, HTTP: hook.Client(),
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Idle: 50 * time.Millisecond}
+		AllowInsecure: true, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Idle: 50 * time.Millisecond}
 	go func() { _ = d.Run(dctx) }()
 
 	// Create, as app user u-ada, visible to her organisation.
@@ -1031,7 +1060,7 @@ func TestGraphReceiverMounted(t *testing.T) {
 // requeued after the app fixes its endpoint and rotates the secret, they
 // arrive signed with the new secret and, for a day, the previous one.
 func TestWebhookDeliveryRetriesParksAndRequeues(t *testing.T) {
-	h := newHarness(t, graphsim.Options{})
+	h := newHarness(t, graphsim.Options{}, insecureWebhooks)
 	ctx := context.Background()
 	var mu sync.Mutex
 	failing := true
@@ -1062,7 +1091,7 @@ func TestWebhookDeliveryRetriesParksAndRequeues(t *testing.T) {
 		t.Fatalf("create: %d", r.status)
 	}
 	d := &outbox.Dispatcher{Store: h.e.Store, Secrets: h.e.Vault.Tokens().GetSigningSecrets, HTTP: hook.Client(),
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), MaxAttempts: 2}
+		AllowInsecure: true, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), MaxAttempts: 2}
 	// Attempt 1 fails; the event is not due again until its backoff ends.
 	if n, err := d.Once(ctx, 50); err != nil || n != 1 {
 		t.Fatalf("first pass: %d %v", n, err)

@@ -120,6 +120,11 @@ type Config struct {
 	// memory between their tasks (Temporal's sticky cache). One not kept
 	// replays its history at its next task: less memory, more work.
 	WorkflowCache int `env:"OUTLOOKD_WORKFLOW_CACHE" envDefault:"10000"`
+	// WebhooksAllowInsecure lets organisations register, and the outbox
+	// deliver to, http webhook endpoints and ones on loopback or private
+	// addresses. For local development only: otherwise an organisation's
+	// admin could aim deliveries at services inside the network.
+	WebhooksAllowInsecure bool `env:"OUTLOOKD_WEBHOOKS_ALLOW_INSECURE" envDefault:"false"`
 }
 
 // Notifications returns the URLs Graph posts change and lifecycle

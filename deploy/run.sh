@@ -32,6 +32,9 @@ export OUTLOOKD_CLIENT_ID; OUTLOOKD_CLIENT_ID=$(field clientId)
 export OUTLOOKD_AUTHORITY_URL="http://$SIM_ADDR"
 export OUTLOOKD_GRAPH_URL="http://$SIM_ADDR/v1.0"
 export OUTLOOKD_LOG_FORMAT=${OUTLOOKD_LOG_FORMAT:-text}
+# The app under development listens on this machine, over plain http:
+# webhook endpoints may be http and on loopback here, never in production.
+export OUTLOOKD_WEBHOOKS_ALLOW_INSECURE=${OUTLOOKD_WEBHOOKS_ALLOW_INSECURE:-true}
 field clientSecret | "$BIN" appsecret set >/dev/null
 key=$("$BIN" apikey create --org demo --admin --name walkthrough 2>/dev/null)
 

@@ -18,6 +18,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -77,8 +78,13 @@ type Store interface {
 type Dispatcher struct {
 	Store   Store
 	Secrets func(ctx context.Context, orgID string) (vault.SigningSecrets, error)
-	HTTP    *http.Client
-	Log     *slog.Logger
+	// HTTP sends deliveries (default NewHTTPClient(15s, AllowInsecure)).
+	HTTP *http.Client
+	Log  *slog.Logger
+	// AllowInsecure lets deliveries go to http endpoints; only a client
+	// from NewHTTPClient(_, false) refuses private addresses. Local
+	// development only.
+	AllowInsecure bool
 	// Batch is how many events one poll claims (default 50); Idle is the
 	// pause when nothing is due (default 1s).
 	Batch int
@@ -86,6 +92,8 @@ type Dispatcher struct {
 	// MaxAttempts before an event is parked (default 34: about a day with
 	// delays doubling from 5 seconds to an hour).
 	MaxAttempts int
+
+	once sync.Once
 }
 
 // Backoff is the delay after a delivery's n-th failure: 5 s doubling,
@@ -204,12 +212,21 @@ func (d *Dispatcher) post(ctx context.Context, dl store.Delivery, secretsOf func
 	if err != nil {
 		return "bad endpoint URL"
 	}
+	if req.URL.Scheme != "https" && !d.AllowInsecure {
+		return "refused: the endpoint is not https"
+	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "outlookd-webhooks/1")
 	req.Header.Set("webhook-id", dl.ID)
 	req.Header.Set("webhook-timestamp", strconv.FormatInt(now.Unix(), 10))
 	req.Header.Set("webhook-signature", strings.Join(sigs, " "))
-	resp, err := d.HTTP.Do(req)
+	resp, err := d.client().Do(req)
+	if errors.Is(err, ErrPrivateAddress) {
+		return "refused: the endpoint's address is loopback, private or link-local"
+	}
+	if errors.Is(err, ErrInsecureScheme) {
+		return "refused: the endpoint redirected to a URL that is not https"
+	}
 	if err != nil {
 		return "request failed: " + trimErr(err)
 	}
@@ -219,6 +236,16 @@ func (d *Dispatcher) post(ctx context.Context, dl store.Delivery, secretsOf func
 		return "endpoint answered " + resp.Status
 	}
 	return ""
+}
+
+// client is the HTTP client deliveries are sent with.
+func (d *Dispatcher) client() *http.Client {
+	d.once.Do(func() {
+		if d.HTTP == nil {
+			d.HTTP = NewHTTPClient(15*time.Second, d.AllowInsecure)
+		}
+	})
+	return d.HTTP
 }
 
 // trimErr keeps an error's last part (no URLs with query strings).

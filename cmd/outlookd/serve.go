@@ -124,7 +124,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 		changes, lifecycle := cfg.Notifications()
 		connector := &connect.Service{Temporal: tc, Tokens: vc.Tokens(), Store: st, Identity: acts.Identity, TaskQueue: cfg.TaskQueue,
 			Options: workflows.Options{NotificationURL: changes, LifecycleURL: lifecycle, ReconcileEvery: cfg.ReconcileEvery}}
-		dispatcher := &outbox.Dispatcher{Store: st, Secrets: vc.Tokens().GetSigningSecrets, HTTP: &http.Client{Timeout: 15 * time.Second},
+		if cfg.WebhooksAllowInsecure {
+			log.Warn("OUTLOOKD_WEBHOOKS_ALLOW_INSECURE is set: webhook endpoints may be http and on loopback or private addresses; local development only")
+		}
+		dispatcher := &outbox.Dispatcher{Store: st, Secrets: vc.Tokens().GetSigningSecrets,
+			HTTP: outbox.NewHTTPClient(15*time.Second, cfg.WebhooksAllowInsecure), AllowInsecure: cfg.WebhooksAllowInsecure,
 			Log: log.With("component", "outbox")}
 		g.Go(func() error { return dispatcher.Run(gctx) })
 		inbox := store.NewInbox(st)
@@ -143,6 +147,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 			Mail:         mailreader.Reader{A: acts},
 			RateLimit:    cfg.APIRateLimit,
 			RateBurst:    int(2 * cfg.APIRateLimit),
+			// Local development only (OUTLOOKD_WEBHOOKS_ALLOW_INSECURE).
+			WebhooksAllowInsecure: cfg.WebhooksAllowInsecure,
 			Checks: []api.Check{
 				{Name: "postgres", Probe: st.Ping},
 				{Name: "vault", Probe: vc.Health},

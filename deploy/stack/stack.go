@@ -79,6 +79,11 @@ func (s *stack) up(ctx context.Context) error {
 		return err
 	}
 	env := map[string]string{"OUTLOOKD_STACK_DIR": s.dir}
+	if s.profile == "run" {
+		// The app under development takes its webhooks on this machine,
+		// over http: allowed here, never in production.
+		env["OUTLOOKD_WEBHOOKS_ALLOW_INSECURE"] = "true"
+	}
 	if old, err := godotenv.Read(s.envFile()); err == nil {
 		for k, v := range old {
 			env[k] = v
