@@ -235,7 +235,12 @@ func (c *connection) validateSettings(in Settings) error {
 	if c.s.State == StateDisconnecting || c.s.State == StateDisconnected {
 		return fmt.Errorf("the connection is %s", c.s.State)
 	}
-	return in.Validate()
+	if err := in.Validate(); err != nil {
+		return err
+	}
+	// The API always sends the settings in full: a folder list is part of
+	// them, and the registry is only ever given a valid one.
+	return ValidateFolders(in.Folders)
 }
 
 // onSettings applies new settings; the duties pick them up (other folders
@@ -267,10 +272,12 @@ func (c *connection) validateResync(in ResyncInput) error {
 	if len(in.Folders) > 0 && !c.live() {
 		return errors.New("the first backfill has not finished; there is nothing to re-anchor yet")
 	}
-	for _, f := range in.Folders {
-		if err := validFolderName(f); err != nil {
+	if len(in.Folders) > 0 {
+		if err := ValidateResyncFolders(in.Folders); err != nil {
 			return err
 		}
+	}
+	for _, f := range in.Folders {
 		if f != "*" && !c.knowsFolder(f) {
 			return fmt.Errorf("the connection syncs no folder %q; name a synced folder's ID or well-known name, or \"*\"", f)
 		}
