@@ -54,3 +54,40 @@ func TestDecodeMessages(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeRefusesUnstorableText: a body with bytes that are not UTF-8, a
+// NUL (raw or escaped) or a lone surrogate escape, in any string, is
+// refused with a code before it is decoded (encoding/json would keep the
+// NUL and turn the rest into U+FFFD); escaped backslashes and surrogate
+// pairs are text like any other.
+func TestDecodeRefusesUnstorableText(t *testing.T) {
+	for _, tc := range []struct {
+		body, code string
+	}{
+		{"{\"owner\":\"a\xffb\"}", "invalid_encoding"},
+		{"{\"owner\":\"\xed\xa0\x80\"}", "invalid_encoding"},
+		{`{"owner":"\ud800"}`, "invalid_encoding"},
+		{`{"owner":"\uDBFFx"}`, "invalid_encoding"},
+		{`{"owner":"\ud800\u0041"}`, "invalid_encoding"},
+		{`{"owner":"\udc00"}`, "invalid_encoding"},
+		{`{"owner":"\ud83d\ude00\ude00"}`, "invalid_encoding"},
+		{`{"storage":{"bodies":"\ud800"}}`, "invalid_encoding"},
+		{`{"owner":"u\u0000"}`, "invalid_character"},
+		{`{"login_hint":"ada@contoso.example\u0000"}`, "invalid_character"},
+		{"{\"owner\":\"u\x00\"}", "invalid_character"},
+		{`{"owner":"u"}` + "\x00", "invalid_character"},
+		{`{"owner":"\\u0000"}`, ""},
+		{`{"owner":"\\\ud83d\ude00"}`, ""},
+		{`{"owner":"\ud83d\ude00 \u00e9\u0041"}`, ""},
+		{`{"owner":"\\"}`, ""},
+	} {
+		var req createRequest
+		derr := decodeJSON("application/json", strings.NewReader(tc.body), &req)
+		switch {
+		case tc.code == "" && derr != nil:
+			t.Errorf("%q refused: %+v", tc.body, derr)
+		case tc.code != "" && (derr == nil || derr.status != 400 || derr.code != tc.code || derr.detail == ""):
+			t.Errorf("%q: %+v, want 400 %s", tc.body, derr, tc.code)
+		}
+	}
+}
