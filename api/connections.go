@@ -586,6 +586,9 @@ func (s *server) update(c *gin.Context, id, name string, args ...any) (workflows
 	switch {
 	case connect.Ended(err):
 		problem(c, http.StatusConflict, "connection_ended", "This connection's workflow has ended; disconnect it to clean up, or create a new one.")
+	case errors.As(err, &rejected) && rejected.Type() == workflows.ErrSettingsNotRecorded:
+		s.d.Logger.Error("settings not recorded", "err", err)
+		problem(c, http.StatusServiceUnavailable, "unavailable", "The registry could not record the settings, so they are unchanged; retry shortly.")
 	case errors.As(err, &rejected):
 		problem(c, http.StatusConflict, "invalid_state", capitalize(strings.TrimSuffix(rejected.Message(), "."))+".")
 	default:

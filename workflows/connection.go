@@ -21,9 +21,12 @@ type connection struct {
 	log  log.Logger
 	// settingsMu orders settings updates, each applied and answered in turn.
 	settingsMu workflow.Mutex
-	progress   workflow.ReceiveChannel
-	changes    workflow.ReceiveChannel
-	lifecycle  workflow.ReceiveChannel
+	// settingsErr is why the registry refused the settings of the update
+	// under way, which were then given up.
+	settingsErr error
+	progress    workflow.ReceiveChannel
+	changes     workflow.ReceiveChannel
+	lifecycle   workflow.ReceiveChannel
 	// cancelBackfill cancels the running backfill child (set while one
 	// runs; a run never continues as new under a running backfill).
 	cancelBackfill workflow.CancelFunc
@@ -253,14 +256,20 @@ func (c *connection) onSettings(ctx workflow.Context, in Settings) (Status, erro
 	defer c.settingsMu.Unlock()
 	c.s.Settings = in.WithDefaults()
 	want := c.s.Settings
+	c.settingsErr = nil
 	// Answer once the registry holds these settings (or the connection
-	// ended, or other settings replaced them).
+	// ended, or other settings replaced them, or the registry refused them
+	// and the workflow went back to the ones it holds).
 	if err := workflow.Await(ctx, func() bool {
 		r := c.s.Registry.Settings
 		return r != nil && settingsEqual(*r, want) || !settingsEqual(c.s.Settings, want) ||
 			c.s.State == StateDisconnecting || c.s.State == StateDisconnected
 	}); err != nil {
 		return Status{}, err
+	}
+	if err := c.settingsErr; err != nil {
+		c.settingsErr = nil
+		return Status{}, temporal.NewApplicationErrorWithCause("the registry could not record the settings; they are unchanged", ErrSettingsNotRecorded, err)
 	}
 	return c.status(ctx), nil
 }

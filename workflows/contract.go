@@ -453,6 +453,10 @@ const (
 	// ErrDetached: the connection's mail was deleted or archived by the
 	// disconnect saga; nothing more is written for it.
 	ErrDetached = "Detached"
+	// ErrSettingsNotRecorded is the settings update's own error: the
+	// registry did not take the settings, and the workflow kept the ones it
+	// had.
+	ErrSettingsNotRecorded = "SettingsNotRecorded"
 )
 
 // ExchangeCodeInput names the code waiting in Vault.

@@ -317,6 +317,50 @@ func TestResyncRefusesUnknownFolders(t *testing.T) {
 	}
 }
 
+// TestSettingsKeptWhenTheRegistryRefuses: a settings update whose
+// registry write fails answers an error, and the workflow keeps the
+// settings the registry holds, so the two never disagree; the registry's
+// other writes go on.
+func TestSettingsKeptWhenTheRegistryRefuses(t *testing.T) {
+	env, f := newEnv(t)
+	env.RegisterDelayedCallback(func() { update(t, env, UpdateConsent, ConsentInput{Ref: "ref-0123456789"}, nil) }, time.Minute)
+	var before Status
+	var answer error
+	answered := false
+	env.RegisterDelayedCallback(func() {
+		before = query(t, env)
+		f.mu.Lock()
+		f.refuseSettings = true
+		f.mu.Unlock()
+		changed := before.Settings
+		changed.Folders, changed.PollMinutes = []string{"inbox"}, 15
+		update(t, env, UpdateSettings, changed, func(_ Status, err error) { answer, answered = err, true })
+	}, time.Hour)
+	env.RegisterDelayedCallback(func() {
+		f.mu.Lock()
+		f.refuseSettings = false // the registry is well again
+		f.mu.Unlock()
+	}, 90*time.Minute)
+	endWith(env, 2*time.Hour, func() {
+		if got := query(t, env).Settings; !settingsEqual(got, before.Settings) {
+			t.Errorf("the workflow kept %+v, the registry holds %+v", got, before.Settings)
+		}
+	})
+	env.ExecuteWorkflow(Connection, input())
+	var ae *temporal.ApplicationError
+	if !answered || !errors.As(answer, &ae) || ae.Type() != ErrSettingsNotRecorded {
+		t.Errorf("the update answered %v (answered: %v)", answer, answered)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.settings) != 0 { // nothing was left to write once it was well
+		t.Errorf("the registry was given settings %+v", f.settings)
+	}
+	if !slices.Contains(f.recorded, StateDisconnected) {
+		t.Errorf("the registry's later writes stopped: %v", f.recorded)
+	}
+}
+
 // hostileFolders are folder lists no settings or resync may carry, with
 // what the refusal names.
 var hostileFolders = []struct {
