@@ -3,6 +3,7 @@ package api
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -45,11 +46,50 @@ type storage struct {
 // settingsPatch is the settings a request may give; absent fields keep
 // their value (or default).
 type settingsPatch struct {
-	BackfillDays *int     `json:"backfill_days,omitempty"`
-	Folders      []string `json:"folders,omitempty"`
-	Storage      *storage `json:"storage,omitempty"`
-	Retention    *string  `json:"retention,omitempty"`
-	PollMinutes  *int     `json:"poll_minutes,omitempty"`
+	BackfillDays *int       `json:"backfill_days,omitempty"`
+	Folders      folderList `json:"folders"`
+	Storage      *storage   `json:"storage,omitempty"`
+	Retention    *string    `json:"retention,omitempty"`
+	PollMinutes  *int       `json:"poll_minutes,omitempty"`
+}
+
+// folderList is a folder list a request gives. Given says the field was
+// there at all: a null is refused, not taken for an absent field.
+type folderList struct {
+	names []string
+	given bool
+}
+
+// UnmarshalJSON notes that the field was given and reads the list.
+func (f *folderList) UnmarshalJSON(b []byte) error {
+	f.given = true
+	if string(b) == "null" {
+		f.names = nil
+		return nil
+	}
+	return json.Unmarshal(b, &f.names)
+}
+
+// MarshalJSON writes the list (null when it was not given).
+func (f folderList) MarshalJSON() ([]byte, error) { return json.Marshal(f.names) }
+
+// checkFolders answers 400 invalid_folders when a folder list was given
+// and is not one (workflows.ValidateFolders, or for a resync
+// ValidateResyncFolders, says why); it says whether to go on. The
+// workflow's update validators apply the same check.
+func checkFolders(c *gin.Context, f folderList, resync bool) bool {
+	if !f.given {
+		return true
+	}
+	validate := workflows.ValidateFolders
+	if resync {
+		validate = workflows.ValidateResyncFolders
+	}
+	if err := validate(f.names); err != nil {
+		problem(c, http.StatusBadRequest, "invalid_folders", capitalize(err.Error())+".")
+		return false
+	}
+	return true
 }
 
 // appSettings are a connection's settings in full, as the API shows and
@@ -76,8 +116,8 @@ func (s appSettings) apply(p settingsPatch) (appSettings, error) {
 	if p.BackfillDays != nil {
 		s.BackfillDays = *p.BackfillDays
 	}
-	if p.Folders != nil {
-		s.Folders = p.Folders
+	if p.Folders.given {
+		s.Folders = p.Folders.names
 	}
 	if p.Storage != nil {
 		s.Storage = *p.Storage
@@ -93,8 +133,8 @@ func (s appSettings) apply(p settingsPatch) (appSettings, error) {
 	default:
 		return s, fmt.Errorf("storage.bodies must be %q, %q or %q", BodiesStore, BodiesOnDemand, BodiesNone)
 	}
-	if len(s.Folders) == 0 || len(s.Folders) > 50 {
-		return s, errors.New("folders must name between 1 and 50 folders")
+	if err := workflows.ValidateFolders(s.Folders); err != nil {
+		return s, err
 	}
 	if p.PollMinutes != nil && *p.PollMinutes < 1 {
 		return s, errors.New("poll_minutes must be between 1 and 1440")
@@ -308,6 +348,9 @@ func (s *server) createConnection(c *gin.Context) {
 	}
 	if !f.Read && !f.Send {
 		problem(c, http.StatusUnprocessableEntity, "invalid_features", "A connection needs at least one feature: read or send.")
+		return
+	}
+	if !checkFolders(c, req.Folders, false) {
 		return
 	}
 	settings, err := defaultSettings(f).apply(req.settingsPatch)
@@ -590,6 +633,9 @@ func (s *server) update(c *gin.Context, id, name string, args ...any) (workflows
 	switch {
 	case connect.Ended(err):
 		problem(c, http.StatusConflict, "connection_ended", "This connection's workflow has ended; disconnect it to clean up, or create a new one.")
+	case errors.As(err, &rejected) && rejected.Type() == workflows.ErrSettingsNotRecorded:
+		s.d.Logger.Error("settings not recorded", "err", err)
+		problem(c, http.StatusServiceUnavailable, "unavailable", "The registry could not record the settings, so they are unchanged; retry shortly.")
 	case errors.As(err, &rejected):
 		problem(c, http.StatusConflict, "invalid_state", capitalize(strings.TrimSuffix(rejected.Message(), "."))+".")
 	default:
@@ -655,12 +701,15 @@ func (s *server) resync(c *gin.Context) {
 		return
 	}
 	var req struct {
-		Folders []string `json:"folders,omitempty"`
+		Folders folderList `json:"folders"`
 	}
 	if c.Request.ContentLength != 0 && !bind(c, &req) {
 		return
 	}
-	st, ok := s.update(c, row.ID, workflows.UpdateResync, workflows.ResyncInput{Folders: req.Folders})
+	if !checkFolders(c, req.Folders, true) {
+		return
+	}
+	st, ok := s.update(c, row.ID, workflows.UpdateResync, workflows.ResyncInput{Folders: req.Folders.names})
 	if !ok {
 		return
 	}
@@ -673,7 +722,7 @@ func (s *server) patchSettings(c *gin.Context) {
 		return
 	}
 	var p settingsPatch
-	if !bind(c, &p) {
+	if !bind(c, &p) || !checkFolders(c, p.Folders, false) {
 		return
 	}
 	settings, err := settingsOf(row).apply(p)

@@ -8,7 +8,9 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 )
@@ -34,7 +36,14 @@ func decodeJSON(contentType string, body io.Reader, v any) *decodeError {
 	if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
 		return &decodeError{http.StatusUnsupportedMediaType, "unsupported_media_type", "Send the request body as application/json."}
 	}
-	dec := json.NewDecoder(io.LimitReader(body, maxRequestBody+1))
+	raw, err := io.ReadAll(io.LimitReader(body, maxRequestBody+1))
+	if err != nil {
+		return &decodeError{http.StatusBadRequest, "invalid_json", "The request body could not be read."}
+	}
+	if derr := checkJSONText(raw); derr != nil {
+		return derr
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return classifyDecode(err)
@@ -46,6 +55,65 @@ func decodeJSON(contentType string, body io.Reader, v any) *decodeError {
 		return &decodeError{http.StatusBadRequest, "invalid_json", "The body holds more than one JSON value."}
 	}
 	return nil
+}
+
+// checkJSONText refuses a body whose text Postgres or Vault could not
+// hold, before it is decoded (encoding/json would quietly turn invalid
+// UTF-8 and lone surrogates into U+FFFD, and keep a NUL): bytes that are
+// not UTF-8, a NUL (raw, or escaped as \u0000), and a \uD800-\uDFFF
+// escape that is not half of a surrogate pair.
+func checkJSONText(body []byte) *decodeError {
+	if !utf8.Valid(body) {
+		return &decodeError{http.StatusBadRequest, "invalid_encoding", "The body is not valid UTF-8."}
+	}
+	if bytes.IndexByte(body, 0) >= 0 {
+		return nulInBody
+	}
+	inString := false
+	for i := 0; i < len(body); i++ {
+		switch b := body[i]; {
+		case b == '"':
+			inString = !inString
+		case b != '\\' || !inString || i+1 >= len(body):
+		case body[i+1] != 'u':
+			i++ // a one-character escape, such as \" or \\
+		default:
+			r, ok := hexRune(body, i+2)
+			if !ok {
+				continue // a syntax error the decoder names
+			}
+			i += 5
+			switch {
+			case r == 0:
+				return nulInBody
+			case r >= 0xDC00 && r <= 0xDFFF:
+				return loneSurrogate
+			case r >= 0xD800 && r <= 0xDBFF:
+				if i+2 >= len(body) || body[i+1] != '\\' || body[i+2] != 'u' {
+					return loneSurrogate
+				}
+				if low, ok := hexRune(body, i+3); !ok || low < 0xDC00 || low > 0xDFFF {
+					return loneSurrogate
+				}
+				i += 6 // the pair's low half
+			}
+		}
+	}
+	return nil
+}
+
+var (
+	nulInBody     = &decodeError{http.StatusBadRequest, "invalid_character", "The body holds a NUL character (\\u0000), which no field takes."}
+	loneSurrogate = &decodeError{http.StatusBadRequest, "invalid_encoding", "The body holds a lone UTF-16 surrogate (such as \\ud800), which is not a character."}
+)
+
+// hexRune reads the four hex digits of a \u escape at body[at:].
+func hexRune(body []byte, at int) (rune, bool) {
+	if at+4 > len(body) {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(string(body[at:at+4]), 16, 32)
+	return rune(n), err == nil
 }
 
 func classifyDecode(err error) *decodeError {

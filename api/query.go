@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 )
@@ -31,15 +32,27 @@ var foreignQuery = map[string]bool{
 	"POST /v1/graph/lifecycle":     true,
 }
 
-// checkQuery refuses, before any handler runs, a query string that does
-// not parse (gin's c.Query silently drops what it cannot decode, so a
-// filter would be ignored) and parameters the route does not take (a
-// misspelt filter would be ignored too).
+// checkQuery refuses, before any handler runs, a path or query holding
+// text Postgres or Vault could not take (a NUL, or bytes that are not
+// UTF-8, even on the routes whose query Microsoft writes), a query string
+// that does not parse (gin's c.Query silently drops what it cannot
+// decode, so a filter would be ignored) and parameters the route does not
+// take (a misspelt filter would be ignored too).
 func checkQuery(c *gin.Context) {
+	if !plainText(c.Request.URL.Path) {
+		problem(c, http.StatusBadRequest, "invalid_path", "The path holds a NUL character or bytes that are not UTF-8.")
+		return
+	}
 	q, err := url.ParseQuery(c.Request.URL.RawQuery)
 	if err != nil {
 		problem(c, http.StatusBadRequest, "invalid_query", "The query string is not valid URL encoding (a '%' must start an escape such as %40, and parameters are separated by '&'), so it cannot be read.")
 		return
+	}
+	for name, values := range q {
+		if !plainText(name) || slices.ContainsFunc(values, func(v string) bool { return !plainText(v) }) {
+			problem(c, http.StatusBadRequest, "invalid_query", "The query parameter "+strconv.QuoteToASCII(name)+" holds a NUL character or bytes that are not UTF-8.")
+			return
+		}
 	}
 	route := c.Request.Method + " " + c.FullPath()
 	if foreignQuery[route] || len(q) == 0 {
@@ -65,4 +78,10 @@ func checkQuery(c *gin.Context) {
 		accepted = "takes only " + strings.Join(takes, ", ")
 	}
 	problem(c, http.StatusBadRequest, "unknown_parameter", "This request does not take "+what+"; it "+accepted+".")
+}
+
+// plainText says whether s is UTF-8 without a NUL: text Postgres can
+// store and Vault can name.
+func plainText(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
 }

@@ -1233,3 +1233,70 @@ func TestConnectionAccess(t *testing.T) {
 		}
 	}
 }
+
+// TestHostileInputRefused: hostile folder lists (paths, invalid UTF-8,
+// lone surrogates, NUL, null, an empty list, 51 items, a 1,000-character
+// name) given to create, settings and resync, a NUL in an admin's owner
+// and in the OAuth callback's state, are each a 400 with its code, and
+// nothing changed: no connection made, the settings read back as they
+// were.
+func TestHostileInputRefused(t *testing.T) {
+	h := newHarness(t, graphsim.Options{})
+	r := h.call(t, "POST", "/v1/connections", h.acme, "u-ada", map[string]any{"folders": []string{"inbox", "sentitems"}})
+	if r.status != 201 {
+		t.Fatalf("create: %d %s", r.status, r.body)
+	}
+	var c conn
+	r.json(t, &c)
+	settings := func() string {
+		t.Helper()
+		r := h.call(t, "GET", "/v1/connections/"+c.ID, h.acme, "u-ada", nil)
+		var v struct {
+			Settings json.RawMessage `json:"settings"`
+		}
+		r.json(t, &v)
+		return string(v.Settings)
+	}
+	before := settings()
+	many := make([]string, 51)
+	for i := range many {
+		many[i] = strconv.Quote("f" + strconv.Itoa(i))
+	}
+	for _, tc := range []struct{ name, folders, code string }{
+		{"path up", `["../inbox"]`, "invalid_folders"},
+		{"path", `["a/b"]`, "invalid_folders"},
+		{"invalid UTF-8", "[\"in\xffbox\"]", "invalid_encoding"},
+		{"lone surrogate", `["\ud800"]`, "invalid_encoding"},
+		{"NUL", `["in\u0000box"]`, "invalid_character"},
+		{"null", `null`, "invalid_folders"},
+		{"empty list", `[]`, "invalid_folders"},
+		{"51 items", "[" + strings.Join(many, ",") + "]", "invalid_folders"},
+		{"1,000 characters", `["` + strings.Repeat("x", 1000) + `"]`, "invalid_folders"},
+	} {
+		body := `{"folders":` + tc.folders + `}`
+		for _, call := range []struct{ method, path, user string }{
+			{"POST", "/v1/connections", "u-bob"},
+			{"PATCH", "/v1/connections/" + c.ID + "/settings", "u-ada"},
+			{"POST", "/v1/connections/" + c.ID + "/resync", "u-ada"},
+		} {
+			if r := h.call(t, call.method, call.path, h.acme, call.user, body); r.status != 400 || r.code() != tc.code {
+				t.Errorf("%s %s %s: %d %s, want 400 %s", tc.name, call.method, call.path, r.status, r.body, tc.code)
+			}
+		}
+	}
+	if r := h.call(t, "POST", "/v1/connections", h.acmeAdmin, "", `{"owner":"u-\u0000"}`); r.status != 400 || r.code() != "invalid_character" {
+		t.Errorf("NUL in owner: %d %s", r.status, r.body)
+	}
+	if r := h.call(t, "GET", "/v1/oauth/callback?code=c&state=st%00ate", "", "", nil); r.status != 400 {
+		t.Errorf("NUL in state: %d %s", r.status, r.body)
+	}
+	if after := settings(); after != before {
+		t.Errorf("settings changed from %s to %s", before, after)
+	}
+	r = h.call(t, "GET", "/v1/connections", h.acmeAdmin, "", nil)
+	var page struct{ Data []conn }
+	r.json(t, &page)
+	if len(page.Data) != 1 {
+		t.Errorf("refused creates left %d connections", len(page.Data)-1)
+	}
+}

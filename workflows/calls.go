@@ -94,6 +94,13 @@ var (
 		StartToCloseTimeout: time.Minute,
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: 5 * time.Second, MaximumInterval: 10 * time.Minute},
 	}
+	// settingsWrite is a registry write of settings an update changed:
+	// bounded, so the update answers within the API's wait whether the
+	// registry took them (otherwise the workflow keeps the old ones).
+	settingsWrite = workflow.ActivityOptions{
+		ScheduleToCloseTimeout: 8 * time.Second,
+		RetryPolicy:            &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 2 * time.Second},
+	}
 	// sagaStep is a step of the disconnect saga: retried until done.
 	sagaStep = workflow.ActivityOptions{
 		StartToCloseTimeout: 5 * time.Minute,

@@ -21,9 +21,12 @@ type connection struct {
 	log  log.Logger
 	// settingsMu orders settings updates, each applied and answered in turn.
 	settingsMu workflow.Mutex
-	progress   workflow.ReceiveChannel
-	changes    workflow.ReceiveChannel
-	lifecycle  workflow.ReceiveChannel
+	// settingsErr is why the registry refused the settings of the update
+	// under way, which were then given up.
+	settingsErr error
+	progress    workflow.ReceiveChannel
+	changes     workflow.ReceiveChannel
+	lifecycle   workflow.ReceiveChannel
 	// cancelBackfill cancels the running backfill child (set while one
 	// runs; a run never continues as new under a running backfill).
 	cancelBackfill workflow.CancelFunc
@@ -235,7 +238,12 @@ func (c *connection) validateSettings(in Settings) error {
 	if c.s.State == StateDisconnecting || c.s.State == StateDisconnected {
 		return fmt.Errorf("the connection is %s", c.s.State)
 	}
-	return in.Validate()
+	if err := in.Validate(); err != nil {
+		return err
+	}
+	// The API always sends the settings in full: a folder list is part of
+	// them, and the registry is only ever given a valid one.
+	return ValidateFolders(in.Folders)
 }
 
 // onSettings applies new settings; the duties pick them up (other folders
@@ -248,14 +256,20 @@ func (c *connection) onSettings(ctx workflow.Context, in Settings) (Status, erro
 	defer c.settingsMu.Unlock()
 	c.s.Settings = in.WithDefaults()
 	want := c.s.Settings
+	c.settingsErr = nil
 	// Answer once the registry holds these settings (or the connection
-	// ended, or other settings replaced them).
+	// ended, or other settings replaced them, or the registry refused them
+	// and the workflow went back to the ones it holds).
 	if err := workflow.Await(ctx, func() bool {
 		r := c.s.Registry.Settings
 		return r != nil && settingsEqual(*r, want) || !settingsEqual(c.s.Settings, want) ||
 			c.s.State == StateDisconnecting || c.s.State == StateDisconnected
 	}); err != nil {
 		return Status{}, err
+	}
+	if err := c.settingsErr; err != nil {
+		c.settingsErr = nil
+		return Status{}, temporal.NewApplicationErrorWithCause("the registry could not record the settings; they are unchanged", ErrSettingsNotRecorded, err)
 	}
 	return c.status(ctx), nil
 }
@@ -267,10 +281,12 @@ func (c *connection) validateResync(in ResyncInput) error {
 	if len(in.Folders) > 0 && !c.live() {
 		return errors.New("the first backfill has not finished; there is nothing to re-anchor yet")
 	}
-	for _, f := range in.Folders {
-		if err := validFolderName(f); err != nil {
+	if len(in.Folders) > 0 {
+		if err := ValidateResyncFolders(in.Folders); err != nil {
 			return err
 		}
+	}
+	for _, f := range in.Folders {
 		if f != "*" && !c.knowsFolder(f) {
 			return fmt.Errorf("the connection syncs no folder %q; name a synced folder's ID or well-known name, or \"*\"", f)
 		}

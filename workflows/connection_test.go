@@ -49,10 +49,11 @@ type fakes struct {
 	syncHang atomic.Int32
 	// settings are the settings written to the registry, eventIDs the IDs
 	// of the events written with state changes; recordFails fails that
-	// many registry writes.
-	settings    []Settings
-	eventIDs    []string
-	recordFails int
+	// many registry writes, refuseSettings every one carrying settings.
+	settings       []Settings
+	eventIDs       []string
+	recordFails    int
+	refuseSettings bool
 }
 
 func (f *fakes) mark(name string, t time.Time) {
@@ -181,6 +182,9 @@ func (f *fakes) register(env *testsuite.TestWorkflowEnvironment) {
 		if f.recordFails > 0 {
 			f.recordFails--
 			return errors.New("the registry did not answer")
+		}
+		if f.refuseSettings && in.Settings != nil {
+			return errors.New("invalid byte sequence for encoding UTF8")
 		}
 		f.recorded = append(f.recorded, in.State)
 		if in.Settings != nil {

@@ -11,9 +11,7 @@
 package workflows
 
 import (
-	"errors"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -112,9 +110,6 @@ type Settings struct {
 // DefaultFolders are synced when the app names none.
 var DefaultFolders = []string{"inbox", "sentitems", "archive"}
 
-// MaxFolders bounds how many root folders a connection names.
-const MaxFolders = 50
-
 // WithDefaults fills the defaults in.
 func (s Settings) WithDefaults() Settings {
 	if s.BackfillDays == 0 {
@@ -150,30 +145,9 @@ func (s Settings) Validate() error {
 		return fmt.Errorf("storage.bodies must be %q, %q or %q", BodiesStore, BodiesOnDemand, BodiesNone)
 	case s.PollMinutes < 0 || s.PollMinutes > 1440:
 		return fmt.Errorf("the polling interval must be between 1 and 1440 minutes, not %d", s.PollMinutes)
-	case len(s.Folders) > MaxFolders:
-		return fmt.Errorf("folders must name at most %d folders, not %d", MaxFolders, len(s.Folders))
-	}
-	seen := map[string]bool{}
-	for _, f := range s.Folders {
-		if err := validFolderName(f); err != nil {
-			return err
-		}
-		if seen[strings.ToLower(f)] {
-			return fmt.Errorf("the folder %q is named twice", f)
-		}
-		seen[strings.ToLower(f)] = true
-	}
-	return nil
-}
-
-// validFolderName refuses a folder name or ID the registry or Graph could
-// not take: empty, too long, or holding control characters.
-func validFolderName(f string) error {
-	if f == "" || len(f) > 512 {
-		return errors.New("a folder name is empty or longer than 512 characters")
-	}
-	if strings.ContainsFunc(f, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-		return fmt.Errorf("the folder name %q holds a control character", f)
+	case len(s.Folders) > 0:
+		// No folders means the default ones; a list given is checked.
+		return ValidateFolders(s.Folders)
 	}
 	return nil
 }
@@ -479,6 +453,10 @@ const (
 	// ErrDetached: the connection's mail was deleted or archived by the
 	// disconnect saga; nothing more is written for it.
 	ErrDetached = "Detached"
+	// ErrSettingsNotRecorded is the settings update's own error: the
+	// registry did not take the settings, and the workflow kept the ones it
+	// had.
+	ErrSettingsNotRecorded = "SettingsNotRecorded"
 )
 
 // ExchangeCodeInput names the code waiting in Vault.

@@ -136,16 +136,26 @@ func (c *connection) syncRegistry(ctx workflow.Context) {
 }
 
 // writeRegistry writes a state, the settings if they changed and the
-// queued events; it reports whether the write was done.
+// queued events; it reports whether the write was done. Settings an update
+// changed are written within settingsWrite's bounds: when the registry
+// does not take them, the workflow goes back to the settings the registry
+// holds (and the update answers so), so the two never disagree.
 func (c *connection) writeRegistry(ctx workflow.Context, state string) bool {
 	r := &c.s.Registry
 	in := RecordStateInput{ConnectionID: c.s.ID, State: state, Mode: c.s.Mode, Events: r.Events}
+	write, changed := recordState, false
 	if r.Settings == nil || !settingsEqual(*r.Settings, c.s.Settings) {
 		s := c.s.Settings
 		in.Settings = &s
+		if changed = r.Settings != nil; changed {
+			write.opts = settingsWrite
+		}
 	}
-	if _, err := recordState.run(ctx, in); err != nil {
+	if _, err := write.run(ctx, in); err != nil {
 		c.log.Error("record state", "err", err)
+		if changed {
+			c.s.Settings, c.settingsErr = *r.Settings, err
+		}
 		return false
 	}
 	r.State, r.Events = state, nil

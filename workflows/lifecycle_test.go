@@ -2,7 +2,10 @@ package workflows
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -314,15 +317,154 @@ func TestResyncRefusesUnknownFolders(t *testing.T) {
 	}
 }
 
-// TestSettingsRefuseWhatTheRegistryCannotHold: a folder name with a NUL or
-// other control character, or named twice, is refused by the validator.
-func TestSettingsRefuseWhatTheRegistryCannotHold(t *testing.T) {
-	for _, folders := range [][]string{{"in\x00box"}, {"inbox", "INBOX"}, {""}} {
-		if err := (Settings{Folders: folders}).Validate(); err == nil {
-			t.Errorf("folders %q accepted", folders)
+// TestSettingsKeptWhenTheRegistryRefuses: a settings update whose
+// registry write fails answers an error, and the workflow keeps the
+// settings the registry holds, so the two never disagree; the registry's
+// other writes go on.
+func TestSettingsKeptWhenTheRegistryRefuses(t *testing.T) {
+	env, f := newEnv(t)
+	env.RegisterDelayedCallback(func() { update(t, env, UpdateConsent, ConsentInput{Ref: "ref-0123456789"}, nil) }, time.Minute)
+	var before Status
+	var answer error
+	answered := false
+	env.RegisterDelayedCallback(func() {
+		before = query(t, env)
+		f.mu.Lock()
+		f.refuseSettings = true
+		f.mu.Unlock()
+		changed := before.Settings
+		changed.Folders, changed.PollMinutes = []string{"inbox"}, 15
+		update(t, env, UpdateSettings, changed, func(_ Status, err error) { answer, answered = err, true })
+	}, time.Hour)
+	env.RegisterDelayedCallback(func() {
+		f.mu.Lock()
+		f.refuseSettings = false // the registry is well again
+		f.mu.Unlock()
+	}, 90*time.Minute)
+	endWith(env, 2*time.Hour, func() {
+		if got := query(t, env).Settings; !settingsEqual(got, before.Settings) {
+			t.Errorf("the workflow kept %+v, the registry holds %+v", got, before.Settings)
+		}
+	})
+	env.ExecuteWorkflow(Connection, input())
+	var ae *temporal.ApplicationError
+	if !answered || !errors.As(answer, &ae) || ae.Type() != ErrSettingsNotRecorded {
+		t.Errorf("the update answered %v (answered: %v)", answer, answered)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.settings) != 0 { // nothing was left to write once it was well
+		t.Errorf("the registry was given settings %+v", f.settings)
+	}
+	if !slices.Contains(f.recorded, StateDisconnected) {
+		t.Errorf("the registry's later writes stopped: %v", f.recorded)
+	}
+}
+
+// hostileFolders are folder lists no settings or resync may carry, with
+// what the refusal names.
+var hostileFolders = []struct {
+	name    string
+	folders []string
+	says    string
+}{
+	{"path up", []string{"../inbox"}, "is a path"},
+	{"path", []string{"a/b"}, "is a path"},
+	{"backslash", []string{`a\b`}, "is a path"},
+	{"dot dot", []string{".."}, "is a path"},
+	{"invalid UTF-8", []string{"in\xffbox"}, "not valid UTF-8"},
+	{"surrogate", []string{"in\xed\xa0\x80box"}, "not valid UTF-8"},
+	{"replacement character", []string{"in\ufffdbox"}, "not valid UTF-8"},
+	{"NUL", []string{"in\x00box"}, "control character"},
+	{"newline", []string{"in\nbox"}, "control character"},
+	{"invisible", []string{"in\u200ebox"}, "control character"},
+	{"null", nil, "not null"},
+	{"empty list", []string{}, "the list is empty"},
+	{"51 items", manyFolders(51), "at most 50 folders, not 51"},
+	{"1000 characters", []string{strings.Repeat("a", 1000)}, "1000 characters long"},
+	{"empty name", []string{"inbox", ""}, "folders[1] is empty"},
+	{"spaces", []string{" inbox"}, "starts or ends with a space"},
+	{"twice", []string{"inbox", "INBOX"}, `folders[1] "INBOX" names the same folder as folders[0]`},
+}
+
+func manyFolders(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("folder-%d", i)
+	}
+	return out
+}
+
+// TestValidateFolders: every hostile folder list is refused with a
+// sentence naming the bad item; names outlookd resolves pass.
+func TestValidateFolders(t *testing.T) {
+	for _, tc := range hostileFolders {
+		err := ValidateFolders(tc.folders)
+		var fe *FolderError
+		if !errors.As(err, &fe) || !strings.Contains(err.Error(), tc.says) {
+			t.Errorf("%s: %v, want a FolderError saying %q", tc.name, err, tc.says)
+		}
+		if len(tc.folders) > 0 {
+			if err := (Settings{Folders: tc.folders}).Validate(); err == nil {
+				t.Errorf("%s: Settings.Validate accepted %q", tc.name, tc.folders)
+			}
 		}
 	}
-	if err := (Settings{Folders: []string{"inbox", "Projects/2026"}}).Validate(); err != nil {
-		t.Errorf("plain folders refused: %v", err)
+	for _, ok := range [][]string{
+		{"inbox", "sentitems", "archive"}, {"Projects 2026"}, {"AAMkAGI2TG93AAA-_=", "Ünïcode"}, manyFolders(50),
+		{strings.Repeat("é", MaxFolderName)},
+	} {
+		if err := ValidateFolders(ok); err != nil {
+			t.Errorf("%q refused: %v", ok, err)
+		}
+	}
+	if err := ValidateResyncFolders([]string{"*", "inbox"}); err != nil {
+		t.Errorf("resync of every folder refused: %v", err)
+	}
+	if err := ValidateFolders([]string{"*"}); err == nil {
+		t.Error("settings took \"*\" as a folder")
+	}
+}
+
+// TestUpdatesRefuseHostileFolders: the settings and resync validators
+// refuse every hostile folder list, so nothing is applied and the registry
+// is never asked to hold one.
+func TestUpdatesRefuseHostileFolders(t *testing.T) {
+	env, f := newEnv(t)
+	env.RegisterDelayedCallback(func() { update(t, env, UpdateConsent, ConsentInput{Ref: "ref-0123456789"}, nil) }, time.Minute)
+	var accepted []string
+	var before Status
+	env.RegisterDelayedCallback(func() {
+		before = query(t, env)
+		for _, tc := range hostileFolders {
+			settings := before.Settings
+			settings.Folders = tc.folders
+			for name, arg := range map[string]any{UpdateSettings: settings, UpdateResync: ResyncInput{Folders: tc.folders}} {
+				if name == UpdateResync && len(tc.folders) == 0 {
+					continue // a resync without folders syncs them all
+				}
+				update(t, env, name, arg, func(_ Status, err error) {
+					if err == nil {
+						accepted = append(accepted, name+" "+tc.name)
+					}
+				})
+			}
+		}
+	}, time.Hour)
+	endWith(env, 2*time.Hour, func() {
+		if got := query(t, env).Settings; !settingsEqual(got, before.Settings) {
+			t.Errorf("settings changed to %+v", got)
+		}
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		for _, s := range f.settings {
+			if err := ValidateFolders(s.Folders); err != nil {
+				t.Errorf("the registry was given %q", s.Folders)
+			}
+		}
+	})
+	env.ExecuteWorkflow(Connection, input())
+	if len(accepted) > 0 {
+		t.Errorf("accepted: %q", accepted)
 	}
 }
