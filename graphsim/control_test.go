@@ -143,3 +143,38 @@ func TestDeltaReplays(t *testing.T) {
 		t.Errorf("%d items (%d unique) in %d pages", len(items), len(unique), pages)
 	}
 }
+
+// TestInjectedMailIsAddressed: mail injected with only a subject gets a
+// correspondent as sender and the mailbox as recipient (the other way
+// round in Sent Items), as real mail has; given addresses are kept.
+func TestInjectedMailIsAddressed(t *testing.T) {
+	f := newFixture(t, graphsim.Options{})
+	ctx := context.Background()
+	given := graphsim.Recipient{Name: "Given Sender", Address: "given@fabrikam.com"}
+	ids, err := f.ctl.InjectMessages(ctx, f.ada.UPN,
+		graphsim.MessageSpec{Subject: "bare"}, graphsim.MessageSpec{Subject: "sent", Folder: "sentitems"}, graphsim.MessageSpec{Subject: "given", From: given})
+	if err != nil {
+		t.Fatal(err)
+	}
+	truth, err := f.ctl.GroundTruth(ctx, f.ada.UPN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byID := map[string]graphsim.MessageTruth{}
+	for _, m := range truth.Messages {
+		byID[m.ImmutableID] = m
+	}
+	bare, sent, withFrom := byID[ids[0]], byID[ids[1]], byID[ids[2]]
+	if !strings.Contains(bare.From.Address, "@") || bare.From.Name == "" || strings.EqualFold(bare.From.Address, f.ada.Mail) {
+		t.Errorf("bare message from %+v", bare.From)
+	}
+	if len(bare.To) != 1 || !strings.EqualFold(bare.To[0].Address, f.ada.Mail) {
+		t.Errorf("bare message to %+v", bare.To)
+	}
+	if !strings.EqualFold(sent.From.Address, f.ada.Mail) || len(sent.To) != 1 || strings.EqualFold(sent.To[0].Address, f.ada.Mail) {
+		t.Errorf("sent message from %+v to %+v", sent.From, sent.To)
+	}
+	if withFrom.From != given {
+		t.Errorf("given sender became %+v", withFrom.From)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
+	mrand "math/rand/v2"
 	"slices"
 	"strings"
 	"time"
@@ -51,6 +52,7 @@ func (s *Sim) InjectMessages(user string, specs []MessageSpec) ([]string, error)
 	now := s.clock.Now()
 	ids := make([]string, 0, len(specs))
 	for i := range specs {
+		addressed(u, &specs[i])
 		m, err := s.buildMessage(u, &specs[i], now)
 		if err != nil {
 			return ids, err
@@ -117,6 +119,36 @@ func (s *Sim) buildMessage(u *User, spec *MessageSpec, now time.Time) (*Message,
 		})
 	}
 	return m, nil
+}
+
+// addressed gives injected mail the addresses real mail has when the spec
+// names none: a correspondent as sender and the mailbox as recipient
+// (mail filed in Sent Items the other way round).
+func addressed(u *User, spec *MessageSpec) {
+	me := Recipient{Name: u.DisplayName, Address: u.Mail}
+	sent := strings.EqualFold(spec.Folder, "sentitems")
+	if spec.From.Address == "" {
+		if sent {
+			spec.From = me
+		} else {
+			spec.From = correspondent(mrand.Uint64())
+		}
+	}
+	if len(spec.To) == 0 && len(spec.Cc) == 0 && len(spec.Bcc) == 0 {
+		if sent {
+			spec.To = []Recipient{correspondent(mrand.Uint64())}
+		} else {
+			spec.To = []Recipient{me}
+		}
+	}
+}
+
+// correspondent is a realistic external person, drawn from n.
+func correspondent(n uint64) Recipient {
+	first := firstNames[n%uint64(len(firstNames))]
+	last := lastNames[(n/32)%uint64(len(lastNames))]
+	domain := domains[(n/1024)%uint64(len(domains))]
+	return Recipient{Name: first + " " + last, Address: strings.ToLower(first + "." + strings.ReplaceAll(last, "-", "") + "@" + domain)}
 }
 
 func domainOf(addr, def string) string {
