@@ -61,12 +61,14 @@ func (a *Activities) BackfillFolder(ctx context.Context, in workflows.BackfillFo
 	if err != nil {
 		return workflows.BackfillFolderResult{}, err
 	}
+	hb, stop := startHeartbeat(ctx)
+	defer stop()
 	var res workflows.BackfillFolderResult
 	switch {
 	case f.Phase != store.PhaseLive:
-		res, err = a.firstRound(ctx, gc, f, in)
+		res, err = a.firstRound(ctx, hb, gc, f, in)
 	case f.WindowStart.After(in.WindowStart):
-		res, err = a.backfillGap(ctx, gc, f, in)
+		res, err = a.backfillGap(ctx, hb, gc, f, in)
 	default:
 		res.Done = true
 	}
@@ -84,7 +86,7 @@ func (a *Activities) BackfillFolder(ctx context.Context, in workflows.BackfillFo
 // round ends and the folder's window starts after the one asked (a resumed
 // round begun for a narrower window), the result is not Done: the next
 // call fetches the gap.
-func (a *Activities) firstRound(ctx context.Context, gc *graph.Client, f store.Folder, in workflows.BackfillFolderInput) (workflows.BackfillFolderResult, error) {
+func (a *Activities) firstRound(ctx context.Context, hb *heartbeat, gc *graph.Client, f store.Folder, in workflows.BackfillFolderInput) (workflows.BackfillFolderResult, error) {
 	var res workflows.BackfillFolderResult
 	deadline := a.now().Add(in.Budget)
 	delta := gc.Users().ByUserId(in.UserID).MailFolders().ByMailFolderId(in.FolderID).Messages().Delta()
@@ -121,7 +123,7 @@ func (a *Activities) firstRound(ctx context.Context, gc *graph.Client, f store.F
 		default:
 			return res, classifyGraph("backfill page", errNoLink)
 		}
-		stop, err := a.commit(ctx, in.ConnectionID, p, &res, deadline)
+		stop, err := a.commit(ctx, hb, in.ConnectionID, p, &res, deadline)
 		if stop || p.Phase == store.PhaseLive || err != nil {
 			return res, err
 		}
@@ -138,13 +140,13 @@ func isFolderGone(err error) bool {
 
 // commit writes a page with its cursor, books it in the result and the
 // heartbeat, and says whether to stop: done, or out of budget.
-func (a *Activities) commit(ctx context.Context, connectionID string, p store.Page, res *workflows.BackfillFolderResult, deadline time.Time) (bool, error) {
+func (a *Activities) commit(ctx context.Context, hb *heartbeat, connectionID string, p store.Page, res *workflows.BackfillFolderResult, deadline time.Time) (bool, error) {
 	if err := a.Store.ApplyPage(ctx, connectionID, p); err != nil {
 		return true, classifyStore(err)
 	}
 	res.Pages++
 	res.Fetched += int64(len(p.Messages))
-	activity.RecordHeartbeat(ctx, *res)
+	hb.record(*res)
 	return res.Done || a.now().After(deadline), nil
 }
 
@@ -156,7 +158,7 @@ var errNoLink = linkError{}
 
 // backfillGap lists the messages received between the new window start and
 // the one already covered, page by page with its own cursor.
-func (a *Activities) backfillGap(ctx context.Context, gc *graph.Client, f store.Folder, in workflows.BackfillFolderInput) (workflows.BackfillFolderResult, error) {
+func (a *Activities) backfillGap(ctx context.Context, hb *heartbeat, gc *graph.Client, f store.Folder, in workflows.BackfillFolderInput) (workflows.BackfillFolderResult, error) {
 	var res workflows.BackfillFolderResult
 	if !f.WindowStart.After(in.WindowStart) {
 		res.Done = true
@@ -189,7 +191,7 @@ func (a *Activities) backfillGap(ctx context.Context, gc *graph.Client, f store.
 		} else {
 			p.GapDone, res.Done = true, true
 		}
-		stop, err := a.commit(ctx, in.ConnectionID, p, &res, deadline)
+		stop, err := a.commit(ctx, hb, in.ConnectionID, p, &res, deadline)
 		if stop || err != nil {
 			return res, err
 		}

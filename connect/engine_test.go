@@ -223,6 +223,47 @@ func TestConnectAndBackfill(t *testing.T) {
 	}
 }
 
+// TestSlowPagesKeepHeartbeating: a backfill whose every page takes longer
+// than the heartbeat timeout (Graph slow, or throttled) still finishes:
+// the activity heartbeats while it waits, so a short timeout only catches
+// dead workers.
+func TestSlowPagesKeepHeartbeating(t *testing.T) {
+	e := enginetest.Start(t, graphsim.Options{}, workflows.Options{PageSize: 50, HeartbeatTimeout: 2 * time.Second})
+	if _, err := e.Ctl.Generate(context.Background(), e.Ada.UPN, graphsim.GenerateSpec{Count: 120, Days: 10, Folders: []string{"inbox"}, Seed: 3}); err != nil {
+		t.Fatal(err)
+	}
+	e.Sim.SetFault(graphsim.Fault{Endpoint: "delta", Latency: 3 * time.Second})
+	id, out := e.ConnectUser(e.Ada.UPN, workflows.Settings{BackfillDays: 30, Folders: []string{"inbox"}, Features: workflows.Features{Read: true}})
+	if out.State != workflows.StateActive {
+		t.Fatalf("consent outcome: %+v", out)
+	}
+	st := e.WaitFor(id, 90*time.Second, "backfill completion", func(st workflows.Status) bool {
+		return !st.Backfill.Covered.IsZero() && !st.Backfill.Running
+	})
+	e.Sim.ClearFaults()
+	if n, _ := e.Store.CountMessages(context.Background(), id); n != 120 {
+		t.Errorf("%d messages after the backfill, want 120 (status %+v)", n, st.Backfill)
+	}
+	// No page activity was given up for silence: each ran once.
+	it := e.Temporal.GetWorkflowHistory(context.Background(), workflows.BackfillWorkflowID(id, 1), "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	started := 0
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a := ev.GetActivityTaskStartedEventAttributes(); a != nil {
+			started++
+			if a.GetAttempt() != 1 {
+				t.Errorf("a page activity ran %d times: its heartbeat timed out while it waited on Graph", a.GetAttempt())
+			}
+		}
+	}
+	if started == 0 {
+		t.Error("the backfill ran no page activity")
+	}
+}
+
 // recordHistory saves a workflow's history for the replay test.
 func recordHistory(t *testing.T, e *enginetest.Engine, workflowID, path string) {
 	t.Helper()

@@ -182,7 +182,9 @@ type Options struct {
 	// FolderConcurrency is how many folders a backfill pages at once.
 	FolderConcurrency int `json:"folderConcurrency,omitempty"`
 	// HeartbeatTimeout: a backfill activity silent this long is retried
-	// elsewhere (a worker died).
+	// elsewhere (a worker died); 15 seconds. The activity heartbeats on its
+	// own every third of it, however long a page takes, so a lost worker
+	// costs about this long.
 	HeartbeatTimeout time.Duration `json:"heartbeatTimeout,omitempty"`
 }
 
@@ -200,7 +202,7 @@ func (o Options) withDefaults() Options {
 		o.FolderConcurrency = 3
 	}
 	if o.HeartbeatTimeout == 0 {
-		o.HeartbeatTimeout = time.Minute
+		o.HeartbeatTimeout = 15 * time.Second
 	}
 	if o.SubscriptionLifetime == 0 {
 		o.SubscriptionLifetime = 4230 * time.Minute
