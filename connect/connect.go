@@ -89,6 +89,12 @@ func (s *Service) Create(ctx context.Context, r Request) (Created, error) {
 		return Created{}, fmt.Errorf("connect: settings: %w", err)
 	}
 	id := "conn_" + random(12)
+	// Vault first: a consent whose secrets cannot be kept leaves nothing
+	// in the registry.
+	authURL, err := s.newConsent(ctx, id, settings, r.LoginHint)
+	if err != nil {
+		return Created{}, err
+	}
 	row := store.Connection{ID: id, OrgID: r.OrgID, OwnerID: r.OwnerID, State: workflows.StatePendingConsent, Mode: workflows.ModeDelegated,
 		Visibility: r.Visibility, Settings: raw, ReturnURL: r.ReturnURL}
 	if r.MaxPerOwner > 0 {
@@ -97,10 +103,7 @@ func (s *Service) Create(ctx context.Context, r Request) (Created, error) {
 		err = s.Store.CreateConnection(ctx, row)
 	}
 	if err != nil {
-		return Created{}, err
-	}
-	authURL, err := s.newConsent(ctx, id, settings, r.LoginHint)
-	if err != nil {
+		s.undoCreate(ctx, id, false)
 		return Created{}, err
 	}
 	_, err = s.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
@@ -110,14 +113,28 @@ func (s *Service) Create(ctx context.Context, r Request) (Created, error) {
 	}, workflows.Connection, workflows.ConnectionInput{ID: id, OrgID: r.OrgID, OwnerID: r.OwnerID, Mode: workflows.ModeDelegated,
 		Settings: settings, Options: s.Options})
 	if err != nil {
-		// Undo the registry row so nothing half-made stays behind.
-		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		_ = s.Store.UpdateConnection(uctx, id, store.ConnectionUpdate{State: workflows.StateDisconnected})
-		_, _ = s.Tokens.Purge(uctx, id)
+		s.undoCreate(ctx, id, true)
 		return Created{}, fmt.Errorf("connect: start workflow: %w", err)
 	}
 	return Created{ConnectionID: id, AuthorizeURL: authURL}, nil
+}
+
+// undoCreate takes back a create that failed half-way, so that nothing
+// half-made stays: the consent's secrets in Vault, and the registry row with
+// its events when one was written. A row that cannot be deleted (Postgres
+// gone too) is marked disconnected if it can be; one left even so is
+// removed by a later disconnect, which cleans up a connection without a
+// workflow (CleanUp).
+func (s *Service) undoCreate(ctx context.Context, id string, rowWritten bool) {
+	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	_, _ = s.Tokens.Purge(uctx, id)
+	if !rowWritten {
+		return
+	}
+	if err := s.Store.DeleteUnstarted(uctx, id); err != nil {
+		_ = s.Store.UpdateConnection(uctx, id, store.ConnectionUpdate{State: workflows.StateDisconnected})
+	}
 }
 
 // SettingsOf reads the settings the workflow wrote into a registry row.

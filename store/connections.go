@@ -79,6 +79,25 @@ func insertConnection(ctx context.Context, tx pgx.Tx, c Connection) error {
 		Data: map[string]any{"owner": c.OwnerID, "visibility": c.Visibility}})
 }
 
+// DeleteUnstarted removes a connection that never got further than its
+// creation (still pending consent, its workflow never started), with its
+// events, in one transaction; ErrNotFound when there is no such row.
+func (s *Store) DeleteUnstarted(ctx context.Context, id string) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `DELETE FROM connections WHERE id = $1 AND state = 'pending_consent' AND mailbox IS NULL`, id)
+		if err != nil {
+			return fmt.Errorf("store: delete connection %s: %w", id, err)
+		}
+		if tag.RowsAffected() == 0 {
+			return fmt.Errorf("store: unstarted connection %s: %w", id, ErrNotFound)
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM events WHERE connection_id = $1`, id); err != nil {
+			return fmt.Errorf("store: delete events of %s: %w", id, err)
+		}
+		return nil
+	})
+}
+
 // ConnectionUpdate changes the registry's mirror of a connection; empty
 // fields are left alone.
 type ConnectionUpdate struct {
