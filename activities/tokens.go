@@ -196,7 +196,7 @@ func (a *Activities) exchangeCode(ctx context.Context, in workflows.ExchangeCode
 		return workflows.ExchangeCodeResult{}, err
 	}
 	pending, err := a.Tokens.GetPending(ctx, in.ConnectionID)
-	if errors.Is(err, vault.ErrNotFound) {
+	if errors.Is(err, vault.ErrNotFound) || err == nil && !pending.Completed.IsZero() {
 		return workflows.ExchangeCodeResult{}, consentFailed(identity.ReasonCodeInvalid, err)
 	}
 	if err != nil {

@@ -73,7 +73,7 @@ func (s *server) callback(c *gin.Context) {
 	switch {
 	case errors.Is(err, connect.ErrInvalidState):
 		status = http.StatusBadRequest
-		p = page{Title: "This sign-in link is not valid", Lead: "The link was already used, or it does not belong to a connection.", Advice: "Start again from the app."}
+		p = page{Title: "This sign-in link is not valid", Lead: "It does not belong to a connection, or that connection has ended.", Advice: "Start again from the app."}
 	case errors.Is(err, connect.ErrConsentExpired):
 		status = http.StatusBadRequest
 		p = page{Title: "This sign-in link has expired", Lead: "Sign-in links are valid for an hour.", Advice: "Start again from the app to get a fresh link."}

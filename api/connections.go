@@ -621,6 +621,17 @@ func limitParam(c *gin.Context, def, max int) (int, bool) {
 	return n, true
 }
 
+// disconnected answers 409 connection_ended for a connection the registry
+// shows disconnected. That state is final and written before the workflow
+// takes it, so the workflow may still be finishing: it is not asked.
+func disconnected(c *gin.Context, row store.Connection) bool {
+	if row.State != workflows.StateDisconnected {
+		return false
+	}
+	problem(c, http.StatusConflict, "connection_ended", "This connection is disconnected; create a new one.")
+	return true
+}
+
 // update runs a workflow update; on failure it answers the problem: a
 // validator's rejection or an ended workflow is a 409 with a sentence,
 // anything else means Temporal could not be reached.
@@ -697,7 +708,7 @@ func (s *server) reauthorize(c *gin.Context) {
 
 func (s *server) resync(c *gin.Context) {
 	row, ok := s.connection(c, accessChange)
-	if !ok {
+	if !ok || disconnected(c, row) {
 		return
 	}
 	var req struct {
@@ -718,7 +729,7 @@ func (s *server) resync(c *gin.Context) {
 
 func (s *server) patchSettings(c *gin.Context) {
 	row, ok := s.connection(c, accessChange)
-	if !ok {
+	if !ok || disconnected(c, row) {
 		return
 	}
 	var p settingsPatch

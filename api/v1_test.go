@@ -894,8 +894,9 @@ func TestCallbackErrors(t *testing.T) {
 	if r.status != 403 || !strings.Contains(string(r.body), "Nothing was connected") {
 		t.Errorf("declined: %d %s", r.status, r.body)
 	}
-	// A link used once is not valid again; one older than an hour has
-	// expired. Neither page shows the code.
+	// A link used once shows again how the consent ended (a reload, or an
+	// answer lost on the way); one older than an hour has expired. No page
+	// shows the code.
 	r = h.call(t, "POST", "/v1/connections", h.acme, "u2", map[string]any{"login_hint": h.e.Ada.UPN})
 	r.json(t, &c)
 	q := h.callbackQuery(t, c.AuthorizeURL)
@@ -904,7 +905,7 @@ func TestCallbackErrors(t *testing.T) {
 		t.Fatalf("consent: %d %s", r.status, r.body)
 	}
 	r = h.call(t, "GET", "/v1/oauth/callback?"+q, "", "", nil)
-	if r.status != 400 || !strings.Contains(string(r.body), "already used") || strings.Contains(string(r.body), code.Get("code")) {
+	if r.status != 200 || !strings.Contains(string(r.body), "Your mailbox is connected") || strings.Contains(string(r.body), code.Get("code")) {
 		t.Errorf("a used link: %d %s", r.status, r.body)
 	}
 	r = h.call(t, "POST", "/v1/connections", h.acme, "u3", map[string]any{"login_hint": h.e.Ada.UPN})
@@ -960,8 +961,8 @@ func TestCallbackTwice(t *testing.T) {
 	h.waitConn(t, c.ID, h.acme, "u-grace", "live", func(c conn) bool { return c.SyncMode == workflows.SyncPush })
 	// What a live connection keeps: its tokens and its subscription's
 	// clientState, no consent code.
-	if n, err := h.e.Vault.Tokens().Count(t.Context(), c.ID); err != nil || n != 2 {
-		t.Errorf("secrets kept for a live connection: %d (%v), want 2", n, err)
+	if n, err := h.e.Vault.Tokens().Count(t.Context(), c.ID); err != nil || n != 3 {
+		t.Errorf("secrets kept for a live connection: %d (%v), want 3 (tokens, clientState, the completed consent's state)", n, err)
 	}
 }
 
@@ -1029,8 +1030,8 @@ func TestTemporalUnreachable(t *testing.T) {
 		t.Fatalf("consent after Temporal came back: %d %s", r.status, r.body)
 	}
 	h.waitConn(t, c.ID, h.acme, "u1", "live", func(c conn) bool { return c.SyncMode == workflows.SyncPush })
-	if n, err := h.e.Vault.Tokens().Count(t.Context(), c.ID); err != nil || n != 2 {
-		t.Errorf("secrets kept for a live connection: %d (%v), want 2 (tokens, clientState)", n, err)
+	if n, err := h.e.Vault.Tokens().Count(t.Context(), c.ID); err != nil || n != 3 {
+		t.Errorf("secrets kept for a live connection: %d (%v), want 3 (tokens, clientState, the completed consent's state)", n, err)
 	}
 }
 

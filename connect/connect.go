@@ -288,6 +288,19 @@ func (s *Service) Callback(ctx context.Context, q url.Values) (Outcome, error) {
 	if subtle.ConstantTimeCompare([]byte(pending.StateNonce), []byte(nonce)) != 1 {
 		return Outcome{}, ErrInvalidState
 	}
+	if !pending.Completed.IsZero() {
+		// The same redirect again after the consent was over (a reload, a
+		// lost answer): nothing is handed over; the user is told how it
+		// ended and sent back to the app.
+		if time.Since(pending.Completed) > consentLifetime {
+			return Outcome{ConnectionID: id}, ErrConsentExpired
+		}
+		st, err := s.settled(ctx, id)
+		if err != nil {
+			return Outcome{ConnectionID: id}, fmt.Errorf("connect: read the connection: %w", err)
+		}
+		return Outcome{ConnectionID: id, State: st.State, Mailbox: st.Mailbox, DisplayName: st.DisplayName, Reason: st.Reason, ReasonText: st.ReasonText}, nil
+	}
 	if time.Since(pending.Created) > consentLifetime {
 		return Outcome{ConnectionID: id}, ErrConsentExpired
 	}

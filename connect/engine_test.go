@@ -468,8 +468,11 @@ func TestExchangeRetriedAfterMeFails(t *testing.T) {
 	if out.State != workflows.StateActive || out.Mailbox != e.Ada.UPN {
 		t.Fatalf("outcome: %+v", out)
 	}
-	if n, _ := e.Vault.Tokens().Count(context.Background(), id); n != 1 {
-		t.Errorf("Vault holds %d secrets for the connection, want only its tokens", n)
+	if n, _ := e.Vault.Tokens().Count(context.Background(), id); n != 2 {
+		t.Errorf("Vault holds %d secrets for the connection, want its tokens and the completed consent's state", n)
+	}
+	if p, err := e.Vault.Tokens().GetPending(context.Background(), id); err != nil || p.Verifier != "" || p.Completed.IsZero() {
+		t.Errorf("the consent's verifier outlived it: %+v %v", p, err)
 	}
 }
 
@@ -552,5 +555,40 @@ func TestFolderDeletedAtMicrosoft(t *testing.T) {
 	compare(t, e, id, synced(t, e, first.Backfill.Covered), false)
 	if f, err := e.Store.GetFolder(ctx, id, projects); err == nil {
 		t.Errorf("the deleted folder is still in the store: %+v", f)
+	}
+}
+
+// TestCallbackRevisited: the browser coming back with the same redirect
+// after the consent is over (a reload, an answer lost on the way) is told
+// how it ended, with nothing handed to the workflow again; a forged state
+// is still refused.
+func TestCallbackRevisited(t *testing.T) {
+	e := enginetest.Start(t, graphsim.Options{}, workflows.Options{PageSize: 50})
+	ctx := context.Background()
+	created, err := e.Connect.Create(ctx, connect.Request{OrgID: "org-1", OwnerID: "owner-ada", Settings: workflows.Settings{BackfillDays: 30}, LoginHint: e.Ada.UPN})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := e.AuthorizeQuery(created.AuthorizeURL)
+	if out, err := e.Connect.Callback(ctx, q); err != nil || out.State != workflows.StateActive {
+		t.Fatalf("first visit: %+v %v", out, err)
+	}
+	for i := range 2 {
+		out, err := e.Connect.Callback(ctx, q)
+		if err != nil || out.State != workflows.StateActive || out.Mailbox != e.Ada.UPN || out.ConnectionID != created.ConnectionID {
+			t.Fatalf("visit %d after the consent: %+v %v", i+2, out, err)
+		}
+	}
+	if n, _ := e.Vault.Tokens().Count(ctx, created.ConnectionID); n != 2 {
+		t.Errorf("Vault holds %d secrets, want the tokens and the completed consent's state (no code)", n)
+	}
+	forged := url.Values{}
+	for k, v := range q {
+		forged[k] = v
+	}
+	id, _, _ := strings.Cut(q.Get("state"), ".")
+	forged.Set("state", id+".forged")
+	if _, err := e.Connect.Callback(ctx, forged); !errors.Is(err, connect.ErrInvalidState) {
+		t.Errorf("a forged state after the consent: %v", err)
 	}
 }

@@ -33,6 +33,10 @@ type Pending struct {
 	StateNonce  string
 	RedirectURI string
 	Created     time.Time
+	// Completed is set once the consent is over: what is kept then is the
+	// state nonce alone (no verifier), so that the user's browser coming
+	// back with the same redirect is told how it ended.
+	Completed time.Time
 }
 
 // TokenStore keeps every secret of every connection in KV v2, under
@@ -122,6 +126,7 @@ func (ts *TokenStore) GetPending(ctx context.Context, connectionID string) (Pend
 	}
 	p := Pending{Verifier: str(s.Data, "verifier"), StateNonce: str(s.Data, "state_nonce"), RedirectURI: str(s.Data, "redirect_uri")}
 	p.Created, _ = time.Parse(time.RFC3339Nano, str(s.Data, "created"))
+	p.Completed, _ = time.Parse(time.RFC3339Nano, str(s.Data, "completed"))
 	return p, nil
 }
 
@@ -177,14 +182,32 @@ func (ts *TokenStore) GetRedeemed(ctx context.Context, connectionID, ref string)
 // DeleteConsent removes what a consent left once it is over: every code
 // kept for the connection (the one used, and any whose hand-off to the
 // workflow failed), their redeemed tokens and the pending verifier, every
-// version.
+// version. The state nonce stays, marked completed, until the connection's
+// secrets are purged: a reload of the redirect is then recognised.
 func (ts *TokenStore) DeleteConsent(ctx context.Context, connectionID string) error {
 	if _, err := ts.purgeTree(ctx, ts.path(connectionID, "consent")); err != nil {
+		return err
+	}
+	pending, err := ts.GetPending(ctx, connectionID)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
 		return err
 	}
 	p := ts.path(connectionID, "pending")
 	if err := ts.kv.DeleteMetadata(ctx, p); err != nil {
 		return fmt.Errorf("vault: delete %s: %w", p, err)
+	}
+	if !pending.Completed.IsZero() {
+		return nil
+	}
+	_, err = ts.kv.Put(ctx, p, map[string]any{
+		"state_nonce": pending.StateNonce, "created": pending.Created.UTC().Format(time.RFC3339Nano),
+		"completed": time.Now().UTC().Format(time.RFC3339Nano),
+	})
+	if err != nil {
+		return fmt.Errorf("vault: mark consent completed: %w", err)
 	}
 	return nil
 }

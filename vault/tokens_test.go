@@ -92,8 +92,11 @@ func TestTokenStoreCheckAndSetAndPurge(t *testing.T) {
 	if err := ts.DeleteConsent(ctx, conn); err != nil {
 		t.Fatal(err)
 	}
-	if n, _ := ts.Count(ctx, conn); n != 1 {
-		t.Errorf("after the consent: %d secrets, want the tokens alone", n)
+	if n, _ := ts.Count(ctx, conn); n != 2 {
+		t.Errorf("after the consent: %d secrets, want the tokens and the completed consent", n)
+	}
+	if p, err := ts.GetPending(ctx, conn); err != nil || p.Verifier != "" || p.StateNonce != "n" || p.Completed.IsZero() {
+		t.Errorf("after the consent the pending consent is %+v (%v), want its state nonce alone, completed", p, err)
 	}
 	if err := ts.PutConsentCode(ctx, conn, "ref1", "code-1"); err != nil {
 		t.Fatal(err)
