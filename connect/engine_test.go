@@ -336,8 +336,14 @@ func TestMailboxIsConnectedOnce(t *testing.T) {
 	if out.State != workflows.StatePendingConsent || out.Reason != "mailbox_already_connected" || out.ReasonText == "" {
 		t.Fatalf("second connection of the same mailbox: %+v", out)
 	}
-	if n, _ := e.Vault.Tokens().Count(context.Background(), second); n != 0 {
+	// What stays is the completed consent's state nonce alone (no code,
+	// verifier or token), so that its redirect visited again says how it
+	// ended.
+	if n, _ := e.Vault.Tokens().Count(context.Background(), second); n != 1 {
 		t.Errorf("the refused connection kept %d secrets", n)
+	}
+	if p, err := e.Vault.Tokens().GetPending(context.Background(), second); err != nil || p.Verifier != "" || p.Completed.IsZero() {
+		t.Errorf("the refused connection's consent: %+v %v", p, err)
 	}
 	_ = first
 }
