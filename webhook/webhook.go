@@ -25,7 +25,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/outlookd/outlookd/internal/lookupcache"
+	"github.com/hashicorp/golang-lru/v2/expirable"
+
 	"github.com/outlookd/outlookd/store"
 	"github.com/outlookd/outlookd/workflows"
 )
@@ -56,7 +57,7 @@ type Receiver struct {
 	Log       *slog.Logger
 
 	subsOnce sync.Once
-	subs     *lookupcache.Cache[store.Subscription]
+	subs     *expirable.LRU[string, store.Subscription]
 
 	// Counters of what was received and ignored.
 	Accepted, Ignored atomic.Int64
@@ -208,19 +209,7 @@ func Parse(body io.Reader) ([]Item, error) {
 // remembered: a new subscription's first notifications can arrive before
 // its row is committed, and a remembered miss would drop the ones after it.
 func (r *Receiver) lookup(ctx context.Context, items []Item) (map[string]store.Subscription, error) {
-	r.subsOnce.Do(func() {
-		r.subs = lookupcache.New(func(ctx context.Context, id string) (store.Subscription, error) {
-			found, err := r.Store.GetSubscriptions(ctx, []string{id})
-			if err != nil {
-				return store.Subscription{}, err
-			}
-			sub, ok := found[id]
-			if !ok {
-				return sub, store.ErrNotFound
-			}
-			return sub, nil
-		}, lookupcache.Options{Size: 100000, TTL: time.Minute})
-	})
+	r.subsOnce.Do(func() { r.subs = expirable.NewLRU[string, store.Subscription](100000, nil, time.Minute) })
 	found := map[string]store.Subscription{}
 	asked := map[string]bool{}
 	var missing []string
@@ -230,7 +219,7 @@ func (r *Receiver) lookup(ctx context.Context, items []Item) (map[string]store.S
 			continue
 		}
 		asked[id] = true
-		if sub, ok, cached := r.subs.Cached(id); cached && ok {
+		if sub, ok := r.subs.Get(id); ok {
 			found[id] = sub
 			continue
 		}

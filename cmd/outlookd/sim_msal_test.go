@@ -3,14 +3,12 @@ package main
 import (
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"io"
 	"math/big"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -31,15 +29,7 @@ func TestSimStandaloneMSAL(t *testing.T) {
 	demo := runSim(t, io.Discard, "--addr", "127.0.0.1:0", "--tls", "--ca-file", caFile, "--seed", "demo",
 		"--messages", "5", "--auto-consent", "--redirect-uri", "http://127.0.0.1:9/cb")
 	ctx := t.Context()
-	pem, err := os.ReadFile(caFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		t.Fatal("CA file holds no certificate")
-	}
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	hc := trustingClient(t, caFile)
 
 	// The demo admin grants the app's application permissions.
 	noRedirect := *hc

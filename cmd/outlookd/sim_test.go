@@ -34,16 +34,8 @@ func TestSimStandaloneDemo(t *testing.T) {
 	if !strings.HasPrefix(demo.URL, "https://") {
 		t.Fatalf("URL %q is not https", demo.URL)
 	}
-	pem, err := os.ReadFile(caFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		t.Fatal("CA file holds no certificate")
-	}
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	hc := trustingClient(t, caFile)
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	cfg := &oauth2.Config{ClientID: demo.ClientID, ClientSecret: demo.ClientSecret, RedirectURL: "http://127.0.0.1:9/cb", Scopes: []string{"offline_access", "Mail.Read"},
 		Endpoint: oauth2.Endpoint{AuthURL: demo.URL + "/common/oauth2/v2.0/authorize", TokenURL: demo.URL + "/common/oauth2/v2.0/token"}}
 	verifier := oauth2.GenerateVerifier()
@@ -171,4 +163,19 @@ func runSim(t *testing.T, stderr io.Writer, args ...string) simInfo {
 			t.Fatalf("no sim info: %v", err)
 		}
 	}
+}
+
+// trustingClient is an HTTP client that trusts the CA `outlookd sim --tls`
+// wrote to caFile.
+func trustingClient(t *testing.T, caFile string) *http.Client {
+	t.Helper()
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		t.Fatal("CA file holds no certificate")
+	}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
 }

@@ -77,15 +77,5 @@ func (c *Cache[V]) Get(ctx context.Context, key string) (V, error) {
 	return e.v, nil
 }
 
-// Cached answers key from memory only: the value, whether it exists, and
-// whether memory held an answer at all.
-func (c *Cache[V]) Cached(key string) (v V, found, cached bool) {
-	e, ok := c.lru.Get(key)
-	return e.v, e.found, ok
-}
-
-// Add remembers a value found by a lookup made elsewhere (a batched one).
-func (c *Cache[V]) Add(key string, v V) { c.lru.Add(key, entry[V]{v: v, found: true}) }
-
 // Len is the number of entries held (expired ones included until swept).
 func (c *Cache[V]) Len() int { return c.lru.Len() }
