@@ -53,7 +53,7 @@ func preferHeaders(pageSize int) *abs.RequestHeaders {
 // continues from. A folder deleted at Microsoft is dropped with its mail
 // and reported Gone.
 func (a *Activities) BackfillFolder(ctx context.Context, in workflows.BackfillFolderInput) (workflows.BackfillFolderResult, error) {
-	f, err := a.Store.GetFolder(ctx, in.ConnectionID, in.FolderID)
+	f, err := a.Store.GetFolder(ctx, storeKey(in.ConnectionID, in.MailboxID), in.FolderID)
 	if err != nil {
 		return workflows.BackfillFolderResult{}, err
 	}
@@ -73,7 +73,7 @@ func (a *Activities) BackfillFolder(ctx context.Context, in workflows.BackfillFo
 		res.Done = true
 	}
 	if isFolderGone(err) {
-		if _, err := a.Store.RemoveFolder(ctx, in.ConnectionID, in.FolderID); err != nil {
+		if _, err := a.Store.RemoveFolder(ctx, storeKey(in.ConnectionID, in.MailboxID), in.FolderID); err != nil {
 			return res, err
 		}
 		activity.GetLogger(ctx).Warn("folder deleted at Microsoft; dropped", "folder", in.FolderID)
@@ -123,7 +123,7 @@ func (a *Activities) firstRound(ctx context.Context, hb *heartbeat, gc *graph.Cl
 		default:
 			return res, classifyGraph("backfill page", errNoLink)
 		}
-		stop, err := a.commit(ctx, hb, in.ConnectionID, p, &res, deadline)
+		stop, err := a.commit(ctx, hb, storeKey(in.ConnectionID, in.MailboxID), p, &res, deadline)
 		if stop || p.Phase == store.PhaseLive || err != nil {
 			return res, err
 		}
@@ -191,7 +191,7 @@ func (a *Activities) backfillGap(ctx context.Context, hb *heartbeat, gc *graph.C
 		} else {
 			p.GapDone, res.Done = true, true
 		}
-		stop, err := a.commit(ctx, hb, in.ConnectionID, p, &res, deadline)
+		stop, err := a.commit(ctx, hb, storeKey(in.ConnectionID, in.MailboxID), p, &res, deadline)
 		if stop || err != nil {
 			return res, err
 		}

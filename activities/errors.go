@@ -58,6 +58,10 @@ func classifyGraph(op string, err error) error {
 		// A token Graph refuses although it is unexpired: retry, the token
 		// source refreshes it.
 		return fmt.Errorf("%s: Graph refused the token: %w", op, err)
+	case ge.Status == 403 && ge.HasCode("ErrorAccessDenied"):
+		// The account's rights on the mailbox were removed (or never
+		// reached it): an attached mailbox waits in access_lost.
+		return unreachable(workflows.ReasonMailboxUnreachable, "The account can no longer open this mailbox: an Exchange administrator must grant it Full Access again, then ask for a resync.", err)
 	case ge.Status == 404 && (ge.HasCode("ErrorItemNotFound") || ge.HasCode("ErrorFolderNotFound")):
 		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s: %s", op, ge.Message), workflows.ErrFolderGone, err)
 	case ge.Status >= 400 && ge.Status < 500:

@@ -76,7 +76,7 @@ func (a *Activities) DiscoverFolders(ctx context.Context, in workflows.DiscoverF
 	for i, f := range out {
 		rows[i] = store.Folder{ID: f.ID, ParentID: f.ParentID, DisplayName: f.Name, WellKnown: f.WellKnown}
 	}
-	if err := a.Store.UpsertFolders(ctx, in.ConnectionID, rows, in.WindowStart); err != nil {
+	if err := a.Store.UpsertFolders(ctx, storeKey(in.ConnectionID, in.MailboxID), rows, in.WindowStart); err != nil {
 		return workflows.DiscoverFoldersResult{}, err
 	}
 	// Folders synced before and no longer under a root (the settings
@@ -86,7 +86,7 @@ func (a *Activities) DiscoverFolders(ctx context.Context, in workflows.DiscoverF
 	for i, f := range out {
 		keep[i] = f.ID
 	}
-	dropped, err := a.Store.PruneFolders(ctx, in.ConnectionID, keep)
+	dropped, err := a.Store.PruneFolders(ctx, storeKey(in.ConnectionID, in.MailboxID), keep)
 	if err != nil {
 		return workflows.DiscoverFoldersResult{}, err
 	}

@@ -31,13 +31,13 @@ func (a *Activities) SyncFolders(ctx context.Context, in workflows.SyncFoldersIn
 	// (the workflow counts the request done when this returns), and after
 	// a drop that succeeded, dropping again only restarts the re-anchor.
 	if len(in.Reanchor) > 0 {
-		n, err := a.Store.DropAnchors(ctx, in.ConnectionID, in.Reanchor)
+		n, err := a.Store.DropAnchors(ctx, storeKey(in.ConnectionID, in.MailboxID), in.Reanchor)
 		if err != nil {
 			return res, err
 		}
 		res.Reanchored += int(n)
 	}
-	folders, err := a.Store.ListFolders(ctx, in.ConnectionID)
+	folders, err := a.Store.ListFolders(ctx, storeKey(in.ConnectionID, in.MailboxID))
 	if err != nil {
 		return res, err
 	}
@@ -53,7 +53,7 @@ func (a *Activities) SyncFolders(ctx context.Context, in workflows.SyncFoldersIn
 		if isFolderGone(err) {
 			// Deleted at Microsoft: drop it with its mail, and go on with
 			// the other folders.
-			n, err := a.Store.RemoveFolder(ctx, in.ConnectionID, f.ID)
+			n, err := a.Store.RemoveFolder(ctx, storeKey(in.ConnectionID, in.MailboxID), f.ID)
 			if err != nil {
 				return res, err
 			}
@@ -120,13 +120,13 @@ func (a *Activities) syncFolder(ctx context.Context, gc *graph.Client, in workfl
 		}
 		if done && reanchor {
 			// Delete what the fresh round did not see, then save the anchor.
-			n, err := a.Store.DeleteMissing(ctx, in.ConnectionID, f.ID, f.WindowStart, seen)
+			n, err := a.Store.DeleteMissing(ctx, storeKey(in.ConnectionID, in.MailboxID), f.ID, f.WindowStart, seen)
 			if err != nil {
 				return err
 			}
 			res.Removed += n
 		}
-		if err := a.Store.ApplyPage(ctx, in.ConnectionID, p); err != nil {
+		if err := a.Store.ApplyPage(ctx, storeKey(in.ConnectionID, in.MailboxID), p); err != nil {
 			return classifyStore(err)
 		}
 		res.Upserted += int64(len(p.Messages))
@@ -255,14 +255,15 @@ func (a *Activities) PurgeSecrets(ctx context.Context, in workflows.ConnectionRe
 
 // ApplyRetention deletes the connection's mail, or keeps it detached.
 func (a *Activities) ApplyRetention(ctx context.Context, in workflows.RetentionInput) error {
+	key := storeKey(in.ConnectionID, in.MailboxID)
 	if in.Policy == workflows.RetentionKeep {
-		return a.Store.Detach(ctx, in.ConnectionID)
+		return a.Store.Detach(ctx, key)
 	}
-	_, err := a.Store.DeleteMail(ctx, in.ConnectionID)
+	_, err := a.Store.DeleteMail(ctx, key)
 	return err
 }
 
 // RecordEvent records an event for the app (delivered by the API).
 func (a *Activities) RecordEvent(ctx context.Context, in workflows.RecordEventInput) error {
-	return a.Store.AddEvent(ctx, store.Event{ID: in.EventID, ConnectionID: in.ConnectionID, Type: in.Type, Data: in.Data})
+	return a.Store.AddEvent(ctx, store.Event{ID: in.EventID, ConnectionID: in.ConnectionID, MailboxID: in.MailboxID, Type: in.Type, Data: in.Data})
 }

@@ -168,6 +168,9 @@ func settingsOf(row store.Connection) appSettings {
 // createRequest is the body of POST /v1/connections.
 type createRequest struct {
 	settingsPatch
+	// Kind is delegated (a user's own mailbox, the default) or
+	// service_account (shared mailboxes attached after consent).
+	Kind       string    `json:"kind,omitempty"`
 	Owner      string    `json:"owner,omitempty"`
 	Visibility string    `json:"visibility,omitempty"`
 	Features   *features `json:"features,omitempty"`
@@ -178,6 +181,7 @@ type createRequest struct {
 // connectionJSON is a connection as the API shows it.
 type connectionJSON struct {
 	ID            string        `json:"id"`
+	Kind          string        `json:"kind"`
 	Owner         string        `json:"owner"`
 	Visibility    string        `json:"visibility"`
 	State         string        `json:"state"`
@@ -328,6 +332,18 @@ func (s *server) createConnection(c *gin.Context) {
 		problem(c, http.StatusBadRequest, "owner_required", "An admin key must name the owner of the connection.")
 		return
 	}
+	kind := cmp.Or(req.Kind, workflows.ModeDelegated)
+	switch kind {
+	case workflows.ModeDelegated:
+	case workflows.ModeServiceAccount:
+		if !who.Admin {
+			problem(c, http.StatusForbidden, "admin_required", "Only an admin key may connect a service account: its shared mailboxes serve the whole organisation.")
+			return
+		}
+	default:
+		problem(c, http.StatusUnprocessableEntity, "invalid_kind", `kind must be "delegated" or "service_account".`)
+		return
+	}
 	vis := req.Visibility
 	if vis == "" {
 		vis = store.VisibilityOwner
@@ -361,8 +377,8 @@ func (s *server) createConnection(c *gin.Context) {
 	cctx, cancel := context.WithTimeout(c, updateTimeout)
 	defer cancel()
 	created, err := s.d.Connect.Create(cctx, connect.Request{
-		OrgID: who.Org.ID, OwnerID: owner, Settings: settings.workflow(), LoginHint: req.LoginHint,
-		Visibility: vis, ReturnURL: req.ReturnURL, MaxPerOwner: who.Org.ConnectionsPerUser,
+		OrgID: who.Org.ID, OwnerID: owner, Mode: kind, Settings: settings.workflow(), LoginHint: req.LoginHint,
+		Visibility: vis, ReturnURL: req.ReturnURL, MaxPerOwner: maxPerOwner(kind, who.Org.ConnectionsPerUser),
 	})
 	if errors.Is(err, store.ErrTooManyConnections) {
 		problem(c, http.StatusConflict, "user_already_connected", "This user already has a connection, and the organisation allows "+strconv.Itoa(who.Org.ConnectionsPerUser)+" per user; disconnect it first.")
@@ -461,7 +477,7 @@ func (s *server) presentAll(ctx context.Context, rows []store.Connection) []conn
 // (when Temporal answered) the workflow's status.
 func view(row store.Connection, count int64, st *workflows.Status) connectionJSON {
 	out := connectionJSON{
-		ID: row.ID, Owner: row.OwnerID, Visibility: row.Visibility, State: row.State, Mailbox: row.Mailbox, DisplayName: row.DisplayName,
+		ID: row.ID, Kind: row.Mode, Owner: row.OwnerID, Visibility: row.Visibility, State: row.State, Mailbox: row.Mailbox, DisplayName: row.DisplayName,
 		TenantID: row.TenantID, GrantedScopes: row.GrantedScopes, Settings: settingsOf(row), CreatedAt: row.CreatedAt, UpdatedAt: row.UpdatedAt,
 		DetachedAt: row.DetachedAt, Source: "registry", MessageCount: count,
 	}
@@ -696,7 +712,7 @@ func (s *server) reauthorize(c *gin.Context) {
 	if hint == "" && st.State == workflows.StateReauthRequired {
 		hint = st.Mailbox // the same account must come back
 	}
-	authURL, err := s.d.Connect.Reauthorize(c, row.ID, settingsOf(row).workflow(), hint)
+	authURL, err := s.d.Connect.Reauthorize(c, row.ID, row.Mode, settingsOf(row).workflow(), hint)
 	if err != nil {
 		s.unavailable(c, err)
 		return
@@ -772,4 +788,13 @@ func (s *server) deleteConnection(c *gin.Context) {
 	}
 	c.Header("Location", "/v1/connections/"+row.ID)
 	c.PureJSON(http.StatusAccepted, s.presentStatus(c, row, answered))
+}
+
+// maxPerOwner is the limit of live connections per owner a create is held
+// to: the organisation's, for users' own mailboxes only.
+func maxPerOwner(kind string, perUser int) int {
+	if kind != workflows.ModeDelegated {
+		return 0
+	}
+	return perUser
 }

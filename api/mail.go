@@ -96,12 +96,33 @@ func graphID(s string) bool {
 	return true
 }
 
+// mailScope is the mailbox a mail route reads: a delegated connection's
+// own (routes without a mailbox), or the mailbox the path names.
+type mailScope struct {
+	row store.Connection
+	// key is the mailbox's key in the store; userID is whom Graph is asked
+	// about for content that is not stored.
+	key, userID, state string
+	settings           appSettings
+}
+
+// scope loads the mailbox a mail route reads, answering the problem when
+// the caller may not read it.
+func (s *server) scope(c *gin.Context) (mailScope, bool) {
+	if c.Param("mbx") == "" {
+		row, ok := s.connection(c, accessRead)
+		return mailScope{row: row, key: row.ID, userID: row.UserID, state: row.State, settings: settingsOf(row)}, ok
+	}
+	row, m, ok := s.mailbox(c, accessRead)
+	return mailScope{row: row, key: m.ID, userID: m.UserID, state: m.State, settings: mailboxSettings(m)}, ok
+}
+
 func (s *server) listFolders(c *gin.Context) {
-	row, ok := s.connection(c, accessRead)
+	sc, ok := s.scope(c)
 	if !ok {
 		return
 	}
-	folders, err := s.d.Store.ListFolders(c, row.ID)
+	folders, err := s.d.Store.ListFolders(c, sc.key)
 	if err != nil {
 		s.unavailable(c, err)
 		return
@@ -147,7 +168,7 @@ func parseMessageCursor(s string) (time.Time, string, bool) {
 }
 
 func (s *server) listMessages(c *gin.Context) {
-	row, ok := s.connection(c, accessRead)
+	sc, ok := s.scope(c)
 	if !ok {
 		return
 	}
@@ -188,12 +209,12 @@ func (s *server) listMessages(c *gin.Context) {
 			problem(c, http.StatusBadRequest, "invalid_cursor", "The cursor is not one this API gave out.")
 			return
 		}
-		if !s.messageCursorInRange(c, row.ID, t) {
+		if !s.messageCursorInRange(c, sc.key, t) {
 			return
 		}
 		q.AfterReceived, q.AfterID = t, id
 	}
-	msgs, err := s.d.Store.ListMessages(c, row.ID, q)
+	msgs, err := s.d.Store.ListMessages(c, sc.key, q)
 	if err != nil {
 		s.unavailable(c, err)
 		return
@@ -244,41 +265,41 @@ func notAfterNewest(newest []store.Message, received time.Time) bool {
 	return !received.After(top)
 }
 
-// message loads the message named in the path for a visible connection.
-func (s *server) message(c *gin.Context) (store.Connection, store.Message, bool) {
-	row, ok := s.connection(c, accessRead)
+// message loads the message named in the path for a visible mailbox.
+func (s *server) message(c *gin.Context) (mailScope, store.Message, bool) {
+	sc, ok := s.scope(c)
 	if !ok {
-		return row, store.Message{}, false
+		return sc, store.Message{}, false
 	}
 	mid := c.Param("mid")
 	if !graphID(mid) {
-		problem(c, http.StatusNotFound, "message_not_found", "This connection has no message with this ID.")
-		return row, store.Message{}, false
+		problem(c, http.StatusNotFound, "message_not_found", "This mailbox has no message with this ID.")
+		return sc, store.Message{}, false
 	}
-	m, err := s.d.Store.GetMessage(c, row.ID, mid)
+	m, err := s.d.Store.GetMessage(c, sc.key, mid)
 	if errors.Is(err, store.ErrNotFound) {
-		problem(c, http.StatusNotFound, "message_not_found", "This connection has no message with this ID.")
-		return row, m, false
+		problem(c, http.StatusNotFound, "message_not_found", "This mailbox has no message with this ID.")
+		return sc, m, false
 	}
 	if err != nil {
 		s.unavailable(c, err)
-		return row, m, false
+		return sc, m, false
 	}
-	return row, m, true
+	return sc, m, true
 }
 
 // onDemand says whether Graph may be asked for this connection now.
-func (s *server) onDemand(c *gin.Context, row store.Connection) bool {
-	if s.d.Mail == nil || row.UserID == "" {
+func (s *server) onDemand(c *gin.Context, sc mailScope) bool {
+	if s.d.Mail == nil || sc.userID == "" {
 		problem(c, http.StatusConflict, "not_available", "This content is not stored and cannot be fetched for this connection.")
 		return false
 	}
-	if row.State == workflows.StateReauthRequired {
-		reauthProblem(c, row.State, "")
+	if sc.state == workflows.StateReauthRequired || sc.row.State == workflows.StateReauthRequired {
+		reauthProblem(c, sc.state, "")
 		return false
 	}
-	if row.State != workflows.StateActive {
-		problem(c, http.StatusConflict, "connection_not_active", "The connection is "+row.State+"; content that is not stored can only be fetched from an active connection.")
+	if sc.state != workflows.StateActive {
+		problem(c, http.StatusConflict, "connection_not_active", "The mailbox is "+sc.state+"; content that is not stored can only be fetched from an active mailbox.")
 		return false
 	}
 	return true
@@ -299,15 +320,15 @@ func reauthProblem(c *gin.Context, state string, reason identity.Reason) {
 // fetchError answers an on-demand read that failed: the item is gone at
 // the source (404), the connection needs a new sign-in (409), or Graph or
 // the identity platform failed otherwise (502).
-func (s *server) fetchError(c *gin.Context, row store.Connection, err error) {
+func (s *server) fetchError(c *gin.Context, sc mailScope, err error) {
 	if errors.Is(err, mailreader.ErrGone) {
 		problem(c, http.StatusNotFound, "gone_at_source", "The mailbox no longer has this item.")
 		return
 	}
 	var reauth *mailreader.ReauthError
 	if errors.As(err, &reauth) {
-		s.d.Logger.Info("on-demand fetch needs a new sign-in", "connection", row.ID, "reason", reauth.Reason)
-		reauthProblem(c, row.State, reauth.Reason)
+		s.d.Logger.Info("on-demand fetch needs a new sign-in", "connection", sc.row.ID, "reason", reauth.Reason)
+		reauthProblem(c, sc.state, reauth.Reason)
 		return
 	}
 	s.d.Logger.Warn("on-demand fetch failed", "path", c.FullPath(), "err", err)
@@ -315,7 +336,7 @@ func (s *server) fetchError(c *gin.Context, row store.Connection, err error) {
 }
 
 func (s *server) getMessage(c *gin.Context) {
-	row, m, ok := s.message(c)
+	sc, m, ok := s.message(c)
 	if !ok {
 		return
 	}
@@ -323,13 +344,13 @@ func (s *server) getMessage(c *gin.Context) {
 	switch {
 	case m.Body != nil:
 		out.Body = &bodyJSON{ContentType: m.BodyContentType, Content: *m.Body, Source: "store"}
-	case settingsOf(row).Storage.Bodies == BodiesOnDemand && c.Query("body") != "false":
-		if !s.onDemand(c, row) {
+	case sc.settings.Storage.Bodies == BodiesOnDemand && c.Query("body") != "false":
+		if !s.onDemand(c, sc) {
 			return
 		}
-		ct, content, err := s.d.Mail.Body(c, row.ID, row.UserID, m.ID)
+		ct, content, err := s.d.Mail.Body(c, sc.row.ID, sc.userID, m.ID)
 		if err != nil {
-			s.fetchError(c, row, err)
+			s.fetchError(c, sc, err)
 			return
 		}
 		out.Body = &bodyJSON{ContentType: ct, Content: content, Source: "graph"}
@@ -338,7 +359,7 @@ func (s *server) getMessage(c *gin.Context) {
 }
 
 func (s *server) getAttachment(c *gin.Context) {
-	row, m, ok := s.message(c)
+	sc, m, ok := s.message(c)
 	if !ok {
 		return
 	}
@@ -353,12 +374,12 @@ func (s *server) getAttachment(c *gin.Context) {
 		problem(c, http.StatusNotFound, "attachment_not_found", "This message has no attachment with this ID.")
 		return
 	}
-	if !s.onDemand(c, row) {
+	if !s.onDemand(c, sc) {
 		return
 	}
-	resp, err := s.d.Mail.Attachment(c, row.ID, row.UserID, m.ID, att.ID)
+	resp, err := s.d.Mail.Attachment(c, sc.row.ID, sc.userID, m.ID, att.ID)
 	if err != nil {
-		s.fetchError(c, row, err)
+		s.fetchError(c, sc, err)
 		return
 	}
 	defer resp.Body.Close()

@@ -77,7 +77,9 @@ func TestOnDemandFailures(t *testing.T) {
 		{"Graph refused otherwise", temporal.NewNonRetryableApplicationError("refused", workflows.ErrGraphRejected, nil), 502, "upstream_failed", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			status, p := answer(t, func(c *gin.Context) { s.fetchError(c, row, tc.err) })
+			status, p := answer(t, func(c *gin.Context) {
+				s.fetchError(c, mailScope{row: row, key: row.ID, userID: row.UserID, state: row.State}, tc.err)
+			})
 			if status != tc.status || p.Code != tc.code {
 				t.Errorf("%d %s, want %d %s", status, p.Code, tc.status, tc.code)
 			}
@@ -107,7 +109,9 @@ func TestOnDemandState(t *testing.T) {
 		t.Run(tc.state, func(t *testing.T) {
 			row := store.Connection{ID: "conn_AAAAAAAAAAAAAAAA", UserID: "u", State: tc.state}
 			var ok bool
-			status, p := answer(t, func(c *gin.Context) { ok = s.onDemand(c, row) })
+			status, p := answer(t, func(c *gin.Context) {
+				ok = s.onDemand(c, mailScope{row: row, key: row.ID, userID: row.UserID, state: row.State})
+			})
 			if ok || status != http.StatusConflict || p.Code != tc.code || !strings.Contains(p.Detail, tc.text) || !strings.Contains(p.Detail, tc.state) {
 				t.Errorf("%v %d %s %q, want 409 %s", ok, status, p.Code, p.Detail, tc.code)
 			}

@@ -16,10 +16,13 @@ import (
 // (the OpenAPI document says the same, checked by a test). A route that is
 // absent takes no parameter at all.
 var queryParams = map[string][]string{
-	"GET /v1/connections":                   {"limit", "cursor"},
-	"GET /v1/connections/:id/messages":      {"limit", "cursor", "folder", "from", "to", "since", "unread"},
-	"GET /v1/connections/:id/messages/:mid": {"body"},
-	"GET /v1/events":                        {"limit", "after"},
+	"GET /v1/connections":                                  {"limit", "cursor"},
+	"GET /v1/connections/:id/messages":                     {"limit", "cursor", "folder", "from", "to", "since", "unread"},
+	"GET /v1/connections/:id/messages/:mid":                {"body"},
+	"GET /v1/connections/:id/mailboxes/:mbx/messages":      {"limit", "cursor", "folder", "from", "to", "since", "unread"},
+	"GET /v1/connections/:id/mailboxes/:mbx/messages/:mid": {"body"},
+	"DELETE /v1/connections/:id/mailboxes/:mbx":            {"retention"},
+	"GET /v1/events":                                       {"limit", "after"},
 }
 
 // foreignQuery is the routes whose query is written by Microsoft, not by

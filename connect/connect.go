@@ -49,8 +49,11 @@ type Service struct {
 
 // Request describes a new connection.
 type Request struct {
-	OrgID    string
-	OwnerID  string
+	OrgID   string
+	OwnerID string
+	// Mode is the kind of connection: delegated (the default) or
+	// service_account.
+	Mode     string
 	Settings workflows.Settings
 	// LoginHint pre-fills the account on Microsoft's sign-in page.
 	LoginHint string
@@ -89,13 +92,14 @@ func (s *Service) Create(ctx context.Context, r Request) (Created, error) {
 		return Created{}, fmt.Errorf("connect: settings: %w", err)
 	}
 	id := "conn_" + random(12)
+	mode := cmp.Or(r.Mode, workflows.ModeDelegated)
 	// Vault first: a consent whose secrets cannot be kept leaves nothing
 	// in the registry.
-	authURL, err := s.newConsent(ctx, id, settings, r.LoginHint)
+	authURL, err := s.newConsent(ctx, id, mode, settings, r.LoginHint)
 	if err != nil {
 		return Created{}, err
 	}
-	row := store.Connection{ID: id, OrgID: r.OrgID, OwnerID: r.OwnerID, State: workflows.StatePendingConsent, Mode: workflows.ModeDelegated,
+	row := store.Connection{ID: id, OrgID: r.OrgID, OwnerID: r.OwnerID, State: workflows.StatePendingConsent, Mode: mode,
 		Visibility: r.Visibility, Settings: raw, ReturnURL: r.ReturnURL}
 	if r.MaxPerOwner > 0 {
 		err = s.Store.CreateConnectionLimited(ctx, row, r.MaxPerOwner)
@@ -110,7 +114,7 @@ func (s *Service) Create(ctx context.Context, r Request) (Created, error) {
 		ID:                    workflows.ConnectionWorkflowID(id),
 		TaskQueue:             cmp.Or(s.TaskQueue, workflows.TaskQueue),
 		WorkflowIDReusePolicy: enums.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
-	}, workflows.Connection, workflows.ConnectionInput{ID: id, OrgID: r.OrgID, OwnerID: r.OwnerID, Mode: workflows.ModeDelegated,
+	}, workflows.Connection, workflows.ConnectionInput{ID: id, OrgID: r.OrgID, OwnerID: r.OwnerID, Mode: mode,
 		Settings: settings, Options: s.Options})
 	if err != nil {
 		s.undoCreate(ctx, id, true)
@@ -235,19 +239,21 @@ func (s *Service) status(ctx context.Context, id string) (workflows.Status, erro
 }
 
 // Reauthorize returns a fresh authorize URL for an existing connection.
-func (s *Service) Reauthorize(ctx context.Context, connectionID string, settings workflows.Settings, loginHint string) (string, error) {
-	return s.newConsent(ctx, connectionID, settings.WithDefaults(), loginHint)
+func (s *Service) Reauthorize(ctx context.Context, connectionID, mode string, settings workflows.Settings, loginHint string) (string, error) {
+	return s.newConsent(ctx, connectionID, mode, settings.WithDefaults(), loginHint)
 }
 
 // newConsent stores a PKCE verifier and a state nonce in Vault and builds
-// the authorize URL with the least scopes for the features.
-func (s *Service) newConsent(ctx context.Context, id string, settings workflows.Settings, loginHint string) (string, error) {
+// the authorize URL with the least scopes for the features (their .Shared
+// forms for a service account).
+func (s *Service) newConsent(ctx context.Context, id, mode string, settings workflows.Settings, loginHint string) (string, error) {
 	verifier := oauth2.GenerateVerifier()
 	nonce := random(24)
 	if err := s.Tokens.PutPending(ctx, id, vault.Pending{Verifier: verifier, StateNonce: nonce, RedirectURI: s.Identity.RedirectURL, Created: time.Now()}); err != nil {
 		return "", err
 	}
-	scopes := s.Identity.Scopes(identity.Features{Read: settings.Features.Read, Send: settings.Features.Send})
+	scopes := s.Identity.Scopes(identity.Features{Read: settings.Features.Read, Send: settings.Features.Send,
+		Shared: mode == workflows.ModeServiceAccount})
 	// Without a hint, let the user pick the account; with one, it is chosen.
 	opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(verifier)}
 	if loginHint != "" {

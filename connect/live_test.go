@@ -250,7 +250,7 @@ func TestRevokedThenReauthorized(t *testing.T) {
 	if _, err := e.Ctl.InjectMessages(ctx, e.Ada.UPN, make([]graphsim.MessageSpec, 3)...); err != nil {
 		t.Fatal(err)
 	}
-	authURL, err := e.Connect.Reauthorize(ctx, id, settings, e.Ada.UPN)
+	authURL, err := e.Connect.Reauthorize(ctx, id, workflows.ModeDelegated, settings, e.Ada.UPN)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,18 +41,25 @@ func (c Config) OAuth(secret string, scopes []string) *oauth2.Config {
 type Features struct {
 	Read bool
 	Send bool
+	// Shared asks for the .Shared scopes: a service account that reads and
+	// sends from mailboxes Exchange lets it open.
+	Shared bool
 }
 
 // Scopes returns the least delegated scopes for the features: offline_access
 // always (a refresh token), User.Read to learn the mailbox, then Mail.Read
-// and/or Mail.Send (C2).
+// and/or Mail.Send (C2), or their .Shared forms for a service account.
 func (c Config) Scopes(f Features) []string {
 	out := []string{"offline_access", "User.Read"}
+	suffix := ""
+	if f.Shared {
+		suffix = ".Shared"
+	}
 	if f.Read {
-		out = append(out, "Mail.Read")
+		out = append(out, "Mail.Read"+suffix)
 	}
 	if f.Send {
-		out = append(out, "Mail.Send")
+		out = append(out, "Mail.Send"+suffix)
 	}
 	return out
 }
@@ -91,8 +98,9 @@ func FeaturesOf(granted []string) Features {
 		return false
 	}
 	return Features{
-		Read: has("Mail.Read", "Mail.ReadWrite", "Mail.ReadBasic"),
-		Send: has("Mail.Send"),
+		Read:   has("Mail.Read", "Mail.ReadWrite", "Mail.ReadBasic", "Mail.Read.Shared", "Mail.ReadWrite.Shared"),
+		Send:   has("Mail.Send", "Mail.Send.Shared"),
+		Shared: has("Mail.Read.Shared", "Mail.ReadWrite.Shared", "Mail.Send.Shared"),
 	}
 }
 

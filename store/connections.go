@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Connection is a row of the connection registry.
@@ -74,6 +73,14 @@ func insertConnection(ctx context.Context, tx pgx.Tx, c Connection) error {
 		ON CONFLICT (id) DO NOTHING`, c.ID, c.OrgID, c.OwnerID, c.State, c.Mode, c.Visibility, c.Settings, c.ReturnURL)
 	if err != nil {
 		return fmt.Errorf("store: create connection %s: %w", c.ID, err)
+	}
+	if c.Mode == "" || c.Mode == "delegated" {
+		// A delegated connection's one mailbox, its user's, under its own ID.
+		if _, err := tx.Exec(ctx, `
+			INSERT INTO mailboxes (id, connection_id, state, settings) VALUES ($1, $1, $2, $3)
+			ON CONFLICT (id) DO NOTHING`, c.ID, c.State, c.Settings); err != nil {
+			return fmt.Errorf("store: create mailbox of %s: %w", c.ID, err)
+		}
 	}
 	return addEvent(ctx, tx, Event{ID: c.ID + ":created", ConnectionID: c.ID, Type: "connection.created",
 		Data: map[string]any{"owner": c.OwnerID, "visibility": c.Visibility}})
@@ -144,15 +151,24 @@ func updateConnection(ctx context.Context, tx pgx.Tx, id string, u ConnectionUpd
 			settings       = COALESCE($9, settings),
 			updated_at     = now()
 		WHERE id = $1`, id, u.State, u.Mode, u.TenantID, u.Mailbox, u.UserID, u.DisplayName, u.GrantedScopes, u.Settings)
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "connections_live_mailbox" {
-		return fmt.Errorf("store: connection %s: %w", id, ErrMailboxTaken)
-	}
 	if err != nil {
-		return fmt.Errorf("store: update connection %s: %w", id, err)
+		return fmt.Errorf("store: update connection %s: %w", id, mailboxTaken(err, id))
 	}
 	if tag.RowsAffected() == 0 {
 		return fmt.Errorf("store: connection %s: %w", id, ErrNotFound)
+	}
+	// A delegated connection's mailbox row follows its connection's.
+	_, err = tx.Exec(ctx, `
+		UPDATE mailboxes SET
+			state        = COALESCE(NULLIF($2, ''), state),
+			address      = COALESCE(NULLIF($3, ''), address),
+			user_id      = COALESCE(NULLIF($4, ''), user_id),
+			display_name = COALESCE(NULLIF($5, ''), display_name),
+			settings     = COALESCE($6, settings),
+			updated_at   = now()
+		WHERE id = $1`, id, u.State, u.Mailbox, u.UserID, u.DisplayName, u.Settings)
+	if err != nil {
+		return fmt.Errorf("store: update mailbox of %s: %w", id, mailboxTaken(err, id))
 	}
 	return nil
 }
@@ -219,24 +235,25 @@ func (s *Store) CreateConnectionLimited(ctx context.Context, c Connection, max i
 	})
 }
 
-// Detach keeps a connection's mail as an archive the app can still read,
+// Detach keeps a mailbox's mail as an archive the app can still read,
 // forgetting the sync positions and subscriptions (retention "keep").
-func (s *Store) Detach(ctx context.Context, connectionID string) error {
+func (s *Store) Detach(ctx context.Context, mailboxID string) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if err := lockForDetach(ctx, tx, connectionID); err != nil {
+		if err := lockForDetach(ctx, tx, mailboxID); err != nil {
 			return err
 		}
-		for _, q := range []string{`UPDATE folders SET cursor = NULL, gap_cursor = NULL WHERE connection_id = $1`,
+		for _, q := range []string{`UPDATE folders SET cursor = NULL, gap_cursor = NULL WHERE mailbox_id = $1`,
 			`DELETE FROM subscriptions WHERE connection_id = $1`,
+			`UPDATE mailboxes SET detached_at = COALESCE(detached_at, now()) WHERE id = $1`,
 			`UPDATE connections SET detached_at = COALESCE(detached_at, now()) WHERE id = $1`} {
-			if _, err := tx.Exec(ctx, q, connectionID); err != nil {
+			if _, err := tx.Exec(ctx, q, mailboxID); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("store: detach %s: %w", connectionID, err)
+		return fmt.Errorf("store: detach %s: %w", mailboxID, err)
 	}
 	return nil
 }

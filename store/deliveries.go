@@ -76,7 +76,7 @@ func (s *Store) ClaimDeliveries(ctx context.Context, limit int, lease time.Durat
 		UPDATE events e SET next_attempt_at = now() + $2::interval
 		FROM due, connections c, webhook_endpoints w
 		WHERE e.seq = due.seq AND c.id = e.connection_id AND w.org_id = c.org_id
-		RETURNING e.seq, e.id, e.connection_id, e.type, e.data, e.created_at, c.org_id, w.url, e.attempts`,
+		RETURNING e.seq, e.id, e.connection_id, COALESCE(e.mailbox_id, ''), e.type, e.data, e.created_at, c.org_id, w.url, e.attempts`,
 		limit, lease.String())
 	if err != nil {
 		return nil, fmt.Errorf("store: claim deliveries: %w", err)
@@ -84,7 +84,7 @@ func (s *Store) ClaimDeliveries(ctx context.Context, limit int, lease time.Durat
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Delivery, error) {
 		var d Delivery
 		var data []byte
-		err := r.Scan(&d.Seq, &d.ID, &d.ConnectionID, &d.Type, &data, &d.CreatedAt, &d.OrgID, &d.URL, &d.Attempts)
+		err := r.Scan(&d.Seq, &d.ID, &d.ConnectionID, &d.MailboxID, &d.Type, &data, &d.CreatedAt, &d.OrgID, &d.URL, &d.Attempts)
 		if err == nil {
 			_ = json.Unmarshal(data, &d.Data)
 		}

@@ -15,9 +15,11 @@ type Event struct {
 	Seq          int64
 	ID           string
 	ConnectionID string
-	Type         string
-	Data         map[string]any
-	CreatedAt    time.Time
+	// MailboxID names the mailbox an event is about, if it is about one.
+	MailboxID string
+	Type      string
+	Data      map[string]any
+	CreatedAt time.Time
 }
 
 // AddEvent records an event once: a retried write with the same ID is a
@@ -33,8 +35,8 @@ func addEvent(ctx context.Context, db interface {
 	if err != nil {
 		return fmt.Errorf("store: event data: %w", err)
 	}
-	_, err = db.Exec(ctx, `INSERT INTO events (id, connection_id, type, data) VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING`,
-		e.ID, e.ConnectionID, e.Type, data)
+	_, err = db.Exec(ctx, `INSERT INTO events (id, connection_id, mailbox_id, type, data) VALUES ($1, $2, NULLIF($3, ''), $4, $5) ON CONFLICT (id) DO NOTHING`,
+		e.ID, e.ConnectionID, e.MailboxID, e.Type, data)
 	if err != nil {
 		return fmt.Errorf("store: add event: %w", err)
 	}
@@ -43,7 +45,7 @@ func addEvent(ctx context.Context, db interface {
 
 // Events returns a connection's events in order.
 func (s *Store) Events(ctx context.Context, connectionID string) ([]Event, error) {
-	rows, err := s.pool.Query(ctx, `SELECT seq, id, connection_id, type, data, created_at FROM events WHERE connection_id = $1 ORDER BY seq`, connectionID)
+	rows, err := s.pool.Query(ctx, `SELECT seq, id, connection_id, COALESCE(mailbox_id, ''), type, data, created_at FROM events WHERE connection_id = $1 ORDER BY seq`, connectionID)
 	if err != nil {
 		return nil, fmt.Errorf("store: events: %w", err)
 	}
@@ -62,7 +64,7 @@ type FeedQuery struct {
 // Feed returns events after a cursor (their sequence number), in order.
 func (s *Store) Feed(ctx context.Context, q FeedQuery) ([]Event, error) {
 	rows, err := s.pool.Query(ctx, `
-		SELECT e.seq, e.id, e.connection_id, e.type, e.data, e.created_at
+		SELECT e.seq, e.id, e.connection_id, COALESCE(e.mailbox_id, ''), e.type, e.data, e.created_at
 		FROM events e JOIN connections c ON c.id = e.connection_id
 		WHERE c.org_id = $1 AND ($2 = '' OR c.owner_id = $2 OR c.visibility = 'organisation') AND e.seq > $3
 		ORDER BY e.seq LIMIT $4`, q.OrgID, q.User, q.After, q.Limit)
@@ -76,7 +78,7 @@ func collectEvents(rows pgx.Rows) ([]Event, error) {
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Event, error) {
 		var e Event
 		var data []byte
-		err := r.Scan(&e.Seq, &e.ID, &e.ConnectionID, &e.Type, &data, &e.CreatedAt)
+		err := r.Scan(&e.Seq, &e.ID, &e.ConnectionID, &e.MailboxID, &e.Type, &data, &e.CreatedAt)
 		if err == nil {
 			_ = json.Unmarshal(data, &e.Data)
 		}

@@ -49,7 +49,7 @@ type Attachment struct {
 	IsInline    bool
 }
 
-// MessageQuery filters and pages a connection's messages, newest first.
+// MessageQuery filters and pages a mailbox's messages, newest first.
 type MessageQuery struct {
 	FolderID string
 	// From matches the sender's address (case-insensitive, exact).
@@ -67,8 +67,8 @@ type MessageQuery struct {
 
 // ListMessages returns a page of messages, newest first (by received time,
 // then ID). Bodies are not read from the table.
-func (s *Store) ListMessages(ctx context.Context, connectionID string, q MessageQuery) ([]Message, error) {
-	where := `connection_id = $1
+func (s *Store) ListMessages(ctx context.Context, mailboxID string, q MessageQuery) ([]Message, error) {
+	where := `mailbox_id = $1
 		AND ($2 = '' OR folder_id = $2)
 		AND ($3 = '' OR lower(from_address) = lower($3))
 		AND ($4 = '' OR EXISTS (SELECT 1 FROM jsonb_array_elements(to_recipients || cc_recipients || bcc_recipients) r
@@ -77,13 +77,13 @@ func (s *Store) ListMessages(ctx context.Context, connectionID string, q Message
 		AND (NOT $6 OR NOT is_read)
 		AND ($7::timestamptz IS NULL OR (COALESCE(received_at, 'epoch'), id) < ($7, $8))
 		ORDER BY COALESCE(received_at, 'epoch') DESC, id DESC LIMIT $9`
-	return s.queryMessages(ctx, false, where, connectionID, q.FolderID, q.From, q.To, nullTime(q.Since), q.Unread,
+	return s.queryMessages(ctx, false, where, mailboxID, q.FolderID, q.From, q.To, nullTime(q.Since), q.Unread,
 		nullTime(q.AfterReceived), q.AfterID, q.Limit)
 }
 
 // GetMessage reads one message with its body (when stored) and attachments.
-func (s *Store) GetMessage(ctx context.Context, connectionID, id string) (Message, error) {
-	msgs, err := s.queryMessages(ctx, true, `connection_id = $1 AND id = $2`, connectionID, id)
+func (s *Store) GetMessage(ctx context.Context, mailboxID, id string) (Message, error) {
+	msgs, err := s.queryMessages(ctx, true, `mailbox_id = $1 AND id = $2`, mailboxID, id)
 	if err != nil {
 		return Message{}, err
 	}
@@ -93,10 +93,10 @@ func (s *Store) GetMessage(ctx context.Context, connectionID, id string) (Messag
 	return msgs[0], nil
 }
 
-// Messages returns every message of a connection, ordered by ID (for
+// Messages returns every message of a mailbox, ordered by ID (for
 // comparisons with ground truth).
-func (s *Store) Messages(ctx context.Context, connectionID string) ([]Message, error) {
-	return s.queryMessages(ctx, true, `connection_id = $1 ORDER BY id`, connectionID)
+func (s *Store) Messages(ctx context.Context, mailboxID string) ([]Message, error) {
+	return s.queryMessages(ctx, true, `mailbox_id = $1 ORDER BY id`, mailboxID)
 }
 
 // messageSelect reads a message row with its attachments; %s is the body
@@ -107,7 +107,7 @@ const messageSelect = `
 			received_at, sent_at, is_read, is_draft, categories, COALESCE(importance, ''), has_attachments,
 			COALESCE(body_preview, ''), COALESCE(body_content_type, ''), %s,
 			(SELECT COALESCE(json_agg(json_build_object('id', a.id, 'name', a.name, 'contentType', a.content_type, 'size', a.size, 'isInline', a.is_inline) ORDER BY a.id), '[]')
-			   FROM attachments a WHERE a.connection_id = m.connection_id AND a.message_id = m.id)
+			   FROM attachments a WHERE a.mailbox_id = m.mailbox_id AND a.message_id = m.id)
 		FROM messages m WHERE `
 
 // queryMessages runs messageSelect with a condition (and order, limit),
@@ -159,20 +159,20 @@ func (s *Store) queryMessages(ctx context.Context, bodies bool, where string, ar
 	return out, nil
 }
 
-// CountMessages counts a connection's messages.
-func (s *Store) CountMessages(ctx context.Context, connectionID string) (int64, error) {
+// CountMessages counts a mailbox's messages.
+func (s *Store) CountMessages(ctx context.Context, mailboxID string) (int64, error) {
 	var n int64
-	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM messages WHERE connection_id = $1`, connectionID).Scan(&n)
+	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM messages WHERE mailbox_id = $1`, mailboxID).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("store: count messages: %w", err)
 	}
 	return n, nil
 }
 
-// CountMessagesOf counts the messages of several connections in one query
-// (connections without mail are absent from the map).
+// CountMessagesOf counts the messages of several mailboxes in one query
+// (mailboxes without mail are absent from the map).
 func (s *Store) CountMessagesOf(ctx context.Context, ids []string) (map[string]int64, error) {
-	rows, err := s.pool.Query(ctx, `SELECT connection_id, count(*) FROM messages WHERE connection_id = ANY($1) GROUP BY connection_id`, ids)
+	rows, err := s.pool.Query(ctx, `SELECT mailbox_id, count(*) FROM messages WHERE mailbox_id = ANY($1) GROUP BY mailbox_id`, ids)
 	if err != nil {
 		return nil, fmt.Errorf("store: count messages: %w", err)
 	}
@@ -213,7 +213,7 @@ type Page struct {
 }
 
 var messageColumns = []string{
-	"connection_id", "id", "folder_id", "internet_message_id", "conversation_id", "change_key", "subject",
+	"mailbox_id", "id", "folder_id", "internet_message_id", "conversation_id", "change_key", "subject",
 	"from_name", "from_address", "to_recipients", "cc_recipients", "bcc_recipients", "received_at", "sent_at",
 	"is_read", "is_draft", "categories", "importance", "has_attachments", "body_preview", "body_content_type", "body",
 }
@@ -223,7 +223,7 @@ var messageColumns = []string{
 // applied, attachments replaced, and the folder's cursor advanced, so the
 // cursor never runs ahead of the data it covers. Re-applying a page is
 // harmless.
-func (s *Store) ApplyPage(ctx context.Context, connectionID string, p Page) error {
+func (s *Store) ApplyPage(ctx context.Context, mailboxID string, p Page) error {
 	// Graph may repeat an item within a page (docs/graph.md#delta-queries); keep the last.
 	seen := make(map[string]int, len(p.Messages))
 	msgs := make([]Message, 0, len(p.Messages))
@@ -236,7 +236,7 @@ func (s *Store) ApplyPage(ctx context.Context, connectionID string, p Page) erro
 		msgs = append(msgs, m)
 	}
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if err := notDetached(ctx, tx, connectionID); err != nil {
+		if err := notDetached(ctx, tx, mailboxID); err != nil {
 			return err
 		}
 		if len(msgs) > 0 {
@@ -252,22 +252,22 @@ func (s *Store) ApplyPage(ctx context.Context, connectionID string, p Page) erro
 				if cats == nil {
 					cats = []string{}
 				}
-				rows[i] = []any{connectionID, m.ID, m.FolderID, m.InternetMessageID, m.ConversationID, m.ChangeKey, m.Subject,
+				rows[i] = []any{mailboxID, m.ID, m.FolderID, m.InternetMessageID, m.ConversationID, m.ChangeKey, m.Subject,
 					m.From.Name, m.From.Address, string(to), string(cc), string(bcc), nullTime(m.Received), nullTime(m.Sent),
 					m.IsRead, m.IsDraft, cats, m.Importance, m.HasAttachments, m.BodyPreview, m.BodyContentType, m.Body}
 			}
 			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"stage_messages"}, messageColumns, pgx.CopyFromRows(rows)); err != nil {
 				return fmt.Errorf("store: copy page: %w", err)
 			}
-			if _, err := tx.Exec(ctx, mergeStatement(p.Events), connectionID); err != nil {
+			if _, err := tx.Exec(ctx, mergeStatement(p.Events), mailboxID); err != nil {
 				return fmt.Errorf("store: merge page: %w", err)
 			}
-			if err := replaceAttachments(ctx, tx, connectionID, msgs); err != nil {
+			if err := replaceAttachments(ctx, tx, mailboxID, msgs); err != nil {
 				return err
 			}
 		}
 		if len(p.Removed) > 0 {
-			if _, err := tx.Exec(ctx, deleteStatement(`id = ANY($3)`, p.Events), connectionID, p.FolderID, p.Removed); err != nil {
+			if _, err := tx.Exec(ctx, deleteStatement(`id = ANY($3)`, p.Events), mailboxID, p.FolderID, p.Removed); err != nil {
 				return fmt.Errorf("store: remove messages: %w", err)
 			}
 		}
@@ -277,21 +277,21 @@ func (s *Store) ApplyPage(ctx context.Context, connectionID string, p Page) erro
 		case p.Gap && p.GapDone:
 			tag, err = tx.Exec(ctx, `
 				UPDATE folders SET gap_cursor = NULL, window_start = LEAST(window_start, $3), synced = synced + $4, updated_at = now()
-				WHERE connection_id = $1 AND id = $2`, connectionID, p.FolderID, p.WindowStart, len(msgs))
+				WHERE mailbox_id = $1 AND id = $2`, mailboxID, p.FolderID, p.WindowStart, len(msgs))
 		case p.Gap:
 			tag, err = tx.Exec(ctx, `
 				UPDATE folders SET gap_cursor = $3, synced = synced + $4, updated_at = now()
-				WHERE connection_id = $1 AND id = $2`, connectionID, p.FolderID, p.Cursor, len(msgs))
+				WHERE mailbox_id = $1 AND id = $2`, mailboxID, p.FolderID, p.Cursor, len(msgs))
 		default:
 			tag, err = tx.Exec(ctx, `
 				UPDATE folders SET cursor = $3, phase = $4, synced = synced + $5, updated_at = now()
-				WHERE connection_id = $1 AND id = $2`, connectionID, p.FolderID, p.Cursor, p.Phase, len(msgs))
+				WHERE mailbox_id = $1 AND id = $2`, mailboxID, p.FolderID, p.Cursor, p.Phase, len(msgs))
 		}
 		if err != nil {
 			return fmt.Errorf("store: advance cursor: %w", err)
 		}
 		if tag.RowsAffected() == 0 {
-			return fmt.Errorf("store: folder %s of %s: %w", p.FolderID, connectionID, ErrNotFound)
+			return fmt.Errorf("store: folder %s of %s: %w", p.FolderID, mailboxID, ErrNotFound)
 		}
 		return nil
 	})
@@ -300,13 +300,13 @@ func (s *Store) ApplyPage(ctx context.Context, connectionID string, p Page) erro
 // mergeStatement upserts the staged page. Rows whose content did not
 // change (same change key, folder, read state and body) are left alone, so
 // replays write nothing; with events, each real change is recorded as an
-// event whose ID (connection, message, change key) is stable across
+// event whose ID (mailbox, message, change key) is stable across
 // replays.
 func mergeStatement(events bool) string {
 	merge := `
 		INSERT INTO messages (` + columnList() + `)
-		SELECT ` + columnList() + ` FROM stage_messages WHERE connection_id = $1
-		ON CONFLICT (connection_id, id) DO UPDATE SET
+		SELECT ` + columnList() + ` FROM stage_messages WHERE mailbox_id = $1
+		ON CONFLICT (mailbox_id, id) DO UPDATE SET
 			folder_id = EXCLUDED.folder_id, internet_message_id = EXCLUDED.internet_message_id,
 			conversation_id = EXCLUDED.conversation_id, change_key = EXCLUDED.change_key,
 			subject = EXCLUDED.subject, from_name = EXCLUDED.from_name, from_address = EXCLUDED.from_address,
@@ -323,43 +323,43 @@ func mergeStatement(events bool) string {
 		return merge
 	}
 	return `WITH merged AS (` + merge + ` RETURNING id, folder_id, change_key, (xmax = 0) AS inserted)
-		INSERT INTO events (id, connection_id, type, data)
-		SELECT $1 || ':' || id || ':' || COALESCE(change_key, ''), $1,
+		INSERT INTO events (id, connection_id, mailbox_id, type, data)
+		SELECT $1 || ':' || id || ':' || COALESCE(change_key, ''), (SELECT connection_id FROM mailboxes WHERE id = $1), $1,
 			CASE WHEN inserted THEN 'message.created' ELSE 'message.updated' END,
 			jsonb_build_object('message_id', id, 'folder_id', folder_id)
 		FROM merged ON CONFLICT (id) DO NOTHING`
 }
 
 // deleteStatement deletes a folder's messages matching a condition ($1 the
-// connection, $2 the folder); with events, each deletion is recorded.
+// mailbox, $2 the folder); with events, each deletion is recorded.
 func deleteStatement(cond string, events bool) string {
-	del := `DELETE FROM messages WHERE connection_id = $1 AND folder_id = $2 AND ` + cond
+	del := `DELETE FROM messages WHERE mailbox_id = $1 AND folder_id = $2 AND ` + cond
 	if !events {
 		return del
 	}
 	return `WITH gone AS (` + del + ` RETURNING id, change_key)
-		INSERT INTO events (id, connection_id, type, data)
-		SELECT $1 || ':' || id || ':deleted:' || COALESCE(change_key, ''), $1, 'message.deleted',
+		INSERT INTO events (id, connection_id, mailbox_id, type, data)
+		SELECT $1 || ':' || id || ':deleted:' || COALESCE(change_key, ''), (SELECT connection_id FROM mailboxes WHERE id = $1), $1, 'message.deleted',
 			jsonb_build_object('message_id', id, 'folder_id', $2::text)
 		FROM gone ON CONFLICT (id) DO NOTHING`
 }
 
-func replaceAttachments(ctx context.Context, tx pgx.Tx, connectionID string, msgs []Message) error {
+func replaceAttachments(ctx context.Context, tx pgx.Tx, mailboxID string, msgs []Message) error {
 	ids := make([]string, 0, len(msgs))
 	var rows [][]any
 	for _, m := range msgs {
 		ids = append(ids, m.ID)
 		for _, a := range m.Attachments {
-			rows = append(rows, []any{connectionID, m.ID, a.ID, a.Name, a.ContentType, a.Size, a.IsInline})
+			rows = append(rows, []any{mailboxID, m.ID, a.ID, a.Name, a.ContentType, a.Size, a.IsInline})
 		}
 	}
-	if _, err := tx.Exec(ctx, `DELETE FROM attachments WHERE connection_id = $1 AND message_id = ANY($2)`, connectionID, ids); err != nil {
+	if _, err := tx.Exec(ctx, `DELETE FROM attachments WHERE mailbox_id = $1 AND message_id = ANY($2)`, mailboxID, ids); err != nil {
 		return fmt.Errorf("store: clear attachments: %w", err)
 	}
 	if len(rows) == 0 {
 		return nil
 	}
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"attachments"}, []string{"connection_id", "message_id", "id", "name", "content_type", "size", "is_inline"}, pgx.CopyFromRows(rows)); err != nil {
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"attachments"}, []string{"mailbox_id", "message_id", "id", "name", "content_type", "size", "is_inline"}, pgx.CopyFromRows(rows)); err != nil {
 		return fmt.Errorf("store: copy attachments: %w", err)
 	}
 	return nil
@@ -393,66 +393,67 @@ func nullTime(t time.Time) any {
 // DeleteMissing removes a folder's messages received since a time that a
 // full re-scan did not see (used when a delta token expired), recording a
 // message.deleted event for each.
-func (s *Store) DeleteMissing(ctx context.Context, connectionID, folderID string, since time.Time, seen []string) (int64, error) {
+func (s *Store) DeleteMissing(ctx context.Context, mailboxID, folderID string, since time.Time, seen []string) (int64, error) {
 	tag, err := s.pool.Exec(ctx, deleteStatement(`received_at >= $3 AND NOT (id = ANY($4))`, true),
-		connectionID, folderID, since, seen)
+		mailboxID, folderID, since, seen)
 	if err != nil {
 		return 0, fmt.Errorf("store: delete missing: %w", err)
 	}
 	return tag.RowsAffected(), nil
 }
 
-// DeleteMail deletes a connection's synced mail, folders and
+// DeleteMail deletes a mailbox's synced mail, folders and
 // subscriptions (retention "delete"); the registry row stays, detached.
-func (s *Store) DeleteMail(ctx context.Context, connectionID string) (int64, error) {
+func (s *Store) DeleteMail(ctx context.Context, mailboxID string) (int64, error) {
 	var n int64
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if err := lockForDetach(ctx, tx, connectionID); err != nil {
+		if err := lockForDetach(ctx, tx, mailboxID); err != nil {
 			return err
 		}
-		tag, err := tx.Exec(ctx, `DELETE FROM messages WHERE connection_id = $1`, connectionID)
+		tag, err := tx.Exec(ctx, `DELETE FROM messages WHERE mailbox_id = $1`, mailboxID)
 		if err != nil {
 			return err
 		}
 		n = tag.RowsAffected()
-		for _, q := range []string{`DELETE FROM folders WHERE connection_id = $1`, `DELETE FROM subscriptions WHERE connection_id = $1`,
+		for _, q := range []string{`DELETE FROM folders WHERE mailbox_id = $1`, `DELETE FROM subscriptions WHERE connection_id = $1`,
+			`UPDATE mailboxes SET detached_at = COALESCE(detached_at, now()) WHERE id = $1`,
 			`UPDATE connections SET detached_at = COALESCE(detached_at, now()) WHERE id = $1`} {
-			if _, err := tx.Exec(ctx, q, connectionID); err != nil {
+			if _, err := tx.Exec(ctx, q, mailboxID); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("store: delete mail of %s: %w", connectionID, err)
+		return 0, fmt.Errorf("store: delete mail of %s: %w", mailboxID, err)
 	}
 	return n, nil
 }
 
-// notDetached holds the connection's row against a detach (a key-share
+// notDetached holds the mailbox's row against a detach (a key-share
 // lock, which only a detach's lock waits for) and refuses a detached one:
 // a page still under way when the disconnect saga deletes or archives the
 // mail either commits before it, and is deleted with the rest, or is
 // refused after it.
-func notDetached(ctx context.Context, tx pgx.Tx, connectionID string) error {
+func notDetached(ctx context.Context, tx pgx.Tx, mailboxID string) error {
 	var detached bool
-	err := tx.QueryRow(ctx, `SELECT detached_at IS NOT NULL FROM connections WHERE id = $1 FOR KEY SHARE`, connectionID).Scan(&detached)
+	err := tx.QueryRow(ctx, `SELECT detached_at IS NOT NULL FROM mailboxes WHERE id = $1 FOR KEY SHARE`, mailboxID).Scan(&detached)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("store: connection %s: %w", connectionID, ErrNotFound)
+		return fmt.Errorf("store: mailbox %s: %w", mailboxID, ErrNotFound)
 	}
 	if err != nil {
-		return fmt.Errorf("store: lock connection %s: %w", connectionID, err)
+		return fmt.Errorf("store: lock mailbox %s: %w", mailboxID, err)
 	}
 	if detached {
-		return fmt.Errorf("store: connection %s: %w", connectionID, ErrDetached)
+		return fmt.Errorf("store: mailbox %s: %w", mailboxID, ErrDetached)
 	}
 	return nil
 }
 
 // lockForDetach waits for the pages under way (notDetached) to commit.
-func lockForDetach(ctx context.Context, tx pgx.Tx, connectionID string) error {
-	if _, err := tx.Exec(ctx, `SELECT 1 FROM connections WHERE id = $1 FOR UPDATE`, connectionID); err != nil {
-		return fmt.Errorf("store: lock connection %s: %w", connectionID, err)
+func lockForDetach(ctx context.Context, tx pgx.Tx, mailboxID string) error {
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM mailboxes WHERE id = $1 FOR UPDATE`, mailboxID); err != nil {
+		return fmt.Errorf("store: lock mailbox %s: %w", mailboxID, err)
 	}
 	return nil
 }

@@ -12,7 +12,7 @@ import (
 func Backfill(ctx workflow.Context, in BackfillInput) (BackfillResult, error) {
 	log := workflow.GetLogger(ctx)
 	found, err := discoverFolders.run(ctx, DiscoverFoldersInput{
-		ConnectionID: in.ConnectionID, UserID: in.UserID, Roots: in.Roots, WindowStart: in.WindowStart,
+		ConnectionID: in.ConnectionID, MailboxID: in.MailboxID, UserID: in.UserID, Roots: in.Roots, WindowStart: in.WindowStart,
 	})
 	if err != nil {
 		return BackfillResult{}, err
@@ -34,7 +34,7 @@ func Backfill(ctx workflow.Context, in BackfillInput) (BackfillResult, error) {
 				p := FolderProgress{ID: f.ID, Name: f.Name}
 				for {
 					r, err := page.run(gctx, BackfillFolderInput{
-						ConnectionID: in.ConnectionID, UserID: in.UserID, FolderID: f.ID, WindowStart: in.WindowStart,
+						ConnectionID: in.ConnectionID, MailboxID: in.MailboxID, UserID: in.UserID, FolderID: f.ID, WindowStart: in.WindowStart,
 						StoreBodies: in.StoreBodies, PageSize: in.PageSize, Budget: folderBudget,
 					})
 					if err != nil {

@@ -157,6 +157,6 @@ func Activities() []ActivitySpec {
 	return []ActivitySpec{
 		exchangeCode.spec(), refreshTokens.spec(), recordState.spec(), recordEvent.spec(), discoverFolders.spec(),
 		backfillFolder.spec(), syncFolders.spec(), ensureSubscription.spec(), renewSubscription.spec(),
-		deleteSubscriptions.spec(), purgeSecrets.spec(), applyRetention.spec(),
+		deleteSubscriptions.spec(), purgeSecrets.spec(), applyRetention.spec(), checkMailbox.spec(), registerMailbox.spec(),
 	}
 }

@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"regexp"
@@ -27,6 +28,8 @@ type connection struct {
 	progress    workflow.ReceiveChannel
 	changes     workflow.ReceiveChannel
 	lifecycle   workflow.ReceiveChannel
+	credential  workflow.ReceiveChannel
+	ended       workflow.ReceiveChannel
 	// cancelBackfill cancels the running backfill child (set while one
 	// runs; a run never continues as new under a running backfill).
 	cancelBackfill workflow.CancelFunc
@@ -93,6 +96,7 @@ func (c *connection) registerHandlers(ctx workflow.Context) error {
 		{UpdateSettings, c.onSettings, c.validateSettings},
 		{UpdateDisconnect, c.onDisconnect, c.validateDisconnect},
 		{UpdateResync, c.onResync, c.validateResync},
+		{UpdateAttach, c.onAttach, c.validateAttach},
 	}
 	for _, u := range updates {
 		if err := workflow.SetUpdateHandlerWithOptions(ctx, u.name, u.handler, workflow.UpdateHandlerOptions{Validator: u.validator}); err != nil {
@@ -102,6 +106,8 @@ func (c *connection) registerHandlers(ctx workflow.Context) error {
 	c.progress = workflow.GetSignalChannel(ctx, SignalBackfillProgress)
 	c.changes = workflow.GetSignalChannel(ctx, SignalChanges)
 	c.lifecycle = workflow.GetSignalChannel(ctx, SignalLifecycle)
+	c.credential = workflow.GetSignalChannel(ctx, SignalCredential)
+	c.ended = workflow.GetSignalChannel(ctx, SignalMailboxEnded)
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		for {
 			sel := workflow.NewSelector(ctx)
@@ -119,6 +125,16 @@ func (c *connection) registerHandlers(ctx workflow.Context) error {
 				ch.Receive(ctx, &l)
 				c.onLifecycle(l)
 			})
+			sel.AddReceive(c.credential, func(ch workflow.ReceiveChannel, _ bool) {
+				var sig CredentialSignal
+				ch.Receive(ctx, &sig)
+				c.onCredential(ctx, sig)
+			})
+			sel.AddReceive(c.ended, func(ch workflow.ReceiveChannel, _ bool) {
+				var e MailboxEnded
+				ch.Receive(ctx, &e)
+				delete(c.s.Mailboxes, e.MailboxID)
+			})
 			sel.Select(ctx)
 			if ctx.Err() != nil {
 				return
@@ -130,6 +146,7 @@ func (c *connection) registerHandlers(ctx workflow.Context) error {
 
 func (c *connection) upsertSearchAttributes(ctx workflow.Context) error {
 	updates := []temporal.SearchAttributeUpdate{
+		SAConnectionID.ValueSet(c.credentialID()),
 		SAConnectionState.ValueSet(c.s.State),
 		SAConnectionMode.ValueSet(c.s.Mode),
 	}
@@ -175,7 +192,7 @@ func (c *connection) turn(ctx workflow.Context) error {
 		return c.continueAsNew(ctx)
 	}
 	switch c.s.State {
-	case StatePendingConsent, StateReauthRequired:
+	case StatePendingConsent, StateReauthRequired, StateAccessLost:
 		state := c.s.State
 		return workflow.Await(ctx, func() bool { return c.s.State != state || c.registryBehind() || c.canSuggested(ctx) })
 	case StateConnecting:
@@ -206,6 +223,8 @@ func (c *connection) canceled(ctx workflow.Context) (ConnectionResult, error) {
 
 func (c *connection) validateConsent(in ConsentInput) error {
 	switch {
+	case c.isMailbox():
+		return errors.New("a mailbox takes no consent; its connection does")
 	case c.s.State != StatePendingConsent && c.s.State != StateReauthRequired:
 		return fmt.Errorf("the connection is %s and is not waiting for consent", c.s.State)
 	case (in.Ref == "") == (in.Reason == ""):
@@ -275,6 +294,12 @@ func (c *connection) onSettings(ctx workflow.Context, in Settings) (Status, erro
 }
 
 func (c *connection) validateResync(in ResyncInput) error {
+	if c.s.State == StateAccessLost && len(in.Folders) == 0 {
+		return nil // try the mailbox again
+	}
+	if !c.syncsMail() && c.s.State == StateActive {
+		return errors.New("this connection syncs no mailbox of its own; resync its mailboxes")
+	}
 	if c.s.State != StateActive {
 		return fmt.Errorf("only an active connection can resync; this one is %s", c.s.State)
 	}
@@ -308,8 +333,13 @@ func (c *connection) knowsFolder(f string) bool {
 	return false
 }
 
-// onResync asks for a delta round, re-anchoring the folders named.
+// onResync asks for a delta round, re-anchoring the folders named; a
+// mailbox whose access was lost tries again (and goes back to waiting if
+// the access is still missing).
 func (c *connection) onResync(ctx workflow.Context, in ResyncInput) (Status, error) {
+	if c.s.State == StateAccessLost && c.moveTo(ctx, StateActive, "", "", nil) {
+		c.s.Sync.Backoff, c.s.Backfill.Backoff = Backoff{}, Backoff{}
+	}
 	c.s.Pending.Sync = true
 	for _, f := range in.Folders {
 		if !slices.Contains(c.s.Pending.Reanchor, f) {
@@ -377,7 +407,12 @@ func (c *connection) nextAction(ctx workflow.Context) (string, time.Time) {
 	case StateConnecting:
 		return "exchanging the authorization code", time.Time{}
 	case StateReauthRequired:
+		if c.isMailbox() {
+			return "waiting for the connection's account to sign in again", time.Time{}
+		}
 		return "waiting for the user to sign in again", time.Time{}
+	case StateAccessLost:
+		return "waiting for the mailbox's rights to be restored and a resync", time.Time{}
 	case StateActive:
 		if c.s.Backfill.Running {
 			return "backfilling", time.Time{}
@@ -435,6 +470,7 @@ func (c *connection) exchange(ctx workflow.Context) {
 	c.moveTo(ctx, StateActive, "", text, map[string]any{"mailbox": res.Mailbox, "reauthorized": reconsent})
 	if reconsent {
 		c.resume()
+		c.tellMailboxes(ctx, CredentialSignal{})
 	}
 }
 
@@ -488,6 +524,10 @@ func (c *connection) active(ctx workflow.Context) error {
 func (c *connection) subscribe(ctx workflow.Context) {
 	replace := c.s.Pending.Resubscribe || c.s.Sync.SubscriptionID != ""
 	c.s.Pending.Resubscribe = false
+	if why := c.pollsOnly(); why != "" {
+		c.setSyncMode(ctx, SyncPolling, why)
+		return
+	}
 	if c.opts.NotificationURL == "" {
 		c.setSyncMode(ctx, SyncPolling, "no notification URL is configured")
 		return
@@ -569,7 +609,7 @@ func (c *connection) sync(ctx workflow.Context) {
 	c.s.Pending.Sync = false
 	reanchor := c.s.Pending.Reanchor
 	in := SyncFoldersInput{
-		ConnectionID: c.s.ID, UserID: c.s.UserID, StoreBodies: c.s.Settings.StoreBodies(), PageSize: c.opts.PageSize, Reanchor: reanchor,
+		ConnectionID: c.credentialID(), MailboxID: c.mailboxID(), UserID: c.s.UserID, StoreBodies: c.s.Settings.StoreBodies(), PageSize: c.opts.PageSize, Reanchor: reanchor,
 	}
 	var res SyncFoldersResult
 	var err error
@@ -627,7 +667,8 @@ func (c *connection) sync(ctx workflow.Context) {
 func (c *connection) folderGone(ctx workflow.Context, f FolderRef) {
 	c.log.Warn("a synced folder was deleted at Microsoft; dropped", "folder", f.ID, "name", f.Name)
 	delete(c.s.Backfill.Folders, f.ID)
-	if _, err := recordEvent.run(ctx, RecordEventInput{ConnectionID: c.s.ID, EventID: c.s.ID + ":folder_gone:" + f.ID, Type: "folder.removed",
+	if _, err := recordEvent.run(ctx, RecordEventInput{ConnectionID: c.credentialID(), MailboxID: c.mailboxID(),
+		EventID: c.s.ID + ":folder_gone:" + f.ID, Type: "folder.removed",
 		Data: map[string]any{"folder_id": f.ID, "name": f.Name}}); err != nil {
 		c.log.Error("record folder.removed", "err", err)
 	}
@@ -662,11 +703,28 @@ func reauthError(err error) (*temporal.ApplicationError, bool) {
 
 // onActivityError moves the connection to reauth_required when the error
 // says the tokens are dead (the app is told once, by the state's event),
-// and logs other errors. It reports whether the error was the tokens'.
+// and logs other errors. A mailbox's workflow tells its connection, and
+// moves to access_lost when the account can no longer open the mailbox.
+// It reports whether the error was the tokens' or the access's.
 func (c *connection) onActivityError(ctx workflow.Context, err error) bool {
 	if _, ok := reauthError(err); ok {
 		d, _ := errorDetail(err)
-		c.moveTo(ctx, StateReauthRequired, d.Reason, d.Text, nil)
+		if !c.isMailbox() {
+			c.moveTo(ctx, StateReauthRequired, d.Reason, d.Text, nil)
+			return true
+		}
+		c.onCredential(ctx, CredentialSignal{Dead: true})
+		sctx, _ := workflow.NewDisconnectedContext(ctx)
+		if err := workflow.SignalExternalWorkflow(sctx, ConnectionWorkflowID(c.s.ConnectionID), "", SignalCredential,
+			CredentialSignal{Dead: true, Reason: d.Reason, Text: d.Text}).Get(sctx, nil); err != nil {
+			c.log.Warn("could not tell the connection its credential is dead", "err", err)
+		}
+		return true
+	}
+	var appErr *temporal.ApplicationError
+	if c.isMailbox() && errors.As(err, &appErr) && appErr.Type() == ErrMailboxUnreachable {
+		d, _ := errorDetail(err)
+		c.moveTo(ctx, StateAccessLost, cmp.Or(d.Reason, ReasonMailboxUnreachable), d.Text, map[string]any{"mailbox_id": c.s.ID, "address": c.s.Mailbox})
 		return true
 	}
 	if !temporal.IsCanceledError(err) {
@@ -686,7 +744,7 @@ func (c *connection) startBackfill(ctx workflow.Context) {
 	b.Folders = map[string]FolderProgress{}
 	roots := slices.Clone(c.s.Settings.Folders)
 	in := BackfillInput{
-		ConnectionID: c.s.ID, ParentID: workflow.GetInfo(ctx).WorkflowExecution.ID, Run: b.Runs, UserID: c.s.UserID,
+		ConnectionID: c.credentialID(), MailboxID: c.mailboxID(), ParentID: workflow.GetInfo(ctx).WorkflowExecution.ID, Run: b.Runs, UserID: c.s.UserID,
 		Roots: roots, WindowStart: b.Target, StoreBodies: c.s.Settings.StoreBodies(),
 		PageSize: c.opts.PageSize, Concurrency: c.opts.FolderConcurrency, HeartbeatTimeout: c.opts.HeartbeatTimeout,
 	}
@@ -695,7 +753,7 @@ func (c *connection) startBackfill(ctx workflow.Context) {
 	cctx, cancel := workflow.WithCancel(ctx)
 	c.cancelBackfill = cancel
 	cctx = workflow.WithChildOptions(cctx, workflow.ChildWorkflowOptions{
-		WorkflowID:          BackfillWorkflowID(c.s.ID, b.Runs),
+		WorkflowID:          c.backfillWorkflowID(b.Runs),
 		WaitForCancellation: true,
 	})
 	fut := workflow.ExecuteChildWorkflow(cctx, Backfill, in)
@@ -733,8 +791,11 @@ func (c *connection) startBackfill(ctx workflow.Context) {
 		if len(res.Missing) > 0 {
 			data["missing_folders"] = res.Missing
 		}
+		if c.isMailbox() {
+			data["mailbox_id"] = c.s.ID
+		}
 		if _, err := recordEvent.run(gctx, RecordEventInput{
-			ConnectionID: c.s.ID, EventID: fmt.Sprintf("%s:backfill:%d", c.s.ID, b.Runs), Type: "backfill.completed", Data: data,
+			ConnectionID: c.credentialID(), MailboxID: c.mailboxID(), EventID: fmt.Sprintf("%s:backfill:%d", c.s.ID, b.Runs), Type: "backfill.completed", Data: data,
 		}); err != nil {
 			c.log.Error("record backfill.completed", "err", err)
 		}
@@ -756,8 +817,11 @@ func (c *connection) continueAsNew(ctx workflow.Context) error {
 	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
 		return err
 	}
-	c.drainSignals()
+	c.drainSignals(ctx)
 	st := c.s
+	if c.isMailbox() {
+		return workflow.NewContinueAsNewError(ctx, Mailbox, MailboxInput{ID: st.ID, ConnectionID: st.ConnectionID, Options: c.opts, State: &st})
+	}
 	return workflow.NewContinueAsNewError(ctx, Connection, ConnectionInput{
 		ID: st.ID, OrgID: st.OrgID, OwnerID: st.OwnerID, Mode: st.Mode, Settings: st.Settings, Options: c.opts, State: &st,
 	})
@@ -765,7 +829,7 @@ func (c *connection) continueAsNew(ctx workflow.Context) error {
 
 // drainSignals applies every signal not yet read, so the state carried
 // across continue-as-new holds them all (as pending work).
-func (c *connection) drainSignals() {
+func (c *connection) drainSignals(ctx workflow.Context) {
 	for {
 		var p BackfillProgress
 		if !c.progress.ReceiveAsync(&p) {
@@ -783,4 +847,26 @@ func (c *connection) drainSignals() {
 		}
 		c.onLifecycle(l)
 	}
+	for {
+		var sig CredentialSignal
+		if !c.credential.ReceiveAsync(&sig) {
+			break
+		}
+		c.onCredential(ctx, sig)
+	}
+	for {
+		var e MailboxEnded
+		if !c.ended.ReceiveAsync(&e) {
+			break
+		}
+		delete(c.s.Mailboxes, e.MailboxID)
+	}
+}
+
+// backfillWorkflowID is the ID of the workflow's n-th backfill child.
+func (c *connection) backfillWorkflowID(n int) string {
+	if c.isMailbox() {
+		return fmt.Sprintf("%s/backfill/%d", MailboxWorkflowID(c.s.ID), n)
+	}
+	return BackfillWorkflowID(c.s.ID, n)
 }

@@ -485,8 +485,10 @@ func TestContinueAsNewDrainsUnreadSignals(t *testing.T) {
 		changes.Send(ctx, nil)
 		lifecycle.Send(ctx, LifecycleSignal{Event: LifecycleReauthorizationRequired, SubscriptionID: "sub-1"})
 		lifecycle.Send(ctx, LifecycleSignal{Event: LifecycleSubscriptionRemoved, SubscriptionID: "sub-replaced"})
-		c := &connection{log: workflow.GetLogger(ctx), progress: progress, changes: changes, lifecycle: lifecycle}
-		c.s = ConnectionState{ID: "c1", State: StateActive}
+		credential, ended := workflow.NewBufferedChannel(ctx, 1), workflow.NewBufferedChannel(ctx, 1)
+		ended.Send(ctx, MailboxEnded{MailboxID: "mbx-gone"})
+		c := &connection{log: workflow.GetLogger(ctx), progress: progress, changes: changes, lifecycle: lifecycle, credential: credential, ended: ended}
+		c.s = ConnectionState{ID: "c1", State: StateActive, Mailboxes: map[string]MailboxRef{"mbx-gone": {}, "mbx-kept": {}}}
 		c.s.Sync.SubscriptionID = "sub-1"
 		return c.continueAsNew(ctx)
 	}, workflow.RegisterOptions{Name: "drain"})
@@ -495,6 +497,9 @@ func TestContinueAsNewDrainsUnreadSignals(t *testing.T) {
 	p := next.State.Pending
 	if !p.Sync || !p.Renew || p.Resubscribe {
 		t.Errorf("carried pending work %+v, want sync and renew (the removal was about a replaced subscription)", p)
+	}
+	if _, gone := next.State.Mailboxes["mbx-gone"]; gone || len(next.State.Mailboxes) != 1 {
+		t.Errorf("carried mailboxes %v, want the one that had not ended", next.State.Mailboxes)
 	}
 	if f := next.State.Backfill.Folders["f-inbox"]; f.Fetched != 7 {
 		t.Errorf("carried folder progress %+v, want 7 fetched", f)

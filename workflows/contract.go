@@ -27,11 +27,15 @@ func BackfillWorkflowID(connectionID string, n int) string {
 	return fmt.Sprintf("connection/%s/backfill/%d", connectionID, n)
 }
 
-// Connection modes.
+// Connection kinds (the registry's mode).
 const (
-	ModeDelegated   = "delegated"
-	ModeShared      = "shared"
-	ModeApplication = "application"
+	// ModeDelegated: a user signs in; the connection syncs the user's own
+	// mailbox.
+	ModeDelegated = "delegated"
+	// ModeServiceAccount: a service account signs in with the .Shared
+	// scopes; the connection syncs the shared mailboxes attached to it.
+	ModeServiceAccount = "service_account"
+	ModeApplication    = "application"
 )
 
 // Handler names.
@@ -315,10 +319,13 @@ type SyncState struct {
 	SubscriptionRenewAt time.Time `json:"subscriptionRenewAt,omitempty"`
 }
 
-// ConnectionState is the whole state of a connection: Vault paths and
-// times, never tokens.
+// ConnectionState is the whole state of a connection, or of an attached
+// mailbox's workflow: Vault paths and times, never tokens.
 type ConnectionState struct {
-	ID            string        `json:"id"`
+	ID string `json:"id"`
+	// ConnectionID is, in a mailbox's workflow, the connection it belongs
+	// to (whose tokens its calls use); empty in a connection's.
+	ConnectionID  string        `json:"connectionId,omitempty"`
 	OrgID         string        `json:"orgId"`
 	OwnerID       string        `json:"ownerId"`
 	Mode          string        `json:"mode"`
@@ -356,11 +363,16 @@ type ConnectionState struct {
 	// yet started; it is carried across continue-as-new so no signal is
 	// lost.
 	Pending PendingWork `json:"pending"`
+	// Mailboxes are the mailboxes attached to a service account's
+	// connection, by ID, until their workflows have ended.
+	Mailboxes map[string]MailboxRef `json:"mailboxes,omitempty"`
 }
 
 // RegistryMirror is the workflow's account of its registry row.
 type RegistryMirror struct {
-	State    string        `json:"state,omitempty"`
+	State string `json:"state,omitempty"`
+	// SyncMode is a mailbox workflow's way of syncing, as last written.
+	SyncMode string        `json:"syncMode,omitempty"`
 	Settings *Settings     `json:"settings,omitempty"`
 	Events   []EventRecord `json:"events,omitempty"`
 }
@@ -407,11 +419,14 @@ type BackfillProgress struct {
 
 // BackfillInput starts a backfill child.
 type BackfillInput struct {
-	ConnectionID string   `json:"connectionId"`
-	ParentID     string   `json:"parentId"`
-	Run          int      `json:"run"`
-	UserID       string   `json:"userId"`
-	Roots        []string `json:"roots"`
+	ConnectionID string `json:"connectionId"`
+	// MailboxID is the attached mailbox backfilled (empty: the delegated
+	// connection's own, under its ID). So in every input below.
+	MailboxID string   `json:"mailboxId,omitempty"`
+	ParentID  string   `json:"parentId"`
+	Run       int      `json:"run"`
+	UserID    string   `json:"userId"`
+	Roots     []string `json:"roots"`
 	// WindowStart is the start of the window every folder must cover:
 	// new folders are fetched from it, folders already live that start
 	// later have the gap fetched.
@@ -503,6 +518,7 @@ type FolderRef struct {
 // DiscoverFoldersInput names the root folders to sync.
 type DiscoverFoldersInput struct {
 	ConnectionID string    `json:"connectionId"`
+	MailboxID    string    `json:"mailboxId,omitempty"`
 	UserID       string    `json:"userId"`
 	Roots        []string  `json:"roots"`
 	WindowStart  time.Time `json:"windowStart"`
@@ -523,6 +539,7 @@ type DiscoverFoldersResult struct {
 // from WindowStart, or the gap before the window it already covers.
 type BackfillFolderInput struct {
 	ConnectionID string        `json:"connectionId"`
+	MailboxID    string        `json:"mailboxId,omitempty"`
 	UserID       string        `json:"userId"`
 	FolderID     string        `json:"folderId"`
 	WindowStart  time.Time     `json:"windowStart"`
@@ -548,11 +565,15 @@ type EventRecord struct {
 }
 
 // RecordStateInput writes the workflow's state, settings and events into
-// the registry row, in one transaction.
+// the registry row (the mailbox's, with MailboxID), in one transaction.
 type RecordStateInput struct {
 	ConnectionID string `json:"connectionId"`
-	State        string `json:"state"`
-	Mode         string `json:"mode,omitempty"`
+	MailboxID    string `json:"mailboxId,omitempty"`
+	// SyncMode and PollReason, when set, are the mailbox's way of syncing.
+	SyncMode   string `json:"syncMode,omitempty"`
+	PollReason string `json:"pollReason,omitempty"`
+	State      string `json:"state"`
+	Mode       string `json:"mode,omitempty"`
 	// Settings, when set, replace the registry's copy.
 	Settings *Settings     `json:"settings,omitempty"`
 	Events   []EventRecord `json:"events,omitempty"`
@@ -561,6 +582,7 @@ type RecordStateInput struct {
 // SyncFoldersInput runs a delta round for every live folder.
 type SyncFoldersInput struct {
 	ConnectionID string `json:"connectionId"`
+	MailboxID    string `json:"mailboxId,omitempty"`
 	UserID       string `json:"userId"`
 	StoreBodies  bool   `json:"storeBodies"`
 	PageSize     int    `json:"pageSize"`
@@ -620,12 +642,14 @@ type ConnectionRef struct {
 // RetentionInput applies the retention policy at disconnect.
 type RetentionInput struct {
 	ConnectionID string `json:"connectionId"`
+	MailboxID    string `json:"mailboxId,omitempty"`
 	Policy       string `json:"policy"`
 }
 
 // RecordEventInput records an event for the app, once per ID.
 type RecordEventInput struct {
 	ConnectionID string         `json:"connectionId"`
+	MailboxID    string         `json:"mailboxId,omitempty"`
 	EventID      string         `json:"eventId"`
 	Type         string         `json:"type"`
 	Data         map[string]any `json:"data,omitempty"`

@@ -122,6 +122,9 @@ func (c *connection) syncDue(ctx workflow.Context) (time.Time, bool) {
 }
 
 func (c *connection) keepAliveDue(ctx workflow.Context) (time.Time, bool) {
+	if c.isMailbox() {
+		return time.Time{}, false // the connection keeps its tokens alive
+	}
 	last := c.s.LastRefresh
 	if last.IsZero() {
 		last = c.s.Since
@@ -129,10 +132,10 @@ func (c *connection) keepAliveDue(ctx workflow.Context) (time.Time, bool) {
 	return last.Add(c.opts.KeepAliveEvery), true
 }
 
-// live says whether the connection syncs: it reads mail and its folders
-// have their delta anchors (the first backfill is done).
+// live says whether the workflow syncs a mailbox and its folders have
+// their delta anchors (the first backfill is done).
 func (c *connection) live() bool {
-	return c.s.Granted.Read && !c.s.Backfill.Covered.IsZero()
+	return c.syncsMail() && !c.s.Backfill.Covered.IsZero()
 }
 
 // nextRoundAt is when the next round runs without notifications: the
@@ -162,7 +165,7 @@ func (c *connection) backfillTarget(ctx workflow.Context) time.Time {
 // wider than the one covered.
 func (c *connection) backfillWanted(ctx workflow.Context) bool {
 	b := c.s.Backfill
-	if !c.s.Granted.Read || b.Running {
+	if !c.syncsMail() || b.Running {
 		return false
 	}
 	if b.Covered.IsZero() || !sameFolders(b.Roots, c.s.Settings.Folders) {

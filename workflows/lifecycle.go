@@ -41,11 +41,13 @@ var transitions = map[string][]string{
 var States = []string{StatePendingConsent, StateConnecting, StateActive, StateReauthRequired, StateDisconnecting, StateDisconnected}
 
 // CanMove says whether a connection may go from one state to another.
-func CanMove(from, to string) bool {
+func CanMove(from, to string) bool { return canMove(transitions, from, to) }
+
+func canMove(table map[string][]string, from, to string) bool {
 	if from == to {
 		return from != StateDisconnected
 	}
-	return slices.Contains(transitions[from], to)
+	return slices.Contains(table[from], to)
 }
 
 // transitionEvents are the events the app is told when a connection enters
@@ -64,14 +66,18 @@ var transitionEvents = map[string]string{
 // the status may connect the same mailbox again at once.
 func (c *connection) moveTo(ctx workflow.Context, to, reason, text string, data map[string]any) bool {
 	from := c.s.State
-	if !CanMove(from, to) {
+	table, events := transitions, transitionEvents
+	if c.isMailbox() {
+		table, events = mailboxTransitions, mailboxEvents
+	}
+	if !canMove(table, from, to) {
 		c.log.Info("state change refused", "from", from, "to", to, "reason", reason)
 		return false
 	}
 	if from != to {
 		c.log.Info("connection state", "from", from, "to", to, "reason", reason)
 		c.s.Transitions++
-		if typ, ok := transitionEvents[to]; ok {
+		if typ, ok := events[to]; ok {
 			if data == nil {
 				data = map[string]any{}
 			}
@@ -81,7 +87,7 @@ func (c *connection) moveTo(ctx workflow.Context, to, reason, text string, data 
 			c.s.Registry.Events = append(c.s.Registry.Events, EventRecord{
 				ID: fmt.Sprintf("%s:%s:%d", c.s.ID, to, c.s.Transitions), Type: typ, Data: data})
 		}
-		if len(transitions[to]) == 0 {
+		if len(table[to]) == 0 {
 			for !c.writeRegistry(ctx, to) {
 				// bookkeeping retries until done; only a cancelled context
 				// ends it, and the final state is never taken unwritten.
@@ -95,6 +101,10 @@ func (c *connection) moveTo(ctx workflow.Context, to, reason, text string, data 
 	c.s.Reason, c.s.ReasonText = reason, text
 	if err := c.upsertSearchAttributes(ctx); err != nil {
 		c.log.Error("upsert search attributes", "err", err)
+	}
+	if from != to && to == StateReauthRequired && !c.isMailbox() {
+		// Every attached mailbox waits at its cursor.
+		c.tellMailboxes(ctx, CredentialSignal{Dead: true, Reason: reason, Text: text})
 	}
 	return true
 }
@@ -122,7 +132,8 @@ func (c *connection) registryState() string {
 // workflow knows.
 func (c *connection) registryBehind() bool {
 	r := c.s.Registry
-	return r.State != c.registryState() || len(r.Events) > 0 || r.Settings == nil || !settingsEqual(*r.Settings, c.s.Settings)
+	return r.State != c.registryState() || len(r.Events) > 0 || r.Settings == nil || !settingsEqual(*r.Settings, c.s.Settings) ||
+		c.isMailbox() && r.SyncMode != c.s.Sync.Mode
 }
 
 // syncRegistry writes what the registry row lacks (the state, settings
@@ -143,6 +154,10 @@ func (c *connection) syncRegistry(ctx workflow.Context) {
 func (c *connection) writeRegistry(ctx workflow.Context, state string) bool {
 	r := &c.s.Registry
 	in := RecordStateInput{ConnectionID: c.s.ID, State: state, Mode: c.s.Mode, Events: r.Events}
+	if c.isMailbox() {
+		in = RecordStateInput{ConnectionID: c.s.ConnectionID, MailboxID: c.s.ID, State: state, Events: r.Events,
+			SyncMode: c.s.Sync.Mode, PollReason: c.s.Sync.PollReason}
+	}
 	write, changed := recordState, false
 	if r.Settings == nil || !settingsEqual(*r.Settings, c.s.Settings) {
 		s := c.s.Settings
@@ -159,6 +174,9 @@ func (c *connection) writeRegistry(ctx workflow.Context, state string) bool {
 		return false
 	}
 	r.State, r.Events = state, nil
+	if c.isMailbox() {
+		r.SyncMode = in.SyncMode
+	}
 	if in.Settings != nil {
 		r.Settings = in.Settings
 	}

@@ -23,22 +23,46 @@ func (c *connection) disconnect(ctx workflow.Context) {
 			if c.cancelBackfill != nil {
 				c.cancelBackfill()
 			} else {
-				_ = workflow.RequestCancelExternalWorkflow(ctx, BackfillWorkflowID(c.s.ID, c.s.Backfill.Runs), "").Get(ctx, nil)
+				_ = workflow.RequestCancelExternalWorkflow(ctx, c.backfillWorkflowID(c.s.Backfill.Runs), "").Get(ctx, nil)
 			}
 			return workflow.Await(ctx, func() bool { return !c.s.Backfill.Running })
 		})
 	}
+	if c.isMailbox() {
+		c.detach(ctx, step)
+		return
+	}
+	if len(c.s.Mailboxes) > 0 {
+		step("detaching the mailboxes", func() error { return c.detachMailboxes(ctx) })
+	}
 	ref := ConnectionRef{ConnectionID: c.s.ID}
 	step("deleting subscriptions", func() error { _, err := deleteSubscriptions.run(ctx, ref); return err })
 	step("purging secrets", func() error { _, err := purgeSecrets.run(ctx, ref); return err })
-	step("applying the retention policy", func() error {
-		_, err := applyRetention.run(ctx, RetentionInput{ConnectionID: c.s.ID, Policy: c.s.Settings.Retention})
-		return err
-	})
+	if c.syncsOwnMailbox() {
+		step("applying the retention policy", func() error {
+			_, err := applyRetention.run(ctx, RetentionInput{ConnectionID: c.s.ID, Policy: c.s.Settings.Retention})
+			return err
+		})
+	}
 	c.s.Sync = SyncState{}
 	c.s.DisconnectStep = "recording the end"
 	c.moveTo(ctx, StateDisconnected, ReasonDisconnected, "The connection was disconnected.",
 		map[string]any{"mailbox": c.s.Mailbox, "retention": c.s.Settings.Retention, "cause": c.causeOfEnd()})
+	c.s.DisconnectStep = "done"
+}
+
+// detach is a mailbox's saga after its backfill ended: its mail is kept or
+// deleted as its retention says, and it is recorded detached; its
+// connection, and the tokens, stay.
+func (c *connection) detach(ctx workflow.Context, step func(string, func() error)) {
+	step("applying the retention policy", func() error {
+		_, err := applyRetention.run(ctx, RetentionInput{ConnectionID: c.s.ConnectionID, MailboxID: c.s.ID, Policy: c.s.Settings.Retention})
+		return err
+	})
+	c.s.Sync = SyncState{}
+	c.s.DisconnectStep = "recording the end"
+	c.moveTo(ctx, StateDisconnected, ReasonDisconnected, "The mailbox was detached.",
+		map[string]any{"mailbox_id": c.s.ID, "address": c.s.Mailbox, "retention": c.s.Settings.Retention, "cause": c.causeOfEnd()})
 	c.s.DisconnectStep = "done"
 }
 

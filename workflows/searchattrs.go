@@ -4,6 +4,9 @@ import "go.temporal.io/sdk/temporal"
 
 // Search attributes operators filter on (registered by the stack).
 var (
+	// SAConnectionID is the connection a mailbox workflow syncs for (and a
+	// connection workflow's own ID), so that one filter finds them all.
+	SAConnectionID    = temporal.NewSearchAttributeKeyKeyword("ConnectionId")
 	SAConnectionState = temporal.NewSearchAttributeKeyKeyword("ConnectionState")
 	SAConnectionMode  = temporal.NewSearchAttributeKeyKeyword("ConnectionMode")
 	SATenantID        = temporal.NewSearchAttributeKeyKeyword("TenantId")

@@ -19,8 +19,9 @@ import (
 )
 
 // searchAttributes are the custom search attributes the engine sets on every
-// connection workflow; operators filter on them in the UI and CLI.
+// connection and mailbox workflow; operators filter on them in the UI and CLI.
 var searchAttributes = map[string]enumspb.IndexedValueType{
+	"ConnectionId":    enumspb.INDEXED_VALUE_TYPE_KEYWORD,
 	"ConnectionState": enumspb.INDEXED_VALUE_TYPE_KEYWORD,
 	"ConnectionMode":  enumspb.INDEXED_VALUE_TYPE_KEYWORD,
 	"TenantId":        enumspb.INDEXED_VALUE_TYPE_KEYWORD,

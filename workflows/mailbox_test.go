@@ -1,0 +1,262 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+)
+
+// registerMailboxes adds the mailbox protocol's activities to the fakes:
+// every address is reachable but those in refuse.
+func (f *fakes) registerMailboxes(env *testsuite.TestWorkflowEnvironment, refuse ...string) {
+	env.RegisterWorkflow(Mailbox)
+	env.RegisterActivityWithOptions(func(ctx context.Context, in CheckMailboxInput) (CheckMailboxResult, error) {
+		if slices.Contains(refuse, in.Address) {
+			return CheckMailboxResult{}, temporal.NewNonRetryableApplicationError("no access", ErrMailboxUnreachable, nil,
+				struct{ Reason, Text string }{ReasonMailboxUnreachable, "svc cannot open " + in.Address})
+		}
+		return CheckMailboxResult{UserID: in.Address, Address: in.Address}, nil
+	}, activity.RegisterOptions{Name: ActivityCheckMailbox})
+	env.RegisterActivityWithOptions(func(ctx context.Context, in RegisterMailboxInput) error {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.events = append(f.events, "mailbox.attached:"+in.MailboxID)
+		return nil
+	}, activity.RegisterOptions{Name: ActivityRegisterMailbox})
+}
+
+func mailboxInput() MailboxInput {
+	return MailboxInput{ID: "mbx-support", ConnectionID: "c1", OrgID: "org", OwnerID: "owner", Address: "support@contoso.example",
+		UserID: "support@contoso.example", Settings: Settings{Features: Features{Read: true}}, Granted: Features{Read: true},
+		Options: input().Options}
+}
+
+// TestMailboxPollsPausesLosesAccessAndDetaches follows one attached
+// mailbox: it backfills and polls (never subscribing: delegated access to
+// a shared mailbox gets no notifications), waits while its connection's
+// credential is dead and catches up when it comes back, waits in
+// access_lost when its rights are removed until the app asks again, and
+// detaches with its retention when cancelled, telling its connection.
+func TestMailboxPollsPausesLosesAccessAndDetaches(t *testing.T) {
+	env, f := newEnv(t)
+	f.registerMailboxes(env)
+	var told []string
+	env.OnSignalExternalWorkflow(mock.Anything, ConnectionWorkflowID("c1"), "", mock.Anything, mock.Anything).Return(
+		func(_, _, _, name string, arg any) error {
+			told = append(told, name)
+			return nil
+		})
+	syncsAt := func() int { return int(f.syncs.Load()) }
+	var paused, resumed int
+	env.RegisterDelayedCallback(func() {
+		st := query(t, env)
+		if st.State != StateActive || st.Sync.Mode != SyncPolling || !strings.Contains(st.Sync.PollReason, "shared mailbox") {
+			t.Errorf("after an hour: %s, %s (%q)", st.State, st.Sync.Mode, st.Sync.PollReason)
+		}
+		if st.Backfill.Completed.IsZero() || st.ConnectionID != "c1" {
+			t.Errorf("backfill %v, connection %q", st.Backfill.Completed, st.ConnectionID)
+		}
+		env.SignalWorkflow(SignalCredential, CredentialSignal{Dead: true})
+	}, time.Hour)
+	env.RegisterDelayedCallback(func() {
+		if st := query(t, env); st.State != StateReauthRequired || st.Reason != ReasonCredentialDead {
+			t.Errorf("credential dead: %s (%s)", st.State, st.Reason)
+		}
+		paused = syncsAt()
+	}, time.Hour+time.Minute)
+	env.RegisterDelayedCallback(func() {
+		if n := syncsAt(); n != paused {
+			t.Errorf("%d rounds ran while the credential was dead", n-paused)
+		}
+		env.SignalWorkflow(SignalCredential, CredentialSignal{})
+	}, 3*time.Hour)
+	env.RegisterDelayedCallback(func() {
+		resumed = syncsAt()
+		if st := query(t, env); st.State != StateActive || resumed != paused+1 {
+			t.Errorf("after the credential came back: %s, %d catch-up rounds", st.State, resumed-paused)
+		}
+		f.syncErr = temporal.NewNonRetryableApplicationError("access denied", ErrMailboxUnreachable, nil,
+			struct{ Reason, Text string }{ReasonMailboxUnreachable, "grant Full Access again"})
+		f.syncFail.Store(100)
+	}, 3*time.Hour+time.Second)
+	env.RegisterDelayedCallback(func() {
+		st := query(t, env)
+		if st.State != StateAccessLost || st.ReasonText != "grant Full Access again" {
+			t.Errorf("rights removed: %s %q", st.State, st.ReasonText)
+		}
+		f.syncFail.Store(0)
+		update(t, env, UpdateResync, ResyncInput{}, nil)
+	}, 4*time.Hour)
+	endWith(env, 5*time.Hour, func() {
+		if st := query(t, env); st.State != StateActive {
+			t.Errorf("after resync: %s", st.State)
+		}
+	})
+	env.ExecuteWorkflow(Mailbox, mailboxInput())
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.subscribes.Load(); n != 0 {
+		t.Errorf("a shared mailbox subscribed %d times", n)
+	}
+	if !slices.Contains(f.events, "mailbox.access_lost") || !slices.Contains(f.events, "mailbox.detached") {
+		t.Errorf("events: %v", f.events)
+	}
+	if want := []string{ActivityApplyRetention + ":delete"}; !slices.Equal(f.saga, want) {
+		t.Errorf("detach saga %v, want %v (no subscription to delete, no secret purged)", f.saga, want)
+	}
+	if !slices.Contains(told, SignalMailboxEnded) {
+		t.Errorf("the connection was not told the mailbox ended: %v", told)
+	}
+	// Polls every 5 minutes while active and reachable: about 12 an hour
+	// for the 2 hours that were neither paused nor without access.
+	if n := syncsAt(); n < 20 || n > 35 {
+		t.Errorf("%d rounds in 5 hours, 3 of them paused or without access", n)
+	}
+}
+
+// TestMailboxNinetyQuietDays polls one attached mailbox for 90 quiet days
+// across weekly continue-as-new: every poll is on time and the state is
+// carried.
+func TestMailboxNinetyQuietDays(t *testing.T) {
+	const days = 90
+	week := 7 * 24 * time.Hour
+	start := time.Date(2026, 1, 5, 9, 0, 0, 0, time.UTC)
+	end := start.Add(days * 24 * time.Hour)
+	in := mailboxInput()
+	in.Options.ContinueAsNewAfter = 1000
+	var syncs []time.Time
+	generations, now := 0, start
+	for now.Before(end) {
+		env, f := newEnv(t)
+		f.registerMailboxes(env)
+		env.OnSignalExternalWorkflow(mock.Anything, ConnectionWorkflowID("c1"), "", mock.Anything, mock.Anything).Return(nil)
+		env.SetStartTime(now)
+		last := end.Sub(now) <= week
+		if last {
+			endWith(env, end.Sub(now), func() {
+				if st := query(t, env); st.State != StateActive || st.Runs != generations || st.Sync.Mode != SyncPolling {
+					t.Errorf("after %d days: %s, runs %d, %s", days, st.State, st.Runs, st.Sync.Mode)
+				}
+			})
+		} else {
+			env.RegisterDelayedCallback(func() { env.SetCurrentHistoryLength(in.Options.ContinueAsNewAfter + 1) }, week)
+		}
+		env.ExecuteWorkflow(Mailbox, in)
+		f.mu.Lock()
+		syncs = append(syncs, f.at[ActivitySyncFolders]...)
+		f.mu.Unlock()
+		generations++
+		if last {
+			if err := env.GetWorkflowError(); err != nil && !temporal.IsCanceledError(err) {
+				t.Fatalf("last generation: %v", err)
+			}
+			break
+		}
+		next := carriedMailboxInput(t, env.GetWorkflowError())
+		if next.State == nil || next.State.ConnectionID != "c1" || next.State.Backfill.Covered.IsZero() {
+			t.Fatalf("generation %d carried %+v", generations, next.State)
+		}
+		now = env.Now()
+		next.Options = in.Options
+		in = next
+	}
+	checkGaps(t, "poll", start, end, syncs, 5*time.Minute+time.Second)
+	if want := days * 24 * 12; len(syncs) < want-20 {
+		t.Errorf("%d polls in %d days, want about %d", len(syncs), days, want)
+	}
+	t.Logf("%d days: %d generations, %d polls", days, generations, len(syncs))
+}
+
+func carriedMailboxInput(t *testing.T, err error) MailboxInput {
+	t.Helper()
+	var can *workflow.ContinueAsNewError
+	if !errors.As(err, &can) {
+		t.Fatalf("want continue-as-new, got %v", err)
+	}
+	var next MailboxInput
+	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
+		t.Fatal(err)
+	}
+	return next
+}
+
+// TestServiceAccountAttachesAndDisconnects: a service account's connection
+// consents, attaches two mailboxes (refusing a third it cannot open, and
+// an address already attached), syncs none of its own, and when it is
+// disconnected detaches every mailbox before it purges its secrets.
+func TestServiceAccountAttachesAndDisconnects(t *testing.T) {
+	env, f := newEnv(t)
+	f.registerMailboxes(env, "private@contoso.example")
+	f.exchange = func(in ExchangeCodeInput) (ExchangeCodeResult, error) {
+		return ExchangeCodeResult{UserID: "u-svc", Mailbox: "svc@contoso.example", TenantID: "t-1",
+			GrantedScopes: []string{"Mail.Read.Shared", "User.Read"}, Granted: Features{Read: true}, AccessExpiry: time.Now().Add(time.Hour)}, nil
+	}
+	in := input()
+	in.Mode = ModeServiceAccount
+	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: ConnectionWorkflowID(in.ID)})
+	env.RegisterDelayedCallback(func() { update(t, env, UpdateConsent, ConsentInput{Ref: "ref-0123456789"}, nil) }, time.Minute)
+	attach := func(id, address string, check func(MailboxRef, error)) {
+		env.UpdateWorkflow(UpdateAttach, id, &testsuite.TestUpdateCallback{
+			OnReject: func(err error) { check(MailboxRef{}, err) },
+			OnAccept: func() {},
+			OnComplete: func(v any, err error) {
+				ref, _ := v.(MailboxRef)
+				check(ref, err)
+			},
+		}, AttachInput{MailboxID: id, Address: address})
+	}
+	env.RegisterDelayedCallback(func() {
+		for _, a := range []string{"support@contoso.example", "sales@contoso.example"} {
+			attach("mbx-"+strings.Split(a, "@")[0], a, func(ref MailboxRef, err error) {
+				if err != nil || ref.Address != a {
+					t.Errorf("attach %s: %+v %v", a, ref, err)
+				}
+			})
+		}
+		attach("mbx-private", "private@contoso.example", func(_ MailboxRef, err error) {
+			var appErr *temporal.ApplicationError
+			if !errors.As(err, &appErr) || appErr.Type() != ErrMailboxUnreachable {
+				t.Errorf("attaching a mailbox the account cannot open: %v", err)
+			}
+		})
+	}, 2*time.Minute)
+	env.RegisterDelayedCallback(func() {
+		attach("mbx-again", "Support@contoso.example", func(_ MailboxRef, err error) {
+			if err == nil || !strings.Contains(err.Error(), "already attached") {
+				t.Errorf("attaching an address twice: %v", err)
+			}
+		})
+		st := query(t, env)
+		if len(st.Mailboxes) != 2 || st.Backfill.Runs != 0 || st.Sync.Mode != "" {
+			t.Errorf("after attaching: %d mailboxes, %d backfills and sync %q of its own", len(st.Mailboxes), st.Backfill.Runs, st.Sync.Mode)
+		}
+		update(t, env, UpdateDisconnect, nil, nil)
+	}, time.Hour)
+	env.ExecuteWorkflow(Connection, in)
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	var res ConnectionResult
+	if err := env.GetWorkflowResult(&res); err != nil || res.State != StateDisconnected {
+		t.Fatalf("result %+v %v", res, err)
+	}
+	want := []string{ActivityApplyRetention + ":delete", ActivityApplyRetention + ":delete", ActivityDeleteSubscriptions, ActivityPurgeSecrets}
+	if !slices.Equal(f.saga, want) {
+		t.Errorf("saga %v, want %v: every mailbox detached before the secrets go", f.saga, want)
+	}
+	if n := f.syncs.Load(); n < 2*10 {
+		t.Errorf("%d polls of two mailboxes in an hour", n)
+	}
+}
