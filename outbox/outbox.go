@@ -37,11 +37,13 @@ import (
 
 // Event is an event as the feed and the deliveries show it.
 type Event struct {
-	ID           string         `json:"id"`
-	Type         string         `json:"type"`
-	ConnectionID string         `json:"connection_id"`
-	CreatedAt    time.Time      `json:"created_at"`
-	Data         map[string]any `json:"data"`
+	ID           string `json:"id"`
+	Type         string `json:"type"`
+	ConnectionID string `json:"connection_id"`
+	// MailboxID names the mailbox an event is about, if it is about one.
+	MailboxID string         `json:"mailbox_id,omitempty"`
+	CreatedAt time.Time      `json:"created_at"`
+	Data      map[string]any `json:"data"`
 	// Cursor is where the pull feed continues after this event.
 	Cursor string `json:"cursor"`
 }
@@ -52,7 +54,7 @@ func View(e store.Event) Event {
 	if data == nil {
 		data = map[string]any{}
 	}
-	return Event{ID: e.ID, Type: e.Type, ConnectionID: e.ConnectionID, CreatedAt: e.CreatedAt.UTC(), Data: data, Cursor: strconv.FormatInt(e.Seq, 10)}
+	return Event{ID: e.ID, Type: e.Type, ConnectionID: e.ConnectionID, MailboxID: e.MailboxID, CreatedAt: e.CreatedAt.UTC(), Data: data, Cursor: strconv.FormatInt(e.Seq, 10)}
 }
 
 // Sign returns the Standard Webhooks signature "v1,<base64>" of a body

@@ -75,6 +75,19 @@ func StartLive(t testing.TB, simOpts graphsim.Options, wfOpts workflows.Options)
 // Start brings an engine up; it stops with the test.
 func Start(t testing.TB, simOpts graphsim.Options, wfOpts workflows.Options) *Engine {
 	t.Helper()
+	return startOn(t, simtest.Start(t, simOpts), simOpts, wfOpts)
+}
+
+// StartOrg is Start against a tenant prepared for shared mailboxes: a
+// service account with rights on the shared mailbox (simtest.Org).
+func StartOrg(t testing.TB, simOpts graphsim.Options, wfOpts workflows.Options) (*Engine, *simtest.Org) {
+	t.Helper()
+	org := simtest.StartOrg(t, simOpts)
+	return startOn(t, org.Tenant, simOpts, wfOpts), org
+}
+
+func startOn(t testing.TB, sim *simtest.Tenant, simOpts graphsim.Options, wfOpts workflows.Options) *Engine {
+	t.Helper()
 	ctx := context.Background()
 	dsn := testenv.Postgres(t)
 	ve := testenv.Vault(t)
@@ -102,7 +115,6 @@ func Start(t testing.TB, simOpts graphsim.Options, wfOpts workflows.Options) *En
 	}
 	t.Cleanup(tc.Close)
 
-	sim := simtest.Start(t, simOpts)
 	if err := vc.Tokens().PutAppSecret(ctx, sim.App.Secrets[0].Value); err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +174,18 @@ func (e *Engine) ConnectUser(user string, settings workflows.Settings) (string, 
 // Status queries a connection's workflow.
 func (e *Engine) Status(connectionID string) workflows.Status {
 	e.t.Helper()
-	v, err := e.Temporal.QueryWorkflow(context.Background(), workflows.ConnectionWorkflowID(connectionID), "", workflows.QueryStatus)
+	return e.query(workflows.ConnectionWorkflowID(connectionID))
+}
+
+// MailboxStatus queries an attached mailbox's workflow.
+func (e *Engine) MailboxStatus(mailboxID string) workflows.Status {
+	e.t.Helper()
+	return e.query(workflows.MailboxWorkflowID(mailboxID))
+}
+
+func (e *Engine) query(workflowID string) workflows.Status {
+	e.t.Helper()
+	v, err := e.Temporal.QueryWorkflow(context.Background(), workflowID, "", workflows.QueryStatus)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -176,9 +199,20 @@ func (e *Engine) Status(connectionID string) workflows.Status {
 // WaitFor polls the status until cond holds.
 func (e *Engine) WaitFor(connectionID string, timeout time.Duration, what string, cond func(workflows.Status) bool) workflows.Status {
 	e.t.Helper()
+	return e.waitFor(workflows.ConnectionWorkflowID(connectionID), timeout, what, cond)
+}
+
+// WaitForMailbox polls an attached mailbox's status until cond holds.
+func (e *Engine) WaitForMailbox(mailboxID string, timeout time.Duration, what string, cond func(workflows.Status) bool) workflows.Status {
+	e.t.Helper()
+	return e.waitFor(workflows.MailboxWorkflowID(mailboxID), timeout, what, cond)
+}
+
+func (e *Engine) waitFor(workflowID string, timeout time.Duration, what string, cond func(workflows.Status) bool) workflows.Status {
+	e.t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		st := e.Status(connectionID)
+		st := e.query(workflowID)
 		if cond(st) {
 			return st
 		}
