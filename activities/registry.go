@@ -27,7 +27,7 @@ func (a *Activities) RecordState(ctx context.Context, in workflows.RecordStateIn
 		events = append(events, store.Event{ID: e.ID, Type: e.Type, Data: e.Data})
 	}
 	if in.MailboxID != "" {
-		return a.Store.UpdateMailbox(ctx, in.MailboxID, store.MailboxUpdate{State: in.State, Reason: "", SyncMode: in.SyncMode,
+		return a.Store.UpdateMailbox(ctx, in.MailboxID, store.MailboxUpdate{State: in.State, Reason: in.Reason, SyncMode: in.SyncMode,
 			PollReason: &in.PollReason, Settings: settings, Events: events})
 	}
 	return a.Store.UpdateConnection(ctx, in.ConnectionID, store.ConnectionUpdate{State: in.State, Mode: in.Mode, Settings: settings, Events: events})

@@ -165,6 +165,24 @@ func (s *Service) CleanUp(ctx context.Context, row store.Connection) (workflows.
 	}
 	st := workflows.Orphan(row.ID, row.OrgID, row.OwnerID, cmp.Or(row.Mode, workflows.ModeDelegated), row.Mailbox, SettingsOf(row))
 	st.UserID, st.TenantID, st.DisplayName = row.UserID, row.TenantID, row.DisplayName
+	if row.Mode == workflows.ModeServiceAccount {
+		// Its attached mailboxes are detached by the saga first.
+		boxes, err := s.Store.ListMailboxes(ctx, row.ID)
+		if err != nil {
+			return workflows.Status{}, fmt.Errorf("connect: mailboxes of %s: %w", row.ID, err)
+		}
+		for _, m := range boxes {
+			if m.State == workflows.StateDisconnected {
+				continue
+			}
+			if st.Mailboxes == nil {
+				st.Mailboxes = map[string]workflows.MailboxRef{}
+			}
+			var ms workflows.Settings
+			_ = json.Unmarshal(m.Settings, &ms)
+			st.Mailboxes[m.ID] = workflows.MailboxRef{ID: m.ID, Address: m.Address, UserID: m.UserID, Retention: ms.WithDefaults().Retention}
+		}
+	}
 	_, err := s.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                    workflows.ConnectionWorkflowID(row.ID),
 		TaskQueue:             cmp.Or(s.TaskQueue, workflows.TaskQueue),

@@ -569,6 +569,8 @@ type EventRecord struct {
 type RecordStateInput struct {
 	ConnectionID string `json:"connectionId"`
 	MailboxID    string `json:"mailboxId,omitempty"`
+	// Reason is a mailbox's reason for its state.
+	Reason string `json:"reason,omitempty"`
 	// SyncMode and PollReason, when set, are the mailbox's way of syncing.
 	SyncMode   string `json:"syncMode,omitempty"`
 	PollReason string `json:"pollReason,omitempty"`

@@ -155,7 +155,7 @@ func (c *connection) writeRegistry(ctx workflow.Context, state string) bool {
 	r := &c.s.Registry
 	in := RecordStateInput{ConnectionID: c.s.ID, State: state, Mode: c.s.Mode, Events: r.Events}
 	if c.isMailbox() {
-		in = RecordStateInput{ConnectionID: c.s.ConnectionID, MailboxID: c.s.ID, State: state, Events: r.Events,
+		in = RecordStateInput{ConnectionID: c.s.ConnectionID, MailboxID: c.s.ID, State: state, Reason: c.s.Reason, Events: r.Events,
 			SyncMode: c.s.Sync.Mode, PollReason: c.s.Sync.PollReason}
 	}
 	write, changed := recordState, false
