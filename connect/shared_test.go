@@ -3,6 +3,7 @@ package connect_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,7 +14,6 @@ import (
 	"github.com/outlookd/outlookd/graphsim"
 	"github.com/outlookd/outlookd/graphsim/simtest"
 	"github.com/outlookd/outlookd/internal/enginetest"
-	"github.com/outlookd/outlookd/store"
 	"github.com/outlookd/outlookd/workflows"
 )
 
@@ -72,17 +72,20 @@ func TestServiceAccountSyncsSharedMailboxes(t *testing.T) {
 		{e.Ada.UPN, workflows.ReasonMailboxUnreachable},
 		{"nobody@contoso.example", "mailbox_not_found"},
 	} {
-		_, err := attach("mbx_refused0000001", refused.address, "")
+		_, err := attach("mbx_refused_"+strings.ReplaceAll(id[len("conn_"):], "-", "_"), refused.address, "")
 		var appErr *temporal.ApplicationError
 		var detail struct{ Reason, Text string }
 		if !errors.As(err, &appErr) || appErr.Type() != workflows.ErrMailboxUnreachable || appErr.Details(&detail) != nil || detail.Reason != refused.reason {
 			t.Errorf("attaching %s: %v (%+v), want %s", refused.address, err, detail, refused.reason)
 		}
 	}
-	if _, err := e.Store.GetMailbox(ctx, "mbx_refused0000001"); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("a refused mailbox was registered: %v", err)
+	if boxes, _ := e.Store.ListMailboxes(ctx, id); len(boxes) != 0 {
+		t.Errorf("refused mailboxes were registered: %+v", boxes)
 	}
-	supportID, salesID := "mbx_support0000001", "mbx_sales000000001"
+	// Mailbox workflows are named by ID in the stack's one namespace: each
+	// run has its own.
+	suffix := strings.ReplaceAll(id[len("conn_"):], "-", "_")
+	supportID, salesID := "mbx_support_"+suffix, "mbx_sales_"+suffix
 	if _, err := attach(supportID, org.Shared.UPN, workflows.RetentionKeep); err != nil {
 		t.Fatal(err)
 	}
@@ -146,6 +149,11 @@ func TestServiceAccountSyncsSharedMailboxes(t *testing.T) {
 	// The credential dies: the connection and sales wait; mail arriving
 	// meanwhile is caught up after re-consent.
 	if err := e.Ctl.Revoke(ctx, org.Service.UPN, "password_changed"); err != nil {
+		t.Fatal(err)
+	}
+	// The access token in hand lives on until it expires; then the
+	// refresh is refused.
+	if _, err := e.Ctl.AdvanceClock(ctx, 2*time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	e.WaitForMailbox(salesID, 30*time.Second, "sales paused", func(s workflows.Status) bool { return s.State == workflows.StateReauthRequired })
