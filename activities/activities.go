@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"time"
 
+	"golang.org/x/sync/singleflight"
+
 	"github.com/outlookd/outlookd/graph"
 	"github.com/outlookd/outlookd/identity"
 	"github.com/outlookd/outlookd/store"
@@ -34,6 +36,10 @@ type Activities struct {
 	// before use.
 	RefreshMargin time.Duration
 	Now           func() time.Time
+
+	// refreshes lets one refresh of a connection's tokens run at a time in
+	// this process (the store's lock covers the others).
+	refreshes singleflight.Group
 }
 
 func (a *Activities) now() time.Time {

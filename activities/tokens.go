@@ -1,6 +1,7 @@
 package activities
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -21,9 +22,8 @@ import (
 
 // vaultTokenSource serves a connection's access token from Vault,
 // refreshing it (and storing the rotated refresh token with check-and-set)
-// when it is about to expire. Concurrent refreshes of one connection are
-// harmless: Microsoft keeps old refresh tokens valid, and the loser of the
-// check-and-set adopts the winner's tokens.
+// when it is about to expire. Callers that find it expiring at once (the
+// mailboxes of one service account) share one refresh (refreshOnce).
 type vaultTokenSource struct {
 	ctx          context.Context
 	a            *Activities
@@ -43,12 +43,12 @@ func (t *vaultTokenSource) Token() (*oauth2.Token, error) {
 	if t.cached != nil && t.cached.Expiry.After(t.a.now().Add(margin)) {
 		return t.cached, nil
 	}
-	tok, version, err := t.a.Tokens.GetTokens(t.ctx, t.connectionID)
+	tok, _, err := t.a.Tokens.GetTokens(t.ctx, t.connectionID)
 	if err != nil {
 		return nil, err
 	}
 	if !tok.Expiry.After(t.a.now().Add(margin)) {
-		if tok, err = t.a.refresh(t.ctx, t.connectionID, tok, version); err != nil {
+		if tok, err = t.a.refreshOnce(t.ctx, t.connectionID, tok.AccessToken); err != nil {
 			return nil, err
 		}
 	}
@@ -56,19 +56,53 @@ func (t *vaultTokenSource) Token() (*oauth2.Token, error) {
 	return t.cached, nil
 }
 
-// forceRefresh refreshes whatever the stored token's expiry says.
+// forceRefresh replaces the access token Graph refused, whatever its
+// expiry says: by a refresh, or by the token another caller got since.
 func (t *vaultTokenSource) forceRefresh() (*oauth2.Token, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	tok, version, err := t.a.Tokens.GetTokens(t.ctx, t.connectionID)
-	if err != nil {
-		return nil, err
+	refused := ""
+	if t.cached != nil {
+		refused = t.cached.AccessToken
 	}
-	if tok, err = t.a.refresh(t.ctx, t.connectionID, tok, version); err != nil {
+	tok, err := t.a.refreshOnce(t.ctx, t.connectionID, refused)
+	if err != nil {
 		return nil, err
 	}
 	t.cached = &oauth2.Token{AccessToken: tok.AccessToken, TokenType: "Bearer", Expiry: tok.Expiry}
 	return t.cached, nil
+}
+
+// refreshOnce refreshes a connection's tokens, unless another caller did
+// since the access token stale was read: then it answers theirs. One
+// refresh of a connection runs at a time, whoever asks (the mailboxes of a
+// service account share its tokens): in this process by a single flight,
+// across processes by the store's lock. An empty stale always refreshes.
+func (a *Activities) refreshOnce(ctx context.Context, connectionID, stale string) (vault.Tokens, error) {
+	margin := cmp.Or(a.RefreshMargin, 5*time.Minute)
+	v, err, _ := a.refreshes.Do(connectionID+"\x00"+stale, func() (any, error) {
+		var out vault.Tokens
+		do := func() error {
+			tok, version, err := a.Tokens.GetTokens(ctx, connectionID)
+			if err != nil {
+				return err
+			}
+			if stale != "" && tok.AccessToken != stale && tok.Expiry.After(a.now().Add(margin)) {
+				out = tok // refreshed meanwhile
+				return nil
+			}
+			out, err = a.refresh(ctx, connectionID, tok, version)
+			return err
+		}
+		if a.Store == nil {
+			return out, do()
+		}
+		return out, a.Store.WithLock(ctx, "refresh/"+connectionID, do)
+	})
+	if err != nil {
+		return vault.Tokens{}, err
+	}
+	return v.(vault.Tokens), nil
 }
 
 // refresh redeems the refresh token and stores the rotated pair before it
@@ -112,11 +146,7 @@ func scopeOf(t *oauth2.Token, def string) string {
 // RefreshTokens refreshes a connection's tokens now (the keep-alive that
 // stops a quiet refresh token from expiring).
 func (a *Activities) RefreshTokens(ctx context.Context, in workflows.RefreshInput) (workflows.RefreshResult, error) {
-	tok, version, err := a.Tokens.GetTokens(ctx, in.ConnectionID)
-	if err != nil {
-		return workflows.RefreshResult{}, err
-	}
-	fresh, err := a.refresh(ctx, in.ConnectionID, tok, version)
+	fresh, err := a.refreshOnce(ctx, in.ConnectionID, "")
 	if err != nil {
 		return workflows.RefreshResult{}, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -219,5 +220,63 @@ func mailboxUpdate(t *testing.T, e *enginetest.Engine, mailboxID, name string, a
 	}
 	if err != nil {
 		t.Fatalf("%s of %s: %v", name, mailboxID, err)
+	}
+}
+
+// TestMailboxesShareOneRefresh: the attached mailboxes of a service account
+// share its tokens; when the access token is found expiring by many calls
+// at once, one refresh serves them all.
+func TestMailboxesShareOneRefresh(t *testing.T) {
+	ctx := context.Background()
+	e, org := enginetest.StartOrg(t, graphsim.Options{}, workflows.Options{})
+	created, err := e.Connect.Create(ctx, connect.Request{OrgID: "org-1", OwnerID: "admin", Mode: workflows.ModeServiceAccount,
+		Settings: workflows.Settings{Features: workflows.Features{Read: true}}, LoginHint: org.Service.UPN})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Connect.Callback(ctx, simtest.Authorize(t, created.AuthorizeURL)); err != nil {
+		t.Fatal(err)
+	}
+	id := created.ConnectionID
+	// The stored access token is about to expire.
+	tok, version, err := e.Vault.Tokens().GetTokens(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok.Expiry = time.Now().Add(time.Minute)
+	if err := e.Vault.Tokens().PutTokens(ctx, id, tok, version); err != nil {
+		t.Fatal(err)
+	}
+	// A slow token endpoint: every call finds the token expiring while the
+	// first refresh is still under way.
+	if err := e.Ctl.SetFault(ctx, graphsim.Fault{Endpoint: "token", Latency: 500 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	before, err := e.Ctl.Counters(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const calls = 8
+	var wg sync.WaitGroup
+	errs := make(chan error, calls)
+	for range calls {
+		wg.Go(func() {
+			_, err := e.Acts.CheckMailbox(ctx, workflows.CheckMailboxInput{ConnectionID: id, Address: org.Shared.UPN})
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	after, err := e.Ctl.Counters(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := after["tokens.issued.refresh_token"] - before["tokens.issued.refresh_token"]; n != 1 {
+		t.Errorf("%d refreshes for %d calls that found the token expiring together, want 1", n, calls)
 	}
 }

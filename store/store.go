@@ -126,3 +126,15 @@ func deref(s *string) string {
 	}
 	return *s
 }
+
+// WithLock runs fn while holding a lock named key that every process
+// sharing the database respects (a transaction-scoped advisory lock):
+// callers with the same key run one at a time.
+func (s *Store) WithLock(ctx context.Context, key string, fn func() error) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, key); err != nil {
+			return fmt.Errorf("store: lock %s: %w", key, err)
+		}
+		return fn()
+	})
+}
