@@ -175,7 +175,7 @@ func (c *connection) turn(ctx workflow.Context) error {
 		return c.continueAsNew(ctx)
 	}
 	switch c.s.State {
-	case StatePendingConsent, StateReauthRequired:
+	case StatePendingConsent, StateReauthRequired, StateAdminConsentRequired:
 		state := c.s.State
 		return workflow.Await(ctx, func() bool { return c.s.State != state || c.registryBehind() || c.canSuggested(ctx) })
 	case StateConnecting:
@@ -206,7 +206,7 @@ func (c *connection) canceled(ctx workflow.Context) (ConnectionResult, error) {
 
 func (c *connection) validateConsent(in ConsentInput) error {
 	switch {
-	case c.s.State != StatePendingConsent && c.s.State != StateReauthRequired:
+	case !waitingForConsent(c.s.State):
 		return fmt.Errorf("the connection is %s and is not waiting for consent", c.s.State)
 	case (in.Ref == "") == (in.Reason == ""):
 		return errors.New("give either a consent reference or a refusal reason")
@@ -220,10 +220,10 @@ func (c *connection) validateConsent(in ConsentInput) error {
 // waits until it has been exchanged), or a refusal.
 func (c *connection) onConsent(ctx workflow.Context, in ConsentInput) (Status, error) {
 	if in.Reason != "" {
-		c.moveTo(ctx, c.s.State, in.Reason, in.ReasonText, nil)
+		c.moveTo(ctx, refusedTo(c.s.State, in.Reason), in.Reason, in.ReasonText, nil)
 		return c.status(ctx), nil
 	}
-	reconsent := c.s.State == StateReauthRequired
+	reconsent := c.s.State == StateReauthRequired || c.s.UserID != ""
 	if !c.moveTo(ctx, StateConnecting, "", "", nil) {
 		return c.status(ctx), nil
 	}
@@ -378,6 +378,8 @@ func (c *connection) nextAction(ctx workflow.Context) (string, time.Time) {
 		return "exchanging the authorization code", time.Time{}
 	case StateReauthRequired:
 		return "waiting for the user to sign in again", time.Time{}
+	case StateAdminConsentRequired:
+		return "waiting for an administrator's consent, then the user's sign-in", time.Time{}
 	case StateActive:
 		if c.s.Backfill.Running {
 			return "backfilling", time.Time{}
@@ -420,7 +422,7 @@ func (c *connection) exchange(ctx workflow.Context) {
 		if errors.As(err, &appErr) && appErr.Type() == ErrMailboxTaken {
 			reason, text = ReasonMailboxTaken, "This mailbox is already connected; disconnect it first or connect another account."
 		}
-		c.moveTo(ctx, back, reason, text, nil)
+		c.moveTo(ctx, refusedTo(back, reason), reason, text, nil)
 		return
 	}
 	c.s.UserID, c.s.Mailbox, c.s.TenantID, c.s.DisplayName = res.UserID, res.Mailbox, res.TenantID, res.DisplayName
