@@ -18,8 +18,8 @@ const (
 	// administrator approve the app (AADSTS90094, 65001 at a sign-in); the
 	// connection waits for a sign-in after the tenant's admin consent.
 	StateAdminConsentRequired = "admin_consent_required"
-	StateDisconnecting  = "disconnecting"
-	StateDisconnected   = "disconnected"
+	StateDisconnecting        = "disconnecting"
+	StateDisconnected         = "disconnected"
 )
 
 // transitions is every change of state a connection may make, written
