@@ -160,3 +160,17 @@ func (s *Store) TenantConsents(ctx context.Context, orgID string, tenantIDs []st
 	}
 	return out, nil
 }
+
+// ConnectionConsent finds the newest consent granted through the links
+// made for a connection (ErrNotFound when there is none).
+func (s *Store) ConnectionConsent(ctx context.Context, connectionID string) (AdminConsent, error) {
+	a, err := scanAdminConsent(s.pool.QueryRow(ctx, adminConsentSelect+`
+		WHERE connection_id = $1 AND outcome = 'granted' ORDER BY answered_at DESC LIMIT 1`, connectionID))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return a, fmt.Errorf("store: consent of connection %s: %w", connectionID, ErrNotFound)
+	}
+	if err != nil {
+		return a, fmt.Errorf("store: consent of connection %s: %w", connectionID, err)
+	}
+	return a, nil
+}
