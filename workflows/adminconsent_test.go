@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
 )
 
 // adminRefusal is the consent the callback hands over when Microsoft
@@ -192,4 +193,22 @@ func inOrder(xs, want []string) bool {
 		}
 	}
 	return i == len(want)
+}
+
+// TestAdminConsentRefusalBeforeTheState: a run that met the refusal
+// before admin_consent_required existed (GetVersion answers the default
+// version on its replay) keeps its state with the reason, as it did.
+func TestAdminConsentRefusalBeforeTheState(t *testing.T) {
+	env, f := newEnv(t)
+	env.OnGetVersion("admin-consent-state", workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+	env.RegisterDelayedCallback(func() { update(t, env, UpdateConsent, adminRefusal, nil) }, time.Minute)
+	endWith(env, time.Hour, func() {
+		if st := query(t, env); st.State != StatePendingConsent || st.Reason != ReasonAdminConsentRequired {
+			t.Errorf("the old run: %s %q", st.State, st.Reason)
+		}
+	})
+	env.ExecuteWorkflow(Connection, input())
+	if slices.Contains(f.events, "connection.admin_consent_required") {
+		t.Errorf("the old run told the app: %v", f.events)
+	}
 }

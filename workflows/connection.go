@@ -220,7 +220,7 @@ func (c *connection) validateConsent(in ConsentInput) error {
 // waits until it has been exchanged), or a refusal.
 func (c *connection) onConsent(ctx workflow.Context, in ConsentInput) (Status, error) {
 	if in.Reason != "" {
-		c.moveTo(ctx, refusedTo(c.s.State, in.Reason), in.Reason, in.ReasonText, nil)
+		c.moveTo(ctx, c.refusedState(ctx, c.s.State, in.Reason), in.Reason, in.ReasonText, nil)
 		return c.status(ctx), nil
 	}
 	reconsent := c.s.State == StateReauthRequired || c.s.UserID != ""
@@ -422,7 +422,7 @@ func (c *connection) exchange(ctx workflow.Context) {
 		if errors.As(err, &appErr) && appErr.Type() == ErrMailboxTaken {
 			reason, text = ReasonMailboxTaken, "This mailbox is already connected; disconnect it first or connect another account."
 		}
-		c.moveTo(ctx, refusedTo(back, reason), reason, text, nil)
+		c.moveTo(ctx, c.refusedState(ctx, back, reason), reason, text, nil)
 		return
 	}
 	c.s.UserID, c.s.Mailbox, c.s.TenantID, c.s.DisplayName = res.UserID, res.Mailbox, res.TenantID, res.DisplayName

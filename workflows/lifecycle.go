@@ -75,6 +75,17 @@ func waitingForConsent(state string) bool {
 	return state == StatePendingConsent || state == StateReauthRequired || state == StateAdminConsentRequired
 }
 
+// refusedState is refusedTo for a running connection: runs that met a
+// refusal for admin consent before admin_consent_required existed kept
+// their state with the reason, and replay so (versions.go).
+func (c *connection) refusedState(ctx workflow.Context, from, reason string) string {
+	to := refusedTo(from, reason)
+	if to == from || workflow.GetVersion(ctx, "admin-consent-state", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return from
+	}
+	return to
+}
+
 // refusedTo is the state a sign-in refused for a reason leaves a
 // connection in, coming from a state (the one it waited in, or where a
 // failed exchange goes back to): a tenant that requires admin consent
