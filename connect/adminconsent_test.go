@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -110,6 +111,10 @@ func TestAdminConsentThenSignIn(t *testing.T) {
 	}
 	if n, _ := e.Store.CountMessages(ctx, id); n != 1 {
 		t.Errorf("%d messages stored, want 1", n)
+	}
+	scanHistories(t, e, id)
+	if os.Getenv("OUTLOOKD_RECORD_HISTORY") == "1" {
+		recordHistory(t, e, workflows.ConnectionWorkflowID(id), "../workflows/testdata/connection_admin_consent.json")
 	}
 }
 
