@@ -28,7 +28,8 @@ const (
 // meanwhile (a disconnect). Staying in a state to change its reason is
 // allowed everywhere but in disconnected.
 var transitions = map[string][]string{
-	// The user has not consented yet; a refusal keeps the state with its reason.
+	// The user has not consented yet; a refusal keeps the state with its
+	// reason, but for one that needs an administrator (refusedTo).
 	StatePendingConsent: {StateConnecting, StateAdminConsentRequired, StateDisconnecting},
 	// A code is being exchanged.
 	StateConnecting: {StateActive, StatePendingConsent, StateReauthRequired, StateAdminConsentRequired, StateDisconnecting},
