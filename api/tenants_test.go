@@ -20,6 +20,7 @@ import (
 	"github.com/outlookd/outlookd/graphsim"
 	"github.com/outlookd/outlookd/graphsim/simtest"
 	"github.com/outlookd/outlookd/identity"
+	"github.com/outlookd/outlookd/internal/browsertest"
 	"github.com/outlookd/outlookd/internal/testenv"
 	"github.com/outlookd/outlookd/store"
 )
@@ -455,4 +456,34 @@ func countOf(xs []string, x string) (n int) {
 		}
 	}
 	return n
+}
+
+// TestAdminConsentPageInChromium: an administrator opens an admin-consent
+// link in a real browser, accepts on graphsim's admin consent page, and
+// lands on outlookd's page saying, once, that they approved the app.
+func TestAdminConsentPageInChromium(t *testing.T) {
+	browsertest.Chromium(t)
+	h := newHarness(t, graphsim.Options{})
+	ctx := context.Background()
+	if _, err := h.e.Ctl.AddTenant(ctx, graphsim.TenantSpec{Domain: "fabrikam.example", Name: "Fabrikam", AdminConsentRequired: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.e.Ctl.AddUser(ctx, graphsim.UserSpec{Tenant: "fabrikam.example", UPN: "it@fabrikam.example", DisplayName: "Fabrikam IT", Admin: true}); err != nil {
+		t.Fatal(err)
+	}
+	r := h.call(t, "POST", "/v1/tenants/admin-consent", h.acmeAdmin, "", map[string]any{"tenant": "fabrikam.example"})
+	var l adminLink
+	r.json(t, &l)
+	if r.status != 201 {
+		t.Fatalf("create: %d %s", r.status, r.body)
+	}
+	title, lead, _, advice := signInWithBrowser(t, l.URL)
+	if title != "You approved the app for your organisation" || !strings.Contains(lead, "Mail.Read") || !strings.Contains(advice, "sign in again") {
+		t.Errorf("admin page: %q / %q / %q", title, lead, advice)
+	}
+	var tc tenantConsent
+	h.call(t, "GET", "/v1/tenants/fabrikam.example", h.acmeAdmin, "", nil).json(t, &tc)
+	if tc.State != "granted" || tc.TenantID == "" {
+		t.Errorf("the consent: %+v", tc)
+	}
 }
