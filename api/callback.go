@@ -43,7 +43,7 @@ h1{font-size:1.5rem}.ok{color:#0a7a32}.fail{color:#a4262c}.advice{background:#f3
 func advice(reason string) string {
 	switch identity.Reason(reason) {
 	case identity.ReasonAdminConsentRequired:
-		return "Ask your IT administrator to approve outlookd for your organisation (admin consent in Microsoft Entra ID), then try again."
+		return "Ask your IT administrator to approve it (the app can give you a link for them), then sign in again."
 	case identity.ReasonConsentDeclined:
 		return "Nothing was connected. If that was a mistake, start again from the app and accept the permissions."
 	case identity.ReasonMFARequired, identity.ReasonConditionalAccess:
@@ -89,6 +89,9 @@ func (s *server) callback(c *gin.Context) {
 			status = http.StatusForbidden
 		}
 		lead := out.ReasonText
+		if out.Reason == string(identity.ReasonAdminConsentRequired) {
+			lead = "Your organisation lets only an administrator approve this app, and none has yet."
+		}
 		if lead == "" {
 			lead = "The sign-in did not complete."
 		}

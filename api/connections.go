@@ -206,6 +206,11 @@ type connectionJSON struct {
 	// registry when Temporal could not be asked.
 	Source       string `json:"source"`
 	AuthorizeURL string `json:"authorize_url,omitempty"`
+	// AdminConsent is the link for the tenant's administrator, while the
+	// connection is admin_consent_required.
+	AdminConsent *adminConsentLinkJSON `json:"admin_consent,omitempty"`
+	// TenantConsent is the admin consent of the connection's tenant.
+	TenantConsent *tenantConsentJSON `json:"tenant_consent,omitempty"`
 }
 
 type backfillJSON struct {
@@ -425,7 +430,9 @@ func (s *server) presentStatus(ctx context.Context, row store.Connection, st *wo
 	if err != nil {
 		s.d.Logger.Warn("count messages", "err", err)
 	}
-	return view(row, counts[row.ID], st)
+	out := []connectionJSON{view(row, counts[row.ID], st)}
+	s.adminConsentViews(ctx, []store.Connection{row}, out)
+	return out[0]
 }
 
 // presentAll builds the views of a page of connections: their message
@@ -470,6 +477,7 @@ func (s *server) presentAll(ctx context.Context, rows []store.Connection) []conn
 			orphaned(&out[i])
 		}
 	}
+	s.adminConsentViews(ctx, rows, out)
 	return out
 }
 
@@ -704,12 +712,12 @@ func (s *server) reauthorize(c *gin.Context) {
 		s.unavailable(c, err)
 		return
 	}
-	if st.State != workflows.StateReauthRequired && st.State != workflows.StatePendingConsent {
+	if st.State != workflows.StateReauthRequired && st.State != workflows.StatePendingConsent && st.State != workflows.StateAdminConsentRequired {
 		problem(c, http.StatusConflict, "invalid_state", "Only a connection waiting for consent or for a new sign-in can be re-authorized; this one is "+st.State+".")
 		return
 	}
 	hint := req.LoginHint
-	if hint == "" && st.State == workflows.StateReauthRequired {
+	if hint == "" && st.State != workflows.StatePendingConsent {
 		hint = st.Mailbox // the same account must come back
 	}
 	authURL, err := s.d.Connect.Reauthorize(c, row.ID, row.Mode, settingsOf(row).workflow(), hint)

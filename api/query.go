@@ -31,6 +31,7 @@ var queryParams = map[string][]string{
 // gain new ones), so only their encoding is checked.
 var foreignQuery = map[string]bool{
 	"GET /v1/oauth/callback":       true,
+	"GET /v1/oauth/admin-callback": true,
 	"POST /v1/graph/notifications": true,
 	"POST /v1/graph/lifecycle":     true,
 }

@@ -81,6 +81,7 @@ func NewRouter(d Deps) *gin.Engine {
 	v1 := r.Group("/v1", checkQuery)
 	v1.GET("/openapi.json", serveOpenAPI)
 	v1.GET("/oauth/callback", s.callback)
+	v1.GET("/oauth/admin-callback", s.adminCallback)
 	if d.Receiver != nil {
 		v1.POST("/graph/notifications", gin.WrapF(d.Receiver.Notifications))
 		v1.POST("/graph/lifecycle", gin.WrapF(d.Receiver.Lifecycle))
@@ -107,6 +108,8 @@ func NewRouter(d Deps) *gin.Engine {
 	a.GET("/connections/:id/mailboxes/:mbx/messages", s.listMessages)
 	a.GET("/connections/:id/mailboxes/:mbx/messages/:mid", s.getMessage)
 	a.GET("/connections/:id/mailboxes/:mbx/messages/:mid/attachments/:aid", s.getAttachment)
+	a.POST("/tenants/admin-consent", s.createAdminConsent)
+	a.GET("/tenants/:tenant", s.getTenant)
 	a.GET("/events", s.events)
 	a.GET("/webhook-endpoints", s.getEndpoint)
 	a.PUT("/webhook-endpoints", s.putEndpoint)

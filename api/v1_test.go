@@ -70,6 +70,11 @@ func newHarness(t *testing.T, simOpts graphsim.Options, opts ...harnessOption) *
 	}
 	e.Connect.Identity.RedirectURL = callback
 	e.Acts.Identity.RedirectURL = callback
+	adminCallback := srv.URL + "/v1/oauth/admin-callback"
+	if err := e.Sim.AddRedirectURI(e.App.ClientID, adminCallback); err != nil {
+		t.Fatal(err)
+	}
+	e.Connect.Identity.AdminRedirectURL = adminCallback
 	h := &harness{e: e, url: srv.URL}
 	ctx := context.Background()
 	// Organisation IDs are unique per test: the registry is shared.

@@ -98,6 +98,10 @@ type Config struct {
 	// RedirectURL is where Microsoft sends users back after consent; empty
 	// means OUTLOOKD_PUBLIC_URL + /v1/oauth/callback.
 	RedirectURL string `env:"OUTLOOKD_REDIRECT_URL"`
+	// AdminRedirectURL is where Microsoft sends an administrator back after
+	// admin consent; empty means OUTLOOKD_PUBLIC_URL +
+	// /v1/oauth/admin-callback. The app registration must list it too.
+	AdminRedirectURL string `env:"OUTLOOKD_ADMIN_REDIRECT_URL"`
 	// RefreshMargin: access tokens this close to expiry are refreshed before use.
 	RefreshMargin time.Duration `env:"OUTLOOKD_REFRESH_MARGIN" envDefault:"5m"`
 	// CACertFile adds a CA to trust for Microsoft's hosts (a simulator
@@ -146,6 +150,14 @@ func (c Config) Redirect() string {
 		return c.RedirectURL
 	}
 	return strings.TrimSuffix(c.PublicURL.String(), "/") + "/v1/oauth/callback"
+}
+
+// AdminRedirect returns the admin consent redirect URL.
+func (c Config) AdminRedirect() string {
+	if c.AdminRedirectURL != "" {
+		return c.AdminRedirectURL
+	}
+	return strings.TrimSuffix(c.PublicURL.String(), "/") + "/v1/oauth/admin-callback"
 }
 
 // Load reads the configuration from the process environment.
@@ -235,6 +247,11 @@ func (c Config) Validate() error {
 	if c.RedirectURL != "" {
 		if u, err := url.Parse(c.RedirectURL); err != nil || absoluteHTTP("OUTLOOKD_REDIRECT_URL", u) != nil {
 			return &Error{Var: "OUTLOOKD_REDIRECT_URL", Expect: fmt.Sprintf("an absolute http(s) URL, got %q", c.RedirectURL)}
+		}
+	}
+	if c.AdminRedirectURL != "" {
+		if u, err := url.Parse(c.AdminRedirectURL); err != nil || absoluteHTTP("OUTLOOKD_ADMIN_REDIRECT_URL", u) != nil {
+			return &Error{Var: "OUTLOOKD_ADMIN_REDIRECT_URL", Expect: fmt.Sprintf("an absolute http(s) URL, got %q", c.AdminRedirectURL)}
 		}
 	}
 	if strings.TrimSpace(c.Tenant) == "" || strings.ContainsAny(c.Tenant, " /") {

@@ -363,7 +363,7 @@ func TestConsentRefusedByMicrosoft(t *testing.T) {
 	}
 	q := e.AuthorizeQuery(created.AuthorizeURL)
 	out, err := e.Connect.Callback(ctx, q)
-	if err != nil || out.State != workflows.StatePendingConsent || out.Reason != "admin_consent_required" || !strings.Contains(out.ReasonText, "administrator") {
+	if err != nil || out.State != workflows.StateAdminConsentRequired || out.Reason != "admin_consent_required" || !strings.Contains(out.ReasonText, "administrator") {
 		t.Fatalf("outcome: %+v %v", out, err)
 	}
 	// A forged or replayed state is refused.

@@ -17,7 +17,7 @@ set -a; source .stack/run/env; set +a
 # graphsim accepts it only because it is told to (and says so in its log).
 info=.stack/run/demo.json
 rm -f "$info"
-"$BIN" sim --seed demo --addr "$SIM_ADDR" --redirect-uri "http://$API_ADDR/v1/oauth/callback" --info-file "$info" \
+"$BIN" sim --seed demo --addr "$SIM_ADDR" --redirect-uri "http://$API_ADDR/v1/oauth/callback,http://$API_ADDR/v1/oauth/admin-callback" --info-file "$info" \
   --insecure-http-notifications \
   > .stack/run/graphsim.log 2>&1 &
 sim_pid=$!

@@ -23,6 +23,12 @@ type Config struct {
 	Tenant      string
 	ClientID    string
 	RedirectURL string
+	// AdminRedirectURL is where the admin consent endpoint sends the
+	// administrator back (AdminConsentURL).
+	AdminRedirectURL string
+	// GraphResource is Graph's resource URI for admin consent scopes
+	// (default GraphResource; national clouds differ).
+	GraphResource string
 }
 
 // OAuth returns the x/oauth2 configuration for scopes and a client secret.

@@ -192,7 +192,7 @@ func (c *connection) turn(ctx workflow.Context) error {
 		return c.continueAsNew(ctx)
 	}
 	switch c.s.State {
-	case StatePendingConsent, StateReauthRequired, StateAccessLost:
+	case StatePendingConsent, StateReauthRequired, StateAdminConsentRequired, StateAccessLost:
 		state := c.s.State
 		return workflow.Await(ctx, func() bool { return c.s.State != state || c.registryBehind() || c.canSuggested(ctx) })
 	case StateConnecting:
@@ -225,7 +225,7 @@ func (c *connection) validateConsent(in ConsentInput) error {
 	switch {
 	case c.isMailbox():
 		return errors.New("a mailbox takes no consent; its connection does")
-	case c.s.State != StatePendingConsent && c.s.State != StateReauthRequired:
+	case !waitingForConsent(c.s.State):
 		return fmt.Errorf("the connection is %s and is not waiting for consent", c.s.State)
 	case (in.Ref == "") == (in.Reason == ""):
 		return errors.New("give either a consent reference or a refusal reason")
@@ -239,10 +239,10 @@ func (c *connection) validateConsent(in ConsentInput) error {
 // waits until it has been exchanged), or a refusal.
 func (c *connection) onConsent(ctx workflow.Context, in ConsentInput) (Status, error) {
 	if in.Reason != "" {
-		c.moveTo(ctx, c.s.State, in.Reason, in.ReasonText, nil)
+		c.moveTo(ctx, c.refusedState(ctx, c.s.State, in.Reason), in.Reason, in.ReasonText, nil)
 		return c.status(ctx), nil
 	}
-	reconsent := c.s.State == StateReauthRequired
+	reconsent := c.s.State == StateReauthRequired || c.s.UserID != ""
 	if !c.moveTo(ctx, StateConnecting, "", "", nil) {
 		return c.status(ctx), nil
 	}
@@ -413,6 +413,8 @@ func (c *connection) nextAction(ctx workflow.Context) (string, time.Time) {
 		return "waiting for the user to sign in again", time.Time{}
 	case StateAccessLost:
 		return "waiting for the mailbox's rights to be restored and a resync", time.Time{}
+	case StateAdminConsentRequired:
+		return "waiting for an administrator's consent, then the user's sign-in", time.Time{}
 	case StateActive:
 		if c.s.Backfill.Running {
 			return "backfilling", time.Time{}
@@ -455,7 +457,7 @@ func (c *connection) exchange(ctx workflow.Context) {
 		if errors.As(err, &appErr) && appErr.Type() == ErrMailboxTaken {
 			reason, text = ReasonMailboxTaken, "This mailbox is already connected; disconnect it first or connect another account."
 		}
-		c.moveTo(ctx, back, reason, text, nil)
+		c.moveTo(ctx, c.refusedState(ctx, back, reason), reason, text, nil)
 		return
 	}
 	c.s.UserID, c.s.Mailbox, c.s.TenantID, c.s.DisplayName = res.UserID, res.Mailbox, res.TenantID, res.DisplayName

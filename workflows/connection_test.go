@@ -308,7 +308,8 @@ func TestConsentRefusalsAndFailures(t *testing.T) {
 		wantState  string
 		wantReason string
 	}{
-		{"refused by Microsoft", ConsentInput{Reason: "admin_consent_required", ReasonText: "An administrator must approve."}, nil, StatePendingConsent, "admin_consent_required"},
+		{"declined by the user", ConsentInput{Reason: "consent_declined", ReasonText: "The user declined."}, nil, StatePendingConsent, "consent_declined"},
+		{"admin consent required", ConsentInput{Reason: "admin_consent_required", ReasonText: "An administrator must approve."}, nil, StateAdminConsentRequired, "admin_consent_required"},
 		{"code refused", ConsentInput{Ref: "ref-0123456789"}, temporal.NewNonRetryableApplicationError("x", ErrConsentFailed, nil, struct{ Reason, Text string }{"code_invalid", "start again"}), StatePendingConsent, "code_invalid"},
 		{"mailbox taken", ConsentInput{Ref: "ref-0123456789"}, temporal.NewNonRetryableApplicationError("x", ErrMailboxTaken, nil), StatePendingConsent, "mailbox_already_connected"},
 	}

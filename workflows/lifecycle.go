@@ -14,8 +14,12 @@ const (
 	StateConnecting     = "connecting"
 	StateActive         = "active"
 	StateReauthRequired = "reauth_required"
-	StateDisconnecting  = "disconnecting"
-	StateDisconnected   = "disconnected"
+	// StateAdminConsentRequired: the user's organisation lets only an
+	// administrator approve the app (AADSTS90094, 65001 at a sign-in); the
+	// connection waits for a sign-in after the tenant's admin consent.
+	StateAdminConsentRequired = "admin_consent_required"
+	StateDisconnecting        = "disconnecting"
+	StateDisconnected         = "disconnected"
 )
 
 // transitions is every change of state a connection may make, written
@@ -24,21 +28,25 @@ const (
 // meanwhile (a disconnect). Staying in a state to change its reason is
 // allowed everywhere but in disconnected.
 var transitions = map[string][]string{
-	// The user has not consented yet; a refusal keeps the state with its reason.
-	StatePendingConsent: {StateConnecting, StateDisconnecting},
+	// The user has not consented yet; a refusal keeps the state with its
+	// reason, but for one that needs an administrator (refusedTo).
+	StatePendingConsent: {StateConnecting, StateAdminConsentRequired, StateDisconnecting},
 	// A code is being exchanged.
-	StateConnecting: {StateActive, StatePendingConsent, StateReauthRequired, StateDisconnecting},
+	StateConnecting: {StateActive, StatePendingConsent, StateReauthRequired, StateAdminConsentRequired, StateDisconnecting},
 	// Tokens work; the duties of duties.go run.
 	StateActive: {StateReauthRequired, StateDisconnecting},
 	// The tokens died; every duty waits at its cursor for a new consent.
-	StateReauthRequired: {StateConnecting, StateDisconnecting},
+	StateReauthRequired: {StateConnecting, StateAdminConsentRequired, StateDisconnecting},
+	// The tenant must approve the app first; the next sign-in (after the
+	// admin consent) connects.
+	StateAdminConsentRequired: {StateConnecting, StateDisconnecting},
 	// The saga runs (saga.go); it always finishes.
 	StateDisconnecting: {StateDisconnected},
 	StateDisconnected:  nil,
 }
 
 // States lists the states in the order a connection usually meets them.
-var States = []string{StatePendingConsent, StateConnecting, StateActive, StateReauthRequired, StateDisconnecting, StateDisconnected}
+var States = []string{StatePendingConsent, StateAdminConsentRequired, StateConnecting, StateActive, StateReauthRequired, StateDisconnecting, StateDisconnected}
 
 // CanMove says whether a connection may go from one state to another.
 func CanMove(from, to string) bool { return canMove(transitions, from, to) }
@@ -53,9 +61,43 @@ func canMove(table map[string][]string, from, to string) bool {
 // transitionEvents are the events the app is told when a connection enters
 // a state.
 var transitionEvents = map[string]string{
-	StateActive:         "connection.active",
-	StateReauthRequired: "connection.reauth_required",
-	StateDisconnected:   "connection.disconnected",
+	StateActive:               "connection.active",
+	StateReauthRequired:       "connection.reauth_required",
+	StateAdminConsentRequired: "connection.admin_consent_required",
+	StateDisconnected:         "connection.disconnected",
+}
+
+// ReasonAdminConsentRequired is the reason a sign-in refused because the
+// tenant requires an administrator's approval (identity's reason of the
+// same name), which moves a connection to StateAdminConsentRequired.
+const ReasonAdminConsentRequired = "admin_consent_required"
+
+// waitingForConsent says whether a connection in a state waits for a
+// sign-in (and takes a consent).
+func waitingForConsent(state string) bool {
+	return state == StatePendingConsent || state == StateReauthRequired || state == StateAdminConsentRequired
+}
+
+// refusedState is refusedTo for a running connection: runs that met a
+// refusal for admin consent before admin_consent_required existed kept
+// their state with the reason, and replay so (versions.go).
+func (c *connection) refusedState(ctx workflow.Context, from, reason string) string {
+	to := refusedTo(from, reason)
+	if to == from || workflow.GetVersion(ctx, "admin-consent-state", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return from
+	}
+	return to
+}
+
+// refusedTo is the state a sign-in refused for a reason leaves a
+// connection in, coming from a state (the one it waited in, or where a
+// failed exchange goes back to): a tenant that requires admin consent
+// says so in the state; other reasons keep the state.
+func refusedTo(from, reason string) string {
+	if reason == ReasonAdminConsentRequired && CanMove(from, StateAdminConsentRequired) {
+		return StateAdminConsentRequired
+	}
+	return from
 }
 
 // moveTo is the one function that changes a connection's state. It refuses

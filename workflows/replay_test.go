@@ -16,7 +16,7 @@ import (
 // an expired delta token, a removed subscription, missed notifications and
 // its disconnect): a change that breaks determinism for running
 // connections fails here. Re-record with
-// OUTLOOKD_RECORD_HISTORY=1 go test -run 'TestConnectAndBackfill|TestLiveSync' ./connect
+// OUTLOOKD_RECORD_HISTORY=1 go test -run 'TestConnectAndBackfill|TestLiveSync|TestAdminConsentThenSignIn' ./connect
 // when a change is deliberately versioned (versions.go), keeping the old
 // histories beside the new ones.
 func TestReplay(t *testing.T) {
@@ -27,6 +27,8 @@ func TestReplay(t *testing.T) {
 		{"testdata/connection.json", Connection},
 		{"testdata/connection_live.json", Connection},
 		{"testdata/backfill.json", Backfill},
+		// A sign-in refused for admin consent, then accepted (admin-consent-state).
+		{"testdata/connection_admin_consent.json", Connection},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {

@@ -7,11 +7,16 @@ package workflows
 // until no run of them can exist. Remove a branch, and its ID here, only
 // together with the histories that needed it.
 //
-// Change IDs in use: none. The histories in testdata/ were recorded by
-// this version of the workflows.
+// Change IDs in use:
+//   - admin-consent-state: a sign-in refused until the tenant's
+//     administrator approves the app moves the connection to
+//     admin_consent_required (lifecycle.go, refusedState); before, the
+//     connection kept its state with the reason.
+//
+// The histories in testdata/ were recorded before the first of them.
 //
 // A change driven by a new field of an activity's result needs no change
 // ID when the field's absence keeps the old behaviour: results recorded
 // before it replay as they ran. So it is with the renewal time taken from
 // the lifetime Graph granted (SubscriptionResult.Requested, renewalTime).
-var changeIDs = []string{}
+var changeIDs = []string{"admin-consent-state"}

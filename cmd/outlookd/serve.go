@@ -196,7 +196,7 @@ func newActivities(cfg config.Config, st *store.Store, vc *vault.Client, log *sl
 		Tokens: tokens,
 		Store:  st,
 		Identity: identity.Config{AuthorityURL: cfg.AuthorityURL.String(), Tenant: cfg.Tenant, ClientID: cfg.ClientID,
-			RedirectURL: cfg.Redirect()},
+			RedirectURL: cfg.Redirect(), AdminRedirectURL: cfg.AdminRedirect()},
 		ClientSecret:  tokens.AppSecret,
 		GraphURL:      cfg.GraphURL.String(),
 		HTTP:          hc,

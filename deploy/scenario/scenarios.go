@@ -38,6 +38,7 @@ var scenarios = []scenario{
 	{"delta-expired", "delta tokens expire mid-life while mail keeps arriving", deltaExpired, false},
 	{"subscription-removed", "Graph removes the subscription, then notifications are missed", subscriptionRemoved, false},
 	{"reauth", "the refresh token dies for each reason in turn; re-consent; nothing lost", reauth, false},
+	{"admin-consent", "a tenant requires admin approval: the first sign-in waits for it with a link, the admin consents, the user signs in", adminConsent, false},
 	{"disconnect", "disconnect in each state with each retention policy", disconnect, false},
 	{"operator-cancel", "cancel one workflow and terminate another from the CLI during live mail; both disconnect, both mailboxes connect again", operatorCancel, false},
 	{"webhook-abuse", "spoofed, unknown, malformed and huge posts at the receiver", webhookAbuse, false},

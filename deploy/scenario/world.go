@@ -124,7 +124,7 @@ func newWorldEnv(ctx context.Context, name string, split bool, extraEnv []string
 	// outlookd's receiver listens on plain http: graphsim must be told to
 	// accept that, as Microsoft never would.
 	args := append([]string{"sim", "--seed", "demo", "--auto-consent", "--addr", simAddr, "--messages", "40",
-		"--redirect-uri", w.apiURL + "/v1/oauth/callback", "--info-file", info, "--insecure-http-notifications"}, simFlags...)
+		"--redirect-uri", w.apiURL + "/v1/oauth/callback," + w.apiURL + "/v1/oauth/admin-callback", "--info-file", info, "--insecure-http-notifications"}, simFlags...)
 	if err := w.start("graphsim", nil, args...); err != nil {
 		return w, err
 	}

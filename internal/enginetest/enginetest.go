@@ -31,6 +31,10 @@ import (
 	"github.com/outlookd/outlookd/workflows"
 )
 
+// AdminRedirectURI is the app's registered admin consent redirect URI;
+// as with simtest.RedirectURI, nothing listens there.
+const AdminRedirectURI = "http://127.0.0.1:9/admin-callback"
+
 // Engine is a running engine with its simulated tenant.
 type Engine struct {
 	*simtest.Tenant
@@ -118,7 +122,11 @@ func startOn(t testing.TB, sim *simtest.Tenant, simOpts graphsim.Options, wfOpts
 	if err := vc.Tokens().PutAppSecret(ctx, sim.App.Secrets[0].Value); err != nil {
 		t.Fatal(err)
 	}
-	idc := identity.Config{AuthorityURL: sim.Sim.AuthorityURL(), Tenant: "common", ClientID: sim.App.ClientID, RedirectURL: simtest.RedirectURI}
+	if err := sim.Sim.AddRedirectURI(sim.App.ClientID, AdminRedirectURI); err != nil {
+		t.Fatal(err)
+	}
+	idc := identity.Config{AuthorityURL: sim.Sim.AuthorityURL(), Tenant: "common", ClientID: sim.App.ClientID, RedirectURL: simtest.RedirectURI,
+		AdminRedirectURL: AdminRedirectURI}
 	e := &Engine{
 		Tenant: sim, Temporal: tc, Store: st, Vault: vc, TaskQueue: "outlookd-test-" + randomHex(6), t: t,
 	}
