@@ -81,6 +81,9 @@ func (s *server) callback(c *gin.Context) {
 		s.d.Logger.Error("consent callback failed", "connection", out.ConnectionID, "err", err)
 		status = http.StatusServiceUnavailable
 		p = page{Title: "We could not finish connecting", Lead: "A service outlookd depends on did not answer.", Advice: "Wait a minute and start again from the app."}
+	case out.State == workflows.StateActive && out.Mode == workflows.ModeServiceAccount:
+		p = page{OK: true, Title: "The service account is connected", Lead: "The app can now attach the shared mailboxes this account may open; you can return to it.",
+			Mailbox: out.Mailbox, Name: out.DisplayName}
 	case out.State == workflows.StateActive:
 		p = page{OK: true, Title: "Your mailbox is connected", Lead: "Mail is being synced; you can return to the app.", Mailbox: out.Mailbox, Name: out.DisplayName}
 	default:

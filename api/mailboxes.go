@@ -197,6 +197,17 @@ func (s *server) attachMailbox(c *gin.Context) {
 		problem(c, http.StatusUnprocessableEntity, "invalid_settings", capitalize(err.Error())+".")
 		return
 	}
+	boxes, err := s.d.Store.ListMailboxes(c, row.ID)
+	if err != nil {
+		s.unavailable(c, err)
+		return
+	}
+	for _, m := range boxes {
+		if m.Address == address && m.State != workflows.StateDisconnected {
+			problem(c, http.StatusConflict, "already_attached", "This connection already has "+address+" attached, as "+m.ID+".")
+			return
+		}
+	}
 	id := "mbx_" + randomID()
 	ctx, cancel := context.WithTimeout(c, attachTimeout)
 	defer cancel()

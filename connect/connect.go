@@ -285,11 +285,14 @@ func (s *Service) newConsent(ctx context.Context, id, mode string, settings work
 // Outcome is what the callback tells the user.
 type Outcome struct {
 	ConnectionID string
-	State        string
-	Mailbox      string
-	DisplayName  string
-	Reason       string
-	ReasonText   string
+	// Mode is the connection's kind (a service account's page says that
+	// shared mailboxes are attached next).
+	Mode        string
+	State       string
+	Mailbox     string
+	DisplayName string
+	Reason      string
+	ReasonText  string
 }
 
 // Callback completes consent from the redirect's query. It checks the state
@@ -323,7 +326,7 @@ func (s *Service) Callback(ctx context.Context, q url.Values) (Outcome, error) {
 		if err != nil {
 			return Outcome{ConnectionID: id}, fmt.Errorf("connect: read the connection: %w", err)
 		}
-		return Outcome{ConnectionID: id, State: st.State, Mailbox: st.Mailbox, DisplayName: st.DisplayName, Reason: st.Reason, ReasonText: st.ReasonText}, nil
+		return Outcome{ConnectionID: id, Mode: st.Mode, State: st.State, Mailbox: st.Mailbox, DisplayName: st.DisplayName, Reason: st.Reason, ReasonText: st.ReasonText}, nil
 	}
 	if time.Since(pending.Created) > consentLifetime {
 		return Outcome{ConnectionID: id}, ErrConsentExpired
@@ -368,7 +371,7 @@ func (s *Service) Callback(ctx context.Context, q url.Values) (Outcome, error) {
 	if err != nil {
 		return Outcome{ConnectionID: id}, fmt.Errorf("connect: hand consent to the workflow: %w", err)
 	}
-	return Outcome{ConnectionID: id, State: st.State, Mailbox: st.Mailbox, DisplayName: st.DisplayName, Reason: st.Reason, ReasonText: st.ReasonText}, nil
+	return Outcome{ConnectionID: id, Mode: st.Mode, State: st.State, Mailbox: st.Mailbox, DisplayName: st.DisplayName, Reason: st.Reason, ReasonText: st.ReasonText}, nil
 }
 
 // settled answers the connection's status once no code exchange is under

@@ -290,7 +290,7 @@ func (c *connection) validateAttach(in AttachInput) error {
 	}
 	for _, m := range c.s.Mailboxes {
 		if strings.EqualFold(m.Address, in.Address) {
-			return fmt.Errorf("%s is already attached to this connection as %s", m.Address, m.ID)
+			return fmt.Errorf("this connection already has %s attached, as %s", m.Address, m.ID)
 		}
 	}
 	if err := in.Settings.Validate(); err != nil {

@@ -234,7 +234,7 @@ func TestServiceAccountAttachesAndDisconnects(t *testing.T) {
 	}, 2*time.Minute)
 	env.RegisterDelayedCallback(func() {
 		attach("mbx-again", "Support@contoso.example", func(_ MailboxRef, err error) {
-			if err == nil || !strings.Contains(err.Error(), "already attached") {
+			if err == nil || !strings.Contains(err.Error(), "already has") {
 				t.Errorf("attaching an address twice: %v", err)
 			}
 		})
