@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
@@ -129,9 +131,18 @@ func (s *server) mailboxStatus(ctx context.Context, m store.Mailbox) *workflows.
 func (s *server) presentMailbox(ctx context.Context, m store.Mailbox) mailboxJSON {
 	counts, _ := s.d.Store.CountMessagesOf(ctx, []string{m.ID})
 	var st *workflows.Status
-	if m.State != workflows.StateDisconnected {
-		st = s.mailboxStatus(ctx, m)
+	if m.State == workflows.StateDisconnected {
+		return mailboxView(m, counts[m.ID], nil)
 	}
+	if s.workflowEnded(ctx, workflowOf(m)) {
+		// Terminated by an operator: nothing syncs it until it is detached.
+		out := mailboxView(m, counts[m.ID], nil)
+		out.Reason = workflows.ReasonWorkflowEnded
+		out.ReasonText = "The mailbox's workflow ended in Temporal without detaching it (it was terminated); nothing syncs it. Detach it to clean up."
+		out.NextAction = "detach to clean up"
+		return out
+	}
+	st = s.mailboxStatus(ctx, m)
 	return mailboxView(m, counts[m.ID], st)
 }
 
@@ -283,6 +294,20 @@ func (s *server) detachMailbox(c *gin.Context) {
 		problem(c, http.StatusUnprocessableEntity, "invalid_retention", `retention must be "keep" or "delete".`)
 		return
 	}
+	if s.workflowEnded(c, workflowOf(m)) {
+		// Its workflow was terminated: the connection detaches it.
+		retention = cmp.Or(retention, mailboxSettings(m).Retention)
+		if _, ok := s.update(c, row.ID, workflows.UpdateDetachEnded, workflows.DetachEndedInput{MailboxID: m.ID, Retention: retention}); !ok {
+			return
+		}
+		m, err := s.d.Store.GetMailbox(c, m.ID)
+		if err != nil {
+			s.unavailable(c, err)
+			return
+		}
+		c.PureJSON(http.StatusOK, s.presentMailbox(c, m))
+		return
+	}
 	if retention != "" {
 		settings := mailboxSettings(m)
 		settings.Retention = retention
@@ -296,6 +321,19 @@ func (s *server) detachMailbox(c *gin.Context) {
 	}
 	out := mailboxView(m, 0, &st)
 	c.PureJSON(http.StatusAccepted, out)
+}
+
+// workflowEnded says whether a workflow has ended (or never ran): Temporal
+// describes it as closed, or does not know it.
+func (s *server) workflowEnded(ctx context.Context, workflowID string) bool {
+	dctx, cancel := context.WithTimeout(ctx, statusTimeout)
+	defer cancel()
+	d, err := s.d.Temporal.DescribeWorkflowExecution(dctx, workflowID, "")
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		return true
+	}
+	return err == nil && d.GetWorkflowExecutionInfo().GetStatus() != enums.WORKFLOW_EXECUTION_STATUS_RUNNING
 }
 
 // resyncMailbox runs a round now; a mailbox whose access was lost tries
@@ -333,7 +371,7 @@ func (s *server) mailboxUpdate(c *gin.Context, m store.Mailbox, name string, arg
 	case err == nil:
 		return st, true
 	case errors.As(err, &nf) || connect.Ended(err):
-		problem(c, http.StatusConflict, "mailbox_ended", "This mailbox's workflow has ended; detach it to clean up.")
+		problem(c, http.StatusConflict, "mailbox_ended", "This mailbox's workflow has ended (it was terminated); detach it to clean up.")
 	case errors.As(err, &appErr):
 		problem(c, http.StatusConflict, "invalid_state", capitalize(strings.TrimSuffix(appErr.Message(), "."))+".")
 	default:

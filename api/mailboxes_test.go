@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/outlookd/outlookd/graphsim"
+	"github.com/outlookd/outlookd/workflows"
 )
 
 // mailboxView is what the tests read of a mailbox.
@@ -133,6 +134,35 @@ func TestServiceAccountThroughTheAPI(t *testing.T) {
 	}
 	if m.MessageCount < 12 || m.Settings.Retention != "keep" {
 		t.Errorf("detached keeping its mail: %+v", m)
+	}
+
+	// Attached again, its workflow terminated by an operator: a detach
+	// still applies the retention asked and records it detached.
+	r = h.call(t, "POST", base, h.acmeAdmin, "", map[string]any{"address": e.Shared.UPN})
+	if r.status != 201 {
+		t.Fatalf("attach again: %d %s", r.status, r.body)
+	}
+	r.json(t, &m)
+	if err := e.Temporal.TerminateWorkflow(ctx, workflows.MailboxWorkflowID(m.ID), "", "operator"); err != nil {
+		t.Fatal(err)
+	}
+	var ended struct {
+		Reason     string `json:"reason"`
+		NextAction string `json:"next_action"`
+	}
+	h.call(t, "GET", base+"/"+m.ID, h.acmeAdmin, "", nil).json(t, &ended)
+	if ended.Reason != "workflow_ended" || ended.NextAction != "detach to clean up" {
+		t.Errorf("a terminated mailbox shows %+v", ended)
+	}
+	if r := h.call(t, "POST", base+"/"+m.ID+"/resync", h.acmeAdmin, "", nil); r.status != 409 || r.code() != "mailbox_ended" {
+		t.Errorf("resync of a terminated mailbox: %d %s", r.status, r.code())
+	}
+	if r := h.call(t, "DELETE", base+"/"+m.ID+"?retention=delete", h.acmeAdmin, "", nil); r.status != 200 {
+		t.Fatalf("detach of a terminated mailbox: %d %s", r.status, r.body)
+	}
+	h.call(t, "GET", base+"/"+m.ID, h.acmeAdmin, "", nil).json(t, &m)
+	if m.State != "disconnected" || m.MessageCount != 0 {
+		t.Errorf("a terminated mailbox detached: %+v", m)
 	}
 
 	// A delegated connection takes no mailbox.

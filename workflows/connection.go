@@ -97,6 +97,7 @@ func (c *connection) registerHandlers(ctx workflow.Context) error {
 		{UpdateDisconnect, c.onDisconnect, c.validateDisconnect},
 		{UpdateResync, c.onResync, c.validateResync},
 		{UpdateAttach, c.onAttach, c.validateAttach},
+		{UpdateDetachEnded, c.onDetachEnded, c.validateDetachEnded},
 	}
 	for _, u := range updates {
 		if err := workflow.SetUpdateHandlerWithOptions(ctx, u.name, u.handler, workflow.UpdateHandlerOptions{Validator: u.validator}); err != nil {

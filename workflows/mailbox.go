@@ -37,7 +37,17 @@ const (
 	// SignalMailboxEnded tells a connection that one of its mailboxes was
 	// detached and its workflow has ended.
 	SignalMailboxEnded = "mailbox_ended"
+	// UpdateDetachEnded detaches a mailbox whose workflow ended without
+	// detaching it (an operator terminated it): the connection applies its
+	// retention and records it detached.
+	UpdateDetachEnded = "detach_ended"
 )
+
+// DetachEndedInput names the mailbox and the retention to apply.
+type DetachEndedInput struct {
+	MailboxID string `json:"mailboxId"`
+	Retention string `json:"retention"`
+}
 
 // StateAccessLost is a mailbox's state when the account can no longer reach
 // it (its rights were removed in Exchange): it waits, at its cursor, until
@@ -365,17 +375,47 @@ func (c *connection) detachMailboxes(ctx workflow.Context) error {
 			continue
 		}
 		c.log.Warn("mailbox workflow not found; applying its retention here", "mailbox", id, "err", err)
-		ref := c.s.Mailboxes[id]
-		if _, err := applyRetention.run(ctx, RetentionInput{ConnectionID: c.s.ID, MailboxID: id, Policy: ref.Retention}); err != nil {
+		if err := c.detachEnded(ctx, id, c.s.Mailboxes[id].Retention); err != nil {
 			return err
 		}
-		if _, err := recordState.run(ctx, RecordStateInput{ConnectionID: c.s.ID, MailboxID: id, State: StateDisconnected,
-			Events: []EventRecord{{ID: id + ":detached", Type: "mailbox.detached", Data: map[string]any{"mailbox_id": id, "retention": ref.Retention}}}}); err != nil {
-			return err
-		}
-		delete(c.s.Mailboxes, id)
 	}
 	return workflow.Await(ctx, func() bool { return len(c.s.Mailboxes) == 0 })
+}
+
+// detachEnded detaches a mailbox whose workflow has ended: its retention is
+// applied and it is recorded detached, as its own saga would have.
+func (c *connection) detachEnded(ctx workflow.Context, id, retention string) error {
+	if _, err := applyRetention.run(ctx, RetentionInput{ConnectionID: c.s.ID, MailboxID: id, Policy: retention}); err != nil {
+		return err
+	}
+	if _, err := recordState.run(ctx, RecordStateInput{ConnectionID: c.s.ID, MailboxID: id, State: StateDisconnected, Reason: ReasonWorkflowEnded,
+		Events: []EventRecord{{ID: id + ":detached", Type: "mailbox.detached", Data: map[string]any{"mailbox_id": id, "retention": retention, "cause": ReasonWorkflowEnded}}}}); err != nil {
+		return err
+	}
+	delete(c.s.Mailboxes, id)
+	return nil
+}
+
+func (c *connection) validateDetachEnded(in DetachEndedInput) error {
+	switch {
+	case c.isMailbox() || c.s.Mode != ModeServiceAccount:
+		return errors.New("only a service account's connection has mailboxes attached to it")
+	case in.Retention != RetentionKeep && in.Retention != RetentionDelete:
+		return fmt.Errorf("retention must be %q or %q", RetentionKeep, RetentionDelete)
+	case c.s.State == StateDisconnected:
+		return errors.New("the connection is disconnected")
+	}
+	return nil
+}
+
+// onDetachEnded detaches a mailbox whose workflow ended without detaching.
+// The connection's own disconnect, under way, does the same.
+func (c *connection) onDetachEnded(ctx workflow.Context, in DetachEndedInput) (Status, error) {
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	if err := c.detachEnded(dctx, in.MailboxID, in.Retention); err != nil {
+		return Status{}, err
+	}
+	return c.status(ctx), nil
 }
 
 // Activities of the mailbox protocol.
