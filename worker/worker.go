@@ -67,6 +67,7 @@ func Register(a *activities.Activities) func(r sdkworker.Registry) {
 	return func(r sdkworker.Registry) {
 		r.RegisterWorkflow(workflows.Connection)
 		r.RegisterWorkflow(workflows.Backfill)
+		r.RegisterWorkflow(workflows.Send)
 		r.RegisterActivity(a)
 	}
 }
