@@ -1,0 +1,201 @@
+package api_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/outlookd/outlookd/api"
+	"github.com/outlookd/outlookd/graphsim"
+	"github.com/outlookd/outlookd/workflows"
+)
+
+type sendView struct {
+	ID         string `json:"id"`
+	State      string `json:"state"`
+	Reason     string `json:"reason"`
+	ReasonText string `json:"reason_text"`
+	MessageID  string `json:"message_id"`
+	Recipients int    `json:"recipients"`
+}
+
+// sendingConnection connects Ada's mailbox with reading and sending.
+func (h *harness) sendingConnection(t *testing.T) string {
+	t.Helper()
+	r := h.call(t, "POST", "/v1/connections", h.acme, "u-ada", map[string]any{
+		"features": map[string]bool{"read": true, "send": true}, "login_hint": h.e.Ada.UPN, "folders": []string{"inbox", "sentitems"},
+	})
+	var c conn
+	r.json(t, &c)
+	if r.status != 201 {
+		t.Fatalf("create: %d %s", r.status, r.body)
+	}
+	h.consent(t, c.AuthorizeURL)
+	h.waitConn(t, c.ID, h.acme, "u-ada", "active", func(c conn) bool { return c.State == workflows.StateActive })
+	return c.ID
+}
+
+// send posts a send with a key.
+func (h *harness) send(t *testing.T, connID, key string, body any) response {
+	t.Helper()
+	return h.callWith(t, "POST", "/v1/connections/"+connID+"/sends", h.acme, "u-ada", body, "Idempotency-Key", key)
+}
+
+// waitSend polls a send until it is in a final state.
+func (h *harness) waitSend(t *testing.T, connID, id string) sendView {
+	t.Helper()
+	var s sendView
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		r := h.call(t, "GET", "/v1/connections/"+connID+"/sends/"+id, h.acme, "u-ada", nil)
+		if r.status == 200 {
+			r.json(t, &s)
+			if s.State == workflows.SendSent || s.State == workflows.SendFailed || s.State == workflows.SendCanceled {
+				return s
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("send %s never ended: %d %s", id, r.status, r.body)
+		}
+	}
+}
+
+// TestSendExactlyOnceThroughTheAPI sends through the API while graphsim
+// answers ambiguously, and checks graphsim's ground truth: one delivered
+// copy and one Sent Items copy per send, linked to the send.
+func TestSendExactlyOnceThroughTheAPI(t *testing.T) {
+	h := newHarness(t, graphsim.Options{}, func(d *api.Deps) {
+		d.SendOptions = workflows.SendOptions{Settle: 300 * time.Millisecond, SentItemsWait: 20 * time.Second}
+	})
+	ctx := context.Background()
+	e := h.e
+	id := h.sendingConnection(t)
+	msg := func(subject string) map[string]any {
+		return map[string]any{"to": []map[string]string{{"address": "support@contoso.example", "name": "Support"}}, "subject": subject,
+			"body": map[string]string{"content_type": "text", "content": "Hello"}, "headers": []map[string]string{{"name": "x-ticket", "value": "42"}}}
+	}
+
+	// The key is required, and checked.
+	if r := h.call(t, "POST", "/v1/connections/"+id+"/sends", h.acme, "u-ada", msg("no key")); r.status != 400 || r.code() != "idempotency_key_required" {
+		t.Errorf("no key: %d %s", r.status, r.body)
+	}
+	if r := h.send(t, id, "k-1", map[string]any{"subject": "nobody"}); r.status != 422 || r.code() != "no_recipients" {
+		t.Errorf("no recipients: %d %s", r.status, r.body)
+	}
+
+	for _, tc := range []struct {
+		key   string
+		fault graphsim.SendFault
+	}{
+		{"plain", graphsim.SendFault{}},
+		{"delivered-then-504", graphsim.SendFault{DeliveredTimeout: 1, Times: 1}},
+		{"delivered-then-reset", graphsim.SendFault{DeliveredReset: 1, Times: 1}},
+		{"accepted-retry-after", graphsim.SendFault{AcceptedRetryAfter: 1, Times: 1}},
+		{"lost-504", graphsim.SendFault{LostTimeout: 1, Times: 1}},
+		{"lost-503", graphsim.SendFault{LostUnavailable: 1, Times: 1}},
+	} {
+		t.Run(tc.key, func(t *testing.T) {
+			if err := e.Ctl.ClearSendFaults(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if tc.fault != (graphsim.SendFault{}) {
+				tc.fault.Mailbox = e.Ada.UPN
+				if err := e.Ctl.SetSendFault(ctx, tc.fault); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r := h.send(t, id, tc.key, msg(tc.key))
+			var s sendView
+			r.json(t, &s)
+			if r.status != 202 || s.ID != workflows.SendID(id, tc.key) || r.header.Get("Location") != "/v1/connections/"+id+"/sends/"+s.ID || s.Recipients != 1 {
+				t.Fatalf("send: %d %s", r.status, r.body)
+			}
+			// The app retries with the same key: the same send, not another.
+			again := h.send(t, id, tc.key, msg(tc.key))
+			if again.status != 202 || again.header.Get("Idempotent-Replayed") != "true" || !strings.Contains(string(again.body), s.ID) {
+				t.Errorf("retry: %d %s", again.status, again.body)
+			}
+			if other := h.send(t, id, tc.key, msg("another message")); other.status != 422 || other.code() != "idempotency_key_reused" {
+				t.Errorf("the key for another body: %d %s", other.status, other.body)
+			}
+			s = h.waitSend(t, id, s.ID)
+			if s.State != workflows.SendSent || s.MessageID == "" {
+				t.Fatalf("ended %+v", s)
+			}
+			// Ground truth: exactly one accepted send, one delivered copy,
+			// its Sent Items copy the send's message.
+			sent, err := e.Ctl.SentMail(ctx, e.Ada.UPN)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := 0
+			for _, sm := range sent {
+				if sm.ExtendedProperties[workflows.SendKeyProperty] == s.ID {
+					n++
+					if sm.SentItemID != s.MessageID || sm.Headers["x-ticket"] != "42" {
+						t.Errorf("ground truth %+v, send %+v", sm, s)
+					}
+				}
+			}
+			delivered, err := e.Ctl.Delivered(ctx, "support@contoso.example")
+			if err != nil {
+				t.Fatal(err)
+			}
+			copies := 0
+			for _, d := range delivered {
+				if d.ExtendedProperties[workflows.SendKeyProperty] == s.ID {
+					copies++
+				}
+			}
+			if n != 1 || copies != 1 {
+				t.Errorf("%d sends accepted and %d copies delivered, want 1 and 1", n, copies)
+			}
+			evs, err := e.Store.Events(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			found := false
+			for _, ev := range evs {
+				found = found || (ev.Type == workflows.EventSendSent && ev.Data["send_id"] == s.ID && ev.Data["message_id"] == s.MessageID)
+			}
+			if !found {
+				t.Errorf("no send.sent event for %s", s.ID)
+			}
+		})
+	}
+
+	// A refusal fails the send with its reason, and sends nothing.
+	if err := e.Ctl.SetSendFault(ctx, graphsim.SendFault{Mailbox: e.Ada.UPN, Blocked: 1}); err != nil {
+		t.Fatal(err)
+	}
+	r := h.send(t, id, "blocked", msg("blocked"))
+	var s sendView
+	r.json(t, &s)
+	s = h.waitSend(t, id, s.ID)
+	if s.State != workflows.SendFailed || s.Reason != workflows.ReasonSubmissionBlock || s.ReasonText == "" {
+		t.Errorf("blocked send: %+v", s)
+	}
+
+	// The list shows them all, newest first, page by page.
+	var page struct {
+		Data []sendView `json:"data"`
+		Next string     `json:"next_cursor"`
+	}
+	lr := h.call(t, "GET", "/v1/connections/"+id+"/sends?limit=4", h.acme, "u-ada", nil)
+	lr.json(t, &page)
+	if lr.status != 200 || len(page.Data) != 4 || page.Data[0].ID != s.ID || page.Next == "" {
+		t.Fatalf("list: %d %s", lr.status, lr.body)
+	}
+	lr = h.call(t, "GET", "/v1/connections/"+id+"/sends?limit=4&cursor="+page.Next, h.acme, "u-ada", nil)
+	lr.json(t, &page)
+	if lr.status != 200 || len(page.Data) != 3 || page.Next != "" {
+		t.Errorf("second page: %d %s", lr.status, lr.body)
+	}
+	if r := h.call(t, "GET", "/v1/connections/"+id+"/sends?state=failed", h.acme, "u-ada", nil); !strings.Contains(string(r.body), s.ID) || strings.Count(string(r.body), `"id"`) != 1 {
+		t.Errorf("failed sends: %s", r.body)
+	}
+	// Another organisation sees nothing of them.
+	if r := h.call(t, "GET", "/v1/connections/"+id+"/sends/"+s.ID, h.globex, "u-ada", nil); r.status != 404 {
+		t.Errorf("another organisation: %d", r.status)
+	}
+}
