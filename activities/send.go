@@ -60,7 +60,13 @@ func (a *Activities) PrepareSend(ctx context.Context, in workflows.SendRef) (wor
 	default:
 		return workflows.PrepareSendResult{DraftID: loc.MessageID, Found: loc.Found}, nil
 	}
-	id, err := m.createDraft(ctx, in.SendID, snd.Message)
+	var id string
+	switch snd.Kind {
+	case kindReply, kindReplyAll, kindForward:
+		id, err = m.createResponse(ctx, snd.Kind, snd.Message.InReplyTo, in.SendID, snd.Message)
+	default:
+		id, err = m.createDraft(ctx, in.SendID, snd.Message)
+	}
 	if err != nil {
 		return workflows.PrepareSendResult{}, err
 	}

@@ -322,3 +322,69 @@ func classifySend(op string, err error) error {
 	}
 	return classifyGraph(op, err)
 }
+
+// Kinds of sends that answer a synced message.
+const (
+	kindReply    = "reply"
+	kindReplyAll = "reply_all"
+	kindForward  = "forward"
+)
+
+// responseMessage is what overrides the defaults of a reply or forward
+// draft: the stamp always, recipients, importance and headers when the
+// app gave them (docs/graph.md#replying-and-forwarding).
+func responseMessage(sendID string, om store.OutgoingMessage) models.Messageable {
+	msg := models.NewMessage()
+	if len(om.To) > 0 {
+		msg.SetToRecipients(toGraphRecipients(om.To))
+	}
+	if len(om.Cc) > 0 {
+		msg.SetCcRecipients(toGraphRecipients(om.Cc))
+	}
+	if len(om.Bcc) > 0 {
+		msg.SetBccRecipients(toGraphRecipients(om.Bcc))
+	}
+	full := toGraphMessage(sendID, om)
+	msg.SetImportance(full.GetImportance())
+	msg.SetInternetMessageHeaders(full.GetInternetMessageHeaders())
+	msg.SetSingleValueExtendedProperties(full.GetSingleValueExtendedProperties())
+	return msg
+}
+
+// createResponse creates the stamped draft of a reply, reply-all or
+// forward to a message, in its conversation, with the app's comment over
+// the quoted original. An original no longer in the mailbox fails the
+// send with original_not_found.
+func (m *mailbox) createResponse(ctx context.Context, kind, originalID, sendID string, om store.OutgoingMessage) (string, error) {
+	comment := om.Body.Content
+	msg := responseMessage(sendID, om)
+	item := m.gc.Users().ByUserId(m.userID).Messages().ByMessageId(originalID)
+	var created models.Messageable
+	var err error
+	switch kind {
+	case kindReply:
+		body := users.NewItemMessagesItemCreateReplyPostRequestBody()
+		body.SetComment(&comment)
+		body.SetMessage(msg)
+		created, err = item.CreateReply().Post(ctx, body, &users.ItemMessagesItemCreateReplyRequestBuilderPostRequestConfiguration{Headers: immutableIDs()})
+	case kindReplyAll:
+		body := users.NewItemMessagesItemCreateReplyAllPostRequestBody()
+		body.SetComment(&comment)
+		body.SetMessage(msg)
+		created, err = item.CreateReplyAll().Post(ctx, body, &users.ItemMessagesItemCreateReplyAllRequestBuilderPostRequestConfiguration{Headers: immutableIDs()})
+	case kindForward:
+		body := users.NewItemMessagesItemCreateForwardPostRequestBody()
+		body.SetComment(&comment)
+		body.SetMessage(msg)
+		created, err = item.CreateForward().Post(ctx, body, &users.ItemMessagesItemCreateForwardRequestBuilderPostRequestConfiguration{Headers: immutableIDs()})
+	default:
+		return "", fmt.Errorf("activities: unknown kind of response %q", kind)
+	}
+	if ge, ok := graph.AsError(err); ok && ge.Status == 404 {
+		return "", refused(workflows.ReasonOriginalGone, "create the "+kind+" draft", ge)
+	}
+	if err != nil {
+		return "", classifySend("create the "+kind+" draft", err)
+	}
+	return deref(created.GetId()), nil
+}

@@ -204,3 +204,56 @@ func TestSendWithoutPermission(t *testing.T) {
 		t.Fatalf("submit without Mail.Send: %v", err)
 	}
 }
+
+// TestResponsesInThread: replies, reply-alls and forwards are stamped
+// drafts in the original's conversation, sent once to the right people;
+// an original gone is original_not_found.
+func TestResponsesInThread(t *testing.T) {
+	f := newSendFixture(t, graphsim.Options{})
+	ctx := context.Background()
+	ids, err := f.st.Ctl.InjectMessages(ctx, f.st.Ada.UPN, graphsim.MessageSpec{Subject: "Lease", From: graphsim.Recipient{Address: "support@contoso.example"},
+		To: []graphsim.Recipient{{Address: f.st.Ada.UPN}}, Cc: []graphsim.Recipient{{Address: "admin@contoso.example"}}, Body: "Please sign."})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		kind    string
+		om      store.OutgoingMessage
+		subject string
+		to      []string // mailboxes that get a copy
+	}{
+		{kindReply, store.OutgoingMessage{Body: store.Body{Content: "Signed."}}, "RE: Lease", []string{"support@contoso.example"}},
+		{kindReplyAll, store.OutgoingMessage{Body: store.Body{Content: "Signed, all."}}, "RE: Lease", []string{"support@contoso.example", "admin@contoso.example"}},
+		{kindForward, store.OutgoingMessage{Body: store.Body{Content: "FYI"}, To: []store.Recipient{{Address: "admin@contoso.example"}}}, "FW: Lease", []string{"admin@contoso.example"}},
+	} {
+		t.Run(tc.kind, func(t *testing.T) {
+			sendID := "snd_" + tc.kind
+			id, err := f.m.createResponse(ctx, tc.kind, ids[0], sendID, tc.om)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if loc := f.locateUntil(t, sendID, workflows.FoundDrafts); loc.MessageID != id {
+				t.Fatalf("the %s draft is not found by its key: %+v", tc.kind, loc)
+			}
+			if res, err := f.m.submit(ctx, id); err != nil || !res.Accepted {
+				t.Fatalf("submit: %+v %v", res, err)
+			}
+			for _, user := range tc.to {
+				if n := f.copies(t, user, sendID); n != 1 {
+					t.Errorf("%s got %d copies", user, n)
+				}
+			}
+			sent, _ := f.st.Ctl.SentMail(ctx, f.st.Ada.UPN)
+			last := sent[len(sent)-1]
+			if last.Subject != tc.subject || last.ExtendedProperties[workflows.SendKeyProperty] != sendID {
+				t.Errorf("ground truth %+v", last)
+			}
+		})
+	}
+	_, err = f.m.createResponse(ctx, kindReply, "AAMkAGone", "snd_gone", store.OutgoingMessage{Body: store.Body{Content: "?"}})
+	var appErr *temporal.ApplicationError
+	var d reasonDetail
+	if !errors.As(err, &appErr) || appErr.Details(&d) != nil || d.Reason != workflows.ReasonOriginalGone {
+		t.Errorf("reply to a message gone: %v", err)
+	}
+}

@@ -135,6 +135,12 @@ type sendInvalid struct{ code, detail string }
 // toOutgoing checks a send request and converts it for the store: every
 // refusal is a 422 with a sentence naming the field.
 func (r sendRequest) toOutgoing(personal bool) (store.OutgoingMessage, []store.SendAttachment, *sendInvalid) {
+	return r.check(personal, true)
+}
+
+// check is toOutgoing for a new message (needRecipients) or an answer to
+// one, whose recipients Outlook may fill in.
+func (r sendRequest) check(personal, needRecipients bool) (store.OutgoingMessage, []store.SendAttachment, *sendInvalid) {
 	m := store.OutgoingMessage{Subject: r.Subject, Importance: r.Importance}
 	for _, list := range []struct {
 		name string
@@ -153,7 +159,7 @@ func (r sendRequest) toOutgoing(personal bool) (store.OutgoingMessage, []store.S
 		limit = PersonalMaxRecipients
 	}
 	switch n := m.Recipients(); {
-	case n == 0:
+	case n == 0 && needRecipients:
 		return m, nil, &sendInvalid{"no_recipients", "A message needs at least one recipient in to, cc or bcc."}
 	case n > limit:
 		return m, nil, &sendInvalid{"too_many_recipients", fmt.Sprintf("The message has %d recipients in to, cc and bcc together; this mailbox may send to at most %d at once.", n, limit)}
@@ -280,13 +286,8 @@ func (s *server) createSend(c *gin.Context) {
 	if !ok {
 		return
 	}
-	key := c.GetHeader("Idempotency-Key")
-	if key == "" {
-		problem(c, http.StatusBadRequest, "idempotency_key_required", "Every send needs an Idempotency-Key header: the same key sends a message once, however often the request is retried.")
-		return
-	}
-	if !keyPattern.MatchString(key) {
-		problem(c, http.StatusBadRequest, "invalid_idempotency_key", "The Idempotency-Key must be 1 to 255 visible ASCII characters, such as a UUID.")
+	key, ok := idempotencyKey(c)
+	if !ok {
 		return
 	}
 	var req sendRequest

@@ -194,6 +194,51 @@ func TestSendExactlyOnceThroughTheAPI(t *testing.T) {
 	if r := h.call(t, "GET", "/v1/connections/"+id+"/sends?state=failed", h.acme, "u-ada", nil); !strings.Contains(string(r.body), s.ID) || strings.Count(string(r.body), `"id"`) != 1 {
 		t.Errorf("failed sends: %s", r.body)
 	}
+	// A reply to a synced message goes in its thread, once.
+	if _, err := e.Ctl.InjectMessages(ctx, e.Ada.UPN, graphsim.MessageSpec{Subject: "Lease", From: graphsim.Recipient{Address: "support@contoso.example"},
+		To: []graphsim.Recipient{{Address: e.Ada.UPN}}, Body: "Please sign."}); err != nil {
+		t.Fatal(err)
+	}
+	var mid string
+	for deadline := time.Now().Add(60 * time.Second); mid == ""; time.Sleep(200 * time.Millisecond) {
+		var msgs struct {
+			Data []struct {
+				ID      string `json:"id"`
+				Subject string `json:"subject"`
+			} `json:"data"`
+		}
+		h.call(t, "GET", "/v1/connections/"+id+"/messages?from=support@contoso.example", h.acme, "u-ada", nil).json(t, &msgs)
+		for _, m := range msgs.Data {
+			if m.Subject == "Lease" {
+				mid = m.ID
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the message to answer was never synced")
+		}
+	}
+	rr := h.callWith(t, "POST", "/v1/connections/"+id+"/messages/"+mid+"/reply", h.acme, "u-ada", map[string]any{"comment": "Signed."}, "Idempotency-Key", "reply-1")
+	rr.json(t, &s)
+	if rr.status != 202 {
+		t.Fatalf("reply: %d %s", rr.status, rr.body)
+	}
+	if s = h.waitSend(t, id, s.ID); s.State != workflows.SendSent {
+		t.Errorf("reply ended %+v", s)
+	}
+	if fr := h.callWith(t, "POST", "/v1/connections/"+id+"/messages/"+mid+"/forward", h.acme, "u-ada", map[string]any{"comment": "FYI"}, "Idempotency-Key", "fw-1"); fr.status != 422 || fr.code() != "no_recipients" {
+		t.Errorf("forward to nobody: %d %s", fr.status, fr.body)
+	}
+	replies := 0
+	delivered, _ := e.Ctl.Delivered(ctx, "support@contoso.example")
+	for _, d := range delivered {
+		if d.ExtendedProperties[workflows.SendKeyProperty] == s.ID && d.Subject == "RE: Lease" {
+			replies++
+		}
+	}
+	if replies != 1 {
+		t.Errorf("%d copies of the reply delivered", replies)
+	}
+
 	// Another organisation sees nothing of them.
 	if r := h.call(t, "GET", "/v1/connections/"+id+"/sends/"+s.ID, h.globex, "u-ada", nil); r.status != 404 {
 		t.Errorf("another organisation: %d", r.status)
