@@ -51,7 +51,8 @@ func (s *server) respond(action string) gin.HandlerFunc {
 		if !bindUpTo(c, &req, maxSendBody) {
 			return
 		}
-		if _, err := s.d.Store.GetMessage(c, row.ID, mid); errors.Is(err, store.ErrNotFound) {
+		orig, err := s.d.Store.GetMessage(c, row.ID, mid)
+		if errors.Is(err, store.ErrNotFound) {
 			problem(c, http.StatusNotFound, "message_not_found", "This connection has no synced message with this ID.")
 			return
 		} else if err != nil {
@@ -72,7 +73,16 @@ func (s *server) respond(action string) gin.HandlerFunc {
 		msg.InReplyTo = mid
 		snd := store.Send{ID: workflows.SendID(row.ID, key), ConnectionID: row.ID, Key: key, Kind: kind, Message: msg,
 			RequestHash: requestHash(kind+"\x00"+mid, req)}
-		s.startSend(c, row, snd, atts, workflows.SendInput{})
+		// Outlook addresses a reply to one, a reply-all to everyone on the
+		// original: what the rates count when the app names nobody.
+		switch {
+		case msg.Recipients() > 0:
+		case kind == "reply_all":
+			snd.Recipients = 1 + len(orig.To) + len(orig.Cc)
+		default:
+			snd.Recipients = 1
+		}
+		s.startSend(c, row, snd, atts, req.NoQueue)
 	}
 }
 

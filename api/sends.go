@@ -11,6 +11,7 @@ import (
 	"net/mail"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -42,7 +43,22 @@ const (
 	maxSendBody = 48 << 20
 	// MaxHeaders bounds the custom internet headers of a message.
 	MaxHeaders = 20
+	// SendsPerMinute is Exchange Online's per-mailbox message rate.
+	SendsPerMinute = 30
+	// DailyRecipients is Exchange Online's recipients a mailbox may send
+	// to in 24 hours; PersonalDailyRecipients Outlook.com's.
+	DailyRecipients         = 10000
+	PersonalDailyRecipients = 300
 )
+
+// ratesOf are the sending rates of a connection's mailbox.
+func ratesOf(row store.Connection, noQueue bool) store.Rates {
+	r := store.Rates{Mailbox: row.UserID, PerMinute: SendsPerMinute, DailyRecipients: DailyRecipients, NoQueue: noQueue}
+	if row.TenantID == consumerTenant {
+		r.DailyRecipients = PersonalDailyRecipients
+	}
+	return r
+}
 
 // consumerTenant is the tenant ID of personal Microsoft accounts
 // (Outlook.com).
@@ -300,24 +316,35 @@ func (s *server) createSend(c *gin.Context) {
 		return
 	}
 	snd := store.Send{ID: workflows.SendID(row.ID, key), ConnectionID: row.ID, Key: key, RequestHash: requestHash("new", req), Kind: "new", Message: msg}
-	s.startSend(c, row, snd, atts, workflows.SendInput{})
+	s.startSend(c, row, snd, atts, req.NoQueue)
 }
 
 // startSend records a send and starts its workflow, or finds the one its
 // key names and answers it as it stands.
-func (s *server) startSend(c *gin.Context, row store.Connection, snd store.Send, atts []store.SendAttachment, in workflows.SendInput) {
-	got, created, err := s.d.Store.CreateSend(c, snd, atts)
-	if errors.Is(err, store.ErrKeyReused) {
+func (s *server) startSend(c *gin.Context, row store.Connection, snd store.Send, atts []store.SendAttachment, noQueue bool) {
+	got, created, err := s.d.Store.CreateSend(c, snd, atts, ratesOf(row, noQueue))
+	var limited *store.RateLimitedError
+	switch {
+	case errors.Is(err, store.ErrKeyReused):
 		problem(c, http.StatusUnprocessableEntity, "idempotency_key_reused", "This Idempotency-Key was used for a different request on this connection; use a new key for a new message.")
+		return
+	case errors.As(err, &limited):
+		wait := max(time.Until(limited.At), time.Second)
+		c.Header("Retry-After", strconv.Itoa(int(wait.Round(time.Second)/time.Second)))
+		problem(c, http.StatusTooManyRequests, "rate_limited", "The mailbox is at its sending rate (30 messages a minute, and a day's recipients); this message could go at "+
+			limited.At.UTC().Format(time.RFC3339)+". Nothing was sent or queued (no_queue).")
+		return
+	case errors.Is(err, store.ErrOverDailyLimit):
+		problem(c, http.StatusUnprocessableEntity, "too_many_recipients", "The message has more recipients than the mailbox may send to in a day.")
 		return
 	}
 	if err != nil {
 		s.unavailable(c, err)
 		return
 	}
-	in.SendID, in.ConnectionID, in.UserID, in.Recipients = got.ID, row.ID, row.UserID, got.Recipients
-	if in.Options == (workflows.SendOptions{}) {
-		in.Options = s.d.SendOptions
+	in := workflows.SendInput{SendID: got.ID, ConnectionID: row.ID, UserID: row.UserID, Recipients: got.Recipients, Options: s.d.SendOptions}
+	if got.NotBefore != nil {
+		in.NotBefore = *got.NotBefore
 	}
 	if err := s.runSendWorkflow(c, row.ID, snd.Key, in); err != nil {
 		if created {

@@ -244,3 +244,32 @@ func TestSendExactlyOnceThroughTheAPI(t *testing.T) {
 		t.Errorf("another organisation: %d", r.status)
 	}
 }
+
+// TestSendRatesQueueOrRefuse: the 31st send in a minute is queued with
+// the time it will go, or refused with 429 when the app says no_queue.
+func TestSendRatesQueueOrRefuse(t *testing.T) {
+	h := newHarness(t, graphsim.Options{})
+	id := h.sendingConnection(t)
+	body := func(noQueue bool) map[string]any {
+		return map[string]any{"to": []map[string]string{{"address": "support@contoso.example"}}, "subject": "rate", "no_queue": noQueue}
+	}
+	start := time.Now()
+	for i := range 30 {
+		if r := h.send(t, id, "r-"+strings.Repeat("x", i+1), body(true)); r.status != 202 {
+			t.Fatalf("send %d: %d %s", i, r.status, r.body)
+		}
+	}
+	r := h.send(t, id, "r-refused", body(true))
+	if r.status != 429 || r.code() != "rate_limited" || r.header.Get("Retry-After") == "" {
+		t.Errorf("31st with no_queue: %d %s", r.status, r.body)
+	}
+	r = h.send(t, id, "r-queued", body(false))
+	var s struct {
+		State     string    `json:"state"`
+		NotBefore time.Time `json:"not_before"`
+	}
+	r.json(t, &s)
+	if r.status != 202 || s.State != workflows.SendQueued || s.NotBefore.Before(start.Add(50*time.Second)) {
+		t.Errorf("31st queued: %d %s", r.status, r.body)
+	}
+}

@@ -126,7 +126,11 @@ func scanSend(r pgx.Row) (Send, error) {
 // CreateSend records a send and its attachments in one transaction, or
 // finds the one its key already names: created is false then. A send the
 // key names whose request hash differs is ErrKeyReused (with that send).
-func (s *Store) CreateSend(ctx context.Context, snd Send, atts []SendAttachment) (out Send, created bool, err error) {
+// A new send takes its place in the mailbox's rates in the same
+// transaction: its NotBefore is when it may go (a *RateLimitedError, and
+// nothing recorded, when it would have to wait and the rates say
+// NoQueue).
+func (s *Store) CreateSend(ctx context.Context, snd Send, atts []SendAttachment, rates Rates) (out Send, created bool, err error) {
 	msg, err := json.Marshal(snd.Message)
 	if err != nil {
 		return Send{}, false, fmt.Errorf("store: send message: %w", err)
@@ -137,14 +141,21 @@ func (s *Store) CreateSend(ctx context.Context, snd Send, atts []SendAttachment)
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `
 			INSERT INTO sends (id, connection_id, idempotency_key, request_hash, kind, message, recipients, state, not_before)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', $8)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', NULL)
 			ON CONFLICT DO NOTHING`,
-			snd.ID, snd.ConnectionID, snd.Key, snd.RequestHash, snd.Kind, msg, snd.Message.Recipients(), snd.NotBefore)
+			snd.ID, snd.ConnectionID, snd.Key, snd.RequestHash, snd.Kind, msg, snd.Message.Recipients())
 		if err != nil {
 			return fmt.Errorf("store: create send %s: %w", snd.ID, err)
 		}
 		created = tag.RowsAffected() == 1
 		if created {
+			at, err := reserveSlot(ctx, tx, snd.ID, max(snd.Message.Recipients(), snd.Recipients, 1), rates)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, `UPDATE sends SET not_before = $2, recipients = $3 WHERE id = $1`, snd.ID, at, max(snd.Message.Recipients(), snd.Recipients)); err != nil {
+				return fmt.Errorf("store: the send's time: %w", err)
+			}
 			for i, a := range atts {
 				if _, err := tx.Exec(ctx, `
 					INSERT INTO send_attachments (send_id, ord, name, content_type, is_inline, content_id, content)

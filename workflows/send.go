@@ -47,6 +47,12 @@ type sendRun struct {
 }
 
 func (s *sendRun) run(ctx workflow.Context) (SendResult, error) {
+	// Over its mailbox's rates, the send was queued for its time.
+	if wait := s.in.NotBefore.Sub(workflow.Now(ctx)); wait > 0 {
+		if err := workflow.Sleep(ctx, wait); err != nil {
+			return SendResult{}, err
+		}
+	}
 	prep, err := prepareSend.run(ctx, s.ref)
 	if err != nil {
 		return s.failFrom(ctx, err)

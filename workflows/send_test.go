@@ -231,6 +231,29 @@ func TestSendSettlesBeforeLooking(t *testing.T) {
 	}
 }
 
+// TestSendWaitsForItsTime: a send queued over its mailbox's rates
+// creates nothing before its time.
+func TestSendWaitsForItsTime(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	m := &fakeMailbox{}
+	m.register(env)
+	start := env.Now()
+	var prepared time.Time
+	env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		if info.ActivityType.Name == ActivityPrepareSend {
+			prepared = env.Now()
+		}
+	})
+	env.ExecuteWorkflow(Send, SendInput{SendID: "snd_1", ConnectionID: "conn_1", UserID: "u-1", NotBefore: start.Add(90 * time.Second)})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if prepared.Sub(start) < 90*time.Second || m.delivered != 1 {
+		t.Errorf("prepared %v after the start, %d delivered", prepared.Sub(start), m.delivered)
+	}
+}
+
 func TestSendIDs(t *testing.T) {
 	a, b := SendID("conn_a", "key-1"), SendID("conn_a", "key-2")
 	if a == b || a != SendID("conn_a", "key-1") || SendID("conn_b", "key-1") == a {

@@ -89,8 +89,9 @@ type SendInput struct {
 	UserID string `json:"userId"`
 	// Recipients counts To, Cc and Bcc.
 	Recipients int `json:"recipients"`
-	// DraftID, for a send of a draft the app made earlier, is that draft.
-	DraftID string      `json:"draftId,omitempty"`
+	// NotBefore is when the send may go, by its mailbox's sending rates;
+	// the workflow sleeps until then.
+	NotBefore time.Time `json:"notBefore,omitempty"`
 	Options SendOptions `json:"options"`
 }
 

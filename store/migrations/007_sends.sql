@@ -41,7 +41,21 @@ CREATE TABLE send_attachments (
     PRIMARY KEY (send_id, ord)
 );
 
+-- Each send's place in its mailbox's sending rates (30 messages a minute,
+-- a day's recipients), taken when the send is recorded, under a
+-- transaction-scoped advisory lock on the mailbox, so every process
+-- counts the same rows.
+CREATE TABLE send_slots (
+    send_id    text        PRIMARY KEY REFERENCES sends (id) ON DELETE CASCADE,
+    mailbox    text        NOT NULL,
+    at         timestamptz NOT NULL,
+    recipients integer     NOT NULL
+);
+
+CREATE INDEX send_slots_mailbox ON send_slots (mailbox, at);
+
 ---- create above / drop below ----
 
+DROP TABLE send_slots;
 DROP TABLE send_attachments;
 DROP TABLE sends;
