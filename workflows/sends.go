@@ -91,8 +91,8 @@ type SendInput struct {
 	Recipients int `json:"recipients"`
 	// NotBefore is when the send may go, by its mailbox's sending rates;
 	// the workflow sleeps until then.
-	NotBefore time.Time `json:"notBefore,omitempty"`
-	Options SendOptions `json:"options"`
+	NotBefore time.Time   `json:"notBefore,omitempty"`
+	Options   SendOptions `json:"options"`
 }
 
 // SendOptions tune a send's waits; zero means the defaults. Tests shorten
