@@ -7,6 +7,7 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/outlookd/outlookd/graph"
 	"github.com/outlookd/outlookd/store"
 	"github.com/outlookd/outlookd/workflows"
 )
@@ -80,7 +81,7 @@ func (a *Activities) PrepareSend(ctx context.Context, in workflows.SendRef) (wor
 // single attempt and learns from the mailbox what an ambiguous answer
 // meant.
 func (a *Activities) SubmitSend(ctx context.Context, in workflows.SubmitSendInput) (workflows.SubmitSendResult, error) {
-	m, err := a.mailboxFor(ctx, in.SendRef)
+	m, err := a.sendingMailbox(ctx, in.SendRef)
 	if err != nil {
 		return workflows.SubmitSendResult{}, err
 	}
@@ -113,4 +114,63 @@ func (a *Activities) RecordSend(ctx context.Context, in workflows.RecordSendInpu
 		return temporal.NewNonRetryableApplicationError("the send is not in the registry", workflows.ErrGraphRejected, err)
 	}
 	return err
+}
+
+// notSent marks an error that happened before any request reached Graph:
+// the workflow may try again without looking.
+func notSent(err error) error {
+	return temporal.NewApplicationErrorWithCause("nothing was sent: "+err.Error(), workflows.ErrNotSent, err)
+}
+
+// sendingMailbox is mailboxFor with the token in hand before any request,
+// so that a failure to get it (Vault, a refresh) is known not to have
+// sent anything; a dead refresh token is ReauthRequired.
+func (a *Activities) sendingMailbox(ctx context.Context, ref workflows.SendRef) (*mailbox, error) {
+	ts := &vaultTokenSource{ctx: ctx, a: a, connectionID: ref.ConnectionID}
+	if _, err := ts.Token(); err != nil {
+		var appErr *temporal.ApplicationError
+		if errors.As(err, &appErr) {
+			return nil, appErr
+		}
+		return nil, notSent(err)
+	}
+	gc, err := graph.NewClient(graph.Config{BaseURL: a.GraphURL, Transport: a.graphTransport(ts, ref.UserID)}, ts)
+	if err != nil {
+		return nil, notSent(err)
+	}
+	return &mailbox{gc: gc, userID: ref.UserID}, nil
+}
+
+// SendMailOnce sends a send-only connection's message with sendMail, once:
+// without Mail.ReadWrite there is no draft to stamp and no mailbox to look
+// in, so an ambiguous answer cannot be resolved and the workflow reports
+// it as outcome_unknown rather than send again. The message carries the
+// send's key all the same, on its Sent Items copy.
+func (a *Activities) SendMailOnce(ctx context.Context, in workflows.SendRef) (workflows.SubmitSendResult, error) {
+	snd, err := a.Store.GetSendByID(ctx, in.SendID)
+	if err != nil {
+		return workflows.SubmitSendResult{}, notSent(err)
+	}
+	atts, err := a.Store.SendAttachments(ctx, in.SendID)
+	if err != nil {
+		return workflows.SubmitSendResult{}, notSent(err)
+	}
+	m, err := a.sendingMailbox(ctx, in)
+	if err != nil {
+		return workflows.SubmitSendResult{}, err
+	}
+	return m.sendMail(ctx, in.SendID, snd.Message, atts)
+}
+
+// SendConnectionState reads the connection's state from the registry: a
+// send goes only from an active connection.
+func (a *Activities) SendConnectionState(ctx context.Context, in workflows.ConnectionRef) (workflows.SendConnectionResult, error) {
+	row, err := a.Store.GetConnection(ctx, in.ConnectionID)
+	if errors.Is(err, store.ErrNotFound) {
+		return workflows.SendConnectionResult{State: workflows.StateDisconnected}, nil
+	}
+	if err != nil {
+		return workflows.SendConnectionResult{}, err
+	}
+	return workflows.SendConnectionResult{State: row.State}, nil
 }

@@ -210,18 +210,7 @@ func (m *mailbox) attach(ctx context.Context, draftID string, atts []store.SendA
 		return err
 	}
 	for _, a := range atts[min(have, len(atts)):] {
-		fa := models.NewFileAttachment()
-		name, ct := a.Name, a.ContentType
-		fa.SetName(&name)
-		fa.SetContentType(&ct)
-		inline := a.IsInline
-		fa.SetIsInline(&inline)
-		if a.ContentID != "" {
-			cid := a.ContentID
-			fa.SetContentId(&cid)
-		}
-		fa.SetContentBytes(a.Content)
-		if _, err := m.gc.Users().ByUserId(m.userID).Messages().ByMessageId(draftID).Attachments().Post(ctx, fa,
+		if _, err := m.gc.Users().ByUserId(m.userID).Messages().ByMessageId(draftID).Attachments().Post(ctx, fileAttachment(a),
 			&users.ItemMessagesItemAttachmentsRequestBuilderPostRequestConfiguration{Headers: immutableIDs()}); err != nil {
 			return classifySend("attach "+a.Name, err)
 		}
@@ -387,4 +376,44 @@ func (m *mailbox) createResponse(ctx context.Context, kind, originalID, sendID s
 		return "", classifySend("create the "+kind+" draft", err)
 	}
 	return deref(created.GetId()), nil
+}
+
+// sendMail sends a message in one request (a send-only connection's way),
+// its files inline, and sorts the answer as a draft's send's.
+func (m *mailbox) sendMail(ctx context.Context, sendID string, om store.OutgoingMessage, atts []store.SendAttachment) (workflows.SubmitSendResult, error) {
+	msg := toGraphMessage(sendID, om)
+	if len(atts) > 0 {
+		list := make([]models.Attachmentable, 0, len(atts))
+		for _, a := range atts {
+			list = append(list, fileAttachment(a))
+		}
+		msg.SetAttachments(list)
+	}
+	body := users.NewItemSendMailPostRequestBody()
+	body.SetMessage(msg)
+	save := true
+	body.SetSaveToSentItems(&save)
+	err := m.gc.Users().ByUserId(m.userID).SendMail().Post(ctx, body, nil)
+	res, err := sortSubmitAnswer(err)
+	if res.NotADraft {
+		// sendMail has no draft: a 404 is a refusal of the request.
+		return workflows.SubmitSendResult{}, newSendRefused(workflows.ReasonGraphRefused, "sendMail: "+res.Detail, nil)
+	}
+	return res, err
+}
+
+// fileAttachment is a file as Graph takes it.
+func fileAttachment(a store.SendAttachment) models.Attachmentable {
+	fa := models.NewFileAttachment()
+	name, ct := a.Name, a.ContentType
+	fa.SetName(&name)
+	fa.SetContentType(&ct)
+	inline := a.IsInline
+	fa.SetIsInline(&inline)
+	if a.ContentID != "" {
+		cid := a.ContentID
+		fa.SetContentId(&cid)
+	}
+	fa.SetContentBytes(a.Content)
+	return fa
 }

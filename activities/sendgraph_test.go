@@ -257,3 +257,29 @@ func TestResponsesInThread(t *testing.T) {
 		t.Errorf("reply to a message gone: %v", err)
 	}
 }
+
+// TestSendMailSendOnly: with Mail.Send alone a message goes by sendMail,
+// stamped, with its files; an ambiguous answer is sorted as one.
+func TestSendMailSendOnly(t *testing.T) {
+	f := newSendFixture(t, graphsim.Options{}, "Mail.Send")
+	ctx := context.Background()
+	atts := []store.SendAttachment{{Name: "a.txt", ContentType: "text/plain", Content: []byte("one")}}
+	res, err := f.m.sendMail(ctx, "snd_sendonly", testMessage, atts)
+	if err != nil || !res.Accepted {
+		t.Fatalf("sendMail: %+v %v", res, err)
+	}
+	if n := f.copies(t, "support@contoso.example", "snd_sendonly"); n != 1 {
+		t.Errorf("%d copies", n)
+	}
+	f.fault(t, graphsim.SendFault{DeliveredTimeout: 1, Times: 1})
+	if res, err := f.m.sendMail(ctx, "snd_sendonly_504", testMessage, nil); err != nil || !res.Ambiguous {
+		t.Errorf("sendMail under a 504: %+v %v", res, err)
+	}
+	if n := f.copies(t, "support@contoso.example", "snd_sendonly_504"); n != 1 {
+		t.Errorf("%d copies after the 504 (the SDK must not retry)", n)
+	}
+	// Without Mail.ReadWrite no draft can be made.
+	if _, err := f.m.createDraft(ctx, "snd_nodraft", testMessage); err == nil {
+		t.Error("a draft was created with Mail.Send alone")
+	}
+}

@@ -18,6 +18,7 @@ import (
 var queryParams = map[string][]string{
 	"GET /v1/connections":                   {"limit", "cursor"},
 	"GET /v1/connections/:id/messages":      {"limit", "cursor", "folder", "from", "to", "since", "unread"},
+	"GET /v1/connections/:id/sends":         {"limit", "cursor", "state"},
 	"GET /v1/connections/:id/messages/:mid": {"body"},
 	"GET /v1/events":                        {"limit", "after"},
 }

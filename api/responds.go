@@ -38,6 +38,10 @@ func (s *server) respond(action string) gin.HandlerFunc {
 		if !ok {
 			return
 		}
+		if sendMethod(row) != workflows.SendByDraft {
+			problem(c, http.StatusForbidden, "read_write_not_granted", "Replies and forwards are drafts made from a synced message; this connection may only send (Mail.ReadWrite was not granted).")
+			return
+		}
 		key, ok := idempotencyKey(c)
 		if !ok {
 			return

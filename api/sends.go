@@ -266,6 +266,20 @@ func requestHash(kind string, r any) []byte {
 	return sum[:]
 }
 
+// hasScope says whether the connection was granted a scope.
+func hasScope(row store.Connection, scope string) bool {
+	return slices.ContainsFunc(row.GrantedScopes, func(s string) bool { return strings.EqualFold(s, scope) })
+}
+
+// sendMethod is how a connection's sends go: through a stamped draft when
+// it may write mail, else (Mail.Send alone) with sendMail.
+func sendMethod(row store.Connection) string {
+	if hasScope(row, "Mail.ReadWrite") {
+		return workflows.SendByDraft
+	}
+	return workflows.SendBySendMail
+}
+
 // sendingConnection loads the connection a send goes from and checks that
 // it may send: only its owner and admin keys send from it (sharing is for
 // reading), it must not be disconnected, it must have finished connecting,
@@ -286,11 +300,7 @@ func (s *server) sendingConnection(c *gin.Context) (store.Connection, bool) {
 		problem(c, http.StatusConflict, "connection_not_ready", "This connection is "+row.State+"; it can send once it is active.")
 		return row, false
 	}
-	granted := false
-	for _, sc := range row.GrantedScopes {
-		granted = granted || strings.EqualFold(sc, "Mail.Send")
-	}
-	if !granted {
+	if !hasScope(row, "Mail.Send") {
 		problem(c, http.StatusForbidden, "send_not_granted", "This connection was not granted Mail.Send; reconnect it with sending allowed (features.send).")
 		return row, false
 	}
@@ -314,6 +324,17 @@ func (s *server) createSend(c *gin.Context) {
 	if bad != nil {
 		problem(c, http.StatusUnprocessableEntity, bad.code, capitalize(bad.detail))
 		return
+	}
+	if sendMethod(row) == workflows.SendBySendMail {
+		// One request carries it all: Graph takes 4 MB.
+		total := 0
+		for _, a := range atts {
+			total += len(a.Content)
+		}
+		if total > MaxInlineAttachment {
+			problem(c, http.StatusUnprocessableEntity, "message_too_large", "A send-only connection sends a message in one request, whose attachments may total 3 MiB; grant Mail.ReadWrite for larger ones.")
+			return
+		}
 	}
 	snd := store.Send{ID: workflows.SendID(row.ID, key), ConnectionID: row.ID, Key: key, RequestHash: requestHash("new", req), Kind: "new", Message: msg}
 	s.startSend(c, row, snd, atts, req.NoQueue)
@@ -342,7 +363,7 @@ func (s *server) startSend(c *gin.Context, row store.Connection, snd store.Send,
 		s.unavailable(c, err)
 		return
 	}
-	in := workflows.SendInput{SendID: got.ID, ConnectionID: row.ID, UserID: row.UserID, Recipients: got.Recipients, Options: s.d.SendOptions}
+	in := workflows.SendInput{SendID: got.ID, ConnectionID: row.ID, UserID: row.UserID, Recipients: got.Recipients, Options: s.d.SendOptions, Method: sendMethod(row)}
 	if got.NotBefore != nil {
 		in.NotBefore = *got.NotBefore
 	}

@@ -28,6 +28,8 @@ const (
 	ActivitySubmitSend          = "SubmitSend"
 	ActivityLocateSend          = "LocateSend"
 	ActivityRecordSend          = "RecordSend"
+	ActivitySendMailOnce        = "SendMailOnce"
+	ActivitySendConnectionState = "SendConnectionState"
 )
 
 // None is the result of an activity that returns only an error.
@@ -172,6 +174,8 @@ var (
 	submitSend          = call[SubmitSendInput, SubmitSendResult]{ActivitySubmitSend, submitOnce}
 	locateSend          = call[SendRef, LocateSendResult]{ActivityLocateSend, graphCall(2 * time.Minute)}
 	recordSend          = call[RecordSendInput, None]{ActivityRecordSend, bookkeeping}
+	sendMailOnce        = call[SendRef, SubmitSendResult]{ActivitySendMailOnce, submitOnce}
+	sendConnection      = call[ConnectionRef, SendConnectionResult]{ActivitySendConnectionState, bookkeeping}
 )
 
 // Activities lists every activity the workflows call, with its types.
@@ -180,6 +184,6 @@ func Activities() []ActivitySpec {
 		exchangeCode.spec(), refreshTokens.spec(), recordState.spec(), recordEvent.spec(), discoverFolders.spec(),
 		backfillFolder.spec(), syncFolders.spec(), ensureSubscription.spec(), renewSubscription.spec(),
 		deleteSubscriptions.spec(), purgeSecrets.spec(), applyRetention.spec(),
-		prepareSend.spec(), submitSend.spec(), locateSend.spec(), recordSend.spec(),
+		prepareSend.spec(), submitSend.spec(), locateSend.spec(), recordSend.spec(), sendMailOnce.spec(), sendConnection.spec(),
 	}
 }

@@ -53,9 +53,26 @@ func (s *sendRun) run(ctx workflow.Context) (SendResult, error) {
 			return SendResult{}, err
 		}
 	}
-	prep, err := prepareSend.run(ctx, s.ref)
-	if err != nil {
-		return s.failFrom(ctx, err)
+	if res, ended, err := s.gate(ctx); ended || err != nil {
+		return res, err
+	}
+	if s.in.Method == SendBySendMail {
+		return s.sendMail(ctx)
+	}
+	var prep PrepareSendResult
+	for {
+		var err error
+		prep, err = prepareSend.run(ctx, s.ref)
+		if isType(err, ErrReauthRequired) {
+			if res, ended, err := s.waitReauth(ctx); ended || err != nil {
+				return res, err
+			}
+			continue
+		}
+		if err != nil {
+			return s.failFrom(ctx, err)
+		}
+		break
 	}
 	switch prep.Found {
 	case FoundOutbox, FoundSentItems, FoundElsewhere:
@@ -74,10 +91,27 @@ func (s *sendRun) run(ctx workflow.Context) (SendResult, error) {
 func (s *sendRun) submit(ctx workflow.Context, draftID string) (SendResult, error) {
 	giveUp := workflow.Now(ctx).Add(s.opts.LookFor)
 	for {
+		// Nothing goes from a connection disconnected meanwhile.
+		if res, ended, err := s.gate(ctx); ended || err != nil {
+			return res, err
+		}
 		res, err := submitSend.run(ctx, SubmitSendInput{SendRef: s.ref, DraftID: draftID})
 		switch {
-		case err != nil && isType(err, ErrSendRefused), err != nil && isType(err, ErrReauthRequired):
+		case isType(err, ErrSendRefused):
 			return s.failFrom(ctx, err)
+		case isType(err, ErrReauthRequired), isType(err, ErrNotSent):
+			// The token died, or the request never left: nothing was sent.
+			if isType(err, ErrReauthRequired) {
+				if res, ended, err := s.waitReauth(ctx); ended || err != nil {
+					return res, err
+				}
+			} else if err := workflow.Sleep(ctx, s.opts.Settle); err != nil {
+				return SendResult{}, err
+			}
+			if !workflow.Now(ctx).Before(giveUp) {
+				return s.fail(ctx, ReasonNotSubmitted, "")
+			}
+			continue
 		case err == nil && res.Accepted:
 			return s.confirm(ctx, draftID, true)
 		case err == nil && res.NotADraft:
@@ -111,6 +145,96 @@ func (s *sendRun) submit(ctx workflow.Context, draftID string) (SendResult, erro
 			return s.fail(ctx, ReasonNotSubmitted, "")
 		}
 	}
+}
+
+// sendMail sends a send-only connection's message in one request. With
+// nothing to look in, an ambiguous answer is outcome_unknown.
+func (s *sendRun) sendMail(ctx workflow.Context) (SendResult, error) {
+	giveUp := workflow.Now(ctx).Add(s.opts.LookFor)
+	for {
+		if res, ended, err := s.gate(ctx); ended || err != nil {
+			return res, err
+		}
+		if err := s.record(ctx, RecordSendInput{State: SendSending}); err != nil {
+			return SendResult{}, err
+		}
+		res, err := sendMailOnce.run(ctx, s.ref)
+		switch {
+		case err == nil && res.Accepted:
+			return s.sent(ctx, "")
+		case isType(err, ErrSendRefused):
+			return s.failFrom(ctx, err)
+		case isType(err, ErrReauthRequired):
+			if res, ended, err := s.waitReauth(ctx); ended || err != nil {
+				return res, err
+			}
+		case isType(err, ErrNotSent):
+			if err := workflow.Sleep(ctx, s.opts.Settle); err != nil {
+				return SendResult{}, err
+			}
+		default:
+			return s.fail(ctx, ReasonOutcomeUnknown, SendReasonText[ReasonOutcomeUnknown]+" A send-only connection cannot look in the mailbox.")
+		}
+		if !workflow.Now(ctx).Before(giveUp) {
+			return s.fail(ctx, ReasonNotSubmitted, "")
+		}
+	}
+}
+
+// gate lets the send go on only from an active connection: one being
+// disconnected or gone cancels it (ended), one waiting for a new sign-in
+// holds it in reauth_required until it is active again.
+func (s *sendRun) gate(ctx workflow.Context) (SendResult, bool, error) {
+	held := false
+	for i := 0; ; i++ {
+		st, err := sendConnection.run(ctx, ConnectionRef{ConnectionID: s.in.ConnectionID})
+		if err != nil {
+			return SendResult{}, true, err
+		}
+		switch st.State {
+		case StateDisconnecting, StateDisconnected:
+			return s.cancel(ctx)
+		case StateActive:
+			if held {
+				if err := s.record(ctx, RecordSendInput{State: SendSending}); err != nil {
+					return SendResult{}, true, err
+				}
+			}
+			return SendResult{}, false, nil
+		}
+		if !held {
+			if err := s.record(ctx, RecordSendInput{State: SendReauthRequired}); err != nil {
+				return SendResult{}, true, err
+			}
+			held = true
+		}
+		if err := workflow.Sleep(ctx, min(lookBackoff(i+4), s.opts.ReauthPoll)); err != nil {
+			return SendResult{}, true, err
+		}
+	}
+}
+
+// waitReauth holds a send whose token died until the connection is
+// active again (after a new sign-in), or cancels it.
+func (s *sendRun) waitReauth(ctx workflow.Context) (SendResult, bool, error) {
+	if err := s.record(ctx, RecordSendInput{State: SendReauthRequired}); err != nil {
+		return SendResult{}, true, err
+	}
+	if err := workflow.Sleep(ctx, s.opts.ReauthPoll); err != nil {
+		return SendResult{}, true, err
+	}
+	return s.gate(ctx)
+}
+
+func (s *sendRun) cancel(ctx workflow.Context) (SendResult, bool, error) {
+	text := SendReasonText[ReasonConnectionEnded]
+	err := s.record(ctx, RecordSendInput{State: SendCanceled, Reason: ReasonConnectionEnded, ReasonText: text,
+		Events: []EventRecord{{ID: s.in.SendID + ":failed", Type: EventSendFailed,
+			Data: map[string]any{"send_id": s.in.SendID, "reason": ReasonConnectionEnded, "detail": text}}}})
+	if err != nil {
+		return SendResult{}, true, err
+	}
+	return SendResult{State: SendCanceled, Reason: ReasonConnectionEnded}, true, nil
 }
 
 // confirm follows a submitted draft to Sent Items. accepted says Graph

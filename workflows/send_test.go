@@ -3,6 +3,7 @@ package workflows
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -39,6 +40,11 @@ type fakeMailbox struct {
 	lookFails         int
 	deleteAfterSubmit bool
 	records           []RecordSendInput
+	// states are the connection's states the send's checks read, in
+	// order (active when exhausted).
+	states []string
+	// method is how the workflow sends.
+	method string
 }
 
 func (m *fakeMailbox) deliver() {
@@ -82,8 +88,14 @@ func (m *fakeMailbox) register(env *testsuite.TestWorkflowEnvironment) {
 		if len(m.submits) > 0 {
 			answer, m.submits = m.submits[0], m.submits[1:]
 		}
-		if answer == "blocked" {
+		switch answer {
+		case "blocked":
 			return SubmitSendResult{}, refusal(ReasonSubmissionBlock)
+		case "token-dead":
+			return SubmitSendResult{}, temporal.NewNonRetryableApplicationError("sign in again", ErrReauthRequired, nil,
+				struct{ Reason, Text string }{"invalid_grant", "the refresh token was revoked"})
+		case "vault-down":
+			return SubmitSendResult{}, temporal.NewApplicationError("nothing was sent", ErrNotSent)
 		}
 		if m.where != FoundDrafts {
 			// A draft is sent once: Graph refuses an item that is no draft.
@@ -124,6 +136,41 @@ func (m *fakeMailbox) register(env *testsuite.TestWorkflowEnvironment) {
 		}
 		return out, nil
 	}, activity.RegisterOptions{Name: ActivityLocateSend})
+	env.RegisterActivityWithOptions(func(ctx context.Context, in ConnectionRef) (SendConnectionResult, error) {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		st := StateActive
+		if len(m.states) > 0 {
+			st, m.states = m.states[0], m.states[1:]
+		}
+		return SendConnectionResult{State: st}, nil
+	}, activity.RegisterOptions{Name: ActivitySendConnectionState})
+	env.RegisterActivityWithOptions(func(ctx context.Context, in SendRef) (SubmitSendResult, error) {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		m.submitted++
+		answer := "ok"
+		if len(m.submits) > 0 {
+			answer, m.submits = m.submits[0], m.submits[1:]
+		}
+		switch answer {
+		case "ok":
+			m.delivered++
+			return SubmitSendResult{Accepted: true}, nil
+		case "delivered-504":
+			m.delivered++
+			return SubmitSendResult{Ambiguous: true}, nil
+		case "lost-504":
+			return SubmitSendResult{Ambiguous: true}, nil
+		case "vault-down":
+			return SubmitSendResult{}, temporal.NewApplicationError("nothing was sent", ErrNotSent)
+		case "token-dead":
+			return SubmitSendResult{}, temporal.NewNonRetryableApplicationError("sign in again", ErrReauthRequired, nil)
+		case "blocked":
+			return SubmitSendResult{}, refusal(ReasonSubmissionBlock)
+		}
+		panic("unknown answer " + answer)
+	}, activity.RegisterOptions{Name: ActivitySendMailOnce})
 	env.RegisterActivityWithOptions(func(ctx context.Context, in RecordSendInput) error {
 		m.mu.Lock()
 		defer m.mu.Unlock()
@@ -137,7 +184,7 @@ func runSend(t *testing.T, m *fakeMailbox, opts SendOptions) SendResult {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
 	m.register(env)
-	env.ExecuteWorkflow(Send, SendInput{SendID: "snd_1", ConnectionID: "conn_1", UserID: "u-1", Recipients: 1, Options: opts})
+	env.ExecuteWorkflow(Send, SendInput{SendID: "snd_1", ConnectionID: "conn_1", UserID: "u-1", Recipients: 1, Options: opts, Method: m.method})
 	if !env.IsWorkflowCompleted() {
 		t.Fatal("the send workflow did not complete")
 	}
@@ -176,6 +223,19 @@ func TestSendExactlyOnce(t *testing.T) {
 		{name: "ambiguous, and the item gone", m: fakeMailbox{submits: []string{"delivered-504"}, deleteAfterSubmit: true}, state: SendFailed, reason: ReasonOutcomeUnknown, delivered: 1, requests: 1, created: 1},
 		{name: "ambiguous, and the mailbox unreadable", m: fakeMailbox{submits: []string{"delivered-504"}, lookFails: 1 << 20}, opts: SendOptions{LookFor: time.Hour},
 			state: SendFailed, reason: ReasonOutcomeUnknown, delivered: 1, requests: 1, created: 1},
+		{name: "token died before the request: waits for a new sign-in", m: fakeMailbox{submits: []string{"token-dead"}, states: []string{StateActive, StateActive, StateReauthRequired, StateReauthRequired}},
+			state: SendSent, delivered: 1, requests: 2, created: 1},
+		{name: "Vault down before the request", m: fakeMailbox{submits: []string{"vault-down"}}, state: SendSent, delivered: 1, requests: 2, created: 1},
+		{name: "connection waiting for a sign-in first", m: fakeMailbox{states: []string{StateReauthRequired, StateReauthRequired}}, state: SendSent, delivered: 1, requests: 1, created: 1},
+		{name: "disconnected before it went", m: fakeMailbox{states: []string{StateDisconnecting}}, state: SendCanceled, reason: ReasonConnectionEnded, delivered: 0, requests: 0, created: 0},
+		{name: "disconnected after the draft, before the send", m: fakeMailbox{states: []string{StateActive, StateDisconnected}}, state: SendCanceled, reason: ReasonConnectionEnded, delivered: 0, requests: 0, created: 1},
+		{name: "disconnected while the token was dead", m: fakeMailbox{submits: []string{"token-dead"}, states: []string{StateActive, StateActive, StateDisconnecting}},
+			state: SendCanceled, reason: ReasonConnectionEnded, delivered: 0, requests: 1, created: 1},
+		{name: "send-only: accepted", m: fakeMailbox{method: SendBySendMail}, state: SendSent, delivered: 1, requests: 1},
+		{name: "send-only: 504 cannot be looked into", m: fakeMailbox{method: SendBySendMail, submits: []string{"delivered-504"}}, state: SendFailed, reason: ReasonOutcomeUnknown, delivered: 1, requests: 1},
+		{name: "send-only: lost 504 is not sent again either", m: fakeMailbox{method: SendBySendMail, submits: []string{"lost-504"}}, state: SendFailed, reason: ReasonOutcomeUnknown, delivered: 0, requests: 1},
+		{name: "send-only: nothing left before the token", m: fakeMailbox{method: SendBySendMail, submits: []string{"vault-down", "token-dead"}}, state: SendSent, delivered: 1, requests: 3},
+		{name: "send-only: blocked", m: fakeMailbox{method: SendBySendMail, submits: []string{"blocked"}}, state: SendFailed, reason: ReasonSubmissionBlock, requests: 1},
 		{name: "never taken", m: fakeMailbox{submits: []string{"lost-504", "lost-504", "lost-504", "lost-504", "lost-504"}}, opts: SendOptions{Settle: time.Minute, LookFor: 3 * time.Minute},
 			state: SendFailed, reason: ReasonNotSubmitted, delivered: 0, requests: 3, created: 1},
 	} {
@@ -189,6 +249,13 @@ func TestSendExactlyOnce(t *testing.T) {
 				t.Errorf("delivered %d, send requests %d, drafts created %d; want %d, %d, %d",
 					m.delivered, m.submitted, m.created, tc.delivered, tc.requests, tc.created)
 			}
+			held := false
+			for _, r := range m.records {
+				held = held || r.State == SendReauthRequired
+			}
+			if wantHeld := slices.Contains(tc.m.states, StateReauthRequired) || slices.Contains(tc.m.submits, "token-dead"); held != wantHeld {
+				t.Errorf("held in reauth_required: %v, want %v", held, wantHeld)
+			}
 			last := m.records[len(m.records)-1]
 			if last.State != tc.state || len(last.Events) != 1 {
 				t.Fatalf("last record %+v", last)
@@ -196,10 +263,14 @@ func TestSendExactlyOnce(t *testing.T) {
 			ev := last.Events[0]
 			switch tc.state {
 			case SendSent:
-				if ev.Type != EventSendSent || ev.ID != "snd_1:sent" || ev.Data["message_id"] != "draft-1" || last.MessageID != "draft-1" {
+				want := "draft-1"
+				if tc.m.method == SendBySendMail {
+					want = ""
+				}
+				if ev.Type != EventSendSent || ev.ID != "snd_1:sent" || last.MessageID != want || (want != "" && ev.Data["message_id"] != want) {
 					t.Errorf("sent event %+v, record %+v", ev, last)
 				}
-			case SendFailed:
+			case SendFailed, SendCanceled:
 				if ev.Type != EventSendFailed || ev.Data["reason"] != tc.reason || last.ReasonText == "" {
 					t.Errorf("failed event %+v, record %+v", ev, last)
 				}

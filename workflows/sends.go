@@ -89,6 +89,9 @@ type SendInput struct {
 	UserID string `json:"userId"`
 	// Recipients counts To, Cc and Bcc.
 	Recipients int `json:"recipients"`
+	// Method is how the send goes: SendByDraft (the default) or
+	// SendBySendMail.
+	Method string `json:"method,omitempty"`
 	// NotBefore is when the send may go, by its mailbox's sending rates;
 	// the workflow sleeps until then.
 	NotBefore time.Time   `json:"notBefore,omitempty"`
@@ -108,8 +111,9 @@ type SendOptions struct {
 	// LookFor bounds how long the mailbox is looked at (while Graph fails)
 	// before an ambiguous send is called outcome_unknown.
 	LookFor time.Duration `json:"lookFor,omitempty"`
-	// Submits is how often a draft found unsent is submitted at most.
-	Submits int `json:"submits,omitempty"`
+	// ReauthPoll is the longest wait between two looks at a connection
+	// that needs a new sign-in before its send can go on.
+	ReauthPoll time.Duration `json:"reauthPoll,omitempty"`
 }
 
 func (o SendOptions) withDefaults() SendOptions {
@@ -122,8 +126,8 @@ func (o SendOptions) withDefaults() SendOptions {
 	if o.LookFor == 0 {
 		o.LookFor = 6 * time.Hour
 	}
-	if o.Submits == 0 {
-		o.Submits = 3
+	if o.ReauthPoll == 0 {
+		o.ReauthPoll = 10 * time.Minute
 	}
 	return o
 }
@@ -201,8 +205,26 @@ type RecordSendInput struct {
 	ConnectionID string `json:"connectionId"`
 }
 
+// SendConnectionResult is the registry's state of a send's connection.
+type SendConnectionResult struct {
+	State string `json:"state"`
+}
+
+// Ways a send goes.
+const (
+	// SendByDraft: a stamped draft, sent, looked for after an ambiguous
+	// answer (Mail.ReadWrite and Mail.Send granted).
+	SendByDraft = "draft"
+	// SendBySendMail: sendMail in one request (Mail.Send alone: a
+	// send-only connection); an ambiguous answer is outcome_unknown.
+	SendBySendMail = "sendMail"
+)
+
 // Error types of the send activities.
 const (
+	// ErrNotSent: the activity failed before any request reached Graph;
+	// it may be run again without looking.
+	ErrNotSent = "NotSent"
 	// ErrSendRefused: Graph refused the message for good; details carry
 	// the reason (one of the Reason constants above).
 	ErrSendRefused = "SendRefused"
