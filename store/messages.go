@@ -416,6 +416,7 @@ func (s *Store) DeleteMail(ctx context.Context, connectionID string) (int64, err
 		}
 		n = tag.RowsAffected()
 		for _, q := range []string{`DELETE FROM folders WHERE connection_id = $1`, `DELETE FROM subscriptions WHERE connection_id = $1`,
+			`DELETE FROM sends WHERE connection_id = $1 AND state IN ('sent', 'failed', 'canceled')`,
 			`UPDATE connections SET detached_at = COALESCE(detached_at, now()) WHERE id = $1`} {
 			if _, err := tx.Exec(ctx, q, connectionID); err != nil {
 				return err

@@ -92,7 +92,7 @@ const sendSelect = `
 	SELECT s.id, s.connection_id, s.idempotency_key, s.request_hash, s.kind, s.message, s.recipients, s.state,
 		s.reason, s.reason_text, s.draft_id, s.message_id, s.not_before, s.created_at, s.updated_at, s.sent_at,
 		COALESCE((SELECT json_agg(json_build_object('name', a.name, 'contentType', a.content_type, 'isInline', a.is_inline,
-			'size', octet_length(a.content)) ORDER BY a.ord) FROM send_attachments a WHERE a.send_id = s.id), '[]')
+			'size', a.size) ORDER BY a.ord) FROM send_attachments a WHERE a.send_id = s.id), '[]')
 	FROM sends s `
 
 func scanSend(r pgx.Row) (Send, error) {
@@ -158,8 +158,8 @@ func (s *Store) CreateSend(ctx context.Context, snd Send, atts []SendAttachment,
 			}
 			for i, a := range atts {
 				if _, err := tx.Exec(ctx, `
-					INSERT INTO send_attachments (send_id, ord, name, content_type, is_inline, content_id, content)
-					VALUES ($1, $2, $3, $4, $5, NULLIF($6, ''), $7)`, snd.ID, i, a.Name, a.ContentType, a.IsInline, a.ContentID, a.Content); err != nil {
+					INSERT INTO send_attachments (send_id, ord, name, content_type, is_inline, content_id, size, content)
+					VALUES ($1, $2, $3, $4, $5, NULLIF($6, ''), $7, $8)`, snd.ID, i, a.Name, a.ContentType, a.IsInline, a.ContentID, len(a.Content), a.Content); err != nil {
 					return fmt.Errorf("store: attachment %d of send %s: %w", i, snd.ID, err)
 				}
 			}
@@ -305,6 +305,12 @@ func (s *Store) UpdateSend(ctx context.Context, id string, u SendUpdate) error {
 			WHERE id = $1`, id, u.State, u.Reason, u.ReasonText, u.DraftID, u.MessageID, u.NotBefore)
 		if err != nil {
 			return fmt.Errorf("store: update send %s: %w", id, err)
+		}
+		if SendFinal(u.State) {
+			// The files were for Graph; a finished send needs them no more.
+			if _, err := tx.Exec(ctx, `UPDATE send_attachments SET content = ''::bytea WHERE send_id = $1`, id); err != nil {
+				return fmt.Errorf("store: attachments of send %s: %w", id, err)
+			}
 		}
 		for _, e := range u.Events {
 			if err := addEvent(ctx, tx, e); err != nil {

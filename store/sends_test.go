@@ -36,6 +36,9 @@ func TestSendsOnceByKey(t *testing.T) {
 	if err != nil || !created || first.State != "queued" || first.NotBefore == nil || first.Recipients != 2 || len(first.Attachments) != 1 || first.Attachments[0].Size != 3 {
 		t.Fatalf("create: %+v %v %v", first, created, err)
 	}
+	if files, err := st.SendAttachments(ctx, first.ID); err != nil || len(files) != 1 || string(files[0].Content) != "abc" {
+		t.Errorf("attachments: %+v %v", files, err)
+	}
 	again, created, err := st.CreateSend(ctx, snd, atts, rates)
 	if err != nil || created || again.ID != first.ID {
 		t.Errorf("the same request again: %+v %v %v", again, created, err)
@@ -55,8 +58,8 @@ func TestSendsOnceByKey(t *testing.T) {
 	if err != nil || got.State != "sent" || got.MessageID != "m-1" || got.SentAt == nil || got.Reason != "" {
 		t.Errorf("after a late write: %+v %v", got, err)
 	}
-	if files, err := st.SendAttachments(ctx, first.ID); err != nil || len(files) != 1 || string(files[0].Content) != "abc" {
-		t.Errorf("attachments: %+v %v", files, err)
+	if files, err := st.SendAttachments(ctx, first.ID); err != nil || len(files) != 1 || len(files[0].Content) != 0 || len(got.Attachments) != 1 || got.Attachments[0].Size != 3 {
+		t.Errorf("a sent send keeps its files' bytes: %+v %+v %v", files, got.Attachments, err)
 	}
 	if err := st.DeleteSend(ctx, first.ID); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("a started send was deleted: %v", err)

@@ -29,7 +29,8 @@ CREATE TABLE sends (
 CREATE INDEX sends_connection ON sends (connection_id, created_at DESC, id DESC);
 
 -- Attachments sent inline with the request, kept apart so that listing
--- sends never reads their bytes.
+-- sends never reads their bytes; the bytes are emptied once the send is
+-- final.
 CREATE TABLE send_attachments (
     send_id      text    NOT NULL REFERENCES sends (id) ON DELETE CASCADE,
     ord          integer NOT NULL,
@@ -37,6 +38,7 @@ CREATE TABLE send_attachments (
     content_type text    NOT NULL,
     is_inline    boolean NOT NULL DEFAULT false,
     content_id   text,
+    size         bigint  NOT NULL,
     content      bytea   NOT NULL,
     PRIMARY KEY (send_id, ord)
 );
