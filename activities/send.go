@@ -24,7 +24,7 @@ func (a *Activities) mailboxFor(ctx context.Context, ref workflows.SendRef) (*ma
 	if err != nil {
 		return nil, err
 	}
-	return &mailbox{gc: gc, userID: ref.UserID}, nil
+	return &mailbox{gc: gc, userID: ref.UserID, hc: a.httpClient()}, nil
 }
 
 // PrepareSend makes sure the mailbox holds the send's stamped draft with
@@ -34,6 +34,9 @@ func (a *Activities) mailboxFor(ctx context.Context, ref workflows.SendRef) (*ma
 // another; when the key is already in Outbox or Sent Items, the message
 // went, and that is answered instead.
 func (a *Activities) PrepareSend(ctx context.Context, in workflows.SendRef) (workflows.PrepareSendResult, error) {
+	// Large files take a while; the heartbeat only says the worker lives.
+	_, stop := startHeartbeat(ctx)
+	defer stop()
 	snd, err := a.Store.GetSendByID(ctx, in.SendID)
 	if err != nil {
 		return workflows.PrepareSendResult{}, fmt.Errorf("activities: send %s: %w", in.SendID, err)
@@ -91,6 +94,8 @@ func (a *Activities) SubmitSend(ctx context.Context, in workflows.SubmitSendInpu
 // LocateSend says where the mailbox shows the send's key: Sent Items,
 // Outbox, Drafts, elsewhere, or nowhere.
 func (a *Activities) LocateSend(ctx context.Context, in workflows.SendRef) (workflows.LocateSendResult, error) {
+	_, stop := startHeartbeat(ctx)
+	defer stop()
 	m, err := a.mailboxFor(ctx, in)
 	if err != nil {
 		return workflows.LocateSendResult{}, err
@@ -138,7 +143,7 @@ func (a *Activities) sendingMailbox(ctx context.Context, ref workflows.SendRef) 
 	if err != nil {
 		return nil, notSent(err)
 	}
-	return &mailbox{gc: gc, userID: ref.UserID}, nil
+	return &mailbox{gc: gc, userID: ref.UserID, hc: a.httpClient()}, nil
 }
 
 // SendMailOnce sends a send-only connection's message with sendMail, once:

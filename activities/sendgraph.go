@@ -24,6 +24,9 @@ import (
 type mailbox struct {
 	gc     *graph.Client
 	userID string
+	// hc carries upload ranges, which go to a pre-authenticated URL
+	// outside Graph's client.
+	hc *http.Client
 }
 
 // immutableIDs asks Graph for immutable IDs.
@@ -210,6 +213,12 @@ func (m *mailbox) attach(ctx context.Context, draftID string, atts []store.SendA
 		return err
 	}
 	for _, a := range atts[min(have, len(atts)):] {
+		if len(a.Content) >= uploadThreshold {
+			if err := m.upload(ctx, draftID, a); err != nil {
+				return err
+			}
+			continue
+		}
 		if _, err := m.gc.Users().ByUserId(m.userID).Messages().ByMessageId(draftID).Attachments().Post(ctx, fileAttachment(a),
 			&users.ItemMessagesItemAttachmentsRequestBuilderPostRequestConfiguration{Headers: immutableIDs()}); err != nil {
 			return classifySend("attach "+a.Name, err)

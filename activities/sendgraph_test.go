@@ -283,3 +283,39 @@ func TestSendMailSendOnly(t *testing.T) {
 		t.Error("a draft was created with Mail.Send alone")
 	}
 }
+
+// TestLargeAttachmentsUploaded: files of 3 MB and more go through upload
+// sessions, in ranges; the draft gets each once, however often the step
+// runs, and the message goes with all of them.
+func TestLargeAttachmentsUploaded(t *testing.T) {
+	f := newSendFixture(t, graphsim.Options{})
+	ctx := context.Background()
+	const sendID = "snd_large"
+	id, err := f.m.createDraft(ctx, sendID, testMessage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := make([]byte, 10<<20)
+	for i := range big {
+		big[i] = byte(i % 251)
+	}
+	atts := []store.SendAttachment{
+		{Name: "small.txt", ContentType: "text/plain", Content: []byte("small")},
+		{Name: "scan.pdf", ContentType: "application/pdf", Content: big},
+		{Name: "exactly3.bin", ContentType: "application/octet-stream", Content: big[:uploadThreshold]},
+	}
+	for range 2 {
+		if err := f.m.attach(ctx, id, atts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := f.m.attachmentCount(ctx, id); err != nil || n != 3 {
+		t.Fatalf("attachments on the draft: %d %v", n, err)
+	}
+	if res, err := f.m.submit(ctx, id); err != nil || !res.Accepted {
+		t.Fatalf("submit: %+v %v", res, err)
+	}
+	if n := f.copies(t, "support@contoso.example", sendID); n != 1 {
+		t.Errorf("%d copies", n)
+	}
+}

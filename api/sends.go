@@ -32,8 +32,10 @@ const (
 	// Cc and Bcc together); PersonalMaxRecipients Outlook.com's.
 	MaxRecipients         = 500
 	PersonalMaxRecipients = 100
-	// MaxInlineAttachment is the largest file sent inline: Graph takes
-	// request bodies of 4 MB, base64 included.
+	// MaxInlineAttachment is what a send-only connection's sendMail may
+	// carry in files: Graph takes request bodies of 4 MB, base64 included.
+	// Connections that write drafts attach larger files through upload
+	// sessions (docs/graph.md#upload-sessions), up to the message's size.
 	MaxInlineAttachment = 3 << 20
 	// MaxMessageSize is Exchange Online's default message size limit,
 	// attachments included.
@@ -227,8 +229,8 @@ func (r sendRequest) check(personal, needRecipients bool) (store.OutgoingMessage
 		if err != nil {
 			return m, nil, &sendInvalid{"invalid_attachment", fmt.Sprintf("attachments[%d]: content_bytes must be standard base64.", i)}
 		}
-		if len(content) > MaxInlineAttachment {
-			return m, nil, &sendInvalid{"attachment_too_large", fmt.Sprintf("attachments[%d]: %s is %d bytes; a file sent in the request may be at most 3 MiB (Graph's request limit is 4 MB).", i, a.Name, len(content))}
+		if len(content) > MaxMessageSize {
+			return m, nil, &sendInvalid{"attachment_too_large", fmt.Sprintf("attachments[%d]: %s is %d bytes; a message with its files may be at most 35 MB.", i, a.Name, len(content))}
 		}
 		ct := a.ContentType
 		if ct == "" {
