@@ -391,9 +391,13 @@ func (s *server) startSend(c *gin.Context, row store.Connection, snd store.Send,
 func (s *server) runSendWorkflow(ctx context.Context, connectionID, key string, in workflows.SendInput) error {
 	ctx, cancel := context.WithTimeout(ctx, updateTimeout)
 	defer cancel()
+	queue := workflows.TaskQueue
+	if s.d.Connect != nil && s.d.Connect.TaskQueue != "" {
+		queue = s.d.Connect.TaskQueue // the engine's, where its worker polls
+	}
 	_, err := s.d.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                       workflows.SendWorkflowID(connectionID, key),
-		TaskQueue:                workflows.TaskQueue,
+		TaskQueue:                queue,
 		WorkflowIDReusePolicy:    enums.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		WorkflowIDConflictPolicy: enums.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 	}, workflows.Send, in)

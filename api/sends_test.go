@@ -33,6 +33,16 @@ func (h *harness) sendingConnection(t *testing.T) string {
 	}
 	h.consent(t, c.AuthorizeURL)
 	h.waitConn(t, c.ID, h.acme, "u-ada", "active", func(c conn) bool { return c.State == workflows.StateActive })
+	// The registry, which the sends read, follows the workflow.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		row, err := h.e.Store.GetConnection(context.Background(), c.ID)
+		if err == nil && row.State == workflows.StateActive && row.UserID != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the registry never showed the connection active: %+v %v", row, err)
+		}
+	}
 	return c.ID
 }
 
@@ -171,6 +181,9 @@ func TestSendExactlyOnceThroughTheAPI(t *testing.T) {
 	r := h.send(t, id, "blocked", msg("blocked"))
 	var s sendView
 	r.json(t, &s)
+	if r.status != 202 {
+		t.Fatalf("blocked send: %d %s", r.status, r.body)
+	}
 	s = h.waitSend(t, id, s.ID)
 	if s.State != workflows.SendFailed || s.Reason != workflows.ReasonSubmissionBlock || s.ReasonText == "" {
 		t.Errorf("blocked send: %+v", s)
@@ -187,6 +200,7 @@ func TestSendExactlyOnceThroughTheAPI(t *testing.T) {
 		t.Fatalf("list: %d %s", lr.status, lr.body)
 	}
 	lr = h.call(t, "GET", "/v1/connections/"+id+"/sends?limit=4&cursor="+page.Next, h.acme, "u-ada", nil)
+	page.Data, page.Next = nil, ""
 	lr.json(t, &page)
 	if lr.status != 200 || len(page.Data) != 3 || page.Next != "" {
 		t.Errorf("second page: %d %s", lr.status, lr.body)
@@ -195,6 +209,9 @@ func TestSendExactlyOnceThroughTheAPI(t *testing.T) {
 		t.Errorf("failed sends: %s", r.body)
 	}
 	// A reply to a synced message goes in its thread, once.
+	if err := e.Ctl.ClearSendFaults(ctx); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := e.Ctl.InjectMessages(ctx, e.Ada.UPN, graphsim.MessageSpec{Subject: "Lease", From: graphsim.Recipient{Address: "support@contoso.example"},
 		To: []graphsim.Recipient{{Address: e.Ada.UPN}}, Body: "Please sign."}); err != nil {
 		t.Fatal(err)
