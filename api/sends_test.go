@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -287,6 +288,68 @@ func TestSendRatesQueueOrRefuse(t *testing.T) {
 	}
 	r.json(t, &s)
 	if r.status != 202 || s.State != workflows.SendQueued || s.NotBefore.Before(start.Add(50*time.Second)) {
-		t.Errorf("31st queued: %d %s", r.status, r.body)
+		t.Fatalf("31st queued: %d %s", r.status, r.body)
+	}
+	// Disconnected before its time, the queued send is canceled, unsent.
+	var queued sendView
+	r.json(t, &queued)
+	if d := h.call(t, "DELETE", "/v1/connections/"+id, h.acme, "u-ada", nil); d.status != 202 {
+		t.Fatalf("disconnect: %d %s", d.status, d.body)
+	}
+	if got := h.waitSend(t, id, queued.ID); got.State != workflows.SendCanceled || got.Reason != workflows.ReasonConnectionEnded {
+		t.Errorf("queued send after the disconnect: %+v", got)
+	}
+	if r := h.send(t, id, "after-disconnect", body(false)); r.status != 409 || r.code() != "connection_ended" {
+		t.Errorf("a send after the disconnect: %d %s", r.status, r.body)
+	}
+	sent, _ := h.e.Ctl.SentMail(context.Background(), h.e.Ada.UPN)
+	for _, sm := range sent {
+		if sm.ExtendedProperties[workflows.SendKeyProperty] == queued.ID {
+			t.Error("the canceled send went")
+		}
+	}
+}
+
+// TestSendOnlyConnection: a connection granted Mail.Send alone sends with
+// sendMail, once; it cannot reply (no drafts).
+func TestSendOnlyConnection(t *testing.T) {
+	h := newHarness(t, graphsim.Options{})
+	ctx := context.Background()
+	r := h.call(t, "POST", "/v1/connections", h.acme, "u-ada", map[string]any{
+		"features": map[string]bool{"read": false, "send": true}, "login_hint": h.e.Ada.UPN,
+	})
+	var c conn
+	r.json(t, &c)
+	if r.status != 201 {
+		t.Fatalf("create: %d %s", r.status, r.body)
+	}
+	h.consent(t, c.AuthorizeURL)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		row, err := h.e.Store.GetConnection(ctx, c.ID)
+		if err == nil && row.State == workflows.StateActive && row.UserID != "" {
+			if slices.Contains(row.GrantedScopes, "Mail.Read") || slices.Contains(row.GrantedScopes, "Mail.ReadWrite") {
+				t.Fatalf("a send-only connection was granted %v", row.GrantedScopes)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("never active: %+v %v", row, err)
+		}
+	}
+	r = h.send(t, c.ID, "only-1", map[string]any{"to": []map[string]string{{"address": "support@contoso.example"}}, "subject": "send-only"})
+	var s sendView
+	r.json(t, &s)
+	if r.status != 202 {
+		t.Fatalf("send: %d %s", r.status, r.body)
+	}
+	if s = h.waitSend(t, c.ID, s.ID); s.State != workflows.SendSent {
+		t.Errorf("ended %+v", s)
+	}
+	sent, err := h.e.Ctl.SentMail(ctx, h.e.Ada.UPN)
+	if err != nil || len(sent) != 1 || sent[0].Source != "sendMail" || sent[0].ExtendedProperties[workflows.SendKeyProperty] != s.ID || !sent[0].SavedToSentItems {
+		t.Errorf("ground truth: %+v %v", sent, err)
+	}
+	if r := h.callWith(t, "POST", "/v1/connections/"+c.ID+"/messages/AAMkAGx/reply", h.acme, "u-ada", map[string]any{}, "Idempotency-Key", "r"); r.status != 403 || r.code() != "read_write_not_granted" {
+		t.Errorf("reply from a send-only connection: %d %s", r.status, r.body)
 	}
 }
