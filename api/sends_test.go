@@ -56,8 +56,13 @@ func (h *harness) send(t *testing.T, connID, key string, body any) response {
 // waitSend polls a send until it is in a final state.
 func (h *harness) waitSend(t *testing.T, connID, id string) sendView {
 	t.Helper()
+	return h.waitSendFor(t, connID, id, 60*time.Second)
+}
+
+func (h *harness) waitSendFor(t *testing.T, connID, id string, limit time.Duration) sendView {
+	t.Helper()
 	var s sendView
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+	for deadline := time.Now().Add(limit); ; time.Sleep(100 * time.Millisecond) {
 		r := h.call(t, "GET", "/v1/connections/"+connID+"/sends/"+id, h.acme, "u-ada", nil)
 		if r.status == 200 {
 			r.json(t, &s)
@@ -351,5 +356,60 @@ func TestSendOnlyConnection(t *testing.T) {
 	}
 	if r := h.callWith(t, "POST", "/v1/connections/"+c.ID+"/messages/AAMkAGx/reply", h.acme, "u-ada", map[string]any{}, "Idempotency-Key", "r"); r.status != 403 || r.code() != "read_write_not_granted" {
 		t.Errorf("reply from a send-only connection: %d %s", r.status, r.body)
+	}
+}
+
+// TestSendWorkerKilledMidSend stops the worker while the draft's send is
+// under way (Graph slowed down so that the request is in flight) and
+// starts it again: the send ends sent, with one copy delivered.
+func TestSendWorkerKilledMidSend(t *testing.T) {
+	h := newHarness(t, graphsim.Options{}, func(d *api.Deps) {
+		d.SendOptions = workflows.SendOptions{Settle: 300 * time.Millisecond, SentItemsWait: 20 * time.Second}
+	})
+	ctx := context.Background()
+	e := h.e
+	id := h.sendingConnection(t)
+	if err := e.Ctl.SetFault(ctx, graphsim.Fault{Endpoint: "messages", Latency: 700 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	r := h.send(t, id, "killed", map[string]any{"to": []map[string]string{{"address": "support@contoso.example"}}, "subject": "killed"})
+	var s sendView
+	r.json(t, &s)
+	if r.status != 202 {
+		t.Fatalf("send: %d %s", r.status, r.body)
+	}
+	// The draft is made and recorded: the send request is next.
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		row, err := e.Store.GetSend(ctx, id, s.ID)
+		if err == nil && row.State == workflows.SendSending {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the send never reached sending: %+v %v", row, err)
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	e.StopWorker()
+	if err := e.Ctl.ClearFaults(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	e.StartWorker()
+	s = h.waitSendFor(t, id, s.ID, 4*time.Minute)
+	if s.State != workflows.SendSent || s.MessageID == "" {
+		t.Errorf("ended %+v", s)
+	}
+	delivered, err := e.Ctl.Delivered(ctx, "support@contoso.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	copies := 0
+	for _, d := range delivered {
+		if d.ExtendedProperties[workflows.SendKeyProperty] == s.ID {
+			copies++
+		}
+	}
+	if copies != 1 {
+		t.Errorf("%d copies delivered", copies)
 	}
 }
