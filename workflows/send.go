@@ -47,10 +47,15 @@ type sendRun struct {
 }
 
 func (s *sendRun) run(ctx workflow.Context) (SendResult, error) {
-	// Over its mailbox's rates, the send was queued for its time.
-	if wait := s.in.NotBefore.Sub(workflow.Now(ctx)); wait > 0 {
-		if err := workflow.Sleep(ctx, wait); err != nil {
+	// Over its mailbox's rates, the send was queued for its time; a long
+	// wait (a day's recipients) looks at the connection now and then, so a
+	// disconnect cancels it when it happens.
+	for wait := s.in.NotBefore.Sub(workflow.Now(ctx)); wait > 0; wait = s.in.NotBefore.Sub(workflow.Now(ctx)) {
+		if err := workflow.Sleep(ctx, min(wait, queuedLook)); err != nil {
 			return SendResult{}, err
+		}
+		if res, ended, err := s.gate(ctx); ended || err != nil {
+			return res, err
 		}
 	}
 	if res, ended, err := s.gate(ctx); ended || err != nil {
@@ -288,6 +293,9 @@ func (s *sendRun) locate(ctx workflow.Context, giveUp time.Time) (LocateSendResu
 	opts.ScheduleToCloseTimeout = max(giveUp.Sub(workflow.Now(ctx)), time.Minute)
 	return locateSend.with(opts).run(ctx, s.ref)
 }
+
+// queuedLook is how often a queued send looks at its connection.
+const queuedLook = 5 * time.Minute
 
 // lookBackoff is the wait before the n-th look for a submitted message.
 func lookBackoff(n int) time.Duration {

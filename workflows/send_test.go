@@ -325,6 +325,25 @@ func TestSendWaitsForItsTime(t *testing.T) {
 	}
 }
 
+// TestQueuedSendCanceledOnDisconnect: a send queued for hours (a day's
+// recipients) is canceled when its connection is disconnected, not at
+// its time.
+func TestQueuedSendCanceledOnDisconnect(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	m := &fakeMailbox{states: []string{StateActive, StateDisconnecting}}
+	m.register(env)
+	start := env.Now()
+	env.ExecuteWorkflow(Send, SendInput{SendID: "snd_1", ConnectionID: "conn_1", UserID: "u-1", NotBefore: start.Add(6 * time.Hour)})
+	var res SendResult
+	if err := env.GetWorkflowResult(&res); err != nil {
+		t.Fatal(err)
+	}
+	if res.State != SendCanceled || m.created != 0 || env.Now().Sub(start) > 15*time.Minute {
+		t.Errorf("ended %+v after %v, %d drafts", res, env.Now().Sub(start), m.created)
+	}
+}
+
 func TestSendIDs(t *testing.T) {
 	a, b := SendID("conn_a", "key-1"), SendID("conn_a", "key-2")
 	if a == b || a != SendID("conn_a", "key-1") || SendID("conn_b", "key-1") == a {
