@@ -32,11 +32,16 @@ func (e *decodeError) Error() string { return e.detail }
 // be JSON, unknown fields, wrong types, trailing data and oversize bodies
 // are refused with a sentence naming the problem.
 func decodeJSON(contentType string, body io.Reader, v any) *decodeError {
+	return decodeJSONUpTo(contentType, body, v, maxRequestBody)
+}
+
+// decodeJSONUpTo is decodeJSON for a body of up to limit bytes.
+func decodeJSONUpTo(contentType string, body io.Reader, v any, limit int64) *decodeError {
 	mt, _, err := mime.ParseMediaType(contentType)
 	if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
 		return &decodeError{http.StatusUnsupportedMediaType, "unsupported_media_type", "Send the request body as application/json."}
 	}
-	raw, err := io.ReadAll(io.LimitReader(body, maxRequestBody+1))
+	raw, err := io.ReadAll(io.LimitReader(body, limit+1))
 	if err != nil {
 		return &decodeError{http.StatusBadRequest, "invalid_json", "The request body could not be read."}
 	}
@@ -152,23 +157,36 @@ func typeName(kind string) string {
 
 // bind decodes the request body or answers the problem; it says whether to
 // go on.
-func bind(c *gin.Context, v any) bool {
-	if c.Request.ContentLength > maxRequestBody {
-		problem(c, http.StatusRequestEntityTooLarge, "body_too_large", "The request body is larger than 64 KiB.")
+func bind(c *gin.Context, v any) bool { return bindUpTo(c, v, maxRequestBody) }
+
+// bindUpTo is bind for a body of up to limit bytes (a send's, which
+// carries attachments).
+func bindUpTo(c *gin.Context, v any, limit int64) bool {
+	tooLarge := fmt.Sprintf("The request body is larger than %s.", sizeText(limit))
+	if c.Request.ContentLength > limit {
+		problem(c, http.StatusRequestEntityTooLarge, "body_too_large", tooLarge)
 		return false
 	}
-	body, err := io.ReadAll(io.LimitReader(c.Request.Body, maxRequestBody+1))
+	body, err := io.ReadAll(io.LimitReader(c.Request.Body, limit+1))
 	if err != nil {
 		problem(c, http.StatusBadRequest, "invalid_json", "The request body could not be read.")
 		return false
 	}
-	if len(body) > maxRequestBody {
-		problem(c, http.StatusRequestEntityTooLarge, "body_too_large", "The request body is larger than 64 KiB.")
+	if int64(len(body)) > limit {
+		problem(c, http.StatusRequestEntityTooLarge, "body_too_large", tooLarge)
 		return false
 	}
-	if derr := decodeJSON(c.GetHeader("Content-Type"), bytes.NewReader(body), v); derr != nil {
+	if derr := decodeJSONUpTo(c.GetHeader("Content-Type"), bytes.NewReader(body), v, limit); derr != nil {
 		problem(c, derr.status, derr.code, derr.detail)
 		return false
 	}
 	return true
+}
+
+// sizeText writes a byte count in KiB or MiB.
+func sizeText(n int64) string {
+	if n >= 1<<20 && n%(1<<20) == 0 {
+		return strconv.FormatInt(n>>20, 10) + " MiB"
+	}
+	return strconv.FormatInt(n>>10, 10) + " KiB"
 }

@@ -19,6 +19,7 @@ var queryParams = map[string][]string{
 	"GET /v1/connections":                                  {"limit", "cursor"},
 	"GET /v1/connections/:id/messages":                     {"limit", "cursor", "folder", "from", "to", "since", "unread"},
 	"GET /v1/connections/:id/messages/:mid":                {"body"},
+	"GET /v1/connections/:id/sends":                        {"limit", "cursor", "state"},
 	"GET /v1/connections/:id/mailboxes/:mbx/messages":      {"limit", "cursor", "folder", "from", "to", "since", "unread"},
 	"GET /v1/connections/:id/mailboxes/:mbx/messages/:mid": {"body"},
 	"DELETE /v1/connections/:id/mailboxes/:mbx":            {"retention"},

@@ -16,6 +16,7 @@ import (
 	"github.com/outlookd/outlookd/store"
 	"github.com/outlookd/outlookd/vault"
 	"github.com/outlookd/outlookd/webhook"
+	"github.com/outlookd/outlookd/workflows"
 )
 
 // Deps is what the handlers need. Without a Store only the health
@@ -37,6 +38,8 @@ type Deps struct {
 	// RateLimit is requests per second per API key (burst RateBurst).
 	RateLimit float64
 	RateBurst int
+	// SendOptions tune the sends' workflows (zero: the defaults).
+	SendOptions workflows.SendOptions
 	// WebhooksAllowInsecure accepts http webhook endpoints and ones on
 	// loopback or private addresses: local development only.
 	WebhooksAllowInsecure bool
@@ -110,6 +113,12 @@ func NewRouter(d Deps) *gin.Engine {
 	a.GET("/connections/:id/mailboxes/:mbx/messages/:mid/attachments/:aid", s.getAttachment)
 	a.POST("/tenants/admin-consent", s.createAdminConsent)
 	a.GET("/tenants/:tenant", s.getTenant)
+	a.POST("/connections/:id/messages/:mid/reply", s.respond("reply"))
+	a.POST("/connections/:id/messages/:mid/reply-all", s.respond("reply-all"))
+	a.POST("/connections/:id/messages/:mid/forward", s.respond("forward"))
+	a.POST("/connections/:id/sends", s.createSend)
+	a.GET("/connections/:id/sends", s.listSends)
+	a.GET("/connections/:id/sends/:sid", s.getSend)
 	a.GET("/events", s.events)
 	a.GET("/webhook-endpoints", s.getEndpoint)
 	a.PUT("/webhook-endpoints", s.putEndpoint)

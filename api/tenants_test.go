@@ -399,7 +399,7 @@ func TestConnectionNeedsAdminConsent(t *testing.T) {
 	}
 	var tc tenantConsent
 	h.call(t, "GET", "/v1/tenants/"+fab.ID, h.acmeAdmin, "", nil).json(t, &tc)
-	if tc.State != "granted" || tc.TenantID != fab.ID || tc.RequestedBy != "u-kim" || !slices.Equal(tc.Scopes, []string{"Mail.Read", "Mail.Send", "User.Read"}) {
+	if tc.State != "granted" || tc.TenantID != fab.ID || tc.RequestedBy != "u-kim" || !slices.Equal(tc.Scopes, []string{"Mail.ReadWrite", "Mail.Send", "User.Read"}) {
 		t.Errorf("Fabrikam's consent: %+v", tc)
 	}
 	get()

@@ -120,6 +120,12 @@ func (r response) code() string {
 // string (sent as is) or a value (sent as JSON).
 func (h *harness) call(t *testing.T, method, path, key, user string, body any) response {
 	t.Helper()
+	return h.callWith(t, method, path, key, user, body)
+}
+
+// callWith is call with extra header pairs.
+func (h *harness) callWith(t *testing.T, method, path, key, user string, body any, headers ...string) response {
+	t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -138,6 +144,9 @@ func (h *harness) call(t *testing.T, method, path, key, user string, body any) r
 	}
 	if user != "" {
 		req.Header.Set(api.UserHeader, user)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
 	}
 	resp, err := simtest.NoRedirect.Do(req)
 	if err != nil {

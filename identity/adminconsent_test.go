@@ -9,8 +9,9 @@ import (
 
 func TestAdminConsentURL(t *testing.T) {
 	c := Config{AuthorityURL: "https://login.microsoftonline.com/", ClientID: "client-1", AdminRedirectURL: "https://outlookd.example/v1/oauth/admin-callback"}
+	// What the users of a reading and sending connection are asked for.
 	scopes := c.AdminConsentScopes(Features{Read: true, Send: true})
-	want := []string{"offline_access", "https://graph.microsoft.com/User.Read", "https://graph.microsoft.com/Mail.Read", "https://graph.microsoft.com/Mail.Send"}
+	want := []string{"offline_access", "https://graph.microsoft.com/User.Read", "https://graph.microsoft.com/Mail.ReadWrite", "https://graph.microsoft.com/Mail.Send"}
 	if !slices.Equal(scopes, want) {
 		t.Fatalf("scopes %v, want %v", scopes, want)
 	}
@@ -27,7 +28,7 @@ func TestAdminConsentURL(t *testing.T) {
 		t.Errorf("admin consent URL %s", u)
 	}
 	// GrantedScopes reads what the consent's redirect answers back.
-	if got := GrantedScopes(q.Get("scope")); !slices.Equal(got, []string{"Mail.Read", "Mail.Send", "User.Read"}) {
+	if got := GrantedScopes(q.Get("scope")); !slices.Equal(got, []string{"Mail.ReadWrite", "Mail.Send", "User.Read"}) {
 		t.Errorf("granted %v", got)
 	}
 }

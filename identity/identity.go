@@ -55,13 +55,21 @@ type Features struct {
 // Scopes returns the least delegated scopes for the features: offline_access
 // always (a refresh token), User.Read to learn the mailbox, then Mail.Read
 // and/or Mail.Send (C2), or their .Shared forms for a service account.
+// Reading and sending together ask Mail.ReadWrite instead of Mail.Read: a
+// send goes through a draft stamped with its key, which needs it, and is
+// looked for in Drafts and Sent Items after an ambiguous answer
+// (docs/graph.md#ambiguous-send-answers). Sending alone asks Mail.Send
+// only, and sends with sendMail.
 func (c Config) Scopes(f Features) []string {
 	out := []string{"offline_access", "User.Read"}
 	suffix := ""
 	if f.Shared {
 		suffix = ".Shared"
 	}
-	if f.Read {
+	switch {
+	case f.Read && f.Send:
+		out = append(out, "Mail.ReadWrite"+suffix)
+	case f.Read:
 		out = append(out, "Mail.Read"+suffix)
 	}
 	if f.Send {

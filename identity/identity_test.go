@@ -16,7 +16,7 @@ func TestScopesAndFeatures(t *testing.T) {
 	}{
 		{Features{Read: true}, []string{"offline_access", "User.Read", "Mail.Read"}},
 		{Features{Send: true}, []string{"offline_access", "User.Read", "Mail.Send"}},
-		{Features{Read: true, Send: true}, []string{"offline_access", "User.Read", "Mail.Read", "Mail.Send"}},
+		{Features{Read: true, Send: true}, []string{"offline_access", "User.Read", "Mail.ReadWrite", "Mail.Send"}},
 	}
 	for _, tt := range tests {
 		if got := c.Scopes(tt.f); !reflect.DeepEqual(got, tt.want) {

@@ -68,6 +68,7 @@ func Register(a *activities.Activities) func(r sdkworker.Registry) {
 		r.RegisterWorkflow(workflows.Connection)
 		r.RegisterWorkflow(workflows.Backfill)
 		r.RegisterWorkflow(workflows.Mailbox)
+		r.RegisterWorkflow(workflows.Send)
 		r.RegisterActivity(a)
 	}
 }

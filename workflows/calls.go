@@ -24,6 +24,12 @@ const (
 	ActivityPurgeSecrets        = "PurgeSecrets"
 	ActivityApplyRetention      = "ApplyRetention"
 	ActivityRecordEvent         = "RecordEvent"
+	ActivityPrepareSend         = "PrepareSend"
+	ActivitySubmitSend          = "SubmitSend"
+	ActivityLocateSend          = "LocateSend"
+	ActivityRecordSend          = "RecordSend"
+	ActivitySendMailOnce        = "SendMailOnce"
+	ActivitySendConnectionState = "SendConnectionState"
 )
 
 // None is the result of an activity that returns only an error.
@@ -55,6 +61,12 @@ func (a call[I, O]) runLocal(ctx workflow.Context, opts workflow.LocalActivityOp
 		return out, f.Get(ctx, nil)
 	}
 	return out, f.Get(ctx, &out)
+}
+
+// with is the activity run with other options.
+func (a call[I, O]) with(opts workflow.ActivityOptions) call[I, O] {
+	a.opts = opts
+	return a
 }
 
 // ActivitySpec is an activity's name and the types it takes and returns
@@ -106,6 +118,14 @@ var (
 		StartToCloseTimeout: 5 * time.Minute,
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 5 * time.Minute},
 	}
+	// submitOnce is a draft's send: one attempt, never retried by
+	// Temporal, whatever happened (docs/graph.md#ambiguous-send-answers).
+	// The workflow sorts the answer, or its absence, and looks in the
+	// mailbox before anything else.
+	submitOnce = workflow.ActivityOptions{
+		StartToCloseTimeout: 2 * time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 1},
+	}
 	// discovery lists a mailbox's folders.
 	discovery = graphCall(2 * time.Minute)
 )
@@ -150,6 +170,12 @@ var (
 	deleteSubscriptions = call[ConnectionRef, None]{ActivityDeleteSubscriptions, sagaStep}
 	purgeSecrets        = call[ConnectionRef, int]{ActivityPurgeSecrets, sagaStep}
 	applyRetention      = call[RetentionInput, None]{ActivityApplyRetention, sagaStep}
+	prepareSend         = call[SendRef, PrepareSendResult]{ActivityPrepareSend, graphCall(5 * time.Minute)}
+	submitSend          = call[SubmitSendInput, SubmitSendResult]{ActivitySubmitSend, submitOnce}
+	locateSend          = call[SendRef, LocateSendResult]{ActivityLocateSend, graphCall(2 * time.Minute)}
+	recordSend          = call[RecordSendInput, None]{ActivityRecordSend, bookkeeping}
+	sendMailOnce        = call[SendRef, SubmitSendResult]{ActivitySendMailOnce, submitOnce}
+	sendConnection      = call[ConnectionRef, SendConnectionResult]{ActivitySendConnectionState, bookkeeping}
 )
 
 // Activities lists every activity the workflows call, with its types.
@@ -158,5 +184,6 @@ func Activities() []ActivitySpec {
 		exchangeCode.spec(), refreshTokens.spec(), recordState.spec(), recordEvent.spec(), discoverFolders.spec(),
 		backfillFolder.spec(), syncFolders.spec(), ensureSubscription.spec(), renewSubscription.spec(),
 		deleteSubscriptions.spec(), purgeSecrets.spec(), applyRetention.spec(), checkMailbox.spec(), registerMailbox.spec(),
+		prepareSend.spec(), submitSend.spec(), locateSend.spec(), recordSend.spec(), sendMailOnce.spec(), sendConnection.spec(),
 	}
 }

@@ -1,0 +1,124 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/outlookd/outlookd/internal/testenv"
+	"github.com/outlookd/outlookd/store"
+)
+
+func newSend(conn, key string, n int) store.Send {
+	var to []store.Recipient
+	for i := range n {
+		to = append(to, store.Recipient{Address: fmt.Sprintf("r%d@contoso.example", i)})
+	}
+	return store.Send{ID: "snd_" + conn + key, ConnectionID: conn, Key: key, RequestHash: []byte(key), Message: store.OutgoingMessage{Subject: key, To: to}}
+}
+
+// TestSendsOnceByKey: a key names one send; the same request finds it, a
+// different one is refused; a final state is never left.
+func TestSendsOnceByKey(t *testing.T) {
+	ctx := context.Background()
+	st := newStore(t)
+	if err := st.CreateConnection(ctx, store.Connection{ID: "c1", OrgID: "o", OwnerID: "u", State: "active", Mode: "delegated"}); err != nil {
+		t.Fatal(err)
+	}
+	rates := store.Rates{Mailbox: "u-1", PerMinute: 30, DailyRecipients: 100}
+	snd := newSend("c1", "k", 2)
+	atts := []store.SendAttachment{{Name: "a.txt", ContentType: "text/plain", Content: []byte("abc")}}
+	first, created, err := st.CreateSend(ctx, snd, atts, rates)
+	if err != nil || !created || first.State != "queued" || first.NotBefore == nil || first.Recipients != 2 || len(first.Attachments) != 1 || first.Attachments[0].Size != 3 {
+		t.Fatalf("create: %+v %v %v", first, created, err)
+	}
+	if files, err := st.SendAttachments(ctx, first.ID); err != nil || len(files) != 1 || string(files[0].Content) != "abc" {
+		t.Errorf("attachments: %+v %v", files, err)
+	}
+	again, created, err := st.CreateSend(ctx, snd, atts, rates)
+	if err != nil || created || again.ID != first.ID {
+		t.Errorf("the same request again: %+v %v %v", again, created, err)
+	}
+	other := snd
+	other.RequestHash = []byte("other")
+	if _, _, err := st.CreateSend(ctx, other, nil, rates); !errors.Is(err, store.ErrKeyReused) {
+		t.Errorf("another request under the key: %v", err)
+	}
+	if err := st.UpdateSend(ctx, first.ID, store.SendUpdate{State: "sent", MessageID: "m-1", Events: []store.Event{{ID: first.ID + ":sent", ConnectionID: "c1", Type: "send.sent"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.UpdateSend(ctx, first.ID, store.SendUpdate{State: "failed", Reason: "late"}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := st.GetSend(ctx, "c1", first.ID)
+	if err != nil || got.State != "sent" || got.MessageID != "m-1" || got.SentAt == nil || got.Reason != "" {
+		t.Errorf("after a late write: %+v %v", got, err)
+	}
+	if files, err := st.SendAttachments(ctx, first.ID); err != nil || len(files) != 1 || len(files[0].Content) != 0 || len(got.Attachments) != 1 || got.Attachments[0].Size != 3 {
+		t.Errorf("a sent send keeps its files' bytes: %+v %+v %v", files, got.Attachments, err)
+	}
+	if err := st.DeleteSend(ctx, first.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a started send was deleted: %v", err)
+	}
+}
+
+// TestSendRatesAcrossProcesses: two stores (two processes) record sends
+// for one mailbox at once; no minute holds more than 30 of them, and a
+// send asked not to queue is refused with the time it could go.
+func TestSendRatesAcrossProcesses(t *testing.T) {
+	ctx := context.Background()
+	dsn := testenv.Postgres(t)
+	var stores []*store.Store
+	for range 2 {
+		st, err := store.Open(ctx, dsn, 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(st.Close)
+		stores = append(stores, st)
+	}
+	if err := stores[0].CreateConnection(ctx, store.Connection{ID: "c1", OrgID: "o", OwnerID: "u", State: "active", Mode: "delegated"}); err != nil {
+		t.Fatal(err)
+	}
+	rates := store.Rates{Mailbox: "u-1", PerMinute: 30, DailyRecipients: 10000}
+	var mu sync.Mutex
+	var times []time.Time
+	var wg sync.WaitGroup
+	for i := range 70 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, _, err := stores[i%2].CreateSend(ctx, newSend("c1", fmt.Sprint("k", i), 1), nil, rates)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			times = append(times, *s.NotBefore)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	sort.Slice(times, func(i, j int) bool { return times[i].Before(times[j]) })
+	for i := 30; i < len(times); i++ {
+		if times[i].Sub(times[i-30]) < time.Minute {
+			t.Fatalf("sends %d and %d are %v apart: 31 in a minute", i-30, i, times[i].Sub(times[i-30]))
+		}
+	}
+	if last := times[len(times)-1].Sub(times[0]); last < 2*time.Minute || last > 2*time.Minute+10*time.Second {
+		t.Errorf("70 sends spread over %v, want just over 2 minutes", last)
+	}
+	rates.NoQueue = true
+	_, _, err := stores[0].CreateSend(ctx, newSend("c1", "urgent", 1), nil, rates)
+	var limited *store.RateLimitedError
+	if !errors.As(err, &limited) || !limited.At.After(time.Now()) {
+		t.Fatalf("no_queue over the rate: %v", err)
+	}
+	if _, err := stores[0].GetSend(ctx, "c1", "snd_c1urgent"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a refused send was recorded: %v", err)
+	}
+}

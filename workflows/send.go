@@ -1,0 +1,365 @@
+package workflows
+
+import (
+	"errors"
+	"time"
+
+	"go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+)
+
+// Send owns one send, from its stamped draft to its copy in Sent Items,
+// exactly once in effect (docs/graph.md#ambiguous-send-answers):
+//
+//  1. PrepareSend looks the send's key up and creates the stamped draft
+//     only when the mailbox has none (a retried step finds its draft);
+//  2. SubmitSend sends the draft with a single attempt: its answer, or its
+//     lack of one, is sorted, never acted on by sending again;
+//  3. after an ambiguous answer (a timeout, a reset, a 5xx, a worker
+//     killed between the request and its record) the workflow waits for
+//     the request to settle and looks for the key in Sent Items, Outbox
+//     and Drafts: sent, being sent, or still an unsent draft (the only
+//     case in which the draft is submitted again). Found nowhere, the send
+//     fails with outcome_unknown rather than risk a second copy;
+//  4. an accepted send is followed to Sent Items, whose message ID the
+//     send.sent event carries.
+func Send(ctx workflow.Context, in SendInput) (SendResult, error) {
+	if in.SendID == "" || in.ConnectionID == "" || in.UserID == "" {
+		return SendResult{}, temporal.NewNonRetryableApplicationError("a send needs its ID, its connection and its mailbox", "InvalidInput", nil)
+	}
+	s := &sendRun{
+		in:   in,
+		opts: in.Options.withDefaults(),
+		ref:  SendRef{SendID: in.SendID, ConnectionID: in.ConnectionID, UserID: in.UserID},
+		log:  workflow.GetLogger(ctx),
+	}
+	return s.run(ctx)
+}
+
+type sendRun struct {
+	in   SendInput
+	opts SendOptions
+	ref  SendRef
+	log  log.Logger
+	// ambiguous: some answer to a submission was ambiguous.
+	ambiguous bool
+}
+
+func (s *sendRun) run(ctx workflow.Context) (SendResult, error) {
+	// Over its mailbox's rates, the send was queued for its time; a long
+	// wait (a day's recipients) looks at the connection now and then, so a
+	// disconnect cancels it when it happens.
+	for wait := s.in.NotBefore.Sub(workflow.Now(ctx)); wait > 0; wait = s.in.NotBefore.Sub(workflow.Now(ctx)) {
+		if err := workflow.Sleep(ctx, min(wait, queuedLook)); err != nil {
+			return SendResult{}, err
+		}
+		if res, ended, err := s.gate(ctx); ended || err != nil {
+			return res, err
+		}
+	}
+	if res, ended, err := s.gate(ctx); ended || err != nil {
+		return res, err
+	}
+	if s.in.Method == SendBySendMail {
+		return s.sendMail(ctx)
+	}
+	var prep PrepareSendResult
+	for {
+		var err error
+		prep, err = prepareSend.run(ctx, s.ref)
+		if isType(err, ErrReauthRequired) {
+			if res, ended, err := s.waitReauth(ctx); ended || err != nil {
+				return res, err
+			}
+			continue
+		}
+		if err != nil {
+			return s.failFrom(ctx, err)
+		}
+		break
+	}
+	switch prep.Found {
+	case FoundOutbox, FoundSentItems, FoundElsewhere:
+		// A run before this one sent it (the workflow was reset or started
+		// again for the same key): follow it to Sent Items.
+		return s.confirm(ctx, prep.DraftID, true)
+	}
+	if err := s.record(ctx, RecordSendInput{State: SendSending, DraftID: prep.DraftID}); err != nil {
+		return SendResult{}, err
+	}
+	return s.submit(ctx, prep.DraftID)
+}
+
+// submit sends the draft and sorts the answer; it submits again only a
+// draft the mailbox still shows unsent after the last request settled.
+func (s *sendRun) submit(ctx workflow.Context, draftID string) (SendResult, error) {
+	giveUp := workflow.Now(ctx).Add(s.opts.LookFor)
+	for {
+		// Nothing goes from a connection disconnected meanwhile.
+		if res, ended, err := s.gate(ctx); ended || err != nil {
+			return res, err
+		}
+		res, err := submitSend.run(ctx, SubmitSendInput{SendRef: s.ref, DraftID: draftID})
+		switch {
+		case isType(err, ErrSendRefused):
+			return s.failFrom(ctx, err)
+		case isType(err, ErrReauthRequired), isType(err, ErrNotSent):
+			// The token died, or the request never left: nothing was sent.
+			if isType(err, ErrReauthRequired) {
+				if res, ended, err := s.waitReauth(ctx); ended || err != nil {
+					return res, err
+				}
+			} else if err := workflow.Sleep(ctx, s.opts.Settle); err != nil {
+				return SendResult{}, err
+			}
+			if !workflow.Now(ctx).Before(giveUp) {
+				return s.fail(ctx, ReasonNotSubmitted, "")
+			}
+			continue
+		case err == nil && res.Accepted:
+			return s.confirm(ctx, draftID, true)
+		case err == nil && res.NotADraft:
+			return s.confirm(ctx, draftID, false)
+		}
+		// Ambiguous: Graph's answer, or the activity's failure (a worker
+		// killed mid-request times out), says nothing of the message.
+		s.ambiguous = true
+		detail := res.Detail
+		if err != nil {
+			detail = err.Error()
+		}
+		s.log.Warn("ambiguous answer to a send; looking in the mailbox", "send", s.in.SendID, "detail", detail)
+		if err := workflow.Sleep(ctx, s.opts.Settle); err != nil {
+			return SendResult{}, err
+		}
+		loc, err := s.locate(ctx, giveUp)
+		if err != nil {
+			return s.fail(ctx, ReasonOutcomeUnknown, "")
+		}
+		switch loc.Found {
+		case FoundSentItems, FoundElsewhere:
+			return s.sent(ctx, loc.MessageID)
+		case FoundOutbox:
+			return s.confirm(ctx, draftID, true)
+		case FoundNowhere:
+			return s.fail(ctx, ReasonOutcomeUnknown, "")
+		}
+		// Still an unsent draft: it was not submitted, and may be now.
+		if !workflow.Now(ctx).Before(giveUp) {
+			return s.fail(ctx, ReasonNotSubmitted, "")
+		}
+	}
+}
+
+// sendMail sends a send-only connection's message in one request. With
+// nothing to look in, an ambiguous answer is outcome_unknown.
+func (s *sendRun) sendMail(ctx workflow.Context) (SendResult, error) {
+	giveUp := workflow.Now(ctx).Add(s.opts.LookFor)
+	for {
+		if res, ended, err := s.gate(ctx); ended || err != nil {
+			return res, err
+		}
+		if err := s.record(ctx, RecordSendInput{State: SendSending}); err != nil {
+			return SendResult{}, err
+		}
+		res, err := sendMailOnce.run(ctx, s.ref)
+		switch {
+		case err == nil && res.Accepted:
+			return s.sent(ctx, "")
+		case isType(err, ErrSendRefused):
+			return s.failFrom(ctx, err)
+		case isType(err, ErrReauthRequired):
+			if res, ended, err := s.waitReauth(ctx); ended || err != nil {
+				return res, err
+			}
+		case isType(err, ErrNotSent):
+			if err := workflow.Sleep(ctx, s.opts.Settle); err != nil {
+				return SendResult{}, err
+			}
+		default:
+			return s.fail(ctx, ReasonOutcomeUnknown, SendReasonText[ReasonOutcomeUnknown]+" A send-only connection cannot look in the mailbox.")
+		}
+		if !workflow.Now(ctx).Before(giveUp) {
+			return s.fail(ctx, ReasonNotSubmitted, "")
+		}
+	}
+}
+
+// gate lets the send go on only from an active connection: one being
+// disconnected or gone cancels it (ended), one waiting for a new sign-in
+// holds it in reauth_required until it is active again.
+func (s *sendRun) gate(ctx workflow.Context) (SendResult, bool, error) {
+	held := false
+	for i := 0; ; i++ {
+		st, err := sendConnection.run(ctx, ConnectionRef{ConnectionID: s.in.ConnectionID})
+		if err != nil {
+			return SendResult{}, true, err
+		}
+		switch st.State {
+		case StateDisconnecting, StateDisconnected:
+			return s.cancel(ctx)
+		case StateActive:
+			if held {
+				if err := s.record(ctx, RecordSendInput{State: SendSending}); err != nil {
+					return SendResult{}, true, err
+				}
+			}
+			return SendResult{}, false, nil
+		}
+		if !held {
+			if err := s.record(ctx, RecordSendInput{State: SendReauthRequired}); err != nil {
+				return SendResult{}, true, err
+			}
+			held = true
+		}
+		if err := workflow.Sleep(ctx, min(lookBackoff(i+4), s.opts.ReauthPoll)); err != nil {
+			return SendResult{}, true, err
+		}
+	}
+}
+
+// waitReauth holds a send whose token died until the connection is
+// active again (after a new sign-in), or cancels it.
+func (s *sendRun) waitReauth(ctx workflow.Context) (SendResult, bool, error) {
+	if err := s.record(ctx, RecordSendInput{State: SendReauthRequired}); err != nil {
+		return SendResult{}, true, err
+	}
+	if err := workflow.Sleep(ctx, s.opts.ReauthPoll); err != nil {
+		return SendResult{}, true, err
+	}
+	return s.gate(ctx)
+}
+
+func (s *sendRun) cancel(ctx workflow.Context) (SendResult, bool, error) {
+	text := SendReasonText[ReasonConnectionEnded]
+	err := s.record(ctx, RecordSendInput{State: SendCanceled, Reason: ReasonConnectionEnded, ReasonText: text,
+		Events: []EventRecord{{ID: s.in.SendID + ":failed", Type: EventSendFailed,
+			Data: map[string]any{"send_id": s.in.SendID, "reason": ReasonConnectionEnded, "detail": text}}}})
+	if err != nil {
+		return SendResult{}, true, err
+	}
+	return SendResult{State: SendCanceled, Reason: ReasonConnectionEnded}, true, nil
+}
+
+// confirm follows a submitted draft to Sent Items. accepted says Graph
+// answered 202; otherwise Graph said the draft was no draft any more.
+func (s *sendRun) confirm(ctx workflow.Context, draftID string, accepted bool) (SendResult, error) {
+	start := workflow.Now(ctx)
+	for i := 0; ; i++ {
+		loc, err := s.locate(ctx, start.Add(s.opts.LookFor))
+		if err != nil {
+			if accepted {
+				return s.sent(ctx, draftID)
+			}
+			return s.fail(ctx, ReasonOutcomeUnknown, "")
+		}
+		waited := workflow.Now(ctx).Sub(start) >= s.opts.SentItemsWait
+		switch loc.Found {
+		case FoundSentItems, FoundElsewhere:
+			return s.sent(ctx, loc.MessageID)
+		case FoundNowhere:
+			switch {
+			case accepted:
+				// Accepted and not kept (or deleted from Sent Items at once).
+				return s.sent(ctx, "")
+			case s.ambiguous:
+				return s.fail(ctx, ReasonOutcomeUnknown, "")
+			default:
+				return s.fail(ctx, ReasonDraftGone, "")
+			}
+		case FoundOutbox:
+			if waited {
+				// Accepted, still being submitted: its ID will not change.
+				return s.sent(ctx, loc.MessageID)
+			}
+		case FoundDrafts:
+			if waited {
+				if accepted {
+					return s.sent(ctx, "")
+				}
+				return s.fail(ctx, ReasonOutcomeUnknown, "")
+			}
+		}
+		if err := workflow.Sleep(ctx, lookBackoff(i)); err != nil {
+			return SendResult{}, err
+		}
+	}
+}
+
+// locate looks for the send's key, retrying Graph until giveUp.
+func (s *sendRun) locate(ctx workflow.Context, giveUp time.Time) (LocateSendResult, error) {
+	opts := locateSend.opts
+	opts.ScheduleToCloseTimeout = max(giveUp.Sub(workflow.Now(ctx)), time.Minute)
+	return locateSend.with(opts).run(ctx, s.ref)
+}
+
+// queuedLook is how often a queued send looks at its connection.
+const queuedLook = 5 * time.Minute
+
+// lookBackoff is the wait before the n-th look for a submitted message.
+func lookBackoff(n int) time.Duration {
+	return min(time.Duration(1<<min(n, 6))*time.Second, time.Minute)
+}
+
+func (s *sendRun) sent(ctx workflow.Context, messageID string) (SendResult, error) {
+	data := map[string]any{"send_id": s.in.SendID}
+	if messageID != "" {
+		data["message_id"] = messageID
+	}
+	err := s.record(ctx, RecordSendInput{State: SendSent, MessageID: messageID,
+		Events: []EventRecord{{ID: s.in.SendID + ":sent", Type: EventSendSent, Data: data}}})
+	if err != nil {
+		return SendResult{}, err
+	}
+	return SendResult{State: SendSent, MessageID: messageID}, nil
+}
+
+func (s *sendRun) fail(ctx workflow.Context, reason, text string) (SendResult, error) {
+	if text == "" {
+		text = SendReasonText[reason]
+	}
+	s.log.Warn("send failed", "send", s.in.SendID, "reason", reason)
+	err := s.record(ctx, RecordSendInput{State: SendFailed, Reason: reason, ReasonText: text,
+		Events: []EventRecord{{ID: s.in.SendID + ":failed", Type: EventSendFailed,
+			Data: map[string]any{"send_id": s.in.SendID, "reason": reason, "detail": text}}}})
+	if err != nil {
+		return SendResult{}, err
+	}
+	return SendResult{State: SendFailed, Reason: reason}, nil
+}
+
+// failFrom fails the send with the reason an activity's error carries.
+func (s *sendRun) failFrom(ctx workflow.Context, err error) (SendResult, error) {
+	if d, ok := errorDetail(err); ok {
+		return s.fail(ctx, d.Reason, d.Text)
+	}
+	var canceled *temporal.CanceledError
+	if errors.As(err, &canceled) {
+		return SendResult{}, err
+	}
+	return s.fail(ctx, ReasonGraphRefused, SendReasonText[ReasonGraphRefused]+" "+rootMessage(err))
+}
+
+func (s *sendRun) record(ctx workflow.Context, in RecordSendInput) error {
+	in.SendID, in.ConnectionID = s.in.SendID, s.in.ConnectionID
+	_, err := recordSend.run(ctx, in)
+	return err
+}
+
+// isType reports an application error of the given type.
+func isType(err error, typ string) bool {
+	var appErr *temporal.ApplicationError
+	return errors.As(err, &appErr) && appErr.Type() == typ
+}
+
+// rootMessage is the innermost message of an activity's error.
+func rootMessage(err error) string {
+	for {
+		next := errors.Unwrap(err)
+		if next == nil {
+			return err.Error()
+		}
+		err = next
+	}
+}

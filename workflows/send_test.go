@@ -1,0 +1,355 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+)
+
+// fakeMailbox models what Graph does with one send's draft, so that the
+// workflow's decisions can be checked against what was delivered: where
+// the stamped item is (nowhere, drafts, outbox, sentitems), how many
+// drafts were created and how many copies went.
+type fakeMailbox struct {
+	mu        *sync.Mutex
+	where     string
+	created   int
+	delivered int
+	// submits scripts the answers to the draft's sends, in order (ok when
+	// the script is exhausted): ok, retry-after, delivered-504,
+	// delivered-reset, killed-after (the message went, the worker died
+	// before recording the answer), lost-504, killed-before, blocked.
+	submits []string
+	// submitted counts requests to send the draft.
+	submitted int
+	// createLost loses the answers of that many draft creations (the
+	// draft was created all the same).
+	createLost int
+	// outboxLooks keeps a submitted message in Outbox for that many looks.
+	outboxLooks int
+	// lookFails fails that many looks; deleteAfterSubmit deletes the item
+	// once it is submitted (a user, or a rule).
+	lookFails         int
+	deleteAfterSubmit bool
+	records           []RecordSendInput
+	// states are the connection's states the send's checks read, in
+	// order (active when exhausted).
+	states []string
+	// method is how the workflow sends.
+	method string
+}
+
+func (m *fakeMailbox) deliver() {
+	m.delivered++
+	m.where = FoundSentItems
+	if m.outboxLooks > 0 {
+		m.where = FoundOutbox
+	}
+	if m.deleteAfterSubmit {
+		m.where = FoundNowhere
+	}
+}
+
+// refusal is an activity's refusal as the activities package builds it.
+func refusal(reason string) error {
+	return temporal.NewNonRetryableApplicationError("Graph refused", ErrSendRefused, nil,
+		struct{ Reason, Text string }{reason, SendReasonText[reason]})
+}
+
+func (m *fakeMailbox) register(env *testsuite.TestWorkflowEnvironment) {
+	m.mu = &sync.Mutex{}
+	env.RegisterWorkflow(Send)
+	env.RegisterActivityWithOptions(func(ctx context.Context, in SendRef) (PrepareSendResult, error) {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if m.where != FoundNowhere {
+			return PrepareSendResult{DraftID: "draft-1", Found: m.where}, nil
+		}
+		m.where, m.created = FoundDrafts, m.created+1
+		if m.createLost > 0 {
+			m.createLost--
+			return PrepareSendResult{}, errors.New("connection reset by peer")
+		}
+		return PrepareSendResult{DraftID: "draft-1"}, nil
+	}, activity.RegisterOptions{Name: ActivityPrepareSend})
+	env.RegisterActivityWithOptions(func(ctx context.Context, in SubmitSendInput) (SubmitSendResult, error) {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		m.submitted++
+		answer := "ok"
+		if len(m.submits) > 0 {
+			answer, m.submits = m.submits[0], m.submits[1:]
+		}
+		switch answer {
+		case "blocked":
+			return SubmitSendResult{}, refusal(ReasonSubmissionBlock)
+		case "token-dead":
+			return SubmitSendResult{}, temporal.NewNonRetryableApplicationError("sign in again", ErrReauthRequired, nil,
+				struct{ Reason, Text string }{"invalid_grant", "the refresh token was revoked"})
+		case "vault-down":
+			return SubmitSendResult{}, temporal.NewApplicationError("nothing was sent", ErrNotSent)
+		}
+		if m.where != FoundDrafts {
+			// A draft is sent once: Graph refuses an item that is no draft.
+			return SubmitSendResult{NotADraft: true}, nil
+		}
+		switch answer {
+		case "ok", "retry-after":
+			m.deliver()
+			return SubmitSendResult{Accepted: true}, nil
+		case "delivered-504", "delivered-reset":
+			m.deliver()
+			return SubmitSendResult{Ambiguous: true, Detail: answer}, nil
+		case "killed-after":
+			m.deliver()
+			return SubmitSendResult{}, errors.New("activity timed out: the worker died")
+		case "lost-504":
+			return SubmitSendResult{Ambiguous: true, Detail: answer}, nil
+		case "killed-before":
+			return SubmitSendResult{}, errors.New("activity timed out: the worker died")
+		}
+		panic("unknown answer " + answer)
+	}, activity.RegisterOptions{Name: ActivitySubmitSend})
+	env.RegisterActivityWithOptions(func(ctx context.Context, in SendRef) (LocateSendResult, error) {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if m.lookFails > 0 {
+			m.lookFails--
+			return LocateSendResult{}, errors.New("Graph answered 503")
+		}
+		out := LocateSendResult{Found: m.where}
+		if m.where != FoundNowhere {
+			out.MessageID = "draft-1"
+		}
+		if m.where == FoundOutbox {
+			if m.outboxLooks--; m.outboxLooks <= 0 {
+				m.where = FoundSentItems
+			}
+		}
+		return out, nil
+	}, activity.RegisterOptions{Name: ActivityLocateSend})
+	env.RegisterActivityWithOptions(func(ctx context.Context, in ConnectionRef) (SendConnectionResult, error) {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		st := StateActive
+		if len(m.states) > 0 {
+			st, m.states = m.states[0], m.states[1:]
+		}
+		return SendConnectionResult{State: st}, nil
+	}, activity.RegisterOptions{Name: ActivitySendConnectionState})
+	env.RegisterActivityWithOptions(func(ctx context.Context, in SendRef) (SubmitSendResult, error) {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		m.submitted++
+		answer := "ok"
+		if len(m.submits) > 0 {
+			answer, m.submits = m.submits[0], m.submits[1:]
+		}
+		switch answer {
+		case "ok":
+			m.delivered++
+			return SubmitSendResult{Accepted: true}, nil
+		case "delivered-504":
+			m.delivered++
+			return SubmitSendResult{Ambiguous: true}, nil
+		case "lost-504":
+			return SubmitSendResult{Ambiguous: true}, nil
+		case "vault-down":
+			return SubmitSendResult{}, temporal.NewApplicationError("nothing was sent", ErrNotSent)
+		case "token-dead":
+			return SubmitSendResult{}, temporal.NewNonRetryableApplicationError("sign in again", ErrReauthRequired, nil)
+		case "blocked":
+			return SubmitSendResult{}, refusal(ReasonSubmissionBlock)
+		}
+		panic("unknown answer " + answer)
+	}, activity.RegisterOptions{Name: ActivitySendMailOnce})
+	env.RegisterActivityWithOptions(func(ctx context.Context, in RecordSendInput) error {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		m.records = append(m.records, in)
+		return nil
+	}, activity.RegisterOptions{Name: ActivityRecordSend})
+}
+
+func runSend(t *testing.T, m *fakeMailbox, opts SendOptions) SendResult {
+	t.Helper()
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	m.register(env)
+	env.ExecuteWorkflow(Send, SendInput{SendID: "snd_1", ConnectionID: "conn_1", UserID: "u-1", Recipients: 1, Options: opts, Method: m.method})
+	if !env.IsWorkflowCompleted() {
+		t.Fatal("the send workflow did not complete")
+	}
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatalf("workflow error: %v", err)
+	}
+	var res SendResult
+	if err := env.GetWorkflowResult(&res); err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func TestSendExactlyOnce(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		m    fakeMailbox
+		opts SendOptions
+		// want: the final state and reason, the copies delivered, the
+		// draft's send requests and drafts created.
+		state, reason       string
+		delivered, requests int
+		created             int
+	}{
+		{name: "accepted", state: SendSent, delivered: 1, requests: 1, created: 1},
+		{name: "202 with Retry-After", m: fakeMailbox{submits: []string{"retry-after"}}, state: SendSent, delivered: 1, requests: 1, created: 1},
+		{name: "accepted, the copy waits in Outbox", m: fakeMailbox{outboxLooks: 3}, state: SendSent, delivered: 1, requests: 1, created: 1},
+		{name: "delivered, then 504", m: fakeMailbox{submits: []string{"delivered-504"}}, state: SendSent, delivered: 1, requests: 1, created: 1},
+		{name: "delivered, then reset, copy in Outbox", m: fakeMailbox{submits: []string{"delivered-reset"}, outboxLooks: 2}, state: SendSent, delivered: 1, requests: 1, created: 1},
+		{name: "worker killed after the request", m: fakeMailbox{submits: []string{"killed-after"}}, state: SendSent, delivered: 1, requests: 1, created: 1},
+		{name: "504, not delivered: the draft is sent after looking", m: fakeMailbox{submits: []string{"lost-504"}}, state: SendSent, delivered: 1, requests: 2, created: 1},
+		{name: "worker killed before the request", m: fakeMailbox{submits: []string{"killed-before", "lost-504"}}, state: SendSent, delivered: 1, requests: 3, created: 1},
+		{name: "the draft's creation answer lost", m: fakeMailbox{createLost: 2}, state: SendSent, delivered: 1, requests: 1, created: 1},
+		{name: "already sent by an earlier run", m: fakeMailbox{where: FoundSentItems}, state: SendSent, delivered: 0, requests: 0, created: 0},
+		{name: "blocked from sending", m: fakeMailbox{submits: []string{"blocked"}}, state: SendFailed, reason: ReasonSubmissionBlock, delivered: 0, requests: 1, created: 1},
+		{name: "ambiguous, and the item gone", m: fakeMailbox{submits: []string{"delivered-504"}, deleteAfterSubmit: true}, state: SendFailed, reason: ReasonOutcomeUnknown, delivered: 1, requests: 1, created: 1},
+		{name: "ambiguous, and the mailbox unreadable", m: fakeMailbox{submits: []string{"delivered-504"}, lookFails: 1 << 20}, opts: SendOptions{LookFor: time.Hour},
+			state: SendFailed, reason: ReasonOutcomeUnknown, delivered: 1, requests: 1, created: 1},
+		{name: "token died before the request: waits for a new sign-in", m: fakeMailbox{submits: []string{"token-dead"}, states: []string{StateActive, StateActive, StateReauthRequired, StateReauthRequired}},
+			state: SendSent, delivered: 1, requests: 2, created: 1},
+		{name: "Vault down before the request", m: fakeMailbox{submits: []string{"vault-down"}}, state: SendSent, delivered: 1, requests: 2, created: 1},
+		{name: "connection waiting for a sign-in first", m: fakeMailbox{states: []string{StateReauthRequired, StateReauthRequired}}, state: SendSent, delivered: 1, requests: 1, created: 1},
+		{name: "disconnected before it went", m: fakeMailbox{states: []string{StateDisconnecting}}, state: SendCanceled, reason: ReasonConnectionEnded, delivered: 0, requests: 0, created: 0},
+		{name: "disconnected after the draft, before the send", m: fakeMailbox{states: []string{StateActive, StateDisconnected}}, state: SendCanceled, reason: ReasonConnectionEnded, delivered: 0, requests: 0, created: 1},
+		{name: "disconnected while the token was dead", m: fakeMailbox{submits: []string{"token-dead"}, states: []string{StateActive, StateActive, StateDisconnecting}},
+			state: SendCanceled, reason: ReasonConnectionEnded, delivered: 0, requests: 1, created: 1},
+		{name: "send-only: accepted", m: fakeMailbox{method: SendBySendMail}, state: SendSent, delivered: 1, requests: 1},
+		{name: "send-only: 504 cannot be looked into", m: fakeMailbox{method: SendBySendMail, submits: []string{"delivered-504"}}, state: SendFailed, reason: ReasonOutcomeUnknown, delivered: 1, requests: 1},
+		{name: "send-only: lost 504 is not sent again either", m: fakeMailbox{method: SendBySendMail, submits: []string{"lost-504"}}, state: SendFailed, reason: ReasonOutcomeUnknown, delivered: 0, requests: 1},
+		{name: "send-only: nothing left before the token", m: fakeMailbox{method: SendBySendMail, submits: []string{"vault-down", "token-dead"}}, state: SendSent, delivered: 1, requests: 3},
+		{name: "send-only: blocked", m: fakeMailbox{method: SendBySendMail, submits: []string{"blocked"}}, state: SendFailed, reason: ReasonSubmissionBlock, requests: 1},
+		{name: "never taken", m: fakeMailbox{submits: []string{"lost-504", "lost-504", "lost-504", "lost-504", "lost-504"}}, opts: SendOptions{Settle: time.Minute, LookFor: 3 * time.Minute},
+			state: SendFailed, reason: ReasonNotSubmitted, delivered: 0, requests: 3, created: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := tc.m
+			res := runSend(t, &m, tc.opts)
+			if res.State != tc.state || res.Reason != tc.reason {
+				t.Errorf("ended %s %q, want %s %q", res.State, res.Reason, tc.state, tc.reason)
+			}
+			if m.delivered != tc.delivered || m.submitted != tc.requests || m.created != tc.created {
+				t.Errorf("delivered %d, send requests %d, drafts created %d; want %d, %d, %d",
+					m.delivered, m.submitted, m.created, tc.delivered, tc.requests, tc.created)
+			}
+			held := false
+			for _, r := range m.records {
+				held = held || r.State == SendReauthRequired
+			}
+			if wantHeld := slices.Contains(tc.m.states, StateReauthRequired) || slices.Contains(tc.m.submits, "token-dead"); held != wantHeld {
+				t.Errorf("held in reauth_required: %v, want %v", held, wantHeld)
+			}
+			last := m.records[len(m.records)-1]
+			if last.State != tc.state || len(last.Events) != 1 {
+				t.Fatalf("last record %+v", last)
+			}
+			ev := last.Events[0]
+			switch tc.state {
+			case SendSent:
+				want := "draft-1"
+				if tc.m.method == SendBySendMail {
+					want = ""
+				}
+				if ev.Type != EventSendSent || ev.ID != "snd_1:sent" || last.MessageID != want || (want != "" && ev.Data["message_id"] != want) {
+					t.Errorf("sent event %+v, record %+v", ev, last)
+				}
+			case SendFailed, SendCanceled:
+				if ev.Type != EventSendFailed || ev.Data["reason"] != tc.reason || last.ReasonText == "" {
+					t.Errorf("failed event %+v, record %+v", ev, last)
+				}
+			}
+		})
+	}
+}
+
+// TestSendSettlesBeforeLooking: after an ambiguous answer the workflow
+// waits Settle before it looks, so a request still under way at Graph is
+// not taken for a draft left unsent.
+func TestSendSettlesBeforeLooking(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	m := &fakeMailbox{submits: []string{"lost-504"}}
+	m.register(env)
+	var submits []time.Time
+	env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		if info.ActivityType.Name == ActivitySubmitSend {
+			submits = append(submits, env.Now())
+		}
+	})
+	env.ExecuteWorkflow(Send, SendInput{SendID: "snd_1", ConnectionID: "conn_1", UserID: "u-1", Options: SendOptions{Settle: 45 * time.Second}})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if len(submits) != 2 || submits[1].Sub(submits[0]) < 45*time.Second {
+		t.Errorf("submits at %v, want two 45 s apart", submits)
+	}
+}
+
+// TestSendWaitsForItsTime: a send queued over its mailbox's rates
+// creates nothing before its time.
+func TestSendWaitsForItsTime(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	m := &fakeMailbox{}
+	m.register(env)
+	start := env.Now()
+	var prepared time.Time
+	env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		if info.ActivityType.Name == ActivityPrepareSend {
+			prepared = env.Now()
+		}
+	})
+	env.ExecuteWorkflow(Send, SendInput{SendID: "snd_1", ConnectionID: "conn_1", UserID: "u-1", NotBefore: start.Add(90 * time.Second)})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if prepared.Sub(start) < 90*time.Second || m.delivered != 1 {
+		t.Errorf("prepared %v after the start, %d delivered", prepared.Sub(start), m.delivered)
+	}
+}
+
+// TestQueuedSendCanceledOnDisconnect: a send queued for hours (a day's
+// recipients) is canceled when its connection is disconnected, not at
+// its time.
+func TestQueuedSendCanceledOnDisconnect(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	m := &fakeMailbox{states: []string{StateActive, StateDisconnecting}}
+	m.register(env)
+	start := env.Now()
+	env.ExecuteWorkflow(Send, SendInput{SendID: "snd_1", ConnectionID: "conn_1", UserID: "u-1", NotBefore: start.Add(6 * time.Hour)})
+	var res SendResult
+	if err := env.GetWorkflowResult(&res); err != nil {
+		t.Fatal(err)
+	}
+	if res.State != SendCanceled || m.created != 0 || env.Now().Sub(start) > 15*time.Minute {
+		t.Errorf("ended %+v after %v, %d drafts", res, env.Now().Sub(start), m.created)
+	}
+}
+
+func TestSendIDs(t *testing.T) {
+	a, b := SendID("conn_a", "key-1"), SendID("conn_a", "key-2")
+	if a == b || a != SendID("conn_a", "key-1") || SendID("conn_b", "key-1") == a {
+		t.Errorf("send IDs: %s %s", a, b)
+	}
+	if len(a) != 28 || SendWorkflowID("conn_a", "key-1") != "connection/conn_a/send/"+a {
+		t.Errorf("send ID %q, workflow ID %q", a, SendWorkflowID("conn_a", "key-1"))
+	}
+}

@@ -1,0 +1,231 @@
+package workflows
+
+import (
+	"crypto/sha256"
+	"encoding/base32"
+	"strings"
+	"time"
+)
+
+// SendID is the ID of the send an Idempotency-Key names on a connection:
+// the same connection and key always give the same ID, so a retried
+// request finds its send, and the send's workflow, again.
+func SendID(connectionID, key string) string {
+	sum := sha256.Sum256([]byte(connectionID + "\x00" + key))
+	return "snd_" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(sum[:15]))
+}
+
+// SendWorkflowID is the workflow ID of the send an Idempotency-Key names
+// on a connection; the only place it is built.
+func SendWorkflowID(connectionID, key string) string {
+	return "connection/" + connectionID + "/send/" + SendID(connectionID, key)
+}
+
+// SendKeyProperty is the extended property every draft outlookd sends is
+// stamped with, its value the send's ID: one fixed GUID and name, so a
+// mailbox never runs out of named properties
+// (docs/graph.md#extended-properties).
+const SendKeyProperty = "String {8ECCC264-6880-4EBE-992F-8888D2EEAA1D} Name X-Outlookd-Send-Key"
+
+// Send states (the sends table's).
+const (
+	SendQueued         = "queued"
+	SendSending        = "sending"
+	SendSent           = "sent"
+	SendFailed         = "failed"
+	SendCanceled       = "canceled"
+	SendReauthRequired = "reauth_required"
+)
+
+// Reasons a send fails or is canceled, each with a sentence (SendReasonText).
+const (
+	// ReasonOutcomeUnknown: Graph's answer was ambiguous and the mailbox
+	// shows neither the draft nor a sent copy: the message may or may not
+	// have gone, and it is not sent again.
+	ReasonOutcomeUnknown   = "outcome_unknown"
+	ReasonSendAsDenied     = "send_as_denied"
+	ReasonSendNotGranted   = "send_not_granted"
+	ReasonMessageTooLarge  = "message_too_large"
+	ReasonInvalidRecipient = "invalid_recipients"
+	ReasonTooManyRecipient = "too_many_recipients"
+	ReasonMailboxFull      = "mailbox_full"
+	ReasonSubmissionBlock  = "submission_blocked"
+	ReasonGraphRefused     = "graph_refused"
+	ReasonDraftGone        = "draft_deleted"
+	ReasonNotSubmitted     = "not_submitted"
+	ReasonConnectionEnded  = "connection_disconnected"
+	ReasonOriginalGone     = "original_not_found"
+)
+
+// SendReasonText says what a reason means, for the app's people.
+var SendReasonText = map[string]string{
+	ReasonOutcomeUnknown:   "Microsoft's answer left it unknown whether the message went, and the mailbox shows neither the draft nor a sent copy; it was not sent again.",
+	ReasonSendAsDenied:     "The mailbox may not send as, or on behalf of, the sending address (ErrorSendAsDenied).",
+	ReasonSendNotGranted:   "The connection was not granted the Mail.Send permission (ErrorAccessDenied); reconnect it with sending allowed.",
+	ReasonMessageTooLarge:  "The message with its attachments is larger than the mailbox may send (ErrorMessageSizeExceeded).",
+	ReasonInvalidRecipient: "Microsoft refused one or more recipients' addresses (ErrorInvalidRecipients).",
+	ReasonTooManyRecipient: "The message has more recipients than the mailbox may send to at once.",
+	ReasonMailboxFull:      "The mailbox is full, so nothing can be sent or saved from it (ErrorQuotaExceeded).",
+	ReasonSubmissionBlock:  "The mailbox is blocked from sending, by an administrator or by Exchange's outbound spam protection (ErrorMessageSubmissionBlocked).",
+	ReasonGraphRefused:     "Microsoft Graph refused the message.",
+	ReasonDraftGone:        "The draft was deleted from the mailbox before it was sent.",
+	ReasonNotSubmitted:     "Microsoft did not take the message after several tries; nothing was sent.",
+	ReasonConnectionEnded:  "The connection was disconnected before the message went out.",
+	ReasonOriginalGone:     "The message being answered or forwarded is no longer in the mailbox.",
+}
+
+// Event types of sends.
+const (
+	EventSendSent   = "send.sent"
+	EventSendFailed = "send.failed"
+)
+
+// SendInput starts a send's workflow. The message itself stays in the
+// sends table; the workflow carries only what it decides with.
+type SendInput struct {
+	SendID       string `json:"sendId"`
+	ConnectionID string `json:"connectionId"`
+	// UserID is the mailbox's Graph user ID (the signed-in user's).
+	UserID string `json:"userId"`
+	// Recipients counts To, Cc and Bcc.
+	Recipients int `json:"recipients"`
+	// Method is how the send goes: SendByDraft (the default) or
+	// SendBySendMail.
+	Method string `json:"method,omitempty"`
+	// NotBefore is when the send may go, by its mailbox's sending rates;
+	// the workflow sleeps until then.
+	NotBefore time.Time   `json:"notBefore,omitempty"`
+	Options   SendOptions `json:"options"`
+}
+
+// SendOptions tune a send's waits; zero means the defaults. Tests shorten
+// them.
+type SendOptions struct {
+	// Settle is how long the workflow waits after an ambiguous answer
+	// before it believes a draft it still finds in Drafts was not
+	// submitted (an earlier request may still be under way).
+	Settle time.Duration `json:"settle,omitempty"`
+	// SentItemsWait bounds how long an accepted message may stay in
+	// Outbox before the send is reported without its Sent Items copy.
+	SentItemsWait time.Duration `json:"sentItemsWait,omitempty"`
+	// LookFor bounds how long the mailbox is looked at (while Graph fails)
+	// before an ambiguous send is called outcome_unknown.
+	LookFor time.Duration `json:"lookFor,omitempty"`
+	// ReauthPoll is the longest wait between two looks at a connection
+	// that needs a new sign-in before its send can go on.
+	ReauthPoll time.Duration `json:"reauthPoll,omitempty"`
+}
+
+func (o SendOptions) withDefaults() SendOptions {
+	if o.Settle == 0 {
+		o.Settle = 30 * time.Second
+	}
+	if o.SentItemsWait == 0 {
+		o.SentItemsWait = 30 * time.Minute
+	}
+	if o.LookFor == 0 {
+		o.LookFor = 6 * time.Hour
+	}
+	if o.ReauthPoll == 0 {
+		o.ReauthPoll = 10 * time.Minute
+	}
+	return o
+}
+
+// SendResult is how a send ended.
+type SendResult struct {
+	State     string `json:"state"`
+	Reason    string `json:"reason,omitempty"`
+	MessageID string `json:"messageId,omitempty"`
+}
+
+// SendRef names a send on a connection's mailbox.
+type SendRef struct {
+	SendID       string `json:"sendId"`
+	ConnectionID string `json:"connectionId"`
+	UserID       string `json:"userId"`
+}
+
+// PrepareSendResult is the stamped draft, or what the mailbox already
+// shows of the send.
+type PrepareSendResult struct {
+	DraftID string `json:"draftId"`
+	// Found is where the key was found: "" (a draft was created now),
+	// drafts, outbox, sentitems or elsewhere.
+	Found string `json:"found,omitempty"`
+}
+
+// SubmitSendInput sends a stamped draft.
+type SubmitSendInput struct {
+	SendRef
+	DraftID string `json:"draftId"`
+}
+
+// SubmitSendResult is Graph's answer to a draft's send.
+type SubmitSendResult struct {
+	// Accepted: 202 (with or without Retry-After).
+	Accepted bool `json:"accepted"`
+	// NotADraft: Graph says the item is no draft (any more) or is not
+	// found by that ID: it was submitted before.
+	NotADraft bool `json:"notADraft,omitempty"`
+	// Ambiguous: a timeout, a reset connection or a 5xx; what happened is
+	// learnt by looking.
+	Ambiguous bool   `json:"ambiguous,omitempty"`
+	Detail    string `json:"detail,omitempty"`
+}
+
+// Places a send's key is found.
+const (
+	FoundNowhere   = ""
+	FoundDrafts    = "drafts"
+	FoundOutbox    = "outbox"
+	FoundSentItems = "sentitems"
+	// FoundElsewhere: a sent copy moved out of Sent Items.
+	FoundElsewhere = "elsewhere"
+)
+
+// LocateSendResult is where the mailbox shows a send's key.
+type LocateSendResult struct {
+	Found     string `json:"found"`
+	MessageID string `json:"messageId,omitempty"`
+}
+
+// RecordSendInput writes a send's state and its events in one
+// transaction.
+type RecordSendInput struct {
+	SendID     string        `json:"sendId"`
+	State      string        `json:"state"`
+	Reason     string        `json:"reason,omitempty"`
+	ReasonText string        `json:"reasonText,omitempty"`
+	DraftID    string        `json:"draftId,omitempty"`
+	MessageID  string        `json:"messageId,omitempty"`
+	NotBefore  time.Time     `json:"notBefore,omitempty"`
+	Events     []EventRecord `json:"events,omitempty"`
+	// ConnectionID owns the events.
+	ConnectionID string `json:"connectionId"`
+}
+
+// SendConnectionResult is the registry's state of a send's connection.
+type SendConnectionResult struct {
+	State string `json:"state"`
+}
+
+// Ways a send goes.
+const (
+	// SendByDraft: a stamped draft, sent, looked for after an ambiguous
+	// answer (Mail.ReadWrite and Mail.Send granted).
+	SendByDraft = "draft"
+	// SendBySendMail: sendMail in one request (Mail.Send alone: a
+	// send-only connection); an ambiguous answer is outcome_unknown.
+	SendBySendMail = "sendMail"
+)
+
+// Error types of the send activities.
+const (
+	// ErrNotSent: the activity failed before any request reached Graph;
+	// it may be run again without looking.
+	ErrNotSent = "NotSent"
+	// ErrSendRefused: Graph refused the message for good; details carry
+	// the reason (one of the Reason constants above).
+	ErrSendRefused = "SendRefused"
+)
