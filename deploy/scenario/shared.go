@@ -201,6 +201,13 @@ func sharedMailboxes(ctx context.Context, w *world, size int) (result, error) {
 		return r, fmt.Errorf("%s holds %v on %s", sharedAccount, rights[sharedAccount], legal)
 	}
 
+	// adele's own mailbox is connected too, as in the README's walkthrough:
+	// the account a service account signs in as is no mailbox it claims.
+	own, err := w.connect(sharedAccount, inboxOnly)
+	if err != nil {
+		return r, err
+	}
+
 	// The service account signs in with the .Shared scopes.
 	id, err := w.createConsented(defaultUser, sharedAccount, map[string]any{"kind": "service_account"})
 	if err != nil {
@@ -441,6 +448,16 @@ func sharedMailboxes(ctx context.Context, w *world, size int) (result, error) {
 			return r, err
 		}
 	}
+	// adele's own connection went on through all of it.
+	if _, err := w.sim.InjectMessages(ctx, sharedAccount, make([]graphsim.MessageSpec, 2)...); err != nil {
+		return r, err
+	}
+	injected += 2
+	lost, dup, err := w.convergeFolders(ctx, own, sharedAccount, []string{"inbox"}, time.Minute)
+	r.lost, r.dup = r.lost+lost, r.dup+dup
+	if err != nil {
+		return r, fmt.Errorf("%s's own mailbox: %w", sharedAccount, err)
+	}
 	var messages int64
 	for _, b := range attached {
 		messages += must(w.st.CountMessages(ctx, b.id))
@@ -462,6 +479,9 @@ func sharedMailboxes(ctx context.Context, w *world, size int) (result, error) {
 	}
 	if n := must(w.st.CountMessages(ctx, hr.id)); n != kept {
 		return r, fmt.Errorf("%s holds %d messages after the disconnect, kept %d", hr.upn, n, kept)
+	}
+	if c, err := w.get(own.ID); err != nil || c.State != "active" {
+		return r, fmt.Errorf("%s's own connection after the service account's disconnect: %s %v", sharedAccount, c.State, err)
 	}
 	return r, nil
 }
