@@ -3,6 +3,7 @@ package connect_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -68,21 +69,25 @@ func TestServiceAccountSyncsSharedMailboxes(t *testing.T) {
 		}
 		return ref, err
 	}
+	// Mailbox workflow IDs live in the stack's shared namespace: each run's
+	// are its own (a run that stopped half-way leaves its mailboxes'
+	// workflows running).
+	suffix := strings.TrimPrefix(id, "conn_")
+	refusedID, supportID, salesID := "mbx_refused_"+suffix, "mbx_support_"+suffix, "mbx_sales_"+suffix
 	for _, refused := range []struct{ address, reason string }{
 		{e.Ada.UPN, workflows.ReasonMailboxUnreachable},
 		{"nobody@contoso.example", "mailbox_not_found"},
 	} {
-		_, err := attach("mbx_refused0000001", refused.address, "")
+		_, err := attach(refusedID, refused.address, "")
 		var appErr *temporal.ApplicationError
 		var detail struct{ Reason, Text string }
 		if !errors.As(err, &appErr) || appErr.Type() != workflows.ErrMailboxUnreachable || appErr.Details(&detail) != nil || detail.Reason != refused.reason {
 			t.Errorf("attaching %s: %v (%+v), want %s", refused.address, err, detail, refused.reason)
 		}
 	}
-	if _, err := e.Store.GetMailbox(ctx, "mbx_refused0000001"); !errors.Is(err, store.ErrNotFound) {
+	if _, err := e.Store.GetMailbox(ctx, refusedID); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("a refused mailbox was registered: %v", err)
 	}
-	supportID, salesID := "mbx_support0000001", "mbx_sales000000001"
 	if _, err := attach(supportID, org.Shared.UPN, workflows.RetentionKeep); err != nil {
 		t.Fatal(err)
 	}
@@ -148,6 +153,9 @@ func TestServiceAccountSyncsSharedMailboxes(t *testing.T) {
 	if err := e.Ctl.Revoke(ctx, org.Service.UPN, "password_changed"); err != nil {
 		t.Fatal(err)
 	}
+	// The access token outlives the revocation until it expires at Graph;
+	// then a mailbox's call is refused, and so is the refresh that follows.
+	e.Sim.AdvanceClock(2 * time.Hour)
 	e.WaitForMailbox(salesID, 30*time.Second, "sales paused", func(s workflows.Status) bool { return s.State == workflows.StateReauthRequired })
 	e.WaitFor(id, 30*time.Second, "connection reauth_required", func(s workflows.Status) bool { return s.State == workflows.StateReauthRequired })
 	if _, err := e.Ctl.InjectMessages(ctx, sales.UPN, make([]graphsim.MessageSpec, 4)...); err != nil {
