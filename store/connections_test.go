@@ -3,6 +3,8 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -74,6 +76,46 @@ func TestConnectionsRegistryConstraints(t *testing.T) {
 				t.Fatalf("unexpected error: %v", err)
 			case tt.code != "" && (!errors.As(err, &pgErr) || pgErr.Code != tt.code):
 				t.Fatalf("want SQLSTATE %s, got %v", tt.code, err)
+			}
+		})
+	}
+}
+
+// TestAServiceAccountClaimsNoMailbox: a service account's connection names
+// the account it signs in as but syncs no mailbox of its own, so it claims
+// none: the account's own mailbox may be connected (delegated) before or
+// after, and the account may sign in for more than one connection; two
+// delegated connections of one mailbox are still refused, and so is
+// attaching a mailbox a delegated connection syncs.
+func TestAServiceAccountClaimsNoMailbox(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name  string
+		modes []string // connections signing in as ada, in order
+		taken int      // index of the one refused, -1 for none
+	}{
+		{"delegated then service account", []string{"delegated", "service_account"}, -1},
+		{"service account then delegated", []string{"service_account", "delegated"}, -1},
+		{"two service accounts", []string{"service_account", "service_account"}, -1},
+		{"two delegated", []string{"delegated", "service_account", "delegated"}, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := newStore(t)
+			for i, mode := range tt.modes {
+				id := fmt.Sprintf("c%d", i)
+				if err := st.CreateConnection(ctx, store.Connection{ID: id, OrgID: "o", OwnerID: "u", State: "connecting", Mode: mode}); err != nil {
+					t.Fatal(err)
+				}
+				err := st.UpdateConnection(ctx, id, store.ConnectionUpdate{State: "active", Mailbox: "Ada@contoso.example", UserID: "u-ada"})
+				if want := i == tt.taken; errors.Is(err, store.ErrMailboxTaken) != want || !want && err != nil {
+					t.Fatalf("%s connection %d signing in as ada: %v", mode, i, err)
+				}
+			}
+			svc := "c" + fmt.Sprint(slices.Index(tt.modes, "service_account"))
+			err := st.AttachMailbox(ctx, store.Mailbox{ID: "mbx-ada", ConnectionID: svc, Address: "ada@contoso.example"})
+			if delegated := slices.Contains(tt.modes, "delegated"); errors.Is(err, store.ErrMailboxTaken) != delegated || !delegated && err != nil {
+				t.Errorf("attaching ada's mailbox (delegated connection: %t): %v", delegated, err)
 			}
 		})
 	}

@@ -55,7 +55,8 @@ func mailboxTaken(err error, id string) error {
 
 // AttachMailbox registers a mailbox of a connection with its attached
 // event, in one transaction. Attaching a mailbox ID that exists is a no-op;
-// an address another live mailbox (or connection) holds is ErrMailboxTaken.
+// an address another live mailbox (or delegated connection) holds is
+// ErrMailboxTaken; a service account's own address is no mailbox it syncs.
 func (s *Store) AttachMailbox(ctx context.Context, m Mailbox) error {
 	if m.Settings == nil {
 		m.Settings = []byte("{}")
@@ -66,7 +67,7 @@ func (s *Store) AttachMailbox(ctx context.Context, m Mailbox) error {
 	m.Address = strings.ToLower(m.Address)
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var taken bool
-		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM connections WHERE lower(mailbox) = lower($1) AND state <> 'disconnected')`,
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM connections WHERE lower(mailbox) = lower($1) AND state <> 'disconnected' AND mode <> 'service_account')`,
 			m.Address).Scan(&taken); err != nil {
 			return fmt.Errorf("store: attach mailbox %s: %w", m.ID, err)
 		}

@@ -180,9 +180,15 @@ func (w *world) convergeFolders(ctx context.Context, c conn, user string, folder
 	if c.Backfill != nil && c.Backfill.CoveredFrom != nil {
 		since = *c.Backfill.CoveredFrom
 	}
+	return w.convergeSince(ctx, c.ID, user, since, folders, d)
+}
+
+// convergeSince is convergeFolders for the mail under a mailbox ID (a
+// connection's, or an attached mailbox's) received since a time.
+func (w *world) convergeSince(ctx context.Context, id, user string, since time.Time, folders []string, d time.Duration) (lost, dup int, err error) {
 	err = waitFor(d, func() error {
 		var cerr error
-		lost, dup, cerr = w.compare(ctx, c.ID, user, since, folders)
+		lost, dup, cerr = w.compare(ctx, id, user, since, folders)
 		if cerr != nil {
 			return cerr
 		}

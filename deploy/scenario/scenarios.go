@@ -46,6 +46,7 @@ var scenarios = []scenario{
 	{"chaos-worker", "kill -9 the worker every 10 s for 20 cycles during backfill and live mail", chaosWorker, true},
 	{"chaos-deps", "restart Temporal, then Postgres, then Vault during live mail", chaosDeps, false},
 	{"many-mailboxes", "200 connections live at once, mail spread over them", manyMailboxes, false},
+	{"shared-mailboxes", "a service account attaches five shared mailboxes (one refused), polls them, detaches one, loses and regains another's rights", sharedMailboxes, false},
 	{"secrets-scan", "a connection's whole life, then every haystack searched for every secret", secretsScan, false},
 }
 

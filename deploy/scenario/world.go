@@ -325,6 +325,21 @@ const defaultUser = "u"
 
 // callAs is call acting for another app user.
 func (w *world) callAs(user, method, path string, body any, out any) (int, error) {
+	st, raw, err := w.callRaw(user, method, path, body)
+	if err != nil {
+		return st, err
+	}
+	if out != nil && len(raw) > 0 && st < 300 {
+		if err := json.Unmarshal(raw, out); err != nil {
+			return st, fmt.Errorf("%s %s: %w", method, path, err)
+		}
+	}
+	return st, nil
+}
+
+// callRaw makes an API request acting for an app user and answers the
+// status and the body, whatever the status (a problem's too).
+func (w *world) callRaw(user, method, path string, body any) (int, []byte, error) {
 	var rd io.Reader
 	if body != nil {
 		raw, _ := json.Marshal(body)
@@ -338,7 +353,7 @@ func (w *world) callAs(user, method, path string, body any, out any) (int, error
 	}
 	resp, err := noRedirect.Do(req)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
@@ -346,12 +361,7 @@ func (w *world) callAs(user, method, path string, body any, out any) (int, error
 	w.responses.Write(raw)
 	w.responses.WriteString(resp.Header.Get("Location") + "\n")
 	w.mu.Unlock()
-	if out != nil && len(raw) > 0 && resp.StatusCode < 300 {
-		if err := json.Unmarshal(raw, out); err != nil {
-			return resp.StatusCode, fmt.Errorf("%s %s: %w", method, path, err)
-		}
-	}
-	return resp.StatusCode, nil
+	return resp.StatusCode, raw, nil
 }
 
 var noRedirect = &http.Client{Timeout: 60 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
