@@ -372,6 +372,12 @@ func (s *server) mailboxUpdate(c *gin.Context, m store.Mailbox, name string, arg
 		return st, true
 	case errors.As(err, &nf) || connect.Ended(err):
 		problem(c, http.StatusConflict, "mailbox_ended", "This mailbox's workflow has ended (it was terminated); detach it to clean up.")
+	case errors.As(err, &appErr) && appErr.Type() == workflows.ErrMailboxUnreachable:
+		var detail struct{ Reason, Text string }
+		if appErr.HasDetails() {
+			_ = appErr.Details(&detail)
+		}
+		problem(c, http.StatusUnprocessableEntity, "mailbox_unreachable", cmp.Or(detail.Text, "The account still cannot open this mailbox."))
 	case errors.As(err, &appErr):
 		problem(c, http.StatusConflict, "invalid_state", capitalize(strings.TrimSuffix(appErr.Message(), "."))+".")
 	default:

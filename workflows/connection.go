@@ -338,8 +338,16 @@ func (c *connection) knowsFolder(f string) bool {
 // mailbox whose access was lost tries again (and goes back to waiting if
 // the access is still missing).
 func (c *connection) onResync(ctx workflow.Context, in ResyncInput) (Status, error) {
-	if c.s.State == StateAccessLost && c.moveTo(ctx, StateActive, "", "", nil) {
-		c.s.Sync.Backoff, c.s.Backfill.Backoff = Backoff{}, Backoff{}
+	if c.s.State == StateAccessLost {
+		// Proven before the mailbox goes back to syncing: a resync while
+		// the rights are still missing answers why, and the app is not
+		// told of the loss again.
+		if _, err := checkMailbox.run(ctx, CheckMailboxInput{ConnectionID: c.s.ConnectionID, Address: c.s.Mailbox}); err != nil {
+			return Status{}, err
+		}
+		if c.moveTo(ctx, StateActive, "", "", nil) {
+			c.s.Sync.Backoff, c.s.Backfill.Backoff = Backoff{}, Backoff{}
+		}
 	}
 	c.s.Pending.Sync = true
 	for _, f := range in.Folders {
@@ -569,7 +577,10 @@ func (c *connection) setSyncMode(ctx workflow.Context, mode, reason string) {
 	if !changed {
 		return
 	}
-	if mode == SyncPolling {
+	switch {
+	case mode == SyncPolling && c.pollsOnly() != "":
+		c.log.Info("mailbox polls, as its access allows", "reason", reason)
+	case mode == SyncPolling:
 		c.log.Warn("connection polls: Graph cannot push to it", "reason", reason)
 	}
 	if err := workflow.UpsertTypedSearchAttributes(ctx, SASyncMode.ValueSet(mode)); err != nil {

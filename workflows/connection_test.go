@@ -54,6 +54,8 @@ type fakes struct {
 	eventIDs       []string
 	recordFails    int
 	refuseSettings bool
+	// refused are the addresses CheckMailbox finds unreachable.
+	refused []string
 }
 
 func (f *fakes) mark(name string, t time.Time) {

@@ -21,8 +21,14 @@ import (
 // every address is reachable but those in refuse.
 func (f *fakes) registerMailboxes(env *testsuite.TestWorkflowEnvironment, refuse ...string) {
 	env.RegisterWorkflow(Mailbox)
+	f.mu.Lock()
+	f.refused = append(f.refused, refuse...)
+	f.mu.Unlock()
 	env.RegisterActivityWithOptions(func(ctx context.Context, in CheckMailboxInput) (CheckMailboxResult, error) {
-		if slices.Contains(refuse, in.Address) {
+		f.mu.Lock()
+		refused := slices.Contains(f.refused, in.Address)
+		f.mu.Unlock()
+		if refused {
 			return CheckMailboxResult{}, temporal.NewNonRetryableApplicationError("no access", ErrMailboxUnreachable, nil,
 				struct{ Reason, Text string }{ReasonMailboxUnreachable, "svc cannot open " + in.Address})
 		}
@@ -95,9 +101,28 @@ func TestMailboxPollsPausesLosesAccessAndDetaches(t *testing.T) {
 		if st.State != StateAccessLost || st.ReasonText != "grant Full Access again" {
 			t.Errorf("rights removed: %s %q", st.State, st.ReasonText)
 		}
+		// Asked again before the rights are back: refused with the reason,
+		// and the mailbox stays where it is.
+		f.mu.Lock()
+		f.refused = append(f.refused, "support@contoso.example")
+		f.mu.Unlock()
+		update(t, env, UpdateResync, ResyncInput{}, func(_ Status, err error) {
+			var appErr *temporal.ApplicationError
+			if !errors.As(err, &appErr) || appErr.Type() != ErrMailboxUnreachable {
+				t.Errorf("resync without the rights: %v", err)
+			}
+		})
+	}, 4*time.Hour)
+	env.RegisterDelayedCallback(func() {
+		if st := query(t, env); st.State != StateAccessLost {
+			t.Errorf("after a refused resync: %s", st.State)
+		}
+		f.mu.Lock()
+		f.refused = nil
+		f.mu.Unlock()
 		f.syncFail.Store(0)
 		update(t, env, UpdateResync, ResyncInput{}, nil)
-	}, 4*time.Hour)
+	}, 4*time.Hour+time.Minute)
 	endWith(env, 5*time.Hour, func() {
 		if st := query(t, env); st.State != StateActive {
 			t.Errorf("after resync: %s", st.State)
@@ -110,7 +135,13 @@ func TestMailboxPollsPausesLosesAccessAndDetaches(t *testing.T) {
 	if n := f.subscribes.Load(); n != 0 {
 		t.Errorf("a shared mailbox subscribed %d times", n)
 	}
-	if !slices.Contains(f.events, "mailbox.access_lost") || !slices.Contains(f.events, "mailbox.detached") {
+	lost := 0
+	for _, e := range f.events {
+		if e == "mailbox.access_lost" {
+			lost++
+		}
+	}
+	if lost != 1 || !slices.Contains(f.events, "mailbox.detached") {
 		t.Errorf("events: %v", f.events)
 	}
 	if want := []string{ActivityApplyRetention + ":delete"}; !slices.Equal(f.saga, want) {
