@@ -3,6 +3,7 @@ package workflows
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -290,4 +291,89 @@ func TestServiceAccountAttachesAndDisconnects(t *testing.T) {
 	if n := f.syncs.Load(); n < 2*10 {
 		t.Errorf("%d polls of two mailboxes in an hour", n)
 	}
+}
+
+// TestServiceAccountTwentyMailboxesNinetyQuietDays: a service account with
+// twenty attached mailboxes, each polling hourly, for 90 quiet days: every
+// mailbox polls on time, the connection keeps its refresh token alive and
+// does nothing else, and every mailbox is still active at the end.
+func TestServiceAccountTwentyMailboxesNinetyQuietDays(t *testing.T) {
+	const (
+		mailboxes = 20
+		days      = 90
+	)
+	env, f := newEnv(t)
+	f.registerMailboxes(env)
+	f.exchange = func(in ExchangeCodeInput) (ExchangeCodeResult, error) {
+		return ExchangeCodeResult{UserID: "u-svc", Mailbox: "svc@contoso.example", GrantedScopes: []string{"Mail.Read.Shared", "User.Read"},
+			Granted: Features{Read: true}, AccessExpiry: time.Now().Add(time.Hour)}, nil
+	}
+	var refreshes []time.Time
+	f.refresh = func() (RefreshResult, error) {
+		refreshes = append(refreshes, env.Now())
+		return RefreshResult{AccessExpiry: env.Now().Add(time.Hour)}, nil
+	}
+	start := env.Now()
+	in := input()
+	in.Mode = ModeServiceAccount
+	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: ConnectionWorkflowID(in.ID)})
+	env.RegisterDelayedCallback(func() { update(t, env, UpdateConsent, ConsentInput{Ref: "ref-0123456789"}, nil) }, time.Minute)
+	env.RegisterDelayedCallback(func() {
+		for i := range mailboxes {
+			a := AttachInput{MailboxID: fmt.Sprintf("mbx-team%02d", i), Address: fmt.Sprintf("team%02d@contoso.example", i),
+				Settings: Settings{Features: Features{Read: true}, PollMinutes: 60}}
+			env.UpdateWorkflow(UpdateAttach, a.MailboxID, &testsuite.TestUpdateCallback{
+				OnReject: func(err error) { t.Errorf("attach %s: %v", a.Address, err) },
+				OnAccept: func() {},
+				OnComplete: func(_ any, err error) {
+					if err != nil {
+						t.Errorf("attach %s: %v", a.Address, err)
+					}
+				},
+			}, a)
+		}
+	}, 2*time.Minute)
+	var polls []time.Time
+	env.RegisterDelayedCallback(func() {
+		st := query(t, env)
+		if st.State != StateActive || len(st.Mailboxes) != mailboxes || st.Backfill.Runs != 0 {
+			t.Errorf("after %d days: %s, %d mailboxes, %d backfills of its own", days, st.State, len(st.Mailboxes), st.Backfill.Runs)
+		}
+		f.mu.Lock()
+		polls = slices.Clone(f.at[ActivitySyncFolders])
+		f.mu.Unlock()
+		update(t, env, UpdateDisconnect, nil, nil)
+	}, days*24*time.Hour)
+	env.ExecuteWorkflow(Connection, in)
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	detached := 0
+	for _, s := range f.saga {
+		if strings.HasPrefix(s, ActivityApplyRetention) {
+			detached++
+		}
+	}
+	f.mu.Unlock()
+	if detached != mailboxes {
+		t.Errorf("the disconnect detached %d of %d mailboxes", detached, mailboxes)
+	}
+	// Every mailbox polls hourly: 20 a simulated hour, give or take the
+	// first hour.
+	if want := mailboxes * days * 24; len(polls) < want-2*mailboxes || len(polls) > want+2*mailboxes {
+		t.Errorf("%d polls of %d mailboxes in %d days, want about %d", len(polls), mailboxes, days, want)
+	}
+	perHour := map[int64]int{}
+	for _, p := range polls {
+		perHour[int64(p.Sub(start)/time.Hour)]++
+	}
+	for h := int64(2); h < days*24-1; h++ {
+		if n := perHour[h]; n < mailboxes-1 || n > mailboxes+1 {
+			t.Errorf("hour %d: %d polls of %d mailboxes", h, n, mailboxes)
+			break
+		}
+	}
+	checkGaps(t, "refresh", start, start.Add(days*24*time.Hour), refreshes, 72*time.Hour+time.Minute)
+	t.Logf("%d days, %d mailboxes: %d polls, %d refreshes of the shared token", days, mailboxes, len(polls), len(refreshes))
 }
