@@ -253,15 +253,11 @@ const attachTimeout = 50 * time.Second
 // not be reached.
 func (s *server) attachError(c *gin.Context, address string, err error) {
 	var appErr *temporal.ApplicationError
-	var detail struct{ Reason, Text string }
 	switch {
 	case connect.Ended(err):
 		problem(c, http.StatusConflict, "connection_ended", "This connection's workflow has ended; disconnect it to clean up, or create a new one.")
 	case errors.As(err, &appErr) && appErr.Type() == workflows.ErrMailboxUnreachable:
-		if appErr.HasDetails() {
-			_ = appErr.Details(&detail)
-		}
-		problem(c, http.StatusUnprocessableEntity, "mailbox_unreachable", detail.Text)
+		unreachableProblem(c, appErr)
 	case errors.As(err, &appErr) && appErr.Type() == workflows.ErrMailboxTaken:
 		problem(c, http.StatusConflict, "mailbox_taken", address+" is already synced by another connection; detach it there first.")
 	case errors.As(err, &appErr) && appErr.Type() == workflows.ErrReauthRequired:
@@ -373,17 +369,23 @@ func (s *server) mailboxUpdate(c *gin.Context, m store.Mailbox, name string, arg
 	case errors.As(err, &nf) || connect.Ended(err):
 		problem(c, http.StatusConflict, "mailbox_ended", "This mailbox's workflow has ended (it was terminated); detach it to clean up.")
 	case errors.As(err, &appErr) && appErr.Type() == workflows.ErrMailboxUnreachable:
-		var detail struct{ Reason, Text string }
-		if appErr.HasDetails() {
-			_ = appErr.Details(&detail)
-		}
-		problem(c, http.StatusUnprocessableEntity, "mailbox_unreachable", cmp.Or(detail.Text, "The account still cannot open this mailbox."))
+		unreachableProblem(c, appErr)
 	case errors.As(err, &appErr):
 		problem(c, http.StatusConflict, "invalid_state", capitalize(strings.TrimSuffix(appErr.Message(), "."))+".")
 	default:
 		s.unavailable(c, err)
 	}
 	return st, false
+}
+
+// unreachableProblem answers that the account cannot open a mailbox, with
+// the reason's sentence (what the Exchange administrator must grant).
+func unreachableProblem(c *gin.Context, appErr *temporal.ApplicationError) {
+	var detail struct{ Reason, Text string }
+	if appErr.HasDetails() {
+		_ = appErr.Details(&detail)
+	}
+	problem(c, http.StatusUnprocessableEntity, "mailbox_unreachable", cmp.Or(detail.Text, "The account cannot open this mailbox."))
 }
 
 func randomID() string {

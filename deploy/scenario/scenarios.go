@@ -270,6 +270,16 @@ var reasons = []struct{ sim, want string }{
 
 // events counts a connection's events of a type in the pull feed.
 func (w *world) events(id, typ string) int {
+	return w.countEvents(func(connectionID, _, t string) bool { return connectionID == id && t == typ })
+}
+
+// mailboxEvents counts a mailbox's events of a type in the pull feed.
+func (w *world) mailboxEvents(mbx, typ string) int {
+	return w.countEvents(func(_, mailboxID, t string) bool { return mailboxID == mbx && t == typ })
+}
+
+// countEvents counts the events of the pull feed that match.
+func (w *world) countEvents(match func(connectionID, mailboxID, typ string) bool) int {
 	n := 0
 	after := "0"
 	for {
@@ -277,6 +287,7 @@ func (w *world) events(id, typ string) int {
 			Data []struct {
 				Type         string `json:"type"`
 				ConnectionID string `json:"connection_id"`
+				MailboxID    string `json:"mailbox_id"`
 			} `json:"data"`
 			NextCursor string `json:"next_cursor"`
 		}
@@ -284,7 +295,7 @@ func (w *world) events(id, typ string) int {
 			return n
 		}
 		for _, e := range page.Data {
-			if e.ConnectionID == id && e.Type == typ {
+			if match(e.ConnectionID, e.MailboxID, e.Type) {
 				n++
 			}
 		}

@@ -69,30 +69,6 @@ func (w *world) waitMailbox(conn, mbx string, d time.Duration, what string, cond
 	return m, err
 }
 
-// mailboxEvents counts a mailbox's events of a type in the pull feed.
-func (w *world) mailboxEvents(mbx, typ string) int {
-	n := 0
-	after := "0"
-	for {
-		var page struct {
-			Data []struct {
-				Type      string `json:"type"`
-				MailboxID string `json:"mailbox_id"`
-			} `json:"data"`
-			NextCursor string `json:"next_cursor"`
-		}
-		if _, err := w.call("GET", "/v1/events?limit=1000&after="+after, nil, &page); err != nil || len(page.Data) == 0 {
-			return n
-		}
-		for _, e := range page.Data {
-			if e.MailboxID == mbx && e.Type == typ {
-				n++
-			}
-		}
-		after = page.NextCursor
-	}
-}
-
 // stored says whether a mailbox's row for a message is in Postgres.
 func (w *world) stored(ctx context.Context, mbx, msg string) (bool, error) {
 	var one int
