@@ -345,6 +345,7 @@ func (c *connection) onResync(ctx workflow.Context, in ResyncInput) (Status, err
 		if _, err := checkMailbox.run(ctx, CheckMailboxInput{ConnectionID: c.s.ConnectionID, Address: c.s.Mailbox}); err != nil {
 			return Status{}, err
 		}
+		c.s.AccessLostTold = false
 		if c.moveTo(ctx, StateActive, "", "", nil) {
 			c.s.Sync.Backoff, c.s.Backfill.Backoff = Backoff{}, Backoff{}
 		}
@@ -664,6 +665,7 @@ func (c *connection) sync(ctx workflow.Context) {
 	if len(c.s.Pending.Reanchor) == 0 {
 		c.s.Pending.Reanchor = nil
 	}
+	c.s.AccessLostTold = false // the mailbox was read: its access is back
 	s := &c.s.Sync
 	s.LastSync, s.LastError, s.Backoff = now, "", Backoff{}
 	s.Rounds++
@@ -738,7 +740,14 @@ func (c *connection) onActivityError(ctx workflow.Context, err error) bool {
 	var appErr *temporal.ApplicationError
 	if c.isMailbox() && errors.As(err, &appErr) && appErr.Type() == ErrMailboxUnreachable {
 		d, _ := errorDetail(err)
-		c.moveTo(ctx, StateAccessLost, cmp.Or(d.Reason, ReasonMailboxUnreachable), d.Text, map[string]any{"mailbox_id": c.s.ID, "address": c.s.Mailbox})
+		queued := len(c.s.Registry.Events)
+		if c.moveTo(ctx, StateAccessLost, cmp.Or(d.Reason, ReasonMailboxUnreachable), d.Text, map[string]any{"mailbox_id": c.s.ID, "address": c.s.Mailbox}) &&
+			c.s.AccessLostTold && len(c.s.Registry.Events) > queued {
+			// Still the loss the app was told of (the mailbox resumed after a
+			// new sign-in without its access back): not told again.
+			c.s.Registry.Events = c.s.Registry.Events[:queued]
+		}
+		c.s.AccessLostTold = true
 		return true
 	}
 	if !temporal.IsCanceledError(err) {

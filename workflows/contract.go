@@ -366,6 +366,9 @@ type ConnectionState struct {
 	// Mailboxes are the mailboxes attached to a service account's
 	// connection, by ID, until their workflows have ended.
 	Mailboxes map[string]MailboxRef `json:"mailboxes,omitempty"`
+	// AccessLostTold: a mailbox's app was told it lost access, and its
+	// access has not been seen back since (it is told once).
+	AccessLostTold bool `json:"accessLostTold,omitempty"`
 }
 
 // RegistryMirror is the workflow's account of its registry row.

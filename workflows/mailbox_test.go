@@ -377,3 +377,56 @@ func TestServiceAccountTwentyMailboxesNinetyQuietDays(t *testing.T) {
 	checkGaps(t, "refresh", start, start.Add(days*24*time.Hour), refreshes, 72*time.Hour+time.Minute)
 	t.Logf("%d days, %d mailboxes: %d polls, %d refreshes of the shared token", days, mailboxes, len(polls), len(refreshes))
 }
+
+// TestMailboxToldOfLostAccessOnce: a mailbox without access when its
+// connection's credential dies resumes after the new sign-in; its first
+// round finds the access still missing, and the app, told already, is not
+// told again. Once the rights are back and it was read, a new loss is told.
+func TestMailboxToldOfLostAccessOnce(t *testing.T) {
+	env, f := newEnv(t)
+	f.registerMailboxes(env)
+	env.OnSignalExternalWorkflow(mock.Anything, ConnectionWorkflowID("c1"), "", mock.Anything, mock.Anything).Return(nil)
+	denied := temporal.NewNonRetryableApplicationError("access denied", ErrMailboxUnreachable, nil,
+		struct{ Reason, Text string }{ReasonMailboxUnreachable, "grant Full Access again"})
+	told := func() int {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		n := 0
+		for _, e := range f.events {
+			if e == "mailbox.access_lost" {
+				n++
+			}
+		}
+		return n
+	}
+	env.RegisterDelayedCallback(func() {
+		f.syncErr = denied
+		f.syncFail.Store(1000)
+	}, time.Hour)
+	env.RegisterDelayedCallback(func() {
+		if st := query(t, env); st.State != StateAccessLost || told() != 1 {
+			t.Errorf("rights removed: %s, told %d times", st.State, told())
+		}
+		env.SignalWorkflow(SignalCredential, CredentialSignal{Dead: true})
+	}, 2*time.Hour)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalCredential, CredentialSignal{}) }, 3*time.Hour)
+	env.RegisterDelayedCallback(func() {
+		if st := query(t, env); st.State != StateAccessLost || told() != 1 {
+			t.Errorf("resumed without its rights: %s, told %d times", st.State, told())
+		}
+		f.syncFail.Store(0)
+		update(t, env, UpdateResync, ResyncInput{}, nil)
+	}, 4*time.Hour)
+	env.RegisterDelayedCallback(func() {
+		f.syncFail.Store(1000)
+	}, 5*time.Hour)
+	endWith(env, 6*time.Hour, func() {
+		if st := query(t, env); st.State != StateAccessLost || told() != 2 {
+			t.Errorf("a new loss after the access came back: %s, told %d times", st.State, told())
+		}
+	})
+	env.ExecuteWorkflow(Mailbox, mailboxInput())
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+}
