@@ -553,8 +553,14 @@ var errWorkflowClosed = errors.New("the connection's workflow is closed")
 // queryStatus asks the running workflow for its status (the caller bounds
 // it); a closed workflow is not asked.
 func (s *server) queryStatus(ctx context.Context, id string) (workflows.Status, error) {
+	return s.queryWorkflow(ctx, workflows.ConnectionWorkflowID(id))
+}
+
+// queryWorkflow asks a running connection or mailbox workflow for its
+// status; errWorkflowClosed when it is not running.
+func (s *server) queryWorkflow(ctx context.Context, workflowID string) (workflows.Status, error) {
 	resp, err := s.d.Temporal.QueryWorkflowWithOptions(ctx, &client.QueryWorkflowWithOptionsRequest{
-		WorkflowID: workflows.ConnectionWorkflowID(id), QueryType: workflows.QueryStatus,
+		WorkflowID: workflowID, QueryType: workflows.QueryStatus,
 		QueryRejectCondition: enums.QUERY_REJECT_CONDITION_NOT_OPEN,
 	})
 	if err != nil {

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
@@ -117,33 +116,42 @@ func (s *server) mailbox(c *gin.Context, want access) (store.Connection, store.M
 	return row, m, true
 }
 
-func (s *server) mailboxStatus(ctx context.Context, m store.Mailbox) *workflows.Status {
+// mailboxStatus asks the workflow that syncs a mailbox for its status;
+// errWorkflowClosed when it is not running.
+func (s *server) mailboxStatus(ctx context.Context, m store.Mailbox) (workflows.Status, error) {
 	qctx, cancel := context.WithTimeout(ctx, statusTimeout)
 	defer cancel()
-	v, err := s.d.Temporal.QueryWorkflow(qctx, workflowOf(m), "", workflows.QueryStatus)
-	var st workflows.Status
-	if err != nil || v.Get(&st) != nil {
-		return nil
-	}
-	return &st
+	return s.queryWorkflow(qctx, workflowOf(m))
 }
 
 func (s *server) presentMailbox(ctx context.Context, m store.Mailbox) mailboxJSON {
 	counts, _ := s.d.Store.CountMessagesOf(ctx, []string{m.ID})
-	var st *workflows.Status
 	if m.State == workflows.StateDisconnected {
 		return mailboxView(m, counts[m.ID], nil)
 	}
-	if s.workflowEnded(ctx, workflowOf(m)) {
+	st, err := s.mailboxStatus(ctx, m)
+	switch {
+	case errors.Is(err, errWorkflowClosed):
 		// Terminated by an operator: nothing syncs it until it is detached.
 		out := mailboxView(m, counts[m.ID], nil)
 		out.Reason = workflows.ReasonWorkflowEnded
 		out.ReasonText = "The mailbox's workflow ended in Temporal without detaching it (it was terminated); nothing syncs it. Detach it to clean up."
 		out.NextAction = "detach to clean up"
 		return out
+	case err != nil:
+		return mailboxView(m, counts[m.ID], nil) // the registry answers
 	}
-	st = s.mailboxStatus(ctx, m)
-	return mailboxView(m, counts[m.ID], st)
+	return mailboxView(m, counts[m.ID], &st)
+}
+
+// answerMailbox answers with a mailbox as the registry now holds it.
+func (s *server) answerMailbox(c *gin.Context, status int, id string) {
+	m, err := s.d.Store.GetMailbox(c, id)
+	if err != nil {
+		s.unavailable(c, err)
+		return
+	}
+	c.PureJSON(status, s.presentMailbox(c, m))
 }
 
 func (s *server) listMailboxes(c *gin.Context) {
@@ -235,12 +243,7 @@ func (s *server) attachMailbox(c *gin.Context) {
 		s.attachError(c, address, err)
 		return
 	}
-	m, err := s.d.Store.GetMailbox(c, ref.ID)
-	if err != nil {
-		s.unavailable(c, err)
-		return
-	}
-	c.PureJSON(http.StatusCreated, s.presentMailbox(c, m))
+	s.answerMailbox(c, http.StatusCreated, ref.ID)
 }
 
 // attachTimeout bounds an attach: the check at Graph and the registry
@@ -290,18 +293,13 @@ func (s *server) detachMailbox(c *gin.Context) {
 		problem(c, http.StatusUnprocessableEntity, "invalid_retention", `retention must be "keep" or "delete".`)
 		return
 	}
-	if s.workflowEnded(c, workflowOf(m)) {
+	if _, err := s.mailboxStatus(c, m); errors.Is(err, errWorkflowClosed) {
 		// Its workflow was terminated: the connection detaches it.
 		retention = cmp.Or(retention, mailboxSettings(m).Retention)
 		if _, ok := s.update(c, row.ID, workflows.UpdateDetachEnded, workflows.DetachEndedInput{MailboxID: m.ID, Retention: retention}); !ok {
 			return
 		}
-		m, err := s.d.Store.GetMailbox(c, m.ID)
-		if err != nil {
-			s.unavailable(c, err)
-			return
-		}
-		c.PureJSON(http.StatusOK, s.presentMailbox(c, m))
+		s.answerMailbox(c, http.StatusOK, m.ID)
 		return
 	}
 	if retention != "" {
@@ -317,19 +315,6 @@ func (s *server) detachMailbox(c *gin.Context) {
 	}
 	out := mailboxView(m, 0, &st)
 	c.PureJSON(http.StatusAccepted, out)
-}
-
-// workflowEnded says whether a workflow has ended (or never ran): Temporal
-// describes it as closed, or does not know it.
-func (s *server) workflowEnded(ctx context.Context, workflowID string) bool {
-	dctx, cancel := context.WithTimeout(ctx, statusTimeout)
-	defer cancel()
-	d, err := s.d.Temporal.DescribeWorkflowExecution(dctx, workflowID, "")
-	var nf *serviceerror.NotFound
-	if errors.As(err, &nf) {
-		return true
-	}
-	return err == nil && d.GetWorkflowExecutionInfo().GetStatus() != enums.WORKFLOW_EXECUTION_STATUS_RUNNING
 }
 
 // resyncMailbox runs a round now; a mailbox whose access was lost tries

@@ -9,6 +9,7 @@ import (
 
 	"github.com/outlookd/outlookd/api"
 	"github.com/outlookd/outlookd/graphsim"
+	"github.com/outlookd/outlookd/internal/enginetest"
 	"github.com/outlookd/outlookd/workflows"
 )
 
@@ -153,16 +154,7 @@ func TestSendExactlyOnceThroughTheAPI(t *testing.T) {
 					}
 				}
 			}
-			delivered, err := e.Ctl.Delivered(ctx, "support@contoso.example")
-			if err != nil {
-				t.Fatal(err)
-			}
-			copies := 0
-			for _, d := range delivered {
-				if d.ExtendedProperties[workflows.SendKeyProperty] == s.ID {
-					copies++
-				}
-			}
+			copies := deliveredCopies(t, e, "support@contoso.example", s.ID)
 			if n != 1 || copies != 1 {
 				t.Errorf("%d sends accepted and %d copies delivered, want 1 and 1", n, copies)
 			}
@@ -399,17 +391,23 @@ func TestSendWorkerKilledMidSend(t *testing.T) {
 	if s.State != workflows.SendSent || s.MessageID == "" {
 		t.Errorf("ended %+v", s)
 	}
-	delivered, err := e.Ctl.Delivered(ctx, "support@contoso.example")
+	if copies := deliveredCopies(t, e, "support@contoso.example", s.ID); copies != 1 {
+		t.Errorf("%d copies delivered", copies)
+	}
+}
+
+// deliveredCopies counts the copies of a send graphsim delivered to user.
+func deliveredCopies(t *testing.T, e *enginetest.Engine, user, sendID string) int {
+	t.Helper()
+	delivered, err := e.Ctl.Delivered(context.Background(), user)
 	if err != nil {
 		t.Fatal(err)
 	}
 	copies := 0
 	for _, d := range delivered {
-		if d.ExtendedProperties[workflows.SendKeyProperty] == s.ID {
+		if d.ExtendedProperties[workflows.SendKeyProperty] == sendID {
 			copies++
 		}
 	}
-	if copies != 1 {
-		t.Errorf("%d copies delivered", copies)
-	}
+	return copies
 }

@@ -47,6 +47,16 @@ type fakeMailbox struct {
 	method string
 }
 
+// nextSubmit is how the next submission is answered (the caller holds mu).
+func (m *fakeMailbox) nextSubmit() string {
+	if len(m.submits) == 0 {
+		return "ok"
+	}
+	answer := m.submits[0]
+	m.submits = m.submits[1:]
+	return answer
+}
+
 func (m *fakeMailbox) deliver() {
 	m.delivered++
 	m.where = FoundSentItems
@@ -84,10 +94,7 @@ func (m *fakeMailbox) register(env *testsuite.TestWorkflowEnvironment) {
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		m.submitted++
-		answer := "ok"
-		if len(m.submits) > 0 {
-			answer, m.submits = m.submits[0], m.submits[1:]
-		}
+		answer := m.nextSubmit()
 		switch answer {
 		case "blocked":
 			return SubmitSendResult{}, refusal(ReasonSubmissionBlock)
@@ -149,10 +156,7 @@ func (m *fakeMailbox) register(env *testsuite.TestWorkflowEnvironment) {
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		m.submitted++
-		answer := "ok"
-		if len(m.submits) > 0 {
-			answer, m.submits = m.submits[0], m.submits[1:]
-		}
+		answer := m.nextSubmit()
 		switch answer {
 		case "ok":
 			m.delivered++
