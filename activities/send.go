@@ -106,7 +106,7 @@ func (a *Activities) LocateSend(ctx context.Context, in workflows.SendRef) (work
 // RecordSend writes a send's state and its events in one transaction; a
 // send in a final state keeps it.
 func (a *Activities) RecordSend(ctx context.Context, in workflows.RecordSendInput) error {
-	u := store.SendUpdate{State: in.State, Reason: in.Reason, ReasonText: in.ReasonText, DraftID: in.DraftID, MessageID: in.MessageID}
+	u := store.SendUpdate{State: in.State, Reason: in.Reason, ReasonText: in.ReasonText, DraftID: in.DraftID, MessageID: in.MessageID, Sender: in.Sender}
 	if !in.NotBefore.IsZero() {
 		nb := in.NotBefore
 		u.NotBefore = &nb
@@ -168,8 +168,9 @@ func (a *Activities) SendMailOnce(ctx context.Context, in workflows.SendRef) (wo
 }
 
 // SendConnectionState reads the connection's state from the registry: a
-// send goes only from an active connection.
-func (a *Activities) SendConnectionState(ctx context.Context, in workflows.ConnectionRef) (workflows.SendConnectionResult, error) {
+// send goes only from an active connection, and a send from an attached
+// mailbox only while the mailbox is attached.
+func (a *Activities) SendConnectionState(ctx context.Context, in workflows.SendStateInput) (workflows.SendConnectionResult, error) {
 	row, err := a.Store.GetConnection(ctx, in.ConnectionID)
 	if errors.Is(err, store.ErrNotFound) {
 		return workflows.SendConnectionResult{State: workflows.StateDisconnected}, nil
@@ -177,5 +178,19 @@ func (a *Activities) SendConnectionState(ctx context.Context, in workflows.Conne
 	if err != nil {
 		return workflows.SendConnectionResult{}, err
 	}
-	return workflows.SendConnectionResult{State: row.State}, nil
+	out := workflows.SendConnectionResult{State: row.State}
+	if in.MailboxID == "" {
+		return out, nil
+	}
+	m, err := a.Store.GetMailbox(ctx, in.MailboxID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		out.MailboxDetached = true
+	case err != nil:
+		return workflows.SendConnectionResult{}, err
+	default:
+		out.MailboxDetached = m.ConnectionID != in.ConnectionID || m.DetachedAt != nil ||
+			m.State == workflows.StateDisconnecting || m.State == workflows.StateDisconnected
+	}
+	return out, nil
 }

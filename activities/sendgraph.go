@@ -46,6 +46,7 @@ func keyFilter(sendID string) string {
 type foundMessage struct {
 	id      string
 	isDraft bool
+	sender  string
 }
 
 // inFolder lists the messages stamped with the key in a well-known folder
@@ -53,7 +54,7 @@ type foundMessage struct {
 func (m *mailbox) inFolder(ctx context.Context, folder, sendID string) ([]foundMessage, error) {
 	filter := keyFilter(sendID)
 	top := int32(10)
-	sel := []string{"id", "isDraft"}
+	sel := []string{"id", "isDraft", "sender"}
 	var page models.MessageCollectionResponseable
 	var err error
 	if folder == "" {
@@ -76,6 +77,9 @@ func (m *mailbox) inFolder(ctx context.Context, folder, sendID string) ([]foundM
 		if d := msg.GetIsDraft(); d != nil {
 			f.isDraft = *d
 		}
+		if snd := msg.GetSender(); snd != nil && snd.GetEmailAddress() != nil {
+			f.sender = deref(snd.GetEmailAddress().GetAddress())
+		}
 		out = append(out, f)
 	}
 	return out, nil
@@ -91,7 +95,11 @@ func (m *mailbox) locate(ctx context.Context, sendID string) (workflows.LocateSe
 			return workflows.LocateSendResult{}, classifyGraph("look for the send in "+folder, err)
 		}
 		if len(found) > 0 {
-			return workflows.LocateSendResult{Found: folder, MessageID: found[0].id}, nil
+			out := workflows.LocateSendResult{Found: folder, MessageID: found[0].id}
+			if folder == workflows.FoundSentItems {
+				out.Sender = found[0].sender
+			}
+			return out, nil
 		}
 	}
 	found, err := m.inFolder(ctx, "", sendID)
@@ -100,7 +108,7 @@ func (m *mailbox) locate(ctx context.Context, sendID string) (workflows.LocateSe
 	}
 	for _, f := range found {
 		if !f.isDraft {
-			return workflows.LocateSendResult{Found: workflows.FoundElsewhere, MessageID: f.id}, nil
+			return workflows.LocateSendResult{Found: workflows.FoundElsewhere, MessageID: f.id, Sender: f.sender}, nil
 		}
 	}
 	return workflows.LocateSendResult{}, nil

@@ -34,11 +34,12 @@ var respondKinds = map[string]string{"reply": "reply", "reply-all": "reply_all",
 func (s *server) respond(action string) gin.HandlerFunc {
 	kind := respondKinds[action]
 	return func(c *gin.Context) {
-		row, ok := s.sendingConnection(c)
+		o, ok := s.sendingFrom(c)
 		if !ok {
 			return
 		}
-		if sendMethod(row) != workflows.SendByDraft {
+		row := o.row
+		if o.method != workflows.SendByDraft {
 			problem(c, http.StatusForbidden, "read_write_not_granted", "Replies and forwards are drafts made from a synced message; this connection may only send (Mail.ReadWrite was not granted).")
 			return
 		}
@@ -55,7 +56,7 @@ func (s *server) respond(action string) gin.HandlerFunc {
 		if !bindUpTo(c, &req, maxSendBody) {
 			return
 		}
-		orig, err := s.d.Store.GetMessage(c, row.ID, mid)
+		orig, err := s.d.Store.GetMessage(c, o.key, mid)
 		if errors.Is(err, store.ErrNotFound) {
 			problem(c, http.StatusNotFound, "message_not_found", "This connection has no synced message with this ID.")
 			return
@@ -75,8 +76,8 @@ func (s *server) respond(action string) gin.HandlerFunc {
 			return
 		}
 		msg.InReplyTo = mid
-		snd := store.Send{ID: workflows.SendID(row.ID, key), ConnectionID: row.ID, Key: key, Kind: kind, Message: msg,
-			RequestHash: requestHash(kind+"\x00"+mid, req)}
+		snd := store.Send{ID: workflows.SendID(row.ID, key), ConnectionID: row.ID, MailboxID: o.mailboxID, Key: key, Kind: kind, Message: msg,
+			RequestHash: requestHash(o.hashKind(kind)+"\x00"+mid, req)}
 		// Outlook addresses a reply to one, a reply-all to everyone on the
 		// original: what the rates count when the app names nobody.
 		switch {
@@ -86,7 +87,7 @@ func (s *server) respond(action string) gin.HandlerFunc {
 		default:
 			snd.Recipients = 1
 		}
-		s.startSend(c, row, snd, atts, req.NoQueue)
+		s.startSend(c, o, snd, atts, req.NoQueue)
 	}
 }
 

@@ -53,10 +53,10 @@ const (
 	PersonalDailyRecipients = 300
 )
 
-// ratesOf are the sending rates of a connection's mailbox.
-func ratesOf(row store.Connection, noQueue bool) store.Rates {
-	r := store.Rates{Mailbox: row.UserID, PerMinute: SendsPerMinute, DailyRecipients: DailyRecipients, NoQueue: noQueue}
-	if row.TenantID == consumerTenant {
+// ratesOf are the sending rates of the mailbox a send goes from.
+func ratesOf(o origin, noQueue bool) store.Rates {
+	r := store.Rates{Mailbox: o.userID, PerMinute: SendsPerMinute, DailyRecipients: DailyRecipients, NoQueue: noQueue}
+	if o.row.TenantID == consumerTenant {
 		r.DailyRecipients = PersonalDailyRecipients
 	}
 	return r
@@ -108,8 +108,12 @@ type attachmentOutJSON struct {
 
 // sendJSON is a send as the API shows it.
 type sendJSON struct {
-	ID             string              `json:"id"`
-	ConnectionID   string              `json:"connection_id"`
+	ID           string `json:"id"`
+	ConnectionID string `json:"connection_id"`
+	// MailboxID is the attached mailbox the send goes from; Sender who
+	// Exchange recorded as the sender once it went.
+	MailboxID      string              `json:"mailbox_id,omitempty"`
+	Sender         string              `json:"sender,omitempty"`
 	IdempotencyKey string              `json:"idempotency_key"`
 	Kind           string              `json:"kind"`
 	State          string              `json:"state"`
@@ -130,7 +134,7 @@ type sendJSON struct {
 }
 
 func toSendJSON(s store.Send) sendJSON {
-	out := sendJSON{ID: s.ID, ConnectionID: s.ConnectionID, IdempotencyKey: s.Key, Kind: s.Kind, State: s.State, Reason: s.Reason, ReasonText: s.ReasonText,
+	out := sendJSON{ID: s.ID, ConnectionID: s.ConnectionID, MailboxID: s.MailboxID, Sender: s.Sender, IdempotencyKey: s.Key, Kind: s.Kind, State: s.State, Reason: s.Reason, ReasonText: s.ReasonText,
 		Subject: s.Message.Subject, To: recipients(s.Message.To), Cc: recipients(s.Message.Cc), Bcc: recipients(s.Message.Bcc),
 		Recipients: s.Recipients, Attachments: []attachmentOutJSON{}, MessageID: s.MessageID, NotBefore: s.NotBefore,
 		CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt, SentAt: s.SentAt}
@@ -273,47 +277,96 @@ func hasScope(row store.Connection, scope string) bool {
 	return slices.ContainsFunc(row.GrantedScopes, func(s string) bool { return strings.EqualFold(s, scope) })
 }
 
-// sendMethod is how a connection's sends go: through a stamped draft when
-// it may write mail, else (Mail.Send alone) with sendMail.
-func sendMethod(row store.Connection) string {
-	if hasScope(row, "Mail.ReadWrite") {
+// origin is the mailbox a send goes from: a connection's own, or one a
+// service account attached (docs/sending.md#from-a-shared-mailbox).
+type origin struct {
+	row store.Connection
+	// mailboxID names the attached mailbox; empty for the connection's
+	// own. key is the mailbox's key in the store (its synced mail).
+	mailboxID, key string
+	// userID is the mailbox's Graph user, whom the send's requests name.
+	userID string
+	// method is how the send goes: SendByDraft or SendBySendMail.
+	method string
+}
+
+// sendMethod is how a send goes: through a stamped draft when the
+// connection may write the mailbox's mail, else (Mail.Send alone) with
+// sendMail.
+func sendMethod(row store.Connection, shared bool) string {
+	write := "Mail.ReadWrite"
+	if shared {
+		write = "Mail.ReadWrite.Shared"
+	}
+	if hasScope(row, write) {
 		return workflows.SendByDraft
 	}
 	return workflows.SendBySendMail
 }
 
-// sendingConnection loads the connection a send goes from and checks that
-// it may send: only its owner and admin keys send from it (sharing is for
-// reading), it must not be disconnected, it must have finished connecting,
-// and Mail.Send must be granted.
-func (s *server) sendingConnection(c *gin.Context) (store.Connection, bool) {
-	row, ok := s.connection(c, accessRead)
-	if !ok {
-		return row, false
+// sendingFrom loads the mailbox a send goes from and checks that it may
+// send: only the connection's owner and admin keys send (sharing is for
+// reading); the connection must be connected and granted sending; a
+// service account sends from an attached mailbox only, while it stays
+// attached and reachable.
+func (s *server) sendingFrom(c *gin.Context) (origin, bool) {
+	var o origin
+	var m store.Mailbox
+	ok := false
+	if c.Param("mbx") == "" {
+		o.row, ok = s.connection(c, accessRead)
+	} else {
+		o.row, m, ok = s.mailbox(c, accessRead)
 	}
+	if !ok {
+		return o, false
+	}
+	row := o.row
 	if !mayChange(callerOf(c), row) {
 		problem(c, http.StatusForbidden, "not_owner", "This connection is shared with you for reading; only its owner or an admin key may send from it.")
-		return row, false
+		return o, false
 	}
 	if disconnected(c, row) {
-		return row, false
+		return o, false
 	}
 	if row.UserID == "" || (row.State != workflows.StateActive && row.State != workflows.StateReauthRequired) {
 		problem(c, http.StatusConflict, "connection_not_ready", "This connection is "+row.State+"; it can send once it is active.")
-		return row, false
+		return o, false
 	}
-	if !hasScope(row, "Mail.Send") {
-		problem(c, http.StatusForbidden, "send_not_granted", "This connection was not granted Mail.Send; reconnect it with sending allowed (features.send).")
-		return row, false
+	shared := row.Mode == workflows.ModeServiceAccount
+	if shared && m.ID == "" {
+		problem(c, http.StatusUnprocessableEntity, "mailbox_required", "A service account sends from a mailbox attached to it: POST /v1/connections/"+row.ID+"/mailboxes/{mailbox}/sends.")
+		return o, false
 	}
-	return row, true
+	scope := "Mail.Send"
+	if shared {
+		scope = "Mail.Send.Shared"
+	}
+	if !hasScope(row, scope) {
+		problem(c, http.StatusForbidden, "send_not_granted", "This connection was not granted "+scope+"; reconnect it with sending allowed (features.send).")
+		return o, false
+	}
+	o.key, o.userID, o.method = row.ID, row.UserID, sendMethod(row, shared)
+	if shared {
+		switch {
+		case m.DetachedAt != nil || m.State == workflows.StateDisconnecting || m.State == workflows.StateDisconnected:
+			problem(c, http.StatusConflict, "mailbox_detached", "This mailbox is detached from the connection; attach it again to send from it.")
+			return o, false
+		case m.State == workflows.StateAccessLost:
+			problem(c, http.StatusConflict, "mailbox_access_lost", "The service account lost its access to this mailbox; once the Exchange admin restores it, resync the mailbox and send again.")
+			return o, false
+		}
+		o.mailboxID, o.key, o.userID = m.ID, m.ID, m.UserID
+	}
+	return o, true
 }
 
 func (s *server) createSend(c *gin.Context) {
-	row, ok := s.sendingConnection(c)
+	o, ok := s.sendingFrom(c)
 	if !ok {
 		return
 	}
+	row := o.row
 	key, ok := idempotencyKey(c)
 	if !ok {
 		return
@@ -327,7 +380,7 @@ func (s *server) createSend(c *gin.Context) {
 		problem(c, http.StatusUnprocessableEntity, bad.code, capitalize(bad.detail))
 		return
 	}
-	if sendMethod(row) == workflows.SendBySendMail {
+	if o.method == workflows.SendBySendMail {
 		// One request carries it all: Graph takes 4 MB.
 		total := 0
 		for _, a := range atts {
@@ -338,14 +391,16 @@ func (s *server) createSend(c *gin.Context) {
 			return
 		}
 	}
-	snd := store.Send{ID: workflows.SendID(row.ID, key), ConnectionID: row.ID, Key: key, RequestHash: requestHash("new", req), Kind: "new", Message: msg}
-	s.startSend(c, row, snd, atts, req.NoQueue)
+	snd := store.Send{ID: workflows.SendID(row.ID, key), ConnectionID: row.ID, MailboxID: o.mailboxID, Key: key,
+		RequestHash: requestHash(o.hashKind("new"), req), Kind: "new", Message: msg}
+	s.startSend(c, o, snd, atts, req.NoQueue)
 }
 
 // startSend records a send and starts its workflow, or finds the one its
 // key names and answers it as it stands.
-func (s *server) startSend(c *gin.Context, row store.Connection, snd store.Send, atts []store.SendAttachment, noQueue bool) {
-	got, created, err := s.d.Store.CreateSend(c, snd, atts, ratesOf(row, noQueue))
+func (s *server) startSend(c *gin.Context, o origin, snd store.Send, atts []store.SendAttachment, noQueue bool) {
+	row := o.row
+	got, created, err := s.d.Store.CreateSend(c, snd, atts, ratesOf(o, noQueue))
 	var limited *store.RateLimitedError
 	switch {
 	case errors.Is(err, store.ErrKeyReused):
@@ -365,7 +420,8 @@ func (s *server) startSend(c *gin.Context, row store.Connection, snd store.Send,
 		s.unavailable(c, err)
 		return
 	}
-	in := workflows.SendInput{SendID: got.ID, ConnectionID: row.ID, UserID: row.UserID, Recipients: got.Recipients, Options: s.d.SendOptions, Method: sendMethod(row)}
+	in := workflows.SendInput{SendID: got.ID, ConnectionID: row.ID, UserID: o.userID, MailboxID: o.mailboxID,
+		Recipients: got.Recipients, Options: s.d.SendOptions, Method: o.method}
 	if got.NotBefore != nil {
 		in.NotBefore = *got.NotBefore
 	}
@@ -435,7 +491,14 @@ func (s *server) getSend(c *gin.Context) {
 var sendStates = []string{workflows.SendQueued, workflows.SendSending, workflows.SendSent, workflows.SendFailed, workflows.SendCanceled, workflows.SendReauthRequired}
 
 func (s *server) listSends(c *gin.Context) {
-	row, ok := s.connection(c, accessRead)
+	var row store.Connection
+	var m store.Mailbox
+	ok := false
+	if c.Param("mbx") == "" {
+		row, ok = s.connection(c, accessRead)
+	} else {
+		row, m, ok = s.mailbox(c, accessRead)
+	}
 	if !ok {
 		return
 	}
@@ -444,6 +507,9 @@ func (s *server) listSends(c *gin.Context) {
 		return
 	}
 	q := store.SendQuery{State: c.Query("state"), Limit: limit + 1}
+	if m.ID != row.ID {
+		q.MailboxID = m.ID // an attached mailbox's sends alone
+	}
 	if q.State != "" && !slices.Contains(sendStates, q.State) {
 		problem(c, http.StatusBadRequest, "invalid_state", "state must be one of "+strings.Join(sendStates, ", ")+".")
 		return
@@ -481,4 +547,14 @@ func (s *server) listSends(c *gin.Context) {
 		page.Data = append(page.Data, toSendJSON(snd))
 	}
 	c.PureJSON(http.StatusOK, page)
+}
+
+// hashKind is what a request's hash is taken over besides its body: the
+// kind of send and, from an attached mailbox, the mailbox, so that one
+// key cannot name the same message from two mailboxes.
+func (o origin) hashKind(kind string) string {
+	if o.mailboxID == "" {
+		return kind
+	}
+	return kind + "\x00" + o.mailboxID
 }

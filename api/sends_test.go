@@ -15,6 +15,9 @@ import (
 
 type sendView struct {
 	ID         string `json:"id"`
+	Kind       string `json:"kind"`
+	MailboxID  string `json:"mailbox_id"`
+	Sender     string `json:"sender"`
 	State      string `json:"state"`
 	Reason     string `json:"reason"`
 	ReasonText string `json:"reason_text"`
@@ -62,9 +65,15 @@ func (h *harness) waitSend(t *testing.T, connID, id string) sendView {
 
 func (h *harness) waitSendFor(t *testing.T, connID, id string, limit time.Duration) sendView {
 	t.Helper()
+	return h.waitSendAs(t, connID, id, limit, h.acme, "u-ada")
+}
+
+// waitSendAs is waitSendFor for a caller's key and user.
+func (h *harness) waitSendAs(t *testing.T, connID, id string, limit time.Duration, key, user string) sendView {
+	t.Helper()
 	var s sendView
 	for deadline := time.Now().Add(limit); ; time.Sleep(100 * time.Millisecond) {
-		r := h.call(t, "GET", "/v1/connections/"+connID+"/sends/"+id, h.acme, "u-ada", nil)
+		r := h.call(t, "GET", "/v1/connections/"+connID+"/sends/"+id, key, user, nil)
 		if r.status == 200 {
 			r.json(t, &s)
 			if s.State == workflows.SendSent || s.State == workflows.SendFailed || s.State == workflows.SendCanceled {

@@ -71,6 +71,12 @@ type AttachmentInfo struct {
 type Send struct {
 	ID           string
 	ConnectionID string
+	// MailboxID is the attached mailbox the send goes from; empty for the
+	// connection's own mailbox.
+	MailboxID string
+	// Sender is who Exchange recorded as the sent copy's sender, once
+	// known: the mailbox with Send As, the account with Send on Behalf.
+	Sender string
 	Key          string
 	RequestHash  []byte
 	Kind         string
@@ -89,7 +95,7 @@ type Send struct {
 }
 
 const sendSelect = `
-	SELECT s.id, s.connection_id, s.idempotency_key, s.request_hash, s.kind, s.message, s.recipients, s.state,
+	SELECT s.id, s.connection_id, COALESCE(s.mailbox_id, ''), COALESCE(s.sender, ''), s.idempotency_key, s.request_hash, s.kind, s.message, s.recipients, s.state,
 		s.reason, s.reason_text, s.draft_id, s.message_id, s.not_before, s.created_at, s.updated_at, s.sent_at,
 		COALESCE((SELECT json_agg(json_build_object('name', a.name, 'contentType', a.content_type, 'isInline', a.is_inline,
 			'size', a.size) ORDER BY a.ord) FROM send_attachments a WHERE a.send_id = s.id), '[]')
@@ -99,7 +105,7 @@ func scanSend(r pgx.Row) (Send, error) {
 	var s Send
 	var msg, atts []byte
 	var reason, text, draft, mid *string
-	err := r.Scan(&s.ID, &s.ConnectionID, &s.Key, &s.RequestHash, &s.Kind, &msg, &s.Recipients, &s.State,
+	err := r.Scan(&s.ID, &s.ConnectionID, &s.MailboxID, &s.Sender, &s.Key, &s.RequestHash, &s.Kind, &msg, &s.Recipients, &s.State,
 		&reason, &text, &draft, &mid, &s.NotBefore, &s.CreatedAt, &s.UpdatedAt, &s.SentAt, &atts)
 	if err != nil {
 		return s, err
@@ -140,10 +146,10 @@ func (s *Store) CreateSend(ctx context.Context, snd Send, atts []SendAttachment,
 	}
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `
-			INSERT INTO sends (id, connection_id, idempotency_key, request_hash, kind, message, recipients, state, not_before)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', NULL)
+			INSERT INTO sends (id, connection_id, mailbox_id, idempotency_key, request_hash, kind, message, recipients, state, not_before)
+			VALUES ($1, $2, NULLIF($8, ''), $3, $4, $5, $6, $7, 'queued', NULL)
 			ON CONFLICT DO NOTHING`,
-			snd.ID, snd.ConnectionID, snd.Key, snd.RequestHash, snd.Kind, msg, snd.Message.Recipients())
+			snd.ID, snd.ConnectionID, snd.Key, snd.RequestHash, snd.Kind, msg, snd.Message.Recipients(), snd.MailboxID)
 		if err != nil {
 			return fmt.Errorf("store: create send %s: %w", snd.ID, err)
 		}
@@ -219,6 +225,8 @@ func (s *Store) GetSendByID(ctx context.Context, id string) (Send, error) {
 // SendQuery pages a connection's sends, newest first.
 type SendQuery struct {
 	State string
+	// MailboxID, when set, keeps an attached mailbox's sends alone.
+	MailboxID string
 	// BeforeCreated and BeforeID are the last send of the previous page.
 	BeforeCreated time.Time
 	BeforeID      string
@@ -233,7 +241,8 @@ func (s *Store) ListSends(ctx context.Context, connectionID string, q SendQuery)
 	rows, err := s.pool.Query(ctx, sendSelect+`
 		WHERE s.connection_id = $1 AND ($2 = '' OR s.state = $2)
 		  AND ($3 = '' OR (s.created_at, s.id) < ($4, $3))
-		ORDER BY s.created_at DESC, s.id DESC LIMIT $5`, connectionID, q.State, q.BeforeID, q.BeforeCreated, q.Limit)
+		  AND ($6 = '' OR s.mailbox_id = $6)
+		ORDER BY s.created_at DESC, s.id DESC LIMIT $5`, connectionID, q.State, q.BeforeID, q.BeforeCreated, q.Limit, q.MailboxID)
 	if err != nil {
 		return nil, fmt.Errorf("store: list sends: %w", err)
 	}
@@ -270,6 +279,7 @@ type SendUpdate struct {
 	ReasonText string
 	DraftID    string
 	MessageID  string
+	Sender     string
 	// NotBefore, when set, is when a queued send goes out.
 	NotBefore *time.Time
 	// Events are recorded in the same transaction, each once.
@@ -281,8 +291,8 @@ type SendUpdate struct {
 // is harmless), so a late write never reopens a send.
 func (s *Store) UpdateSend(ctx context.Context, id string, u SendUpdate) error {
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var state string
-		err := tx.QueryRow(ctx, `SELECT state FROM sends WHERE id = $1 FOR UPDATE`, id).Scan(&state)
+		var state, mailboxID string
+		err := tx.QueryRow(ctx, `SELECT state, COALESCE(mailbox_id, '') FROM sends WHERE id = $1 FOR UPDATE`, id).Scan(&state, &mailboxID)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("store: send %s: %w", id, ErrNotFound)
 		}
@@ -300,9 +310,10 @@ func (s *Store) UpdateSend(ctx context.Context, id string, u SendUpdate) error {
 				draft_id    = COALESCE(NULLIF($5, ''), draft_id),
 				message_id  = COALESCE(NULLIF($6, ''), message_id),
 				not_before  = COALESCE($7, not_before),
+				sender      = COALESCE(NULLIF($8, ''), sender),
 				sent_at     = CASE WHEN $2 = 'sent' THEN COALESCE(sent_at, now()) ELSE sent_at END,
 				updated_at  = now()
-			WHERE id = $1`, id, u.State, u.Reason, u.ReasonText, u.DraftID, u.MessageID, u.NotBefore)
+			WHERE id = $1`, id, u.State, u.Reason, u.ReasonText, u.DraftID, u.MessageID, u.NotBefore, u.Sender)
 		if err != nil {
 			return fmt.Errorf("store: update send %s: %w", id, err)
 		}
@@ -313,6 +324,10 @@ func (s *Store) UpdateSend(ctx context.Context, id string, u SendUpdate) error {
 			}
 		}
 		for _, e := range u.Events {
+			if e.MailboxID == "" {
+				// A send from an attached mailbox is news about that mailbox.
+				e.MailboxID = mailboxID
+			}
 			if err := addEvent(ctx, tx, e); err != nil {
 				return err
 			}

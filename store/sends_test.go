@@ -122,3 +122,50 @@ func TestSendRatesAcrossProcesses(t *testing.T) {
 		t.Errorf("a refused send was recorded: %v", err)
 	}
 }
+
+// TestSendsFromAnAttachedMailbox: a send names the mailbox it goes from;
+// its events are about that mailbox, its sender is kept once known, and
+// the mailbox's sends are listed apart from the connection's others.
+func TestSendsFromAnAttachedMailbox(t *testing.T) {
+	ctx := context.Background()
+	st := newStore(t)
+	if err := st.CreateConnection(ctx, store.Connection{ID: "c-svc", OrgID: "o", OwnerID: "it", State: "active", Mode: "service_account"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.AttachMailbox(ctx, store.Mailbox{ID: "mbx-support", ConnectionID: "c-svc", Address: "support@contoso.example", UserID: "u-support"}); err != nil {
+		t.Fatal(err)
+	}
+	rates := store.Rates{Mailbox: "u-support", PerMinute: 30, DailyRecipients: 100}
+	fromMailbox := newSend("c-svc", "shared", 1)
+	fromMailbox.MailboxID = "mbx-support"
+	got, _, err := st.CreateSend(ctx, fromMailbox, nil, rates)
+	if err != nil || got.MailboxID != "mbx-support" {
+		t.Fatalf("create: %+v %v", got, err)
+	}
+	if _, _, err := st.CreateSend(ctx, newSend("c-svc", "other", 1), nil, rates); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.UpdateSend(ctx, got.ID, store.SendUpdate{State: "sent", Sender: "support@contoso.example",
+		Events: []store.Event{{ID: got.ID + ":sent", ConnectionID: "c-svc", Type: "send.sent"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.UpdateSend(ctx, got.ID, store.SendUpdate{State: "sent"}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err = st.GetSend(ctx, "c-svc", got.ID); err != nil || got.Sender != "support@contoso.example" {
+		t.Errorf("sender kept: %+v %v", got, err)
+	}
+	evs, err := st.Events(ctx, "c-svc")
+	if err != nil || len(evs) == 0 || evs[len(evs)-1].Type != "send.sent" || evs[len(evs)-1].MailboxID != "mbx-support" {
+		t.Errorf("the send's event is about its mailbox: %+v %v", evs, err)
+	}
+	for _, tc := range []struct {
+		mailbox string
+		want    int
+	}{{"", 2}, {"mbx-support", 1}, {"mbx-other", 0}} {
+		sends, err := st.ListSends(ctx, "c-svc", store.SendQuery{MailboxID: tc.mailbox})
+		if err != nil || len(sends) != tc.want {
+			t.Errorf("sends of mailbox %q: %d %v, want %d", tc.mailbox, len(sends), err, tc.want)
+		}
+	}
+}

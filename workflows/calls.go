@@ -175,7 +175,7 @@ var (
 	locateSend          = call[SendRef, LocateSendResult]{ActivityLocateSend, graphCall(2 * time.Minute)}
 	recordSend          = call[RecordSendInput, None]{ActivityRecordSend, bookkeeping}
 	sendMailOnce        = call[SendRef, SubmitSendResult]{ActivitySendMailOnce, submitOnce}
-	sendConnection      = call[ConnectionRef, SendConnectionResult]{ActivitySendConnectionState, bookkeeping}
+	sendConnection      = call[SendStateInput, SendConnectionResult]{ActivitySendConnectionState, bookkeeping}
 )
 
 // Activities lists every activity the workflows call, with its types.

@@ -44,6 +44,8 @@ type sendRun struct {
 	log  log.Logger
 	// ambiguous: some answer to a submission was ambiguous.
 	ambiguous bool
+	// sender is the sent copy's sender, from the last look that found it.
+	sender string
 }
 
 func (s *sendRun) run(ctx workflow.Context) (SendResult, error) {
@@ -192,13 +194,17 @@ func (s *sendRun) sendMail(ctx workflow.Context) (SendResult, error) {
 func (s *sendRun) gate(ctx workflow.Context) (SendResult, bool, error) {
 	held := false
 	for i := 0; ; i++ {
-		st, err := sendConnection.run(ctx, ConnectionRef{ConnectionID: s.in.ConnectionID})
+		st, err := sendConnection.run(ctx, SendStateInput{ConnectionID: s.in.ConnectionID, MailboxID: s.in.MailboxID})
 		if err != nil {
 			return SendResult{}, true, err
 		}
+		switch {
+		case st.State == StateDisconnecting, st.State == StateDisconnected:
+			return s.cancel(ctx, ReasonConnectionEnded)
+		case st.MailboxDetached:
+			return s.cancel(ctx, ReasonMailboxDetached)
+		}
 		switch st.State {
-		case StateDisconnecting, StateDisconnected:
-			return s.cancel(ctx)
 		case StateActive:
 			if held {
 				if err := s.record(ctx, RecordSendInput{State: SendSending}); err != nil {
@@ -231,15 +237,15 @@ func (s *sendRun) waitReauth(ctx workflow.Context) (SendResult, bool, error) {
 	return s.gate(ctx)
 }
 
-func (s *sendRun) cancel(ctx workflow.Context) (SendResult, bool, error) {
-	text := SendReasonText[ReasonConnectionEnded]
-	err := s.record(ctx, RecordSendInput{State: SendCanceled, Reason: ReasonConnectionEnded, ReasonText: text,
+func (s *sendRun) cancel(ctx workflow.Context, reason string) (SendResult, bool, error) {
+	text := SendReasonText[reason]
+	err := s.record(ctx, RecordSendInput{State: SendCanceled, Reason: reason, ReasonText: text,
 		Events: []EventRecord{{ID: s.in.SendID + ":failed", Type: EventSendFailed,
-			Data: map[string]any{"send_id": s.in.SendID, "reason": ReasonConnectionEnded, "detail": text}}}})
+			Data: map[string]any{"send_id": s.in.SendID, "reason": reason, "detail": text}}}})
 	if err != nil {
 		return SendResult{}, true, err
 	}
-	return SendResult{State: SendCanceled, Reason: ReasonConnectionEnded}, true, nil
+	return SendResult{State: SendCanceled, Reason: reason}, true, nil
 }
 
 // confirm follows a submitted draft to Sent Items. accepted says Graph
@@ -291,7 +297,11 @@ func (s *sendRun) confirm(ctx workflow.Context, draftID string, accepted bool) (
 func (s *sendRun) locate(ctx workflow.Context, giveUp time.Time) (LocateSendResult, error) {
 	opts := locateSend.opts
 	opts.ScheduleToCloseTimeout = max(giveUp.Sub(workflow.Now(ctx)), time.Minute)
-	return locateSend.with(opts).run(ctx, s.ref)
+	loc, err := locateSend.with(opts).run(ctx, s.ref)
+	if loc.Sender != "" {
+		s.sender = loc.Sender
+	}
+	return loc, err
 }
 
 // queuedLook is how often a queued send looks at its connection.
@@ -307,7 +317,10 @@ func (s *sendRun) sent(ctx workflow.Context, messageID string) (SendResult, erro
 	if messageID != "" {
 		data["message_id"] = messageID
 	}
-	err := s.record(ctx, RecordSendInput{State: SendSent, MessageID: messageID,
+	if s.sender != "" {
+		data["sender"] = s.sender
+	}
+	err := s.record(ctx, RecordSendInput{State: SendSent, MessageID: messageID, Sender: s.sender,
 		Events: []EventRecord{{ID: s.in.SendID + ":sent", Type: EventSendSent, Data: data}}})
 	if err != nil {
 		return SendResult{}, err

@@ -45,7 +45,13 @@ type fakeMailbox struct {
 	states []string
 	// method is how the workflow sends.
 	method string
+	// sender is the sent copy's sender the looks report.
+	sender string
 }
+
+// mailboxDetached, among fakeMailbox.states, is an active connection whose
+// attached mailbox was detached.
+const mailboxDetached = "mailbox-detached"
 
 // nextSubmit is how the next submission is answered (the caller holds mu).
 func (m *fakeMailbox) nextSubmit() string {
@@ -136,6 +142,9 @@ func (m *fakeMailbox) register(env *testsuite.TestWorkflowEnvironment) {
 		if m.where != FoundNowhere {
 			out.MessageID = "draft-1"
 		}
+		if m.where == FoundSentItems {
+			out.Sender = m.sender
+		}
 		if m.where == FoundOutbox {
 			if m.outboxLooks--; m.outboxLooks <= 0 {
 				m.where = FoundSentItems
@@ -143,12 +152,15 @@ func (m *fakeMailbox) register(env *testsuite.TestWorkflowEnvironment) {
 		}
 		return out, nil
 	}, activity.RegisterOptions{Name: ActivityLocateSend})
-	env.RegisterActivityWithOptions(func(ctx context.Context, in ConnectionRef) (SendConnectionResult, error) {
+	env.RegisterActivityWithOptions(func(ctx context.Context, in SendStateInput) (SendConnectionResult, error) {
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		st := StateActive
 		if len(m.states) > 0 {
 			st, m.states = m.states[0], m.states[1:]
+		}
+		if st == mailboxDetached {
+			return SendConnectionResult{State: StateActive, MailboxDetached: in.MailboxID != ""}, nil
 		}
 		return SendConnectionResult{State: st}, nil
 	}, activity.RegisterOptions{Name: ActivitySendConnectionState})
@@ -188,7 +200,11 @@ func runSend(t *testing.T, m *fakeMailbox, opts SendOptions) SendResult {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
 	m.register(env)
-	env.ExecuteWorkflow(Send, SendInput{SendID: "snd_1", ConnectionID: "conn_1", UserID: "u-1", Recipients: 1, Options: opts, Method: m.method})
+	in := SendInput{SendID: "snd_1", ConnectionID: "conn_1", UserID: "u-1", Recipients: 1, Options: opts, Method: m.method}
+	if m.sender != "" || slices.Contains(m.states, mailboxDetached) {
+		in.MailboxID, in.UserID = "mbx_shared01", "u-shared"
+	}
+	env.ExecuteWorkflow(Send, in)
 	if !env.IsWorkflowCompleted() {
 		t.Fatal("the send workflow did not complete")
 	}
@@ -235,6 +251,11 @@ func TestSendExactlyOnce(t *testing.T) {
 		{name: "disconnected after the draft, before the send", m: fakeMailbox{states: []string{StateActive, StateDisconnected}}, state: SendCanceled, reason: ReasonConnectionEnded, delivered: 0, requests: 0, created: 1},
 		{name: "disconnected while the token was dead", m: fakeMailbox{submits: []string{"token-dead"}, states: []string{StateActive, StateActive, StateDisconnecting}},
 			state: SendCanceled, reason: ReasonConnectionEnded, delivered: 0, requests: 1, created: 1},
+		{name: "from an attached mailbox, as it", m: fakeMailbox{sender: "shared@contoso.example"}, state: SendSent, delivered: 1, requests: 1, created: 1},
+		{name: "from an attached mailbox, detached before the send", m: fakeMailbox{states: []string{StateActive, mailboxDetached}},
+			state: SendCanceled, reason: ReasonMailboxDetached, delivered: 0, requests: 0, created: 1},
+		{name: "from an attached mailbox, detached while queued", m: fakeMailbox{states: []string{mailboxDetached}},
+			state: SendCanceled, reason: ReasonMailboxDetached, delivered: 0, requests: 0, created: 0},
 		{name: "send-only: accepted", m: fakeMailbox{method: SendBySendMail}, state: SendSent, delivered: 1, requests: 1},
 		{name: "send-only: 504 cannot be looked into", m: fakeMailbox{method: SendBySendMail, submits: []string{"delivered-504"}}, state: SendFailed, reason: ReasonOutcomeUnknown, delivered: 1, requests: 1},
 		{name: "send-only: lost 504 is not sent again either", m: fakeMailbox{method: SendBySendMail, submits: []string{"lost-504"}}, state: SendFailed, reason: ReasonOutcomeUnknown, delivered: 0, requests: 1},
@@ -273,6 +294,9 @@ func TestSendExactlyOnce(t *testing.T) {
 				}
 				if ev.Type != EventSendSent || ev.ID != "snd_1:sent" || last.MessageID != want || (want != "" && ev.Data["message_id"] != want) {
 					t.Errorf("sent event %+v, record %+v", ev, last)
+				}
+				if last.Sender != tc.m.sender || (tc.m.sender != "" && ev.Data["sender"] != tc.m.sender) {
+					t.Errorf("sender recorded %q (event %v), want %q", last.Sender, ev.Data["sender"], tc.m.sender)
 				}
 			case SendFailed, SendCanceled:
 				if ev.Type != EventSendFailed || ev.Data["reason"] != tc.reason || last.ReasonText == "" {

@@ -55,6 +55,7 @@ const (
 	ReasonNotSubmitted     = "not_submitted"
 	ReasonConnectionEnded  = "connection_disconnected"
 	ReasonOriginalGone     = "original_not_found"
+	ReasonMailboxDetached  = "mailbox_detached"
 )
 
 // SendReasonText says what a reason means, for the app's people.
@@ -72,6 +73,7 @@ var SendReasonText = map[string]string{
 	ReasonNotSubmitted:     "Microsoft did not take the message after several tries; nothing was sent.",
 	ReasonConnectionEnded:  "The connection was disconnected before the message went out.",
 	ReasonOriginalGone:     "The message being answered or forwarded is no longer in the mailbox.",
+	ReasonMailboxDetached:  "The mailbox was detached from its connection before the message went out.",
 }
 
 // Event types of sends.
@@ -85,8 +87,12 @@ const (
 type SendInput struct {
 	SendID       string `json:"sendId"`
 	ConnectionID string `json:"connectionId"`
-	// UserID is the mailbox's Graph user ID (the signed-in user's).
+	// UserID is the mailbox's Graph user ID (the signed-in user's, or the
+	// attached mailbox's).
 	UserID string `json:"userId"`
+	// MailboxID names the attached mailbox a service account sends from;
+	// empty for a connection's own mailbox.
+	MailboxID string `json:"mailboxId,omitempty"`
 	// Recipients counts To, Cc and Bcc.
 	Recipients int `json:"recipients"`
 	// Method is how the send goes: SendByDraft (the default) or
@@ -188,6 +194,9 @@ const (
 type LocateSendResult struct {
 	Found     string `json:"found"`
 	MessageID string `json:"messageId,omitempty"`
+	// Sender is the address Exchange recorded as the sent copy's sender:
+	// the mailbox's own with Send As, the account's with Send on Behalf.
+	Sender string `json:"sender,omitempty"`
 }
 
 // RecordSendInput writes a send's state and its events in one
@@ -199,15 +208,26 @@ type RecordSendInput struct {
 	ReasonText string        `json:"reasonText,omitempty"`
 	DraftID    string        `json:"draftId,omitempty"`
 	MessageID  string        `json:"messageId,omitempty"`
+	Sender     string        `json:"sender,omitempty"`
 	NotBefore  time.Time     `json:"notBefore,omitempty"`
 	Events     []EventRecord `json:"events,omitempty"`
 	// ConnectionID owns the events.
 	ConnectionID string `json:"connectionId"`
 }
 
+// SendStateInput asks the registry about a send's connection and, for a
+// send from an attached mailbox, that mailbox.
+type SendStateInput struct {
+	ConnectionID string `json:"connectionId"`
+	MailboxID    string `json:"mailboxId,omitempty"`
+}
+
 // SendConnectionResult is the registry's state of a send's connection.
 type SendConnectionResult struct {
 	State string `json:"state"`
+	// MailboxDetached: the attached mailbox the send goes from was
+	// detached (or is being detached).
+	MailboxDetached bool `json:"mailboxDetached,omitempty"`
 }
 
 // Ways a send goes.
