@@ -76,22 +76,22 @@ type Send struct {
 	MailboxID string
 	// Sender is who Exchange recorded as the sent copy's sender, once
 	// known: the mailbox with Send As, the account with Send on Behalf.
-	Sender string
-	Key          string
-	RequestHash  []byte
-	Kind         string
-	Message      OutgoingMessage
-	Recipients   int
-	State        string
-	Reason       string
-	ReasonText   string
-	DraftID      string
-	MessageID    string
-	NotBefore    *time.Time
-	CreatedAt    time.Time
-	UpdatedAt    time.Time
-	SentAt       *time.Time
-	Attachments  []AttachmentInfo
+	Sender      string
+	Key         string
+	RequestHash []byte
+	Kind        string
+	Message     OutgoingMessage
+	Recipients  int
+	State       string
+	Reason      string
+	ReasonText  string
+	DraftID     string
+	MessageID   string
+	NotBefore   *time.Time
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+	SentAt      *time.Time
+	Attachments []AttachmentInfo
 }
 
 const sendSelect = `
