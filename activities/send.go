@@ -66,6 +66,10 @@ func (a *Activities) PrepareSend(ctx context.Context, in workflows.SendRef) (wor
 	}
 	var id string
 	switch snd.Kind {
+	case kindDraft:
+		// The app's draft was made when it asked; nowhere now, the user
+		// deleted it: it is not made again.
+		return workflows.PrepareSendResult{}, newSendRefused(workflows.ReasonDraftGone, "the draft is no longer in the mailbox", nil)
 	case kindReply, kindReplyAll, kindForward:
 		id, err = m.createResponse(ctx, snd.Kind, snd.Message.InReplyTo, in.SendID, snd.Message)
 	default:

@@ -334,6 +334,8 @@ const (
 	kindReply    = "reply"
 	kindReplyAll = "reply_all"
 	kindForward  = "forward"
+	// kindDraft: a draft the app made through the API, sent later.
+	kindDraft = "draft"
 )
 
 // responseMessage is what overrides the defaults of a reply or forward

@@ -35,6 +35,8 @@ type Deps struct {
 	Receiver *webhook.Receiver
 	// Mail reads bodies and attachments from Graph on demand.
 	Mail MailReader
+	// Drafts makes and changes the app's drafts in a mailbox on demand.
+	Drafts DraftMaker
 	// RateLimit is requests per second per API key (burst RateBurst).
 	RateLimit float64
 	RateBurst int
@@ -121,6 +123,13 @@ func NewRouter(d Deps) *gin.Engine {
 	a.POST("/connections/:id/messages/:mid/reply", s.respond("reply"))
 	a.POST("/connections/:id/messages/:mid/reply-all", s.respond("reply-all"))
 	a.POST("/connections/:id/messages/:mid/forward", s.respond("forward"))
+	for _, base := range []string{"/connections/:id", "/connections/:id/mailboxes/:mbx"} {
+		a.POST(base+"/drafts", s.createDraft)
+		a.GET(base+"/drafts", s.listDrafts)
+		a.PUT(base+"/drafts/:sid", s.replaceDraft)
+		a.DELETE(base+"/drafts/:sid", s.discardDraft)
+		a.POST(base+"/drafts/:sid/send", s.sendDraft)
+	}
 	a.POST("/connections/:id/sends", s.createSend)
 	a.GET("/connections/:id/sends", s.listSends)
 	a.GET("/connections/:id/sends/:sid", s.getSend)

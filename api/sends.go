@@ -401,19 +401,7 @@ func (s *server) createSend(c *gin.Context) {
 func (s *server) startSend(c *gin.Context, o origin, snd store.Send, atts []store.SendAttachment, noQueue bool) {
 	row := o.row
 	got, created, err := s.d.Store.CreateSend(c, snd, atts, ratesOf(o, noQueue))
-	var limited *store.RateLimitedError
-	switch {
-	case errors.Is(err, store.ErrKeyReused):
-		problem(c, http.StatusUnprocessableEntity, "idempotency_key_reused", "This Idempotency-Key was used for a different request on this connection; use a new key for a new message.")
-		return
-	case errors.As(err, &limited):
-		wait := max(time.Until(limited.At), time.Second)
-		c.Header("Retry-After", strconv.Itoa(int(wait.Round(time.Second)/time.Second)))
-		problem(c, http.StatusTooManyRequests, "rate_limited", "The mailbox is at its sending rate (30 messages a minute, and a day's recipients); this message could go at "+
-			limited.At.UTC().Format(time.RFC3339)+". Nothing was sent or queued (no_queue).")
-		return
-	case errors.Is(err, store.ErrOverDailyLimit):
-		problem(c, http.StatusUnprocessableEntity, "too_many_recipients", "The message has more recipients than the mailbox may send to in a day.")
+	if sendRefusedProblem(c, err) {
 		return
 	}
 	if err != nil {
@@ -440,6 +428,26 @@ func (s *server) startSend(c *gin.Context, o origin, snd store.Send, atts []stor
 	}
 	c.Header("Location", "/v1/connections/"+row.ID+"/sends/"+got.ID)
 	c.PureJSON(http.StatusAccepted, toSendJSON(got))
+}
+
+// sendRefusedProblem answers a send the store refused to record: its key
+// names another request, or the mailbox's rates refuse it.
+func sendRefusedProblem(c *gin.Context, err error) bool {
+	var limited *store.RateLimitedError
+	switch {
+	case errors.Is(err, store.ErrKeyReused):
+		problem(c, http.StatusUnprocessableEntity, "idempotency_key_reused", "This Idempotency-Key was used for a different request on this connection; use a new key for a new message.")
+	case errors.As(err, &limited):
+		wait := max(time.Until(limited.At), time.Second)
+		c.Header("Retry-After", strconv.Itoa(int(wait.Round(time.Second)/time.Second)))
+		problem(c, http.StatusTooManyRequests, "rate_limited", "The mailbox is at its sending rate (30 messages a minute, and a day's recipients); this message could go at "+
+			limited.At.UTC().Format(time.RFC3339)+". Nothing was sent or queued (no_queue).")
+	case errors.Is(err, store.ErrOverDailyLimit):
+		problem(c, http.StatusUnprocessableEntity, "too_many_recipients", "The message has more recipients than the mailbox may send to in a day.")
+	default:
+		return false
+	}
+	return true
 }
 
 // runSendWorkflow starts the send's workflow; one already started (or
@@ -488,9 +496,13 @@ func (s *server) getSend(c *gin.Context) {
 	c.PureJSON(http.StatusOK, toSendJSON(snd))
 }
 
-var sendStates = []string{workflows.SendQueued, workflows.SendSending, workflows.SendSent, workflows.SendFailed, workflows.SendCanceled, workflows.SendReauthRequired}
+var sendStates = []string{workflows.SendDraft, workflows.SendQueued, workflows.SendSending, workflows.SendSent, workflows.SendFailed, workflows.SendCanceled, workflows.SendReauthRequired}
 
-func (s *server) listSends(c *gin.Context) {
+func (s *server) listSends(c *gin.Context) { s.listSendsIn(c, "") }
+
+// listSendsIn lists a connection's (or an attached mailbox's) sends, in one
+// state when state is given.
+func (s *server) listSendsIn(c *gin.Context, state string) {
 	var row store.Connection
 	var m store.Mailbox
 	ok := false
@@ -507,6 +519,9 @@ func (s *server) listSends(c *gin.Context) {
 		return
 	}
 	q := store.SendQuery{State: c.Query("state"), Limit: limit + 1}
+	if state != "" {
+		q.State = state
+	}
 	if m.ID != row.ID {
 		q.MailboxID = m.ID // an attached mailbox's sends alone
 	}

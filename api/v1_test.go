@@ -20,6 +20,7 @@ import (
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
 
+	"github.com/outlookd/outlookd/activities"
 	"github.com/outlookd/outlookd/api"
 	"github.com/outlookd/outlookd/apikey"
 	"github.com/outlookd/outlookd/graphsim"
@@ -57,7 +58,7 @@ func newHarness(t *testing.T, simOpts graphsim.Options, opts ...harnessOption) *
 	e := enginetest.StartLive(t, simOpts, workflows.Options{PageSize: 50, ReconcileEvery: time.Hour})
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	deps := api.Deps{Logger: log, Store: e.Store, Temporal: e.Temporal, Connect: e.Connect, Tokens: e.Vault.Tokens(),
-		Receiver: e.Receiver, Mail: mailreader.Reader{A: e.Acts}, RateLimit: 1000, RateBurst: 1000}
+		Receiver: e.Receiver, Mail: mailreader.Reader{A: e.Acts}, Drafts: activities.Drafts{A: e.Acts}, RateLimit: 1000, RateBurst: 1000}
 	for _, o := range opts {
 		o(&deps)
 	}

@@ -17,6 +17,10 @@ func SendFinal(state string) bool {
 	return state == "sent" || state == "failed" || state == "canceled"
 }
 
+// SendStarted tells whether a send left the app's hands: anything but a
+// draft not sent yet.
+func SendStarted(state string) bool { return state != "draft" }
+
 // ErrKeyReused: the Idempotency-Key names an earlier send whose request
 // was not this one.
 var ErrKeyReused = errors.New("store: the idempotency key was used for another request")
@@ -144,17 +148,23 @@ func (s *Store) CreateSend(ctx context.Context, snd Send, atts []SendAttachment,
 	if snd.Kind == "" {
 		snd.Kind = "new"
 	}
+	// A draft waits for the app to send it, outside the rates.
+	draft := snd.Kind == "draft"
+	state := "queued"
+	if draft {
+		state = "draft"
+	}
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `
 			INSERT INTO sends (id, connection_id, mailbox_id, idempotency_key, request_hash, kind, message, recipients, state, not_before)
-			VALUES ($1, $2, NULLIF($8, ''), $3, $4, $5, $6, $7, 'queued', NULL)
+			VALUES ($1, $2, NULLIF($8, ''), $3, $4, $5, $6, $7, $9, NULL)
 			ON CONFLICT DO NOTHING`,
-			snd.ID, snd.ConnectionID, snd.Key, snd.RequestHash, snd.Kind, msg, snd.Message.Recipients(), snd.MailboxID)
+			snd.ID, snd.ConnectionID, snd.Key, snd.RequestHash, snd.Kind, msg, snd.Message.Recipients(), snd.MailboxID, state)
 		if err != nil {
 			return fmt.Errorf("store: create send %s: %w", snd.ID, err)
 		}
 		created = tag.RowsAffected() == 1
-		if created {
+		if created && !draft {
 			at, err := reserveSlot(ctx, tx, snd.ID, max(snd.Message.Recipients(), snd.Recipients, 1), rates)
 			if err != nil {
 				return err
@@ -162,6 +172,8 @@ func (s *Store) CreateSend(ctx context.Context, snd Send, atts []SendAttachment,
 			if _, err := tx.Exec(ctx, `UPDATE sends SET not_before = $2, recipients = $3 WHERE id = $1`, snd.ID, at, max(snd.Message.Recipients(), snd.Recipients)); err != nil {
 				return fmt.Errorf("store: the send's time: %w", err)
 			}
+		}
+		if created {
 			for i, a := range atts {
 				if _, err := tx.Exec(ctx, `
 					INSERT INTO send_attachments (send_id, ord, name, content_type, is_inline, content_id, size, content)
@@ -186,9 +198,10 @@ func (s *Store) CreateSend(ctx context.Context, snd Send, atts []SendAttachment,
 }
 
 // DeleteSend removes a send that never started (its workflow could not be
-// started), with its attachments; ErrNotFound when it is not queued.
+// started), or a draft the mailbox never got, with its attachments;
+// ErrNotFound when it is neither.
 func (s *Store) DeleteSend(ctx context.Context, id string) error {
-	tag, err := s.pool.Exec(ctx, `DELETE FROM sends WHERE id = $1 AND state = 'queued' AND draft_id IS NULL`, id)
+	tag, err := s.pool.Exec(ctx, `DELETE FROM sends WHERE id = $1 AND state IN ('queued', 'draft') AND draft_id IS NULL`, id)
 	if err != nil {
 		return fmt.Errorf("store: delete send %s: %w", id, err)
 	}
@@ -331,6 +344,74 @@ func (s *Store) UpdateSend(ctx context.Context, id string, u SendUpdate) error {
 			if err := addEvent(ctx, tx, e); err != nil {
 				return err
 			}
+		}
+		return nil
+	})
+}
+
+// ErrNotDraft: the send is no draft (any more): it was sent or discarded.
+var ErrNotDraft = errors.New("store: the send is not a draft")
+
+// ReplaceDraft replaces a draft's message (its files stay); ErrNotDraft
+// once it was sent or discarded.
+func (s *Store) ReplaceDraft(ctx context.Context, id string, m OutgoingMessage) error {
+	msg, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("store: draft message: %w", err)
+	}
+	tag, err := s.pool.Exec(ctx, `UPDATE sends SET message = $2, recipients = $3, updated_at = now() WHERE id = $1 AND state = 'draft'`,
+		id, msg, m.Recipients())
+	if err != nil {
+		return fmt.Errorf("store: replace draft %s: %w", id, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("store: draft %s: %w", id, ErrNotDraft)
+	}
+	return nil
+}
+
+// QueueDraft makes a draft a queued send, taking its place in the
+// mailbox's rates (as CreateSend does for a new send). A send that is no
+// draft any more is answered as it stands, with queued false: sending a
+// draft twice sends it once.
+func (s *Store) QueueDraft(ctx context.Context, id string, rates Rates) (out Send, queued bool, err error) {
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		out, err = scanSend(tx.QueryRow(ctx, sendSelect+`WHERE s.id = $1 FOR UPDATE OF s`, id))
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("store: send %s: %w", id, ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("store: send %s: %w", id, err)
+		}
+		if out.State != "draft" {
+			return nil
+		}
+		at, err := reserveSlot(ctx, tx, id, max(out.Recipients, 1), rates)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE sends SET state = 'queued', not_before = $2, updated_at = now() WHERE id = $1`, id, at); err != nil {
+			return fmt.Errorf("store: queue draft %s: %w", id, err)
+		}
+		out.State, out.NotBefore, queued = "queued", &at, true
+		return nil
+	})
+	return out, queued, err
+}
+
+// UnqueueDraft gives a draft whose send could not start its state back,
+// and its place in the rates.
+func (s *Store) UnqueueDraft(ctx context.Context, id string) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE sends SET state = 'draft', not_before = NULL, updated_at = now() WHERE id = $1 AND state = 'queued' AND kind = 'draft'`, id)
+		if err != nil {
+			return fmt.Errorf("store: unqueue draft %s: %w", id, err)
+		}
+		if tag.RowsAffected() == 0 {
+			return nil
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM send_slots WHERE send_id = $1`, id); err != nil {
+			return fmt.Errorf("store: unqueue draft %s: %w", id, err)
 		}
 		return nil
 	})

@@ -169,3 +169,51 @@ func TestSendsFromAnAttachedMailbox(t *testing.T) {
 		}
 	}
 }
+
+// TestDraftsWaitOutsideTheRates: a draft takes no place in the rates
+// until it is queued, once; a draft whose send could not start gets its
+// state and place back; a sent draft cannot be replaced.
+func TestDraftsWaitOutsideTheRates(t *testing.T) {
+	ctx := context.Background()
+	st := newStore(t)
+	if err := st.CreateConnection(ctx, store.Connection{ID: "c-d", OrgID: "o", OwnerID: "u", State: "active", Mode: "delegated"}); err != nil {
+		t.Fatal(err)
+	}
+	rates := store.Rates{Mailbox: "u-d", PerMinute: 1, DailyRecipients: 100, NoQueue: true}
+	d := newSend("c-d", "draft", 0)
+	d.Kind = "draft"
+	got, created, err := st.CreateSend(ctx, d, nil, rates)
+	if err != nil || !created || got.State != "draft" || got.NotBefore != nil {
+		t.Fatalf("create: %+v %v %v", got, created, err)
+	}
+	if err := st.ReplaceDraft(ctx, got.ID, store.OutgoingMessage{Subject: "v2", To: []store.Recipient{{Address: "a@contoso.example"}}}); err != nil {
+		t.Fatal(err)
+	}
+	// The draft held no place, so queuing it takes the minute's one.
+	q, queued, err := st.QueueDraft(ctx, got.ID, rates)
+	if err != nil || !queued || q.State != "queued" || q.Recipients != 1 || q.Message.Subject != "v2" {
+		t.Fatalf("queue: %+v %v %v", q, queued, err)
+	}
+	if again, queued, err := st.QueueDraft(ctx, got.ID, rates); err != nil || queued || again.State != "queued" {
+		t.Errorf("queued twice: %+v %v %v", again, queued, err)
+	}
+	var limited *store.RateLimitedError
+	if _, _, err := st.CreateSend(ctx, newSend("c-d", "plain", 1), nil, rates); !errors.As(err, &limited) {
+		t.Errorf("the minute's place was the draft's: %v", err)
+	}
+	if err := st.UnqueueDraft(ctx, got.ID); err != nil {
+		t.Fatal(err)
+	}
+	if back, err := st.GetSend(ctx, "c-d", got.ID); err != nil || back.State != "draft" || back.NotBefore != nil {
+		t.Errorf("unqueued: %+v %v", back, err)
+	}
+	if _, _, err := st.CreateSend(ctx, newSend("c-d", "plain", 1), nil, rates); err != nil {
+		t.Errorf("the place given back: %v", err)
+	}
+	if _, _, err := st.QueueDraft(ctx, got.ID, store.Rates{Mailbox: "u-d", PerMinute: 30, DailyRecipients: 100}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.ReplaceDraft(ctx, got.ID, store.OutgoingMessage{Subject: "v3"}); !errors.Is(err, store.ErrNotDraft) {
+		t.Errorf("a queued draft replaced: %v", err)
+	}
+}

@@ -29,6 +29,8 @@ const SendKeyProperty = "String {8ECCC264-6880-4EBE-992F-8888D2EEAA1D} Name X-Ou
 
 // Send states (the sends table's).
 const (
+	// SendDraft: a draft made through the API, not sent yet.
+	SendDraft          = "draft"
 	SendQueued         = "queued"
 	SendSending        = "sending"
 	SendSent           = "sent"
@@ -56,6 +58,7 @@ const (
 	ReasonConnectionEnded  = "connection_disconnected"
 	ReasonOriginalGone     = "original_not_found"
 	ReasonMailboxDetached  = "mailbox_detached"
+	ReasonDraftDiscarded   = "draft_discarded"
 )
 
 // SendReasonText says what a reason means, for the app's people.
@@ -74,6 +77,7 @@ var SendReasonText = map[string]string{
 	ReasonConnectionEnded:  "The connection was disconnected before the message went out.",
 	ReasonOriginalGone:     "The message being answered or forwarded is no longer in the mailbox.",
 	ReasonMailboxDetached:  "The mailbox was detached from its connection before the message went out.",
+	ReasonDraftDiscarded:   "The draft was discarded through the API; nothing was sent.",
 }
 
 // Event types of sends.

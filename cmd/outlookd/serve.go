@@ -145,6 +145,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 			Tokens:       vc.Tokens(),
 			Receiver:     receiver,
 			Mail:         mailreader.Reader{A: acts},
+			Drafts:       activities.Drafts{A: acts},
 			RateLimit:    cfg.APIRateLimit,
 			RateBurst:    int(2 * cfg.APIRateLimit),
 			// Local development only (OUTLOOKD_WEBHOOKS_ALLOW_INSECURE).
