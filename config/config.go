@@ -62,10 +62,10 @@ type Config struct {
 	// DatabaseMaxConns caps the connection pool.
 	DatabaseMaxConns int32 `env:"OUTLOOKD_DATABASE_MAX_CONNS" envDefault:"16"`
 
-	// TemporalAddress is the Temporal frontend host:port.
-	TemporalAddress string `env:"TEMPORAL_ADDRESS" envDefault:"127.0.0.1:7233"`
-	// TemporalNamespace is the namespace the workflows live in.
-	TemporalNamespace string `env:"TEMPORAL_NAMESPACE" envDefault:"default"`
+	// Temporal's address, namespace, TLS and API key are read by package
+	// temporalconn, from the TEMPORAL_* variables and profile file that
+	// Temporal's own SDKs and CLI read (docs/operations.md).
+
 	// TaskQueue is the task queue of the connection workflows.
 	TaskQueue string `env:"OUTLOOKD_TASK_QUEUE" envDefault:"outlookd"`
 
@@ -221,11 +221,7 @@ func (c Config) Validate() error {
 	if c.DatabaseMaxConns < 1 {
 		return &Error{Var: "OUTLOOKD_DATABASE_MAX_CONNS", Expect: "an integer of at least 1"}
 	}
-	if err := hostPort("TEMPORAL_ADDRESS", c.TemporalAddress); err != nil {
-		return err
-	}
 	for v, s := range map[string]string{
-		"TEMPORAL_NAMESPACE":           c.TemporalNamespace,
 		"OUTLOOKD_TASK_QUEUE":          c.TaskQueue,
 		"OUTLOOKD_VAULT_KV_MOUNT":      c.VaultKVMount,
 		"OUTLOOKD_VAULT_KV_PREFIX":     c.VaultKVPrefix,

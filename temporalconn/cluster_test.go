@@ -2,18 +2,14 @@ package temporalconn_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"go.temporal.io/api/operatorservice/v1"
-	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
-	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/outlookd/outlookd/internal/testenv"
 	"github.com/outlookd/outlookd/temporalconn"
@@ -59,47 +55,9 @@ func TestDialTheStack(t *testing.T) {
 	}
 }
 
-// freshNamespace registers a namespace of its own, so that adding search
-// attributes touches nothing other tests share.
-func freshNamespace(t *testing.T, c client.Client) string {
-	t.Helper()
-	ns := "outlookd-setup-" + hex.EncodeToString(randBytes(t, 4))
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if _, err := c.WorkflowService().RegisterNamespace(ctx, &workflowservice.RegisterNamespaceRequest{
-		Namespace: ns, WorkflowExecutionRetentionPeriod: durationpb.New(24 * time.Hour),
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if _, err := c.OperatorService().DeleteNamespace(ctx, &operatorservice.DeleteNamespaceRequest{Namespace: ns}); err != nil {
-			t.Logf("delete namespace %s: %v", ns, err)
-		}
-	})
-	// A new namespace reaches the frontend's cache after a moment.
-	for {
-		if _, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: ns}); err == nil {
-			return ns
-		} else if ctx.Err() != nil {
-			t.Fatalf("namespace %s never became usable: %v", ns, err)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-}
-
-func randBytes(t *testing.T, n int) []byte {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 func TestSearchAttributesOnAFreshNamespace(t *testing.T) {
-	c, _ := dial(t, "default")
-	ns := freshNamespace(t, c)
+	_, ns := testenv.TemporalNamespace(t)
+	c, _ := dial(t, ns)
 	oc := c.OperatorService()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

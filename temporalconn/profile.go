@@ -56,9 +56,9 @@ type Error struct {
 
 func (e *Error) Error() string {
 	if e.Err != nil {
-		return fmt.Sprintf("temporal config: %s: %s (%v)", e.Var, e.Expect, e.Err)
+		return fmt.Sprintf("temporal config: %s: expected %s (%v)", e.Var, e.Expect, e.Err)
 	}
-	return fmt.Sprintf("temporal config: %s: %s", e.Var, e.Expect)
+	return fmt.Sprintf("temporal config: %s: expected %s", e.Var, e.Expect)
 }
 
 func (e *Error) Unwrap() error { return e.Err }

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/client"
-	tlog "go.temporal.io/sdk/log"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/outlookd/outlookd/activities"
@@ -26,6 +25,7 @@ import (
 	"github.com/outlookd/outlookd/mailreader"
 	"github.com/outlookd/outlookd/outbox"
 	"github.com/outlookd/outlookd/store"
+	"github.com/outlookd/outlookd/temporalconn"
 	"github.com/outlookd/outlookd/vault"
 	"github.com/outlookd/outlookd/webhook"
 	"github.com/outlookd/outlookd/worker"
@@ -53,6 +53,10 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 	if err != nil {
 		return err
 	}
+	prof, err := temporalconn.Load(environ)
+	if err != nil {
+		return err
+	}
 	if err := cfg.ValidateVaultAuth(); err != nil {
 		return err
 	}
@@ -63,7 +67,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 	}
 	log := newLogger(cfg, stderr)
 	log.Info("outlookd starting", "version", versionString(), "role", *role,
-		"http_addr", cfg.HTTPAddr, "temporal", cfg.TemporalAddress, "vault", cfg.VaultAddr.String())
+		"http_addr", cfg.HTTPAddr, "temporal", prof, "vault", cfg.VaultAddr.String())
 
 	st, err := store.Open(ctx, cfg.DatabaseURL.Reveal(), cfg.DatabaseMaxConns)
 	if err != nil {
@@ -87,11 +91,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 
 	// A lazy client connects on first use, so the process starts (and /readyz
 	// says what is missing) while Temporal is still coming up.
-	tc, err := client.NewLazyClient(client.Options{
-		HostPort:  cfg.TemporalAddress,
-		Namespace: cfg.TemporalNamespace,
-		Logger:    tlog.NewStructuredLogger(log.With("component", "temporal")),
-	})
+	topts, err := prof.ClientOptions(log.With("component", "temporal"))
+	if err != nil {
+		return err
+	}
+	tc, err := client.NewLazyClient(topts)
 	if err != nil {
 		return fmt.Errorf("temporal client: %w", err)
 	}
@@ -117,6 +121,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 	}
 	if *role == roleAll || *role == roleWorker {
 		g.Go(func() error {
+			// A worker whose workflows would fail to set their search
+			// attributes never starts: it names them and `outlookd setup`.
+			if err := waitSearchAttributes(gctx, tc, prof.Namespace, log.With("component", "worker")); err != nil {
+				return err
+			}
 			return worker.Run(gctx, tc, worker.Options{TaskQueue: cfg.TaskQueue, Logger: log.With("component", "worker"), CacheSize: cfg.WorkflowCache, Register: worker.Register(acts)})
 		})
 	}
