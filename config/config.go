@@ -113,6 +113,9 @@ type Config struct {
 	// NotificationsURL is where Graph posts change notifications (default:
 	// the public URL + /v1/graph/notifications; "none" polls instead).
 	NotificationsURL string `env:"OUTLOOKD_NOTIFICATIONS_URL"`
+	// MetricsAddr, when set, serves /metrics in Prometheus' format there
+	// (the Temporal SDK's metrics and outlookd's own), apart from the API.
+	MetricsAddr string `env:"OUTLOOKD_METRICS_ADDR"`
 	// PprofAddr, when set, serves Go's profiler (net/http/pprof) there;
 	// keep it on loopback.
 	PprofAddr string `env:"OUTLOOKD_PPROF_ADDR"`
@@ -258,6 +261,11 @@ func (c Config) Validate() error {
 	}
 	if c.PprofAddr != "" {
 		if err := hostPort("OUTLOOKD_PPROF_ADDR", c.PprofAddr); err != nil {
+			return err
+		}
+	}
+	if c.MetricsAddr != "" {
+		if err := hostPort("OUTLOOKD_METRICS_ADDR", c.MetricsAddr); err != nil {
 			return err
 		}
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/outlookd/outlookd/connect"
 	"github.com/outlookd/outlookd/identity"
 	"github.com/outlookd/outlookd/mailreader"
+	"github.com/outlookd/outlookd/metrics"
 	"github.com/outlookd/outlookd/outbox"
 	"github.com/outlookd/outlookd/store"
 	"github.com/outlookd/outlookd/temporalconn"
@@ -95,6 +96,24 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 	if err != nil {
 		return err
 	}
+	var mx *metrics.Metrics
+	if cfg.MetricsAddr != "" {
+		mx = metrics.New()
+		defer mx.Close()
+		topts.MetricsHandler = mx.TemporalHandler(log.With("component", "metrics"))
+		mx.RegisterSends(st.CountSendsByState, []string{workflows.SendDraft, workflows.SendQueued, workflows.SendSending,
+			workflows.SendSent, workflows.SendFailed, workflows.SendCanceled, workflows.SendReauthRequired})
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", mx.Handler())
+		ln, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("OUTLOOKD_METRICS_ADDR: listen on %s: %w", cfg.MetricsAddr, err)
+		}
+		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		log.Info("metrics listening", "addr", ln.Addr().String())
+		go func() { _ = msrv.Serve(ln) }()
+		defer msrv.Close()
+	}
 	tc, err := client.NewLazyClient(topts)
 	if err != nil {
 		return fmt.Errorf("temporal client: %w", err)
@@ -118,6 +137,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 	acts, err := newActivities(cfg, st, vc, log)
 	if err != nil {
 		return err
+	}
+	if mx != nil {
+		acts.HTTP.Transport = mx.Transport(acts.HTTP.Transport, cfg.GraphURL, cfg.AuthorityURL)
 	}
 	if *role == roleAll || *role == roleWorker {
 		g.Go(func() error {

@@ -1,0 +1,199 @@
+// Package metrics holds outlookd's Prometheus registry: the Temporal SDK's
+// metrics (through its tally bridge), outlookd's own (Graph and token
+// endpoint requests by status, sends by state), and the Go runtime's, served
+// in Prometheus' text format on a listener of their own.
+package metrics
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/uber-go/tally/v4"
+	tallyprom "github.com/uber-go/tally/v4/prometheus"
+	"go.temporal.io/sdk/client"
+	sdktally "go.temporal.io/sdk/contrib/tally"
+)
+
+// Metrics is one process's registry and outlookd's own metrics in it.
+type Metrics struct {
+	registry *prometheus.Registry
+	graph    *prometheus.CounterVec
+	token    *prometheus.CounterVec
+	closers  []io.Closer
+}
+
+// New makes a registry with the Go runtime's and the process's collectors
+// and outlookd's own metrics.
+func New() *Metrics {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := &Metrics{
+		registry: reg,
+		graph: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "outlookd_graph_requests_total",
+			Help: "Requests to Microsoft Graph, by HTTP status (429 is a throttled request; 0 a request that got no answer).",
+		}, []string{"status"}),
+		token: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "outlookd_token_requests_total",
+			Help: "Requests to the identity platform's token endpoint, by grant type (refresh_token is a token refresh) and HTTP status (0: no answer).",
+		}, []string{"grant_type", "status"}),
+	}
+	reg.MustRegister(m.graph, m.token)
+	return m
+}
+
+// Registry is where every metric of the process is registered.
+func (m *Metrics) Registry() *prometheus.Registry { return m.registry }
+
+// Handler serves the registry in Prometheus' exposition format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{Registry: m.registry})
+}
+
+// TemporalHandler is the Temporal SDK's metrics handler for client.Options,
+// reporting into the registry with Prometheus' naming (temporal_...).
+func (m *Metrics) TemporalHandler(log *slog.Logger) client.MetricsHandler {
+	reporter := tallyprom.NewReporter(tallyprom.Options{
+		Registerer: m.registry,
+		Gatherer:   m.registry,
+		// Histograms rather than summaries: they aggregate across workers.
+		DefaultTimerType: tallyprom.HistogramTimerType,
+		OnRegisterError: func(err error) {
+			log.Warn("temporal metric not registered", "err", err)
+		},
+	})
+	scope, closer := tally.NewRootScope(tally.ScopeOptions{
+		CachedReporter:  reporter,
+		Separator:       tallyprom.DefaultSeparator,
+		SanitizeOptions: &sdktally.PrometheusSanitizeOptions,
+	}, time.Second)
+	m.closers = append(m.closers, closer)
+	return sdktally.NewMetricsHandler(sdktally.NewPrometheusNamingScope(scope))
+}
+
+// Close flushes and stops the Temporal scope's reporting.
+func (m *Metrics) Close() error {
+	for _, c := range m.closers {
+		_ = c.Close()
+	}
+	return nil
+}
+
+// CountFunc counts rows by a state at scrape time.
+type CountFunc func(ctx context.Context) (map[string]int64, error)
+
+// RegisterSends reports outlookd_sends{state} from count at each scrape
+// (the registry's truth, the same from every replica), for the states
+// given (reported as 0 when none is in them).
+func (m *Metrics) RegisterSends(count CountFunc, states []string) {
+	m.registry.MustRegister(&stateCollector{
+		desc:   prometheus.NewDesc("outlookd_sends", "Sends in the registry, by state.", []string{"state"}, nil),
+		count:  count,
+		states: states,
+	})
+}
+
+type stateCollector struct {
+	desc   *prometheus.Desc
+	count  CountFunc
+	states []string
+}
+
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	got, err := c.count(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(c.desc, err)
+		return
+	}
+	seen := map[string]bool{}
+	for _, s := range c.states {
+		seen[s] = true
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(got[s]), s)
+	}
+	for s, n := range got {
+		if !seen[s] {
+			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), s)
+		}
+	}
+}
+
+// Transport counts the requests next makes to Graph (graphURL's host) and
+// to the identity platform's token endpoint (authorityURL's host, a path
+// ending in /token). Other requests pass uncounted.
+func (m *Metrics) Transport(next http.RoundTripper, graphURL, authorityURL *url.URL) http.RoundTripper {
+	return &transport{m: m, next: next, graphHost: host(graphURL), authorityHost: host(authorityURL)}
+}
+
+func host(u *url.URL) string {
+	if u == nil {
+		return ""
+	}
+	return strings.ToLower(u.Host)
+}
+
+type transport struct {
+	m                        *Metrics
+	next                     http.RoundTripper
+	graphHost, authorityHost string
+}
+
+func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	h := strings.ToLower(req.URL.Host)
+	var count func(status string)
+	switch {
+	case h == t.graphHost:
+		count = func(status string) { t.m.graph.WithLabelValues(status).Inc() }
+	case h == t.authorityHost && strings.HasSuffix(req.URL.Path, "/token"):
+		grant := grantType(req)
+		count = func(status string) { t.m.token.WithLabelValues(grant, status).Inc() }
+	default:
+		return t.next.RoundTrip(req)
+	}
+	resp, err := t.next.RoundTrip(req)
+	status := "0"
+	if err == nil {
+		status = strconv.Itoa(resp.StatusCode)
+	}
+	count(status)
+	return resp, err
+}
+
+// grantType reads the grant_type of a token request from a copy of its
+// form body (x/oauth2 and MSAL make bodies that can be read again).
+func grantType(req *http.Request) string {
+	if req.GetBody == nil {
+		return "unknown"
+	}
+	body, err := req.GetBody()
+	if err != nil {
+		return "unknown"
+	}
+	defer body.Close()
+	b, err := io.ReadAll(io.LimitReader(body, 64<<10))
+	if err != nil {
+		return "unknown"
+	}
+	form, err := url.ParseQuery(string(b))
+	if err != nil {
+		return "unknown"
+	}
+	switch g := form.Get("grant_type"); g {
+	case "authorization_code", "refresh_token", "client_credentials":
+		return g
+	default:
+		return "other"
+	}
+}
