@@ -88,44 +88,52 @@ func (m *Metrics) Close() error {
 	return nil
 }
 
-// CountFunc counts rows by a state at scrape time.
-type CountFunc func(ctx context.Context) (map[string]int64, error)
+// Row is one series of a count taken at scrape time: its label values, in
+// the order of the metric's labels, and the count.
+type Row struct {
+	Labels []string
+	N      int64
+}
 
-// RegisterSends reports outlookd_sends{state} from count at each scrape
-// (the registry's truth, the same from every replica), for the states
-// given (reported as 0 when none is in them).
-func (m *Metrics) RegisterSends(count CountFunc, states []string) {
-	m.registry.MustRegister(&stateCollector{
-		desc:   prometheus.NewDesc("outlookd_sends", "Sends in the registry, by state.", []string{"state"}, nil),
-		count:  count,
-		states: states,
+// CountFunc counts registry rows at scrape time.
+type CountFunc func(ctx context.Context) ([]Row, error)
+
+// RegisterCount reports the gauge name{labels} from count at each scrape:
+// the registry's truth, the same from every replica (aggregate with max).
+// Each of zero (label values) is reported as 0 when count has no row for
+// it, so that a state nobody is in still shows.
+func (m *Metrics) RegisterCount(name, help string, labels []string, count CountFunc, zero ...[]string) {
+	m.registry.MustRegister(&countCollector{
+		desc:  prometheus.NewDesc(name, help, labels, nil),
+		count: count,
+		zero:  zero,
 	})
 }
 
-type stateCollector struct {
-	desc   *prometheus.Desc
-	count  CountFunc
-	states []string
+type countCollector struct {
+	desc  *prometheus.Desc
+	count CountFunc
+	zero  [][]string
 }
 
-func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+func (c *countCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 
-func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+func (c *countCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	got, err := c.count(ctx)
+	rows, err := c.count(ctx)
 	if err != nil {
 		ch <- prometheus.NewInvalidMetric(c.desc, err)
 		return
 	}
 	seen := map[string]bool{}
-	for _, s := range c.states {
-		seen[s] = true
-		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(got[s]), s)
+	for _, r := range rows {
+		seen[strings.Join(r.Labels, "\x00")] = true
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(r.N), r.Labels...)
 	}
-	for s, n := range got {
-		if !seen[s] {
-			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), s)
+	for _, z := range c.zero {
+		if !seen[strings.Join(z, "\x00")] {
+			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, 0, z...)
 		}
 	}
 }

@@ -89,11 +89,16 @@ func TestTransportCountsGraphAndTokenRequests(t *testing.T) {
 	}
 }
 
-func TestSendsByStateAtScrape(t *testing.T) {
+func TestCountsAtScrape(t *testing.T) {
 	m := New()
-	counts := map[string]int64{"queued": 3, "sent": 7}
+	rows := []Row{{[]string{"queued"}, 3}, {[]string{"sent"}, 7}}
 	var fail error
-	m.RegisterSends(func(context.Context) (map[string]int64, error) { return counts, fail }, []string{"queued", "sending", "sent"})
+	m.RegisterCount("outlookd_sends", "Sends by state.", []string{"state"},
+		func(context.Context) ([]Row, error) { return rows, fail }, []string{"queued"}, []string{"sending"})
+	m.RegisterCount("outlookd_mailboxes", "Mailboxes by state and sync mode.", []string{"state", "sync_mode"},
+		func(context.Context) ([]Row, error) {
+			return []Row{{[]string{"active", "push"}, 2}, {[]string{"active", "polling"}, 1}}, nil
+		})
 	srv := httptest.NewServer(m.Handler())
 	defer srv.Close()
 	scrape := func() (int, string) {
@@ -106,12 +111,16 @@ func TestSendsByStateAtScrape(t *testing.T) {
 		return resp.StatusCode, string(b)
 	}
 	_, body := scrape()
-	for _, want := range []string{`outlookd_sends{state="queued"} 3`, `outlookd_sends{state="sending"} 0`, `outlookd_sends{state="sent"} 7`, "go_goroutines"} {
+	for _, want := range []string{`outlookd_sends{state="queued"} 3`, `outlookd_sends{state="sending"} 0`, `outlookd_sends{state="sent"} 7`,
+		`outlookd_mailboxes{state="active",sync_mode="push"} 2`, `outlookd_mailboxes{state="active",sync_mode="polling"} 1`, "go_goroutines"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("scrape lacks %q", want)
 		}
 	}
-	counts["queued"], counts["sent"] = 1, 9
+	if strings.Count(body, `outlookd_sends{state="queued"}`) != 1 {
+		t.Errorf("a zero-filled series doubled a counted one:\n%s", grep(body, "outlookd_sends"))
+	}
+	rows = []Row{{[]string{"queued"}, 1}, {[]string{"sent"}, 9}}
 	if _, body = scrape(); !strings.Contains(body, `outlookd_sends{state="queued"} 1`) || !strings.Contains(body, `outlookd_sends{state="sent"} 9`) {
 		t.Errorf("the gauge did not follow the registry:\n%s", grep(body, "outlookd_sends"))
 	}

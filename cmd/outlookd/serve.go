@@ -101,8 +101,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 		mx = metrics.New()
 		defer mx.Close()
 		topts.MetricsHandler = mx.TemporalHandler(log.With("component", "metrics"))
-		mx.RegisterSends(st.CountSendsByState, []string{workflows.SendDraft, workflows.SendQueued, workflows.SendSending,
-			workflows.SendSent, workflows.SendFailed, workflows.SendCanceled, workflows.SendReauthRequired})
+		registerCounts(mx, st)
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", mx.Handler())
 		ln, err := net.Listen("tcp", cfg.MetricsAddr)
@@ -265,4 +264,27 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// registerCounts reports the registry's connections, mailboxes and sends
+// by state, counted at each scrape.
+func registerCounts(mx *metrics.Metrics, st *store.Store) {
+	rows := func(count func(context.Context) ([]store.Count, error)) metrics.CountFunc {
+		return func(ctx context.Context) ([]metrics.Row, error) {
+			cs, err := count(ctx)
+			out := make([]metrics.Row, len(cs))
+			for i, c := range cs {
+				out[i] = metrics.Row{Labels: c.Values, N: c.N}
+			}
+			return out, err
+		}
+	}
+	mx.RegisterCount("outlookd_connections", "Connections in the registry, by state and mode.", []string{"state", "mode"}, rows(st.CountConnections))
+	mx.RegisterCount("outlookd_mailboxes", "Mailboxes in the registry, by state and sync mode (empty before live sync).", []string{"state", "sync_mode"}, rows(st.CountMailboxes))
+	var sendStates [][]string
+	for _, s := range []string{workflows.SendDraft, workflows.SendQueued, workflows.SendSending, workflows.SendSent,
+		workflows.SendFailed, workflows.SendCanceled, workflows.SendReauthRequired} {
+		sendStates = append(sendStates, []string{s})
+	}
+	mx.RegisterCount("outlookd_sends", "Sends in the registry, by state.", []string{"state"}, rows(st.CountSends), sendStates...)
 }
