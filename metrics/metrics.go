@@ -5,7 +5,9 @@
 package metrics
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -27,6 +29,7 @@ import (
 type Metrics struct {
 	registry *prometheus.Registry
 	graph    *prometheus.CounterVec
+	wait     prometheus.Histogram
 	token    *prometheus.CounterVec
 	closers  []io.Closer
 }
@@ -40,14 +43,19 @@ func New() *Metrics {
 		registry: reg,
 		graph: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "outlookd_graph_requests_total",
-			Help: "Requests to Microsoft Graph, by HTTP status (429 is a throttled request; 0 a request that got no answer).",
-		}, []string{"status"}),
+			Help: "Requests to Microsoft Graph, by HTTP status (429 is a throttled request; 0 a request that got no answer) and Graph's error code (empty on success).",
+		}, []string{"status", "code"}),
+		wait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "outlookd_graph_retry_after_seconds",
+			Help:    "The waits Graph asked for with Retry-After on its throttled (429) and unavailable (503) answers.",
+			Buckets: []float64{1, 2, 5, 10, 30, 60, 120, 300},
+		}),
 		token: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "outlookd_token_requests_total",
 			Help: "Requests to the identity platform's token endpoint, by grant type (refresh_token is a token refresh) and HTTP status (0: no answer).",
 		}, []string{"grant_type", "status"}),
 	}
-	reg.MustRegister(m.graph, m.token)
+	reg.MustRegister(m.graph, m.token, m.wait)
 	return m
 }
 
@@ -160,23 +168,68 @@ type transport struct {
 
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	h := strings.ToLower(req.URL.Host)
-	var count func(status string)
 	switch {
 	case h == t.graphHost:
-		count = func(status string) { t.m.graph.WithLabelValues(status).Inc() }
+		resp, err := t.next.RoundTrip(req)
+		if err != nil {
+			t.m.graph.WithLabelValues("0", "").Inc()
+			return resp, err
+		}
+		code := ""
+		if resp.StatusCode >= 400 {
+			code = graphErrorCode(resp)
+			if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
+				if secs, err := strconv.Atoi(strings.TrimSpace(resp.Header.Get("Retry-After"))); err == nil && secs >= 0 {
+					t.m.wait.Observe(float64(secs))
+				}
+			}
+		}
+		t.m.graph.WithLabelValues(strconv.Itoa(resp.StatusCode), code).Inc()
+		return resp, nil
 	case h == t.authorityHost && strings.HasSuffix(req.URL.Path, "/token"):
 		grant := grantType(req)
-		count = func(status string) { t.m.token.WithLabelValues(grant, status).Inc() }
+		resp, err := t.next.RoundTrip(req)
+		status := "0"
+		if err == nil {
+			status = strconv.Itoa(resp.StatusCode)
+		}
+		t.m.token.WithLabelValues(grant, status).Inc()
+		return resp, err
 	default:
 		return t.next.RoundTrip(req)
 	}
-	resp, err := t.next.RoundTrip(req)
-	status := "0"
-	if err == nil {
-		status = strconv.Itoa(resp.StatusCode)
+}
+
+// graphErrorCode reads Graph's error code ({"error":{"code":...}}) from an
+// error answer and puts the body back for the caller. Error bodies are
+// small; one past 64 KiB, or not JSON, gives no code.
+func graphErrorCode(resp *http.Response) string {
+	if !strings.Contains(resp.Header.Get("Content-Type"), "json") {
+		return ""
 	}
-	count(status)
-	return resp, err
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	rest := resp.Body
+	resp.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(b), rest), rest}
+	if err != nil {
+		return ""
+	}
+	var body struct {
+		Error struct {
+			Code string `json:"code"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(b, &body) != nil || len(body.Error.Code) > 64 {
+		return ""
+	}
+	for _, r := range body.Error.Code {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' || r == '.') {
+			return ""
+		}
+	}
+	return body.Error.Code
 }
 
 // grantType reads the grant_type of a token request from a copy of its

@@ -18,8 +18,10 @@ import (
 func TestTransportCountsGraphAndTokenRequests(t *testing.T) {
 	graph := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/v1.0/throttled" {
-			w.Header().Set("Retry-After", "1")
+			w.Header().Set("Retry-After", "7")
+			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusTooManyRequests)
+			_, _ = io.WriteString(w, `{"error":{"code":"ApplicationThrottled","message":"Application is over its MailboxConcurrency limit."}}`)
 			return
 		}
 		_, _ = io.WriteString(w, `{"value":[]}`)
@@ -41,12 +43,17 @@ func TestTransportCountsGraphAndTokenRequests(t *testing.T) {
 	gu, _ := url.Parse(graph.URL + "/v1.0")
 	lu, _ := url.Parse(login.URL)
 	hc := &http.Client{Transport: m.Transport(http.DefaultTransport, gu, lu)}
-	get := func(u string) {
+	get := func(u string) string {
 		resp, err := hc.Get(u)
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp.Body.Close()
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
 	}
 	token := func(form url.Values) {
 		resp, err := hc.PostForm(login.URL+"/common/oauth2/v2.0/token", form)
@@ -57,7 +64,10 @@ func TestTransportCountsGraphAndTokenRequests(t *testing.T) {
 	}
 	get(graph.URL + "/v1.0/me/messages")
 	get(graph.URL + "/v1.0/me/messages")
-	get(graph.URL + "/v1.0/throttled")
+	// The caller still reads the whole error body the code was taken from.
+	if body := get(graph.URL + "/v1.0/throttled"); !strings.HasSuffix(body, `MailboxConcurrency limit."}}`) {
+		t.Errorf("error body after counting: %q", body)
+	}
 	get(other.URL + "/anything")
 	token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"r"}})
 	token(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"revoked"}})
@@ -73,9 +83,9 @@ func TestTransportCountsGraphAndTokenRequests(t *testing.T) {
 		want float64
 		name string
 	}{
-		{testutil.ToFloat64(m.graph.WithLabelValues("200")), 2, "graph 200"},
-		{testutil.ToFloat64(m.graph.WithLabelValues("429")), 1, "graph 429"},
-		{testutil.ToFloat64(m.graph.WithLabelValues("0")), 1, "graph no answer"},
+		{testutil.ToFloat64(m.graph.WithLabelValues("200", "")), 2, "graph 200"},
+		{testutil.ToFloat64(m.graph.WithLabelValues("429", "ApplicationThrottled")), 1, "graph 429"},
+		{testutil.ToFloat64(m.graph.WithLabelValues("0", "")), 1, "graph no answer"},
 		{testutil.ToFloat64(m.token.WithLabelValues("refresh_token", "200")), 1, "refresh ok"},
 		{testutil.ToFloat64(m.token.WithLabelValues("refresh_token", "400")), 1, "refresh failed"},
 		{testutil.ToFloat64(m.token.WithLabelValues("authorization_code", "200")), 1, "code exchange"},
@@ -83,6 +93,23 @@ func TestTransportCountsGraphAndTokenRequests(t *testing.T) {
 		if c.got != c.want {
 			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
 		}
+	}
+	if err := testutil.CollectAndCompare(m.wait, strings.NewReader(`
+# HELP outlookd_graph_retry_after_seconds The waits Graph asked for with Retry-After on its throttled (429) and unavailable (503) answers.
+# TYPE outlookd_graph_retry_after_seconds histogram
+outlookd_graph_retry_after_seconds_bucket{le="1"} 0
+outlookd_graph_retry_after_seconds_bucket{le="2"} 0
+outlookd_graph_retry_after_seconds_bucket{le="5"} 0
+outlookd_graph_retry_after_seconds_bucket{le="10"} 1
+outlookd_graph_retry_after_seconds_bucket{le="30"} 1
+outlookd_graph_retry_after_seconds_bucket{le="60"} 1
+outlookd_graph_retry_after_seconds_bucket{le="120"} 1
+outlookd_graph_retry_after_seconds_bucket{le="300"} 1
+outlookd_graph_retry_after_seconds_bucket{le="+Inf"} 1
+outlookd_graph_retry_after_seconds_sum 7
+outlookd_graph_retry_after_seconds_count 1
+`)); err != nil {
+		t.Error(err)
 	}
 	if n := testutil.CollectAndCount(m.graph) + testutil.CollectAndCount(m.token); n != 6 {
 		t.Errorf("%d series, want 6 (the other host uncounted)", n)
