@@ -42,6 +42,9 @@ type Profile struct {
 	// TLS says whether the connection uses TLS; MTLS whether it presents a
 	// client certificate; APIKey whether it sends an API key.
 	TLS, MTLS, APIKey bool
+	// SkipVerify says the frontend's certificate is not verified
+	// (TEMPORAL_TLS_DISABLE_HOST_VERIFICATION): for tests only.
+	SkipVerify bool
 
 	profile envconfig.ClientConfigProfile
 }
@@ -117,6 +120,7 @@ func Load(environ []string) (Profile, error) {
 	}
 	p.TLS = opts.ConnectionOptions.TLS != nil
 	p.MTLS = p.TLS && len(opts.ConnectionOptions.TLS.Certificates) > 0
+	p.SkipVerify = p.TLS && opts.ConnectionOptions.TLS.InsecureSkipVerify
 	return p, nil
 }
 
@@ -150,6 +154,7 @@ func (p Profile) LogValue() slog.Value {
 		slog.Bool("tls", p.TLS),
 		slog.Bool("mtls", p.MTLS),
 		slog.Bool("api_key", p.APIKey),
+		slog.Bool("skip_verify", p.SkipVerify),
 		slog.String("profile_file", p.File),
 		slog.String("profile", p.Name),
 	)

@@ -92,6 +92,7 @@ server_name = "outlookd.a1b2c.tmprl.cloud"
 	type want struct {
 		address, namespace string
 		tls, mtls, apiKey  bool
+		skipVerify         bool
 		serverName         string
 	}
 	tests := []struct {
@@ -115,6 +116,8 @@ server_name = "outlookd.a1b2c.tmprl.cloud"
 			"TEMPORAL_TLS_SERVER_CA_CERT_PATH=" + ca, "TEMPORAL_TLS_SERVER_NAME=temporal.internal"},
 			want: want{address: DefaultAddress, namespace: DefaultNamespace, tls: true, mtls: true, serverName: "temporal.internal"}},
 		{name: "TLS with the system roots", env: []string{"TEMPORAL_TLS=true"}, want: want{address: DefaultAddress, namespace: DefaultNamespace, tls: true}},
+		{name: "TLS without verification", env: []string{"TEMPORAL_TLS=true", "TEMPORAL_TLS_DISABLE_HOST_VERIFICATION=true"},
+			want: want{address: DefaultAddress, namespace: DefaultNamespace, tls: true, skipVerify: true}},
 		{name: "TLS off", env: []string{"TEMPORAL_TLS=false"}, want: want{address: DefaultAddress, namespace: DefaultNamespace}},
 
 		{name: "missing profile file", env: []string{"TEMPORAL_CONFIG_FILE=" + filepath.Join(dir, "nope.toml")}, wantErr: "TEMPORAL_CONFIG_FILE"},
@@ -145,7 +148,7 @@ server_name = "outlookd.a1b2c.tmprl.cloud"
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := want{address: p.Address, namespace: p.Namespace, tls: p.TLS, mtls: p.MTLS, apiKey: p.APIKey}
+			got := want{address: p.Address, namespace: p.Namespace, tls: p.TLS, mtls: p.MTLS, apiKey: p.APIKey, skipVerify: p.SkipVerify}
 			opts, err := p.ClientOptions(nil)
 			if err != nil {
 				t.Fatal(err)

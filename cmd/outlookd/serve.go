@@ -69,6 +69,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 	log := newLogger(cfg, stderr)
 	log.Info("outlookd starting", "version", versionString(), "role", *role,
 		"http_addr", cfg.HTTPAddr, "temporal", prof, "vault", cfg.VaultAddr.String())
+	if prof.SkipVerify {
+		log.Warn("TEMPORAL_TLS_DISABLE_HOST_VERIFICATION is set: Temporal's certificate is not verified; for tests only")
+	}
 
 	st, err := store.Open(ctx, cfg.DatabaseURL.Reveal(), cfg.DatabaseMaxConns)
 	if err != nil {
