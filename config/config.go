@@ -62,10 +62,10 @@ type Config struct {
 	// DatabaseMaxConns caps the connection pool.
 	DatabaseMaxConns int32 `env:"OUTLOOKD_DATABASE_MAX_CONNS" envDefault:"16"`
 
-	// TemporalAddress is the Temporal frontend host:port.
-	TemporalAddress string `env:"TEMPORAL_ADDRESS" envDefault:"127.0.0.1:7233"`
-	// TemporalNamespace is the namespace the workflows live in.
-	TemporalNamespace string `env:"TEMPORAL_NAMESPACE" envDefault:"default"`
+	// Temporal's address, namespace, TLS and API key are read by package
+	// temporalconn, from the TEMPORAL_* variables and profile file that
+	// Temporal's own SDKs and CLI read (docs/operations.md).
+
 	// TaskQueue is the task queue of the connection workflows.
 	TaskQueue string `env:"OUTLOOKD_TASK_QUEUE" envDefault:"outlookd"`
 
@@ -113,6 +113,9 @@ type Config struct {
 	// NotificationsURL is where Graph posts change notifications (default:
 	// the public URL + /v1/graph/notifications; "none" polls instead).
 	NotificationsURL string `env:"OUTLOOKD_NOTIFICATIONS_URL"`
+	// MetricsAddr, when set, serves /metrics in Prometheus' format there
+	// (the Temporal SDK's metrics and outlookd's own), apart from the API.
+	MetricsAddr string `env:"OUTLOOKD_METRICS_ADDR"`
 	// PprofAddr, when set, serves Go's profiler (net/http/pprof) there;
 	// keep it on loopback.
 	PprofAddr string `env:"OUTLOOKD_PPROF_ADDR"`
@@ -221,11 +224,7 @@ func (c Config) Validate() error {
 	if c.DatabaseMaxConns < 1 {
 		return &Error{Var: "OUTLOOKD_DATABASE_MAX_CONNS", Expect: "an integer of at least 1"}
 	}
-	if err := hostPort("TEMPORAL_ADDRESS", c.TemporalAddress); err != nil {
-		return err
-	}
 	for v, s := range map[string]string{
-		"TEMPORAL_NAMESPACE":           c.TemporalNamespace,
 		"OUTLOOKD_TASK_QUEUE":          c.TaskQueue,
 		"OUTLOOKD_VAULT_KV_MOUNT":      c.VaultKVMount,
 		"OUTLOOKD_VAULT_KV_PREFIX":     c.VaultKVPrefix,
@@ -262,6 +261,11 @@ func (c Config) Validate() error {
 	}
 	if c.PprofAddr != "" {
 		if err := hostPort("OUTLOOKD_PPROF_ADDR", c.PprofAddr); err != nil {
+			return err
+		}
+	}
+	if c.MetricsAddr != "" {
+		if err := hostPort("OUTLOOKD_METRICS_ADDR", c.MetricsAddr); err != nil {
 			return err
 		}
 	}

@@ -18,7 +18,7 @@ func TestLoadDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatalf("LoadFrom: %v", err)
 	}
-	if cfg.HTTPAddr != "127.0.0.1:8080" || cfg.TemporalAddress != "127.0.0.1:7233" || cfg.TaskQueue != "outlookd" {
+	if cfg.HTTPAddr != "127.0.0.1:8080" || cfg.TaskQueue != "outlookd" {
 		t.Errorf("unexpected defaults: %+v", cfg)
 	}
 	if cfg.ShutdownTimeout != 20*time.Second || cfg.LogLevel != slog.LevelInfo {
@@ -60,8 +60,6 @@ func TestLoadRejectsBadValues(t *testing.T) {
 		{"DATABASE_URL=mysql://x", "DATABASE_URL", "postgres:// URL"},
 		{"OUTLOOKD_DATABASE_MAX_CONNS=many", "OUTLOOKD_DATABASE_MAX_CONNS", "integer"},
 		{"OUTLOOKD_DATABASE_MAX_CONNS=0", "OUTLOOKD_DATABASE_MAX_CONNS", "at least 1"},
-		{"TEMPORAL_ADDRESS=localhost", "TEMPORAL_ADDRESS", "host:port"},
-		{"TEMPORAL_NAMESPACE= ", "TEMPORAL_NAMESPACE", "non-empty name"},
 		{"OUTLOOKD_TASK_QUEUE=a b", "OUTLOOKD_TASK_QUEUE", "without spaces"},
 		{"VAULT_ADDR=vault:8200", "VAULT_ADDR", "absolute http(s) URL"},
 		{"OUTLOOKD_RECONCILE_EVERY=30s", "OUTLOOKD_RECONCILE_EVERY", "between 1m and 24h"},

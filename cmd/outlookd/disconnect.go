@@ -9,11 +9,9 @@ import (
 	"strings"
 	"time"
 
-	"go.temporal.io/sdk/client"
-	tlog "go.temporal.io/sdk/log"
-
 	"github.com/outlookd/outlookd/connect"
 	"github.com/outlookd/outlookd/store"
+	"github.com/outlookd/outlookd/temporalconn"
 )
 
 const disconnectUsage = `Usage:
@@ -43,6 +41,10 @@ func disconnectCmd(ctx context.Context, args []string, stdout, stderr io.Writer,
 		return err
 	}
 	defer st.Close()
+	prof, err := temporalconn.Load(environ)
+	if err != nil {
+		return err
+	}
 	row, err := st.GetConnection(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("no connection %q in the registry", id)
@@ -50,9 +52,9 @@ func disconnectCmd(ctx context.Context, args []string, stdout, stderr io.Writer,
 	if err != nil {
 		return err
 	}
-	tc, err := client.Dial(client.Options{HostPort: cfg.TemporalAddress, Namespace: cfg.TemporalNamespace, Logger: tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))})
+	tc, err := dialTemporal(ctx, prof, slog.New(slog.DiscardHandler))
 	if err != nil {
-		return fmt.Errorf("temporal: %w", err)
+		return err
 	}
 	defer tc.Close()
 	svc := &connect.Service{Temporal: tc, Store: st, TaskQueue: cfg.TaskQueue}

@@ -18,13 +18,15 @@ const usage = `outlookd connects an application's users to their Microsoft 365 a
 Usage:
   outlookd serve [--role all|api|worker]   run the API and/or the Temporal worker
   outlookd migrate [--create-database]      bring the Postgres schema up to date
+  outlookd setup [--check]                  register outlookd's search attributes in the Temporal namespace
   outlookd sim [--seed demo] [--tls]        run graphsim, the Microsoft identity platform and Graph simulator
   outlookd apikey create|list|revoke        manage the API keys of an organisation (shown once)
   outlookd disconnect CONNECTION_ID         disconnect a connection, also one whose workflow was terminated
   outlookd appsecret set < secret           keep the app registration's client secret in Vault
   outlookd version                          print the version
 
-Configuration comes from environment variables; see README.md.
+Configuration comes from environment variables (Temporal's also from its profile
+file); see README.md and docs/operations.md.
 `
 
 func main() {
@@ -63,6 +65,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 		return serve(ctx, args[1:], stderr, environ)
 	case "migrate":
 		return migrate(ctx, args[1:], stdout, stderr, environ)
+	case "setup":
+		return setupCmd(ctx, args[1:], stdout, stderr, environ)
 	case "sim":
 		return simulate(ctx, args[1:], stdout, stderr)
 	case "apikey":

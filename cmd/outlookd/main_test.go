@@ -43,7 +43,12 @@ func TestBadConfigurationExitsWithOneClearLine(t *testing.T) {
 		want string
 	}{
 		{"serve", []string{"VAULT_TOKEN=x", "OUTLOOKD_SHUTDOWN_TIMEOUT=soon"}, "outlookd: config: OUTLOOKD_SHUTDOWN_TIMEOUT: expected a duration"},
-		{"serve", []string{"VAULT_TOKEN=x", "TEMPORAL_ADDRESS=nohost"}, "outlookd: config: TEMPORAL_ADDRESS: expected host:port"},
+		{"serve", []string{"VAULT_TOKEN=x", "TEMPORAL_ADDRESS=nohost"}, `outlookd: temporal config: TEMPORAL_ADDRESS (address): expected host:port, got "nohost"`},
+		{"serve", []string{"VAULT_TOKEN=x", "TEMPORAL_TLS_CLIENT_CERT_PATH=/etc/outlookd/client.pem"},
+			"outlookd: temporal config: TEMPORAL_TLS_CLIENT_KEY_PATH (tls.client_key_path): expected the client certificate's private key"},
+		{"setup", []string{"TEMPORAL_TLS_SERVER_CA_CERT_PATH=/nonexistent/ca.pem"},
+			`outlookd: temporal config: TEMPORAL_TLS_SERVER_CA_CERT_PATH (tls.server_ca_cert_path): expected a readable file, got "/nonexistent/ca.pem"`},
+		{"disconnect conn_abcdefgh", []string{"TEMPORAL_CONFIG_FILE=/nonexistent/temporal.toml"}, "outlookd: temporal config: TEMPORAL_CONFIG_FILE"},
 		{"serve", []string{"VAULT_TOKEN=x", "OUTLOOKD_LOG_LEVEL=chatty"}, "outlookd: config: OUTLOOKD_LOG_LEVEL: expected one of debug, info, warn, error"},
 		{"serve", nil, "outlookd: config: VAULT_TOKEN: expected a Vault token, or OUTLOOKD_VAULT_ROLE_ID"},
 		{"serve", []string{"VAULT_TOKEN=x", "OUTLOOKD_CLIENT_ID=x", "OUTLOOKD_PUBLIC_URL=http://outlookd.example"},
@@ -72,6 +77,7 @@ func TestUsageErrors(t *testing.T) {
 		{"frobnicate", `unknown command "frobnicate"`},
 		{"serve --role=everything", "--role must be all, api or worker"},
 		{"migrate extra", `unexpected argument "extra"`},
+		{"setup extra", `unexpected argument "extra"`},
 		{"disconnect", "outlookd disconnect CONNECTION_ID"},
 		{"disconnect conn_a conn_b", `unexpected argument "conn_b"`},
 	}

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/client"
-	tlog "go.temporal.io/sdk/log"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/outlookd/outlookd/activities"
@@ -24,8 +23,10 @@ import (
 	"github.com/outlookd/outlookd/connect"
 	"github.com/outlookd/outlookd/identity"
 	"github.com/outlookd/outlookd/mailreader"
+	"github.com/outlookd/outlookd/metrics"
 	"github.com/outlookd/outlookd/outbox"
 	"github.com/outlookd/outlookd/store"
+	"github.com/outlookd/outlookd/temporalconn"
 	"github.com/outlookd/outlookd/vault"
 	"github.com/outlookd/outlookd/webhook"
 	"github.com/outlookd/outlookd/worker"
@@ -53,6 +54,10 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 	if err != nil {
 		return err
 	}
+	prof, err := temporalconn.Load(environ)
+	if err != nil {
+		return err
+	}
 	if err := cfg.ValidateVaultAuth(); err != nil {
 		return err
 	}
@@ -63,7 +68,10 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 	}
 	log := newLogger(cfg, stderr)
 	log.Info("outlookd starting", "version", versionString(), "role", *role,
-		"http_addr", cfg.HTTPAddr, "temporal", cfg.TemporalAddress, "vault", cfg.VaultAddr.String())
+		"http_addr", cfg.HTTPAddr, "temporal", prof, "vault", cfg.VaultAddr.String())
+	if prof.SkipVerify {
+		log.Warn("TEMPORAL_TLS_DISABLE_HOST_VERIFICATION is set: Temporal's certificate is not verified; for tests only")
+	}
 
 	st, err := store.Open(ctx, cfg.DatabaseURL.Reveal(), cfg.DatabaseMaxConns)
 	if err != nil {
@@ -87,11 +95,28 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 
 	// A lazy client connects on first use, so the process starts (and /readyz
 	// says what is missing) while Temporal is still coming up.
-	tc, err := client.NewLazyClient(client.Options{
-		HostPort:  cfg.TemporalAddress,
-		Namespace: cfg.TemporalNamespace,
-		Logger:    tlog.NewStructuredLogger(log.With("component", "temporal")),
-	})
+	topts, err := prof.ClientOptions(log.With("component", "temporal"))
+	if err != nil {
+		return err
+	}
+	var mx *metrics.Metrics
+	if cfg.MetricsAddr != "" {
+		mx = metrics.New()
+		defer mx.Close()
+		topts.MetricsHandler = mx.TemporalHandler(log.With("component", "metrics"))
+		registerCounts(mx, st)
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", mx.Handler())
+		ln, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("OUTLOOKD_METRICS_ADDR: listen on %s: %w", cfg.MetricsAddr, err)
+		}
+		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		log.Info("metrics listening", "addr", ln.Addr().String())
+		go func() { _ = msrv.Serve(ln) }()
+		defer msrv.Close()
+	}
+	tc, err := client.NewLazyClient(topts)
 	if err != nil {
 		return fmt.Errorf("temporal client: %w", err)
 	}
@@ -115,8 +140,16 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 	if err != nil {
 		return err
 	}
+	if mx != nil {
+		acts.HTTP.Transport = mx.Transport(acts.HTTP.Transport, cfg.GraphURL, cfg.AuthorityURL)
+	}
 	if *role == roleAll || *role == roleWorker {
 		g.Go(func() error {
+			// A worker whose workflows would fail to set their search
+			// attributes never starts: it names them and `outlookd setup`.
+			if err := waitSearchAttributes(gctx, tc, prof.Namespace, log.With("component", "worker")); err != nil {
+				return err
+			}
 			return worker.Run(gctx, tc, worker.Options{TaskQueue: cfg.TaskQueue, Logger: log.With("component", "worker"), CacheSize: cfg.WorkflowCache, Register: worker.Register(acts)})
 		})
 	}
@@ -234,4 +267,27 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// registerCounts reports the registry's connections, mailboxes and sends
+// by state, counted at each scrape.
+func registerCounts(mx *metrics.Metrics, st *store.Store) {
+	rows := func(count func(context.Context) ([]store.Count, error)) metrics.CountFunc {
+		return func(ctx context.Context) ([]metrics.Row, error) {
+			cs, err := count(ctx)
+			out := make([]metrics.Row, len(cs))
+			for i, c := range cs {
+				out[i] = metrics.Row{Labels: c.Values, N: c.N}
+			}
+			return out, err
+		}
+	}
+	mx.RegisterCount("outlookd_connections", "Connections in the registry, by state and mode.", []string{"state", "mode"}, rows(st.CountConnections))
+	mx.RegisterCount("outlookd_mailboxes", "Mailboxes in the registry, by state and sync mode (empty before live sync).", []string{"state", "sync_mode"}, rows(st.CountMailboxes))
+	var sendStates [][]string
+	for _, s := range []string{workflows.SendDraft, workflows.SendQueued, workflows.SendSending, workflows.SendSent,
+		workflows.SendFailed, workflows.SendCanceled, workflows.SendReauthRequired} {
+		sendStates = append(sendStates, []string{s})
+	}
+	mx.RegisterCount("outlookd_sends", "Sends in the registry, by state.", []string{"state"}, rows(st.CountSends), sendStates...)
 }

@@ -5,29 +5,18 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	enumspb "go.temporal.io/api/enums/v1"
-	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
-)
 
-// searchAttributes are the custom search attributes the engine sets on every
-// connection and mailbox workflow; operators filter on them in the UI and CLI.
-var searchAttributes = map[string]enumspb.IndexedValueType{
-	"ConnectionId":    enumspb.INDEXED_VALUE_TYPE_KEYWORD,
-	"ConnectionState": enumspb.INDEXED_VALUE_TYPE_KEYWORD,
-	"ConnectionMode":  enumspb.INDEXED_VALUE_TYPE_KEYWORD,
-	"TenantId":        enumspb.INDEXED_VALUE_TYPE_KEYWORD,
-	"Mailbox":         enumspb.INDEXED_VALUE_TYPE_KEYWORD,
-	"SyncMode":        enumspb.INDEXED_VALUE_TYPE_KEYWORD,
-}
+	"github.com/outlookd/outlookd/temporalconn"
+	"github.com/outlookd/outlookd/workflows"
+)
 
 const temporalNamespace = "default"
 
@@ -56,8 +45,9 @@ func (s *stack) upTemporal(ctx context.Context) error {
 			"--sqlite-pragma", "journal_mode=wal",
 			"--sqlite-pragma", "synchronous=normal",
 		}
-		for _, name := range slices.Sorted(maps.Keys(searchAttributes)) {
-			args = append(args, "--search-attribute", name+"=Keyword")
+		// The same list `outlookd setup` registers on a real cluster.
+		for _, k := range workflows.SearchAttributes {
+			args = append(args, "--search-attribute", k.GetName()+"="+k.GetValueType().String())
 		}
 		if err := s.startProcess("temporal", bin, args...); err != nil {
 			return err
@@ -104,44 +94,15 @@ func (s *stack) temporalHealthy(ctx context.Context) error {
 
 // ensureSearchAttributes registers any attribute the server does not have
 // (start-dev registers them too; this also covers a server whose database
-// predates an attribute).
+// predates an attribute), as `outlookd setup` does.
 func (s *stack) ensureSearchAttributes(ctx context.Context) error {
 	c, err := s.dialTemporal(ctx)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	have, err := listSearchAttributes(ctx, c)
-	if err != nil {
-		return err
-	}
-	missing := map[string]enumspb.IndexedValueType{}
-	for name, typ := range searchAttributes {
-		if got, ok := have[name]; !ok {
-			missing[name] = typ
-		} else if got != typ {
-			return fmt.Errorf("search attribute %s exists with type %s, want %s", name, got, typ)
-		}
-	}
-	if len(missing) == 0 {
-		return nil
-	}
-	_, err = c.OperatorService().AddSearchAttributes(ctx, &operatorservice.AddSearchAttributesRequest{
-		Namespace:        temporalNamespace,
-		SearchAttributes: missing,
-	})
-	if err != nil {
-		return fmt.Errorf("add search attributes: %w", err)
-	}
-	return nil
-}
-
-func listSearchAttributes(ctx context.Context, c client.Client) (map[string]enumspb.IndexedValueType, error) {
-	resp, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: temporalNamespace})
-	if err != nil {
-		return nil, fmt.Errorf("list search attributes: %w", err)
-	}
-	return resp.GetCustomAttributes(), nil
+	_, err = temporalconn.EnsureSearchAttributes(ctx, c.OperatorService(), temporalNamespace, workflows.SearchAttributes)
+	return err
 }
 
 func (s *stack) statusTemporal(ctx context.Context) (string, error) {
@@ -154,16 +115,12 @@ func (s *stack) statusTemporal(ctx context.Context) (string, error) {
 		return "", err
 	}
 	defer c.Close()
-	have, err := listSearchAttributes(ctx, c)
-	if err != nil {
+	if err := temporalconn.CheckSearchAttributes(ctx, c.OperatorService(), temporalNamespace, workflows.SearchAttributes); err != nil {
 		return "", err
 	}
 	var names []string
-	for name := range searchAttributes {
-		if _, ok := have[name]; !ok {
-			return "", fmt.Errorf("search attribute %s is not registered", name)
-		}
-		names = append(names, name)
+	for _, k := range workflows.SearchAttributes {
+		names = append(names, k.GetName())
 	}
 	slices.Sort(names)
 	owner := "not started by this stack"

@@ -12,6 +12,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,6 +21,11 @@ import (
 	"time"
 
 	"github.com/joho/godotenv"
+	"go.temporal.io/api/operatorservice/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	tlog "go.temporal.io/sdk/log"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/outlookd/outlookd/store"
 )
@@ -171,4 +177,45 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// TemporalNamespace registers a namespace of the test's own on the stack's
+// Temporal (deleted when the test ends), so that a test may add search
+// attributes without touching the namespace other tests share. It returns
+// the server's address and the namespace, once the frontend serves it.
+func TemporalNamespace(t testing.TB) (addr, namespace string) {
+	t.Helper()
+	addr = Temporal(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, err := client.DialContext(ctx, client.Options{HostPort: addr, Logger: tlog.NewStructuredLogger(slog.New(slog.DiscardHandler))})
+	if err != nil {
+		t.Fatalf("dial Temporal: %v", err)
+	}
+	namespace = "outlookd-t-" + randomHex(4)
+	if _, err := c.WorkflowService().RegisterNamespace(ctx, &workflowservice.RegisterNamespaceRequest{
+		Namespace: namespace, WorkflowExecutionRetentionPeriod: durationpb.New(24 * time.Hour),
+	}); err != nil {
+		c.Close()
+		t.Fatalf("register namespace %s: %v", namespace, err)
+	}
+	t.Cleanup(func() {
+		defer c.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := c.OperatorService().DeleteNamespace(ctx, &operatorservice.DeleteNamespaceRequest{Namespace: namespace}); err != nil {
+			t.Logf("delete namespace %s: %v", namespace, err)
+		}
+	})
+	// A new namespace reaches the frontend's cache after a moment.
+	for {
+		_, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: namespace})
+		if err == nil {
+			return addr, namespace
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("namespace %s never became usable: %v", namespace, err)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
 }
