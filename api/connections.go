@@ -709,10 +709,21 @@ func (s *server) reauthorize(c *gin.Context) {
 	if c.Request.ContentLength != 0 && !bind(c, &req) {
 		return
 	}
+	if disconnected(c, row) {
+		return
+	}
 	st, err := s.status(c, row.ID)
 	if errors.Is(err, errWorkflowClosed) {
-		problem(c, http.StatusConflict, "connection_ended", "This connection's workflow has ended; disconnect it to clean up, or create a new one.")
-		return
+		// Not running, yet not disconnected: a connection that never got
+		// past its first consent starts a fresh workflow (nothing was
+		// obtained, so nothing is lost); any other cannot take up where it
+		// was, and says what to do.
+		err = s.d.Connect.Restart(c, row)
+		if errors.Is(err, connect.ErrNotRestartable) {
+			problem(c, http.StatusConflict, "connection_ended", "This connection's workflow has ended, so it cannot be re-authorized; disconnect it (DELETE /v1/connections/"+row.ID+") to clean up, then create a new one.")
+			return
+		}
+		st = workflows.Status{ConnectionState: workflows.ConnectionState{ID: row.ID, State: workflows.StatePendingConsent}}
 	}
 	if err != nil {
 		s.unavailable(c, err)
