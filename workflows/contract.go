@@ -598,8 +598,12 @@ type SyncFoldersInput struct {
 
 // SyncFoldersResult counts what a round changed.
 type SyncFoldersResult struct {
-	Upserted   int64 `json:"upserted"`
-	Removed    int64 `json:"removed"`
+	Upserted int64 `json:"upserted"`
+	Removed  int64 `json:"removed"`
+	// Deferred counts the removals the folders' deltas reported; they are
+	// applied when the round ends, and Removed counts those that deleted a
+	// message (a message that moved to another synced folder stays).
+	Deferred   int64 `json:"deferred,omitempty"`
 	Reanchored int   `json:"reanchored"`
 	// Gone are folders deleted at Microsoft, dropped with their mail.
 	Gone []FolderRef `json:"gone,omitempty"`
