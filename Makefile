@@ -7,9 +7,14 @@ STATICCHECK_VERSION := v0.8.2
 
 .PHONY: run test fuzz scenario scenarios chromium test-unit test-race lint bench build stack-up stack-down stack-status clean
 
-## build: compile the outlookd binary into bin/
+## build: compile the outlookd binary into bin/. The first build downloads
+## and compiles every module (minutes): it says so and counts the packages.
 build:
-	$(GO) build -o bin/outlookd ./cmd/outlookd
+	@if [ -x bin/outlookd ]; then $(GO) build -o bin/outlookd ./cmd/outlookd; else \
+	  echo "building bin/outlookd: the first build downloads and compiles its modules (a few minutes on two cores; later builds take seconds)"; \
+	  set -o pipefail; $(GO) build -v -o bin/outlookd ./cmd/outlookd 2>&1 | awk \
+	    '/^[A-Za-z0-9_.~+-]+(\/[A-Za-z0-9_.~+-]+)*$$/ { if (++n % 100 == 0) { print "  ... " n " packages compiled"; fflush() } next } \
+	     /^go: downloading / { if (++d % 25 == 0) { print "  ... " d " modules downloaded"; fflush() } next } { print; fflush() }'; fi
 
 ## run: the whole system locally: the stack, graphsim with a demo tenant,
 ## and outlookd (API and worker), with a walkthrough printed
