@@ -199,9 +199,13 @@ type connectionJSON struct {
 	NextAction    string        `json:"next_action,omitempty"`
 	NextActionAt  *time.Time    `json:"next_action_at,omitempty"`
 	LastSyncAt    *time.Time    `json:"last_sync_at,omitempty"`
-	CreatedAt     time.Time     `json:"created_at"`
-	UpdatedAt     time.Time     `json:"updated_at"`
-	DetachedAt    *time.Time    `json:"detached_at,omitempty"`
+	// Behind: notifications for the mailbox may have been refused since
+	// last_sync_at (the last round that saw Graph's state); a catch-up
+	// round is due.
+	Behind     bool       `json:"behind,omitempty"`
+	CreatedAt  time.Time  `json:"created_at"`
+	UpdatedAt  time.Time  `json:"updated_at"`
+	DetachedAt *time.Time `json:"detached_at,omitempty"`
 	// Source says where the state came from: the workflow, or the
 	// registry when Temporal could not be asked.
 	Source       string `json:"source"`
@@ -508,6 +512,7 @@ func view(row store.Connection, count int64, st *workflows.Status) connectionJSO
 		out.Settings = toAppSettings(st.Settings)
 	}
 	out.NextAction, out.NextActionAt, out.LastSyncAt = st.NextAction, timePtr(st.NextActionAt), timePtr(st.Sync.LastSync)
+	out.Behind = st.Sync.Behind
 	b := &backfillJSON{Running: st.Backfill.Running, CoveredFrom: timePtr(st.Backfill.Covered), CompletedAt: timePtr(st.Backfill.Completed),
 		Folders: []folderProgressJS{}, Missing: st.Backfill.Missing}
 	for _, f := range st.Backfill.Folders {

@@ -65,6 +65,15 @@ const (
 	LifecycleMissed                  = "missed"
 )
 
+// ChangesSignal says Graph notified changes in the mailbox. RefusedSince,
+// when set, says instead that the receiver refused notifications (503)
+// from that time, so some of this mailbox's may never have arrived: the
+// round it asks for is a catch-up, and until one has run the mailbox is
+// behind (SyncState.Behind).
+type ChangesSignal struct {
+	RefusedSince time.Time `json:"refusedSince,omitzero"`
+}
+
 // LifecycleSignal is a lifecycle notification for the connection.
 type LifecycleSignal struct {
 	Event          string `json:"event"`
@@ -304,6 +313,11 @@ type SyncState struct {
 	SubscriptionID      string    `json:"subscriptionId,omitempty"`
 	SubscriptionExpires time.Time `json:"subscriptionExpires,omitempty"`
 	LastSync            time.Time `json:"lastSync,omitempty"`
+	// Behind says notifications for the mailbox may have been refused
+	// since its last round (LastSync): a catch-up round asked at
+	// BehindAsked is due, and the mailbox may miss changes until it ran.
+	Behind      bool      `json:"behind,omitempty"`
+	BehindAsked time.Time `json:"behindAsked,omitzero"`
 	Rounds              int       `json:"rounds"`
 	Upserted            int64     `json:"upserted"`
 	Removed             int64     `json:"removed"`

@@ -329,3 +329,43 @@ func TestRenewalFollowsGrantedLifetime(t *testing.T) {
 		})
 	}
 }
+
+// TestCatchUpAfterRefusedNotifications: a changes signal that says the
+// receiver refused notifications asks for a round and shows the mailbox
+// behind until a round that started after it has run (here the first
+// rounds fail: Vault is still down); a plain notification does not.
+func TestCatchUpAfterRefusedNotifications(t *testing.T) {
+	env, f := newEnv(t)
+	in := input()
+	env.RegisterDelayedCallback(func() { update(t, env, UpdateConsent, ConsentInput{Ref: "ref-0123456789"}, nil) }, time.Minute)
+	var rounds int32
+	env.RegisterDelayedCallback(func() {
+		st := query(t, env)
+		if st.Sync.Mode != SyncPush || st.Sync.Behind {
+			t.Errorf("live: %+v", st.Sync)
+		}
+		env.SignalWorkflow(SignalChanges, nil)
+		env.RegisterDelayedCallback(func() {
+			if st := query(t, env); st.Sync.Behind {
+				t.Error("a plain notification marked the mailbox behind")
+			}
+			rounds = f.syncs.Load()
+			f.syncFail.Store(1000)
+			env.SignalWorkflow(SignalChanges, ChangesSignal{RefusedSince: env.Now().Add(-time.Minute)})
+		}, time.Second)
+		env.RegisterDelayedCallback(func() {
+			st := query(t, env)
+			if !st.Sync.Behind || f.syncs.Load() == rounds {
+				t.Errorf("while the catch-up fails: behind %v, %d rounds", st.Sync.Behind, f.syncs.Load()-rounds)
+			}
+			f.syncFail.Store(0) // Vault is back
+		}, 3*time.Second)
+	}, 10*time.Minute)
+	endWith(env, time.Hour, func() {
+		st := query(t, env)
+		if st.Sync.Behind || st.Sync.LastSync.Before(env.Now().Add(-50*time.Minute)) {
+			t.Errorf("after the catch-up: %+v", st.Sync)
+		}
+	})
+	env.ExecuteWorkflow(Connection, in)
+}
