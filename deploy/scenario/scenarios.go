@@ -29,25 +29,30 @@ type scenario struct {
 	run  func(ctx context.Context, w *world, size int) (result, error)
 	// split runs the API and the worker as separate processes.
 	split bool
+	// cuttable makes outlookd reach Postgres and Vault through proxies
+	// the scenario can cut (world.cut).
+	cuttable bool
 }
 
 var scenarios = []scenario{
-	{"connect-backfill", "consent and a 30-day backfill of a large mailbox, compared", connectBackfill, false},
-	{"live-push", "mail injected, moved, archived, read and deleted while live", livePush, false},
-	{"poll-fallback", "a mailbox Graph refuses to subscribe stays current by polling", pollFallback, false},
-	{"delta-expired", "delta tokens expire mid-life while mail keeps arriving", deltaExpired, false},
-	{"subscription-removed", "Graph removes the subscription, then notifications are missed", subscriptionRemoved, false},
-	{"reauth", "the refresh token dies for each reason in turn; re-consent; nothing lost", reauth, false},
-	{"admin-consent", "a tenant requires admin approval: the first sign-in waits for it with a link, the admin consents, the user signs in", adminConsent, false},
-	{"disconnect", "disconnect in each state with each retention policy", disconnect, false},
-	{"operator-cancel", "cancel one workflow and terminate another from the CLI during live mail; both disconnect, both mailboxes connect again", operatorCancel, false},
-	{"webhook-abuse", "spoofed, unknown, malformed and huge posts at the receiver", webhookAbuse, false},
-	{"throttle-storm", "30% of Graph requests answer 429/503 with Retry-After during backfill and live mail", throttleStorm, false},
-	{"chaos-worker", "kill -9 the worker every 10 s for 20 cycles during backfill and live mail", chaosWorker, true},
-	{"chaos-deps", "restart Temporal, then Postgres, then Vault during live mail", chaosDeps, false},
-	{"many-mailboxes", "200 connections live at once, mail spread over them", manyMailboxes, false},
-	{"shared-mailboxes", "a service account attaches five shared mailboxes (one refused), polls them, detaches one, loses and regains another's rights", sharedMailboxes, false},
-	{"secrets-scan", "a connection's whole life, then every haystack searched for every secret", secretsScan, false},
+	{"connect-backfill", "consent and a 30-day backfill of a large mailbox, compared", connectBackfill, false, false},
+	{"live-push", "mail injected, moved, archived, read and deleted while live", livePush, false, false},
+	{"poll-fallback", "a mailbox Graph refuses to subscribe stays current by polling", pollFallback, false, false},
+	{"delta-expired", "delta tokens expire mid-life while mail keeps arriving", deltaExpired, false, false},
+	{"subscription-removed", "Graph removes the subscription, then notifications are missed", subscriptionRemoved, false, false},
+	{"reauth", "the refresh token dies for each reason in turn; re-consent; nothing lost", reauth, false, false},
+	{"admin-consent", "a tenant requires admin approval: the first sign-in waits for it with a link, the admin consents, the user signs in", adminConsent, false, false},
+	{"disconnect", "disconnect in each state with each retention policy", disconnect, false, false},
+	{"operator-cancel", "cancel one workflow and terminate another from the CLI during live mail; both disconnect, both mailboxes connect again", operatorCancel, false, false},
+	{"webhook-abuse", "spoofed, unknown, malformed and huge posts at the receiver", webhookAbuse, false, false},
+	{"throttle-storm", "30% of Graph requests answer 429/503 with Retry-After during backfill and live mail", throttleStorm, false, false},
+	{"chaos-worker", "kill -9 the worker every 10 s for 20 cycles during backfill and live mail", chaosWorker, true, false},
+	{"chaos-deps", "restart Temporal, then Postgres, then Vault during live mail", chaosDeps, false, false},
+	{"many-mailboxes", "200 connections live at once, mail spread over them", manyMailboxes, false, false},
+	{"shared-mailboxes", "a service account attaches five shared mailboxes (one refused), polls them, detaches one, loses and regains another's rights", sharedMailboxes, false, false},
+	{"outage-catch-up", "50 connections live; outlookd loses Postgres for 30 s and Vault for 60 s; the API says who is behind; all caught up within a minute", outageCatchUp, false, true},
+	{"hostile-input", "every route sent malformed, oversized and hostile paths, queries, bodies and headers: no 5xx, nothing changed by a refused request", hostileInput, false, false},
+	{"secrets-scan", "a connection's whole life, then every haystack searched for every secret", secretsScan, false, false},
 }
 
 const adele = "adele@contoso.example"
