@@ -318,10 +318,10 @@ type SyncState struct {
 	// BehindAsked is due, and the mailbox may miss changes until it ran.
 	Behind      bool      `json:"behind,omitempty"`
 	BehindAsked time.Time `json:"behindAsked,omitzero"`
-	Rounds              int       `json:"rounds"`
-	Upserted            int64     `json:"upserted"`
-	Removed             int64     `json:"removed"`
-	Reanchored          int       `json:"reanchored"`
+	Rounds      int       `json:"rounds"`
+	Upserted    int64     `json:"upserted"`
+	Removed     int64     `json:"removed"`
+	Reanchored  int       `json:"reanchored"`
 	// GoneFolders counts folders deleted at Microsoft and dropped.
 	GoneFolders int       `json:"goneFolders,omitempty"`
 	LastError   string    `json:"lastError,omitempty"`
