@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/url"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -511,6 +513,20 @@ func webhookAbuse(ctx context.Context, w *world, _ int) (result, error) {
 		{"not a notification", 400, post(n, "application/json", `{"hello":"world"}`)},
 		{"huge body", 413, post(n, "application/json", `{"value":[`+strings.Repeat(note(sub, "forged")+",", 20000)+note(sub, "forged")+`]}`)},
 		{"lifecycle spoofed", 202, post(w.apiURL+"/v1/graph/lifecycle", "application/json", `{"value":[{"subscriptionId":"`+sub+`","clientState":"forged","lifecycleEvent":"subscriptionRemoved"}]}`)},
+		{"validation token with markup", 400, post(n+"?validationToken="+url.QueryEscape("<script>alert(1)</script>"), "text/plain", "")},
+		{"validation token over 1 KiB", 400, post(n+"?validationToken="+strings.Repeat("a", 2000), "text/plain", "")},
+		{"1,001 notifications in one post", 413, post(n, "application/json", `{"value":[`+strings.Repeat(note("00000000-0000-0000-0000-000000000000", "x")+",", 1000)+note(sub, "forged")+`]}`)},
+	}
+	// Graph's own handshake is echoed, as text that is never sniffed.
+	tok := "Validation: Testing client application reachability for subscription Request-Id: 42"
+	resp, err := http.Post(n+"?validationToken="+url.QueryEscape(tok), "text/plain", nil)
+	if err != nil {
+		return r, err
+	}
+	echo, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(echo) != tok || resp.Header.Get("X-Content-Type-Options") != "nosniff" || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
+		return r, fmt.Errorf("Graph's handshake: %d %q %v", resp.StatusCode, echo, resp.Header)
 	}
 	for _, ch := range checks {
 		if ch.got != ch.status {
