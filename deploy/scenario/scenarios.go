@@ -526,7 +526,7 @@ func webhookAbuse(ctx context.Context, w *world, _ int) (result, error) {
 	echo, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != 200 || string(echo) != tok || resp.Header.Get("X-Content-Type-Options") != "nosniff" || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
-		return r, fmt.Errorf("Graph's handshake: %d %q %v", resp.StatusCode, echo, resp.Header)
+		return r, fmt.Errorf("the handshake Graph sends: %d %q %v", resp.StatusCode, echo, resp.Header)
 	}
 	for _, ch := range checks {
 		if ch.got != ch.status {
