@@ -7,9 +7,14 @@ STATICCHECK_VERSION := v0.8.2
 
 .PHONY: run test fuzz scenario scenarios chromium test-unit test-race lint bench build stack-up stack-down stack-status clean
 
-## build: compile the outlookd binary into bin/
+## build: compile the outlookd binary into bin/. The first build downloads
+## and compiles every module (minutes): it says so and counts the packages.
 build:
-	$(GO) build -o bin/outlookd ./cmd/outlookd
+	@if [ -x bin/outlookd ]; then $(GO) build -o bin/outlookd ./cmd/outlookd; else \
+	  echo "building bin/outlookd: the first build downloads and compiles its modules (a few minutes on two cores; later builds take seconds)"; \
+	  set -o pipefail; $(GO) build -v -o bin/outlookd ./cmd/outlookd 2>&1 | awk \
+	    '/^[A-Za-z0-9_.~+-]+(\/[A-Za-z0-9_.~+-]+)*$$/ { if (++n % 100 == 0) { print "  ... " n " packages compiled"; fflush() } next } \
+	     /^go: downloading / { if (++d % 25 == 0) { print "  ... " d " modules downloaded"; fflush() } next } { print; fflush() }'; fi
 
 ## run: the whole system locally: the stack, graphsim with a demo tenant,
 ## and outlookd (API and worker), with a walkthrough printed
@@ -22,7 +27,7 @@ test: chromium
 	set -a; [ -f .stack/test/env ] && source .stack/test/env; set +a; \
 	OUTLOOKD_REQUIRE_STACK=1 $(GO) test -count=1 -timeout 30m ./...
 	$(MAKE) --no-print-directory fuzz FUZZTIME=20000x
-	$(GO) run ./deploy/scenario --size 2000 connect-backfill reauth admin-consent disconnect operator-cancel webhook-abuse shared-mailboxes secrets-scan
+	$(GO) run ./deploy/scenario --size 2000 connect-backfill reauth admin-consent disconnect operator-cancel webhook-abuse hostile-input shared-mailboxes secrets-scan
 
 ## scenario: one named end-to-end scenario (NAME=...), from a clean state;
 ## scenarios: all of them. Each ends with "scenario <name>: PASS lost=0 ...".

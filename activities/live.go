@@ -19,9 +19,10 @@ import (
 )
 
 // SyncFolders runs one delta round for every live folder from its anchor:
-// changes are merged, removals applied (a message moved out of a folder is
-// only deleted if it is still filed there), and the new deltaLink saved in
-// the same transaction. An expired anchor (410) is re-anchored with a fresh
+// changes are merged and the new deltaLink saved in the same transaction,
+// with the removals the folder reported; those are applied when every
+// folder has been read (a message moved out of a folder is only deleted if
+// it is still filed there, so a move is one update). An expired anchor (410) is re-anchored with a fresh
 // round over the window, and what that round did not see is deleted, so
 // nothing is lost or duplicated.
 func (a *Activities) SyncFolders(ctx context.Context, in workflows.SyncFoldersInput) (workflows.SyncFoldersResult, error) {
@@ -45,29 +46,81 @@ func (a *Activities) SyncFolders(ctx context.Context, in workflows.SyncFoldersIn
 	if err != nil {
 		return res, err
 	}
+	var live []store.Folder
 	for _, f := range folders {
-		if f.Phase != store.PhaseLive {
-			continue
+		if f.Phase == store.PhaseLive {
+			live = append(live, f)
 		}
-		err := a.syncFolder(ctx, gc, in, f, &res)
-		if isFolderGone(err) {
-			// Deleted at Microsoft: drop it with its mail, and go on with
-			// the other folders.
-			n, err := a.Store.RemoveFolder(ctx, storeKey(in.ConnectionID, in.MailboxID), f.ID)
+	}
+	// Removals wait for the end of the round (store.Page.DeferRemovals):
+	// Graph reports a move between two folders as a removal in one
+	// folder's delta and an arrival in the other's. A move that a folder
+	// reports removed may arrive in a folder read earlier in the round,
+	// before the move: those folders are read again (a quiet folder costs
+	// one request), at most twice, until a pass reports no new removal.
+	// Then the removals are applied: a message filed elsewhere meanwhile
+	// stays, and the app is told of one update with its new folder.
+	pass := live
+	for range 3 {
+		last := -1
+		for i, f := range pass {
+			removed, err := a.syncLiveFolder(ctx, gc, in, f, &res)
 			if err != nil {
 				return res, err
 			}
-			activity.GetLogger(ctx).Warn("folder deleted at Microsoft; dropped", "folder", f.ID, "messages", n)
-			res.Removed += n
-			res.Gone = append(res.Gone, workflows.FolderRef{ID: f.ID, ParentID: f.ParentID, Name: f.DisplayName, WellKnown: f.WellKnown})
-			continue
+			if removed {
+				last = i
+			}
 		}
-		if err != nil {
-			return res, err
+		if last <= 0 {
+			break
 		}
-		activity.RecordHeartbeat(ctx, res)
+		// Read again from the anchors the first reads saved; a folder
+		// dropped meanwhile is not read again.
+		var again []store.Folder
+		for _, f := range pass[:last] {
+			fresh, err := a.Store.GetFolder(ctx, storeKey(in.ConnectionID, in.MailboxID), f.ID)
+			if errors.Is(err, store.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return res, err
+			}
+			again = append(again, fresh)
+		}
+		pass = again
 	}
+	n, err := a.Store.ApplyRemovals(ctx, storeKey(in.ConnectionID, in.MailboxID))
+	if err != nil {
+		return res, classifyStore(err)
+	}
+	res.Removed += n
 	return res, nil
+}
+
+// syncLiveFolder runs a folder's delta round; a folder deleted at
+// Microsoft is dropped with its mail. It says whether the folder's delta
+// reported removals.
+func (a *Activities) syncLiveFolder(ctx context.Context, gc *graph.Client, in workflows.SyncFoldersInput, f store.Folder, res *workflows.SyncFoldersResult) (bool, error) {
+	before := res.Deferred
+	err := a.syncFolder(ctx, gc, in, f, res)
+	if isFolderGone(err) {
+		// Deleted at Microsoft: drop it with its mail, and go on with the
+		// other folders.
+		n, err := a.Store.RemoveFolder(ctx, storeKey(in.ConnectionID, in.MailboxID), f.ID)
+		if err != nil {
+			return false, err
+		}
+		activity.GetLogger(ctx).Warn("folder deleted at Microsoft; dropped", "folder", f.ID, "messages", n)
+		res.Removed += n
+		res.Gone = append(res.Gone, workflows.FolderRef{ID: f.ID, ParentID: f.ParentID, Name: f.DisplayName, WellKnown: f.WellKnown})
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	activity.RecordHeartbeat(ctx, res)
+	return res.Deferred > before, nil
 }
 
 func (a *Activities) syncFolder(ctx context.Context, gc *graph.Client, in workflows.SyncFoldersInput, f store.Folder, res *workflows.SyncFoldersResult) error {
@@ -97,7 +150,7 @@ func (a *Activities) syncFolder(ctx context.Context, gc *graph.Client, in workfl
 			}
 			return classifyGraph("sync page", err)
 		}
-		p := store.Page{FolderID: f.ID, Phase: store.PhaseLive, Events: true}
+		p := store.Page{FolderID: f.ID, Phase: store.PhaseLive, Events: true, DeferRemovals: true}
 		p.Messages, p.Removed = convert(page.GetValue(), f.ID)
 		if reanchor {
 			for _, m := range p.Messages {
@@ -130,7 +183,7 @@ func (a *Activities) syncFolder(ctx context.Context, gc *graph.Client, in workfl
 			return classifyStore(err)
 		}
 		res.Upserted += int64(len(p.Messages))
-		res.Removed += int64(len(p.Removed))
+		res.Deferred += int64(len(p.Removed))
 		if done {
 			return nil
 		}

@@ -199,9 +199,13 @@ type connectionJSON struct {
 	NextAction    string        `json:"next_action,omitempty"`
 	NextActionAt  *time.Time    `json:"next_action_at,omitempty"`
 	LastSyncAt    *time.Time    `json:"last_sync_at,omitempty"`
-	CreatedAt     time.Time     `json:"created_at"`
-	UpdatedAt     time.Time     `json:"updated_at"`
-	DetachedAt    *time.Time    `json:"detached_at,omitempty"`
+	// Behind: notifications for the mailbox may have been refused since
+	// last_sync_at (the last round that saw Graph's state); a catch-up
+	// round is due.
+	Behind     bool       `json:"behind,omitempty"`
+	CreatedAt  time.Time  `json:"created_at"`
+	UpdatedAt  time.Time  `json:"updated_at"`
+	DetachedAt *time.Time `json:"detached_at,omitempty"`
 	// Source says where the state came from: the workflow, or the
 	// registry when Temporal could not be asked.
 	Source       string `json:"source"`
@@ -508,6 +512,7 @@ func view(row store.Connection, count int64, st *workflows.Status) connectionJSO
 		out.Settings = toAppSettings(st.Settings)
 	}
 	out.NextAction, out.NextActionAt, out.LastSyncAt = st.NextAction, timePtr(st.NextActionAt), timePtr(st.Sync.LastSync)
+	out.Behind = st.Sync.Behind
 	b := &backfillJSON{Running: st.Backfill.Running, CoveredFrom: timePtr(st.Backfill.Covered), CompletedAt: timePtr(st.Backfill.Completed),
 		Folders: []folderProgressJS{}, Missing: st.Backfill.Missing}
 	for _, f := range st.Backfill.Folders {
@@ -709,10 +714,21 @@ func (s *server) reauthorize(c *gin.Context) {
 	if c.Request.ContentLength != 0 && !bind(c, &req) {
 		return
 	}
+	if disconnected(c, row) {
+		return
+	}
 	st, err := s.status(c, row.ID)
 	if errors.Is(err, errWorkflowClosed) {
-		problem(c, http.StatusConflict, "connection_ended", "This connection's workflow has ended; disconnect it to clean up, or create a new one.")
-		return
+		// Not running, yet not disconnected: a connection that never got
+		// past its first consent starts a fresh workflow (nothing was
+		// obtained, so nothing is lost); any other cannot take up where it
+		// was, and says what to do.
+		err = s.d.Connect.Restart(c, row)
+		if errors.Is(err, connect.ErrNotRestartable) {
+			problem(c, http.StatusConflict, "connection_ended", "This connection's workflow has ended, so it cannot be re-authorized; disconnect it (DELETE /v1/connections/"+row.ID+") to clean up, then create a new one.")
+			return
+		}
+		st = workflows.Status{ConnectionState: workflows.ConnectionState{ID: row.ID, State: workflows.StatePendingConsent}}
 	}
 	if err != nil {
 		s.unavailable(c, err)

@@ -1316,3 +1316,61 @@ func TestHostileInputRefused(t *testing.T) {
 		t.Errorf("refused creates left %d connections", len(page.Data)-1)
 	}
 }
+
+// TestConnectionWithoutWorkflow: a registry row whose workflow does not
+// exist (a create whose workflow could not start, and whose row could not
+// be taken back either) can always be re-authorized or removed. Waiting
+// for its first consent, re-authorizing it starts a fresh workflow and the
+// user connects through the new link; one whose workflow ended after it
+// connected answers 409 saying to disconnect it, and the disconnect cleans
+// it up.
+func TestConnectionWithoutWorkflow(t *testing.T) {
+	h := newHarness(t, graphsim.Options{})
+	ctx := context.Background()
+	suffix := strings.ToLower(strings.TrimPrefix(h.e.TaskQueue, "outlookd-test-"))
+	org := "acme-" + suffix
+	settings, _ := json.Marshal(workflows.Settings{Features: workflows.Features{Read: true}}.WithDefaults())
+	orphan := func(id, user, state string) {
+		t.Helper()
+		if err := h.e.Store.CreateConnection(ctx, store.Connection{ID: id, OrgID: org, OwnerID: user, State: workflows.StatePendingConsent,
+			Mode: workflows.ModeDelegated, Settings: settings}); err != nil {
+			t.Fatal(err)
+		}
+		if state != workflows.StatePendingConsent {
+			if err := h.e.Store.UpdateConnection(ctx, id, store.ConnectionUpdate{State: state}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	pending := "conn_wait" + suffix
+	orphan(pending, "u-orphan", workflows.StatePendingConsent)
+	r := h.call(t, "POST", "/v1/connections/"+pending+"/reauthorize", h.acme, "u-orphan", map[string]any{"login_hint": h.e.Ada.UPN})
+	var c conn
+	r.json(t, &c)
+	if r.status != 200 || c.AuthorizeURL == "" {
+		t.Fatalf("re-authorize a connection waiting for consent without a workflow: %d %s", r.status, r.body)
+	}
+	if r := h.consent(t, c.AuthorizeURL); r.status != 200 || !strings.Contains(string(r.body), "Your mailbox is connected") {
+		t.Fatalf("consent through the new link: %d %s", r.status, r.body)
+	}
+	h.waitConn(t, pending, h.acme, "u-orphan", "active", func(c conn) bool { return c.State == workflows.StateActive })
+
+	ended := "conn_done" + suffix
+	orphan(ended, "u-ended", workflows.StateReauthRequired)
+	r = h.call(t, "POST", "/v1/connections/"+ended+"/reauthorize", h.acme, "u-ended", nil)
+	var p api.Problem
+	r.json(t, &p)
+	if r.status != 409 || p.Code != "connection_ended" || !strings.Contains(p.Detail, "DELETE /v1/connections/"+ended) {
+		t.Errorf("re-authorize a connection whose workflow ended after it connected: %d %s", r.status, r.body)
+	}
+	if row, _ := h.e.Store.GetConnection(ctx, ended); row.State != workflows.StateReauthRequired {
+		t.Errorf("the refused re-authorize changed the connection: %s", row.State)
+	}
+	if r := h.call(t, "DELETE", "/v1/connections/"+ended, h.acme, "u-ended", nil); r.status != 202 {
+		t.Fatalf("disconnect a connection without a workflow: %d %s", r.status, r.body)
+	}
+	h.waitConn(t, ended, h.acme, "u-ended", "disconnected", func(c conn) bool { return c.State == workflows.StateDisconnected })
+	if r := h.call(t, "POST", "/v1/connections", h.acme, "u-ended", map[string]any{}); r.status != 201 {
+		t.Errorf("create after the clean-up: %d %s", r.status, r.body)
+	}
+}

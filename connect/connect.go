@@ -110,17 +110,50 @@ func (s *Service) Create(ctx context.Context, r Request) (Created, error) {
 		s.undoCreate(ctx, id, false)
 		return Created{}, err
 	}
-	_, err = s.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:                    workflows.ConnectionWorkflowID(id),
-		TaskQueue:             cmp.Or(s.TaskQueue, workflows.TaskQueue),
-		WorkflowIDReusePolicy: enums.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
-	}, workflows.Connection, workflows.ConnectionInput{ID: id, OrgID: r.OrgID, OwnerID: r.OwnerID, Mode: mode,
-		Settings: settings, Options: s.Options})
+	err = s.startConsent(ctx, row, settings, enums.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE)
 	if err != nil {
 		s.undoCreate(ctx, id, true)
 		return Created{}, fmt.Errorf("connect: start workflow: %w", err)
 	}
 	return Created{ConnectionID: id, AuthorizeURL: authURL}, nil
+}
+
+// startConsent starts a connection's workflow waiting for its first consent.
+func (s *Service) startConsent(ctx context.Context, row store.Connection, settings workflows.Settings, reuse enums.WorkflowIdReusePolicy) error {
+	_, err := s.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:                    workflows.ConnectionWorkflowID(row.ID),
+		TaskQueue:             cmp.Or(s.TaskQueue, workflows.TaskQueue),
+		WorkflowIDReusePolicy: reuse,
+		// A running workflow is never replaced.
+		WorkflowIDConflictPolicy: enums.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+	}, workflows.Connection, workflows.ConnectionInput{ID: row.ID, OrgID: row.OrgID, OwnerID: row.OwnerID,
+		Mode: cmp.Or(row.Mode, workflows.ModeDelegated), Settings: settings, Options: s.Options})
+	return err
+}
+
+// ErrNotRestartable: the connection's workflow ended after its first
+// consent, so a new run cannot take up where it was; it can only be
+// disconnected (which cleans it up) and created anew.
+var ErrNotRestartable = errors.New("connect: the connection's workflow ended after its first consent")
+
+// Restart starts anew the workflow of a connection that is still waiting
+// for its first consent but whose workflow is not running: a create whose
+// workflow could not be started and whose row could not be taken back
+// either (Postgres and Temporal down together), or a run an operator
+// terminated before the user signed in. Nothing was obtained yet, so a new
+// run from the registry's settings loses nothing; a sign-in through a fresh
+// authorize URL (Reauthorize) then completes the connection. A workflow
+// running meanwhile (another restart, a clean-up) is left as it is.
+func (s *Service) Restart(ctx context.Context, row store.Connection) error {
+	if row.State != workflows.StatePendingConsent {
+		return ErrNotRestartable
+	}
+	err := s.startConsent(ctx, row, SettingsOf(row), enums.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE)
+	var running *serviceerror.WorkflowExecutionAlreadyStarted
+	if err != nil && !errors.As(err, &running) {
+		return fmt.Errorf("connect: restart the workflow of %s: %w", row.ID, err)
+	}
+	return nil
 }
 
 // undoCreate takes back a create that failed half-way, so that nothing

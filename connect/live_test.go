@@ -365,3 +365,74 @@ func TestPollingFallbackAndKeptArchive(t *testing.T) {
 	}
 	scanHistories(t, e, id)
 }
+
+// TestMoveIsOneUpdate: Graph reports a move between two synced folders as
+// a removal in one folder's delta and an arrival in the other's. Whichever
+// folder a round reads first (they are read in name order: Archive, Inbox,
+// Sent Items), the app is told of one message.updated with the new folder,
+// never message.deleted then message.created; a message moved to a folder
+// that is not synced, or deleted, is message.deleted.
+func TestMoveIsOneUpdate(t *testing.T) {
+	e := enginetest.StartLive(t, graphsim.Options{Subscriptions: graphsim.SubscriptionOptions{BatchWindow: 5 * time.Millisecond}},
+		workflows.Options{PageSize: 50, ReconcileEvery: time.Hour})
+	ctx := context.Background()
+	if _, err := e.Ctl.Generate(ctx, e.Ada.UPN, graphsim.GenerateSpec{Count: 40, Days: 5, Folders: []string{"inbox", "archive", "sentitems"}, Seed: 5}); err != nil {
+		t.Fatal(err)
+	}
+	id, _ := e.ConnectUser(e.Ada.UPN, workflows.Settings{BackfillDays: 30})
+	st := e.WaitFor(id, time.Minute, "push mode", func(st workflows.Status) bool { return st.Sync.Mode == workflows.SyncPush && st.Sync.Rounds > 0 })
+	since := st.Backfill.Covered
+	truth, _ := e.Ctl.GroundTruth(ctx, e.Ada.UPN)
+	in := map[string][]string{}
+	for _, m := range truth.Messages {
+		for _, wk := range []string{"inbox", "archive", "sentitems"} {
+			if m.FolderID == folderID(truth, wk) && !m.Received.Before(since) {
+				in[wk] = append(in[wk], m.ImmutableID)
+			}
+		}
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	earlier, err := e.Store.Events(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	moves := []struct{ id, to string }{
+		{in["inbox"][0], "sentitems"}, // the source is read first
+		{in["inbox"][1], "archive"},   // the destination is read first
+		{in["sentitems"][0], "inbox"},
+		{in["archive"][0], "sentitems"},
+	}
+	for _, m := range moves {
+		must(e.Ctl.MoveMessage(ctx, e.Ada.UPN, m.id, m.to))
+	}
+	must(e.Ctl.MoveMessage(ctx, e.Ada.UPN, in["inbox"][2], "deleteditems")) // not synced
+	must(e.Ctl.DeleteMessage(ctx, e.Ada.UPN, in["archive"][1]))
+	converged(t, e, id, since, "moves")
+
+	events, err := e.Store.Events(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := map[string][]string{} // each message's events since the moves
+	for _, ev := range events[len(earlier):] {
+		mid, _ := ev.Data["message_id"].(string)
+		folder, _ := ev.Data["folder_id"].(string)
+		after[mid] = append(after[mid], ev.Type+" "+folder)
+	}
+	for _, m := range moves {
+		want := []string{"message.updated " + folderID(truth, m.to)}
+		if !slices.Equal(after[m.id], want) {
+			t.Errorf("events of the move to %s: %v, want %v", m.to, after[m.id], want)
+		}
+	}
+	for _, gone := range []string{in["inbox"][2], in["archive"][1]} {
+		if len(after[gone]) != 1 || !strings.HasPrefix(after[gone][0], "message.deleted ") {
+			t.Errorf("events of a message gone from the synced folders: %v", after[gone])
+		}
+	}
+}

@@ -110,6 +110,19 @@ func (ib *Inbox) commit(ctx context.Context) {
 	}
 }
 
+// CatchUp adds a changes entry with the payload for every connection with
+// a live subscription in one statement, and answers how many: after the
+// receiver refused notifications, each of them may have missed some.
+func (ib *Inbox) CatchUp(ctx context.Context, payload []byte) (int64, error) {
+	tag, err := ib.s.pool.Exec(ctx, `
+		INSERT INTO notification_inbox (connection_id, signal, payload)
+		SELECT DISTINCT connection_id, 'changes', $1::jsonb FROM subscriptions`, string(payload))
+	if err != nil {
+		return 0, fmt.Errorf("store: inbox catch-up: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
 // ForwardInbox takes up to limit entries (locked, so concurrent forwarders
 // take different ones), hands them to fn, and deletes those fn reports
 // done, in one transaction. It returns how many it took.

@@ -210,6 +210,12 @@ type Page struct {
 	// Events records message.created, message.updated and message.deleted
 	// events (live sync) in the page's transaction.
 	Events bool
+	// DeferRemovals keeps Removed as pending removals of the folder instead
+	// of deleting at once; ApplyRemovals applies them once the round has
+	// read every folder, so a move between two synced folders (a removal
+	// here, an arrival there) is one update and never a deletion followed
+	// by a creation, whichever folder is read first.
+	DeferRemovals bool
 }
 
 var messageColumns = []string{
@@ -266,7 +272,14 @@ func (s *Store) ApplyPage(ctx context.Context, mailboxID string, p Page) error {
 				return err
 			}
 		}
-		if len(p.Removed) > 0 {
+		switch {
+		case len(p.Removed) > 0 && p.DeferRemovals:
+			if _, err := tx.Exec(ctx, `
+				INSERT INTO removals (mailbox_id, folder_id, id) SELECT $1, $2, unnest($3::text[])
+				ON CONFLICT DO NOTHING`, mailboxID, p.FolderID, p.Removed); err != nil {
+				return fmt.Errorf("store: record removals: %w", err)
+			}
+		case len(p.Removed) > 0:
 			if _, err := tx.Exec(ctx, deleteStatement(`id = ANY($3)`, p.Events), mailboxID, p.FolderID, p.Removed); err != nil {
 				return fmt.Errorf("store: remove messages: %w", err)
 			}
@@ -342,6 +355,45 @@ func deleteStatement(cond string, events bool) string {
 		SELECT $1 || ':' || id || ':deleted:' || COALESCE(change_key, ''), (SELECT connection_id FROM mailboxes WHERE id = $1), $1, 'message.deleted',
 			jsonb_build_object('message_id', id, 'folder_id', $2::text)
 		FROM gone ON CONFLICT (id) DO NOTHING`
+}
+
+// PendingRemovals counts a mailbox's removals not applied yet.
+func (s *Store) PendingRemovals(ctx context.Context, mailboxID string) (int64, error) {
+	var n int64
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM removals WHERE mailbox_id = $1`, mailboxID).Scan(&n); err != nil {
+		return 0, fmt.Errorf("store: pending removals of %s: %w", mailboxID, err)
+	}
+	return n, nil
+}
+
+// ApplyRemovals applies a mailbox's pending removals (Page.DeferRemovals)
+// in one transaction: a message still filed in the folder that reported it
+// removed is deleted, with a message.deleted event; one filed elsewhere
+// since (it moved to another synced folder, whose delta updated it) stays.
+// It answers how many messages were deleted. Applying twice is harmless.
+func (s *Store) ApplyRemovals(ctx context.Context, mailboxID string) (int64, error) {
+	var n int64
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		err := tx.QueryRow(ctx, `
+			WITH pending AS (
+				DELETE FROM removals WHERE mailbox_id = $1 RETURNING folder_id, id
+			), gone AS (
+				DELETE FROM messages m USING pending p
+				WHERE m.mailbox_id = $1 AND m.id = p.id AND m.folder_id = p.folder_id
+				RETURNING m.id, m.folder_id, m.change_key
+			), told AS (
+				INSERT INTO events (id, connection_id, mailbox_id, type, data)
+				SELECT $1 || ':' || id || ':deleted:' || COALESCE(change_key, ''), (SELECT connection_id FROM mailboxes WHERE id = $1), $1, 'message.deleted',
+					jsonb_build_object('message_id', id, 'folder_id', folder_id)
+				FROM gone ON CONFLICT (id) DO NOTHING
+			)
+			SELECT count(*) FROM gone`, mailboxID).Scan(&n)
+		if err != nil {
+			return fmt.Errorf("store: apply removals of %s: %w", mailboxID, err)
+		}
+		return nil
+	})
+	return n, err
 }
 
 func replaceAttachments(ctx context.Context, tx pgx.Tx, mailboxID string, msgs []Message) error {

@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -57,5 +58,86 @@ func TestApplyPageIsIdempotentAndAdvancesTheCursor(t *testing.T) {
 	}
 	if err := st.ApplyPage(ctx, "c1", store.Page{FolderID: "nope", Cursor: "x", Phase: store.PhaseLive}); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("unknown folder: %v", err)
+	}
+}
+
+// TestMoveBetweenSyncedFoldersIsOneUpdate: Graph reports a move as a
+// removal in the source folder's delta and an arrival in the destination's.
+// With the round's removals deferred, the app is told of one update with
+// the new folder whichever folder is read first, and a real deletion is
+// still a deletion.
+func TestMoveBetweenSyncedFoldersIsOneUpdate(t *testing.T) {
+	ctx := context.Background()
+	st := newStore(t)
+	if err := st.CreateConnection(ctx, store.Connection{ID: "c1", OrgID: "o", OwnerID: "u", State: "active", Mode: "delegated"}); err != nil {
+		t.Fatal(err)
+	}
+	window := time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC)
+	if err := st.UpsertFolders(ctx, "c1", []store.Folder{{ID: "inbox", DisplayName: "Inbox", WellKnown: "inbox"}, {ID: "archive", DisplayName: "Archive"}}, window); err != nil {
+		t.Fatal(err)
+	}
+	msg := func(id, folder, ck string) store.Message {
+		return store.Message{ID: id, FolderID: folder, Subject: id, ChangeKey: ck, Received: window.Add(time.Hour)}
+	}
+	live := func(folder string, msgs []store.Message, removed ...string) store.Page {
+		return store.Page{FolderID: folder, Cursor: "delta-" + folder, Phase: store.PhaseLive, Events: true, DeferRemovals: true, Messages: msgs, Removed: removed}
+	}
+	apply := func(pages ...store.Page) {
+		t.Helper()
+		for _, p := range pages {
+			if err := st.ApplyPage(ctx, "c1", p); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	apply(live("inbox", []store.Message{msg("m1", "inbox", "1a"), msg("m2", "inbox", "2a"), msg("m3", "inbox", "3a")}))
+	if _, err := st.ApplyRemovals(ctx, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	// m1 moves to archive, the source read first; m2 moves too, the
+	// destination read first; m3 is deleted.
+	apply(live("inbox", nil, "m1", "m3"), live("archive", []store.Message{msg("m1", "archive", "1b"), msg("m2", "archive", "2b")}), live("inbox", nil, "m2"))
+	if n, _ := st.PendingRemovals(ctx, "c1"); n != 3 {
+		t.Errorf("pending removals before the round ends: %d, want 3", n)
+	}
+	msgs, _ := st.Messages(ctx, "c1")
+	if len(msgs) != 3 {
+		t.Errorf("a removal was applied before the round ended: %d messages", len(msgs))
+	}
+	for range 2 {
+		n, err := st.ApplyRemovals(ctx, "c1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != 1 && n != 0 {
+			t.Errorf("deleted %d", n)
+		}
+	}
+	msgs, _ = st.Messages(ctx, "c1")
+	if len(msgs) != 2 || msgs[0].FolderID != "archive" || msgs[1].FolderID != "archive" {
+		t.Errorf("after the round: %+v", msgs)
+	}
+	events, err := st.Events(ctx, "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][]string{}
+	for _, e := range events {
+		if id, ok := e.Data["message_id"].(string); ok {
+			got[id] = append(got[id], e.Type+" "+e.Data["folder_id"].(string))
+		}
+	}
+	want := map[string][]string{
+		"m1": {"message.created inbox", "message.updated archive"},
+		"m2": {"message.created inbox", "message.updated archive"},
+		"m3": {"message.created inbox", "message.deleted inbox"},
+	}
+	for id, w := range want {
+		if !slices.Equal(got[id], w) {
+			t.Errorf("events of %s: %v, want %v", id, got[id], w)
+		}
+	}
+	if n, _ := st.PendingRemovals(ctx, "c1"); n != 0 {
+		t.Errorf("pending removals after the round: %d", n)
 	}
 }

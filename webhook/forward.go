@@ -135,12 +135,17 @@ func (f *Forwarder) forward(ctx context.Context, entries []store.InboxEntry) []i
 
 func (f *Forwarder) send(ctx context.Context, k signal) bool {
 	var arg any
-	if k.name == workflows.SignalLifecycle {
+	switch {
+	case k.name == workflows.SignalLifecycle:
 		var l workflows.LifecycleSignal
 		if err := json.Unmarshal([]byte(k.payload), &l); err != nil {
 			return true // unreadable: nothing to hand over
 		}
 		arg = l
+	case k.payload != "":
+		var c workflows.ChangesSignal
+		_ = json.Unmarshal([]byte(k.payload), &c) // unreadable: a plain round
+		arg = c
 	}
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()

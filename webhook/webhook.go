@@ -11,6 +11,7 @@
 package webhook
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -56,11 +57,21 @@ type Receiver struct {
 	Forwarder *Forwarder
 	Log       *slog.Logger
 
+	// RecoverEvery is how often, after a refusal, the receiver tries to
+	// ask for the catch-up rounds (default 2 s); CatchUpEvery how often it
+	// asks again while Graph may hold its notifications back (default 30
+	// s), for HoldBack after the last refusal (default 10 minutes).
+	RecoverEvery, CatchUpEvery, HoldBack time.Duration
+
 	subsOnce sync.Once
 	subs     *expirable.LRU[string, store.Subscription]
 
-	// Counters of what was received and ignored.
-	Accepted, Ignored atomic.Int64
+	// refusedSince is the first refusal (Unix nanoseconds) whose catch-up
+	// is not asked yet, lastRefusal the latest (0: none).
+	refusedSince, lastRefusal atomic.Int64
+
+	// Counters of what was received and ignored, and catch-ups asked.
+	Accepted, Ignored, CatchUps atomic.Int64
 }
 
 // Item is one notification (change or lifecycle), as far as the receiver
@@ -109,6 +120,7 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request, lifecycle boo
 		if r.Log != nil {
 			r.Log.Warn("subscription lookup failed", "err", err)
 		}
+		r.refused()
 		http.Error(w, "could not check the notification; retry", http.StatusServiceUnavailable)
 		return
 	}
@@ -135,6 +147,7 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request, lifecycle boo
 		if r.Log != nil {
 			r.Log.Warn("notification inbox unavailable", "err", err)
 		}
+		r.refused()
 		http.Error(w, "could not keep the notification; retry", http.StatusServiceUnavailable)
 		return
 	}
@@ -142,6 +155,80 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request, lifecycle boo
 		r.Forwarder.Poke()
 	}
 	w.WriteHeader(http.StatusAccepted)
+}
+
+// refused notes a refusal: the notifications of any subscription may have
+// been in it (when Postgres cannot be read, the receiver cannot tell whose
+// they were).
+func (r *Receiver) refused() {
+	now := time.Now().UnixNano()
+	r.refusedSince.CompareAndSwap(0, now)
+	r.lastRefusal.Store(now)
+}
+
+// Run asks for catch-up rounds after refusals until ctx ends. A refused
+// notification is not lost at Graph, which retries it, but its retries
+// back off (up to 10 minutes apart), and an endpoint that failed is
+// throttled or dropped for up to 10 minutes: every subscription on it has
+// its new notifications delayed by 10 minutes, or dropped
+// (docs/graph.md#delivery-and-retries). So as soon as the inbox can be
+// written again, every connection with a subscription gets a catch-up
+// round (a changes entry marked with the first refusal's time, so its
+// mailbox shows as behind until the round ran), and again every
+// CatchUpEvery until HoldBack has passed since the last refusal: the
+// connections poll while Graph may hold their notifications back.
+func (r *Receiver) Run(ctx context.Context) error {
+	recoverEvery := cmp.Or(r.RecoverEvery, 2*time.Second)
+	t := time.NewTicker(recoverEvery)
+	defer t.Stop()
+	var last time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if asked, ok := r.catchUp(ctx, last); ok {
+			last = asked
+		}
+	}
+}
+
+// catchUp asks for catch-up rounds when they are due (after a refusal, or
+// every CatchUpEvery since last while Graph may hold notifications back).
+func (r *Receiver) catchUp(ctx context.Context, last time.Time) (time.Time, bool) {
+	now := time.Now()
+	since, latest := r.refusedSince.Load(), r.lastRefusal.Load()
+	switch {
+	case since != 0:
+	case latest != 0 && now.Sub(time.Unix(0, latest)) < cmp.Or(r.HoldBack, 10*time.Minute) &&
+		now.Sub(last) >= cmp.Or(r.CatchUpEvery, 30*time.Second):
+	default:
+		return last, false
+	}
+	from := since
+	if from == 0 {
+		from = latest
+	}
+	payload, _ := json.Marshal(workflows.ChangesSignal{RefusedSince: time.Unix(0, from).UTC()})
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	n, err := r.Inbox.CatchUp(cctx, payload)
+	cancel()
+	if err != nil {
+		if r.Log != nil {
+			r.Log.Warn("catch-up after refused notifications not asked yet", "err", err)
+		}
+		return last, false
+	}
+	r.refusedSince.CompareAndSwap(since, 0)
+	r.CatchUps.Add(1)
+	if r.Log != nil {
+		r.Log.Info("catch-up rounds asked after refused notifications", "connections", n, "refused_since", time.Unix(0, from).UTC())
+	}
+	if n > 0 && r.Forwarder != nil {
+		r.Forwarder.Poke()
+	}
+	return now, true
 }
 
 // handshake answers Graph's validation request: the URL-decoded token

@@ -274,3 +274,119 @@ func TestReceiverBounds(t *testing.T) {
 		t.Errorf("known IDs cost %d registry queries, want 0", n)
 	}
 }
+
+// recorder records the signals the forwarder sends, with their arguments.
+type recorder struct {
+	client.Client
+	mu   sync.Mutex
+	args map[string][]any
+}
+
+func (s *recorder) SignalWorkflow(_ context.Context, workflowID, _ string, name string, arg any) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.args[workflowID+" "+name] = append(s.args[workflowID+" "+name], arg)
+	return nil
+}
+
+func (s *recorder) count(key string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.args[key])
+}
+
+// TestCatchUpAfterRefusal: while Postgres is cut the receiver answers 503,
+// and it cannot tell whose notifications it refused. Once Postgres is back
+// every connection with a subscription gets a catch-up round marked with
+// the refusal's time (so its mailbox shows as behind), and again every
+// CatchUpEvery while Graph may hold notifications back (HoldBack), then no
+// more.
+func TestCatchUpAfterRefusal(t *testing.T) {
+	ctx := context.Background()
+	dsn := testenv.Postgres(t)
+	direct, err := store.Open(ctx, dsn, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer direct.Close()
+	hash := sha256.Sum256([]byte("the-state"))
+	for _, id := range []string{"k1", "k2", "k3"} {
+		if err := direct.CreateConnection(ctx, store.Connection{ID: id, OrgID: "o", OwnerID: "u-" + id, State: "active", Mode: "delegated"}); err != nil {
+			t.Fatal(err)
+		}
+		if id == "k3" {
+			continue // polls: no subscription, no notification to miss
+		}
+		if err := direct.SaveSubscription(ctx, store.Subscription{ID: "sub-" + id, ConnectionID: id, ClientStateHash: hash[:], Resource: "users/" + id + "/messages", ExpiresAt: time.Now().Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := testenv.NewProxy(t, u.Host)
+	u.Host = proxy.Addr()
+	st, err := store.Open(ctx, u.String(), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	inbox := store.NewInbox(st)
+	defer inbox.Close()
+	rec := &recorder{args: map[string][]any{}}
+	fwd := &webhook.Forwarder{Store: direct, Temporal: rec}
+	r := &webhook.Receiver{Store: st, Inbox: inbox, Forwarder: fwd, RecoverEvery: 20 * time.Millisecond, CatchUpEvery: 300 * time.Millisecond, HoldBack: time.Second}
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() { _ = r.Run(rctx) }()
+
+	proxy.Down()
+	refusedAt := time.Now()
+	resp := httptest.NewRecorder()
+	r.Notifications(resp, httptest.NewRequest("POST", "/n", strings.NewReader(`{"value":[{"subscriptionId":"sub-k1","clientState":"the-state","changeType":"created"}]}`)))
+	if rec := resp; rec.Code != 503 {
+		t.Fatalf("postgres cut: %d", rec.Code)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if n := r.CatchUps.Load(); n != 0 {
+		t.Fatalf("%d catch-ups asked while Postgres is cut", n)
+	}
+	proxy.Up()
+	recovered := time.Now()
+	for deadline := time.Now().Add(10 * time.Second); r.CatchUps.Load() == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no catch-up asked after Postgres came back")
+		}
+	}
+	t.Logf("catch-up asked %s after recovery", time.Since(recovered).Round(time.Millisecond))
+	if _, err := fwd.Once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"k1", "k2"} {
+		key := workflows.ConnectionWorkflowID(id) + " " + workflows.SignalChanges
+		if rec.count(key) == 0 {
+			t.Fatalf("no catch-up round for %s", id)
+		}
+		rec.mu.Lock()
+		sig, ok := rec.args[key][0].(workflows.ChangesSignal)
+		rec.mu.Unlock()
+		if !ok || sig.RefusedSince.Before(refusedAt.Add(-time.Second)) || sig.RefusedSince.After(recovered) {
+			t.Errorf("catch-up of %s: %#v, want the refusal's time", id, sig)
+		}
+	}
+	if n := rec.count(workflows.ConnectionWorkflowID("k3") + " " + workflows.SignalChanges); n != 0 {
+		t.Errorf("a connection without a subscription got %d catch-ups", n)
+	}
+	// Graph may hold notifications back for HoldBack after the refusal:
+	// catch-ups again meanwhile, then none.
+	time.Sleep(1500 * time.Millisecond)
+	asked := r.CatchUps.Load()
+	if asked < 3 || asked > 5 {
+		t.Errorf("%d catch-ups in the hold-back second at one per 300 ms, want 3 to 5", asked)
+	}
+	time.Sleep(700 * time.Millisecond)
+	if n := r.CatchUps.Load(); n != asked {
+		t.Errorf("catch-ups went on after the hold-back: %d, then %d", asked, n)
+	}
+}

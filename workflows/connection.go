@@ -118,8 +118,9 @@ func (c *connection) registerHandlers(ctx workflow.Context) error {
 				c.applyProgress(p)
 			})
 			sel.AddReceive(c.changes, func(ch workflow.ReceiveChannel, _ bool) {
-				ch.Receive(ctx, nil)
-				c.s.Pending.Sync = true
+				var sig ChangesSignal
+				ch.Receive(ctx, &sig)
+				c.onChanges(ctx, sig)
 			})
 			sel.AddReceive(c.lifecycle, func(ch workflow.ReceiveChannel, _ bool) {
 				var l LifecycleSignal
@@ -622,6 +623,7 @@ const localRoundTimeout = 5 * time.Second
 // coalesce into rounds, never one round per notification.
 func (c *connection) sync(ctx workflow.Context) {
 	c.s.Pending.Sync = false
+	started := workflow.Now(ctx)
 	reanchor := c.s.Pending.Reanchor
 	in := SyncFoldersInput{
 		ConnectionID: c.credentialID(), MailboxID: c.mailboxID(), UserID: c.s.UserID, StoreBodies: c.s.Settings.StoreBodies(), PageSize: c.opts.PageSize, Reanchor: reanchor,
@@ -668,6 +670,9 @@ func (c *connection) sync(ctx workflow.Context) {
 	c.s.AccessLostTold = false // the mailbox was read: its access is back
 	s := &c.s.Sync
 	s.LastSync, s.LastError, s.Backoff = now, "", Backoff{}
+	if s.Behind && !started.Before(s.BehindAsked) {
+		s.Behind, s.BehindAsked = false, time.Time{} // caught up
+	}
 	s.Rounds++
 	s.Upserted += res.Upserted
 	s.Removed += res.Removed
@@ -675,6 +680,15 @@ func (c *connection) sync(ctx workflow.Context) {
 	s.GoneFolders += len(res.Gone)
 	for _, f := range res.Gone {
 		c.folderGone(ctx, f)
+	}
+}
+
+// onChanges asks for a round; a catch-up after refused notifications also
+// marks the mailbox behind until a round that starts after it has run.
+func (c *connection) onChanges(ctx workflow.Context, sig ChangesSignal) {
+	c.s.Pending.Sync = true
+	if !sig.RefusedSince.IsZero() {
+		c.s.Sync.Behind, c.s.Sync.BehindAsked = true, workflow.Now(ctx)
 	}
 }
 
@@ -860,8 +874,12 @@ func (c *connection) drainSignals(ctx workflow.Context) {
 		}
 		c.applyProgress(p)
 	}
-	for c.changes.ReceiveAsync(nil) {
-		c.s.Pending.Sync = true
+	for {
+		var sig ChangesSignal
+		if !c.changes.ReceiveAsync(&sig) {
+			break
+		}
+		c.onChanges(ctx, sig)
 	}
 	for {
 		var l LifecycleSignal

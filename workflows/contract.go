@@ -65,6 +65,15 @@ const (
 	LifecycleMissed                  = "missed"
 )
 
+// ChangesSignal says Graph notified changes in the mailbox. RefusedSince,
+// when set, says instead that the receiver refused notifications (503)
+// from that time, so some of this mailbox's may never have arrived: the
+// round it asks for is a catch-up, and until one has run the mailbox is
+// behind (SyncState.Behind).
+type ChangesSignal struct {
+	RefusedSince time.Time `json:"refusedSince,omitzero"`
+}
+
 // LifecycleSignal is a lifecycle notification for the connection.
 type LifecycleSignal struct {
 	Event          string `json:"event"`
@@ -304,10 +313,15 @@ type SyncState struct {
 	SubscriptionID      string    `json:"subscriptionId,omitempty"`
 	SubscriptionExpires time.Time `json:"subscriptionExpires,omitempty"`
 	LastSync            time.Time `json:"lastSync,omitempty"`
-	Rounds              int       `json:"rounds"`
-	Upserted            int64     `json:"upserted"`
-	Removed             int64     `json:"removed"`
-	Reanchored          int       `json:"reanchored"`
+	// Behind says notifications for the mailbox may have been refused
+	// since its last round (LastSync): a catch-up round asked at
+	// BehindAsked is due, and the mailbox may miss changes until it ran.
+	Behind      bool      `json:"behind,omitempty"`
+	BehindAsked time.Time `json:"behindAsked,omitzero"`
+	Rounds      int       `json:"rounds"`
+	Upserted    int64     `json:"upserted"`
+	Removed     int64     `json:"removed"`
+	Reanchored  int       `json:"reanchored"`
 	// GoneFolders counts folders deleted at Microsoft and dropped.
 	GoneFolders int       `json:"goneFolders,omitempty"`
 	LastError   string    `json:"lastError,omitempty"`
@@ -598,8 +612,12 @@ type SyncFoldersInput struct {
 
 // SyncFoldersResult counts what a round changed.
 type SyncFoldersResult struct {
-	Upserted   int64 `json:"upserted"`
-	Removed    int64 `json:"removed"`
+	Upserted int64 `json:"upserted"`
+	Removed  int64 `json:"removed"`
+	// Deferred counts the removals the folders' deltas reported; they are
+	// applied when the round ends, and Removed counts those that deleted a
+	// message (a message that moved to another synced folder stays).
+	Deferred   int64 `json:"deferred,omitempty"`
 	Reanchored int   `json:"reanchored"`
 	// Gone are folders deleted at Microsoft, dropped with their mail.
 	Gone []FolderRef `json:"gone,omitempty"`

@@ -329,3 +329,80 @@ func TestRenewalFollowsGrantedLifetime(t *testing.T) {
 		})
 	}
 }
+
+// TestCatchUpAfterRefusedNotifications: a changes signal that says the
+// receiver refused notifications asks for a round and shows the mailbox
+// behind until a round that started after it has run (here the first
+// rounds fail: Vault is still down); a plain notification does not.
+func TestCatchUpAfterRefusedNotifications(t *testing.T) {
+	env, f := newEnv(t)
+	in := input()
+	env.RegisterDelayedCallback(func() { update(t, env, UpdateConsent, ConsentInput{Ref: "ref-0123456789"}, nil) }, time.Minute)
+	var rounds int32
+	env.RegisterDelayedCallback(func() {
+		st := query(t, env)
+		if st.Sync.Mode != SyncPush || st.Sync.Behind {
+			t.Errorf("live: %+v", st.Sync)
+		}
+		env.SignalWorkflow(SignalChanges, nil)
+		env.RegisterDelayedCallback(func() {
+			if st := query(t, env); st.Sync.Behind {
+				t.Error("a plain notification marked the mailbox behind")
+			}
+			rounds = f.syncs.Load()
+			f.syncFail.Store(1000)
+			env.SignalWorkflow(SignalChanges, ChangesSignal{RefusedSince: env.Now().Add(-time.Minute)})
+		}, time.Second)
+		env.RegisterDelayedCallback(func() {
+			st := query(t, env)
+			if !st.Sync.Behind || f.syncs.Load() == rounds {
+				t.Errorf("while the catch-up fails: behind %v, %d rounds", st.Sync.Behind, f.syncs.Load()-rounds)
+			}
+			f.syncFail.Store(0) // Vault is back
+		}, 3*time.Second)
+	}, 10*time.Minute)
+	endWith(env, time.Hour, func() {
+		st := query(t, env)
+		if st.Sync.Behind || st.Sync.LastSync.Before(env.Now().Add(-50*time.Minute)) {
+			t.Errorf("after the catch-up: %+v", st.Sync)
+		}
+	})
+	env.ExecuteWorkflow(Connection, in)
+}
+
+// TestLiveRoundRetriesStayClose: a round failing through a long outage is
+// tried again at most 30 s apart, so the mailbox is current within 30 s of
+// the recovery (not up to 5 minutes after it).
+func TestLiveRoundRetriesStayClose(t *testing.T) {
+	env, f := newEnv(t)
+	in := input()
+	env.RegisterDelayedCallback(func() { update(t, env, UpdateConsent, ConsentInput{Ref: "ref-0123456789"}, nil) }, time.Minute)
+	var from time.Time
+	env.RegisterDelayedCallback(func() {
+		from = env.Now()
+		f.syncFail.Store(14) // about five minutes of failures
+		env.SignalWorkflow(SignalChanges, nil)
+	}, 10*time.Minute)
+	endWith(env, time.Hour, func() {
+		f.mu.Lock()
+		at := slices.Clone(f.at[ActivitySyncFolders])
+		f.mu.Unlock()
+		var tries []time.Time
+		for _, t := range at {
+			if !t.Before(from) {
+				tries = append(tries, t)
+			}
+		}
+		// The first eleven: the local try, then the activity's first ten
+		// attempts (the test environment stops there; the worker does not).
+		if len(tries) < 11 {
+			t.Fatalf("%d tries after the outage began, want 11 or more", len(tries))
+		}
+		for i := 1; i < 11; i++ {
+			if gap := tries[i].Sub(tries[i-1]); gap > 31*time.Second {
+				t.Errorf("try %d came %s after the one before", i+1, gap)
+			}
+		}
+	})
+	env.ExecuteWorkflow(Connection, in)
+}

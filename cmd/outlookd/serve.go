@@ -169,6 +169,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 		forwarder := &webhook.Forwarder{Store: st, Temporal: tc, Log: log.With("component", "webhook")}
 		g.Go(func() error { return forwarder.Run(gctx) })
 		receiver := &webhook.Receiver{Store: st, Inbox: inbox, Forwarder: forwarder, Log: log.With("component", "webhook")}
+		// Catch-up rounds after the receiver refused notifications.
+		g.Go(func() error { return receiver.Run(gctx) })
 		router := api.NewRouter(api.Deps{
 			Logger:       log.With("component", "api"),
 			ReadyTimeout: cfg.ReadyTimeout,

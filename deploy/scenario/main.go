@@ -104,7 +104,7 @@ func runOne(ctx context.Context, sc *scenario, size int, keep bool) (ok bool) {
 	line := func(status, detail string) {
 		fmt.Printf("scenario %s: %s %s wall=%.1fs\n", sc.name, status, detail, time.Since(start).Seconds())
 	}
-	w, err := newWorld(ctx, sc.name, sc.split)
+	w, err := newWorldWith(ctx, sc.name, worldOptions{split: sc.split, cuttable: sc.cuttable})
 	if w != nil {
 		defer func() {
 			w.close()

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/url"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -29,25 +31,30 @@ type scenario struct {
 	run  func(ctx context.Context, w *world, size int) (result, error)
 	// split runs the API and the worker as separate processes.
 	split bool
+	// cuttable makes outlookd reach Postgres and Vault through proxies
+	// the scenario can cut (world.cut).
+	cuttable bool
 }
 
 var scenarios = []scenario{
-	{"connect-backfill", "consent and a 30-day backfill of a large mailbox, compared", connectBackfill, false},
-	{"live-push", "mail injected, moved, archived, read and deleted while live", livePush, false},
-	{"poll-fallback", "a mailbox Graph refuses to subscribe stays current by polling", pollFallback, false},
-	{"delta-expired", "delta tokens expire mid-life while mail keeps arriving", deltaExpired, false},
-	{"subscription-removed", "Graph removes the subscription, then notifications are missed", subscriptionRemoved, false},
-	{"reauth", "the refresh token dies for each reason in turn; re-consent; nothing lost", reauth, false},
-	{"admin-consent", "a tenant requires admin approval: the first sign-in waits for it with a link, the admin consents, the user signs in", adminConsent, false},
-	{"disconnect", "disconnect in each state with each retention policy", disconnect, false},
-	{"operator-cancel", "cancel one workflow and terminate another from the CLI during live mail; both disconnect, both mailboxes connect again", operatorCancel, false},
-	{"webhook-abuse", "spoofed, unknown, malformed and huge posts at the receiver", webhookAbuse, false},
-	{"throttle-storm", "30% of Graph requests answer 429/503 with Retry-After during backfill and live mail", throttleStorm, false},
-	{"chaos-worker", "kill -9 the worker every 10 s for 20 cycles during backfill and live mail", chaosWorker, true},
-	{"chaos-deps", "restart Temporal, then Postgres, then Vault during live mail", chaosDeps, false},
-	{"many-mailboxes", "200 connections live at once, mail spread over them", manyMailboxes, false},
-	{"shared-mailboxes", "a service account attaches five shared mailboxes (one refused), polls them, detaches one, loses and regains another's rights", sharedMailboxes, false},
-	{"secrets-scan", "a connection's whole life, then every haystack searched for every secret", secretsScan, false},
+	{"connect-backfill", "consent and a 30-day backfill of a large mailbox, compared", connectBackfill, false, false},
+	{"live-push", "mail injected, moved, archived, read and deleted while live", livePush, false, false},
+	{"poll-fallback", "a mailbox Graph refuses to subscribe stays current by polling", pollFallback, false, false},
+	{"delta-expired", "delta tokens expire mid-life while mail keeps arriving", deltaExpired, false, false},
+	{"subscription-removed", "Graph removes the subscription, then notifications are missed", subscriptionRemoved, false, false},
+	{"reauth", "the refresh token dies for each reason in turn; re-consent; nothing lost", reauth, false, false},
+	{"admin-consent", "a tenant requires admin approval: the first sign-in waits for it with a link, the admin consents, the user signs in", adminConsent, false, false},
+	{"disconnect", "disconnect in each state with each retention policy", disconnect, false, false},
+	{"operator-cancel", "cancel one workflow and terminate another from the CLI during live mail; both disconnect, both mailboxes connect again", operatorCancel, false, false},
+	{"webhook-abuse", "spoofed, unknown, malformed and huge posts at the receiver", webhookAbuse, false, false},
+	{"throttle-storm", "30% of Graph requests answer 429/503 with Retry-After during backfill and live mail", throttleStorm, false, false},
+	{"chaos-worker", "kill -9 the worker every 10 s for 20 cycles during backfill and live mail", chaosWorker, true, false},
+	{"chaos-deps", "restart Temporal, then Postgres, then Vault during live mail", chaosDeps, false, false},
+	{"many-mailboxes", "200 connections live at once, mail spread over them", manyMailboxes, false, false},
+	{"shared-mailboxes", "a service account attaches five shared mailboxes (one refused), polls them, detaches one, loses and regains another's rights", sharedMailboxes, false, false},
+	{"outage-catch-up", "50 connections live; outlookd loses Postgres for 30 s and Vault for 60 s; the API says who is behind; all caught up within a minute", outageCatchUp, false, true},
+	{"hostile-input", "every route sent malformed, oversized and hostile paths, queries, bodies and headers: no 5xx, nothing changed by a refused request", hostileInput, false, false},
+	{"secrets-scan", "a connection's whole life, then every haystack searched for every secret", secretsScan, false, false},
 }
 
 const adele = "adele@contoso.example"
@@ -506,6 +513,20 @@ func webhookAbuse(ctx context.Context, w *world, _ int) (result, error) {
 		{"not a notification", 400, post(n, "application/json", `{"hello":"world"}`)},
 		{"huge body", 413, post(n, "application/json", `{"value":[`+strings.Repeat(note(sub, "forged")+",", 20000)+note(sub, "forged")+`]}`)},
 		{"lifecycle spoofed", 202, post(w.apiURL+"/v1/graph/lifecycle", "application/json", `{"value":[{"subscriptionId":"`+sub+`","clientState":"forged","lifecycleEvent":"subscriptionRemoved"}]}`)},
+		{"validation token with markup", 400, post(n+"?validationToken="+url.QueryEscape("<script>alert(1)</script>"), "text/plain", "")},
+		{"validation token over 1 KiB", 400, post(n+"?validationToken="+strings.Repeat("a", 2000), "text/plain", "")},
+		{"1,001 notifications in one post", 413, post(n, "application/json", `{"value":[`+strings.Repeat(note("00000000-0000-0000-0000-000000000000", "x")+",", 1000)+note(sub, "forged")+`]}`)},
+	}
+	// Graph's own handshake is echoed, as text that is never sniffed.
+	tok := "Validation: Testing client application reachability for subscription Request-Id: 42"
+	resp, err := http.Post(n+"?validationToken="+url.QueryEscape(tok), "text/plain", nil)
+	if err != nil {
+		return r, err
+	}
+	echo, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(echo) != tok || resp.Header.Get("X-Content-Type-Options") != "nosniff" || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
+		return r, fmt.Errorf("the handshake Graph sends: %d %q %v", resp.StatusCode, echo, resp.Header)
 	}
 	for _, ch := range checks {
 		if ch.got != ch.status {

@@ -27,6 +27,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/outlookd/outlookd/graphsim"
+	"github.com/outlookd/outlookd/internal/testenv"
 	"github.com/outlookd/outlookd/store"
 	"github.com/outlookd/outlookd/vault"
 )
@@ -56,8 +57,22 @@ type world struct {
 	env    []string
 	extra  []string // more environment for outlookd
 
+	// cut holds, in a world made with cuttable, the proxies outlookd
+	// reaches Postgres ("postgres") and Vault ("vault") through: a scenario
+	// cuts them to make a dependency vanish for outlookd alone (the test
+	// stack's servers are shared and are never stopped).
+	cut map[string]*testenv.Proxy
+
 	mu        sync.Mutex
 	responses bytes.Buffer // every API response body, for the leak scan
+}
+
+// worldOptions say how to build a world.
+type worldOptions struct {
+	split    bool     // the API and the worker as separate processes
+	cuttable bool     // outlookd reaches Postgres and Vault through proxies (world.cut)
+	env      []string // more environment for outlookd (KEY=value)
+	simFlags []string // more flags for graphsim
 }
 
 func randomID() string {
@@ -93,7 +108,14 @@ func newWorld(ctx context.Context, name string, split bool, simFlags ...string) 
 
 // newWorldEnv is newWorld with extra environment for outlookd (KEY=value).
 func newWorldEnv(ctx context.Context, name string, split bool, extraEnv []string, simFlags ...string) (*world, error) {
-	w := &world{name: name, id: randomID(), procs: map[string]*exec.Cmd{}, simOpt: simFlags, extra: extraEnv}
+	return newWorldWith(ctx, name, worldOptions{split: split, env: extraEnv, simFlags: simFlags})
+}
+
+// newWorldWith builds a world as the options say.
+func newWorldWith(ctx context.Context, name string, o worldOptions) (*world, error) {
+	split := o.split
+	w := &world{name: name, id: randomID(), procs: map[string]*exec.Cmd{}, simOpt: o.simFlags, extra: o.env}
+	simFlags := o.simFlags
 	w.dir = filepath.Join(".stack", "scenarios", name+"-"+w.id)
 	if err := os.MkdirAll(w.dir, 0o755); err != nil {
 		return w, err
@@ -101,6 +123,18 @@ func newWorldEnv(ctx context.Context, name string, split bool, extraEnv []string
 	var err error
 	if w.stack, err = stackEnv(); err != nil {
 		return w, err
+	}
+	if o.cuttable {
+		w.cut = map[string]*testenv.Proxy{}
+		for dep, key := range map[string]string{"postgres": "DATABASE_URL", "vault": "VAULT_ADDR"} {
+			u, err := url.Parse(w.stack[key])
+			if err != nil || u.Host == "" {
+				return w, fmt.Errorf("%s %q: no host to proxy", key, w.stack[key])
+			}
+			if w.cut[dep], err = testenv.StartProxy(u.Host); err != nil {
+				return w, err
+			}
+		}
 	}
 	u, err := url.Parse(w.stack["DATABASE_URL"])
 	if err != nil {
@@ -191,8 +225,19 @@ func (w *world) serveEnv(apiAddr string) []string {
 	for k, v := range w.stack {
 		env = append(env, k+"="+v)
 	}
+	dbURL := w.dbURL
+	if p := w.cut["postgres"]; p != nil {
+		u, _ := url.Parse(w.dbURL)
+		u.Host = p.Addr()
+		dbURL = u.String()
+	}
+	if p := w.cut["vault"]; p != nil {
+		u, _ := url.Parse(w.stack["VAULT_ADDR"])
+		u.Host = p.Addr()
+		env = append(env, "VAULT_ADDR="+u.String())
+	}
 	return append(append(env,
-		"DATABASE_URL="+w.dbURL,
+		"DATABASE_URL="+dbURL,
 		"OUTLOOKD_HTTP_ADDR="+apiAddr,
 		"OUTLOOKD_PUBLIC_URL=http://"+apiAddr,
 		"OUTLOOKD_VAULT_KV_PREFIX="+w.prefix,
@@ -234,6 +279,9 @@ func (w *world) close() {
 		if p.Process != nil {
 			_ = p.Process.Kill()
 		}
+	}
+	for _, p := range w.cut {
+		p.Down()
 	}
 	if w.st != nil {
 		w.st.Close()

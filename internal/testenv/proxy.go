@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -20,18 +21,30 @@ type Proxy struct {
 	conns map[net.Conn]struct{}
 }
 
-// NewProxy listens on a free loopback port and forwards to target.
+// NewProxy listens on a free loopback port and forwards to target; the
+// test's end cuts it.
 func NewProxy(t testing.TB, target string) *Proxy {
 	t.Helper()
-	p := &Proxy{t: t, target: target, conns: map[net.Conn]struct{}{}}
+	p, err := StartProxy(target)
+	if err != nil {
+		t.Fatalf("proxy: %v", err)
+	}
+	p.t = t
+	t.Cleanup(p.Down)
+	return p
+}
+
+// StartProxy is NewProxy outside a test (the scenarios cut outlookd's
+// Postgres and Vault with it); the caller cuts it with Down when done.
+func StartProxy(target string) (*Proxy, error) {
+	p := &Proxy{target: target, conns: map[net.Conn]struct{}{}}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatalf("proxy listen: %v", err)
+		return nil, fmt.Errorf("proxy listen: %w", err)
 	}
 	p.addr = ln.Addr().String()
 	p.serve(ln)
-	t.Cleanup(p.Down)
-	return p
+	return p, nil
 }
 
 // Addr is the proxy's host:port.
@@ -52,14 +65,22 @@ func (p *Proxy) Down() {
 	}
 }
 
-// Up listens again on the same port.
+// Up listens again on the same port (a test fails if it cannot).
 func (p *Proxy) Up() {
 	p.t.Helper()
+	if err := p.Reopen(); err != nil {
+		p.t.Fatalf("%v", err)
+	}
+}
+
+// Reopen listens again on the same port.
+func (p *Proxy) Reopen() error {
 	ln, err := net.Listen("tcp", p.addr)
 	if err != nil {
-		p.t.Fatalf("proxy relisten on %s: %v", p.addr, err)
+		return fmt.Errorf("proxy relisten on %s: %w", p.addr, err)
 	}
 	p.serve(ln)
+	return nil
 }
 
 func (p *Proxy) serve(ln net.Listener) {
