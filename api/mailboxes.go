@@ -230,21 +230,40 @@ func (s *server) attachMailbox(c *gin.Context) {
 	id := "mbx_" + randomID()
 	ctx, cancel := context.WithTimeout(c, attachTimeout)
 	defer cancel()
-	h, err := s.d.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-		WorkflowID: workflows.ConnectionWorkflowID(row.ID), UpdateName: workflows.UpdateAttach,
-		Args:         []any{workflows.AttachInput{MailboxID: id, Address: address, Settings: settings.workflow()}},
-		WaitForStage: client.WorkflowUpdateStageCompleted,
-	})
 	var ref workflows.MailboxRef
-	if err == nil {
-		err = h.Get(ctx, &ref)
-	}
-	if err != nil {
-		s.attachError(c, address, err)
-		return
+	for wait := detachedGrace; ; {
+		h, err := s.d.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+			WorkflowID: workflows.ConnectionWorkflowID(row.ID), UpdateName: workflows.UpdateAttach,
+			Args:         []any{workflows.AttachInput{MailboxID: id, Address: address, Settings: settings.workflow()}},
+			WaitForStage: client.WorkflowUpdateStageCompleted,
+		})
+		if err == nil {
+			err = h.Get(ctx, &ref)
+		}
+		// The registry shows the address detached (checked above), but its
+		// workflow has not told the connection yet: that takes a moment.
+		var appErr *temporal.ApplicationError
+		if errors.As(err, &appErr) && appErr.Type() == workflows.ErrAlreadyAttached && wait > 0 {
+			time.Sleep(detachedPoll)
+			wait -= detachedPoll
+			continue
+		}
+		if err != nil {
+			s.attachError(c, address, err)
+			return
+		}
+		break
 	}
 	s.answerMailbox(c, http.StatusCreated, ref.ID)
 }
+
+// detachedGrace is how long an attach of an address the registry shows
+// detached waits for the connection's workflow to hear that its mailbox
+// ended, trying again every detachedPoll.
+const (
+	detachedGrace = 10 * time.Second
+	detachedPoll  = 250 * time.Millisecond
+)
 
 // attachTimeout bounds an attach: the check at Graph and the registry
 // write are each bounded by the workflow, well within it.
@@ -263,6 +282,8 @@ func (s *server) attachError(c *gin.Context, address string, err error) {
 		unreachableProblem(c, appErr)
 	case errors.As(err, &appErr) && appErr.Type() == workflows.ErrMailboxTaken:
 		problem(c, http.StatusConflict, "mailbox_taken", address+" is already synced by another connection; detach it there first.")
+	case errors.As(err, &appErr) && appErr.Type() == workflows.ErrAlreadyAttached:
+		problem(c, http.StatusConflict, "already_attached", capitalize(strings.TrimSuffix(appErr.Message(), "."))+"; a mailbox just detached is attachable again once its detach has finished.")
 	case errors.As(err, &appErr) && appErr.Type() == workflows.ErrReauthRequired:
 		problem(c, http.StatusConflict, "reauth_required", "The service account must sign in again before mailboxes can be attached.")
 	case errors.As(err, &appErr):

@@ -69,6 +69,11 @@ const (
 // Exchange administrator must grant.
 const ErrMailboxUnreachable = "MailboxUnreachable"
 
+// ErrAlreadyAttached: the connection lists the address among its
+// mailboxes. Right after a detach this lasts until the detached mailbox's
+// workflow has told its connection it ended.
+const ErrAlreadyAttached = "AlreadyAttached"
+
 // mailboxTransitions is every change of state a mailbox may make. A
 // mailbox starts active (it was checked before it was attached).
 var mailboxTransitions = map[string][]string{
@@ -300,7 +305,7 @@ func (c *connection) validateAttach(in AttachInput) error {
 	}
 	for _, m := range c.s.Mailboxes {
 		if strings.EqualFold(m.Address, in.Address) {
-			return fmt.Errorf("this connection already has %s attached, as %s", m.Address, m.ID)
+			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("this connection already has %s attached, as %s", m.Address, m.ID), ErrAlreadyAttached, nil)
 		}
 	}
 	if err := in.Settings.Validate(); err != nil {
