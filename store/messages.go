@@ -210,6 +210,9 @@ type Page struct {
 	// Events records message.created, message.updated and message.deleted
 	// events (live sync) in the page's transaction.
 	Events bool
+	// ContactFilter keeps only the messages from or to one of the
+	// mailbox's contacts, and those already stored (docs/contacts.md).
+	ContactFilter bool
 }
 
 var messageColumns = []string{
@@ -239,32 +242,15 @@ func (s *Store) ApplyPage(ctx context.Context, mailboxID string, p Page) error {
 		if err := notDetached(ctx, tx, mailboxID); err != nil {
 			return err
 		}
-		if len(msgs) > 0 {
-			if _, err := tx.Exec(ctx, `CREATE TEMP TABLE stage_messages (LIKE messages INCLUDING DEFAULTS) ON COMMIT DROP`); err != nil {
-				return fmt.Errorf("store: staging table: %w", err)
-			}
-			rows := make([][]any, len(msgs))
-			for i, m := range msgs {
-				to, _ := json.Marshal(nonNil(m.To))
-				cc, _ := json.Marshal(nonNil(m.Cc))
-				bcc, _ := json.Marshal(nonNil(m.Bcc))
-				cats := m.Categories
-				if cats == nil {
-					cats = []string{}
-				}
-				rows[i] = []any{mailboxID, m.ID, m.FolderID, m.InternetMessageID, m.ConversationID, m.ChangeKey, m.Subject,
-					m.From.Name, m.From.Address, string(to), string(cc), string(bcc), nullTime(m.Received), nullTime(m.Sent),
-					m.IsRead, m.IsDraft, cats, m.Importance, m.HasAttachments, m.BodyPreview, m.BodyContentType, m.Body}
-			}
-			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"stage_messages"}, messageColumns, pgx.CopyFromRows(rows)); err != nil {
-				return fmt.Errorf("store: copy page: %w", err)
-			}
-			if _, err := tx.Exec(ctx, mergeStatement(p.Events), mailboxID); err != nil {
-				return fmt.Errorf("store: merge page: %w", err)
-			}
-			if err := replaceAttachments(ctx, tx, mailboxID, msgs); err != nil {
+		if p.ContactFilter {
+			kept, err := filterToContacts(ctx, tx, mailboxID, msgs)
+			if err != nil {
 				return err
 			}
+			msgs = kept
+		}
+		if err := mergeMessages(ctx, tx, mailboxID, msgs, p.Events); err != nil {
+			return err
 		}
 		if len(p.Removed) > 0 {
 			if _, err := tx.Exec(ctx, deleteStatement(`id = ANY($3)`, p.Events), mailboxID, p.FolderID, p.Removed); err != nil {
@@ -295,6 +281,41 @@ func (s *Store) ApplyPage(ctx context.Context, mailboxID string, p Page) error {
 		}
 		return nil
 	})
+}
+
+// mergeMessages stages messages and merges them (insert or update by
+// immutable ID), replacing their attachments; with events, each real
+// change is recorded.
+func mergeMessages(ctx context.Context, tx pgx.Tx, mailboxID string, msgs []Message, events bool) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE stage_messages (LIKE messages INCLUDING DEFAULTS) ON COMMIT DROP`); err != nil {
+		return fmt.Errorf("store: staging table: %w", err)
+	}
+	rows := make([][]any, len(msgs))
+	for i, m := range msgs {
+		to, _ := json.Marshal(nonNil(m.To))
+		cc, _ := json.Marshal(nonNil(m.Cc))
+		bcc, _ := json.Marshal(nonNil(m.Bcc))
+		cats := m.Categories
+		if cats == nil {
+			cats = []string{}
+		}
+		rows[i] = []any{mailboxID, m.ID, m.FolderID, m.InternetMessageID, m.ConversationID, m.ChangeKey, m.Subject,
+			m.From.Name, m.From.Address, string(to), string(cc), string(bcc), nullTime(m.Received), nullTime(m.Sent),
+			m.IsRead, m.IsDraft, cats, m.Importance, m.HasAttachments, m.BodyPreview, m.BodyContentType, m.Body}
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"stage_messages"}, messageColumns, pgx.CopyFromRows(rows)); err != nil {
+		return fmt.Errorf("store: copy page: %w", err)
+	}
+	if _, err := tx.Exec(ctx, mergeStatement(events), mailboxID); err != nil {
+		return fmt.Errorf("store: merge page: %w", err)
+	}
+	if err := replaceAttachments(ctx, tx, mailboxID, msgs); err != nil {
+		return err
+	}
+	return nil
 }
 
 // mergeStatement upserts the staged page. Rows whose content did not
