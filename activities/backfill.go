@@ -113,7 +113,7 @@ func (a *Activities) firstRound(ctx context.Context, hb *heartbeat, gc *graph.Cl
 			}
 			return res, classifyGraph("backfill page", err)
 		}
-		p := store.Page{FolderID: in.FolderID, Phase: store.PhaseBackfill}
+		p := store.Page{FolderID: in.FolderID, Phase: store.PhaseBackfill, ContactFilter: in.ContactFilter}
 		p.Messages, p.Removed = convert(page.GetValue(), in.FolderID)
 		switch {
 		case page.GetOdataDeltaLink() != nil:
@@ -184,7 +184,7 @@ func (a *Activities) backfillGap(ctx context.Context, hb *heartbeat, gc *graph.C
 		if err != nil {
 			return res, classifyGraph("gap page", err)
 		}
-		p := store.Page{FolderID: in.FolderID, Gap: true, WindowStart: in.WindowStart}
+		p := store.Page{FolderID: in.FolderID, Gap: true, WindowStart: in.WindowStart, ContactFilter: in.ContactFilter}
 		p.Messages, _ = convert(page.GetValue(), in.FolderID)
 		if next := page.GetOdataNextLink(); next != nil {
 			p.Cursor = *next

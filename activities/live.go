@@ -97,7 +97,7 @@ func (a *Activities) syncFolder(ctx context.Context, gc *graph.Client, in workfl
 			}
 			return classifyGraph("sync page", err)
 		}
-		p := store.Page{FolderID: f.ID, Phase: store.PhaseLive, Events: true}
+		p := store.Page{FolderID: f.ID, Phase: store.PhaseLive, Events: true, ContactFilter: in.ContactFilter}
 		p.Messages, p.Removed = convert(page.GetValue(), f.ID)
 		if reanchor {
 			for _, m := range p.Messages {

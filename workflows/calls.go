@@ -30,6 +30,8 @@ const (
 	ActivityRecordSend          = "RecordSend"
 	ActivitySendMailOnce        = "SendMailOnce"
 	ActivitySendConnectionState = "SendConnectionState"
+	ActivityFetchContactMail    = "FetchContactMail"
+	ActivityApplyContactFilter  = "ApplyContactFilter"
 )
 
 // None is the result of an activity that returns only an error.
@@ -176,6 +178,8 @@ var (
 	recordSend          = call[RecordSendInput, None]{ActivityRecordSend, bookkeeping}
 	sendMailOnce        = call[SendRef, SubmitSendResult]{ActivitySendMailOnce, submitOnce}
 	sendConnection      = call[ConnectionRef, SendConnectionResult]{ActivitySendConnectionState, bookkeeping}
+	fetchContactMail    = call[FetchContactMailInput, FetchContactMailResult]{ActivityFetchContactMail, graphCall(10 * time.Minute)}
+	applyContactFilter  = call[ContactFilterInput, ContactFilterResult]{ActivityApplyContactFilter, sagaStep}
 )
 
 // Activities lists every activity the workflows call, with its types.
@@ -185,5 +189,6 @@ func Activities() []ActivitySpec {
 		backfillFolder.spec(), syncFolders.spec(), ensureSubscription.spec(), renewSubscription.spec(),
 		deleteSubscriptions.spec(), purgeSecrets.spec(), applyRetention.spec(), checkMailbox.spec(), registerMailbox.spec(),
 		prepareSend.spec(), submitSend.spec(), locateSend.spec(), recordSend.spec(), sendMailOnce.spec(), sendConnection.spec(),
+		fetchContactMail.spec(), applyContactFilter.spec(),
 	}
 }

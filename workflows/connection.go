@@ -30,6 +30,7 @@ type connection struct {
 	lifecycle   workflow.ReceiveChannel
 	credential  workflow.ReceiveChannel
 	ended       workflow.ReceiveChannel
+	contacts    workflow.ReceiveChannel
 	// cancelBackfill cancels the running backfill child (set while one
 	// runs; a run never continues as new under a running backfill).
 	cancelBackfill workflow.CancelFunc
@@ -109,6 +110,7 @@ func (c *connection) registerHandlers(ctx workflow.Context) error {
 	c.lifecycle = workflow.GetSignalChannel(ctx, SignalLifecycle)
 	c.credential = workflow.GetSignalChannel(ctx, SignalCredential)
 	c.ended = workflow.GetSignalChannel(ctx, SignalMailboxEnded)
+	c.contacts = workflow.GetSignalChannel(ctx, SignalContacts)
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		for {
 			sel := workflow.NewSelector(ctx)
@@ -135,6 +137,10 @@ func (c *connection) registerHandlers(ctx workflow.Context) error {
 				var e MailboxEnded
 				ch.Receive(ctx, &e)
 				delete(c.s.Mailboxes, e.MailboxID)
+			})
+			sel.AddReceive(c.contacts, func(ch workflow.ReceiveChannel, _ bool) {
+				ch.Receive(ctx, nil)
+				c.s.Pending.Contacts = true
 			})
 			sel.Select(ctx)
 			if ctx.Err() != nil {
@@ -274,6 +280,7 @@ func (c *connection) onSettings(ctx workflow.Context, in Settings) (Status, erro
 		return Status{}, err
 	}
 	defer c.settingsMu.Unlock()
+	c.contactFilterChanged(c.s.Settings.ContactFilter, in.ContactFilter)
 	c.s.Settings = in.WithDefaults()
 	want := c.s.Settings
 	c.settingsErr = nil
@@ -624,7 +631,8 @@ func (c *connection) sync(ctx workflow.Context) {
 	c.s.Pending.Sync = false
 	reanchor := c.s.Pending.Reanchor
 	in := SyncFoldersInput{
-		ConnectionID: c.credentialID(), MailboxID: c.mailboxID(), UserID: c.s.UserID, StoreBodies: c.s.Settings.StoreBodies(), PageSize: c.opts.PageSize, Reanchor: reanchor,
+		ConnectionID: c.credentialID(), MailboxID: c.mailboxID(), UserID: c.s.UserID, StoreBodies: c.s.Settings.StoreBodies(),
+		ContactFilter: c.s.Settings.ContactFilter, PageSize: c.opts.PageSize, Reanchor: reanchor,
 	}
 	var res SyncFoldersResult
 	var err error
@@ -768,7 +776,7 @@ func (c *connection) startBackfill(ctx workflow.Context) {
 	roots := slices.Clone(c.s.Settings.Folders)
 	in := BackfillInput{
 		ConnectionID: c.credentialID(), MailboxID: c.mailboxID(), ParentID: workflow.GetInfo(ctx).WorkflowExecution.ID, Run: b.Runs, UserID: c.s.UserID,
-		Roots: roots, WindowStart: b.Target, StoreBodies: c.s.Settings.StoreBodies(),
+		Roots: roots, WindowStart: b.Target, StoreBodies: c.s.Settings.StoreBodies(), ContactFilter: c.s.Settings.ContactFilter,
 		PageSize: c.opts.PageSize, Concurrency: c.opts.FolderConcurrency, HeartbeatTimeout: c.opts.HeartbeatTimeout,
 	}
 	// The child runs on the parent's task queue; cancelling its context
@@ -883,6 +891,9 @@ func (c *connection) drainSignals(ctx workflow.Context) {
 			break
 		}
 		delete(c.s.Mailboxes, e.MailboxID)
+	}
+	for c.contacts.ReceiveAsync(nil) {
+		c.s.Pending.Contacts = true
 	}
 }
 

@@ -50,6 +50,9 @@ const (
 	SignalChanges = "changes"
 	// SignalLifecycle carries a subscription lifecycle event.
 	SignalLifecycle = "lifecycle"
+	// SignalContacts says contacts were added to the mailbox: their past
+	// mail is fetched (with the contact filter on).
+	SignalContacts = "contacts"
 )
 
 // Sync modes.
@@ -109,6 +112,9 @@ type Settings struct {
 	// PollMinutes is the sync interval when Graph cannot push (zero: the
 	// engine's default, 5 minutes).
 	PollMinutes int `json:"pollMinutes,omitempty"`
+	// ContactFilter stores only mail from or to the mailbox's contacts
+	// (docs/contacts.md); off by default.
+	ContactFilter bool `json:"contactFilter,omitempty"`
 }
 
 // DefaultFolders are synced when the app names none.
@@ -369,6 +375,27 @@ type ConnectionState struct {
 	// AccessLostTold: a mailbox's app was told it lost access, and its
 	// access has not been seen back since (it is told once).
 	AccessLostTold bool `json:"accessLostTold,omitempty"`
+	// Contacts is where the fetch of added contacts' past mail stands.
+	Contacts ContactsState `json:"contacts"`
+}
+
+// ContactsState is where the fetch of added contacts' past mail stands
+// (docs/contacts.md).
+type ContactsState struct {
+	// Runs counts the fetches completed (each announced by a
+	// contacts.fetched event).
+	Runs int `json:"runs,omitempty"`
+	// Fetching: a fetch is under way; Remaining contacts wait for it.
+	Fetching  bool  `json:"fetching,omitempty"`
+	Remaining int64 `json:"remaining,omitempty"`
+	// Contacts and Messages count what the fetch under way (or the last
+	// one) covered and stored.
+	Contacts      int64     `json:"contacts,omitempty"`
+	Messages      int64     `json:"messages,omitempty"`
+	StartedAt     time.Time `json:"startedAt,omitempty"`
+	LastCompleted time.Time `json:"lastCompleted,omitempty"`
+	LastError     string    `json:"lastError,omitempty"`
+	Backoff       Backoff   `json:"backoff"`
 }
 
 // RegistryMirror is the workflow's account of its registry row.
@@ -389,6 +416,11 @@ type PendingWork struct {
 	// whose delta anchors the next round drops and rebuilds from a full
 	// scan of the window.
 	Reanchor []string `json:"reanchor,omitempty"`
+	// Contacts: contacts were added whose past mail may not be fetched.
+	Contacts bool `json:"contacts,omitempty"`
+	// FilterOn: the contact filter was switched on; the mail it excludes
+	// is still to be deleted.
+	FilterOn bool `json:"filterOn,omitempty"`
 }
 
 // ResyncInput asks for a delta round; with Folders (IDs or well-known
@@ -435,8 +467,10 @@ type BackfillInput struct {
 	// later have the gap fetched.
 	WindowStart time.Time `json:"windowStart"`
 	StoreBodies bool      `json:"storeBodies"`
-	PageSize    int       `json:"pageSize"`
-	Concurrency int       `json:"concurrency"`
+	// ContactFilter keeps only mail from or to the mailbox's contacts.
+	ContactFilter bool `json:"contactFilter,omitempty"`
+	PageSize      int  `json:"pageSize"`
+	Concurrency   int  `json:"concurrency"`
 	// HeartbeatTimeout of the page activities.
 	HeartbeatTimeout time.Duration `json:"heartbeatTimeout"`
 }
@@ -541,14 +575,16 @@ type DiscoverFoldersResult struct {
 // BackfillFolderInput pages one folder for up to Budget: its first round
 // from WindowStart, or the gap before the window it already covers.
 type BackfillFolderInput struct {
-	ConnectionID string        `json:"connectionId"`
-	MailboxID    string        `json:"mailboxId,omitempty"`
-	UserID       string        `json:"userId"`
-	FolderID     string        `json:"folderId"`
-	WindowStart  time.Time     `json:"windowStart"`
-	StoreBodies  bool          `json:"storeBodies"`
-	PageSize     int           `json:"pageSize"`
-	Budget       time.Duration `json:"budget"`
+	ConnectionID string    `json:"connectionId"`
+	MailboxID    string    `json:"mailboxId,omitempty"`
+	UserID       string    `json:"userId"`
+	FolderID     string    `json:"folderId"`
+	WindowStart  time.Time `json:"windowStart"`
+	StoreBodies  bool      `json:"storeBodies"`
+	// ContactFilter keeps only mail from or to the mailbox's contacts.
+	ContactFilter bool          `json:"contactFilter,omitempty"`
+	PageSize      int           `json:"pageSize"`
+	Budget        time.Duration `json:"budget"`
 }
 
 // BackfillFolderResult says how far the folder got.
@@ -590,7 +626,9 @@ type SyncFoldersInput struct {
 	MailboxID    string `json:"mailboxId,omitempty"`
 	UserID       string `json:"userId"`
 	StoreBodies  bool   `json:"storeBodies"`
-	PageSize     int    `json:"pageSize"`
+	// ContactFilter keeps only mail from or to the mailbox's contacts.
+	ContactFilter bool `json:"contactFilter,omitempty"`
+	PageSize      int  `json:"pageSize"`
 	// Reanchor names folders (IDs or well-known names, "*" for all) to
 	// re-anchor from scratch in this round.
 	Reanchor []string `json:"reanchor,omitempty"`
@@ -658,4 +696,37 @@ type RecordEventInput struct {
 	EventID      string         `json:"eventId"`
 	Type         string         `json:"type"`
 	Data         map[string]any `json:"data,omitempty"`
+}
+
+// FetchContactMailInput fetches the past mail of up to Batch contacts
+// whose past mail was not fetched, from every synced folder, within each
+// folder's window.
+type FetchContactMailInput struct {
+	ConnectionID string `json:"connectionId"`
+	MailboxID    string `json:"mailboxId,omitempty"`
+	UserID       string `json:"userId"`
+	StoreBodies  bool   `json:"storeBodies"`
+	PageSize     int    `json:"pageSize"`
+	Batch        int    `json:"batch"`
+}
+
+// FetchContactMailResult says what one batch fetched, and how many
+// contacts still wait.
+type FetchContactMailResult struct {
+	Contacts  int64 `json:"contacts"`
+	Messages  int64 `json:"messages"`
+	Requests  int   `json:"requests"`
+	Remaining int64 `json:"remaining"`
+}
+
+// ContactFilterInput names the mailbox whose contact filter was switched
+// on: the mail it excludes is deleted.
+type ContactFilterInput struct {
+	ConnectionID string `json:"connectionId"`
+	MailboxID    string `json:"mailboxId,omitempty"`
+}
+
+// ContactFilterResult counts the messages deleted.
+type ContactFilterResult struct {
+	Deleted int64 `json:"deleted"`
 }
