@@ -51,6 +51,8 @@ type settingsPatch struct {
 	Storage      *storage   `json:"storage,omitempty"`
 	Retention    *string    `json:"retention,omitempty"`
 	PollMinutes  *int       `json:"poll_minutes,omitempty"`
+	// ContactFilter stores only mail from or to the mailbox's contacts.
+	ContactFilter *bool `json:"contact_filter,omitempty"`
 }
 
 // folderList is a folder list a request gives. Given says the field was
@@ -101,6 +103,8 @@ type appSettings struct {
 	Storage      storage  `json:"storage"`
 	Retention    string   `json:"retention"`
 	PollMinutes  int      `json:"poll_minutes,omitempty"`
+	// ContactFilter stores only mail from or to the mailbox's contacts.
+	ContactFilter bool `json:"contact_filter"`
 }
 
 func defaultSettings(f features) appSettings {
@@ -128,6 +132,9 @@ func (s appSettings) apply(p settingsPatch) (appSettings, error) {
 	if p.PollMinutes != nil {
 		s.PollMinutes = *p.PollMinutes
 	}
+	if p.ContactFilter != nil {
+		s.ContactFilter = *p.ContactFilter
+	}
 	switch s.Storage.Bodies {
 	case BodiesStore, BodiesOnDemand, BodiesNone:
 	default:
@@ -148,6 +155,7 @@ func (s appSettings) workflow() workflows.Settings {
 	return workflows.Settings{
 		BackfillDays: s.BackfillDays, Folders: s.Folders, Bodies: s.Storage.Bodies,
 		Features: workflows.Features{Read: s.Features.Read, Send: s.Features.Send}, Retention: s.Retention, PollMinutes: s.PollMinutes,
+		ContactFilter: s.ContactFilter,
 	}
 }
 
@@ -156,7 +164,7 @@ func toAppSettings(w workflows.Settings) appSettings {
 	w = w.WithDefaults()
 	return appSettings{
 		Features: features{Read: w.Features.Read, Send: w.Features.Send}, BackfillDays: w.BackfillDays, Folders: w.Folders,
-		Storage: storage{Bodies: w.Bodies}, Retention: w.Retention, PollMinutes: w.PollMinutes,
+		Storage: storage{Bodies: w.Bodies}, Retention: w.Retention, PollMinutes: w.PollMinutes, ContactFilter: w.ContactFilter,
 	}
 }
 
@@ -195,13 +203,15 @@ type connectionJSON struct {
 	GrantedScopes []string      `json:"granted_scopes"`
 	Settings      appSettings   `json:"settings"`
 	Backfill      *backfillJSON `json:"backfill,omitempty"`
-	MessageCount  int64         `json:"message_count"`
-	NextAction    string        `json:"next_action,omitempty"`
-	NextActionAt  *time.Time    `json:"next_action_at,omitempty"`
-	LastSyncAt    *time.Time    `json:"last_sync_at,omitempty"`
-	CreatedAt     time.Time     `json:"created_at"`
-	UpdatedAt     time.Time     `json:"updated_at"`
-	DetachedAt    *time.Time    `json:"detached_at,omitempty"`
+	// Contacts is where the contact filter's fetches stand.
+	Contacts     *contactsStatusJSON `json:"contacts,omitempty"`
+	MessageCount int64               `json:"message_count"`
+	NextAction   string              `json:"next_action,omitempty"`
+	NextActionAt *time.Time          `json:"next_action_at,omitempty"`
+	LastSyncAt   *time.Time          `json:"last_sync_at,omitempty"`
+	CreatedAt    time.Time           `json:"created_at"`
+	UpdatedAt    time.Time           `json:"updated_at"`
+	DetachedAt   *time.Time          `json:"detached_at,omitempty"`
 	// Source says where the state came from: the workflow, or the
 	// registry when Temporal could not be asked.
 	Source       string `json:"source"`
@@ -516,6 +526,7 @@ func view(row store.Connection, count int64, st *workflows.Status) connectionJSO
 	}
 	slices.SortFunc(b.Folders, func(x, y folderProgressJS) int { return cmp.Or(cmp.Compare(x.Name, y.Name), cmp.Compare(x.ID, y.ID)) })
 	out.Backfill = b
+	out.Contacts = contactsStatus(st)
 	return out
 }
 
