@@ -82,6 +82,7 @@ func (a *Activities) FetchContactMail(ctx context.Context, in workflows.FetchCon
 func (a *Activities) fetchFiltered(ctx context.Context, gc *graph.Client, in workflows.FetchContactMailInput, key string, f store.Folder, clause string, res *workflows.FetchContactMailResult) error {
 	msgs := gc.Users().ByUserId(in.UserID).MailFolders().ByMailFolderId(f.ID).Messages()
 	cursor := ""
+	pol := policyOf(in.StoreBodies, in.Bodies)
 	for {
 		cfg := &users.ItemMailFoldersItemMessagesRequestBuilderGetRequestConfiguration{Headers: preferHeaders(0)}
 		b := msgs
@@ -91,7 +92,7 @@ func (a *Activities) fetchFiltered(ctx context.Context, gc *graph.Client, in wor
 			top := int32(max(in.PageSize, 1))
 			filter := "receivedDateTime ge " + f.WindowStart.UTC().Format(time.RFC3339) + " and " + clause
 			cfg.QueryParameters = &users.ItemMailFoldersItemMessagesRequestBuilderGetQueryParameters{
-				Filter: &filter, Top: &top, Select: selectFor(in.StoreBodies), Expand: []string{attachmentExpand},
+				Filter: &filter, Top: &top, Select: pol.selectList(), Expand: pol.expand(),
 			}
 		}
 		page, err := b.Get(ctx, cfg)
@@ -100,6 +101,7 @@ func (a *Activities) fetchFiltered(ctx context.Context, gc *graph.Client, in wor
 			return classifyGraph("contact mail page", err)
 		}
 		found, _ := convert(page.GetValue(), f.ID)
+		pol.apply(found)
 		n, err := a.Store.MergeMessages(ctx, key, found, true)
 		if err != nil {
 			return classifyStore(err)

@@ -76,6 +76,7 @@ func (a *Activities) syncFolder(ctx context.Context, gc *graph.Client, in workfl
 	// A live folder without an anchor was interrupted while re-anchoring:
 	// re-anchor again. During a re-anchor, seen collects every ID returned.
 	reanchor := cursor == ""
+	pol := policyOf(in.StoreBodies, in.Bodies)
 	seen := []string{}
 	for {
 		cfg := &users.ItemMailFoldersItemMessagesDeltaRequestBuilderGetRequestConfiguration{Headers: preferHeaders(in.PageSize)}
@@ -84,7 +85,7 @@ func (a *Activities) syncFolder(ctx context.Context, gc *graph.Client, in workfl
 			b = delta
 			filter := "receivedDateTime ge " + f.WindowStart.UTC().Format(time.RFC3339)
 			cfg.QueryParameters = &users.ItemMailFoldersItemMessagesDeltaRequestBuilderGetQueryParameters{
-				Filter: &filter, Select: selectFor(in.StoreBodies), Expand: []string{attachmentExpand},
+				Filter: &filter, Select: pol.selectList(), Expand: pol.expand(),
 			}
 		}
 		page, err := b.GetAsDeltaGetResponse(ctx, cfg)
@@ -99,6 +100,7 @@ func (a *Activities) syncFolder(ctx context.Context, gc *graph.Client, in workfl
 		}
 		p := store.Page{FolderID: f.ID, Phase: store.PhaseLive, Events: true, ContactFilter: in.ContactFilter}
 		p.Messages, p.Removed = convert(page.GetValue(), f.ID)
+		pol.apply(p.Messages)
 		if reanchor {
 			for _, m := range p.Messages {
 				seen = append(seen, m.ID)

@@ -29,7 +29,8 @@ import (
 const (
 	BodiesStore    = workflows.BodiesStore    // bodies are synced into Postgres
 	BodiesOnDemand = workflows.BodiesOnDemand // fetched from Graph when a message is read
-	BodiesNone     = workflows.BodiesNone     // never stored nor fetched
+	BodiesNone     = workflows.BodiesNone     // never stored nor fetched; attachments not streamed
+	BodiesMetadata = workflows.BodiesMetadata // headers only: none, without the attachments' metadata
 )
 
 // features is what a connection may do.
@@ -136,9 +137,9 @@ func (s appSettings) apply(p settingsPatch) (appSettings, error) {
 		s.ContactFilter = *p.ContactFilter
 	}
 	switch s.Storage.Bodies {
-	case BodiesStore, BodiesOnDemand, BodiesNone:
+	case BodiesStore, BodiesOnDemand, BodiesNone, BodiesMetadata:
 	default:
-		return s, fmt.Errorf("storage.bodies must be %q, %q or %q", BodiesStore, BodiesOnDemand, BodiesNone)
+		return s, fmt.Errorf("storage.bodies must be %q, %q, %q or %q", BodiesStore, BodiesOnDemand, BodiesNone, BodiesMetadata)
 	}
 	if err := workflows.ValidateFolders(s.Folders); err != nil {
 		return s, err

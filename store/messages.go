@@ -479,3 +479,37 @@ func lockForDetach(ctx context.Context, tx pgx.Tx, mailboxID string) error {
 	}
 	return nil
 }
+
+// Keep says what of a message's content a storage policy keeps.
+type Keep struct {
+	Bodies, Previews, Attachments bool
+}
+
+// StripContent deletes what a mailbox's stored messages hold beyond what
+// is kept (the storage policy now keeps less): bodies, previews, the
+// attachments' metadata. It returns the messages changed.
+func (s *Store) StripContent(ctx context.Context, mailboxID string, keep Keep) (int64, error) {
+	var n int64
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `
+			UPDATE messages SET
+				body = CASE WHEN $2 THEN body END, body_content_type = CASE WHEN $2 THEN body_content_type END,
+				body_preview = CASE WHEN $3 THEN body_preview END, updated_at = now()
+			WHERE mailbox_id = $1 AND (NOT $2 AND (body IS NOT NULL OR body_content_type IS NOT NULL)
+			                           OR NOT $3 AND body_preview IS NOT NULL)`, mailboxID, keep.Bodies, keep.Previews)
+		if err != nil {
+			return err
+		}
+		n = tag.RowsAffected()
+		if !keep.Attachments {
+			if _, err := tx.Exec(ctx, `DELETE FROM attachments WHERE mailbox_id = $1`, mailboxID); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store: strip content of %s: %w", mailboxID, err)
+	}
+	return n, nil
+}

@@ -35,7 +35,7 @@ func Backfill(ctx workflow.Context, in BackfillInput) (BackfillResult, error) {
 				for {
 					r, err := page.run(gctx, BackfillFolderInput{
 						ConnectionID: in.ConnectionID, MailboxID: in.MailboxID, UserID: in.UserID, FolderID: f.ID, WindowStart: in.WindowStart,
-						StoreBodies: in.StoreBodies, ContactFilter: in.ContactFilter, PageSize: in.PageSize, Budget: folderBudget,
+						StoreBodies: in.StoreBodies, ContactFilter: in.ContactFilter, Bodies: in.Bodies, PageSize: in.PageSize, Budget: folderBudget,
 					})
 					if err != nil {
 						if firstErr == nil {

@@ -32,6 +32,7 @@ const (
 	ActivitySendConnectionState = "SendConnectionState"
 	ActivityFetchContactMail    = "FetchContactMail"
 	ActivityApplyContactFilter  = "ApplyContactFilter"
+	ActivityStripContent        = "StripContent"
 )
 
 // None is the result of an activity that returns only an error.
@@ -180,6 +181,7 @@ var (
 	sendConnection      = call[ConnectionRef, SendConnectionResult]{ActivitySendConnectionState, bookkeeping}
 	fetchContactMail    = call[FetchContactMailInput, FetchContactMailResult]{ActivityFetchContactMail, graphCall(10 * time.Minute)}
 	applyContactFilter  = call[ContactFilterInput, ContactFilterResult]{ActivityApplyContactFilter, sagaStep}
+	stripContent        = call[StripContentInput, StripContentResult]{ActivityStripContent, sagaStep}
 )
 
 // Activities lists every activity the workflows call, with its types.
@@ -189,6 +191,6 @@ func Activities() []ActivitySpec {
 		backfillFolder.spec(), syncFolders.spec(), ensureSubscription.spec(), renewSubscription.spec(),
 		deleteSubscriptions.spec(), purgeSecrets.spec(), applyRetention.spec(), checkMailbox.spec(), registerMailbox.spec(),
 		prepareSend.spec(), submitSend.spec(), locateSend.spec(), recordSend.spec(), sendMailOnce.spec(), sendConnection.spec(),
-		fetchContactMail.spec(), applyContactFilter.spec(),
+		fetchContactMail.spec(), applyContactFilter.spec(), stripContent.spec(),
 	}
 }

@@ -281,6 +281,7 @@ func (c *connection) onSettings(ctx workflow.Context, in Settings) (Status, erro
 	}
 	defer c.settingsMu.Unlock()
 	c.contactFilterChanged(c.s.Settings.ContactFilter, in.ContactFilter)
+	c.bodiesChanged(c.s.Settings.WithDefaults().Bodies, in.WithDefaults().Bodies)
 	c.s.Settings = in.WithDefaults()
 	want := c.s.Settings
 	c.settingsErr = nil
@@ -632,7 +633,7 @@ func (c *connection) sync(ctx workflow.Context) {
 	reanchor := c.s.Pending.Reanchor
 	in := SyncFoldersInput{
 		ConnectionID: c.credentialID(), MailboxID: c.mailboxID(), UserID: c.s.UserID, StoreBodies: c.s.Settings.StoreBodies(),
-		ContactFilter: c.s.Settings.ContactFilter, PageSize: c.opts.PageSize, Reanchor: reanchor,
+		ContactFilter: c.s.Settings.ContactFilter, Bodies: c.s.Settings.Bodies, PageSize: c.opts.PageSize, Reanchor: reanchor,
 	}
 	var res SyncFoldersResult
 	var err error
@@ -776,7 +777,7 @@ func (c *connection) startBackfill(ctx workflow.Context) {
 	roots := slices.Clone(c.s.Settings.Folders)
 	in := BackfillInput{
 		ConnectionID: c.credentialID(), MailboxID: c.mailboxID(), ParentID: workflow.GetInfo(ctx).WorkflowExecution.ID, Run: b.Runs, UserID: c.s.UserID,
-		Roots: roots, WindowStart: b.Target, StoreBodies: c.s.Settings.StoreBodies(), ContactFilter: c.s.Settings.ContactFilter,
+		Roots: roots, WindowStart: b.Target, StoreBodies: c.s.Settings.StoreBodies(), ContactFilter: c.s.Settings.ContactFilter, Bodies: c.s.Settings.Bodies,
 		PageSize: c.opts.PageSize, Concurrency: c.opts.FolderConcurrency, HeartbeatTimeout: c.opts.HeartbeatTimeout,
 	}
 	// The child runs on the parent's task queue; cancelling its context

@@ -60,6 +60,7 @@ type fakes struct {
 	// and filterOns record the calls that fetch it or apply the filter;
 	// syncIns are the delta rounds' inputs.
 	unfetched      atomic.Int64
+	strips         []string
 	contactFetches []FetchContactMailInput
 	filterOns      atomic.Int32
 	syncIns        []SyncFoldersInput
@@ -221,6 +222,12 @@ func (f *fakes) register(env *testsuite.TestWorkflowEnvironment) {
 		f.unfetched.Store(0)
 		return ContactFilterResult{Deleted: 7}, nil
 	}, activity.RegisterOptions{Name: ActivityApplyContactFilter})
+	env.RegisterActivityWithOptions(func(ctx context.Context, in StripContentInput) (StripContentResult, error) {
+		f.mu.Lock()
+		f.strips = append(f.strips, in.Bodies)
+		f.mu.Unlock()
+		return StripContentResult{Messages: 3}, nil
+	}, activity.RegisterOptions{Name: ActivityStripContent})
 }
 
 func input() ConnectionInput {

@@ -22,7 +22,7 @@ func (c *connection) contactFilterChanged(was, is bool) {
 		c.s.Pending.FilterOn = true
 	case was && !is:
 		c.s.Pending.FilterOn = false
-		if c.syncsMail() {
+		if c.live() || c.s.Backfill.Running {
 			c.s.Pending.Sync = true
 			c.s.Pending.Reanchor = []string{"*"}
 		}
@@ -79,7 +79,7 @@ func (c *connection) fetchContacts(ctx workflow.Context) {
 	c.s.Pending.Contacts = false
 	res, err := fetchContactMail.run(ctx, FetchContactMailInput{
 		ConnectionID: c.credentialID(), MailboxID: c.mailboxID(), UserID: c.s.UserID,
-		StoreBodies: c.s.Settings.StoreBodies(), PageSize: c.opts.PageSize, Batch: contactBatch,
+		StoreBodies: c.s.Settings.StoreBodies(), Bodies: c.s.Settings.Bodies, PageSize: c.opts.PageSize, Batch: contactBatch,
 	})
 	if !c.still(StateActive) {
 		return

@@ -86,9 +86,20 @@ const (
 	BodiesStore = "store"
 	// BodiesOnDemand fetches a body from Graph when a message is read.
 	BodiesOnDemand = "on_demand"
-	// BodiesNone neither stores nor fetches bodies.
+	// BodiesNone neither stores nor fetches bodies: nothing of a body
+	// (its preview neither) is stored, and attachments are not streamed.
 	BodiesNone = "none"
+	// BodiesMetadata stores headers only: BodiesNone without the
+	// attachments' names, types and sizes.
+	BodiesMetadata = "metadata"
 )
+
+// bodyLevels orders the policies by how much of a message they keep.
+var bodyLevels = map[string]int{BodiesMetadata: 0, BodiesNone: 1, BodiesOnDemand: 2, BodiesStore: 3}
+
+// KeepsLess says whether moving from policy was to is keeps less of each
+// message (what is stored beyond is then deleted).
+func KeepsLess(was, is string) bool { return bodyLevels[is] < bodyLevels[was] }
 
 // Features a connection asks for, or its granted scopes allow.
 type Features struct {
@@ -151,8 +162,8 @@ func (s Settings) Validate() error {
 		return fmt.Errorf("backfill window must be between 0 and 3650 days, not %d", s.BackfillDays)
 	case s.Retention != "" && s.Retention != RetentionDelete && s.Retention != RetentionKeep:
 		return fmt.Errorf("retention must be %q or %q, not %q", RetentionDelete, RetentionKeep, s.Retention)
-	case s.Bodies != "" && s.Bodies != BodiesStore && s.Bodies != BodiesOnDemand && s.Bodies != BodiesNone:
-		return fmt.Errorf("storage.bodies must be %q, %q or %q", BodiesStore, BodiesOnDemand, BodiesNone)
+	case s.Bodies != "" && s.Bodies != BodiesStore && s.Bodies != BodiesOnDemand && s.Bodies != BodiesNone && s.Bodies != BodiesMetadata:
+		return fmt.Errorf("storage.bodies must be %q, %q, %q or %q", BodiesStore, BodiesOnDemand, BodiesNone, BodiesMetadata)
 	case s.PollMinutes < 0 || s.PollMinutes > 1440:
 		return fmt.Errorf("the polling interval must be between 1 and 1440 minutes, not %d", s.PollMinutes)
 	case len(s.Folders) > 0:
@@ -421,6 +432,9 @@ type PendingWork struct {
 	// FilterOn: the contact filter was switched on; the mail it excludes
 	// is still to be deleted.
 	FilterOn bool `json:"filterOn,omitempty"`
+	// Strip: the body policy now keeps less; what the stored messages
+	// hold beyond it is still to be deleted.
+	Strip bool `json:"strip,omitempty"`
 }
 
 // ResyncInput asks for a delta round; with Folders (IDs or well-known
@@ -469,8 +483,11 @@ type BackfillInput struct {
 	StoreBodies bool      `json:"storeBodies"`
 	// ContactFilter keeps only mail from or to the mailbox's contacts.
 	ContactFilter bool `json:"contactFilter,omitempty"`
-	PageSize      int  `json:"pageSize"`
-	Concurrency   int  `json:"concurrency"`
+	// Bodies is the body storage policy (empty in inputs from before it:
+	// StoreBodies alone decides, and previews are kept).
+	Bodies      string `json:"bodies,omitempty"`
+	PageSize    int    `json:"pageSize"`
+	Concurrency int    `json:"concurrency"`
 	// HeartbeatTimeout of the page activities.
 	HeartbeatTimeout time.Duration `json:"heartbeatTimeout"`
 }
@@ -582,9 +599,11 @@ type BackfillFolderInput struct {
 	WindowStart  time.Time `json:"windowStart"`
 	StoreBodies  bool      `json:"storeBodies"`
 	// ContactFilter keeps only mail from or to the mailbox's contacts.
-	ContactFilter bool          `json:"contactFilter,omitempty"`
-	PageSize      int           `json:"pageSize"`
-	Budget        time.Duration `json:"budget"`
+	ContactFilter bool `json:"contactFilter,omitempty"`
+	// Bodies is the body storage policy (see BackfillInput).
+	Bodies   string        `json:"bodies,omitempty"`
+	PageSize int           `json:"pageSize"`
+	Budget   time.Duration `json:"budget"`
 }
 
 // BackfillFolderResult says how far the folder got.
@@ -628,7 +647,9 @@ type SyncFoldersInput struct {
 	StoreBodies  bool   `json:"storeBodies"`
 	// ContactFilter keeps only mail from or to the mailbox's contacts.
 	ContactFilter bool `json:"contactFilter,omitempty"`
-	PageSize      int  `json:"pageSize"`
+	// Bodies is the body storage policy (see BackfillInput).
+	Bodies   string `json:"bodies,omitempty"`
+	PageSize int    `json:"pageSize"`
 	// Reanchor names folders (IDs or well-known names, "*" for all) to
 	// re-anchor from scratch in this round.
 	Reanchor []string `json:"reanchor,omitempty"`
@@ -706,6 +727,7 @@ type FetchContactMailInput struct {
 	MailboxID    string `json:"mailboxId,omitempty"`
 	UserID       string `json:"userId"`
 	StoreBodies  bool   `json:"storeBodies"`
+	Bodies       string `json:"bodies,omitempty"`
 	PageSize     int    `json:"pageSize"`
 	Batch        int    `json:"batch"`
 }
@@ -729,4 +751,17 @@ type ContactFilterInput struct {
 // ContactFilterResult counts the messages deleted.
 type ContactFilterResult struct {
 	Deleted int64 `json:"deleted"`
+}
+
+// StripContentInput deletes what a mailbox's stored messages hold beyond
+// a body policy.
+type StripContentInput struct {
+	ConnectionID string `json:"connectionId"`
+	MailboxID    string `json:"mailboxId,omitempty"`
+	Bodies       string `json:"bodies"`
+}
+
+// StripContentResult counts the messages changed.
+type StripContentResult struct {
+	Messages int64 `json:"messages"`
 }

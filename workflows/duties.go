@@ -23,6 +23,7 @@ type duty struct {
 var activeDuties = []duty{
 	{"starting a backfill", (*connection).backfillDue, (*connection).startBackfill},
 	{"deleting the mail the contact filter excludes", (*connection).filterOnDue, (*connection).applyFilterOn},
+	{"deleting stored content the storage policy no longer keeps", (*connection).stripDue, (*connection).strip},
 	{"fetching added contacts' past mail", (*connection).contactsDue, (*connection).fetchContacts},
 	{"subscribing to changes", (*connection).subscribeDue, (*connection).subscribe},
 	{"renewing the subscription", (*connection).renewDue, (*connection).renew},
