@@ -54,6 +54,8 @@ type settingsPatch struct {
 	PollMinutes  *int       `json:"poll_minutes,omitempty"`
 	// ContactFilter stores only mail from or to the mailbox's contacts.
 	ContactFilter *bool `json:"contact_filter,omitempty"`
+	// RetentionDays deletes mail kept at a disconnect after so many days.
+	RetentionDays *int `json:"retention_days,omitempty"`
 }
 
 // folderList is a folder list a request gives. Given says the field was
@@ -106,6 +108,9 @@ type appSettings struct {
 	PollMinutes  int      `json:"poll_minutes,omitempty"`
 	// ContactFilter stores only mail from or to the mailbox's contacts.
 	ContactFilter bool `json:"contact_filter"`
+	// RetentionDays: mail kept at a disconnect is deleted so many days
+	// after it (0: kept).
+	RetentionDays int `json:"retention_days,omitempty"`
 }
 
 func defaultSettings(f features) appSettings {
@@ -136,6 +141,9 @@ func (s appSettings) apply(p settingsPatch) (appSettings, error) {
 	if p.ContactFilter != nil {
 		s.ContactFilter = *p.ContactFilter
 	}
+	if p.RetentionDays != nil {
+		s.RetentionDays = *p.RetentionDays
+	}
 	switch s.Storage.Bodies {
 	case BodiesStore, BodiesOnDemand, BodiesNone, BodiesMetadata:
 	default:
@@ -156,7 +164,7 @@ func (s appSettings) workflow() workflows.Settings {
 	return workflows.Settings{
 		BackfillDays: s.BackfillDays, Folders: s.Folders, Bodies: s.Storage.Bodies,
 		Features: workflows.Features{Read: s.Features.Read, Send: s.Features.Send}, Retention: s.Retention, PollMinutes: s.PollMinutes,
-		ContactFilter: s.ContactFilter,
+		ContactFilter: s.ContactFilter, KeepDays: s.RetentionDays,
 	}
 }
 
@@ -166,6 +174,7 @@ func toAppSettings(w workflows.Settings) appSettings {
 	return appSettings{
 		Features: features{Read: w.Features.Read, Send: w.Features.Send}, BackfillDays: w.BackfillDays, Folders: w.Folders,
 		Storage: storage{Bodies: w.Bodies}, Retention: w.Retention, PollMinutes: w.PollMinutes, ContactFilter: w.ContactFilter,
+		RetentionDays: w.KeepDays,
 	}
 }
 

@@ -126,6 +126,9 @@ type Settings struct {
 	// ContactFilter stores only mail from or to the mailbox's contacts
 	// (docs/contacts.md); off by default.
 	ContactFilter bool `json:"contactFilter,omitempty"`
+	// KeepDays: mail kept at a disconnect (RetentionKeep) is deleted this
+	// many days after it (zero: kept until deleted otherwise).
+	KeepDays int `json:"keepDays,omitempty"`
 }
 
 // DefaultFolders are synced when the app names none.
@@ -164,6 +167,8 @@ func (s Settings) Validate() error {
 		return fmt.Errorf("retention must be %q or %q, not %q", RetentionDelete, RetentionKeep, s.Retention)
 	case s.Bodies != "" && s.Bodies != BodiesStore && s.Bodies != BodiesOnDemand && s.Bodies != BodiesNone && s.Bodies != BodiesMetadata:
 		return fmt.Errorf("storage.bodies must be %q, %q, %q or %q", BodiesStore, BodiesOnDemand, BodiesNone, BodiesMetadata)
+	case s.KeepDays < 0 || s.KeepDays > 3650:
+		return fmt.Errorf("the retention period must be between 0 and 3650 days, not %d", s.KeepDays)
 	case s.PollMinutes < 0 || s.PollMinutes > 1440:
 		return fmt.Errorf("the polling interval must be between 1 and 1440 minutes, not %d", s.PollMinutes)
 	case len(s.Folders) > 0:
