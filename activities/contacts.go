@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/microsoftgraph/msgraph-sdk-go/users"
+	"go.temporal.io/sdk/activity"
 
 	"github.com/outlookd/outlookd/graph"
 	"github.com/outlookd/outlookd/store"
@@ -40,34 +41,13 @@ func (a *Activities) FetchContactMail(ctx context.Context, in workflows.FetchCon
 		return res, err
 	}
 	if len(batch) > 0 {
-		folders, err := a.Store.ListFolders(ctx, key)
-		if err != nil {
-			return res, err
-		}
 		gc, err := a.graphFor(ctx, in.ConnectionID, in.UserID)
 		if err != nil {
 			return res, err
 		}
-		hb, stop := startHeartbeat(ctx)
-		defer stop()
-		for _, addr := range batch {
-			for _, f := range folders {
-				for _, clause := range contactClauses(addr) {
-					err := a.fetchFiltered(ctx, gc, in, key, f, clause, &res)
-					if isFolderGone(err) {
-						break
-					}
-					if err != nil {
-						return res, err
-					}
-					hb.record(res)
-				}
-			}
-		}
-		if err := a.Store.MarkContactsFetched(ctx, key, batch); err != nil {
+		if err := a.fetchContacts(ctx, gc, in, key, batch, &res); err != nil {
 			return res, err
 		}
-		res.Contacts = int64(len(batch))
 	}
 	counts, err := a.Store.CountContacts(ctx, key)
 	if err != nil {
@@ -75,6 +55,42 @@ func (a *Activities) FetchContactMail(ctx context.Context, in workflows.FetchCon
 	}
 	res.Remaining = counts.Unfetched
 	return res, nil
+}
+
+// fetchContacts fetches the past mail of a batch of contacts from every
+// folder of the mailbox (key) and marks them fetched.
+func (a *Activities) fetchContacts(ctx context.Context, gc *graph.Client, in workflows.FetchContactMailInput, key string, batch []string, res *workflows.FetchContactMailResult) error {
+	folders, err := a.Store.ListFolders(ctx, key)
+	if err != nil {
+		return err
+	}
+	var hb *heartbeat
+	if activity.IsActivity(ctx) {
+		var stop func()
+		hb, stop = startHeartbeat(ctx)
+		defer stop()
+	}
+	for _, addr := range batch {
+		for _, f := range folders {
+			for _, clause := range contactClauses(addr) {
+				err := a.fetchFiltered(ctx, gc, in, key, f, clause, res)
+				if isFolderGone(err) {
+					break // deleted at Microsoft: live sync drops it
+				}
+				if err != nil {
+					return err
+				}
+				if hb != nil {
+					hb.record(*res)
+				}
+			}
+		}
+	}
+	if err := a.Store.MarkContactsFetched(ctx, key, batch); err != nil {
+		return err
+	}
+	res.Contacts += int64(len(batch))
+	return nil
 }
 
 // fetchFiltered pages one folder's messages within its window that match
