@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"regexp"
 	"slices"
@@ -241,6 +242,12 @@ type backfillJSON struct {
 	CompletedAt *time.Time         `json:"completed_at,omitempty"`
 	Fetched     int64              `json:"fetched"`
 	Folders     []folderProgressJS `json:"folders"`
+	// StartedAt, Total, Percent and EstimatedEnd describe the backfill
+	// under way (workflows.BackfillEstimate).
+	StartedAt    *time.Time `json:"started_at,omitempty"`
+	Total        int64      `json:"total,omitempty"`
+	Percent      *float64   `json:"percent,omitempty"`
+	EstimatedEnd *time.Time `json:"estimated_end,omitempty"`
 }
 
 type folderProgressJS struct {
@@ -248,6 +255,10 @@ type folderProgressJS struct {
 	Name    string `json:"name"`
 	Fetched int64  `json:"fetched"`
 	Done    bool   `json:"done"`
+	// Total is Graph's item count of the folder (mail before the window
+	// too); Percent is fetched of it (100 once done).
+	Total   int64   `json:"total"`
+	Percent float64 `json:"percent"`
 }
 
 func timePtr(t time.Time) *time.Time {
@@ -532,7 +543,16 @@ func view(row store.Connection, count int64, st *workflows.Status) connectionJSO
 		Folders: []folderProgressJS{}, Missing: st.Backfill.Missing}
 	for _, f := range st.Backfill.Folders {
 		b.Fetched += f.Fetched
-		b.Folders = append(b.Folders, folderProgressJS{ID: f.ID, Name: f.Name, Fetched: f.Fetched, Done: f.Done})
+		fp := folderProgressJS{ID: f.ID, Name: f.Name, Fetched: f.Fetched, Done: f.Done, Total: f.Total, Percent: 100}
+		if !f.Done && f.Total > 0 {
+			fp.Percent = min(100, math.Round(1000*float64(f.Fetched)/float64(f.Total))/10)
+		} else if !f.Done {
+			fp.Percent = 0
+		}
+		b.Folders = append(b.Folders, fp)
+	}
+	if p := st.Progress; p != nil {
+		b.StartedAt, b.Total, b.Percent, b.EstimatedEnd = timePtr(st.Backfill.Started), p.Total, &p.Percent, timePtr(p.EstimatedEnd)
 	}
 	slices.SortFunc(b.Folders, func(x, y folderProgressJS) int { return cmp.Or(cmp.Compare(x.Name, y.Name), cmp.Compare(x.ID, y.ID)) })
 	out.Backfill = b

@@ -408,12 +408,22 @@ func (c *connection) applyProgress(p BackfillProgress) {
 	if c.s.Backfill.Folders == nil {
 		c.s.Backfill.Folders = map[string]FolderProgress{}
 	}
-	c.s.Backfill.Folders[p.Folder.ID] = p.Folder
+	for _, f := range p.Folders {
+		if _, seen := c.s.Backfill.Folders[f.ID]; !seen {
+			c.s.Backfill.Folders[f.ID] = f
+		}
+	}
+	if p.Folder.ID != "" {
+		c.s.Backfill.Folders[p.Folder.ID] = p.Folder
+	}
 }
 
 func (c *connection) status(ctx workflow.Context) Status {
 	st := Status{ConnectionState: c.s, HistoryLen: workflow.GetInfo(ctx).GetCurrentHistoryLength()}
 	st.NextAction, st.NextActionAt = c.nextAction(ctx)
+	if c.s.Backfill.Running {
+		st.Progress = estimate(c.s.Backfill, workflow.Now(ctx))
+	}
 	return st
 }
 
@@ -772,6 +782,7 @@ func (c *connection) startBackfill(ctx workflow.Context) {
 	b.Runs++
 	b.Running = true
 	b.Target = c.backfillTarget(ctx)
+	b.Started = workflow.Now(ctx)
 	b.LastError = ""
 	b.Folders = map[string]FolderProgress{}
 	roots := slices.Clone(c.s.Settings.Folders)

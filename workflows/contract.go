@@ -293,6 +293,9 @@ type FolderProgress struct {
 	Name    string `json:"name"`
 	Fetched int64  `json:"fetched"`
 	Done    bool   `json:"done"`
+	// Total is the folder's item count at Graph when the backfill began
+	// (totalItemCount: every item, also those before the window).
+	Total int64 `json:"total,omitempty"`
 }
 
 // Backoff is how often in a row a duty failed and when it may run again.
@@ -311,6 +314,8 @@ type BackfillState struct {
 	Roots []string `json:"roots,omitempty"`
 	// Target is the start of the window being backfilled.
 	Target time.Time `json:"target,omitempty"`
+	// Started is when the backfill under way (or the last) began.
+	Started time.Time `json:"started,omitempty"`
 	// Missing are roots the settings name that the mailbox does not have.
 	Missing   []string                  `json:"missing,omitempty"`
 	Folders   map[string]FolderProgress `json:"folders,omitempty"`
@@ -454,6 +459,21 @@ type Status struct {
 	NextAction   string    `json:"nextAction"`
 	NextActionAt time.Time `json:"nextActionAt,omitempty"`
 	HistoryLen   int       `json:"historyLength"`
+	// Progress sums up the backfill under way (nil when none runs).
+	Progress *BackfillEstimate `json:"progress,omitempty"`
+}
+
+// BackfillEstimate is how far a running backfill got, as a share of the
+// folders' totals, and when it should end at the pace so far.
+type BackfillEstimate struct {
+	Fetched int64 `json:"fetched"`
+	// Total counts, for a folder done, what it fetched; for one under
+	// way, Graph's total (an upper bound: it counts mail before the window
+	// too).
+	Total   int64   `json:"total"`
+	Percent float64 `json:"percent"`
+	// EstimatedEnd is zero until something was fetched.
+	EstimatedEnd time.Time `json:"estimatedEnd,omitempty"`
 }
 
 // ConsentInput completes (or fails) consent: a reference to the code in
@@ -465,10 +485,12 @@ type ConsentInput struct {
 	ReasonText string `json:"reasonText,omitempty"`
 }
 
-// BackfillProgress is what the backfill child signals its parent.
+// BackfillProgress is what the backfill child signals its parent: one
+// folder's progress, or (Folders) every folder's at the start.
 type BackfillProgress struct {
-	Run    int            `json:"run,omitempty"`
-	Folder FolderProgress `json:"folder"`
+	Run     int              `json:"run,omitempty"`
+	Folder  FolderProgress   `json:"folder"`
+	Folders []FolderProgress `json:"folders,omitempty"`
 }
 
 // BackfillInput starts a backfill child.
@@ -572,6 +594,8 @@ type FolderRef struct {
 	ParentID  string `json:"parentId,omitempty"`
 	Name      string `json:"name"`
 	WellKnown string `json:"wellKnown,omitempty"`
+	// Total is Graph's totalItemCount of the folder when it was listed.
+	Total int64 `json:"total,omitempty"`
 }
 
 // DiscoverFoldersInput names the root folders to sync.
