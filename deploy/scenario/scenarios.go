@@ -47,6 +47,7 @@ var scenarios = []scenario{
 	{"chaos-deps", "restart Temporal, then Postgres, then Vault during live mail", chaosDeps, false},
 	{"many-mailboxes", "200 connections live at once, mail spread over them", manyMailboxes, false},
 	{"shared-mailboxes", "a service account attaches five shared mailboxes (one refused), polls them, detaches one, loses and regains another's rights", sharedMailboxes, false},
+	{"contact-filter", "a mailbox synced with a contact filter: 150 contacts, 50 added and 20 removed with their mail during live mail, compared with the filtered truth; one contact's past mail timed against the full backfill", contactFilter, false},
 	{"secrets-scan", "a connection's whole life, then every haystack searched for every secret", secretsScan, false},
 }
 
