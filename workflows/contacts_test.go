@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -116,5 +117,35 @@ func TestSwitchingTheContactFilter(t *testing.T) {
 	}
 	if len(f.contactFetches) != 0 {
 		t.Errorf("contacts fetched although none was added: %d", len(f.contactFetches))
+	}
+	// The registry was given each change, the filter alone changing.
+	if n := len(f.settings); n < 2 || !f.settings[n-2].ContactFilter || f.settings[n-1].ContactFilter {
+		t.Errorf("settings recorded %+v", f.settings)
+	}
+}
+
+// A change of one setting alone reaches the registry, whichever it is.
+func TestSettingsEqualSeesEveryField(t *testing.T) {
+	base := Settings{}.WithDefaults()
+	changes := []func(*Settings){
+		func(s *Settings) { s.BackfillDays++ },
+		func(s *Settings) { s.Folders = []string{"inbox"} },
+		func(s *Settings) { s.Bodies = BodiesMetadata },
+		func(s *Settings) { s.Features.Send = true },
+		func(s *Settings) { s.Retention = RetentionKeep },
+		func(s *Settings) { s.PollMinutes = 7 },
+		func(s *Settings) { s.ContactFilter = true },
+		func(s *Settings) { s.KeepDays = 30 },
+	}
+	if n := reflect.TypeFor[Settings]().NumField(); n != len(changes) {
+		t.Fatalf("Settings has %d fields and the test changes %d: settingsEqual must compare every one", n, len(changes))
+	}
+	for i, change := range changes {
+		s := base
+		s.Folders = slices.Clone(base.Folders)
+		change(&s)
+		if settingsEqual(base, s) {
+			t.Errorf("change %d is not seen", i)
+		}
 	}
 }
