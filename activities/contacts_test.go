@@ -84,7 +84,7 @@ func TestFetchContactsPastMailAgainstGraphsim(t *testing.T) {
 	if err := st.UpsertFolders(ctx, id, folders, window); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.AddContacts(ctx, id, []store.Contact{{Address: "ann@fabrikam.example"}}); err != nil {
+	if _, err := st.AddContacts(ctx, id, []store.Contact{{Address: "ann@fabrikam.example"}}, false); err != nil {
 		t.Fatal(err)
 	}
 	tok := sim.SignIn(t, sim.Ada.UPN, "offline_access", "Mail.Read")

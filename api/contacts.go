@@ -62,6 +62,8 @@ type contactScope struct {
 	// workflowID syncs the mailbox.
 	workflowID string
 	state      string
+	// filtered: the mailbox's contact filter is on.
+	filtered bool
 }
 
 // contactsOf loads the mailbox a contacts route names: a delegated
@@ -69,7 +71,7 @@ type contactScope struct {
 func (s *server) contactsOf(c *gin.Context, want access) (contactScope, bool) {
 	if c.Param("mbx") != "" {
 		_, m, ok := s.mailbox(c, want)
-		return contactScope{key: m.ID, workflowID: workflowOf(m), state: m.State}, ok
+		return contactScope{key: m.ID, workflowID: workflowOf(m), state: m.State, filtered: mailboxSettings(m).ContactFilter}, ok
 	}
 	row, ok := s.connection(c, want)
 	if !ok {
@@ -79,7 +81,7 @@ func (s *server) contactsOf(c *gin.Context, want access) (contactScope, bool) {
 		problem(c, http.StatusConflict, "no_own_mailbox", "This connection syncs no mailbox of its own; contacts belong to its attached mailboxes (.../mailboxes/{mailbox}/contacts).")
 		return contactScope{}, false
 	}
-	return contactScope{key: row.ID, workflowID: workflows.ConnectionWorkflowID(row.ID), state: row.State}, true
+	return contactScope{key: row.ID, workflowID: workflows.ConnectionWorkflowID(row.ID), state: row.State, filtered: settingsOf(row).ContactFilter}, true
 }
 
 // validAddress says whether a contact's address looks like an SMTP
@@ -126,7 +128,8 @@ func (s *server) addContacts(c *gin.Context) {
 		problem(c, http.StatusConflict, "connection_ended", "This mailbox is disconnected; its contacts can no longer change.")
 		return
 	}
-	added, err := s.d.Store.AddContacts(c, sc.key, cs)
+	// Without the filter the mailbox stores all its mail: nothing to fetch.
+	added, err := s.d.Store.AddContacts(c, sc.key, cs, !sc.filtered)
 	if err != nil {
 		s.unavailable(c, err)
 		return

@@ -24,8 +24,10 @@ func NormalizeAddress(a string) string { return strings.ToLower(strings.TrimSpac
 
 // AddContacts adds contacts to a mailbox in one statement; contacts it
 // already has keep their name and fetch state. It returns how many were
-// new: only those wait for their past mail to be fetched.
-func (s *Store) AddContacts(ctx context.Context, mailboxID string, cs []Contact) (int64, error) {
+// new: only those wait for their past mail to be fetched, unless
+// allStored says the mailbox stores all its mail (no contact filter), so
+// there is nothing to fetch.
+func (s *Store) AddContacts(ctx context.Context, mailboxID string, cs []Contact, allStored bool) (int64, error) {
 	if len(cs) == 0 {
 		return 0, nil
 	}
@@ -34,9 +36,9 @@ func (s *Store) AddContacts(ctx context.Context, mailboxID string, cs []Contact)
 		addrs[i], names[i] = NormalizeAddress(c.Address), c.Name
 	}
 	tag, err := s.pool.Exec(ctx, `
-		INSERT INTO contacts (mailbox_id, address, name)
-		SELECT $1, lower(a), NULLIF(n, '') FROM unnest($2::text[], $3::text[]) AS t(a, n)
-		ON CONFLICT (mailbox_id, address) DO NOTHING`, mailboxID, addrs, names)
+		INSERT INTO contacts (mailbox_id, address, name, fetched_at)
+		SELECT $1, lower(a), NULLIF(n, ''), CASE WHEN $4 THEN now() END FROM unnest($2::text[], $3::text[]) AS t(a, n)
+		ON CONFLICT (mailbox_id, address) DO NOTHING`, mailboxID, addrs, names, allStored)
 	if err != nil {
 		return 0, fmt.Errorf("store: add contacts: %w", err)
 	}

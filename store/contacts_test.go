@@ -53,11 +53,11 @@ func TestContactFilterKeepsMailFromOrToContacts(t *testing.T) {
 	st := newStore(t)
 	id := "conn_contacts_filter_" + time.Now().Format("150405.000000")
 	msg := contactMailbox(t, st, id)
-	if n, err := st.AddContacts(ctx, id, []store.Contact{{Address: " Ann@Fabrikam.example ", Name: "Ann"}, {Address: "bob@fabrikam.example"}}); err != nil || n != 2 {
+	if n, err := st.AddContacts(ctx, id, []store.Contact{{Address: " Ann@Fabrikam.example ", Name: "Ann"}, {Address: "bob@fabrikam.example"}}, false); err != nil || n != 2 {
 		t.Fatalf("add = %d, %v", n, err)
 	}
 	// Adding again (another case) adds nothing.
-	if n, err := st.AddContacts(ctx, id, []store.Contact{{Address: "ANN@fabrikam.example"}}); err != nil || n != 0 {
+	if n, err := st.AddContacts(ctx, id, []store.Contact{{Address: "ANN@fabrikam.example"}}, false); err != nil || n != 0 {
 		t.Fatalf("add again = %d, %v", n, err)
 	}
 	page := store.Page{FolderID: "inbox", Cursor: "next", Phase: store.PhaseBackfill, ContactFilter: true, Messages: []store.Message{
@@ -110,7 +110,7 @@ func TestRemovingContactsKeepsOrDeletesTheirMail(t *testing.T) {
 	st := newStore(t)
 	id := "conn_contacts_remove_" + time.Now().Format("150405.000000")
 	msg := contactMailbox(t, st, id)
-	if _, err := st.AddContacts(ctx, id, []store.Contact{{Address: "ann@f.example"}, {Address: "bob@f.example"}, {Address: "cid@f.example"}}); err != nil {
+	if _, err := st.AddContacts(ctx, id, []store.Contact{{Address: "ann@f.example"}, {Address: "bob@f.example"}, {Address: "cid@f.example"}}, false); err != nil {
 		t.Fatal(err)
 	}
 	page := store.Page{FolderID: "inbox", Cursor: "next", Phase: store.PhaseLive, ContactFilter: true, Messages: []store.Message{
@@ -160,7 +160,7 @@ func TestContactsPageAndTrackTheirFetch(t *testing.T) {
 	for i := range 2500 {
 		cs = append(cs, store.Contact{Address: "c" + string(rune('a'+i%26)) + "-" + time.Duration(i).String() + "@bulk.example"})
 	}
-	if n, err := st.AddContacts(ctx, id, cs); err != nil || n != 2500 {
+	if n, err := st.AddContacts(ctx, id, cs, false); err != nil || n != 2500 {
 		t.Fatalf("bulk add = %d, %v", n, err)
 	}
 	var all []string
@@ -190,6 +190,13 @@ func TestContactsPageAndTrackTheirFetch(t *testing.T) {
 	}
 	if c, err := st.CountContacts(ctx, id); err != nil || c.Total != 2500 || c.Unfetched != 2400 {
 		t.Fatalf("counts = %+v, %v", c, err)
+	}
+	// A mailbox that stores all its mail has nothing to fetch for a contact.
+	if _, err := st.AddContacts(ctx, id, []store.Contact{{Address: "all-stored@x.example"}}, true); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := st.CountContacts(ctx, id); err != nil || c.Total != 2501 || c.Unfetched != 2400 {
+		t.Fatalf("counts after an add to an unfiltered mailbox = %+v, %v", c, err)
 	}
 	// A contact's past mail merges without touching the folder's cursor,
 	// filtered like a page.
