@@ -13,22 +13,20 @@ import (
 	"github.com/outlookd/outlookd/workflows"
 )
 
-// contactClauses are the $filter clauses that find a contact's mail: as
-// its sender, and among its To and Cc recipients
+// contactClause is the $filter clause that finds a contact's mail: as its
+// sender, or among its To or Cc recipients, in one request
 // (docs/graph.md#filtering-messages-by-address). Exchange compares the
 // addresses without regard to case.
-func contactClauses(address string) []string {
+func contactClause(address string) string {
 	lit := "'" + strings.ReplaceAll(address, "'", "''") + "'"
-	return []string{
-		"from/emailAddress/address eq " + lit,
-		"toRecipients/any(r:r/emailAddress/address eq " + lit + ")",
-		"ccRecipients/any(r:r/emailAddress/address eq " + lit + ")",
-	}
+	return "(from/emailAddress/address eq " + lit +
+		" or toRecipients/any(r:r/emailAddress/address eq " + lit + ")" +
+		" or ccRecipients/any(r:r/emailAddress/address eq " + lit + "))"
 }
 
 // FetchContactMail fetches the past mail of up to Batch contacts whose
 // past mail was not yet fetched: in every synced folder, within the
-// folder's window, a filtered list per address role, page by page. The
+// folder's window, one filtered list (sender, To or Cc), page by page. The
 // messages merge like a page (filtered to the contacts, no cursor moves);
 // the contacts are marked fetched after their mail is written, so a retry
 // fetches them again rather than missing them. A folder deleted at
@@ -72,17 +70,15 @@ func (a *Activities) fetchContacts(ctx context.Context, gc *graph.Client, in wor
 	}
 	for _, addr := range batch {
 		for _, f := range folders {
-			for _, clause := range contactClauses(addr) {
-				err := a.fetchFiltered(ctx, gc, in, key, f, clause, res)
-				if isFolderGone(err) {
-					break // deleted at Microsoft: live sync drops it
-				}
-				if err != nil {
-					return err
-				}
-				if hb != nil {
-					hb.record(*res)
-				}
+			err := a.fetchFiltered(ctx, gc, in, key, f, contactClause(addr), res)
+			if isFolderGone(err) {
+				continue // deleted at Microsoft: live sync drops it
+			}
+			if err != nil {
+				return err
+			}
+			if hb != nil {
+				hb.record(*res)
 			}
 		}
 	}

@@ -546,6 +546,7 @@ func TestMessagesFilteredByAddress(t *testing.T) {
 		{"toRecipients/any(r:r/emailAddress/address eq 'ANN@fabrikam.example')", "to-ann"},
 		{"ccRecipients/any(a: a/emailAddress/address eq 'ann@fabrikam.example')", "cc-ann"},
 		{"toRecipients/any(r:r/emailAddress/address eq 'nobody@fabrikam.example')", ""},
+		{"(from/emailAddress/address eq 'ann@fabrikam.example' or toRecipients/any(r:r/emailAddress/address eq 'ann@fabrikam.example') or ccRecipients/any(r:r/emailAddress/address eq 'ann@fabrikam.example'))", "cc-ann,to-ann"}, // the first page of two,
 	}
 	for _, tt := range tests {
 		var p page
@@ -560,8 +561,10 @@ func TestMessagesFilteredByAddress(t *testing.T) {
 			t.Errorf("%s: %v, want %q", tt.filter, got, tt.want)
 		}
 	}
-	var ge graphErr
-	if st, _ := f.graphGet(t, tok, "/me/messages?$filter="+url.QueryEscape("toRecipients/any(r:x/emailAddress/address eq 'a@b.example')"), &ge); st != 400 || ge.Error.Code != "BadRequest" {
-		t.Errorf("malformed lambda: %d %+v", st, ge.Error)
+	for _, bad := range []string{"toRecipients/any(r:x/emailAddress/address eq 'a@b.example')", "isRead eq true or isRead eq false", "(isRead eq true or )"} {
+		var ge graphErr
+		if st, _ := f.graphGet(t, tok, "/me/messages?$filter="+url.QueryEscape(bad), &ge); st != 400 || ge.Error.Code != "BadRequest" {
+			t.Errorf("%s: %d %+v", bad, st, ge.Error)
+		}
 	}
 }

@@ -17,16 +17,40 @@ type filterClause struct {
 	ext  *extFilter // a singleValueExtendedProperties/any(...) clause
 	// rcpt is a toRecipients/ccRecipients/bccRecipients/any(...) clause.
 	rcpt *recipientFilter
+	// or is a parenthesised group of alternatives, each clauses joined by
+	// "and": (a or b and c).
+	or [][]filterClause
 }
 
 // parseFilter parses the subset of OData $filter Graph mail supports in
-// practice: comparisons joined by "and".
+// practice: comparisons joined by "and", and parenthesised groups of
+// alternatives joined by "or".
 func parseFilter(raw string) ([]filterClause, error) {
 	if strings.TrimSpace(raw) == "" {
 		return nil, nil
 	}
 	var out []filterClause
 	for _, part := range splitOutside(raw, " and ") {
+		if inner, ok := parenthesised(part); ok {
+			var alts [][]filterClause
+			for _, alt := range splitOutside(inner, " or ") {
+				cs, err := parseFilter(alt)
+				if err != nil {
+					return nil, err
+				}
+				if len(cs) == 0 {
+					return nil, fmt.Errorf("Invalid filter clause: %q", part)
+				}
+				alts = append(alts, cs)
+			}
+			out = append(out, filterClause{prop: "(or)", or: alts})
+			continue
+		}
+		if len(splitOutside(part, " or ")) > 1 {
+			// Without parentheses "a and b or c" would bind as (a and b) or c;
+			// graphsim takes "or" only inside parentheses.
+			return nil, fmt.Errorf("Invalid filter clause: %q: put alternatives joined by 'or' in parentheses", part)
+		}
 		if rf, ok, err := parseRecipientFilter(part); ok {
 			if err != nil {
 				return nil, err
@@ -82,6 +106,23 @@ var messageFilterProps = map[string]func(m *Message) any{
 // matches evaluates the clauses against a message.
 func matches(m *Message, clauses []filterClause) (bool, error) {
 	for _, c := range clauses {
+		if c.or != nil {
+			found := false
+			for _, alt := range c.or {
+				ok, err := matches(m, alt)
+				if err != nil {
+					return false, err
+				}
+				if ok {
+					found = true
+					break
+				}
+			}
+			if !found {
+				return false, nil
+			}
+			continue
+		}
 		if c.rcpt != nil {
 			if !c.rcpt.match(m) {
 				return false, nil
@@ -271,4 +312,29 @@ func (f recipientFilter) match(m *Message) bool {
 		}
 	}
 	return false
+}
+
+// parenthesised says whether a clause is wholly inside one pair of
+// parentheses, and answers what is inside.
+func parenthesised(s string) (string, bool) {
+	s = strings.TrimSpace(s)
+	if len(s) < 2 || s[0] != '(' || s[len(s)-1] != ')' {
+		return "", false
+	}
+	depth, inQuote := 0, false
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\'':
+			inQuote = !inQuote
+		case inQuote:
+		case c == '(':
+			depth++
+		case c == ')':
+			depth--
+			if depth == 0 && i != len(s)-1 {
+				return "", false // "(a) and (b)" is not one group
+			}
+		}
+	}
+	return s[1 : len(s)-1], depth == 0
 }
