@@ -88,6 +88,7 @@ func (a *Activities) BackfillFolder(ctx context.Context, in workflows.BackfillFo
 // call fetches the gap.
 func (a *Activities) firstRound(ctx context.Context, hb *heartbeat, gc *graph.Client, f store.Folder, in workflows.BackfillFolderInput) (workflows.BackfillFolderResult, error) {
 	var res workflows.BackfillFolderResult
+	pol := policyOf(in.StoreBodies, in.Bodies)
 	deadline := a.now().Add(in.Budget)
 	delta := gc.Users().ByUserId(in.UserID).MailFolders().ByMailFolderId(in.FolderID).Messages().Delta()
 	cursor := f.Cursor
@@ -99,7 +100,7 @@ func (a *Activities) firstRound(ctx context.Context, hb *heartbeat, gc *graph.Cl
 		} else {
 			filter := "receivedDateTime ge " + f.WindowStart.UTC().Format(time.RFC3339)
 			cfg.QueryParameters = &users.ItemMailFoldersItemMessagesDeltaRequestBuilderGetQueryParameters{
-				Filter: &filter, Select: selectFor(in.StoreBodies), Expand: []string{attachmentExpand},
+				Filter: &filter, Select: pol.selectList(), Expand: pol.expand(),
 			}
 		}
 		page, err := b.GetAsDeltaGetResponse(ctx, cfg)
@@ -113,8 +114,9 @@ func (a *Activities) firstRound(ctx context.Context, hb *heartbeat, gc *graph.Cl
 			}
 			return res, classifyGraph("backfill page", err)
 		}
-		p := store.Page{FolderID: in.FolderID, Phase: store.PhaseBackfill}
+		p := store.Page{FolderID: in.FolderID, Phase: store.PhaseBackfill, ContactFilter: in.ContactFilter}
 		p.Messages, p.Removed = convert(page.GetValue(), in.FolderID)
+		pol.apply(p.Messages)
 		switch {
 		case page.GetOdataDeltaLink() != nil:
 			p.Cursor, p.Phase, res.Done = *page.GetOdataDeltaLink(), store.PhaseLive, !f.WindowStart.After(in.WindowStart)
@@ -164,6 +166,7 @@ func (a *Activities) backfillGap(ctx context.Context, hb *heartbeat, gc *graph.C
 		res.Done = true
 		return res, nil
 	}
+	pol := policyOf(in.StoreBodies, in.Bodies)
 	deadline := a.now().Add(in.Budget)
 	msgs := gc.Users().ByUserId(in.UserID).MailFolders().ByMailFolderId(in.FolderID).Messages()
 	cursor := f.GapCursor
@@ -177,15 +180,16 @@ func (a *Activities) backfillGap(ctx context.Context, hb *heartbeat, gc *graph.C
 			filter := "receivedDateTime ge " + in.WindowStart.UTC().Format(time.RFC3339) + " and receivedDateTime lt " + f.WindowStart.UTC().Format(time.RFC3339)
 			cfg.QueryParameters = &users.ItemMailFoldersItemMessagesRequestBuilderGetQueryParameters{
 				Filter: &filter, Orderby: []string{"receivedDateTime desc"}, Top: &top,
-				Select: selectFor(in.StoreBodies), Expand: []string{attachmentExpand},
+				Select: pol.selectList(), Expand: pol.expand(),
 			}
 		}
 		page, err := b.Get(ctx, cfg)
 		if err != nil {
 			return res, classifyGraph("gap page", err)
 		}
-		p := store.Page{FolderID: in.FolderID, Gap: true, WindowStart: in.WindowStart}
+		p := store.Page{FolderID: in.FolderID, Gap: true, WindowStart: in.WindowStart, ContactFilter: in.ContactFilter}
 		p.Messages, _ = convert(page.GetValue(), in.FolderID)
+		pol.apply(p.Messages)
 		if next := page.GetOdataNextLink(); next != nil {
 			p.Cursor = *next
 		} else {

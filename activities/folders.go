@@ -94,7 +94,8 @@ func (a *Activities) DiscoverFolders(ctx context.Context, in workflows.DiscoverF
 }
 
 func folderRef(f models.MailFolderable) workflows.FolderRef {
-	return workflows.FolderRef{ID: deref(f.GetId()), ParentID: deref(f.GetParentFolderId()), Name: deref(f.GetDisplayName())}
+	return workflows.FolderRef{ID: deref(f.GetId()), ParentID: deref(f.GetParentFolderId()), Name: deref(f.GetDisplayName()),
+		Total: int64(derefInt(f.GetTotalItemCount()))}
 }
 
 func isWellKnown(name string) bool {

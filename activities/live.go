@@ -129,6 +129,7 @@ func (a *Activities) syncFolder(ctx context.Context, gc *graph.Client, in workfl
 	// A live folder without an anchor was interrupted while re-anchoring:
 	// re-anchor again. During a re-anchor, seen collects every ID returned.
 	reanchor := cursor == ""
+	pol := policyOf(in.StoreBodies, in.Bodies)
 	seen := []string{}
 	for {
 		cfg := &users.ItemMailFoldersItemMessagesDeltaRequestBuilderGetRequestConfiguration{Headers: preferHeaders(in.PageSize)}
@@ -137,7 +138,7 @@ func (a *Activities) syncFolder(ctx context.Context, gc *graph.Client, in workfl
 			b = delta
 			filter := "receivedDateTime ge " + f.WindowStart.UTC().Format(time.RFC3339)
 			cfg.QueryParameters = &users.ItemMailFoldersItemMessagesDeltaRequestBuilderGetQueryParameters{
-				Filter: &filter, Select: selectFor(in.StoreBodies), Expand: []string{attachmentExpand},
+				Filter: &filter, Select: pol.selectList(), Expand: pol.expand(),
 			}
 		}
 		page, err := b.GetAsDeltaGetResponse(ctx, cfg)
@@ -150,8 +151,9 @@ func (a *Activities) syncFolder(ctx context.Context, gc *graph.Client, in workfl
 			}
 			return classifyGraph("sync page", err)
 		}
-		p := store.Page{FolderID: f.ID, Phase: store.PhaseLive, Events: true, DeferRemovals: true}
+		p := store.Page{FolderID: f.ID, Phase: store.PhaseLive, Events: true, DeferRemovals: true, ContactFilter: in.ContactFilter}
 		p.Messages, p.Removed = convert(page.GetValue(), f.ID)
+		pol.apply(p.Messages)
 		if reanchor {
 			for _, m := range p.Messages {
 				seen = append(seen, m.ID)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"regexp"
 	"slices"
@@ -29,7 +30,8 @@ import (
 const (
 	BodiesStore    = workflows.BodiesStore    // bodies are synced into Postgres
 	BodiesOnDemand = workflows.BodiesOnDemand // fetched from Graph when a message is read
-	BodiesNone     = workflows.BodiesNone     // never stored nor fetched
+	BodiesNone     = workflows.BodiesNone     // never stored nor fetched; attachments not streamed
+	BodiesMetadata = workflows.BodiesMetadata // headers only: none, without the attachments' metadata
 )
 
 // features is what a connection may do.
@@ -51,6 +53,10 @@ type settingsPatch struct {
 	Storage      *storage   `json:"storage,omitempty"`
 	Retention    *string    `json:"retention,omitempty"`
 	PollMinutes  *int       `json:"poll_minutes,omitempty"`
+	// ContactFilter stores only mail from or to the mailbox's contacts.
+	ContactFilter *bool `json:"contact_filter,omitempty"`
+	// RetentionDays deletes mail kept at a disconnect after so many days.
+	RetentionDays *int `json:"retention_days,omitempty"`
 }
 
 // folderList is a folder list a request gives. Given says the field was
@@ -101,6 +107,11 @@ type appSettings struct {
 	Storage      storage  `json:"storage"`
 	Retention    string   `json:"retention"`
 	PollMinutes  int      `json:"poll_minutes,omitempty"`
+	// ContactFilter stores only mail from or to the mailbox's contacts.
+	ContactFilter bool `json:"contact_filter"`
+	// RetentionDays: mail kept at a disconnect is deleted so many days
+	// after it (0: kept).
+	RetentionDays int `json:"retention_days,omitempty"`
 }
 
 func defaultSettings(f features) appSettings {
@@ -128,10 +139,16 @@ func (s appSettings) apply(p settingsPatch) (appSettings, error) {
 	if p.PollMinutes != nil {
 		s.PollMinutes = *p.PollMinutes
 	}
+	if p.ContactFilter != nil {
+		s.ContactFilter = *p.ContactFilter
+	}
+	if p.RetentionDays != nil {
+		s.RetentionDays = *p.RetentionDays
+	}
 	switch s.Storage.Bodies {
-	case BodiesStore, BodiesOnDemand, BodiesNone:
+	case BodiesStore, BodiesOnDemand, BodiesNone, BodiesMetadata:
 	default:
-		return s, fmt.Errorf("storage.bodies must be %q, %q or %q", BodiesStore, BodiesOnDemand, BodiesNone)
+		return s, fmt.Errorf("storage.bodies must be %q, %q, %q or %q", BodiesStore, BodiesOnDemand, BodiesNone, BodiesMetadata)
 	}
 	if err := workflows.ValidateFolders(s.Folders); err != nil {
 		return s, err
@@ -148,6 +165,7 @@ func (s appSettings) workflow() workflows.Settings {
 	return workflows.Settings{
 		BackfillDays: s.BackfillDays, Folders: s.Folders, Bodies: s.Storage.Bodies,
 		Features: workflows.Features{Read: s.Features.Read, Send: s.Features.Send}, Retention: s.Retention, PollMinutes: s.PollMinutes,
+		ContactFilter: s.ContactFilter, KeepDays: s.RetentionDays,
 	}
 }
 
@@ -156,7 +174,8 @@ func toAppSettings(w workflows.Settings) appSettings {
 	w = w.WithDefaults()
 	return appSettings{
 		Features: features{Read: w.Features.Read, Send: w.Features.Send}, BackfillDays: w.BackfillDays, Folders: w.Folders,
-		Storage: storage{Bodies: w.Bodies}, Retention: w.Retention, PollMinutes: w.PollMinutes,
+		Storage: storage{Bodies: w.Bodies}, Retention: w.Retention, PollMinutes: w.PollMinutes, ContactFilter: w.ContactFilter,
+		RetentionDays: w.KeepDays,
 	}
 }
 
@@ -195,10 +214,12 @@ type connectionJSON struct {
 	GrantedScopes []string      `json:"granted_scopes"`
 	Settings      appSettings   `json:"settings"`
 	Backfill      *backfillJSON `json:"backfill,omitempty"`
-	MessageCount  int64         `json:"message_count"`
-	NextAction    string        `json:"next_action,omitempty"`
-	NextActionAt  *time.Time    `json:"next_action_at,omitempty"`
-	LastSyncAt    *time.Time    `json:"last_sync_at,omitempty"`
+	// Contacts is where the contact filter's fetches stand.
+	Contacts     *contactsStatusJSON `json:"contacts,omitempty"`
+	MessageCount int64               `json:"message_count"`
+	NextAction   string              `json:"next_action,omitempty"`
+	NextActionAt *time.Time          `json:"next_action_at,omitempty"`
+	LastSyncAt   *time.Time          `json:"last_sync_at,omitempty"`
 	// Behind: notifications for the mailbox may have been refused since
 	// last_sync_at (the last round that saw Graph's state); a catch-up
 	// round is due.
@@ -225,6 +246,12 @@ type backfillJSON struct {
 	CompletedAt *time.Time         `json:"completed_at,omitempty"`
 	Fetched     int64              `json:"fetched"`
 	Folders     []folderProgressJS `json:"folders"`
+	// StartedAt, Total, Percent and EstimatedEnd describe the backfill
+	// under way (workflows.BackfillEstimate).
+	StartedAt    *time.Time `json:"started_at,omitempty"`
+	Total        int64      `json:"total,omitempty"`
+	Percent      *float64   `json:"percent,omitempty"`
+	EstimatedEnd *time.Time `json:"estimated_end,omitempty"`
 }
 
 type folderProgressJS struct {
@@ -232,6 +259,10 @@ type folderProgressJS struct {
 	Name    string `json:"name"`
 	Fetched int64  `json:"fetched"`
 	Done    bool   `json:"done"`
+	// Total is Graph's item count of the folder (mail before the window
+	// too); Percent is fetched of it (100 once done).
+	Total   int64   `json:"total"`
+	Percent float64 `json:"percent"`
 }
 
 func timePtr(t time.Time) *time.Time {
@@ -517,10 +548,20 @@ func view(row store.Connection, count int64, st *workflows.Status) connectionJSO
 		Folders: []folderProgressJS{}, Missing: st.Backfill.Missing}
 	for _, f := range st.Backfill.Folders {
 		b.Fetched += f.Fetched
-		b.Folders = append(b.Folders, folderProgressJS{ID: f.ID, Name: f.Name, Fetched: f.Fetched, Done: f.Done})
+		fp := folderProgressJS{ID: f.ID, Name: f.Name, Fetched: f.Fetched, Done: f.Done, Total: f.Total, Percent: 100}
+		if !f.Done && f.Total > 0 {
+			fp.Percent = min(100, math.Round(1000*float64(f.Fetched)/float64(f.Total))/10)
+		} else if !f.Done {
+			fp.Percent = 0
+		}
+		b.Folders = append(b.Folders, fp)
+	}
+	if p := st.Progress; p != nil {
+		b.StartedAt, b.Total, b.Percent, b.EstimatedEnd = timePtr(st.Backfill.Started), p.Total, &p.Percent, timePtr(p.EstimatedEnd)
 	}
 	slices.SortFunc(b.Folders, func(x, y folderProgressJS) int { return cmp.Or(cmp.Compare(x.Name, y.Name), cmp.Compare(x.ID, y.ID)) })
 	out.Backfill = b
+	out.Contacts = contactsStatus(st)
 	return out
 }
 

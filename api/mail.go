@@ -374,6 +374,10 @@ func (s *server) getAttachment(c *gin.Context) {
 		problem(c, http.StatusNotFound, "attachment_not_found", "This message has no attachment with this ID.")
 		return
 	}
+	if b := sc.settings.Storage.Bodies; b == BodiesNone || b == BodiesMetadata {
+		problem(c, http.StatusConflict, "content_not_kept", "This mailbox's storage policy ("+b+") keeps no content: attachments are not streamed.")
+		return
+	}
 	if !s.onDemand(c, sc) {
 		return
 	}

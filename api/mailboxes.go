@@ -37,13 +37,15 @@ type mailboxJSON struct {
 	PollReason   string        `json:"poll_reason,omitempty"`
 	Settings     appSettings   `json:"settings"`
 	Backfill     *backfillJSON `json:"backfill,omitempty"`
-	MessageCount int64         `json:"message_count"`
-	NextAction   string        `json:"next_action,omitempty"`
-	NextActionAt *time.Time    `json:"next_action_at,omitempty"`
-	LastSyncAt   *time.Time    `json:"last_sync_at,omitempty"`
-	DetachedAt   *time.Time    `json:"detached_at,omitempty"`
-	CreatedAt    time.Time     `json:"created_at"`
-	UpdatedAt    time.Time     `json:"updated_at"`
+	// Contacts is where the contact filter's fetches stand.
+	Contacts     *contactsStatusJSON `json:"contacts,omitempty"`
+	MessageCount int64               `json:"message_count"`
+	NextAction   string              `json:"next_action,omitempty"`
+	NextActionAt *time.Time          `json:"next_action_at,omitempty"`
+	LastSyncAt   *time.Time          `json:"last_sync_at,omitempty"`
+	DetachedAt   *time.Time          `json:"detached_at,omitempty"`
+	CreatedAt    time.Time           `json:"created_at"`
+	UpdatedAt    time.Time           `json:"updated_at"`
 	// Source says whether the state came from the mailbox's workflow or,
 	// when Temporal did not answer, from the registry.
 	Source string `json:"source"`
@@ -77,6 +79,7 @@ func mailboxView(m store.Mailbox, count int64, st *workflows.Status) mailboxJSON
 	out.SyncMode, out.PollReason = st.Sync.Mode, st.Sync.PollReason
 	out.Settings = toAppSettings(st.Settings)
 	out.Backfill, out.NextAction, out.NextActionAt, out.LastSyncAt = cv.Backfill, cv.NextAction, cv.NextActionAt, cv.LastSyncAt
+	out.Contacts = cv.Contacts
 	return out
 }
 

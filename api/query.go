@@ -25,6 +25,8 @@ var queryParams = map[string][]string{
 	"GET /v1/connections/:id/mailboxes/:mbx/drafts":        {"limit", "cursor"},
 	"GET /v1/connections/:id/mailboxes/:mbx/messages":      {"limit", "cursor", "folder", "from", "to", "since", "unread"},
 	"GET /v1/connections/:id/mailboxes/:mbx/messages/:mid": {"body"},
+	"GET /v1/connections/:id/contacts":                     {"limit", "cursor"},
+	"GET /v1/connections/:id/mailboxes/:mbx/contacts":      {"limit", "cursor"},
 	"DELETE /v1/connections/:id/mailboxes/:mbx":            {"retention"},
 	"GET /v1/events":                                       {"limit", "after"},
 }

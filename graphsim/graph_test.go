@@ -523,3 +523,48 @@ func TestExpandAttachments(t *testing.T) {
 		t.Errorf("unsupported expand: %d", st)
 	}
 }
+
+// A folder's messages filtered by address, as outlookd fetches a new
+// contact's past mail: as the sender, or among the To or Cc recipients,
+// without regard to case; a malformed lambda is refused.
+func TestMessagesFilteredByAddress(t *testing.T) {
+	f := newFixture(t, graphsim.Options{})
+	tok := f.token(t, "Mail.Read")
+	base := time.Date(2026, 10, 1, 12, 0, 0, 0, time.UTC)
+	ann := graphsim.Recipient{Address: "Ann@Fabrikam.example"}
+	other := graphsim.Recipient{Address: "zed@fabrikam.example"}
+	inject(t, f, f.ada.UPN,
+		graphsim.MessageSpec{Subject: "from-ann", Received: base, From: ann, To: []graphsim.Recipient{other}},
+		graphsim.MessageSpec{Subject: "to-ann", Received: base.Add(time.Hour), From: other, To: []graphsim.Recipient{other, ann}},
+		graphsim.MessageSpec{Subject: "cc-ann", Received: base.Add(2 * time.Hour), From: other, To: []graphsim.Recipient{other}, Cc: []graphsim.Recipient{ann}},
+		graphsim.MessageSpec{Subject: "old-to-ann", Received: base.Add(-48 * time.Hour), From: other, To: []graphsim.Recipient{ann}},
+		graphsim.MessageSpec{Subject: "none", Received: base.Add(3 * time.Hour), From: other, To: []graphsim.Recipient{other}},
+	)
+	window := "receivedDateTime ge 2026-10-01T00:00:00Z and "
+	tests := []struct{ filter, want string }{
+		{"from/emailAddress/address eq 'ann@fabrikam.example'", "from-ann"},
+		{"toRecipients/any(r:r/emailAddress/address eq 'ANN@fabrikam.example')", "to-ann"},
+		{"ccRecipients/any(a: a/emailAddress/address eq 'ann@fabrikam.example')", "cc-ann"},
+		{"toRecipients/any(r:r/emailAddress/address eq 'nobody@fabrikam.example')", ""},
+		{"(from/emailAddress/address eq 'ann@fabrikam.example' or toRecipients/any(r:r/emailAddress/address eq 'ann@fabrikam.example') or ccRecipients/any(r:r/emailAddress/address eq 'ann@fabrikam.example'))", "cc-ann,to-ann"}, // the first page of two,
+	}
+	for _, tt := range tests {
+		var p page
+		if st, _ := f.graphGet(t, tok, "/me/mailFolders/inbox/messages?$top=2&$filter="+url.QueryEscape(window+tt.filter), &p); st != 200 {
+			t.Fatalf("%s: %d", tt.filter, st)
+		}
+		var got []string
+		for _, m := range p.Value {
+			got = append(got, *m.Subject)
+		}
+		if strings.Join(got, ",") != tt.want {
+			t.Errorf("%s: %v, want %q", tt.filter, got, tt.want)
+		}
+	}
+	for _, bad := range []string{"toRecipients/any(r:x/emailAddress/address eq 'a@b.example')", "isRead eq true or isRead eq false", "(isRead eq true or )"} {
+		var ge graphErr
+		if st, _ := f.graphGet(t, tok, "/me/messages?$filter="+url.QueryEscape(bad), &ge); st != 400 || ge.Error.Code != "BadRequest" {
+			t.Errorf("%s: %d %+v", bad, st, ge.Error)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package graphsim
 
 import (
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -14,16 +15,49 @@ type filterClause struct {
 	val  string // raw literal, quotes removed for strings
 	str  bool
 	ext  *extFilter // a singleValueExtendedProperties/any(...) clause
+	// rcpt is a toRecipients/ccRecipients/bccRecipients/any(...) clause.
+	rcpt *recipientFilter
+	// or is a parenthesised group of alternatives, each clauses joined by
+	// "and": (a or b and c).
+	or [][]filterClause
 }
 
 // parseFilter parses the subset of OData $filter Graph mail supports in
-// practice: comparisons joined by "and".
+// practice: comparisons joined by "and", and parenthesised groups of
+// alternatives joined by "or".
 func parseFilter(raw string) ([]filterClause, error) {
 	if strings.TrimSpace(raw) == "" {
 		return nil, nil
 	}
 	var out []filterClause
 	for _, part := range splitOutside(raw, " and ") {
+		if inner, ok := parenthesised(part); ok {
+			var alts [][]filterClause
+			for _, alt := range splitOutside(inner, " or ") {
+				cs, err := parseFilter(alt)
+				if err != nil {
+					return nil, err
+				}
+				if len(cs) == 0 {
+					return nil, fmt.Errorf("Invalid filter clause: %q", part)
+				}
+				alts = append(alts, cs)
+			}
+			out = append(out, filterClause{prop: "(or)", or: alts})
+			continue
+		}
+		if len(splitOutside(part, " or ")) > 1 {
+			// Without parentheses "a and b or c" would bind as (a and b) or c;
+			// graphsim takes "or" only inside parentheses.
+			return nil, fmt.Errorf("Invalid filter clause: %q: put alternatives joined by 'or' in parentheses", part)
+		}
+		if rf, ok, err := parseRecipientFilter(part); ok {
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, filterClause{prop: rf.collection, rcpt: &rf})
+			continue
+		}
 		if ef, ok, err := parseExtFilter(part); ok {
 			if err != nil {
 				return nil, err
@@ -72,6 +106,29 @@ var messageFilterProps = map[string]func(m *Message) any{
 // matches evaluates the clauses against a message.
 func matches(m *Message, clauses []filterClause) (bool, error) {
 	for _, c := range clauses {
+		if c.or != nil {
+			found := false
+			for _, alt := range c.or {
+				ok, err := matches(m, alt)
+				if err != nil {
+					return false, err
+				}
+				if ok {
+					found = true
+					break
+				}
+			}
+			if !found {
+				return false, nil
+			}
+			continue
+		}
+		if c.rcpt != nil {
+			if !c.rcpt.match(m) {
+				return false, nil
+			}
+			continue
+		}
 		if c.ext != nil {
 			if !c.ext.match(m) {
 				return false, nil
@@ -211,4 +268,73 @@ func compareValues(a, b any) int {
 		return strings.Compare(x, b.(string))
 	}
 	return 0
+}
+
+// recipientFilter is a lambda over a recipient collection,
+// toRecipients/any(r:r/emailAddress/address eq '...'): the message has a
+// recipient of that collection with that address, compared without
+// regard to case as Exchange compares SMTP addresses
+// (docs/graph.md#filtering-messages-by-address).
+type recipientFilter struct {
+	collection string // torecipients, ccrecipients or bccrecipients
+	address    string // lower case
+}
+
+var recipientLambda = regexp.MustCompile(`(?is)^(toRecipients|ccRecipients|bccRecipients)/any\(\s*(\w+)\s*:\s*(\w+)/emailAddress/address\s+eq\s+('(?:[^']|'')*')\s*\)$`)
+
+// parseRecipientFilter reads a recipient lambda; ok says the clause is
+// one (a lambda over a recipient collection), err that it is malformed.
+func parseRecipientFilter(clause string) (f recipientFilter, ok bool, err error) {
+	clause = strings.TrimSpace(clause)
+	lower := strings.ToLower(clause)
+	if !strings.HasPrefix(lower, "torecipients/") && !strings.HasPrefix(lower, "ccrecipients/") && !strings.HasPrefix(lower, "bccrecipients/") {
+		return f, false, nil
+	}
+	m := recipientLambda.FindStringSubmatch(clause)
+	if m == nil || m[2] != m[3] {
+		return f, true, fmt.Errorf("Invalid filter clause: %q", clause)
+	}
+	lit := m[4][1 : len(m[4])-1]
+	return recipientFilter{collection: strings.ToLower(m[1]), address: strings.ToLower(strings.ReplaceAll(lit, "''", "'"))}, true, nil
+}
+
+func (f recipientFilter) match(m *Message) bool {
+	rs := m.To
+	switch f.collection {
+	case "ccrecipients":
+		rs = m.Cc
+	case "bccrecipients":
+		rs = m.Bcc
+	}
+	for _, r := range rs {
+		if strings.EqualFold(r.Address, f.address) {
+			return true
+		}
+	}
+	return false
+}
+
+// parenthesised says whether a clause is wholly inside one pair of
+// parentheses, and answers what is inside.
+func parenthesised(s string) (string, bool) {
+	s = strings.TrimSpace(s)
+	if len(s) < 2 || s[0] != '(' || s[len(s)-1] != ')' {
+		return "", false
+	}
+	depth, inQuote := 0, false
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\'':
+			inQuote = !inQuote
+		case inQuote:
+		case c == '(':
+			depth++
+		case c == ')':
+			depth--
+			if depth == 0 && i != len(s)-1 {
+				return "", false // "(a) and (b)" is not one group
+			}
+		}
+	}
+	return s[1 : len(s)-1], depth == 0
 }

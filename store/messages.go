@@ -216,6 +216,9 @@ type Page struct {
 	// here, an arrival there) is one update and never a deletion followed
 	// by a creation, whichever folder is read first.
 	DeferRemovals bool
+	// ContactFilter keeps only the messages from or to one of the
+	// mailbox's contacts, and those already stored (docs/contacts.md).
+	ContactFilter bool
 }
 
 var messageColumns = []string{
@@ -245,32 +248,15 @@ func (s *Store) ApplyPage(ctx context.Context, mailboxID string, p Page) error {
 		if err := notDetached(ctx, tx, mailboxID); err != nil {
 			return err
 		}
-		if len(msgs) > 0 {
-			if _, err := tx.Exec(ctx, `CREATE TEMP TABLE stage_messages (LIKE messages INCLUDING DEFAULTS) ON COMMIT DROP`); err != nil {
-				return fmt.Errorf("store: staging table: %w", err)
-			}
-			rows := make([][]any, len(msgs))
-			for i, m := range msgs {
-				to, _ := json.Marshal(nonNil(m.To))
-				cc, _ := json.Marshal(nonNil(m.Cc))
-				bcc, _ := json.Marshal(nonNil(m.Bcc))
-				cats := m.Categories
-				if cats == nil {
-					cats = []string{}
-				}
-				rows[i] = []any{mailboxID, m.ID, m.FolderID, m.InternetMessageID, m.ConversationID, m.ChangeKey, m.Subject,
-					m.From.Name, m.From.Address, string(to), string(cc), string(bcc), nullTime(m.Received), nullTime(m.Sent),
-					m.IsRead, m.IsDraft, cats, m.Importance, m.HasAttachments, m.BodyPreview, m.BodyContentType, m.Body}
-			}
-			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"stage_messages"}, messageColumns, pgx.CopyFromRows(rows)); err != nil {
-				return fmt.Errorf("store: copy page: %w", err)
-			}
-			if _, err := tx.Exec(ctx, mergeStatement(p.Events), mailboxID); err != nil {
-				return fmt.Errorf("store: merge page: %w", err)
-			}
-			if err := replaceAttachments(ctx, tx, mailboxID, msgs); err != nil {
+		if p.ContactFilter {
+			kept, err := filterToContacts(ctx, tx, mailboxID, msgs)
+			if err != nil {
 				return err
 			}
+			msgs = kept
+		}
+		if err := mergeMessages(ctx, tx, mailboxID, msgs, p.Events); err != nil {
+			return err
 		}
 		switch {
 		case len(p.Removed) > 0 && p.DeferRemovals:
@@ -308,6 +294,41 @@ func (s *Store) ApplyPage(ctx context.Context, mailboxID string, p Page) error {
 		}
 		return nil
 	})
+}
+
+// mergeMessages stages messages and merges them (insert or update by
+// immutable ID), replacing their attachments; with events, each real
+// change is recorded.
+func mergeMessages(ctx context.Context, tx pgx.Tx, mailboxID string, msgs []Message, events bool) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE stage_messages (LIKE messages INCLUDING DEFAULTS) ON COMMIT DROP`); err != nil {
+		return fmt.Errorf("store: staging table: %w", err)
+	}
+	rows := make([][]any, len(msgs))
+	for i, m := range msgs {
+		to, _ := json.Marshal(nonNil(m.To))
+		cc, _ := json.Marshal(nonNil(m.Cc))
+		bcc, _ := json.Marshal(nonNil(m.Bcc))
+		cats := m.Categories
+		if cats == nil {
+			cats = []string{}
+		}
+		rows[i] = []any{mailboxID, m.ID, m.FolderID, m.InternetMessageID, m.ConversationID, m.ChangeKey, m.Subject,
+			m.From.Name, m.From.Address, string(to), string(cc), string(bcc), nullTime(m.Received), nullTime(m.Sent),
+			m.IsRead, m.IsDraft, cats, m.Importance, m.HasAttachments, m.BodyPreview, m.BodyContentType, m.Body}
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"stage_messages"}, messageColumns, pgx.CopyFromRows(rows)); err != nil {
+		return fmt.Errorf("store: copy page: %w", err)
+	}
+	if _, err := tx.Exec(ctx, mergeStatement(events), mailboxID); err != nil {
+		return fmt.Errorf("store: merge page: %w", err)
+	}
+	if err := replaceAttachments(ctx, tx, mailboxID, msgs); err != nil {
+		return err
+	}
+	return nil
 }
 
 // mergeStatement upserts the staged page. Rows whose content did not
@@ -509,4 +530,38 @@ func lockForDetach(ctx context.Context, tx pgx.Tx, mailboxID string) error {
 		return fmt.Errorf("store: lock mailbox %s: %w", mailboxID, err)
 	}
 	return nil
+}
+
+// Keep says what of a message's content a storage policy keeps.
+type Keep struct {
+	Bodies, Previews, Attachments bool
+}
+
+// StripContent deletes what a mailbox's stored messages hold beyond what
+// is kept (the storage policy now keeps less): bodies, previews, the
+// attachments' metadata. It returns the messages changed.
+func (s *Store) StripContent(ctx context.Context, mailboxID string, keep Keep) (int64, error) {
+	var n int64
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `
+			UPDATE messages SET
+				body = CASE WHEN $2 THEN body END, body_content_type = CASE WHEN $2 THEN body_content_type END,
+				body_preview = CASE WHEN $3 THEN body_preview END, updated_at = now()
+			WHERE mailbox_id = $1 AND (NOT $2 AND (body IS NOT NULL OR body_content_type IS NOT NULL)
+			                           OR NOT $3 AND body_preview IS NOT NULL)`, mailboxID, keep.Bodies, keep.Previews)
+		if err != nil {
+			return err
+		}
+		n = tag.RowsAffected()
+		if !keep.Attachments {
+			if _, err := tx.Exec(ctx, `DELETE FROM attachments WHERE mailbox_id = $1`, mailboxID); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store: strip content of %s: %w", mailboxID, err)
+	}
+	return n, nil
 }

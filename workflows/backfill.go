@@ -1,6 +1,9 @@
 package workflows
 
 import (
+	"math"
+	"time"
+
 	"go.temporal.io/sdk/workflow"
 )
 
@@ -17,6 +20,16 @@ func Backfill(ctx workflow.Context, in BackfillInput) (BackfillResult, error) {
 	if err != nil {
 		return BackfillResult{}, err
 	}
+	// Every folder's progress, with its total, is shown from the start.
+	if workflow.GetVersion(ctx, "backfill-progress-upfront", workflow.DefaultVersion, 1) == 1 && in.ParentID != "" && len(found.Folders) > 0 {
+		all := make([]FolderProgress, 0, len(found.Folders))
+		for _, f := range found.Folders {
+			all = append(all, FolderProgress{ID: f.ID, Name: f.Name, Total: f.Total})
+		}
+		if err := workflow.SignalExternalWorkflow(ctx, in.ParentID, "", SignalBackfillProgress, BackfillProgress{Run: in.Run, Folders: all}).Get(ctx, nil); err != nil {
+			log.Warn("progress signal", "err", err)
+		}
+	}
 	page := backfillFolder
 	page.opts = backfillPage(in.HeartbeatTimeout)
 	concurrency := max(in.Concurrency, 1)
@@ -31,11 +44,11 @@ func Backfill(ctx workflow.Context, in BackfillInput) (BackfillResult, error) {
 			running++
 			workflow.Go(ctx, func(gctx workflow.Context) {
 				defer func() { running-- }()
-				p := FolderProgress{ID: f.ID, Name: f.Name}
+				p := FolderProgress{ID: f.ID, Name: f.Name, Total: f.Total}
 				for {
 					r, err := page.run(gctx, BackfillFolderInput{
 						ConnectionID: in.ConnectionID, MailboxID: in.MailboxID, UserID: in.UserID, FolderID: f.ID, WindowStart: in.WindowStart,
-						StoreBodies: in.StoreBodies, PageSize: in.PageSize, Budget: folderBudget,
+						StoreBodies: in.StoreBodies, ContactFilter: in.ContactFilter, Bodies: in.Bodies, PageSize: in.PageSize, Budget: folderBudget,
 					})
 					if err != nil {
 						if firstErr == nil {
@@ -84,4 +97,27 @@ func Backfill(ctx workflow.Context, in BackfillInput) (BackfillResult, error) {
 		out.Fetched += r.Fetched
 	}
 	return out, nil
+}
+
+// estimate sums a running backfill's folders up: what was fetched, of
+// what total, and when it should end at the pace since it began.
+func estimate(b BackfillState, now time.Time) *BackfillEstimate {
+	e := &BackfillEstimate{}
+	for _, f := range b.Folders {
+		e.Fetched += f.Fetched
+		if f.Done {
+			e.Total += f.Fetched
+		} else {
+			e.Total += max(f.Total, f.Fetched)
+		}
+	}
+	if e.Total > 0 {
+		e.Percent = math.Round(1000*float64(e.Fetched)/float64(e.Total)) / 10
+	}
+	if e.Fetched > 0 && !b.Started.IsZero() && now.After(b.Started) {
+		elapsed := now.Sub(b.Started)
+		left := time.Duration(float64(elapsed) * float64(e.Total-e.Fetched) / float64(e.Fetched))
+		e.EstimatedEnd = now.Add(left).Truncate(time.Second)
+	}
+	return e
 }

@@ -30,6 +30,9 @@ const (
 	ActivityRecordSend          = "RecordSend"
 	ActivitySendMailOnce        = "SendMailOnce"
 	ActivitySendConnectionState = "SendConnectionState"
+	ActivityFetchContactMail    = "FetchContactMail"
+	ActivityApplyContactFilter  = "ApplyContactFilter"
+	ActivityStripContent        = "StripContent"
 )
 
 // None is the result of an activity that returns only an error.
@@ -187,6 +190,9 @@ var (
 	recordSend          = call[RecordSendInput, None]{ActivityRecordSend, bookkeeping}
 	sendMailOnce        = call[SendRef, SubmitSendResult]{ActivitySendMailOnce, submitOnce}
 	sendConnection      = call[SendStateInput, SendConnectionResult]{ActivitySendConnectionState, bookkeeping}
+	fetchContactMail    = call[FetchContactMailInput, FetchContactMailResult]{ActivityFetchContactMail, graphCall(10 * time.Minute)}
+	applyContactFilter  = call[ContactFilterInput, ContactFilterResult]{ActivityApplyContactFilter, sagaStep}
+	stripContent        = call[StripContentInput, StripContentResult]{ActivityStripContent, sagaStep}
 )
 
 // Activities lists every activity the workflows call, with its types.
@@ -196,5 +202,6 @@ func Activities() []ActivitySpec {
 		backfillFolder.spec(), syncFolders.spec(), ensureSubscription.spec(), renewSubscription.spec(),
 		deleteSubscriptions.spec(), purgeSecrets.spec(), applyRetention.spec(), checkMailbox.spec(), registerMailbox.spec(),
 		prepareSend.spec(), submitSend.spec(), locateSend.spec(), recordSend.spec(), sendMailOnce.spec(), sendConnection.spec(),
+		fetchContactMail.spec(), applyContactFilter.spec(), stripContent.spec(),
 	}
 }

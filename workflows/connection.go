@@ -30,6 +30,7 @@ type connection struct {
 	lifecycle   workflow.ReceiveChannel
 	credential  workflow.ReceiveChannel
 	ended       workflow.ReceiveChannel
+	contacts    workflow.ReceiveChannel
 	// cancelBackfill cancels the running backfill child (set while one
 	// runs; a run never continues as new under a running backfill).
 	cancelBackfill workflow.CancelFunc
@@ -109,6 +110,7 @@ func (c *connection) registerHandlers(ctx workflow.Context) error {
 	c.lifecycle = workflow.GetSignalChannel(ctx, SignalLifecycle)
 	c.credential = workflow.GetSignalChannel(ctx, SignalCredential)
 	c.ended = workflow.GetSignalChannel(ctx, SignalMailboxEnded)
+	c.contacts = workflow.GetSignalChannel(ctx, SignalContacts)
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		for {
 			sel := workflow.NewSelector(ctx)
@@ -136,6 +138,10 @@ func (c *connection) registerHandlers(ctx workflow.Context) error {
 				var e MailboxEnded
 				ch.Receive(ctx, &e)
 				delete(c.s.Mailboxes, e.MailboxID)
+			})
+			sel.AddReceive(c.contacts, func(ch workflow.ReceiveChannel, _ bool) {
+				ch.Receive(ctx, nil)
+				c.s.Pending.Contacts = true
 			})
 			sel.Select(ctx)
 			if ctx.Err() != nil {
@@ -275,6 +281,8 @@ func (c *connection) onSettings(ctx workflow.Context, in Settings) (Status, erro
 		return Status{}, err
 	}
 	defer c.settingsMu.Unlock()
+	c.contactFilterChanged(c.s.Settings.ContactFilter, in.ContactFilter)
+	c.bodiesChanged(c.s.Settings.WithDefaults().Bodies, in.WithDefaults().Bodies)
 	c.s.Settings = in.WithDefaults()
 	want := c.s.Settings
 	c.settingsErr = nil
@@ -401,12 +409,22 @@ func (c *connection) applyProgress(p BackfillProgress) {
 	if c.s.Backfill.Folders == nil {
 		c.s.Backfill.Folders = map[string]FolderProgress{}
 	}
-	c.s.Backfill.Folders[p.Folder.ID] = p.Folder
+	for _, f := range p.Folders {
+		if _, seen := c.s.Backfill.Folders[f.ID]; !seen {
+			c.s.Backfill.Folders[f.ID] = f
+		}
+	}
+	if p.Folder.ID != "" {
+		c.s.Backfill.Folders[p.Folder.ID] = p.Folder
+	}
 }
 
 func (c *connection) status(ctx workflow.Context) Status {
 	st := Status{ConnectionState: c.s, HistoryLen: workflow.GetInfo(ctx).GetCurrentHistoryLength()}
 	st.NextAction, st.NextActionAt = c.nextAction(ctx)
+	if c.s.Backfill.Running {
+		st.Progress = estimate(c.s.Backfill, workflow.Now(ctx))
+	}
 	return st
 }
 
@@ -626,7 +644,8 @@ func (c *connection) sync(ctx workflow.Context) {
 	started := workflow.Now(ctx)
 	reanchor := c.s.Pending.Reanchor
 	in := SyncFoldersInput{
-		ConnectionID: c.credentialID(), MailboxID: c.mailboxID(), UserID: c.s.UserID, StoreBodies: c.s.Settings.StoreBodies(), PageSize: c.opts.PageSize, Reanchor: reanchor,
+		ConnectionID: c.credentialID(), MailboxID: c.mailboxID(), UserID: c.s.UserID, StoreBodies: c.s.Settings.StoreBodies(),
+		ContactFilter: c.s.Settings.ContactFilter, Bodies: c.s.Settings.Bodies, PageSize: c.opts.PageSize, Reanchor: reanchor,
 	}
 	var res SyncFoldersResult
 	var err error
@@ -777,12 +796,13 @@ func (c *connection) startBackfill(ctx workflow.Context) {
 	b.Runs++
 	b.Running = true
 	b.Target = c.backfillTarget(ctx)
+	b.Started = workflow.Now(ctx)
 	b.LastError = ""
 	b.Folders = map[string]FolderProgress{}
 	roots := slices.Clone(c.s.Settings.Folders)
 	in := BackfillInput{
 		ConnectionID: c.credentialID(), MailboxID: c.mailboxID(), ParentID: workflow.GetInfo(ctx).WorkflowExecution.ID, Run: b.Runs, UserID: c.s.UserID,
-		Roots: roots, WindowStart: b.Target, StoreBodies: c.s.Settings.StoreBodies(),
+		Roots: roots, WindowStart: b.Target, StoreBodies: c.s.Settings.StoreBodies(), ContactFilter: c.s.Settings.ContactFilter, Bodies: c.s.Settings.Bodies,
 		PageSize: c.opts.PageSize, Concurrency: c.opts.FolderConcurrency, HeartbeatTimeout: c.opts.HeartbeatTimeout,
 	}
 	// The child runs on the parent's task queue; cancelling its context
@@ -901,6 +921,9 @@ func (c *connection) drainSignals(ctx workflow.Context) {
 			break
 		}
 		delete(c.s.Mailboxes, e.MailboxID)
+	}
+	for c.contacts.ReceiveAsync(nil) {
+		c.s.Pending.Contacts = true
 	}
 }
 

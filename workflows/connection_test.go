@@ -56,6 +56,14 @@ type fakes struct {
 	refuseSettings bool
 	// refused are the addresses CheckMailbox finds unreachable.
 	refused []string
+	// unfetched counts contacts whose past mail waits; contactFetches
+	// and filterOns record the calls that fetch it or apply the filter;
+	// syncIns are the delta rounds' inputs.
+	unfetched      atomic.Int64
+	strips         []string
+	contactFetches []FetchContactMailInput
+	filterOns      atomic.Int32
+	syncIns        []SyncFoldersInput
 }
 
 func (f *fakes) mark(name string, t time.Time) {
@@ -115,6 +123,9 @@ func (f *fakes) register(env *testsuite.TestWorkflowEnvironment) {
 	env.RegisterActivityWithOptions(func(ctx context.Context, in SyncFoldersInput) (SyncFoldersResult, error) {
 		f.syncs.Add(1)
 		f.mark(ActivitySyncFolders, env.Now())
+		f.mu.Lock()
+		f.syncIns = append(f.syncIns, in)
+		f.mu.Unlock()
 		if activity.GetInfo(ctx).IsLocalActivity {
 			f.localSyncs.Add(1)
 			if f.syncHang.Add(-1) >= 0 {
@@ -198,6 +209,25 @@ func (f *fakes) register(env *testsuite.TestWorkflowEnvironment) {
 		}
 		return nil
 	}, activity.RegisterOptions{Name: ActivityRecordState})
+	env.RegisterActivityWithOptions(func(ctx context.Context, in FetchContactMailInput) (FetchContactMailResult, error) {
+		f.mu.Lock()
+		f.contactFetches = append(f.contactFetches, in)
+		f.mu.Unlock()
+		n := min(f.unfetched.Load(), int64(in.Batch))
+		left := f.unfetched.Add(-n)
+		return FetchContactMailResult{Contacts: n, Messages: 3 * n, Requests: int(9 * n), Remaining: left}, nil
+	}, activity.RegisterOptions{Name: ActivityFetchContactMail})
+	env.RegisterActivityWithOptions(func(ctx context.Context, in ContactFilterInput) (ContactFilterResult, error) {
+		f.filterOns.Add(1)
+		f.unfetched.Store(0)
+		return ContactFilterResult{Deleted: 7}, nil
+	}, activity.RegisterOptions{Name: ActivityApplyContactFilter})
+	env.RegisterActivityWithOptions(func(ctx context.Context, in StripContentInput) (StripContentResult, error) {
+		f.mu.Lock()
+		f.strips = append(f.strips, in.Bodies)
+		f.mu.Unlock()
+		return StripContentResult{Messages: 3}, nil
+	}, activity.RegisterOptions{Name: ActivityStripContent})
 }
 
 func input() ConnectionInput {
@@ -490,7 +520,9 @@ func TestContinueAsNewDrainsUnreadSignals(t *testing.T) {
 		lifecycle.Send(ctx, LifecycleSignal{Event: LifecycleSubscriptionRemoved, SubscriptionID: "sub-replaced"})
 		credential, ended := workflow.NewBufferedChannel(ctx, 1), workflow.NewBufferedChannel(ctx, 1)
 		ended.Send(ctx, MailboxEnded{MailboxID: "mbx-gone"})
-		c := &connection{log: workflow.GetLogger(ctx), progress: progress, changes: changes, lifecycle: lifecycle, credential: credential, ended: ended}
+		contacts := workflow.NewBufferedChannel(ctx, 1)
+		contacts.Send(ctx, nil)
+		c := &connection{log: workflow.GetLogger(ctx), progress: progress, changes: changes, lifecycle: lifecycle, credential: credential, ended: ended, contacts: contacts}
 		c.s = ConnectionState{ID: "c1", State: StateActive, Mailboxes: map[string]MailboxRef{"mbx-gone": {}, "mbx-kept": {}}}
 		c.s.Sync.SubscriptionID = "sub-1"
 		return c.continueAsNew(ctx)
@@ -498,8 +530,8 @@ func TestContinueAsNewDrainsUnreadSignals(t *testing.T) {
 	env.ExecuteWorkflow("drain")
 	next := carriedInput(t, env.GetWorkflowError())
 	p := next.State.Pending
-	if !p.Sync || !p.Renew || p.Resubscribe {
-		t.Errorf("carried pending work %+v, want sync and renew (the removal was about a replaced subscription)", p)
+	if !p.Sync || !p.Renew || p.Resubscribe || !p.Contacts {
+		t.Errorf("carried pending work %+v, want sync, renew and contacts (the removal was about a replaced subscription)", p)
 	}
 	if _, gone := next.State.Mailboxes["mbx-gone"]; gone || len(next.State.Mailboxes) != 1 {
 		t.Errorf("carried mailboxes %v, want the one that had not ended", next.State.Mailboxes)

@@ -50,6 +50,9 @@ const (
 	SignalChanges = "changes"
 	// SignalLifecycle carries a subscription lifecycle event.
 	SignalLifecycle = "lifecycle"
+	// SignalContacts says contacts were added to the mailbox: their past
+	// mail is fetched (with the contact filter on).
+	SignalContacts = "contacts"
 )
 
 // Sync modes.
@@ -92,9 +95,20 @@ const (
 	BodiesStore = "store"
 	// BodiesOnDemand fetches a body from Graph when a message is read.
 	BodiesOnDemand = "on_demand"
-	// BodiesNone neither stores nor fetches bodies.
+	// BodiesNone neither stores nor fetches bodies: nothing of a body
+	// (its preview neither) is stored, and attachments are not streamed.
 	BodiesNone = "none"
+	// BodiesMetadata stores headers only: BodiesNone without the
+	// attachments' names, types and sizes.
+	BodiesMetadata = "metadata"
 )
+
+// bodyLevels orders the policies by how much of a message they keep.
+var bodyLevels = map[string]int{BodiesMetadata: 0, BodiesNone: 1, BodiesOnDemand: 2, BodiesStore: 3}
+
+// KeepsLess says whether moving from policy was to is keeps less of each
+// message (what is stored beyond is then deleted).
+func KeepsLess(was, is string) bool { return bodyLevels[is] < bodyLevels[was] }
 
 // Features a connection asks for, or its granted scopes allow.
 type Features struct {
@@ -118,6 +132,12 @@ type Settings struct {
 	// PollMinutes is the sync interval when Graph cannot push (zero: the
 	// engine's default, 5 minutes).
 	PollMinutes int `json:"pollMinutes,omitempty"`
+	// ContactFilter stores only mail from or to the mailbox's contacts
+	// (docs/contacts.md); off by default.
+	ContactFilter bool `json:"contactFilter,omitempty"`
+	// KeepDays: mail kept at a disconnect (RetentionKeep) is deleted this
+	// many days after it (zero: kept until deleted otherwise).
+	KeepDays int `json:"keepDays,omitempty"`
 }
 
 // DefaultFolders are synced when the app names none.
@@ -154,8 +174,10 @@ func (s Settings) Validate() error {
 		return fmt.Errorf("backfill window must be between 0 and 3650 days, not %d", s.BackfillDays)
 	case s.Retention != "" && s.Retention != RetentionDelete && s.Retention != RetentionKeep:
 		return fmt.Errorf("retention must be %q or %q, not %q", RetentionDelete, RetentionKeep, s.Retention)
-	case s.Bodies != "" && s.Bodies != BodiesStore && s.Bodies != BodiesOnDemand && s.Bodies != BodiesNone:
-		return fmt.Errorf("storage.bodies must be %q, %q or %q", BodiesStore, BodiesOnDemand, BodiesNone)
+	case s.Bodies != "" && s.Bodies != BodiesStore && s.Bodies != BodiesOnDemand && s.Bodies != BodiesNone && s.Bodies != BodiesMetadata:
+		return fmt.Errorf("storage.bodies must be %q, %q, %q or %q", BodiesStore, BodiesOnDemand, BodiesNone, BodiesMetadata)
+	case s.KeepDays < 0 || s.KeepDays > 3650:
+		return fmt.Errorf("the retention period must be between 0 and 3650 days, not %d", s.KeepDays)
 	case s.PollMinutes < 0 || s.PollMinutes > 1440:
 		return fmt.Errorf("the polling interval must be between 1 and 1440 minutes, not %d", s.PollMinutes)
 	case len(s.Folders) > 0:
@@ -280,6 +302,9 @@ type FolderProgress struct {
 	Name    string `json:"name"`
 	Fetched int64  `json:"fetched"`
 	Done    bool   `json:"done"`
+	// Total is the folder's item count at Graph when the backfill began
+	// (totalItemCount: every item, also those before the window).
+	Total int64 `json:"total,omitempty"`
 }
 
 // Backoff is how often in a row a duty failed and when it may run again.
@@ -298,6 +323,8 @@ type BackfillState struct {
 	Roots []string `json:"roots,omitempty"`
 	// Target is the start of the window being backfilled.
 	Target time.Time `json:"target,omitempty"`
+	// Started is when the backfill under way (or the last) began.
+	Started time.Time `json:"started,omitempty"`
 	// Missing are roots the settings name that the mailbox does not have.
 	Missing   []string                  `json:"missing,omitempty"`
 	Folders   map[string]FolderProgress `json:"folders,omitempty"`
@@ -383,6 +410,27 @@ type ConnectionState struct {
 	// AccessLostTold: a mailbox's app was told it lost access, and its
 	// access has not been seen back since (it is told once).
 	AccessLostTold bool `json:"accessLostTold,omitempty"`
+	// Contacts is where the fetch of added contacts' past mail stands.
+	Contacts ContactsState `json:"contacts"`
+}
+
+// ContactsState is where the fetch of added contacts' past mail stands
+// (docs/contacts.md).
+type ContactsState struct {
+	// Runs counts the fetches completed (each announced by a
+	// contacts.fetched event).
+	Runs int `json:"runs,omitempty"`
+	// Fetching: a fetch is under way; Remaining contacts wait for it.
+	Fetching  bool  `json:"fetching,omitempty"`
+	Remaining int64 `json:"remaining,omitempty"`
+	// Contacts and Messages count what the fetch under way (or the last
+	// one) covered and stored.
+	Contacts      int64     `json:"contacts,omitempty"`
+	Messages      int64     `json:"messages,omitempty"`
+	StartedAt     time.Time `json:"startedAt,omitempty"`
+	LastCompleted time.Time `json:"lastCompleted,omitempty"`
+	LastError     string    `json:"lastError,omitempty"`
+	Backoff       Backoff   `json:"backoff"`
 }
 
 // RegistryMirror is the workflow's account of its registry row.
@@ -403,6 +451,14 @@ type PendingWork struct {
 	// whose delta anchors the next round drops and rebuilds from a full
 	// scan of the window.
 	Reanchor []string `json:"reanchor,omitempty"`
+	// Contacts: contacts were added whose past mail may not be fetched.
+	Contacts bool `json:"contacts,omitempty"`
+	// FilterOn: the contact filter was switched on; the mail it excludes
+	// is still to be deleted.
+	FilterOn bool `json:"filterOn,omitempty"`
+	// Strip: the body policy now keeps less; what the stored messages
+	// hold beyond it is still to be deleted.
+	Strip bool `json:"strip,omitempty"`
 }
 
 // ResyncInput asks for a delta round; with Folders (IDs or well-known
@@ -417,6 +473,21 @@ type Status struct {
 	NextAction   string    `json:"nextAction"`
 	NextActionAt time.Time `json:"nextActionAt,omitempty"`
 	HistoryLen   int       `json:"historyLength"`
+	// Progress sums up the backfill under way (nil when none runs).
+	Progress *BackfillEstimate `json:"progress,omitempty"`
+}
+
+// BackfillEstimate is how far a running backfill got, as a share of the
+// folders' totals, and when it should end at the pace so far.
+type BackfillEstimate struct {
+	Fetched int64 `json:"fetched"`
+	// Total counts, for a folder done, what it fetched; for one under
+	// way, Graph's total (an upper bound: it counts mail before the window
+	// too).
+	Total   int64   `json:"total"`
+	Percent float64 `json:"percent"`
+	// EstimatedEnd is zero until something was fetched.
+	EstimatedEnd time.Time `json:"estimatedEnd,omitempty"`
 }
 
 // ConsentInput completes (or fails) consent: a reference to the code in
@@ -428,10 +499,12 @@ type ConsentInput struct {
 	ReasonText string `json:"reasonText,omitempty"`
 }
 
-// BackfillProgress is what the backfill child signals its parent.
+// BackfillProgress is what the backfill child signals its parent: one
+// folder's progress, or (Folders) every folder's at the start.
 type BackfillProgress struct {
-	Run    int            `json:"run,omitempty"`
-	Folder FolderProgress `json:"folder"`
+	Run     int              `json:"run,omitempty"`
+	Folder  FolderProgress   `json:"folder"`
+	Folders []FolderProgress `json:"folders,omitempty"`
 }
 
 // BackfillInput starts a backfill child.
@@ -449,8 +522,13 @@ type BackfillInput struct {
 	// later have the gap fetched.
 	WindowStart time.Time `json:"windowStart"`
 	StoreBodies bool      `json:"storeBodies"`
-	PageSize    int       `json:"pageSize"`
-	Concurrency int       `json:"concurrency"`
+	// ContactFilter keeps only mail from or to the mailbox's contacts.
+	ContactFilter bool `json:"contactFilter,omitempty"`
+	// Bodies is the body storage policy (empty in inputs from before it:
+	// StoreBodies alone decides, and previews are kept).
+	Bodies      string `json:"bodies,omitempty"`
+	PageSize    int    `json:"pageSize"`
+	Concurrency int    `json:"concurrency"`
 	// HeartbeatTimeout of the page activities.
 	HeartbeatTimeout time.Duration `json:"heartbeatTimeout"`
 }
@@ -530,6 +608,8 @@ type FolderRef struct {
 	ParentID  string `json:"parentId,omitempty"`
 	Name      string `json:"name"`
 	WellKnown string `json:"wellKnown,omitempty"`
+	// Total is Graph's totalItemCount of the folder when it was listed.
+	Total int64 `json:"total,omitempty"`
 }
 
 // DiscoverFoldersInput names the root folders to sync.
@@ -555,14 +635,18 @@ type DiscoverFoldersResult struct {
 // BackfillFolderInput pages one folder for up to Budget: its first round
 // from WindowStart, or the gap before the window it already covers.
 type BackfillFolderInput struct {
-	ConnectionID string        `json:"connectionId"`
-	MailboxID    string        `json:"mailboxId,omitempty"`
-	UserID       string        `json:"userId"`
-	FolderID     string        `json:"folderId"`
-	WindowStart  time.Time     `json:"windowStart"`
-	StoreBodies  bool          `json:"storeBodies"`
-	PageSize     int           `json:"pageSize"`
-	Budget       time.Duration `json:"budget"`
+	ConnectionID string    `json:"connectionId"`
+	MailboxID    string    `json:"mailboxId,omitempty"`
+	UserID       string    `json:"userId"`
+	FolderID     string    `json:"folderId"`
+	WindowStart  time.Time `json:"windowStart"`
+	StoreBodies  bool      `json:"storeBodies"`
+	// ContactFilter keeps only mail from or to the mailbox's contacts.
+	ContactFilter bool `json:"contactFilter,omitempty"`
+	// Bodies is the body storage policy (see BackfillInput).
+	Bodies   string        `json:"bodies,omitempty"`
+	PageSize int           `json:"pageSize"`
+	Budget   time.Duration `json:"budget"`
 }
 
 // BackfillFolderResult says how far the folder got.
@@ -604,7 +688,11 @@ type SyncFoldersInput struct {
 	MailboxID    string `json:"mailboxId,omitempty"`
 	UserID       string `json:"userId"`
 	StoreBodies  bool   `json:"storeBodies"`
-	PageSize     int    `json:"pageSize"`
+	// ContactFilter keeps only mail from or to the mailbox's contacts.
+	ContactFilter bool `json:"contactFilter,omitempty"`
+	// Bodies is the body storage policy (see BackfillInput).
+	Bodies   string `json:"bodies,omitempty"`
+	PageSize int    `json:"pageSize"`
 	// Reanchor names folders (IDs or well-known names, "*" for all) to
 	// re-anchor from scratch in this round.
 	Reanchor []string `json:"reanchor,omitempty"`
@@ -676,4 +764,51 @@ type RecordEventInput struct {
 	EventID      string         `json:"eventId"`
 	Type         string         `json:"type"`
 	Data         map[string]any `json:"data,omitempty"`
+}
+
+// FetchContactMailInput fetches the past mail of up to Batch contacts
+// whose past mail was not fetched, from every synced folder, within each
+// folder's window.
+type FetchContactMailInput struct {
+	ConnectionID string `json:"connectionId"`
+	MailboxID    string `json:"mailboxId,omitempty"`
+	UserID       string `json:"userId"`
+	StoreBodies  bool   `json:"storeBodies"`
+	Bodies       string `json:"bodies,omitempty"`
+	PageSize     int    `json:"pageSize"`
+	Batch        int    `json:"batch"`
+}
+
+// FetchContactMailResult says what one batch fetched, and how many
+// contacts still wait.
+type FetchContactMailResult struct {
+	Contacts  int64 `json:"contacts"`
+	Messages  int64 `json:"messages"`
+	Requests  int   `json:"requests"`
+	Remaining int64 `json:"remaining"`
+}
+
+// ContactFilterInput names the mailbox whose contact filter was switched
+// on: the mail it excludes is deleted.
+type ContactFilterInput struct {
+	ConnectionID string `json:"connectionId"`
+	MailboxID    string `json:"mailboxId,omitempty"`
+}
+
+// ContactFilterResult counts the messages deleted.
+type ContactFilterResult struct {
+	Deleted int64 `json:"deleted"`
+}
+
+// StripContentInput deletes what a mailbox's stored messages hold beyond
+// a body policy.
+type StripContentInput struct {
+	ConnectionID string `json:"connectionId"`
+	MailboxID    string `json:"mailboxId,omitempty"`
+	Bodies       string `json:"bodies"`
+}
+
+// StripContentResult counts the messages changed.
+type StripContentResult struct {
+	Messages int64 `json:"messages"`
 }

@@ -22,6 +22,9 @@ type duty struct {
 // activeDuties are the duties of an active connection, most urgent first.
 var activeDuties = []duty{
 	{"starting a backfill", (*connection).backfillDue, (*connection).startBackfill},
+	{"deleting the mail the contact filter excludes", (*connection).filterOnDue, (*connection).applyFilterOn},
+	{"deleting stored content the storage policy no longer keeps", (*connection).stripDue, (*connection).strip},
+	{"fetching added contacts' past mail", (*connection).contactsDue, (*connection).fetchContacts},
 	{"subscribing to changes", (*connection).subscribeDue, (*connection).subscribe},
 	{"renewing the subscription", (*connection).renewDue, (*connection).renew},
 	{"next delta round", (*connection).syncDue, (*connection).sync},

@@ -227,5 +227,6 @@ func (c *connection) writeRegistry(ctx workflow.Context, state string) bool {
 
 func settingsEqual(a, b Settings) bool {
 	return a.BackfillDays == b.BackfillDays && slices.Equal(a.Folders, b.Folders) && a.Bodies == b.Bodies &&
-		a.Features == b.Features && a.Retention == b.Retention && a.PollMinutes == b.PollMinutes
+		a.Features == b.Features && a.Retention == b.Retention && a.PollMinutes == b.PollMinutes &&
+		a.ContactFilter == b.ContactFilter && a.KeepDays == b.KeepDays
 }

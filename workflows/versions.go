@@ -12,6 +12,9 @@ package workflows
 //     administrator approves the app moves the connection to
 //     admin_consent_required (lifecycle.go, refusedState); before, the
 //     connection kept its state with the reason.
+//   - backfill-progress-upfront: the backfill child tells its parent
+//     every folder (with Graph's total) before paging (backfill.go); before,
+//     a folder appeared after its first page.
 //
 // The histories in testdata/ were recorded before the first of them.
 //
@@ -19,4 +22,4 @@ package workflows
 // ID when the field's absence keeps the old behaviour: results recorded
 // before it replay as they ran. So it is with the renewal time taken from
 // the lifetime Graph granted (SubscriptionResult.Requested, renewalTime).
-var changeIDs = []string{"admin-consent-state"}
+var changeIDs = []string{"admin-consent-state", "backfill-progress-upfront"}

@@ -25,6 +25,7 @@ import (
 	"github.com/outlookd/outlookd/mailreader"
 	"github.com/outlookd/outlookd/metrics"
 	"github.com/outlookd/outlookd/outbox"
+	"github.com/outlookd/outlookd/retention"
 	"github.com/outlookd/outlookd/store"
 	"github.com/outlookd/outlookd/temporalconn"
 	"github.com/outlookd/outlookd/vault"
@@ -152,6 +153,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 			}
 			return worker.Run(gctx, tc, worker.Options{TaskQueue: cfg.TaskQueue, Logger: log.With("component", "worker"), CacheSize: cfg.WorkflowCache, Register: worker.Register(acts)})
 		})
+		sweeper := &retention.Sweeper{Store: st, Log: log.With("component", "retention")}
+		g.Go(func() error { return sweeper.Run(gctx) })
 	}
 	if *role == roleAll || *role == roleAPI {
 		changes, lifecycle := cfg.Notifications()

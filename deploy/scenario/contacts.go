@@ -1,0 +1,215 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/outlookd/outlookd/graphsim"
+	"github.com/outlookd/outlookd/workflows"
+)
+
+// contactsState is what the scenario reads of a connection's contacts.
+type contactsState struct {
+	Contacts *struct {
+		Fetching      bool    `json:"fetching"`
+		Waiting       int64   `json:"waiting"`
+		LastFetchedAt *string `json:"last_fetched_at"`
+	} `json:"contacts"`
+}
+
+// addContacts adds contacts and waits until their past mail is fetched
+// (the connection's last fetch ended after the request), answering how
+// long that took.
+func (w *world) addContacts(id string, addrs []string) (time.Duration, error) {
+	var before contactsState
+	if _, err := w.call("GET", "/v1/connections/"+id, nil, &before); err != nil {
+		return 0, err
+	}
+	last := ""
+	if before.Contacts != nil && before.Contacts.LastFetchedAt != nil {
+		last = *before.Contacts.LastFetchedAt
+	}
+	body := make([]map[string]string, 0, len(addrs))
+	for _, a := range addrs {
+		body = append(body, map[string]string{"address": a})
+	}
+	start := time.Now()
+	if st, err := w.call("POST", "/v1/connections/"+id+"/contacts", map[string]any{"contacts": body}, nil); err != nil || st != 200 {
+		return 0, fmt.Errorf("add %d contacts: %d %v", len(addrs), st, err)
+	}
+	err := waitFor(10*time.Minute, func() error {
+		var s contactsState
+		if _, err := w.call("GET", "/v1/connections/"+id, nil, &s); err != nil {
+			return err
+		}
+		k := s.Contacts
+		if k == nil || k.Fetching || k.Waiting != 0 || k.LastFetchedAt == nil || *k.LastFetchedAt == last {
+			return fmt.Errorf("the contacts' past mail is not fetched yet")
+		}
+		return nil
+	})
+	return time.Since(start), err
+}
+
+// compareFiltered counts what Postgres lacks, and what it holds beyond,
+// graphsim's ground truth filtered as the contact filter does: the synced
+// folders' messages since the window from or to (sender, To, Cc) a
+// contact.
+func (w *world) compareFiltered(ctx context.Context, id, user string, since time.Time, contacts map[string]bool) (lost, extra, want int, err error) {
+	truth, err := w.sim.GroundTruth(ctx, user)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	rows, err := w.st.Pool().Query(ctx, `SELECT id FROM folders WHERE mailbox_id = $1`, id)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	synced := map[string]bool{}
+	for rows.Next() {
+		var f string
+		if err := rows.Scan(&f); err != nil {
+			rows.Close()
+			return 0, 0, 0, err
+		}
+		synced[f] = true
+	}
+	rows.Close()
+	wanted := map[string]bool{}
+	for _, m := range truth.Messages {
+		if !synced[m.FolderID] || m.Received.Before(since) {
+			continue
+		}
+		match := contacts[strings.ToLower(m.From.Address)]
+		for _, r := range append(append([]graphsim.Recipient(nil), m.To...), m.Cc...) {
+			match = match || contacts[strings.ToLower(r.Address)]
+		}
+		if match {
+			wanted[m.ImmutableID] = true
+		}
+	}
+	msgs, err := w.st.Messages(ctx, id)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	have := map[string]bool{}
+	for _, m := range msgs {
+		have[m.ID] = true
+		if !wanted[m.ID] {
+			extra++
+		}
+	}
+	for mid := range wanted {
+		if !have[mid] {
+			lost++
+		}
+	}
+	return lost, extra, len(wanted), nil
+}
+
+// contactFilter: a mailbox of size messages synced with the contact filter;
+// 200 contacts (150 at first), 50 added and 20 removed with their mail
+// while mail arrives; compared with the filtered ground truth, and the time
+// one added contact's past mail takes against the full backfill's.
+func contactFilter(ctx context.Context, w *world, size int) (result, error) {
+	var r result
+	if _, err := w.sim.Generate(ctx, adele, graphsim.GenerateSpec{Count: size, Days: 25, Folders: workflows.DefaultFolders, Seed: 21, Correspondents: 400}); err != nil {
+		return r, err
+	}
+	truth, err := w.sim.GroundTruth(ctx, adele)
+	if err != nil {
+		return r, err
+	}
+	seen := map[string]bool{strings.ToLower(adele): true}
+	var people []string
+	for _, m := range truth.Messages {
+		for _, rc := range append(append([]graphsim.Recipient{m.From}, m.To...), m.Cc...) {
+			if a := strings.ToLower(rc.Address); a != "" && !seen[a] {
+				seen[a] = true
+				people = append(people, a)
+			}
+		}
+	}
+	slices.Sort(people)
+	if len(people) < 202 {
+		return r, fmt.Errorf("only %d correspondents; the scenario needs more than 201", len(people))
+	}
+	first, later, one := people[:150], people[150:200], people[200]
+
+	start := time.Now()
+	c, err := w.connect(adele, map[string]any{"backfill_days": 30, "contact_filter": true})
+	if err != nil {
+		return r, err
+	}
+	backfill := time.Since(start)
+	since := covered(c)
+	contacts := map[string]bool{}
+	d, err := w.addContacts(c.ID, first)
+	if err != nil {
+		return r, err
+	}
+	for _, a := range first {
+		contacts[a] = true
+	}
+	r.add("fetch_150_s", fmt.Sprintf("%.1f", d.Seconds()))
+
+	// Live mail from contacts and strangers while 50 are added and 20
+	// removed with their mail.
+	var live []graphsim.MessageSpec
+	for i := range 40 {
+		from := people[(i*7)%len(people)]
+		live = append(live, graphsim.MessageSpec{Subject: fmt.Sprintf("live %d", i), From: graphsim.Recipient{Address: strings.ToUpper(from[:1]) + from[1:]}})
+	}
+	if _, err := w.sim.InjectMessages(ctx, adele, live[:20]...); err != nil {
+		return r, err
+	}
+	d, err = w.addContacts(c.ID, later)
+	if err != nil {
+		return r, err
+	}
+	for _, a := range later {
+		contacts[a] = true
+	}
+	r.add("fetch_50_s", fmt.Sprintf("%.1f", d.Seconds()))
+	removed := first[:20]
+	var rm struct {
+		Removed         int64 `json:"removed"`
+		MessagesDeleted int64 `json:"messages_deleted"`
+	}
+	if st, err := w.call("POST", "/v1/connections/"+c.ID+"/contacts/remove", map[string]any{"addresses": removed, "mail": "delete"}, &rm); err != nil || st != 200 || rm.Removed != 20 {
+		return r, fmt.Errorf("remove 20 contacts: %d %v %+v", st, err, rm)
+	}
+	for _, a := range removed {
+		delete(contacts, a)
+	}
+	r.add("deleted_with_contacts", rm.MessagesDeleted)
+	if _, err := w.sim.InjectMessages(ctx, adele, live[20:]...); err != nil {
+		return r, err
+	}
+	// One more contact: the time its past mail takes.
+	d, err = w.addContacts(c.ID, []string{one})
+	if err != nil {
+		return r, err
+	}
+	contacts[one] = true
+	r.add("one_contact_s", fmt.Sprintf("%.2f", d.Seconds()))
+	r.add("full_backfill_s", fmt.Sprintf("%.1f", backfill.Seconds()))
+
+	var want int
+	err = waitFor(2*time.Minute, func() error {
+		var err error
+		r.lost, r.dup, want, err = w.compareFiltered(ctx, c.ID, adele, since, contacts)
+		if err == nil && (r.lost != 0 || r.dup != 0) {
+			err = fmt.Errorf("lost=%d extra=%d against the filtered truth", r.lost, r.dup)
+		}
+		return err
+	})
+	r.add("stored", want)
+	r.add("contacts", len(contacts))
+	if n := w.events(c.ID, "contacts.fetched"); n < 3 {
+		return r, fmt.Errorf("%d contacts.fetched events, want at least 3", n)
+	}
+	return r, err
+}
