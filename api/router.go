@@ -102,6 +102,8 @@ func NewRouter(d Deps) *gin.Engine {
 	a.GET("/connections/:id/messages", s.listMessages)
 	a.GET("/connections/:id/messages/:mid", s.getMessage)
 	a.GET("/connections/:id/messages/:mid/attachments/:aid", s.getAttachment)
+	a.PUT("/connections/:id/credential", s.rotateCredential)
+	a.GET("/connections/:id/directory", s.listDirectory)
 	a.GET("/connections/:id/mailboxes", s.listMailboxes)
 	a.POST("/connections/:id/mailboxes", s.attachMailbox)
 	a.GET("/connections/:id/mailboxes/:mbx", s.getMailbox)
