@@ -84,11 +84,11 @@ type DiscoveryState struct {
 	LastRound time.Time `json:"lastRound,omitempty"`
 	// RoundEnded: the round's last page was read; it ends once its
 	// changes are applied.
-	RoundEnded bool  `json:"roundEnded,omitempty"`
-	Joined     int64 `json:"joined"`
-	Left      int64     `json:"left"`
-	LastError string    `json:"lastError,omitempty"`
-	Backoff   Backoff   `json:"backoff"`
+	RoundEnded bool    `json:"roundEnded,omitempty"`
+	Joined     int64   `json:"joined"`
+	Left       int64   `json:"left"`
+	LastError  string  `json:"lastError,omitempty"`
+	Backoff    Backoff `json:"backoff"`
 }
 
 // Names of the application connection's handlers.
