@@ -45,6 +45,11 @@ func (cr Credentials) Check(ctx context.Context, cred identity.AppCredential) (A
 		}
 		return AppCheck{}, &identity.AppError{Reason: reason, Text: capitalFirst(err.Error()) + "."}
 	}
+	if cred.CertificatePEM != "" {
+		if _, err := identity.ParseCertificate(cred.CertificatePEM); err != nil {
+			return AppCheck{}, &identity.AppError{Reason: identity.AppInvalidCertificate, Text: capitalFirst(err.Error()) + "."}
+		}
+	}
 	tok, err := a.Identity.ClientCredentialsToken(ctx, a.httpClient(), cred)
 	if err != nil {
 		if reason, text, ok := identity.ClassifyAppError(err, cred); ok {
@@ -117,7 +122,7 @@ func (a *Activities) appRefresh(ctx context.Context, connectionID string, versio
 	if err != nil {
 		return vault.Tokens{}, fmt.Errorf("activities: credential of %s: %w", connectionID, err)
 	}
-	cred := identity.AppCredential{Tenant: vc.Tenant, ClientID: vc.ClientID, Secret: vc.Secret}
+	cred := identity.AppCredential{Tenant: vc.Tenant, ClientID: vc.ClientID, Secret: vc.Secret, CertificatePEM: vc.Certificate}
 	tok, err := a.Identity.ClientCredentialsToken(ctx, a.httpClient(), cred)
 	if err != nil {
 		if reason, text, ok := identity.ClassifyAppError(err, cred); ok {

@@ -2,7 +2,13 @@ package activities_test
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
+	"math/big"
 	"slices"
 	"testing"
 	"time"
@@ -75,6 +81,66 @@ func TestCheckApplicationCredential(t *testing.T) {
 		got, err := check.Check(ctx, cred(tenantName, good, ""))
 		if err != nil || got.TenantID != tenant || identity.MissingPermissions(got.Roles) != nil || got.Token == nil {
 			t.Errorf("a right credential (tenant %s): %+v %v", tenantName, got, err)
+		}
+	}
+}
+
+// certificatePEM makes a self-signed certificate and its key, PEM, and
+// the certificate's DER.
+func certificatePEM(t *testing.T) (string, []byte) {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "indexer"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(365 * 24 * time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk, _ := x509.MarshalPKCS8PrivateKey(key)
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})) +
+		string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pk})), der
+}
+
+// TestCheckApplicationCertificate: a certificate credential (Microsoft's
+// preferred one) signs a client assertion; one uploaded to the app works,
+// one that is not is refused, and a PEM without its key is not even sent.
+func TestCheckApplicationCertificate(t *testing.T) {
+	ctx := context.Background()
+	org := simtest.StartOrg(t, graphsim.Options{})
+	tenant := org.Tenant.Tenant.ID
+	roles := []string{"User.Read.All", "Mail.Read", "MailboxSettings.Read"}
+	app, err := org.Ctl.AddApp(ctx, graphsim.AppSpec{Name: "indexer", AppRoles: roles})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := org.Ctl.GrantConsent(ctx, graphsim.ConsentSpec{Tenant: tenant, ClientID: app.ClientID, Roles: roles}); err != nil {
+		t.Fatal(err)
+	}
+	uploaded, der := certificatePEM(t)
+	if _, err := org.Sim.AddCertificate(app.ClientID, der, time.Now().Add(365*24*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	other, _ := certificatePEM(t)
+	check := activities.Credentials{A: &activities.Activities{GraphURL: org.Sim.GraphURL(),
+		Identity: identity.Config{AuthorityURL: org.Sim.AuthorityURL()}}}
+	got, err := check.Check(ctx, identity.AppCredential{Tenant: tenant, ClientID: app.ClientID, CertificatePEM: uploaded})
+	if err != nil || got.TenantID != tenant {
+		t.Fatalf("the uploaded certificate: %+v %v", got, err)
+	}
+	for _, tc := range []struct {
+		name, pem string
+		want      identity.AppReason
+	}{
+		{"a certificate not uploaded", other, identity.AppCertificateRefused},
+		{"no private key", uploaded[:len(uploaded)/2], identity.AppInvalidCertificate},
+	} {
+		_, err := check.Check(ctx, identity.AppCredential{Tenant: tenant, ClientID: app.ClientID, CertificatePEM: tc.pem})
+		var ae *identity.AppError
+		if !errors.As(err, &ae) || ae.Reason != tc.want {
+			t.Errorf("%s: %v, want %s", tc.name, err, tc.want)
 		}
 	}
 }

@@ -22,6 +22,9 @@ type applicationRequest struct {
 	Tenant       string         `json:"tenant,omitempty"`
 	ClientID     string         `json:"client_id,omitempty"`
 	ClientSecret string         `json:"client_secret,omitempty"`
+	// ClientCertificate is a certificate credential instead of a secret:
+	// the certificate and its unencrypted private key, PEM.
+	ClientCertificate string `json:"client_certificate,omitempty"`
 	SecretExpiry *time.Time     `json:"client_secret_expires_at,omitempty"`
 	Selection    *selectionJSON `json:"selection,omitempty"`
 }
@@ -66,8 +69,8 @@ func (s *server) createApplication(c *gin.Context, who caller, req createRequest
 	case strings.TrimSpace(req.Tenant) == "":
 		problem(c, http.StatusUnprocessableEntity, "tenant_required", "An application connection needs the tenant: the directory (tenant) ID or a verified domain of the organisation.")
 		return
-	case req.ClientSecret == "":
-		problem(c, http.StatusUnprocessableEntity, "client_secret_required", "An application connection needs the client secret's value, from the app registration's Certificates & secrets.")
+	case (req.ClientSecret == "") == (req.ClientCertificate == ""):
+		problem(c, http.StatusUnprocessableEntity, "client_secret_required", "An application connection needs one credential: client_secret (the secret's value, from the app registration's Certificates & secrets) or client_certificate (the certificate uploaded there, with its private key, PEM).")
 		return
 	case req.SecretExpiry != nil && !req.SecretExpiry.After(time.Now()):
 		problem(c, http.StatusUnprocessableEntity, "client_secret_expired", "client_secret_expires_at is in the past: that secret has expired; create a new one.")
@@ -92,7 +95,7 @@ func (s *server) createApplication(c *gin.Context, who caller, req createRequest
 	defer cancel()
 	id, err := s.d.Connect.CreateApplication(cctx, connect.AppRequest{OrgID: who.Org.ID, OwnerID: owner, Visibility: vis, Settings: settings,
 		Selection: sel, SecretExpires: expires,
-		Credential: identity.AppCredential{Tenant: strings.TrimSpace(req.Tenant), ClientID: req.ClientID, Secret: req.ClientSecret}})
+		Credential: identity.AppCredential{Tenant: strings.TrimSpace(req.Tenant), ClientID: req.ClientID, Secret: req.ClientSecret, CertificatePEM: req.ClientCertificate}})
 	if appProblem(c, err) {
 		return
 	}
@@ -122,14 +125,15 @@ func (s *server) rotateCredential(c *gin.Context) {
 		return
 	}
 	var req struct {
-		ClientSecret string     `json:"client_secret"`
-		SecretExpiry *time.Time `json:"client_secret_expires_at,omitempty"`
+		ClientSecret      string     `json:"client_secret,omitempty"`
+		ClientCertificate string     `json:"client_certificate,omitempty"`
+		SecretExpiry      *time.Time `json:"client_secret_expires_at,omitempty"`
 	}
 	if !bind(c, &req) {
 		return
 	}
-	if req.ClientSecret == "" {
-		problem(c, http.StatusUnprocessableEntity, "client_secret_required", "Give the new client secret's value.")
+	if (req.ClientSecret == "") == (req.ClientCertificate == "") {
+		problem(c, http.StatusUnprocessableEntity, "client_secret_required", "Give one new credential: client_secret (its value) or client_certificate (PEM, with its private key).")
 		return
 	}
 	if disconnected(c, row) {
@@ -145,7 +149,7 @@ func (s *server) rotateCredential(c *gin.Context) {
 	}
 	cctx, cancel := context.WithTimeout(c, 2*updateTimeout)
 	defer cancel()
-	st, err := s.d.Connect.RotateCredential(cctx, row.ID, req.ClientSecret, expires)
+	st, err := s.d.Connect.RotateCredential(cctx, row.ID, req.ClientSecret, req.ClientCertificate, expires)
 	if appProblem(c, err) {
 		return
 	}

@@ -354,7 +354,7 @@ func (s *server) createConnection(c *gin.Context) {
 		problem(c, http.StatusUnprocessableEntity, "invalid_kind", `kind must be "delegated", "service_account" or "application".`)
 		return
 	}
-	if kind != workflows.ModeApplication && (req.Tenant != "" || req.ClientSecret != "" || req.ClientID != "" || req.Selection != nil || req.SecretExpiry != nil) {
+	if kind != workflows.ModeApplication && (req.Tenant != "" || req.ClientSecret != "" || req.ClientCertificate != "" || req.ClientID != "" || req.Selection != nil || req.SecretExpiry != nil) {
 		problem(c, http.StatusUnprocessableEntity, "invalid_field", "tenant, client_id, client_secret, client_secret_expires_at and selection are for kind application only.")
 		return
 	}

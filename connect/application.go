@@ -63,8 +63,13 @@ func (s *Service) CreateApplication(ctx context.Context, r AppRequest) (string, 
 	}
 	id := "conn_" + random(12)
 	cred := r.Credential
+	if r.SecretExpires.IsZero() && cred.CertificatePEM != "" {
+		if c, err := identity.ParseCertificate(cred.CertificatePEM); err == nil {
+			r.SecretExpires = c.NotAfter
+		}
+	}
 	if err := s.Tokens.PutAppCredential(ctx, id, vault.AppCredential{Tenant: cred.Tenant, ClientID: cred.ClientID, Secret: cred.Secret,
-		SecretExpires: r.SecretExpires}); err != nil {
+		Certificate: cred.CertificatePEM, SecretExpires: r.SecretExpires}); err != nil {
 		return "", err
 	}
 	if err := s.Apps.StoreToken(ctx, id, chk); err != nil {
@@ -95,12 +100,12 @@ func (s *Service) CreateApplication(ctx context.Context, r AppRequest) (string, 
 	return id, nil
 }
 
-// RotateCredential checks a new client secret of an application
-// connection (for the tenant and client it has), stores it in Vault in
-// place of the old one, and tells the workflow, which resumes if it was
-// waiting for it. The old secret is used until the new one is stored, so
-// there is no gap.
-func (s *Service) RotateCredential(ctx context.Context, connectionID, secret string, expires time.Time) (workflows.Status, error) {
+// RotateCredential checks a new client secret (or certificate, PEM with
+// its key) of an application connection, for the tenant and client it has,
+// stores it in Vault in place of the old one, and tells the workflow,
+// which resumes if it was waiting for it. The old credential is used until
+// the new one is stored, so there is no gap.
+func (s *Service) RotateCredential(ctx context.Context, connectionID, secret, certificatePEM string, expires time.Time) (workflows.Status, error) {
 	if s.Apps == nil {
 		return workflows.Status{}, errors.New("connect: no application checker configured")
 	}
@@ -108,12 +113,18 @@ func (s *Service) RotateCredential(ctx context.Context, connectionID, secret str
 	if err != nil {
 		return workflows.Status{}, err
 	}
-	cred := identity.AppCredential{Tenant: old.Tenant, ClientID: old.ClientID, Secret: secret}
+	cred := identity.AppCredential{Tenant: old.Tenant, ClientID: old.ClientID, Secret: secret, CertificatePEM: certificatePEM}
 	chk, err := s.Apps.Check(ctx, cred)
 	if err != nil {
 		return workflows.Status{}, err
 	}
-	if err := s.Tokens.PutAppCredential(ctx, connectionID, vault.AppCredential{Tenant: old.Tenant, ClientID: old.ClientID, Secret: secret, SecretExpires: expires}); err != nil {
+	if expires.IsZero() && certificatePEM != "" {
+		if c, err := identity.ParseCertificate(certificatePEM); err == nil {
+			expires = c.NotAfter
+		}
+	}
+	if err := s.Tokens.PutAppCredential(ctx, connectionID, vault.AppCredential{Tenant: old.Tenant, ClientID: old.ClientID, Secret: secret,
+		Certificate: certificatePEM, SecretExpires: expires}); err != nil {
 		return workflows.Status{}, err
 	}
 	if err := s.Apps.StoreToken(ctx, connectionID, chk); err != nil {

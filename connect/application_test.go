@@ -152,10 +152,10 @@ func TestApplicationConnectionSyncsTheTenant(t *testing.T) {
 	if err := e.Sim.AddSecret(org.Daemon.ClientID, "second-secret-value", time.Now().Add(180*24*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.Connect.RotateCredential(ctx, id, "wrong", time.Time{}); err == nil {
+	if _, err := e.Connect.RotateCredential(ctx, id, "wrong", "", time.Time{}); err == nil {
 		t.Error("a wrong new secret was taken")
 	}
-	st, err := e.Connect.RotateCredential(ctx, id, "second-secret-value", time.Now().Add(180*24*time.Hour))
+	st, err := e.Connect.RotateCredential(ctx, id, "second-secret-value", "", time.Now().Add(180*24*time.Hour))
 	if err != nil || st.State != workflows.StateActive || st.App.Rotations != 1 {
 		t.Fatalf("rotation: %+v %v", st.App, err)
 	}

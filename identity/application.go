@@ -2,15 +2,25 @@ package identity
 
 import (
 	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 )
@@ -22,7 +32,10 @@ type AppCredential struct {
 	// Tenant is the directory (tenant) ID or a verified domain.
 	Tenant   string
 	ClientID string
-	Secret   string
+	// Secret is a client secret; or CertificatePEM, a certificate
+	// registered on the app with its private key (ParseCertificate).
+	Secret         string
+	CertificatePEM string
 }
 
 // ApplicationPermissions are the Graph application permissions an
@@ -88,6 +101,17 @@ func (c Config) ClientCredentialsToken(ctx context.Context, hc *http.Client, cre
 		Scopes:       []string{resource + "/.default"},
 		AuthStyle:    oauth2.AuthStyleInParams,
 	}
+	if cred.Secret == "" && cred.CertificatePEM != "" {
+		cert, err := ParseCertificate(cred.CertificatePEM)
+		if err != nil {
+			return nil, err
+		}
+		a, err := assertion(cert, cred.ClientID, cc.TokenURL, time.Now())
+		if err != nil {
+			return nil, fmt.Errorf("identity: client assertion: %w", err)
+		}
+		cc.EndpointParams = url.Values{"client_assertion_type": {clientAssertionType}, "client_assertion": {a}}
+	}
 	if hc != nil {
 		ctx = context.WithValue(ctx, oauth2.HTTPClient, hc)
 	}
@@ -132,6 +156,8 @@ const (
 	AppPermissionMissing    AppReason = "permission_missing"
 	AppDirectoryUnreachable AppReason = "directory_unreachable"
 	AppCredentialRefused    AppReason = "credential_refused"
+	AppCertificateRefused   AppReason = "certificate_refused"
+	AppInvalidCertificate   AppReason = "invalid_certificate"
 )
 
 // ClassifyAppError maps a client credentials token error to a reason and a
@@ -153,6 +179,9 @@ func ClassifyAppError(err error, cred AppCredential) (AppReason, string, bool) {
 		return AppSecretExpired, "The client secret has expired: create a new one under Certificates & secrets and give it here.", true
 	case 9001023:
 		return AppPersonalTenant, ErrPersonalTenant.Error(), true
+	case 700027, 700024, 700023, 700021, 50048, 50027:
+		return AppCertificateRefused, "Microsoft refused the certificate's assertion (AADSTS" + fmt.Sprint(Code(re.ErrorDescription)) +
+			"): upload the certificate under Certificates & secrets, check that it has not expired, and give it with its private key.", true
 	}
 	return AppCredentialRefused, "Microsoft refused the credential: " + re.ErrorCode + ".", true
 }
@@ -167,3 +196,86 @@ type AppError struct {
 }
 
 func (e *AppError) Error() string { return string(e.Reason) + ": " + e.Text }
+
+// clientAssertionType is the client_assertion_type of a certificate
+// credential (RFC 7523).
+const clientAssertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+// Certificate is a certificate credential: the certificate registered on
+// the app and its private key.
+type Certificate struct {
+	DER      []byte
+	Key      crypto.Signer
+	NotAfter time.Time
+}
+
+// ParseCertificate reads a certificate credential from PEM: the
+// certificate (the first CERTIFICATE block) and its unencrypted private
+// key (PKCS #8, PKCS #1 or EC), in any order.
+func ParseCertificate(pemText string) (Certificate, error) {
+	var c Certificate
+	rest := []byte(pemText)
+	for {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			break
+		}
+		switch b.Type {
+		case "CERTIFICATE":
+			if c.DER == nil {
+				c.DER = b.Bytes
+			}
+		case "PRIVATE KEY":
+			k, err := x509.ParsePKCS8PrivateKey(b.Bytes)
+			if err != nil {
+				return c, fmt.Errorf("the private key cannot be read: %w", err)
+			}
+			s, ok := k.(crypto.Signer)
+			if !ok {
+				return c, errors.New("the private key cannot sign")
+			}
+			c.Key = s
+		case "RSA PRIVATE KEY":
+			k, err := x509.ParsePKCS1PrivateKey(b.Bytes)
+			if err != nil {
+				return c, fmt.Errorf("the private key cannot be read: %w", err)
+			}
+			c.Key = k
+		case "ENCRYPTED PRIVATE KEY":
+			return c, errors.New("the private key is encrypted; give it unencrypted (Vault keeps it)")
+		}
+	}
+	if c.DER == nil || c.Key == nil {
+		return c, errors.New("give the certificate and its private key, both PEM-encoded")
+	}
+	cert, err := x509.ParseCertificate(c.DER)
+	if err != nil {
+		return c, fmt.Errorf("the certificate cannot be read: %w", err)
+	}
+	rsaPub, ok := cert.PublicKey.(*rsa.PublicKey)
+	if !ok {
+		return c, errors.New("the certificate's key must be RSA (Microsoft's client assertions are RS256 or PS256)")
+	}
+	if k, ok := c.Key.(*rsa.PrivateKey); !ok || !k.PublicKey.Equal(rsaPub) {
+		return c, errors.New("the private key is not the certificate's")
+	}
+	c.NotAfter = cert.NotAfter
+	return c, nil
+}
+
+// assertion is the signed JWT a certificate credential presents instead
+// of a secret (docs/graph.md#certificate-credentials): RS256, x5t#S256
+// the certificate's SHA-256 thumbprint, the token endpoint as audience,
+// valid for ten minutes.
+func assertion(c Certificate, clientID, tokenURL string, now time.Time) (string, error) {
+	sum := sha256.Sum256(c.DER)
+	jti := make([]byte, 16)
+	_, _ = rand.Read(jti)
+	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{
+		"aud": tokenURL, "iss": clientID, "sub": clientID, "jti": hex.EncodeToString(jti),
+		"nbf": now.Add(-time.Minute).Unix(), "iat": now.Unix(), "exp": now.Add(10 * time.Minute).Unix(),
+	})
+	tok.Header["x5t#S256"] = base64.RawURLEncoding.EncodeToString(sum[:])
+	return tok.SignedString(c.Key)
+}
