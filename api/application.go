@@ -19,14 +19,14 @@ import (
 // connection (kind application) takes: the tenant, the app's client ID and
 // client secret, and which mailboxes to sync.
 type applicationRequest struct {
-	Tenant       string         `json:"tenant,omitempty"`
-	ClientID     string         `json:"client_id,omitempty"`
-	ClientSecret string         `json:"client_secret,omitempty"`
+	Tenant       string `json:"tenant,omitempty"`
+	ClientID     string `json:"client_id,omitempty"`
+	ClientSecret string `json:"client_secret,omitempty"`
 	// ClientCertificate is a certificate credential instead of a secret:
 	// the certificate and its unencrypted private key, PEM.
-	ClientCertificate string `json:"client_certificate,omitempty"`
-	SecretExpiry *time.Time     `json:"client_secret_expires_at,omitempty"`
-	Selection    *selectionJSON `json:"selection,omitempty"`
+	ClientCertificate string         `json:"client_certificate,omitempty"`
+	SecretExpiry      *time.Time     `json:"client_secret_expires_at,omitempty"`
+	Selection         *selectionJSON `json:"selection,omitempty"`
 }
 
 // selectionJSON is which of the tenant's mailboxes are synced.

@@ -364,9 +364,9 @@ func (ts *TokenStore) PutSigningSecrets(ctx context.Context, orgID string, s Sig
 // tenant, the client ID and the client secret, and when the secret
 // expires (zero: not said).
 type AppCredential struct {
-	Tenant        string
-	ClientID      string
-	Secret string
+	Tenant   string
+	ClientID string
+	Secret   string
 	// Certificate is a certificate credential instead of a secret: the
 	// certificate and its private key, PEM.
 	Certificate   string
