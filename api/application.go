@@ -262,3 +262,24 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// discover asks an application connection for a discovery round now,
+// instead of at its next interval.
+func (s *server) discover(c *gin.Context) {
+	row, ok := s.connection(c, accessChange)
+	if !ok {
+		return
+	}
+	if row.Mode != workflows.ModeApplication {
+		problem(c, http.StatusConflict, "not_application", "Only an application connection discovers mailboxes; this one is "+row.Mode+".")
+		return
+	}
+	if disconnected(c, row) {
+		return
+	}
+	st, ok := s.update(c, row.ID, workflows.UpdateDiscover)
+	if !ok {
+		return
+	}
+	c.PureJSON(http.StatusAccepted, s.presentStatus(c, row, &st))
+}

@@ -104,6 +104,7 @@ func NewRouter(d Deps) *gin.Engine {
 	a.GET("/connections/:id/messages/:mid/attachments/:aid", s.getAttachment)
 	a.PUT("/connections/:id/credential", s.rotateCredential)
 	a.GET("/connections/:id/directory", s.listDirectory)
+	a.POST("/connections/:id/discover", s.discover)
 	a.GET("/connections/:id/mailboxes", s.listMailboxes)
 	a.POST("/connections/:id/mailboxes", s.attachMailbox)
 	a.GET("/connections/:id/mailboxes/:mbx", s.getMailbox)
