@@ -47,6 +47,7 @@ var scenarios = []scenario{
 	{"chaos-deps", "restart Temporal, then Postgres, then Vault during live mail", chaosDeps, false},
 	{"many-mailboxes", "200 connections live at once, mail spread over them", manyMailboxes, false},
 	{"shared-mailboxes", "a service account attaches five shared mailboxes (one refused), polls them, detaches one, loses and regains another's rights", sharedMailboxes, false},
+	{"org-wide", "an application connection syncs a tenant (users without a mailbox, some kept out by a policy, shared mailboxes selected) while mail arrives and users join and leave", orgWide, false},
 	{"secrets-scan", "a connection's whole life, then every haystack searched for every secret", secretsScan, false},
 }
 
