@@ -254,6 +254,12 @@ func (a *Activities) AckMailboxChanges(ctx context.Context, in workflows.AckMail
 	return nil
 }
 
+// CloseDirectory records the directory's synced users left, once the
+// connection's disconnect has detached their mailboxes.
+func (a *Activities) CloseDirectory(ctx context.Context, in workflows.ConnectionRef) error {
+	return a.Store.CloseDirectory(ctx, in.ConnectionID, workflows.ReasonDisconnected)
+}
+
 // LiveMailboxes pages a connection's mailboxes not yet detached.
 func (a *Activities) LiveMailboxes(ctx context.Context, in workflows.LiveMailboxesInput) (workflows.LiveMailboxesResult, error) {
 	ids, err := a.Store.LiveMailboxIDs(ctx, in.ConnectionID, in.After, in.Limit)

@@ -227,6 +227,17 @@ func (s *Store) DirectoryProgressOf(ctx context.Context, connectionID string) (D
 	return p, err
 }
 
+// CloseDirectory records every user still synced (or joining, or
+// leaving) as left for a reason: the connection was disconnected.
+func (s *Store) CloseDirectory(ctx context.Context, connectionID, reason string) error {
+	_, err := s.pool.Exec(ctx, `UPDATE directory_users SET status = 'left', reason = $2, updated_at = now()
+		WHERE connection_id = $1 AND status IN ('joining', 'syncing', 'leaving')`, connectionID, reason)
+	if err != nil {
+		return fmt.Errorf("store: close directory of %s: %w", connectionID, err)
+	}
+	return nil
+}
+
 // LiveMailboxIDs lists a connection's mailboxes not yet detached, after
 // an ID (paging), up to limit.
 func (s *Store) LiveMailboxIDs(ctx context.Context, connectionID, after string, limit int) ([]string, error) {

@@ -91,6 +91,12 @@ func TestDirectoryOfAnApplicationConnection(t *testing.T) {
 	if excluded, _ := st.ListDirectoryUsers(ctx, "c-app", store.DirExcluded, "", 100); len(excluded) != 2 {
 		t.Errorf("excluded users: %+v", excluded)
 	}
+	if err := st.CloseDirectory(ctx, "c-app", "disconnected"); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := st.DirectoryProgressOf(ctx, "c-app"); p.ByStatus[store.DirSyncing]+p.ByStatus[store.DirJoining]+p.ByStatus[store.DirLeaving] != 0 || p.Left["disconnected"] != 3 {
+		t.Errorf("after the disconnect: %+v", p)
+	}
 	if err := st.ResetDirectoryLink(ctx, "c-app"); err != nil {
 		t.Fatal(err)
 	}

@@ -181,11 +181,11 @@ type LiveMailboxesResult struct {
 
 // Activity names of an application connection.
 const (
-	ActivityDiscoverPage       = "DiscoverPage"
-	ActivityMailboxChanges     = "MailboxChanges"
-	ActivityAckMailboxChanges  = "AckMailboxChanges"
-	ActivityLiveMailboxes      = "LiveMailboxes"
-	ActivityRecordCredentialOK = "RecordCredentialOK"
+	ActivityDiscoverPage      = "DiscoverPage"
+	ActivityMailboxChanges    = "MailboxChanges"
+	ActivityAckMailboxChanges = "AckMailboxChanges"
+	ActivityLiveMailboxes     = "LiveMailboxes"
+	ActivityCloseDirectory    = "CloseDirectory"
 )
 
 var (
@@ -193,10 +193,11 @@ var (
 	mailboxChanges    = call[MailboxChangesInput, MailboxChangesResult]{ActivityMailboxChanges, bookkeeping}
 	ackMailboxChanges = call[AckMailboxChangesInput, None]{ActivityAckMailboxChanges, bookkeeping}
 	liveMailboxes     = call[LiveMailboxesInput, LiveMailboxesResult]{ActivityLiveMailboxes, bookkeeping}
+	closeDirectory    = call[ConnectionRef, None]{ActivityCloseDirectory, sagaStep}
 )
 
 func applicationActivities() []ActivitySpec {
-	return []ActivitySpec{discoverPage.spec(), mailboxChanges.spec(), ackMailboxChanges.spec(), liveMailboxes.spec()}
+	return []ActivitySpec{discoverPage.spec(), mailboxChanges.spec(), ackMailboxChanges.spec(), liveMailboxes.spec(), closeDirectory.spec()}
 }
 
 // isApplication says whether this is an application connection's
@@ -212,6 +213,9 @@ func (c *connection) startApplication(ctx workflow.Context, in ApplicationInit) 
 	c.s.App = &AppState{ClientID: in.ClientID, Selection: in.Selection, SecretExpires: in.SecretExpires,
 		Discovery: DiscoveryState{More: true}}
 	c.s.Registry.State = StateActive
+	c.s.Transitions++
+	c.s.Registry.Events = append(c.s.Registry.Events, EventRecord{ID: c.s.ID + ":active:0", Type: "connection.active",
+		Data: map[string]any{"kind": ModeApplication, "tenant_id": in.TenantID}})
 }
 
 func (c *connection) discoverEvery() time.Duration {
@@ -499,7 +503,8 @@ func (c *connection) detachAllMailboxes(ctx workflow.Context) error {
 			return err
 		}
 		if len(page.IDs) == 0 {
-			return nil
+			_, err := closeDirectory.run(ctx, ConnectionRef{ConnectionID: c.s.ID})
+			return err
 		}
 		if err := workflow.Sleep(ctx, 5*time.Second); err != nil {
 			return err

@@ -38,6 +38,7 @@ type fakeDirectory struct {
 	pages   int
 	started []string // mailbox IDs started
 	cancels int
+	closed  bool // the disconnect closed the directory
 	// block keeps the mailboxes' workflows running until cancelled.
 	block     bool
 	signalled []string // mailbox IDs told the credential changed
@@ -155,6 +156,12 @@ func (d *fakeDirectory) register(env *testsuite.TestWorkflowEnvironment, sel *Se
 		}
 		return nil
 	}, activity.RegisterOptions{Name: ActivityAckMailboxChanges})
+	env.RegisterActivityWithOptions(func(ctx context.Context, in ConnectionRef) error {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		d.closed = true
+		return nil
+	}, activity.RegisterOptions{Name: ActivityCloseDirectory})
 	env.RegisterActivityWithOptions(func(ctx context.Context, in LiveMailboxesInput) (LiveMailboxesResult, error) {
 		d.mu.Lock()
 		defer d.mu.Unlock()
@@ -395,6 +402,11 @@ func TestApplicationSecretExpiry(t *testing.T) {
 			t.Errorf("%d warnings in all", n)
 		}
 	})
+	defer func() {
+		if !d.closed {
+			t.Error("the disconnect did not close the directory")
+		}
+	}()
 	env.ExecuteWorkflow(Connection, appInput(expires))
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
