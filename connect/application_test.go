@@ -125,9 +125,18 @@ func TestApplicationConnectionSyncsTheTenant(t *testing.T) {
 		n, err := e.Store.CountMessagesOf(ctx, []string{ada})
 		return err == nil && n[ada] == 12
 	})
-	if st := e.MailboxStatus(ada); st.Mode != workflows.ModeApplication || st.Sync.Mode != workflows.SyncPolling || st.Sync.PollReason == "" {
+	if st := e.WaitForMailbox(ada, 30*time.Second, "polling", func(st workflows.Status) bool { return st.Sync.Mode != "" }); st.Mode != workflows.ModeApplication ||
+		st.Sync.Mode != workflows.SyncPolling || st.Sync.PollReason == "" {
 		t.Errorf("ada's mailbox: mode %s, sync %s (%q)", st.Mode, st.Sync.Mode, st.Sync.PollReason)
 	}
+	// Mail arriving later comes with the next poll.
+	if _, err := e.Ctl.InjectMessages(ctx, e.Ada.UPN, graphsim.MessageSpec{Subject: "later"}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 30*time.Second, "ada's later mail", func() bool {
+		n, err := e.Store.CountMessagesOf(ctx, []string{ada})
+		return err == nil && n[ada] == 13
+	})
 
 	// A join and a leave, seen at the next round.
 	newcomer, err := e.Ctl.AddUser(ctx, graphsim.UserSpec{Tenant: "contoso.example", UPN: "newcomer@contoso.example"})
@@ -144,8 +153,13 @@ func TestApplicationConnectionSyncsTheTenant(t *testing.T) {
 	waitUntil(t, 60*time.Second, "the join and the leave", func() bool {
 		return user(newcomer.UPN).Status == store.DirSyncing && user(e.Admin.UPN).Status == store.DirLeft
 	})
-	if m, err := e.Store.GetMailbox(ctx, leaver); err != nil || m.State != workflows.StateDisconnected {
-		t.Errorf("the leaver's mailbox: %+v %v", m, err)
+	// Its mailbox detaches (the retention deletes its mail).
+	waitUntil(t, 30*time.Second, "the leaver's mailbox detached", func() bool {
+		m, err := e.Store.GetMailbox(ctx, leaver)
+		return err == nil && m.State == workflows.StateDisconnected
+	})
+	if n, _ := e.Store.CountMessagesOf(ctx, []string{leaver}); n[leaver] != 0 {
+		t.Errorf("the leaver's mail was kept: %d messages", n[leaver])
 	}
 
 	// A new secret, checked and taken without a restart.
