@@ -39,7 +39,9 @@ func TestApplicationConnectionThroughTheAPI(t *testing.T) {
 		return map[string]any{"kind": "application", "owner": "it-admin", "tenant": tenant, "client_id": client, "client_secret": secret,
 			"client_secret_expires_at": time.Now().Add(60 * 24 * time.Hour).UTC().Format(time.RFC3339), "selection": map[string]any{"shared": true}}
 	}
-	if r := h.call(t, "POST", "/v1/connections", h.acme, "u1", body(tenant, app.ClientID, "indexer-secret-1")); r.status != http.StatusForbidden || r.code() != "admin_required" {
+	member := body(tenant, app.ClientID, "indexer-secret-1")
+	delete(member, "owner")
+	if r := h.call(t, "POST", "/v1/connections", h.acme, "u1", member); r.status != http.StatusForbidden || r.code() != "admin_required" {
 		t.Errorf("a member key: %d %s", r.status, r.body)
 	}
 	for _, tc := range []struct {

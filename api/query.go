@@ -23,6 +23,7 @@ var queryParams = map[string][]string{
 	"GET /v1/connections/:id/mailboxes/:mbx/messages":      {"limit", "cursor", "folder", "from", "to", "since", "unread"},
 	"GET /v1/connections/:id/mailboxes/:mbx/messages/:mid": {"body"},
 	"DELETE /v1/connections/:id/mailboxes/:mbx":            {"retention"},
+	"GET /v1/connections/:id/directory":                    {"limit", "cursor", "status"},
 	"GET /v1/events":                                       {"limit", "after"},
 }
 
