@@ -149,8 +149,12 @@ func (a *Activities) classifyMailbox(ctx context.Context, in workflows.DiscoverP
 	if err != nil {
 		ge, ok := graph.AsError(err)
 		switch {
-		case ok && ge.Status == 404:
+		case ok && ge.Status == 404 && (ge.HasCode("MailboxNotEnabledForRESTAPI") || ge.HasCode("MailboxNotSupportedForRESTAPI")):
 			c.Reason = ExcludedNoMailbox
+			return nil
+		case ok && ge.Status == 404:
+			// Deleted since the page listed it: it left.
+			c.Gone, c.Reason = true, LeftDeleted
 			return nil
 		case ok && ge.Status == 403 && ge.HasCode("ErrorAccessDenied"):
 			c.Reason = ExcludedAccessPolicy

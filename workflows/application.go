@@ -84,11 +84,13 @@ type DiscoveryState struct {
 	LastRound time.Time `json:"lastRound,omitempty"`
 	// RoundEnded: the round's last page was read; it ends once its
 	// changes are applied.
-	RoundEnded bool    `json:"roundEnded,omitempty"`
-	Joined     int64   `json:"joined"`
-	Left       int64   `json:"left"`
-	LastError  string  `json:"lastError,omitempty"`
-	Backoff    Backoff `json:"backoff"`
+	RoundEnded bool `json:"roundEnded,omitempty"`
+	// Requested: a round was asked for while one ran; it follows at once.
+	Requested bool    `json:"requested,omitempty"`
+	Joined    int64   `json:"joined"`
+	Left      int64   `json:"left"`
+	LastError string  `json:"lastError,omitempty"`
+	Backoff   Backoff `json:"backoff"`
 }
 
 // Names of the application connection's handlers.
@@ -253,8 +255,9 @@ func (c *connection) discover(ctx workflow.Context) {
 		}
 	}
 	if err == nil && d.RoundEnded {
-		d.More, d.RoundEnded, d.LastRound = false, false, workflow.Now(ctx)
+		d.More, d.RoundEnded, d.LastRound = d.Requested, false, workflow.Now(ctx)
 		d.Rounds++
+		d.Requested = false
 		return
 	}
 	var page DiscoverPageResult
@@ -471,7 +474,12 @@ func (c *connection) validateDiscover() error {
 }
 
 func (c *connection) onDiscover(ctx workflow.Context) (Status, error) {
-	c.s.App.Discovery.More, c.s.App.Discovery.Backoff = true, Backoff{}
+	d := &c.s.App.Discovery
+	if d.More {
+		// A round is under way: it may have read the directory already.
+		d.Requested = true
+	}
+	d.More, d.Backoff = true, Backoff{}
 	return c.status(ctx), nil
 }
 

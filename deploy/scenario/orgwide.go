@@ -142,9 +142,10 @@ func orgWide(ctx context.Context, w *world, size int) (result, error) {
 		}
 		counts = map[string]int{}
 		for _, u := range users {
+			counts[u.Status]++
 			counts[u.Status+":"+u.Reason]++
 		}
-		if counts["excluded:no_mailbox"] != noMail || counts["excluded:access_policy"] != blocked || counts["left:"] < leavers {
+		if counts["excluded:no_mailbox"] != noMail || counts["excluded:access_policy"] != blocked || counts["left"] < leavers {
 			return fmt.Errorf("directory not there yet: %v", counts)
 		}
 		for i := range joiners {
@@ -195,7 +196,7 @@ func orgWide(ctx context.Context, w *world, size int) (result, error) {
 	r.add("users", len(users))
 	r.add("syncing", syncing)
 	r.add("excluded", fmt.Sprint(view.Application.Progress.Excluded))
-	r.add("left", counts["left:"])
+	r.add("left", counts["left"])
 	r.add("joined_during_backfill", joiners)
 	r.add("discovered_s", fmt.Sprintf("%.1f", discovered.Seconds()))
 	r.add("all_compared_s", fmt.Sprintf("%.1f", time.Since(start).Seconds()))
