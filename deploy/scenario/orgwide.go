@@ -122,6 +122,22 @@ func orgWide(ctx context.Context, w *world, size int) (result, error) {
 			return r, err
 		}
 	}
+	// The leavers leave once they are synced (their backfill under way).
+	err = waitFor(3*time.Minute, func() error {
+		users, err := w.directory(c.ID)
+		if err != nil {
+			return err
+		}
+		for i := n - leavers; i < n; i++ {
+			if !synced(users, upn(i)) {
+				return fmt.Errorf("%s not synced yet", upn(i))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return r, err
+	}
 	var gone []string
 	for i := n - leavers; i < n; i++ {
 		gone = append(gone, upn(i))
