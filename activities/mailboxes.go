@@ -43,7 +43,7 @@ func (a *Activities) CheckMailbox(ctx context.Context, in workflows.CheckMailbox
 	if err != nil {
 		return workflows.CheckMailboxResult{}, err
 	}
-	if !identity.FeaturesOf(conn.GrantedScopes).Read || !grantedShared(conn.GrantedScopes) {
+	if conn.Mode != workflows.ModeApplication && (!identity.FeaturesOf(conn.GrantedScopes).Read || !grantedShared(conn.GrantedScopes)) {
 		return workflows.CheckMailboxResult{}, unreachable(reasonSharedNotGranted,
 			"The account did not grant Mail.Read.Shared (or Mail.ReadWrite.Shared), which opening another mailbox needs; sign it in again and accept it.", nil)
 	}

@@ -108,6 +108,10 @@ func (a *Activities) refreshOnce(ctx context.Context, connectionID, stale string
 // refresh redeems the refresh token and stores the rotated pair before it
 // is used.
 func (a *Activities) refresh(ctx context.Context, connectionID string, old vault.Tokens, version int) (vault.Tokens, error) {
+	if old.RefreshToken == "" {
+		// An application connection: client credentials, no refresh token.
+		return a.appRefresh(ctx, connectionID, version)
+	}
 	secret, err := a.ClientSecret(ctx)
 	if err != nil {
 		return vault.Tokens{}, fmt.Errorf("activities: client secret: %w", err)

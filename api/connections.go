@@ -195,6 +195,7 @@ type createRequest struct {
 	Features   *features `json:"features,omitempty"`
 	ReturnURL  string    `json:"return_url,omitempty"`
 	LoginHint  string    `json:"login_hint,omitempty"`
+	applicationRequest
 }
 
 // connectionJSON is a connection as the API shows it.
@@ -236,6 +237,9 @@ type connectionJSON struct {
 	AdminConsent *adminConsentLinkJSON `json:"admin_consent,omitempty"`
 	// TenantConsent is the admin consent of the connection's tenant.
 	TenantConsent *tenantConsentJSON `json:"tenant_consent,omitempty"`
+	// Application is an application connection's credential (never its
+	// secret) and the progress of its tenant's mailboxes.
+	Application *applicationJSON `json:"application,omitempty"`
 }
 
 type backfillJSON struct {
@@ -380,8 +384,13 @@ func (s *server) createConnection(c *gin.Context) {
 			problem(c, http.StatusForbidden, "admin_required", "Only an admin key may connect a service account: its shared mailboxes serve the whole organisation.")
 			return
 		}
+	case workflows.ModeApplication:
 	default:
-		problem(c, http.StatusUnprocessableEntity, "invalid_kind", `kind must be "delegated" or "service_account".`)
+		problem(c, http.StatusUnprocessableEntity, "invalid_kind", `kind must be "delegated", "service_account" or "application".`)
+		return
+	}
+	if kind != workflows.ModeApplication && (req.Tenant != "" || req.ClientSecret != "" || req.ClientCertificate != "" || req.ClientID != "" || req.Selection != nil || req.SecretExpiry != nil) {
+		problem(c, http.StatusUnprocessableEntity, "invalid_field", "tenant, client_id, client_secret, client_secret_expires_at and selection are for kind application only.")
 		return
 	}
 	vis := req.Visibility
@@ -412,6 +421,10 @@ func (s *server) createConnection(c *gin.Context) {
 	settings, err := defaultSettings(f).apply(req.settingsPatch)
 	if err != nil {
 		problem(c, http.StatusUnprocessableEntity, "invalid_settings", capitalize(err.Error())+".")
+		return
+	}
+	if kind == workflows.ModeApplication {
+		s.createApplication(c, who, req, owner, vis, settings.workflow())
 		return
 	}
 	cctx, cancel := context.WithTimeout(c, updateTimeout)
@@ -467,6 +480,7 @@ func (s *server) presentStatus(ctx context.Context, row store.Connection, st *wo
 	}
 	out := []connectionJSON{view(row, counts[row.ID], st)}
 	s.adminConsentViews(ctx, []store.Connection{row}, out)
+	s.applicationView(ctx, &out[0], st)
 	return out[0]
 }
 
@@ -508,6 +522,7 @@ func (s *server) presentAll(ctx context.Context, rows []store.Connection) []conn
 	out := make([]connectionJSON, len(rows))
 	for i, r := range rows {
 		out[i] = view(r, counts[r.ID], statuses[i])
+		s.applicationView(ctx, &out[i], statuses[i])
 		if closed[i] {
 			orphaned(&out[i])
 		}

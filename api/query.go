@@ -28,6 +28,7 @@ var queryParams = map[string][]string{
 	"GET /v1/connections/:id/contacts":                     {"limit", "cursor"},
 	"GET /v1/connections/:id/mailboxes/:mbx/contacts":      {"limit", "cursor"},
 	"DELETE /v1/connections/:id/mailboxes/:mbx":            {"retention"},
+	"GET /v1/connections/:id/directory":                    {"limit", "cursor", "status"},
 	"GET /v1/events":                                       {"limit", "after"},
 }
 

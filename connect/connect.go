@@ -45,6 +45,8 @@ type Service struct {
 	// cannot reach Temporal is told so soon; the exchange with Microsoft
 	// that follows is bounded by the caller's context.
 	HandoffTimeout time.Duration
+	// Apps checks application credentials (application connections).
+	Apps AppChecker
 }
 
 // Request describes a new connection.

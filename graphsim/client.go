@@ -86,6 +86,12 @@ func (c *Client) AddApp(ctx context.Context, spec AppSpec) (*App, error) {
 	return &a, c.do(ctx, "POST", "/_sim/apps", spec, &a)
 }
 
+// AddSecret adds a client secret to an app, as a new secret made in its
+// app registration.
+func (c *Client) AddSecret(ctx context.Context, clientID, value string, expires time.Time) error {
+	return c.do(ctx, "POST", "/_sim/apps/"+url.PathEscape(clientID)+"/secrets", SecretSpec{Value: value, Expires: expires}, nil)
+}
+
 // AddUser creates a user or shared mailbox.
 func (c *Client) AddUser(ctx context.Context, spec UserSpec) (*User, error) {
 	var u User

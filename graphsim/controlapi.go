@@ -42,6 +42,16 @@ func (s *Sim) controlHandler() http.Handler {
 		return s.AddApp(spec)
 	})
 	handle("POST /_sim/apps/{app}/certificates", s.handleAddCertificate)
+	handle("POST /_sim/apps/{app}/secrets", func(r *http.Request) (any, error) {
+		var spec SecretSpec
+		if err := decode(r, &spec); err != nil {
+			return nil, err
+		}
+		if spec.Value == "" {
+			return nil, errors.New("graphsim: a secret needs a value")
+		}
+		return nil, s.AddSecret(r.PathValue("app"), spec.Value, spec.Expires)
+	})
 	handle("POST /_sim/users", func(r *http.Request) (any, error) {
 		var spec UserSpec
 		if err := decode(r, &spec); err != nil {

@@ -359,3 +359,43 @@ func (ts *TokenStore) PutSigningSecrets(ctx context.Context, orgID string, s Sig
 	}
 	return nil
 }
+
+// AppCredential is an application connection's client credential: the
+// tenant, the client ID and the client secret, and when the secret
+// expires (zero: not said).
+type AppCredential struct {
+	Tenant   string
+	ClientID string
+	Secret   string
+	// Certificate is a certificate credential instead of a secret: the
+	// certificate and its private key, PEM.
+	Certificate   string
+	SecretExpires time.Time
+}
+
+// PutAppCredential stores (or replaces, on rotation) an application
+// connection's client credential.
+func (ts *TokenStore) PutAppCredential(ctx context.Context, connectionID string, c AppCredential) error {
+	data := map[string]any{"tenant": c.Tenant, "client_id": c.ClientID, "client_secret": c.Secret, "client_certificate": c.Certificate}
+	if !c.SecretExpires.IsZero() {
+		data["secret_expires"] = c.SecretExpires.UTC().Format(time.RFC3339Nano)
+	}
+	if _, err := ts.kv.Put(ctx, ts.path(connectionID, "credential"), data); err != nil {
+		return fmt.Errorf("vault: write credential of %s: %w", connectionID, err)
+	}
+	return nil
+}
+
+// GetAppCredential reads an application connection's client credential.
+func (ts *TokenStore) GetAppCredential(ctx context.Context, connectionID string) (AppCredential, error) {
+	s, err := ts.get(ctx, ts.path(connectionID, "credential"))
+	if err != nil {
+		return AppCredential{}, err
+	}
+	c := AppCredential{Tenant: str(s.Data, "tenant"), ClientID: str(s.Data, "client_id"), Secret: str(s.Data, "client_secret"),
+		Certificate: str(s.Data, "client_certificate")}
+	if e := str(s.Data, "secret_expires"); e != "" {
+		c.SecretExpires, _ = time.Parse(time.RFC3339Nano, e)
+	}
+	return c, nil
+}

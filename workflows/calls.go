@@ -197,11 +197,11 @@ var (
 
 // Activities lists every activity the workflows call, with its types.
 func Activities() []ActivitySpec {
-	return []ActivitySpec{
+	return append([]ActivitySpec{
 		exchangeCode.spec(), refreshTokens.spec(), recordState.spec(), recordEvent.spec(), discoverFolders.spec(),
 		backfillFolder.spec(), syncFolders.spec(), ensureSubscription.spec(), renewSubscription.spec(),
 		deleteSubscriptions.spec(), purgeSecrets.spec(), applyRetention.spec(), checkMailbox.spec(), registerMailbox.spec(),
 		prepareSend.spec(), submitSend.spec(), locateSend.spec(), recordSend.spec(), sendMailOnce.spec(), sendConnection.spec(),
 		fetchContactMail.spec(), applyContactFilter.spec(), stripContent.spec(),
-	}
+	}, applicationActivities()...)
 }

@@ -70,6 +70,12 @@ func newConnection(ctx workflow.Context, in ConnectionInput) (*connection, error
 			State: StatePendingConsent, Since: workflow.Now(ctx),
 			// The registry row starts so (connect writes it before the start).
 			Registry: RegistryMirror{State: StatePendingConsent, Settings: &settings}}
+		if mode == ModeApplication {
+			if in.Application == nil {
+				return nil, temporal.NewNonRetryableApplicationError("an application connection starts with its checked credential", "InvalidInput", nil)
+			}
+			c.startApplication(ctx, *in.Application)
+		}
 	}
 	c.log = log.With(c.log, "connection", c.s.ID)
 	if err := c.registerHandlers(ctx); err != nil {
@@ -99,6 +105,8 @@ func (c *connection) registerHandlers(ctx workflow.Context) error {
 		{UpdateResync, c.onResync, c.validateResync},
 		{UpdateAttach, c.onAttach, c.validateAttach},
 		{UpdateDetachEnded, c.onDetachEnded, c.validateDetachEnded},
+		{UpdateCredential, c.onNewCredential, c.validateCredential},
+		{UpdateDiscover, c.onDiscover, c.validateDiscover},
 	}
 	for _, u := range updates {
 		if err := workflow.SetUpdateHandlerWithOptions(ctx, u.name, u.handler, workflow.UpdateHandlerOptions{Validator: u.validator}); err != nil {

@@ -35,7 +35,10 @@ const (
 	// ModeServiceAccount: a service account signs in with the .Shared
 	// scopes; the connection syncs the shared mailboxes attached to it.
 	ModeServiceAccount = "service_account"
-	ModeApplication    = "application"
+	// ModeApplication: the app's own credential (client credentials,
+	// application permissions); the connection discovers and syncs the
+	// tenant's mailboxes (application.go).
+	ModeApplication = "application"
 )
 
 // Handler names.
@@ -221,6 +224,12 @@ type Options struct {
 	// own every third of it, however long a page takes, so a lost worker
 	// costs about this long.
 	HeartbeatTimeout time.Duration `json:"heartbeatTimeout,omitempty"`
+	// DiscoverEvery is how often an application connection follows
+	// /users/delta for joins and leaves (15 minutes).
+	DiscoverEvery time.Duration `json:"discoverEvery,omitempty"`
+	// ExpiryMargins are how long before its client secret expires an
+	// application connection tells the app (30 and 7 days).
+	ExpiryMargins []time.Duration `json:"expiryMargins,omitempty"`
 }
 
 func (o Options) withDefaults() Options {
@@ -267,6 +276,9 @@ type ConnectionInput struct {
 	// a connection whose workflow is gone starts from the registry's
 	// account of it in the disconnecting state (Orphan).
 	State *ConnectionState `json:"state,omitempty"`
+	// Application starts an application connection, active (its
+	// credential was checked by the API).
+	Application *ApplicationInit `json:"application,omitempty"`
 }
 
 // ConnectionResult is what a finished connection reports.
@@ -410,6 +422,8 @@ type ConnectionState struct {
 	// AccessLostTold: a mailbox's app was told it lost access, and its
 	// access has not been seen back since (it is told once).
 	AccessLostTold bool `json:"accessLostTold,omitempty"`
+	// App is an application connection's own state.
+	App *AppState `json:"app,omitempty"`
 	// Contacts is where the fetch of added contacts' past mail stands.
 	Contacts ContactsState `json:"contacts"`
 }

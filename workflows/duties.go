@@ -29,6 +29,10 @@ var activeDuties = []duty{
 	{"renewing the subscription", (*connection).renewDue, (*connection).renew},
 	{"next delta round", (*connection).syncDue, (*connection).sync},
 	{"keeping the refresh token alive", (*connection).keepAliveDue, (*connection).refresh},
+	{"telling the mailboxes the credential works again", (*connection).resumeDue, (*connection).resumeMailboxes},
+	{"discovering mailboxes", (*connection).discoverDue, (*connection).discover},
+	{"telling the app the client secret expires soon", (*connection).expiryDue, (*connection).warnExpiry},
+	{"checking the credential at the secret's expiry", (*connection).credentialCheckDue, (*connection).refresh},
 }
 
 // nextDuty is the duty due soonest (the first of the list among equals).

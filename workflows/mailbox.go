@@ -133,6 +133,9 @@ type MailboxInput struct {
 	Granted      Features         `json:"granted"`
 	Options      Options          `json:"options"`
 	State        *ConnectionState `json:"state,omitempty"`
+	// Mode is the kind of the mailbox's connection (service_account when
+	// empty, or application).
+	Mode string `json:"mode,omitempty"`
 }
 
 // CheckMailboxInput asks whether a connection's account can open a
@@ -176,7 +179,11 @@ func Mailbox(ctx workflow.Context, in MailboxInput) (ConnectionResult, error) {
 			return ConnectionResult{}, temporal.NewNonRetryableApplicationError(err.Error(), "InvalidInput", nil)
 		}
 		settings := in.Settings.WithDefaults()
-		c.s = ConnectionState{ID: in.ID, ConnectionID: in.ConnectionID, OrgID: in.OrgID, OwnerID: in.OwnerID, Mode: ModeServiceAccount,
+		mode := in.Mode
+		if mode == "" {
+			mode = ModeServiceAccount
+		}
+		c.s = ConnectionState{ID: in.ID, ConnectionID: in.ConnectionID, OrgID: in.OrgID, OwnerID: in.OwnerID, Mode: mode,
 			Settings: settings, State: StateActive, Since: workflow.Now(ctx), Mailbox: in.Address, UserID: in.UserID,
 			TenantID: in.TenantID, DisplayName: in.DisplayName, Granted: in.Granted,
 			// The attach wrote the registry row so.
@@ -236,6 +243,12 @@ func (c *connection) syncsOwnMailbox() bool {
 func (c *connection) pollsOnly() string {
 	if c.isMailbox() && c.s.Mode == ModeServiceAccount {
 		return "delegated access to a shared mailbox receives no change notifications from Graph; the mailbox is polled"
+	}
+	if c.isMailbox() && c.s.Mode == ModeApplication {
+		// Graph would push to it (application Mail.Read), but outlookd's
+		// subscriptions and webhook routing are per connection, not yet per
+		// mailbox of an application connection.
+		return "outlookd does not yet subscribe to an application connection's mailboxes (Graph allows it); the mailbox is polled with delta"
 	}
 	return ""
 }

@@ -32,6 +32,9 @@ func (c *connection) disconnect(ctx workflow.Context) {
 		c.detach(ctx, step)
 		return
 	}
+	if c.isApplication() {
+		step("detaching the mailboxes", func() error { return c.detachAllMailboxes(ctx) })
+	}
 	if len(c.s.Mailboxes) > 0 {
 		step("detaching the mailboxes", func() error { return c.detachMailboxes(ctx) })
 	}

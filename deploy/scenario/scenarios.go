@@ -55,6 +55,7 @@ var scenarios = []scenario{
 	{"outage-catch-up", "50 connections live; outlookd loses Postgres for 30 s and Vault for 60 s; the API says who is behind; all caught up within a minute", outageCatchUp, false, true},
 	{"hostile-input", "every route sent malformed, oversized and hostile paths, queries, bodies and headers: no 5xx, nothing changed by a refused request", hostileInput, false, false},
 	{"contact-filter", "a mailbox synced with a contact filter: 150 contacts, 50 added and 20 removed with their mail during live mail, compared with the filtered truth; one contact's past mail timed against the full backfill", contactFilter, false, false},
+	{"org-wide", "an application connection syncs a tenant (users without a mailbox, some kept out by a policy, shared mailboxes selected) while mail arrives and users join and leave", orgWide, false, false},
 	{"secrets-scan", "a connection's whole life, then every haystack searched for every secret", secretsScan, false, false},
 }
 

@@ -43,6 +43,7 @@ type world struct {
 	apiURL        string
 	sim           *graphsim.Client
 	demo          struct {
+		TenantID     string   `json:"tenantId"`
 		ClientID     string   `json:"clientId"`
 		ClientSecret string   `json:"clientSecret"`
 		Users        []string `json:"users"`

@@ -136,7 +136,8 @@ func startOn(t testing.TB, sim *simtest.Tenant, simOpts graphsim.Options, wfOpts
 		// figures unless a test or benchmark sets others).
 		Limits: activities.NewMailboxLimits(simOpts.MailboxConcurrency, simOpts.MailboxRequests, simOpts.MailboxWindow),
 	}
-	e.Connect = &connect.Service{Temporal: tc, Tokens: vc.Tokens(), Store: st, Identity: idc, Options: wfOpts, TaskQueue: e.TaskQueue}
+	e.Connect = &connect.Service{Temporal: tc, Tokens: vc.Tokens(), Store: st, Identity: idc, Options: wfOpts, TaskQueue: e.TaskQueue,
+		Apps: activities.Credentials{A: e.Acts}}
 	e.StartWorker()
 	t.Cleanup(e.StopWorker)
 	return e

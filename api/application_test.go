@@ -1,0 +1,136 @@
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/outlookd/outlookd/graphsim"
+)
+
+// TestApplicationConnectionThroughTheAPI: only an admin key creates an
+// application connection; a credential Microsoft refuses, or one without
+// the permissions, is answered 422 with what is wrong; one that works is
+// created active, never shows its secret, reports its tenant's progress
+// and directory, and takes a new secret (a wrong one refused).
+func TestApplicationConnectionThroughTheAPI(t *testing.T) {
+	h := newHarness(t, graphsim.Options{})
+	ctx := context.Background()
+	tenant := h.e.Tenant.Tenant.ID
+	roles := []string{"User.Read.All", "Mail.Read", "MailboxSettings.Read"}
+	app, err := h.e.Ctl.AddApp(ctx, graphsim.AppSpec{Name: "indexer", AppRoles: roles, Secret: "indexer-secret-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	partial, err := h.e.Ctl.AddApp(ctx, graphsim.AppSpec{Name: "partial", AppRoles: roles, Secret: "partial-secret-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.e.Ctl.GrantConsent(ctx, graphsim.ConsentSpec{Tenant: tenant, ClientID: app.ClientID, Roles: roles}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.e.Ctl.GrantConsent(ctx, graphsim.ConsentSpec{Tenant: tenant, ClientID: partial.ClientID, Roles: roles[:2]}); err != nil {
+		t.Fatal(err)
+	}
+	body := func(tenant, client, secret string) map[string]any {
+		return map[string]any{"kind": "application", "owner": "it-admin", "tenant": tenant, "client_id": client, "client_secret": secret,
+			"client_secret_expires_at": time.Now().Add(60 * 24 * time.Hour).UTC().Format(time.RFC3339), "selection": map[string]any{"shared": true}}
+	}
+	member := body(tenant, app.ClientID, "indexer-secret-1")
+	delete(member, "owner")
+	if r := h.call(t, "POST", "/v1/connections", h.acme, "u1", member); r.status != http.StatusForbidden || r.code() != "admin_required" {
+		t.Errorf("a member key: %d %s", r.status, r.body)
+	}
+	for _, tc := range []struct {
+		name string
+		body map[string]any
+		code string
+	}{
+		{"wrong secret", body(tenant, app.ClientID, "wrong"), "invalid_client_secret"},
+		{"personal accounts", body("consumers", app.ClientID, "indexer-secret-1"), "personal_account_unsupported"},
+		{"unknown tenant", body("nowhere.example", app.ClientID, "indexer-secret-1"), "tenant_not_found"},
+		{"a permission missing", body(tenant, partial.ClientID, "partial-secret-1"), "permission_missing"},
+		{"no secret", body(tenant, app.ClientID, ""), "client_secret_required"},
+	} {
+		r := h.call(t, "POST", "/v1/connections", h.acmeAdmin, "", tc.body)
+		if r.status != http.StatusUnprocessableEntity || r.code() != tc.code {
+			t.Errorf("%s: %d %s, want 422 %s", tc.name, r.status, r.body, tc.code)
+		}
+		if tc.code == "permission_missing" && !strings.Contains(string(r.body), `"missing_permissions":["MailboxSettings.Read"]`) {
+			t.Errorf("permission missing: %s", r.body)
+		}
+	}
+	r := h.call(t, "POST", "/v1/connections", h.acmeAdmin, "", body(tenant, app.ClientID, "indexer-secret-1"))
+	if r.status != http.StatusCreated || strings.Contains(string(r.body), "indexer-secret-1") {
+		t.Fatalf("create: %d %s", r.status, r.body)
+	}
+	var created struct {
+		ID, Kind, State string
+		TenantID        string `json:"tenant_id"`
+	}
+	r.json(t, &created)
+	if created.Kind != "application" || created.State != "active" || created.TenantID != tenant {
+		t.Errorf("created: %+v", created)
+	}
+	type view struct {
+		Application struct {
+			ClientID string `json:"client_id"`
+			Syncing  int    `json:"syncing"`
+			Progress struct {
+				Discovered int            `json:"discovered"`
+				Excluded   map[string]int `json:"excluded_reasons"`
+			} `json:"progress"`
+			Discovery struct {
+				Rounds int `json:"rounds"`
+			} `json:"discovery"`
+		} `json:"application"`
+	}
+	var v view
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(300 * time.Millisecond) {
+		r = h.call(t, "GET", "/v1/connections/"+created.ID, h.acmeAdmin, "", nil)
+		v = view{}
+		_ = json.Unmarshal(r.body, &v)
+		if v.Application.Discovery.Rounds >= 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no discovery round: %s", r.body)
+		}
+	}
+	if v.Application.ClientID != app.ClientID || v.Application.Syncing < 3 || v.Application.Progress.Discovered < 3 {
+		t.Errorf("progress: %+v", v.Application)
+	}
+	r = h.call(t, "GET", "/v1/connections/"+created.ID+"/directory?status=syncing", h.acmeAdmin, "", nil)
+	var dir struct {
+		Data []struct {
+			Address   string `json:"address"`
+			MailboxID string `json:"mailbox_id"`
+			Shared    bool   `json:"shared"`
+		} `json:"data"`
+	}
+	r.json(t, &dir)
+	shared := false
+	for _, u := range dir.Data {
+		shared = shared || u.Shared && u.Address == h.e.Shared.UPN
+	}
+	if len(dir.Data) != v.Application.Syncing || !shared {
+		t.Errorf("directory: %s", r.body)
+	}
+	if r := h.call(t, "GET", "/v1/connections/"+created.ID+"/directory?status=nonsense", h.acmeAdmin, "", nil); r.code() != "invalid_status" {
+		t.Errorf("a wrong status: %d %s", r.status, r.body)
+	}
+	if r := h.call(t, "PUT", "/v1/connections/"+created.ID+"/credential", h.acmeAdmin, "", map[string]any{"client_secret": "wrong"}); r.status != 422 || r.code() != "invalid_client_secret" {
+		t.Errorf("a wrong new secret: %d %s", r.status, r.body)
+	}
+	if err := h.e.Ctl.AddSecret(ctx, app.ClientID, "indexer-secret-2", time.Now().Add(365*24*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	r = h.call(t, "PUT", "/v1/connections/"+created.ID+"/credential", h.acmeAdmin, "", map[string]any{"client_secret": "indexer-secret-2",
+		"client_secret_expires_at": time.Now().Add(365 * 24 * time.Hour).UTC().Format(time.RFC3339)})
+	if r.status != http.StatusOK || strings.Contains(string(r.body), "indexer-secret") {
+		t.Errorf("rotation: %d %s", r.status, r.body)
+	}
+}

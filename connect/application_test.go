@@ -1,0 +1,211 @@
+package connect_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/outlookd/outlookd/connect"
+	"github.com/outlookd/outlookd/graphsim"
+	"github.com/outlookd/outlookd/identity"
+	"github.com/outlookd/outlookd/internal/enginetest"
+	"github.com/outlookd/outlookd/store"
+	"github.com/outlookd/outlookd/workflows"
+)
+
+// TestApplicationConnectionSyncsTheTenant runs an application connection
+// against the real stack and graphsim: credentials refused with what is
+// wrong; then the daemon app's, which discovers the tenant's mailboxes
+// (users without a mailbox, and one an application access policy keeps
+// out, excluded with their reasons; the shared mailbox synced as asked),
+// syncs their mail, follows a join and a leave, takes a new secret, and
+// disconnects.
+func TestApplicationConnectionSyncsTheTenant(t *testing.T) {
+	ctx := context.Background()
+	e, org := enginetest.StartOrg(t, graphsim.Options{}, workflows.Options{PollEvery: time.Second})
+	tenant := org.Tenant.Tenant.ID
+	secret := org.Daemon.Secrets[0].Value
+
+	// An app with Mail.Read and User.Read.All granted, not MailboxSettings.Read.
+	partial, err := e.Ctl.AddApp(ctx, graphsim.AppSpec{Name: "partial", HomeTenant: tenant, AppRoles: []string{"Mail.Read", "User.Read.All", "MailboxSettings.Read"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Ctl.GrantConsent(ctx, graphsim.ConsentSpec{Tenant: tenant, ClientID: partial.ClientID, Roles: []string{"Mail.Read", "User.Read.All"}}); err != nil {
+		t.Fatal(err)
+	}
+	unconsented, err := e.Ctl.AddApp(ctx, graphsim.AppSpec{Name: "unconsented", HomeTenant: tenant, AppRoles: []string{"Mail.Read"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	settings := workflows.Settings{Features: workflows.Features{Read: true}, Bodies: workflows.BodiesStore, Retention: workflows.RetentionDelete}
+	create := func(tenant, clientID, secret string, sel workflows.Selection) (string, error) {
+		return e.Connect.CreateApplication(ctx, connect.AppRequest{OrgID: "org-1", OwnerID: "admin", Settings: settings, Selection: sel,
+			Credential: identity.AppCredential{Tenant: tenant, ClientID: clientID, Secret: secret}, SecretExpires: time.Now().Add(90 * 24 * time.Hour)})
+	}
+	for _, tc := range []struct {
+		name, tenant, client, secret string
+		want                         identity.AppReason
+	}{
+		{"wrong secret", tenant, org.Daemon.ClientID, "not-the-secret", identity.AppInvalidSecret},
+		{"unknown tenant", "nowhere.example", org.Daemon.ClientID, secret, identity.AppTenantNotFound},
+		{"personal accounts", "consumers", org.Daemon.ClientID, secret, identity.AppPersonalTenant},
+		{"no consent", tenant, unconsented.ClientID, unconsented.Secrets[0].Value, identity.AppConsentRequired},
+		{"a permission missing", tenant, partial.ClientID, partial.Secrets[0].Value, identity.AppPermissionMissing},
+	} {
+		_, err := create(tc.tenant, tc.client, tc.secret, workflows.Selection{})
+		var ae *identity.AppError
+		if !errors.As(err, &ae) || ae.Reason != tc.want {
+			t.Errorf("%s: %v, want %s", tc.name, err, tc.want)
+			continue
+		}
+		if tc.want == identity.AppPermissionMissing && (len(ae.Missing) != 1 || ae.Missing[0] != "MailboxSettings.Read") {
+			t.Errorf("missing permissions: %v", ae.Missing)
+		}
+	}
+
+	nomail, err := e.Ctl.AddUser(ctx, graphsim.UserSpec{Tenant: "contoso.example", UPN: "kiosk@contoso.example", NoMailbox: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ceo, err := e.Ctl.AddUser(ctx, graphsim.UserSpec{Tenant: "contoso.example", UPN: "ceo@contoso.example", DisplayName: "The CEO"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Ctl.SetAppAccessPolicy(ctx, graphsim.AppAccessPolicy{Tenant: tenant, AppID: org.Daemon.ClientID,
+		AccessRight: graphsim.PolicyDenyAccess, Members: []string{ceo.UPN}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Ctl.InjectMessages(ctx, e.Ada.UPN, make([]graphsim.MessageSpec, 12)...); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Ctl.InjectMessages(ctx, org.Shared.UPN, make([]graphsim.MessageSpec, 5)...); err != nil {
+		t.Fatal(err)
+	}
+
+	id, err := create(tenant, org.Daemon.ClientID, secret, workflows.Selection{Shared: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	row, err := e.Store.GetConnection(ctx, id)
+	if err != nil || row.Mode != workflows.ModeApplication || row.TenantID != tenant || row.State != workflows.StateActive {
+		t.Fatalf("registry row: %+v %v", row, err)
+	}
+	user := func(upn string) store.DirectoryUser {
+		users, err := e.Store.ListDirectoryUsers(ctx, id, "", "", 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, u := range users {
+			if u.Address == upn {
+				return u
+			}
+		}
+		return store.DirectoryUser{}
+	}
+	waitUntil(t, 60*time.Second, "the first discovery round", func() bool {
+		st := e.Status(id)
+		return st.App != nil && st.App.Discovery.Rounds >= 1
+	})
+	for upn, want := range map[string]string{nomail.UPN: "excluded:no_mailbox", ceo.UPN: "excluded:access_policy",
+		e.Ada.UPN: "syncing:", org.Shared.UPN: "syncing:", e.Admin.UPN: "syncing:"} {
+		u := user(upn)
+		if got := u.Status + ":" + u.Reason; got != want {
+			t.Errorf("%s: %s, want %s", upn, got, want)
+		}
+	}
+	if !user(org.Shared.UPN).Shared {
+		t.Errorf("the shared mailbox is not marked shared")
+	}
+	ada := user(e.Ada.UPN).MailboxID
+	waitUntil(t, 60*time.Second, "ada's mail", func() bool {
+		n, err := e.Store.CountMessagesOf(ctx, []string{ada})
+		return err == nil && n[ada] == 12
+	})
+	if st := e.WaitForMailbox(ada, 30*time.Second, "polling", func(st workflows.Status) bool { return st.Sync.Mode != "" }); st.Mode != workflows.ModeApplication ||
+		st.Sync.Mode != workflows.SyncPolling || st.Sync.PollReason == "" {
+		t.Errorf("ada's mailbox: mode %s, sync %s (%q)", st.Mode, st.Sync.Mode, st.Sync.PollReason)
+	}
+	// Mail arriving later comes with the next poll.
+	if _, err := e.Ctl.InjectMessages(ctx, e.Ada.UPN, graphsim.MessageSpec{Subject: "later"}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 30*time.Second, "ada's later mail", func() bool {
+		n, err := e.Store.CountMessagesOf(ctx, []string{ada})
+		return err == nil && n[ada] == 13
+	})
+
+	// A join and a leave, seen at the next round.
+	newcomer, err := e.Ctl.AddUser(ctx, graphsim.UserSpec{Tenant: "contoso.example", UPN: "newcomer@contoso.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaver := user(e.Admin.UPN).MailboxID
+	if err := e.Ctl.DeleteUser(ctx, e.Admin.UPN, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := update(ctx, e, id, workflows.UpdateDiscover); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 60*time.Second, "the join and the leave", func() bool {
+		return user(newcomer.UPN).Status == store.DirSyncing && user(e.Admin.UPN).Status == store.DirLeft
+	})
+	// Its mailbox detaches (the retention deletes its mail).
+	waitUntil(t, 30*time.Second, "the leaver's mailbox detached", func() bool {
+		m, err := e.Store.GetMailbox(ctx, leaver)
+		return err == nil && m.State == workflows.StateDisconnected
+	})
+	if n, _ := e.Store.CountMessagesOf(ctx, []string{leaver}); n[leaver] != 0 {
+		t.Errorf("the leaver's mail was kept: %d messages", n[leaver])
+	}
+
+	// A new secret, checked and taken without a restart.
+	if err := e.Sim.AddSecret(org.Daemon.ClientID, "second-secret-value", time.Now().Add(180*24*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Connect.RotateCredential(ctx, id, "wrong", "", time.Time{}); err == nil {
+		t.Error("a wrong new secret was taken")
+	}
+	st, err := e.Connect.RotateCredential(ctx, id, "second-secret-value", "", time.Now().Add(180*24*time.Hour))
+	if err != nil || st.State != workflows.StateActive || st.App.Rotations != 1 {
+		t.Fatalf("rotation: %+v %v", st.App, err)
+	}
+	if cred, err := e.Vault.Tokens().GetAppCredential(ctx, id); err != nil || cred.Secret != "second-secret-value" {
+		t.Errorf("vault after rotation: %v", err)
+	}
+
+	if _, err := e.Connect.Disconnect(ctx, row); err != nil {
+		t.Fatal(err)
+	}
+	e.WaitFor(id, 60*time.Second, "disconnected", func(st workflows.Status) bool { return st.State == workflows.StateDisconnected })
+	ids, err := e.Store.LiveMailboxIDs(ctx, id, "", 10)
+	if err != nil || len(ids) != 0 {
+		t.Errorf("mailboxes left after the disconnect: %v %v", ids, err)
+	}
+	if n, _ := e.Vault.Tokens().Count(ctx, id); n != 0 {
+		t.Errorf("%d secrets left in Vault", n)
+	}
+}
+
+func update(ctx context.Context, e *enginetest.Engine, id, name string, args ...any) (workflows.Status, error) {
+	h, err := e.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID: workflows.ConnectionWorkflowID(id), UpdateName: name, Args: args, WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	var st workflows.Status
+	if err == nil {
+		err = h.Get(ctx, &st)
+	}
+	return st, err
+}
+
+func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); !cond(); time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}

@@ -1,0 +1,106 @@
+package store_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/outlookd/outlookd/store"
+)
+
+// TestDirectoryOfAnApplicationConnection follows users through rounds of
+// /users/delta as the store records them: a user to sync joins with a
+// mailbox ID, one excluded keeps its reason, a synced one that should no
+// longer be (deleted, or now excluded) leaves, the pending changes are
+// listed until applied, and the link is kept with the page.
+func TestDirectoryOfAnApplicationConnection(t *testing.T) {
+	ctx := context.Background()
+	st := newStore(t)
+	if err := st.CreateConnection(ctx, store.Connection{ID: "c-app", OrgID: "o", OwnerID: "admin", State: "active", Mode: "application"}); err != nil {
+		t.Fatal(err)
+	}
+	if link, rounds, err := st.DirectoryLink(ctx, "c-app"); err != nil || link != "" || rounds != 0 {
+		t.Fatalf("a new connection's link: %q %d %v", link, rounds, err)
+	}
+	page1 := []store.DirectoryChange{
+		{UserID: "u-ada", Address: "ada@contoso.example", Want: true, NewMailboxID: "mbx_ada_00001"},
+		{UserID: "u-kiosk", Address: "kiosk@contoso.example", Reason: "no_mailbox"},
+		{UserID: "u-ceo", Address: "ceo@contoso.example", Reason: "access_policy"},
+		{UserID: "u-never", Gone: true, Reason: "user_deleted"},
+	}
+	if err := st.ApplyDirectoryPage(ctx, "c-app", page1, "https://graph/users/delta?$skiptoken=1", false); err != nil {
+		t.Fatal(err)
+	}
+	page2 := []store.DirectoryChange{
+		{UserID: "u-bob", Address: "bob@contoso.example", Want: true, NewMailboxID: "mbx_bob_00001"},
+		{UserID: "u-support", Address: "support@contoso.example", Shared: true, Want: true, NewMailboxID: "mbx_sup_00001"},
+	}
+	if err := st.ApplyDirectoryPage(ctx, "c-app", page2, "https://graph/users/delta?$deltatoken=1", true); err != nil {
+		t.Fatal(err)
+	}
+	if link, rounds, _ := st.DirectoryLink(ctx, "c-app"); link != "https://graph/users/delta?$deltatoken=1" || rounds != 1 {
+		t.Errorf("link after a round: %q %d", link, rounds)
+	}
+	pending, err := st.PendingDirectoryUsers(ctx, "c-app", 10)
+	if err != nil || len(pending) != 3 || pending[0].UserID != "u-ada" || pending[0].MailboxID != "mbx_ada_00001" || pending[0].Status != store.DirJoining {
+		t.Fatalf("pending after the first round: %+v %v", pending, err)
+	}
+	for _, u := range pending {
+		if err := st.SetDirectoryStatus(ctx, "c-app", u.UserID, store.DirJoining, store.DirSyncing, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The next round: ada is reported again (a replay: nothing changes),
+	// bob is deleted, the support mailbox now excluded, a newcomer joins.
+	page3 := []store.DirectoryChange{
+		{UserID: "u-ada", Address: "ada@contoso.example", Want: true, NewMailboxID: "mbx_ada_00002"},
+		{UserID: "u-bob", Gone: true, Reason: "user_deleted"},
+		{UserID: "u-support", Address: "support@contoso.example", Shared: true, Reason: "shared_not_selected"},
+		{UserID: "u-new", Address: "new@contoso.example", Want: true, NewMailboxID: "mbx_new_00001"},
+	}
+	if err := st.ApplyDirectoryPage(ctx, "c-app", page3, "https://graph/users/delta?$deltatoken=2", true); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]store.DirectoryUser{}
+	users, err := st.ListDirectoryUsers(ctx, "c-app", "", "", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range users {
+		got[u.UserID] = u
+	}
+	for id, want := range map[string]string{"u-ada": "syncing:", "u-bob": "leaving:user_deleted", "u-support": "leaving:shared_not_selected",
+		"u-new": "joining:", "u-kiosk": "excluded:no_mailbox", "u-ceo": "excluded:access_policy"} {
+		if u := got[id]; u.Status+":"+u.Reason != want {
+			t.Errorf("%s: %s:%s, want %s", id, u.Status, u.Reason, want)
+		}
+	}
+	if got["u-ada"].MailboxID != "mbx_ada_00001" {
+		t.Errorf("a replayed user got a new mailbox ID: %s", got["u-ada"].MailboxID)
+	}
+	if _, ok := got["u-never"]; ok {
+		t.Error("a user never seen and gone was recorded")
+	}
+	if err := st.SetDirectoryStatus(ctx, "c-app", "u-bob", store.DirLeaving, store.DirLeft, ""); err != nil {
+		t.Fatal(err)
+	}
+	p, err := st.DirectoryProgressOf(ctx, "c-app")
+	if err != nil || p.Discovered != 6 || p.ByStatus[store.DirSyncing] != 1 || p.Excluded["no_mailbox"] != 1 || p.Excluded["access_policy"] != 1 ||
+		p.Left["user_deleted"] != 1 || p.Rounds != 2 {
+		t.Errorf("progress: %+v %v", p, err)
+	}
+	if excluded, _ := st.ListDirectoryUsers(ctx, "c-app", store.DirExcluded, "", 100); len(excluded) != 2 {
+		t.Errorf("excluded users: %+v", excluded)
+	}
+	if err := st.CloseDirectory(ctx, "c-app", "disconnected"); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := st.DirectoryProgressOf(ctx, "c-app"); p.ByStatus[store.DirSyncing]+p.ByStatus[store.DirJoining]+p.ByStatus[store.DirLeaving] != 0 || p.Left["disconnected"] != 3 {
+		t.Errorf("after the disconnect: %+v", p)
+	}
+	if err := st.ResetDirectoryLink(ctx, "c-app"); err != nil {
+		t.Fatal(err)
+	}
+	if link, _, _ := st.DirectoryLink(ctx, "c-app"); link != "" {
+		t.Errorf("link after a reset: %q", link)
+	}
+}

@@ -1,0 +1,521 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+)
+
+// An application connection (kind application) syncs the mailboxes of a
+// whole tenant with the app's own credential (client credentials, after an
+// administrator's consent to application permissions): no one signs in.
+// Its workflow owns the credential (tokens, the secret's expiry, its
+// rotation) and the discovery of mailboxes with /users/delta; each
+// mailbox discovered runs the same Mailbox workflow a service account's
+// attached mailboxes run. The directory (who is synced, who is excluded
+// and why) is kept in Postgres, never in the workflow: its history stays
+// bounded whatever the size of the organisation (docs/application.md).
+
+// Selection is which of the tenant's mailboxes an application connection
+// syncs.
+type Selection struct {
+	// Include, when set, lists the only users synced (addresses or user
+	// IDs); otherwise every user with a mailbox is.
+	Include []string `json:"include,omitempty"`
+	// Exclude lists users never synced (addresses or user IDs).
+	Exclude []string `json:"exclude,omitempty"`
+	// Shared includes shared mailboxes (whose accounts cannot sign in).
+	Shared bool `json:"shared,omitempty"`
+}
+
+// Validate refuses a selection the engine cannot apply.
+func (s Selection) Validate() error {
+	if len(s.Include) > 10000 || len(s.Exclude) > 10000 {
+		return errors.New("a selection lists at most 10000 users")
+	}
+	for _, u := range append(slices.Clone(s.Include), s.Exclude...) {
+		if u == "" || len(u) > 320 {
+			return fmt.Errorf("%q is not a user: give an address or a user ID", u)
+		}
+	}
+	return nil
+}
+
+// ApplicationInit is what the API learnt when it checked the credential:
+// an application connection starts active.
+type ApplicationInit struct {
+	TenantID  string    `json:"tenantId"`
+	ClientID  string    `json:"clientId"`
+	Roles     []string  `json:"roles"`
+	Selection Selection `json:"selection"`
+	// SecretExpires is when the client secret expires (zero: not said).
+	SecretExpires time.Time `json:"secretExpires,omitempty"`
+}
+
+// AppState is the application connection's own part of its state.
+type AppState struct {
+	ClientID      string    `json:"clientId"`
+	Selection     Selection `json:"selection"`
+	SecretExpires time.Time `json:"secretExpires,omitempty"`
+	// Warned lists the margins (in hours before expiry) already told for
+	// the current secret.
+	Warned []int `json:"warned,omitempty"`
+	// Discovery is where the discovery of mailboxes stands.
+	Discovery DiscoveryState `json:"discovery"`
+	// Resume: after a new credential, the paused mailboxes are told to
+	// resume, in batches after ResumeAfter.
+	Resume      bool   `json:"resume,omitempty"`
+	ResumeAfter string `json:"resumeAfter,omitempty"`
+	// Rotations counts the credentials given since the first.
+	Rotations int `json:"rotations,omitempty"`
+}
+
+// DiscoveryState is where the discovery of mailboxes stands.
+type DiscoveryState struct {
+	// More: a round (or changes to apply) is under way; the next batch is
+	// due at once.
+	More      bool      `json:"more,omitempty"`
+	Rounds    int       `json:"rounds"`
+	LastRound time.Time `json:"lastRound,omitempty"`
+	// RoundEnded: the round's last page was read; it ends once its
+	// changes are applied.
+	RoundEnded bool `json:"roundEnded,omitempty"`
+	// Requested: a round was asked for while one ran; it follows at once.
+	Requested bool    `json:"requested,omitempty"`
+	Joined    int64   `json:"joined"`
+	Left      int64   `json:"left"`
+	LastError string  `json:"lastError,omitempty"`
+	Backoff   Backoff `json:"backoff"`
+}
+
+// Names of the application connection's handlers.
+const (
+	// UpdateCredential tells the workflow a new credential was checked and
+	// stored in Vault (the secret itself never comes here).
+	UpdateCredential = "rotate_credential"
+	// UpdateDiscover asks for a discovery round now.
+	UpdateDiscover = "discover"
+)
+
+// CredentialInput describes a credential the API checked and stored.
+type CredentialInput struct {
+	SecretExpires time.Time `json:"secretExpires,omitempty"`
+	Roles         []string  `json:"roles,omitempty"`
+}
+
+// Reasons of an application connection.
+const (
+	// ReasonCredentialExpiring: the client secret expires soon.
+	ReasonCredentialExpiring = "credential_expiring"
+)
+
+// mailboxWorkflowName is the registered name of Mailbox.
+const mailboxWorkflowName = "Mailbox"
+
+// Defaults of an application connection.
+const (
+	defaultDiscoverEvery = 15 * time.Minute
+	// discoveryBatch bounds the mailboxes started or detached at once.
+	discoveryBatch = 50
+)
+
+// DefaultExpiryMargins are when the app is told a client secret expires.
+var DefaultExpiryMargins = []time.Duration{30 * 24 * time.Hour, 7 * 24 * time.Hour}
+
+// DiscoverPageInput asks for one page of /users/delta.
+type DiscoverPageInput struct {
+	ConnectionID string    `json:"connectionId"`
+	Selection    Selection `json:"selection"`
+}
+
+// DiscoverPageResult says what one page found.
+type DiscoverPageResult struct {
+	Users int `json:"users"`
+	// RoundDone: the page ended the round (a deltaLink).
+	RoundDone bool `json:"roundDone"`
+	// Restarted: the delta link had expired; the round starts over.
+	Restarted bool `json:"restarted,omitempty"`
+}
+
+// MailboxChangesInput asks for changes of the directory to apply.
+type MailboxChangesInput struct {
+	ConnectionID string `json:"connectionId"`
+	Limit        int    `json:"limit"`
+}
+
+// MailboxChange is a mailbox to start (Join) or detach.
+type MailboxChange struct {
+	UserID      string `json:"userId"`
+	MailboxID   string `json:"mailboxId"`
+	Address     string `json:"address"`
+	DisplayName string `json:"displayName,omitempty"`
+	Join        bool   `json:"join"`
+	Reason      string `json:"reason,omitempty"`
+}
+
+// MailboxChangesResult lists changes to apply.
+type MailboxChangesResult struct {
+	Changes []MailboxChange `json:"changes"`
+}
+
+// AckMailboxChangesInput records changes applied.
+type AckMailboxChangesInput struct {
+	ConnectionID string          `json:"connectionId"`
+	Changes      []MailboxChange `json:"changes"`
+}
+
+// LiveMailboxesInput pages a connection's live mailboxes.
+type LiveMailboxesInput struct {
+	ConnectionID string `json:"connectionId"`
+	After        string `json:"after,omitempty"`
+	Limit        int    `json:"limit"`
+}
+
+// LiveMailboxesResult is a page of mailbox IDs.
+type LiveMailboxesResult struct {
+	IDs []string `json:"ids"`
+}
+
+// Activity names of an application connection.
+const (
+	ActivityDiscoverPage      = "DiscoverPage"
+	ActivityMailboxChanges    = "MailboxChanges"
+	ActivityAckMailboxChanges = "AckMailboxChanges"
+	ActivityLiveMailboxes     = "LiveMailboxes"
+	ActivityCloseDirectory    = "CloseDirectory"
+)
+
+var (
+	discoverPage      = call[DiscoverPageInput, DiscoverPageResult]{ActivityDiscoverPage, graphCall(5 * time.Minute)}
+	mailboxChanges    = call[MailboxChangesInput, MailboxChangesResult]{ActivityMailboxChanges, bookkeeping}
+	ackMailboxChanges = call[AckMailboxChangesInput, None]{ActivityAckMailboxChanges, bookkeeping}
+	liveMailboxes     = call[LiveMailboxesInput, LiveMailboxesResult]{ActivityLiveMailboxes, bookkeeping}
+	closeDirectory    = call[ConnectionRef, None]{ActivityCloseDirectory, sagaStep}
+)
+
+func applicationActivities() []ActivitySpec {
+	return []ActivitySpec{discoverPage.spec(), mailboxChanges.spec(), ackMailboxChanges.spec(), liveMailboxes.spec(), closeDirectory.spec()}
+}
+
+// isApplication says whether this is an application connection's
+// workflow (not one of its mailboxes').
+func (c *connection) isApplication() bool { return !c.isMailbox() && c.s.Mode == ModeApplication }
+
+// startApplication fills the state of a new application connection: it is
+// active from the start (the API proved the credential).
+func (c *connection) startApplication(ctx workflow.Context, in ApplicationInit) {
+	c.s.State, c.s.TenantID, c.s.GrantedScopes = StateActive, in.TenantID, in.Roles
+	c.s.Granted = Features{Read: true}
+	c.s.LastRefresh = workflow.Now(ctx)
+	c.s.App = &AppState{ClientID: in.ClientID, Selection: in.Selection, SecretExpires: in.SecretExpires,
+		Discovery: DiscoveryState{More: true}}
+	c.s.Registry.State = StateActive
+	c.s.Transitions++
+	c.s.Registry.Events = append(c.s.Registry.Events, EventRecord{ID: c.s.ID + ":active:0", Type: "connection.active",
+		Data: map[string]any{"kind": ModeApplication, "tenant_id": in.TenantID}})
+}
+
+func (c *connection) discoverEvery() time.Duration {
+	if c.opts.DiscoverEvery > 0 {
+		return c.opts.DiscoverEvery
+	}
+	return defaultDiscoverEvery
+}
+
+func (c *connection) discoverDue(ctx workflow.Context) (time.Time, bool) {
+	if !c.isApplication() {
+		return time.Time{}, false
+	}
+	d := c.s.App.Discovery
+	at := d.LastRound.Add(c.discoverEvery())
+	if d.More {
+		at = time.Time{}
+	}
+	return d.Backoff.later(at), true
+}
+
+// discover runs one batch of discovery: the changes the directory holds
+// that are not applied yet (mailboxes to start or detach), or else the
+// next page of /users/delta. The loop comes back at once while there is
+// more, and may continue as new between batches; a round ends when its
+// last page was read and every change it made was applied.
+func (c *connection) discover(ctx workflow.Context) {
+	d := &c.s.App.Discovery
+	res, err := mailboxChanges.run(ctx, MailboxChangesInput{ConnectionID: c.s.ID, Limit: discoveryBatch})
+	if err == nil && len(res.Changes) > 0 {
+		err = c.applyMailboxChanges(ctx, res.Changes)
+		if err == nil {
+			d.More, d.LastError, d.Backoff = true, "", Backoff{}
+			return
+		}
+	}
+	if err == nil && d.RoundEnded {
+		d.More, d.RoundEnded, d.LastRound = d.Requested, false, workflow.Now(ctx)
+		d.Rounds++
+		d.Requested = false
+		return
+	}
+	var page DiscoverPageResult
+	if err == nil {
+		page, err = discoverPage.run(ctx, DiscoverPageInput{ConnectionID: c.s.ID, Selection: c.s.App.Selection})
+	}
+	if !c.still(StateActive) {
+		return
+	}
+	if err != nil {
+		d.LastError = err.Error()
+		if !c.onActivityError(ctx, err) {
+			d.Backoff.failed(workflow.Now(ctx))
+		}
+		return
+	}
+	d.LastError, d.Backoff, d.More = "", Backoff{}, true
+	d.RoundEnded = page.RoundDone
+}
+
+// applyMailboxChanges starts the mailboxes that joined and detaches those
+// that left, then records them applied.
+func (c *connection) applyMailboxChanges(ctx workflow.Context, changes []MailboxChange) error {
+	type started struct {
+		ch MailboxChange
+		f  workflow.ChildWorkflowFuture
+	}
+	var joins []started
+	for _, ch := range changes {
+		if !ch.Join {
+			continue
+		}
+		cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+			WorkflowID:            MailboxWorkflowID(ch.MailboxID),
+			ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_ABANDON,
+			WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+			WaitForCancellation:   true,
+		})
+		// By name: the function itself would make an initialisation cycle
+		// (its handlers read the duties, which lead here).
+		f := workflow.ExecuteChildWorkflow(cctx, mailboxWorkflowName, MailboxInput{
+			ID: ch.MailboxID, ConnectionID: c.s.ID, OrgID: c.s.OrgID, OwnerID: c.s.OwnerID, TenantID: c.s.TenantID, Mode: ModeApplication,
+			Address: ch.Address, UserID: ch.UserID, DisplayName: ch.DisplayName, Settings: c.s.Settings, Granted: c.s.Granted, Options: c.opts,
+		})
+		joins = append(joins, started{ch, f})
+	}
+	for _, j := range joins {
+		if err := j.f.GetChildWorkflowExecution().Get(ctx, nil); err != nil && !temporal.IsWorkflowExecutionAlreadyStartedError(err) {
+			return err
+		}
+	}
+	for _, ch := range changes {
+		if ch.Join {
+			c.s.App.Discovery.Joined++
+			continue
+		}
+		err := workflow.RequestCancelExternalWorkflow(ctx, MailboxWorkflowID(ch.MailboxID), "").Get(ctx, nil)
+		if err != nil {
+			// Its workflow has ended without detaching: the connection
+			// applies the retention.
+			c.log.Warn("mailbox workflow not found; applying its retention here", "mailbox", ch.MailboxID, "err", err)
+			if err := c.detachEnded(ctx, ch.MailboxID, c.s.Settings.Retention); err != nil {
+				return err
+			}
+		}
+		c.s.App.Discovery.Left++
+	}
+	_, err := ackMailboxChanges.run(ctx, AckMailboxChangesInput{ConnectionID: c.s.ID, Changes: changes})
+	return err
+}
+
+func (c *connection) expiryMargins() []time.Duration {
+	if len(c.opts.ExpiryMargins) > 0 {
+		return c.opts.ExpiryMargins
+	}
+	return DefaultExpiryMargins
+}
+
+// expiryWarning is the next margin not yet told for the current secret.
+func (c *connection) expiryWarning() (time.Duration, bool) {
+	if !c.isApplication() || c.s.App.SecretExpires.IsZero() {
+		return 0, false
+	}
+	for _, m := range c.expiryMargins() {
+		if !slices.Contains(c.s.App.Warned, int(m/time.Hour)) {
+			return m, true
+		}
+	}
+	return 0, false
+}
+
+func (c *connection) expiryDue(ctx workflow.Context) (time.Time, bool) {
+	m, ok := c.expiryWarning()
+	if !ok {
+		return time.Time{}, false
+	}
+	return c.s.App.SecretExpires.Add(-m), true
+}
+
+// warnExpiry tells the app the client secret expires soon: the state's
+// reason says so, and an event is recorded, once per margin.
+func (c *connection) warnExpiry(ctx workflow.Context) {
+	m, _ := c.expiryWarning()
+	now := workflow.Now(ctx)
+	exp := c.s.App.SecretExpires
+	// Every margin already passed is told with this one.
+	for _, other := range c.expiryMargins() {
+		if !exp.Add(-other).After(now) && !slices.Contains(c.s.App.Warned, int(other/time.Hour)) {
+			c.s.App.Warned = append(c.s.App.Warned, int(other/time.Hour))
+		}
+	}
+	left := exp.Sub(now).Round(time.Hour)
+	text := fmt.Sprintf("The client secret expires on %s (in %s): create a new one and give it to PUT /v1/connections/%s/credential before then.",
+		exp.UTC().Format(time.RFC3339), humanDays(left), c.s.ID)
+	c.moveTo(ctx, StateActive, ReasonCredentialExpiring, text, nil)
+	if _, err := recordEvent.run(ctx, RecordEventInput{ConnectionID: c.s.ID, EventID: fmt.Sprintf("%s:credential_expiring:%d:%d", c.s.ID, c.s.App.Rotations, m/time.Hour),
+		Type: "connection.credential_expiring", Data: map[string]any{"expires_at": exp.UTC().Format(time.RFC3339), "margin_days": int(m / (24 * time.Hour)), "text": text}}); err != nil {
+		c.log.Error("record connection.credential_expiring", "err", err)
+	}
+}
+
+func humanDays(d time.Duration) string {
+	if d < 48*time.Hour {
+		return fmt.Sprintf("%d hours", int(d/time.Hour))
+	}
+	return fmt.Sprintf("%d days", int(d/(24*time.Hour)))
+}
+
+func (c *connection) credentialCheckDue(ctx workflow.Context) (time.Time, bool) {
+	if !c.isApplication() || c.s.App.SecretExpires.IsZero() || c.s.LastRefresh.After(c.s.App.SecretExpires) {
+		return time.Time{}, false
+	}
+	// At the expiry a token is asked for: the refusal moves the
+	// connection to reauth_required at once, with the reason.
+	return c.s.App.SecretExpires.Add(time.Minute), true
+}
+
+func (c *connection) resumeDue(ctx workflow.Context) (time.Time, bool) {
+	if !c.isApplication() || !c.s.App.Resume {
+		return time.Time{}, false
+	}
+	return time.Time{}, true
+}
+
+// resumeMailboxes tells the next batch of mailboxes the credential works
+// again.
+func (c *connection) resumeMailboxes(ctx workflow.Context) {
+	page, err := liveMailboxes.run(ctx, LiveMailboxesInput{ConnectionID: c.s.ID, After: c.s.App.ResumeAfter, Limit: discoveryBatch})
+	if err != nil {
+		c.log.Error("list mailboxes to resume", "err", err)
+		return
+	}
+	var fs []workflow.Future
+	for _, id := range page.IDs {
+		fs = append(fs, workflow.SignalExternalWorkflow(ctx, MailboxWorkflowID(id), "", SignalCredential, CredentialSignal{}))
+	}
+	for i, f := range fs {
+		if err := f.Get(ctx, nil); err != nil {
+			c.log.Warn("could not tell a mailbox the credential is back", "mailbox", page.IDs[i], "err", err)
+		}
+	}
+	if len(page.IDs) < discoveryBatch {
+		c.s.App.Resume, c.s.App.ResumeAfter = false, ""
+		return
+	}
+	c.s.App.ResumeAfter = page.IDs[len(page.IDs)-1]
+}
+
+func (c *connection) validateCredential(in CredentialInput) error {
+	switch {
+	case !c.isApplication():
+		return errors.New("only an application connection has a client credential")
+	case c.s.State == StateDisconnecting || c.s.State == StateDisconnected:
+		return fmt.Errorf("the connection is %s", c.s.State)
+	}
+	return nil
+}
+
+// onCredential takes a new credential (already checked and in Vault): the
+// expiry warnings start over, and a connection waiting for it resumes,
+// with every mailbox.
+func (c *connection) onNewCredential(ctx workflow.Context, in CredentialInput) (Status, error) {
+	a := c.s.App
+	a.SecretExpires, a.Warned = in.SecretExpires, nil
+	a.Rotations++
+	if len(in.Roles) > 0 {
+		c.s.GrantedScopes = in.Roles
+	}
+	c.s.LastRefresh = workflow.Now(ctx)
+	switch c.s.State {
+	case StateReauthRequired:
+		if c.moveTo(ctx, StateConnecting, "", "", nil) {
+			c.moveTo(ctx, StateActive, "", "", map[string]any{"credential_rotated": true})
+		}
+		c.resume()
+		a.Resume, a.ResumeAfter = true, ""
+		a.Discovery.More, a.Discovery.Backoff = true, Backoff{}
+	case StateActive:
+		if c.s.Reason == ReasonCredentialExpiring {
+			c.moveTo(ctx, StateActive, "", "", nil)
+		}
+	}
+	return c.status(ctx), nil
+}
+
+func (c *connection) validateDiscover() error {
+	if !c.isApplication() {
+		return errors.New("only an application connection discovers mailboxes")
+	}
+	if c.s.State != StateActive {
+		return fmt.Errorf("the connection is %s; discovery runs while it is active", c.s.State)
+	}
+	return nil
+}
+
+func (c *connection) onDiscover(ctx workflow.Context) (Status, error) {
+	d := &c.s.App.Discovery
+	if d.More {
+		// A round is under way: it may have read the directory already.
+		d.Requested = true
+	}
+	d.More, d.Backoff = true, Backoff{}
+	return c.status(ctx), nil
+}
+
+// detachAllMailboxes is an application connection's saga step: every live
+// mailbox is cancelled (each applies its retention), in batches, and the
+// step waits until none is left.
+func (c *connection) detachAllMailboxes(ctx workflow.Context) error {
+	after := ""
+	for {
+		page, err := liveMailboxes.run(ctx, LiveMailboxesInput{ConnectionID: c.s.ID, After: after, Limit: 200})
+		if err != nil {
+			return err
+		}
+		for _, id := range page.IDs {
+			if err := workflow.RequestCancelExternalWorkflow(ctx, MailboxWorkflowID(id), "").Get(ctx, nil); err != nil {
+				if err := c.detachEnded(ctx, id, c.s.Settings.Retention); err != nil {
+					return err
+				}
+			}
+		}
+		if len(page.IDs) < 200 {
+			break
+		}
+		after = page.IDs[len(page.IDs)-1]
+	}
+	for {
+		page, err := liveMailboxes.run(ctx, LiveMailboxesInput{ConnectionID: c.s.ID, Limit: 1})
+		if err != nil {
+			return err
+		}
+		if len(page.IDs) == 0 {
+			_, err := closeDirectory.run(ctx, ConnectionRef{ConnectionID: c.s.ID})
+			return err
+		}
+		if err := workflow.Sleep(ctx, 5*time.Second); err != nil {
+			return err
+		}
+	}
+}

@@ -1,0 +1,414 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+)
+
+// dirUser is a user of the fake tenant.
+type dirUser struct {
+	id       string
+	mailbox  bool
+	policy   bool // an application access policy keeps the app out
+	shared   bool
+	disabled bool
+}
+
+// fakeDirectory is the tenant and the registry's directory tables, in
+// memory: DiscoverPage serves the changed users three at a time, as
+// /users/delta pages, and records them as the store does.
+type fakeDirectory struct {
+	mu      sync.Mutex
+	users   map[string]dirUser
+	changed []string // user IDs not yet served, in order
+	rows    map[string]*dirRow
+	nextID  int
+	pages   int
+	started []string // mailbox IDs started
+	cancels int
+	closed  bool // the disconnect closed the directory
+	// block keeps the mailboxes' workflows running until cancelled.
+	block     bool
+	signalled []string // mailbox IDs told the credential changed
+	// onPage runs inside each page (a hook for the test).
+	onPage func(n int)
+}
+
+type dirRow struct {
+	status, reason, mailboxID string
+}
+
+func newFakeDirectory(users ...dirUser) *fakeDirectory {
+	d := &fakeDirectory{users: map[string]dirUser{}, rows: map[string]*dirRow{}}
+	for _, u := range users {
+		d.users[u.id] = u
+		d.changed = append(d.changed, u.id)
+	}
+	return d
+}
+
+func (d *fakeDirectory) join(u dirUser) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.users[u.id] = u
+	d.changed = append(d.changed, u.id)
+}
+
+func (d *fakeDirectory) leave(id string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.users, id)
+	d.changed = append(d.changed, id)
+}
+
+// want is the store's rule (store.ApplyDirectoryPage) in short.
+func (d *fakeDirectory) apply(id string, want bool, reason string) {
+	r := d.rows[id]
+	if r == nil {
+		r = &dirRow{}
+		d.rows[id] = r
+	}
+	live := r.status == "joining" || r.status == "syncing"
+	switch {
+	case want && (live || r.status == "leaving"):
+	case want:
+		d.nextID++
+		r.status, r.reason, r.mailboxID = "joining", "", fmt.Sprintf("mbx_%08d", d.nextID)
+	case live:
+		r.status, r.reason = "leaving", reason
+	case r.status == "leaving":
+	default:
+		r.status, r.reason = "excluded", reason
+	}
+}
+
+func (d *fakeDirectory) register(env *testsuite.TestWorkflowEnvironment, sel *Selection) {
+	env.RegisterActivityWithOptions(func(ctx context.Context, in DiscoverPageInput) (DiscoverPageResult, error) {
+		d.mu.Lock()
+		d.pages++
+		n, hook := d.pages, d.onPage
+		batch := d.changed[:min(3, len(d.changed))]
+		d.changed = d.changed[len(batch):]
+		for _, id := range batch {
+			u, ok := d.users[id]
+			switch {
+			case !ok:
+				d.apply(id, false, "user_deleted")
+			case !u.mailbox:
+				d.apply(id, false, "no_mailbox")
+			case u.policy:
+				d.apply(id, false, "access_policy")
+			case u.shared && !in.Selection.Shared:
+				d.apply(id, false, "shared_not_selected")
+			case u.disabled && !u.shared:
+				d.apply(id, false, "account_disabled")
+			default:
+				d.apply(id, true, "")
+			}
+		}
+		done := len(d.changed) == 0
+		d.mu.Unlock()
+		if hook != nil {
+			hook(n)
+		}
+		return DiscoverPageResult{Users: len(batch), RoundDone: done}, nil
+	}, activity.RegisterOptions{Name: ActivityDiscoverPage})
+	env.RegisterActivityWithOptions(func(ctx context.Context, in MailboxChangesInput) (MailboxChangesResult, error) {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		ids := make([]string, 0, len(d.rows))
+		for id, r := range d.rows {
+			if r.status == "joining" || r.status == "leaving" {
+				ids = append(ids, id)
+			}
+		}
+		sort.Strings(ids)
+		res := MailboxChangesResult{Changes: []MailboxChange{}}
+		for _, id := range ids[:min(in.Limit, len(ids))] {
+			r := d.rows[id]
+			res.Changes = append(res.Changes, MailboxChange{UserID: id, MailboxID: r.mailboxID, Address: id + "@contoso.example", Join: r.status == "joining"})
+		}
+		return res, nil
+	}, activity.RegisterOptions{Name: ActivityMailboxChanges})
+	env.RegisterActivityWithOptions(func(ctx context.Context, in AckMailboxChangesInput) error {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		for _, ch := range in.Changes {
+			r := d.rows[ch.UserID]
+			switch {
+			case ch.Join && r.status == "joining":
+				r.status = "syncing"
+			case !ch.Join && r.status == "leaving":
+				r.status = "left"
+			}
+		}
+		return nil
+	}, activity.RegisterOptions{Name: ActivityAckMailboxChanges})
+	env.RegisterActivityWithOptions(func(ctx context.Context, in ConnectionRef) error {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		d.closed = true
+		return nil
+	}, activity.RegisterOptions{Name: ActivityCloseDirectory})
+	env.RegisterActivityWithOptions(func(ctx context.Context, in LiveMailboxesInput) (LiveMailboxesResult, error) {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		var ids []string
+		for _, r := range d.rows {
+			if r.status == "syncing" && r.mailboxID > in.After {
+				ids = append(ids, r.mailboxID)
+			}
+		}
+		sort.Strings(ids)
+		return LiveMailboxesResult{IDs: append([]string{}, ids[:min(in.Limit, len(ids))]...)}, nil
+	}, activity.RegisterOptions{Name: ActivityLiveMailboxes})
+	// The mailboxes' own workflows are Mailbox's tests' business: here
+	// each start is counted.
+	env.RegisterWorkflowWithOptions(func(ctx workflow.Context, in MailboxInput) (ConnectionResult, error) {
+		d.mu.Lock()
+		d.started = append(d.started, in.ID)
+		d.mu.Unlock()
+		if in.Mode != ModeApplication || in.UserID == "" {
+			return ConnectionResult{}, errors.New("a discovered mailbox starts in application mode with its user")
+		}
+		if !d.block {
+			return ConnectionResult{State: StateActive}, nil
+		}
+		// It runs until cancelled (then detaches), and counts the
+		// credential signals it gets.
+		creds := workflow.GetSignalChannel(ctx, SignalCredential)
+		for {
+			sel := workflow.NewSelector(ctx)
+			sel.AddReceive(creds, func(ch workflow.ReceiveChannel, _ bool) {
+				var sig CredentialSignal
+				ch.Receive(ctx, &sig)
+				d.mu.Lock()
+				d.signalled = append(d.signalled, in.ID)
+				d.mu.Unlock()
+			})
+			sel.AddReceive(ctx.Done(), func(workflow.ReceiveChannel, bool) {})
+			sel.Select(ctx)
+			if ctx.Err() != nil {
+				d.detached(MailboxWorkflowID(in.ID))
+				return ConnectionResult{State: StateDisconnected}, nil
+			}
+		}
+	}, workflow.RegisterOptions{Name: mailboxWorkflowName})
+	// A cancelled mailbox detaches (its own saga, in Mailbox's tests).
+	env.OnRequestCancelExternalWorkflow(mock.Anything, mock.Anything, "").Return(func(_, wid, _ string) error {
+		d.detached(wid)
+		return nil
+	})
+}
+
+// detached is a mailbox's saga: its row is no longer live.
+func (d *fakeDirectory) detached(workflowID string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.cancels++
+	for _, r := range d.rows {
+		if MailboxWorkflowID(r.mailboxID) == workflowID && r.status == "syncing" {
+			r.status = "left"
+		}
+	}
+}
+
+// statuses counts the directory's rows by status and reason.
+func (d *fakeDirectory) statuses() map[string]int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := map[string]int{}
+	for _, r := range d.rows {
+		out[r.status]++
+		if r.reason != "" {
+			out[r.status+":"+r.reason]++
+		}
+	}
+	return out
+}
+
+func appInput(expires time.Time) ConnectionInput {
+	in := ConnectionInput{ID: "c-app", OrgID: "org", OwnerID: "admin", Mode: ModeApplication, Settings: Settings{Features: Features{Read: true}},
+		Application: &ApplicationInit{TenantID: "t-1", ClientID: "client-1", Roles: []string{"User.Read.All", "Mail.Read", "MailboxSettings.Read"}, SecretExpires: expires}}
+	in.Options.DiscoverEvery = 15 * time.Minute
+	return in
+}
+
+func tenantUsers() []dirUser {
+	var us []dirUser
+	for i := range 7 {
+		us = append(us, dirUser{id: fmt.Sprintf("u%02d", i), mailbox: true})
+	}
+	return append(us,
+		dirUser{id: "u07-nomail"},
+		dirUser{id: "u08-policy", mailbox: true, policy: true},
+		dirUser{id: "u09-shared", mailbox: true, shared: true, disabled: true},
+		dirUser{id: "u10-disabled", mailbox: true, disabled: true})
+}
+
+// TestApplicationDiscoveryAcrossContinueAsNew discovers a tenant's
+// mailboxes page by page, continues as new in the middle of the first
+// round (its state in the directory, not the workflow), and in the next
+// generation starts every mailbox once, lists the others as excluded with
+// their reasons, then follows joins and leaves in later rounds.
+func TestApplicationDiscoveryAcrossContinueAsNew(t *testing.T) {
+	d := newFakeDirectory(tenantUsers()...)
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	newFakes().register(env)
+	d.register(env, nil)
+	in := appInput(time.Time{})
+	in.Options.ContinueAsNewAfter = 100
+	d.onPage = func(n int) {
+		if n == 2 {
+			env.SetCurrentHistoryLength(101) // the history has grown
+		}
+	}
+	env.ExecuteWorkflow(Connection, in)
+	next := carriedInput(t, env.GetWorkflowError())
+	if next.State == nil || next.State.App == nil || next.State.State != StateActive {
+		t.Fatalf("carried state: %+v", next.State)
+	}
+	if len(next.State.Mailboxes) != 0 {
+		t.Errorf("the workflow holds %d mailboxes; the directory is the registry's", len(next.State.Mailboxes))
+	}
+	firstGen := len(d.started)
+	if firstGen == 0 || firstGen >= 7 {
+		t.Errorf("%d mailboxes started before continue-as-new; want some, not all", firstGen)
+	}
+
+	env = s.NewTestWorkflowEnvironment()
+	f := newFakes()
+	f.register(env)
+	d.onPage = nil
+	d.register(env, nil)
+	next.Options.ContinueAsNewAfter = 100000
+	env.RegisterDelayedCallback(func() {
+		st := query(t, env)
+		c := d.statuses()
+		if c["syncing"] != 7 || c["excluded:no_mailbox"] != 1 || c["excluded:access_policy"] != 1 ||
+			c["excluded:shared_not_selected"] != 1 || c["excluded:account_disabled"] != 1 {
+			t.Errorf("after the first round: %v", c)
+		}
+		if st.App.Discovery.Rounds != 1 || st.App.Discovery.More {
+			t.Errorf("discovery after the first round: %+v", st.App.Discovery)
+		}
+		d.join(dirUser{id: "u11-new", mailbox: true})
+		d.join(dirUser{id: "u12-new", mailbox: true})
+		d.leave("u03")
+	}, 5*time.Minute)
+	endWith(env, 40*time.Minute, func() {
+		c := d.statuses()
+		if c["syncing"] != 8 || c["left"] != 1 {
+			t.Errorf("after joins and a leave: %v", c)
+		}
+		st := query(t, env)
+		if st.App.Discovery.Rounds < 2 || st.App.Discovery.Left != 1 {
+			t.Errorf("discovery: %+v", st.App.Discovery)
+		}
+	})
+	env.ExecuteWorkflow(Connection, next)
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for _, id := range d.started {
+		seen[id]++
+	}
+	if len(d.started) != 9 || len(seen) != 9 {
+		t.Errorf("mailboxes started %v; want 9, each once", d.started)
+	}
+}
+
+// TestApplicationSecretExpiry tells the app ahead of the secret's expiry
+// (at 30 and 7 days, once each), then, the secret expired and refused,
+// waits in reauth_required; a new credential resumes it and tells every
+// mailbox.
+func TestApplicationSecretExpiry(t *testing.T) {
+	d := newFakeDirectory(dirUser{id: "u00", mailbox: true}, dirUser{id: "u01", mailbox: true})
+	d.block = true
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	f := newFakes()
+	f.register(env)
+	d.register(env, nil)
+	start := env.Now()
+	expires := start.Add(40 * 24 * time.Hour)
+	expiring := func() int {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		n := 0
+		for _, e := range f.events {
+			if e == "connection.credential_expiring" {
+				n++
+			}
+		}
+		return n
+	}
+	env.RegisterDelayedCallback(func() {
+		if st := query(t, env); st.Reason != "" || expiring() != 0 {
+			t.Errorf("11 days before expiry: %q, %d warnings", st.Reason, expiring())
+		}
+	}, 9*24*time.Hour)
+	env.RegisterDelayedCallback(func() {
+		st := query(t, env)
+		if st.State != StateActive || st.Reason != ReasonCredentialExpiring || expiring() != 1 {
+			t.Errorf("29 days before expiry: %s %q, %d warnings", st.State, st.Reason, expiring())
+		}
+	}, 11*24*time.Hour)
+	env.RegisterDelayedCallback(func() {
+		if n := expiring(); n != 2 {
+			t.Errorf("6 days before expiry: %d warnings", n)
+		}
+		// From now on Microsoft refuses the secret.
+		f.refresh = func() (RefreshResult, error) {
+			return RefreshResult{}, temporal.NewNonRetryableApplicationError("refused", ErrReauthRequired, nil,
+				struct{ Reason, Text string }{"client_secret_expired", "The client secret has expired."})
+		}
+	}, 34*24*time.Hour)
+	env.RegisterDelayedCallback(func() {
+		st := query(t, env)
+		if st.State != StateReauthRequired || st.Reason != "client_secret_expired" {
+			t.Errorf("after the expiry: %s %q", st.State, st.Reason)
+		}
+		newExpiry := expires.Add(365 * 24 * time.Hour)
+		update(t, env, UpdateCredential, CredentialInput{SecretExpires: newExpiry}, func(st Status, err error) {
+			if err != nil || st.State != StateActive || st.Reason != "" || !st.App.SecretExpires.Equal(newExpiry) {
+				t.Errorf("rotation: %s %q %v", st.State, st.Reason, err)
+			}
+		})
+	}, 40*24*time.Hour+time.Hour)
+	endWith(env, 40*24*time.Hour+2*time.Hour, func() {
+		d.mu.Lock()
+		resumed := slices.Clone(d.signalled)
+		d.mu.Unlock()
+		slices.Sort(resumed)
+		if len(resumed) != 2 || resumed[0] != "mbx_00000001" {
+			t.Errorf("mailboxes told to resume: %v", resumed)
+		}
+		if n := expiring(); n != 2 {
+			t.Errorf("%d warnings in all", n)
+		}
+	})
+	defer func() {
+		if !d.closed {
+			t.Error("the disconnect did not close the directory")
+		}
+	}()
+	env.ExecuteWorkflow(Connection, appInput(expires))
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+}
