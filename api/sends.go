@@ -329,6 +329,10 @@ func (s *server) sendingFrom(c *gin.Context) (origin, bool) {
 	if disconnected(c, row) {
 		return o, false
 	}
+	if row.Mode == workflows.ModeApplication {
+		problem(c, http.StatusUnprocessableEntity, "send_not_supported", "An application connection syncs a tenant's mail and does not send; send from a delegated or service-account connection.")
+		return o, false
+	}
 	if row.UserID == "" || (row.State != workflows.StateActive && row.State != workflows.StateReauthRequired) {
 		problem(c, http.StatusConflict, "connection_not_ready", "This connection is "+row.State+"; it can send once it is active.")
 		return o, false
