@@ -47,6 +47,7 @@ var scenarios = []scenario{
 	{"chaos-deps", "restart Temporal, then Postgres, then Vault during live mail", chaosDeps, false},
 	{"many-mailboxes", "200 connections live at once, mail spread over them", manyMailboxes, false},
 	{"shared-mailboxes", "a service account attaches five shared mailboxes (one refused), polls them, detaches one, loses and regains another's rights", sharedMailboxes, false},
+	{"send-exactly-once", "sends over 20 connections (new, replies, 10 MB files) while Graph answers 15% ambiguously, the worker is killed every 10 s and the app asks again with the same key: one copy each", sendExactlyOnce, true},
 	{"secrets-scan", "a connection's whole life, then every haystack searched for every secret", secretsScan, false},
 }
 
