@@ -171,7 +171,7 @@ func (w *world) connectSenders(ctx context.Context, prefix string, n, originals 
 					ID string `json:"id"`
 				} `json:"data"`
 			}
-			if _, err := w.call("GET", "/v1/connections/"+s.id+"/messages?folder=inbox&from="+sink, nil, &msgs); err != nil {
+			if _, err := w.call("GET", "/v1/connections/"+s.id+"/messages?from="+sink, nil, &msgs); err != nil {
 				return err
 			}
 			if len(msgs.Data) < originals {
@@ -456,7 +456,7 @@ func sendExactlyOnce(ctx context.Context, w *world, size int) (result, error) {
 					}
 				}
 				var have int
-				if err := w.st.Pool().QueryRow(ctx, `SELECT count(*) FROM messages WHERE connection_id = $1 AND id = ANY($2)`, s.id, ids).Scan(&have); err != nil {
+				if err := w.st.Pool().QueryRow(ctx, `SELECT count(*) FROM messages WHERE mailbox_id = $1 AND id = ANY($2)`, s.id, ids).Scan(&have); err != nil {
 					return err
 				}
 				missing += len(ids) - have
