@@ -479,7 +479,7 @@ func sendExactlyOnce(ctx context.Context, w *world, size int) (result, error) {
 	r.add("replies", replies)
 	r.add("attachments_10mb", files)
 	r.add("asked_again_same_key", replayed.Load())
-	r.add("app_retries_after_error", appRetries.Load())
+	r.add("reposts_after_error", appRetries.Load())
 	r.add("ambiguous_answers", faults)
 	r.add("kills", kills.Load())
 	r.add("posted_s", fmt.Sprintf("%.1f", posted.Seconds()))
