@@ -412,24 +412,19 @@ func sendExactlyOnce(ctx context.Context, w *world, size int) (result, error) {
 	var lat []time.Duration
 	for _, p := range plan {
 		v := views[p.id]
-		a, d, c := accepted[p.id], delivered[p.id], inSent[p.id]
-		if a > 1 || d > 1 || c > 1 {
+		j := judgeSend(v, sendTruth{accepted: accepted[p.id], delivered: delivered[p.id], inSentItems: inSent[p.id], elsewhere: strays[p.id], sentItemID: sentItemOf[p.id]})
+		if j.dup {
 			r.dup++
 		}
-		if d == 0 || c == 0 {
+		if j.lost {
 			r.lost++
 		}
-		if v.State == workflows.SendFailed && v.Reason == workflows.ReasonOutcomeUnknown {
+		if j.unknown {
 			unknown++
 		}
-		switch {
-		case v.State != workflows.SendSent:
-			problems = append(problems, fmt.Sprintf("%s (%s) ended %s %s", p.key, p.id, v.State, v.Reason))
-		case a != 1 || d != 1 || c != 1 || strays[p.id] != 0:
-			problems = append(problems, fmt.Sprintf("%s (%s): %d accepted, %d delivered, %d in Sent Items, %d elsewhere", p.key, p.id, a, d, c, strays[p.id]))
-		case v.MessageID == "" || v.MessageID != sentItemOf[p.id]:
-			problems = append(problems, fmt.Sprintf("%s (%s): message_id %q, its Sent Items copy is %q", p.key, p.id, v.MessageID, sentItemOf[p.id]))
-		default:
+		if j.problem != "" {
+			problems = append(problems, p.key+" ("+p.id+"): "+j.problem)
+		} else {
 			sentN++
 			if v.SentAt != nil {
 				lat = append(lat, v.SentAt.Sub(v.CreatedAt))
@@ -492,4 +487,39 @@ func sendExactlyOnce(ctx context.Context, w *world, size int) (result, error) {
 		return r, fmt.Errorf("%d of %d sends are not exactly once in effect (first: %s)", len(problems), n, problems[0])
 	}
 	return r, nil
+}
+
+// sendTruth is what graphsim's ground truth holds of one send: its
+// accepted submissions, its copies delivered to the recipient and in the
+// sender's Sent Items, its other copies in the mailbox (a draft left
+// behind), and the ID of the Sent Items copy of its submission.
+type sendTruth struct {
+	accepted, delivered, inSentItems, elsewhere int
+	sentItemID                                  string
+}
+
+// sendJudgement is how one send compares with the ground truth.
+type sendJudgement struct {
+	dup, lost, unknown bool
+	problem            string // "" when the send went exactly once, as the API says
+}
+
+// judgeSend compares a send as the API shows it with graphsim's ground
+// truth: sent, with one submission, one delivered copy, one Sent Items
+// copy that is its message_id, and nothing else.
+func judgeSend(v sendView, t sendTruth) sendJudgement {
+	j := sendJudgement{
+		dup:     t.accepted > 1 || t.delivered > 1 || t.inSentItems > 1,
+		lost:    t.delivered == 0 || t.inSentItems == 0,
+		unknown: v.State == workflows.SendFailed && v.Reason == workflows.ReasonOutcomeUnknown,
+	}
+	switch {
+	case v.State != workflows.SendSent:
+		j.problem = fmt.Sprintf("ended %s %s", v.State, v.Reason)
+	case t.accepted != 1 || t.delivered != 1 || t.inSentItems != 1 || t.elsewhere != 0:
+		j.problem = fmt.Sprintf("%d accepted, %d delivered, %d in Sent Items, %d elsewhere", t.accepted, t.delivered, t.inSentItems, t.elsewhere)
+	case v.MessageID == "" || v.MessageID != t.sentItemID:
+		j.problem = fmt.Sprintf("message_id %q, its Sent Items copy is %q", v.MessageID, t.sentItemID)
+	}
+	return j
 }
