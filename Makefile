@@ -27,7 +27,7 @@ test: chromium
 	set -a; [ -f .stack/test/env ] && source .stack/test/env; set +a; \
 	OUTLOOKD_REQUIRE_STACK=1 $(GO) test -count=1 -timeout 30m ./...
 	$(MAKE) --no-print-directory fuzz FUZZTIME=20000x
-	$(GO) run ./deploy/scenario --size 2000 connect-backfill reauth admin-consent disconnect operator-cancel webhook-abuse hostile-input shared-mailboxes contact-filter secrets-scan
+	$(GO) run ./deploy/scenario --size 2000 connect-backfill reauth admin-consent disconnect operator-cancel webhook-abuse hostile-input shared-mailboxes contact-filter send-exactly-once secrets-scan
 
 ## scenario: one named end-to-end scenario (NAME=...), from a clean state;
 ## scenarios: all of them. Each ends with "scenario <name>: PASS lost=0 ...".

@@ -49,13 +49,18 @@ cat <<MSG
     export KEY=$key   # an admin key of organisation "demo"; more: bin/outlookd apikey create --org demo
     export H="Authorization: Bearer \$KEY"
   1. create a connection for app user "me", and keep its id:
-    curl -s -X POST http://$API_ADDR/v1/connections -H "\$H" -H 'Outlookd-User: me' -H 'Content-Type: application/json' -d '{"login_hint":"$users"}' | tee conn.json
+    curl -s -X POST http://$API_ADDR/v1/connections -H "\$H" -H 'Outlookd-User: me' -H 'Content-Type: application/json' -d '{"login_hint":"$users","features":{"read":true,"send":true}}' | tee conn.json
     export ID=\$(jq -r .id conn.json)
   2. open its authorize_url in a browser (jq -r .authorize_url conn.json): graphsim's consent page; press Accept
   3. watch the workflow connection/\$ID in the Temporal UI: $OUTLOOKD_TEMPORAL_UI_URL/namespaces/default/workflows
   4. list messages:  curl -s "http://$API_ADDR/v1/connections/\$ID/messages?limit=5" -H "\$H"
   5. inject mail:    curl -s -X POST http://$SIM_ADDR/_sim/users/$users/messages -d '[{"subject":"Hello from graphsim"}]'
   6. see it arrive:  the call of step 4 again, or the events: curl -s http://$API_ADDR/v1/events -H "\$H"
+  7. send a message, once (the same Idempotency-Key again answers the same send):
+    curl -s -X POST http://$API_ADDR/v1/connections/\$ID/sends -H "\$H" -H 'Outlookd-User: me' -H 'Idempotency-Key: walkthrough-1' -H 'Content-Type: application/json' -d '{"to":[{"address":"someone@fabrikam.example"}],"subject":"Hello from outlookd","body":{"content_type":"text","content":"Sent once."}}' | tee send.json
+  8. the send, "sent" a moment later with message_id, its copy in Sent Items, synced like any message:
+    curl -s http://$API_ADDR/v1/connections/\$ID/sends/\$(jq -r .id send.json) -H "\$H" -H 'Outlookd-User: me' | tee sent.json
+    curl -s http://$API_ADDR/v1/connections/\$ID/messages/\$(jq -r .message_id sent.json) -H "\$H" -H 'Outlookd-User: me'
 
 MSG
 "$BIN" serve

@@ -86,10 +86,10 @@ func pushRound(ctx context.Context, w *world, users, ids []string, rate float64,
 			}
 			mu.Unlock()
 			if len(pending) > 0 {
-				// By primary key (connection, message): the watcher must not
+				// By primary key (mailbox, message): the watcher must not
 				// load the database it measures.
 				rows, err := w.st.Pool().Query(ctx, `SELECT m.id FROM messages m JOIN unnest($1::text[], $2::text[]) AS p(c, i)
-					ON m.connection_id = p.c AND m.id = p.i`, conns, pending)
+					ON m.mailbox_id = p.c AND m.id = p.i`, conns, pending)
 				if err == nil {
 					now := time.Now()
 					for rows.Next() {

@@ -24,6 +24,8 @@ type benchOptions struct {
 	connections int           // idle-connections
 	idle        time.Duration // idle-connections' window
 	reconcile   time.Duration // idle-connections' reconciliation interval
+	senders     int           // send-throughput's mailboxes
+	sendWindow  time.Duration // send-throughput's window
 }
 
 var benchmarks = []benchmark{
@@ -35,6 +37,9 @@ var benchmarks = []benchmark{
 	{"webhook-ingest", "notifications acknowledged per second and their latency", goTestBench("./webhook", "TestBenchWebhookIngest")},
 	{"idle-connections", "10,000 idle connections: worker memory, timer lateness, history per day", func(ctx context.Context, o benchOptions) error {
 		return idleConnections(ctx, o.connections, o.idle, o.reconcile)
+	}},
+	{"send-throughput", "100 mailboxes sending as fast as their rate allows (30 a minute): sent in the window against the ceiling, latency to sent", func(ctx context.Context, o benchOptions) error {
+		return sendThroughput(ctx, o.senders, o.sendWindow)
 	}},
 }
 

@@ -34,6 +34,8 @@ func main() {
 	flag.IntVar(&bo.connections, "connections", 10000, "idle-connections: how many")
 	flag.DurationVar(&bo.idle, "idle", 20*time.Minute, "idle-connections: the idle window measured")
 	flag.DurationVar(&bo.reconcile, "reconcile", 15*time.Minute, "idle-connections: the reconciliation interval standing for the default 6h")
+	flag.IntVar(&bo.senders, "send-mailboxes", 100, "send-throughput: how many mailboxes send")
+	flag.DurationVar(&bo.sendWindow, "send-window", time.Minute, "send-throughput: the window measured (real time; the rate is per minute)")
 	flag.Usage = func() {
 		fmt.Fprintln(os.Stderr, "usage: go run ./deploy/scenario [flags] all | NAME... | bench [all | NAME...]")
 		fmt.Fprintln(os.Stderr, "scenarios:")

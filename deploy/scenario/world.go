@@ -389,10 +389,21 @@ func (w *world) callAs(user, method, path string, body any, out any) (int, error
 // callRaw makes an API request acting for an app user and answers the
 // status and the body, whatever the status (a problem's too).
 func (w *world) callRaw(user, method, path string, body any) (int, []byte, error) {
+	var raw []byte
+	if body != nil {
+		raw, _ = json.Marshal(body)
+	}
+	st, _, out, err := w.callBytes(user, method, path, raw, nil)
+	return st, out, err
+}
+
+// callBytes makes an API request with a JSON body already encoded (nil:
+// none) and more request headers, and answers the status, the response's
+// headers and its body.
+func (w *world) callBytes(user, method, path string, body []byte, headers map[string]string) (int, http.Header, []byte, error) {
 	var rd io.Reader
 	if body != nil {
-		raw, _ := json.Marshal(body)
-		rd = bytes.NewReader(raw)
+		rd = bytes.NewReader(body)
 	}
 	req, _ := http.NewRequest(method, w.apiURL+path, rd)
 	req.Header.Set("Authorization", "Bearer "+w.key)
@@ -400,9 +411,12 @@ func (w *world) callRaw(user, method, path string, body any) (int, []byte, error
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
 	resp, err := noRedirect.Do(req)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
@@ -410,7 +424,7 @@ func (w *world) callRaw(user, method, path string, body any) (int, []byte, error
 	w.responses.Write(raw)
 	w.responses.WriteString(resp.Header.Get("Location") + "\n")
 	w.mu.Unlock()
-	return resp.StatusCode, raw, nil
+	return resp.StatusCode, resp.Header, raw, nil
 }
 
 var noRedirect = &http.Client{Timeout: 60 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
