@@ -279,8 +279,12 @@ func TestSendRatesQueueOrRefuse(t *testing.T) {
 	}
 	start := time.Now()
 	for i := range 30 {
-		if r := h.send(t, id, "r-"+strings.Repeat("x", i+1), body(true)); r.status != 202 {
+		r := h.send(t, id, "r-"+strings.Repeat("x", i+1), body(true))
+		if r.status != 202 {
 			t.Fatalf("send %d: %d %s", i, r.status, r.body)
+		}
+		if strings.Contains(string(r.body), "not_before") {
+			t.Errorf("send %d within the rates shows a not_before: %s", i, r.body)
 		}
 	}
 	r := h.send(t, id, "r-refused", body(true))
