@@ -138,9 +138,9 @@ func toSendJSON(s store.Send) sendJSON {
 		Subject: s.Message.Subject, To: recipients(s.Message.To), Cc: recipients(s.Message.Cc), Bcc: recipients(s.Message.Bcc),
 		Recipients: s.Recipients, Attachments: []attachmentOutJSON{}, MessageID: s.MessageID, NotBefore: s.NotBefore,
 		CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt, SentAt: s.SentAt}
-	if s.NotBefore != nil && !s.NotBefore.After(s.CreatedAt) {
-		// It could go when asked: not_before says only when a send waits
-		// for its mailbox's rates.
+	if s.State != workflows.SendQueued || s.NotBefore == nil || !s.NotBefore.After(time.Now()) {
+		// not_before says only when a queued send waits for its
+		// mailbox's rates.
 		out.NotBefore = nil
 	}
 	for _, a := range s.Attachments {
