@@ -34,7 +34,40 @@ func Send(ctx workflow.Context, in SendInput) (SendResult, error) {
 		ref:  SendRef{SendID: in.SendID, ConnectionID: in.ConnectionID, UserID: in.UserID},
 		log:  workflow.GetLogger(ctx),
 	}
-	return s.run(ctx)
+	res, err := s.run(ctx)
+	if temporal.IsCanceledError(err) {
+		return s.canceledByOperator(ctx, err)
+	}
+	return res, err
+}
+
+// canceledByOperator records a send whose workflow was canceled (Cancel in
+// the Temporal UI): canceled when nothing was submitted yet; after a
+// submission, what one look in the mailbox shows (sent, or
+// outcome_unknown), never a send again. The workflow still ends canceled.
+func (s *sendRun) canceledByOperator(ctx workflow.Context, cause error) (SendResult, error) {
+	dctx, cancel := workflow.NewDisconnectedContext(ctx)
+	defer cancel()
+	if !s.submitted {
+		if _, _, err := s.cancel(dctx, ReasonOperatorCanceled); err != nil {
+			s.log.Error("a canceled send could not be recorded", "send", s.in.SendID, "err", err)
+		}
+		return SendResult{}, cause
+	}
+	loc, err := locateSend.run(dctx, s.ref)
+	switch {
+	case err == nil && (loc.Found == FoundSentItems || loc.Found == FoundElsewhere || loc.Found == FoundOutbox):
+		if loc.Sender != "" {
+			s.sender = loc.Sender
+		}
+		_, err = s.sent(dctx, loc.MessageID)
+	default:
+		_, err = s.fail(dctx, ReasonOutcomeUnknown, SendReasonText[ReasonOutcomeUnknown]+" Its workflow was canceled after the message was submitted.")
+	}
+	if err != nil {
+		s.log.Error("a canceled send could not be recorded", "send", s.in.SendID, "err", err)
+	}
+	return SendResult{}, cause
 }
 
 type sendRun struct {
@@ -46,6 +79,8 @@ type sendRun struct {
 	ambiguous bool
 	// sender is the sent copy's sender, from the last look that found it.
 	sender string
+	// submitted: a request to send the message may have reached Graph.
+	submitted bool
 }
 
 func (s *sendRun) run(ctx workflow.Context) (SendResult, error) {
@@ -102,6 +137,7 @@ func (s *sendRun) submit(ctx workflow.Context, draftID string) (SendResult, erro
 		if res, ended, err := s.gate(ctx); ended || err != nil {
 			return res, err
 		}
+		s.submitted = true
 		res, err := submitSend.run(ctx, SubmitSendInput{SendRef: s.ref, DraftID: draftID})
 		switch {
 		case isType(err, ErrSendRefused):
@@ -165,6 +201,7 @@ func (s *sendRun) sendMail(ctx workflow.Context) (SendResult, error) {
 		if err := s.record(ctx, RecordSendInput{State: SendSending}); err != nil {
 			return SendResult{}, err
 		}
+		s.submitted = true
 		res, err := sendMailOnce.run(ctx, s.ref)
 		switch {
 		case err == nil && res.Accepted:

@@ -381,3 +381,39 @@ func TestSendIDs(t *testing.T) {
 		t.Errorf("send ID %q, workflow ID %q", a, SendWorkflowID("conn_a", "key-1"))
 	}
 }
+
+// TestSendCanceledByOperator: Cancel in the Temporal UI ends a send's
+// workflow; its row says what happened. Before any submission it is
+// canceled and nothing goes; after one, one look in the mailbox decides
+// between sent and outcome_unknown, and nothing is sent again.
+func TestSendCanceledByOperator(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		m             fakeMailbox
+		notBefore     time.Duration
+		state, reason string
+		delivered     int
+	}{
+		{name: "queued for its rates", notBefore: time.Hour, state: SendCanceled, reason: ReasonOperatorCanceled},
+		{name: "after a submission that went", m: fakeMailbox{submits: []string{"delivered-504"}}, state: SendSent, delivered: 1},
+		{name: "after a submission that did not go", m: fakeMailbox{submits: []string{"lost-504"}}, state: SendFailed, reason: ReasonOutcomeUnknown},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var s testsuite.WorkflowTestSuite
+			env := s.NewTestWorkflowEnvironment()
+			m := tc.m
+			m.register(env)
+			start := env.Now()
+			env.RegisterDelayedCallback(env.CancelWorkflow, 5*time.Minute)
+			env.ExecuteWorkflow(Send, SendInput{SendID: "snd_1", ConnectionID: "conn_1", UserID: "u-1",
+				NotBefore: start.Add(tc.notBefore), Options: SendOptions{Settle: time.Hour}})
+			if err := env.GetWorkflowError(); !temporal.IsCanceledError(err) {
+				t.Fatalf("the workflow ended with %v, want canceled", err)
+			}
+			last := m.records[len(m.records)-1]
+			if last.State != tc.state || last.Reason != tc.reason || m.delivered != tc.delivered || m.submitted > 1 {
+				t.Errorf("recorded %s %q, %d delivered, %d submissions; want %s %q, %d", last.State, last.Reason, m.delivered, m.submitted, tc.state, tc.reason, tc.delivered)
+			}
+		})
+	}
+}

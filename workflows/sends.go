@@ -59,6 +59,7 @@ const (
 	ReasonOriginalGone     = "original_not_found"
 	ReasonMailboxDetached  = "mailbox_detached"
 	ReasonDraftDiscarded   = "draft_discarded"
+	ReasonOperatorCanceled = "operator_canceled"
 )
 
 // SendReasonText says what a reason means, for the app's people.
@@ -78,6 +79,7 @@ var SendReasonText = map[string]string{
 	ReasonOriginalGone:     "The message being answered or forwarded is no longer in the mailbox.",
 	ReasonMailboxDetached:  "The mailbox was detached from its connection before the message went out.",
 	ReasonDraftDiscarded:   "The draft was discarded through the API; nothing was sent.",
+	ReasonOperatorCanceled: "An operator canceled the send's workflow before the message was submitted; nothing was sent.",
 }
 
 // Event types of sends.
