@@ -132,6 +132,21 @@ func (s *server) createDraft(c *gin.Context) {
 	c.PureJSON(status, toDraftJSON(got))
 }
 
+// pathDraft loads the mailbox and the draft the path names: from a mailbox
+// that takes drafts now (drafting), or one that may send.
+func (s *server) pathDraft(c *gin.Context, drafting bool) (origin, store.Send, bool) {
+	from := s.sendingFrom
+	if drafting {
+		from = s.drafting
+	}
+	o, ok := from(c)
+	if !ok {
+		return o, store.Send{}, false
+	}
+	snd, ok := s.draft(c, o)
+	return o, snd, ok
+}
+
 // draft loads the draft the path names, from the mailbox the path names.
 func (s *server) draft(c *gin.Context, o origin) (store.Send, bool) {
 	notFound := func() {
@@ -165,11 +180,7 @@ func notADraft(c *gin.Context, snd store.Send) {
 
 // replaceDraft writes new content over a draft, in the mailbox and here.
 func (s *server) replaceDraft(c *gin.Context) {
-	o, ok := s.drafting(c)
-	if !ok {
-		return
-	}
-	snd, ok := s.draft(c, o)
+	o, snd, ok := s.pathDraft(c, true)
 	if !ok {
 		return
 	}
@@ -216,11 +227,7 @@ func (s *server) replaceDraft(c *gin.Context) {
 // sendDraft sends a draft, once: the draft names its send, so asking
 // again answers the send as it stands.
 func (s *server) sendDraft(c *gin.Context) {
-	o, ok := s.sendingFrom(c)
-	if !ok {
-		return
-	}
-	snd, ok := s.draft(c, o)
+	o, snd, ok := s.pathDraft(c, false)
 	if !ok {
 		return
 	}
@@ -243,12 +250,7 @@ func (s *server) sendDraft(c *gin.Context) {
 		return
 	}
 	if queued {
-		in := workflows.SendInput{SendID: got.ID, ConnectionID: o.row.ID, UserID: o.userID, MailboxID: o.mailboxID,
-			Recipients: got.Recipients, Options: s.d.SendOptions, Method: workflows.SendByDraft}
-		if got.NotBefore != nil {
-			in.NotBefore = *got.NotBefore
-		}
-		if err := s.runSendWorkflow(c, o.row.ID, got.Key, in); err != nil {
+		if err := s.runSendWorkflow(c, o.row.ID, got.Key, s.sendInput(o, got)); err != nil {
 			if uerr := s.d.Store.UnqueueDraft(context.WithoutCancel(c), got.ID); uerr != nil {
 				s.d.Logger.Error("a draft whose send did not start could not be put back", "send", got.ID, "err", uerr)
 			}
@@ -265,11 +267,7 @@ func (s *server) sendDraft(c *gin.Context) {
 // discardDraft deletes a draft from the mailbox; it is kept here as a
 // canceled send, so a retry answers the same.
 func (s *server) discardDraft(c *gin.Context) {
-	o, ok := s.drafting(c)
-	if !ok {
-		return
-	}
-	snd, ok := s.draft(c, o)
+	o, snd, ok := s.pathDraft(c, true)
 	if !ok {
 		return
 	}

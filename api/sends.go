@@ -417,12 +417,7 @@ func (s *server) startSend(c *gin.Context, o origin, snd store.Send, atts []stor
 		s.unavailable(c, err)
 		return
 	}
-	in := workflows.SendInput{SendID: got.ID, ConnectionID: row.ID, UserID: o.userID, MailboxID: o.mailboxID,
-		Recipients: got.Recipients, Options: s.d.SendOptions, Method: o.method}
-	if got.NotBefore != nil {
-		in.NotBefore = *got.NotBefore
-	}
-	if err := s.runSendWorkflow(c, row.ID, snd.Key, in); err != nil {
+	if err := s.runSendWorkflow(c, row.ID, snd.Key, s.sendInput(o, got)); err != nil {
 		if created {
 			// Nothing is left half-made: the send did not start.
 			if derr := s.d.Store.DeleteSend(context.WithoutCancel(c), got.ID); derr != nil {
@@ -437,6 +432,16 @@ func (s *server) startSend(c *gin.Context, o origin, snd store.Send, atts []stor
 	}
 	c.Header("Location", "/v1/connections/"+row.ID+"/sends/"+got.ID)
 	c.PureJSON(http.StatusAccepted, toSendJSON(got))
+}
+
+// sendInput is the workflow's input of a recorded send from o.
+func (s *server) sendInput(o origin, got store.Send) workflows.SendInput {
+	in := workflows.SendInput{SendID: got.ID, ConnectionID: o.row.ID, UserID: o.userID, MailboxID: o.mailboxID,
+		Recipients: got.Recipients, Options: s.d.SendOptions, Method: o.method}
+	if got.NotBefore != nil {
+		in.NotBefore = *got.NotBefore
+	}
+	return in
 }
 
 // sendRefusedProblem answers a send the store refused to record: its key
