@@ -107,11 +107,12 @@ func (s *server) createDraft(c *gin.Context) {
 	}
 	if got.DraftID == "" && got.State == workflows.SendDraft {
 		id, err := s.d.Drafts.Make(c, o.ref(got.ID))
+		var recErr error
 		if err == nil {
-			err = s.d.Store.UpdateSend(c, got.ID, store.SendUpdate{DraftID: id})
+			recErr = s.d.Store.UpdateSend(c, got.ID, store.SendUpdate{DraftID: id})
 			got.DraftID = id
 		}
-		if err != nil {
+		if err != nil || recErr != nil {
 			if created {
 				// Nothing is left half-made here; a draft Graph made all
 				// the same is found by its key when the app retries.
@@ -119,7 +120,11 @@ func (s *server) createDraft(c *gin.Context) {
 					s.d.Logger.Error("an unmade draft could not be removed", "send", got.ID, "err", derr)
 				}
 			}
-			s.draftError(c, o, err)
+			if recErr != nil {
+				s.unavailable(c, recErr)
+			} else {
+				s.draftError(c, o, err)
+			}
 			return
 		}
 	}
