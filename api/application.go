@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -227,7 +228,7 @@ func (s *server) listDirectory(c *gin.Context) {
 		return
 	}
 	status := c.Query("status")
-	if status != "" && !contains(directoryStatuses, status) {
+	if status != "" && !slices.Contains(directoryStatuses, status) {
 		problem(c, http.StatusBadRequest, "invalid_status", "status must be one of "+strings.Join(directoryStatuses, ", ")+".")
 		return
 	}
@@ -252,15 +253,6 @@ func (s *server) listDirectory(c *gin.Context) {
 		out.NextCursor = users[len(users)-1].UserID
 	}
 	c.PureJSON(http.StatusOK, out)
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // discover asks an application connection for a discovery round now,

@@ -895,43 +895,24 @@ func (c *connection) continueAsNew(ctx workflow.Context) error {
 // drainSignals applies every signal not yet read, so the state carried
 // across continue-as-new holds them all (as pending work).
 func (c *connection) drainSignals(ctx workflow.Context) {
-	for {
-		var p BackfillProgress
-		if !c.progress.ReceiveAsync(&p) {
-			break
-		}
-		c.applyProgress(p)
-	}
-	for {
-		var sig ChangesSignal
-		if !c.changes.ReceiveAsync(&sig) {
-			break
-		}
-		c.onChanges(ctx, sig)
-	}
-	for {
-		var l LifecycleSignal
-		if !c.lifecycle.ReceiveAsync(&l) {
-			break
-		}
-		c.onLifecycle(l)
-	}
-	for {
-		var sig CredentialSignal
-		if !c.credential.ReceiveAsync(&sig) {
-			break
-		}
-		c.onCredential(ctx, sig)
-	}
-	for {
-		var e MailboxEnded
-		if !c.ended.ReceiveAsync(&e) {
-			break
-		}
-		delete(c.s.Mailboxes, e.MailboxID)
-	}
+	drain(c.progress, c.applyProgress)
+	drain(c.changes, func(sig ChangesSignal) { c.onChanges(ctx, sig) })
+	drain(c.lifecycle, c.onLifecycle)
+	drain(c.credential, func(sig CredentialSignal) { c.onCredential(ctx, sig) })
+	drain(c.ended, func(e MailboxEnded) { delete(c.s.Mailboxes, e.MailboxID) })
 	for c.contacts.ReceiveAsync(nil) {
 		c.s.Pending.Contacts = true
+	}
+}
+
+// drain applies every signal waiting on ch, in order, without blocking.
+func drain[T any](ch workflow.ReceiveChannel, apply func(T)) {
+	for {
+		var v T
+		if !ch.ReceiveAsync(&v) {
+			return
+		}
+		apply(v)
 	}
 }
 

@@ -266,7 +266,8 @@ func TestServiceAccountAttachesAndDisconnects(t *testing.T) {
 	}, 2*time.Minute)
 	env.RegisterDelayedCallback(func() {
 		attach("mbx-again", "Support@contoso.example", func(_ MailboxRef, err error) {
-			if err == nil || !strings.Contains(err.Error(), "already has") {
+			var appErr *temporal.ApplicationError
+			if err == nil || !strings.Contains(err.Error(), "already has") || !errors.As(err, &appErr) || appErr.Type() != ErrAlreadyAttached {
 				t.Errorf("attaching an address twice: %v", err)
 			}
 		})
