@@ -75,6 +75,14 @@ func TestApplicationConnectionThroughTheAPI(t *testing.T) {
 	if created.Kind != "application" || created.State != "active" || created.TenantID != tenant {
 		t.Errorf("created: %+v", created)
 	}
+	// It syncs; it does not send, nor make drafts.
+	for _, path := range []string{"/sends", "/drafts"} {
+		sr := h.callWith(t, "POST", "/v1/connections/"+created.ID+path, h.acmeAdmin, "",
+			map[string]any{"to": []map[string]string{{"address": "a@contoso.example"}}}, "Idempotency-Key", "k-1")
+		if sr.status != http.StatusUnprocessableEntity || sr.code() != "send_not_supported" {
+			t.Errorf("POST %s on an application connection: %d %s", path, sr.status, sr.body)
+		}
+	}
 	type view struct {
 		Application struct {
 			ClientID string `json:"client_id"`
