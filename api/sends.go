@@ -507,7 +507,38 @@ func (s *server) getSend(c *gin.Context) {
 		s.unavailable(c, err)
 		return
 	}
-	c.PureJSON(http.StatusOK, toSendJSON(snd))
+	c.PureJSON(http.StatusOK, toSendJSON(s.settleEnded(c, snd)))
+}
+
+// settleEnded records a send whose workflow ended without recording it
+// (Terminate in the Temporal UI): queued, nothing went, and it is
+// canceled; past that, the message may have gone, and it fails with
+// workflow_ended, never to be sent again. A send is looked at only while
+// it is not final; anything that cannot be asked leaves it as it stands.
+func (s *server) settleEnded(ctx context.Context, snd store.Send) store.Send {
+	if !store.SendStarted(snd.State) || store.SendFinal(snd.State) {
+		return snd
+	}
+	dctx, cancel := context.WithTimeout(ctx, statusTimeout)
+	defer cancel()
+	desc, err := s.d.Temporal.DescribeWorkflowExecution(dctx, workflows.SendWorkflowID(snd.ConnectionID, snd.Key), "")
+	if err != nil || desc.GetWorkflowExecutionInfo().GetStatus() == enums.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		return snd
+	}
+	state, reason := workflows.SendFailed, workflows.ReasonWorkflowEnded
+	if snd.State == workflows.SendQueued {
+		state = workflows.SendCanceled
+	}
+	text := workflows.SendReasonText[reason]
+	err = s.d.Store.UpdateSend(ctx, snd.ID, store.SendUpdate{State: state, Reason: reason, ReasonText: text,
+		Events: []store.Event{{ID: snd.ID + ":failed", ConnectionID: snd.ConnectionID, Type: workflows.EventSendFailed,
+			Data: map[string]any{"send_id": snd.ID, "reason": reason, "detail": text}}}})
+	if err == nil {
+		if got, err := s.d.Store.GetSend(ctx, snd.ConnectionID, snd.ID); err == nil {
+			return got
+		}
+	}
+	return snd
 }
 
 var sendStates = []string{workflows.SendDraft, workflows.SendQueued, workflows.SendSending, workflows.SendSent, workflows.SendFailed, workflows.SendCanceled, workflows.SendReauthRequired}

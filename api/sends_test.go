@@ -300,9 +300,19 @@ func TestSendRatesQueueOrRefuse(t *testing.T) {
 	if r.status != 202 || s.State != workflows.SendQueued || s.NotBefore.Before(start.Add(50*time.Second)) {
 		t.Fatalf("31st queued: %d %s", r.status, r.body)
 	}
-	// Disconnected before its time, the queued send is canceled, unsent.
 	var queued sendView
 	r.json(t, &queued)
+	// Terminated by an operator while queued: the send says so once asked,
+	// canceled, unsent.
+	var ended sendView
+	h.send(t, id, "r-terminated", body(false)).json(t, &ended)
+	if err := h.e.Temporal.TerminateWorkflow(context.Background(), workflows.SendWorkflowID(id, "r-terminated"), "", "operator"); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.waitSend(t, id, ended.ID); got.State != workflows.SendCanceled || got.Reason != workflows.ReasonWorkflowEnded || got.ReasonText == "" {
+		t.Errorf("a queued send whose workflow was terminated: %+v", got)
+	}
+	// Disconnected before its time, the queued send is canceled, unsent.
 	if d := h.call(t, "DELETE", "/v1/connections/"+id, h.acme, "u-ada", nil); d.status != 202 {
 		t.Fatalf("disconnect: %d %s", d.status, d.body)
 	}

@@ -80,6 +80,7 @@ var SendReasonText = map[string]string{
 	ReasonMailboxDetached:  "The mailbox was detached from its connection before the message went out.",
 	ReasonDraftDiscarded:   "The draft was discarded through the API; nothing was sent.",
 	ReasonOperatorCanceled: "An operator canceled the send's workflow before the message was submitted; nothing was sent.",
+	ReasonWorkflowEnded:    "The send's workflow was ended by an operator without finishing it; if it was past the queue the message may have gone (look in Sent Items); it is not sent again.",
 }
 
 // Event types of sends.
