@@ -1,35 +1,69 @@
 package activities
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"sync"
 	"time"
 
 	"golang.org/x/sync/semaphore"
 	"golang.org/x/time/rate"
+
+	"github.com/outlookd/outlookd/store"
 )
 
-// MailboxLimits keeps this process inside Outlook's per app and mailbox
-// limits (4 concurrent requests, 10,000 per 10 minutes; docs/graph.md#throttling): every
-// Graph request for a mailbox waits for a slot and a token first, so
-// backfill, sync and renewals share one budget. golang.org/x/time/rate and
-// x/sync/semaphore do the accounting.
+// ErrBudgetUnavailable fails a Graph request whose share of the budget
+// could not be taken because Postgres did not answer: the request is not
+// sent (it would be unbounded), and the activity retries.
+var ErrBudgetUnavailable = errors.New("activities: the Graph budget in Postgres is unavailable")
+
+// Budget is the budget every process shares (*store.Store): leased slots
+// for the concurrency and a token bucket for the rate, per key.
+type Budget interface {
+	AcquireGraphSlot(ctx context.Context, key string, slots int, lease time.Duration) (store.GraphLease, bool, error)
+	ExtendGraphSlot(ctx context.Context, l store.GraphLease, lease time.Duration) (bool, error)
+	ReleaseGraphSlot(ctx context.Context, l store.GraphLease) error
+	TakeGraphToken(ctx context.Context, key string, r store.GraphRate) (time.Duration, error)
+	ReturnGraphToken(ctx context.Context, key string, r store.GraphRate) error
+}
+
+// MailboxLimits keeps outlookd inside Outlook's per app and mailbox limits
+// (4 concurrent requests, 10,000 per 10 minutes; docs/graph.md#throttling):
+// every Graph request for a mailbox takes a token and a slot first, so
+// backfill, sync, sends and renewals share one budget. With a shared
+// Budget, the budget holds across every process using the same Postgres:
+// a slot is a leased row, the rate a token bucket row; a semaphore in
+// front keeps one process from asking Postgres for more slots than
+// exist. Without one (nil), the budget is this process's own:
+// golang.org/x/time/rate and x/sync/semaphore do the accounting.
 type MailboxLimits struct {
-	concurrency int64
-	perWindow   int
-	window      time.Duration
+	concurrency int
+	rate        store.GraphRate
+	shared      Budget
+	// lease is how long a slot stays held without renewal: a process
+	// killed mid-request loses its slots after it.
+	lease time.Duration
+	// storeTimeout bounds each statement of the shared budget.
+	storeTimeout time.Duration
 
 	mu    sync.Mutex
 	boxes map[string]*mailboxBudget
 }
 
 type mailboxBudget struct {
+	key string
 	sem *semaphore.Weighted
-	lim *rate.Limiter
+	lim *rate.Limiter // in-process budgets only
 }
 
-// NewMailboxLimits returns limits with Outlook's figures when zero.
-func NewMailboxLimits(concurrency, perWindow int, window time.Duration) *MailboxLimits {
+// NewMailboxLimits returns limits with Outlook's figures when zero, shared
+// through shared (nil: this process's own).
+func NewMailboxLimits(shared Budget, concurrency, perWindow int, window time.Duration) *MailboxLimits {
 	if concurrency <= 0 {
 		concurrency = 4
 	}
@@ -39,7 +73,18 @@ func NewMailboxLimits(concurrency, perWindow int, window time.Duration) *Mailbox
 	if window <= 0 {
 		window = 10 * time.Minute
 	}
-	return &MailboxLimits{concurrency: int64(concurrency), perWindow: perWindow, window: window, boxes: map[string]*mailboxBudget{}}
+	// A burst of a tenth of the window's budget, then the steady rate.
+	r := store.GraphRate{PerSecond: float64(perWindow) / window.Seconds(), Burst: max(perWindow/10, 1)}
+	return &MailboxLimits{concurrency: concurrency, rate: r, shared: shared, lease: 30 * time.Second,
+		storeTimeout: 5 * time.Second, boxes: map[string]*mailboxBudget{}}
+}
+
+// SetLease sets how long a shared slot stays held without renewal (30 s
+// unless set): the time a killed process's slots stay taken. A held slot
+// is renewed every third of it. It returns l.
+func (l *MailboxLimits) SetLease(d time.Duration) *MailboxLimits {
+	l.lease = d
+	return l
 }
 
 func (l *MailboxLimits) budget(key string) *mailboxBudget {
@@ -47,32 +92,208 @@ func (l *MailboxLimits) budget(key string) *mailboxBudget {
 	defer l.mu.Unlock()
 	b := l.boxes[key]
 	if b == nil {
-		// A burst of a tenth of the window's budget, then the steady rate.
-		b = &mailboxBudget{sem: semaphore.NewWeighted(l.concurrency),
-			lim: rate.NewLimiter(rate.Limit(float64(l.perWindow)/l.window.Seconds()), max(l.perWindow/10, 1))}
+		b = &mailboxBudget{key: "mailbox:" + key, sem: semaphore.NewWeighted(int64(l.concurrency))}
+		if l.shared == nil {
+			b.lim = rate.NewLimiter(rate.Limit(l.rate.PerSecond), l.rate.Burst)
+		}
 		l.boxes[key] = b
 	}
 	return b
 }
 
 // Transport wraps next so that each request waits for the mailbox's budget.
+// The slot is held until the response's body is read to its end or closed.
 func (l *MailboxLimits) Transport(key string, next http.RoundTripper) http.RoundTripper {
-	return &limitedTransport{b: l.budget(key), next: next}
+	return &limitedTransport{l: l, b: l.budget(key), next: next}
 }
 
 type limitedTransport struct {
+	l    *MailboxLimits
 	b    *mailboxBudget
 	next http.RoundTripper
 }
 
 func (t *limitedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	ctx := r.Context()
-	if err := t.b.lim.Wait(ctx); err != nil {
+	release, err := t.l.acquire(r.Context(), t.b)
+	if err != nil {
 		return nil, err
 	}
-	if err := t.b.sem.Acquire(ctx, 1); err != nil {
+	resp, err := t.next.RoundTrip(r)
+	if err != nil || resp.Body == nil || resp.Body == http.NoBody {
+		release()
+		return resp, err
+	}
+	resp.Body = &releasingBody{ReadCloser: resp.Body, release: release}
+	return resp, nil
+}
+
+// acquire waits for a token and a slot of b, and returns what gives the
+// slot back.
+func (l *MailboxLimits) acquire(ctx context.Context, b *mailboxBudget) (func(), error) {
+	if err := b.sem.Acquire(ctx, 1); err != nil {
 		return nil, err
 	}
-	defer t.b.sem.Release(1)
-	return t.next.RoundTrip(r)
+	if l.shared == nil {
+		if err := b.lim.Wait(ctx); err != nil {
+			b.sem.Release(1)
+			return nil, err
+		}
+		return func() { b.sem.Release(1) }, nil
+	}
+	release, err := l.acquireShared(ctx, b.key)
+	if err != nil {
+		b.sem.Release(1)
+		return nil, err
+	}
+	return func() { release(); b.sem.Release(1) }, nil
+}
+
+// acquireShared takes a token of key's bucket, waiting out its
+// reservation, then a slot, retrying with jittered backoff while every
+// slot is held. Each statement runs detached from ctx (bounded by
+// storeTimeout), so a cancellation never leaves a row taken behind it:
+// what was taken is given back before ctx's error is returned.
+func (l *MailboxLimits) acquireShared(ctx context.Context, key string) (func(), error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	wait, err := detached(ctx, l.storeTimeout, func(sctx context.Context) (time.Duration, error) {
+		return l.shared.TakeGraphToken(sctx, key, l.rate)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBudgetUnavailable, err)
+	}
+	giveBack := func() {
+		_, _ = detached(ctx, l.storeTimeout, func(sctx context.Context) (struct{}, error) {
+			return struct{}{}, l.shared.ReturnGraphToken(sctx, key, l.rate)
+		})
+	}
+	if wait > 0 {
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
+			giveBack()
+			return nil, fmt.Errorf("activities: %s's Graph rate would have the request wait %s, past its deadline: %w", key, wait.Round(time.Millisecond), context.DeadlineExceeded)
+		}
+		if err := sleep(ctx, wait); err != nil {
+			giveBack()
+			return nil, err
+		}
+	}
+	for attempt := 0; ; attempt++ {
+		var ok bool
+		lease, err := detached(ctx, l.storeTimeout, func(sctx context.Context) (store.GraphLease, error) {
+			lease, held, err := l.shared.AcquireGraphSlot(sctx, key, l.concurrency, l.lease)
+			ok = held
+			return lease, err
+		})
+		if err != nil {
+			giveBack()
+			return nil, fmt.Errorf("%w: %w", ErrBudgetUnavailable, err)
+		}
+		if ok {
+			if err := ctx.Err(); err != nil {
+				l.releaseShared(ctx, lease)
+				giveBack()
+				return nil, err
+			}
+			return l.keep(ctx, lease), nil
+		}
+		if err := sleep(ctx, slotBackoff(attempt)); err != nil {
+			giveBack()
+			return nil, err
+		}
+	}
+}
+
+// keep renews lease every third of its length until the returned function
+// releases it.
+func (l *MailboxLimits) keep(ctx context.Context, lease store.GraphLease) func() {
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(l.lease / 3)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				held, err := detached(ctx, l.storeTimeout, func(sctx context.Context) (bool, error) {
+					return l.shared.ExtendGraphSlot(sctx, lease, l.lease)
+				})
+				if err != nil || !held {
+					slog.Warn("Graph slot not renewed", "key", lease.Key, "slot", lease.Slot, "expired", err == nil, "err", err)
+				}
+			}
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			close(stop)
+			<-done
+			l.releaseShared(ctx, lease)
+		})
+	}
+}
+
+func (l *MailboxLimits) releaseShared(ctx context.Context, lease store.GraphLease) {
+	if _, err := detached(ctx, l.storeTimeout, func(sctx context.Context) (struct{}, error) {
+		return struct{}{}, l.shared.ReleaseGraphSlot(sctx, lease)
+	}); err != nil {
+		// The lease expires on its own.
+		slog.Warn("Graph slot not released", "key", lease.Key, "slot", lease.Slot, "err", err)
+	}
+}
+
+// detached runs one statement of the shared budget detached from ctx's
+// cancellation, bounded by timeout.
+func detached[T any](ctx context.Context, timeout time.Duration, fn func(context.Context) (T, error)) (T, error) {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
+	return fn(sctx)
+}
+
+// slotBackoff is how long to wait before asking again for a slot: from
+// 2 ms doubling to 100 ms, drawn from its upper half so that waiting
+// processes spread out.
+func slotBackoff(attempt int) time.Duration {
+	d := 100 * time.Millisecond
+	if attempt < 6 {
+		d = 2 * time.Millisecond << attempt
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// releasingBody gives the request's slot back when the body is read to
+// its end or closed.
+type releasingBody struct {
+	io.ReadCloser
+	once    sync.Once
+	release func()
+}
+
+func (b *releasingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil {
+		b.once.Do(b.release)
+	}
+	return n, err
+}
+
+func (b *releasingBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.once.Do(b.release)
+	return err
 }

@@ -254,6 +254,16 @@ func (c *Client) ResetThrottle(ctx context.Context) error {
 	return c.do(ctx, "POST", "/_sim/throttle/reset", nil, nil)
 }
 
+// MailboxLoads reports, per app and mailbox, the most requests the
+// simulator saw in flight at once and how many it refused for the
+// mailbox's concurrency, since the last throttle reset.
+func (c *Client) MailboxLoads(ctx context.Context) ([]MailboxLoad, error) {
+	var out struct {
+		Mailboxes []MailboxLoad `json:"mailboxes"`
+	}
+	return out.Mailboxes, c.do(ctx, "GET", "/_sim/throttle/mailboxes", nil, &out)
+}
+
 // Secrets lists every token, code, verifier, client secret and clientState
 // the simulator issued or saw (for leak scans).
 func (c *Client) Secrets(ctx context.Context) ([]string, error) {

@@ -320,6 +320,11 @@ func (s *Sim) Counters() map[string]int64 { return s.stats.snapshot() }
 // ResetCounters zeroes the counters.
 func (s *Sim) ResetCounters() { s.stats.reset() }
 
+// MailboxLoads reports, per app and mailbox, the most requests the
+// simulator saw in flight at once and how many it refused for the
+// mailbox's concurrency, since the last throttle reset.
+func (s *Sim) MailboxLoads() []MailboxLoad { return s.throttle.loads() }
+
 // ExpireDeltaTokens makes every delta and skip token of the user's mailbox
 // answer 410 SyncStateNotFound from now on.
 func (s *Sim) ExpireDeltaTokens(user string) error {

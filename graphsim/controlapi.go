@@ -208,6 +208,9 @@ func (s *Sim) controlHandler() http.Handler {
 	handle("GET /_sim/counters", func(r *http.Request) (any, error) { return s.Counters(), nil })
 	handle("DELETE /_sim/counters", func(r *http.Request) (any, error) { s.ResetCounters(); return nil, nil })
 	handle("POST /_sim/throttle/reset", func(r *http.Request) (any, error) { s.throttle.reset(); return nil, nil })
+	handle("GET /_sim/throttle/mailboxes", func(r *http.Request) (any, error) {
+		return map[string]any{"mailboxes": s.MailboxLoads()}, nil
+	})
 	handle("GET /_sim/subscriptions", func(r *http.Request) (any, error) { return s.Subscriptions(), nil })
 	// Every secret issued or seen, for leak scans (a simulator only).
 	handle("GET /_sim/secrets", func(r *http.Request) (any, error) { return map[string]any{"secrets": s.Secrets()}, nil })

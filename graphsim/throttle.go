@@ -31,7 +31,24 @@ type pairKey struct{ app, mailbox string }
 
 type pairState struct {
 	inflight int
-	limiter  *rate.Limiter
+	// peak is the most requests ever in flight at once, admitted or
+	// refused: what the clients tried, not what the limit let through.
+	peak    int
+	refused int64
+	limiter *rate.Limiter
+}
+
+// MailboxLoad is what the simulator saw of one app's requests to one
+// mailbox since the last throttle reset: the most in flight at once
+// (counting those refused for concurrency) and how many were refused.
+type MailboxLoad struct {
+	App      string `json:"app"`
+	Mailbox  string `json:"mailbox"`
+	InFlight int    `json:"in_flight"`
+	Peak     int    `json:"peak"`
+	// Refused counts the requests answered 429 for the mailbox's
+	// concurrency.
+	Refused int64 `json:"refused"`
 }
 
 func newThrottler(concurrency, requests int, window time.Duration, clock *Clock) *throttler {
@@ -55,7 +72,9 @@ func (t *throttler) acquire(app, mailbox string) (release func(), th *throttled)
 		st = &pairState{limiter: rate.NewLimiter(rate.Limit(float64(t.requests)/t.window.Seconds()), t.requests)}
 		t.pairs[k] = st
 	}
+	st.peak = max(st.peak, st.inflight+1)
 	if st.inflight >= t.concurrency {
+		st.refused++
 		return nil, &throttled{reason: "Application is over its MailboxConcurrency limit.", retryAfter: time.Second}
 	}
 	now := t.clock.Now()
@@ -71,6 +90,17 @@ func (t *throttler) acquire(app, mailbox string) (release func(), th *throttled)
 		st.inflight--
 		t.mu.Unlock()
 	}, nil
+}
+
+// loads reports every app and mailbox pair's load, in no order.
+func (t *throttler) loads() []MailboxLoad {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]MailboxLoad, 0, len(t.pairs))
+	for k, st := range t.pairs {
+		out = append(out, MailboxLoad{App: k.app, Mailbox: k.mailbox, InFlight: st.inflight, Peak: st.peak, Refused: st.refused})
+	}
+	return out
 }
 
 // reset forgets all budgets (control API).

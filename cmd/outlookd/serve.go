@@ -239,7 +239,7 @@ func newActivities(cfg config.Config, st *store.Store, vc *vault.Client, log *sl
 		ClientSecret:  tokens.AppSecret,
 		GraphURL:      cfg.GraphURL.String(),
 		HTTP:          hc,
-		Limits:        activities.NewMailboxLimits(0, 0, 0),
+		Limits:        activities.NewMailboxLimits(st, 0, 0, 0),
 		RefreshMargin: cfg.RefreshMargin,
 	}, nil
 }

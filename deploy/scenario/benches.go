@@ -34,6 +34,7 @@ var benchmarks = []benchmark{
 	{"push-latency", "100 pushed mailboxes at 50 msg/s: injection to row in Postgres", func(ctx context.Context, _ benchOptions) error {
 		return pushLatency(ctx, 100, 50, 20*time.Second)
 	}},
+	{"graph-budget", "the Graph budget shared by three processes through Postgres against each process's own, same run: requests per second and latency added per request", goTestBench("./activities", "TestBenchGraphBudget")},
 	{"webhook-ingest", "notifications acknowledged per second and their latency", goTestBench("./webhook", "TestBenchWebhookIngest")},
 	{"idle-connections", "10,000 idle connections: worker memory, timer lateness, history per day", func(ctx context.Context, o benchOptions) error {
 		return idleConnections(ctx, o.connections, o.idle, o.reconcile)

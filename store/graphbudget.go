@@ -1,0 +1,125 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// GraphLease is one held slot of a key's Graph concurrency
+// (docs/graph.md#throttling): Holder tells this lease from a later one on
+// the same slot, so a late release or renewal never touches another
+// process's lease.
+type GraphLease struct {
+	Key    string
+	Slot   int
+	Holder string
+}
+
+// AcquireGraphSlot takes a free slot of key's slots (0 to slots-1) for
+// lease, reclaiming one whose lease expired, and reports false when every
+// slot is held (or another process took the one it chose at the same
+// moment): the caller waits and asks again. No more than slots leases of a
+// key are ever unexpired at once, whatever the number of processes.
+func (s *Store) AcquireGraphSlot(ctx context.Context, key string, slots int, lease time.Duration) (GraphLease, bool, error) {
+	holder, err := newHolder()
+	if err != nil {
+		return GraphLease{}, false, err
+	}
+	var slot int
+	err = s.pool.QueryRow(ctx, `
+		WITH free AS (
+			SELECT s FROM generate_series(0, $2::int - 1) AS s
+			WHERE NOT EXISTS (SELECT 1 FROM graph_slots g WHERE g.key = $1 AND g.slot = s AND g.expires_at > clock_timestamp())
+			ORDER BY random() LIMIT 1
+		)
+		INSERT INTO graph_slots AS g (key, slot, holder, expires_at)
+		SELECT $1, s, $3, clock_timestamp() + $4::bigint * interval '1 microsecond' FROM free
+		ON CONFLICT (key, slot) DO UPDATE SET holder = EXCLUDED.holder, expires_at = clock_timestamp() + $4::bigint * interval '1 microsecond'
+			WHERE g.expires_at <= clock_timestamp()
+		RETURNING slot`, key, slots, holder, lease.Microseconds()).Scan(&slot)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return GraphLease{}, false, nil
+	}
+	if err != nil {
+		return GraphLease{}, false, fmt.Errorf("store: take a Graph slot of %s: %w", key, err)
+	}
+	return GraphLease{Key: key, Slot: slot, Holder: holder}, true, nil
+}
+
+// ExtendGraphSlot renews a held lease for another lease from now, and
+// reports false when it had expired and another holder took the slot.
+func (s *Store) ExtendGraphSlot(ctx context.Context, l GraphLease, lease time.Duration) (bool, error) {
+	tag, err := s.pool.Exec(ctx, `UPDATE graph_slots SET expires_at = clock_timestamp() + $4::bigint * interval '1 microsecond'
+		WHERE key = $1 AND slot = $2 AND holder = $3`, l.Key, l.Slot, l.Holder, lease.Microseconds())
+	if err != nil {
+		return false, fmt.Errorf("store: renew Graph slot %d of %s: %w", l.Slot, l.Key, err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// ReleaseGraphSlot frees a held slot; a lease that expired and was taken
+// by another holder is left to it.
+func (s *Store) ReleaseGraphSlot(ctx context.Context, l GraphLease) error {
+	if _, err := s.pool.Exec(ctx, `DELETE FROM graph_slots WHERE key = $1 AND slot = $2 AND holder = $3`, l.Key, l.Slot, l.Holder); err != nil {
+		return fmt.Errorf("store: release Graph slot %d of %s: %w", l.Slot, l.Key, err)
+	}
+	return nil
+}
+
+// GraphRate is a token bucket: Burst tokens at most, refilled at PerSecond.
+type GraphRate struct {
+	PerSecond float64
+	Burst     int
+}
+
+// TakeGraphToken reserves one token of key's bucket and says how long the
+// caller must wait before using it: zero when the bucket had one, else the
+// time the refill takes to cover the reservations before it. A caller that
+// does not wait it out gives the token back with ReturnGraphToken. The
+// bucket is one row updated in one statement, so every process draws on
+// the same budget.
+func (s *Store) TakeGraphToken(ctx context.Context, key string, r GraphRate) (time.Duration, error) {
+	if r.PerSecond <= 0 || r.Burst < 1 {
+		return 0, fmt.Errorf("store: Graph rate of %s: %v per second, burst %d", key, r.PerSecond, r.Burst)
+	}
+	// The refill runs from the later of the row's time and this
+	// statement's: a statement that waited for the row's lock while
+	// another updated it adds nothing for the time it waited.
+	var tokens float64
+	err := s.pool.QueryRow(ctx, `
+		INSERT INTO graph_buckets AS b (key, tokens, updated_at) VALUES ($1, $2::float8 - 1, clock_timestamp())
+		ON CONFLICT (key) DO UPDATE SET
+			tokens = LEAST($2::float8, b.tokens + $3::float8 * GREATEST(0, extract(epoch FROM EXCLUDED.updated_at - b.updated_at)::float8)) - 1,
+			updated_at = GREATEST(b.updated_at, EXCLUDED.updated_at)
+		RETURNING tokens`, key, r.Burst, r.PerSecond).Scan(&tokens)
+	if err != nil {
+		return 0, fmt.Errorf("store: take a Graph token of %s: %w", key, err)
+	}
+	if tokens >= 0 {
+		return 0, nil
+	}
+	return time.Duration(-tokens / r.PerSecond * float64(time.Second)), nil
+}
+
+// ReturnGraphToken gives back a token taken by TakeGraphToken and not
+// used, up to the bucket's burst.
+func (s *Store) ReturnGraphToken(ctx context.Context, key string, r GraphRate) error {
+	if _, err := s.pool.Exec(ctx, `UPDATE graph_buckets SET tokens = LEAST($2::float8, tokens + 1) WHERE key = $1`, key, r.Burst); err != nil {
+		return fmt.Errorf("store: return a Graph token of %s: %w", key, err)
+	}
+	return nil
+}
+
+func newHolder() (string, error) {
+	b := make([]byte, 12)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("store: lease holder: %w", err)
+	}
+	return hex.EncodeToString(b), nil
+}

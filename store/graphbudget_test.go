@@ -1,0 +1,238 @@
+package store_test
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/outlookd/outlookd/internal/testenv"
+	"github.com/outlookd/outlookd/store"
+)
+
+// openStore opens another pool on dsn: a process of its own, as far as
+// the budget can tell.
+func openStore(t *testing.T, dsn string, maxConns int32) *store.Store {
+	t.Helper()
+	st, err := store.Open(context.Background(), dsn, maxConns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	return st
+}
+
+func TestGraphSlotsHoldNoMoreThanTheLimit(t *testing.T) {
+	st := newStore(t)
+	ctx := context.Background()
+	const slots = 4
+	var held []store.GraphLease
+	for range slots {
+		l, ok, err := st.AcquireGraphSlot(ctx, "mailbox:m", slots, time.Minute)
+		if err != nil || !ok {
+			t.Fatalf("slot %d: %v %v", len(held), ok, err)
+		}
+		held = append(held, l)
+	}
+	seen := map[int]bool{}
+	for _, l := range held {
+		if l.Slot < 0 || l.Slot >= slots || seen[l.Slot] {
+			t.Fatalf("slots %+v", held)
+		}
+		seen[l.Slot] = true
+	}
+	if _, ok, err := st.AcquireGraphSlot(ctx, "mailbox:m", slots, time.Minute); err != nil || ok {
+		t.Fatalf("a fifth slot: %v %v", ok, err)
+	}
+	// Another key has its own slots.
+	if _, ok, err := st.AcquireGraphSlot(ctx, "mailbox:other", slots, time.Minute); err != nil || !ok {
+		t.Fatalf("another mailbox: %v %v", ok, err)
+	}
+	if err := st.ReleaseGraphSlot(ctx, held[2]); err != nil {
+		t.Fatal(err)
+	}
+	l, ok, err := st.AcquireGraphSlot(ctx, "mailbox:m", slots, time.Minute)
+	if err != nil || !ok || l.Slot != held[2].Slot {
+		t.Fatalf("after a release: %+v %v %v", l, ok, err)
+	}
+}
+
+func TestGraphSlotsExpiredLeaseIsReclaimed(t *testing.T) {
+	st := newStore(t)
+	ctx := context.Background()
+	old, ok, err := st.AcquireGraphSlot(ctx, "mailbox:m", 1, 50*time.Millisecond)
+	if err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	if _, ok, _ := st.AcquireGraphSlot(ctx, "mailbox:m", 1, time.Minute); ok {
+		t.Fatal("a held slot was given twice")
+	}
+	time.Sleep(100 * time.Millisecond) // the holder died: its lease runs out
+	l, ok, err := st.AcquireGraphSlot(ctx, "mailbox:m", 1, time.Minute)
+	if err != nil || !ok || l.Holder == old.Holder {
+		t.Fatalf("expired lease not reclaimed: %+v %v %v", l, ok, err)
+	}
+	// The old holder's late renewal and release leave the new lease alone.
+	if renewed, err := st.ExtendGraphSlot(ctx, old, time.Minute); err != nil || renewed {
+		t.Fatalf("an expired lease was renewed: %v %v", renewed, err)
+	}
+	if err := st.ReleaseGraphSlot(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := st.AcquireGraphSlot(ctx, "mailbox:m", 1, time.Minute); ok {
+		t.Fatal("a stale release freed the new holder's slot")
+	}
+	// A renewed lease outlives its first term.
+	short, ok, err := st.AcquireGraphSlot(ctx, "mailbox:renewed", 1, 100*time.Millisecond)
+	if err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	if renewed, err := st.ExtendGraphSlot(ctx, short, time.Minute); err != nil || !renewed {
+		t.Fatal(renewed, err)
+	}
+	time.Sleep(150 * time.Millisecond)
+	if _, ok, _ := st.AcquireGraphSlot(ctx, "mailbox:renewed", 1, time.Minute); ok {
+		t.Fatal("a renewed lease was reclaimed")
+	}
+}
+
+// Many callers over several pools (standing for processes) racing for the
+// slots of one key never hold more than the limit at once.
+func TestGraphSlotsUnderContention(t *testing.T) {
+	dsn := testenv.Postgres(t)
+	const slots, pools, callers, rounds = 4, 3, 8, 25
+	var inflight, peak, taken atomic.Int64
+	var wg sync.WaitGroup
+	for p := range pools {
+		st := openStore(t, dsn, 6)
+		for range callers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ctx := context.Background()
+				for range rounds {
+					l, ok, err := st.AcquireGraphSlot(ctx, "mailbox:hot", slots, time.Minute)
+					if err != nil {
+						t.Errorf("pool %d: %v", p, err)
+						return
+					}
+					if !ok {
+						time.Sleep(time.Millisecond)
+						continue
+					}
+					n := inflight.Add(1)
+					for cur := peak.Load(); n > cur && !peak.CompareAndSwap(cur, n); cur = peak.Load() {
+					}
+					taken.Add(1)
+					time.Sleep(2 * time.Millisecond)
+					inflight.Add(-1)
+					if err := st.ReleaseGraphSlot(ctx, l); err != nil {
+						t.Errorf("pool %d: %v", p, err)
+						return
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	if peak.Load() > slots || taken.Load() == 0 {
+		t.Fatalf("peak %d held (limit %d), %d taken", peak.Load(), slots, taken.Load())
+	}
+	t.Logf("%d slots taken, peak %d", taken.Load(), peak.Load())
+}
+
+func TestGraphTokens(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name  string
+		rate  store.GraphRate
+		takes int
+		// the wait the last take is told, within a tolerance
+		wantWait time.Duration
+	}{
+		{"within the burst: no wait", store.GraphRate{PerSecond: 10, Burst: 5}, 5, 0},
+		{"one past the burst: a tenth of a second", store.GraphRate{PerSecond: 10, Burst: 5}, 6, 100 * time.Millisecond},
+		{"ten past the burst: queued behind the others", store.GraphRate{PerSecond: 10, Burst: 5}, 15, time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := newStore(t)
+			var wait time.Duration
+			for i := range tc.takes {
+				var err error
+				if wait, err = st.TakeGraphToken(ctx, "mailbox:m", tc.rate); err != nil {
+					t.Fatal(err)
+				}
+				if i < tc.rate.Burst && wait != 0 {
+					t.Fatalf("take %d within the burst waits %s", i, wait)
+				}
+			}
+			// The statements themselves take time, which refills a little.
+			if wait > tc.wantWait || wait < tc.wantWait-tc.wantWait/5-5*time.Millisecond {
+				t.Fatalf("the last take waits %s, want about %s", wait, tc.wantWait)
+			}
+		})
+	}
+}
+
+func TestGraphTokensReturnedAndRefilled(t *testing.T) {
+	st := newStore(t)
+	ctx := context.Background()
+	r := store.GraphRate{PerSecond: 20, Burst: 2}
+	for range 2 {
+		if w, err := st.TakeGraphToken(ctx, "k", r); err != nil || w != 0 {
+			t.Fatal(w, err)
+		}
+	}
+	w, err := st.TakeGraphToken(ctx, "k", r)
+	if err != nil || w <= 0 {
+		t.Fatal("an empty bucket gave a token at once", w, err)
+	}
+	if err := st.ReturnGraphToken(ctx, "k", r); err != nil {
+		t.Fatal(err)
+	}
+	// Returned: the next caller waits no longer than one token's refill.
+	if w, err := st.TakeGraphToken(ctx, "k", r); err != nil || w > 50*time.Millisecond {
+		t.Fatal("the returned token was not given back", w, err)
+	}
+	time.Sleep(200 * time.Millisecond) // refills both, and no more than the burst
+	for i := range 3 {
+		w, err := st.TakeGraphToken(ctx, "k", r)
+		if err != nil || (i < 2) != (w == 0) {
+			t.Fatalf("take %d after the refill waits %s (%v)", i, w, err)
+		}
+	}
+}
+
+// Three pools sharing one bucket are given the burst between them, not
+// once each.
+func TestGraphTokensSharedAcrossPools(t *testing.T) {
+	dsn := testenv.Postgres(t)
+	r := store.GraphRate{PerSecond: 1, Burst: 30}
+	var free atomic.Int64
+	var wg sync.WaitGroup
+	for range 3 {
+		st := openStore(t, dsn, 4)
+		for range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range 10 {
+					w, err := st.TakeGraphToken(context.Background(), "mailbox:shared", r)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if w == 0 {
+						free.Add(1)
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	// 120 takes over about a second refill a token or two beyond the 30.
+	if n := free.Load(); n < 30 || n > 33 {
+		t.Fatalf("%d of 120 takes went at once, want the burst of 30", n)
+	}
+}
