@@ -67,13 +67,32 @@ func (a *Activities) graphFor(ctx context.Context, connectionID, mailboxKey stri
 	return c, nil
 }
 
+// directoryFor returns a Graph client acting for an application
+// connection, whose requests draw on its tenant's directory budget.
+func (a *Activities) directoryFor(ctx context.Context, connectionID, tenantID string) (*graph.Client, error) {
+	ts := &vaultTokenSource{ctx: ctx, a: a, connectionID: connectionID}
+	transport := a.baseTransport()
+	if a.Limits != nil && tenantID != "" {
+		transport = a.Limits.DirectoryTransport(tenantID, transport)
+	}
+	c, err := graph.NewClient(graph.Config{BaseURL: a.GraphURL, Transport: &refreshOn401{ts: ts, next: transport}}, ts)
+	if err != nil {
+		return nil, fmt.Errorf("activities: graph client: %w", err)
+	}
+	return c, nil
+}
+
+func (a *Activities) baseTransport() http.RoundTripper {
+	if t := a.httpClient().Transport; t != nil {
+		return t
+	}
+	return http.DefaultTransport
+}
+
 // graphTransport is how requests for a connection reach Graph: through
 // the mailbox's shared budget, refreshed and retried once on a 401.
 func (a *Activities) graphTransport(ts *vaultTokenSource, mailboxKey string) http.RoundTripper {
-	transport := a.httpClient().Transport
-	if transport == nil {
-		transport = http.DefaultTransport
-	}
+	transport := a.baseTransport()
 	if a.Limits != nil && mailboxKey != "" {
 		transport = a.Limits.Transport(mailboxKey, transport)
 	}

@@ -46,7 +46,11 @@ func (a *Activities) DiscoverPage(ctx context.Context, in workflows.DiscoverPage
 	if err != nil {
 		return workflows.DiscoverPageResult{}, err
 	}
-	gc, err := a.graphFor(ctx, in.ConnectionID, "")
+	conn, err := a.Store.GetConnection(ctx, in.ConnectionID)
+	if err != nil {
+		return workflows.DiscoverPageResult{}, err
+	}
+	gc, err := a.directoryFor(ctx, in.ConnectionID, conn.TenantID)
 	if err != nil {
 		return workflows.DiscoverPageResult{}, err
 	}

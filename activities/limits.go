@@ -51,9 +51,17 @@ type MailboxLimits struct {
 	// storeTimeout bounds each statement of the shared budget.
 	storeTimeout time.Duration
 
-	mu    sync.Mutex
-	boxes map[string]*mailboxBudget
+	mu      sync.Mutex
+	boxes   map[string]*mailboxBudget
+	tenants map[string]*rate.Limiter // in-process directory budgets only
 }
+
+// directoryRate is the directory's budget per app and tenant
+// (docs/graph.md#throttling): 3,500 resource units per 10 s in the
+// smallest tenants, a read costing at most 2. outlookd does not know a
+// tenant's size, so it keeps to the smallest budget at the highest cost:
+// 1,750 reads per 10 s, all at once at most.
+var directoryRate = store.GraphRate{PerSecond: 175, Burst: 1750}
 
 type mailboxBudget struct {
 	key string
@@ -76,7 +84,7 @@ func NewMailboxLimits(shared Budget, concurrency, perWindow int, window time.Dur
 	// A burst of a tenth of the window's budget, then the steady rate.
 	r := store.GraphRate{PerSecond: float64(perWindow) / window.Seconds(), Burst: max(perWindow/10, 1)}
 	return &MailboxLimits{concurrency: concurrency, rate: r, shared: shared, lease: 30 * time.Second,
-		storeTimeout: 5 * time.Second, boxes: map[string]*mailboxBudget{}}
+		storeTimeout: 5 * time.Second, boxes: map[string]*mailboxBudget{}, tenants: map[string]*rate.Limiter{}}
 }
 
 // SetLease sets how long a shared slot stays held without renewal (30 s
@@ -105,6 +113,38 @@ func (l *MailboxLimits) budget(key string) *mailboxBudget {
 // The slot is held until the response's body is read to its end or closed.
 func (l *MailboxLimits) Transport(key string, next http.RoundTripper) http.RoundTripper {
 	return &limitedTransport{l: l, b: l.budget(key), next: next}
+}
+
+// DirectoryTransport wraps next so that each request waits for a token of
+// the tenant's directory budget, which every process shares like the
+// mailboxes' (the directory limits no concurrency: no slot is taken).
+func (l *MailboxLimits) DirectoryTransport(tenantID string, next http.RoundTripper) http.RoundTripper {
+	return &directoryTransport{l: l, key: "tenant:" + tenantID, next: next}
+}
+
+type directoryTransport struct {
+	l    *MailboxLimits
+	key  string
+	next http.RoundTripper
+}
+
+func (t *directoryTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	ctx := r.Context()
+	if t.l.shared == nil {
+		t.l.mu.Lock()
+		lim := t.l.tenants[t.key]
+		if lim == nil {
+			lim = rate.NewLimiter(rate.Limit(directoryRate.PerSecond), directoryRate.Burst)
+			t.l.tenants[t.key] = lim
+		}
+		t.l.mu.Unlock()
+		if err := lim.Wait(ctx); err != nil {
+			return nil, err
+		}
+	} else if _, err := t.l.takeToken(ctx, t.key, directoryRate); err != nil {
+		return nil, err
+	}
+	return t.next.RoundTrip(r)
 }
 
 type limitedTransport struct {
@@ -157,26 +197,9 @@ func (l *MailboxLimits) acquireShared(ctx context.Context, key string) (func(), 
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	wait, err := detached(ctx, l.storeTimeout, func(sctx context.Context) (time.Duration, error) {
-		return l.shared.TakeGraphToken(sctx, key, l.rate)
-	})
+	giveBack, err := l.takeToken(ctx, key, l.rate)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrBudgetUnavailable, err)
-	}
-	giveBack := func() {
-		_, _ = detached(ctx, l.storeTimeout, func(sctx context.Context) (struct{}, error) {
-			return struct{}{}, l.shared.ReturnGraphToken(sctx, key, l.rate)
-		})
-	}
-	if wait > 0 {
-		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
-			giveBack()
-			return nil, fmt.Errorf("activities: %s's Graph rate would have the request wait %s, past its deadline: %w", key, wait.Round(time.Millisecond), context.DeadlineExceeded)
-		}
-		if err := sleep(ctx, wait); err != nil {
-			giveBack()
-			return nil, err
-		}
+		return nil, err
 	}
 	for attempt := 0; ; attempt++ {
 		var ok bool
@@ -202,6 +225,34 @@ func (l *MailboxLimits) acquireShared(ctx context.Context, key string) (func(), 
 			return nil, err
 		}
 	}
+}
+
+// takeToken takes a token of key's shared bucket, waiting out its
+// reservation, and returns what gives it back; a wait past ctx's deadline
+// gives it back at once.
+func (l *MailboxLimits) takeToken(ctx context.Context, key string, r store.GraphRate) (giveBack func(), err error) {
+	wait, err := detached(ctx, l.storeTimeout, func(sctx context.Context) (time.Duration, error) {
+		return l.shared.TakeGraphToken(sctx, key, r)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBudgetUnavailable, err)
+	}
+	giveBack = func() {
+		_, _ = detached(ctx, l.storeTimeout, func(sctx context.Context) (struct{}, error) {
+			return struct{}{}, l.shared.ReturnGraphToken(sctx, key, r)
+		})
+	}
+	if wait > 0 {
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
+			giveBack()
+			return nil, fmt.Errorf("activities: %s's Graph rate would have the request wait %s, past its deadline: %w", key, wait.Round(time.Millisecond), context.DeadlineExceeded)
+		}
+		if err := sleep(ctx, wait); err != nil {
+			giveBack()
+			return nil, err
+		}
+	}
+	return giveBack, nil
 }
 
 // keep renews lease every third of its length until the returned function

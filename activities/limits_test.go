@@ -24,7 +24,9 @@ type process struct {
 	limits *activities.MailboxLimits
 }
 
-func startProcesses(t *testing.T, dsn string, n int, shared bool) []process {
+// startProcesses starts n processes with Outlook's figures, or with a rate
+// too high to bite when perWindow is set.
+func startProcesses(t *testing.T, dsn string, n int, shared bool, perWindow ...int) []process {
 	t.Helper()
 	out := make([]process, n)
 	for i := range out {
@@ -37,7 +39,7 @@ func startProcesses(t *testing.T, dsn string, n int, shared bool) []process {
 		if shared {
 			b = st
 		}
-		out[i] = process{st: st, limits: activities.NewMailboxLimits(b, 0, 0, 0)}
+		out[i] = process{st: st, limits: activities.NewMailboxLimits(b, 0, append(perWindow, 0)[0], 0)}
 	}
 	return out
 }
@@ -252,4 +254,34 @@ type countingTransport struct {
 func (c countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	c.n.Add(1)
 	return c.next.RoundTrip(r)
+}
+
+// Directory reads of a tenant draw on one bucket every process shares,
+// not on a mailbox's slots.
+func TestDirectoryBudgetIsSharedPerTenant(t *testing.T) {
+	dsn := testenv.Postgres(t)
+	f := simtest.Start(t, graphsim.Options{})
+	tok := f.SignIn(t, f.Ada.UPN, "Mail.Read").AccessToken
+	procs := startProcesses(t, dsn, 2, true)
+	for i, p := range procs {
+		hc := &http.Client{Transport: bearer{tok: tok, next: p.limits.DirectoryTransport(f.Tenant.ID, http.DefaultTransport)}}
+		resp, err := hc.Get(f.Sim.GraphURL() + "/me/messages?$top=1")
+		if err != nil {
+			t.Fatalf("process %d: %v", i, err)
+		}
+		resp.Body.Close()
+	}
+	ctx := context.Background()
+	var tokens float64
+	if err := procs[0].st.Pool().QueryRow(ctx, `SELECT tokens FROM graph_buckets WHERE key = $1`, "tenant:"+f.Tenant.ID).Scan(&tokens); err != nil {
+		t.Fatal(err)
+	}
+	// Two reads from a full bucket of 1,750, which refills 175 a second.
+	if tokens < 1748 || tokens > 1749 {
+		t.Fatalf("the tenant's bucket holds %v tokens after two reads from two processes, want about 1,748", tokens)
+	}
+	var slots int
+	if err := procs[0].st.Pool().QueryRow(ctx, `SELECT count(*) FROM graph_slots`).Scan(&slots); err != nil || slots != 0 {
+		t.Fatalf("directory reads left %d slots held (%v)", slots, err)
+	}
 }
