@@ -29,6 +29,7 @@ type Budget interface {
 	ExtendGraphSlot(ctx context.Context, l store.GraphLease, lease time.Duration) (bool, error)
 	ReleaseGraphSlot(ctx context.Context, l store.GraphLease) error
 	TakeGraphToken(ctx context.Context, key string, r store.GraphRate) (time.Duration, error)
+	TakeGraphTokenAndSlot(ctx context.Context, key string, r store.GraphRate, slots int, lease time.Duration) (store.GraphLease, bool, time.Duration, error)
 	ReturnGraphToken(ctx context.Context, key string, r store.GraphRate) error
 }
 
@@ -188,18 +189,47 @@ func (l *MailboxLimits) acquire(ctx context.Context, b *mailboxBudget) (func(), 
 	return func() { release(); b.sem.Release(1) }, nil
 }
 
-// acquireShared takes a token of key's bucket, waiting out its
-// reservation, then a slot, retrying with jittered backoff while every
-// slot is held. Each statement runs detached from ctx (bounded by
+// acquireShared takes a token of key's bucket and a slot in one
+// statement when the bucket has a token; else it waits out the token's
+// reservation, then asks for a slot, retrying with jittered backoff while
+// every slot is held. Each statement runs detached from ctx (bounded by
 // storeTimeout), so a cancellation never leaves a row taken behind it:
 // what was taken is given back before ctx's error is returned.
 func (l *MailboxLimits) acquireShared(ctx context.Context, key string) (func(), error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	giveBack, err := l.takeToken(ctx, key, l.rate)
+	// Token and slot in one statement when the token needs no wait.
+	type first struct {
+		lease store.GraphLease
+		held  bool
+		wait  time.Duration
+	}
+	f, err := detached(ctx, l.storeTimeout, func(sctx context.Context) (first, error) {
+		lease, held, wait, err := l.shared.TakeGraphTokenAndSlot(sctx, key, l.rate, l.concurrency, l.lease)
+		return first{lease, held, wait}, err
+	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrBudgetUnavailable, err)
+	}
+	giveBack := func() {
+		_, _ = detached(ctx, l.storeTimeout, func(sctx context.Context) (struct{}, error) {
+			return struct{}{}, l.shared.ReturnGraphToken(sctx, key, l.rate)
+		})
+	}
+	if f.held {
+		if err := ctx.Err(); err != nil {
+			l.releaseShared(ctx, f.lease)
+			giveBack()
+			return nil, err
+		}
+		return l.keep(ctx, f.lease), nil
+	}
+	if f.wait > 0 {
+		if err := waitToken(ctx, key, f.wait); err != nil {
+			giveBack()
+			return nil, err
+		}
 	}
 	for attempt := 0; ; attempt++ {
 		var ok bool
@@ -243,16 +273,21 @@ func (l *MailboxLimits) takeToken(ctx context.Context, key string, r store.Graph
 		})
 	}
 	if wait > 0 {
-		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
-			giveBack()
-			return nil, fmt.Errorf("activities: %s's Graph rate would have the request wait %s, past its deadline: %w", key, wait.Round(time.Millisecond), context.DeadlineExceeded)
-		}
-		if err := sleep(ctx, wait); err != nil {
+		if err := waitToken(ctx, key, wait); err != nil {
 			giveBack()
 			return nil, err
 		}
 	}
 	return giveBack, nil
+}
+
+// waitToken waits out a token's reservation, unless it would outlast
+// ctx's deadline.
+func waitToken(ctx context.Context, key string, wait time.Duration) error {
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
+		return fmt.Errorf("activities: %s's Graph rate would have the request wait %s, past its deadline: %w", key, wait.Round(time.Millisecond), context.DeadlineExceeded)
+	}
+	return sleep(ctx, wait)
 }
 
 // keep renews lease every third of its length until the returned function

@@ -152,7 +152,7 @@ func TestBudgetRenewsALongRequestsLease(t *testing.T) {
 	dsn := testenv.Postgres(t)
 	f := simtest.Start(t, graphsim.Options{MailboxConcurrency: 1})
 	tok := f.SignIn(t, f.Ada.UPN, "Mail.Read").AccessToken
-	f.Sim.SetFault(graphsim.Fault{Endpoint: "messages", Latency: 900 * time.Millisecond})
+	f.Sim.SetFault(graphsim.Fault{Endpoint: "messages", Latency: 1500 * time.Millisecond})
 	var procs []process
 	for range 2 {
 		st, err := store.Open(context.Background(), dsn, 4)
@@ -160,11 +160,11 @@ func TestBudgetRenewsALongRequestsLease(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(st.Close)
-		procs = append(procs, process{st: st, limits: activities.NewMailboxLimits(st, 1, 0, 0).SetLease(150 * time.Millisecond)})
+		procs = append(procs, process{st: st, limits: activities.NewMailboxLimits(st, 1, 0, 0).SetLease(500 * time.Millisecond)})
 	}
 	statuses := hammer(t, f, procs, tok, 1, 2)
 	if load := adaLoad(t, f); load.Peak > 1 || statuses[200] != 4 {
-		t.Fatalf("with a lease of 150 ms and requests of 900 ms: %d in flight at once, statuses %v", load.Peak, statuses)
+		t.Fatalf("with a lease of 500 ms and requests of 1.5 s: %d in flight at once, statuses %v", load.Peak, statuses)
 	}
 }
 

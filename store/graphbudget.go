@@ -107,6 +107,52 @@ func (s *Store) TakeGraphToken(ctx context.Context, key string, r GraphRate) (ti
 	return time.Duration(-tokens / r.PerSecond * float64(time.Second)), nil
 }
 
+// TakeGraphTokenAndSlot is TakeGraphToken and AcquireGraphSlot in one
+// statement, the slot taken only when the token needs no wait: the
+// common case costs one round trip. held reports a slot taken; wait > 0
+// that the caller must wait out the token before asking for a slot.
+func (s *Store) TakeGraphTokenAndSlot(ctx context.Context, key string, r GraphRate, slots int, lease time.Duration) (l GraphLease, held bool, wait time.Duration, err error) {
+	if r.PerSecond <= 0 || r.Burst < 1 {
+		return GraphLease{}, false, 0, fmt.Errorf("store: Graph rate of %s: %v per second, burst %d", key, r.PerSecond, r.Burst)
+	}
+	holder, err := newHolder()
+	if err != nil {
+		return GraphLease{}, false, 0, err
+	}
+	var tokens float64
+	var slot *int
+	err = s.pool.QueryRow(ctx, `
+		WITH tok AS (
+			INSERT INTO graph_buckets AS b (key, tokens, updated_at) VALUES ($1, $2::float8 - 1, clock_timestamp())
+			ON CONFLICT (key) DO UPDATE SET
+				tokens = LEAST($2::float8, b.tokens + $3::float8 * GREATEST(0, extract(epoch FROM EXCLUDED.updated_at - b.updated_at)::float8)) - 1,
+				updated_at = GREATEST(b.updated_at, EXCLUDED.updated_at)
+			RETURNING tokens
+		), free AS (
+			SELECT s FROM generate_series(0, $4::int - 1) AS s
+			WHERE (SELECT tokens FROM tok) >= 0
+				AND NOT EXISTS (SELECT 1 FROM graph_slots g WHERE g.key = $1 AND g.slot = s AND g.expires_at > clock_timestamp())
+			ORDER BY random() LIMIT 1
+		), taken AS (
+			INSERT INTO graph_slots AS g (key, slot, holder, expires_at)
+			SELECT $1, s, $5, clock_timestamp() + $6::bigint * interval '1 microsecond' FROM free
+			ON CONFLICT (key, slot) DO UPDATE SET holder = EXCLUDED.holder, expires_at = clock_timestamp() + $6::bigint * interval '1 microsecond'
+				WHERE g.expires_at <= clock_timestamp()
+			RETURNING slot
+		)
+		SELECT (SELECT tokens FROM tok), (SELECT slot FROM taken)`, key, r.Burst, r.PerSecond, slots, holder, lease.Microseconds()).Scan(&tokens, &slot)
+	if err != nil {
+		return GraphLease{}, false, 0, fmt.Errorf("store: take a Graph token and slot of %s: %w", key, err)
+	}
+	if tokens < 0 {
+		return GraphLease{}, false, time.Duration(-tokens / r.PerSecond * float64(time.Second)), nil
+	}
+	if slot == nil {
+		return GraphLease{}, false, 0, nil
+	}
+	return GraphLease{Key: key, Slot: *slot, Holder: holder}, true, 0, nil
+}
+
 // ReturnGraphToken gives back a token taken by TakeGraphToken and not
 // used, up to the bucket's burst.
 func (s *Store) ReturnGraphToken(ctx context.Context, key string, r GraphRate) error {

@@ -236,3 +236,34 @@ func TestGraphTokensSharedAcrossPools(t *testing.T) {
 		t.Fatalf("%d of 120 takes went at once, want the burst of 30", n)
 	}
 }
+
+func TestGraphTokenAndSlotInOneStatement(t *testing.T) {
+	st := newStore(t)
+	ctx := context.Background()
+	r := store.GraphRate{PerSecond: 1, Burst: 3}
+	count := func() (n int) {
+		if err := st.Pool().QueryRow(ctx, `SELECT count(*) FROM graph_slots WHERE key = 'k'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	// A token and a free slot: both taken.
+	l, held, wait, err := st.TakeGraphTokenAndSlot(ctx, "k", r, 2, time.Minute)
+	if err != nil || !held || wait != 0 || count() != 1 {
+		t.Fatalf("first: %+v %v %s %v, %d held", l, held, wait, err, count())
+	}
+	if _, held, _, _ := st.TakeGraphTokenAndSlot(ctx, "k", r, 2, time.Minute); !held || count() != 2 {
+		t.Fatalf("second: %v, %d held", held, count())
+	}
+	// A token but no free slot: the token is spent, no slot taken.
+	if _, held, wait, err := st.TakeGraphTokenAndSlot(ctx, "k", r, 2, time.Minute); err != nil || held || wait != 0 || count() != 2 {
+		t.Fatalf("slots full: %v %s %v, %d held", held, wait, err, count())
+	}
+	// No token: a wait of about a second, and no slot although one is free.
+	if err := st.ReleaseGraphSlot(ctx, l); err != nil {
+		t.Fatal(err)
+	}
+	if _, held, wait, err := st.TakeGraphTokenAndSlot(ctx, "k", r, 2, time.Minute); err != nil || held || wait < 900*time.Millisecond || wait > time.Second || count() != 1 {
+		t.Fatalf("bucket empty: %v %s %v, %d held", held, wait, err, count())
+	}
+}
