@@ -1,6 +1,7 @@
 package graphsim_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"sync"
@@ -93,6 +94,12 @@ func TestBatchCountsAgainstMailboxConcurrency(t *testing.T) {
 	}
 	if count[200] != 2 || count[429] != 2 {
 		t.Errorf("four parallel requests with room for two: %v", count)
+	}
+	// The control API reports the overrun: three at once at their
+	// highest (the third refused), two refused.
+	loads, err := f.ctl.MailboxLoads(context.Background())
+	if err != nil || len(loads) != 1 || loads[0].Mailbox != f.ada.ID || loads[0].Peak != 3 || loads[0].Refused != 2 || loads[0].InFlight != 0 {
+		t.Errorf("mailbox loads %+v (%v), want Ada's with peak 3, 2 refused, none in flight", loads, err)
 	}
 	a = f.batch(t, tok, chain(getItems(4, "/me/messages?$top=1")))
 	for i, r := range a.Responses {
