@@ -29,8 +29,8 @@ type Activities struct {
 	GraphURL string
 	// HTTP carries identity and Graph requests (TLS settings, test CA).
 	HTTP *http.Client
-	// Limits is the per-mailbox request budget shared by every activity of
-	// this process.
+	// Limits is the per-mailbox request budget shared by every activity,
+	// and through Postgres by every process (docs/graph.md#throttling).
 	Limits *MailboxLimits
 	// RefreshMargin: an access token this close to expiry is refreshed
 	// before use.
