@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"go.opentelemetry.io/otel/trace"
 	"go.temporal.io/sdk/client"
 
 	"github.com/outlookd/outlookd/connect"
@@ -42,6 +43,8 @@ type Deps struct {
 	RateBurst int
 	// SendOptions tune the sends' workflows (zero: the defaults).
 	SendOptions workflows.SendOptions
+	// Tracer traces each request (nil: not traced).
+	Tracer trace.TracerProvider
 	// WebhooksAllowInsecure accepts http webhook endpoints and ones on
 	// loopback or private addresses: local development only.
 	WebhooksAllowInsecure bool
@@ -64,6 +67,10 @@ func NewRouter(d Deps) *gin.Engine {
 	r := gin.New()
 	r.ContextWithFallback = true
 	r.HandleMethodNotAllowed = true
+	r.Use(requestID)
+	if d.Tracer != nil {
+		r.Use(traced(d.Tracer))
+	}
 	r.Use(recovery(d.Logger), accessLog(d.Logger), deadlines)
 	r.NoRoute(func(c *gin.Context) {
 		problem(c, http.StatusNotFound, "not_found", "No resource lives at this path.")
@@ -183,7 +190,8 @@ func deadlines(c *gin.Context) {
 	c.Next()
 }
 
-// accessLog logs one line per request. It logs the path only, never the query
+// accessLog logs one line per request, with the request's id and trace
+// when the logger's handler is tracing.LogHandler. It logs the path only, never the query
 // string: OAuth callbacks carry authorization codes there.
 func accessLog(log *slog.Logger) gin.HandlerFunc {
 	return func(c *gin.Context) {

@@ -52,10 +52,16 @@ func insecureWebhooks(d *api.Deps) { d.WebhooksAllowInsecure = true }
 
 func newHarness(t *testing.T, simOpts graphsim.Options, opts ...harnessOption) *harness {
 	t.Helper()
+	return newEngineHarness(t, simOpts, nil, opts...)
+}
+
+// newEngineHarness is newHarness with options for the engine.
+func newEngineHarness(t *testing.T, simOpts graphsim.Options, engine []enginetest.Option, opts ...harnessOption) *harness {
+	t.Helper()
 	if simOpts.Subscriptions.BatchWindow == 0 {
 		simOpts.Subscriptions.BatchWindow = 5 * time.Millisecond
 	}
-	e := enginetest.StartLive(t, simOpts, workflows.Options{PageSize: 50, ReconcileEvery: time.Hour})
+	e := enginetest.StartLive(t, simOpts, workflows.Options{PageSize: 50, ReconcileEvery: time.Hour}, engine...)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	deps := api.Deps{Logger: log, Store: e.Store, Temporal: e.Temporal, Connect: e.Connect, Tokens: e.Vault.Tokens(),
 		Receiver: e.Receiver, Mail: mailreader.Reader{A: e.Acts}, Drafts: activities.Drafts{A: e.Acts}, RateLimit: 1000, RateBurst: 1000}

@@ -14,6 +14,7 @@ import (
 	"os"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"go.temporal.io/sdk/client"
 	"golang.org/x/sync/errgroup"
 
@@ -28,6 +29,7 @@ import (
 	"github.com/outlookd/outlookd/retention"
 	"github.com/outlookd/outlookd/store"
 	"github.com/outlookd/outlookd/temporalconn"
+	"github.com/outlookd/outlookd/tracing"
 	"github.com/outlookd/outlookd/vault"
 	"github.com/outlookd/outlookd/webhook"
 	"github.com/outlookd/outlookd/worker"
@@ -74,6 +76,22 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 		log.Warn("TEMPORAL_TLS_DISABLE_HOST_VERIFICATION is set: Temporal's certificate is not verified; for tests only")
 	}
 
+	tr, err := tracing.Setup(ctx, environ, versionString(), stderr)
+	if err != nil {
+		return err
+	}
+	if tr.Enabled() {
+		log.Info("tracing on", "exporters", tr.Exporters)
+	}
+	defer func() {
+		// Spans still buffered are flushed, within a bound.
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tr.Shutdown(sctx); err != nil {
+			log.Warn("traces not flushed", "err", err)
+		}
+	}()
+
 	st, err := store.Open(ctx, cfg.DatabaseURL.Reveal(), cfg.DatabaseMaxConns)
 	if err != nil {
 		return err
@@ -117,6 +135,14 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 		go func() { _ = msrv.Serve(ln) }()
 		defer msrv.Close()
 	}
+	ti, err := tr.TemporalInterceptor()
+	if err != nil {
+		return fmt.Errorf("tracing: %w", err)
+	}
+	if ti != nil {
+		// Workers made from this client trace workflows and activities too.
+		topts.Interceptors = append(topts.Interceptors, ti)
+	}
 	tc, err := client.NewLazyClient(topts)
 	if err != nil {
 		return fmt.Errorf("temporal client: %w", err)
@@ -143,6 +169,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 	}
 	if mx != nil {
 		acts.HTTP.Transport = mx.Transport(acts.HTTP.Transport, cfg.GraphURL, cfg.AuthorityURL)
+	}
+	if tr.Enabled() {
+		acts.HTTP.Transport = tracing.Transport(tr.Provider, acts.HTTP.Transport)
 	}
 	if *role == roleAll || *role == roleWorker {
 		g.Go(func() error {
@@ -186,6 +215,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 			Drafts:       activities.Drafts{A: acts},
 			RateLimit:    cfg.APIRateLimit,
 			RateBurst:    int(2 * cfg.APIRateLimit),
+			Tracer:       tracerOrNil(tr),
 			// Local development only (OUTLOOKD_WEBHOOKS_ALLOW_INSECURE).
 			WebhooksAllowInsecure: cfg.WebhooksAllowInsecure,
 			Checks: []api.Check{
@@ -269,9 +299,18 @@ func httpClient(caFile string) (*http.Client, error) {
 func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
 	if cfg.LogFormat == "text" {
-		return slog.New(slog.NewTextHandler(w, opts))
+		return slog.New(tracing.LogHandler(slog.NewTextHandler(w, opts)))
 	}
-	return slog.New(slog.NewJSONHandler(w, opts))
+	return slog.New(tracing.LogHandler(slog.NewJSONHandler(w, opts)))
+}
+
+// tracerOrNil is the provider the API traces requests with, nil when
+// tracing is off.
+func tracerOrNil(tr *tracing.Tracing) trace.TracerProvider {
+	if !tr.Enabled() {
+		return nil
+	}
+	return tr.Provider
 }
 
 // registerCounts reports the registry's connections, mailboxes and sends

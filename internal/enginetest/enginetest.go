@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
 
@@ -25,6 +26,7 @@ import (
 	"github.com/outlookd/outlookd/identity"
 	"github.com/outlookd/outlookd/internal/testenv"
 	"github.com/outlookd/outlookd/store"
+	"github.com/outlookd/outlookd/tracing"
 	"github.com/outlookd/outlookd/vault"
 	"github.com/outlookd/outlookd/webhook"
 	"github.com/outlookd/outlookd/worker"
@@ -51,9 +53,20 @@ type Engine struct {
 	workerDone chan struct{}
 }
 
+// Option changes how an engine is built.
+type Option func(*options)
+
+type options struct {
+	tracer trace.TracerProvider
+}
+
+// Traced traces the engine's workflows, activities and Graph requests with
+// tp, as `outlookd serve` does when tracing is on.
+func Traced(tp trace.TracerProvider) Option { return func(o *options) { o.tracer = tp } }
+
 // StartLive is Start with a webhook receiver: connections subscribe and
 // sync on notifications.
-func StartLive(t testing.TB, simOpts graphsim.Options, wfOpts workflows.Options) *Engine {
+func StartLive(t testing.TB, simOpts graphsim.Options, wfOpts workflows.Options, opts ...Option) *Engine {
 	t.Helper()
 	recv := &webhook.Receiver{Log: discard()}
 	mux := http.NewServeMux()
@@ -63,7 +76,7 @@ func StartLive(t testing.TB, simOpts graphsim.Options, wfOpts workflows.Options)
 	t.Cleanup(srv.Close)
 	wfOpts.NotificationURL = srv.URL + "/v1/graph/notifications"
 	wfOpts.LifecycleURL = srv.URL + "/v1/graph/lifecycle"
-	e := Start(t, simOpts, wfOpts)
+	e := Start(t, simOpts, wfOpts, opts...)
 	recv.Store, recv.Inbox = e.Store, store.NewInbox(e.Store)
 	t.Cleanup(recv.Inbox.Close)
 	fwd := &webhook.Forwarder{Store: e.Store, Temporal: e.Temporal, Log: discard()}
@@ -77,9 +90,9 @@ func StartLive(t testing.TB, simOpts graphsim.Options, wfOpts workflows.Options)
 }
 
 // Start brings an engine up; it stops with the test.
-func Start(t testing.TB, simOpts graphsim.Options, wfOpts workflows.Options) *Engine {
+func Start(t testing.TB, simOpts graphsim.Options, wfOpts workflows.Options, opts ...Option) *Engine {
 	t.Helper()
-	return startOn(t, simtest.Start(t, simOpts), simOpts, wfOpts)
+	return startOn(t, simtest.Start(t, simOpts), simOpts, wfOpts, opts...)
 }
 
 // StartOrg is Start against a tenant prepared for shared mailboxes: a
@@ -90,8 +103,12 @@ func StartOrg(t testing.TB, simOpts graphsim.Options, wfOpts workflows.Options) 
 	return startOn(t, org.Tenant, simOpts, wfOpts), org
 }
 
-func startOn(t testing.TB, sim *simtest.Tenant, simOpts graphsim.Options, wfOpts workflows.Options) *Engine {
+func startOn(t testing.TB, sim *simtest.Tenant, simOpts graphsim.Options, wfOpts workflows.Options, opts ...Option) *Engine {
 	t.Helper()
+	var o options
+	for _, f := range opts {
+		f(&o)
+	}
 	ctx := context.Background()
 	dsn := testenv.Postgres(t)
 	ve := testenv.Vault(t)
@@ -113,7 +130,17 @@ func startOn(t testing.TB, sim *simtest.Tenant, simOpts graphsim.Options, wfOpts
 			t.Fatal("vault login did not succeed")
 		}
 	}
-	tc, err := client.Dial(client.Options{HostPort: testenv.Temporal(t), Logger: tlog.NewStructuredLogger(discard())})
+	copts := client.Options{HostPort: testenv.Temporal(t), Logger: tlog.NewStructuredLogger(discard())}
+	var hc *http.Client
+	if o.tracer != nil {
+		ti, err := tracing.TemporalInterceptor(o.tracer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		copts.Interceptors = append(copts.Interceptors, ti)
+		hc = &http.Client{Transport: tracing.Transport(o.tracer, http.DefaultTransport)}
+	}
+	tc, err := client.Dial(copts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +158,7 @@ func startOn(t testing.TB, sim *simtest.Tenant, simOpts graphsim.Options, wfOpts
 		Tenant: sim, Temporal: tc, Store: st, Vault: vc, TaskQueue: "outlookd-test-" + randomHex(6), t: t,
 	}
 	e.Acts = &activities.Activities{
-		Tokens: vc.Tokens(), Store: st, Identity: idc, ClientSecret: vc.Tokens().AppSecret, GraphURL: sim.Sim.GraphURL(),
+		Tokens: vc.Tokens(), Store: st, Identity: idc, ClientSecret: vc.Tokens().AppSecret, GraphURL: sim.Sim.GraphURL(), HTTP: hc,
 		// The engine keeps to the limits the simulator enforces (Outlook's
 		// figures unless a test or benchmark sets others).
 		Limits: activities.NewMailboxLimits(st, simOpts.MailboxConcurrency, simOpts.MailboxRequests, simOpts.MailboxWindow),
