@@ -163,6 +163,11 @@ func TestFanOut(t *testing.T) {
 		return vault.SigningSecrets{Current: secrets[endpoint]}, nil
 	}
 	all, sends, down, late := newHook(t, secrets["we_all"], false), newHook(t, secrets["we_sends"], false), newHook(t, secrets["we_down"], true), newHook(t, secrets["we_late"], false)
+	for _, org := range []string{"acme", "globex"} {
+		if _, err := st.UpsertOrg(ctx, org, org, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for _, c := range []store.Connection{
 		{ID: "c1", OrgID: "acme", OwnerID: "ada", State: "active", Mode: "delegated"},
 		{ID: "c2", OrgID: "globex", OwnerID: "eve", State: "active", Mode: "delegated"},
@@ -290,7 +295,7 @@ func TestFanOut(t *testing.T) {
 	if err := st.DeleteEndpoint(ctx, "acme", "we_all"); err != nil {
 		t.Fatal(err)
 	}
-	if n, _ := st.Feed(ctx, store.FeedQuery{OrgID: "acme", Limit: 100}); len(n) != 4 {
+	if n, _ := st.Feed(ctx, store.FeedQuery{OrgID: "acme", Limit: 100}); len(n) != 5 { // connection.created, e1 to e4
 		t.Errorf("the feed after an endpoint went: %d events", len(n))
 	}
 }

@@ -243,12 +243,13 @@ const TestEventType = "test"
 func (s *Store) QueueTest(ctx context.Context, orgID, endpointID, eventID string, data map[string]any) (Event, error) {
 	var ev Event
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var n int
-		if err := tx.QueryRow(ctx, `SELECT count(*) FROM webhook_endpoints WHERE org_id = $1 AND id = $2 FOR SHARE`, orgID, endpointID).Scan(&n); err != nil {
-			return fmt.Errorf("store: endpoint %s: %w", endpointID, err)
-		}
-		if n == 0 {
+		var found string
+		err := tx.QueryRow(ctx, `SELECT id FROM webhook_endpoints WHERE org_id = $1 AND id = $2 FOR SHARE`, orgID, endpointID).Scan(&found)
+		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("store: endpoint %s: %w", endpointID, ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("store: endpoint %s: %w", endpointID, err)
 		}
 		raw, err := json.Marshal(data)
 		if err != nil {
