@@ -58,7 +58,7 @@ func visibleTo(alias, param string) string {
 const connectionSelect = `
 		SELECT id, org_id, owner_id, state, mode, tenant_id, mailbox, user_id, display_name, granted_scopes,
 			created_at, updated_at, detached_at, visibility, settings, return_url,
-			ARRAY(SELECT sh.user_id FROM connection_shares sh WHERE sh.connection_id = connections.id ORDER BY sh.user_id)
+			ARRAY(SELECT sh.user_id FROM connection_shares sh WHERE sh.connection_id = connections.id ORDER BY sh.user_id COLLATE "C")
 		FROM connections `
 
 func scanConnection(r pgx.Row) (Connection, error) {

@@ -15,7 +15,8 @@ type VisibilityChange struct {
 	// Visibility is owner, organisation or users.
 	Visibility string
 	// Users are the app users it is shared with (visibility users only),
-	// sorted, without repeats.
+	// sorted bytewise (as Go sorts strings, and SharedWith is read),
+	// without repeats.
 	Users []string
 	// By is the app user who changed it ("" for an admin key without one).
 	By string
