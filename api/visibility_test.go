@@ -140,7 +140,7 @@ func TestVisibilityOwnerControls(t *testing.T) {
 	var changes []string
 	for _, e := range feed.Data {
 		if e.Type == "connection.visibility_changed" && e.ConnectionID == id {
-			changes = append(changes, fmt.Sprint(e.Data["visibility"], e.Data["users"]))
+			changes = append(changes, fmt.Sprintf("%v %v", e.Data["visibility"], e.Data["users"]))
 		}
 	}
 	if want := []string{"users [u-bob u-dee]", "owner []", "organisation []", "users [u-bob]"}; !slices.Equal(changes, want) {
