@@ -21,6 +21,10 @@ func TestAuthorize(t *testing.T) {
 	outsiderAdmin := caller{Org: globex, Admin: true}
 	shared := store.Connection{OrgID: "acme", OwnerID: "u-ada", Visibility: store.VisibilityOrganisation}
 	private := store.Connection{OrgID: "acme", OwnerID: "u-ada", Visibility: store.VisibilityOwner}
+	named := store.Connection{OrgID: "acme", OwnerID: "u-ada", Visibility: store.VisibilityUsers, SharedWith: []string{"u-bob", "u-dee"}}
+	// Shares left over from an earlier visibility grant nothing.
+	stale := store.Connection{OrgID: "acme", OwnerID: "u-ada", Visibility: store.VisibilityOwner, SharedWith: []string{"u-bob"}}
+	other := caller{Org: acme, User: "u-cy"}
 	for _, tc := range []struct {
 		name         string
 		who          caller
@@ -34,6 +38,12 @@ func TestAuthorize(t *testing.T) {
 		{"admin key, shared", admin, shared, 0, 0},
 		{"admin key, private", admin, private, 0, 0},
 		{"admin key acting for a member", adminActing, private, 0, 0},
+		{"member it is shared with by name", member, named, 0, http.StatusForbidden},
+		{"member it is not shared with by name", other, named, http.StatusNotFound, http.StatusNotFound},
+		{"owner, shared by name", owner, named, 0, 0},
+		{"admin key, shared by name", admin, named, 0, 0},
+		{"member named by a stale share", member, stale, http.StatusNotFound, http.StatusNotFound},
+		{"another organisation, a name it is shared with", caller{Org: globex, User: "u-bob"}, named, http.StatusNotFound, http.StatusNotFound},
 		{"another organisation, same user ID", outsider, shared, http.StatusNotFound, http.StatusNotFound},
 		{"another organisation's admin key", outsiderAdmin, shared, http.StatusNotFound, http.StatusNotFound},
 	} {

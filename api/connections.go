@@ -200,10 +200,13 @@ type createRequest struct {
 
 // connectionJSON is a connection as the API shows it.
 type connectionJSON struct {
-	ID            string        `json:"id"`
-	Kind          string        `json:"kind"`
-	Owner         string        `json:"owner"`
-	Visibility    string        `json:"visibility"`
+	ID         string `json:"id"`
+	Kind       string `json:"kind"`
+	Owner      string `json:"owner"`
+	Visibility string `json:"visibility"`
+	// SharedWith are the app users a connection of visibility users is
+	// shared with.
+	SharedWith    []string      `json:"shared_with,omitempty"`
 	State         string        `json:"state"`
 	SyncMode      string        `json:"sync_mode,omitempty"`
 	PollReason    string        `json:"poll_reason,omitempty"`
@@ -282,11 +285,13 @@ var idPattern = regexp.MustCompile(`^conn_[A-Za-z0-9_-]{16}$`)
 type access int
 
 const (
-	// accessRead reads it: its status, folders, messages and attachments.
-	// Sharing a connection with the organisation grants this.
+	// accessRead reads it: its status, folders, messages and attachments,
+	// its sends and contacts. Sharing a connection (with the organisation,
+	// or with named users) grants this.
 	accessRead access = iota
-	// accessChange changes it: its settings, a resync, a new sign-in, a
-	// disconnect. Only its owner and the organisation's admin keys may.
+	// accessChange changes it: its settings, its visibility, a resync, a
+	// new sign-in, a disconnect, a send. Only its owner and the
+	// organisation's admin keys may.
 	accessChange
 )
 
@@ -316,7 +321,7 @@ func (s *server) connection(c *gin.Context, want access) (store.Connection, bool
 		problem(c, http.StatusNotFound, "connection_not_found", "No connection with this ID is visible to you.")
 		return store.Connection{}, false
 	case http.StatusForbidden:
-		problem(c, http.StatusForbidden, "not_owner", "This connection is shared with you for reading; only its owner or an admin key may change its settings, resync, re-authorize or disconnect it.")
+		problem(c, http.StatusForbidden, "not_owner", "This connection is shared with you for reading; only its owner or an admin key may change its settings or visibility, resync, re-authorize or disconnect it.")
 		return store.Connection{}, false
 	}
 	return row, true
@@ -339,12 +344,21 @@ func authorize(who caller, row store.Connection, want access) int {
 
 // visible says whether the caller may see (and read) a connection: its
 // owner, every user of its organisation when it is shared with the
-// organisation, and the organisation's admin keys.
+// organisation, the users it is shared with by name, and the
+// organisation's admin keys.
 func visible(who caller, row store.Connection) bool {
 	if row.OrgID != who.Org.ID {
 		return false
 	}
-	return who.User == "" || row.OwnerID == who.User || row.Visibility == store.VisibilityOrganisation || who.Admin
+	switch {
+	case who.Admin || who.User == "" || row.OwnerID == who.User:
+		return true
+	case row.Visibility == store.VisibilityOrganisation:
+		return true
+	case row.Visibility == store.VisibilityUsers:
+		return slices.Contains(row.SharedWith, who.User)
+	}
+	return false
 }
 
 // mayChange says whether the caller may change a connection: its owner
@@ -398,7 +412,7 @@ func (s *server) createConnection(c *gin.Context) {
 		vis = store.VisibilityOwner
 	}
 	if vis != store.VisibilityOwner && vis != store.VisibilityOrganisation {
-		problem(c, http.StatusUnprocessableEntity, "invalid_visibility", `visibility must be "owner" or "organisation".`)
+		problem(c, http.StatusUnprocessableEntity, "invalid_visibility", `visibility must be "owner" or "organisation" at creation; share with named users afterwards (PUT /v1/connections/{id}/visibility).`)
 		return
 	}
 	if req.ReturnURL != "" {
@@ -535,7 +549,7 @@ func (s *server) presentAll(ctx context.Context, rows []store.Connection) []conn
 // (when Temporal answered) the workflow's status.
 func view(row store.Connection, count int64, st *workflows.Status) connectionJSON {
 	out := connectionJSON{
-		ID: row.ID, Kind: row.Mode, Owner: row.OwnerID, Visibility: row.Visibility, State: row.State, Mailbox: row.Mailbox, DisplayName: row.DisplayName,
+		ID: row.ID, Kind: row.Mode, Owner: row.OwnerID, Visibility: row.Visibility, SharedWith: row.SharedWith, State: row.State, Mailbox: row.Mailbox, DisplayName: row.DisplayName,
 		TenantID: row.TenantID, GrantedScopes: row.GrantedScopes, Settings: settingsOf(row), CreatedAt: row.CreatedAt, UpdatedAt: row.UpdatedAt,
 		DetachedAt: row.DetachedAt, Source: "registry", MessageCount: count,
 	}

@@ -107,6 +107,7 @@ func NewRouter(d Deps) *gin.Engine {
 	a.POST("/connections/:id/reauthorize", s.reauthorize)
 	a.POST("/connections/:id/resync", s.resync)
 	a.PATCH("/connections/:id/settings", s.patchSettings)
+	a.PUT("/connections/:id/visibility", s.putVisibility)
 	a.GET("/connections/:id/folders", s.listFolders)
 	a.GET("/connections/:id/messages", s.listMessages)
 	a.GET("/connections/:id/messages/:mid", s.getMessage)
@@ -150,8 +151,14 @@ func NewRouter(d Deps) *gin.Engine {
 	a.GET("/connections/:id/sends", s.listSends)
 	a.GET("/connections/:id/sends/:sid", s.getSend)
 	a.GET("/events", s.events)
-	a.GET("/webhook-endpoints", s.getEndpoint)
-	a.PUT("/webhook-endpoints", s.putEndpoint)
+	a.GET("/webhook-endpoints", s.listEndpoints)
+	a.POST("/webhook-endpoints", s.createEndpoint)
+	a.PUT("/webhook-endpoints", s.putOrgEndpoint)
+	a.GET("/webhook-endpoints/:eid", s.getEndpoint)
+	a.PATCH("/webhook-endpoints/:eid", s.patchEndpoint)
+	a.DELETE("/webhook-endpoints/:eid", s.deleteEndpoint)
+	a.POST("/webhook-endpoints/:eid/test", s.testEndpoint)
+	a.GET("/webhook-endpoints/:eid/deliveries/:did", s.getDelivery)
 	return r
 }
 

@@ -338,7 +338,7 @@ func TestRequestValidation(t *testing.T) {
 		{"no such route", "GET", "/v1/nothing", "", "", 404, "not_found"},
 		{"wrong method", "PUT", "/v1/connections", "application/json", `{}`, 405, "method_not_allowed"},
 		{"endpoint by a member", "PUT", "/v1/webhook-endpoints", "application/json", `{"url":"https://app.example/hooks"}`, 403, "admin_required"},
-		{"no endpoint yet", "GET", "/v1/webhook-endpoints", "", "", 404, "no_webhook_endpoint"},
+		{"no such endpoint", "GET", "/v1/webhook-endpoints/we_AAAAAAAAAAAAAAAA", "", "", 404, "endpoint_not_found"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var body io.Reader
@@ -390,7 +390,7 @@ func TestRequestValidation(t *testing.T) {
 			t.Errorf("endpoint %s: %d %s, want 422 %s", tc.url, r.status, r.body, tc.code)
 		}
 	}
-	if r := h.call(t, "GET", "/v1/webhook-endpoints", h.acmeAdmin, "", nil); r.status != 404 {
+	if r := h.call(t, "GET", "/v1/webhook-endpoints", h.acmeAdmin, "", nil); r.status != 200 || string(r.body) != `{"data":[]}` {
 		t.Errorf("refused endpoints left one registered: %d %s", r.status, r.body)
 	}
 }
@@ -1101,6 +1101,7 @@ func TestWebhookDeliveryRetriesParksAndRequeues(t *testing.T) {
 	}))
 	defer hook.Close()
 	var ep struct {
+		ID        string `json:"id"`
 		Secret    string `json:"secret"`
 		Pending   int64  `json:"pending"`
 		Parked    int64  `json:"parked"`
@@ -1121,18 +1122,23 @@ func TestWebhookDeliveryRetriesParksAndRequeues(t *testing.T) {
 	if n, _ := d.Once(ctx, 50); n != 0 {
 		t.Errorf("an event was retried before its backoff: %d", n)
 	}
-	h.call(t, "GET", "/v1/webhook-endpoints", h.acmeAdmin, "", nil).json(t, &ep)
+	var list struct{ Data []json.RawMessage }
+	h.call(t, "GET", "/v1/webhook-endpoints", h.acmeAdmin, "", nil).json(t, &list)
+	if len(list.Data) != 1 {
+		t.Fatalf("%d endpoints", len(list.Data))
+	}
+	_ = json.Unmarshal(list.Data[0], &ep)
 	if ep.Pending != 1 || !strings.Contains(ep.LastError, "500") {
 		t.Errorf("after a failure: %+v", ep)
 	}
 	// Its backoff over, attempt 2 fails too: parked.
-	if _, err := h.e.Store.Pool().Exec(ctx, `UPDATE events SET next_attempt_at = now()`); err != nil {
+	if _, err := h.e.Store.Pool().Exec(ctx, `UPDATE webhook_deliveries SET next_attempt_at = now() WHERE endpoint_id = $1`, ep.ID); err != nil {
 		t.Fatal(err)
 	}
 	if n, _ := d.Once(ctx, 50); n != 1 {
 		t.Fatalf("second pass took %d", n)
 	}
-	h.call(t, "GET", "/v1/webhook-endpoints", h.acmeAdmin, "", nil).json(t, &ep)
+	h.call(t, "GET", "/v1/webhook-endpoints/"+ep.ID, h.acmeAdmin, "", nil).json(t, &ep)
 	if ep.Parked != 1 || ep.Pending != 0 {
 		t.Errorf("after the last attempt: %+v", ep)
 	}

@@ -110,10 +110,10 @@ func (s *oneDelivery) ClaimDeliveries(context.Context, int, time.Duration) ([]st
 		return nil, nil
 	}
 	s.claimed = true
-	return []store.Delivery{{Event: store.Event{Seq: 1, ID: "evt_1", Type: "connection.created", CreatedAt: time.Now()}, OrgID: "acme", URL: s.url}}, nil
+	return []store.Delivery{{Event: store.Event{Seq: 1, ID: "evt_1", Type: "connection.created", CreatedAt: time.Now()}, EndpointID: "we_1", OrgID: "acme", URL: s.url}}, nil
 }
 
-func (s *oneDelivery) DeliveryDone(_ context.Context, _ int64, delivered bool, errText string, _ time.Time, _ bool) error {
+func (s *oneDelivery) DeliveryDone(_ context.Context, _ string, _ int64, delivered bool, errText string, _ time.Time, _ bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.done, s.ok, s.errText = true, delivered, errText
@@ -137,7 +137,7 @@ func TestDeliveryRefusesPrivate(t *testing.T) {
 	defer plain.Close()
 	tls := httptest.NewTLSServer(handler)
 	defer tls.Close()
-	secrets := func(context.Context, string) (vault.SigningSecrets, error) {
+	secrets := func(context.Context, string, string) (vault.SigningSecrets, error) {
 		return vault.SigningSecrets{Current: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}, nil
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))

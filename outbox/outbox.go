@@ -1,10 +1,12 @@
-// Package outbox delivers the events recorded in Postgres to each
-// organisation's webhook endpoint, signed the Standard Webhooks way
-// (webhook-id, webhook-timestamp, webhook-signature: v1,<HMAC-SHA256>),
-// at least once: retried with exponential backoff for about a day, then
-// parked (visible, and requeued on request). Events are claimed with a
-// lease, so several dispatchers share the work and a crashed one's claims
-// come back.
+// Package outbox delivers the events recorded in Postgres to the webhook
+// endpoints of their organisation that take their type, signed the
+// Standard Webhooks way (webhook-id, webhook-timestamp, webhook-signature:
+// v1,<HMAC-SHA256>), at least once per endpoint: each endpoint's delivery
+// of an event is its own row (queued once, in the transaction that records
+// the event), retried with exponential backoff for about a day, then
+// parked (visible, and requeued on request), whatever the other endpoints
+// do. Deliveries are claimed with a lease, so several dispatchers share the
+// work and a crashed one's claims come back.
 //
 // Signing is a few lines of HMAC over "id.timestamp.body"; it is written
 // here rather than taken from a library because the scheme is that small
@@ -37,9 +39,11 @@ import (
 
 // Event is an event as the feed and the deliveries show it.
 type Event struct {
-	ID           string `json:"id"`
-	Type         string `json:"type"`
-	ConnectionID string `json:"connection_id"`
+	ID   string `json:"id"`
+	Type string `json:"type"`
+	// ConnectionID names the connection the event is about (none for a
+	// test event).
+	ConnectionID string `json:"connection_id,omitempty"`
 	// MailboxID names the mailbox an event is about, if it is about one.
 	MailboxID string         `json:"mailbox_id,omitempty"`
 	CreatedAt time.Time      `json:"created_at"`
@@ -73,13 +77,17 @@ func Sign(secret, id string, ts time.Time, body []byte) (string, error) {
 // Store is what the dispatcher needs of Postgres.
 type Store interface {
 	ClaimDeliveries(ctx context.Context, limit int, lease time.Duration) ([]store.Delivery, error)
-	DeliveryDone(ctx context.Context, seq int64, delivered bool, errText string, next time.Time, park bool) error
+	DeliveryDone(ctx context.Context, endpointID string, seq int64, delivered bool, errText string, next time.Time, park bool) error
 }
+
+// Secrets reads an endpoint's signing secrets (endpointID "": its
+// organisation's); vault.TokenStore.GetSigningSecrets is one.
+type Secrets func(ctx context.Context, orgID, endpointID string) (vault.SigningSecrets, error)
 
 // Dispatcher delivers due events.
 type Dispatcher struct {
 	Store   Store
-	Secrets func(ctx context.Context, orgID string) (vault.SigningSecrets, error)
+	Secrets Secrets
 	// HTTP sends deliveries (default NewHTTPClient(15s, AllowInsecure)).
 	HTTP *http.Client
 	Log  *slog.Logger
@@ -141,20 +149,24 @@ func (d *Dispatcher) Once(ctx context.Context, batch int) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	// Each organisation's secrets are read from Vault once per batch.
+	// Each endpoint's secrets are read from Vault once per batch.
 	var mu sync.Mutex
-	secrets := map[string]*vault.SigningSecrets{}
-	secretsOf := func(org string) (vault.SigningSecrets, error) {
+	secrets := map[[2]string]*vault.SigningSecrets{}
+	secretsOf := func(dl store.Delivery) (vault.SigningSecrets, error) {
+		key := [2]string{dl.OrgID, dl.EndpointID}
+		if dl.OrgSecret {
+			key[1] = ""
+		}
 		mu.Lock()
 		defer mu.Unlock()
-		if s, ok := secrets[org]; ok {
+		if s, ok := secrets[key]; ok {
 			return *s, nil
 		}
-		s, err := d.Secrets(ctx, org)
+		s, err := d.Secrets(ctx, key[0], key[1])
 		if err != nil {
 			return s, err
 		}
-		secrets[org] = &s
+		secrets[key] = &s
 		return s, nil
 	}
 	var g errgroup.Group
@@ -169,7 +181,7 @@ func (d *Dispatcher) Once(ctx context.Context, batch int) (int, error) {
 	return len(due), nil
 }
 
-func (d *Dispatcher) deliver(ctx context.Context, dl store.Delivery, secretsOf func(string) (vault.SigningSecrets, error)) {
+func (d *Dispatcher) deliver(ctx context.Context, dl store.Delivery, secretsOf func(store.Delivery) (vault.SigningSecrets, error)) {
 	errText := d.post(ctx, dl, secretsOf)
 	maxAttempts := d.MaxAttempts
 	if maxAttempts == 0 {
@@ -178,21 +190,21 @@ func (d *Dispatcher) deliver(ctx context.Context, dl store.Delivery, secretsOf f
 	attempt := dl.Attempts + 1
 	park := errText != "" && attempt >= maxAttempts
 	if errText != "" {
-		d.Log.Info("event delivery failed", "event", dl.ID, "org", dl.OrgID, "attempt", attempt, "parked", park, "err", errText)
+		d.Log.Info("event delivery failed", "event", dl.ID, "org", dl.OrgID, "endpoint", dl.EndpointID, "attempt", attempt, "parked", park, "err", errText)
 	}
 	next := time.Now().Add(Backoff(attempt))
-	if err := d.Store.DeliveryDone(context.WithoutCancel(ctx), dl.Seq, errText == "", errText, next, park); err != nil {
-		d.Log.Warn("recording a delivery failed; it will be retried", "event", dl.ID, "err", err)
+	if err := d.Store.DeliveryDone(context.WithoutCancel(ctx), dl.EndpointID, dl.Seq, errText == "", errText, next, park); err != nil {
+		d.Log.Warn("recording a delivery failed; it will be retried", "event", dl.ID, "endpoint", dl.EndpointID, "err", err)
 	}
 }
 
 // post sends one event; it returns "" on success, else why it failed.
-func (d *Dispatcher) post(ctx context.Context, dl store.Delivery, secretsOf func(string) (vault.SigningSecrets, error)) string {
+func (d *Dispatcher) post(ctx context.Context, dl store.Delivery, secretsOf func(store.Delivery) (vault.SigningSecrets, error)) string {
 	body, err := json.Marshal(View(dl.Event))
 	if err != nil {
 		return "encoding: " + err.Error()
 	}
-	secrets, err := secretsOf(dl.OrgID)
+	secrets, err := secretsOf(dl)
 	if err != nil {
 		return "signing secret unavailable"
 	}

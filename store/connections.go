@@ -25,31 +25,47 @@ type Connection struct {
 	UpdatedAt     time.Time
 	// DetachedAt is set once a disconnect kept the mail as an archive.
 	DetachedAt *time.Time
-	// Visibility is owner or organisation.
+	// Visibility is owner, organisation or users.
 	Visibility string
+	// SharedWith are the app users a connection of visibility users is
+	// shared with, in order.
+	SharedWith []string
 	// Settings are the connection's settings as JSON, as the app chose them.
 	Settings []byte
 	// ReturnURL is where the consent callback sends the user back to.
 	ReturnURL string
 }
 
-// Visibilities of a connection.
+// Visibilities of a connection: who besides its owner (and the
+// organisation's admin keys) sees it.
 const (
-	VisibilityOwner        = "owner"
-	VisibilityOrganisation = "organisation"
+	VisibilityOwner        = "owner"        // no one else
+	VisibilityOrganisation = "organisation" // every user of its organisation
+	VisibilityUsers        = "users"        // the users named in SharedWith
 )
+
+// visibleTo is the condition that a connection (its table named by alias)
+// is visible to the app user of parameter param: its owner, every user
+// when it is shared with the organisation, the users it is shared with by
+// name; an empty user (an admin key) sees all of them.
+func visibleTo(alias, param string) string {
+	return `(` + param + ` = '' OR ` + alias + `.owner_id = ` + param + ` OR ` + alias + `.visibility = 'organisation'
+		OR (` + alias + `.visibility = 'users' AND EXISTS (
+			SELECT 1 FROM connection_shares sh WHERE sh.connection_id = ` + alias + `.id AND sh.user_id = ` + param + `)))`
+}
 
 // connectionSelect reads a registry row.
 const connectionSelect = `
 		SELECT id, org_id, owner_id, state, mode, tenant_id, mailbox, user_id, display_name, granted_scopes,
-			created_at, updated_at, detached_at, visibility, settings, return_url
+			created_at, updated_at, detached_at, visibility, settings, return_url,
+			ARRAY(SELECT sh.user_id FROM connection_shares sh WHERE sh.connection_id = connections.id ORDER BY sh.user_id COLLATE "C")
 		FROM connections `
 
 func scanConnection(r pgx.Row) (Connection, error) {
 	var c Connection
 	var tenant, mailbox, user, name, ret *string
 	err := r.Scan(&c.ID, &c.OrgID, &c.OwnerID, &c.State, &c.Mode, &tenant, &mailbox, &user, &name, &c.GrantedScopes,
-		&c.CreatedAt, &c.UpdatedAt, &c.DetachedAt, &c.Visibility, &c.Settings, &ret)
+		&c.CreatedAt, &c.UpdatedAt, &c.DetachedAt, &c.Visibility, &c.Settings, &ret, &c.SharedWith)
 	c.TenantID, c.Mailbox, c.UserID, c.DisplayName, c.ReturnURL = deref(tenant), deref(mailbox), deref(user), deref(name), deref(ret)
 	return c, err
 }
@@ -188,8 +204,9 @@ func (s *Store) GetConnection(ctx context.Context, id string) (Connection, error
 // ConnectionFilter selects the connections a caller may see.
 type ConnectionFilter struct {
 	OrgID string
-	// User sees the connections it owns and the organisation-visible ones;
-	// empty (an admin key) sees every connection of the organisation.
+	// User sees the connections it owns, the organisation-visible ones and
+	// those shared with it by name; empty (an admin key) sees every
+	// connection of the organisation.
 	User string
 	// After is the last ID of the previous page.
 	After string
@@ -199,7 +216,7 @@ type ConnectionFilter struct {
 // ListConnections lists connections by ID, a page at a time.
 func (s *Store) ListConnections(ctx context.Context, f ConnectionFilter) ([]Connection, error) {
 	rows, err := s.pool.Query(ctx, connectionSelect+`
-		WHERE org_id = $1 AND ($2 = '' OR owner_id = $2 OR visibility = 'organisation') AND id > $3
+		WHERE org_id = $1 AND `+visibleTo("connections", "$2")+` AND id > $3
 		ORDER BY id LIMIT $4`, f.OrgID, f.User, f.After, f.Limit)
 	if err != nil {
 		return nil, fmt.Errorf("store: list connections: %w", err)

@@ -66,7 +66,7 @@ func (s *Store) Feed(ctx context.Context, q FeedQuery) ([]Event, error) {
 	rows, err := s.pool.Query(ctx, `
 		SELECT e.seq, e.id, e.connection_id, COALESCE(e.mailbox_id, ''), e.type, e.data, e.created_at
 		FROM events e JOIN connections c ON c.id = e.connection_id
-		WHERE c.org_id = $1 AND ($2 = '' OR c.owner_id = $2 OR c.visibility = 'organisation') AND e.seq > $3
+		WHERE c.org_id = $1 AND `+visibleTo("c", "$2")+` AND e.seq > $3
 		ORDER BY e.seq LIMIT $4`, q.OrgID, q.User, q.After, q.Limit)
 	if err != nil {
 		return nil, fmt.Errorf("store: feed: %w", err)

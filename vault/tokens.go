@@ -328,7 +328,7 @@ func (ts *TokenStore) PutClientState(ctx context.Context, connectionID, clientSt
 	return nil
 }
 
-// SigningSecrets are an organisation's webhook signing secrets: the current
+// SigningSecrets are a webhook endpoint's signing secrets: the current
 // one, and the previous one for a day after a rotation, so the app can
 // switch over without rejecting deliveries.
 type SigningSecrets struct {
@@ -337,13 +337,21 @@ type SigningSecrets struct {
 	RotatedAt time.Time `json:"rotated_at"`
 }
 
-func (ts *TokenStore) signingPath(orgID string) string {
-	return path.Join(ts.prefix, "orgs", orgID, "webhook")
+// signingPath is where an endpoint's secrets are filed: under its
+// organisation and its ID, or (endpointID "") the organisation's own, which
+// the one endpoint an organisation had before endpoints were many signs
+// with.
+func (ts *TokenStore) signingPath(orgID, endpointID string) string {
+	if endpointID == "" {
+		return path.Join(ts.prefix, "orgs", orgID, "webhook")
+	}
+	return path.Join(ts.prefix, "orgs", orgID, "webhooks", endpointID)
 }
 
-// GetSigningSecrets reads an organisation's signing secrets.
-func (ts *TokenStore) GetSigningSecrets(ctx context.Context, orgID string) (SigningSecrets, error) {
-	s, err := ts.get(ctx, ts.signingPath(orgID))
+// GetSigningSecrets reads an endpoint's signing secrets (endpointID "":
+// the organisation's).
+func (ts *TokenStore) GetSigningSecrets(ctx context.Context, orgID, endpointID string) (SigningSecrets, error) {
+	s, err := ts.get(ctx, ts.signingPath(orgID, endpointID))
 	if err != nil {
 		return SigningSecrets{}, err
 	}
@@ -351,11 +359,24 @@ func (ts *TokenStore) GetSigningSecrets(ctx context.Context, orgID string) (Sign
 	return SigningSecrets{Current: str(s.Data, "current"), Previous: str(s.Data, "previous"), RotatedAt: at}, nil
 }
 
-// PutSigningSecrets writes an organisation's signing secrets.
-func (ts *TokenStore) PutSigningSecrets(ctx context.Context, orgID string, s SigningSecrets) error {
+// PutSigningSecrets writes an endpoint's signing secrets (endpointID "":
+// the organisation's).
+func (ts *TokenStore) PutSigningSecrets(ctx context.Context, orgID, endpointID string, s SigningSecrets) error {
 	data := map[string]any{"current": s.Current, "previous": s.Previous, "rotated_at": s.RotatedAt.Format(time.RFC3339Nano)}
-	if _, err := ts.kv.Put(ctx, ts.signingPath(orgID), data); err != nil {
+	if _, err := ts.kv.Put(ctx, ts.signingPath(orgID, endpointID), data); err != nil {
 		return fmt.Errorf("vault: write signing secrets: %w", err)
+	}
+	return nil
+}
+
+// DeleteSigningSecrets removes an endpoint's signing secrets (never the
+// organisation's).
+func (ts *TokenStore) DeleteSigningSecrets(ctx context.Context, orgID, endpointID string) error {
+	if endpointID == "" {
+		return nil
+	}
+	if err := ts.kv.DeleteMetadata(ctx, ts.signingPath(orgID, endpointID)); err != nil {
+		return fmt.Errorf("vault: delete signing secrets: %w", err)
 	}
 	return nil
 }

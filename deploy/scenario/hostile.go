@@ -22,6 +22,7 @@ var routes = []struct{ method, path string }{
 	{"POST", "/v1/connections/{id}/reauthorize"},
 	{"POST", "/v1/connections/{id}/resync"},
 	{"PATCH", "/v1/connections/{id}/settings"},
+	{"PUT", "/v1/connections/{id}/visibility"},
 	{"GET", "/v1/connections/{id}/folders"},
 	{"GET", "/v1/connections/{id}/messages"},
 	{"GET", "/v1/connections/{id}/messages/{mid}"},
@@ -46,6 +47,12 @@ var routes = []struct{ method, path string }{
 	{"GET", "/v1/events"},
 	{"GET", "/v1/webhook-endpoints"},
 	{"PUT", "/v1/webhook-endpoints"},
+	{"POST", "/v1/webhook-endpoints"},
+	{"GET", "/v1/webhook-endpoints/{eid}"},
+	{"PATCH", "/v1/webhook-endpoints/{eid}"},
+	{"DELETE", "/v1/webhook-endpoints/{eid}"},
+	{"POST", "/v1/webhook-endpoints/{eid}/test"},
+	{"GET", "/v1/webhook-endpoints/{eid}/deliveries/{did}"},
 	{"GET", "/v1/oauth/callback"},
 	{"GET", "/v1/oauth/admin-callback"},
 	{"POST", "/v1/graph/notifications"},
@@ -120,7 +127,8 @@ func hostileInput(ctx context.Context, w *world, _ int) (result, error) {
 		return r, err
 	}
 	time.Sleep(2 * time.Second) // let the first rounds settle
-	valid := map[string]string{"id": c.ID, "mid": "AAMk-none", "aid": "att-none", "mbx": "mbx_none0000000000", "sid": "snd_none", "tenant": "contoso.example"}
+	valid := map[string]string{"id": c.ID, "mid": "AAMk-none", "aid": "att-none", "mbx": "mbx_none0000000000", "sid": "snd_none", "tenant": "contoso.example",
+		"eid": "we_none000000000000", "did": "evt_none"}
 	type probe struct {
 		method, path, body string
 		header             [2]string
@@ -233,6 +241,7 @@ var snapshotTables = map[string]string{
 	"subscriptions":     "id, connection_id",
 	"events":            "id, type",
 	"webhook_endpoints": "*",
+	"connection_shares": "*",
 	"admin_consents":    "*",
 	"sends":             "*",
 	"send_attachments":  "*",
