@@ -118,6 +118,78 @@ func (m *Metrics) RegisterCount(name, help string, labels []string, count CountF
 	})
 }
 
+// Names of the gauges RegisterCounts reports. The alert rules and the
+// dashboard under deploy/ use these names; a test there checks each against
+// what this registry serves.
+const (
+	Connections          = "outlookd_connections"
+	Mailboxes            = "outlookd_mailboxes"
+	Sends                = "outlookd_sends"
+	Subscriptions        = "outlookd_subscriptions"
+	WebhookDeliveries    = "outlookd_webhook_deliveries"
+	NotificationInbox    = "outlookd_notification_inbox"
+	NotificationInboxAge = "outlookd_notification_inbox_oldest_seconds"
+)
+
+// Subscription expiry buckets, the values of outlookd_subscriptions'
+// expires_in label, soonest first.
+var SubscriptionExpiry = []string{"expired", "under_6h", "under_24h", "later"}
+
+// Delivery states counted by outlookd_webhook_deliveries: events waiting for
+// their webhook, and events given up on after their retry window.
+var DeliveryStates = []string{"pending", "parked"}
+
+// Counts are the registry's figures, each counted at scrape time; a nil
+// function leaves its gauge out.
+type Counts struct {
+	// Connections counts connections by state and mode.
+	Connections CountFunc
+	// Mailboxes counts mailboxes by state and sync mode.
+	Mailboxes CountFunc
+	// Sends counts sends by state; each of SendStates is reported even
+	// when no send is in it.
+	Sends      CountFunc
+	SendStates []string
+	// Subscriptions counts the Graph subscriptions of active connections
+	// by how soon they expire (SubscriptionExpiry).
+	Subscriptions CountFunc
+	// Deliveries counts webhook deliveries by state (DeliveryStates).
+	Deliveries CountFunc
+	// Inbox counts the Graph notifications accepted and not yet handed to
+	// their connection's workflow; InboxAge is how long, in seconds, the
+	// oldest of them has waited (0 when none waits).
+	Inbox, InboxAge CountFunc
+}
+
+// RegisterCounts reports c's figures as outlookd's registry gauges.
+func (m *Metrics) RegisterCounts(c Counts) {
+	one := func(values []string) [][]string {
+		out := make([][]string, len(values))
+		for i, v := range values {
+			out[i] = []string{v}
+		}
+		return out
+	}
+	for _, g := range []struct {
+		name, help string
+		labels     []string
+		count      CountFunc
+		zero       [][]string
+	}{
+		{Connections, "Connections in the registry, by state and mode.", []string{"state", "mode"}, c.Connections, nil},
+		{Mailboxes, "Mailboxes in the registry, by state and sync mode (empty before live sync).", []string{"state", "sync_mode"}, c.Mailboxes, nil},
+		{Sends, "Sends in the registry, by state.", []string{"state"}, c.Sends, one(c.SendStates)},
+		{Subscriptions, "Graph subscriptions of active connections, by how soon they expire: expired, under_6h, under_24h or later. Renewal runs a day ahead, so one under 6h is a renewal that has been failing for hours.", []string{"expires_in"}, c.Subscriptions, one(SubscriptionExpiry)},
+		{WebhookDeliveries, "Events waiting for delivery to their organisation's webhook (pending) or given up on after the retry window (parked).", []string{"state"}, c.Deliveries, one(DeliveryStates)},
+		{NotificationInbox, "Graph notifications accepted by the receiver and not yet handed to their connection's workflow.", nil, c.Inbox, nil},
+		{NotificationInboxAge, "Seconds the oldest Graph notification not yet handed to its workflow has waited (0: none waits).", nil, c.InboxAge, nil},
+	} {
+		if g.count != nil {
+			m.RegisterCount(g.name, g.help, g.labels, g.count, g.zero...)
+		}
+	}
+}
+
 type countCollector struct {
 	desc  *prometheus.Desc
 	count CountFunc

@@ -187,3 +187,60 @@ func grep(s, sub string) string {
 	}
 	return strings.Join(out, "")
 }
+
+func TestRegisterCounts(t *testing.T) {
+	m := New()
+	row := func(n int64, labels ...string) CountFunc {
+		return func(context.Context) ([]Row, error) { return []Row{{labels, n}}, nil }
+	}
+	m.RegisterCounts(Counts{
+		Connections:   row(4, "reauth_required", "delegated"),
+		Sends:         row(2, "queued"),
+		SendStates:    []string{"queued", "failed"},
+		Subscriptions: row(1, "under_6h"),
+		Deliveries:    row(3, "parked"),
+		Inbox:         row(5),
+		InboxAge:      row(42),
+	})
+	tests := []struct {
+		name string
+		want string
+	}{
+		{Connections, `outlookd_connections{mode="delegated",state="reauth_required"} 4`},
+		{Sends, `outlookd_sends{state="failed"} 0` + "\n" + `outlookd_sends{state="queued"} 2`},
+		{Subscriptions, `outlookd_subscriptions{expires_in="expired"} 0` + "\n" + `outlookd_subscriptions{expires_in="later"} 0` + "\n" +
+			`outlookd_subscriptions{expires_in="under_24h"} 0` + "\n" + `outlookd_subscriptions{expires_in="under_6h"} 1`},
+		{WebhookDeliveries, `outlookd_webhook_deliveries{state="parked"} 3` + "\n" + `outlookd_webhook_deliveries{state="pending"} 0`},
+		{NotificationInbox, `outlookd_notification_inbox 5`},
+		{NotificationInboxAge, `outlookd_notification_inbox_oldest_seconds 42`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var want strings.Builder
+			want.WriteString("# HELP " + tt.name + " x\n# TYPE " + tt.name + " gauge\n" + tt.want + "\n")
+			if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(helpless(t, m, tt.name, want.String())), tt.name); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	if n, err := testutil.GatherAndCount(m.Registry(), Mailboxes); err != nil || n != 0 {
+		t.Errorf("a count given no function reported %d series (%v)", n, err)
+	}
+}
+
+// helpless puts the registered help text of name into want, so a test
+// compares values and labels, not wording.
+func helpless(t *testing.T, m *Metrics, name, want string) string {
+	t.Helper()
+	mfs, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return strings.Replace(want, "# HELP "+name+" x\n", "# HELP "+name+" "+mf.GetHelp()+"\n", 1)
+		}
+	}
+	t.Fatalf("%s is not in the registry", name)
+	return ""
+}

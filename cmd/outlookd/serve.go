@@ -313,8 +313,9 @@ func tracerOrNil(tr *tracing.Tracing) trace.TracerProvider {
 	return tr.Provider
 }
 
-// registerCounts reports the registry's connections, mailboxes and sends
-// by state, counted at each scrape.
+// registerCounts reports the registry's figures at each scrape:
+// connections, mailboxes and sends by state, subscriptions by how soon they
+// expire, webhook deliveries waiting or parked, and the notification inbox.
 func registerCounts(mx *metrics.Metrics, st *store.Store) {
 	rows := func(count func(context.Context) ([]store.Count, error)) metrics.CountFunc {
 		return func(ctx context.Context) ([]metrics.Row, error) {
@@ -326,12 +327,15 @@ func registerCounts(mx *metrics.Metrics, st *store.Store) {
 			return out, err
 		}
 	}
-	mx.RegisterCount("outlookd_connections", "Connections in the registry, by state and mode.", []string{"state", "mode"}, rows(st.CountConnections))
-	mx.RegisterCount("outlookd_mailboxes", "Mailboxes in the registry, by state and sync mode (empty before live sync).", []string{"state", "sync_mode"}, rows(st.CountMailboxes))
-	var sendStates [][]string
-	for _, s := range []string{workflows.SendDraft, workflows.SendQueued, workflows.SendSending, workflows.SendSent,
-		workflows.SendFailed, workflows.SendCanceled, workflows.SendReauthRequired} {
-		sendStates = append(sendStates, []string{s})
-	}
-	mx.RegisterCount("outlookd_sends", "Sends in the registry, by state.", []string{"state"}, rows(st.CountSends), sendStates...)
+	mx.RegisterCounts(metrics.Counts{
+		Connections: rows(st.CountConnections),
+		Mailboxes:   rows(st.CountMailboxes),
+		Sends:       rows(st.CountSends),
+		SendStates: []string{workflows.SendDraft, workflows.SendQueued, workflows.SendSending, workflows.SendSent,
+			workflows.SendFailed, workflows.SendCanceled, workflows.SendReauthRequired},
+		Subscriptions: rows(st.CountSubscriptions),
+		Deliveries:    rows(st.CountDeliveries),
+		Inbox:         rows(st.CountInbox),
+		InboxAge:      rows(st.InboxAge),
+	})
 }
