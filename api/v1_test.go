@@ -390,7 +390,7 @@ func TestRequestValidation(t *testing.T) {
 			t.Errorf("endpoint %s: %d %s, want 422 %s", tc.url, r.status, r.body, tc.code)
 		}
 	}
-	if r := h.call(t, "GET", "/v1/webhook-endpoints", h.acmeAdmin, "", nil); r.status != 200 || string(r.body) != `{"data":[]}` {
+	if r := h.call(t, "GET", "/v1/webhook-endpoints", h.acmeAdmin, "", nil); r.status != 200 || strings.TrimSpace(string(r.body)) != `{"data":[]}` {
 		t.Errorf("refused endpoints left one registered: %d %s", r.status, r.body)
 	}
 }
