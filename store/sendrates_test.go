@@ -25,7 +25,9 @@ func TestPlaceSend(t *testing.T) {
 		}
 		return out
 	}
-	own := func(id string, at time.Time, taken bool) *slot { return &slot{sendID: id, at: at, recipients: 1, taken: taken} }
+	own := func(id string, at time.Time, taken bool) *slot {
+		return &slot{sendID: id, at: at, recipients: 1, taken: taken}
+	}
 	for _, tc := range []struct {
 		name  string
 		slots []slot
