@@ -436,8 +436,10 @@ func (s *server) startSend(c *gin.Context, o origin, snd store.Send, atts []stor
 
 // sendInput is the workflow's input of a recorded send from o.
 func (s *server) sendInput(o origin, got store.Send) workflows.SendInput {
+	r := ratesOf(o, false)
 	in := workflows.SendInput{SendID: got.ID, ConnectionID: o.row.ID, UserID: o.userID, MailboxID: o.mailboxID,
-		Recipients: got.Recipients, Options: s.d.SendOptions, Method: o.method}
+		Recipients: got.Recipients, Options: s.d.SendOptions, Method: o.method,
+		Rates: workflows.SendRates{PerMinute: r.PerMinute, DailyRecipients: r.DailyRecipients}}
 	if got.NotBefore != nil {
 		in.NotBefore = *got.NotBefore
 	}
