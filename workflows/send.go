@@ -35,8 +35,8 @@ func Send(ctx workflow.Context, in SendInput) (SendResult, error) {
 		opts: in.Options.withDefaults(),
 		ref:  SendRef{SendID: in.SendID, ConnectionID: in.ConnectionID, UserID: in.UserID},
 		log:  workflow.GetLogger(ctx),
-		// Runs before the change took no slot at submission and ran the
-		// registry's steps as activities.
+		// Runs started before the change took no slot at submission and
+		// ran the registry's steps as activities.
 		slotAtSubmit: workflow.GetVersion(ctx, "send-slot-at-submit", workflow.DefaultVersion, 1) == 1,
 	}
 	res, err := s.run(ctx)
@@ -86,10 +86,11 @@ type sendRun struct {
 	sender string
 	// submitted: a request to send the message may have reached Graph.
 	submitted bool
-	// slotAtSubmit (change send-slot-at-submit, versions.go): the send takes its slot in its mailbox's rates at
-	// submission (SubmitSendInput.Rates), and its registry steps (the
-	// connection's state, the send's records) run as local activities,
-	// inside the workflow's tasks.
+	// slotAtSubmit (change send-slot-at-submit, versions.go): the send
+	// takes its slot in its mailbox's rates at submission
+	// (SubmitSendInput.Rates), and its registry steps (the connection's
+	// state, the send's records) run as local activities, inside the
+	// workflow's tasks.
 	slotAtSubmit bool
 }
 
