@@ -480,6 +480,11 @@ func (s *server) runSendWorkflow(ctx context.Context, connectionID, key string, 
 		TaskQueue:                queue,
 		WorkflowIDReusePolicy:    enums.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		WorkflowIDConflictPolicy: enums.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		// When this process also runs the worker (serve), the server hands
+		// the send's first workflow task straight to it with the start,
+		// saving a trip through the task queue; elsewhere the start is as
+		// usual.
+		EnableEagerStart: true,
 	}, workflows.Send, in)
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &started) {
