@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"go.temporal.io/sdk/temporal"
 
@@ -49,7 +50,7 @@ func (a *Activities) PrepareSend(ctx context.Context, in workflows.SendRef) (wor
 	if err != nil {
 		return workflows.PrepareSendResult{}, err
 	}
-	loc, err := m.locate(ctx, in.SendID)
+	loc, err := m.locateNew(ctx, in.SendID)
 	if err != nil {
 		return workflows.PrepareSendResult{}, err
 	}
@@ -86,13 +87,34 @@ func (a *Activities) PrepareSend(ctx context.Context, in workflows.SendRef) (wor
 
 // SubmitSend sends the stamped draft, once: the workflow runs it with a
 // single attempt and learns from the mailbox what an ambiguous answer
-// meant.
+// meant. Given the mailbox's rates, it first takes the send's slot in
+// them (docs/sending.md#limits-before-graphs), with the token already in
+// hand so that the request follows the slot at once; with no slot free,
+// nothing is sent and the time of the next one is answered.
 func (a *Activities) SubmitSend(ctx context.Context, in workflows.SubmitSendInput) (workflows.SubmitSendResult, error) {
 	m, err := a.sendingMailbox(ctx, in.SendRef)
 	if err != nil {
 		return workflows.SubmitSendResult{}, err
 	}
+	if wait, err := a.takeSlot(ctx, in.SendRef, in.DraftID, in.Rates); err != nil || !wait.IsZero() {
+		return workflows.SubmitSendResult{WaitUntil: wait}, err
+	}
 	return m.submit(ctx, in.DraftID)
+}
+
+// takeSlot takes the send's slot in its mailbox's rates, or answers when
+// one is free; rates of zero (a workflow started before slots were taken
+// at submission, whose slot the API took) take none. Nothing has reached
+// Graph when it fails.
+func (a *Activities) takeSlot(ctx context.Context, ref workflows.SendRef, draftID string, rates workflows.SendRates) (time.Time, error) {
+	if rates.PerMinute <= 0 {
+		return time.Time{}, nil
+	}
+	wait, err := a.Store.TakeSlot(ctx, ref.SendID, draftID, store.Rates{Mailbox: ref.UserID, PerMinute: rates.PerMinute, DailyRecipients: rates.DailyRecipients})
+	if err != nil {
+		return time.Time{}, notSent(err)
+	}
+	return wait, nil
 }
 
 // LocateSend says where the mailbox shows the send's key: Sent Items,
@@ -155,7 +177,7 @@ func (a *Activities) sendingMailbox(ctx context.Context, ref workflows.SendRef) 
 // in, so an ambiguous answer cannot be resolved and the workflow reports
 // it as outcome_unknown rather than send again. The message carries the
 // send's key all the same, on its Sent Items copy.
-func (a *Activities) SendMailOnce(ctx context.Context, in workflows.SendRef) (workflows.SubmitSendResult, error) {
+func (a *Activities) SendMailOnce(ctx context.Context, in workflows.SendMailInput) (workflows.SubmitSendResult, error) {
 	snd, err := a.Store.GetSendByID(ctx, in.SendID)
 	if err != nil {
 		return workflows.SubmitSendResult{}, notSent(err)
@@ -164,9 +186,12 @@ func (a *Activities) SendMailOnce(ctx context.Context, in workflows.SendRef) (wo
 	if err != nil {
 		return workflows.SubmitSendResult{}, notSent(err)
 	}
-	m, err := a.sendingMailbox(ctx, in)
+	m, err := a.sendingMailbox(ctx, in.SendRef)
 	if err != nil {
 		return workflows.SubmitSendResult{}, err
+	}
+	if wait, err := a.takeSlot(ctx, in.SendRef, "", in.Rates); err != nil || !wait.IsZero() {
+		return workflows.SubmitSendResult{WaitUntil: wait}, err
 	}
 	return m.sendMail(ctx, in.SendID, snd.Message, atts)
 }

@@ -114,6 +114,21 @@ func (m *mailbox) locate(ctx context.Context, sendID string) (workflows.LocateSe
 	return workflows.LocateSendResult{}, nil
 }
 
+// locateNew is locate for a send that is usually nowhere yet (its draft
+// not made): one look over the whole mailbox, which holds Drafts, Outbox
+// and Sent Items, says so; only a key found somewhere is looked for
+// folder by folder.
+func (m *mailbox) locateNew(ctx context.Context, sendID string) (workflows.LocateSendResult, error) {
+	found, err := m.inFolder(ctx, "", sendID)
+	if err != nil {
+		return workflows.LocateSendResult{}, classifyGraph("look for the send in the mailbox", err)
+	}
+	if len(found) == 0 {
+		return workflows.LocateSendResult{}, nil
+	}
+	return m.locate(ctx, sendID)
+}
+
 // toGraphMessage builds the draft of an outgoing message, stamped with
 // the send's ID.
 func toGraphMessage(sendID string, om store.OutgoingMessage) models.Messageable {

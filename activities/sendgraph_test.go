@@ -112,6 +112,13 @@ func TestSendDraftOnce(t *testing.T) {
 	if loc := f.locateUntil(t, sendID, workflows.FoundDrafts); loc.MessageID != id {
 		t.Fatalf("draft found as %+v, created %s", loc, id)
 	}
+	// The one look over the whole mailbox finds the draft, and where it is.
+	if loc, err := f.m.locateNew(ctx, sendID); err != nil || loc.Found != workflows.FoundDrafts || loc.MessageID != id {
+		t.Fatalf("a made draft looked for as new: %+v %v", loc, err)
+	}
+	if loc, err := f.m.locateNew(ctx, "snd_nowhere"); err != nil || loc.Found != workflows.FoundNowhere {
+		t.Fatalf("a new send: %+v %v", loc, err)
+	}
 	res, err := f.m.submit(ctx, id)
 	if err != nil || !res.Accepted {
 		t.Fatalf("submit: %+v %v", res, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -34,36 +35,69 @@ func (e *RateLimitedError) Error() string {
 // ErrOverDailyLimit: one message has more recipients than a day allows.
 var ErrOverDailyLimit = errors.New("store: more recipients than the mailbox may send to in a day")
 
+// SlotGuard is added to the minute of the per-minute rate: a slot is taken
+// in Postgres just before the request to Graph, and Graph counts the
+// message when the request reaches it, a moment later and not always the
+// same moment later. A second between the slot freed and the slot taken
+// keeps the 31st message of a minute out of the minute Graph counts.
+const SlotGuard = time.Second
+
+// staleBooking is how long past its time a booking still holds its place
+// ahead of later sends: a send whose workflow runs that far behind is
+// placed when it comes, not counted at every other send's turn meanwhile.
+const staleBooking = 5 * time.Minute
+
+// slot is a row of send_slots: a send's place in its mailbox's rates,
+// taken (it went to Graph at at) or booked (it waits for at).
 type slot struct {
+	sendID     string
 	at         time.Time
 	recipients int
+	taken      bool
 }
 
-// slotTime is the earliest time at or after now a message to n recipients
-// may go, given the mailbox's slots in time order (the last day's and any
-// later ones). Times are given out in order, so the rule over every window
-// of a minute is that the new slot is at least a minute after the
-// PerMinute-th slot before it; the day's rule drops the oldest slots until
-// the rest leave room for n.
-func slotTime(now time.Time, slots []slot, n int, r Rates) (time.Time, error) {
-	if n > r.DailyRecipients {
+// planner places messages in a mailbox's rates one after another. It
+// starts from the slots taken (in time order) and gives each message the
+// earliest time at or after from that keeps every minute within
+// PerMinute messages and every 24 hours within DailyRecipients
+// recipients. Times are given out in order, so the minute's rule is that
+// a new slot is at least a minute (and SlotGuard) after the PerMinute-th
+// slot before it; the day's rule drops the oldest slots until the rest
+// leave room for n.
+type planner struct {
+	r     Rates
+	slots []slot
+	lo    int // slots[:lo] left the day of every later placement
+	sum   int // recipients of slots[lo:]
+}
+
+func newPlanner(r Rates, taken []slot) *planner {
+	p := &planner{r: r, slots: append([]slot(nil), taken...)}
+	for _, s := range taken {
+		p.sum += s.recipients
+	}
+	return p
+}
+
+// place gives a message to n recipients its time, at or after from.
+func (p *planner) place(from time.Time, n int) (time.Time, error) {
+	if n > p.r.DailyRecipients {
 		return time.Time{}, ErrOverDailyLimit
 	}
-	t := now
-	if len(slots) > 0 {
-		t = maxTime(t, slots[len(slots)-1].at)
+	t := from
+	if k := len(p.slots); k > 0 {
+		t = maxTime(t, p.slots[k-1].at)
+		if k >= p.r.PerMinute {
+			t = maxTime(t, p.slots[k-p.r.PerMinute].at.Add(time.Minute+SlotGuard))
+		}
 	}
-	if len(slots) >= r.PerMinute {
-		t = maxTime(t, slots[len(slots)-r.PerMinute].at.Add(time.Minute))
+	sum := p.sum + n
+	for ; sum > p.r.DailyRecipients && p.lo < len(p.slots); p.lo++ {
+		sum -= p.slots[p.lo].recipients
+		t = maxTime(t, p.slots[p.lo].at.Add(24*time.Hour))
 	}
-	sum := n
-	for _, s := range slots {
-		sum += s.recipients
-	}
-	for i := 0; sum > r.DailyRecipients && i < len(slots); i++ {
-		sum -= slots[i].recipients
-		t = maxTime(t, slots[i].at.Add(24*time.Hour))
-	}
+	p.slots = append(p.slots, slot{at: t, recipients: n})
+	p.sum = sum
 	return t, nil
 }
 
@@ -74,38 +108,169 @@ func maxTime(a, b time.Time) time.Time {
 	return a
 }
 
-// reserveSlot gives a new send its time in the mailbox's rates, inside
-// the transaction that records the send; every process takes the same
-// advisory lock on the mailbox first, so two sends never get one place.
-func reserveSlot(ctx context.Context, tx pgx.Tx, sendID string, recipients int, r Rates) (time.Time, error) {
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('send_slots:' || $1, 0))`, r.Mailbox); err != nil {
-		return time.Time{}, fmt.Errorf("store: lock the mailbox's rates: %w", err)
+// ahead says whether booking a comes before booking b in the queue.
+func ahead(a, b slot) bool {
+	if !a.at.Equal(b.at) {
+		return a.at.Before(b.at)
 	}
+	return a.sendID < b.sendID
+}
+
+// placeSend is when the send own (to n recipients) may go, at or after
+// now: after the slots taken and after the bookings ahead of it in the
+// queue, each placed at its own time or now, whichever is later. A send
+// with no booking (own nil) queues behind every booking; one whose slot
+// was taken before (a submission found not to have reached Graph) is
+// ahead of them all. Bookings more than staleBooking past their time are
+// not waited for.
+func placeSend(now time.Time, slots []slot, own *slot, n int, r Rates) (time.Time, error) {
+	var taken, queue []slot
+	for _, s := range slots {
+		switch {
+		case own != nil && s.sendID == own.sendID:
+		case s.taken:
+			taken = append(taken, s)
+		case s.at.Before(now.Add(-staleBooking)):
+		case own == nil || (!own.taken && ahead(s, *own)):
+			queue = append(queue, s)
+		}
+	}
+	slices.SortFunc(taken, func(a, b slot) int { return a.at.Compare(b.at) })
+	slices.SortFunc(queue, func(a, b slot) int {
+		if ahead(a, b) {
+			return -1
+		}
+		return 1
+	})
+	p := newPlanner(r, taken)
+	for _, s := range queue {
+		if _, err := p.place(maxTime(now, s.at), s.recipients); err != nil {
+			return time.Time{}, err
+		}
+	}
+	return p.place(now, n)
+}
+
+// lockRates takes the mailbox's advisory lock (every process takes it
+// before reading or writing the mailbox's slots), and answers the
+// database's clock once it is held together with the mailbox's slots of
+// the last day and every booking.
+func lockRates(ctx context.Context, tx pgx.Tx, mailbox string) (time.Time, []slot, error) {
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('send_slots:' || $1, 0))`, mailbox); err != nil {
+		return time.Time{}, nil, fmt.Errorf("store: lock the mailbox's rates: %w", err)
+	}
+	// clock_timestamp, not now(): the transaction may have begun before
+	// the previous holder of the lock took its slot.
 	var now time.Time
-	if err := tx.QueryRow(ctx, `SELECT now()`).Scan(&now); err != nil {
-		return time.Time{}, fmt.Errorf("store: now: %w", err)
+	if err := tx.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&now); err != nil {
+		return time.Time{}, nil, fmt.Errorf("store: now: %w", err)
 	}
-	rows, err := tx.Query(ctx, `SELECT at, recipients FROM send_slots WHERE mailbox = $1 AND at > $2 ORDER BY at, send_id`, r.Mailbox, now.Add(-24*time.Hour))
+	rows, err := tx.Query(ctx, `SELECT send_id, at, recipients, taken FROM send_slots WHERE mailbox = $1 AND at > $2`, mailbox, now.Add(-24*time.Hour))
 	if err != nil {
-		return time.Time{}, fmt.Errorf("store: the mailbox's sends: %w", err)
+		return time.Time{}, nil, fmt.Errorf("store: the mailbox's sends: %w", err)
 	}
 	slots, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (slot, error) {
 		var s slot
-		err := row.Scan(&s.at, &s.recipients)
+		err := row.Scan(&s.sendID, &s.at, &s.recipients, &s.taken)
 		return s, err
 	})
 	if err != nil {
-		return time.Time{}, fmt.Errorf("store: the mailbox's sends: %w", err)
+		return time.Time{}, nil, fmt.Errorf("store: the mailbox's sends: %w", err)
 	}
-	at, err := slotTime(now, slots, recipients, r)
+	return now, slots, nil
+}
+
+// bookSlot gives a new send its place in the mailbox's queue, inside the
+// transaction that records it, and answers the time it is expected to go.
+// The booking holds no slot: the slot is taken by TakeSlot just before
+// the submission.
+func bookSlot(ctx context.Context, tx pgx.Tx, sendID string, recipients int, r Rates) (time.Time, error) {
+	now, slots, err := lockRates(ctx, tx, r.Mailbox)
+	if err != nil {
+		return time.Time{}, err
+	}
+	at, err := placeSend(now, slots, nil, recipients, r)
 	if err != nil {
 		return time.Time{}, err
 	}
 	if r.NoQueue && at.After(now) {
 		return time.Time{}, &RateLimitedError{At: at}
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO send_slots (send_id, mailbox, at, recipients) VALUES ($1, $2, $3, $4)`, sendID, r.Mailbox, at, recipients); err != nil {
-		return time.Time{}, fmt.Errorf("store: the send's slot: %w", err)
+	if _, err := tx.Exec(ctx, `
+		INSERT INTO send_slots (send_id, mailbox, at, recipients, taken) VALUES ($1, $2, $3, $4, false)
+		ON CONFLICT (send_id) DO UPDATE SET mailbox = EXCLUDED.mailbox, at = EXCLUDED.at, recipients = EXCLUDED.recipients, taken = false`,
+		sendID, r.Mailbox, at, recipients); err != nil {
+		return time.Time{}, fmt.Errorf("store: the send's place: %w", err)
 	}
 	return at, nil
+}
+
+// ErrSendEnded: the send is final (or gone); nothing may be submitted.
+var ErrSendEnded = errors.New("store: the send has ended")
+
+// TakeSlot takes the send's slot in its mailbox's rates just before it is
+// submitted to Graph, under the mailbox's advisory lock (every process
+// counts the same rows). When the rates have room now, past the slots
+// taken and the bookings ahead of it, the slot is taken at the database's
+// clock, the send becomes sending (with its draft, when given) and the
+// zero time is answered: submit now. Otherwise the send's booking moves
+// to the next free time, which is answered and becomes its not_before
+// (the API shows it): submit then, and take the slot again.
+//
+// A send holds one slot whatever happens: taking it again (the answer
+// lost, or a submission that did not reach Graph tried again) moves the
+// send's own slot, never adds one.
+func (s *Store) TakeSlot(ctx context.Context, sendID, draftID string, r Rates) (wait time.Time, err error) {
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		now, slots, err := lockRates(ctx, tx, r.Mailbox)
+		if err != nil {
+			return err
+		}
+		var state string
+		var recipients int
+		err = tx.QueryRow(ctx, `SELECT state, recipients FROM sends WHERE id = $1 FOR UPDATE`, sendID).Scan(&state, &recipients)
+		if errors.Is(err, pgx.ErrNoRows) || err == nil && SendFinal(state) {
+			return fmt.Errorf("store: send %s: %w", sendID, ErrSendEnded)
+		}
+		if err != nil {
+			return fmt.Errorf("store: send %s: %w", sendID, err)
+		}
+		recipients = max(recipients, 1)
+		var own *slot
+		for i := range slots {
+			if slots[i].sendID == sendID {
+				own = &slots[i]
+			}
+		}
+		at, err := placeSend(now, slots, own, recipients, r)
+		if err != nil {
+			return err
+		}
+		taken := !at.After(now)
+		if taken {
+			wait = time.Time{}
+			at = now
+		} else {
+			wait = at
+		}
+		if _, err := tx.Exec(ctx, `
+			INSERT INTO send_slots (send_id, mailbox, at, recipients, taken) VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (send_id) DO UPDATE SET mailbox = EXCLUDED.mailbox, at = EXCLUDED.at, recipients = EXCLUDED.recipients, taken = EXCLUDED.taken`,
+			sendID, r.Mailbox, at, recipients, taken); err != nil {
+			return fmt.Errorf("store: the send's slot: %w", err)
+		}
+		if taken {
+			_, err = tx.Exec(ctx, `UPDATE sends SET state = 'sending', draft_id = COALESCE(NULLIF($2, ''), draft_id), updated_at = now() WHERE id = $1`, sendID, draftID)
+		} else {
+			_, err = tx.Exec(ctx, `UPDATE sends SET not_before = $3, draft_id = COALESCE(NULLIF($2, ''), draft_id), updated_at = now() WHERE id = $1`, sendID, draftID, at)
+		}
+		if err != nil {
+			return fmt.Errorf("store: send %s: %w", sendID, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return time.Time{}, err
+	}
+	return wait, nil
 }

@@ -136,10 +136,11 @@ func scanSend(r pgx.Row) (Send, error) {
 // CreateSend records a send and its attachments in one transaction, or
 // finds the one its key already names: created is false then. A send the
 // key names whose request hash differs is ErrKeyReused (with that send).
-// A new send takes its place in the mailbox's rates in the same
-// transaction: its NotBefore is when it may go (a *RateLimitedError, and
-// nothing recorded, when it would have to wait and the rates say
-// NoQueue).
+// A new send takes its place in its mailbox's queue in the same
+// transaction (bookSlot): its NotBefore is when it is expected to go (a
+// *RateLimitedError, and nothing recorded, when it would have to wait and
+// the rates say NoQueue); its slot in the rates is taken when it is
+// submitted (TakeSlot).
 func (s *Store) CreateSend(ctx context.Context, snd Send, atts []SendAttachment, rates Rates) (out Send, created bool, err error) {
 	msg, err := json.Marshal(snd.Message)
 	if err != nil {
@@ -165,7 +166,7 @@ func (s *Store) CreateSend(ctx context.Context, snd Send, atts []SendAttachment,
 		}
 		created = tag.RowsAffected() == 1
 		if created && !draft {
-			at, err := reserveSlot(ctx, tx, snd.ID, max(snd.Message.Recipients(), snd.Recipients, 1), rates)
+			at, err := bookSlot(ctx, tx, snd.ID, max(snd.Message.Recipients(), snd.Recipients, 1), rates)
 			if err != nil {
 				return err
 			}
@@ -330,6 +331,9 @@ func (s *Store) UpdateSend(ctx context.Context, id string, u SendUpdate) error {
 		if err != nil {
 			return fmt.Errorf("store: update send %s: %w", id, err)
 		}
+		if err := releaseBooking(ctx, tx, id, u.State); err != nil {
+			return err
+		}
 		if SendFinal(u.State) {
 			// The files were for Graph; a finished send needs them no more.
 			if _, err := tx.Exec(ctx, `UPDATE send_attachments SET content = ''::bytea WHERE send_id = $1`, id); err != nil {
@@ -347,6 +351,26 @@ func (s *Store) UpdateSend(ctx context.Context, id string, u SendUpdate) error {
 		}
 		return nil
 	})
+}
+
+// releaseBooking frees the place a send booked in its mailbox's queue
+// when it will not be submitted at its turn: it ended without taking its
+// slot (failed or canceled), or waits for a new sign-in (it books again
+// when it comes back). A slot taken stays: the message may have gone. A
+// send recorded sent by a workflow that took no slot (one started before
+// slots were taken at submission) keeps its booking as its slot.
+func releaseBooking(ctx context.Context, tx pgx.Tx, id, state string) error {
+	var err error
+	switch state {
+	case "failed", "canceled", "reauth_required":
+		_, err = tx.Exec(ctx, `DELETE FROM send_slots WHERE send_id = $1 AND NOT taken`, id)
+	case "sent":
+		_, err = tx.Exec(ctx, `UPDATE send_slots SET taken = true WHERE send_id = $1 AND NOT taken`, id)
+	}
+	if err != nil {
+		return fmt.Errorf("store: the place of send %s: %w", id, err)
+	}
+	return nil
 }
 
 // ErrNotDraft: the send is no draft (any more): it was sent or discarded.
@@ -371,7 +395,7 @@ func (s *Store) ReplaceDraft(ctx context.Context, id string, m OutgoingMessage) 
 }
 
 // QueueDraft makes a draft a queued send, taking its place in the
-// mailbox's rates (as CreateSend does for a new send). A send that is no
+// mailbox's queue (as CreateSend does for a new send). A send that is no
 // draft any more is answered as it stands, with queued false: sending a
 // draft twice sends it once.
 func (s *Store) QueueDraft(ctx context.Context, id string, rates Rates) (out Send, queued bool, err error) {
@@ -386,7 +410,7 @@ func (s *Store) QueueDraft(ctx context.Context, id string, rates Rates) (out Sen
 		if out.State != "draft" {
 			return nil
 		}
-		at, err := reserveSlot(ctx, tx, id, max(out.Recipients, 1), rates)
+		at, err := bookSlot(ctx, tx, id, max(out.Recipients, 1), rates)
 		if err != nil {
 			return err
 		}

@@ -217,3 +217,107 @@ func TestDraftsWaitOutsideTheRates(t *testing.T) {
 		t.Errorf("a queued draft replaced: %v", err)
 	}
 }
+
+// TestSlotsAreTakenAtSubmission: 35 sends booked at once for one mailbox
+// take their slots just before their submissions, from two processes: 30
+// are taken now, the other 5 wait a minute after the first taken (their
+// not_before moved there), and a slot taken again (a submission retried)
+// is still one slot. Bookings hold no slot: a send that ends without
+// taking its own gives its place back.
+func TestSlotsAreTakenAtSubmission(t *testing.T) {
+	ctx := context.Background()
+	dsn := testenv.Postgres(t)
+	var stores []*store.Store
+	for range 2 {
+		st, err := store.Open(ctx, dsn, 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(st.Close)
+		stores = append(stores, st)
+	}
+	if err := stores[0].CreateConnection(ctx, store.Connection{ID: "c1", OrgID: "o", OwnerID: "u", State: "active", Mode: "delegated"}); err != nil {
+		t.Fatal(err)
+	}
+	rates := store.Rates{Mailbox: "u-1", PerMinute: 30, DailyRecipients: 10000}
+	var ids []string
+	for i := range 36 {
+		s, _, err := stores[0].CreateSend(ctx, newSend("c1", fmt.Sprint("k", i), 1), nil, rates)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, s.ID)
+	}
+	// One send ends before its turn: its booking is freed.
+	if err := stores[0].UpdateSend(ctx, ids[35], store.SendUpdate{State: "canceled", Reason: "operator_canceled"}); err != nil {
+		t.Fatal(err)
+	}
+	ids = ids[:35]
+	var mu sync.Mutex
+	var taken []string
+	waits := map[string]time.Time{}
+	var wg sync.WaitGroup
+	before := time.Now()
+	for i, id := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			wait, err := stores[i%2].TakeSlot(ctx, id, "draft-"+id, rates)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if wait.IsZero() {
+				taken = append(taken, id)
+			} else {
+				waits[id] = wait
+			}
+		}()
+	}
+	wg.Wait()
+	if len(taken) != 30 || len(waits) != 5 {
+		t.Fatalf("%d taken, %d waiting; want 30 and 5", len(taken), len(waits))
+	}
+	for id, at := range waits {
+		if d := at.Sub(before); d < time.Minute || d > time.Minute+10*time.Second {
+			t.Errorf("send %s waits %v, want a minute and its guard", id, d)
+		}
+		got, err := stores[0].GetSendByID(ctx, id)
+		if err != nil || got.NotBefore == nil || !got.NotBefore.Equal(at) || got.State != "queued" || got.DraftID != "draft-"+id {
+			t.Errorf("a waiting send: %+v %v", got, err)
+		}
+	}
+	got, err := stores[0].GetSendByID(ctx, taken[0])
+	if err != nil || got.State != "sending" || got.DraftID != "draft-"+taken[0] {
+		t.Errorf("a send that took its slot: %+v %v", got, err)
+	}
+	// A submission that did not reach Graph is tried again: its slot is
+	// taken again in place, and the minute is still full for the others.
+	if wait, err := stores[1].TakeSlot(ctx, taken[0], "", rates); err != nil || !wait.IsZero() {
+		t.Errorf("taking a slot again: %v %v", wait, err)
+	}
+	for id := range waits {
+		if wait, err := stores[0].TakeSlot(ctx, id, "", rates); err != nil || wait.IsZero() {
+			t.Errorf("a send taken before its time: %v %v", wait, err)
+		}
+		break
+	}
+	var rows, held int
+	if err := stores[0].Pool().QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE taken) FROM send_slots WHERE mailbox = 'u-1'`).Scan(&rows, &held); err != nil {
+		t.Fatal(err)
+	}
+	if rows != 35 || held != 30 {
+		t.Errorf("%d slots, %d taken; want 35 and 30", rows, held)
+	}
+	if err := stores[0].UpdateSend(ctx, taken[0], store.SendUpdate{State: "failed", Reason: "outcome_unknown"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stores[0].TakeSlot(ctx, taken[0], "", rates); !errors.Is(err, store.ErrSendEnded) {
+		t.Errorf("a final send took a slot: %v", err)
+	}
+	if err := stores[0].Pool().QueryRow(ctx, `SELECT count(*) FILTER (WHERE taken) FROM send_slots WHERE mailbox = 'u-1'`).Scan(&held); err != nil || held != 30 {
+		t.Errorf("a failed send that took its slot keeps it (it may have gone): %d %v", held, err)
+	}
+}

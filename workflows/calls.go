@@ -188,7 +188,7 @@ var (
 	submitSend          = call[SubmitSendInput, SubmitSendResult]{ActivitySubmitSend, submitOnce}
 	locateSend          = call[SendRef, LocateSendResult]{ActivityLocateSend, graphCall(2 * time.Minute)}
 	recordSend          = call[RecordSendInput, None]{ActivityRecordSend, bookkeeping}
-	sendMailOnce        = call[SendRef, SubmitSendResult]{ActivitySendMailOnce, submitOnce}
+	sendMailOnce        = call[SendMailInput, SubmitSendResult]{ActivitySendMailOnce, submitOnce}
 	sendConnection      = call[SendStateInput, SendConnectionResult]{ActivitySendConnectionState, bookkeeping}
 	fetchContactMail    = call[FetchContactMailInput, FetchContactMailResult]{ActivityFetchContactMail, graphCall(10 * time.Minute)}
 	applyContactFilter  = call[ContactFilterInput, ContactFilterResult]{ActivityApplyContactFilter, sagaStep}

@@ -14,8 +14,10 @@ import (
 //
 //  1. PrepareSend looks the send's key up and creates the stamped draft
 //     only when the mailbox has none (a retried step finds its draft);
-//  2. SubmitSend sends the draft with a single attempt: its answer, or its
-//     lack of one, is sorted, never acted on by sending again;
+//  2. SubmitSend takes the send's slot in its mailbox's rates and sends
+//     the draft with a single attempt: its answer, or its lack of one, is
+//     sorted, never acted on by sending again. With no slot free, nothing
+//     is sent and the workflow sleeps until the time it was given;
 //  3. after an ambiguous answer (a timeout, a reset, a 5xx, a worker
 //     killed between the request and its record) the workflow waits for
 //     the request to settle and looks for the key in Sent Items, Outbox
@@ -33,6 +35,9 @@ func Send(ctx workflow.Context, in SendInput) (SendResult, error) {
 		opts: in.Options.withDefaults(),
 		ref:  SendRef{SendID: in.SendID, ConnectionID: in.ConnectionID, UserID: in.UserID},
 		log:  workflow.GetLogger(ctx),
+		// Runs started before the change took no slot at submission and
+		// ran the registry's steps as activities.
+		slotAtSubmit: workflow.GetVersion(ctx, "send-slot-at-submit", workflow.DefaultVersion, 1) == 1,
 	}
 	res, err := s.run(ctx)
 	if temporal.IsCanceledError(err) {
@@ -81,6 +86,20 @@ type sendRun struct {
 	sender string
 	// submitted: a request to send the message may have reached Graph.
 	submitted bool
+	// slotAtSubmit (change send-slot-at-submit, versions.go): the send
+	// takes its slot in its mailbox's rates at submission
+	// (SubmitSendInput.Rates), and its registry steps (the connection's
+	// state, the send's records) run as local activities, inside the
+	// workflow's tasks.
+	slotAtSubmit bool
+}
+
+// sendBookkeeping runs a send's reads and writes of the registry (a row,
+// not Graph) as local activities: each would otherwise cost a trip
+// through the server's task queues, several per send.
+var sendBookkeeping = workflow.LocalActivityOptions{
+	StartToCloseTimeout: 30 * time.Second,
+	RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: time.Minute},
 }
 
 func (s *sendRun) run(ctx workflow.Context) (SendResult, error) {
@@ -122,9 +141,12 @@ func (s *sendRun) run(ctx workflow.Context) (SendResult, error) {
 		// again for the same key): follow it to Sent Items.
 		return s.confirm(ctx, prep.DraftID, true)
 	}
-	if err := s.record(ctx, RecordSendInput{State: SendSending, DraftID: prep.DraftID}); err != nil {
-		return SendResult{}, err
+	if !s.slotAtSubmit {
+		if err := s.record(ctx, RecordSendInput{State: SendSending, DraftID: prep.DraftID}); err != nil {
+			return SendResult{}, err
+		}
 	}
+	// Taking the slot records the draft and the state sending.
 	return s.submit(ctx, prep.DraftID)
 }
 
@@ -137,8 +159,26 @@ func (s *sendRun) submit(ctx workflow.Context, draftID string) (SendResult, erro
 		if res, ended, err := s.gate(ctx); ended || err != nil {
 			return res, err
 		}
+		was := s.submitted
 		s.submitted = true
-		res, err := submitSend.run(ctx, SubmitSendInput{SendRef: s.ref, DraftID: draftID})
+		in := SubmitSendInput{SendRef: s.ref, DraftID: draftID}
+		if s.slotAtSubmit {
+			in.Rates = s.in.Rates
+		}
+		res, err := submitSend.run(ctx, in)
+		if s.slotAtSubmit && (isType(err, ErrReauthRequired) || isType(err, ErrNotSent) || err == nil && !res.WaitUntil.IsZero()) {
+			s.submitted = was // nothing left for Graph
+		}
+		if err == nil && !res.WaitUntil.IsZero() {
+			// No slot in the mailbox's rates now: its time was recorded
+			// (not_before), and the send is submitted then.
+			from := workflow.Now(ctx)
+			if res, ended, err := s.waitTurn(ctx, res.WaitUntil); ended || err != nil {
+				return res, err
+			}
+			giveUp = giveUp.Add(workflow.Now(ctx).Sub(from))
+			continue
+		}
 		switch {
 		case isType(err, ErrSendRefused):
 			return s.failFrom(ctx, err)
@@ -198,11 +238,29 @@ func (s *sendRun) sendMail(ctx workflow.Context) (SendResult, error) {
 		if res, ended, err := s.gate(ctx); ended || err != nil {
 			return res, err
 		}
-		if err := s.record(ctx, RecordSendInput{State: SendSending}); err != nil {
-			return SendResult{}, err
+		if !s.slotAtSubmit {
+			if err := s.record(ctx, RecordSendInput{State: SendSending}); err != nil {
+				return SendResult{}, err
+			}
 		}
+		was := s.submitted
 		s.submitted = true
-		res, err := sendMailOnce.run(ctx, s.ref)
+		in := SendMailInput{SendRef: s.ref}
+		if s.slotAtSubmit {
+			in.Rates = s.in.Rates
+		}
+		res, err := sendMailOnce.run(ctx, in)
+		if s.slotAtSubmit && (isType(err, ErrReauthRequired) || isType(err, ErrNotSent) || err == nil && !res.WaitUntil.IsZero()) {
+			s.submitted = was
+		}
+		if err == nil && !res.WaitUntil.IsZero() {
+			from := workflow.Now(ctx)
+			if res, ended, err := s.waitTurn(ctx, res.WaitUntil); ended || err != nil {
+				return res, err
+			}
+			giveUp = giveUp.Add(workflow.Now(ctx).Sub(from))
+			continue
+		}
 		switch {
 		case err == nil && res.Accepted:
 			return s.sent(ctx, "")
@@ -231,7 +289,7 @@ func (s *sendRun) sendMail(ctx workflow.Context) (SendResult, error) {
 func (s *sendRun) gate(ctx workflow.Context) (SendResult, bool, error) {
 	held := false
 	for i := 0; ; i++ {
-		st, err := sendConnection.run(ctx, SendStateInput{ConnectionID: s.in.ConnectionID, MailboxID: s.in.MailboxID})
+		st, err := s.connection(ctx)
 		if err != nil {
 			return SendResult{}, true, err
 		}
@@ -244,7 +302,7 @@ func (s *sendRun) gate(ctx workflow.Context) (SendResult, bool, error) {
 		switch st.State {
 		case StateActive:
 			if held {
-				if err := s.record(ctx, RecordSendInput{State: SendSending}); err != nil {
+				if err := s.record(ctx, RecordSendInput{State: s.resumed()}); err != nil {
 					return SendResult{}, true, err
 				}
 			}
@@ -260,6 +318,41 @@ func (s *sendRun) gate(ctx workflow.Context) (SendResult, bool, error) {
 			return SendResult{}, true, err
 		}
 	}
+}
+
+// connection reads the state of the send's connection (and mailbox).
+func (s *sendRun) connection(ctx workflow.Context) (SendConnectionResult, error) {
+	in := SendStateInput{ConnectionID: s.in.ConnectionID, MailboxID: s.in.MailboxID}
+	if s.slotAtSubmit {
+		return sendConnection.runLocal(ctx, sendBookkeeping, in)
+	}
+	return sendConnection.run(ctx, in)
+}
+
+// resumed is the state of a send that was held for a new sign-in and goes
+// on: queued until a request may have reached Graph, sending after.
+func (s *sendRun) resumed() string {
+	if s.slotAtSubmit && !s.submitted {
+		return SendQueued
+	}
+	return SendSending
+}
+
+// waitTurn sleeps until the time the mailbox's rates gave the send; a long
+// wait looks at the connection now and then, so a disconnect cancels it
+// when it happens.
+func (s *sendRun) waitTurn(ctx workflow.Context, until time.Time) (SendResult, bool, error) {
+	for wait := until.Sub(workflow.Now(ctx)); wait > 0; wait = until.Sub(workflow.Now(ctx)) {
+		if err := workflow.Sleep(ctx, min(wait, queuedLook)); err != nil {
+			return SendResult{}, true, err
+		}
+		if until.After(workflow.Now(ctx)) {
+			if res, ended, err := s.gate(ctx); ended || err != nil {
+				return res, ended, err
+			}
+		}
+	}
+	return SendResult{}, false, nil
 }
 
 // waitReauth holds a send whose token died until the connection is
@@ -393,7 +486,12 @@ func (s *sendRun) failFrom(ctx workflow.Context, err error) (SendResult, error) 
 
 func (s *sendRun) record(ctx workflow.Context, in RecordSendInput) error {
 	in.SendID, in.ConnectionID = s.in.SendID, s.in.ConnectionID
-	_, err := recordSend.run(ctx, in)
+	var err error
+	if s.slotAtSubmit {
+		_, err = recordSend.runLocal(ctx, sendBookkeeping, in)
+	} else {
+		_, err = recordSend.run(ctx, in)
+	}
 	return err
 }
 

@@ -47,6 +47,29 @@ type fakeMailbox struct {
 	method string
 	// sender is the sent copy's sender the looks report.
 	sender string
+	// slotWaits answers the first submissions, in order: with a slot free
+	// (0), or with none for that long (nothing is sent).
+	slotWaits []time.Duration
+	// unrated counts submissions that came without the mailbox's rates.
+	unrated int
+	now     func() time.Time
+}
+
+// noSlot answers a submission when the mailbox's rates have no slot for
+// it (the caller holds mu).
+func (m *fakeMailbox) noSlot(rates SendRates) (SubmitSendResult, bool) {
+	if rates.PerMinute == 0 {
+		m.unrated++
+	}
+	if len(m.slotWaits) == 0 {
+		return SubmitSendResult{}, false
+	}
+	wait := m.slotWaits[0]
+	m.slotWaits = m.slotWaits[1:]
+	if wait == 0 {
+		return SubmitSendResult{}, false
+	}
+	return SubmitSendResult{WaitUntil: m.now().Add(wait)}, true
 }
 
 // mailboxDetached, among fakeMailbox.states, is an active connection whose
@@ -82,6 +105,7 @@ func refusal(reason string) error {
 
 func (m *fakeMailbox) register(env *testsuite.TestWorkflowEnvironment) {
 	m.mu = &sync.Mutex{}
+	m.now = env.Now
 	env.RegisterWorkflow(Send)
 	env.RegisterActivityWithOptions(func(ctx context.Context, in SendRef) (PrepareSendResult, error) {
 		m.mu.Lock()
@@ -99,6 +123,9 @@ func (m *fakeMailbox) register(env *testsuite.TestWorkflowEnvironment) {
 	env.RegisterActivityWithOptions(func(ctx context.Context, in SubmitSendInput) (SubmitSendResult, error) {
 		m.mu.Lock()
 		defer m.mu.Unlock()
+		if res, wait := m.noSlot(in.Rates); wait {
+			return res, nil
+		}
 		m.submitted++
 		answer := m.nextSubmit()
 		switch answer {
@@ -164,9 +191,12 @@ func (m *fakeMailbox) register(env *testsuite.TestWorkflowEnvironment) {
 		}
 		return SendConnectionResult{State: st}, nil
 	}, activity.RegisterOptions{Name: ActivitySendConnectionState})
-	env.RegisterActivityWithOptions(func(ctx context.Context, in SendRef) (SubmitSendResult, error) {
+	env.RegisterActivityWithOptions(func(ctx context.Context, in SendMailInput) (SubmitSendResult, error) {
 		m.mu.Lock()
 		defer m.mu.Unlock()
+		if res, wait := m.noSlot(in.Rates); wait {
+			return res, nil
+		}
 		m.submitted++
 		answer := m.nextSubmit()
 		switch answer {
@@ -195,12 +225,15 @@ func (m *fakeMailbox) register(env *testsuite.TestWorkflowEnvironment) {
 	}, activity.RegisterOptions{Name: ActivityRecordSend})
 }
 
+// testRates are Exchange Online's.
+var testRates = SendRates{PerMinute: 30, DailyRecipients: 10000}
+
 func runSend(t *testing.T, m *fakeMailbox, opts SendOptions) SendResult {
 	t.Helper()
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
 	m.register(env)
-	in := SendInput{SendID: "snd_1", ConnectionID: "conn_1", UserID: "u-1", Recipients: 1, Options: opts, Method: m.method}
+	in := SendInput{SendID: "snd_1", ConnectionID: "conn_1", UserID: "u-1", Recipients: 1, Options: opts, Method: m.method, Rates: testRates}
 	if m.sender != "" || slices.Contains(m.states, mailboxDetached) {
 		in.MailboxID, in.UserID = "mbx_shared01", "u-shared"
 	}
@@ -261,6 +294,11 @@ func TestSendExactlyOnce(t *testing.T) {
 		{name: "send-only: lost 504 is not sent again either", m: fakeMailbox{method: SendBySendMail, submits: []string{"lost-504"}}, state: SendFailed, reason: ReasonOutcomeUnknown, delivered: 0, requests: 1},
 		{name: "send-only: nothing left before the token", m: fakeMailbox{method: SendBySendMail, submits: []string{"vault-down", "token-dead"}}, state: SendSent, delivered: 1, requests: 3},
 		{name: "send-only: blocked", m: fakeMailbox{method: SendBySendMail, submits: []string{"blocked"}}, state: SendFailed, reason: ReasonSubmissionBlock, requests: 1},
+		{name: "no slot free: sent at its time", m: fakeMailbox{slotWaits: []time.Duration{70 * time.Second}}, state: SendSent, delivered: 1, requests: 1, created: 1},
+		{name: "504, not delivered, and no slot free for the second try", m: fakeMailbox{submits: []string{"lost-504"}, slotWaits: []time.Duration{0, 40 * time.Second, 5 * time.Second}},
+			state: SendSent, delivered: 1, requests: 2, created: 1},
+		{name: "no slot free for six hours and more", m: fakeMailbox{slotWaits: []time.Duration{7 * time.Hour}}, state: SendSent, delivered: 1, requests: 1, created: 1},
+		{name: "send-only: no slot free", m: fakeMailbox{method: SendBySendMail, slotWaits: []time.Duration{time.Minute}}, state: SendSent, delivered: 1, requests: 1},
 		{name: "never taken", m: fakeMailbox{submits: []string{"lost-504", "lost-504", "lost-504", "lost-504", "lost-504"}}, opts: SendOptions{Settle: time.Minute, LookFor: 3 * time.Minute},
 			state: SendFailed, reason: ReasonNotSubmitted, delivered: 0, requests: 3, created: 1},
 	} {
@@ -269,6 +307,9 @@ func TestSendExactlyOnce(t *testing.T) {
 			res := runSend(t, &m, tc.opts)
 			if res.State != tc.state || res.Reason != tc.reason {
 				t.Errorf("ended %s %q, want %s %q", res.State, res.Reason, tc.state, tc.reason)
+			}
+			if m.unrated > 0 {
+				t.Errorf("%d submissions without the mailbox's rates", m.unrated)
 			}
 			if m.delivered != tc.delivered || m.submitted != tc.requests || m.created != tc.created {
 				t.Errorf("delivered %d, send requests %d, drafts created %d; want %d, %d, %d",
@@ -395,6 +436,7 @@ func TestSendCanceledByOperator(t *testing.T) {
 		delivered     int
 	}{
 		{name: "queued for its rates", notBefore: time.Hour, state: SendCanceled, reason: ReasonOperatorCanceled},
+		{name: "waiting for a slot in its rates", m: fakeMailbox{slotWaits: []time.Duration{time.Hour}}, state: SendCanceled, reason: ReasonOperatorCanceled},
 		{name: "after a submission that went", m: fakeMailbox{submits: []string{"delivered-504"}}, state: SendSent, delivered: 1},
 		{name: "after a submission that did not go", m: fakeMailbox{submits: []string{"lost-504"}}, state: SendFailed, reason: ReasonOutcomeUnknown},
 	} {
@@ -406,7 +448,7 @@ func TestSendCanceledByOperator(t *testing.T) {
 			start := env.Now()
 			env.RegisterDelayedCallback(env.CancelWorkflow, 5*time.Minute)
 			env.ExecuteWorkflow(Send, SendInput{SendID: "snd_1", ConnectionID: "conn_1", UserID: "u-1",
-				NotBefore: start.Add(tc.notBefore), Options: SendOptions{Settle: time.Hour}})
+				NotBefore: start.Add(tc.notBefore), Options: SendOptions{Settle: time.Hour}, Rates: testRates})
 			if err := env.GetWorkflowError(); !temporal.IsCanceledError(err) {
 				t.Fatalf("the workflow ended with %v, want canceled", err)
 			}
@@ -415,5 +457,35 @@ func TestSendCanceledByOperator(t *testing.T) {
 				t.Errorf("recorded %s %q, %d delivered, %d submissions; want %s %q, %d", last.State, last.Reason, m.delivered, m.submitted, tc.state, tc.reason, tc.delivered)
 			}
 		})
+	}
+}
+
+// TestSendSubmitsAtItsSlot: a send that finds no slot in its mailbox's
+// rates when it comes to be submitted sleeps until the time it was given
+// and is submitted then; its state is written by the slot, not by a step
+// of its own.
+func TestSendSubmitsAtItsSlot(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	m := &fakeMailbox{slotWaits: []time.Duration{70 * time.Second, 3 * time.Second}}
+	m.register(env)
+	start := env.Now()
+	var submits []time.Time
+	env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		if info.ActivityType.Name == ActivitySubmitSend {
+			submits = append(submits, env.Now())
+		}
+	})
+	env.ExecuteWorkflow(Send, SendInput{SendID: "snd_1", ConnectionID: "conn_1", UserID: "u-1", Rates: testRates})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if len(submits) != 3 || submits[1].Sub(start) < 70*time.Second || submits[2].Sub(submits[1]) < 3*time.Second || m.delivered != 1 || m.submitted != 1 {
+		t.Errorf("submits at %v after the start, %d delivered, %d requests", submits, m.delivered, m.submitted)
+	}
+	for _, r := range m.records {
+		if r.State == SendSending {
+			t.Errorf("recorded sending itself: %+v", r)
+		}
 	}
 }

@@ -105,10 +105,21 @@ type SendInput struct {
 	// Method is how the send goes: SendByDraft (the default) or
 	// SendBySendMail.
 	Method string `json:"method,omitempty"`
-	// NotBefore is when the send may go, by its mailbox's sending rates;
-	// the workflow sleeps until then.
-	NotBefore time.Time   `json:"notBefore,omitempty"`
-	Options   SendOptions `json:"options"`
+	// NotBefore is when the send is expected to go, by its place in its
+	// mailbox's queue; the workflow sleeps until then.
+	NotBefore time.Time `json:"notBefore,omitempty"`
+	// Rates are the mailbox's sending rates, whose slot the send takes
+	// just before it is submitted.
+	Rates   SendRates   `json:"rates"`
+	Options SendOptions `json:"options"`
+}
+
+// SendRates are a mailbox's sending rates (docs/sending.md#limits-before-graphs).
+// A send's slot is counted against them when it is submitted; zero
+// (a send started before slots were taken at submission) takes none.
+type SendRates struct {
+	PerMinute       int `json:"perMinute,omitempty"`
+	DailyRecipients int `json:"dailyRecipients,omitempty"`
 }
 
 // SendOptions tune a send's waits; zero means the defaults. Tests shorten
@@ -172,6 +183,16 @@ type PrepareSendResult struct {
 type SubmitSendInput struct {
 	SendRef
 	DraftID string `json:"draftId"`
+	// Rates, when set, are taken a slot of just before the request; with
+	// no slot free now, nothing is sent and the result says when.
+	Rates SendRates `json:"rates"`
+}
+
+// SendMailInput sends a send-only connection's message.
+type SendMailInput struct {
+	SendRef
+	// Rates: as SubmitSendInput's.
+	Rates SendRates `json:"rates"`
 }
 
 // SubmitSendResult is Graph's answer to a draft's send.
@@ -185,6 +206,9 @@ type SubmitSendResult struct {
 	// learnt by looking.
 	Ambiguous bool   `json:"ambiguous,omitempty"`
 	Detail    string `json:"detail,omitempty"`
+	// WaitUntil, when set, is when the mailbox's rates have a slot for
+	// the send: nothing was sent, and the send is to be submitted then.
+	WaitUntil time.Time `json:"waitUntil,omitempty"`
 }
 
 // Places a send's key is found.

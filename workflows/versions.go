@@ -15,6 +15,11 @@ package workflows
 //   - backfill-progress-upfront: the backfill child tells its parent
 //     every folder (with Graph's total) before paging (backfill.go); before,
 //     a folder appeared after its first page.
+//   - send-slot-at-submit: a send takes its slot in its mailbox's rates
+//     when it is submitted (SubmitSendInput.Rates), and reads the
+//     connection and records its states as local activities (send.go);
+//     before, its slot was taken by the API and every step was an
+//     activity.
 //
 // The histories in testdata/ were recorded before the first of them.
 //
@@ -22,4 +27,4 @@ package workflows
 // ID when the field's absence keeps the old behaviour: results recorded
 // before it replay as they ran. So it is with the renewal time taken from
 // the lifetime Graph granted (SubscriptionResult.Requested, renewalTime).
-var changeIDs = []string{"admin-consent-state", "backfill-progress-upfront"}
+var changeIDs = []string{"admin-consent-state", "backfill-progress-upfront", "send-slot-at-submit"}

@@ -59,6 +59,9 @@ func sendThroughput(ctx context.Context, mailboxes int, window time.Duration) er
 	type asked struct {
 		at time.Time
 		id string
+		// expected is the time the API said a queued send would go; nil
+		// for a send under the limit (it goes at once).
+		expected *time.Time
 	}
 	calls := make([][]asked, mailboxes)
 	var posted atomic.Int64
@@ -79,7 +82,7 @@ func sendThroughput(ctx context.Context, mailboxes int, window time.Duration) er
 					return err
 				}
 				mu.Lock()
-				calls[m][k] = asked{at: at, id: v.ID}
+				calls[m][k] = asked{at: at, id: v.ID, expected: v.NotBefore}
 				mu.Unlock()
 				posted.Add(1)
 				return nil
@@ -163,11 +166,12 @@ func sendThroughput(ctx context.Context, mailboxes int, window time.Duration) er
 			switch {
 			case v.State != workflows.SendSent || v.SentAt == nil:
 				failed++
-			case v.NotBefore == nil || !v.NotBefore.After(v.CreatedAt.Add(time.Second)):
-				// Its slot was the time it was asked for: under the limit.
+			case c.expected == nil:
+				// The API answered it would go at once: under the limit.
 				underLimit = append(underLimit, v.SentAt.Sub(c.at))
 			default:
-				queuedLate = append(queuedLate, v.SentAt.Sub(*v.NotBefore))
+				// Queued: how long after the time the API gave it.
+				queuedLate = append(queuedLate, v.SentAt.Sub(*c.expected))
 			}
 		}
 	}
