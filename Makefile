@@ -34,6 +34,8 @@ test: chromium
 ## rules, dashboard) read by their tools' own parsers. A module of its own
 ## (deploy/check): Helm, k8s.io/api, compose-go and Prometheus stay out of
 ## outlookd's build. Its first build compiles them (minutes; docs/deploy.md).
+## It builds against this checkout's outlookd (a replace), so a change to
+## outlookd's go.mod wants `go mod tidy` in deploy/check as well.
 deploy-check:
 	cd deploy/check && $(GO) test -count=1 ./...
 
