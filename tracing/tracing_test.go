@@ -121,7 +121,7 @@ func TestTransportNamesRoutesAndRecordsGraphsRequestID(t *testing.T) {
 	}
 	attrs := map[string]string{}
 	for _, kv := range sp.Attributes() {
-		attrs[string(kv.Key)] = kv.Value.Emit()
+		attrs[string(kv.Key)] = kv.Value.String()
 	}
 	if attrs["graph.request_id"] != "0c3a-graph" || attrs["http.response.status_code"] != "429" {
 		t.Errorf("attributes %v", attrs)
