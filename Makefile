@@ -21,7 +21,8 @@ build:
 run: build
 	@./deploy/run.sh
 
-## test: start the test stack (its own ports and data), then every test
+## test: start the test stack (its own ports and data), then every test;
+## last, the cluster profile's stack and a scenario on it
 test: chromium
 	@$(STACK) --profile test up || echo "test stack did not start: integration tests will fail, unit tests still run" >&2
 	set -a; [ -f .stack/test/env ] && source .stack/test/env; set +a; \
@@ -29,6 +30,8 @@ test: chromium
 	$(MAKE) --no-print-directory deploy-check
 	$(MAKE) --no-print-directory fuzz FUZZTIME=20000x
 	$(GO) run ./deploy/scenario --size 2000 connect-backfill reauth admin-consent disconnect operator-cancel webhook-abuse hostile-input shared-mailboxes contact-filter send-exactly-once secrets-scan
+	$(STACK) --profile cluster up
+	OUTLOOKD_STACK_PROFILE=cluster $(GO) run ./deploy/scenario --size 2000 chaos-replicas
 
 ## deploy-check: the deploy/ files (Dockerfile, compose, Helm chart, alert
 ## rules, dashboard) read by their tools' own parsers. A module of its own
@@ -41,12 +44,16 @@ deploy-check:
 
 ## scenario: one named end-to-end scenario (NAME=...), from a clean state;
 ## scenarios: all of them. Each ends with "scenario <name>: PASS lost=0 ...".
+## STACK_PROFILE=cluster runs them on the cluster profile instead of the
+## test stack: a real Temporal server on PostgreSQL, outlookd as two API
+## replicas behind a balancer and two workers.
+STACK_PROFILE ?= test
 scenario:
-	@$(STACK) --profile test up >&2
-	$(GO) run ./deploy/scenario $(NAME)
+	@$(STACK) --profile $(STACK_PROFILE) up >&2
+	OUTLOOKD_STACK_PROFILE=$(STACK_PROFILE) $(GO) run ./deploy/scenario $(NAME)
 scenarios:
-	@$(STACK) --profile test up >&2
-	$(GO) run ./deploy/scenario all
+	@$(STACK) --profile $(STACK_PROFILE) up >&2
+	OUTLOOKD_STACK_PROFILE=$(STACK_PROFILE) $(GO) run ./deploy/scenario all
 
 ## fuzz: the fuzz targets (the request decoder and the Graph notification
 ## parser), each for FUZZTIME inputs. A count, not a duration: Go 1.26's fuzz
@@ -81,8 +88,8 @@ lint:
 ## bench: the benchmarks (NAME=<name> for one; BENCHFLAGS=... for the driver's flags);
 ## one JSON line each on stdout, details on stderr
 bench:
-	@$(STACK) --profile test up >&2
-	@$(GO) run ./deploy/scenario $(BENCHFLAGS) bench $(or $(NAME),all)
+	@$(STACK) --profile $(STACK_PROFILE) up >&2
+	@OUTLOOKD_STACK_PROFILE=$(STACK_PROFILE) $(GO) run ./deploy/scenario $(BENCHFLAGS) bench $(or $(NAME),all)
 
 stack-up:
 	$(STACK) up
@@ -91,8 +98,9 @@ stack-down:
 stack-status:
 	$(STACK) status
 
-## clean: stop both stacks and remove their data (tools stay cached)
+## clean: stop the stacks and remove their data (tools stay cached)
 clean:
 	-$(STACK) down
 	-$(STACK) --profile test down
+	-$(STACK) --profile cluster down
 	rm -rf .stack bin

@@ -74,3 +74,16 @@ func (h health) ready(c *gin.Context) {
 	c.Header("Cache-Control", "no-store")
 	c.PureJSON(status, out)
 }
+
+// NewHealthRouter serves /healthz and /readyz alone, with the same answers
+// as the API's: a process that serves no API (a worker) answers its
+// orchestrator's probes with it.
+func NewHealthRouter(checks []Check, timeout time.Duration) http.Handler {
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	r.Use(gin.Recovery())
+	h := health{checks: checks, timeout: timeout}
+	r.GET("/healthz", h.live)
+	r.GET("/readyz", h.ready)
+	return r
+}

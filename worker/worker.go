@@ -25,6 +25,8 @@ type Options struct {
 	CacheSize int
 	// Register adds the workflows and activities to the worker.
 	Register func(r sdkworker.Registry)
+	// Started, when set, is called once the worker polls its task queue.
+	Started func()
 }
 
 // Run polls the task queue until ctx ends. While Temporal is unreachable it
@@ -48,6 +50,9 @@ func Run(ctx context.Context, c client.Client, opts Options) error {
 		err := w.Start()
 		if err == nil {
 			opts.Logger.Info("worker started", "task_queue", opts.TaskQueue)
+			if opts.Started != nil {
+				opts.Started()
+			}
 			<-ctx.Done()
 			w.Stop()
 			return nil

@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/outlookd/outlookd/api"
 	"github.com/outlookd/outlookd/internal/testenv"
 )
 
@@ -19,7 +22,7 @@ func TestMetricsAreScraped(t *testing.T) {
 	addr, ns := testenv.TemporalNamespace(t)
 	dsn := testenv.Postgres(t)
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
-	metricsAddr := freeAddr(t)
+	metricsAddr, healthAddr := freeAddr(t), freeAddr(t)
 	env := []string{
 		"OUTLOOKD_LOG_LEVEL=error",
 		"DATABASE_URL=" + dsn,
@@ -28,6 +31,7 @@ func TestMetricsAreScraped(t *testing.T) {
 		"VAULT_ADDR=http://127.0.0.1:1",
 		"VAULT_TOKEN=unused",
 		"OUTLOOKD_METRICS_ADDR=" + metricsAddr,
+		"OUTLOOKD_HTTP_ADDR=" + healthAddr,
 	}
 	if err := run(context.Background(), []string{"setup"}, io.Discard, io.Discard, env); err != nil {
 		t.Fatal(err)
@@ -72,9 +76,34 @@ func TestMetricsAreScraped(t *testing.T) {
 			}
 		}
 		if len(missing) == 0 {
-			return
+			break
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
-	t.Fatalf("/metrics never showed %q", missing)
+	if len(missing) > 0 {
+		t.Fatalf("/metrics never showed %q", missing)
+	}
+
+	// The worker answers its probes: alive, and not ready while Vault
+	// is unreachable, the worker itself polling.
+	resp, err := http.Get("http://" + healthAddr + "/healthz")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("worker /healthz = %v %v", resp, err)
+	}
+	resp.Body.Close()
+	var ready api.Readiness
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		ready = api.Readiness{}
+		if resp, err = http.Get("http://" + healthAddr + "/readyz"); err != nil {
+			t.Fatal(err)
+		}
+		err = json.NewDecoder(resp.Body).Decode(&ready)
+		resp.Body.Close()
+		if ready.Checks["worker"].Status == "ok" || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil || resp.StatusCode != http.StatusServiceUnavailable || !slices.Equal(ready.Failing, []string{"vault"}) || ready.Checks["worker"].Status != "ok" {
+		t.Fatalf("worker /readyz = %d %+v (%v), want 503 with only vault failing and the worker polling", resp.StatusCode, ready, err)
+	}
 }

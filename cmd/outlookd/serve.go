@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -173,15 +174,31 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 	if tr.Enabled() {
 		acts.HTTP.Transport = tracing.Transport(tr.Provider, acts.HTTP.Transport)
 	}
+	checks := []api.Check{
+		{Name: "postgres", Probe: st.Ping},
+		{Name: "vault", Probe: vc.Health},
+		{Name: "temporal", Probe: func(ctx context.Context) error {
+			_, err := tc.CheckHealth(ctx, &client.CheckHealthRequest{})
+			return err
+		}},
+	}
 	if *role == roleAll || *role == roleWorker {
+		var polling atomic.Bool
 		g.Go(func() error {
 			// A worker whose workflows would fail to set their search
 			// attributes never starts: it names them and `outlookd setup`.
 			if err := waitSearchAttributes(gctx, tc, prof.Namespace, log.With("component", "worker")); err != nil {
 				return err
 			}
-			return worker.Run(gctx, tc, worker.Options{TaskQueue: cfg.TaskQueue, Logger: log.With("component", "worker"), CacheSize: cfg.WorkflowCache, Register: worker.Register(acts)})
+			return worker.Run(gctx, tc, worker.Options{TaskQueue: cfg.TaskQueue, Logger: log.With("component", "worker"), CacheSize: cfg.WorkflowCache,
+				Register: worker.Register(acts), Started: func() { polling.Store(true) }})
 		})
+		checks = append(checks, api.Check{Name: "worker", Probe: func(context.Context) error {
+			if !polling.Load() {
+				return errors.New("the worker does not poll its task queue yet (its log says why: search attributes, Temporal)")
+			}
+			return nil
+		}})
 		sweeper := &retention.Sweeper{Store: st, Log: log.With("component", "retention")}
 		g.Go(func() error { return sweeper.Run(gctx) })
 	}
@@ -218,40 +235,49 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 			Tracer:       tracerOrNil(tr),
 			// Local development only (OUTLOOKD_WEBHOOKS_ALLOW_INSECURE).
 			WebhooksAllowInsecure: cfg.WebhooksAllowInsecure,
-			Checks: []api.Check{
-				{Name: "postgres", Probe: st.Ping},
-				{Name: "vault", Probe: vc.Health},
-				{Name: "temporal", Probe: func(ctx context.Context) error {
-					_, err := tc.CheckHealth(ctx, &client.CheckHealthRequest{})
-					return err
-				}},
-			},
+			Checks:                checks,
 		})
-		// Headers must arrive within 10 s; the router sets each request's
-		// read and write deadlines from its route (api.ReadBudget...); an
-		// idle keep-alive connection is closed after two minutes.
-		srv := &http.Server{Handler: router, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
-		ln, err := net.Listen("tcp", cfg.HTTPAddr)
-		if err != nil {
-			return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
+		if err := serveHTTP(gctx, g, cfg.HTTPAddr, router, cfg.ShutdownTimeout, log.With("component", "api")); err != nil {
+			return err
 		}
-		log.Info("api listening", "addr", ln.Addr().String())
-		g.Go(func() error {
-			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-				return fmt.Errorf("api: %w", err)
-			}
-			return nil
-		})
-		g.Go(func() error {
-			<-gctx.Done()
-			sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-			defer cancel()
-			return srv.Shutdown(sctx)
-		})
+	}
+	if *role == roleWorker {
+		// A worker serves no API, only its probes: /healthz while the
+		// process runs, /readyz once its dependencies answer and it polls.
+		if err := serveHTTP(gctx, g, cfg.HTTPAddr, api.NewHealthRouter(checks, cfg.ReadyTimeout), cfg.ShutdownTimeout, log.With("component", "health")); err != nil {
+			return err
+		}
 	}
 	err = g.Wait()
 	log.Info("outlookd stopped")
 	return err
+}
+
+// serveHTTP listens on addr and serves h in g until ctx ends, then shuts
+// the server down within the timeout. Headers must arrive within 10 s; the
+// API's router sets each request's read and write deadlines from its route
+// (api.ReadBudget...); an idle keep-alive connection is closed after two
+// minutes.
+func serveHTTP(ctx context.Context, g *errgroup.Group, addr string, h http.Handler, shutdown time.Duration, log *slog.Logger) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	log.Info("listening", "addr", ln.Addr().String())
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http %s: %w", addr, err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), shutdown)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	})
+	return nil
 }
 
 // newActivities builds the activities with the process's clients.

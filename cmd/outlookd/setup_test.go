@@ -97,6 +97,7 @@ func TestWorkerRefusesWithoutSearchAttributes(t *testing.T) {
 			// The worker is refused before it would use Vault.
 			"VAULT_ADDR=http://127.0.0.1:1",
 			"VAULT_TOKEN=unused",
+			"OUTLOOKD_HTTP_ADDR=" + freeAddr(t),
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()

@@ -124,7 +124,7 @@ func TestDockerfile(t *testing.T) {
 		vars[k] = v
 	}
 	serveEnv{vars: vars, api: true}.load(t)
-	if !healthRoute(t, "/healthz") {
-		t.Error("outlookd's router does not answer /healthz, which the image's users probe")
+	if !healthRoute(t, roleHandler("api"), "/healthz") || !healthRoute(t, roleHandler("worker"), "/healthz") {
+		t.Error("outlookd (API or worker) does not answer /healthz, which the image's users probe")
 	}
 }

@@ -234,7 +234,8 @@ func TestChart(t *testing.T) {
 					t.Errorf("%s: reads the AppRole secret ID from %q, not the injector's file", d.Name, vars["OUTLOOKD_VAULT_SECRET_ID_FILE"])
 				}
 			}
-			checkAPIProbes(t, api)
+			checkProbes(t, "api", api)
+			checkProbes(t, "worker", worker)
 			checkServices(t, r, api, worker)
 			checkScaling(t, r)
 			checkSetupJob(t, r, tt.setupArgs)
@@ -341,7 +342,10 @@ func envOf(t *testing.T, c corev1.Container, dir string) map[string]string {
 	return vars
 }
 
-func checkAPIProbes(t *testing.T, d *appsv1.Deployment) {
+// checkProbes checks a deployment's liveness and readiness probes: HTTP
+// gets of /healthz and /readyz on a declared port, which outlookd's
+// handler for that role (serve names it) answers.
+func checkProbes(t *testing.T, role string, d *appsv1.Deployment) {
 	t.Helper()
 	c := d.Spec.Template.Spec.Containers[0]
 	ports := map[string]bool{}
@@ -354,14 +358,14 @@ func checkAPIProbes(t *testing.T, d *appsv1.Deployment) {
 		path  string
 	}{{"readiness", c.ReadinessProbe, "/readyz"}, {"liveness", c.LivenessProbe, "/healthz"}} {
 		if tt.probe == nil || tt.probe.HTTPGet == nil {
-			t.Errorf("api: no %s httpGet probe", tt.kind)
+			t.Errorf("%s: no %s httpGet probe", role, tt.kind)
 			continue
 		}
 		if tt.probe.HTTPGet.Path != tt.path || !ports[tt.probe.HTTPGet.Port.String()] {
-			t.Errorf("api: %s probe %s on %s, want %s on a declared port", tt.kind, tt.probe.HTTPGet.Path, tt.probe.HTTPGet.Port.String(), tt.path)
+			t.Errorf("%s: %s probe %s on %s, want %s on a declared port", role, tt.kind, tt.probe.HTTPGet.Path, tt.probe.HTTPGet.Port.String(), tt.path)
 		}
-		if !healthRoute(t, tt.path) {
-			t.Errorf("api: outlookd's router does not answer the %s probe's %s", tt.kind, tt.path)
+		if !healthRoute(t, roleHandler(role), tt.path) {
+			t.Errorf("%s: outlookd's handler does not answer the %s probe's %s", role, tt.kind, tt.path)
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 
@@ -146,11 +147,20 @@ var temporalVars = map[string]bool{
 // manifest.
 var secretVars = map[string]bool{"DATABASE_URL": true, "VAULT_TOKEN": true, "TEMPORAL_API_KEY": true, "TEMPORAL_TLS_CLIENT_KEY_DATA": true}
 
-// healthRoutes answers whether outlookd's router serves path with 200
-// (with no dependency to check, /readyz is ready).
-func healthRoute(t *testing.T, path string) bool {
+// roleHandler is the HTTP handler `outlookd serve --role <role>` serves:
+// the API's router, or a worker's probes alone.
+func roleHandler(role string) http.Handler {
+	if role == "worker" {
+		return api.NewHealthRouter(nil, time.Second)
+	}
+	return api.NewRouter(api.Deps{Logger: slog.New(slog.DiscardHandler)})
+}
+
+// healthRoute answers whether a handler serves path with 200 (with no
+// dependency to check, /readyz is ready).
+func healthRoute(t *testing.T, h http.Handler, path string) bool {
 	t.Helper()
 	rec := httptest.NewRecorder()
-	api.NewRouter(api.Deps{Logger: slog.New(slog.DiscardHandler)}).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
 	return rec.Code == http.StatusOK
 }

@@ -328,32 +328,9 @@ func sendExactlyOnce(ctx context.Context, w *world, size int) (result, error) {
 	}
 
 	// Wait for every send to end; the chaos stops once they have.
-	var views map[string]sendView
-	deadline := time.Now().Add(15 * time.Minute)
-	for {
-		views = map[string]sendView{}
-		for _, s := range senders {
-			list, err := w.sendsOf(s.id)
-			if err != nil {
-				return r, err
-			}
-			for _, v := range list {
-				views[v.ID] = v
-			}
-		}
-		open := 0
-		for _, p := range plan {
-			if v, ok := views[p.id]; !ok || !v.final() {
-				open++
-			}
-		}
-		if open == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			return r, fmt.Errorf("%d of %d sends never ended", open, n)
-		}
-		time.Sleep(2 * time.Second)
+	views, err := w.sendsEnded(senders, plan, 15*time.Minute)
+	if err != nil {
+		return r, err
 	}
 	ended := time.Since(start)
 	stop()
@@ -361,75 +338,13 @@ func sendExactlyOnce(ctx context.Context, w *world, size int) (result, error) {
 		return r, err
 	}
 
-	// Ground truth.
-	byKey := func(props map[string]string) string { return props[workflows.SendKeyProperty] }
-	accepted, delivered, inSent, strays := map[string]int{}, map[string]int{}, map[string]int{}, map[string]int{}
-	sentItemOf := map[string]string{}
-	var faults int64
-	for k, v := range must(w.sim.Counters(ctx)) {
-		if strings.HasPrefix(k, "faults.send.") {
-			faults += v
-		}
+	v, err := w.verifySends(ctx, senders, plan, views)
+	if err != nil {
+		return r, err
 	}
-	for _, s := range senders {
-		sent, err := w.sim.SentMail(ctx, s.upn)
-		if err != nil {
-			return r, err
-		}
-		for _, sm := range sent {
-			if k := byKey(sm.ExtendedProperties); k != "" {
-				accepted[k]++
-				sentItemOf[k] = sm.SentItemID
-			}
-		}
-		truth, err := w.sim.GroundTruth(ctx, s.upn)
-		if err != nil {
-			return r, err
-		}
-		sentItems := ""
-		for _, f := range truth.Folders {
-			if f.WellKnown == "sentitems" {
-				sentItems = f.ID
-			}
-		}
-		for _, m := range truth.Messages {
-			if k := byKey(m.ExtendedProperties); k != "" {
-				if m.FolderID == sentItems {
-					inSent[k]++
-				} else {
-					strays[k]++ // a draft left behind, or a copy elsewhere
-				}
-			}
-		}
-	}
-	for _, d := range must(w.sim.Delivered(ctx, sink)) {
-		if k := byKey(d.ExtendedProperties); k != "" {
-			delivered[k]++
-		}
-	}
-	sentN, unknown, replies, files := 0, 0, 0, 0
-	var problems []string
-	var lat []time.Duration
+	r.lost, r.dup = v.lost, v.dup
+	replies, files := 0, 0
 	for _, p := range plan {
-		v := views[p.id]
-		j := judgeSend(v, sendTruth{accepted: accepted[p.id], delivered: delivered[p.id], inSentItems: inSent[p.id], elsewhere: strays[p.id], sentItemID: sentItemOf[p.id]})
-		if j.dup {
-			r.dup++
-		}
-		if j.lost {
-			r.lost++
-		}
-		if j.unknown {
-			unknown++
-		}
-		if j.problem != "" {
-			problems = append(problems, p.key+" ("+p.id+"): "+j.problem)
-		} else {
-			sentN++
-			if v.SentAt != nil {
-				lat = append(lat, v.SentAt.Sub(v.CreatedAt))
-			}
-		}
 		if p.kind == "reply" {
 			replies++
 		}
@@ -437,34 +352,7 @@ func sendExactlyOnce(ctx context.Context, w *world, size int) (result, error) {
 			files++
 		}
 	}
-
-	// The Sent Items copies are synced like any mail: each send's
-	// message_id is a message of its connection.
-	if len(problems) == 0 {
-		err := waitFor(2*time.Minute, func() error {
-			missing := 0
-			for _, s := range senders {
-				var ids []string
-				for _, p := range plan {
-					if p.from == s {
-						ids = append(ids, views[p.id].MessageID)
-					}
-				}
-				var have int
-				if err := w.st.Pool().QueryRow(ctx, `SELECT count(*) FROM messages WHERE mailbox_id = $1 AND id = ANY($2)`, s.id, ids).Scan(&have); err != nil {
-					return err
-				}
-				missing += len(ids) - have
-			}
-			if missing > 0 {
-				return fmt.Errorf("%d sent messages not synced from Sent Items", missing)
-			}
-			return nil
-		})
-		if err != nil {
-			problems = append(problems, err.Error())
-		}
-	}
+	sentN, unknown, faults, problems, lat := v.sent, v.unknown, v.faults, v.problems, v.latencies
 
 	ms := benchfig.Millis(lat)
 	r.add("sent", sentN)
@@ -487,6 +375,159 @@ func sendExactlyOnce(ctx context.Context, w *world, size int) (result, error) {
 		return r, fmt.Errorf("%d of %d sends are not exactly once in effect (first: %s)", len(problems), n, problems[0])
 	}
 	return r, nil
+}
+
+// sendsEnded waits until every planned send has ended, and answers the
+// sends as the API shows them, by ID.
+func (w *world) sendsEnded(senders []*sender, plan []*plannedSend, d time.Duration) (map[string]sendView, error) {
+	deadline := time.Now().Add(d)
+	for {
+		views := map[string]sendView{}
+		for _, s := range senders {
+			list, err := w.sendsOf(s.id)
+			if err != nil {
+				return nil, err
+			}
+			for _, v := range list {
+				views[v.ID] = v
+			}
+		}
+		open := 0
+		for _, p := range plan {
+			if v, ok := views[p.id]; !ok || !v.final() {
+				open++
+			}
+		}
+		if open == 0 {
+			return views, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("%d of %d sends never ended", open, len(plan))
+		}
+		time.Sleep(2 * time.Second)
+	}
+}
+
+// sendVerdict is how the planned sends compare with graphsim's ground
+// truth: how many went exactly once, lost and duplicated ones, the ones
+// whose outcome outlookd could not tell, the ambiguous answers graphsim
+// gave, what went wrong with each send that did not go exactly once, and
+// the API-call-to-sent latency of those that did.
+type sendVerdict struct {
+	sent, unknown, lost, dup int
+	faults                   int64
+	problems                 []string
+	latencies                []time.Duration
+}
+
+// verifySends judges every planned send against graphsim's ground truth
+// (submissions, delivered copies at the sink, Sent Items copies), then
+// checks that each Sent Items copy was synced as a message of its
+// connection.
+func (w *world) verifySends(ctx context.Context, senders []*sender, plan []*plannedSend, views map[string]sendView) (sendVerdict, error) {
+	var out sendVerdict
+	byKey := func(props map[string]string) string { return props[workflows.SendKeyProperty] }
+	accepted, delivered, inSent, strays := map[string]int{}, map[string]int{}, map[string]int{}, map[string]int{}
+	sentItemOf := map[string]string{}
+	counters, err := w.sim.Counters(ctx)
+	if err != nil {
+		return out, err
+	}
+	for k, v := range counters {
+		if strings.HasPrefix(k, "faults.send.") {
+			out.faults += v
+		}
+	}
+	for _, s := range senders {
+		sent, err := w.sim.SentMail(ctx, s.upn)
+		if err != nil {
+			return out, err
+		}
+		for _, sm := range sent {
+			if k := byKey(sm.ExtendedProperties); k != "" {
+				accepted[k]++
+				sentItemOf[k] = sm.SentItemID
+			}
+		}
+		truth, err := w.sim.GroundTruth(ctx, s.upn)
+		if err != nil {
+			return out, err
+		}
+		sentItems := ""
+		for _, f := range truth.Folders {
+			if f.WellKnown == "sentitems" {
+				sentItems = f.ID
+			}
+		}
+		for _, m := range truth.Messages {
+			if k := byKey(m.ExtendedProperties); k != "" {
+				if m.FolderID == sentItems {
+					inSent[k]++
+				} else {
+					strays[k]++ // a draft left behind, or a copy elsewhere
+				}
+			}
+		}
+	}
+	dels, err := w.sim.Delivered(ctx, sink)
+	if err != nil {
+		return out, err
+	}
+	for _, d := range dels {
+		if k := byKey(d.ExtendedProperties); k != "" {
+			delivered[k]++
+		}
+	}
+	for _, p := range plan {
+		v := views[p.id]
+		j := judgeSend(v, sendTruth{accepted: accepted[p.id], delivered: delivered[p.id], inSentItems: inSent[p.id], elsewhere: strays[p.id], sentItemID: sentItemOf[p.id]})
+		if j.dup {
+			out.dup++
+		}
+		if j.lost {
+			out.lost++
+		}
+		if j.unknown {
+			out.unknown++
+		}
+		if j.problem != "" {
+			out.problems = append(out.problems, p.key+" ("+p.id+"): "+j.problem)
+		} else {
+			out.sent++
+			if v.SentAt != nil {
+				out.latencies = append(out.latencies, v.SentAt.Sub(v.CreatedAt))
+			}
+		}
+	}
+	if len(out.problems) > 0 {
+		return out, nil
+	}
+	// The Sent Items copies are synced like any mail: each send's
+	// message_id is a message of its connection.
+	err = waitFor(2*time.Minute, func() error {
+		missing := 0
+		for _, s := range senders {
+			var ids []string
+			for _, p := range plan {
+				if p.from == s {
+					ids = append(ids, views[p.id].MessageID)
+				}
+			}
+			var have int
+			if err := w.st.Pool().QueryRow(ctx, `SELECT count(*) FROM messages WHERE mailbox_id = $1 AND id = ANY($2)`, s.id, ids).Scan(&have); err != nil {
+				return err
+			}
+			missing += len(ids) - have
+		}
+		if missing > 0 {
+			return fmt.Errorf("%d sent messages not synced from Sent Items", missing)
+		}
+		return nil
+	})
+	if err != nil {
+		out.problems = append(out.problems, err.Error())
+	}
+	return out, nil
 }
 
 // sendTruth is what graphsim's ground truth holds of one send: its

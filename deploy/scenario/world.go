@@ -64,6 +64,10 @@ type world struct {
 	// stack's servers are shared and are never stopped).
 	cut map[string]*testenv.Proxy
 
+	// replicas, on the cluster profile, are the API replicas (behind a
+	// balancer at apiURL) and the workers outlookd runs as.
+	replicas *replicaSet
+
 	mu        sync.Mutex
 	responses bytes.Buffer // every API response body, for the leak scan
 }
@@ -91,12 +95,12 @@ func freeAddr() string {
 	return l.Addr().String()
 }
 
-// stackEnv reads the test stack's environment file.
+// stackEnv reads the environment file of the stack the scenarios run on.
 func stackEnv() (map[string]string, error) {
-	path := filepath.Join(".stack", "test", "env")
+	path := filepath.Join(".stack", stackProfile(), "env")
 	env, err := godotenv.Read(path)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w (is the test stack up? make scenario starts it)", path, err)
+		return nil, fmt.Errorf("%s: %w (is the %s stack up? make scenario starts it)", path, err, stackProfile())
 	}
 	return env, nil
 }
@@ -188,7 +192,11 @@ func newWorldWith(ctx context.Context, name string, o worldOptions) (*world, err
 	}
 	w.key = strings.TrimSpace(string(out))
 	w.env = env
-	if split {
+	if stackProfile() == "cluster" {
+		if err := w.startReplicas(apiAddr); err != nil {
+			return w, err
+		}
+	} else if split {
 		if err := w.start("outlookd", env, "serve", "--role", "api"); err != nil {
 			return w, err
 		}
@@ -280,6 +288,9 @@ func (w *world) close() {
 		if p.Process != nil {
 			_ = p.Process.Kill()
 		}
+	}
+	if w.replicas != nil && w.replicas.lb != nil {
+		w.replicas.lb.close()
 	}
 	for _, p := range w.cut {
 		p.Down()

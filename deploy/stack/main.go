@@ -6,7 +6,10 @@
 //	go run ./deploy/stack [flags] up|down|status|env
 //
 // The "run" profile serves `make run`; the "test" profile uses other ports
-// and its own data folder, so the tests never touch a developer's stack.
+// and its own data folder, so the tests never touch a developer's stack. The
+// "cluster" profile runs Temporal as a platform team does instead of the dev
+// server: the multi-service server on PostgreSQL with SQL visibility, and
+// its Web UI as a server of its own.
 package main
 
 import (
@@ -48,14 +51,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("stack", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
-	profile := fs.String("profile", envOr("OUTLOOKD_STACK_PROFILE", "run"), "run or test: default ports, database and data folder")
+	profile := fs.String("profile", envOr("OUTLOOKD_STACK_PROFILE", "run"), "run, test or cluster: default ports, database and data folder")
 	dir := fs.String("dir", os.Getenv("OUTLOOKD_STACK_DIR"), "data folder (default .stack/<profile> in the repository)")
 	cache := fs.String("cache", os.Getenv("OUTLOOKD_TOOLS_CACHE"), "folder of built tools (default $XDG_CACHE_HOME/outlookd/tools or ~/.cache/outlookd/tools)")
 	only := fs.String("only", "postgres,temporal,vault", "comma-separated components to act on")
-	tport := fs.Int("temporal-port", 0, "Temporal frontend port (run: 7233, test: 17233)")
-	uiport := fs.Int("temporal-ui-port", 0, "Temporal Web UI port (run: 8233, test: 18233)")
-	vport := fs.Int("vault-port", 0, "Vault port (run: 8200, test: 18200)")
-	db := fs.String("database", "", "database name when DATABASE_URL is unset (run: outlookd, test: outlookd_test)")
+	tport := fs.Int("temporal-port", 0, "Temporal frontend port (run: 7233, test: 17233, cluster: 27233)")
+	uiport := fs.Int("temporal-ui-port", 0, "Temporal Web UI port (run: 8233, test: 18233, cluster: 28233)")
+	vport := fs.Int("vault-port", 0, "Vault port (run: 8200, test: 18200, cluster: 28200)")
+	db := fs.String("database", "", "database name when DATABASE_URL is unset (run: outlookd, test: outlookd_test, cluster: outlookd_cluster)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

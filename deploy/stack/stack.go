@@ -38,8 +38,10 @@ func newStack(profile, dir, cache, only string) (*stack, error) {
 		s.temporalPort, s.uiPort, s.vaultPort, s.database = 7233, 8233, 8200, "outlookd"
 	case "test":
 		s.temporalPort, s.uiPort, s.vaultPort, s.database = 17233, 18233, 18200, "outlookd_test"
+	case "cluster":
+		s.temporalPort, s.uiPort, s.vaultPort, s.database = 27233, 28233, 28200, "outlookd_cluster"
 	default:
-		return nil, fmt.Errorf("unknown profile %q: use run or test", profile)
+		return nil, fmt.Errorf("unknown profile %q: use run, test or cluster", profile)
 	}
 	if dir == "" {
 		dir = filepath.Join(root, ".stack", profile)
@@ -69,6 +71,10 @@ func newStack(profile, dir, cache, only string) (*stack, error) {
 
 func (s *stack) has(component string) bool { return slices.Contains(s.components, component) }
 
+// cluster tells whether this stack runs Temporal as a real server (the
+// cluster profile) rather than the dev server.
+func (s *stack) cluster() bool { return s.profile == "cluster" }
+
 func (s *stack) envFile() string { return filepath.Join(s.dir, "env") }
 
 func (s *stack) logf(format string, args ...any) { fmt.Fprintf(s.out, format+"\n", args...) }
@@ -97,7 +103,11 @@ func (s *stack) up(ctx context.Context) error {
 		env["DATABASE_URL"] = dsn
 	}
 	if s.has("temporal") {
-		if err := s.upTemporal(ctx); err != nil {
+		up := s.upTemporal
+		if s.cluster() {
+			up = s.upTemporalCluster
+		}
+		if err := up(ctx); err != nil {
 			return fmt.Errorf("temporal: %w", err)
 		}
 		env["TEMPORAL_ADDRESS"] = s.temporalAddr()
@@ -133,6 +143,9 @@ func (s *stack) down(ctx context.Context) error {
 		errs = append(errs, s.stopProcess("vault"))
 	}
 	if s.has("temporal") {
+		if s.cluster() {
+			errs = append(errs, s.stopProcess("temporal-ui"))
+		}
 		errs = append(errs, s.stopProcess("temporal"))
 	}
 	if s.has("postgres") {

@@ -127,5 +127,12 @@ func (s *stack) statusTemporal(ctx context.Context) (string, error) {
 	if pid != 0 {
 		owner = "pid " + strconv.Itoa(pid)
 	}
-	return fmt.Sprintf("%s, UI %s, %s; search attributes %s", s.temporalAddr(), s.uiURL(), owner, strings.Join(names, ", ")), nil
+	kind := "dev server"
+	if s.cluster() {
+		kind = "server on PostgreSQL"
+		if !portOpen(fmt.Sprintf("127.0.0.1:%d", s.uiPort)) {
+			return "", fmt.Errorf("the Web UI does not answer on %d", s.uiPort)
+		}
+	}
+	return fmt.Sprintf("%s %s, UI %s, %s; search attributes %s", kind, s.temporalAddr(), s.uiURL(), owner, strings.Join(names, ", ")), nil
 }

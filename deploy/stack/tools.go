@@ -19,6 +19,10 @@ import (
 const (
 	temporalCLIVersion = "v1.5.1"
 	vaultVersion       = "v1.21.0" // also pinned in deploy/tools/vault/go.mod
+	// The cluster profile's Temporal: the server the CLI embeds (CLI v1.5.1
+	// embeds server v1.29.1 and UI server v2.42.1), run as a real server.
+	temporalServerVersion = "v1.29.1"
+	temporalUIVersion     = "v2.42.1"
 )
 
 // temporalBin returns the Temporal CLI, building it on first use with
@@ -28,7 +32,58 @@ func (s *stack) temporalBin() (string, error) {
 		cmd := exec.Command("go", "install", "-v", "github.com/temporalio/cli/cmd/temporal@"+temporalCLIVersion)
 		cmd.Env = append(os.Environ(), "GOBIN="+filepath.Dir(out))
 		return cmd
+	}, nil)
+}
+
+// temporalServerBin returns the multi-service Temporal server. Its folder
+// also holds temporal-sql-tool (the server's schema tool) and the schema
+// files for PostgreSQL, copied from the module, so that the cache alone
+// can set a database up.
+func (s *stack) temporalServerBin() (string, error) {
+	return s.tool("temporal-server", temporalServerVersion, temporalServerBuildTime, func(out string) *exec.Cmd {
+		cmd := exec.Command("go", "install", "-v",
+			"go.temporal.io/server/cmd/server@"+temporalServerVersion,
+			"go.temporal.io/server/cmd/tools/sql@"+temporalServerVersion)
+		cmd.Env = append(os.Environ(), "GOBIN="+filepath.Dir(out))
+		return cmd
+	}, func(dir string) error {
+		if err := os.Rename(filepath.Join(dir, "server"), filepath.Join(dir, "temporal-server")); err != nil {
+			return err
+		}
+		if err := os.Rename(filepath.Join(dir, "sql"), filepath.Join(dir, "temporal-sql-tool")); err != nil {
+			return err
+		}
+		mod, err := moduleDir("go.temporal.io/server@" + temporalServerVersion)
+		if err != nil {
+			return err
+		}
+		return os.CopyFS(filepath.Join(dir, "schema"), os.DirFS(filepath.Join(mod, "schema", "postgresql", "v12")))
 	})
+}
+
+// temporalUIBin returns Temporal's Web UI server, for the cluster profile
+// (the dev server embeds its own).
+func (s *stack) temporalUIBin() (string, error) {
+	return s.tool("temporal-ui", temporalUIVersion, temporalUIBuildTime, func(out string) *exec.Cmd {
+		cmd := exec.Command("go", "install", "-v", "github.com/temporalio/ui-server/v2/cmd/server@"+temporalUIVersion)
+		cmd.Env = append(os.Environ(), "GOBIN="+filepath.Dir(out))
+		return cmd
+	}, func(dir string) error {
+		return os.Rename(filepath.Join(dir, "server"), filepath.Join(dir, "temporal-ui"))
+	})
+}
+
+// moduleDir is where the go command keeps a downloaded module (mod@version).
+func moduleDir(mod string) (string, error) {
+	out, err := exec.Command("go", "env", "GOMODCACHE").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMODCACHE: %w", err)
+	}
+	dir := filepath.Join(strings.TrimSpace(string(out)), mod)
+	if _, err := os.Stat(dir); err != nil {
+		return "", fmt.Errorf("module %s is not in the module cache: %w", mod, err)
+	}
+	return dir, nil
 }
 
 // vaultBin returns the Vault server, built on first use from the tools module
@@ -39,14 +94,16 @@ func (s *stack) vaultBin() (string, error) {
 		cmd := exec.Command("go", "build", "-v", "-o", out, "github.com/hashicorp/vault")
 		cmd.Dir = filepath.Join(s.root, "deploy", "tools", "vault")
 		return cmd
-	})
+	}, nil)
 }
 
 // What a first build takes on two cores with an empty Go build cache, as
 // measured; the README says the same.
 const (
-	temporalBuildTime = "15 to 20 minutes"
-	vaultBuildTime    = "about 40 minutes"
+	temporalBuildTime       = "15 to 20 minutes"
+	vaultBuildTime          = "about 40 minutes"
+	temporalServerBuildTime = "about 5 minutes after the CLI's build"
+	temporalUIBuildTime     = "about 1 minute"
 )
 
 // buildReport is how often a build, or a wait for another run's build,
@@ -60,7 +117,10 @@ var buildReport = 30 * time.Second
 // buildReport what is happening: modules downloaded and packages compiled
 // so far (the build keeps them in the staging folder's progress file, which
 // a waiting run reads).
-func (s *stack) tool(name, version, eta string, build func(out string) *exec.Cmd) (string, error) {
+//
+// finish, when not nil, completes the staging folder after the build
+// (renames, files copied beside the binary).
+func (s *stack) tool(name, version, eta string, build func(out string) *exec.Cmd, finish func(dir string) error) (string, error) {
 	final := filepath.Join(s.cache, name+"-"+version, name)
 	if _, err := os.Stat(final); err == nil {
 		return final, nil
@@ -99,6 +159,11 @@ func (s *stack) tool(name, version, eta string, build func(out string) *exec.Cmd
 	stop()
 	if err != nil {
 		return "", fmt.Errorf("build %s %s: %w", name, version, err)
+	}
+	if finish != nil {
+		if err := finish(staging); err != nil {
+			return "", fmt.Errorf("build %s %s: %w", name, version, err)
+		}
 	}
 	if _, err := os.Stat(filepath.Join(staging, name)); err != nil {
 		return "", fmt.Errorf("build %s %s produced no binary: %w", name, version, err)

@@ -59,7 +59,7 @@ func TestToolBuildSaysWhereItIs(t *testing.T) {
 	}
 	built := make(chan result, 1)
 	go func() {
-		bin, err := builder.tool("fake", "v1", "about a second", fake)
+		bin, err := builder.tool("fake", "v1", "about a second", fake, nil)
 		built <- result{bin, err}
 	}()
 	// The builder holds the lock: the waiter reports the build's progress.
@@ -72,7 +72,7 @@ func TestToolBuildSaysWhereItIs(t *testing.T) {
 	go func() {
 		bin, err := waiter.tool("fake", "v1", "about a second", func(string) *exec.Cmd {
 			return exec.Command("false") // never run: the other run builds it
-		})
+		}, nil)
 		waited <- result{bin, err}
 	}()
 	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(waiter.out.(*syncBuffer).String(), "2 packages compiled"); time.Sleep(10 * time.Millisecond) {
