@@ -50,7 +50,7 @@ func (s *stack) temporalDir() string { return filepath.Join(s.dir, "temporal") }
 // each of its four services, derived from the frontend's port. Membership
 // ports are kept under 32768: the server stores them as a smallint.
 type clusterPorts struct {
-	Frontend, FrontendHTTP, History, Matching, Worker int
+	Frontend, FrontendHTTP, History, Matching, Worker   int
 	FrontendRing, HistoryRing, MatchingRing, WorkerRing int
 	Metrics                                             int
 }
