@@ -12,6 +12,7 @@ import (
 
 	vaultapi "github.com/hashicorp/vault/api"
 	"github.com/joho/godotenv"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/outlookd/outlookd/internal/testenv"
 )
@@ -113,5 +114,65 @@ func TestNewStackRejectsBadInput(t *testing.T) {
 	}
 	if _, err := newStack("run", "", "", "vault,redis"); err == nil || !strings.Contains(err.Error(), `unknown component "redis"`) {
 		t.Errorf("component: %v", err)
+	}
+}
+
+// TestClusterConfig renders the cluster profile's Temporal configuration
+// and reads it back: its databases, its ports all different, and its
+// membership ports under 32768 (the server keeps them in a smallint).
+func TestClusterConfig(t *testing.T) {
+	t.Setenv("DATABASE_URL", "")
+	s, err := newStack("cluster", t.TempDir(), t.TempDir(), "postgres,temporal,vault")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := s.clusterConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conf struct {
+		Persistence struct {
+			Datastores map[string]struct {
+				SQL struct {
+					PluginName   string `yaml:"pluginName"`
+					DatabaseName string `yaml:"databaseName"`
+					ConnectAddr  string `yaml:"connectAddr"`
+				} `yaml:"sql"`
+			} `yaml:"datastores"`
+		} `yaml:"persistence"`
+		Services map[string]struct {
+			RPC struct {
+				GRPCPort       int `yaml:"grpcPort"`
+				MembershipPort int `yaml:"membershipPort"`
+			} `yaml:"rpc"`
+		} `yaml:"services"`
+	}
+	if err := yaml.Unmarshal(raw, &conf); err != nil {
+		t.Fatalf("%v\n%s", err, raw)
+	}
+	dbs := map[string]bool{}
+	for _, d := range conf.Persistence.Datastores {
+		if d.SQL.PluginName != "postgres12" || d.SQL.ConnectAddr != "127.0.0.1:5432" {
+			t.Errorf("datastore %+v", d.SQL)
+		}
+		dbs[d.SQL.DatabaseName] = true
+	}
+	if !dbs["temporal_cluster"] || !dbs["temporal_cluster_visibility"] {
+		t.Errorf("databases %v", dbs)
+	}
+	ports := map[int]string{}
+	for name, svc := range conf.Services {
+		for _, p := range []int{svc.RPC.GRPCPort, svc.RPC.MembershipPort} {
+			if other, taken := ports[p]; taken || p == 0 {
+				t.Errorf("%s: port %d (also %s)", name, p, other)
+			}
+			ports[p] = name
+		}
+		if svc.RPC.MembershipPort > 32767 {
+			t.Errorf("%s: membership port %d does not fit a smallint", name, svc.RPC.MembershipPort)
+		}
+	}
+	if len(conf.Services) != 4 || conf.Services["frontend"].RPC.GRPCPort != 27233 {
+		t.Errorf("services %+v", conf.Services)
 	}
 }
