@@ -26,6 +26,7 @@ type benchOptions struct {
 	reconcile   time.Duration // idle-connections' reconciliation interval
 	senders     int           // send-throughput's mailboxes
 	sendWindow  time.Duration // send-throughput's window
+	profiles    []string      // the stacks to run each benchmark on, in turn
 }
 
 var benchmarks = []benchmark{
@@ -111,13 +112,24 @@ func runBenchmarks(ctx context.Context, names []string, o benchOptions) error {
 			return fmt.Errorf("unknown benchmark %q", name)
 		}
 	}
+	profiles := o.profiles
+	if len(profiles) == 0 {
+		profiles = []string{stackProfile()}
+	}
 	for _, b := range todo {
-		start := time.Now()
-		fmt.Fprintf(os.Stderr, "bench %s: %s\n", b.name, b.what)
-		if err := b.run(ctx, o); err != nil {
-			return fmt.Errorf("%s: %w", b.name, err)
+		// Each benchmark on each stack in turn, so that the figures of
+		// both profiles come from the same run.
+		for _, p := range profiles {
+			if err := os.Setenv("OUTLOOKD_STACK_PROFILE", p); err != nil {
+				return err
+			}
+			start := time.Now()
+			fmt.Fprintf(os.Stderr, "bench %s (%s stack): %s\n", b.name, p, b.what)
+			if err := b.run(ctx, o); err != nil {
+				return fmt.Errorf("%s on the %s stack: %w", b.name, p, err)
+			}
+			fmt.Fprintf(os.Stderr, "bench %s (%s stack): done in %s\n", b.name, p, time.Since(start).Round(time.Second))
 		}
-		fmt.Fprintf(os.Stderr, "bench %s: done in %s\n", b.name, time.Since(start).Round(time.Second))
 	}
 	return nil
 }

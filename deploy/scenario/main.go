@@ -36,6 +36,15 @@ func main() {
 	flag.DurationVar(&bo.reconcile, "reconcile", 15*time.Minute, "idle-connections: the reconciliation interval standing for the default 6h")
 	flag.IntVar(&bo.senders, "send-mailboxes", 100, "send-throughput: how many mailboxes send")
 	flag.DurationVar(&bo.sendWindow, "send-window", time.Minute, "send-throughput: the window measured (real time; the rate is per minute)")
+	flag.Func("profiles", "bench: the stacks to run each benchmark on in turn, comma-separated (test,cluster); default OUTLOOKD_STACK_PROFILE or test", func(v string) error {
+		for p := range strings.SplitSeq(v, ",") {
+			if p != "test" && p != "cluster" {
+				return fmt.Errorf("unknown profile %q: test or cluster", p)
+			}
+			bo.profiles = append(bo.profiles, p)
+		}
+		return nil
+	})
 	flag.Usage = func() {
 		fmt.Fprintln(os.Stderr, "usage: go run ./deploy/scenario [flags] all | NAME... | bench [all | NAME...]")
 		fmt.Fprintln(os.Stderr, "scenarios:")

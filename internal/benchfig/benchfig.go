@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"slices"
 	"time"
 )
@@ -50,7 +51,12 @@ func Round(f float64, places int) float64 {
 // Fprint writes a benchmark's line: "bench" first, then the figures in
 // key order.
 func Fprint(w io.Writer, name string, figures map[string]any) error {
-	head, err := json.Marshal(map[string]string{"bench": name})
+	h := map[string]string{"bench": name}
+	// The stack it ran on, when the driver says (make bench STACK_PROFILE=...).
+	if p := os.Getenv("OUTLOOKD_STACK_PROFILE"); p != "" {
+		h["profile"] = p
+	}
+	head, err := json.Marshal(h)
 	if err != nil {
 		return err
 	}
