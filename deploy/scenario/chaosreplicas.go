@@ -89,9 +89,29 @@ func chaosReplicas(ctx context.Context, w *world, size int) (result, error) {
 	stop := sync.OnceFunc(func() { close(stopChaos) })
 	defer stop()
 
-	// Sends, posted through the balancer while replicas die: the app asks
-	// again with the same key when an answer is lost.
+	// An app reading all along, ten times a second: what the kills cost
+	// it is the reads that failed (a replica killed under them).
+	var reads, readsCut atomic.Int64
+	go func() {
+		for {
+			select {
+			case <-stopChaos:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			st, _, err := w.callRaw(defaultUser, "GET", "/v1/connections/"+id, nil)
+			reads.Add(1)
+			if err != nil || st >= 500 {
+				readsCut.Add(1)
+			}
+		}
+	}()
+
+	// Sends, posted through the balancer while replicas die, spread over
+	// the chaos's first rounds: the app asks again with the same key when
+	// an answer is lost.
 	plan := make([]*plannedSend, nSends)
+	pace := 2 * minEach * period / time.Duration(nSends/senders)
 	start := time.Now()
 	var reposts atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
@@ -110,7 +130,7 @@ func chaosReplicas(ctx context.Context, w *world, size int) (result, error) {
 				reposts.Add(int64(tries - 1))
 				p.id = s.ID
 				plan[i] = p
-				time.Sleep(500 * time.Millisecond)
+				time.Sleep(pace)
 			}
 			return nil
 		})
@@ -166,6 +186,8 @@ func chaosReplicas(ctx context.Context, w *world, size int) (result, error) {
 	r.add("worker_kills", workerKills.Load())
 	r.add("api_kills", apiKills.Load())
 	r.add("replica_down_skips", w.replicas.lb.skipped.Load())
+	r.add("reads", reads.Load())
+	r.add("reads_cut", readsCut.Load())
 	r.add("chaos_s", fmt.Sprintf("%.1f", elapsed.Seconds()))
 	if len(v.problems) > 0 {
 		return r, fmt.Errorf("%d of %d sends are not exactly once in effect (first: %s)", len(v.problems), nSends, v.problems[0])
