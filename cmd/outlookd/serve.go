@@ -182,7 +182,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 			}
 			return worker.Run(gctx, tc, worker.Options{TaskQueue: cfg.TaskQueue, Logger: log.With("component", "worker"), CacheSize: cfg.WorkflowCache, Register: worker.Register(acts)})
 		})
-		sweeper := &retention.Sweeper{Store: st, Log: log.With("component", "retention")}
+		sweeper := &retention.Sweeper{Store: st, Uploads: st, Log: log.With("component", "retention")}
 		g.Go(func() error { return sweeper.Run(gctx) })
 	}
 	if *role == roleAll || *role == roleAPI {
