@@ -84,7 +84,7 @@ type attachmentInJSON struct {
 	// (docs/sending.md#large-attachments).
 	UploadID  string `json:"upload_id,omitempty"`
 	IsInline  bool   `json:"is_inline,omitempty"`
-	ContentID    string `json:"content_id,omitempty"`
+	ContentID string `json:"content_id,omitempty"`
 }
 
 // sendRequest is the body of POST /v1/connections/{id}/sends.

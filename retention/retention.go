@@ -27,9 +27,9 @@ type UploadPurger interface {
 type Sweeper struct {
 	Store   Purger
 	Uploads UploadPurger
-	Log   *slog.Logger
-	Every time.Duration
-	Now   func() time.Time
+	Log     *slog.Logger
+	Every   time.Duration
+	Now     func() time.Time
 }
 
 // batch is how many mailboxes one pass handles before the next.
