@@ -43,6 +43,9 @@ type Deps struct {
 	RateBurst int
 	// SendOptions tune the sends' workflows (zero: the defaults).
 	SendOptions workflows.SendOptions
+	// UploadLifetime is how long an upload lives (zero: UploadLifetime,
+	// 24 hours).
+	UploadLifetime time.Duration
 	// Tracer traces each request (nil: not traced).
 	Tracer trace.TracerProvider
 	// WebhooksAllowInsecure accepts http webhook endpoints and ones on

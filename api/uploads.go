@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/base32"
 	"errors"
@@ -119,7 +120,7 @@ func (s *server) createUpload(c *gin.Context) {
 		s.d.Logger.Warn("expired uploads could not be purged", "err", err)
 	}
 	u, err := s.d.Store.CreateUpload(c, store.Upload{ID: newUploadID(), ConnectionID: o.row.ID, MailboxID: o.mailboxID,
-		Name: req.Name, ContentType: req.ContentType, Size: req.Size, ExpiresAt: time.Now().Add(UploadLifetime)})
+		Name: req.Name, ContentType: req.ContentType, Size: req.Size, ExpiresAt: time.Now().Add(cmp.Or(s.d.UploadLifetime, UploadLifetime))})
 	if err != nil {
 		s.unavailable(c, err)
 		return
