@@ -104,7 +104,7 @@ func (h *harness) dropRange(t *testing.T, uploadURL string, file []byte, first, 
 func TestUploadsThroughTheAPI(t *testing.T) {
 	h := newHarness(t, graphsim.Options{}, func(d *api.Deps) {
 		d.SendOptions = workflows.SendOptions{Settle: 300 * time.Millisecond, SentItemsWait: 20 * time.Second}
-		d.UploadLifetime = 4 * time.Second
+		d.UploadLifetime = 20 * time.Second
 	})
 	ctx := context.Background()
 	id := h.sendingConnection(t)
@@ -124,6 +124,10 @@ func TestUploadsThroughTheAPI(t *testing.T) {
 			t.Errorf("create %v: %d %s", tc.body, r.status, r.body)
 		}
 	}
+	// One to expire at the end (20 s here, 24 h by default).
+	x := h.newUpload(t, id, "late.pdf", 10)
+	h.uploadAll(t, x, testFile(10), 10)
+
 	const size = 5<<20 + 1234
 	file := testFile(size)
 	u := h.newUpload(t, id, "report.pdf", size)
@@ -234,9 +238,7 @@ func TestUploadsThroughTheAPI(t *testing.T) {
 		t.Errorf("a deleted upload: %d %s", r.status, r.body)
 	}
 
-	// Expired (4 s here, 24 h by default): gone, and no send takes it.
-	x := h.newUpload(t, id, "late.pdf", 10)
-	h.uploadAll(t, x, testFile(10), 10)
+	// Expired: gone, and no send takes it.
 	time.Sleep(time.Until(x.ExpiresAt) + 200*time.Millisecond)
 	if r := h.call(t, "GET", x.UploadURL, h.acme, "u-ada", nil); r.status != 404 {
 		t.Errorf("an expired upload: %d %s", r.status, r.body)
