@@ -205,11 +205,11 @@ func (s *server) putUploadRange(c *gin.Context) {
 	case total != u.Size:
 		problem(c, http.StatusBadRequest, "invalid_content_range", fmt.Sprintf("The Content-Range's total %d is not the upload's size %d.", total, u.Size))
 		return
+	case last >= first && last-first+1 > MaxUploadRange:
+		problem(c, http.StatusRequestEntityTooLarge, "range_too_large", fmt.Sprintf("A range is at most %d bytes (8 MiB); this one is %d.", MaxUploadRange, last-first+1))
+		return
 	case last < first || last >= total:
 		problem(c, http.StatusBadRequest, "invalid_content_range", rangeText)
-		return
-	case last-first+1 > MaxUploadRange:
-		problem(c, http.StatusRequestEntityTooLarge, "range_too_large", fmt.Sprintf("A range is at most %d bytes (8 MiB); this one is %d.", MaxUploadRange, last-first+1))
 		return
 	}
 	n := last - first + 1

@@ -152,7 +152,6 @@ func TestUploadsThroughTheAPI(t *testing.T) {
 		{"the first range again (its answer lost)", 0, 2*mb - 1, 200, ""},
 		{"out of order", 3 * mb, 4*mb - 1, 416, "range_not_expected"},
 		{"overlapping", mb, 3*mb - 1, 409, "range_overlaps"},
-		{"over 8 MiB", 2 * mb, 2*mb + api.MaxUploadRange, 413, "range_too_large"},
 	}
 	for _, s := range steps {
 		r := h.putRange(t, h.acme, u.UploadURL, file, s.first, s.last)
@@ -162,15 +161,34 @@ func TestUploadsThroughTheAPI(t *testing.T) {
 			t.Errorf("%s: %d %s", s.name, r.status, r.body)
 		}
 	}
-	// Another size than the upload's, and a body shorter than its range.
-	req, _ := http.NewRequest("PUT", h.url+u.UploadURL, bytes.NewReader(file[2*mb:3*mb]))
-	req.Header.Set("Authorization", "Bearer "+h.acme)
-	req.Header.Set(api.UserHeader, "u-ada")
-	req.Header.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", 2*mb, 3*mb-1, size+1))
-	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 400 {
-		t.Errorf("another total: %v %v", resp.StatusCode, err)
-	} else {
+	// Ranges whose header or body is wrong.
+	for _, tc := range []struct {
+		name, contentRange string
+		body               []byte
+		status             int
+		code               string
+	}{
+		{"over 8 MiB", fmt.Sprintf("bytes %d-%d/%d", 0, api.MaxUploadRange, 20<<20), file[:10], 413, "range_too_large"},
+		{"another total", fmt.Sprintf("bytes %d-%d/%d", 2*mb, 3*mb-1, size+1), file[2*mb : 3*mb], 400, "invalid_content_range"},
+		{"past the end", fmt.Sprintf("bytes %d-%d/%d", 2*mb, size, size), file[2*mb:], 400, "invalid_content_range"},
+		{"no Content-Range", "", file[2*mb : 3*mb], 400, "invalid_content_range"},
+		{"a body shorter than its range", fmt.Sprintf("bytes %d-%d/%d", 2*mb, 3*mb-1, size), file[2*mb : 3*mb-1], 400, "range_length_mismatch"},
+	} {
+		req, _ := http.NewRequest("PUT", h.url+u.UploadURL, bytes.NewReader(tc.body))
+		req.Header.Set("Authorization", "Bearer "+h.acme)
+		req.Header.Set(api.UserHeader, "u-ada")
+		if tc.contentRange != "" {
+			req.Header.Set("Content-Range", tc.contentRange)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
+		if r := (response{status: resp.StatusCode, body: raw}); r.status != tc.status || r.code() != tc.code {
+			t.Errorf("%s: %d %s", tc.name, r.status, r.body)
+		}
 	}
 
 	// The network drops in the middle of a range: nothing of it is kept,
