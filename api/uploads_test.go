@@ -168,7 +168,7 @@ func TestUploadsThroughTheAPI(t *testing.T) {
 		status             int
 		code               string
 	}{
-		{"over 8 MiB", fmt.Sprintf("bytes %d-%d/%d", 0, api.MaxUploadRange, 20<<20), file[:10], 413, "range_too_large"},
+		{"over 8 MiB", fmt.Sprintf("bytes %d-%d/%d", 0, api.MaxUploadRange, size), file[:10], 413, "range_too_large"},
 		{"another total", fmt.Sprintf("bytes %d-%d/%d", 2*mb, 3*mb-1, size+1), file[2*mb : 3*mb], 400, "invalid_content_range"},
 		{"past the end", fmt.Sprintf("bytes %d-%d/%d", 2*mb, size, size), file[2*mb:], 400, "invalid_content_range"},
 		{"no Content-Range", "", file[2*mb : 3*mb], 400, "invalid_content_range"},
