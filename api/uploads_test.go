@@ -247,6 +247,23 @@ func TestUploadsThroughTheAPI(t *testing.T) {
 	}
 	checkSentFile(t, h, sv.ID, "report.pdf", file)
 
+	// A draft takes an upload as a send does; the file is on the draft in
+	// the mailbox.
+	df := testFile(4<<20 + 5)
+	du := h.newUpload(t, id, "draft.bin", len(df))
+	h.uploadAll(t, du, df, 3<<20)
+	dr := h.callWith(t, "POST", "/v1/connections/"+id+"/drafts", h.acme, "u-ada",
+		map[string]any{"subject": "With a file", "attachments": []map[string]any{{"upload_id": du.ID, "name": "renamed.bin"}}}, "Idempotency-Key", "up-draft")
+	var dv draftView
+	dr.json(t, &dv)
+	if dr.status != 201 || dv.DraftID == "" {
+		t.Fatalf("a draft with an upload: %d %s", dr.status, dr.body)
+	}
+	if m, n := draftTruth(t, h, dv.DraftID); n != 1 || len(m.Attachments) != 1 || m.Attachments[0].Name != "renamed.bin" ||
+		m.Attachments[0].SHA256 != fmt.Sprintf("%x", sha256.Sum256(df)) {
+		t.Errorf("the draft's file: %+v", m.Attachments)
+	}
+
 	// Canceled by DELETE.
 	d := h.newUpload(t, id, "draft.pdf", 100)
 	if r := h.call(t, "DELETE", d.UploadURL, h.acme, "u-ada", nil); r.status != 204 {
