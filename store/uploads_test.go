@@ -164,3 +164,36 @@ func TestUploadInASend(t *testing.T) {
 		t.Errorf("an expired upload of a sent send: %v", err)
 	}
 }
+
+// TestUploadRangeRace: several processes given the same range (a client
+// retrying through another replica) store it once, and all succeed.
+func TestUploadRangeRace(t *testing.T) {
+	ctx := context.Background()
+	st := newStore(t)
+	if err := st.CreateConnection(ctx, store.Connection{ID: "cu4", OrgID: "o", OwnerID: "u", State: "active", Mode: "delegated"}); err != nil {
+		t.Fatal(err)
+	}
+	file := bytes.Repeat([]byte("0123456789"), 100)
+	u, err := st.CreateUpload(ctx, store.Upload{ID: "upl_race", ConnectionID: "cu4", Name: "f", ContentType: "text/plain", Size: int64(len(file)), ExpiresAt: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() {
+			_, err := st.PutUploadRange(ctx, "cu4", u.ID, 0, file[:600])
+			errs <- err
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Errorf("a racing PUT: %v", err)
+		}
+	}
+	if _, err := st.PutUploadRange(ctx, "cu4", u.ID, 600, file[600:]); err != nil {
+		t.Fatal(err)
+	}
+	if back, err := io.ReadAll(st.UploadReader(ctx, u.ID, 0)); err != nil || !bytes.Equal(back, file) {
+		t.Errorf("read back: %q %v", back, err)
+	}
+}
