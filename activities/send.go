@@ -25,7 +25,7 @@ func (a *Activities) mailboxFor(ctx context.Context, ref workflows.SendRef) (*ma
 	if err != nil {
 		return nil, err
 	}
-	return &mailbox{gc: gc, userID: ref.UserID, hc: a.httpClient()}, nil
+	return &mailbox{gc: gc, userID: ref.UserID, hc: a.httpClient(), files: a.Store.UploadReader}, nil
 }
 
 // PrepareSend makes sure the mailbox holds the send's stamped draft with
@@ -169,7 +169,7 @@ func (a *Activities) sendingMailbox(ctx context.Context, ref workflows.SendRef) 
 	if err != nil {
 		return nil, notSent(err)
 	}
-	return &mailbox{gc: gc, userID: ref.UserID, hc: a.httpClient()}, nil
+	return &mailbox{gc: gc, userID: ref.UserID, hc: a.httpClient(), files: a.Store.UploadReader}, nil
 }
 
 // SendMailOnce sends a send-only connection's message with sendMail, once:
@@ -189,6 +189,13 @@ func (a *Activities) SendMailOnce(ctx context.Context, in workflows.SendMailInpu
 	m, err := a.sendingMailbox(ctx, in.SendRef)
 	if err != nil {
 		return workflows.SubmitSendResult{}, err
+	}
+	// sendMail carries its files inline: uploaded ones (3 MiB at most
+	// together, the API made sure) are read whole.
+	for i := range atts {
+		if err := m.readWhole(ctx, &atts[i]); err != nil {
+			return workflows.SubmitSendResult{}, notSent(err)
+		}
 	}
 	if wait, err := a.takeSlot(ctx, in.SendRef, "", in.Rates); err != nil || !wait.IsZero() {
 		return workflows.SubmitSendResult{WaitUntil: wait}, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -27,6 +28,9 @@ type mailbox struct {
 	// hc carries upload ranges, which go to a pre-authenticated URL
 	// outside Graph's client.
 	hc *http.Client
+	// files reads an upload the app made through the API, from an
+	// offset (store.Store.UploadReader).
+	files func(ctx context.Context, uploadID string, from int64) io.Reader
 }
 
 // immutableIDs asks Graph for immutable IDs.
@@ -236,11 +240,14 @@ func (m *mailbox) attach(ctx context.Context, draftID string, atts []store.SendA
 		return err
 	}
 	for _, a := range atts[min(have, len(atts)):] {
-		if len(a.Content) >= uploadThreshold {
+		if a.FileSize() >= uploadThreshold {
 			if err := m.upload(ctx, draftID, a); err != nil {
 				return err
 			}
 			continue
+		}
+		if err := m.readWhole(ctx, &a); err != nil {
+			return err
 		}
 		if _, err := m.gc.Users().ByUserId(m.userID).Messages().ByMessageId(draftID).Attachments().Post(ctx, fileAttachment(a),
 			&users.ItemMessagesItemAttachmentsRequestBuilderPostRequestConfiguration{Headers: immutableIDs()}); err != nil {

@@ -1,8 +1,12 @@
 package activities
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
+	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -324,5 +328,87 @@ func TestLargeAttachmentsUploaded(t *testing.T) {
 	}
 	if n := f.copies(t, "support@contoso.example", sendID); n != 1 {
 		t.Errorf("%d copies", n)
+	}
+}
+
+// countingReader hands out a file and remembers the largest read.
+type countingReader struct {
+	r       io.Reader
+	largest int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.largest = max(c.largest, n)
+	return n, err
+}
+
+// TestUploadedFilesStreamed: files the app uploaded to outlookd are read
+// from the store as they go to Graph, in ranges, and arrive whole; one
+// past the mailbox's maximum message size fails the send with
+// message_too_large before anything is uploaded.
+func TestUploadedFilesStreamed(t *testing.T) {
+	f := newSendFixture(t, graphsim.Options{})
+	ctx := context.Background()
+	files := map[string][]byte{"upl_small": []byte("a small uploaded file"), "upl_big": make([]byte, 9<<20+7)}
+	for i := range files["upl_big"] {
+		files["upl_big"][i] = byte(i % 253)
+	}
+	readers := map[string]*countingReader{}
+	f.m.files = func(_ context.Context, id string, from int64) io.Reader {
+		r := &countingReader{r: bytes.NewReader(files[id][from:])}
+		readers[id] = r
+		return r
+	}
+	const sendID = "snd_uploaded"
+	id, err := f.m.createDraft(ctx, sendID, testMessage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	atts := []store.SendAttachment{
+		{Name: "small.txt", ContentType: "text/plain", UploadID: "upl_small", Size: int64(len(files["upl_small"]))},
+		{Name: "big.bin", ContentType: "application/octet-stream", UploadID: "upl_big", Size: int64(len(files["upl_big"]))},
+	}
+	if err := f.m.attach(ctx, id, atts); err != nil {
+		t.Fatal(err)
+	}
+	if r := readers["upl_big"]; r == nil || r.largest > uploadRange {
+		t.Errorf("the big file was read in reads of up to %d bytes", r.largest)
+	}
+	truth, err := f.st.Ctl.GroundTruth(ctx, f.st.Ada.UPN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := 0
+	for _, m := range truth.Messages {
+		if m.ImmutableID != id {
+			continue
+		}
+		for _, a := range m.Attachments {
+			want := files[map[string]string{"small.txt": "upl_small", "big.bin": "upl_big"}[a.Name]]
+			if a.Size != len(want) || a.SHA256 != fmt.Sprintf("%x", sha256.Sum256(want)) {
+				t.Errorf("%s on the draft: %+v", a.Name, a)
+			}
+			found++
+		}
+	}
+	if found != 2 {
+		t.Errorf("%d files on the draft", found)
+	}
+
+	// 36 MB on a mailbox of 35 MB: refused as too large, nothing read.
+	files["upl_huge"] = nil
+	id2, err := f.m.createDraft(ctx, "snd_huge", testMessage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = f.m.attach(ctx, id2, []store.SendAttachment{{Name: "huge.bin", ContentType: "application/octet-stream", UploadID: "upl_huge", Size: 36 << 20}})
+	var appErr *temporal.ApplicationError
+	var d reasonDetail
+	if !errors.As(err, &appErr) || appErr.Type() != workflows.ErrSendRefused || appErr.Details(&d) != nil || d.Reason != workflows.ReasonMessageTooLarge {
+		t.Errorf("a file over the mailbox's limit: %v", err)
+	}
+	if readers["upl_huge"] != nil {
+		t.Error("the refused file was read")
 	}
 }

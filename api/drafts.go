@@ -94,9 +94,15 @@ func (s *server) createDraft(c *gin.Context) {
 		return
 	}
 	row := o.row
+	if !s.withUploads(c, o, workflows.SendID(row.ID, key), msg, atts) {
+		return
+	}
 	snd := store.Send{ID: workflows.SendID(row.ID, key), ConnectionID: row.ID, MailboxID: o.mailboxID, Key: key,
 		RequestHash: requestHash(o.hashKind("draft"), req), Kind: "draft", Message: msg}
 	got, created, err := s.d.Store.CreateSend(c, snd, atts, ratesOf(o, false))
+	if uploadRefusedProblem(c, err) {
+		return
+	}
 	if errors.Is(err, store.ErrKeyReused) {
 		problem(c, http.StatusUnprocessableEntity, "idempotency_key_reused", "This Idempotency-Key was used for a different request on this connection; use a new key for a new draft.")
 		return

@@ -76,6 +76,9 @@ func (s *server) respond(action string) gin.HandlerFunc {
 			return
 		}
 		msg.InReplyTo = mid
+		if !s.withUploads(c, o, workflows.SendID(row.ID, key), msg, atts) {
+			return
+		}
 		snd := store.Send{ID: workflows.SendID(row.ID, key), ConnectionID: row.ID, MailboxID: o.mailboxID, Key: key, Kind: kind, Message: msg,
 			RequestHash: requestHash(o.hashKind(kind)+"\x00"+mid, req)}
 		// Outlook addresses a reply to one, a reply-all to everyone on the

@@ -43,6 +43,9 @@ type Deps struct {
 	RateBurst int
 	// SendOptions tune the sends' workflows (zero: the defaults).
 	SendOptions workflows.SendOptions
+	// UploadLifetime is how long an upload lives (zero: UploadLifetime,
+	// 24 hours).
+	UploadLifetime time.Duration
 	// Tracer traces each request (nil: not traced).
 	Tracer trace.TracerProvider
 	// WebhooksAllowInsecure accepts http webhook endpoints and ones on
@@ -148,6 +151,11 @@ func NewRouter(d Deps) *gin.Engine {
 		a.POST(base+"/drafts/:sid/send", s.sendDraft)
 	}
 	a.POST("/connections/:id/sends", s.createSend)
+	a.POST("/connections/:id/uploads", s.createUpload)
+	a.POST("/connections/:id/mailboxes/:mbx/uploads", s.createUpload)
+	a.GET("/connections/:id/uploads/:uid", s.getUpload)
+	a.PUT("/connections/:id/uploads/:uid", s.putUploadRange)
+	a.DELETE("/connections/:id/uploads/:uid", s.deleteUpload)
 	a.GET("/connections/:id/sends", s.listSends)
 	a.GET("/connections/:id/sends/:sid", s.getSend)
 	a.GET("/events", s.events)

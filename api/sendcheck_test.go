@@ -50,6 +50,10 @@ func TestSendRequestChecks(t *testing.T) {
 		{"attachment not base64", sendRequest{To: to, Attachments: []attachmentInJSON{{Name: "a.txt", ContentBytes: "!!"}}}, false, "invalid_attachment"},
 		{"attachment without name", sendRequest{To: to, Attachments: []attachmentInJSON{{ContentBytes: file(1)}}}, false, "invalid_attachment"},
 		{"attachment with a path", sendRequest{To: to, Attachments: []attachmentInJSON{{Name: "../a", ContentBytes: file(1)}}}, false, "invalid_attachment"},
+		{"an uploaded file", sendRequest{To: to, Attachments: []attachmentInJSON{{UploadID: "upl_abcdefghijklmnopqrstuvwxyz"}}}, false, ""},
+		{"an upload ID that is none", sendRequest{To: to, Attachments: []attachmentInJSON{{UploadID: "upl_x"}}}, false, "upload_not_found"},
+		{"an upload and bytes", sendRequest{To: to, Attachments: []attachmentInJSON{{UploadID: "upl_abcdefghijklmnopqrstuvwxyz", ContentBytes: file(1)}}}, false, "invalid_attachment"},
+		{"an upload with a path", sendRequest{To: to, Attachments: []attachmentInJSON{{UploadID: "upl_abcdefghijklmnopqrstuvwxyz", Name: "a/b"}}}, false, "invalid_attachment"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			msg, atts, bad := tc.req.toOutgoing(tc.personal)

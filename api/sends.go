@@ -80,8 +80,11 @@ type attachmentInJSON struct {
 	Name         string `json:"name"`
 	ContentType  string `json:"content_type"`
 	ContentBytes string `json:"content_bytes"`
-	IsInline     bool   `json:"is_inline,omitempty"`
-	ContentID    string `json:"content_id,omitempty"`
+	// UploadID names a complete upload instead of content_bytes
+	// (docs/sending.md#large-attachments).
+	UploadID  string `json:"upload_id,omitempty"`
+	IsInline  bool   `json:"is_inline,omitempty"`
+	ContentID string `json:"content_id,omitempty"`
 }
 
 // sendRequest is the body of POST /v1/connections/{id}/sends.
@@ -231,6 +234,19 @@ func (r sendRequest) check(personal, needRecipients bool) (store.OutgoingMessage
 	size := int64(len(m.Subject) + len(m.Body.Content))
 	var atts []store.SendAttachment
 	for i, a := range r.Attachments {
+		if a.UploadID != "" {
+			switch {
+			case !uploadIDPattern.MatchString(a.UploadID):
+				return m, nil, &sendInvalid{"upload_not_found", fmt.Sprintf("attachments[%d]: upload_id %q is not an upload's ID.", i, a.UploadID)}
+			case a.ContentBytes != "":
+				return m, nil, &sendInvalid{"invalid_attachment", fmt.Sprintf("attachments[%d]: give content_bytes or upload_id, not both.", i)}
+			case len(a.Name) > 255 || strings.ContainsAny(a.Name, "/\\\x00"):
+				return m, nil, &sendInvalid{"invalid_attachment", fmt.Sprintf("attachments[%d]: name must be a file name of 1 to 255 bytes (or left out for the upload's).", i)}
+			}
+			// Its size is counted once the upload is read (withUploads).
+			atts = append(atts, store.SendAttachment{Name: a.Name, ContentType: a.ContentType, IsInline: a.IsInline, ContentID: a.ContentID, UploadID: a.UploadID})
+			continue
+		}
 		if a.Name == "" || len(a.Name) > 255 || strings.ContainsAny(a.Name, "/\\\x00") {
 			return m, nil, &sendInvalid{"invalid_attachment", fmt.Sprintf("attachments[%d]: name must be a file name of 1 to 255 bytes.", i)}
 		}
@@ -389,11 +405,14 @@ func (s *server) createSend(c *gin.Context) {
 		problem(c, http.StatusUnprocessableEntity, bad.code, capitalize(bad.detail))
 		return
 	}
+	if !s.withUploads(c, o, workflows.SendID(row.ID, key), msg, atts) {
+		return
+	}
 	if o.method == workflows.SendBySendMail {
 		// One request carries it all: Graph takes 4 MB.
-		total := 0
+		var total int64
 		for _, a := range atts {
-			total += len(a.Content)
+			total += a.FileSize()
 		}
 		if total > MaxInlineAttachment {
 			problem(c, http.StatusUnprocessableEntity, "message_too_large", "A send-only connection sends a message in one request, whose attachments may total 3 MiB; grant Mail.ReadWrite for larger ones.")
@@ -410,7 +429,7 @@ func (s *server) createSend(c *gin.Context) {
 func (s *server) startSend(c *gin.Context, o origin, snd store.Send, atts []store.SendAttachment, noQueue bool) {
 	row := o.row
 	got, created, err := s.d.Store.CreateSend(c, snd, atts, ratesOf(o, noQueue))
-	if sendRefusedProblem(c, err) {
+	if sendRefusedProblem(c, err) || uploadRefusedProblem(c, err) {
 		return
 	}
 	if err != nil {

@@ -2,6 +2,7 @@ package graphsim
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
 	mrand "math/rand/v2"
@@ -380,6 +381,8 @@ type AttachmentTruth struct {
 	ContentType string `json:"contentType"`
 	Size        int    `json:"size"`
 	IsInline    bool   `json:"isInline"`
+	// SHA256 is the hex SHA-256 of the file's bytes.
+	SHA256 string `json:"sha256"`
 }
 
 // GroundTruth returns what the mailbox really contains.
@@ -408,7 +411,8 @@ func (s *Sim) GroundTruth(user string) (*Truth, error) {
 			BodyPreview: m.BodyPreview, Body: m.Body, ExtendedProperties: extPropMap(m.ExtProps),
 		}
 		for _, a := range m.Attachments {
-			mt.Attachments = append(mt.Attachments, AttachmentTruth{ID: a.ID, Name: a.Name, ContentType: a.ContentType, Size: len(a.Content), IsInline: a.IsInline})
+			mt.Attachments = append(mt.Attachments, AttachmentTruth{ID: a.ID, Name: a.Name, ContentType: a.ContentType, Size: len(a.Content), IsInline: a.IsInline,
+				SHA256: fmt.Sprintf("%x", sha256.Sum256(a.Content))})
 		}
 		t.Messages = append(t.Messages, mt)
 	}

@@ -85,6 +85,9 @@ type User struct {
 	SubscriptionsFull bool `json:"subscriptionsFull"`
 	// AccountDisabled: sign-in is blocked (accountEnabled false).
 	AccountDisabled bool `json:"accountDisabled"`
+	// MaxMessageSize is the mailbox's own maximum message size
+	// (Exchange's MaxSendSize); 0: SendingOptions.MaxMessageSize.
+	MaxMessageSize int64 `json:"maxMessageSize,omitempty"`
 
 	// consents: app ID -> delegated scopes the user consented to.
 	consents map[string]map[string]bool

@@ -114,11 +114,22 @@ func TestUploadSession(t *testing.T) {
 	for _, tc := range []struct {
 		size int
 		code string
-	}{{2 << 20, "ErrorAttachmentSizeShouldNotBeLessThanMinimumSize"}, {36 << 20, "ErrorAttachmentSizeLimitExceeded"}} {
+	}{{2 << 20, "ErrorAttachmentSizeShouldNotBeLessThanMinimumSize"}, {36 << 20, "ErrorMessageSizeExceeded"}} {
 		body := map[string]any{"AttachmentItem": map[string]any{"attachmentType": "file", "name": "x", "size": tc.size}}
 		if st, _ := f.graphDo(t, tok, "POST", create, body, &ge); st != 400 || ge.Error.Code != tc.code {
 			t.Errorf("size %d: %d %+v", tc.size, st, ge.Error)
 		}
+	}
+	// A mailbox whose maximum message size was raised takes the file.
+	if err := f.sim.SetMaxMessageSize(f.Ada.ID, 40<<20); err != nil {
+		t.Fatal(err)
+	}
+	big := map[string]any{"AttachmentItem": map[string]any{"attachmentType": "file", "name": "x", "size": 36 << 20}}
+	if st, _ := f.graphDo(t, tok, "POST", create, big, &ge); st != 201 {
+		t.Errorf("36 MB on a 40 MB mailbox: %d %+v", st, ge.Error)
+	}
+	if err := f.sim.SetMaxMessageSize(f.Ada.ID, 0); err != nil {
+		t.Fatal(err)
 	}
 
 	const size = 9<<20 + 123

@@ -16,14 +16,20 @@ type Purger interface {
 	PurgeExpiredMail(ctx context.Context, now time.Time, limit int) ([]store.ExpiredMail, error)
 }
 
-// Sweeper deletes expired kept mail every Every (default an hour). Every
-// worker process may run one: each deletion is its own idempotent
-// transaction.
+// UploadPurger deletes expired uploads (docs/sending.md#large-attachments).
+type UploadPurger interface {
+	PurgeExpiredUploads(ctx context.Context, now time.Time, limit int) (int, error)
+}
+
+// Sweeper deletes expired kept mail every Every (default an hour), and
+// expired uploads when Uploads is set. Every worker process may run one:
+// each deletion is its own idempotent transaction.
 type Sweeper struct {
-	Store Purger
-	Log   *slog.Logger
-	Every time.Duration
-	Now   func() time.Time
+	Store   Purger
+	Uploads UploadPurger
+	Log     *slog.Logger
+	Every   time.Duration
+	Now     func() time.Time
 }
 
 // batch is how many mailboxes one pass handles before the next.
@@ -54,6 +60,7 @@ func (s *Sweeper) Sweep(ctx context.Context) int {
 	if s.Now != nil {
 		now = s.Now
 	}
+	s.sweepUploads(ctx, now)
 	n := 0
 	for ctx.Err() == nil {
 		done, err := s.Store.PurgeExpiredMail(ctx, now(), batch)
@@ -70,4 +77,26 @@ func (s *Sweeper) Sweep(ctx context.Context) int {
 		}
 	}
 	return n
+}
+
+// sweepUploads deletes the expired uploads, batch by batch.
+func (s *Sweeper) sweepUploads(ctx context.Context, now func() time.Time) {
+	if s.Uploads == nil {
+		return
+	}
+	total := 0
+	for ctx.Err() == nil {
+		n, err := s.Uploads.PurgeExpiredUploads(ctx, now(), batch)
+		total += n
+		if err != nil {
+			s.Log.Warn("upload sweep failed; retried at the next", "err", err)
+			break
+		}
+		if n < batch {
+			break
+		}
+	}
+	if total > 0 {
+		s.Log.Info("expired uploads deleted", "uploads", total)
+	}
 }

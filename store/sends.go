@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -54,13 +55,26 @@ type OutgoingMessage struct {
 // Recipients counts To, Cc and Bcc together, as Exchange's limits do.
 func (m OutgoingMessage) Recipients() int { return len(m.To) + len(m.Cc) + len(m.Bcc) }
 
-// SendAttachment is a file sent inline with the request.
+// SendAttachment is a file of a send: sent inline with the request
+// (Content), or uploaded before (UploadID; its bytes are read with
+// UploadReader, Content stays empty).
 type SendAttachment struct {
 	Name        string
 	ContentType string
 	IsInline    bool
 	ContentID   string
 	Content     []byte
+	UploadID    string
+	// Size is the file's size: Content's, or the upload's.
+	Size int64
+}
+
+// FileSize is the attachment's size in bytes.
+func (a SendAttachment) FileSize() int64 {
+	if a.UploadID != "" {
+		return a.Size
+	}
+	return int64(len(a.Content))
 }
 
 // AttachmentInfo describes an attachment of a send without its bytes.
@@ -175,10 +189,18 @@ func (s *Store) CreateSend(ctx context.Context, snd Send, atts []SendAttachment,
 			}
 		}
 		if created {
+			atts = slices.Clone(atts)
+			if err := attachUploads(ctx, tx, snd, atts); err != nil {
+				return err
+			}
 			for i, a := range atts {
+				content := a.Content
+				if content == nil {
+					content = []byte{}
+				}
 				if _, err := tx.Exec(ctx, `
-					INSERT INTO send_attachments (send_id, ord, name, content_type, is_inline, content_id, size, content)
-					VALUES ($1, $2, $3, $4, $5, NULLIF($6, ''), $7, $8)`, snd.ID, i, a.Name, a.ContentType, a.IsInline, a.ContentID, len(a.Content), a.Content); err != nil {
+					INSERT INTO send_attachments (send_id, ord, name, content_type, is_inline, content_id, size, content, upload_id)
+					VALUES ($1, $2, $3, $4, $5, NULLIF($6, ''), $7, $8, NULLIF($9, ''))`, snd.ID, i, a.Name, a.ContentType, a.IsInline, a.ContentID, a.FileSize(), content, a.UploadID); err != nil {
 					return fmt.Errorf("store: attachment %d of send %s: %w", i, snd.ID, err)
 				}
 			}
@@ -202,14 +224,20 @@ func (s *Store) CreateSend(ctx context.Context, snd Send, atts []SendAttachment,
 // started), or a draft the mailbox never got, with its attachments;
 // ErrNotFound when it is neither.
 func (s *Store) DeleteSend(ctx context.Context, id string) error {
-	tag, err := s.pool.Exec(ctx, `DELETE FROM sends WHERE id = $1 AND state IN ('queued', 'draft') AND draft_id IS NULL`, id)
-	if err != nil {
-		return fmt.Errorf("store: delete send %s: %w", id, err)
-	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("store: unstarted send %s: %w", id, ErrNotFound)
-	}
-	return nil
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `DELETE FROM sends WHERE id = $1 AND state IN ('queued', 'draft') AND draft_id IS NULL`, id)
+		if err != nil {
+			return fmt.Errorf("store: delete send %s: %w", id, err)
+		}
+		if tag.RowsAffected() == 0 {
+			return fmt.Errorf("store: unstarted send %s: %w", id, ErrNotFound)
+		}
+		// Its uploads are free for another send again.
+		if _, err := tx.Exec(ctx, `UPDATE uploads SET send_id = NULL WHERE send_id = $1`, id); err != nil {
+			return fmt.Errorf("store: uploads of send %s: %w", id, err)
+		}
+		return nil
+	})
 }
 
 // GetSend reads one send of a connection.
@@ -267,17 +295,18 @@ func (s *Store) ListSends(ctx context.Context, connectionID string, q SendQuery)
 	return out, nil
 }
 
-// SendAttachments reads the files of a send, in order.
+// SendAttachments reads the files of a send, in order: the bytes of those
+// sent inline, the upload's ID and size of those uploaded.
 func (s *Store) SendAttachments(ctx context.Context, sendID string) ([]SendAttachment, error) {
 	rows, err := s.pool.Query(ctx, `
-		SELECT name, content_type, is_inline, COALESCE(content_id, ''), content
+		SELECT name, content_type, is_inline, COALESCE(content_id, ''), content, COALESCE(upload_id, ''), size
 		FROM send_attachments WHERE send_id = $1 ORDER BY ord`, sendID)
 	if err != nil {
 		return nil, fmt.Errorf("store: attachments of send %s: %w", sendID, err)
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (SendAttachment, error) {
 		var a SendAttachment
-		err := r.Scan(&a.Name, &a.ContentType, &a.IsInline, &a.ContentID, &a.Content)
+		err := r.Scan(&a.Name, &a.ContentType, &a.IsInline, &a.ContentID, &a.Content, &a.UploadID, &a.Size)
 		return a, err
 	})
 	if err != nil {
@@ -338,6 +367,11 @@ func (s *Store) UpdateSend(ctx context.Context, id string, u SendUpdate) error {
 			// The files were for Graph; a finished send needs them no more.
 			if _, err := tx.Exec(ctx, `UPDATE send_attachments SET content = ''::bytea WHERE send_id = $1`, id); err != nil {
 				return fmt.Errorf("store: attachments of send %s: %w", id, err)
+			}
+			// Nor the bytes of its uploads; their rows stay until they
+			// expire, so that a retried request still finds them.
+			if _, err := tx.Exec(ctx, `DELETE FROM upload_chunks WHERE upload_id IN (SELECT id FROM uploads WHERE send_id = $1)`, id); err != nil {
+				return fmt.Errorf("store: uploads of send %s: %w", id, err)
 			}
 		}
 		for _, e := range u.Events {

@@ -199,7 +199,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 			}
 			return nil
 		}})
-		sweeper := &retention.Sweeper{Store: st, Log: log.With("component", "retention")}
+		sweeper := &retention.Sweeper{Store: st, Uploads: st, Log: log.With("component", "retention")}
 		g.Go(func() error { return sweeper.Run(gctx) })
 	}
 	if *role == roleAll || *role == roleAPI {
