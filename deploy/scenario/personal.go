@@ -52,8 +52,14 @@ func personalAccount(ctx context.Context, w *world, size int) (result, error) {
 		return r, fmt.Errorf("after the backfill: %w", err)
 	}
 	r.add("messages", c.MessageCount)
-	if subs := userSubscriptions(ctx, w, u.ID); len(subs) == 0 {
+	subs := userSubscriptions(ctx, w, u.ID)
+	if len(subs) == 0 {
 		return r, fmt.Errorf("no subscription for %s at Graph", sam)
+	}
+	for _, s := range subs {
+		if s.TenantID != graphsim.ConsumerTenantID || s.CreatorID != u.ID {
+			return r, fmt.Errorf("subscription %s: tenant %q, creator %q; want the consumer tenant and %s", s.ID, s.TenantID, s.CreatorID, sam)
+		}
 	}
 
 	// Live mail, by change notifications.
