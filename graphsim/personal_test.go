@@ -61,3 +61,33 @@ func TestPersonalAccountRevocation(t *testing.T) {
 		})
 	}
 }
+
+// A personal account's access token for Graph is not a JWT a client could
+// decode (docs/graph.md#personal-accounts), yet Graph accepts it; a work
+// account's is a JWT.
+func TestPersonalAccountOpaqueAccessToken(t *testing.T) {
+	f := newFixture(t, graphsim.Options{})
+	ctx := context.Background()
+	if _, err := f.ctl.AddUser(ctx, graphsim.UserSpec{Tenant: "consumers", UPN: "kim@outlook.com"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		user string
+		jwt  bool
+	}{{"kim@outlook.com", false}, {"ada@contoso.example", true}} {
+		tok := f.signIn(t, tt.user, "offline_access", "User.Read", "Mail.Read")
+		if got := strings.Count(tok.AccessToken, ".") == 2; got != tt.jwt {
+			t.Errorf("%s: access token is a JWT: %t, want %t (%.20s...)", tt.user, got, tt.jwt, tok.AccessToken)
+		}
+		var me struct {
+			UPN string `json:"userPrincipalName"`
+		}
+		if st, _ := f.graphGet(t, tok.AccessToken, "/me", &me); st != 200 || me.UPN != tt.user {
+			t.Errorf("%s: /me with its token: %d %q", tt.user, st, me.UPN)
+		}
+	}
+	// A made-up opaque token is refused as a malformed one.
+	if st, _ := f.graphGet(t, "EwCnotatoken", "/me", nil); st != 401 {
+		t.Errorf("a made-up opaque token: %d", st)
+	}
+}
