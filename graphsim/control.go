@@ -260,7 +260,15 @@ func (s *Sim) Revoke(user, reason string) error {
 		return ErrNotFound
 	}
 	switch reason {
-	case RevokeSignInSessions, RevokePasswordChanged, RevokeMFARequired, RevokeConsentRevoked, RevokeConditionalAccess, RevokeDisabled:
+	case RevokeSignInSessions, RevokePasswordChanged, RevokeConsentRevoked:
+	case RevokeMFARequired, RevokeConditionalAccess, RevokeDisabled:
+		// Conditional Access, per-user MFA and disabling an account are a
+		// directory administrator's policies: a personal account has
+		// neither a directory nor an administrator
+		// (docs/graph.md#personal-accounts).
+		if s.tenants[u.TenantID].Personal {
+			return fmt.Errorf("graphsim: %q is a directory's policy and cannot apply to the personal account %s", reason, u.UPN)
+		}
 	default:
 		return fmt.Errorf("graphsim: unknown revocation reason %q", reason)
 	}

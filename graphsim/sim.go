@@ -195,13 +195,16 @@ type Sim struct {
 	userByName   map[string]*User // by lower-case UPN and mail
 	codes        map[string]*authCode
 	refresh      map[string]*refreshGrant
-	subs         map[string]*Subscription
-	issued       []string              // every secret value the simulator issued or received
-	sent         map[string][]SentMail // by sender user ID
-	delivered    map[string][]Delivery // copies received, by recipient user ID
-	sendFaults   *sendFaults
-	uploads      map[string]*uploadSession // attachment upload sessions by ID
-	baseURL      atomic.Pointer[string]
+	// opaque maps the access tokens of personal accounts, which are not
+	// JWTs (docs/graph.md#personal-accounts), to the claims graphsim signed.
+	opaque     map[string]string
+	subs       map[string]*Subscription
+	issued     []string              // every secret value the simulator issued or received
+	sent       map[string][]SentMail // by sender user ID
+	delivered  map[string][]Delivery // copies received, by recipient user ID
+	sendFaults *sendFaults
+	uploads    map[string]*uploadSession // attachment upload sessions by ID
+	baseURL    atomic.Pointer[string]
 
 	throttle *throttler
 	delivery *delivery
@@ -234,6 +237,7 @@ func New(opts Options) (*Sim, error) {
 		userByName:   map[string]*User{},
 		codes:        map[string]*authCode{},
 		refresh:      map[string]*refreshGrant{},
+		opaque:       map[string]string{},
 		subs:         map[string]*Subscription{},
 		sent:         map[string][]SentMail{},
 		delivered:    map[string][]Delivery{},

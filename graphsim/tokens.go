@@ -104,6 +104,14 @@ func (s *Sim) mintAccessToken(app *App, tenantID string, u *User, scopes, roles 
 	// Observed: Graph token headers carry a nonce (docs/graph.md#access-tokens).
 	tok.Header["nonce"] = randomToken(24)
 	signed, err := tok.SignedString(s.key)
+	if err == nil && u != nil && s.tenants[u.TenantID] != nil && s.tenants[u.TenantID].Personal {
+		// A personal account's Graph token is Microsoft's own encrypted
+		// format, not a JWT a client could decode ("EwC..."): graphsim
+		// hands out an opaque string and keeps the claims for itself.
+		opaque := "EwC" + randomToken(180)
+		s.opaque[opaque] = signed
+		return opaque, life, nil
+	}
 	return signed, life, err
 }
 
@@ -156,6 +164,9 @@ var (
 func (s *Sim) validateAccessToken(raw string) (*principal, error) {
 	if raw == "" {
 		return nil, errTokenEmpty
+	}
+	if signed, ok := s.opaque[raw]; ok {
+		raw = signed
 	}
 	if strings.Count(raw, ".") != 2 {
 		return nil, errTokenMalformed

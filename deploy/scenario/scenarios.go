@@ -54,9 +54,10 @@ var scenarios = []scenario{
 	{"shared-mailboxes", "a service account attaches five shared mailboxes (one refused), polls them, detaches one, loses and regains another's rights", sharedMailboxes, false, false},
 	{"outage-catch-up", "50 connections live; outlookd loses Postgres for 30 s and Vault for 60 s; the API says who is behind; all caught up within a minute", outageCatchUp, false, true},
 	{"hostile-input", "every route sent malformed, oversized and hostile paths, queries, bodies and headers: no 5xx, nothing changed by a refused request", hostileInput, false, false},
-	{"contact-filter", "a mailbox synced with a contact filter: 150 contacts, 50 added and 20 removed with their mail during live mail, compared with the filtered truth; one contact's past mail timed against the full backfill", contactFilter, false, false},
+	{"contact-filter", "a mailbox synced with a contact filter: 200 contacts, 50 added and 20 removed with their mail during live mail, compared with the filtered truth; one contact's past mail timed against the full backfill", contactFilter, false, false},
 	{"org-wide", "an application connection syncs a tenant (users without a mailbox, some kept out by a policy, shared mailboxes selected) while mail arrives and users join and leave", orgWide, false, false},
 	{"send-exactly-once", "sends over 20 connections (new, replies, 10 MB files) while Graph answers 15% ambiguously, the worker is killed every 10 s and the app asks again with the same key: one copy each", sendExactlyOnce, true, false},
+	{"personal-account", "a personal Microsoft account (Outlook.com): consent, backfill, live mail, its refresh token dead each way a Microsoft account's dies and re-consented, disconnect", personalAccount, false, false},
 	{"chaos-replicas", "on the cluster profile: a worker, then an API replica, killed in turn every 6 s during backfill, live mail and sends; converged, each send once", chaosReplicas, false, false},
 	{"secrets-scan", "a connection's whole life, then every haystack searched for every secret", secretsScan, false, false},
 }
