@@ -1386,3 +1386,57 @@ func TestConnectionWithoutWorkflow(t *testing.T) {
 		t.Errorf("create after the clean-up: %d %s", r.status, r.body)
 	}
 }
+
+// TestRepairTerminatedWorkflow: an operator terminated a connected
+// mailbox's workflow in Temporal; a repair takes it up from where it was,
+// and a repair of a running workflow, or by a user's key, is refused.
+func TestRepairTerminatedWorkflow(t *testing.T) {
+	h := newHarness(t, graphsim.Options{})
+	ctx := context.Background()
+	e := h.e
+	if _, err := e.Ctl.Generate(ctx, e.Ada.UPN, graphsim.GenerateSpec{Count: 20, Days: 5, Folders: []string{"inbox"}, Seed: 3}); err != nil {
+		t.Fatal(err)
+	}
+	r := h.call(t, "POST", "/v1/connections", h.acme, "u-ada", map[string]any{"backfill_days": 30, "folders": []string{"inbox"}, "login_hint": e.Ada.UPN})
+	var c conn
+	r.json(t, &c)
+	if r.status != 201 {
+		t.Fatalf("create: %d %s", r.status, r.body)
+	}
+	if r := h.consent(t, c.AuthorizeURL); r.status != 200 {
+		t.Fatalf("consent: %d %s", r.status, r.body)
+	}
+	h.waitConn(t, c.ID, h.acme, "u-ada", "backfilled", func(c conn) bool { return c.State == workflows.StateActive && c.MessageCount >= 20 })
+	path := "/v1/connections/" + c.ID + "/repair"
+	if r := h.call(t, "POST", path, h.acmeAdmin, "", nil); r.status != 409 || r.code() != "workflow_running" {
+		t.Errorf("repair of a running workflow: %d %s", r.status, r.body)
+	}
+	if r := h.call(t, "POST", path, h.acme, "u-ada", nil); r.status != 403 || r.code() != "admin_required" {
+		t.Errorf("repair with a user's key: %d %s", r.status, r.body)
+	}
+	if err := e.Temporal.TerminateWorkflow(ctx, workflows.ConnectionWorkflowID(c.ID), "", "operator"); err != nil {
+		t.Fatal(err)
+	}
+	h.call(t, "GET", "/v1/connections/"+c.ID, h.acmeAdmin, "", nil).json(t, &c)
+	if c.Reason != workflows.ReasonWorkflowEnded {
+		t.Fatalf("a terminated connection shows %+v", c)
+	}
+	if r := h.call(t, "POST", path, h.acmeAdmin, "", nil); r.status != 200 {
+		t.Fatalf("repair: %d %s", r.status, r.body)
+	}
+	got := h.waitConn(t, c.ID, h.acmeAdmin, "", "running again", func(c conn) bool { return c.Source == "workflow" && c.State == workflows.StateActive })
+	if got.Reason == workflows.ReasonWorkflowEnded || got.MessageCount < 20 {
+		t.Errorf("repaired: %+v", got)
+	}
+	// Still connected: a resync is taken.
+	if r := h.call(t, "POST", "/v1/connections/"+c.ID+"/resync", h.acmeAdmin, "", nil); r.status != 202 {
+		t.Errorf("resync after the repair: %d %s", r.status, r.body)
+	}
+	if r := h.call(t, "DELETE", "/v1/connections/"+c.ID, h.acmeAdmin, "", nil); r.status != 202 {
+		t.Fatalf("disconnect: %d %s", r.status, r.body)
+	}
+	h.waitConn(t, c.ID, h.acmeAdmin, "", "disconnected", func(c conn) bool { return c.State == workflows.StateDisconnected })
+	if r := h.call(t, "POST", path, h.acmeAdmin, "", nil); r.status != 409 || r.code() != "connection_ended" {
+		t.Errorf("repair of a disconnected connection: %d %s", r.status, r.body)
+	}
+}

@@ -40,6 +40,9 @@ type Service struct {
 	Options workflows.Options
 	// TaskQueue runs the workflows (default workflows.TaskQueue).
 	TaskQueue string
+	// Namespace is the Temporal namespace of the workflows (default
+	// "default"); Repair names it.
+	Namespace string
 	// HandoffTimeout bounds how long Callback waits for the workflow to
 	// accept the consent (default 20 s), so that a user whose callback
 	// cannot reach Temporal is told so soon; the exchange with Microsoft
