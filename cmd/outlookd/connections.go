@@ -26,6 +26,7 @@ const connectionsUsage = `Usage:
   outlookd connections reauthorize CONNECTION_ID [--login-hint ADDRESS]
   outlookd connections repair CONNECTION_ID
   outlookd connections disconnect CONNECTION_ID
+  outlookd connections sends CONNECTION_ID [--state queued|sending|...] [--json]
 
 Operates on connections through outlookd's own HTTP API, with an admin API key
 of the organisation:
@@ -39,6 +40,8 @@ of the organisation:
   disconnect   disconnects it as DELETE /v1/connections/{id} does (also one whose
                workflow was terminated); 'outlookd disconnect' does the same
                without the API, from the registry and Temporal
+  sends        the connection's sends (all pages), newest first, optionally in one
+               state; a queued send whose NOT BEFORE is long past is stuck
 
 Every subcommand takes:
   --api-url URL        the API's base URL (default $OUTLOOKD_API_URL)
@@ -195,6 +198,9 @@ func connectionsCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 		fs.StringVar(state, "state", "", "only connections in this state")
 	case "show":
 		fs.BoolVar(asJSON, "json", false, "print JSON")
+	case "sends":
+		fs.BoolVar(asJSON, "json", false, "print JSON")
+		fs.StringVar(state, "state", "", "only sends in this state")
 	case "reauthorize":
 		fs.StringVar(hint, "login-hint", "", "the account to pre-fill on Microsoft's sign-in page")
 	case "resync", "repair", "disconnect":
@@ -219,6 +225,8 @@ func connectionsCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 		return listConnections(ctx, a, stdout, *state, *asJSON)
 	case "show":
 		return showConnection(ctx, a, stdout, id, *asJSON)
+	case "sends":
+		return listSends(ctx, a, stdout, id, *state, *asJSON)
 	case "resync":
 		var c connectionView
 		if err := a.do(ctx, http.MethodPost, path+"/resync", nil, &c); err != nil {
@@ -469,6 +477,58 @@ func showConnection(ctx context.Context, a *apiClient, stdout io.Writer, id stri
 		return tw.Flush()
 	}
 	return nil
+}
+
+// sendView is the part of a send the commands print (never its subject
+// nor its recipients' addresses).
+type sendView struct {
+	ID         string     `json:"id"`
+	MailboxID  string     `json:"mailbox_id"`
+	State      string     `json:"state"`
+	Reason     string     `json:"reason"`
+	Recipients int        `json:"recipients"`
+	NotBefore  *time.Time `json:"not_before"`
+	UpdatedAt  *time.Time `json:"updated_at"`
+}
+
+// listSends follows the pages of a connection's sends.
+func listSends(ctx context.Context, a *apiClient, stdout io.Writer, id, state string, asJSON bool) error {
+	raws := []json.RawMessage{}
+	cursor := ""
+	for {
+		q := url.Values{"limit": {"200"}}
+		if state != "" {
+			q.Set("state", state)
+		}
+		if cursor != "" {
+			q.Set("cursor", cursor)
+		}
+		var page struct {
+			Data       []json.RawMessage `json:"data"`
+			NextCursor string            `json:"next_cursor"`
+		}
+		if err := a.do(ctx, http.MethodGet, "/v1/connections/"+url.PathEscape(id)+"/sends?"+q.Encode(), nil, &page); err != nil {
+			return fmt.Errorf("sends of %s: %w", id, err)
+		}
+		raws = append(raws, page.Data...)
+		if page.NextCursor == "" || page.NextCursor == cursor {
+			break
+		}
+		cursor = page.NextCursor
+	}
+	if asJSON {
+		return writeJSON(stdout, raws)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSTATE\tREASON\tMAILBOX\tRECIPIENTS\tNOT BEFORE\tUPDATED")
+	for _, r := range raws {
+		var v sendView
+		if err := json.Unmarshal(r, &v); err != nil {
+			return fmt.Errorf("sends of %s: %w", id, err)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", v.ID, v.State, dash(v.Reason), cmp.Or(v.MailboxID, "own"), v.Recipients, when(v.NotBefore), when(v.UpdatedAt))
+	}
+	return tw.Flush()
 }
 
 func writeJSON(w io.Writer, v any) error {

@@ -73,6 +73,18 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "GET mailboxes":
 		_ = json.NewEncoder(w).Encode(map[string]any{"data": []map[string]any{{"id": "mbx_AAAAAAAAAAAAAAAA", "address": "shared@contoso.example", "state": "active", "sync_mode": "push", "message_count": 7}}})
 		return
+	case "GET sends":
+		if st := r.URL.Query().Get("state"); st != "" && st != "queued" {
+			_ = json.NewEncoder(w).Encode(map[string]any{"data": []any{}})
+			return
+		}
+		if r.URL.Query().Get("cursor") == "" {
+			_ = json.NewEncoder(w).Encode(map[string]any{"data": []map[string]any{{"id": "snd_a", "state": "queued", "recipients": 2, "subject": "Quarterly figures",
+				"not_before": "2026-01-01T10:00:00Z"}}, "next_cursor": "snd_a"})
+			return
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{"data": []map[string]any{{"id": "snd_b", "state": "queued", "mailbox_id": "mbx_AAAAAAAAAAAAAAAA", "recipients": 1}}})
+		return
 	case "POST resync":
 		w.WriteHeader(http.StatusAccepted)
 	case "POST reauthorize":
@@ -141,6 +153,9 @@ func TestConnectionsCommand(t *testing.T) {
 		{name: "repair a terminated one", args: []string{"repair", id(3)}, want: []string{"runs again"}, wantCall: "POST /v1/connections/" + id(3) + "/repair"},
 		{name: "repair a running one", args: []string{"repair", id(0)}, exit: 1, want: []string{"409 workflow_running"}},
 		{name: "disconnect", args: []string{"disconnect", id(0)}, want: []string{"disconnecting"}, wantCall: "DELETE /v1/connections/" + id(0)},
+		{name: "sends follow the pages", args: []string{"sends", id(0), "--state", "queued"}, want: []string{"snd_a", "2026-01-01T10:00:00Z", "snd_b", "mbx_AAAAAAAAAAAAAAAA"},
+			wantNot: []string{"Quarterly"}, wantCall: "GET /v1/connections/" + id(0) + "/sends?cursor=snd_a&limit=200&state=queued"},
+		{name: "no sends in a state", args: []string{"sends", id(0), "--state", "sending"}, wantNot: []string{"snd_a"}},
 		{name: "unknown ID", args: []string{"show", "conn_0000000000000099"}, exit: 1, want: []string{"404 connection_not_found"}},
 		{name: "wrong key", args: []string{"list"}, env: []string{"OUTLOOKD_API_URL=" + srv.URL, "OUTLOOKD_API_KEY=olk_wrong"}, exit: 1, want: []string{"401", "refused the API key"}},
 		{name: "key from a file", args: []string{"list", "--api-key-file", keyFile}, env: []string{"OUTLOOKD_API_URL=" + srv.URL}, want: []string{id(0)}},
