@@ -65,10 +65,12 @@ type apiError struct {
 }
 
 func (e *apiError) Error() string {
-	switch e.Status {
-	case http.StatusUnauthorized:
+	switch {
+	case e.Code == "user_required" || e.Code == "admin_required":
+		return "the API key is not an admin key of the organisation (" + strconv.Itoa(e.Status) + " " + e.Code + "): outlookd connections needs one (outlookd apikey create --admin)"
+	case e.Status == http.StatusUnauthorized:
 		return "the API refused the API key (401 " + e.Code + "): check OUTLOOKD_API_KEY or --api-key-file"
-	case http.StatusNotFound:
+	case e.Status == http.StatusNotFound:
 		return cmp.Or(e.Detail, "not found") + " (404 " + e.Code + ")"
 	}
 	return fmt.Sprintf("%s (%d %s)", cmp.Or(e.Detail, http.StatusText(e.Status)), e.Status, e.Code)

@@ -31,6 +31,10 @@ func (f *fakeAPI) problem(w http.ResponseWriter, status int, code, detail string
 
 func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.calls = append(f.calls, r.Method+" "+r.URL.RequestURI())
+	if r.Header.Get("Authorization") == "Bearer olk_user" {
+		f.problem(w, 400, "user_required", "Name the app user the request acts for in the Outlookd-User header.")
+		return
+	}
 	if r.Header.Get("Authorization") != "Bearer "+testKey {
 		f.problem(w, 401, "unauthenticated", "The API key is not valid.")
 		return
@@ -158,6 +162,7 @@ func TestConnectionsCommand(t *testing.T) {
 		{name: "no sends in a state", args: []string{"sends", id(0), "--state", "sending"}, wantNot: []string{"snd_a"}},
 		{name: "unknown ID", args: []string{"show", "conn_0000000000000099"}, exit: 1, want: []string{"404 connection_not_found"}},
 		{name: "wrong key", args: []string{"list"}, env: []string{"OUTLOOKD_API_URL=" + srv.URL, "OUTLOOKD_API_KEY=olk_wrong"}, exit: 1, want: []string{"401", "refused the API key"}},
+		{name: "not an admin key", args: []string{"list"}, env: []string{"OUTLOOKD_API_URL=" + srv.URL, "OUTLOOKD_API_KEY=olk_user"}, exit: 1, want: []string{"not an admin key"}},
 		{name: "key from a file", args: []string{"list", "--api-key-file", keyFile}, env: []string{"OUTLOOKD_API_URL=" + srv.URL}, want: []string{id(0)}},
 		{name: "URL not outlookd's", args: []string{"list", "--api-url", notAPI.URL}, exit: 1, want: []string{"is " + notAPI.URL + " outlookd's API"}},
 		{name: "URL unreachable", args: []string{"list", "--api-url", "http://127.0.0.1:1"}, exit: 1, want: []string{"cannot reach the API"}},
