@@ -890,6 +890,49 @@ func (s *server) deleteConnection(c *gin.Context) {
 	c.PureJSON(http.StatusAccepted, s.presentStatus(c, row, answered))
 }
 
+// repair takes up again the workflow of a connection an operator
+// terminated in Temporal (or that failed): connect.Repair resets the ended
+// run to its last completed workflow task, so the connection goes on from
+// where it was. An operator's action: admin keys only.
+func (s *server) repair(c *gin.Context) {
+	row, ok := s.connection(c, accessChange)
+	if !ok {
+		return
+	}
+	if !callerOf(c).Admin {
+		problem(c, http.StatusForbidden, "admin_required", "Only an admin key may repair a connection's workflow.")
+		return
+	}
+	if disconnected(c, row) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(c, updateTimeout)
+	defer cancel()
+	done, err := s.d.Connect.Repair(ctx, row)
+	switch {
+	case errors.Is(err, connect.ErrWorkflowRunning):
+		problem(c, http.StatusConflict, "workflow_running", "This connection's workflow is running, so there is nothing to repair; POST /v1/connections/"+row.ID+"/resync re-reads its mailbox.")
+		return
+	case errors.Is(err, connect.ErrNotRepairable):
+		problem(c, http.StatusConflict, "not_repairable", "This connection's workflow ended by itself or Temporal no longer keeps its history, so it cannot be taken up again; disconnect it (DELETE /v1/connections/"+row.ID+") to clean up, then create a new one.")
+		return
+	case err != nil:
+		s.unavailable(c, err)
+		return
+	}
+	s.d.Logger.Info("connection workflow repaired", "connection", row.ID, "run", done.RunID, "restarted", done.Restarted)
+	out := s.present(c, row)
+	if done.Restarted {
+		authURL, err := s.d.Connect.Reauthorize(c, row.ID, row.Mode, settingsOf(row).workflow(), "")
+		if err != nil {
+			s.unavailable(c, err)
+			return
+		}
+		out.AuthorizeURL = authURL
+	}
+	c.PureJSON(http.StatusOK, out)
+}
+
 // maxPerOwner is the limit of live connections per owner a create is held
 // to: the organisation's, for users' own mailboxes only.
 func maxPerOwner(kind string, perUser int) int {

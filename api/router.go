@@ -109,6 +109,7 @@ func NewRouter(d Deps) *gin.Engine {
 	a.DELETE("/connections/:id", s.deleteConnection)
 	a.POST("/connections/:id/reauthorize", s.reauthorize)
 	a.POST("/connections/:id/resync", s.resync)
+	a.POST("/connections/:id/repair", s.repair)
 	a.PATCH("/connections/:id/settings", s.patchSettings)
 	a.PUT("/connections/:id/visibility", s.putVisibility)
 	a.GET("/connections/:id/folders", s.listFolders)

@@ -504,6 +504,9 @@ func (s *server) runSendWorkflow(ctx context.Context, connectionID, key string, 
 		// saving a trip through the task queue; elsewhere the start is as
 		// usual.
 		EnableEagerStart: true,
+		// What the Temporal UI shows: IDs and the count of recipients,
+		// never an address nor the message.
+		StaticSummary: workflows.SendSummary(in),
 	}, workflows.Send, in)
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &started) {

@@ -17,7 +17,9 @@ import (
 	"testing"
 	"time"
 
+	sdkpb "go.temporal.io/api/sdk/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	tlog "go.temporal.io/sdk/log"
 
 	"github.com/outlookd/outlookd/activities"
@@ -1384,5 +1386,79 @@ func TestConnectionWithoutWorkflow(t *testing.T) {
 	h.waitConn(t, ended, h.acme, "u-ended", "disconnected", func(c conn) bool { return c.State == workflows.StateDisconnected })
 	if r := h.call(t, "POST", "/v1/connections", h.acme, "u-ended", map[string]any{}); r.status != 201 {
 		t.Errorf("create after the clean-up: %d %s", r.status, r.body)
+	}
+}
+
+// TestRepairTerminatedWorkflow: an operator terminated a connected
+// mailbox's workflow in Temporal; a repair takes it up from where it was,
+// and a repair of a running workflow, or by a user's key, is refused.
+func TestRepairTerminatedWorkflow(t *testing.T) {
+	h := newHarness(t, graphsim.Options{})
+	ctx := context.Background()
+	e := h.e
+	if _, err := e.Ctl.Generate(ctx, e.Ada.UPN, graphsim.GenerateSpec{Count: 20, Days: 5, Folders: []string{"inbox"}, Seed: 3}); err != nil {
+		t.Fatal(err)
+	}
+	r := h.call(t, "POST", "/v1/connections", h.acme, "u-ada", map[string]any{"backfill_days": 30, "folders": []string{"inbox"}, "login_hint": e.Ada.UPN})
+	var c conn
+	r.json(t, &c)
+	if r.status != 201 {
+		t.Fatalf("create: %d %s", r.status, r.body)
+	}
+	if r := h.consent(t, c.AuthorizeURL); r.status != 200 {
+		t.Fatalf("consent: %d %s", r.status, r.body)
+	}
+	h.waitConn(t, c.ID, h.acme, "u-ada", "backfilled", func(c conn) bool { return c.State == workflows.StateActive && c.MessageCount >= 20 })
+	// The Temporal UI's summary and current details say what it is and
+	// where it stands, without a secret.
+	desc, err := e.Temporal.DescribeWorkflowExecution(ctx, workflows.ConnectionWorkflowID(c.ID), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var summary string
+	if p := desc.GetExecutionConfig().GetUserMetadata().GetSummary(); p == nil || converter.GetDefaultDataConverter().FromPayload(p, &summary) != nil ||
+		!strings.Contains(summary, c.ID) || !strings.Contains(summary, "pending_consent") {
+		t.Errorf("the workflow's summary: %q", summary)
+	}
+	v, err := e.Temporal.QueryWorkflow(ctx, workflows.ConnectionWorkflowID(c.ID), "", "__temporal_workflow_metadata")
+	var md sdkpb.WorkflowMetadata
+	if err != nil || v.Get(&md) != nil || !strings.Contains(md.GetCurrentDetails(), "**State** active") || !strings.Contains(md.GetCurrentDetails(), e.Ada.UPN) {
+		t.Errorf("the workflow's current details: %q %v", md.GetCurrentDetails(), err)
+	}
+	path := "/v1/connections/" + c.ID + "/repair"
+	if r := h.call(t, "POST", path, h.acmeAdmin, "", nil); r.status != 409 || r.code() != "workflow_running" {
+		t.Errorf("repair of a running workflow: %d %s", r.status, r.body)
+	}
+	if r := h.call(t, "POST", path, h.acme, "u-ada", nil); r.status != 403 || r.code() != "admin_required" {
+		t.Errorf("repair with a user's key: %d %s", r.status, r.body)
+	}
+	if err := e.Temporal.TerminateWorkflow(ctx, workflows.ConnectionWorkflowID(c.ID), "", "operator"); err != nil {
+		t.Fatal(err)
+	}
+	h.call(t, "GET", "/v1/connections/"+c.ID, h.acmeAdmin, "", nil).json(t, &c)
+	if c.Reason != workflows.ReasonWorkflowEnded {
+		t.Fatalf("a terminated connection shows %+v", c)
+	}
+	if r := h.call(t, "POST", path, h.acmeAdmin, "", nil); r.status != 200 {
+		t.Fatalf("repair: %d %s", r.status, r.body)
+	}
+	got := h.waitConn(t, c.ID, h.acmeAdmin, "", "running again", func(c conn) bool { return c.Source == "workflow" && c.State == workflows.StateActive })
+	if got.Reason == workflows.ReasonWorkflowEnded || got.MessageCount < 20 {
+		t.Errorf("repaired: %+v", got)
+	}
+	// Still connected, from where it was: new mail is synced by a resync.
+	if _, err := e.Ctl.Generate(ctx, e.Ada.UPN, graphsim.GenerateSpec{Count: 5, Days: 1, Folders: []string{"inbox"}, Seed: 4}); err != nil {
+		t.Fatal(err)
+	}
+	if r := h.call(t, "POST", "/v1/connections/"+c.ID+"/resync", h.acmeAdmin, "", nil); r.status != 202 {
+		t.Errorf("resync after the repair: %d %s", r.status, r.body)
+	}
+	h.waitConn(t, c.ID, h.acmeAdmin, "", "new mail synced after the repair", func(c conn) bool { return c.MessageCount >= got.MessageCount+5 })
+	if r := h.call(t, "DELETE", "/v1/connections/"+c.ID, h.acmeAdmin, "", nil); r.status != 202 {
+		t.Fatalf("disconnect: %d %s", r.status, r.body)
+	}
+	h.waitConn(t, c.ID, h.acmeAdmin, "", "disconnected", func(c conn) bool { return c.State == workflows.StateDisconnected })
+	if r := h.call(t, "POST", path, h.acmeAdmin, "", nil); r.status != 409 || r.code() != "connection_ended" {
+		t.Errorf("repair of a disconnected connection: %d %s", r.status, r.body)
 	}
 }

@@ -90,6 +90,8 @@ func (s *Service) CreateApplication(ctx context.Context, r AppRequest) (string, 
 		ID:                    workflows.ConnectionWorkflowID(id),
 		TaskQueue:             cmp.Or(s.TaskQueue, workflows.TaskQueue),
 		WorkflowIDReusePolicy: enums.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+		StaticSummary:         workflows.ConnectionSummary(id, workflows.ModeApplication, "", workflows.StateActive),
+		StaticDetails:         workflows.ConnectionDetails(id, r.OrgID, r.OwnerID, workflows.ModeApplication, "", workflows.StateActive),
 	}, workflows.Connection, workflows.ConnectionInput{ID: id, OrgID: r.OrgID, OwnerID: r.OwnerID, Mode: workflows.ModeApplication,
 		Settings: settings, Options: s.Options, Application: &workflows.ApplicationInit{TenantID: chk.TenantID, ClientID: cred.ClientID,
 			Roles: chk.Roles, Selection: r.Selection, SecretExpires: r.SecretExpires}})

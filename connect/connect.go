@@ -40,6 +40,9 @@ type Service struct {
 	Options workflows.Options
 	// TaskQueue runs the workflows (default workflows.TaskQueue).
 	TaskQueue string
+	// Namespace is the Temporal namespace of the workflows (default
+	// "default"); Repair names it.
+	Namespace string
 	// HandoffTimeout bounds how long Callback waits for the workflow to
 	// accept the consent (default 20 s), so that a user whose callback
 	// cannot reach Temporal is told so soon; the exchange with Microsoft
@@ -122,14 +125,17 @@ func (s *Service) Create(ctx context.Context, r Request) (Created, error) {
 
 // startConsent starts a connection's workflow waiting for its first consent.
 func (s *Service) startConsent(ctx context.Context, row store.Connection, settings workflows.Settings, reuse enums.WorkflowIdReusePolicy) error {
+	mode := cmp.Or(row.Mode, workflows.ModeDelegated)
 	_, err := s.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                    workflows.ConnectionWorkflowID(row.ID),
 		TaskQueue:             cmp.Or(s.TaskQueue, workflows.TaskQueue),
 		WorkflowIDReusePolicy: reuse,
 		// A running workflow is never replaced.
 		WorkflowIDConflictPolicy: enums.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		StaticSummary:            workflows.ConnectionSummary(row.ID, mode, row.Mailbox, workflows.StatePendingConsent),
+		StaticDetails:            workflows.ConnectionDetails(row.ID, row.OrgID, row.OwnerID, mode, row.Mailbox, workflows.StatePendingConsent),
 	}, workflows.Connection, workflows.ConnectionInput{ID: row.ID, OrgID: row.OrgID, OwnerID: row.OwnerID,
-		Mode: cmp.Or(row.Mode, workflows.ModeDelegated), Settings: settings, Options: s.Options})
+		Mode: mode, Settings: settings, Options: s.Options})
 	return err
 }
 
@@ -224,6 +230,8 @@ func (s *Service) CleanUp(ctx context.Context, row store.Connection) (workflows.
 		WorkflowIDReusePolicy: enums.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		// A running workflow is not replaced: the caller asks it instead.
 		WorkflowIDConflictPolicy: enums.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		StaticSummary:            workflows.ConnectionSummary(row.ID, st.Mode, row.Mailbox, st.State),
+		StaticDetails:            workflows.ConnectionDetails(row.ID, row.OrgID, row.OwnerID, st.Mode, row.Mailbox, st.State),
 	}, workflows.Connection, workflows.ConnectionInput{ID: row.ID, OrgID: row.OrgID, OwnerID: row.OwnerID, Mode: st.Mode,
 		Settings: st.Settings, Options: s.Options, State: &st})
 	var running *serviceerror.WorkflowExecutionAlreadyStarted

@@ -295,6 +295,8 @@ func (c *connection) applyMailboxChanges(ctx workflow.Context, changes []Mailbox
 			ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_ABANDON,
 			WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 			WaitForCancellation:   true,
+			StaticSummary:         MailboxSummary(ch.MailboxID, c.s.ID, ch.Address),
+			StaticDetails:         ConnectionDetails(ch.MailboxID, c.s.OrgID, c.s.OwnerID, "mailbox of "+c.s.ID, ch.Address, StateActive),
 		})
 		// By name: the function itself would make an initialisation cycle
 		// (its handlers read the duties, which lead here).

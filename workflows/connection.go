@@ -175,6 +175,8 @@ func (c *connection) upsertSearchAttributes(ctx workflow.Context) error {
 	if c.s.Sync.Mode != "" {
 		updates = append(updates, SASyncMode.ValueSet(c.s.Sync.Mode))
 	}
+	// The current details follow the same changes (no history event).
+	c.showDetails(ctx)
 	return workflow.UpsertTypedSearchAttributes(ctx, updates...)
 }
 
@@ -614,6 +616,7 @@ func (c *connection) setSyncMode(ctx workflow.Context, mode, reason string) {
 	if err := workflow.UpsertTypedSearchAttributes(ctx, SASyncMode.ValueSet(mode)); err != nil {
 		c.log.Error("upsert search attributes", "err", err)
 	}
+	c.showDetails(ctx)
 }
 
 // renew extends the subscription; one Graph no longer has is recreated.

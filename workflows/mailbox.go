@@ -365,6 +365,10 @@ func (c *connection) onAttach(ctx workflow.Context, in AttachInput) (MailboxRef,
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		// A cancel runs the mailbox's detach saga to its end.
 		WaitForCancellation: true,
+		// Shown in the Temporal UI; not part of the command's identity, so
+		// runs started before it replay unchanged.
+		StaticSummary: MailboxSummary(in.MailboxID, c.s.ID, found.Address),
+		StaticDetails: ConnectionDetails(in.MailboxID, c.s.OrgID, c.s.OwnerID, "mailbox of "+c.s.ID, found.Address, StateActive),
 	})
 	child := workflow.ExecuteChildWorkflow(cctx, Mailbox, MailboxInput{
 		ID: in.MailboxID, ConnectionID: c.s.ID, OrgID: c.s.OrgID, OwnerID: c.s.OwnerID, TenantID: c.s.TenantID,

@@ -21,6 +21,8 @@ Usage:
   outlookd setup [--check]                  register outlookd's search attributes in the Temporal namespace
   outlookd sim [--seed demo] [--tls]        run graphsim, the Microsoft identity platform and Graph simulator
   outlookd apikey create|list|revoke        manage the API keys of an organisation (shown once)
+  outlookd connections list|show|resync|reauthorize|repair|disconnect
+                                            operate on connections through the API (OUTLOOKD_API_URL, OUTLOOKD_API_KEY)
   outlookd disconnect CONNECTION_ID         disconnect a connection, also one whose workflow was terminated
   outlookd appsecret set < secret           keep the app registration's client secret in Vault
   outlookd version                          print the version
@@ -71,6 +73,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, environ [
 		return simulate(ctx, args[1:], stdout, stderr)
 	case "apikey":
 		return apikeyCmd(ctx, args[1:], stdout, stderr, environ)
+	case "connections":
+		return connectionsCmd(ctx, args[1:], stdout, stderr, environ)
 	case "disconnect":
 		return disconnectCmd(ctx, args[1:], stdout, stderr, environ)
 	case "appsecret":

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"strings"
 	"time"
 
 	"github.com/outlookd/outlookd/graphsim"
@@ -15,7 +16,8 @@ import (
 // Temporal CLI while mail arrives. Both end disconnected (the cancelled
 // one by itself, the terminated one once disconnected through the API),
 // with no subscription delivering and nothing in Vault, and both
-// mailboxes connect again.
+// mailboxes connect again. A fourth, terminated too, is repaired with
+// `outlookd connections repair` and syncs on without loss.
 func operatorCancel(ctx context.Context, w *world, _ int) (result, error) {
 	var r result
 	const alex, megan = "alex@contoso.example", "megan@contoso.example"
@@ -88,8 +90,68 @@ func operatorCancel(ctx context.Context, w *world, _ int) (result, error) {
 		return r, err
 	}
 
+	// Repair: a fourth, terminated while mail arrives, is taken up again
+	// by the operator's command through the API and goes on from where it
+	// was: the mail that came meanwhile is synced, none twice.
+	const lynne = "lynne@contoso.example"
+	if _, err := w.sim.AddUser(ctx, graphsim.UserSpec{Tenant: "contoso.example", UPN: lynne, DisplayName: "Lynne Robbins"}); err != nil {
+		return r, err
+	}
+	if _, err := w.sim.InjectMessages(ctx, lynne, make([]graphsim.MessageSpec, 3)...); err != nil {
+		return r, err
+	}
+	l, err := w.connect(lynne, nil)
+	if err != nil {
+		return r, err
+	}
+	if err := w.temporalCLI(ctx, "workflow", "terminate", "--workflow-id", workflows.ConnectionWorkflowID(l.ID), "--reason", "operator-cancel scenario"); err != nil {
+		return r, err
+	}
+	if _, err := w.sim.InjectMessages(ctx, lynne, make([]graphsim.MessageSpec, 4)...); err != nil {
+		return r, err
+	}
+	if _, err := w.waitConn(l.ID, 30*time.Second, "reported ended", func(c conn) bool { return c.Reason == workflows.ReasonWorkflowEnded }); err != nil {
+		return r, err
+	}
+	opEnv := append(append([]string{}, w.env...), "OUTLOOKD_API_URL="+w.apiURL, "OUTLOOKD_API_KEY="+w.key)
+	outlookd := func(args ...string) (string, error) {
+		cmd := exec.CommandContext(ctx, "bin/outlookd", args...)
+		cmd.Env = opEnv
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return "", fmt.Errorf("outlookd %v: %v: %s", args, err, out)
+		}
+		return string(out), nil
+	}
+	if out, err := outlookd("connections", "list", "--state", "active"); err != nil || !strings.Contains(out, l.ID) {
+		return r, fmt.Errorf("connections list: %v %s", err, out)
+	}
+	start = time.Now()
+	if _, err := outlookd("connections", "repair", l.ID); err != nil {
+		return r, err
+	}
+	lr, err := w.waitConn(l.ID, 30*time.Second, "running again", func(c conn) bool { return c.Reason != workflows.ReasonWorkflowEnded && c.State == "active" })
+	if err != nil {
+		return r, err
+	}
+	lost, dup, err := w.converge(ctx, lr, lynne, time.Minute)
+	r.lost, r.dup = r.lost+lost, r.dup+dup
+	if err != nil {
+		return r, fmt.Errorf("after the repair: %w", err)
+	}
+	r.add("repair_to_synced_s", fmt.Sprintf("%.1f", time.Since(start).Seconds()))
+	if _, err := outlookd("connections", "repair", l.ID); err == nil || !strings.Contains(err.Error(), "workflow_running") {
+		return r, fmt.Errorf("a second repair: %v", err)
+	}
+	if _, err := outlookd("connections", "disconnect", l.ID); err != nil {
+		return r, err
+	}
+	if _, err := w.waitConn(l.ID, time.Minute, "disconnected by the command", func(c conn) bool { return c.State == "disconnected" }); err != nil {
+		return r, err
+	}
+
 	// Nothing left: Vault, mail (retention delete), delivering subscriptions.
-	for _, id := range []string{a.ID, b.ID, m.ID} {
+	for _, id := range []string{a.ID, b.ID, m.ID, l.ID} {
 		if n, err := w.vault.Tokens().Count(ctx, id); err != nil || n != 0 {
 			return r, fmt.Errorf("%s: %d secrets left in Vault (%v)", id, n, err)
 		}

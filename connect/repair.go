@@ -1,0 +1,111 @@
+package connect
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+
+	"go.temporal.io/api/common/v1"
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
+
+	"github.com/outlookd/outlookd/store"
+	"github.com/outlookd/outlookd/workflows"
+)
+
+// Errors Repair answers for a connection it leaves as it is.
+var (
+	// ErrWorkflowRunning: the connection's workflow runs; nothing to repair.
+	ErrWorkflowRunning = errors.New("connect: the connection's workflow is running")
+	// ErrNotRepairable: the workflow ended by itself (a cancel disconnects
+	// the connection) or its history is gone, so no run can take up where
+	// it was; the connection can only be disconnected, which cleans it up.
+	ErrNotRepairable = errors.New("connect: the connection's workflow cannot be taken up again")
+)
+
+// Repaired says how Repair brought a connection's workflow back.
+type Repaired struct {
+	// RunID is the new run.
+	RunID string
+	// Restarted: the connection was waiting for its first consent and got
+	// a fresh run (Restart); it needs a sign-in through a fresh link.
+	Restarted bool
+}
+
+// Repair takes up again the workflow of a connection whose run an operator
+// terminated (or that failed or timed out) without disconnecting it: the
+// run is reset to its last completed workflow task, so the new run has the
+// state the old one had (tokens in Vault, delta links, subscriptions) and
+// re-does only what was under way; signals received after that point are
+// applied again. A connection still waiting for its first consent whose
+// history is gone gets a fresh run (Restart). A running workflow is left
+// as it is (ErrWorkflowRunning); one that ended by itself, or whose
+// history Temporal no longer keeps, cannot be taken up (ErrNotRepairable).
+func (s *Service) Repair(ctx context.Context, row store.Connection) (Repaired, error) {
+	id, state := row.ID, row.State
+	wid := workflows.ConnectionWorkflowID(id)
+	desc, err := s.Temporal.DescribeWorkflowExecution(ctx, wid, "")
+	var gone *serviceerror.NotFound
+	if errors.As(err, &gone) {
+		if state != workflows.StatePendingConsent {
+			return Repaired{}, ErrNotRepairable
+		}
+		return Repaired{Restarted: true}, s.Restart(ctx, row)
+	}
+	if err != nil {
+		return Repaired{}, fmt.Errorf("connect: describe the workflow of %s: %w", id, err)
+	}
+	info := desc.GetWorkflowExecutionInfo()
+	switch info.GetStatus() {
+	case enums.WORKFLOW_EXECUTION_STATUS_RUNNING:
+		return Repaired{}, ErrWorkflowRunning
+	case enums.WORKFLOW_EXECUTION_STATUS_TERMINATED, enums.WORKFLOW_EXECUTION_STATUS_FAILED, enums.WORKFLOW_EXECUTION_STATUS_TIMED_OUT:
+	default:
+		return Repaired{}, ErrNotRepairable
+	}
+	runID := info.GetExecution().GetRunId()
+	last, err := s.lastWorkflowTask(ctx, wid, runID)
+	if err != nil {
+		return Repaired{}, err
+	}
+	if last == 0 {
+		// Terminated before its first workflow task: nothing to replay.
+		if state != workflows.StatePendingConsent {
+			return Repaired{}, ErrNotRepairable
+		}
+		return Repaired{Restarted: true}, s.Restart(ctx, row)
+	}
+	resp, err := s.Temporal.ResetWorkflowExecution(ctx, &workflowservice.ResetWorkflowExecutionRequest{
+		Namespace:                 cmp.Or(s.Namespace, "default"),
+		WorkflowExecution:         &common.WorkflowExecution{WorkflowId: wid, RunId: runID},
+		Reason:                    "outlookd repair: the run was " + info.GetStatus().String(),
+		WorkflowTaskFinishEventId: last,
+		// The same run reset twice (a retried repair) gives one new run.
+		RequestId: "repair-" + runID,
+	})
+	if err != nil {
+		return Repaired{}, fmt.Errorf("connect: reset the workflow of %s: %w", id, err)
+	}
+	return Repaired{RunID: resp.GetRunId()}, nil
+}
+
+// lastWorkflowTask is the ID of the last WorkflowTaskCompleted event of a
+// run (0: none), the point Temporal's "reset to the last workflow task"
+// takes. A connection's runs continue as new before their history grows
+// long, so reading it forward is bounded.
+func (s *Service) lastWorkflowTask(ctx context.Context, wid, runID string) (int64, error) {
+	it := s.Temporal.GetWorkflowHistory(ctx, wid, runID, false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	var last int64
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			return 0, fmt.Errorf("connect: history of %s: %w", wid, err)
+		}
+		if ev.GetEventType() == enums.EVENT_TYPE_WORKFLOW_TASK_COMPLETED {
+			last = ev.GetEventId()
+		}
+	}
+	return last, nil
+}
