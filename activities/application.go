@@ -113,6 +113,17 @@ func (cr Credentials) StoreToken(ctx context.Context, connectionID string, chk A
 	return err
 }
 
+// refusedAtRefresh is the sentence of a credential refused while the
+// connection runs: what to change, and where to give it.
+func refusedAtRefresh(connectionID string, reason identity.AppReason, text string) string {
+	where := "PUT /v1/connections/" + connectionID + "/credential"
+	if reason == identity.AppSecretExpired {
+		return "The client secret has expired: create a new one under Certificates & secrets in the app registration and give it with " +
+			where + "; every mailbox resumes where it stopped."
+	}
+	return text + " Then give the credential with " + where + "; every mailbox resumes where it stopped."
+}
+
 // appRefresh gets an application connection a new app-only token with
 // its client credential (there is no refresh token in this grant). A
 // credential Microsoft refuses (expired or removed secret, consent
@@ -126,6 +137,7 @@ func (a *Activities) appRefresh(ctx context.Context, connectionID string, versio
 	tok, err := a.Identity.ClientCredentialsToken(ctx, a.httpClient(), cred)
 	if err != nil {
 		if reason, text, ok := identity.ClassifyAppError(err, cred); ok {
+			text = refusedAtRefresh(connectionID, reason, text)
 			return vault.Tokens{}, temporal.NewNonRetryableApplicationError("the application's credential was refused: "+string(reason),
 				workflows.ErrReauthRequired, err, reasonDetail{Reason: string(reason), Text: text})
 		}

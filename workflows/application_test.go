@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -41,7 +42,7 @@ type fakeDirectory struct {
 	closed  bool // the disconnect closed the directory
 	// block keeps the mailboxes' workflows running until cancelled.
 	block     bool
-	signalled []string // mailbox IDs told the credential changed
+	signalled []string // mailbox IDs told the credential came back, "pause:" and the ID told it was refused
 	// onPage runs inside each page (a hook for the test).
 	onPage func(n int)
 }
@@ -195,7 +196,11 @@ func (d *fakeDirectory) register(env *testsuite.TestWorkflowEnvironment, sel *Se
 				var sig CredentialSignal
 				ch.Receive(ctx, &sig)
 				d.mu.Lock()
-				d.signalled = append(d.signalled, in.ID)
+				if sig.Dead {
+					d.signalled = append(d.signalled, "pause:"+in.ID+":"+sig.Reason)
+				} else {
+					d.signalled = append(d.signalled, in.ID)
+				}
 				d.mu.Unlock()
 			})
 			sel.AddReceive(ctx.Done(), func(workflow.ReceiveChannel, bool) {})
@@ -383,6 +388,13 @@ func TestApplicationSecretExpiry(t *testing.T) {
 		if st.State != StateReauthRequired || st.Reason != "client_secret_expired" {
 			t.Errorf("after the expiry: %s %q", st.State, st.Reason)
 		}
+		d.mu.Lock()
+		paused := slices.Clone(d.signalled)
+		d.mu.Unlock()
+		slices.Sort(paused)
+		if want := []string{"pause:mbx_00000001:client_secret_expired", "pause:mbx_00000002:client_secret_expired"}; !slices.Equal(paused, want) {
+			t.Errorf("mailboxes told to pause: %v, want %v", paused, want)
+		}
 		newExpiry := expires.Add(365 * 24 * time.Hour)
 		update(t, env, UpdateCredential, CredentialInput{SecretExpires: newExpiry}, func(st Status, err error) {
 			if err != nil || st.State != StateActive || st.Reason != "" || !st.App.SecretExpires.Equal(newExpiry) {
@@ -392,7 +404,7 @@ func TestApplicationSecretExpiry(t *testing.T) {
 	}, 40*24*time.Hour+time.Hour)
 	endWith(env, 40*24*time.Hour+2*time.Hour, func() {
 		d.mu.Lock()
-		resumed := slices.Clone(d.signalled)
+		resumed := slices.DeleteFunc(slices.Clone(d.signalled), func(s string) bool { return strings.HasPrefix(s, "pause:") })
 		d.mu.Unlock()
 		slices.Sort(resumed)
 		if len(resumed) != 2 || resumed[0] != "mbx_00000001" {

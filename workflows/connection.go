@@ -209,6 +209,10 @@ func (c *connection) turn(ctx workflow.Context) error {
 	}
 	switch c.s.State {
 	case StatePendingConsent, StateReauthRequired, StateAdminConsentRequired, StateAccessLost:
+		if c.s.State == StateReauthRequired && c.isApplication() && c.s.App.Pause {
+			c.pauseMailboxes(ctx)
+			return nil
+		}
 		state := c.s.State
 		return workflow.Await(ctx, func() bool { return c.s.State != state || c.registryBehind() || c.canSuggested(ctx) })
 	case StateConnecting:
@@ -766,6 +770,10 @@ func reauthError(err error) (*temporal.ApplicationError, bool) {
 func (c *connection) onActivityError(ctx workflow.Context, err error) bool {
 	if _, ok := reauthError(err); ok {
 		d, _ := errorDetail(err)
+		if c.isApplication() {
+			c.credentialRefused(ctx, d.Reason, d.Text)
+			return true
+		}
 		if !c.isMailbox() {
 			c.moveTo(ctx, StateReauthRequired, d.Reason, d.Text, nil)
 			return true
