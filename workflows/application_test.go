@@ -424,3 +424,67 @@ func TestApplicationSecretExpiry(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestApplicationShortExpiryMargins: margins shorter than an hour (as a
+// test world configures them) are each told once, apart, with the time
+// left in the sentence.
+func TestApplicationShortExpiryMargins(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		margins []time.Duration
+		want    int
+	}{
+		{"seconds", []time.Duration{30 * time.Second, 15 * time.Second}, 2},
+		{"hours and minutes", []time.Duration{2 * time.Hour, 90 * time.Minute, 10 * time.Minute}, 3},
+		{"one", []time.Duration{time.Minute}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := newFakeDirectory(dirUser{id: "u00", mailbox: true})
+			var s testsuite.WorkflowTestSuite
+			env := s.NewTestWorkflowEnvironment()
+			f := newFakes()
+			f.register(env)
+			d.register(env, nil)
+			expires := env.Now().Add(3 * time.Hour)
+			in := appInput(expires)
+			in.Options.ExpiryMargins = tc.margins
+			env.RegisterDelayedCallback(func() {
+				st := query(t, env)
+				if st.Reason != ReasonCredentialExpiring || !strings.Contains(st.ReasonText, "expires on") {
+					t.Errorf("just before the expiry: %q %q", st.Reason, st.ReasonText)
+				}
+				if len(st.App.WarnedSeconds) != tc.want {
+					t.Errorf("margins told: %v, want %d", st.App.WarnedSeconds, tc.want)
+				}
+			}, 3*time.Hour-time.Second)
+			endWith(env, 3*time.Hour, func() {
+				f.mu.Lock()
+				defer f.mu.Unlock()
+				n := 0
+				for _, e := range f.events {
+					if e == "connection.credential_expiring" {
+						n++
+					}
+				}
+				if n != tc.want {
+					t.Errorf("%d connection.credential_expiring events, want %d", n, tc.want)
+				}
+			})
+			env.ExecuteWorkflow(Connection, in)
+			if err := env.GetWorkflowError(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func TestMarginID(t *testing.T) {
+	for _, tc := range []struct {
+		m    time.Duration
+		want string
+	}{{720 * time.Hour, "720"}, {168 * time.Hour, "168"}, {30 * time.Second, "30s"}, {90 * time.Minute, "5400s"}} {
+		if got := marginID(tc.m); got != tc.want {
+			t.Errorf("marginID(%s) = %q, want %q", tc.m, got, tc.want)
+		}
+	}
+}
