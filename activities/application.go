@@ -10,6 +10,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"golang.org/x/oauth2"
 
+	graphgroups "github.com/microsoftgraph/msgraph-sdk-go/groups"
 	"github.com/microsoftgraph/msgraph-sdk-go/users"
 
 	"github.com/outlookd/outlookd/graph"
@@ -88,6 +89,32 @@ func (cr Credentials) Check(ctx context.Context, cred identity.AppCredential) (A
 		return AppCheck{}, fmt.Errorf("activities: read directory: %w", err)
 	}
 	return AppCheck{TenantID: tid, Roles: roles, Token: tok}, nil
+}
+
+// CheckGroups proves, with the token a check obtained, that the
+// application can read the members of each group the selection names: a
+// permission missing is permission_missing naming GroupMember.Read.All, a
+// group unknown is group_not_found (*identity.AppError); other errors are
+// transient.
+func (cr Credentials) CheckGroups(ctx context.Context, chk AppCheck, groups []string) error {
+	gc, err := cr.A.graphWithToken(chk.Token)
+	if err != nil {
+		return err
+	}
+	top := int32(1)
+	for _, g := range groups {
+		_, err := gc.Groups().ByGroupId(g).TransitiveMembers().GraphUser().Get(ctx, &graphgroups.ItemTransitiveMembersGraphUserRequestBuilderGetRequestConfiguration{
+			QueryParameters: &graphgroups.ItemTransitiveMembersGraphUserRequestBuilderGetQueryParameters{Top: &top, Select: []string{"id"}}})
+		if err == nil {
+			continue
+		}
+		var ae *identity.AppError
+		if err := groupError(g, err); errors.As(err, &ae) {
+			return ae
+		}
+		return fmt.Errorf("activities: read group %s: %w", g, err)
+	}
+	return nil
 }
 
 func capitalFirst(s string) string {

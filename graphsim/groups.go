@@ -138,7 +138,8 @@ func (s *Sim) transitiveMembers(g *Group) []string {
 
 // serveGroups serves GET /groups/{id}, /groups/{id}/members and
 // /groups/{id}/transitiveMembers, each optionally cast to users
-// (/microsoft.graph.user; parsePath drops the namespace) (https://learn.microsoft.com/en-us/graph/api/group-list-members,
+// (/microsoft.graph.user, or /graph.user as the Go SDK writes it; parsePath
+// drops the full namespace) (https://learn.microsoft.com/en-us/graph/api/group-list-members,
 // https://learn.microsoft.com/en-us/graph/api/group-list-transitivemembers).
 func (s *Sim) serveGroups(g *graphRequest) {
 	if g.r.Method != http.MethodGet {
@@ -187,7 +188,7 @@ func (s *Sim) serveGroups(g *graphRequest) {
 	}
 	usersOnly := false
 	switch {
-	case len(rest) == 2 && rest[1].name == "user":
+	case len(rest) == 2 && (rest[1].name == "user" || rest[1].name == "graph.user"):
 		usersOnly = true
 	case len(rest) > 1:
 		errResourceNotFound(g.w, g.r)

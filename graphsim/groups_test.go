@@ -78,6 +78,7 @@ func TestGroupMembers(t *testing.T) {
 		{"members", "/groups/" + outer.ID + "/members", []string{user(0), user(1), group(inner.ID)}},
 		{"transitive", "/groups/" + outer.ID + "/transitiveMembers?$top=2", []string{user(0), user(1), group(inner.ID), user(2), user(3)}},
 		{"transitive users", "/groups/" + outer.ID + "/transitiveMembers/microsoft.graph.user?$top=1", []string{user(0), user(1), user(2), user(3)}},
+		{"transitive users, the SDK's cast", "/groups/" + outer.ID + "/transitiveMembers/graph.user", []string{user(0), user(1), user(2), user(3)}},
 		{"inner with its cycle", "/groups/" + inner.ID + "/transitiveMembers", []string{user(2), user(3), group(outer.ID), user(0), user(1)}},
 	} {
 		got, st := list(tc.path)

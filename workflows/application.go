@@ -3,6 +3,7 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"time"
 
@@ -24,9 +25,12 @@ import (
 // Selection is which of the tenant's mailboxes an application connection
 // syncs.
 type Selection struct {
-	// Include, when set, lists the only users synced (addresses or user
-	// IDs); otherwise every user with a mailbox is.
+	// Include and Groups, when either is set, say the only users synced:
+	// those Include lists (addresses or user IDs) and the members, direct
+	// or through nested groups, of the groups Groups lists (group IDs).
+	// Otherwise every user with a mailbox is.
 	Include []string `json:"include,omitempty"`
+	Groups  []string `json:"groups,omitempty"`
 	// Exclude lists users never synced (addresses or user IDs).
 	Exclude []string `json:"exclude,omitempty"`
 	// Shared includes shared mailboxes (whose accounts cannot sign in).
@@ -43,8 +47,19 @@ func (s Selection) Validate() error {
 			return fmt.Errorf("%q is not a user: give an address or a user ID", u)
 		}
 	}
+	if len(s.Groups) > 50 {
+		return errors.New("a selection names at most 50 groups")
+	}
+	for _, g := range s.Groups {
+		if !groupID.MatchString(g) {
+			return fmt.Errorf("%q is not a group ID: give the group's object ID (a GUID, on its Overview page in Entra)", g)
+		}
+	}
 	return nil
 }
+
+// groupID is a directory object ID.
+var groupID = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 
 // ApplicationInit is what the API learnt when it checked the credential:
 // an application connection starts active.
@@ -94,11 +109,13 @@ type DiscoveryState struct {
 	// changes are applied.
 	RoundEnded bool `json:"roundEnded,omitempty"`
 	// Requested: a round was asked for while one ran; it follows at once.
-	Requested bool    `json:"requested,omitempty"`
-	Joined    int64   `json:"joined"`
-	Left      int64   `json:"left"`
-	LastError string  `json:"lastError,omitempty"`
-	Backoff   Backoff `json:"backoff"`
+	Requested bool `json:"requested,omitempty"`
+	// GroupsRead: the selected groups' members were read for this round.
+	GroupsRead bool    `json:"groupsRead,omitempty"`
+	Joined     int64   `json:"joined"`
+	Left       int64   `json:"left"`
+	LastError  string  `json:"lastError,omitempty"`
+	Backoff    Backoff `json:"backoff"`
 }
 
 // Names of the application connection's handlers.
@@ -154,6 +171,22 @@ type DiscoverPageResult struct {
 	Restarted bool `json:"restarted,omitempty"`
 }
 
+// DiscoverGroupsInput asks for the selected groups' members to be read
+// again and compared with the last read.
+type DiscoverGroupsInput struct {
+	ConnectionID string    `json:"connectionId"`
+	Selection    Selection `json:"selection"`
+}
+
+// DiscoverGroupsResult says what the read found.
+type DiscoverGroupsResult struct {
+	Members int `json:"members"`
+	// Joined and Left count the users whose membership changed and who
+	// the directory already knew (the others come with /users/delta).
+	Joined int `json:"joined"`
+	Left   int `json:"left"`
+}
+
 // MailboxChangesInput asks for changes of the directory to apply.
 type MailboxChangesInput struct {
 	ConnectionID string `json:"connectionId"`
@@ -196,6 +229,7 @@ type LiveMailboxesResult struct {
 // Activity names of an application connection.
 const (
 	ActivityDiscoverPage      = "DiscoverPage"
+	ActivityDiscoverGroups    = "DiscoverGroups"
 	ActivityMailboxChanges    = "MailboxChanges"
 	ActivityAckMailboxChanges = "AckMailboxChanges"
 	ActivityLiveMailboxes     = "LiveMailboxes"
@@ -204,6 +238,7 @@ const (
 
 var (
 	discoverPage      = call[DiscoverPageInput, DiscoverPageResult]{ActivityDiscoverPage, graphCall(5 * time.Minute)}
+	discoverGroups    = call[DiscoverGroupsInput, DiscoverGroupsResult]{ActivityDiscoverGroups, graphCall(10 * time.Minute)}
 	mailboxChanges    = call[MailboxChangesInput, MailboxChangesResult]{ActivityMailboxChanges, bookkeeping}
 	ackMailboxChanges = call[AckMailboxChangesInput, None]{ActivityAckMailboxChanges, bookkeeping}
 	liveMailboxes     = call[LiveMailboxesInput, LiveMailboxesResult]{ActivityLiveMailboxes, bookkeeping}
@@ -211,7 +246,7 @@ var (
 )
 
 func applicationActivities() []ActivitySpec {
-	return []ActivitySpec{discoverPage.spec(), mailboxChanges.spec(), ackMailboxChanges.spec(), liveMailboxes.spec(), closeDirectory.spec()}
+	return []ActivitySpec{discoverPage.spec(), discoverGroups.spec(), mailboxChanges.spec(), ackMailboxChanges.spec(), liveMailboxes.spec(), closeDirectory.spec()}
 }
 
 // isApplication says whether this is an application connection's
@@ -269,8 +304,18 @@ func (c *connection) discover(ctx workflow.Context) {
 	if err == nil && d.RoundEnded {
 		d.More, d.RoundEnded, d.LastRound = d.Requested, false, workflow.Now(ctx)
 		d.Rounds++
-		d.Requested = false
+		d.Requested, d.GroupsRead = false, false
 		return
+	}
+	if err == nil && len(c.s.App.Selection.Groups) > 0 && !d.GroupsRead {
+		// Each round starts with the groups' members, read again: neither
+		// /users/delta nor /groups/delta reports a change in a nested
+		// group (docs/application.md#which-mailboxes).
+		_, err = discoverGroups.run(ctx, DiscoverGroupsInput{ConnectionID: c.s.ID, Selection: c.s.App.Selection})
+		if err == nil {
+			d.GroupsRead, d.More, d.LastError, d.Backoff = true, true, "", Backoff{}
+			return
+		}
 	}
 	var page DiscoverPageResult
 	if err == nil {
