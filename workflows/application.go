@@ -326,6 +326,11 @@ func (c *connection) discover(ctx workflow.Context) {
 	}
 	if err != nil {
 		d.LastError = err.Error()
+		if detail, ok := errorDetail(err); ok {
+			// A refusal people can act on (permission_missing,
+			// group_not_found): its reason and sentence.
+			d.LastError = detail.Reason + ": " + detail.Text
+		}
 		if !c.onActivityError(ctx, err) {
 			d.Backoff.failed(workflow.Now(ctx))
 		}

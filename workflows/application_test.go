@@ -556,7 +556,8 @@ func TestApplicationGroupSelection(t *testing.T) {
 			t.Errorf("after the membership changed: u01 %+v, u03 %+v, u02 %+v", *d.rows["u01"], *d.rows["u03"], *d.rows["u02"])
 		}
 		d.mu.Lock()
-		d.groupsErr = temporal.NewNonRetryableApplicationError("refused", "GroupsUnreadable", nil)
+		d.groupsErr = temporal.NewNonRetryableApplicationError("refused", "GroupsUnreadable", nil,
+			struct{ Reason, Text string }{"permission_missing", "grant GroupMember.Read.All"})
 		pages := d.pages
 		d.mu.Unlock()
 		update(t, env, UpdateDiscover, nil, func(st Status, err error) {
@@ -566,7 +567,7 @@ func TestApplicationGroupSelection(t *testing.T) {
 		})
 		env.RegisterDelayedCallback(func() {
 			st := query(t, env)
-			if st.App.Discovery.LastError == "" || d.pages != pages {
+			if st.App.Discovery.LastError != "permission_missing: grant GroupMember.Read.All" || d.pages != pages {
 				t.Errorf("a group unreadable: last error %q, %d pages read after it", st.App.Discovery.LastError, d.pages-pages)
 			}
 		}, 30*time.Second)
