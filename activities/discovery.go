@@ -85,7 +85,7 @@ func (a *Activities) DiscoverPage(ctx context.Context, in workflows.DiscoverPage
 			return workflows.DiscoverPageResult{}, classifyStore(err)
 		}
 	}
-	changes, err := a.classifyUsers(ctx, gc, in, page.GetValue(), members)
+	changes, err := a.classifyUsers(ctx, a.mailboxGraph(in.ConnectionID), in, page.GetValue(), members)
 	if err != nil {
 		return workflows.DiscoverPageResult{}, err
 	}
@@ -112,8 +112,9 @@ func (a *Activities) DiscoverPage(ctx context.Context, in workflows.DiscoverPage
 // whether it is a shared mailbox (userPurpose). A disabled account that is
 // not a shared mailbox's leaves.
 // members are the users of the page who are members of the selection's
-// groups.
-func (a *Activities) classifyUsers(ctx context.Context, gc *graph.Client, in workflows.DiscoverPageInput, us []models.Userable, members map[string]bool) ([]store.DirectoryChange, error) {
+// groups; mailboxGraph gives the client that reads a user's mailbox.
+func (a *Activities) classifyUsers(ctx context.Context, mailboxGraph func(ctx context.Context, userID string) (*graph.Client, error),
+	in workflows.DiscoverPageInput, us []models.Userable, members map[string]bool) ([]store.DirectoryChange, error) {
 	out := make([]store.DirectoryChange, len(us))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(directoryConcurrency)
@@ -137,11 +138,11 @@ func (a *Activities) classifyUsers(ctx context.Context, gc *graph.Client, in wor
 		}
 		enabled := u.GetAccountEnabled() == nil || *u.GetAccountEnabled()
 		g.Go(func() error {
-			err := a.classifyMailbox(gctx, in, &c, enabled)
+			err := classifyMailbox(gctx, mailboxGraph, in, &c, enabled)
 			mu.Lock()
 			out[i] = c
 			done++
-			if done%20 == 0 {
+			if done%20 == 0 && activity.IsActivity(ctx) {
 				activity.RecordHeartbeat(ctx, done)
 			}
 			mu.Unlock()
@@ -159,8 +160,15 @@ func (a *Activities) classifyUsers(ctx context.Context, gc *graph.Client, in wor
 	return out, nil
 }
 
-func (a *Activities) classifyMailbox(ctx context.Context, in workflows.DiscoverPageInput, c *store.DirectoryChange, enabled bool) error {
-	gc, err := a.graphFor(ctx, in.ConnectionID, c.UserID)
+// mailboxGraph gives a connection's clients for its users' mailboxes,
+// each on the mailbox's budget.
+func (a *Activities) mailboxGraph(connectionID string) func(ctx context.Context, userID string) (*graph.Client, error) {
+	return func(ctx context.Context, userID string) (*graph.Client, error) { return a.graphFor(ctx, connectionID, userID) }
+}
+
+func classifyMailbox(ctx context.Context, mailboxGraph func(ctx context.Context, userID string) (*graph.Client, error), in workflows.DiscoverPageInput,
+	c *store.DirectoryChange, enabled bool) error {
+	gc, err := mailboxGraph(ctx, c.UserID)
 	if err != nil {
 		return err
 	}
@@ -329,7 +337,9 @@ func groupMembers(ctx context.Context, gc *graph.Client, groups []string) ([]str
 			}
 			page, err = b.WithUrl(*next).Get(ctx, nil)
 		}
-		activity.RecordHeartbeat(ctx, g)
+		if activity.IsActivity(ctx) {
+			activity.RecordHeartbeat(ctx, g)
+		}
 	}
 	return ids, nil
 }
@@ -358,15 +368,20 @@ func groupError(group string, err error) error {
 // directory does not know yet come with /users/delta, which consults the
 // members recorded here.
 func (a *Activities) DiscoverGroups(ctx context.Context, in workflows.DiscoverGroupsInput) (workflows.DiscoverGroupsResult, error) {
-	var res workflows.DiscoverGroupsResult
 	conn, err := a.Store.GetConnection(ctx, in.ConnectionID)
 	if err != nil {
-		return res, err
+		return workflows.DiscoverGroupsResult{}, err
 	}
 	gc, err := a.directoryFor(ctx, in.ConnectionID, conn.TenantID)
 	if err != nil {
-		return res, err
+		return workflows.DiscoverGroupsResult{}, err
 	}
+	return a.discoverGroups(ctx, gc, a.mailboxGraph(in.ConnectionID), in)
+}
+
+func (a *Activities) discoverGroups(ctx context.Context, gc *graph.Client, mailboxGraph func(ctx context.Context, userID string) (*graph.Client, error),
+	in workflows.DiscoverGroupsInput) (workflows.DiscoverGroupsResult, error) {
+	var res workflows.DiscoverGroupsResult
 	ids, err := groupMembers(ctx, gc, in.Selection.Groups)
 	var ae *identity.AppError
 	if errors.As(err, &ae) {
@@ -422,7 +437,7 @@ func (a *Activities) DiscoverGroups(ctx context.Context, in workflows.DiscoverGr
 		}
 	}
 	if len(again) > 0 {
-		cs, err := a.classifyUsers(ctx, gc, workflows.DiscoverPageInput{ConnectionID: in.ConnectionID, Selection: in.Selection}, again, members)
+		cs, err := a.classifyUsers(ctx, mailboxGraph, workflows.DiscoverPageInput{ConnectionID: in.ConnectionID, Selection: in.Selection}, again, members)
 		if err != nil {
 			return res, err
 		}
