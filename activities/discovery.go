@@ -163,7 +163,9 @@ func (a *Activities) classifyUsers(ctx context.Context, mailboxGraph func(ctx co
 // mailboxGraph gives a connection's clients for its users' mailboxes,
 // each on the mailbox's budget.
 func (a *Activities) mailboxGraph(connectionID string) func(ctx context.Context, userID string) (*graph.Client, error) {
-	return func(ctx context.Context, userID string) (*graph.Client, error) { return a.graphFor(ctx, connectionID, userID) }
+	return func(ctx context.Context, userID string) (*graph.Client, error) {
+		return a.graphFor(ctx, connectionID, userID)
+	}
 }
 
 func classifyMailbox(ctx context.Context, mailboxGraph func(ctx context.Context, userID string) (*graph.Client, error), in workflows.DiscoverPageInput,
