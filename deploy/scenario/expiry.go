@@ -16,12 +16,12 @@ import (
 // graphsim's own clock is not moved: the secret's end date, outlookd's
 // timers and the tokens all run on real time.
 const (
-	expiryIn      = 45 * time.Second
-	expiryMargin1 = 30 * time.Second
-	expiryMargin2 = 15 * time.Second
+	expiryIn      = 30 * time.Second
+	expiryMargin1 = 20 * time.Second
+	expiryMargin2 = 10 * time.Second
 	// expiryTokenLife is graphsim's access-token lifetime: tokens got just
 	// before the expiry still work for this long after it, as Entra's do.
-	expiryTokenLife = 30 * time.Second
+	expiryTokenLife = 20 * time.Second
 )
 
 // credentialExpiryWorld is the world the scenario needs.
@@ -124,8 +124,8 @@ func credentialExpiry(ctx context.Context, w *world, size int) (result, error) {
 			return r, err
 		}
 	}
-	// Past every token the old secret got, and a poll or two later.
-	time.Sleep(time.Until(expires.Add(expiryTokenLife + 10*time.Second)))
+	// Past the end of every token the old secret got, and a little more.
+	time.Sleep(time.Until(expires.Add(expiryTokenLife + 5*time.Second)))
 	after, err := w.sim.Counters(ctx)
 	if err != nil {
 		return r, err
