@@ -149,6 +149,10 @@ const (
 	discoveryBatch = 50
 )
 
+// defaultMailboxSettingsEvery is how often a mailbox's mailboxSettings
+// are read again.
+const defaultMailboxSettingsEvery = 6 * time.Hour
+
 // expiryCheckSlack is how long after a secret's expiry the credential is
 // checked.
 const expiryCheckSlack = 10 * time.Second

@@ -659,6 +659,9 @@ func (c *connection) sync(ctx workflow.Context) {
 		ConnectionID: c.credentialID(), MailboxID: c.mailboxID(), UserID: c.s.UserID, StoreBodies: c.s.Settings.StoreBodies(),
 		ContactFilter: c.s.Settings.ContactFilter, Bodies: c.s.Settings.Bodies, PageSize: c.opts.PageSize, Reanchor: reanchor,
 	}
+	if c.isMailbox() && c.s.Mode == ModeApplication {
+		in.MailboxSettingsEvery = cmp.Or(c.opts.MailboxSettingsEvery, defaultMailboxSettingsEvery)
+	}
 	var res SyncFoldersResult
 	var err error
 	local := len(reanchor) == 0
