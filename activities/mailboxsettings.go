@@ -113,4 +113,3 @@ func logWarn(ctx context.Context, msg string, kv ...any) {
 		activity.GetLogger(ctx).Warn(msg, kv...)
 	}
 }
-
