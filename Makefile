@@ -28,7 +28,7 @@ test: chromium
 	OUTLOOKD_REQUIRE_STACK=1 $(GO) test -count=1 -timeout 30m ./...
 	$(MAKE) --no-print-directory deploy-check
 	$(MAKE) --no-print-directory fuzz FUZZTIME=20000x
-	$(GO) run ./deploy/scenario --size 2000 connect-backfill reauth admin-consent disconnect operator-cancel webhook-abuse hostile-input shared-mailboxes contact-filter credential-expiry send-exactly-once secrets-scan
+	$(GO) run ./deploy/scenario --size 2000 connect-backfill reauth admin-consent disconnect operator-cancel webhook-abuse hostile-input shared-mailboxes contact-filter credential-expiry group-selection send-exactly-once secrets-scan
 
 ## deploy-check: the deploy/ files (Dockerfile, compose, Helm chart, alert
 ## rules, dashboard) read by their tools' own parsers. A module of its own
