@@ -41,6 +41,12 @@ func groupSelection(ctx context.Context, w *world, size int) (result, error) {
 	if err != nil {
 		return r, err
 	}
+	// One member is away: its mailbox's settings say so through the API.
+	tz := "Tokyo Standard Time"
+	if err := w.sim.SetMailboxSettings(ctx, upn(1), graphsim.MailboxSettingsUpdate{TimeZone: &tz,
+		AutomaticReplies: &graphsim.AutomaticReplies{Status: "alwaysEnabled", ExternalAudience: "all", InternalReplyMessage: "On leave"}}); err != nil {
+		return r, err
+	}
 	selection := map[string]any{"groups": []string{sales.ID}}
 	base := []string{"User.Read.All", "Mail.Read", "MailboxSettings.Read"}
 	// Without a group permission: refused, naming the one to grant.
@@ -75,7 +81,9 @@ func groupSelection(ctx context.Context, w *world, size int) (result, error) {
 	start := time.Now()
 	var c conn
 	st, err = w.call("POST", "/v1/connections", map[string]any{"kind": "application", "owner": "it-admin", "tenant": w.demo.TenantID,
-		"client_id": app.ClientID, "client_secret": "groups-" + w.id, "backfill_days": 30, "selection": selection}, &c)
+		"client_id": app.ClientID, "client_secret": "groups-" + w.id, "backfill_days": 30, "selection": selection,
+		// The mailbox settings are read at the first poll after the backfill.
+		"poll_minutes": 1}, &c)
 	if err == nil && st != 201 {
 		err = fmt.Errorf("create the application connection: %d", st)
 	}
@@ -148,6 +156,34 @@ func groupSelection(ctx context.Context, w *world, size int) (result, error) {
 		r.lost += lost
 		r.dup += dup
 	}
+	var away struct {
+		Settings struct {
+			TimeZone         string `json:"time_zone"`
+			AutomaticReplies struct {
+				Status  string `json:"status"`
+				Message string `json:"internal_reply_message"`
+			} `json:"automatic_replies"`
+		} `json:"mailbox_settings"`
+	}
+	settingsAt := time.Now()
+	err = waitFor(90*time.Second, func() error {
+		for _, u := range users {
+			if u.Address != upn(1) {
+				continue
+			}
+			if _, err := w.call("GET", mailboxPath(c.ID, u.MailboxID), nil, &away); err != nil {
+				return err
+			}
+		}
+		if s := away.Settings; s.TimeZone != tz || s.AutomaticReplies.Status != "alwaysEnabled" || s.AutomaticReplies.Message != "On leave" {
+			return fmt.Errorf("%s's mailbox settings: %+v", upn(1), s)
+		}
+		return nil
+	})
+	if err != nil {
+		return r, err
+	}
+	r.add("mailbox_settings_s", fmt.Sprintf("%.1f", time.Since(settingsAt).Seconds()))
 	r.add("users", len(users))
 	r.add("directory", fmt.Sprint(counts))
 	r.add("first_round_s", fmt.Sprintf("%.1f", first.Seconds()))
