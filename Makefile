@@ -29,7 +29,7 @@ test: chromium
 	OUTLOOKD_REQUIRE_STACK=1 $(GO) test -count=1 -timeout 30m ./...
 	$(MAKE) --no-print-directory deploy-check
 	$(MAKE) --no-print-directory fuzz FUZZTIME=20000x
-	$(GO) run ./deploy/scenario --size 2000 connect-backfill reauth admin-consent disconnect operator-cancel webhook-abuse hostile-input shared-mailboxes contact-filter personal-account send-exactly-once secrets-scan
+	$(GO) run ./deploy/scenario --size 2000 connect-backfill reauth admin-consent disconnect operator-cancel webhook-abuse hostile-input shared-mailboxes contact-filter personal-account credential-expiry group-selection send-exactly-once secrets-scan
 	$(STACK) --profile cluster up
 	OUTLOOKD_STACK_PROFILE=cluster $(GO) run ./deploy/scenario --size 2000 chaos-replicas
 

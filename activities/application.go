@@ -10,6 +10,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"golang.org/x/oauth2"
 
+	graphgroups "github.com/microsoftgraph/msgraph-sdk-go/groups"
 	"github.com/microsoftgraph/msgraph-sdk-go/users"
 
 	"github.com/outlookd/outlookd/graph"
@@ -90,6 +91,32 @@ func (cr Credentials) Check(ctx context.Context, cred identity.AppCredential) (A
 	return AppCheck{TenantID: tid, Roles: roles, Token: tok}, nil
 }
 
+// CheckGroups proves, with the token a check obtained, that the
+// application can read the members of each group the selection names: a
+// permission missing is permission_missing naming GroupMember.Read.All, a
+// group unknown is group_not_found (*identity.AppError); other errors are
+// transient.
+func (cr Credentials) CheckGroups(ctx context.Context, chk AppCheck, groups []string) error {
+	gc, err := cr.A.graphWithToken(chk.Token)
+	if err != nil {
+		return err
+	}
+	top := int32(1)
+	for _, g := range groups {
+		_, err := gc.Groups().ByGroupId(g).TransitiveMembers().GraphUser().Get(ctx, &graphgroups.ItemTransitiveMembersGraphUserRequestBuilderGetRequestConfiguration{
+			QueryParameters: &graphgroups.ItemTransitiveMembersGraphUserRequestBuilderGetQueryParameters{Top: &top, Select: []string{"id"}}})
+		if err == nil {
+			continue
+		}
+		var ae *identity.AppError
+		if err := groupError(g, err); errors.As(err, &ae) {
+			return ae
+		}
+		return fmt.Errorf("activities: read group %s: %w", g, err)
+	}
+	return nil
+}
+
 func capitalFirst(s string) string {
 	if s == "" {
 		return s
@@ -113,6 +140,17 @@ func (cr Credentials) StoreToken(ctx context.Context, connectionID string, chk A
 	return err
 }
 
+// refusedAtRefresh is the sentence of a credential refused while the
+// connection runs: what to change, and where to give it.
+func refusedAtRefresh(connectionID string, reason identity.AppReason, text string) string {
+	where := "PUT /v1/connections/" + connectionID + "/credential"
+	if reason == identity.AppSecretExpired {
+		return "The client secret has expired: create a new one under Certificates & secrets in the app registration and give it with " +
+			where + "; every mailbox resumes where it stopped."
+	}
+	return text + " Then give the credential with " + where + "; every mailbox resumes where it stopped."
+}
+
 // appRefresh gets an application connection a new app-only token with
 // its client credential (there is no refresh token in this grant). A
 // credential Microsoft refuses (expired or removed secret, consent
@@ -126,6 +164,7 @@ func (a *Activities) appRefresh(ctx context.Context, connectionID string, versio
 	tok, err := a.Identity.ClientCredentialsToken(ctx, a.httpClient(), cred)
 	if err != nil {
 		if reason, text, ok := identity.ClassifyAppError(err, cred); ok {
+			text = refusedAtRefresh(connectionID, reason, text)
 			return vault.Tokens{}, temporal.NewNonRetryableApplicationError("the application's credential was refused: "+string(reason),
 				workflows.ErrReauthRequired, err, reasonDetail{Reason: string(reason), Text: text})
 		}

@@ -144,3 +144,56 @@ func TestCheckApplicationCertificate(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckApplicationGroups reads the selection's groups as creation
+// does, against graphsim: a group readable passes; without a group
+// permission Graph's 403 becomes permission_missing naming
+// GroupMember.Read.All; a group the tenant lacks is group_not_found.
+func TestCheckApplicationGroups(t *testing.T) {
+	ctx := context.Background()
+	org := simtest.StartOrg(t, graphsim.Options{})
+	tenant := org.Tenant.Tenant.ID
+	base := []string{"User.Read.All", "Mail.Read", "MailboxSettings.Read"}
+	u, err := org.Ctl.AddUser(ctx, graphsim.UserSpec{Tenant: tenant, UPN: "member@contoso.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	grp, err := org.Ctl.AddGroup(ctx, graphsim.GroupSpec{Tenant: tenant, DisplayName: "Sales", Members: []string{u.ID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := activities.Credentials{A: &activities.Activities{GraphURL: org.Sim.GraphURL(),
+		Identity: identity.Config{AuthorityURL: org.Sim.AuthorityURL()}}}
+	for _, tc := range []struct {
+		name    string
+		roles   []string
+		group   string
+		want    identity.AppReason
+		missing []string
+	}{
+		{"GroupMember.Read.All", append(slices.Clone(base), "GroupMember.Read.All"), grp.ID, "", nil},
+		{"Group.Read.All", append(slices.Clone(base), "Group.Read.All"), grp.ID, "", nil},
+		{"no group permission", base, grp.ID, identity.AppPermissionMissing, []string{"GroupMember.Read.All"}},
+		{"unknown group", append(slices.Clone(base), "GroupMember.Read.All"), "5d1c7a0e-0000-4000-8000-000000000000", identity.AppGroupNotFound, nil},
+	} {
+		app, err := org.Ctl.AddApp(ctx, graphsim.AppSpec{Name: tc.name, AppRoles: tc.roles})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := org.Ctl.GrantConsent(ctx, graphsim.ConsentSpec{Tenant: tenant, ClientID: app.ClientID, Roles: tc.roles}); err != nil {
+			t.Fatal(err)
+		}
+		chk, err := check.Check(ctx, identity.AppCredential{Tenant: tenant, ClientID: app.ClientID, Secret: app.Secrets[0].Value})
+		if err != nil {
+			t.Fatalf("%s: check: %v", tc.name, err)
+		}
+		err = check.CheckGroups(ctx, chk, []string{tc.group})
+		var ae *identity.AppError
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: %v", tc.name, err)
+		case tc.want != "" && (!errors.As(err, &ae) || ae.Reason != tc.want || !slices.Equal(ae.Missing, tc.missing) || ae.Text == ""):
+			t.Errorf("%s: %v (%+v), want %s %v", tc.name, err, ae, tc.want, tc.missing)
+		}
+	}
+}

@@ -11,12 +11,15 @@ import (
 	"sync"
 
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
 	"golang.org/x/sync/errgroup"
 
+	graphgroups "github.com/microsoftgraph/msgraph-sdk-go/groups"
 	"github.com/microsoftgraph/msgraph-sdk-go/models"
 	"github.com/microsoftgraph/msgraph-sdk-go/users"
 
 	"github.com/outlookd/outlookd/graph"
+	"github.com/outlookd/outlookd/identity"
 	"github.com/outlookd/outlookd/store"
 	"github.com/outlookd/outlookd/workflows"
 )
@@ -72,7 +75,17 @@ func (a *Activities) DiscoverPage(ctx context.Context, in workflows.DiscoverPage
 		}
 		return workflows.DiscoverPageResult{}, classifyGraph("users delta", err)
 	}
-	changes, err := a.classifyUsers(ctx, gc, in, page.GetValue())
+	var members map[string]bool
+	if len(in.Selection.Groups) > 0 {
+		var ids []string
+		for _, u := range page.GetValue() {
+			ids = append(ids, deref(u.GetId()))
+		}
+		if members, err = a.Store.GroupMembers(ctx, in.ConnectionID, ids); err != nil {
+			return workflows.DiscoverPageResult{}, classifyStore(err)
+		}
+	}
+	changes, err := a.classifyUsers(ctx, a.mailboxGraph(in.ConnectionID), in, page.GetValue(), members)
 	if err != nil {
 		return workflows.DiscoverPageResult{}, err
 	}
@@ -98,7 +111,10 @@ func (a *Activities) DiscoverPage(ctx context.Context, in workflows.DiscoverPage
 // whether an application access policy keeps the app out (403), and
 // whether it is a shared mailbox (userPurpose). A disabled account that is
 // not a shared mailbox's leaves.
-func (a *Activities) classifyUsers(ctx context.Context, gc *graph.Client, in workflows.DiscoverPageInput, us []models.Userable) ([]store.DirectoryChange, error) {
+// members are the users of the page who are members of the selection's
+// groups; mailboxGraph gives the client that reads a user's mailbox.
+func (a *Activities) classifyUsers(ctx context.Context, mailboxGraph func(ctx context.Context, userID string) (*graph.Client, error),
+	in workflows.DiscoverPageInput, us []models.Userable, members map[string]bool) ([]store.DirectoryChange, error) {
 	out := make([]store.DirectoryChange, len(us))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(directoryConcurrency)
@@ -115,18 +131,18 @@ func (a *Activities) classifyUsers(ctx context.Context, gc *graph.Client, in wor
 			out[i] = c
 			continue
 		}
-		if reason := selectionRefuses(in.Selection, id, c.Address, strings.ToLower(deref(u.GetUserPrincipalName()))); reason != "" {
+		if reason := selectionRefuses(in.Selection, members[id], id, c.Address, strings.ToLower(deref(u.GetUserPrincipalName()))); reason != "" {
 			c.Reason = reason
 			out[i] = c
 			continue
 		}
 		enabled := u.GetAccountEnabled() == nil || *u.GetAccountEnabled()
 		g.Go(func() error {
-			err := a.classifyMailbox(gctx, in, &c, enabled)
+			err := classifyMailbox(gctx, mailboxGraph, in, &c, enabled)
 			mu.Lock()
 			out[i] = c
 			done++
-			if done%20 == 0 {
+			if done%20 == 0 && activity.IsActivity(ctx) {
 				activity.RecordHeartbeat(ctx, done)
 			}
 			mu.Unlock()
@@ -144,8 +160,17 @@ func (a *Activities) classifyUsers(ctx context.Context, gc *graph.Client, in wor
 	return out, nil
 }
 
-func (a *Activities) classifyMailbox(ctx context.Context, in workflows.DiscoverPageInput, c *store.DirectoryChange, enabled bool) error {
-	gc, err := a.graphFor(ctx, in.ConnectionID, c.UserID)
+// mailboxGraph gives a connection's clients for its users' mailboxes,
+// each on the mailbox's budget.
+func (a *Activities) mailboxGraph(connectionID string) func(ctx context.Context, userID string) (*graph.Client, error) {
+	return func(ctx context.Context, userID string) (*graph.Client, error) {
+		return a.graphFor(ctx, connectionID, userID)
+	}
+}
+
+func classifyMailbox(ctx context.Context, mailboxGraph func(ctx context.Context, userID string) (*graph.Client, error), in workflows.DiscoverPageInput,
+	c *store.DirectoryChange, enabled bool) error {
+	gc, err := mailboxGraph(ctx, c.UserID)
 	if err != nil {
 		return err
 	}
@@ -178,8 +203,9 @@ func (a *Activities) classifyMailbox(ctx context.Context, in workflows.DiscoverP
 	return nil
 }
 
-// selectionRefuses is why the selection leaves a user out, if it does.
-func selectionRefuses(s workflows.Selection, ids ...string) string {
+// selectionRefuses is why the selection leaves a user out, if it does;
+// member says whether the user is a member of the selection's groups.
+func selectionRefuses(s workflows.Selection, member bool, ids ...string) string {
 	match := func(list []string) bool {
 		return slices.ContainsFunc(list, func(x string) bool {
 			return slices.ContainsFunc(ids, func(id string) bool { return id != "" && strings.EqualFold(x, id) })
@@ -188,7 +214,9 @@ func selectionRefuses(s workflows.Selection, ids ...string) string {
 	switch {
 	case match(s.Exclude):
 		return ExcludedBySelection
-	case len(s.Include) > 0 && !match(s.Include):
+	case member || match(s.Include):
+		return ""
+	case len(s.Include) > 0 || len(s.Groups) > 0:
 		return ExcludedNotSelected
 	}
 	return ""
@@ -278,4 +306,147 @@ func (a *Activities) LiveMailboxes(ctx context.Context, in workflows.LiveMailbox
 		ids = []string{}
 	}
 	return workflows.LiveMailboxesResult{IDs: ids}, nil
+}
+
+// groupReadPermission is the least privileged application permission that
+// reads a group's members (https://learn.microsoft.com/en-us/graph/api/group-list-transitivemembers).
+const groupReadPermission = "GroupMember.Read.All"
+
+// ErrGroupsUnreadable is the type of a DiscoverGroups error Graph's
+// refusal caused (the permission withdrawn, a group deleted): the round
+// waits and tries again, the reason in the discovery's last error.
+const ErrGroupsUnreadable = "GroupsUnreadable"
+
+// groupMembers reads the users who are members, directly or through
+// nested groups, of every group (/groups/{id}/transitiveMembers/microsoft.graph.user).
+func groupMembers(ctx context.Context, gc *graph.Client, groups []string) ([]string, error) {
+	var ids []string
+	top := int32(999)
+	for _, g := range groups {
+		b := gc.Groups().ByGroupId(g).TransitiveMembers().GraphUser()
+		page, err := b.Get(ctx, &graphgroups.ItemTransitiveMembersGraphUserRequestBuilderGetRequestConfiguration{
+			QueryParameters: &graphgroups.ItemTransitiveMembersGraphUserRequestBuilderGetQueryParameters{Top: &top, Select: []string{"id"}}})
+		for {
+			if err != nil {
+				return nil, groupError(g, err)
+			}
+			for _, u := range page.GetValue() {
+				ids = append(ids, deref(u.GetId()))
+			}
+			next := page.GetOdataNextLink()
+			if next == nil || *next == "" {
+				break
+			}
+			page, err = b.WithUrl(*next).Get(ctx, nil)
+		}
+		if activity.IsActivity(ctx) {
+			activity.RecordHeartbeat(ctx, g)
+		}
+	}
+	return ids, nil
+}
+
+// groupError says why a group could not be read: the permission missing
+// (403 Authorization_RequestDenied) or the group unknown (404), each with
+// what to change; other errors as any Graph call's.
+func groupError(group string, err error) error {
+	ge, ok := graph.AsError(err)
+	switch {
+	case ok && ge.Status == 403:
+		return &identity.AppError{Reason: identity.AppPermissionMissing, Missing: []string{groupReadPermission},
+			Text: "Graph refused to list the members of group " + group + " (" + ge.Code + "): grant the application permission " +
+				groupReadPermission + " (or Group.Read.All) and admin consent."}
+	case ok && ge.Status == 404:
+		return &identity.AppError{Reason: identity.AppGroupNotFound,
+			Text: "The tenant has no group " + group + ": give the group's object ID, on its Overview page in Entra."}
+	}
+	return classifyGraph("group members", err)
+}
+
+// DiscoverGroups reads the selected groups' members again at the start
+// of a discovery round and compares them with the last read: a known
+// user who came in is classified again (its mailbox may join), one who
+// went out and is not listed by Include leaves (not_selected). Users the
+// directory does not know yet come with /users/delta, which consults the
+// members recorded here.
+func (a *Activities) DiscoverGroups(ctx context.Context, in workflows.DiscoverGroupsInput) (workflows.DiscoverGroupsResult, error) {
+	conn, err := a.Store.GetConnection(ctx, in.ConnectionID)
+	if err != nil {
+		return workflows.DiscoverGroupsResult{}, err
+	}
+	gc, err := a.directoryFor(ctx, in.ConnectionID, conn.TenantID)
+	if err != nil {
+		return workflows.DiscoverGroupsResult{}, err
+	}
+	return a.discoverGroups(ctx, gc, a.mailboxGraph(in.ConnectionID), in)
+}
+
+func (a *Activities) discoverGroups(ctx context.Context, gc *graph.Client, mailboxGraph func(ctx context.Context, userID string) (*graph.Client, error),
+	in workflows.DiscoverGroupsInput) (workflows.DiscoverGroupsResult, error) {
+	var res workflows.DiscoverGroupsResult
+	ids, err := groupMembers(ctx, gc, in.Selection.Groups)
+	var ae *identity.AppError
+	if errors.As(err, &ae) {
+		return res, temporal.NewNonRetryableApplicationError(ae.Text, ErrGroupsUnreadable, err, reasonDetail{Reason: string(ae.Reason), Text: ae.Text})
+	}
+	if err != nil {
+		return res, err
+	}
+	res.Members = len(ids)
+	added, removed, err := a.Store.ReplaceGroupMembers(ctx, in.ConnectionID, ids)
+	if err != nil {
+		return res, classifyStore(err)
+	}
+	changed := append(slices.Clone(added), removed...)
+	if len(changed) == 0 {
+		return res, nil
+	}
+	known, err := a.Store.KnownDirectoryUsers(ctx, in.ConnectionID, changed)
+	if err != nil {
+		return res, classifyStore(err)
+	}
+	members := map[string]bool{}
+	for _, id := range ids {
+		members[id] = true
+	}
+	var again []models.Userable
+	var changes []store.DirectoryChange
+	for _, id := range changed {
+		u, ok := known[id]
+		if !ok || u.Status == store.DirLeft {
+			continue
+		}
+		if members[id] {
+			if u.Reason != ExcludedNotSelected {
+				continue // excluded for another reason, or already synced
+			}
+			usr, err := gc.Users().ByUserId(id).Get(ctx, &users.UserItemRequestBuilderGetRequestConfiguration{
+				QueryParameters: &users.UserItemRequestBuilderGetQueryParameters{Select: strings.Split(usersDeltaSelect, ",")}})
+			if ge, ok := graph.AsError(err); ok && ge.Status == 404 {
+				continue // deleted since: /users/delta says so
+			}
+			if err != nil {
+				return res, classifyGraph("user", err)
+			}
+			again = append(again, usr)
+			res.Joined++
+			continue
+		}
+		if reason := selectionRefuses(in.Selection, members[id], id, u.Address); reason != "" &&
+			(u.Status == store.DirJoining || u.Status == store.DirSyncing) {
+			changes = append(changes, store.DirectoryChange{UserID: id, Address: u.Address, DisplayName: u.DisplayName, Shared: u.Shared, Reason: reason})
+			res.Left++
+		}
+	}
+	if len(again) > 0 {
+		cs, err := a.classifyUsers(ctx, mailboxGraph, workflows.DiscoverPageInput{ConnectionID: in.ConnectionID, Selection: in.Selection}, again, members)
+		if err != nil {
+			return res, err
+		}
+		changes = append(changes, cs...)
+	}
+	if err := a.Store.ApplyDirectoryChanges(ctx, in.ConnectionID, changes); err != nil {
+		return res, classifyStore(err)
+	}
+	return res, nil
 }

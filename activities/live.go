@@ -95,6 +95,7 @@ func (a *Activities) SyncFolders(ctx context.Context, in workflows.SyncFoldersIn
 		return res, classifyStore(err)
 	}
 	res.Removed += n
+	a.refreshGraphSettings(ctx, gc, in)
 	return res, nil
 }
 

@@ -33,12 +33,13 @@ type applicationRequest struct {
 // selectionJSON is which of the tenant's mailboxes are synced.
 type selectionJSON struct {
 	Include []string `json:"include,omitempty"`
+	Groups  []string `json:"groups,omitempty"`
 	Exclude []string `json:"exclude,omitempty"`
 	Shared  bool     `json:"shared,omitempty"`
 }
 
 func (s selectionJSON) workflow() workflows.Selection {
-	return workflows.Selection{Include: s.Include, Exclude: s.Exclude, Shared: s.Shared}
+	return workflows.Selection{Include: s.Include, Groups: s.Groups, Exclude: s.Exclude, Shared: s.Shared}
 }
 
 // appProblem answers a refused application credential with its reason as
@@ -195,7 +196,7 @@ func (s *server) applicationView(ctx context.Context, v *connectionJSON, st *wor
 	a := &applicationJSON{Progress: p, Syncing: p.ByStatus[store.DirSyncing] + p.ByStatus[store.DirJoining], Excluded: p.ByStatus[store.DirExcluded]}
 	if st != nil && st.App != nil {
 		a.ClientID, a.SecretExpiresAt = st.App.ClientID, timePtr(st.App.SecretExpires)
-		a.Selection = selectionJSON{Include: st.App.Selection.Include, Exclude: st.App.Selection.Exclude, Shared: st.App.Selection.Shared}
+		a.Selection = selectionJSON{Include: st.App.Selection.Include, Groups: st.App.Selection.Groups, Exclude: st.App.Selection.Exclude, Shared: st.App.Selection.Shared}
 		d := st.App.Discovery
 		a.Discovery = &discoveryJSON{Running: d.More, Rounds: d.Rounds, LastRoundAt: timePtr(d.LastRound), Joined: d.Joined, Left: d.Left, LastError: d.LastError}
 	}

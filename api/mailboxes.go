@@ -40,12 +40,16 @@ type mailboxJSON struct {
 	// Contacts is where the contact filter's fetches stand.
 	Contacts     *contactsStatusJSON `json:"contacts,omitempty"`
 	MessageCount int64               `json:"message_count"`
-	NextAction   string              `json:"next_action,omitempty"`
-	NextActionAt *time.Time          `json:"next_action_at,omitempty"`
-	LastSyncAt   *time.Time          `json:"last_sync_at,omitempty"`
-	DetachedAt   *time.Time          `json:"detached_at,omitempty"`
-	CreatedAt    time.Time           `json:"created_at"`
-	UpdatedAt    time.Time           `json:"updated_at"`
+	// MailboxSettings are Microsoft Graph's mailboxSettings of an
+	// application connection's mailbox, as last read.
+	MailboxSettings       json.RawMessage `json:"mailbox_settings,omitempty"`
+	MailboxSettingsReadAt *time.Time      `json:"mailbox_settings_read_at,omitempty"`
+	NextAction            string          `json:"next_action,omitempty"`
+	NextActionAt          *time.Time      `json:"next_action_at,omitempty"`
+	LastSyncAt            *time.Time      `json:"last_sync_at,omitempty"`
+	DetachedAt            *time.Time      `json:"detached_at,omitempty"`
+	CreatedAt             time.Time       `json:"created_at"`
+	UpdatedAt             time.Time       `json:"updated_at"`
 	// Source says whether the state came from the mailbox's workflow or,
 	// when Temporal did not answer, from the registry.
 	Source string `json:"source"`
@@ -69,7 +73,8 @@ func mailboxSettings(m store.Mailbox) appSettings {
 func mailboxView(m store.Mailbox, count int64, st *workflows.Status) mailboxJSON {
 	out := mailboxJSON{ID: m.ID, ConnectionID: m.ConnectionID, Address: m.Address, State: m.State, Reason: m.Reason,
 		SyncMode: m.SyncMode, PollReason: m.PollReason, Settings: mailboxSettings(m), MessageCount: count,
-		DetachedAt: m.DetachedAt, CreatedAt: m.CreatedAt, UpdatedAt: m.UpdatedAt, Source: "registry"}
+		DetachedAt: m.DetachedAt, CreatedAt: m.CreatedAt, UpdatedAt: m.UpdatedAt, Source: "registry",
+		MailboxSettings: m.GraphSettings, MailboxSettingsReadAt: m.GraphSettingsReadAt}
 	if st == nil {
 		return out
 	}

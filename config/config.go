@@ -123,6 +123,10 @@ type Config struct {
 	// without being told of a change, to catch a notification Graph never
 	// delivered. It applies to connections created from then on.
 	ReconcileEvery time.Duration `env:"OUTLOOKD_RECONCILE_EVERY" envDefault:"6h"`
+	// SecretExpiryMargins are how long before its client secret expires
+	// an application connection tells the app (once per margin). They
+	// apply to connections created from then on.
+	SecretExpiryMargins []time.Duration `env:"OUTLOOKD_SECRET_EXPIRY_MARGINS" envDefault:"720h,168h" envSeparator:","`
 	// WorkflowCache is how many connection workflows the worker keeps in
 	// memory between their tasks (Temporal's sticky cache). One not kept
 	// replays its history at its next task: less memory, more work.
@@ -271,6 +275,14 @@ func (c Config) Validate() error {
 	}
 	if c.ReconcileEvery < time.Minute || c.ReconcileEvery > 24*time.Hour {
 		return &Error{Var: "OUTLOOKD_RECONCILE_EVERY", Expect: "a duration between 1m and 24h"}
+	}
+	if len(c.SecretExpiryMargins) == 0 || len(c.SecretExpiryMargins) > 5 {
+		return &Error{Var: "OUTLOOKD_SECRET_EXPIRY_MARGINS", Expect: "one to five durations, comma-separated, such as 720h,168h"}
+	}
+	for _, m := range c.SecretExpiryMargins {
+		if m < time.Second || m > 365*24*time.Hour {
+			return &Error{Var: "OUTLOOKD_SECRET_EXPIRY_MARGINS", Expect: fmt.Sprintf("durations between 1s and 8760h, got %s", m)}
+		}
 	}
 	if c.WorkflowCache < 1 || c.WorkflowCache > 1000000 {
 		return &Error{Var: "OUTLOOKD_WORKFLOW_CACHE", Expect: "a number of workflows from 1 to 1000000"}

@@ -23,6 +23,9 @@ import (
 type AppChecker interface {
 	Check(ctx context.Context, cred identity.AppCredential) (activities.AppCheck, error)
 	StoreToken(ctx context.Context, connectionID string, chk activities.AppCheck) error
+	// CheckGroups proves the token a check obtained can read the
+	// selection's groups.
+	CheckGroups(ctx context.Context, chk activities.AppCheck, groups []string) error
 }
 
 // AppRequest describes a new application connection.
@@ -55,6 +58,11 @@ func (s *Service) CreateApplication(ctx context.Context, r AppRequest) (string, 
 	chk, err := s.Apps.Check(ctx, r.Credential)
 	if err != nil {
 		return "", err
+	}
+	if len(r.Selection.Groups) > 0 {
+		if err := s.Apps.CheckGroups(ctx, chk, r.Selection.Groups); err != nil {
+			return "", err
+		}
 	}
 	settings := r.Settings.WithDefaults()
 	raw, err := json.Marshal(settings)

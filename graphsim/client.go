@@ -92,6 +92,23 @@ func (c *Client) AddSecret(ctx context.Context, clientID, value string, expires 
 	return c.do(ctx, "POST", "/_sim/apps/"+url.PathEscape(clientID)+"/secrets", SecretSpec{Value: value, Expires: expires}, nil)
 }
 
+// AddGroup creates a group with members (users by ID or address, groups
+// by ID).
+func (c *Client) AddGroup(ctx context.Context, spec GroupSpec) (*Group, error) {
+	var g Group
+	return &g, c.do(ctx, "POST", "/_sim/groups", spec, &g)
+}
+
+// AddGroupMember adds a user or a group to a group.
+func (c *Client) AddGroupMember(ctx context.Context, group, member string) error {
+	return c.do(ctx, "POST", "/_sim/groups/"+url.PathEscape(group)+"/members", map[string]string{"member": member}, nil)
+}
+
+// RemoveGroupMember removes a direct member from a group.
+func (c *Client) RemoveGroupMember(ctx context.Context, group, member string) error {
+	return c.do(ctx, "DELETE", "/_sim/groups/"+url.PathEscape(group)+"/members/"+url.PathEscape(member), nil, nil)
+}
+
 // AddUser creates a user or shared mailbox.
 func (c *Client) AddUser(ctx context.Context, spec UserSpec) (*User, error) {
 	var u User

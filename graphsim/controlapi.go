@@ -213,6 +213,25 @@ func (s *Sim) controlHandler() http.Handler {
 	})
 	handle("GET /_sim/subscriptions", func(r *http.Request) (any, error) { return s.Subscriptions(), nil })
 	// Every secret issued or seen, for leak scans (a simulator only).
+	handle("POST /_sim/groups", func(r *http.Request) (any, error) {
+		var spec GroupSpec
+		if err := decode(r, &spec); err != nil {
+			return nil, err
+		}
+		return s.AddGroup(spec)
+	})
+	handle("POST /_sim/groups/{group}/members", func(r *http.Request) (any, error) {
+		var body struct {
+			Member string `json:"member"`
+		}
+		if err := decode(r, &body); err != nil {
+			return nil, err
+		}
+		return nil, s.AddGroupMember(r.PathValue("group"), body.Member)
+	})
+	handle("DELETE /_sim/groups/{group}/members/{member}", func(r *http.Request) (any, error) {
+		return nil, s.RemoveGroupMember(r.PathValue("group"), r.PathValue("member"))
+	})
 	handle("GET /_sim/secrets", func(r *http.Request) (any, error) { return map[string]any{"secrets": s.Secrets()}, nil })
 	handle("DELETE /_sim/subscriptions/{id}", func(r *http.Request) (any, error) {
 		return nil, s.RemoveSubscription(r.PathValue("id"))

@@ -18,7 +18,7 @@ type node struct {
 }
 
 // keyedCollections take a key as the next segment.
-var keyedCollections = map[string]bool{"users": true, "mailfolders": true, "childfolders": true, "messages": true, "attachments": true, "subscriptions": true}
+var keyedCollections = map[string]bool{"users": true, "groups": true, "mailfolders": true, "childfolders": true, "messages": true, "attachments": true, "subscriptions": true}
 
 // parsePath turns /v1.0/... into nodes. Segments are URL-decoded (the SDK
 // escapes '=' in IDs, docs/graph.md#paths-and-ids); "name('key')" and "name/key" are both
@@ -291,6 +291,10 @@ func (s *Sim) dispatch(g *graphRequest) {
 		g.nodes = g.nodes[1:]
 	case "subscriptions":
 		s.serveSubscriptions(g)
+		return
+	case "groups":
+		sleep(g.r, g.latency)
+		s.serveGroups(g)
 		return
 	case "$batch":
 		s.serveBatch(g)

@@ -40,6 +40,8 @@ var applicationPermissions = map[string]string{
 	"Mail.Send":            "Send mail as any user",
 	"User.Read.All":        "Read all users' full profiles",
 	"Directory.Read.All":   "Read directory data",
+	"GroupMember.Read.All": "Read all group memberships",
+	"Group.Read.All":       "Read all groups",
 	"MailboxSettings.Read": "Read all user mailbox settings",
 }
 

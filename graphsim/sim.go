@@ -192,6 +192,7 @@ type Sim struct {
 	tenantByName map[string]*Tenant // by lower-case domain
 	apps         map[string]*App
 	users        map[string]*User // by ID
+	groups       map[string]*Group
 	userByName   map[string]*User // by lower-case UPN and mail
 	codes        map[string]*authCode
 	refresh      map[string]*refreshGrant
@@ -234,6 +235,7 @@ func New(opts Options) (*Sim, error) {
 		tenantByName: map[string]*Tenant{},
 		apps:         map[string]*App{},
 		users:        map[string]*User{},
+		groups:       map[string]*Group{},
 		userByName:   map[string]*User{},
 		codes:        map[string]*authCode{},
 		refresh:      map[string]*refreshGrant{},

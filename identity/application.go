@@ -156,8 +156,10 @@ const (
 	AppPermissionMissing    AppReason = "permission_missing"
 	AppDirectoryUnreachable AppReason = "directory_unreachable"
 	AppCredentialRefused    AppReason = "credential_refused"
-	AppCertificateRefused   AppReason = "certificate_refused"
-	AppInvalidCertificate   AppReason = "invalid_certificate"
+	// AppGroupNotFound: the selection names a group the tenant lacks.
+	AppGroupNotFound      AppReason = "group_not_found"
+	AppCertificateRefused AppReason = "certificate_refused"
+	AppInvalidCertificate AppReason = "invalid_certificate"
 )
 
 // ClassifyAppError maps a client credentials token error to a reason and a

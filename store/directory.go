@@ -54,45 +54,8 @@ type DirectoryChange struct {
 // leaving; the others take their new status at once.
 func (s *Store) ApplyDirectoryPage(ctx context.Context, connectionID string, changes []DirectoryChange, link string, roundDone bool) error {
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		for _, c := range changes {
-			var status, mailboxID string
-			err := tx.QueryRow(ctx, `SELECT status, COALESCE(mailbox_id, '') FROM directory_users WHERE connection_id = $1 AND user_id = $2 FOR UPDATE`,
-				connectionID, c.UserID).Scan(&status, &mailboxID)
-			known := err == nil
-			if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-				return fmt.Errorf("store: directory user %s: %w", c.UserID, err)
-			}
-			next, reason := status, c.Reason
-			live := status == DirJoining || status == DirSyncing
-			switch {
-			case c.Want && (live || status == DirLeaving):
-				// Still synced (or still being detached: it joins again
-				// when the directory next reports it).
-				next = status
-			case c.Want:
-				next, mailboxID, reason = DirJoining, c.NewMailboxID, ""
-			case live:
-				next = DirLeaving
-			case status == DirLeaving:
-			case c.Gone:
-				next = DirLeft
-			default:
-				next = DirExcluded
-			}
-			if !known && c.Gone {
-				continue // never seen, gone already
-			}
-			if _, err := tx.Exec(ctx, `
-				INSERT INTO directory_users (connection_id, user_id, address, display_name, shared, status, reason, mailbox_id)
-				VALUES ($1, $2, NULLIF($3, ''), NULLIF($4, ''), $5, $6, NULLIF($7, ''), NULLIF($8, ''))
-				ON CONFLICT (connection_id, user_id) DO UPDATE SET
-					address = COALESCE(EXCLUDED.address, directory_users.address),
-					display_name = COALESCE(EXCLUDED.display_name, directory_users.display_name),
-					shared = CASE WHEN $9 THEN directory_users.shared ELSE EXCLUDED.shared END,
-					status = EXCLUDED.status, reason = EXCLUDED.reason, mailbox_id = EXCLUDED.mailbox_id, updated_at = now()`,
-				connectionID, c.UserID, c.Address, c.DisplayName, c.Shared, next, reason, mailboxID, c.Gone); err != nil {
-				return fmt.Errorf("store: directory user %s: %w", c.UserID, err)
-			}
+		if err := applyDirectoryChanges(ctx, tx, connectionID, changes); err != nil {
+			return err
 		}
 		inc := 0
 		if roundDone {
@@ -106,6 +69,146 @@ func (s *Store) ApplyDirectoryPage(ctx context.Context, connectionID string, cha
 		}
 		return nil
 	})
+}
+
+// ApplyDirectoryChanges records what became of some users outside the
+// pages of /users/delta (a change of group membership), as
+// ApplyDirectoryPage does, without moving the link.
+func (s *Store) ApplyDirectoryChanges(ctx context.Context, connectionID string, changes []DirectoryChange) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		return applyDirectoryChanges(ctx, tx, connectionID, changes)
+	})
+}
+
+func applyDirectoryChanges(ctx context.Context, tx pgx.Tx, connectionID string, changes []DirectoryChange) error {
+	for _, c := range changes {
+		var status, mailboxID string
+		err := tx.QueryRow(ctx, `SELECT status, COALESCE(mailbox_id, '') FROM directory_users WHERE connection_id = $1 AND user_id = $2 FOR UPDATE`,
+			connectionID, c.UserID).Scan(&status, &mailboxID)
+		known := err == nil
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("store: directory user %s: %w", c.UserID, err)
+		}
+		next, reason := status, c.Reason
+		live := status == DirJoining || status == DirSyncing
+		switch {
+		case c.Want && (live || status == DirLeaving):
+			// Still synced (or still being detached: it joins again
+			// when the directory next reports it).
+			next = status
+		case c.Want:
+			next, mailboxID, reason = DirJoining, c.NewMailboxID, ""
+		case live:
+			next = DirLeaving
+		case status == DirLeaving:
+		case c.Gone:
+			next = DirLeft
+		default:
+			next = DirExcluded
+		}
+		if !known && c.Gone {
+			continue // never seen, gone already
+		}
+		if _, err := tx.Exec(ctx, `
+				INSERT INTO directory_users (connection_id, user_id, address, display_name, shared, status, reason, mailbox_id)
+				VALUES ($1, $2, NULLIF($3, ''), NULLIF($4, ''), $5, $6, NULLIF($7, ''), NULLIF($8, ''))
+				ON CONFLICT (connection_id, user_id) DO UPDATE SET
+					address = COALESCE(EXCLUDED.address, directory_users.address),
+					display_name = COALESCE(EXCLUDED.display_name, directory_users.display_name),
+					shared = CASE WHEN $9 THEN directory_users.shared ELSE EXCLUDED.shared END,
+					status = EXCLUDED.status, reason = EXCLUDED.reason, mailbox_id = EXCLUDED.mailbox_id, updated_at = now()`,
+			connectionID, c.UserID, c.Address, c.DisplayName, c.Shared, next, reason, mailboxID, c.Gone); err != nil {
+			return fmt.Errorf("store: directory user %s: %w", c.UserID, err)
+		}
+	}
+	return nil
+}
+
+// ReplaceGroupMembers records the members of the selection's groups as
+// just read, and answers who came in and who went out since the last read
+// (all of them, the first time).
+func (s *Store) ReplaceGroupMembers(ctx context.Context, connectionID string, userIDs []string) (added, removed []string, err error) {
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		added, removed = nil, nil
+		if _, err := tx.Exec(ctx, `CREATE TEMP TABLE new_members (user_id text PRIMARY KEY) ON COMMIT DROP`); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO new_members SELECT DISTINCT unnest($1::text[])`, userIDs); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, `
+			SELECT n.user_id, true FROM new_members n
+				WHERE NOT EXISTS (SELECT 1 FROM directory_group_members g WHERE g.connection_id = $1 AND g.user_id = n.user_id)
+			UNION ALL
+			SELECT g.user_id, false FROM directory_group_members g
+				WHERE g.connection_id = $1 AND NOT EXISTS (SELECT 1 FROM new_members n WHERE n.user_id = g.user_id)
+			ORDER BY 1`, connectionID)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var id string
+			var in bool
+			if err := rows.Scan(&id, &in); err != nil {
+				return err
+			}
+			if in {
+				added = append(added, id)
+			} else {
+				removed = append(removed, id)
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM directory_group_members g WHERE g.connection_id = $1
+			AND NOT EXISTS (SELECT 1 FROM new_members n WHERE n.user_id = g.user_id)`, connectionID); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO directory_group_members (connection_id, user_id) SELECT $1, user_id FROM new_members
+			ON CONFLICT DO NOTHING`, connectionID)
+		return err
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("store: group members of %s: %w", connectionID, err)
+	}
+	return added, removed, nil
+}
+
+// GroupMembers says which of some users are members of the selection's
+// groups, as last read.
+func (s *Store) GroupMembers(ctx context.Context, connectionID string, userIDs []string) (map[string]bool, error) {
+	rows, err := s.pool.Query(ctx, `SELECT user_id FROM directory_group_members WHERE connection_id = $1 AND user_id = ANY($2)`, connectionID, userIDs)
+	if err != nil {
+		return nil, fmt.Errorf("store: group members of %s: %w", connectionID, err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("store: group members of %s: %w", connectionID, err)
+	}
+	out := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		out[id] = true
+	}
+	return out, nil
+}
+
+// KnownDirectoryUsers answers which of some users the directory holds, with
+// their status.
+func (s *Store) KnownDirectoryUsers(ctx context.Context, connectionID string, userIDs []string) (map[string]DirectoryUser, error) {
+	rows, err := s.pool.Query(ctx, directorySelect+`WHERE connection_id = $1 AND user_id = ANY($2)`, connectionID, userIDs)
+	if err != nil {
+		return nil, fmt.Errorf("store: directory users of %s: %w", connectionID, err)
+	}
+	us, err := scanDirectoryUsers(rows)
+	if err != nil {
+		return nil, fmt.Errorf("store: directory users of %s: %w", connectionID, err)
+	}
+	out := make(map[string]DirectoryUser, len(us))
+	for _, u := range us {
+		out[u.UserID] = u
+	}
+	return out, nil
 }
 
 // DirectoryLink is the link the next /users/delta request follows (empty:

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"slices"
 	"testing"
 
 	"github.com/outlookd/outlookd/store"
@@ -102,5 +103,50 @@ func TestDirectoryOfAnApplicationConnection(t *testing.T) {
 	}
 	if link, _, _ := st.DirectoryLink(ctx, "c-app"); link != "" {
 		t.Errorf("link after a reset: %q", link)
+	}
+}
+
+// TestGroupMembersOfAnApplicationConnection: each read of the selected
+// groups' members is compared with the last (who came in, who went out),
+// and changes applied outside a page leave the link alone.
+func TestGroupMembersOfAnApplicationConnection(t *testing.T) {
+	ctx := context.Background()
+	st := newStore(t)
+	if err := st.CreateConnection(ctx, store.Connection{ID: "c-grp", OrgID: "o", OwnerID: "admin", State: "active", Mode: "application"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name           string
+		members        []string
+		added, removed []string
+	}{
+		{"first read", []string{"u-b", "u-a", "u-a"}, []string{"u-a", "u-b"}, nil},
+		{"same", []string{"u-a", "u-b"}, nil, nil},
+		{"one in, one out", []string{"u-a", "u-c"}, []string{"u-c"}, []string{"u-b"}},
+		{"empty", nil, nil, []string{"u-a", "u-c"}},
+	} {
+		added, removed, err := st.ReplaceGroupMembers(ctx, "c-grp", tc.members)
+		if err != nil || !slices.Equal(added, tc.added) || !slices.Equal(removed, tc.removed) {
+			t.Errorf("%s: added %v removed %v (%v), want %v %v", tc.name, added, removed, err, tc.added, tc.removed)
+		}
+	}
+	if _, _, err := st.ReplaceGroupMembers(ctx, "c-grp", []string{"u-a"}); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := st.GroupMembers(ctx, "c-grp", []string{"u-a", "u-b"}); err != nil || !m["u-a"] || m["u-b"] {
+		t.Errorf("members: %v %v", m, err)
+	}
+	if err := st.ApplyDirectoryPage(ctx, "c-grp", []store.DirectoryChange{{UserID: "u-b", Address: "b@x", Reason: "not_selected"}}, "delta-1", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.ApplyDirectoryChanges(ctx, "c-grp", []store.DirectoryChange{{UserID: "u-b", Address: "b@x", Want: true, NewMailboxID: "mbx_b"}}); err != nil {
+		t.Fatal(err)
+	}
+	known, err := st.KnownDirectoryUsers(ctx, "c-grp", []string{"u-b", "u-z"})
+	if err != nil || len(known) != 1 || known["u-b"].Status != store.DirJoining || known["u-b"].MailboxID != "mbx_b" {
+		t.Errorf("after a change outside a page: %+v %v", known, err)
+	}
+	if link, rounds, _ := st.DirectoryLink(ctx, "c-grp"); link != "delta-1" || rounds != 1 {
+		t.Errorf("the link moved: %q %d", link, rounds)
 	}
 }

@@ -25,21 +25,27 @@ type Mailbox struct {
 	SyncMode     string
 	PollReason   string
 	// Settings are the mailbox's settings as JSON.
-	Settings   []byte
-	DetachedAt *time.Time
-	CreatedAt  time.Time
-	UpdatedAt  time.Time
+	Settings []byte
+	// GraphSettings are Microsoft Graph's mailboxSettings of the mailbox
+	// as outlookd keeps them (JSON; nil: never read), read at
+	// GraphSettingsReadAt.
+	GraphSettings       []byte
+	GraphSettingsReadAt *time.Time
+	DetachedAt          *time.Time
+	CreatedAt           time.Time
+	UpdatedAt           time.Time
 }
 
 const mailboxSelect = `
 		SELECT id, connection_id, COALESCE(address, ''), COALESCE(user_id, ''), COALESCE(display_name, ''), state,
-			COALESCE(reason, ''), COALESCE(sync_mode, ''), COALESCE(poll_reason, ''), settings, detached_at, created_at, updated_at
+			COALESCE(reason, ''), COALESCE(sync_mode, ''), COALESCE(poll_reason, ''), settings, graph_settings, graph_settings_read_at,
+			detached_at, created_at, updated_at
 		FROM mailboxes `
 
 func scanMailbox(r pgx.Row) (Mailbox, error) {
 	var m Mailbox
 	err := r.Scan(&m.ID, &m.ConnectionID, &m.Address, &m.UserID, &m.DisplayName, &m.State, &m.Reason, &m.SyncMode,
-		&m.PollReason, &m.Settings, &m.DetachedAt, &m.CreatedAt, &m.UpdatedAt)
+		&m.PollReason, &m.Settings, &m.GraphSettings, &m.GraphSettingsReadAt, &m.DetachedAt, &m.CreatedAt, &m.UpdatedAt)
 	return m, err
 }
 
@@ -128,6 +134,17 @@ func (s *Store) UpdateMailbox(ctx context.Context, id string, u MailboxUpdate) e
 		}
 		return nil
 	})
+}
+
+// SetGraphSettings records a mailbox's mailboxSettings as read at a time;
+// an older read never replaces a newer one.
+func (s *Store) SetGraphSettings(ctx context.Context, id string, settings []byte, at time.Time) error {
+	_, err := s.pool.Exec(ctx, `UPDATE mailboxes SET graph_settings = $2, graph_settings_read_at = $3
+		WHERE id = $1 AND (graph_settings_read_at IS NULL OR graph_settings_read_at < $3)`, id, settings, at)
+	if err != nil {
+		return fmt.Errorf("store: mailbox settings of %s: %w", id, err)
+	}
+	return nil
 }
 
 // GetMailbox reads a mailbox's row.

@@ -3,6 +3,7 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"time"
 
@@ -24,9 +25,12 @@ import (
 // Selection is which of the tenant's mailboxes an application connection
 // syncs.
 type Selection struct {
-	// Include, when set, lists the only users synced (addresses or user
-	// IDs); otherwise every user with a mailbox is.
+	// Include and Groups, when either is set, say the only users synced:
+	// those Include lists (addresses or user IDs) and the members, direct
+	// or through nested groups, of the groups Groups lists (group IDs).
+	// Otherwise every user with a mailbox is.
 	Include []string `json:"include,omitempty"`
+	Groups  []string `json:"groups,omitempty"`
 	// Exclude lists users never synced (addresses or user IDs).
 	Exclude []string `json:"exclude,omitempty"`
 	// Shared includes shared mailboxes (whose accounts cannot sign in).
@@ -43,8 +47,19 @@ func (s Selection) Validate() error {
 			return fmt.Errorf("%q is not a user: give an address or a user ID", u)
 		}
 	}
+	if len(s.Groups) > 50 {
+		return errors.New("a selection names at most 50 groups")
+	}
+	for _, g := range s.Groups {
+		if !groupID.MatchString(g) {
+			return fmt.Errorf("%q is not a group ID: give the group's object ID (a GUID, on its Overview page in Entra)", g)
+		}
+	}
 	return nil
 }
+
+// groupID is a directory object ID.
+var groupID = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 
 // ApplicationInit is what the API learnt when it checked the credential:
 // an application connection starts active.
@@ -62,15 +77,23 @@ type AppState struct {
 	ClientID      string    `json:"clientId"`
 	Selection     Selection `json:"selection"`
 	SecretExpires time.Time `json:"secretExpires,omitempty"`
-	// Warned lists the margins (in hours before expiry) already told for
-	// the current secret.
-	Warned []int `json:"warned,omitempty"`
+	// Warned lists the margins (in hours before expiry) told for the
+	// current secret before margins were kept in seconds; WarnedSeconds
+	// lists them in seconds (margins shorter than an hour, or not whole
+	// hours, are possible).
+	Warned        []int   `json:"warned,omitempty"`
+	WarnedSeconds []int64 `json:"warnedSeconds,omitempty"`
 	// Discovery is where the discovery of mailboxes stands.
 	Discovery DiscoveryState `json:"discovery"`
 	// Resume: after a new credential, the paused mailboxes are told to
 	// resume, in batches after ResumeAfter.
 	Resume      bool   `json:"resume,omitempty"`
 	ResumeAfter string `json:"resumeAfter,omitempty"`
+	// Pause: the credential was refused; the mailboxes are told to pause
+	// at their cursors, in batches after PauseAfter, so that none keeps
+	// asking the token endpoint with a dead credential.
+	Pause      bool   `json:"pause,omitempty"`
+	PauseAfter string `json:"pauseAfter,omitempty"`
 	// Rotations counts the credentials given since the first.
 	Rotations int `json:"rotations,omitempty"`
 }
@@ -86,11 +109,13 @@ type DiscoveryState struct {
 	// changes are applied.
 	RoundEnded bool `json:"roundEnded,omitempty"`
 	// Requested: a round was asked for while one ran; it follows at once.
-	Requested bool    `json:"requested,omitempty"`
-	Joined    int64   `json:"joined"`
-	Left      int64   `json:"left"`
-	LastError string  `json:"lastError,omitempty"`
-	Backoff   Backoff `json:"backoff"`
+	Requested bool `json:"requested,omitempty"`
+	// GroupsRead: the selected groups' members were read for this round.
+	GroupsRead bool    `json:"groupsRead,omitempty"`
+	Joined     int64   `json:"joined"`
+	Left       int64   `json:"left"`
+	LastError  string  `json:"lastError,omitempty"`
+	Backoff    Backoff `json:"backoff"`
 }
 
 // Names of the application connection's handlers.
@@ -124,6 +149,14 @@ const (
 	discoveryBatch = 50
 )
 
+// defaultMailboxSettingsEvery is how often a mailbox's mailboxSettings
+// are read again.
+const defaultMailboxSettingsEvery = 6 * time.Hour
+
+// expiryCheckSlack is how long after a secret's expiry the credential is
+// checked.
+const expiryCheckSlack = 10 * time.Second
+
 // DefaultExpiryMargins are when the app is told a client secret expires.
 var DefaultExpiryMargins = []time.Duration{30 * 24 * time.Hour, 7 * 24 * time.Hour}
 
@@ -140,6 +173,22 @@ type DiscoverPageResult struct {
 	RoundDone bool `json:"roundDone"`
 	// Restarted: the delta link had expired; the round starts over.
 	Restarted bool `json:"restarted,omitempty"`
+}
+
+// DiscoverGroupsInput asks for the selected groups' members to be read
+// again and compared with the last read.
+type DiscoverGroupsInput struct {
+	ConnectionID string    `json:"connectionId"`
+	Selection    Selection `json:"selection"`
+}
+
+// DiscoverGroupsResult says what the read found.
+type DiscoverGroupsResult struct {
+	Members int `json:"members"`
+	// Joined and Left count the users whose membership changed and who
+	// the directory already knew (the others come with /users/delta).
+	Joined int `json:"joined"`
+	Left   int `json:"left"`
 }
 
 // MailboxChangesInput asks for changes of the directory to apply.
@@ -184,6 +233,7 @@ type LiveMailboxesResult struct {
 // Activity names of an application connection.
 const (
 	ActivityDiscoverPage      = "DiscoverPage"
+	ActivityDiscoverGroups    = "DiscoverGroups"
 	ActivityMailboxChanges    = "MailboxChanges"
 	ActivityAckMailboxChanges = "AckMailboxChanges"
 	ActivityLiveMailboxes     = "LiveMailboxes"
@@ -192,6 +242,7 @@ const (
 
 var (
 	discoverPage      = call[DiscoverPageInput, DiscoverPageResult]{ActivityDiscoverPage, graphCall(5 * time.Minute)}
+	discoverGroups    = call[DiscoverGroupsInput, DiscoverGroupsResult]{ActivityDiscoverGroups, graphCall(10 * time.Minute)}
 	mailboxChanges    = call[MailboxChangesInput, MailboxChangesResult]{ActivityMailboxChanges, bookkeeping}
 	ackMailboxChanges = call[AckMailboxChangesInput, None]{ActivityAckMailboxChanges, bookkeeping}
 	liveMailboxes     = call[LiveMailboxesInput, LiveMailboxesResult]{ActivityLiveMailboxes, bookkeeping}
@@ -199,7 +250,7 @@ var (
 )
 
 func applicationActivities() []ActivitySpec {
-	return []ActivitySpec{discoverPage.spec(), mailboxChanges.spec(), ackMailboxChanges.spec(), liveMailboxes.spec(), closeDirectory.spec()}
+	return []ActivitySpec{discoverPage.spec(), discoverGroups.spec(), mailboxChanges.spec(), ackMailboxChanges.spec(), liveMailboxes.spec(), closeDirectory.spec()}
 }
 
 // isApplication says whether this is an application connection's
@@ -257,8 +308,18 @@ func (c *connection) discover(ctx workflow.Context) {
 	if err == nil && d.RoundEnded {
 		d.More, d.RoundEnded, d.LastRound = d.Requested, false, workflow.Now(ctx)
 		d.Rounds++
-		d.Requested = false
+		d.Requested, d.GroupsRead = false, false
 		return
+	}
+	if err == nil && len(c.s.App.Selection.Groups) > 0 && !d.GroupsRead {
+		// Each round starts with the groups' members, read again: neither
+		// /users/delta nor /groups/delta reports a change in a nested
+		// group (docs/application.md#which-mailboxes).
+		_, err = discoverGroups.run(ctx, DiscoverGroupsInput{ConnectionID: c.s.ID, Selection: c.s.App.Selection})
+		if err == nil {
+			d.GroupsRead, d.More, d.LastError, d.Backoff = true, true, "", Backoff{}
+			return
+		}
 	}
 	var page DiscoverPageResult
 	if err == nil {
@@ -269,6 +330,11 @@ func (c *connection) discover(ctx workflow.Context) {
 	}
 	if err != nil {
 		d.LastError = err.Error()
+		if detail, ok := errorDetail(err); ok {
+			// A refusal people can act on (permission_missing,
+			// group_not_found): its reason and sentence.
+			d.LastError = detail.Reason + ": " + detail.Text
+		}
 		if !c.onActivityError(ctx, err) {
 			d.Backoff.failed(workflow.Now(ctx))
 		}
@@ -338,13 +404,28 @@ func (c *connection) expiryMargins() []time.Duration {
 	return DefaultExpiryMargins
 }
 
+// told says whether a margin was told for the current secret.
+func (a *AppState) told(m time.Duration) bool {
+	return slices.Contains(a.WarnedSeconds, int64(m/time.Second)) ||
+		(m%time.Hour == 0 && slices.Contains(a.Warned, int(m/time.Hour)))
+}
+
+// marginID names a margin in event IDs: in hours when it is whole hours
+// (as before margins could be shorter), else in seconds.
+func marginID(m time.Duration) string {
+	if m%time.Hour == 0 {
+		return fmt.Sprint(int64(m / time.Hour))
+	}
+	return fmt.Sprintf("%ds", int64(m/time.Second))
+}
+
 // expiryWarning is the next margin not yet told for the current secret.
 func (c *connection) expiryWarning() (time.Duration, bool) {
 	if !c.isApplication() || c.s.App.SecretExpires.IsZero() {
 		return 0, false
 	}
 	for _, m := range c.expiryMargins() {
-		if !slices.Contains(c.s.App.Warned, int(m/time.Hour)) {
+		if !c.s.App.told(m) {
 			return m, true
 		}
 	}
@@ -367,34 +448,43 @@ func (c *connection) warnExpiry(ctx workflow.Context) {
 	exp := c.s.App.SecretExpires
 	// Every margin already passed is told with this one.
 	for _, other := range c.expiryMargins() {
-		if !exp.Add(-other).After(now) && !slices.Contains(c.s.App.Warned, int(other/time.Hour)) {
-			c.s.App.Warned = append(c.s.App.Warned, int(other/time.Hour))
+		if !exp.Add(-other).After(now) && !c.s.App.told(other) {
+			c.s.App.WarnedSeconds = append(c.s.App.WarnedSeconds, int64(other/time.Second))
 		}
 	}
-	left := exp.Sub(now).Round(time.Hour)
+	left := exp.Sub(now)
 	text := fmt.Sprintf("The client secret expires on %s (in %s): create a new one and give it to PUT /v1/connections/%s/credential before then.",
 		exp.UTC().Format(time.RFC3339), humanDays(left), c.s.ID)
 	c.moveTo(ctx, StateActive, ReasonCredentialExpiring, text, nil)
-	if _, err := recordEvent.run(ctx, RecordEventInput{ConnectionID: c.s.ID, EventID: fmt.Sprintf("%s:credential_expiring:%d:%d", c.s.ID, c.s.App.Rotations, m/time.Hour),
-		Type: "connection.credential_expiring", Data: map[string]any{"expires_at": exp.UTC().Format(time.RFC3339), "margin_days": int(m / (24 * time.Hour)), "text": text}}); err != nil {
+	if _, err := recordEvent.run(ctx, RecordEventInput{ConnectionID: c.s.ID, EventID: fmt.Sprintf("%s:credential_expiring:%d:%s", c.s.ID, c.s.App.Rotations, marginID(m)),
+		Type: "connection.credential_expiring", Data: map[string]any{"expires_at": exp.UTC().Format(time.RFC3339), "margin_days": int(m / (24 * time.Hour)),
+			"margin_seconds": int64(m / time.Second), "text": text}}); err != nil {
 		c.log.Error("record connection.credential_expiring", "err", err)
 	}
 }
 
 func humanDays(d time.Duration) string {
-	if d < 48*time.Hour {
-		return fmt.Sprintf("%d hours", int(d/time.Hour))
+	switch {
+	case d >= 48*time.Hour:
+		return fmt.Sprintf("%d days", int(d/(24*time.Hour)))
+	case d >= 2*time.Hour:
+		return fmt.Sprintf("%d hours", int(d.Round(time.Hour)/time.Hour))
+	case d >= 2*time.Minute:
+		return fmt.Sprintf("%d minutes", int(d.Round(time.Minute)/time.Minute))
 	}
-	return fmt.Sprintf("%d days", int(d/(24*time.Hour)))
+	return fmt.Sprintf("%d seconds", int(d.Round(time.Second)/time.Second))
 }
 
 func (c *connection) credentialCheckDue(ctx workflow.Context) (time.Time, bool) {
 	if !c.isApplication() || c.s.App.SecretExpires.IsZero() || c.s.LastRefresh.After(c.s.App.SecretExpires) {
 		return time.Time{}, false
 	}
-	// At the expiry a token is asked for: the refusal moves the
-	// connection to reauth_required at once, with the reason.
-	return c.s.App.SecretExpires.Add(time.Minute), true
+	// Just after the expiry a token is asked for: the refusal moves the
+	// connection to reauth_required at once, with the reason, and the
+	// mailboxes are told to pause. The few seconds are for clocks that
+	// disagree with Entra's; a token granted all the same (a clock behind)
+	// ends the check, and the first refusal a mailbox meets does its work.
+	return c.s.App.SecretExpires.Add(expiryCheckSlack), true
 }
 
 func (c *connection) resumeDue(ctx workflow.Context) (time.Time, bool) {
@@ -428,6 +518,42 @@ func (c *connection) resumeMailboxes(ctx workflow.Context) {
 	c.s.App.ResumeAfter = page.IDs[len(page.IDs)-1]
 }
 
+// credentialRefused is how an application connection takes the refusal of
+// its credential: reauth_required with the reason, and its mailboxes told
+// to pause (pauseMailboxes), however it learnt of it.
+func (c *connection) credentialRefused(ctx workflow.Context, reason, text string) {
+	if c.s.State != StateReauthRequired && c.moveTo(ctx, StateReauthRequired, reason, text, nil) {
+		c.s.App.Pause, c.s.App.PauseAfter = true, ""
+		c.s.App.Resume, c.s.App.ResumeAfter = false, ""
+	}
+}
+
+// pauseMailboxes tells the next batch of mailboxes the credential was
+// refused: each pauses at its cursor without asking for a token itself.
+func (c *connection) pauseMailboxes(ctx workflow.Context) {
+	page, err := liveMailboxes.run(ctx, LiveMailboxesInput{ConnectionID: c.s.ID, After: c.s.App.PauseAfter, Limit: discoveryBatch})
+	if err != nil {
+		c.log.Error("list mailboxes to pause", "err", err)
+		c.s.App.Pause = false // the first refusal each meets pauses it
+		return
+	}
+	sig := CredentialSignal{Dead: true, Reason: c.s.Reason, Text: c.s.ReasonText}
+	var fs []workflow.Future
+	for _, id := range page.IDs {
+		fs = append(fs, workflow.SignalExternalWorkflow(ctx, MailboxWorkflowID(id), "", SignalCredential, sig))
+	}
+	for i, f := range fs {
+		if err := f.Get(ctx, nil); err != nil {
+			c.log.Warn("could not tell a mailbox the credential was refused", "mailbox", page.IDs[i], "err", err)
+		}
+	}
+	if len(page.IDs) < discoveryBatch {
+		c.s.App.Pause, c.s.App.PauseAfter = false, ""
+		return
+	}
+	c.s.App.PauseAfter = page.IDs[len(page.IDs)-1]
+}
+
 func (c *connection) validateCredential(in CredentialInput) error {
 	switch {
 	case !c.isApplication():
@@ -443,7 +569,8 @@ func (c *connection) validateCredential(in CredentialInput) error {
 // with every mailbox.
 func (c *connection) onNewCredential(ctx workflow.Context, in CredentialInput) (Status, error) {
 	a := c.s.App
-	a.SecretExpires, a.Warned = in.SecretExpires, nil
+	a.SecretExpires, a.Warned, a.WarnedSeconds = in.SecretExpires, nil, nil
+	a.Pause, a.PauseAfter = false, ""
 	a.Rotations++
 	if len(in.Roles) > 0 {
 		c.s.GrantedScopes = in.Roles

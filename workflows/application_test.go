@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -41,9 +42,16 @@ type fakeDirectory struct {
 	closed  bool // the disconnect closed the directory
 	// block keeps the mailboxes' workflows running until cancelled.
 	block     bool
-	signalled []string // mailbox IDs told the credential changed
+	signalled []string // mailbox IDs told the credential came back, "pause:" and the ID told it was refused
 	// onPage runs inside each page (a hook for the test).
 	onPage func(n int)
+	// groups are the tenant's groups' transitive members; members the
+	// selection's members as last read (DiscoverGroups), groupReads how
+	// many reads there were.
+	groups     map[string][]string
+	members    map[string]bool
+	groupReads int
+	groupsErr  error
 }
 
 type dirRow struct {
@@ -106,6 +114,8 @@ func (d *fakeDirectory) register(env *testsuite.TestWorkflowEnvironment, sel *Se
 			switch {
 			case !ok:
 				d.apply(id, false, "user_deleted")
+			case len(in.Selection.Groups) > 0 && !d.members[id]:
+				d.apply(id, false, "not_selected")
 			case !u.mailbox:
 				d.apply(id, false, "no_mailbox")
 			case u.policy:
@@ -125,6 +135,33 @@ func (d *fakeDirectory) register(env *testsuite.TestWorkflowEnvironment, sel *Se
 		}
 		return DiscoverPageResult{Users: len(batch), RoundDone: done}, nil
 	}, activity.RegisterOptions{Name: ActivityDiscoverPage})
+	env.RegisterActivityWithOptions(func(ctx context.Context, in DiscoverGroupsInput) (DiscoverGroupsResult, error) {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		d.groupReads++
+		if d.groupsErr != nil {
+			return DiscoverGroupsResult{}, d.groupsErr
+		}
+		now := map[string]bool{}
+		for _, g := range in.Selection.Groups {
+			for _, id := range d.groups[g] {
+				now[id] = true
+			}
+		}
+		var res DiscoverGroupsResult
+		for id, r := range d.rows {
+			switch {
+			case now[id] && !d.members[id] && r.reason == "not_selected":
+				d.apply(id, true, "")
+				res.Joined++
+			case !now[id] && d.members[id] && (r.status == "joining" || r.status == "syncing"):
+				d.apply(id, false, "not_selected")
+				res.Left++
+			}
+		}
+		d.members, res.Members = now, len(now)
+		return res, nil
+	}, activity.RegisterOptions{Name: ActivityDiscoverGroups})
 	env.RegisterActivityWithOptions(func(ctx context.Context, in MailboxChangesInput) (MailboxChangesResult, error) {
 		d.mu.Lock()
 		defer d.mu.Unlock()
@@ -195,7 +232,11 @@ func (d *fakeDirectory) register(env *testsuite.TestWorkflowEnvironment, sel *Se
 				var sig CredentialSignal
 				ch.Receive(ctx, &sig)
 				d.mu.Lock()
-				d.signalled = append(d.signalled, in.ID)
+				if sig.Dead {
+					d.signalled = append(d.signalled, "pause:"+in.ID+":"+sig.Reason)
+				} else {
+					d.signalled = append(d.signalled, in.ID)
+				}
 				d.mu.Unlock()
 			})
 			sel.AddReceive(ctx.Done(), func(workflow.ReceiveChannel, bool) {})
@@ -383,6 +424,13 @@ func TestApplicationSecretExpiry(t *testing.T) {
 		if st.State != StateReauthRequired || st.Reason != "client_secret_expired" {
 			t.Errorf("after the expiry: %s %q", st.State, st.Reason)
 		}
+		d.mu.Lock()
+		paused := slices.Clone(d.signalled)
+		d.mu.Unlock()
+		slices.Sort(paused)
+		if want := []string{"pause:mbx_00000001:client_secret_expired", "pause:mbx_00000002:client_secret_expired"}; !slices.Equal(paused, want) {
+			t.Errorf("mailboxes told to pause: %v, want %v", paused, want)
+		}
 		newExpiry := expires.Add(365 * 24 * time.Hour)
 		update(t, env, UpdateCredential, CredentialInput{SecretExpires: newExpiry}, func(st Status, err error) {
 			if err != nil || st.State != StateActive || st.Reason != "" || !st.App.SecretExpires.Equal(newExpiry) {
@@ -392,7 +440,7 @@ func TestApplicationSecretExpiry(t *testing.T) {
 	}, 40*24*time.Hour+time.Hour)
 	endWith(env, 40*24*time.Hour+2*time.Hour, func() {
 		d.mu.Lock()
-		resumed := slices.Clone(d.signalled)
+		resumed := slices.DeleteFunc(slices.Clone(d.signalled), func(s string) bool { return strings.HasPrefix(s, "pause:") })
 		d.mu.Unlock()
 		slices.Sort(resumed)
 		if len(resumed) != 2 || resumed[0] != "mbx_00000001" {
@@ -410,5 +458,143 @@ func TestApplicationSecretExpiry(t *testing.T) {
 	env.ExecuteWorkflow(Connection, appInput(expires))
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestApplicationShortExpiryMargins: margins shorter than an hour (as a
+// test world configures them) are each told once, apart, with the time
+// left in the sentence.
+func TestApplicationShortExpiryMargins(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		margins []time.Duration
+		want    int
+	}{
+		{"seconds", []time.Duration{30 * time.Second, 15 * time.Second}, 2},
+		{"hours and minutes", []time.Duration{2 * time.Hour, 90 * time.Minute, 10 * time.Minute}, 3},
+		{"one", []time.Duration{time.Minute}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := newFakeDirectory(dirUser{id: "u00", mailbox: true})
+			var s testsuite.WorkflowTestSuite
+			env := s.NewTestWorkflowEnvironment()
+			f := newFakes()
+			f.register(env)
+			d.register(env, nil)
+			expires := env.Now().Add(3 * time.Hour)
+			in := appInput(expires)
+			in.Options.ExpiryMargins = tc.margins
+			env.RegisterDelayedCallback(func() {
+				st := query(t, env)
+				if st.Reason != ReasonCredentialExpiring || !strings.Contains(st.ReasonText, "expires on") {
+					t.Errorf("just before the expiry: %q %q", st.Reason, st.ReasonText)
+				}
+				if len(st.App.WarnedSeconds) != tc.want {
+					t.Errorf("margins told: %v, want %d", st.App.WarnedSeconds, tc.want)
+				}
+			}, 3*time.Hour-time.Second)
+			endWith(env, 3*time.Hour, func() {
+				f.mu.Lock()
+				defer f.mu.Unlock()
+				n := 0
+				for _, e := range f.events {
+					if e == "connection.credential_expiring" {
+						n++
+					}
+				}
+				if n != tc.want {
+					t.Errorf("%d connection.credential_expiring events, want %d", n, tc.want)
+				}
+			})
+			env.ExecuteWorkflow(Connection, in)
+			if err := env.GetWorkflowError(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func TestMarginID(t *testing.T) {
+	for _, tc := range []struct {
+		m    time.Duration
+		want string
+	}{{720 * time.Hour, "720"}, {168 * time.Hour, "168"}, {30 * time.Second, "30s"}, {90 * time.Minute, "5400s"}} {
+		if got := marginID(tc.m); got != tc.want {
+			t.Errorf("marginID(%s) = %q, want %q", tc.m, got, tc.want)
+		}
+	}
+}
+
+// TestApplicationGroupSelection: a selection by group syncs the groups'
+// members only; each discovery round reads the members again first, so a
+// member added (even to a nested group) joins and one removed leaves, with
+// no change of the user itself for /users/delta to report. A group that
+// cannot be read stops the round before any page.
+func TestApplicationGroupSelection(t *testing.T) {
+	const group = "0b7d5c8e-1f5a-4c2e-9d3b-6a1e2f3c4d5e"
+	d := newFakeDirectory(dirUser{id: "u00", mailbox: true}, dirUser{id: "u01", mailbox: true}, dirUser{id: "u02", mailbox: true},
+		dirUser{id: "u03", mailbox: true})
+	d.groups = map[string][]string{group: {"u00", "u01"}}
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	f := newFakes()
+	f.register(env)
+	d.register(env, nil)
+	in := appInput(time.Time{})
+	in.Application.Selection = Selection{Groups: []string{group}}
+	env.RegisterDelayedCallback(func() {
+		c := d.statuses()
+		if c["syncing"] != 2 || c["excluded:not_selected"] != 2 || d.rows["u00"].status != "syncing" || d.rows["u01"].status != "syncing" {
+			t.Errorf("after the first round: %v", c)
+		}
+		d.mu.Lock()
+		d.groups[group] = []string{"u00", "u03"} // u01 out, u03 in (say, through a nested group)
+		d.mu.Unlock()
+	}, 5*time.Minute)
+	env.RegisterDelayedCallback(func() {
+		if d.rows["u01"].status != "left" || d.rows["u03"].status != "syncing" || d.rows["u02"].reason != "not_selected" {
+			t.Errorf("after the membership changed: u01 %+v, u03 %+v, u02 %+v", *d.rows["u01"], *d.rows["u03"], *d.rows["u02"])
+		}
+		d.mu.Lock()
+		d.groupsErr = temporal.NewNonRetryableApplicationError("refused", "GroupsUnreadable", nil,
+			struct{ Reason, Text string }{"permission_missing", "grant GroupMember.Read.All"})
+		pages := d.pages
+		d.mu.Unlock()
+		update(t, env, UpdateDiscover, nil, func(st Status, err error) {
+			if err != nil {
+				t.Errorf("discover: %v", err)
+			}
+		})
+		env.RegisterDelayedCallback(func() {
+			st := query(t, env)
+			if st.App.Discovery.LastError != "permission_missing: grant GroupMember.Read.All" || d.pages != pages {
+				t.Errorf("a group unreadable: last error %q, %d pages read after it", st.App.Discovery.LastError, d.pages-pages)
+			}
+		}, 30*time.Second)
+	}, 25*time.Minute)
+	endWith(env, 40*time.Minute, func() {
+		if d.groupReads < 3 {
+			t.Errorf("groups read %d times, want one per round", d.groupReads)
+		}
+	})
+	env.ExecuteWorkflow(Connection, in)
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSelectionGroups(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		sel  Selection
+		ok   bool
+	}{
+		{"a group", Selection{Groups: []string{"0b7d5c8e-1f5a-4c2e-9d3b-6a1e2f3c4d5e"}}, true},
+		{"a name, not an ID", Selection{Groups: []string{"Sales"}}, false},
+		{"too many", Selection{Groups: slices.Repeat([]string{"0b7d5c8e-1f5a-4c2e-9d3b-6a1e2f3c4d5e"}, 51)}, false},
+	} {
+		if err := tc.sel.Validate(); (err == nil) != tc.ok {
+			t.Errorf("%s: %v", tc.name, err)
+		}
 	}
 }

@@ -211,6 +211,10 @@ func (c *connection) turn(ctx workflow.Context) error {
 	}
 	switch c.s.State {
 	case StatePendingConsent, StateReauthRequired, StateAdminConsentRequired, StateAccessLost:
+		if c.s.State == StateReauthRequired && c.isApplication() && c.s.App.Pause {
+			c.pauseMailboxes(ctx)
+			return nil
+		}
 		state := c.s.State
 		return workflow.Await(ctx, func() bool { return c.s.State != state || c.registryBehind() || c.canSuggested(ctx) })
 	case StateConnecting:
@@ -658,6 +662,9 @@ func (c *connection) sync(ctx workflow.Context) {
 		ConnectionID: c.credentialID(), MailboxID: c.mailboxID(), UserID: c.s.UserID, StoreBodies: c.s.Settings.StoreBodies(),
 		ContactFilter: c.s.Settings.ContactFilter, Bodies: c.s.Settings.Bodies, PageSize: c.opts.PageSize, Reanchor: reanchor,
 	}
+	if c.isMailbox() && c.s.Mode == ModeApplication {
+		in.MailboxSettingsEvery = cmp.Or(c.opts.MailboxSettingsEvery, defaultMailboxSettingsEvery)
+	}
 	var res SyncFoldersResult
 	var err error
 	local := len(reanchor) == 0
@@ -769,6 +776,10 @@ func reauthError(err error) (*temporal.ApplicationError, bool) {
 func (c *connection) onActivityError(ctx workflow.Context, err error) bool {
 	if _, ok := reauthError(err); ok {
 		d, _ := errorDetail(err)
+		if c.isApplication() {
+			c.credentialRefused(ctx, d.Reason, d.Text)
+			return true
+		}
 		if !c.isMailbox() {
 			c.moveTo(ctx, StateReauthRequired, d.Reason, d.Text, nil)
 			return true

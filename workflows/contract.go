@@ -230,6 +230,10 @@ type Options struct {
 	// ExpiryMargins are how long before its client secret expires an
 	// application connection tells the app (30 and 7 days).
 	ExpiryMargins []time.Duration `json:"expiryMargins,omitempty"`
+	// MailboxSettingsEvery is how often an application connection's
+	// mailbox reads its mailboxSettings again, at its next sync round
+	// (6 hours).
+	MailboxSettingsEvery time.Duration `json:"mailboxSettingsEvery,omitempty"`
 }
 
 func (o Options) withDefaults() Options {
@@ -710,6 +714,10 @@ type SyncFoldersInput struct {
 	// Reanchor names folders (IDs or well-known names, "*" for all) to
 	// re-anchor from scratch in this round.
 	Reanchor []string `json:"reanchor,omitempty"`
+	// MailboxSettingsEvery, when set, has the round read the mailbox's
+	// mailboxSettings again if the last read is older (an application
+	// connection's mailboxes, with MailboxSettings.Read).
+	MailboxSettingsEvery time.Duration `json:"mailboxSettingsEvery,omitempty"`
 }
 
 // SyncFoldersResult counts what a round changed.

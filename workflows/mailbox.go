@@ -269,14 +269,20 @@ func (c *connection) tellConnectionEnded(ctx workflow.Context) {
 func (c *connection) onCredential(ctx workflow.Context, sig CredentialSignal) {
 	switch {
 	case c.isMailbox() && sig.Dead:
+		text := "The connection's account must sign in again; the mailbox resumes where it stopped once it has."
+		if c.s.Mode == ModeApplication {
+			text = "The connection's application credential was refused; the mailbox resumes where it stopped once a new one is given (PUT /v1/connections/" +
+				c.s.ConnectionID + "/credential)."
+		}
 		if c.s.State == StateActive || c.s.State == StateAccessLost {
-			c.moveTo(ctx, StateReauthRequired, ReasonCredentialDead,
-				"The connection's account must sign in again; the mailbox resumes where it stopped once it has.", nil)
+			c.moveTo(ctx, StateReauthRequired, ReasonCredentialDead, text, nil)
 		}
 	case c.isMailbox():
 		if c.s.State == StateReauthRequired && c.moveTo(ctx, StateActive, "", "", nil) {
 			c.resume()
 		}
+	case sig.Dead && c.s.State == StateActive && c.isApplication():
+		c.credentialRefused(ctx, sig.Reason, sig.Text)
 	case sig.Dead && c.s.State == StateActive:
 		c.moveTo(ctx, StateReauthRequired, sig.Reason, sig.Text, nil)
 	}

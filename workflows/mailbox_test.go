@@ -431,3 +431,39 @@ func TestMailboxToldOfLostAccessOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestMailboxSettingsReadByApplicationMailboxes: an application
+// connection's mailbox asks its sync rounds to read its mailboxSettings
+// once they are older than the interval; a service account's does not
+// (delegated access gives no other user's settings).
+func TestMailboxSettingsReadByApplicationMailboxes(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		mode string
+		want time.Duration
+	}{
+		{"application", ModeApplication, defaultMailboxSettingsEvery},
+		{"service account", ModeServiceAccount, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env, f := newEnv(t)
+			f.registerMailboxes(env)
+			env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, mock.Anything, mock.Anything, mock.Anything).Return(nil)
+			in := mailboxInput()
+			in.Mode = tc.mode
+			endWith(env, 2*time.Hour, func() {
+				f.mu.Lock()
+				defer f.mu.Unlock()
+				if len(f.syncIns) == 0 {
+					t.Fatal("no sync round")
+				}
+				for _, s := range f.syncIns {
+					if s.MailboxSettingsEvery != tc.want {
+						t.Errorf("a round read settings every %s, want %s", s.MailboxSettingsEvery, tc.want)
+					}
+				}
+			})
+			env.ExecuteWorkflow(Mailbox, in)
+		})
+	}
+}

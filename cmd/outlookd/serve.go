@@ -205,7 +205,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 	if *role == roleAll || *role == roleAPI {
 		changes, lifecycle := cfg.Notifications()
 		connector := &connect.Service{Temporal: tc, Tokens: vc.Tokens(), Store: st, Identity: acts.Identity, TaskQueue: cfg.TaskQueue, Namespace: prof.Namespace, Apps: activities.Credentials{A: acts},
-			Options: workflows.Options{NotificationURL: changes, LifecycleURL: lifecycle, ReconcileEvery: cfg.ReconcileEvery}}
+			Options: workflows.Options{NotificationURL: changes, LifecycleURL: lifecycle, ReconcileEvery: cfg.ReconcileEvery,
+				ExpiryMargins: cfg.SecretExpiryMargins}}
 		if cfg.WebhooksAllowInsecure {
 			log.Warn("OUTLOOKD_WEBHOOKS_ALLOW_INSECURE is set: webhook endpoints may be http and on loopback or private addresses; local development only")
 		}

@@ -123,7 +123,9 @@ func runOne(ctx context.Context, sc *scenario, size int, keep bool) (ok bool) {
 	line := func(status, detail string) {
 		fmt.Printf("scenario %s: %s %s wall=%.1fs\n", sc.name, status, detail, time.Since(start).Seconds())
 	}
-	w, err := newWorldWith(ctx, sc.name, worldOptions{split: sc.split, cuttable: sc.cuttable})
+	opts := worlds[sc.name]
+	opts.split, opts.cuttable = sc.split, sc.cuttable
+	w, err := newWorldWith(ctx, sc.name, opts)
 	if w != nil {
 		defer func() {
 			w.close()

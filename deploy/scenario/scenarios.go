@@ -36,6 +36,12 @@ type scenario struct {
 	cuttable bool
 }
 
+// worlds are the scenarios whose world needs more than split and
+// cuttable say: outlookd's environment, graphsim's flags.
+var worlds = map[string]worldOptions{
+	"credential-expiry": credentialExpiryWorld,
+}
+
 var scenarios = []scenario{
 	{"connect-backfill", "consent and a 30-day backfill of a large mailbox, compared", connectBackfill, false, false},
 	{"live-push", "mail injected, moved, archived, read and deleted while live", livePush, false, false},
@@ -56,6 +62,8 @@ var scenarios = []scenario{
 	{"hostile-input", "every route sent malformed, oversized and hostile paths, queries, bodies and headers: no 5xx, nothing changed by a refused request", hostileInput, false, false},
 	{"contact-filter", "a mailbox synced with a contact filter: 200 contacts, 50 added and 20 removed with their mail during live mail, compared with the filtered truth; one contact's past mail timed against the full backfill", contactFilter, false, false},
 	{"org-wide", "an application connection syncs a tenant (users without a mailbox, some kept out by a policy, shared mailboxes selected) while mail arrives and users join and leave", orgWide, false, false},
+	{"group-selection", "an application connection syncs one group's members (some through a nested group; an app without GroupMember.Read.All refused first); a member of the nested group swapped for another user is followed at the next discovery round", groupSelection, false, false},
+	{"credential-expiry", "an application connection's client secret nears its end (told at each margin), expires (the connection stops, every mailbox pauses, no retry storm) while mail arrives; a new secret resumes every mailbox from its cursor", credentialExpiry, false, false},
 	{"send-exactly-once", "sends over 20 connections (new, replies, 10 MB files) while Graph answers 15% ambiguously, the worker is killed every 10 s and the app asks again with the same key: one copy each", sendExactlyOnce, true, false},
 	{"personal-account", "a personal Microsoft account (Outlook.com): consent, backfill, live mail, its refresh token dead each way a Microsoft account's dies and re-consented, disconnect", personalAccount, false, false},
 	{"chaos-replicas", "on the cluster profile: a worker, then an API replica, killed in turn every 6 s during backfill, live mail and sends; converged, each send once", chaosReplicas, false, false},
