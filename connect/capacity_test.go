@@ -151,16 +151,18 @@ func TestBenchHistory(t *testing.T) {
 	mark := lastID(h)
 
 	// Quiet: no mail; the shortened timers fall due.
+	graphBefore, rounds := e.Sim.Counters(), e.Status(id).Sync.Rounds
 	time.Sleep(110 * time.Second)
 	h = readHistory(t, e.Temporal, wf)
 	for label, w := range wakes(h, mark) {
 		printTally("history-quiet-wake", w.tally, map[string]any{"wake": label, "wakes": w.n})
 	}
+	printGraph("graph-quiet", graphBefore, e.Sim.Counters(), map[string]any{"rounds": e.Status(id).Sync.Rounds - rounds})
 	mark = lastID(h)
 
 	// Active: messages one at a time, each waited for.
 	const single = 20
-	rounds := e.Status(id).Sync.Rounds
+	graphBefore, rounds = e.Sim.Counters(), e.Status(id).Sync.Rounds
 	for range single {
 		if _, err := e.Ctl.InjectMessages(ctx, e.Ada.UPN, graphsim.MessageSpec{Subject: "live", From: graphsim.Recipient{Name: "X", Address: "x@fabrikam.example"}}); err != nil {
 			t.Fatal(err)
@@ -168,6 +170,7 @@ func TestBenchHistory(t *testing.T) {
 		want := e.Status(id).Sync.Upserted + 1
 		e.WaitFor(id, 30*time.Second, "the message", func(st workflows.Status) bool { return st.Sync.Upserted >= want })
 	}
+	printGraph("graph-live-single", graphBefore, e.Sim.Counters(), map[string]any{"messages": single, "rounds": e.Status(id).Sync.Rounds - rounds})
 	h = readHistory(t, e.Temporal, wf)
 	total := tallyOf(h, mark)
 	printTally("history-live-single", total, map[string]any{"messages": single, "rounds": e.Status(id).Sync.Rounds - rounds,
@@ -198,11 +201,30 @@ func TestBenchHistory(t *testing.T) {
 	if err := e.Store.Pool().QueryRow(ctx, `SELECT count(*) FROM events WHERE type LIKE 'message.%'`).Scan(&events); err != nil {
 		t.Fatal(err)
 	}
-	var evBytes int64
-	if err := e.Store.Pool().QueryRow(ctx, `SELECT pg_total_relation_size('events')`).Scan(&evBytes); err != nil {
+	var evBytes, evRows int64
+	var rowBytes float64
+	if err := e.Store.Pool().QueryRow(ctx, `SELECT pg_total_relation_size('events'), (SELECT count(*) FROM events),
+		(SELECT avg(pg_column_size(e.*)) FROM events e WHERE type LIKE 'message.%')`).Scan(&evBytes, &evRows, &rowBytes); err != nil {
 		t.Fatal(err)
 	}
-	_ = benchfig.Fprint(os.Stdout, "history-live-events", map[string]any{"message_events": events, "live_messages": single + burst, "events_table_bytes": evBytes})
+	_ = benchfig.Fprint(os.Stdout, "history-live-events", map[string]any{"message_events": events, "live_messages": single + burst,
+		"events_rows": evRows, "events_table_bytes": evBytes, "message_event_row_bytes": benchfig.Round(rowBytes, 0)})
+}
+
+// printGraph prints the graphsim counters that grew between two snapshots:
+// requests by class and status, tokens issued.
+func printGraph(name string, before, after map[string]int64, extra map[string]any) {
+	grew := map[string]int64{}
+	for k, v := range after {
+		if d := v - before[k]; d != 0 {
+			grew[k] = d
+		}
+	}
+	fig := map[string]any{"counters": grew}
+	for k, v := range extra {
+		fig[k] = v
+	}
+	_ = benchfig.Fprint(os.Stdout, name, fig)
 }
 
 func readHistory(t *testing.T, tc client.Client, workflowID string) []*historypb.HistoryEvent {
