@@ -3,9 +3,15 @@ package connect_test
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"slices"
 	"sort"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -131,8 +137,10 @@ func TestBenchHistory(t *testing.T) {
 		t.Skip("a measurement: run with OUTLOOKD_BENCH=1 (docs/capacity.md)")
 	}
 	ctx := context.Background()
+	vc := &vaultCounter{}
 	e := enginetest.StartLive(t, graphsim.Options{Subscriptions: graphsim.SubscriptionOptions{BatchWindow: 5 * time.Millisecond, MinLifetime: time.Second}},
-		workflows.Options{PageSize: 200, ReconcileEvery: 20 * time.Second, SubscriptionLifetime: 70 * time.Second, KeepAliveEvery: 45 * time.Second})
+		workflows.Options{PageSize: 200, ReconcileEvery: 20 * time.Second, SubscriptionLifetime: 70 * time.Second, KeepAliveEvery: 45 * time.Second},
+		enginetest.VaultVia(vc.proxy(t)))
 	const backfilled = 1000
 	if _, err := e.Ctl.Generate(ctx, e.Ada.UPN, graphsim.GenerateSpec{Count: backfilled, Days: 25, AttachmentShare: 0.1, Seed: 7}); err != nil {
 		t.Fatal(err)
@@ -152,17 +160,20 @@ func TestBenchHistory(t *testing.T) {
 
 	// Quiet: no mail; the shortened timers fall due.
 	graphBefore, rounds := e.Sim.Counters(), e.Status(id).Sync.Rounds
+	vaultBefore := vc.snapshot()
 	time.Sleep(110 * time.Second)
 	h = readHistory(t, e.Temporal, wf)
 	for label, w := range wakes(h, mark) {
 		printTally("history-quiet-wake", w.tally, map[string]any{"wake": label, "wakes": w.n})
 	}
 	printGraph("graph-quiet", graphBefore, e.Sim.Counters(), map[string]any{"rounds": e.Status(id).Sync.Rounds - rounds})
+	printGraph("vault-quiet", vaultBefore, vc.snapshot(), nil)
 	mark = lastID(h)
 
 	// Active: messages one at a time, each waited for.
 	const single = 20
 	graphBefore, rounds = e.Sim.Counters(), e.Status(id).Sync.Rounds
+	vaultBefore = vc.snapshot()
 	for range single {
 		if _, err := e.Ctl.InjectMessages(ctx, e.Ada.UPN, graphsim.MessageSpec{Subject: "live", From: graphsim.Recipient{Name: "X", Address: "x@fabrikam.example"}}); err != nil {
 			t.Fatal(err)
@@ -171,6 +182,7 @@ func TestBenchHistory(t *testing.T) {
 		e.WaitFor(id, 30*time.Second, "the message", func(st workflows.Status) bool { return st.Sync.Upserted >= want })
 	}
 	printGraph("graph-live-single", graphBefore, e.Sim.Counters(), map[string]any{"messages": single, "rounds": e.Status(id).Sync.Rounds - rounds})
+	printGraph("vault-live-single", vaultBefore, vc.snapshot(), map[string]any{"messages": single})
 	h = readHistory(t, e.Temporal, wf)
 	total := tallyOf(h, mark)
 	printTally("history-live-single", total, map[string]any{"messages": single, "rounds": e.Status(id).Sync.Rounds - rounds,
@@ -209,6 +221,58 @@ func TestBenchHistory(t *testing.T) {
 	}
 	_ = benchfig.Fprint(os.Stdout, "history-live-events", map[string]any{"message_events": events, "live_messages": single + burst,
 		"events_rows": evRows, "events_table_bytes": evBytes, "message_event_row_bytes": benchfig.Round(rowBytes, 0)})
+}
+
+// vaultCounter is a reverse proxy in front of the test Vault that counts
+// its requests by method and kind of path.
+type vaultCounter struct {
+	mu     sync.Mutex
+	counts map[string]int64
+}
+
+func (v *vaultCounter) proxy(t *testing.T) func(string) string {
+	return func(addr string) string {
+		target, err := url.Parse(addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rp := httputil.NewSingleHostReverseProxy(target)
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			v.mu.Lock()
+			if v.counts == nil {
+				v.counts = map[string]int64{}
+			}
+			v.counts[r.Method+" "+vaultPathKind(r.URL.Path)]++
+			v.mu.Unlock()
+			rp.ServeHTTP(w, r)
+		}))
+		t.Cleanup(srv.Close)
+		return srv.URL
+	}
+}
+
+// vaultPathKind names what a request touches: a connection's tokens, the
+// app's client secret, or the rest (login, token renewal, health).
+func vaultPathKind(p string) string {
+	switch {
+	case strings.HasSuffix(p, "/tokens"):
+		return "tokens"
+	case strings.HasSuffix(p, "/app"):
+		return "app_secret"
+	case strings.Contains(p, "/data/"):
+		return "other_kv"
+	}
+	return p
+}
+
+func (v *vaultCounter) snapshot() map[string]int64 {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	out := map[string]int64{}
+	for k, n := range v.counts {
+		out[k] = n
+	}
+	return out
 }
 
 // printGraph prints the graphsim counters that grew between two snapshots:
