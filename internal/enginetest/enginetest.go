@@ -57,7 +57,15 @@ type Engine struct {
 type Option func(*options)
 
 type options struct {
-	tracer trace.TracerProvider
+	tracer    trace.TracerProvider
+	vaultAddr func(addr string) string
+}
+
+// VaultVia points the engine at the address via returns for the test
+// Vault's, for a test that puts a proxy in front of Vault (to count or
+// cut its requests).
+func VaultVia(via func(addr string) string) Option {
+	return func(o *options) { o.vaultAddr = via }
 }
 
 // Traced traces the engine's workflows, activities and Graph requests with
@@ -117,7 +125,11 @@ func startOn(t testing.TB, sim *simtest.Tenant, simOpts graphsim.Options, wfOpts
 		t.Fatal(err)
 	}
 	t.Cleanup(st.Close)
-	vc, err := vault.New(vault.Options{Addr: ve.Addr, RoleID: ve.RoleID, SecretIDFile: ve.SecretIDFile, KVMount: "secret",
+	vaultAddr := ve.Addr
+	if o.vaultAddr != nil {
+		vaultAddr = o.vaultAddr(vaultAddr)
+	}
+	vc, err := vault.New(vault.Options{Addr: vaultAddr, RoleID: ve.RoleID, SecretIDFile: ve.SecretIDFile, KVMount: "secret",
 		Prefix: "outlookd/test-" + randomHex(4), Timeout: 10 * time.Second, Logger: discard()})
 	if err != nil {
 		t.Fatal(err)
