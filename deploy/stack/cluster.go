@@ -93,6 +93,13 @@ func (s *stack) clusterConfig() ([]byte, error) {
 // upTemporalCluster starts the server and its UI, setting their databases
 // and the namespace up on first use.
 func (s *stack) upTemporalCluster(ctx context.Context) error {
+	// Written at every up: a running server reads it again within 10 s.
+	if err := os.MkdirAll(s.temporalDir(), 0o700); err != nil {
+		return err
+	}
+	if err := writeFileAtomic(filepath.Join(s.temporalDir(), "dynamicconfig.yaml"), clusterDynamicConfig, 0o600); err != nil {
+		return err
+	}
 	if s.runningPID("temporal") == 0 {
 		if portOpen(s.temporalAddr()) {
 			return fmt.Errorf("port %d is taken by a process this stack did not start; stop it or pass --temporal-port", s.temporalPort)
@@ -113,9 +120,6 @@ func (s *stack) upTemporalCluster(ctx context.Context) error {
 			return err
 		}
 		if err := writeFileAtomic(filepath.Join(cdir, "development.yaml"), conf, 0o600); err != nil {
-			return err
-		}
-		if err := writeFileAtomic(filepath.Join(s.temporalDir(), "dynamicconfig.yaml"), clusterDynamicConfig, 0o600); err != nil {
 			return err
 		}
 		if err := s.startProcess("temporal", bin, "--root", s.temporalDir(), "--config", "config", "--env", "development", "--allow-no-auth", "start"); err != nil {
