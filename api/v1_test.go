@@ -1462,3 +1462,45 @@ func TestRepairTerminatedWorkflow(t *testing.T) {
 		t.Errorf("repair of a disconnected connection: %d %s", r.status, r.body)
 	}
 }
+
+// TestRepairDuringBackfill: a connection's workflow terminated while its
+// backfill runs (a terminated parent takes the backfill down with it) is
+// repaired from before the backfill started: the new run starts it again,
+// it resumes and completes, and the mailbox is whole.
+func TestRepairDuringBackfill(t *testing.T) {
+	h := newHarness(t, graphsim.Options{})
+	ctx := context.Background()
+	e := h.e
+	const n = 120
+	if _, err := e.Ctl.Generate(ctx, e.Ada.UPN, graphsim.GenerateSpec{Count: n, Days: 5, Folders: []string{"inbox"}, Seed: 5}); err != nil {
+		t.Fatal(err)
+	}
+	// Slow paging keeps the backfill running long enough to be cut.
+	if err := e.Ctl.SetFault(ctx, graphsim.Fault{Endpoint: "messages", Latency: time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	r := h.call(t, "POST", "/v1/connections", h.acme, "u-ada", map[string]any{"backfill_days": 30, "folders": []string{"inbox"}, "login_hint": e.Ada.UPN})
+	var c conn
+	r.json(t, &c)
+	if r.status != 201 {
+		t.Fatalf("create: %d %s", r.status, r.body)
+	}
+	if r := h.consent(t, c.AuthorizeURL); r.status != 200 {
+		t.Fatalf("consent: %d %s", r.status, r.body)
+	}
+	h.waitConn(t, c.ID, h.acme, "u-ada", "backfilling", func(c conn) bool {
+		return c.State == workflows.StateActive && c.Backfill != nil && c.Backfill.Running
+	})
+	if err := e.Temporal.TerminateWorkflow(ctx, workflows.ConnectionWorkflowID(c.ID), "", "operator"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Ctl.SetFault(ctx, graphsim.Fault{Endpoint: "messages"}); err != nil {
+		t.Fatal(err)
+	}
+	if r := h.call(t, "POST", "/v1/connections/"+c.ID+"/repair", h.acmeAdmin, "", nil); r.status != 200 {
+		t.Fatalf("repair: %d %s", r.status, r.body)
+	}
+	h.waitConn(t, c.ID, h.acmeAdmin, "", "backfilled after the repair", func(c conn) bool {
+		return c.Source == "workflow" && c.State == workflows.StateActive && c.Backfill != nil && !c.Backfill.Running && c.Backfill.CompletedAt != nil && c.MessageCount >= n
+	})
+}

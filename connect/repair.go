@@ -66,7 +66,7 @@ func (s *Service) Repair(ctx context.Context, row store.Connection) (Repaired, e
 		return Repaired{}, ErrNotRepairable
 	}
 	runID := info.GetExecution().GetRunId()
-	last, err := s.lastWorkflowTask(ctx, wid, runID)
+	last, err := s.resetPoint(ctx, wid, runID)
 	if err != nil {
 		return Repaired{}, err
 	}
@@ -91,20 +91,47 @@ func (s *Service) Repair(ctx context.Context, row store.Connection) (Repaired, e
 	return Repaired{RunID: resp.GetRunId()}, nil
 }
 
-// lastWorkflowTask is the ID of the last WorkflowTaskCompleted event of a
-// run (0: none), the point Temporal's "reset to the last workflow task"
-// takes. A connection's runs continue as new before their history grows
-// long, so reading it forward is bounded.
-func (s *Service) lastWorkflowTask(ctx context.Context, wid, runID string) (int64, error) {
+// resetPoint is the workflow task a repair resets a run to (0: none):
+// its last completed one, or, when the run was ended while a backfill
+// child ran, the one that started that child. A terminated parent takes
+// its backfill down with it, and a run reset past the child's start would
+// wait for it forever; reset before it, the new run starts the backfill
+// again, which resumes from the cursors it committed. A connection's runs
+// continue as new before their history grows long, so reading it forward
+// is bounded.
+func (s *Service) resetPoint(ctx context.Context, wid, runID string) (int64, error) {
 	it := s.Temporal.GetWorkflowHistory(ctx, wid, runID, false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	var last int64
+	backfills := map[int64]int64{} // initiated event ID -> the workflow task that initiated it
 	for it.HasNext() {
 		ev, err := it.Next()
 		if err != nil {
 			return 0, fmt.Errorf("connect: history of %s: %w", wid, err)
 		}
-		if ev.GetEventType() == enums.EVENT_TYPE_WORKFLOW_TASK_COMPLETED {
+		switch ev.GetEventType() {
+		case enums.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
 			last = ev.GetEventId()
+		case enums.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED:
+			if a := ev.GetStartChildWorkflowExecutionInitiatedEventAttributes(); a.GetWorkflowType().GetName() == workflows.BackfillWorkflowName {
+				backfills[ev.GetEventId()] = a.GetWorkflowTaskCompletedEventId()
+			}
+		case enums.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_FAILED:
+			delete(backfills, ev.GetStartChildWorkflowExecutionFailedEventAttributes().GetInitiatedEventId())
+		case enums.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED:
+			delete(backfills, ev.GetChildWorkflowExecutionCompletedEventAttributes().GetInitiatedEventId())
+		case enums.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_FAILED:
+			delete(backfills, ev.GetChildWorkflowExecutionFailedEventAttributes().GetInitiatedEventId())
+		case enums.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_CANCELED:
+			delete(backfills, ev.GetChildWorkflowExecutionCanceledEventAttributes().GetInitiatedEventId())
+		case enums.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_TIMED_OUT:
+			delete(backfills, ev.GetChildWorkflowExecutionTimedOutEventAttributes().GetInitiatedEventId())
+		case enums.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_TERMINATED:
+			delete(backfills, ev.GetChildWorkflowExecutionTerminatedEventAttributes().GetInitiatedEventId())
+		}
+	}
+	for _, task := range backfills {
+		if task > 0 && task < last {
+			last = task
 		}
 	}
 	return last, nil

@@ -9,6 +9,7 @@ import (
 
 	"go.temporal.io/sdk/client"
 	sdkworker "go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/outlookd/outlookd/activities"
 	"github.com/outlookd/outlookd/workflows"
@@ -71,7 +72,7 @@ func Run(ctx context.Context, c client.Client, opts Options) error {
 func Register(a *activities.Activities) func(r sdkworker.Registry) {
 	return func(r sdkworker.Registry) {
 		r.RegisterWorkflow(workflows.Connection)
-		r.RegisterWorkflow(workflows.Backfill)
+		r.RegisterWorkflowWithOptions(workflows.Backfill, workflow.RegisterOptions{Name: workflows.BackfillWorkflowName})
 		r.RegisterWorkflow(workflows.Mailbox)
 		r.RegisterWorkflow(workflows.Send)
 		r.RegisterActivity(a)

@@ -7,6 +7,10 @@ import (
 	"go.temporal.io/sdk/workflow"
 )
 
+// BackfillWorkflowName is the name the Backfill workflow is registered
+// under (its function's).
+const BackfillWorkflowName = "Backfill"
+
 // Backfill pages the connection's folders over the window, a few folders at
 // a time, each resumable from the cursor committed with its last page, and
 // tells its parent how far each folder got. Its own history stays small:
