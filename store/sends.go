@@ -329,20 +329,22 @@ type SendUpdate struct {
 	Events []Event
 }
 
-// UpdateSend applies a change. A send in a final state keeps it: a change
-// to another state is ignored (a retried write of the final state itself
-// is harmless), so a late write never reopens a send.
+// UpdateSend applies a change. A send in a final state keeps it, and its
+// reason: a change to another state, or to the same state for another
+// reason, is ignored (a retried write of the final state itself is
+// harmless), so a late write never reopens a send nor rewrites why it
+// ended.
 func (s *Store) UpdateSend(ctx context.Context, id string, u SendUpdate) error {
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var state, mailboxID string
-		err := tx.QueryRow(ctx, `SELECT state, COALESCE(mailbox_id, '') FROM sends WHERE id = $1 FOR UPDATE`, id).Scan(&state, &mailboxID)
+		var state, reason, mailboxID string
+		err := tx.QueryRow(ctx, `SELECT state, COALESCE(reason, ''), COALESCE(mailbox_id, '') FROM sends WHERE id = $1 FOR UPDATE`, id).Scan(&state, &reason, &mailboxID)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("store: send %s: %w", id, ErrNotFound)
 		}
 		if err != nil {
 			return fmt.Errorf("store: send %s: %w", id, err)
 		}
-		if SendFinal(state) && u.State != state {
+		if SendFinal(state) && (u.State != state || u.Reason != reason) {
 			return nil
 		}
 		_, err = tx.Exec(ctx, `

@@ -54,6 +54,11 @@ func TestSendsOnceByKey(t *testing.T) {
 	if err := st.UpdateSend(ctx, first.ID, store.SendUpdate{State: "failed", Reason: "late"}); err != nil {
 		t.Fatal(err)
 	}
+	// The same final state for another reason (an API read that found
+	// the workflow ended just as it recorded its end) changes nothing.
+	if err := st.UpdateSend(ctx, first.ID, store.SendUpdate{State: "sent", Reason: "workflow_ended"}); err != nil {
+		t.Fatal(err)
+	}
 	got, err := st.GetSend(ctx, "c1", first.ID)
 	if err != nil || got.State != "sent" || got.MessageID != "m-1" || got.SentAt == nil || got.Reason != "" {
 		t.Errorf("after a late write: %+v %v", got, err)
