@@ -439,7 +439,7 @@ func (a *Activities) discoverGroups(ctx context.Context, gc *graph.Client, mailb
 		}
 	}
 	if len(again) > 0 {
-		cs, err := a.classifyUsers(ctx, mailboxGraph, workflows.DiscoverPageInput{ConnectionID: in.ConnectionID, Selection: in.Selection}, again, members)
+		cs, err := a.classifyUsers(ctx, mailboxGraph, workflows.DiscoverPageInput(in), again, members)
 		if err != nil {
 			return res, err
 		}
