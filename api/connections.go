@@ -206,15 +206,18 @@ type connectionJSON struct {
 	Visibility string `json:"visibility"`
 	// SharedWith are the app users a connection of visibility users is
 	// shared with.
-	SharedWith    []string      `json:"shared_with,omitempty"`
-	State         string        `json:"state"`
-	SyncMode      string        `json:"sync_mode,omitempty"`
-	PollReason    string        `json:"poll_reason,omitempty"`
-	Reason        string        `json:"reason,omitempty"`
-	ReasonText    string        `json:"reason_text,omitempty"`
-	Mailbox       string        `json:"mailbox,omitempty"`
-	DisplayName   string        `json:"display_name,omitempty"`
-	TenantID      string        `json:"tenant_id,omitempty"`
+	SharedWith  []string `json:"shared_with,omitempty"`
+	State       string   `json:"state"`
+	SyncMode    string   `json:"sync_mode,omitempty"`
+	PollReason  string   `json:"poll_reason,omitempty"`
+	Reason      string   `json:"reason,omitempty"`
+	ReasonText  string   `json:"reason_text,omitempty"`
+	Mailbox     string   `json:"mailbox,omitempty"`
+	DisplayName string   `json:"display_name,omitempty"`
+	TenantID    string   `json:"tenant_id,omitempty"`
+	// Account says what kind of Microsoft account the mailbox is, and the
+	// limits its sends meet, once the tenant is known.
+	Account       *accountJSON  `json:"account,omitempty"`
 	GrantedScopes []string      `json:"granted_scopes"`
 	Settings      appSettings   `json:"settings"`
 	Backfill      *backfillJSON `json:"backfill,omitempty"`
@@ -556,6 +559,7 @@ func view(row store.Connection, count int64, st *workflows.Status) connectionJSO
 	if out.GrantedScopes == nil {
 		out.GrantedScopes = []string{}
 	}
+	out.Account = accountOf(out.TenantID)
 	if st == nil {
 		return out
 	}
@@ -591,7 +595,37 @@ func view(row store.Connection, count int64, st *workflows.Status) connectionJSO
 	slices.SortFunc(b.Folders, func(x, y folderProgressJS) int { return cmp.Or(cmp.Compare(x.Name, y.Name), cmp.Compare(x.ID, y.ID)) })
 	out.Backfill = b
 	out.Contacts = contactsStatus(st)
+	out.Account = accountOf(out.TenantID)
 	return out
+}
+
+// accountJSON is the kind of Microsoft account a mailbox is, and what
+// differs for it: a personal account (Outlook.com) sends to fewer
+// recipients than a work or school one (Exchange Online), and has no
+// tenant for admin consent, shared mailboxes or application permissions.
+type accountJSON struct {
+	Type    string         `json:"type"` // "personal" or "work_or_school"
+	Sending sendLimitsJSON `json:"sending"`
+}
+
+// sendLimitsJSON are the sending limits a send is checked against before
+// Graph (docs/sending.md#limits).
+type sendLimitsJSON struct {
+	RecipientsPerMessage int `json:"recipients_per_message"`
+	RecipientsPerDay     int `json:"recipients_per_day"`
+	MessagesPerMinute    int `json:"messages_per_minute"`
+}
+
+// accountOf describes the account of a tenant ("": not known yet).
+func accountOf(tenantID string) *accountJSON {
+	switch tenantID {
+	case "":
+		return nil
+	case consumerTenant:
+		return &accountJSON{Type: "personal", Sending: sendLimitsJSON{PersonalMaxRecipients, PersonalDailyRecipients, SendsPerMinute}}
+	default:
+		return &accountJSON{Type: "work_or_school", Sending: sendLimitsJSON{MaxRecipients, DailyRecipients, SendsPerMinute}}
+	}
 }
 
 // orphaned marks the view of a connection whose workflow ended without

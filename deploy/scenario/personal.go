@@ -38,12 +38,23 @@ func personalAccount(ctx context.Context, w *world, size int) (result, error) {
 	var who struct {
 		TenantID string `json:"tenant_id"`
 		Mailbox  string `json:"mailbox"`
+		Account  struct {
+			Type    string `json:"type"`
+			Sending struct {
+				PerMessage int `json:"recipients_per_message"`
+				PerDay     int `json:"recipients_per_day"`
+			} `json:"sending"`
+		} `json:"account"`
 	}
 	if _, err := w.call("GET", "/v1/connections/"+c.ID, nil, &who); err != nil {
 		return r, err
 	}
 	if who.TenantID != graphsim.ConsumerTenantID || !strings.EqualFold(who.Mailbox, sam) {
 		return r, fmt.Errorf("the connection says tenant %q, mailbox %q; want the consumer tenant and %s", who.TenantID, who.Mailbox, sam)
+	}
+	// What differs for a personal account is said: its sending limits.
+	if a := who.Account; a.Type != "personal" || a.Sending.PerMessage != 100 || a.Sending.PerDay != 300 {
+		return r, fmt.Errorf("the connection describes its account as %+v; want personal, 100 recipients a message and 300 a day", a)
 	}
 	if c.SyncMode != "push" {
 		return r, fmt.Errorf("sync mode %q, want push: Graph notifies message changes of personal accounts", c.SyncMode)
