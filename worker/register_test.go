@@ -7,6 +7,7 @@ import (
 
 	"go.temporal.io/sdk/client"
 	sdkworker "go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/outlookd/outlookd/activities"
 	"github.com/outlookd/outlookd/workflows"
@@ -16,10 +17,15 @@ import (
 type registry struct {
 	sdkworker.Registry
 	workflows  []any
+	names      []string // the names given with RegisterWorkflowWithOptions
 	activities []any
 }
 
 func (r *registry) RegisterWorkflow(w any) { r.workflows = append(r.workflows, w) }
+func (r *registry) RegisterWorkflowWithOptions(w any, o workflow.RegisterOptions) {
+	r.workflows = append(r.workflows, w)
+	r.names = append(r.names, o.Name)
+}
 func (r *registry) RegisterActivity(a any) { r.activities = append(r.activities, a) }
 
 // TestEveryActivityIsRegisteredWithItsTypes: every activity the workflows
@@ -87,4 +93,16 @@ func TestRegisteringTheActivitiesSucceeds(t *testing.T) {
 		}
 	}()
 	Register(&activities.Activities{})(w)
+}
+
+// TestBackfillIsRegisteredUnderItsName: the Backfill workflow is
+// registered under workflows.BackfillWorkflowName, the name a repair looks
+// for in a connection's history.
+func TestBackfillIsRegisteredUnderItsName(t *testing.T) {
+	var r registry
+	Register(&activities.Activities{})(&r)
+	// The name running histories already hold: the function's.
+	if workflows.BackfillWorkflowName != "Backfill" || len(r.names) != 1 || r.names[0] != workflows.BackfillWorkflowName {
+		t.Errorf("workflows registered by name: %q, want Backfill", r.names)
+	}
 }
