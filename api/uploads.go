@@ -33,6 +33,12 @@ const (
 	MaxUploadRange = 8 << 20
 	// UploadLifetime is how long an upload may be finished and used.
 	UploadLifetime = 24 * time.Hour
+	// MaxOpenUploads and MaxOpenUploadBytes bound what one connection holds
+	// in uploads not yet taken by a send, so that an app (or a leaked key)
+	// cannot fill the database: 20 files, 1 GiB together (six of the
+	// largest).
+	MaxOpenUploads     = 20
+	MaxOpenUploadBytes = 1 << 30
 )
 
 var uploadIDPattern = regexp.MustCompile(`^upl_[a-z2-7]{26}$`)
@@ -120,7 +126,12 @@ func (s *server) createUpload(c *gin.Context) {
 		s.d.Logger.Warn("expired uploads could not be purged", "err", err)
 	}
 	u, err := s.d.Store.CreateUpload(c, store.Upload{ID: newUploadID(), ConnectionID: o.row.ID, MailboxID: o.mailboxID,
-		Name: req.Name, ContentType: req.ContentType, Size: req.Size, ExpiresAt: time.Now().Add(cmp.Or(s.d.UploadLifetime, UploadLifetime))})
+		Name: req.Name, ContentType: req.ContentType, Size: req.Size, ExpiresAt: time.Now().Add(cmp.Or(s.d.UploadLifetime, UploadLifetime))},
+		store.UploadQuota{Count: MaxOpenUploads, Bytes: MaxOpenUploadBytes})
+	if errors.Is(err, store.ErrUploadQuota) {
+		problem(c, http.StatusConflict, "upload_quota_exceeded", fmt.Sprintf("This connection already holds %d uploads not yet sent, or %d bytes in them, the most it may (%d bytes more asked): send them, DELETE those no longer needed, or let them expire.", MaxOpenUploads, MaxOpenUploadBytes, req.Size))
+		return
+	}
 	if err != nil {
 		s.unavailable(c, err)
 		return

@@ -68,15 +68,51 @@ func scanUpload(r pgx.Row) (Upload, error) {
 	return u, err
 }
 
+// ErrUploadQuota: the connection already holds as many open uploads, or
+// as many bytes in them, as its quota allows.
+var ErrUploadQuota = errors.New("store: the connection's open uploads are at their quota")
+
+// UploadQuota bounds a connection's open uploads, those neither expired nor
+// taken by a send: how many, and their sizes together. Zero leaves a bound
+// off.
+type UploadQuota struct {
+	Count int
+	Bytes int64
+}
+
 // CreateUpload records a new upload, nothing in yet; ExpiresAt must be
-// set.
-func (s *Store) CreateUpload(ctx context.Context, u Upload) (Upload, error) {
-	out, err := scanUpload(s.pool.QueryRow(ctx, `
-		INSERT INTO uploads (id, connection_id, mailbox_id, name, content_type, size, expires_at)
-		VALUES ($1, $2, NULLIF($3, ''), $4, $5, $6, $7)
-		RETURNING id, connection_id, COALESCE(mailbox_id, ''), name, content_type, size, received, COALESCE(send_id, ''),
-			created_at, expires_at, completed_at`,
-		u.ID, u.ConnectionID, u.MailboxID, u.Name, u.ContentType, u.Size, u.ExpiresAt))
+// set. One that would take the connection past its quota is refused
+// (ErrUploadQuota); creations on one connection are checked one at a time,
+// so two at once cannot both pass.
+func (s *Store) CreateUpload(ctx context.Context, u Upload, q UploadQuota) (Upload, error) {
+	var out Upload
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if q.Count > 0 || q.Bytes > 0 {
+			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('uploads:' || $1::text))`, u.ConnectionID); err != nil {
+				return err
+			}
+			var n int
+			var bytes int64
+			if err := tx.QueryRow(ctx, `SELECT count(*), COALESCE(sum(size), 0)::bigint FROM uploads
+				WHERE connection_id = $1 AND send_id IS NULL AND expires_at > now()`, u.ConnectionID).Scan(&n, &bytes); err != nil {
+				return err
+			}
+			if (q.Count > 0 && n >= q.Count) || (q.Bytes > 0 && bytes+u.Size > q.Bytes) {
+				return ErrUploadQuota
+			}
+		}
+		var err error
+		out, err = scanUpload(tx.QueryRow(ctx, `
+			INSERT INTO uploads (id, connection_id, mailbox_id, name, content_type, size, expires_at)
+			VALUES ($1, $2, NULLIF($3, ''), $4, $5, $6, $7)
+			RETURNING id, connection_id, COALESCE(mailbox_id, ''), name, content_type, size, received, COALESCE(send_id, ''),
+				created_at, expires_at, completed_at`,
+			u.ID, u.ConnectionID, u.MailboxID, u.Name, u.ContentType, u.Size, u.ExpiresAt))
+		return err
+	})
+	if errors.Is(err, ErrUploadQuota) {
+		return Upload{}, err
+	}
 	if err != nil {
 		return Upload{}, fmt.Errorf("store: create upload %s: %w", u.ID, err)
 	}

@@ -27,7 +27,7 @@ func TestUploadRanges(t *testing.T) {
 		file[i] = byte(i * 7)
 	}
 	u, err := st.CreateUpload(ctx, store.Upload{ID: "upl_ranges", ConnectionID: "cu1", Name: "f.bin", ContentType: "application/octet-stream",
-		Size: int64(len(file)), ExpiresAt: time.Now().Add(time.Hour)})
+		Size: int64(len(file)), ExpiresAt: time.Now().Add(time.Hour)}, store.UploadQuota{})
 	if err != nil || u.Received != 0 || u.Complete() {
 		t.Fatalf("create: %+v %v", u, err)
 	}
@@ -113,7 +113,7 @@ func TestUploadInASend(t *testing.T) {
 	rates := store.Rates{Mailbox: "u-3", PerMinute: 30, DailyRecipients: 100}
 	file := bytes.Repeat([]byte("outlookd"), 1000)
 	soon := time.Now().Add(2 * time.Second)
-	u, err := st.CreateUpload(ctx, store.Upload{ID: "upl_send", ConnectionID: "cu3", Name: "f.bin", ContentType: "text/plain", Size: int64(len(file)), ExpiresAt: soon})
+	u, err := st.CreateUpload(ctx, store.Upload{ID: "upl_send", ConnectionID: "cu3", Name: "f.bin", ContentType: "text/plain", Size: int64(len(file)), ExpiresAt: soon}, store.UploadQuota{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +174,7 @@ func TestUploadRangeRace(t *testing.T) {
 		t.Fatal(err)
 	}
 	file := bytes.Repeat([]byte("0123456789"), 100)
-	u, err := st.CreateUpload(ctx, store.Upload{ID: "upl_race", ConnectionID: "cu4", Name: "f", ContentType: "text/plain", Size: int64(len(file)), ExpiresAt: time.Now().Add(time.Hour)})
+	u, err := st.CreateUpload(ctx, store.Upload{ID: "upl_race", ConnectionID: "cu4", Name: "f", ContentType: "text/plain", Size: int64(len(file)), ExpiresAt: time.Now().Add(time.Hour)}, store.UploadQuota{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,5 +195,46 @@ func TestUploadRangeRace(t *testing.T) {
 	}
 	if back, err := io.ReadAll(st.UploadReader(ctx, u.ID, 0)); err != nil || !bytes.Equal(back, file) {
 		t.Errorf("read back: %q %v", back, err)
+	}
+}
+
+// TestUploadQuota: a connection's open uploads are bounded in number and
+// in bytes; one taken by a send, or expired, no longer counts.
+func TestUploadQuota(t *testing.T) {
+	st := newStore(t)
+	ctx := context.Background()
+	for _, c := range []string{"cq1", "cq2"} {
+		if err := st.CreateConnection(ctx, store.Connection{ID: c, OrgID: "o", OwnerID: "u", State: "active", Mode: "delegated"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	q := store.UploadQuota{Count: 2, Bytes: 100}
+	create := func(id string, size int64, expires time.Time) error {
+		_, err := st.CreateUpload(ctx, store.Upload{ID: id, ConnectionID: "cq1", Name: "f", ContentType: "text/plain", Size: size, ExpiresAt: expires}, q)
+		return err
+	}
+	later := time.Now().Add(time.Hour)
+	if err := create("upl_q1", 60, later); err != nil {
+		t.Fatal(err)
+	}
+	if err := create("upl_q2", 50, later); !errors.Is(err, store.ErrUploadQuota) {
+		t.Errorf("past the bytes: %v", err)
+	}
+	if err := create("upl_q3", 40, later); err != nil {
+		t.Fatal(err)
+	}
+	if err := create("upl_q4", 1, later); !errors.Is(err, store.ErrUploadQuota) {
+		t.Errorf("past the count: %v", err)
+	}
+	// Another connection has its own quota.
+	if _, err := st.CreateUpload(ctx, store.Upload{ID: "upl_q5", ConnectionID: "cq2", Name: "f", ContentType: "text/plain", Size: 100, ExpiresAt: later}, q); err != nil {
+		t.Errorf("another connection: %v", err)
+	}
+	// An expired upload no longer counts.
+	if _, err := st.Pool().Exec(ctx, `UPDATE uploads SET expires_at = now() - interval '1 second' WHERE id = 'upl_q1'`); err != nil {
+		t.Fatal(err)
+	}
+	if err := create("upl_q6", 60, later); err != nil {
+		t.Errorf("after one expired: %v", err)
 	}
 }
