@@ -206,17 +206,7 @@ func newWorldWith(ctx context.Context, name string, o worldOptions) (*world, err
 	} else if err := w.start("outlookd", env, "serve"); err != nil {
 		return w, err
 	}
-	if err := waitFor(60*time.Second, func() error {
-		resp, err := http.Get(w.apiURL + "/readyz")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			return fmt.Errorf("readyz %d", resp.StatusCode)
-		}
-		return nil
-	}); err != nil {
+	if err := waitReady(w.apiURL, 60*time.Second); err != nil {
 		return w, fmt.Errorf("outlookd never became ready: %w", err)
 	}
 	w.vault, err = vault.New(vault.Options{Addr: w.stack["VAULT_ADDR"], RoleID: w.stack["OUTLOOKD_VAULT_ROLE_ID"],
@@ -347,18 +337,10 @@ func (w *world) endWorkflows(ctx context.Context) (int, error) {
 
 // startWorker starts (or restarts) the worker process of a split world; its
 // HTTP listener is on a port of its own, unused.
-func (w *world) startWorker() error {
-	env := append(append([]string(nil), w.env...), "OUTLOOKD_HTTP_ADDR="+freeAddr())
-	return w.start("worker", env, "serve", "--role", "worker")
-}
+func (w *world) startWorker() error { return w.startWorkerN(0) }
 
 // killWorker kills the worker process with SIGKILL and waits for it.
-func (w *world) killWorker() {
-	if p := w.procs["worker"]; p != nil && p.Process != nil {
-		_ = p.Process.Kill()
-		time.Sleep(200 * time.Millisecond) // let the kernel reap it
-	}
-}
+func (w *world) killWorker() { w.kill(workerName(0)) }
 
 func waitFor(d time.Duration, f func() error) error {
 	deadline := time.Now().Add(d)

@@ -68,12 +68,22 @@ func (s *stack) clusterPorts() clusterPorts {
 	}
 }
 
-// clusterConfig renders the server's configuration.
-func (s *stack) clusterConfig() ([]byte, error) {
+// dbURL is the Postgres the stack uses, parsed: Temporal's databases are
+// on the same server, with the same user.
+func (s *stack) dbURL() (*url.URL, error) {
 	dsn, _ := s.dsn()
 	u, err := url.Parse(dsn)
 	if err != nil {
 		return nil, errors.New("the database URL is malformed")
+	}
+	return u, nil
+}
+
+// clusterConfig renders the server's configuration.
+func (s *stack) clusterConfig() ([]byte, error) {
+	u, err := s.dbURL()
+	if err != nil {
+		return nil, err
 	}
 	pass, _ := u.User.Password()
 	persistence, visibility := s.temporalDatabases()
@@ -152,10 +162,9 @@ func (s *stack) upTemporalCluster(ctx context.Context) error {
 // brings their schema to the server's version with temporal-sql-tool: the
 // first time from nothing, later only the versions added since.
 func (s *stack) clusterSchema(ctx context.Context, toolDir string) error {
-	dsn, _ := s.dsn()
-	u, err := url.Parse(dsn)
+	u, err := s.dbURL()
 	if err != nil {
-		return errors.New("the database URL is malformed")
+		return err
 	}
 	host, port := u.Hostname(), u.Port()
 	if port == "" {
