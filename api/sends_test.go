@@ -316,7 +316,8 @@ func TestSendRatesQueueOrRefuse(t *testing.T) {
 	if d := h.call(t, "DELETE", "/v1/connections/"+id, h.acme, "u-ada", nil); d.status != 202 {
 		t.Fatalf("disconnect: %d %s", d.status, d.body)
 	}
-	if got := h.waitSend(t, id, queued.ID); got.State != workflows.SendCanceled || got.Reason != workflows.ReasonConnectionEnded {
+	// It learns of the disconnect when its turn comes (its not_before).
+	if got := h.waitSendFor(t, id, queued.ID, time.Until(s.NotBefore)+60*time.Second); got.State != workflows.SendCanceled || got.Reason != workflows.ReasonConnectionEnded {
 		t.Errorf("queued send after the disconnect: %+v", got)
 	}
 	if r := h.send(t, id, "after-disconnect", body(false)); r.status != 409 || r.code() != "connection_ended" {
