@@ -17,9 +17,11 @@ build:
 	     /^go: downloading / { if (++d % 25 == 0) { print "  ... " d " modules downloaded"; fflush() } next } { print; fflush() }'; fi
 
 ## run: the whole system locally: the stack, graphsim with a demo tenant,
-## and outlookd (API and worker), with a walkthrough printed
+## and outlookd (API and worker), with a walkthrough printed.
+## RUN_PROFILE=cluster runs it on the real Temporal server on PostgreSQL.
+RUN_PROFILE ?= run
 run: build
-	@./deploy/run.sh
+	@RUN_PROFILE=$(RUN_PROFILE) ./deploy/run.sh
 
 ## test: start the test stack (its own ports and data), then every test;
 ## last, the cluster profile's stack and a scenario on it

@@ -3,26 +3,37 @@
 # Vault), graphsim with a demo tenant standing in for Microsoft, and
 # outlookd serving the API and the worker. Ctrl-C stops outlookd and
 # graphsim; `make stack-down` stops the rest.
+#
+# RUN_PROFILE=cluster (make run RUN_PROFILE=cluster) runs the same on the
+# cluster profile's stack: the real Temporal server on PostgreSQL with its
+# own Web UI, as a platform team runs it; `go run ./deploy/stack --profile
+# cluster down` stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=bin/outlookd
 API_ADDR=${OUTLOOKD_HTTP_ADDR:-127.0.0.1:8080}
 SIM_ADDR=${OUTLOOKD_SIM_ADDR:-127.0.0.1:8800}
 
-go run ./deploy/stack up
-set -a; source .stack/run/env; set +a
+PROFILE=${RUN_PROFILE:-run}
+case $PROFILE in
+  run|cluster) ;;
+  *) echo "RUN_PROFILE must be run or cluster (the test profile belongs to make test), not \"$PROFILE\"" >&2; exit 2 ;;
+esac
+go run ./deploy/stack --profile "$PROFILE" up
+DIR=.stack/$PROFILE
+set -a; source "$DIR/env"; set +a
 
 # graphsim, seeded with the demo tenant; its app sends users back to us.
 # outlookd's receiver listens on plain http here, which Microsoft refuses:
 # graphsim accepts it only because it is told to (and says so in its log).
-info=.stack/run/demo.json
+info=$DIR/demo.json
 rm -f "$info"
 "$BIN" sim --seed demo --addr "$SIM_ADDR" --redirect-uri "http://$API_ADDR/v1/oauth/callback,http://$API_ADDR/v1/oauth/admin-callback" --info-file "$info" \
   --insecure-http-notifications \
-  > .stack/run/graphsim.log 2>&1 &
+  > "$DIR/graphsim.log" 2>&1 &
 sim_pid=$!
 trap 'kill $sim_pid 2>/dev/null || true' EXIT
-for _ in $(seq 1 300); do [ -s "$info" ] && break; kill -0 $sim_pid 2>/dev/null || { cat .stack/run/graphsim.log; exit 1; }; sleep 0.1; done
+for _ in $(seq 1 300); do [ -s "$info" ] && break; kill -0 $sim_pid 2>/dev/null || { cat "$DIR/graphsim.log"; exit 1; }; sleep 0.1; done
 field() { sed -n "s/.*\"$1\": \"\([^\"]*\)\".*/\1/p" "$info" | head -1; }
 users=$(tr -d '\n ' < "$info" | sed -n 's/.*"users":\["\([^"]*\)".*/\1/p')
 
@@ -43,7 +54,7 @@ cat <<MSG
   outlookd is starting.
     API          http://$API_ADDR   (GET /readyz, OpenAPI at /v1/openapi.json)
     Temporal UI  $OUTLOOKD_TEMPORAL_UI_URL
-    graphsim     http://$SIM_ADDR   (demo tenant contoso.example; log in .stack/run/graphsim.log)
+    graphsim     http://$SIM_ADDR   (demo tenant contoso.example; log in $DIR/graphsim.log)
 
   Walkthrough, in another terminal (README.md has the same):
     export KEY=$key   # an admin key of organisation "demo"; more: bin/outlookd apikey create --org demo

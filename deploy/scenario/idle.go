@@ -113,12 +113,15 @@ func idleConnections(ctx context.Context, n int, idle, reconcile time.Duration) 
 	live := time.Since(start)
 	progress("%d connections live after %s (consents took %s); idle for %s", n, live.Round(time.Second), consented.Round(time.Second), idle)
 
-	// Idle: sample the worker's resident memory.
-	worker := w.procs["worker"].Process.Pid
-	var peakRSS atomic.Int64
+	// Idle: sample each worker's resident memory (one worker on the test
+	// profile, every worker on the cluster profile).
+	workers := w.workerNames()
+	peakRSS := make([]atomic.Int64, len(workers))
 	sample := func() {
-		if kib := rssKiB(worker); kib > peakRSS.Load() {
-			peakRSS.Store(kib)
+		for i, name := range workers {
+			if kib := rssKiB(w.procs[name].Process.Pid); kib > peakRSS[i].Load() {
+				peakRSS[i].Store(kib)
+			}
 		}
 	}
 	sample()
@@ -133,8 +136,10 @@ func idleConnections(ctx context.Context, n int, idle, reconcile time.Duration) 
 	stopRSS()
 	sample()
 	idleEnd := time.Now()
-	if p := w.procs["worker"]; p.ProcessState != nil {
-		return fmt.Errorf("the worker exited during the idle window: %s", p.ProcessState)
+	for _, name := range workers {
+		if p := w.procs[name]; p.ProcessState != nil {
+			return fmt.Errorf("%s exited during the idle window: %s", name, p.ProcessState)
+		}
 	}
 
 	// What the connections' histories say about the window.
@@ -163,9 +168,16 @@ func idleConnections(ctx context.Context, n int, idle, reconcile time.Duration) 
 	// One idle window of the benchmark's schedule is this many days of
 	// the default one.
 	days := idle.Seconds() / 86400 * float64(productionReconcile) / float64(reconcile)
+	rss := make([]float64, len(workers))
+	for i := range peakRSS {
+		rss[i] = benchfig.Round(float64(peakRSS[i].Load())/1024, 1)
+	}
 	return benchfig.Fprint(os.Stdout, "idle-connections", map[string]any{
 		"connections":            n,
-		"worker_rss_mib":         benchfig.Round(float64(peakRSS.Load())/1024, 1),
+		"workers":                len(workers),
+		"worker_rss_mib":         slices.Max(rss),
+		"worker_rss_mib_each":    rss,
+		"connect_per_s":          benchfig.Round(float64(n)/consented.Seconds(), 1),
 		"timer_lateness_p50_s":   benchfig.Round(benchfig.Percentile(lateness, 0.50), 3),
 		"timer_lateness_p99_s":   benchfig.Round(benchfig.Percentile(lateness, 0.99), 3),
 		"timers":                 len(lateness),

@@ -133,6 +133,19 @@ func (w *world) startAPI(i int) error {
 	return w.start(apiName(i), env, "serve", "--role", "api")
 }
 
+// workerNames names the world's worker processes: "worker" alone on the
+// test profile, one per replica on the cluster profile.
+func (w *world) workerNames() []string {
+	if w.replicas == nil {
+		return []string{"worker"}
+	}
+	names := make([]string, clusterReplicas)
+	for i := range names {
+		names[i] = workerName(i)
+	}
+	return names
+}
+
 // startWorkerN starts (or restarts) the i-th worker; its HTTP listener is
 // on a port of its own, unused.
 func (w *world) startWorkerN(i int) error {
