@@ -21,19 +21,21 @@ type benchmark struct {
 
 // benchOptions are the command-line knobs of the benchmarks.
 type benchOptions struct {
-	connections int           // idle-connections
-	idle        time.Duration // idle-connections' window
-	reconcile   time.Duration // idle-connections' reconciliation interval
-	senders     int           // send-throughput's mailboxes
-	sendWindow  time.Duration // send-throughput's window
-	profiles    []string      // the stacks to run each benchmark on, in turn
+	connections   int           // idle-connections
+	idle          time.Duration // idle-connections' window
+	reconcile     time.Duration // idle-connections' reconciliation interval
+	pushMailboxes int           // push-latency's mailboxes
+	pushRate      float64       // push-latency's messages a second
+	senders       int           // send-throughput's mailboxes
+	sendWindow    time.Duration // send-throughput's window
+	profiles      []string      // the stacks to run each benchmark on, in turn
 }
 
 var benchmarks = []benchmark{
 	{"backfill", "engine backfill against a raw paging loop in the same run", goTestBench("./connect", "TestBenchBackfill")},
 	{"backfill-throttled", "backfill under Graph's per-mailbox rate and concurrency, against the ceiling they allow", goTestBench("./connect", "TestBenchBackfillThrottled")},
-	{"push-latency", "100 pushed mailboxes at 50 msg/s: injection to row in Postgres", func(ctx context.Context, _ benchOptions) error {
-		return pushLatency(ctx, 100, 50, 20*time.Second)
+	{"push-latency", "pushed mailboxes (100 at 50 msg/s unless told): injection to row in Postgres", func(ctx context.Context, o benchOptions) error {
+		return pushLatency(ctx, o.pushMailboxes, o.pushRate, 20*time.Second)
 	}},
 	{"graph-budget", "the Graph budget shared by three processes through Postgres against each process's own, same run: requests per second and latency added per request", goTestBench("./activities", "TestBenchGraphBudget")},
 	{"webhook-ingest", "notifications acknowledged per second and their latency", goTestBench("./webhook", "TestBenchWebhookIngest")},

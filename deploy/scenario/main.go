@@ -34,6 +34,8 @@ func main() {
 	flag.IntVar(&bo.connections, "connections", 10000, "idle-connections: how many")
 	flag.DurationVar(&bo.idle, "idle", 20*time.Minute, "idle-connections: the idle window measured")
 	flag.DurationVar(&bo.reconcile, "reconcile", 15*time.Minute, "idle-connections: the reconciliation interval standing for the default 6h")
+	flag.IntVar(&bo.pushMailboxes, "push-mailboxes", 100, "push-latency: how many pushed mailboxes")
+	flag.Float64Var(&bo.pushRate, "push-rate", 50, "push-latency: messages a second, spread over the mailboxes")
 	flag.IntVar(&bo.senders, "send-mailboxes", 100, "send-throughput: how many mailboxes send")
 	flag.DurationVar(&bo.sendWindow, "send-window", time.Minute, "send-throughput: the window measured (real time; the rate is per minute)")
 	flag.Func("profiles", "bench: the stacks to run each benchmark on in turn, comma-separated (test,cluster); default OUTLOOKD_STACK_PROFILE or test", func(v string) error {
