@@ -26,7 +26,10 @@ package workflows
 //     for want of it (upgradeToPush), and deletes its subscription when
 //     detached (saga.go, detach); before, it was polled only.
 //
-// The histories in testdata/ were recorded before the first of them.
+// The histories in testdata/ were recorded before the first of them, but
+// mailbox_application_polled.json, recorded before app-mailbox-push (an
+// application connection's mailbox run by the code of then, with the
+// workflow tests' fake activities, on a Temporal dev server).
 //
 // A change driven by a new field of an activity's result needs no change
 // ID when the field's absence keeps the old behaviour: results recorded
