@@ -27,9 +27,10 @@ package workflows
 //     detached (saga.go, detach); before, it was polled only.
 //
 // The histories in testdata/ were recorded before the first of them, but
-// mailbox_application_polled.json, recorded before app-mailbox-push (an
-// application connection's mailbox run by the code of then, with the
-// workflow tests' fake activities, on a Temporal dev server).
+// the two of an application connection's mailbox, run with the workflow
+// tests' fake activities on a Temporal dev server:
+// mailbox_application_polled.json by the code before app-mailbox-push,
+// mailbox_application_pushed.json by the code that brought it.
 //
 // A change driven by a new field of an activity's result needs no change
 // ID when the field's absence keeps the old behaviour: results recorded
