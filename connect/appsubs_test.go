@@ -44,13 +44,32 @@ func TestApplicationMailboxesPushed(t *testing.T) {
 		return ""
 	}
 	var ada, shared string
-	waitUntil(t, 60*time.Second, "both mailboxes discovered", func() bool {
+	defer func() {
+		if t.Failed() {
+			users, _ := e.Store.ListDirectoryUsers(ctx, id, "", "", 1000)
+			for _, u := range users {
+				t.Logf("directory: %s %s %s %s", u.Address, u.Status, u.Reason, u.MailboxID)
+			}
+		}
+	}()
+	waitUntil(t, 90*time.Second, "both mailboxes discovered", func() bool {
 		ada, shared = mailboxOf(e.Ada.UPN), mailboxOf(org.Shared.UPN)
 		return ada != "" && shared != ""
 	})
+	// status reads a mailbox's workflow, which may not have started yet.
+	status := func(mbx string) (workflows.Status, bool) {
+		var st workflows.Status
+		v, err := e.Temporal.QueryWorkflow(ctx, workflows.MailboxWorkflowID(mbx), "", workflows.QueryStatus)
+		return st, err == nil && v.Get(&st) == nil
+	}
 	subs := map[string]string{}
 	for _, mbx := range []string{ada, shared} {
-		st := e.WaitForMailbox(mbx, 60*time.Second, "pushed", func(st workflows.Status) bool { return st.Sync.Mode != "" })
+		var st workflows.Status
+		waitUntil(t, 60*time.Second, "a sync mode", func() bool {
+			var ok bool
+			st, ok = status(mbx)
+			return ok && st.Sync.Mode != ""
+		})
 		if st.Sync.Mode != workflows.SyncPush || st.Sync.SubscriptionID == "" {
 			t.Fatalf("%s: sync %s (%q)", mbx, st.Sync.Mode, st.Sync.PollReason)
 		}
