@@ -197,22 +197,24 @@ func (a *Activities) syncFolder(ctx context.Context, gc *graph.Client, in workfl
 // EnsureSubscription creates the connection's Graph subscription on the
 // mailbox's messages, with a random clientState kept in Vault (and only its
 // hash in Postgres). With Replace, known subscriptions are deleted first,
-// so a connection never has two. When Graph refuses (a mailbox that cannot
-// be subscribed), it says why instead of failing: the connection polls.
+// so a connection (or a mailbox of an application connection) never has
+// two. When Graph refuses (a mailbox that cannot be subscribed: an
+// application access policy keeping the app out of it, a permission
+// missing), it says why instead of failing: the mailbox is polled.
 func (a *Activities) EnsureSubscription(ctx context.Context, in workflows.EnsureSubscriptionInput) (workflows.SubscriptionResult, error) {
 	gc, err := a.graphFor(ctx, in.ConnectionID, in.UserID)
 	if err != nil {
 		return workflows.SubscriptionResult{}, err
 	}
 	if in.Replace {
-		if err := a.deleteSubscriptions(ctx, gc, in.ConnectionID); err != nil {
+		if err := a.deleteSubscriptions(ctx, gc, in.ConnectionID, in.MailboxID); err != nil {
 			return workflows.SubscriptionResult{}, err
 		}
 	}
 	secret := make([]byte, 32)
 	_, _ = rand.Read(secret)
 	clientState := base64.RawURLEncoding.EncodeToString(secret)
-	if err := a.Tokens.PutClientState(ctx, in.ConnectionID, clientState); err != nil {
+	if err := a.Tokens.PutClientState(ctx, in.ConnectionID, in.MailboxID, clientState); err != nil {
 		return workflows.SubscriptionResult{}, err
 	}
 	sub := models.NewSubscription()
@@ -234,7 +236,8 @@ func (a *Activities) EnsureSubscription(ctx context.Context, in workflows.Ensure
 	}
 	hash := sha256.Sum256([]byte(clientState))
 	out := workflows.SubscriptionResult{ID: deref(created.GetId()), Expiration: *created.GetExpirationDateTime(), Requested: asked}
-	if err := a.Store.SaveSubscription(ctx, store.Subscription{ID: out.ID, ConnectionID: in.ConnectionID, ClientStateHash: hash[:], Resource: res, ExpiresAt: out.Expiration}); err != nil {
+	if err := a.Store.SaveSubscription(ctx, store.Subscription{ID: out.ID, ConnectionID: in.ConnectionID, MailboxID: in.MailboxID,
+		ClientStateHash: hash[:], Resource: res, ExpiresAt: out.Expiration}); err != nil {
 		return workflows.SubscriptionResult{}, err
 	}
 	return out, nil
@@ -257,6 +260,16 @@ func (a *Activities) RenewSubscription(ctx context.Context, in workflows.RenewSu
 			_ = a.Store.DeleteSubscription(ctx, in.SubscriptionID)
 			return workflows.SubscriptionResult{Gone: true}, nil
 		}
+		if ge, ok := graph.AsError(err); ok && ge.Status == 403 && in.MailboxID != "" {
+			// An application access policy now keeps the app out of the
+			// mailbox (or Mail.Read was revoked): Graph delivers nothing
+			// more for it, and the subscription expires at Graph by
+			// itself. The mailbox is polled.
+			if err := a.Store.DeleteSubscription(ctx, in.SubscriptionID); err != nil {
+				return workflows.SubscriptionResult{}, err
+			}
+			return workflows.SubscriptionResult{PollReason: ge.Code + ": " + ge.Message}, nil
+		}
 		return workflows.SubscriptionResult{}, classifyGraph("renew subscription", err)
 	}
 	out := workflows.SubscriptionResult{ID: in.SubscriptionID, Expiration: *renewed.GetExpirationDateTime(), Requested: asked}
@@ -269,18 +282,19 @@ func (a *Activities) RenewSubscription(ctx context.Context, in workflows.RenewSu
 	return out, nil
 }
 
-// DeleteSubscriptions deletes every subscription of the connection at Graph
-// (a 404 counts as done) and in the store.
+// DeleteSubscriptions deletes every subscription of the connection (of
+// one of its mailboxes, with MailboxID) at Graph (a 404 counts as done)
+// and in the store.
 func (a *Activities) DeleteSubscriptions(ctx context.Context, in workflows.ConnectionRef) error {
 	gc, err := a.graphFor(ctx, in.ConnectionID, "")
 	if err != nil {
 		return err
 	}
-	return a.deleteSubscriptions(ctx, gc, in.ConnectionID)
+	return a.deleteSubscriptions(ctx, gc, in.ConnectionID, in.MailboxID)
 }
 
-func (a *Activities) deleteSubscriptions(ctx context.Context, gc *graph.Client, connectionID string) error {
-	subs, err := a.Store.ListSubscriptions(ctx, connectionID)
+func (a *Activities) deleteSubscriptions(ctx context.Context, gc *graph.Client, connectionID, mailboxID string) error {
+	subs, err := a.Store.ListSubscriptions(ctx, connectionID, mailboxID)
 	if err != nil {
 		return err
 	}

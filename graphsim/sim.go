@@ -98,6 +98,11 @@ type SubscriptionOptions struct {
 	// with this on fails at Microsoft. It exists for local receivers that
 	// cannot serve TLS (tests, make run); never turn it on otherwise.
 	InsecureHTTPNotificationURLs bool
+	// Writes (POST, PATCH, DELETE) and Requests (of any kind) per Window
+	// are the subscription API's limits per app and tenant: 1,000 and
+	// 5,000 per 20 seconds (docs/graph.md#creating-a-subscription).
+	Writes, Requests int
+	Window           time.Duration
 }
 
 func (o *SubscriptionOptions) defaults() {
@@ -132,6 +137,13 @@ func (o *SubscriptionOptions) defaults() {
 	if o.BatchMax == 0 {
 		o.BatchMax = 100
 	}
+	if o.Writes == 0 {
+		o.Writes = 1000
+	}
+	if o.Requests == 0 {
+		o.Requests = 5000
+	}
+	def(&o.Window, 20*time.Second)
 }
 
 func (o *Options) defaults() {

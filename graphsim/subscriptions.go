@@ -87,6 +87,9 @@ type subscriptionRequest struct {
 
 // serveSubscriptions serves /subscriptions and /subscriptions/{id}[/reauthorize].
 func (s *Sim) serveSubscriptions(g *graphRequest) {
+	if s.subscriptionsThrottled(g) {
+		return
+	}
 	n := g.nodes
 	switch {
 	case len(n) == 1 && !n[0].keyed && g.r.Method == http.MethodPost:

@@ -535,3 +535,42 @@ func TestNewMailNotHeldBehindRedeliveries(t *testing.T) {
 		}
 	}
 }
+
+// TestSubscriptionAPIThrottledPerAppAndTenant: the subscription API takes
+// a number of writes (POST, PATCH, DELETE) per window from one app in one
+// tenant (docs/graph.md#creating-a-subscription: 1,000 per 20 seconds);
+// over it, 429 TooManyRequests with Retry-After and nothing is done, reads
+// still pass, and the budget comes back with time.
+func TestSubscriptionAPIThrottledPerAppAndTenant(t *testing.T) {
+	f := newFixture(t, graphsim.Options{Subscriptions: graphsim.SubscriptionOptions{Writes: 3, Window: 20 * time.Second}})
+	ctx := context.Background()
+	if err := f.ctl.GrantConsent(ctx, graphsim.ConsentSpec{Tenant: f.tenant.ID, ClientID: f.app.ClientID, Roles: []string{"Mail.Read"}}); err != nil {
+		t.Fatal(err)
+	}
+	_, _, body := postToken(t, f.sim.URL()+"/"+f.tenant.ID+"/oauth2/v2.0/token", url.Values{"grant_type": {"client_credentials"}, "scope": {"https://graph.microsoft.com/.default"}}, f.app.ClientID, f.app.Secrets[0].Value)
+	app := body["access_token"].(string)
+	rc, lc := simtest.NewReceiver(t), simtest.NewReceiver(t)
+	create := func(user string) (int, http.Header) {
+		var sub subscription
+		return f.graphDo(t, app, "POST", "/subscriptions", subBody("users/"+user+"/messages", rc.URL, lc.URL, 24*time.Hour, f.sim.Clock().Now()), &sub)
+	}
+	for _, u := range []string{"support@contoso.example", "ada@contoso.example", "support@contoso.example"} {
+		if st, _ := create(u); st != 201 {
+			t.Fatalf("subscription on %s within the budget: %d", u, st)
+		}
+	}
+	st, h := create("ada@contoso.example")
+	if st != 429 || h.Get("Retry-After") == "" {
+		t.Fatalf("a write over the budget: %d, Retry-After %q", st, h.Get("Retry-After"))
+	}
+	if subs, _ := f.ctl.Subscriptions(ctx); len(subs) != 3 {
+		t.Errorf("%d subscriptions after a throttled create, want 3", len(subs))
+	}
+	if st, _ := f.graphGet(t, app, "/subscriptions", nil); st != 200 {
+		t.Errorf("a read while writes are throttled: %d", st)
+	}
+	f.sim.Clock().Advance(21 * time.Second)
+	if st, _ := create("ada@contoso.example"); st != 201 {
+		t.Errorf("after the window: %d", st)
+	}
+}

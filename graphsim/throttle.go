@@ -234,3 +234,24 @@ func (s *Sim) acquireMailbox(g *graphRequest) (release func(), ok bool) {
 	}
 	return release, true
 }
+
+// subscriptionsThrottled applies the subscription API's limits per app
+// and tenant (docs/graph.md#creating-a-subscription): writes (POST, PATCH,
+// DELETE) and requests of any kind per window; over either, 429
+// TooManyRequests with Retry-After, and nothing is done.
+func (s *Sim) subscriptionsThrottled(g *graphRequest) bool {
+	o := s.opts.Subscriptions
+	key := g.p.appID + "/" + g.p.tenantID
+	wait, _ := s.throttle.take("subs "+key, 1, o.Requests, o.Window)
+	if wait == 0 && g.r.Method != http.MethodGet {
+		wait, _ = s.throttle.take("subs-writes "+key, 1, o.Writes, o.Window)
+	}
+	if wait == 0 {
+		return false
+	}
+	s.stats.throttled(g.class)
+	s.stats.add("throttled.subscriptions", 1)
+	g.w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())))
+	graphError(g.w, g.r, http.StatusTooManyRequests, "TooManyRequests", "Please retry again later.")
+	return true
+}

@@ -260,7 +260,7 @@ func (s *Store) Detach(ctx context.Context, mailboxID string) error {
 			return err
 		}
 		for _, q := range []string{`UPDATE folders SET cursor = NULL, gap_cursor = NULL WHERE mailbox_id = $1`,
-			`DELETE FROM subscriptions WHERE connection_id = $1`,
+			`DELETE FROM subscriptions WHERE connection_id = $1 OR mailbox_id = $1`,
 			`UPDATE mailboxes SET detached_at = COALESCE(detached_at, now()) WHERE id = $1`,
 			`UPDATE connections SET detached_at = COALESCE(detached_at, now()) WHERE id = $1`} {
 			if _, err := tx.Exec(ctx, q, mailboxID); err != nil {

@@ -13,8 +13,11 @@ import (
 type InboxEntry struct {
 	Seq          int64
 	ConnectionID string
-	Signal       string // changes or lifecycle
-	Payload      []byte // JSON of the lifecycle signal
+	// MailboxID names the mailbox of an application connection whose
+	// workflow the signal goes to; empty, the connection's.
+	MailboxID string
+	Signal    string // changes or lifecycle
+	Payload   []byte // JSON of the lifecycle signal
 }
 
 // Inbox writes notification entries durably, committing the entries of
@@ -95,11 +98,11 @@ func (ib *Inbox) commit(ctx context.Context) {
 				if e.Payload != nil {
 					payload = string(e.Payload)
 				}
-				rows = append(rows, []any{e.ConnectionID, e.Signal, payload})
+				rows = append(rows, []any{e.ConnectionID, e.MailboxID, e.Signal, payload})
 			}
 		}
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		_, err := ib.s.pool.CopyFrom(cctx, pgx.Identifier{"notification_inbox"}, []string{"connection_id", "signal", "payload"}, pgx.CopyFromRows(rows))
+		_, err := ib.s.pool.CopyFrom(cctx, pgx.Identifier{"notification_inbox"}, []string{"connection_id", "mailbox_id", "signal", "payload"}, pgx.CopyFromRows(rows))
 		cancel()
 		if err != nil {
 			err = fmt.Errorf("store: inbox: %w", err)
@@ -110,13 +113,14 @@ func (ib *Inbox) commit(ctx context.Context) {
 	}
 }
 
-// CatchUp adds a changes entry with the payload for every connection with
-// a live subscription in one statement, and answers how many: after the
-// receiver refused notifications, each of them may have missed some.
+// CatchUp adds a changes entry with the payload for every connection (and
+// application connection's mailbox) with a live subscription in one
+// statement, and answers how many: after the receiver refused
+// notifications, each of them may have missed some.
 func (ib *Inbox) CatchUp(ctx context.Context, payload []byte) (int64, error) {
 	tag, err := ib.s.pool.Exec(ctx, `
-		INSERT INTO notification_inbox (connection_id, signal, payload)
-		SELECT DISTINCT connection_id, 'changes', $1::jsonb FROM subscriptions`, string(payload))
+		INSERT INTO notification_inbox (connection_id, mailbox_id, signal, payload)
+		SELECT DISTINCT connection_id, mailbox_id, 'changes', $1::jsonb FROM subscriptions`, string(payload))
 	if err != nil {
 		return 0, fmt.Errorf("store: inbox catch-up: %w", err)
 	}
@@ -129,13 +133,13 @@ func (ib *Inbox) CatchUp(ctx context.Context, payload []byte) (int64, error) {
 func (s *Store) ForwardInbox(ctx context.Context, limit int, fn func([]InboxEntry) []int64) (int, error) {
 	n := 0
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT seq, connection_id, signal, payload FROM notification_inbox ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED`, limit)
+		rows, err := tx.Query(ctx, `SELECT seq, connection_id, mailbox_id, signal, payload FROM notification_inbox ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED`, limit)
 		if err != nil {
 			return err
 		}
 		entries, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (InboxEntry, error) {
 			var e InboxEntry
-			err := r.Scan(&e.Seq, &e.ConnectionID, &e.Signal, &e.Payload)
+			err := r.Scan(&e.Seq, &e.ConnectionID, &e.MailboxID, &e.Signal, &e.Payload)
 			return e, err
 		})
 		if err != nil || len(entries) == 0 {

@@ -488,7 +488,7 @@ func (s *Store) DeleteMail(ctx context.Context, mailboxID string) (int64, error)
 			return err
 		}
 		n = tag.RowsAffected()
-		for _, q := range []string{`DELETE FROM folders WHERE mailbox_id = $1`, `DELETE FROM subscriptions WHERE connection_id = $1`,
+		for _, q := range []string{`DELETE FROM folders WHERE mailbox_id = $1`, `DELETE FROM subscriptions WHERE connection_id = $1 OR mailbox_id = $1`,
 			`DELETE FROM sends WHERE connection_id = $1 AND state IN ('sent', 'failed', 'canceled')`,
 			`UPDATE mailboxes SET detached_at = COALESCE(detached_at, now()) WHERE id = $1`,
 			`UPDATE connections SET detached_at = COALESCE(detached_at, now()) WHERE id = $1`} {

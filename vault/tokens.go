@@ -320,9 +320,17 @@ func (ts *TokenStore) PutAppSecret(ctx context.Context, secret string) error {
 	return nil
 }
 
-// PutClientState keeps the clientState of a connection's subscription.
-func (ts *TokenStore) PutClientState(ctx context.Context, connectionID, clientState string) error {
-	if _, err := ts.kv.Put(ctx, ts.path(connectionID, "subscription"), map[string]any{"client_state": clientState}); err != nil {
+// PutClientState keeps the clientState of a connection's subscription: of
+// its own mailbox (mailboxID empty), or of one of its mailboxes (an
+// application connection's), each under its own key so that one
+// mailbox's subscription never overwrites another's. A purge of the
+// connection removes them all.
+func (ts *TokenStore) PutClientState(ctx context.Context, connectionID, mailboxID, clientState string) error {
+	p := ts.path(connectionID, "subscription")
+	if mailboxID != "" {
+		p = ts.path(connectionID, "mailboxes", mailboxID, "subscription")
+	}
+	if _, err := ts.kv.Put(ctx, p, map[string]any{"client_state": clientState}); err != nil {
 		return fmt.Errorf("vault: write client state: %w", err)
 	}
 	return nil

@@ -115,3 +115,24 @@ func TestTokenStoreCheckAndSetAndPurge(t *testing.T) {
 		t.Errorf("second purge: %d %v", n, err)
 	}
 }
+
+// TestClientStatesPerMailbox: the clientState of each subscription of a
+// connection is kept apart, its own mailbox's and each of its mailboxes'
+// (an application connection's), so that a second mailbox's never
+// overwrites the first's; a purge takes them all.
+func TestClientStatesPerMailbox(t *testing.T) {
+	ctx := context.Background()
+	ts := serviceClient(t).Tokens()
+	conn := "test-" + t.Name() + time.Now().Format("150405.000000000")
+	for _, mbx := range []string{"", "mbx-a", "mbx-b", "mbx-a"} {
+		if err := ts.PutClientState(ctx, conn, mbx, "state-of-"+mbx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := ts.Count(ctx, conn); err != nil || n != 3 {
+		t.Errorf("count = %d (%v), want 3: the connection's and two mailboxes'", n, err)
+	}
+	if n, err := ts.Purge(ctx, conn); err != nil || n != 3 {
+		t.Errorf("purged %d (%v), want 3", n, err)
+	}
+}

@@ -99,17 +99,28 @@ func (f *Forwarder) Once(ctx context.Context) (int, error) {
 	return f.Store.ForwardInbox(ctx, 100000, func(entries []store.InboxEntry) []int64 { return f.forward(ctx, entries) })
 }
 
+// signal is one signal to send: to a connection's workflow, or to its
+// mailbox's when mailbox is set.
 type signal struct {
-	connection, name, payload string
+	connection, mailbox, name, payload string
 }
 
-// forward sends one signal per connection and distinct lifecycle event,
+// workflowID is the workflow the signal goes to.
+func (k signal) workflowID() string {
+	if k.mailbox != "" {
+		return workflows.MailboxWorkflowID(k.mailbox)
+	}
+	return workflows.ConnectionWorkflowID(k.connection)
+}
+
+// forward sends one signal per workflow (a connection's or a mailbox's) and
+// distinct lifecycle event,
 // 16 at a time, and returns the entries that are done.
 func (f *Forwarder) forward(ctx context.Context, entries []store.InboxEntry) []int64 {
 	groups := map[signal][]int64{}
 	var order []signal
 	for _, e := range entries {
-		k := signal{connection: e.ConnectionID, name: e.Signal, payload: string(e.Payload)}
+		k := signal{connection: e.ConnectionID, mailbox: e.MailboxID, name: e.Signal, payload: string(e.Payload)}
 		if _, ok := groups[k]; !ok {
 			order = append(order, k)
 		}
@@ -149,17 +160,17 @@ func (f *Forwarder) send(ctx context.Context, k signal) bool {
 	}
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	err := f.Temporal.SignalWorkflow(sctx, workflows.ConnectionWorkflowID(k.connection), "", k.name, arg)
+	err := f.Temporal.SignalWorkflow(sctx, k.workflowID(), "", k.name, arg)
 	var gone *serviceerror.NotFound
 	switch {
 	case err == nil:
 		f.Signals.Add(1)
 		return true
 	case errors.As(err, &gone):
-		return true // the connection has ended; nothing to sync
+		return true // the connection (or mailbox) has ended; nothing to sync
 	}
 	if f.Log != nil {
-		f.Log.Warn("signal failed; the notification waits", "connection", k.connection, "signal", k.name, "err", err)
+		f.Log.Warn("signal failed; the notification waits", "connection", k.connection, "mailbox", k.mailbox, "signal", k.name, "err", err)
 	}
 	return false
 }

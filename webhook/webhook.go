@@ -124,7 +124,11 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request, lifecycle boo
 		http.Error(w, "could not check the notification; retry", http.StatusServiceUnavailable)
 		return
 	}
-	changed := map[string]bool{}
+	// One changes entry per workflow: a connection's, or one of its
+	// mailboxes' (an application connection's subscriptions are each on a
+	// mailbox, whose workflow syncs it).
+	type target struct{ connection, mailbox string }
+	changed := map[target]bool{}
 	var entries []store.InboxEntry
 	for _, it := range items {
 		sub, ok := check(subs, it)
@@ -135,12 +139,12 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request, lifecycle boo
 		r.Accepted.Add(1)
 		if lifecycle || it.LifecycleEvent != "" {
 			payload, _ := json.Marshal(workflows.LifecycleSignal{Event: it.LifecycleEvent, SubscriptionID: sub.ID})
-			entries = append(entries, store.InboxEntry{ConnectionID: sub.ConnectionID, Signal: workflows.SignalLifecycle, Payload: payload})
+			entries = append(entries, store.InboxEntry{ConnectionID: sub.ConnectionID, MailboxID: sub.MailboxID, Signal: workflows.SignalLifecycle, Payload: payload})
 			continue
 		}
-		if !changed[sub.ConnectionID] {
-			changed[sub.ConnectionID] = true
-			entries = append(entries, store.InboxEntry{ConnectionID: sub.ConnectionID, Signal: workflows.SignalChanges})
+		if k := (target{sub.ConnectionID, sub.MailboxID}); !changed[k] {
+			changed[k] = true
+			entries = append(entries, store.InboxEntry{ConnectionID: sub.ConnectionID, MailboxID: sub.MailboxID, Signal: workflows.SignalChanges})
 		}
 	}
 	if err := r.Inbox.Add(ctx, entries); err != nil {

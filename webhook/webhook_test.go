@@ -3,11 +3,13 @@ package webhook_test
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -388,5 +390,84 @@ func TestCatchUpAfterRefusal(t *testing.T) {
 	time.Sleep(700 * time.Millisecond)
 	if n := r.CatchUps.Load(); n != asked {
 		t.Errorf("catch-ups went on after the hold-back: %d, then %d", asked, n)
+	}
+}
+
+// TestReceiverRoutesToMailboxes: the subscriptions of an application
+// connection's mailboxes are each a mailbox's; their notifications become
+// one changes signal per mailbox, and their lifecycle events lifecycle
+// signals, to the mailboxes' workflows, never the connection's. A
+// catch-up after a refusal reaches each of them too.
+func TestReceiverRoutesToMailboxes(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, testenv.Postgres(t), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.CreateConnection(ctx, store.Connection{ID: "app1", OrgID: "o", OwnerID: "u", State: "active", Mode: "application"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []string{"mbx-a", "mbx-b"} {
+		hash := sha256.Sum256([]byte("state-of-" + m))
+		if err := st.SaveSubscription(ctx, store.Subscription{ID: "sub-" + m, ConnectionID: "app1", MailboxID: m, ClientStateHash: hash[:],
+			Resource: "users/" + m + "/messages", ExpiresAt: time.Now().Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sig := &signals{}
+	inbox := store.NewInbox(st)
+	defer inbox.Close()
+	fwd := &webhook.Forwarder{Store: st, Temporal: sig}
+	r := &webhook.Receiver{Store: st, Inbox: inbox}
+	post := func(handler http.HandlerFunc, body string) int {
+		rec := httptest.NewRecorder()
+		handler(rec, httptest.NewRequest("POST", "/n", strings.NewReader(body)))
+		return rec.Code
+	}
+	note := func(m, state string) string {
+		return `{"subscriptionId":"sub-` + m + `","clientState":"` + state + `","changeType":"created","resource":"Users/x/Messages/1"}`
+	}
+	forward := func() []string {
+		t.Helper()
+		sig.mu.Lock()
+		sig.calls = nil
+		sig.mu.Unlock()
+		if _, err := fwd.Once(ctx); err != nil {
+			t.Fatal(err)
+		}
+		sig.mu.Lock()
+		defer sig.mu.Unlock()
+		calls := slices.Clone(sig.calls)
+		slices.Sort(calls)
+		return calls
+	}
+	// Three for a, one for b, one with b's subscription and a's
+	// clientState (forged).
+	body := `{"value":[` + note("mbx-a", "state-of-mbx-a") + `,` + note("mbx-a", "state-of-mbx-a") + `,` + note("mbx-b", "state-of-mbx-b") + `,` +
+		note("mbx-a", "state-of-mbx-a") + `,` + note("mbx-b", "state-of-mbx-a") + `]}`
+	if code := post(r.Notifications, body); code != 202 {
+		t.Fatalf("notifications: %d", code)
+	}
+	want := []string{workflows.MailboxWorkflowID("mbx-a") + " " + workflows.SignalChanges, workflows.MailboxWorkflowID("mbx-b") + " " + workflows.SignalChanges}
+	if got := forward(); !slices.Equal(got, want) {
+		t.Errorf("signals %v, want %v", got, want)
+	}
+	if r.Accepted.Load() != 4 || r.Ignored.Load() != 1 {
+		t.Errorf("accepted %d, ignored %d", r.Accepted.Load(), r.Ignored.Load())
+	}
+	lc := `{"value":[{"subscriptionId":"sub-mbx-b","clientState":"state-of-mbx-b","lifecycleEvent":"reauthorizationRequired"}]}`
+	if code := post(r.Lifecycle, lc); code != 202 {
+		t.Fatalf("lifecycle: %d", code)
+	}
+	if got := forward(); !slices.Equal(got, []string{workflows.MailboxWorkflowID("mbx-b") + " " + workflows.SignalLifecycle}) {
+		t.Errorf("lifecycle signals %v", got)
+	}
+	payload, _ := json.Marshal(workflows.ChangesSignal{RefusedSince: time.Now().UTC()})
+	if n, err := inbox.CatchUp(ctx, payload); err != nil || n != 2 {
+		t.Fatalf("catch-up: %d entries, %v", n, err)
+	}
+	if got := forward(); !slices.Equal(got, want) {
+		t.Errorf("catch-up signals %v, want %v", got, want)
 	}
 }

@@ -371,6 +371,10 @@ func (c *connection) onResync(ctx workflow.Context, in ResyncInput) (Status, err
 		c.s.AccessLostTold = false
 		if c.moveTo(ctx, StateActive, "", "", nil) {
 			c.s.Sync.Backoff, c.s.Backfill.Backoff = Backoff{}, Backoff{}
+			if c.isApplicationMailbox() && c.s.Sync.Mode == SyncPolling && c.appMailboxPush(ctx) {
+				// Graph may let the app watch it again too.
+				c.s.Pending.Resubscribe = true
+			}
 		}
 	}
 	c.s.Pending.Sync = true
@@ -569,7 +573,7 @@ func (c *connection) active(ctx workflow.Context) error {
 func (c *connection) subscribe(ctx workflow.Context) {
 	replace := c.s.Pending.Resubscribe || c.s.Sync.SubscriptionID != ""
 	c.s.Pending.Resubscribe = false
-	if why := c.pollsOnly(); why != "" {
+	if why := c.pollsOnly(ctx); why != "" {
 		c.setSyncMode(ctx, SyncPolling, why)
 		return
 	}
@@ -577,9 +581,11 @@ func (c *connection) subscribe(ctx workflow.Context) {
 		c.setSyncMode(ctx, SyncPolling, "no notification URL is configured")
 		return
 	}
+	// An application connection's mailbox is subscribed to with the
+	// connection's token, and its subscription is the mailbox's.
 	res, err := ensureSubscription.run(ctx, EnsureSubscriptionInput{
-		ConnectionID: c.s.ID, UserID: c.s.UserID, NotificationURL: c.opts.NotificationURL, LifecycleURL: c.opts.LifecycleURL,
-		Lifetime: c.opts.SubscriptionLifetime, Replace: replace,
+		ConnectionID: c.credentialID(), MailboxID: c.mailboxID(), UserID: c.s.UserID, NotificationURL: c.opts.NotificationURL,
+		LifecycleURL: c.opts.LifecycleURL, Lifetime: c.opts.SubscriptionLifetime, Replace: replace,
 	})
 	if !c.still(StateActive) {
 		return
@@ -612,7 +618,7 @@ func (c *connection) setSyncMode(ctx workflow.Context, mode, reason string) {
 		return
 	}
 	switch {
-	case mode == SyncPolling && c.pollsOnly() != "":
+	case mode == SyncPolling && c.isMailbox() && (c.s.Mode == ModeServiceAccount || reason == legacyApplicationPollReason):
 		c.log.Info("mailbox polls, as its access allows", "reason", reason)
 	case mode == SyncPolling:
 		c.log.Warn("connection polls: Graph cannot push to it", "reason", reason)
@@ -627,7 +633,7 @@ func (c *connection) setSyncMode(ctx workflow.Context, mode, reason string) {
 func (c *connection) renew(ctx workflow.Context) {
 	c.s.Pending.Renew = false
 	res, err := renewSubscription.run(ctx, RenewSubscriptionInput{
-		ConnectionID: c.s.ID, SubscriptionID: c.s.Sync.SubscriptionID, Lifetime: c.opts.SubscriptionLifetime,
+		ConnectionID: c.credentialID(), MailboxID: c.mailboxID(), SubscriptionID: c.s.Sync.SubscriptionID, Lifetime: c.opts.SubscriptionLifetime,
 	})
 	if !c.still(StateActive) {
 		return
@@ -641,6 +647,15 @@ func (c *connection) renew(ctx workflow.Context) {
 	c.s.Sync.Subscribe = Backoff{}
 	if res.Gone {
 		c.s.Pending.Resubscribe = true
+		return
+	}
+	if res.PollReason != "" {
+		// Graph no longer lets the app watch the mailbox (an application
+		// access policy now keeps it out): polled, and subscribed to
+		// again once its access is back.
+		c.s.Pending.Sync = true
+		c.setSyncMode(ctx, SyncPolling, res.PollReason)
+		c.s.Sync.SubscriptionID = ""
 		return
 	}
 	c.s.Sync.SubscriptionExpires, c.s.Sync.LastRenewal = res.Expiration, workflow.Now(ctx)

@@ -31,6 +31,14 @@ type fakes struct {
 	subscribes atomic.Int32
 	renews     atomic.Int32
 	renewGone  atomic.Bool
+	// subIns, renewIns and deleteRefs are the inputs of the subscription
+	// activities; subRefused and renewRefused, when set, are Graph's
+	// refusal of the next subscriptions and renewals (the mailbox polls).
+	subIns       []EnsureSubscriptionInput
+	renewIns     []RenewSubscriptionInput
+	deleteRefs   []ConnectionRef
+	subRefused   string
+	renewRefused string
 	// grant, when set, is the lifetime Graph grants whatever is asked.
 	grant  time.Duration
 	events []string
@@ -153,6 +161,13 @@ func (f *fakes) register(env *testsuite.TestWorkflowEnvironment) {
 	env.RegisterActivityWithOptions(func(ctx context.Context, in EnsureSubscriptionInput) (SubscriptionResult, error) {
 		f.subscribes.Add(1)
 		f.mark(ActivityEnsureSubscription, env.Now())
+		f.mu.Lock()
+		f.subIns = append(f.subIns, in)
+		refused := f.subRefused
+		f.mu.Unlock()
+		if refused != "" {
+			return SubscriptionResult{PollReason: refused}, nil
+		}
 		return SubscriptionResult{ID: "sub-" + time.Now().Format("150405.000000000"), Expiration: env.Now().Add(f.granted(in.Lifetime)), Requested: env.Now()}, nil
 	}, activity.RegisterOptions{Name: ActivityEnsureSubscription})
 	env.RegisterActivityWithOptions(func(ctx context.Context, in RenewSubscriptionInput) (SubscriptionResult, error) {
@@ -160,6 +175,13 @@ func (f *fakes) register(env *testsuite.TestWorkflowEnvironment) {
 			return SubscriptionResult{}, errors.New("renewed a thousand times")
 		}
 		f.mark(ActivityRenewSubscription, env.Now())
+		f.mu.Lock()
+		f.renewIns = append(f.renewIns, in)
+		refused := f.renewRefused
+		f.mu.Unlock()
+		if refused != "" {
+			return SubscriptionResult{PollReason: refused}, nil
+		}
 		if f.renewGone.Load() {
 			return SubscriptionResult{Gone: true}, nil
 		}
@@ -168,6 +190,7 @@ func (f *fakes) register(env *testsuite.TestWorkflowEnvironment) {
 	env.RegisterActivityWithOptions(func(ctx context.Context, in ConnectionRef) error {
 		f.mu.Lock()
 		f.saga = append(f.saga, ActivityDeleteSubscriptions)
+		f.deleteRefs = append(f.deleteRefs, in)
 		f.mu.Unlock()
 		return nil
 	}, activity.RegisterOptions{Name: ActivityDeleteSubscriptions})

@@ -733,14 +733,19 @@ type SyncFoldersResult struct {
 	Gone []FolderRef `json:"gone,omitempty"`
 }
 
-// EnsureSubscriptionInput asks for one live subscription on the mailbox.
+// EnsureSubscriptionInput asks for one live subscription on the mailbox:
+// a delegated connection's own, or (MailboxID set) one of an application
+// connection's mailboxes, subscribed to with the connection's application
+// token.
 type EnsureSubscriptionInput struct {
 	ConnectionID    string        `json:"connectionId"`
+	MailboxID       string        `json:"mailboxId,omitempty"`
 	UserID          string        `json:"userId"`
 	NotificationURL string        `json:"notificationUrl"`
 	LifecycleURL    string        `json:"lifecycleUrl"`
 	Lifetime        time.Duration `json:"lifetime"`
-	// Replace deletes the connection's known subscriptions first.
+	// Replace deletes the known subscriptions of the connection (of the
+	// mailbox, with MailboxID) first.
 	Replace bool `json:"replace"`
 }
 
@@ -754,7 +759,8 @@ type SubscriptionResult struct {
 	// may differ from the one asked (docs/graph.md#subscription-lifetime).
 	// Results recorded before it existed leave it zero.
 	Requested time.Time `json:"requested,omitempty"`
-	// PollReason is set when Graph refused the subscription.
+	// PollReason is set when Graph refused the subscription (or, for an
+	// application connection's mailbox, its renewal).
 	PollReason string `json:"pollReason,omitempty"`
 	// Gone: the subscription no longer exists at Graph.
 	Gone bool `json:"gone,omitempty"`
@@ -762,14 +768,19 @@ type SubscriptionResult struct {
 
 // RenewSubscriptionInput renews (and so reauthorizes) a subscription.
 type RenewSubscriptionInput struct {
-	ConnectionID   string        `json:"connectionId"`
+	ConnectionID string `json:"connectionId"`
+	// MailboxID names the application connection's mailbox the
+	// subscription is on (empty: the connection's own).
+	MailboxID      string        `json:"mailboxId,omitempty"`
 	SubscriptionID string        `json:"subscriptionId"`
 	Lifetime       time.Duration `json:"lifetime"`
 }
 
-// ConnectionRef names a connection.
+// ConnectionRef names a connection; for DeleteSubscriptions, MailboxID
+// narrows it to one of the connection's mailboxes.
 type ConnectionRef struct {
 	ConnectionID string `json:"connectionId"`
+	MailboxID    string `json:"mailboxId,omitempty"`
 }
 
 // RetentionInput applies the retention policy at disconnect.

@@ -196,6 +196,7 @@ func Mailbox(ctx workflow.Context, in MailboxInput) (ConnectionResult, error) {
 	if err := c.upsertSearchAttributes(ctx); err != nil {
 		return ConnectionResult{}, err
 	}
+	c.upgradeToPush(ctx)
 	res, err := c.run(ctx)
 	if err == nil && c.s.State == StateDisconnected {
 		c.tellConnectionEnded(ctx)
@@ -239,18 +240,42 @@ func (c *connection) syncsOwnMailbox() bool {
 
 // pollsOnly is why the mailbox cannot be pushed to, if it cannot: Graph
 // sends no change notifications for delegated access to another user's
-// mailbox (docs/graph.md#subscriptions-on-shared-mailboxes).
-func (c *connection) pollsOnly() string {
+// mailbox (docs/graph.md#subscriptions-on-shared-mailboxes). An
+// application connection's mailbox is subscribed to with the application
+// token (docs/application.md#push), but runs that began before outlookd
+// did so poll it as they did (app-mailbox-push, versions.go).
+func (c *connection) pollsOnly(ctx workflow.Context) string {
 	if c.isMailbox() && c.s.Mode == ModeServiceAccount {
 		return "delegated access to a shared mailbox receives no change notifications from Graph; the mailbox is polled"
 	}
-	if c.isMailbox() && c.s.Mode == ModeApplication {
-		// Graph would push to it (application Mail.Read), but outlookd's
-		// subscriptions and webhook routing are per connection, not yet per
-		// mailbox of an application connection.
-		return "outlookd does not yet subscribe to an application connection's mailboxes (Graph allows it); the mailbox is polled with delta"
+	if c.isApplicationMailbox() && !c.appMailboxPush(ctx) {
+		return legacyApplicationPollReason
 	}
 	return ""
+}
+
+// legacyApplicationPollReason is why an application connection's mailbox
+// was polled before outlookd subscribed to such mailboxes.
+const legacyApplicationPollReason = "outlookd does not yet subscribe to an application connection's mailboxes (Graph allows it); the mailbox is polled with delta"
+
+// isApplicationMailbox says whether the workflow is a mailbox of an
+// application connection.
+func (c *connection) isApplicationMailbox() bool { return c.isMailbox() && c.s.Mode == ModeApplication }
+
+// appMailboxPush says whether this run subscribes to its application
+// mailbox: runs recorded before it poll it (and delete no subscription
+// when detached), as they did.
+func (c *connection) appMailboxPush(ctx workflow.Context) bool {
+	return workflow.GetVersion(ctx, "app-mailbox-push", workflow.DefaultVersion, 1) >= 1
+}
+
+// upgradeToPush asks an application mailbox polled only because outlookd
+// did not yet subscribe to such mailboxes (a run continued from before)
+// to subscribe now.
+func (c *connection) upgradeToPush(ctx workflow.Context) {
+	if c.isApplicationMailbox() && c.s.Sync.Mode == SyncPolling && c.s.Sync.PollReason == legacyApplicationPollReason && c.appMailboxPush(ctx) {
+		c.s.Pending.Resubscribe = true
+	}
 }
 
 // tellConnectionEnded tells the connection that this mailbox is gone.

@@ -29,6 +29,13 @@ func TestReplay(t *testing.T) {
 		{"testdata/backfill.json", Backfill},
 		// A sign-in refused for admin consent, then accepted (admin-consent-state).
 		{"testdata/connection_admin_consent.json", Connection},
+		// An application connection's mailbox polled, for want of push,
+		// then detached (app-mailbox-push).
+		{"testdata/mailbox_application_polled.json", Mailbox},
+		// The same pushed to: subscribed, a notification, a renewal on
+		// reauthorizationRequired, a subscription removed and made again,
+		// missed, and its subscription deleted when detached.
+		{"testdata/mailbox_application_pushed.json", Mailbox},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {

@@ -54,10 +54,19 @@ func (c *connection) disconnect(ctx workflow.Context) {
 	c.s.DisconnectStep = "done"
 }
 
-// detach is a mailbox's saga after its backfill ended: its mail is kept or
+// detach is a mailbox's saga after its backfill ended: an application
+// connection's mailbox deletes its subscription, its mail is kept or
 // deleted as its retention says, and it is recorded detached; its
 // connection, and the tokens, stay.
 func (c *connection) detach(ctx workflow.Context, step func(string, func() error)) {
+	if c.isApplicationMailbox() && c.appMailboxPush(ctx) {
+		// Its subscription, made with the connection's token (which its
+		// connection purges only after every mailbox is detached).
+		step("deleting subscriptions", func() error {
+			_, err := deleteSubscriptions.run(ctx, ConnectionRef{ConnectionID: c.s.ConnectionID, MailboxID: c.s.ID})
+			return err
+		})
+	}
 	step("applying the retention policy", func() error {
 		_, err := applyRetention.run(ctx, RetentionInput{ConnectionID: c.s.ConnectionID, MailboxID: c.s.ID, Policy: c.s.Settings.Retention})
 		return err

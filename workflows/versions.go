@@ -20,11 +20,20 @@ package workflows
 //     connection and records its states as local activities (send.go);
 //     before, its slot was taken by the API and every step was an
 //     activity.
+//   - app-mailbox-push: an application connection's mailbox is subscribed
+//     to (subscribe, pollsOnly), subscribed to again when its access comes
+//     back (onResync), asked to subscribe when a run continues one polled
+//     for want of it (upgradeToPush), and deletes its subscription when
+//     detached (saga.go, detach); before, it was polled only.
 //
-// The histories in testdata/ were recorded before the first of them.
+// The histories in testdata/ were recorded before the first of them, but
+// the two of an application connection's mailbox, run with the workflow
+// tests' fake activities on a Temporal dev server:
+// mailbox_application_polled.json by the code before app-mailbox-push,
+// mailbox_application_pushed.json by the code that brought it.
 //
 // A change driven by a new field of an activity's result needs no change
 // ID when the field's absence keeps the old behaviour: results recorded
 // before it replay as they ran. So it is with the renewal time taken from
 // the lifetime Graph granted (SubscriptionResult.Requested, renewalTime).
-var changeIDs = []string{"admin-consent-state", "backfill-progress-upfront", "send-slot-at-submit"}
+var changeIDs = []string{"admin-consent-state", "backfill-progress-upfront", "send-slot-at-submit", "app-mailbox-push"}

@@ -48,7 +48,9 @@ func (w *world) directory(id string) ([]dirUser, error) {
 // users (a tenth without a mailbox, a twentieth kept out by an application
 // access policy, two shared mailboxes selected), while mail arrives and
 // users join and leave during the backfill; every synced mailbox is
-// compared with graphsim, every exclusion has its reason.
+// compared with graphsim, every exclusion has its reason, and every synced
+// mailbox is pushed to (a message arriving in one reaches the store
+// through its notification).
 func orgWide(ctx context.Context, w *world, size int) (result, error) {
 	var r result
 	n := min(max(size/10, 20), 200)
@@ -194,6 +196,34 @@ func orgWide(ctx context.Context, w *world, size int) (result, error) {
 		r.lost += lost
 		r.dup += dup
 	}
+	// Every synced mailbox is pushed to: Graph lets the app subscribe to
+	// any mailbox its access policy lets it read (those it keeps out are
+	// excluded above). A message arriving in one then reaches the store
+	// through a notification, well before its 5-minute poll could.
+	modes := map[string]int{}
+	var pushed []dirUser
+	for _, u := range users {
+		if u.Status != "syncing" {
+			continue
+		}
+		m, err := w.waitMailbox(c.ID, u.MailboxID, 2*time.Minute, "pushed or polled", func(m mbox) bool { return m.SyncMode != "" })
+		if err != nil {
+			return r, err
+		}
+		modes[m.SyncMode]++
+		if m.SyncMode == workflows.SyncPush {
+			pushed = append(pushed, u)
+		} else if modes[m.SyncMode] == 1 {
+			r.add("poll_reason", m.PollReason)
+		}
+	}
+	if modes[workflows.SyncPush] != syncing || len(pushed) == 0 {
+		return r, fmt.Errorf("of %d synced mailboxes %d pushed, %d polled", syncing, modes[workflows.SyncPush], modes[workflows.SyncPolling])
+	}
+	arrived, err := w.arrival(ctx, pushed[0].Address, pushed[0].MailboxID, "pushed to an application mailbox", time.Minute, nil)
+	if err != nil {
+		return r, fmt.Errorf("a pushed mailbox: %w", err)
+	}
 	var view struct {
 		Application struct {
 			Progress struct {
@@ -212,6 +242,9 @@ func orgWide(ctx context.Context, w *world, size int) (result, error) {
 	r.add("users", len(users))
 	r.add("syncing", syncing)
 	r.add("excluded", fmt.Sprint(view.Application.Progress.Excluded))
+	r.add("pushed", modes[workflows.SyncPush])
+	r.add("polled", modes[workflows.SyncPolling])
+	r.add("push_arrival_ms", arrived.Milliseconds())
 	r.add("left", counts["left"])
 	r.add("joined_during_backfill", joiners)
 	r.add("discovered_s", fmt.Sprintf("%.1f", discovered.Seconds()))

@@ -76,6 +76,26 @@ func Traced(tp trace.TracerProvider) Option { return func(o *options) { o.tracer
 // sync on notifications.
 func StartLive(t testing.TB, simOpts graphsim.Options, wfOpts workflows.Options, opts ...Option) *Engine {
 	t.Helper()
+	return live(t, wfOpts, func(wfOpts workflows.Options) *Engine { return Start(t, simOpts, wfOpts, opts...) })
+}
+
+// StartOrgLive is StartOrg with a webhook receiver: connections, and the
+// mailboxes of application connections, subscribe and sync on
+// notifications.
+func StartOrgLive(t testing.TB, simOpts graphsim.Options, wfOpts workflows.Options) (*Engine, *simtest.Org) {
+	t.Helper()
+	var org *simtest.Org
+	e := live(t, wfOpts, func(wfOpts workflows.Options) *Engine {
+		var e *Engine
+		e, org = StartOrg(t, simOpts, wfOpts)
+		return e
+	})
+	return e, org
+}
+
+// live starts an engine with a webhook receiver and its forwarder.
+func live(t testing.TB, wfOpts workflows.Options, start func(workflows.Options) *Engine) *Engine {
+	t.Helper()
 	recv := &webhook.Receiver{Log: discard()}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/v1/graph/notifications", recv.Notifications)
@@ -84,7 +104,7 @@ func StartLive(t testing.TB, simOpts graphsim.Options, wfOpts workflows.Options,
 	t.Cleanup(srv.Close)
 	wfOpts.NotificationURL = srv.URL + "/v1/graph/notifications"
 	wfOpts.LifecycleURL = srv.URL + "/v1/graph/lifecycle"
-	e := Start(t, simOpts, wfOpts, opts...)
+	e := start(wfOpts)
 	recv.Store, recv.Inbox = e.Store, store.NewInbox(e.Store)
 	t.Cleanup(recv.Inbox.Close)
 	fwd := &webhook.Forwarder{Store: e.Store, Temporal: e.Temporal, Log: discard()}
