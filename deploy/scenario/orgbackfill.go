@@ -91,11 +91,11 @@ func orgBackfill(ctx context.Context, n, perBox, baselineMailboxes int) error {
 	// The engine: one application connection, every user selected.
 	worker := w.procs["worker"].Process.Pid
 	var peakRSS atomic.Int64
-	stopRSS := ticker(200*time.Millisecond, func() {
+	stopRSS := sync.OnceFunc(ticker(200*time.Millisecond, func() {
 		if kib := rssKiB(worker); kib > peakRSS.Load() {
 			peakRSS.Store(kib)
 		}
-	})
+	}))
 	defer stopRSS()
 	start := time.Now()
 	var c conn
@@ -183,20 +183,9 @@ func orgBackfill(ctx context.Context, n, perBox, baselineMailboxes int) error {
 	if err != nil {
 		return err
 	}
-	maxHist := 0
-	dir, err := w.directory(c.ID)
+	maxHist, err := mailboxHistoryMax(ctx, w, c.ID)
 	if err != nil {
 		return err
-	}
-	for _, u := range dir {
-		if u.Status != "syncing" || u.MailboxID == "" {
-			continue
-		}
-		h, err := w.history(ctx, u.MailboxID)
-		if err != nil {
-			return fmt.Errorf("%s: %w", u.Address, err)
-		}
-		maxHist = max(maxHist, h.length)
 	}
 	engineRate := float64(stored) / elapsed.Seconds()
 	share := 0.0
@@ -221,6 +210,44 @@ func orgBackfill(ctx context.Context, n, perBox, baselineMailboxes int) error {
 		"connection_history":  connHist,
 		"mailbox_history_max": maxHist,
 	})
+}
+
+// mailboxHistoryMax is the longest history of the connection's mailbox
+// workflows, as their status says.
+func mailboxHistoryMax(ctx context.Context, w *world, connectionID string) (int, error) {
+	dir, err := w.directory(connectionID)
+	if err != nil {
+		return 0, err
+	}
+	tc, err := w.temporal()
+	if err != nil {
+		return 0, err
+	}
+	defer tc.Close()
+	var mu sync.Mutex
+	longest := 0
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for _, u := range dir {
+		if u.Status != "syncing" || u.MailboxID == "" {
+			continue
+		}
+		g.Go(func() error {
+			v, err := tc.QueryWorkflow(gctx, workflows.MailboxWorkflowID(u.MailboxID), "", workflows.QueryStatus)
+			if err != nil {
+				return fmt.Errorf("%s: %w", u.Address, err)
+			}
+			var st workflows.Status
+			if err := v.Get(&st); err != nil {
+				return err
+			}
+			mu.Lock()
+			longest = max(longest, st.HistoryLen)
+			mu.Unlock()
+			return nil
+		})
+	}
+	return longest, g.Wait()
 }
 
 // graphRequests sums graphsim's counters of Graph requests and of those
