@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,6 +30,7 @@ type Budget interface {
 	ExtendGraphSlot(ctx context.Context, l store.GraphLease, lease time.Duration) (bool, error)
 	ReleaseGraphSlot(ctx context.Context, l store.GraphLease) error
 	TakeGraphToken(ctx context.Context, key string, r store.GraphRate) (time.Duration, error)
+	TakeGraphTokens(ctx context.Context, key string, r store.GraphRate, n int) (time.Duration, error)
 	TakeGraphTokenAndSlot(ctx context.Context, key string, r store.GraphRate, slots int, lease time.Duration) (store.GraphLease, bool, time.Duration, error)
 	ReturnGraphToken(ctx context.Context, key string, r store.GraphRate) error
 }
@@ -42,10 +44,18 @@ type Budget interface {
 // front keeps one process from asking Postgres for more slots than
 // exist. Without one (nil), the budget is this process's own:
 // golang.org/x/time/rate and x/sync/semaphore do the accounting.
+//
+// Beyond the mailboxes, every request also keeps to Graph's global limit
+// per app across tenants, and a directory read to the directory's budget
+// per app and tenant (docs/graph.md#throttling), both shared the same way.
 type MailboxLimits struct {
 	concurrency int
 	rate        store.GraphRate
 	shared      Budget
+	// dirRate is the directory's budget per app and tenant (directoryRate).
+	dirRate store.GraphRate
+	// app is the budget of Graph's global limit per app.
+	app *appBudget
 	// lease is how long a slot stays held without renewal: a process
 	// killed mid-request loses its slots after it.
 	lease time.Duration
@@ -56,6 +66,13 @@ type MailboxLimits struct {
 	boxes   map[string]*mailboxBudget
 	tenants map[string]*rate.Limiter // in-process directory budgets only
 }
+
+// appRate is Graph's global limit per app, across all tenants and
+// mailboxes (docs/graph.md#throttling): 130,000 requests per 10 seconds.
+const (
+	appRequests = 130000
+	appWindow   = 10 * time.Second
+)
 
 // directoryRate is the directory's budget per app and tenant
 // (docs/graph.md#throttling): 3,500 resource units per 10 s in the
@@ -84,8 +101,118 @@ func NewMailboxLimits(shared Budget, concurrency, perWindow int, window time.Dur
 	}
 	// A burst of a tenth of the window's budget, then the steady rate.
 	r := store.GraphRate{PerSecond: float64(perWindow) / window.Seconds(), Burst: max(perWindow/10, 1)}
-	return &MailboxLimits{concurrency: concurrency, rate: r, shared: shared, lease: 30 * time.Second,
+	l := &MailboxLimits{concurrency: concurrency, rate: r, shared: shared, dirRate: directoryRate, lease: 30 * time.Second,
 		storeTimeout: 5 * time.Second, boxes: map[string]*mailboxBudget{}, tenants: map[string]*rate.Limiter{}}
+	return l.SetApp("", 0, 0)
+}
+
+// SetApp names the app (its client ID) whose requests these limits
+// count, and sets Graph's global limit per app to perWindow requests per
+// window (130,000 per 10 seconds when zero). Every process of one app must
+// name it alike: the app's budget is shared by its name. It returns l.
+func (l *MailboxLimits) SetApp(clientID string, perWindow int, window time.Duration) *MailboxLimits {
+	if perWindow <= 0 {
+		perWindow = appRequests
+	}
+	if window <= 0 {
+		window = appWindow
+	}
+	l.app = newAppBudget("app:"+clientID, store.GraphRate{PerSecond: float64(perWindow) / window.Seconds(), Burst: max(perWindow/10, 1)})
+	return l
+}
+
+// appBudget keeps Graph's global limit per app (docs/graph.md#throttling),
+// which every request of every process of the app draws on: a token
+// bucket row in Postgres, like a mailbox's rate, but not one round trip
+// per request. A mailbox's row is touched by at most a handful of
+// requests at once; the app's would be touched by every request of every
+// worker, and one row updated thousands of times a second serialises
+// them all on its lock. So a process takes the app's tokens from the
+// shared bucket in batches (TakeGraphTokens, a twentieth of a second's
+// worth at a time) and spends them locally, through a
+// golang.org/x/time/rate limiter at the app's rate whose burst is the
+// batch. The bucket counts a batch when it is taken, so the processes
+// together never send more than the bucket allows; what a process holds
+// and has not spent (at most a batch) is lost when it stops, which errs
+// on the side of sending less. Without a shared Budget, the local limiter
+// alone is the app's budget.
+type appBudget struct {
+	key   string
+	rate  store.GraphRate
+	batch int
+	local *rate.Limiter
+	// refill is held by the one caller taking the next batch.
+	refill chan struct{}
+
+	mu      sync.Mutex
+	tokens  int       // taken from the shared bucket, not yet spent
+	readyAt time.Time // when the bucket's reservation of them is over
+}
+
+func newAppBudget(key string, r store.GraphRate) *appBudget {
+	batch := min(max(int(r.PerSecond/20), 1), r.Burst)
+	return &appBudget{key: key, rate: r, batch: batch, refill: make(chan struct{}, 1),
+		local: rate.NewLimiter(rate.Limit(r.PerSecond), batch)}
+}
+
+// takeAppToken waits for one token of the app's budget. A token taken
+// and not used (ctx ended while it waited) is not given back.
+func (l *MailboxLimits) takeAppToken(ctx context.Context) error {
+	a := l.app
+	if l.shared != nil {
+		ready, err := l.prepaidAppToken(ctx)
+		if err != nil {
+			return err
+		}
+		if d := time.Until(ready); d > 0 {
+			if err := waitToken(ctx, a.key, d); err != nil {
+				return err
+			}
+		}
+	}
+	return a.local.Wait(ctx)
+}
+
+// prepaidAppToken takes one of the tokens this process holds of the
+// app's shared bucket, taking the next batch when none is left, and says
+// from when it may be spent.
+func (l *MailboxLimits) prepaidAppToken(ctx context.Context) (time.Time, error) {
+	a := l.app
+	for {
+		a.mu.Lock()
+		if a.tokens > 0 {
+			a.tokens--
+			ready := a.readyAt
+			a.mu.Unlock()
+			return ready, nil
+		}
+		a.mu.Unlock()
+		select {
+		case a.refill <- struct{}{}:
+		case <-ctx.Done():
+			return time.Time{}, ctx.Err()
+		}
+		a.mu.Lock()
+		empty := a.tokens == 0
+		a.mu.Unlock()
+		if !empty { // another caller took a batch while this one waited
+			<-a.refill
+			continue
+		}
+		wait, err := detached(ctx, l.storeTimeout, func(sctx context.Context) (time.Duration, error) {
+			return l.shared.TakeGraphTokens(sctx, a.key, a.rate, a.batch)
+		})
+		if err == nil {
+			a.mu.Lock()
+			a.tokens += a.batch
+			a.readyAt = time.Now().Add(wait)
+			a.mu.Unlock()
+		}
+		<-a.refill
+		if err != nil {
+			return time.Time{}, fmt.Errorf("%w: %w", ErrBudgetUnavailable, err)
+		}
+	}
 }
 
 // SetLease sets how long a shared slot stays held without renewal (30 s
@@ -120,7 +247,7 @@ func (l *MailboxLimits) Transport(key string, next http.RoundTripper) http.Round
 // the tenant's directory budget, which every process shares like the
 // mailboxes' (the directory limits no concurrency: no slot is taken).
 func (l *MailboxLimits) DirectoryTransport(tenantID string, next http.RoundTripper) http.RoundTripper {
-	return &directoryTransport{l: l, key: "tenant:" + tenantID, next: next}
+	return &directoryTransport{l: l, key: "directory:" + strings.TrimPrefix(l.app.key, "app:") + "/" + tenantID, next: next}
 }
 
 type directoryTransport struct {
@@ -135,14 +262,17 @@ func (t *directoryTransport) RoundTrip(r *http.Request) (*http.Response, error) 
 		t.l.mu.Lock()
 		lim := t.l.tenants[t.key]
 		if lim == nil {
-			lim = rate.NewLimiter(rate.Limit(directoryRate.PerSecond), directoryRate.Burst)
+			lim = rate.NewLimiter(rate.Limit(t.l.dirRate.PerSecond), t.l.dirRate.Burst)
 			t.l.tenants[t.key] = lim
 		}
 		t.l.mu.Unlock()
 		if err := lim.Wait(ctx); err != nil {
 			return nil, err
 		}
-	} else if _, err := t.l.takeToken(ctx, t.key, directoryRate); err != nil {
+	} else if _, err := t.l.takeToken(ctx, t.key, t.l.dirRate); err != nil {
+		return nil, err
+	}
+	if err := t.l.takeAppToken(ctx); err != nil {
 		return nil, err
 	}
 	return t.next.RoundTrip(r)
@@ -157,6 +287,12 @@ type limitedTransport struct {
 func (t *limitedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	release, err := t.l.acquire(r.Context(), t.b)
 	if err != nil {
+		return nil, err
+	}
+	// The app's token last: a request waiting for its mailbox spends
+	// none of the budget every mailbox shares.
+	if err := t.l.takeAppToken(r.Context()); err != nil {
+		release()
 		return nil, err
 	}
 	resp, err := t.next.RoundTrip(r)

@@ -273,7 +273,7 @@ func TestDirectoryBudgetIsSharedPerTenant(t *testing.T) {
 	}
 	ctx := context.Background()
 	var tokens float64
-	if err := procs[0].st.Pool().QueryRow(ctx, `SELECT tokens FROM graph_buckets WHERE key = $1`, "tenant:"+f.Tenant.ID).Scan(&tokens); err != nil {
+	if err := procs[0].st.Pool().QueryRow(ctx, `SELECT tokens FROM graph_buckets WHERE key = $1`, "directory:/"+f.Tenant.ID).Scan(&tokens); err != nil {
 		t.Fatal(err)
 	}
 	// Two reads from a full bucket of 1,750, which refills 175 a second.

@@ -85,21 +85,32 @@ type GraphRate struct {
 // bucket is one row updated in one statement, so every process draws on
 // the same budget.
 func (s *Store) TakeGraphToken(ctx context.Context, key string, r GraphRate) (time.Duration, error) {
+	return s.TakeGraphTokens(ctx, key, r, 1)
+}
+
+// TakeGraphTokens is TakeGraphToken for n tokens at once (1 to the
+// burst): a process that spends many tokens of one bucket takes them in
+// batches, one statement for n requests. The wait is until the last of
+// them is covered.
+func (s *Store) TakeGraphTokens(ctx context.Context, key string, r GraphRate, n int) (time.Duration, error) {
 	if r.PerSecond <= 0 || r.Burst < 1 {
 		return 0, fmt.Errorf("store: Graph rate of %s: %v per second, burst %d", key, r.PerSecond, r.Burst)
+	}
+	if n < 1 || n > r.Burst {
+		return 0, fmt.Errorf("store: %d Graph tokens of %s at once, with a burst of %d", n, key, r.Burst)
 	}
 	// The refill runs from the later of the row's time and this
 	// statement's: a statement that waited for the row's lock while
 	// another updated it adds nothing for the time it waited.
 	var tokens float64
 	err := s.pool.QueryRow(ctx, `
-		INSERT INTO graph_buckets AS b (key, tokens, updated_at) VALUES ($1, $2::float8 - 1, clock_timestamp())
+		INSERT INTO graph_buckets AS b (key, tokens, updated_at) VALUES ($1, $2::float8 - $4::float8, clock_timestamp())
 		ON CONFLICT (key) DO UPDATE SET
-			tokens = LEAST($2::float8, b.tokens + $3::float8 * GREATEST(0, extract(epoch FROM EXCLUDED.updated_at - b.updated_at)::float8)) - 1,
+			tokens = LEAST($2::float8, b.tokens + $3::float8 * GREATEST(0, extract(epoch FROM EXCLUDED.updated_at - b.updated_at)::float8)) - $4::float8,
 			updated_at = GREATEST(b.updated_at, EXCLUDED.updated_at)
-		RETURNING tokens`, key, r.Burst, r.PerSecond).Scan(&tokens)
+		RETURNING tokens`, key, r.Burst, r.PerSecond, n).Scan(&tokens)
 	if err != nil {
-		return 0, fmt.Errorf("store: take a Graph token of %s: %w", key, err)
+		return 0, fmt.Errorf("store: take %d Graph tokens of %s: %w", n, key, err)
 	}
 	if tokens >= 0 {
 		return 0, nil

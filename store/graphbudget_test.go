@@ -267,3 +267,29 @@ func TestGraphTokenAndSlotInOneStatement(t *testing.T) {
 		t.Fatalf("bucket empty: %v %s %v, %d held", held, wait, err, count())
 	}
 }
+
+// Tokens taken in a batch are counted at once: a batch within the bucket
+// waits for nothing, the next one for the refill of what it lacks, and a
+// batch beyond the burst is refused.
+func TestGraphTokensInBatches(t *testing.T) {
+	st := newStore(t)
+	ctx := context.Background()
+	r := store.GraphRate{PerSecond: 100, Burst: 50}
+	if w, err := st.TakeGraphTokens(ctx, "app:x", r, 30); err != nil || w != 0 {
+		t.Fatal("a batch within a full bucket waits", w, err)
+	}
+	// 20 left: 30 more lack 10, a tenth of a second's refill.
+	w, err := st.TakeGraphTokens(ctx, "app:x", r, 30)
+	if err != nil || w < 80*time.Millisecond || w > 100*time.Millisecond {
+		t.Fatalf("a batch 10 tokens short waits %s (%v), want about 100 ms", w, err)
+	}
+	// A single token now queues behind the batch.
+	if w2, err := st.TakeGraphToken(ctx, "app:x", r); err != nil || w2 <= w {
+		t.Fatalf("a token after the batch waits %s (%v), want more than the batch's %s", w2, err, w)
+	}
+	for _, n := range []int{0, 51} {
+		if _, err := st.TakeGraphTokens(ctx, "app:x", r, n); err == nil {
+			t.Fatalf("a batch of %d with a burst of 50 was taken", n)
+		}
+	}
+}

@@ -293,10 +293,13 @@ func newActivities(cfg config.Config, st *store.Store, vc *vault.Client, log *sl
 		Store:  st,
 		Identity: identity.Config{AuthorityURL: cfg.AuthorityURL.String(), Tenant: cfg.Tenant, ClientID: cfg.ClientID,
 			RedirectURL: cfg.Redirect(), AdminRedirectURL: cfg.AdminRedirect()},
-		ClientSecret:  tokens.AppSecret,
-		GraphURL:      cfg.GraphURL.String(),
-		HTTP:          hc,
-		Limits:        activities.NewMailboxLimits(st, 0, 0, 0),
+		ClientSecret: tokens.AppSecret,
+		GraphURL:     cfg.GraphURL.String(),
+		HTTP:         hc,
+		// Graph's global limit is per app: the app's requests are counted
+		// under its client ID, an application connection's with them (one
+		// budget for both errs on the side of sending less).
+		Limits:        activities.NewMailboxLimits(st, 0, 0, 0).SetApp(cfg.ClientID, 0, 0),
 		RefreshMargin: cfg.RefreshMargin,
 	}, nil
 }

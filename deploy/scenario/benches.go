@@ -28,6 +28,8 @@ type benchOptions struct {
 	pushRate      float64       // push-latency's messages a second
 	senders       int           // send-throughput's mailboxes
 	sendWindow    time.Duration // send-throughput's window
+	orgMailboxes  int           // org-backfill's tenant
+	orgMessages   int           // org-backfill's messages per mailbox
 	profiles      []string      // the stacks to run each benchmark on, in turn
 }
 
@@ -44,6 +46,9 @@ var benchmarks = []benchmark{
 	}},
 	{"send-throughput", "100 mailboxes sending as fast as their rate allows (30 a minute): sent in the window against the ceiling, latency to sent", func(ctx context.Context, o benchOptions) error {
 		return sendThroughput(ctx, o.senders, o.sendWindow)
+	}},
+	{"org-backfill", "one application connection over 2,000 mailboxes of 50 messages under all of Graph's limits: time to every mailbox running, backfill against a raw baseline in the same run, share answered 429, worker memory, history", func(ctx context.Context, o benchOptions) error {
+		return orgBackfill(ctx, o.orgMailboxes, o.orgMessages, 0)
 	}},
 }
 

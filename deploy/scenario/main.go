@@ -38,6 +38,8 @@ func main() {
 	flag.Float64Var(&bo.pushRate, "push-rate", 50, "push-latency: messages a second, spread over the mailboxes")
 	flag.IntVar(&bo.senders, "send-mailboxes", 100, "send-throughput: how many mailboxes send")
 	flag.DurationVar(&bo.sendWindow, "send-window", time.Minute, "send-throughput: the window measured (real time; the rate is per minute)")
+	flag.IntVar(&bo.orgMailboxes, "org-mailboxes", 2000, "org-backfill: the tenant's mailboxes")
+	flag.IntVar(&bo.orgMessages, "org-messages", 50, "org-backfill: messages per mailbox")
 	flag.Func("profiles", "bench: the stacks to run each benchmark on in turn, comma-separated (test,cluster); default OUTLOOKD_STACK_PROFILE or test", func(v string) error {
 		for p := range strings.SplitSeq(v, ",") {
 			if p != "test" && p != "cluster" {

@@ -193,7 +193,8 @@ func startOn(t testing.TB, sim *simtest.Tenant, simOpts graphsim.Options, wfOpts
 		Tokens: vc.Tokens(), Store: st, Identity: idc, ClientSecret: vc.Tokens().AppSecret, GraphURL: sim.Sim.GraphURL(), HTTP: hc,
 		// The engine keeps to the limits the simulator enforces (Outlook's
 		// figures unless a test or benchmark sets others).
-		Limits: activities.NewMailboxLimits(st, simOpts.MailboxConcurrency, simOpts.MailboxRequests, simOpts.MailboxWindow),
+		Limits: activities.NewMailboxLimits(st, simOpts.MailboxConcurrency, simOpts.MailboxRequests, simOpts.MailboxWindow).
+			SetApp(idc.ClientID, simOpts.AppRequests, simOpts.AppWindow),
 	}
 	e.Connect = &connect.Service{Temporal: tc, Tokens: vc.Tokens(), Store: st, Identity: idc, Options: wfOpts, TaskQueue: e.TaskQueue,
 		Apps: activities.Credentials{A: e.Acts}}
