@@ -203,6 +203,20 @@ func (a *Activities) SendMailOnce(ctx context.Context, in workflows.SendMailInpu
 	return m.sendMail(ctx, in.SendID, snd.Message, atts)
 }
 
+// WaitingSends pages the sends of a connection, or of one attached
+// mailbox, that wait before their submission; the disconnect saga tells
+// their workflows to cancel them.
+func (a *Activities) WaitingSends(ctx context.Context, in workflows.WaitingSendsInput) (workflows.WaitingSendsResult, error) {
+	ids, err := a.Store.WaitingSendIDs(ctx, in.ConnectionID, in.MailboxID, in.After, in.Limit)
+	if err != nil {
+		return workflows.WaitingSendsResult{}, fmt.Errorf("activities: %w", err)
+	}
+	if ids == nil {
+		ids = []string{}
+	}
+	return workflows.WaitingSendsResult{IDs: ids}, nil
+}
+
 // SendConnectionState reads the connection's state from the registry: a
 // send goes only from an active connection, and a send from an attached
 // mailbox only while the mailbox is attached.

@@ -18,7 +18,39 @@ func SendID(connectionID, key string) string {
 // SendWorkflowID is the workflow ID of the send an Idempotency-Key names
 // on a connection; the only place it is built.
 func SendWorkflowID(connectionID, key string) string {
-	return "connection/" + connectionID + "/send/" + SendID(connectionID, key)
+	return sendWorkflowID(connectionID, SendID(connectionID, key))
+}
+
+// sendWorkflowID is the workflow ID of a send known by its ID.
+func sendWorkflowID(connectionID, sendID string) string {
+	return "connection/" + connectionID + "/send/" + sendID
+}
+
+// SignalSendEnded tells a send's workflow that its connection is being
+// disconnected, or its mailbox detached (SendEndedSignal): a send not yet
+// submitted is canceled at once, however long its wait; one submitted is
+// followed to its end as before.
+const SignalSendEnded = "send_ended"
+
+// SendEndedSignal says why the send's way out ended: ReasonConnectionEnded
+// or ReasonMailboxDetached.
+type SendEndedSignal struct {
+	Reason string `json:"reason"`
+}
+
+// WaitingSendsInput pages the sends of a connection (or of one of its
+// attached mailboxes) that wait before their submission: queued or
+// reauth_required.
+type WaitingSendsInput struct {
+	ConnectionID string `json:"connectionId"`
+	MailboxID    string `json:"mailboxId,omitempty"`
+	After        string `json:"after,omitempty"`
+	Limit        int    `json:"limit"`
+}
+
+// WaitingSendsResult is a page of send IDs, in order.
+type WaitingSendsResult struct {
+	IDs []string `json:"ids"`
 }
 
 // SendKeyProperty is the extended property every draft outlookd sends is

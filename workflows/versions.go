@@ -20,6 +20,13 @@ package workflows
 //     connection and records its states as local activities (send.go);
 //     before, its slot was taken by the API and every step was an
 //     activity.
+//   - disconnect-ends-sends: the disconnect saga tells the workflow of every
+//     send waiting to go (queued, reauth_required) to cancel it
+//     (saga.go, endWaitingSends); before, each learnt of it at its next
+//     look at the connection, up to its time.
+//   - send-end-signal: a send's waits (its time, a slot, a new sign-in)
+//     end at the saga's signal (SignalSendEnded), which cancels it
+//     (send.go); before, the waits ran their course.
 //
 // The histories in testdata/ were recorded before the first of them.
 //
@@ -27,4 +34,4 @@ package workflows
 // ID when the field's absence keeps the old behaviour: results recorded
 // before it replay as they ran. So it is with the renewal time taken from
 // the lifetime Graph granted (SubscriptionResult.Requested, renewalTime).
-var changeIDs = []string{"admin-consent-state", "backfill-progress-upfront", "send-slot-at-submit"}
+var changeIDs = []string{"admin-consent-state", "backfill-progress-upfront", "send-slot-at-submit", "disconnect-ends-sends", "send-end-signal"}
