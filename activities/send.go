@@ -35,8 +35,9 @@ func (a *Activities) mailboxFor(ctx context.Context, ref workflows.SendRef) (*ma
 // another; when the key is already in Outbox or Sent Items, the message
 // went, and that is answered instead.
 func (a *Activities) PrepareSend(ctx context.Context, in workflows.SendRef) (workflows.PrepareSendResult, error) {
-	// Large files take a while; the heartbeat only says the worker lives.
-	_, stop := startHeartbeat(ctx)
+	// Large files take a while: the heartbeat says the worker lives, and
+	// how far the file being uploaded has gone.
+	hb, stop := startHeartbeat(ctx)
 	defer stop()
 	snd, err := a.Store.GetSendByID(ctx, in.SendID)
 	if err != nil {
@@ -50,6 +51,7 @@ func (a *Activities) PrepareSend(ctx context.Context, in workflows.SendRef) (wor
 	if err != nil {
 		return workflows.PrepareSendResult{}, err
 	}
+	m.progress = func(p UploadProgress) { hb.record(p) }
 	loc, err := m.locateNew(ctx, in.SendID)
 	if err != nil {
 		return workflows.PrepareSendResult{}, err

@@ -462,6 +462,9 @@ func (s *server) sendInput(o origin, got store.Send) workflows.SendInput {
 	if got.NotBefore != nil {
 		in.NotBefore = *got.NotBefore
 	}
+	for _, a := range got.Attachments {
+		in.FileBytes += a.Size
+	}
 	return in
 }
 

@@ -132,7 +132,9 @@ func (s *sendRun) run(ctx workflow.Context) (SendResult, error) {
 	var prep PrepareSendResult
 	for {
 		var err error
-		prep, err = prepareSend.run(ctx, s.ref)
+		opts := prepareSend.opts
+		opts.StartToCloseTimeout = prepareTimeout(s.in.FileBytes)
+		prep, err = prepareSend.with(opts).run(ctx, s.ref)
 		if isType(err, ErrReauthRequired) {
 			if res, ended, err := s.waitReauth(ctx); ended || err != nil {
 				return res, err

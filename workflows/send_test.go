@@ -595,3 +595,36 @@ func TestSendEndedByTheSaga(t *testing.T) {
 		})
 	}
 }
+
+// TestPrepareSendTimeFromItsFiles: PrepareSend is given the time Graph's
+// upload limit (150 MB per mailbox in 5 minutes) lets the message's files
+// take twice over, beside the 5 minutes of a message without files: a
+// 150 MB message, which needs 5 minutes at the limit and as many again
+// when the window is full of the sends before it, is not cut off midway.
+func TestPrepareSendTimeFromItsFiles(t *testing.T) {
+	for _, tc := range []struct {
+		bytes int64
+		want  time.Duration
+	}{{0, 5 * time.Minute}, {35_000_000, 5*time.Minute + 140*time.Second}, {150 << 20, 5*time.Minute + 2*time.Duration(float64(5*time.Minute)*float64(150<<20)/150e6).Round(time.Second)}} {
+		var s testsuite.WorkflowTestSuite
+		env := s.NewTestWorkflowEnvironment()
+		m := &fakeMailbox{}
+		m.register(env)
+		var given time.Duration
+		env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+			if info.ActivityType.Name == ActivityPrepareSend {
+				given = info.Deadline.Sub(info.StartedTime).Round(time.Second)
+			}
+		})
+		env.ExecuteWorkflow(Send, SendInput{SendID: "snd_1", ConnectionID: "conn_1", UserID: "u-1", FileBytes: tc.bytes, Rates: testRates})
+		if err := env.GetWorkflowError(); err != nil {
+			t.Fatal(err)
+		}
+		if given != tc.want {
+			t.Errorf("%d bytes of files: PrepareSend given %v, want %v", tc.bytes, given, tc.want)
+		}
+		if atLimit := time.Duration(float64(graphUploadWindow) * float64(tc.bytes) / graphUploadBytes); given < 5*time.Minute+2*atLimit {
+			t.Errorf("%d bytes: %v is less than the upload takes at Graph's limit with a full window (%v)", tc.bytes, given, 2*atLimit)
+		}
+	}
+}

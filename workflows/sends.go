@@ -144,6 +144,32 @@ type SendInput struct {
 	// just before it is submitted.
 	Rates   SendRates   `json:"rates"`
 	Options SendOptions `json:"options"`
+	// FileBytes is the size of the message's files, which PrepareSend
+	// uploads: its time is derived from it (prepareTimeout). Zero in runs
+	// started before it, whose PrepareSend keeps the time it had.
+	FileBytes int64 `json:"fileBytes,omitempty"`
+}
+
+// Graph takes at most 150 MB uploaded per mailbox in any 5 minutes
+// (docs/graph.md#throttling): a 150 MB message takes 5 minutes at best.
+const (
+	graphUploadBytes  = 150_000_000
+	graphUploadWindow = 5 * time.Minute
+)
+
+// prepareTimeout is PrepareSend's time for a message with fileBytes of
+// files: the 5 minutes a message without files is given, and twice the
+// time Graph's upload limit lets its files take, for the mailbox's window
+// may already hold as much from the sends before it. 150 MB gets 15
+// minutes. A worker that dies is found by the heartbeat within a minute,
+// whatever this is.
+func prepareTimeout(fileBytes int64) time.Duration {
+	const base = 5 * time.Minute
+	if fileBytes <= 0 {
+		return base
+	}
+	upload := time.Duration(float64(graphUploadWindow) * float64(fileBytes) / graphUploadBytes)
+	return base + 2*upload.Round(time.Second)
 }
 
 // SendRates are a mailbox's sending rates (docs/sending.md#limits-before-graphs).
