@@ -29,6 +29,11 @@ func TestReplay(t *testing.T) {
 		{"testdata/backfill.json", Backfill},
 		// A sign-in refused for admin consent, then accepted (admin-consent-state).
 		{"testdata/connection_admin_consent.json", Connection},
+		// Sends (send-slot-at-submit, send-end-signal): one queued and
+		// canceled at once by the disconnect saga's signal, one sent.
+		// Recorded by TestRecordSendHistories.
+		{"testdata/send_ended.json", Send},
+		{"testdata/send_sent.json", Send},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {

@@ -104,8 +104,19 @@ func refusal(reason string) error {
 }
 
 func (m *fakeMailbox) register(env *testsuite.TestWorkflowEnvironment) {
+	m.registerOn(env, env.Now)
+}
+
+// sendRegistry is what fakeMailbox registers on: a test environment or a
+// worker.
+type sendRegistry interface {
+	RegisterWorkflow(w any)
+	RegisterActivityWithOptions(a any, options activity.RegisterOptions)
+}
+
+func (m *fakeMailbox) registerOn(env sendRegistry, now func() time.Time) {
 	m.mu = &sync.Mutex{}
-	m.now = env.Now
+	m.now = now
 	env.RegisterWorkflow(Send)
 	env.RegisterActivityWithOptions(func(ctx context.Context, in SendRef) (PrepareSendResult, error) {
 		m.mu.Lock()
