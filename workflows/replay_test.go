@@ -29,11 +29,13 @@ func TestReplay(t *testing.T) {
 		{"testdata/backfill.json", Backfill},
 		// A sign-in refused for admin consent, then accepted (admin-consent-state).
 		{"testdata/connection_admin_consent.json", Connection},
-		// Sends (send-slot-at-submit, send-end-signal): one queued and
-		// canceled at once by the disconnect saga's signal, one sent.
+		// Sends (send-slot-at-submit, send-end-signal, send-local-steps): one queued and
+		// canceled at once by the disconnect saga's signal, one sent with
+		// large files, one without.
 		// Recorded by TestRecordSendHistories.
 		{"testdata/send_ended.json", Send},
 		{"testdata/send_sent.json", Send},
+		{"testdata/send_local.json", Send},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {

@@ -43,6 +43,8 @@ func Send(ctx workflow.Context, in SendInput) (SendResult, error) {
 	if workflow.GetVersion(ctx, "send-end-signal", workflow.DefaultVersion, 1) == 1 {
 		s.ends = workflow.GetSignalChannel(ctx, SignalSendEnded)
 	}
+	// Runs started before the change ran every Graph step as an activity.
+	s.localSteps = workflow.GetVersion(ctx, "send-local-steps", workflow.DefaultVersion, 1) == 1
 	res, err := s.run(ctx)
 	if temporal.IsCanceledError(err) {
 		return s.canceledByOperator(ctx, err)
@@ -101,6 +103,29 @@ type sendRun struct {
 	// nil in runs started before the change. ended is the reason heard.
 	ends  workflow.ReceiveChannel
 	ended string
+	// localSteps (change send-local-steps): the steps that are safe to
+	// run again (PrepareSend of a message without large files, and the
+	// looks in the mailbox) run as local activities, inside the
+	// workflow's tasks: each would otherwise take two trips through the
+	// server's task queues, which, thousands of sends at once, are where
+	// a send's time goes. The submission stays an activity: the server's
+	// record that it started is what makes a worker's death ambiguous
+	// rather than a second send.
+	localSteps bool
+}
+
+// localPrepareBytes: a message with fewer bytes of files than this (no
+// upload session, docs/graph.md#upload-sessions) is prepared by a local
+// activity.
+const localPrepareBytes = 3_000_000
+
+// graphLocal is the options of a send's Graph step run as a local
+// activity: retried as graphCall's (a dead token and a refusal are not).
+func graphLocal(timeout time.Duration) workflow.LocalActivityOptions {
+	return workflow.LocalActivityOptions{
+		StartToCloseTimeout: timeout,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 5 * time.Minute},
+	}
 }
 
 // sendBookkeeping runs a send's reads and writes of the registry (a row,
@@ -132,9 +157,13 @@ func (s *sendRun) run(ctx workflow.Context) (SendResult, error) {
 	var prep PrepareSendResult
 	for {
 		var err error
-		opts := prepareSend.opts
-		opts.StartToCloseTimeout = prepareTimeout(s.in.FileBytes)
-		prep, err = prepareSend.with(opts).run(ctx, s.ref)
+		if s.localSteps && s.in.FileBytes < localPrepareBytes {
+			prep, err = prepareSend.runLocal(ctx, graphLocal(prepareTimeout(s.in.FileBytes)), s.ref)
+		} else {
+			opts := prepareSend.opts
+			opts.StartToCloseTimeout = prepareTimeout(s.in.FileBytes)
+			prep, err = prepareSend.with(opts).run(ctx, s.ref)
+		}
 		if isType(err, ErrReauthRequired) {
 			if res, ended, err := s.waitReauth(ctx); ended || err != nil {
 				return res, err
@@ -494,9 +523,17 @@ func (s *sendRun) confirm(ctx workflow.Context, draftID string, accepted bool) (
 
 // locate looks for the send's key, retrying Graph until giveUp.
 func (s *sendRun) locate(ctx workflow.Context, giveUp time.Time) (LocateSendResult, error) {
-	opts := locateSend.opts
-	opts.ScheduleToCloseTimeout = max(giveUp.Sub(workflow.Now(ctx)), time.Minute)
-	loc, err := locateSend.with(opts).run(ctx, s.ref)
+	var loc LocateSendResult
+	var err error
+	if s.localSteps {
+		opts := graphLocal(locateSend.opts.StartToCloseTimeout)
+		opts.ScheduleToCloseTimeout = max(giveUp.Sub(workflow.Now(ctx)), time.Minute)
+		loc, err = locateSend.runLocal(ctx, opts, s.ref)
+	} else {
+		opts := locateSend.opts
+		opts.ScheduleToCloseTimeout = max(giveUp.Sub(workflow.Now(ctx)), time.Minute)
+		loc, err = locateSend.with(opts).run(ctx, s.ref)
+	}
 	if loc.Sender != "" {
 		s.sender = loc.Sender
 	}

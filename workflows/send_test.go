@@ -391,8 +391,10 @@ func TestSendWaitsForItsTime(t *testing.T) {
 	m.register(env)
 	start := env.Now()
 	var prepared time.Time
-	env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
-		if info.ActivityType.Name == ActivityPrepareSend {
+	// PrepareSend, a local activity (send-local-steps): the first step
+	// that takes the send's reference.
+	env.SetOnLocalActivityStartedListener(func(_ *activity.Info, _ context.Context, args []any) {
+		if _, ok := args[0].(SendRef); ok && prepared.IsZero() {
 			prepared = env.Now()
 		}
 	})
@@ -616,20 +618,35 @@ func TestPrepareSendTimeFromItsFiles(t *testing.T) {
 	for _, tc := range []struct {
 		bytes int64
 		want  time.Duration
-	}{{0, 5 * time.Minute}, {35_000_000, 5*time.Minute + 140*time.Second}, {150 << 20, 5*time.Minute + 2*time.Duration(float64(5*time.Minute)*float64(150<<20)/150e6).Round(time.Second)}} {
+		// local: prepared inside the workflow's task (no large file).
+		local bool
+	}{{0, 0, true}, {2_000_000, 0, true}, {35_000_000, 5*time.Minute + 140*time.Second, false},
+		{150 << 20, 5*time.Minute + 2*time.Duration(float64(5*time.Minute)*float64(150<<20)/150e6).Round(time.Second), false}} {
 		var s testsuite.WorkflowTestSuite
 		env := s.NewTestWorkflowEnvironment()
 		m := &fakeMailbox{}
 		m.register(env)
 		var given time.Duration
+		local := false
 		env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
 			if info.ActivityType.Name == ActivityPrepareSend {
 				given = info.Deadline.Sub(info.StartedTime).Round(time.Second)
 			}
 		})
+		env.SetOnLocalActivityStartedListener(func(info *activity.Info, _ context.Context, args []any) {
+			if _, ok := args[0].(SendRef); ok && m.created == 0 {
+				local = true
+			}
+		})
 		env.ExecuteWorkflow(Send, SendInput{SendID: "snd_1", ConnectionID: "conn_1", UserID: "u-1", FileBytes: tc.bytes, Rates: testRates})
 		if err := env.GetWorkflowError(); err != nil {
 			t.Fatal(err)
+		}
+		if local != tc.local || m.created != 1 {
+			t.Errorf("%d bytes of files: prepared locally %v, want %v (%d drafts)", tc.bytes, local, tc.local, m.created)
+		}
+		if tc.local {
+			continue
 		}
 		if given != tc.want {
 			t.Errorf("%d bytes of files: PrepareSend given %v, want %v", tc.bytes, given, tc.want)

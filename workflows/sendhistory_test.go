@@ -46,6 +46,9 @@ func TestRecordSendHistories(t *testing.T) {
 	defer cancel()
 	run := func(id string, in SendInput, during func()) {
 		t.Helper()
+		m.mu.Lock()
+		m.where = FoundNowhere // a new send: nothing of it in the mailbox
+		m.mu.Unlock()
 		run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: queue}, Send, in)
 		if err != nil {
 			t.Fatal(err)
@@ -69,10 +72,14 @@ func TestRecordSendHistories(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	// A send that goes at once, with its files' time.
+	// A send that goes at once, its 40 MB of files prepared by an
+	// activity given their time.
 	sent := "send-record-sent-" + suffix
 	run(sent, SendInput{SendID: "snd_s", ConnectionID: "conn_1", UserID: "u-1", Recipients: 1, Rates: testRates, FileBytes: 40 << 20}, nil)
-	for id, path := range map[string]string{queued: "testdata/send_ended.json", sent: "testdata/send_sent.json"} {
+	// A send without files: prepared and looked for by local activities.
+	local := "send-record-local-" + suffix
+	run(local, SendInput{SendID: "snd_l", ConnectionID: "conn_1", UserID: "u-1", Recipients: 1, Rates: testRates}, nil)
+	for id, path := range map[string]string{queued: "testdata/send_ended.json", sent: "testdata/send_sent.json", local: "testdata/send_local.json"} {
 		var h historypb.History
 		it := c.GetWorkflowHistory(ctx, id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 		for it.HasNext() {

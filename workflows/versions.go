@@ -27,6 +27,9 @@ package workflows
 //   - send-end-signal: a send's waits (its time, a slot, a new sign-in)
 //     end at the saga's signal (SignalSendEnded), which cancels it
 //     (send.go); before, the waits ran their course.
+//   - send-local-steps: a send's PrepareSend (a message without large
+//     files) and its looks in the mailbox (LocateSend) run as local
+//     activities (send.go); before, as activities.
 //
 // The histories in testdata/ were recorded before the first of them.
 //
@@ -34,4 +37,4 @@ package workflows
 // ID when the field's absence keeps the old behaviour: results recorded
 // before it replay as they ran. So it is with the renewal time taken from
 // the lifetime Graph granted (SubscriptionResult.Requested, renewalTime).
-var changeIDs = []string{"admin-consent-state", "backfill-progress-upfront", "send-slot-at-submit", "disconnect-ends-sends", "send-end-signal"}
+var changeIDs = []string{"admin-consent-state", "backfill-progress-upfront", "send-slot-at-submit", "disconnect-ends-sends", "send-end-signal", "send-local-steps"}
