@@ -35,8 +35,9 @@ func (a *Activities) mailboxFor(ctx context.Context, ref workflows.SendRef) (*ma
 // another; when the key is already in Outbox or Sent Items, the message
 // went, and that is answered instead.
 func (a *Activities) PrepareSend(ctx context.Context, in workflows.SendRef) (workflows.PrepareSendResult, error) {
-	// Large files take a while; the heartbeat only says the worker lives.
-	_, stop := startHeartbeat(ctx)
+	// Large files take a while: the heartbeat says the worker lives, and
+	// how far the file being uploaded has gone.
+	hb, stop := startHeartbeat(ctx)
 	defer stop()
 	snd, err := a.Store.GetSendByID(ctx, in.SendID)
 	if err != nil {
@@ -50,6 +51,7 @@ func (a *Activities) PrepareSend(ctx context.Context, in workflows.SendRef) (wor
 	if err != nil {
 		return workflows.PrepareSendResult{}, err
 	}
+	m.progress = func(p UploadProgress) { hb.record(p) }
 	loc, err := m.locateNew(ctx, in.SendID)
 	if err != nil {
 		return workflows.PrepareSendResult{}, err
@@ -201,6 +203,20 @@ func (a *Activities) SendMailOnce(ctx context.Context, in workflows.SendMailInpu
 		return workflows.SubmitSendResult{WaitUntil: wait}, err
 	}
 	return m.sendMail(ctx, in.SendID, snd.Message, atts)
+}
+
+// WaitingSends pages the sends of a connection, or of one attached
+// mailbox, that wait before their submission; the disconnect saga tells
+// their workflows to cancel them.
+func (a *Activities) WaitingSends(ctx context.Context, in workflows.WaitingSendsInput) (workflows.WaitingSendsResult, error) {
+	ids, err := a.Store.WaitingSendIDs(ctx, in.ConnectionID, in.MailboxID, in.After, in.Limit)
+	if err != nil {
+		return workflows.WaitingSendsResult{}, fmt.Errorf("activities: %w", err)
+	}
+	if ids == nil {
+		ids = []string{}
+	}
+	return workflows.WaitingSendsResult{IDs: ids}, nil
 }
 
 // SendConnectionState reads the connection's state from the registry: a

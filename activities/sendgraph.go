@@ -31,6 +31,9 @@ type mailbox struct {
 	// files reads an upload the app made through the API, from an
 	// offset (store.Store.UploadReader).
 	files func(ctx context.Context, uploadID string, from int64) io.Reader
+	// progress, when set, hears of each range of a file that went
+	// (PrepareSend's heartbeat).
+	progress func(UploadProgress)
 }
 
 // immutableIDs asks Graph for immutable IDs.

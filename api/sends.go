@@ -354,6 +354,11 @@ func (s *server) sendingFrom(c *gin.Context) (origin, bool) {
 		problem(c, http.StatusUnprocessableEntity, "send_not_supported", "An application connection syncs a tenant's mail and does not send; send from a delegated or service-account connection.")
 		return o, false
 	}
+	if row.State == workflows.StateDisconnecting {
+		// Its waiting sends are being canceled; it never sends again.
+		problem(c, http.StatusConflict, "connection_ended", "This connection is being disconnected; it sends nothing more. Create a new one.")
+		return o, false
+	}
 	if row.UserID == "" || (row.State != workflows.StateActive && row.State != workflows.StateReauthRequired) {
 		problem(c, http.StatusConflict, "connection_not_ready", "This connection is "+row.State+"; it can send once it is active.")
 		return o, false
@@ -461,6 +466,9 @@ func (s *server) sendInput(o origin, got store.Send) workflows.SendInput {
 		Rates: workflows.SendRates{PerMinute: r.PerMinute, DailyRecipients: r.DailyRecipients}}
 	if got.NotBefore != nil {
 		in.NotBefore = *got.NotBefore
+	}
+	for _, a := range got.Attachments {
+		in.FileBytes += a.Size
 	}
 	return in
 }

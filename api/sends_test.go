@@ -316,9 +316,12 @@ func TestSendRatesQueueOrRefuse(t *testing.T) {
 	if d := h.call(t, "DELETE", "/v1/connections/"+id, h.acme, "u-ada", nil); d.status != 202 {
 		t.Fatalf("disconnect: %d %s", d.status, d.body)
 	}
-	// It learns of the disconnect when its turn comes (its not_before).
+	// The disconnect saga tells it at once: it does not wait for its
+	// turn (its not_before).
 	if got := h.waitSendFor(t, id, queued.ID, time.Until(s.NotBefore)+60*time.Second); got.State != workflows.SendCanceled || got.Reason != workflows.ReasonConnectionEnded {
 		t.Errorf("queued send after the disconnect: %+v", got)
+	} else if late := time.Since(s.NotBefore); late > -5*time.Second {
+		t.Errorf("the queued send was canceled %v from its time, not at the disconnect", late)
 	}
 	if r := h.send(t, id, "after-disconnect", body(false)); r.status != 409 || r.code() != "connection_ended" {
 		t.Errorf("a send after the disconnect: %d %s", r.status, r.body)

@@ -295,6 +295,23 @@ func (s *Store) ListSends(ctx context.Context, connectionID string, q SendQuery)
 	return out, nil
 }
 
+// WaitingSendIDs pages the IDs of a connection's sends (or, with
+// mailboxID, of one attached mailbox's) that wait before their submission
+// (queued or reauth_required), after the ID after, in order.
+func (s *Store) WaitingSendIDs(ctx context.Context, connectionID, mailboxID, after string, limit int) ([]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id FROM sends
+		WHERE connection_id = $1 AND ($2 = '' OR mailbox_id = $2) AND state IN ('queued', 'reauth_required') AND id > $3
+		ORDER BY id LIMIT $4`, connectionID, mailboxID, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("store: waiting sends of %s: %w", connectionID, err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("store: waiting sends of %s: %w", connectionID, err)
+	}
+	return ids, nil
+}
+
 // SendAttachments reads the files of a send, in order: the bytes of those
 // sent inline, the upload's ID and size of those uploaded.
 func (s *Store) SendAttachments(ctx context.Context, sendID string) ([]SendAttachment, error) {

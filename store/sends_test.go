@@ -326,3 +326,55 @@ func TestSlotsAreTakenAtSubmission(t *testing.T) {
 		t.Errorf("a failed send that took its slot keeps it (it may have gone): %d %v", held, err)
 	}
 }
+
+// TestWaitingSendIDs: the disconnect saga finds the sends waiting to go
+// (queued, reauth_required) of a connection or of one of its mailboxes,
+// paged in order; sending, final and draft sends are not among them.
+func TestWaitingSendIDs(t *testing.T) {
+	ctx := context.Background()
+	st := newStore(t)
+	if err := st.CreateConnection(ctx, store.Connection{ID: "c-w", OrgID: "o", OwnerID: "it", State: "active", Mode: "service_account"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.AttachMailbox(ctx, store.Mailbox{ID: "mbx-w", ConnectionID: "c-w", Address: "w@contoso.example", UserID: "u-w"}); err != nil {
+		t.Fatal(err)
+	}
+	rates := store.Rates{Mailbox: "u-w", PerMinute: 30, DailyRecipients: 1000}
+	ids := map[string]string{}
+	for _, k := range []string{"q1", "q2", "q3", "held", "sending", "sent", "mbx-q"} {
+		snd := newSend("c-w", k, 1)
+		if k == "mbx-q" {
+			snd.MailboxID = "mbx-w"
+		}
+		got, _, err := st.CreateSend(ctx, snd, nil, rates)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[k] = got.ID
+	}
+	for k, state := range map[string]string{"held": "reauth_required", "sending": "sending", "sent": "sent"} {
+		if err := st.UpdateSend(ctx, ids[k], store.SendUpdate{State: state}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var all []string
+	for after := ""; ; {
+		page, err := st.WaitingSendIDs(ctx, "c-w", "", after, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, page...)
+		if len(page) < 2 {
+			break
+		}
+		after = page[len(page)-1]
+	}
+	want := []string{ids["q1"], ids["q2"], ids["q3"], ids["held"], ids["mbx-q"]}
+	sort.Strings(want)
+	if fmt.Sprint(all) != fmt.Sprint(want) {
+		t.Errorf("waiting sends %v, want %v", all, want)
+	}
+	if got, err := st.WaitingSendIDs(ctx, "c-w", "mbx-w", "", 10); err != nil || fmt.Sprint(got) != fmt.Sprint([]string{ids["mbx-q"]}) {
+		t.Errorf("waiting sends of the mailbox: %v %v", got, err)
+	}
+}

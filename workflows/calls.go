@@ -30,6 +30,7 @@ const (
 	ActivityRecordSend          = "RecordSend"
 	ActivitySendMailOnce        = "SendMailOnce"
 	ActivitySendConnectionState = "SendConnectionState"
+	ActivityWaitingSends        = "WaitingSends"
 	ActivityFetchContactMail    = "FetchContactMail"
 	ActivityApplyContactFilter  = "ApplyContactFilter"
 	ActivityStripContent        = "StripContent"
@@ -190,6 +191,7 @@ var (
 	recordSend          = call[RecordSendInput, None]{ActivityRecordSend, bookkeeping}
 	sendMailOnce        = call[SendMailInput, SubmitSendResult]{ActivitySendMailOnce, submitOnce}
 	sendConnection      = call[SendStateInput, SendConnectionResult]{ActivitySendConnectionState, bookkeeping}
+	waitingSends        = call[WaitingSendsInput, WaitingSendsResult]{ActivityWaitingSends, sagaStep}
 	fetchContactMail    = call[FetchContactMailInput, FetchContactMailResult]{ActivityFetchContactMail, graphCall(10 * time.Minute)}
 	applyContactFilter  = call[ContactFilterInput, ContactFilterResult]{ActivityApplyContactFilter, sagaStep}
 	stripContent        = call[StripContentInput, StripContentResult]{ActivityStripContent, sagaStep}
@@ -202,6 +204,7 @@ func Activities() []ActivitySpec {
 		backfillFolder.spec(), syncFolders.spec(), ensureSubscription.spec(), renewSubscription.spec(),
 		deleteSubscriptions.spec(), purgeSecrets.spec(), applyRetention.spec(), checkMailbox.spec(), registerMailbox.spec(),
 		prepareSend.spec(), submitSend.spec(), locateSend.spec(), recordSend.spec(), sendMailOnce.spec(), sendConnection.spec(),
+		waitingSends.spec(),
 		fetchContactMail.spec(), applyContactFilter.spec(), stripContent.spec(),
 	}, applicationActivities()...)
 }

@@ -72,6 +72,10 @@ type fakes struct {
 	contactFetches []FetchContactMailInput
 	filterOns      atomic.Int32
 	syncIns        []SyncFoldersInput
+	// waiting are the IDs of the sends waiting to go, as the registry
+	// pages them; waitingIns the pages asked for.
+	waiting    []string
+	waitingIns []WaitingSendsInput
 }
 
 func (f *fakes) mark(name string, t time.Time) {
@@ -194,6 +198,18 @@ func (f *fakes) register(env *testsuite.TestWorkflowEnvironment) {
 		f.mu.Unlock()
 		return nil
 	}, activity.RegisterOptions{Name: ActivityDeleteSubscriptions})
+	env.RegisterActivityWithOptions(func(ctx context.Context, in WaitingSendsInput) (WaitingSendsResult, error) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.waitingIns = append(f.waitingIns, in)
+		out := WaitingSendsResult{IDs: []string{}}
+		for _, id := range f.waiting {
+			if id > in.After && len(out.IDs) < in.Limit {
+				out.IDs = append(out.IDs, id)
+			}
+		}
+		return out, nil
+	}, activity.RegisterOptions{Name: ActivityWaitingSends})
 	env.RegisterActivityWithOptions(func(ctx context.Context, in ConnectionRef) (int, error) {
 		f.mu.Lock()
 		f.saga = append(f.saga, ActivityPurgeSecrets)

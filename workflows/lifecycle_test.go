@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 )
@@ -466,5 +467,49 @@ func TestUpdatesRefuseHostileFolders(t *testing.T) {
 	env.ExecuteWorkflow(Connection, input())
 	if len(accepted) > 0 {
 		t.Errorf("accepted: %q", accepted)
+	}
+}
+
+// TestDisconnectEndsWaitingSends: the saga tells every send waiting to go
+// (paged from the registry) that the connection is being disconnected,
+// before anything else and without waiting for them; a send whose
+// workflow has ended meanwhile holds nothing up.
+func TestDisconnectEndsWaitingSends(t *testing.T) {
+	env, f := newEnv(t)
+	for i := range 450 {
+		f.waiting = append(f.waiting, fmt.Sprintf("snd_%04d", i))
+	}
+	told := map[string]SendEndedSignal{}
+	var toldAt []time.Time
+	env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, "", SignalSendEnded, mock.Anything).Return(
+		func(_, workflowID, _, _ string, arg any) error {
+			told[workflowID] = arg.(SendEndedSignal)
+			toldAt = append(toldAt, env.Now())
+			if workflowID == "connection/c1/send/snd_0007" {
+				return errors.New("workflow execution already completed")
+			}
+			return nil
+		})
+	env.RegisterDelayedCallback(func() { update(t, env, UpdateConsent, ConsentInput{Ref: "ref-0123456789"}, nil) }, time.Minute)
+	var asked time.Time
+	env.RegisterDelayedCallback(func() { asked = env.Now(); update(t, env, UpdateDisconnect, nil, nil) }, time.Hour)
+	env.ExecuteWorkflow(Connection, input())
+	var res ConnectionResult
+	if err := env.GetWorkflowResult(&res); err != nil || res.State != StateDisconnected {
+		t.Fatalf("result %+v %v, want disconnected", res, err)
+	}
+	if len(told) != len(f.waiting) || len(f.waitingIns) != 3 {
+		t.Fatalf("told %d of %d waiting sends, in %d pages", len(told), len(f.waiting), len(f.waitingIns))
+	}
+	for _, id := range f.waiting {
+		if sig, ok := told["connection/c1/send/"+id]; !ok || sig.Reason != ReasonConnectionEnded {
+			t.Errorf("send %s told %+v (%v)", id, sig, ok)
+		}
+	}
+	if last := toldAt[len(toldAt)-1]; last.Sub(asked) > time.Minute {
+		t.Errorf("the last send was told %v after the disconnect", last.Sub(asked))
+	}
+	if want := []string{ActivityDeleteSubscriptions, ActivityPurgeSecrets, ActivityApplyRetention + ":" + RetentionDelete}; !slices.Equal(f.saga, want) {
+		t.Errorf("saga %v, want %v", f.saga, want)
 	}
 }

@@ -289,6 +289,18 @@ func TestServiceAccountAttachesAndDisconnects(t *testing.T) {
 	if !slices.Equal(f.saga, want) {
 		t.Errorf("saga %v, want %v: every mailbox detached before the secrets go", f.saga, want)
 	}
+	// The connection's saga pages the waiting sends of all its mailboxes;
+	// each mailbox's, its own.
+	asked := map[WaitingSendsInput]bool{}
+	for _, in := range f.waitingIns {
+		in.After = ""
+		asked[in] = true
+	}
+	for _, w := range []WaitingSendsInput{{ConnectionID: in.ID}, {ConnectionID: in.ID, MailboxID: "mbx-support"}, {ConnectionID: in.ID, MailboxID: "mbx-sales"}} {
+		if w.Limit = waitingSendsPage; !asked[w] {
+			t.Errorf("the saga did not look for the waiting sends %+v (asked %v)", w, f.waitingIns)
+		}
+	}
 	if n := f.syncs.Load(); n < 2*10 {
 		t.Errorf("%d polls of two mailboxes in an hour", n)
 	}

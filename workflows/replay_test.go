@@ -36,6 +36,13 @@ func TestReplay(t *testing.T) {
 		// reauthorizationRequired, a subscription removed and made again,
 		// missed, and its subscription deleted when detached.
 		{"testdata/mailbox_application_pushed.json", Mailbox},
+		// Sends (send-slot-at-submit, send-end-signal, send-local-steps): one queued and
+		// canceled at once by the disconnect saga's signal, one sent with
+		// large files, one without.
+		// Recorded by TestRecordSendHistories.
+		{"testdata/send_ended.json", Send},
+		{"testdata/send_sent.json", Send},
+		{"testdata/send_local.json", Send},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {

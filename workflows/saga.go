@@ -4,7 +4,11 @@ import (
 	"go.temporal.io/sdk/workflow"
 )
 
-// disconnect runs the disconnect saga: cancel the backfill, delete every
+// waitingSendsPage is how many waiting sends the saga tells at a time.
+const waitingSendsPage = 200
+
+// disconnect runs the disconnect saga: cancel the sends waiting to go
+// and the backfill, delete every
 // Graph subscription, purge Vault, apply the retention policy, then say
 // disconnected. It runs in a context no cancellation reaches, every step
 // is retried until done, and the step reached is visible in the status.
@@ -17,6 +21,11 @@ func (c *connection) disconnect(ctx workflow.Context) {
 		if err := do(); err != nil {
 			c.log.Error("disconnect step failed", "step", name, "err", err)
 		}
+	}
+	// Runs before the change took no step for the sends: each learnt of
+	// the disconnect at its next look at the connection.
+	if workflow.GetVersion(ctx, "disconnect-ends-sends", workflow.DefaultVersion, 1) == 1 {
+		step("cancelling the sends waiting to go", func() error { return c.endWaitingSends(ctx) })
 	}
 	if c.s.Backfill.Running {
 		step("cancelling the backfill", func() error {
@@ -76,6 +85,40 @@ func (c *connection) detach(ctx workflow.Context, step func(string, func() error
 	c.moveTo(ctx, StateDisconnected, ReasonDisconnected, "The mailbox was detached.",
 		map[string]any{"mailbox_id": c.s.ID, "address": c.s.Mailbox, "retention": c.s.Settings.Retention, "cause": c.causeOfEnd()})
 	c.s.DisconnectStep = "done"
+}
+
+// endWaitingSends tells the workflow of every send that waits before its
+// submission (queued for its mailbox's rates, or held for a new sign-in)
+// that the connection is being disconnected, or the mailbox detached: it
+// is canceled at once rather than at its time. A send already submitted
+// is not told; it ends as it would have (docs/sending.md). Nothing here
+// waits for a send: a workflow that has ended meanwhile is passed over.
+func (c *connection) endWaitingSends(ctx workflow.Context) error {
+	in := WaitingSendsInput{ConnectionID: c.s.ID, Limit: waitingSendsPage}
+	sig := SendEndedSignal{Reason: ReasonConnectionEnded}
+	if c.isMailbox() {
+		in.ConnectionID, in.MailboxID = c.s.ConnectionID, c.s.ID
+		sig.Reason = ReasonMailboxDetached
+	}
+	for {
+		page, err := waitingSends.run(ctx, in)
+		if err != nil {
+			return err
+		}
+		told := make([]workflow.Future, 0, len(page.IDs))
+		for _, id := range page.IDs {
+			told = append(told, workflow.SignalExternalWorkflow(ctx, sendWorkflowID(in.ConnectionID, id), "", SignalSendEnded, sig))
+		}
+		for i, f := range told {
+			if err := f.Get(ctx, nil); err != nil {
+				c.log.Info("a waiting send was not told of the disconnect (its workflow ended)", "send", page.IDs[i], "err", err)
+			}
+		}
+		if len(page.IDs) < in.Limit {
+			return nil
+		}
+		in.After = page.IDs[len(page.IDs)-1]
+	}
 }
 
 // causeOfEnd is why the saga ran, for the disconnected event.

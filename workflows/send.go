@@ -39,6 +39,12 @@ func Send(ctx workflow.Context, in SendInput) (SendResult, error) {
 		// ran the registry's steps as activities.
 		slotAtSubmit: workflow.GetVersion(ctx, "send-slot-at-submit", workflow.DefaultVersion, 1) == 1,
 	}
+	// Runs started before the change let their waits run their course.
+	if workflow.GetVersion(ctx, "send-end-signal", workflow.DefaultVersion, 1) == 1 {
+		s.ends = workflow.GetSignalChannel(ctx, SignalSendEnded)
+	}
+	// Runs started before the change ran every Graph step as an activity.
+	s.localSteps = workflow.GetVersion(ctx, "send-local-steps", workflow.DefaultVersion, 1) == 1
 	res, err := s.run(ctx)
 	if temporal.IsCanceledError(err) {
 		return s.canceledByOperator(ctx, err)
@@ -92,6 +98,34 @@ type sendRun struct {
 	// state, the send's records) run as local activities, inside the
 	// workflow's tasks.
 	slotAtSubmit bool
+	// ends (change send-end-signal) carries the disconnect saga's word
+	// that the connection, or the mailbox, is going (SignalSendEnded);
+	// nil in runs started before the change. ended is the reason heard.
+	ends  workflow.ReceiveChannel
+	ended string
+	// localSteps (change send-local-steps): the steps that are safe to
+	// run again (PrepareSend of a message without large files, and the
+	// looks in the mailbox) run as local activities, inside the
+	// workflow's tasks: each would otherwise take two trips through the
+	// server's task queues, which, thousands of sends at once, are where
+	// a send's time goes. The submission stays an activity: the server's
+	// record that it started is what makes a worker's death ambiguous
+	// rather than a second send.
+	localSteps bool
+}
+
+// localPrepareBytes: a message with fewer bytes of files than this (no
+// upload session, docs/graph.md#upload-sessions) is prepared by a local
+// activity.
+const localPrepareBytes = 3_000_000
+
+// graphLocal is the options of a send's Graph step run as a local
+// activity: retried as graphCall's (a dead token and a refusal are not).
+func graphLocal(timeout time.Duration) workflow.LocalActivityOptions {
+	return workflow.LocalActivityOptions{
+		StartToCloseTimeout: timeout,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 5 * time.Minute},
+	}
 }
 
 // sendBookkeeping runs a send's reads and writes of the registry (a row,
@@ -103,11 +137,11 @@ var sendBookkeeping = workflow.LocalActivityOptions{
 }
 
 func (s *sendRun) run(ctx workflow.Context) (SendResult, error) {
-	// Over its mailbox's rates, the send was queued for its time; a long
-	// wait (a day's recipients) looks at the connection now and then, so a
-	// disconnect cancels it when it happens.
+	// Over its mailbox's rates, the send was queued for its time; a
+	// disconnect ends the wait at once (the saga's signal), and a long
+	// wait (a day's recipients) looks at the connection now and then.
 	for wait := s.in.NotBefore.Sub(workflow.Now(ctx)); wait > 0; wait = s.in.NotBefore.Sub(workflow.Now(ctx)) {
-		if err := workflow.Sleep(ctx, min(wait, queuedLook)); err != nil {
+		if err := s.sleep(ctx, min(wait, queuedLook)); err != nil {
 			return SendResult{}, err
 		}
 		if res, ended, err := s.gate(ctx); ended || err != nil {
@@ -123,7 +157,13 @@ func (s *sendRun) run(ctx workflow.Context) (SendResult, error) {
 	var prep PrepareSendResult
 	for {
 		var err error
-		prep, err = prepareSend.run(ctx, s.ref)
+		if s.localSteps && s.in.FileBytes < localPrepareBytes {
+			prep, err = prepareSend.runLocal(ctx, graphLocal(prepareTimeout(s.in.FileBytes)), s.ref)
+		} else {
+			opts := prepareSend.opts
+			opts.StartToCloseTimeout = prepareTimeout(s.in.FileBytes)
+			prep, err = prepareSend.with(opts).run(ctx, s.ref)
+		}
 		if isType(err, ErrReauthRequired) {
 			if res, ended, err := s.waitReauth(ctx); ended || err != nil {
 				return res, err
@@ -289,6 +329,9 @@ func (s *sendRun) sendMail(ctx workflow.Context) (SendResult, error) {
 func (s *sendRun) gate(ctx workflow.Context) (SendResult, bool, error) {
 	held := false
 	for i := 0; ; i++ {
+		if s.heardEnd() {
+			return s.cancel(ctx, s.ended)
+		}
 		st, err := s.connection(ctx)
 		if err != nil {
 			return SendResult{}, true, err
@@ -314,9 +357,64 @@ func (s *sendRun) gate(ctx workflow.Context) (SendResult, bool, error) {
 			}
 			held = true
 		}
-		if err := workflow.Sleep(ctx, min(lookBackoff(i+4), s.opts.ReauthPoll)); err != nil {
+		if err := s.sleep(ctx, min(lookBackoff(i+4), s.opts.ReauthPoll)); err != nil {
 			return SendResult{}, true, err
 		}
+	}
+}
+
+// sleep waits for d, or until the disconnect saga says the connection (or
+// the mailbox) is going, whichever comes first; the gate that follows
+// every wait then cancels the send. Runs started before the change
+// (send-end-signal) sleep d.
+func (s *sendRun) sleep(ctx workflow.Context, d time.Duration) error {
+	if s.ends == nil {
+		return workflow.Sleep(ctx, d)
+	}
+	if s.heardEnd() {
+		return nil
+	}
+	tctx, cancel := workflow.WithCancel(ctx)
+	defer cancel()
+	var err error
+	sel := workflow.NewSelector(ctx)
+	sel.AddFuture(workflow.NewTimer(tctx, d), func(f workflow.Future) { err = f.Get(ctx, nil) })
+	sel.AddReceive(s.ends, func(c workflow.ReceiveChannel, _ bool) {
+		var sig SendEndedSignal
+		c.Receive(ctx, &sig)
+		s.heard(sig)
+	})
+	sel.Select(ctx)
+	if s.ended != "" {
+		return nil
+	}
+	return err
+}
+
+// heardEnd reports whether the saga said the connection (or the mailbox)
+// is going, reading any word of it not read yet.
+func (s *sendRun) heardEnd() bool {
+	if s.ends == nil {
+		return false
+	}
+	for {
+		var sig SendEndedSignal
+		if !s.ends.ReceiveAsync(&sig) {
+			return s.ended != ""
+		}
+		s.heard(sig)
+	}
+}
+
+func (s *sendRun) heard(sig SendEndedSignal) {
+	if s.ended != "" {
+		return
+	}
+	switch sig.Reason {
+	case ReasonMailboxDetached:
+		s.ended = sig.Reason
+	default:
+		s.ended = ReasonConnectionEnded
 	}
 }
 
@@ -343,10 +441,10 @@ func (s *sendRun) resumed() string {
 // when it happens.
 func (s *sendRun) waitTurn(ctx workflow.Context, until time.Time) (SendResult, bool, error) {
 	for wait := until.Sub(workflow.Now(ctx)); wait > 0; wait = until.Sub(workflow.Now(ctx)) {
-		if err := workflow.Sleep(ctx, min(wait, queuedLook)); err != nil {
+		if err := s.sleep(ctx, min(wait, queuedLook)); err != nil {
 			return SendResult{}, true, err
 		}
-		if until.After(workflow.Now(ctx)) {
+		if until.After(workflow.Now(ctx)) || s.heardEnd() {
 			if res, ended, err := s.gate(ctx); ended || err != nil {
 				return res, ended, err
 			}
@@ -361,7 +459,7 @@ func (s *sendRun) waitReauth(ctx workflow.Context) (SendResult, bool, error) {
 	if err := s.record(ctx, RecordSendInput{State: SendReauthRequired}); err != nil {
 		return SendResult{}, true, err
 	}
-	if err := workflow.Sleep(ctx, s.opts.ReauthPoll); err != nil {
+	if err := s.sleep(ctx, s.opts.ReauthPoll); err != nil {
 		return SendResult{}, true, err
 	}
 	return s.gate(ctx)
@@ -425,9 +523,17 @@ func (s *sendRun) confirm(ctx workflow.Context, draftID string, accepted bool) (
 
 // locate looks for the send's key, retrying Graph until giveUp.
 func (s *sendRun) locate(ctx workflow.Context, giveUp time.Time) (LocateSendResult, error) {
-	opts := locateSend.opts
-	opts.ScheduleToCloseTimeout = max(giveUp.Sub(workflow.Now(ctx)), time.Minute)
-	loc, err := locateSend.with(opts).run(ctx, s.ref)
+	var loc LocateSendResult
+	var err error
+	if s.localSteps {
+		opts := graphLocal(locateSend.opts.StartToCloseTimeout)
+		opts.ScheduleToCloseTimeout = max(giveUp.Sub(workflow.Now(ctx)), time.Minute)
+		loc, err = locateSend.runLocal(ctx, opts, s.ref)
+	} else {
+		opts := locateSend.opts
+		opts.ScheduleToCloseTimeout = max(giveUp.Sub(workflow.Now(ctx)), time.Minute)
+		loc, err = locateSend.with(opts).run(ctx, s.ref)
+	}
 	if loc.Sender != "" {
 		s.sender = loc.Sender
 	}

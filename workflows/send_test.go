@@ -104,8 +104,19 @@ func refusal(reason string) error {
 }
 
 func (m *fakeMailbox) register(env *testsuite.TestWorkflowEnvironment) {
+	m.registerOn(env, env.Now)
+}
+
+// sendRegistry is what fakeMailbox registers on: a test environment or a
+// worker.
+type sendRegistry interface {
+	RegisterWorkflow(w any)
+	RegisterActivityWithOptions(a any, options activity.RegisterOptions)
+}
+
+func (m *fakeMailbox) registerOn(env sendRegistry, now func() time.Time) {
 	m.mu = &sync.Mutex{}
-	m.now = env.Now
+	m.now = now
 	env.RegisterWorkflow(Send)
 	env.RegisterActivityWithOptions(func(ctx context.Context, in SendRef) (PrepareSendResult, error) {
 		m.mu.Lock()
@@ -380,8 +391,10 @@ func TestSendWaitsForItsTime(t *testing.T) {
 	m.register(env)
 	start := env.Now()
 	var prepared time.Time
-	env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
-		if info.ActivityType.Name == ActivityPrepareSend {
+	// PrepareSend, a local activity (send-local-steps): the first step
+	// that takes the send's reference.
+	env.SetOnLocalActivityStartedListener(func(_ *activity.Info, _ context.Context, args []any) {
+		if _, ok := args[0].(SendRef); ok && prepared.IsZero() {
 			prepared = env.Now()
 		}
 	})
@@ -486,6 +499,160 @@ func TestSendSubmitsAtItsSlot(t *testing.T) {
 	for _, r := range m.records {
 		if r.State == SendSending {
 			t.Errorf("recorded sending itself: %+v", r)
+		}
+	}
+}
+
+// TestSendEndedByTheSaga: the disconnect saga's signal (SignalSendEnded)
+// ends a send's wait at once: a send queued for its time, waiting for a
+// slot or held for a new sign-in is canceled with the saga's reason when
+// the signal comes, not at its time; a send whose request is under way
+// when it comes is followed to its end, sent once, or canceled when the
+// mailbox shows it never went.
+func TestSendEndedByTheSaga(t *testing.T) {
+	const at = 2 * time.Minute
+	for _, tc := range []struct {
+		name      string
+		m         fakeMailbox
+		notBefore time.Duration
+		reason    string // the signal's
+		// onSubmit signals as the first submission starts, not at "at".
+		onSubmit bool
+		opts     SendOptions
+		// want
+		state, wantReason   string
+		delivered, requests int
+		created             int
+		held                bool
+		// prompt: ended within seconds of the signal.
+		prompt bool
+	}{
+		{name: "queued for hours, disconnected", notBefore: 6 * time.Hour, reason: ReasonConnectionEnded,
+			state: SendCanceled, wantReason: ReasonConnectionEnded, prompt: true},
+		{name: "queued for hours, its mailbox detached", notBefore: 6 * time.Hour, reason: ReasonMailboxDetached,
+			state: SendCanceled, wantReason: ReasonMailboxDetached, prompt: true},
+		{name: "queued for minutes, the registry still says active", notBefore: 4 * time.Minute, reason: ReasonConnectionEnded,
+			state: SendCanceled, wantReason: ReasonConnectionEnded, prompt: true},
+		{name: "waiting for a slot in its rates", m: fakeMailbox{slotWaits: []time.Duration{3 * time.Hour}}, reason: ReasonConnectionEnded,
+			state: SendCanceled, wantReason: ReasonConnectionEnded, created: 1, prompt: true},
+		{name: "held in reauth_required after its token died", reason: ReasonConnectionEnded,
+			m:     fakeMailbox{submits: []string{"token-dead"}, states: append([]string{StateActive, StateActive}, slices.Repeat([]string{StateReauthRequired}, 100)...)},
+			state: SendCanceled, wantReason: ReasonConnectionEnded, requests: 1, created: 1, held: true, prompt: true},
+		{name: "held in reauth_required before its draft", reason: ReasonConnectionEnded,
+			m:     fakeMailbox{states: slices.Repeat([]string{StateReauthRequired}, 100)},
+			state: SendCanceled, wantReason: ReasonConnectionEnded, held: true, prompt: true},
+		{name: "accepted while the signal came", onSubmit: true, reason: ReasonConnectionEnded,
+			state: SendSent, delivered: 1, requests: 1, created: 1},
+		{name: "delivered, 504, the signal during the settle", m: fakeMailbox{submits: []string{"delivered-504"}}, opts: SendOptions{Settle: 10 * time.Minute},
+			reason: ReasonConnectionEnded, state: SendSent, delivered: 1, requests: 1, created: 1},
+		{name: "not delivered, 504, the signal during the settle", m: fakeMailbox{submits: []string{"lost-504"}}, opts: SendOptions{Settle: 10 * time.Minute},
+			reason: ReasonConnectionEnded, state: SendCanceled, wantReason: ReasonConnectionEnded, requests: 1, created: 1},
+		{name: "send-only, queued", m: fakeMailbox{method: SendBySendMail}, notBefore: time.Hour, reason: ReasonConnectionEnded,
+			state: SendCanceled, wantReason: ReasonConnectionEnded, prompt: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var s testsuite.WorkflowTestSuite
+			env := s.NewTestWorkflowEnvironment()
+			m := tc.m
+			m.register(env)
+			start := env.Now()
+			signal := func() { env.SignalWorkflow(SignalSendEnded, SendEndedSignal{Reason: tc.reason}) }
+			var signaled time.Time
+			if tc.onSubmit {
+				env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+					if info.ActivityType.Name == ActivitySubmitSend && signaled.IsZero() {
+						signaled = env.Now()
+						signal()
+					}
+				})
+			} else {
+				env.RegisterDelayedCallback(func() { signaled = env.Now(); signal() }, at)
+			}
+			in := SendInput{SendID: "snd_1", ConnectionID: "conn_1", UserID: "u-1", Recipients: 1, Method: m.method,
+				NotBefore: start.Add(tc.notBefore), Rates: testRates, Options: tc.opts}
+			if tc.reason == ReasonMailboxDetached {
+				in.MailboxID, in.UserID = "mbx_shared01", "u-shared"
+			}
+			env.ExecuteWorkflow(Send, in)
+			var res SendResult
+			if err := env.GetWorkflowResult(&res); err != nil {
+				t.Fatal(err)
+			}
+			if res.State != tc.state || res.Reason != tc.wantReason {
+				t.Errorf("ended %s %q, want %s %q", res.State, res.Reason, tc.state, tc.wantReason)
+			}
+			if m.delivered != tc.delivered || m.submitted != tc.requests || m.created != tc.created {
+				t.Errorf("delivered %d, send requests %d, drafts created %d; want %d, %d, %d",
+					m.delivered, m.submitted, m.created, tc.delivered, tc.requests, tc.created)
+			}
+			if signaled.IsZero() {
+				t.Fatal("the signal was never sent")
+			}
+			if took := env.Now().Sub(signaled); tc.prompt && took > 10*time.Second {
+				t.Errorf("canceled %v after the signal, want at once", took)
+			}
+			held := false
+			for _, r := range m.records {
+				held = held || r.State == SendReauthRequired
+			}
+			if held != tc.held {
+				t.Errorf("held in reauth_required: %v, want %v", held, tc.held)
+			}
+			last := m.records[len(m.records)-1]
+			if last.State != tc.state || len(last.Events) != 1 {
+				t.Fatalf("last record %+v", last)
+			}
+			if ev := last.Events[0]; tc.state == SendCanceled && (ev.Type != EventSendFailed || ev.Data["reason"] != tc.wantReason || last.ReasonText != SendReasonText[tc.wantReason]) {
+				t.Errorf("canceled event %+v, record %+v", ev, last)
+			}
+		})
+	}
+}
+
+// TestPrepareSendTimeFromItsFiles: PrepareSend is given the time Graph's
+// upload limit (150 MB per mailbox in 5 minutes) lets the message's files
+// take twice over, beside the 5 minutes of a message without files: a
+// 150 MB message, which needs 5 minutes at the limit and as many again
+// when the window is full of the sends before it, is not cut off midway.
+func TestPrepareSendTimeFromItsFiles(t *testing.T) {
+	for _, tc := range []struct {
+		bytes int64
+		want  time.Duration
+		// local: prepared inside the workflow's task (no large file).
+		local bool
+	}{{0, 0, true}, {2_000_000, 0, true}, {35_000_000, 5*time.Minute + 140*time.Second, false},
+		{150 << 20, 5*time.Minute + 2*time.Duration(float64(5*time.Minute)*float64(150<<20)/150e6).Round(time.Second), false}} {
+		var s testsuite.WorkflowTestSuite
+		env := s.NewTestWorkflowEnvironment()
+		m := &fakeMailbox{}
+		m.register(env)
+		var given time.Duration
+		local := false
+		env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+			if info.ActivityType.Name == ActivityPrepareSend {
+				given = info.Deadline.Sub(info.StartedTime).Round(time.Second)
+			}
+		})
+		env.SetOnLocalActivityStartedListener(func(info *activity.Info, _ context.Context, args []any) {
+			if _, ok := args[0].(SendRef); ok && m.created == 0 {
+				local = true
+			}
+		})
+		env.ExecuteWorkflow(Send, SendInput{SendID: "snd_1", ConnectionID: "conn_1", UserID: "u-1", FileBytes: tc.bytes, Rates: testRates})
+		if err := env.GetWorkflowError(); err != nil {
+			t.Fatal(err)
+		}
+		if local != tc.local || m.created != 1 {
+			t.Errorf("%d bytes of files: prepared locally %v, want %v (%d drafts)", tc.bytes, local, tc.local, m.created)
+		}
+		if tc.local {
+			continue
+		}
+		if given != tc.want {
+			t.Errorf("%d bytes of files: PrepareSend given %v, want %v", tc.bytes, given, tc.want)
+		}
+		if atLimit := time.Duration(float64(graphUploadWindow) * float64(tc.bytes) / graphUploadBytes); given < 5*time.Minute+2*atLimit {
+			t.Errorf("%d bytes: %v is less than the upload takes at Graph's limit with a full window (%v)", tc.bytes, given, 2*atLimit)
 		}
 	}
 }

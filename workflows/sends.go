@@ -18,7 +18,39 @@ func SendID(connectionID, key string) string {
 // SendWorkflowID is the workflow ID of the send an Idempotency-Key names
 // on a connection; the only place it is built.
 func SendWorkflowID(connectionID, key string) string {
-	return "connection/" + connectionID + "/send/" + SendID(connectionID, key)
+	return sendWorkflowID(connectionID, SendID(connectionID, key))
+}
+
+// sendWorkflowID is the workflow ID of a send known by its ID.
+func sendWorkflowID(connectionID, sendID string) string {
+	return "connection/" + connectionID + "/send/" + sendID
+}
+
+// SignalSendEnded tells a send's workflow that its connection is being
+// disconnected, or its mailbox detached (SendEndedSignal): a send not yet
+// submitted is canceled at once, however long its wait; one submitted is
+// followed to its end as before.
+const SignalSendEnded = "send_ended"
+
+// SendEndedSignal says why the send's way out ended: ReasonConnectionEnded
+// or ReasonMailboxDetached.
+type SendEndedSignal struct {
+	Reason string `json:"reason"`
+}
+
+// WaitingSendsInput pages the sends of a connection (or of one of its
+// attached mailboxes) that wait before their submission: queued or
+// reauth_required.
+type WaitingSendsInput struct {
+	ConnectionID string `json:"connectionId"`
+	MailboxID    string `json:"mailboxId,omitempty"`
+	After        string `json:"after,omitempty"`
+	Limit        int    `json:"limit"`
+}
+
+// WaitingSendsResult is a page of send IDs, in order.
+type WaitingSendsResult struct {
+	IDs []string `json:"ids"`
 }
 
 // SendKeyProperty is the extended property every draft outlookd sends is
@@ -112,6 +144,32 @@ type SendInput struct {
 	// just before it is submitted.
 	Rates   SendRates   `json:"rates"`
 	Options SendOptions `json:"options"`
+	// FileBytes is the size of the message's files, which PrepareSend
+	// uploads: its time is derived from it (prepareTimeout). Zero in runs
+	// started before it, whose PrepareSend keeps the time it had.
+	FileBytes int64 `json:"fileBytes,omitempty"`
+}
+
+// Graph takes at most 150 MB uploaded per mailbox in any 5 minutes
+// (docs/graph.md#throttling): a 150 MB message takes 5 minutes at best.
+const (
+	graphUploadBytes  = 150_000_000
+	graphUploadWindow = 5 * time.Minute
+)
+
+// prepareTimeout is PrepareSend's time for a message with fileBytes of
+// files: the 5 minutes a message without files is given, and twice the
+// time Graph's upload limit lets its files take, for the mailbox's window
+// may already hold as much from the sends before it. 150 MB gets 15
+// minutes. A worker that dies is found by the heartbeat within a minute,
+// whatever this is.
+func prepareTimeout(fileBytes int64) time.Duration {
+	const base = 5 * time.Minute
+	if fileBytes <= 0 {
+		return base
+	}
+	upload := time.Duration(float64(graphUploadWindow) * float64(fileBytes) / graphUploadBytes)
+	return base + 2*upload.Round(time.Second)
 }
 
 // SendRates are a mailbox's sending rates (docs/sending.md#limits-before-graphs).

@@ -25,15 +25,27 @@ package workflows
 //     back (onResync), asked to subscribe when a run continues one polled
 //     for want of it (upgradeToPush), and deletes its subscription when
 //     detached (saga.go, detach); before, it was polled only.
+//   - disconnect-ends-sends: the disconnect saga tells the workflow of every
+//     send waiting to go (queued, reauth_required) to cancel it
+//     (saga.go, endWaitingSends); before, each learnt of it at its next
+//     look at the connection, up to its time.
+//   - send-end-signal: a send's waits (its time, a slot, a new sign-in)
+//     end at the saga's signal (SignalSendEnded), which cancels it
+//     (send.go); before, the waits ran their course.
+//   - send-local-steps: a send's PrepareSend (a message without large
+//     files) and its looks in the mailbox (LocateSend) run as local
+//     activities (send.go); before, as activities.
 //
 // The histories in testdata/ were recorded before the first of them, but
 // the two of an application connection's mailbox, run with the workflow
 // tests' fake activities on a Temporal dev server:
 // mailbox_application_polled.json by the code before app-mailbox-push,
-// mailbox_application_pushed.json by the code that brought it.
+// mailbox_application_pushed.json by the code that brought it; and the
+// sends' (send_ended.json, send_sent.json, send_local.json), recorded by
+// TestRecordSendHistories with the code that brought send-local-steps.
 //
 // A change driven by a new field of an activity's result needs no change
 // ID when the field's absence keeps the old behaviour: results recorded
 // before it replay as they ran. So it is with the renewal time taken from
 // the lifetime Graph granted (SubscriptionResult.Requested, renewalTime).
-var changeIDs = []string{"admin-consent-state", "backfill-progress-upfront", "send-slot-at-submit", "app-mailbox-push"}
+var changeIDs = []string{"admin-consent-state", "backfill-progress-upfront", "send-slot-at-submit", "app-mailbox-push", "disconnect-ends-sends", "send-end-signal", "send-local-steps"}
