@@ -217,6 +217,11 @@ func TestSDKRetryHandlerAfterDelivery(t *testing.T) {
 		t.Log("the SDK retried soundly: the message went out twice")
 	case isGraphErr && ge.Status == 400 && len(got) == 1:
 		t.Log("the SDK's retry was malformed: an error for a message that went out")
+	case err != nil && !isGraphErr && strings.Contains(err.Error(), "Body length 0") && len(got) == 1:
+		// The retry's body was already read: Go's transport refuses to
+		// send it when it opens a new connection for it (the first was
+		// cut), and the server answers 400 when it reuses one.
+		t.Log("the SDK's retry was malformed and refused before it left: an error for a message that went out")
 	default:
 		t.Errorf("the SDK's retry after delivery: %v, %d copies", err, len(got))
 	}
