@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
@@ -54,6 +53,8 @@ type MailboxLimits struct {
 	shared      Budget
 	// dirRate is the directory's budget per app and tenant (directoryRate).
 	dirRate store.GraphRate
+	// clientID names the app whose requests are counted (SetApp).
+	clientID string
 	// app is the budget of Graph's global limit per app.
 	app *appBudget
 	// lease is how long a slot stays held without renewal: a process
@@ -117,6 +118,7 @@ func (l *MailboxLimits) SetApp(clientID string, perWindow int, window time.Durat
 	if window <= 0 {
 		window = appWindow
 	}
+	l.clientID = clientID
 	l.app = newAppBudget("app:"+clientID, store.GraphRate{PerSecond: float64(perWindow) / window.Seconds(), Burst: max(perWindow/10, 1)})
 	return l
 }
@@ -247,7 +249,7 @@ func (l *MailboxLimits) Transport(key string, next http.RoundTripper) http.Round
 // the tenant's directory budget, which every process shares like the
 // mailboxes' (the directory limits no concurrency: no slot is taken).
 func (l *MailboxLimits) DirectoryTransport(tenantID string, next http.RoundTripper) http.RoundTripper {
-	return &directoryTransport{l: l, key: "directory:" + strings.TrimPrefix(l.app.key, "app:") + "/" + tenantID, next: next}
+	return &directoryTransport{l: l, key: "directory:" + l.clientID + "/" + tenantID, next: next}
 }
 
 type directoryTransport struct {

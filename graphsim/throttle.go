@@ -149,10 +149,8 @@ func (s *Sim) appThrottled(g *graphRequest) bool {
 	if wait == 0 {
 		return false
 	}
-	s.stats.throttled(g.class)
 	s.stats.add("throttled.app_limit", 1)
-	g.w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())))
-	graphError(g.w, g.r, http.StatusTooManyRequests, "TooManyRequests", "Please retry again later.")
+	s.tooManyRequests(g, wait)
 	return true
 }
 
@@ -213,11 +211,9 @@ func (s *Sim) directoryThrottled(g *graphRequest, list bool) bool {
 		}
 		return false
 	}
-	s.stats.throttled(g.class)
-	h.Set("Retry-After", strconv.Itoa(int(wait.Seconds())))
 	h.Set("x-ms-throttle-scope", "Tenant_Application/ReadWrite/"+g.p.appID+"/"+g.p.tenantID)
 	h.Set("x-ms-throttle-information", "ResourceUnitLimitExceeded")
-	graphError(g.w, g.r, http.StatusTooManyRequests, "TooManyRequests", "Please retry again later.")
+	s.tooManyRequests(g, wait)
 	return true
 }
 
@@ -249,9 +245,16 @@ func (s *Sim) subscriptionsThrottled(g *graphRequest) bool {
 	if wait == 0 {
 		return false
 	}
-	s.stats.throttled(g.class)
 	s.stats.add("throttled.subscriptions", 1)
+	s.tooManyRequests(g, wait)
+	return true
+}
+
+// tooManyRequests answers a request refused by a rate limit beyond
+// Outlook's per-mailbox ones: 429 TooManyRequests with Retry-After in
+// whole seconds, counted as throttled.
+func (s *Sim) tooManyRequests(g *graphRequest, wait time.Duration) {
+	s.stats.throttled(g.class)
 	g.w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())))
 	graphError(g.w, g.r, http.StatusTooManyRequests, "TooManyRequests", "Please retry again later.")
-	return true
 }
