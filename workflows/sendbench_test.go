@@ -2,8 +2,6 @@ package workflows
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"slices"
@@ -28,22 +26,12 @@ import (
 //
 //	OUTLOOKD_BENCH=1 TEMPORAL_ADDRESS=127.0.0.1:17233 go test -run TestBenchSendSteps -v ./workflows
 func TestBenchSendSteps(t *testing.T) {
-	addr := os.Getenv("TEMPORAL_ADDRESS")
-	if os.Getenv("OUTLOOKD_BENCH") != "1" || addr == "" {
-		t.Skip("a benchmark: OUTLOOKD_BENCH=1 and TEMPORAL_ADDRESS")
-	}
+	c, suffix := serverClient(t, "OUTLOOKD_BENCH", "a benchmark")
 	n := 3000
 	if v, err := strconv.Atoi(os.Getenv("OUTLOOKD_BENCH_SENDS")); err == nil && v > 0 {
 		n = v
 	}
-	c, err := client.Dial(client.Options{HostPort: addr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	queue := "outlookd-bench-" + hex.EncodeToString(b)
+	queue := "outlookd-bench-" + suffix
 	w := worker.New(c, queue, worker.Options{MaxConcurrentWorkflowTaskPollers: 8, MaxConcurrentActivityTaskPollers: 8})
 	var mu sync.Mutex
 	started := map[string]time.Time{}
@@ -76,7 +64,7 @@ func TestBenchSendSteps(t *testing.T) {
 	runs := make([]client.WorkflowRun, n)
 	for i := range n {
 		g.Go(func() error {
-			id := fmt.Sprintf("snd_%s_%d", hex.EncodeToString(b), i)
+			id := fmt.Sprintf("snd_%s_%d", suffix, i)
 			mu.Lock()
 			started[id] = time.Now()
 			mu.Unlock()

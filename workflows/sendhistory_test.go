@@ -2,8 +2,6 @@ package workflows
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"os"
 	"testing"
 	"time"
@@ -23,18 +21,8 @@ import (
 //
 // Record them again only beside a versioned change (versions.go).
 func TestRecordSendHistories(t *testing.T) {
-	addr := os.Getenv("TEMPORAL_ADDRESS")
-	if os.Getenv("OUTLOOKD_RECORD_HISTORY") != "1" || addr == "" {
-		t.Skip("records histories: OUTLOOKD_RECORD_HISTORY=1 and TEMPORAL_ADDRESS")
-	}
-	c, err := client.Dial(client.Options{HostPort: addr})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	queue := "outlookd-record-" + hex.EncodeToString(b)
+	c, suffix := serverClient(t, "OUTLOOKD_RECORD_HISTORY", "records histories")
+	queue := "outlookd-record-" + suffix
 	w := worker.New(c, queue, worker.Options{})
 	m := &fakeMailbox{}
 	m.registerOn(w, time.Now)
@@ -63,7 +51,6 @@ func TestRecordSendHistories(t *testing.T) {
 		}
 		t.Logf("%s: %+v", id, res)
 	}
-	suffix := hex.EncodeToString(b)
 	// A send queued for an hour, told of the disconnect: canceled at once.
 	queued := "send-record-queued-" + suffix
 	run(queued, SendInput{SendID: "snd_q", ConnectionID: "conn_1", UserID: "u-1", Recipients: 1, Rates: testRates,
