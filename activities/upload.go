@@ -169,14 +169,15 @@ func (m *mailbox) uploadState(ctx context.Context, uploadURL string) (int64, err
 	if resp.StatusCode != http.StatusOK {
 		return 0, fmt.Errorf("the upload session's state answered %d", resp.StatusCode)
 	}
+	// encoding/json matches keys without regard to case: this also
+	// reads the "NextExpectedRanges" some of Graph's answers spell.
 	var st struct {
-		Next  []string `json:"nextExpectedRanges"`
-		Next2 []string `json:"NextExpectedRanges"`
+		Next []string `json:"nextExpectedRanges"`
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&st); err != nil {
 		return 0, fmt.Errorf("the upload session's state: %w", err)
 	}
-	ranges := append(st.Next, st.Next2...)
+	ranges := st.Next
 	if len(ranges) == 0 {
 		return 0, errors.New("the upload session's state names no range")
 	}

@@ -143,3 +143,29 @@ func TestUploadRefusedRangeIsFinal(t *testing.T) {
 		t.Errorf("err %v after %d PUTs", err, puts)
 	}
 }
+
+// TestUploadStateReadsEitherSpelling: an upload session's state names the
+// next expected range as "nextExpectedRanges" or "NextExpectedRanges";
+// a state naming none, or a range that is not a number, is an error.
+func TestUploadStateReadsEitherSpelling(t *testing.T) {
+	for _, tt := range []struct {
+		body string
+		want int64
+		bad  bool
+	}{
+		{body: `{"nextExpectedRanges":["4194304-"]}`, want: 4194304},
+		{body: `{"NextExpectedRanges":["8388608-12582911"]}`, want: 8388608},
+		{body: `{"nextExpectedRanges":["0"]}`, want: 0},
+		{body: `{"nextExpectedRanges":[]}`, bad: true},
+		{body: `{"nextExpectedRanges":["x-"]}`, bad: true},
+	} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			_, _ = io.WriteString(w, tt.body)
+		}))
+		got, err := (&mailbox{hc: srv.Client()}).uploadState(context.Background(), srv.URL)
+		srv.Close()
+		if tt.bad != (err != nil) || !tt.bad && got != tt.want {
+			t.Errorf("%s: got %d, %v; want %d (error: %v)", tt.body, got, err, tt.want, tt.bad)
+		}
+	}
+}
