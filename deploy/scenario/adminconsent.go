@@ -56,8 +56,15 @@ func adminConsent(ctx context.Context, w *world, _ int) (result, error) {
 	if waiting.State != workflows.StateAdminConsentRequired || waiting.Reason != "admin_consent_required" || waiting.AdminConsent == nil {
 		return r, fmt.Errorf("after the first sign-in: %+v", waiting)
 	}
-	if n := w.events(c.ID, "connection.admin_consent_required"); n != 1 {
-		return r, fmt.Errorf("%d connection.admin_consent_required events, want 1", n)
+	// The state is read from the workflow; its event reaches the feed with
+	// the registry's next write, a moment later.
+	if err := waitFor(10*time.Second, func() error {
+		if n := w.events(c.ID, "connection.admin_consent_required"); n != 1 {
+			return fmt.Errorf("%d connection.admin_consent_required events, want 1", n)
+		}
+		return nil
+	}); err != nil {
+		return r, err
 	}
 
 	// The IT administrator opens the link and consents (graphsim's
