@@ -2,6 +2,7 @@ package connect_test
 
 import (
 	"context"
+	"os"
 	"errors"
 	"testing"
 	"time"
@@ -187,6 +188,9 @@ func TestApplicationConnectionSyncsTheTenant(t *testing.T) {
 	}
 	if n, _ := e.Vault.Tokens().Count(ctx, id); n != 0 {
 		t.Errorf("%d secrets left in Vault", n)
+	}
+	if os.Getenv("OUTLOOKD_RECORD_HISTORY") == "1" {
+		recordHistory(t, e, workflows.ConnectionWorkflowID(id), "../workflows/testdata/connection_application.json")
 	}
 }
 
