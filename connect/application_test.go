@@ -2,8 +2,8 @@ package connect_test
 
 import (
 	"context"
-	"os"
 	"errors"
+	"os"
 	"testing"
 	"time"
 
