@@ -36,6 +36,9 @@ type Activities struct {
 	// before use.
 	RefreshMargin time.Duration
 	Now           func() time.Time
+	// Workflows starts an application connection's mailbox workflows
+	// (StartMailboxes): the worker's Temporal client.
+	Workflows WorkflowStarter
 
 	// refreshes lets one refresh of a connection's tokens run at a time in
 	// this process (the store's lock covers the others).

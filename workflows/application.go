@@ -139,8 +139,8 @@ const (
 	ReasonCredentialExpiring = "credential_expiring"
 )
 
-// mailboxWorkflowName is the registered name of Mailbox.
-const mailboxWorkflowName = "Mailbox"
+// MailboxWorkflowName is the registered name of Mailbox.
+const MailboxWorkflowName = "Mailbox"
 
 // Defaults of an application connection.
 const (
@@ -218,6 +218,22 @@ type AckMailboxChangesInput struct {
 	Changes      []MailboxChange `json:"changes"`
 }
 
+// StartMailboxesInput asks for mailboxes' workflows to be started on a
+// task queue. A mailbox whose workflow runs already keeps it: starting is
+// idempotent by workflow ID, so a retried activity starts none twice.
+type StartMailboxesInput struct {
+	TaskQueue string         `json:"taskQueue"`
+	Mailboxes []MailboxStart `json:"mailboxes"`
+}
+
+// MailboxStart is one mailbox's workflow to start: its input, and the
+// summary and details the Temporal UI shows of it.
+type MailboxStart struct {
+	Input   MailboxInput `json:"input"`
+	Summary string       `json:"summary"`
+	Details string       `json:"details"`
+}
+
 // LiveMailboxesInput pages a connection's live mailboxes.
 type LiveMailboxesInput struct {
 	ConnectionID string `json:"connectionId"`
@@ -238,6 +254,7 @@ const (
 	ActivityAckMailboxChanges = "AckMailboxChanges"
 	ActivityLiveMailboxes     = "LiveMailboxes"
 	ActivityCloseDirectory    = "CloseDirectory"
+	ActivityStartMailboxes    = "StartMailboxes"
 )
 
 var (
@@ -247,10 +264,16 @@ var (
 	ackMailboxChanges = call[AckMailboxChangesInput, None]{ActivityAckMailboxChanges, bookkeeping}
 	liveMailboxes     = call[LiveMailboxesInput, LiveMailboxesResult]{ActivityLiveMailboxes, bookkeeping}
 	closeDirectory    = call[ConnectionRef, None]{ActivityCloseDirectory, sagaStep}
+	// startMailboxes starts up to discoveryBatch workflows through the
+	// Temporal client, in parallel.
+	startMailboxes = call[StartMailboxesInput, None]{ActivityStartMailboxes, workflow.ActivityOptions{
+		StartToCloseTimeout: 2 * time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: time.Minute},
+	}}
 )
 
 func applicationActivities() []ActivitySpec {
-	return []ActivitySpec{discoverPage.spec(), discoverGroups.spec(), mailboxChanges.spec(), ackMailboxChanges.spec(), liveMailboxes.spec(), closeDirectory.spec()}
+	return []ActivitySpec{discoverPage.spec(), discoverGroups.spec(), mailboxChanges.spec(), ackMailboxChanges.spec(), liveMailboxes.spec(), closeDirectory.spec(), startMailboxes.spec()}
 }
 
 // isApplication says whether this is an application connection's
@@ -347,6 +370,67 @@ func (c *connection) discover(ctx workflow.Context) {
 // applyMailboxChanges starts the mailboxes that joined and detaches those
 // that left, then records them applied.
 func (c *connection) applyMailboxChanges(ctx workflow.Context, changes []MailboxChange) error {
+	var err error
+	if workflow.GetVersion(ctx, "app-mailbox-client-start", workflow.DefaultVersion, 1) == 1 {
+		err = c.startJoined(ctx, changes)
+	} else {
+		err = c.startJoinedAsChildren(ctx, changes)
+	}
+	if err != nil {
+		return err
+	}
+	for _, ch := range changes {
+		if ch.Join {
+			c.s.App.Discovery.Joined++
+			continue
+		}
+		err := workflow.RequestCancelExternalWorkflow(ctx, MailboxWorkflowID(ch.MailboxID), "").Get(ctx, nil)
+		if err != nil {
+			// Its workflow has ended without detaching: the connection
+			// applies the retention.
+			c.log.Warn("mailbox workflow not found; applying its retention here", "mailbox", ch.MailboxID, "err", err)
+			if err := c.detachEnded(ctx, ch.MailboxID, c.s.Settings.Retention); err != nil {
+				return err
+			}
+		}
+		c.s.App.Discovery.Left++
+	}
+	_, err = ackMailboxChanges.run(ctx, AckMailboxChangesInput{ConnectionID: c.s.ID, Changes: changes})
+	return err
+}
+
+// mailboxInput is the input of a joined mailbox's workflow.
+func (c *connection) mailboxInput(ch MailboxChange) MailboxInput {
+	return MailboxInput{
+		ID: ch.MailboxID, ConnectionID: c.s.ID, OrgID: c.s.OrgID, OwnerID: c.s.OwnerID, TenantID: c.s.TenantID, Mode: ModeApplication,
+		Address: ch.Address, UserID: ch.UserID, DisplayName: ch.DisplayName, Settings: c.s.Settings, Granted: c.s.Granted, Options: c.opts,
+	}
+}
+
+// startJoined starts the joined mailboxes' workflows from one activity,
+// which starts them in parallel through the Temporal client: neither the
+// server's child starts, one at a time, nor a workflow task of the
+// connection for each start bound how fast a tenant's mailboxes begin.
+// They run on the connection's task queue, each its own workflow, as they
+// did as children abandoned when the connection closes.
+func (c *connection) startJoined(ctx workflow.Context, changes []MailboxChange) error {
+	in := StartMailboxesInput{TaskQueue: workflow.GetInfo(ctx).TaskQueueName}
+	for _, ch := range changes {
+		if ch.Join {
+			in.Mailboxes = append(in.Mailboxes, MailboxStart{Input: c.mailboxInput(ch), Summary: MailboxSummary(ch.MailboxID, c.s.ID, ch.Address),
+				Details: ConnectionDetails(ch.MailboxID, c.s.OrgID, c.s.OwnerID, "mailbox of "+c.s.ID, ch.Address, StateActive)})
+		}
+	}
+	if len(in.Mailboxes) == 0 {
+		return nil
+	}
+	_, err := startMailboxes.run(ctx, in)
+	return err
+}
+
+// startJoinedAsChildren starts the joined mailboxes' workflows as
+// children, as runs from before app-mailbox-client-start do.
+func (c *connection) startJoinedAsChildren(ctx workflow.Context, changes []MailboxChange) error {
 	type started struct {
 		ch MailboxChange
 		f  workflow.ChildWorkflowFuture
@@ -366,10 +450,7 @@ func (c *connection) applyMailboxChanges(ctx workflow.Context, changes []Mailbox
 		})
 		// By name: the function itself would make an initialisation cycle
 		// (its handlers read the duties, which lead here).
-		f := workflow.ExecuteChildWorkflow(cctx, mailboxWorkflowName, MailboxInput{
-			ID: ch.MailboxID, ConnectionID: c.s.ID, OrgID: c.s.OrgID, OwnerID: c.s.OwnerID, TenantID: c.s.TenantID, Mode: ModeApplication,
-			Address: ch.Address, UserID: ch.UserID, DisplayName: ch.DisplayName, Settings: c.s.Settings, Granted: c.s.Granted, Options: c.opts,
-		})
+		f := workflow.ExecuteChildWorkflow(cctx, MailboxWorkflowName, c.mailboxInput(ch))
 		joins = append(joins, started{ch, f})
 	}
 	for _, j := range joins {
@@ -377,24 +458,7 @@ func (c *connection) applyMailboxChanges(ctx workflow.Context, changes []Mailbox
 			return err
 		}
 	}
-	for _, ch := range changes {
-		if ch.Join {
-			c.s.App.Discovery.Joined++
-			continue
-		}
-		err := workflow.RequestCancelExternalWorkflow(ctx, MailboxWorkflowID(ch.MailboxID), "").Get(ctx, nil)
-		if err != nil {
-			// Its workflow has ended without detaching: the connection
-			// applies the retention.
-			c.log.Warn("mailbox workflow not found; applying its retention here", "mailbox", ch.MailboxID, "err", err)
-			if err := c.detachEnded(ctx, ch.MailboxID, c.s.Settings.Retention); err != nil {
-				return err
-			}
-		}
-		c.s.App.Discovery.Left++
-	}
-	_, err := ackMailboxChanges.run(ctx, AckMailboxChangesInput{ConnectionID: c.s.ID, Changes: changes})
-	return err
+	return nil
 }
 
 func (c *connection) expiryMargins() []time.Duration {

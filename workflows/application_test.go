@@ -15,7 +15,6 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
-	"go.temporal.io/sdk/workflow"
 )
 
 // dirUser is a user of the fake tenant.
@@ -212,41 +211,37 @@ func (d *fakeDirectory) register(env *testsuite.TestWorkflowEnvironment, sel *Se
 		return LiveMailboxesResult{IDs: append([]string{}, ids[:min(in.Limit, len(ids))]...)}, nil
 	}, activity.RegisterOptions{Name: ActivityLiveMailboxes})
 	// The mailboxes' own workflows are Mailbox's tests' business: here
-	// each start is counted.
-	env.RegisterWorkflowWithOptions(func(ctx workflow.Context, in MailboxInput) (ConnectionResult, error) {
+	// each start is counted, and each credential signal to a running one.
+	env.RegisterActivityWithOptions(func(ctx context.Context, in StartMailboxesInput) error {
 		d.mu.Lock()
-		d.started = append(d.started, in.ID)
-		d.mu.Unlock()
-		if in.Mode != ModeApplication || in.UserID == "" {
-			return ConnectionResult{}, errors.New("a discovered mailbox starts in application mode with its user")
-		}
-		if !d.block {
-			return ConnectionResult{State: StateActive}, nil
-		}
-		// It runs until cancelled (then detaches), and counts the
-		// credential signals it gets.
-		creds := workflow.GetSignalChannel(ctx, SignalCredential)
-		for {
-			sel := workflow.NewSelector(ctx)
-			sel.AddReceive(creds, func(ch workflow.ReceiveChannel, _ bool) {
-				var sig CredentialSignal
-				ch.Receive(ctx, &sig)
-				d.mu.Lock()
-				if sig.Dead {
-					d.signalled = append(d.signalled, "pause:"+in.ID+":"+sig.Reason)
-				} else {
-					d.signalled = append(d.signalled, in.ID)
-				}
-				d.mu.Unlock()
-			})
-			sel.AddReceive(ctx.Done(), func(workflow.ReceiveChannel, bool) {})
-			sel.Select(ctx)
-			if ctx.Err() != nil {
-				d.detached(MailboxWorkflowID(in.ID))
-				return ConnectionResult{State: StateDisconnected}, nil
+		defer d.mu.Unlock()
+		for _, m := range in.Mailboxes {
+			if in.TaskQueue == "" || m.Input.Mode != ModeApplication || m.Input.UserID == "" || m.Summary == "" {
+				return temporal.NewNonRetryableApplicationError("a discovered mailbox starts in application mode with its user, on a task queue", "test", nil)
 			}
+			d.started = append(d.started, m.Input.ID)
 		}
-	}, workflow.RegisterOptions{Name: mailboxWorkflowName})
+		return nil
+	}, activity.RegisterOptions{Name: ActivityStartMailboxes})
+	env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, "", mock.Anything, mock.Anything).Return(func(_, wid, _, name string, arg any) error {
+		sig, ok := arg.(CredentialSignal)
+		if !ok || name != SignalCredential {
+			return nil
+		}
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if !d.block {
+			// Its workflow has ended already.
+			return errors.New("unknown external workflow execution")
+		}
+		id := strings.TrimPrefix(wid, MailboxWorkflowID(""))
+		if sig.Dead {
+			d.signalled = append(d.signalled, "pause:"+id+":"+sig.Reason)
+		} else {
+			d.signalled = append(d.signalled, id)
+		}
+		return nil
+	})
 	// A cancelled mailbox detaches (its own saga, in Mailbox's tests).
 	env.OnRequestCancelExternalWorkflow(mock.Anything, mock.Anything, "").Return(func(_, wid, _ string) error {
 		d.detached(wid)

@@ -35,6 +35,9 @@ package workflows
 //   - send-local-steps: a send's PrepareSend (a message without large
 //     files) and its looks in the mailbox (LocateSend) run as local
 //     activities (send.go); before, as activities.
+//   - app-mailbox-client-start: an application connection starts its
+//     joined mailboxes' workflows from an activity, through the Temporal
+//     client (application.go, startJoined); before, as child workflows.
 //
 // The histories in testdata/ were recorded before the first of them, but
 // the two of an application connection's mailbox, run with the workflow
@@ -48,4 +51,4 @@ package workflows
 // ID when the field's absence keeps the old behaviour: results recorded
 // before it replay as they ran. So it is with the renewal time taken from
 // the lifetime Graph granted (SubscriptionResult.Requested, renewalTime).
-var changeIDs = []string{"admin-consent-state", "backfill-progress-upfront", "send-slot-at-submit", "app-mailbox-push", "disconnect-ends-sends", "send-end-signal", "send-local-steps"}
+var changeIDs = []string{"admin-consent-state", "backfill-progress-upfront", "send-slot-at-submit", "app-mailbox-push", "disconnect-ends-sends", "send-end-signal", "send-local-steps", "app-mailbox-client-start"}

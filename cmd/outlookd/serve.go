@@ -168,6 +168,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 	if err != nil {
 		return err
 	}
+	acts.Workflows = tc
 	if mx != nil {
 		acts.HTTP.Transport = mx.Transport(acts.HTTP.Transport, cfg.GraphURL, cfg.AuthorityURL)
 	}

@@ -190,7 +190,7 @@ func startOn(t testing.TB, sim *simtest.Tenant, simOpts graphsim.Options, wfOpts
 		Tenant: sim, Temporal: tc, Store: st, Vault: vc, TaskQueue: "outlookd-test-" + randomHex(6), t: t,
 	}
 	e.Acts = &activities.Activities{
-		Tokens: vc.Tokens(), Store: st, Identity: idc, ClientSecret: vc.Tokens().AppSecret, GraphURL: sim.Sim.GraphURL(), HTTP: hc,
+		Tokens: vc.Tokens(), Store: st, Identity: idc, ClientSecret: vc.Tokens().AppSecret, GraphURL: sim.Sim.GraphURL(), HTTP: hc, Workflows: tc,
 		// The engine keeps to the limits the simulator enforces (Outlook's
 		// figures unless a test or benchmark sets others).
 		Limits: activities.NewMailboxLimits(st, simOpts.MailboxConcurrency, simOpts.MailboxRequests, simOpts.MailboxWindow).
