@@ -16,7 +16,7 @@ import (
 // an expired delta token, a removed subscription, missed notifications and
 // its disconnect): a change that breaks determinism for running
 // connections fails here. Re-record with
-// OUTLOOKD_RECORD_HISTORY=1 go test -run 'TestConnectAndBackfill|TestLiveSync|TestAdminConsentThenSignIn' ./connect
+// OUTLOOKD_RECORD_HISTORY=1 go test -run 'TestConnectAndBackfill|TestLiveSync|TestAdminConsentThenSignIn|TestApplicationConnectionSyncsTheTenant' ./connect
 // when a change is deliberately versioned (versions.go), keeping the old
 // histories beside the new ones.
 func TestReplay(t *testing.T) {
@@ -29,6 +29,11 @@ func TestReplay(t *testing.T) {
 		{"testdata/backfill.json", Backfill},
 		// A sign-in refused for admin consent, then accepted (admin-consent-state).
 		{"testdata/connection_admin_consent.json", Connection},
+		// An application connection: discovery, joins, a leave, a new
+		// secret and its disconnect; its mailboxes started as children
+		// (before app-mailbox-client-start), then from an activity.
+		{"testdata/connection_application_children.json", Connection},
+		{"testdata/connection_application.json", Connection},
 		// An application connection's mailbox polled, for want of push,
 		// then detached (app-mailbox-push).
 		{"testdata/mailbox_application_polled.json", Mailbox},

@@ -45,7 +45,12 @@ package workflows
 // mailbox_application_polled.json by the code before app-mailbox-push,
 // mailbox_application_pushed.json by the code that brought it; and the
 // sends' (send_ended.json, send_sent.json, send_local.json), recorded by
-// TestRecordSendHistories with the code that brought send-local-steps.
+// TestRecordSendHistories with the code that brought send-local-steps; and
+// an application connection's, recorded by
+// TestApplicationConnectionSyncsTheTenant (connect):
+// connection_application_children.json by the code before
+// app-mailbox-client-start, connection_application.json by the code that
+// brought it.
 //
 // A change driven by a new field of an activity's result needs no change
 // ID when the field's absence keeps the old behaviour: results recorded
