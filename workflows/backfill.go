@@ -25,14 +25,44 @@ func Backfill(ctx workflow.Context, in BackfillInput) (BackfillResult, error) {
 		return BackfillResult{}, err
 	}
 	// Every folder's progress, with its total, is shown from the start.
-	if workflow.GetVersion(ctx, "backfill-progress-upfront", workflow.DefaultVersion, 1) == 1 && in.ParentID != "" && len(found.Folders) > 0 {
+	upfront := workflow.GetVersion(ctx, "backfill-progress-upfront", workflow.DefaultVersion, 1) == 1 && in.ParentID != "" && len(found.Folders) > 0
+	// Progress is told by one sender, which the pages never wait for
+	// (backfill-progress-batched): what the folders report while a signal is
+	// under way goes in the next one.
+	batched := workflow.GetVersion(ctx, "backfill-progress-batched", workflow.DefaultVersion, 1) == 1 && in.ParentID != ""
+	if upfront {
 		all := make([]FolderProgress, 0, len(found.Folders))
 		for _, f := range found.Folders {
 			all = append(all, FolderProgress{ID: f.ID, Name: f.Name, Total: f.Total})
 		}
-		if err := workflow.SignalExternalWorkflow(ctx, in.ParentID, "", SignalBackfillProgress, BackfillProgress{Run: in.Run, Folders: all}).Get(ctx, nil); err != nil {
+		sig := workflow.SignalExternalWorkflow(ctx, in.ParentID, "", SignalBackfillProgress, BackfillProgress{Run: in.Run, Folders: all})
+		if batched {
+			workflow.Go(ctx, func(gctx workflow.Context) {
+				if err := sig.Get(gctx, nil); err != nil {
+					log.Warn("progress signal", "err", err)
+				}
+			})
+		} else if err := sig.Get(ctx, nil); err != nil {
 			log.Warn("progress signal", "err", err)
 		}
+	}
+	var pending []FolderProgress
+	if batched {
+		workflow.Go(ctx, func(gctx workflow.Context) {
+			for {
+				if workflow.Await(gctx, func() bool { return len(pending) > 0 }) != nil {
+					return
+				}
+				batch := pending
+				pending = nil
+				// The parent applies the updates in order: a folder's later
+				// progress wins. Those still unsent when the backfill ends
+				// are superseded by its result.
+				if err := workflow.SignalExternalWorkflow(gctx, in.ParentID, "", SignalBackfillProgress, BackfillProgress{Run: in.Run, Updates: batch}).Get(gctx, nil); err != nil {
+					log.Warn("progress signal", "err", err)
+				}
+			}
+		})
 	}
 	page := backfillFolder
 	page.opts = backfillPage(in.HeartbeatTimeout)
@@ -67,7 +97,10 @@ func Backfill(ctx workflow.Context, in BackfillInput) (BackfillResult, error) {
 					p.Fetched += r.Fetched
 					p.Done = r.Done
 					results[i] = p
-					if in.ParentID != "" {
+					switch {
+					case batched:
+						pending = append(pending, p)
+					case in.ParentID != "":
 						if err := workflow.SignalExternalWorkflow(gctx, in.ParentID, "", SignalBackfillProgress, BackfillProgress{Run: in.Run, Folder: p}).Get(gctx, nil); err != nil {
 							log.Warn("progress signal", "err", err)
 						}

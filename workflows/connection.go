@@ -435,6 +435,9 @@ func (c *connection) applyProgress(p BackfillProgress) {
 	if p.Folder.ID != "" {
 		c.s.Backfill.Folders[p.Folder.ID] = p.Folder
 	}
+	for _, f := range p.Updates {
+		c.s.Backfill.Folders[f.ID] = f
+	}
 }
 
 func (c *connection) status(ctx workflow.Context) Status {

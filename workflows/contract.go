@@ -518,11 +518,13 @@ type ConsentInput struct {
 }
 
 // BackfillProgress is what the backfill child signals its parent: one
-// folder's progress, or (Folders) every folder's at the start.
+// folder's progress, or (Folders) every folder's at the start, or
+// (Updates) the folders' progress since the last signal, in order.
 type BackfillProgress struct {
 	Run     int              `json:"run,omitempty"`
 	Folder  FolderProgress   `json:"folder"`
 	Folders []FolderProgress `json:"folders,omitempty"`
+	Updates []FolderProgress `json:"updates,omitempty"`
 }
 
 // BackfillInput starts a backfill child.

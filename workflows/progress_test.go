@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"sync"
 	"testing"
 	"time"
 
@@ -65,16 +66,38 @@ func TestBackfillProgressFromTheStart(t *testing.T) {
 }
 
 // The backfill child's first word to its parent lists every folder with
-// its total, before any page.
+// its total, before any page. Then the pages' progress follows in
+// batches, and no page waits for a signal: here the first signal of
+// progress is held until every page has been read.
 func TestBackfillTellsEveryFolderFirst(t *testing.T) {
 	env, f := newEnv(t)
 	for i := range f.folders {
 		f.folders[i].Total = int64(10 * (i + 1))
 	}
+	var mu sync.Mutex
 	var signals []BackfillProgress
+	held := false
 	env.OnSignalExternalWorkflow(mock.Anything, "parent", "", SignalBackfillProgress, mock.Anything).Return(
 		func(_, _, _ string, _ string, arg any) error {
-			signals = append(signals, arg.(BackfillProgress))
+			p := arg.(BackfillProgress)
+			mu.Lock()
+			signals = append(signals, p)
+			first := len(p.Updates) > 0 && !held
+			held = held || first
+			mu.Unlock()
+			if first {
+				pages := func() int {
+					f.mu.Lock()
+					defer f.mu.Unlock()
+					return len(f.backfills)
+				}
+				for deadline := time.Now().Add(5 * time.Second); pages() < 6; time.Sleep(10 * time.Millisecond) {
+					if time.Now().After(deadline) {
+						t.Errorf("%d of 6 pages read while a progress signal was under way: the pages wait for it", pages())
+						break
+					}
+				}
+			}
 			return nil
 		})
 	env.ExecuteWorkflow(Backfill, BackfillInput{ConnectionID: "c1", ParentID: "parent", Run: 1, UserID: "u-1", Roots: []string{"inbox"}, PageSize: 10, Concurrency: 2})
@@ -89,9 +112,19 @@ func TestBackfillTellsEveryFolderFirst(t *testing.T) {
 			t.Errorf("upfront folder %+v", p)
 		}
 	}
+	last := map[string]FolderProgress{}
 	for _, s := range signals[1:] {
-		if s.Folder.Total == 0 || len(s.Folders) != 0 {
+		if s.Folder.ID != "" || len(s.Folders) != 0 || len(s.Updates) == 0 {
 			t.Errorf("a page's signal %+v", s)
 		}
+		for _, u := range s.Updates {
+			if u.Total == 0 || u.Fetched < last[u.ID].Fetched {
+				t.Errorf("update %+v after %+v", u, last[u.ID])
+			}
+			last[u.ID] = u
+		}
+	}
+	if len(signals) > 1+6 {
+		t.Errorf("%d signals for 6 pages and the folders' totals", len(signals))
 	}
 }

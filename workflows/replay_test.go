@@ -27,6 +27,9 @@ func TestReplay(t *testing.T) {
 		{"testdata/connection.json", Connection},
 		{"testdata/connection_live.json", Connection},
 		{"testdata/backfill.json", Backfill},
+		// Its progress told by one sender the pages never wait for
+		// (backfill-progress-batched).
+		{"testdata/backfill_batched.json", Backfill},
 		// A sign-in refused for admin consent, then accepted (admin-consent-state).
 		{"testdata/connection_admin_consent.json", Connection},
 		// An application connection: discovery, joins, a leave, a new

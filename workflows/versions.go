@@ -38,6 +38,11 @@ package workflows
 //   - app-mailbox-client-start: an application connection starts its
 //     joined mailboxes' workflows from an activity, through the Temporal
 //     client (application.go, startJoined); before, as child workflows.
+//   - backfill-progress-batched: the backfill child tells its parent the
+//     folders' progress through one sender that the pages never wait for,
+//     what came in meanwhile in one signal (BackfillProgress.Updates), and
+//     does not wait for the signal of every folder's total either
+//     (backfill.go); before, each page waited for its own signal.
 //
 // The histories in testdata/ were recorded before the first of them, but
 // the two of an application connection's mailbox, run with the workflow
@@ -50,10 +55,11 @@ package workflows
 // TestApplicationConnectionSyncsTheTenant (connect):
 // connection_application_children.json by the code before
 // app-mailbox-client-start, connection_application.json by the code that
-// brought it.
+// brought it; and backfill_batched.json, recorded by TestConnectAndBackfill
+// (connect) with the code that brought backfill-progress-batched.
 //
 // A change driven by a new field of an activity's result needs no change
 // ID when the field's absence keeps the old behaviour: results recorded
 // before it replay as they ran. So it is with the renewal time taken from
 // the lifetime Graph granted (SubscriptionResult.Requested, renewalTime).
-var changeIDs = []string{"admin-consent-state", "backfill-progress-upfront", "send-slot-at-submit", "app-mailbox-push", "disconnect-ends-sends", "send-end-signal", "send-local-steps", "app-mailbox-client-start"}
+var changeIDs = []string{"admin-consent-state", "backfill-progress-upfront", "send-slot-at-submit", "app-mailbox-push", "disconnect-ends-sends", "send-end-signal", "send-local-steps", "app-mailbox-client-start", "backfill-progress-batched"}
