@@ -102,7 +102,7 @@ func (r *replica) close() {
 }
 
 // counts are a replica's counters summed over replicas.
-type counts struct{ accepted, ignored, signals, entries int64 }
+type counts struct{ accepted, ignored, signals, entries, commits int64 }
 
 func sum(rs ...*replica) counts {
 	var c counts
@@ -111,16 +111,17 @@ func sum(rs ...*replica) counts {
 		c.ignored += r.recv.Ignored.Load()
 		c.signals += r.fwd.Signals.Load()
 		c.entries += r.fwd.Entries.Load()
+		c.commits += r.inbox.Commits.Load()
 	}
 	return c
 }
 
 func (c counts) minus(d counts) counts {
-	return counts{c.accepted - d.accepted, c.ignored - d.ignored, c.signals - d.signals, c.entries - d.entries}
+	return counts{c.accepted - d.accepted, c.ignored - d.ignored, c.signals - d.signals, c.entries - d.entries, c.commits - d.commits}
 }
 
 func (c counts) plus(d counts) counts {
-	return counts{c.accepted + d.accepted, c.ignored + d.ignored, c.signals + d.signals, c.entries + d.entries}
+	return counts{c.accepted + d.accepted, c.ignored + d.ignored, c.signals + d.signals, c.entries + d.entries, c.commits + d.commits}
 }
 
 // TestBenchWebhookIngest loads the notification receiver on loopback with
@@ -133,7 +134,8 @@ func (c counts) plus(d counts) counts {
 // forwarder; the posts spread round-robin over them, as a balancer would),
 // then a parse-only handler as the baseline. It reports acknowledgements
 // per second and ack latency percentiles for each (median of three
-// rounds), the signals sent per notification after coalescing, and what
+// rounds), the signals sent per notification after coalescing, the inbox
+// entries each group commit wrote, and what
 // proves nothing was lost or forwarded twice: the inbox entries the
 // acknowledged posts committed against those the forwarders handed over
 // (an entry forwarded twice counts twice), and the signals the forwarders
@@ -301,6 +303,7 @@ func TestBenchWebhookIngest(t *testing.T) {
 
 	rate, rate2, baseRate := benchfig.Median(single.rates), benchfig.Median(double.rates), benchfig.Median(baseRates)
 	perNotification := func(c counts) float64 { return benchfig.Round(float64(c.signals)/float64(c.accepted), 3) }
+	perCommit := func(s series) float64 { return benchfig.Round(float64(s.committed)/float64(s.counts.commits), 1) }
 	_ = benchfig.Fprint(os.Stdout, "webhook-ingest", map[string]any{"acks_per_s": benchfig.Round(rate, 1),
 		"p50_ms": benchfig.Round(benchfig.Median(single.p50s), 2), "p99_ms": benchfig.Round(benchfig.Median(single.p99s), 2),
 		"signals_per_notification": perNotification(single.counts),
@@ -309,7 +312,8 @@ func TestBenchWebhookIngest(t *testing.T) {
 		"p50_ms_2_replicas":     benchfig.Round(benchfig.Median(double.p50s), 2), "p99_ms_2_replicas": benchfig.Round(benchfig.Median(double.p99s), 2),
 		"signals_per_notification_2_replicas": perNotification(double.counts),
 		"ratio_2_to_1":                        benchfig.Round(rate2/rate, 3),
-		"notifications_accepted":              single.counts.accepted, "notifications_accepted_2_replicas": double.counts.accepted,
+		"inbox_entries_per_commit":            perCommit(single), "inbox_entries_per_commit_2_replicas": perCommit(double),
+		"notifications_accepted": single.counts.accepted, "notifications_accepted_2_replicas": double.counts.accepted,
 		"inbox_entries_committed": single.committed, "inbox_entries_forwarded": single.counts.entries,
 		"inbox_entries_committed_2_replicas": double.committed, "inbox_entries_forwarded_2_replicas": double.counts.entries,
 		"inbox_entries_forwarded_by_replica_2_replicas": double.byReplica,
