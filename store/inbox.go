@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -28,6 +29,10 @@ type Inbox struct {
 	reqs chan inboxReq
 	stop context.CancelFunc
 	wg   sync.WaitGroup
+
+	// Commits counts the commits tried (each shared by the requests that
+	// gathered for it).
+	Commits atomic.Int64
 }
 
 type inboxReq struct {
@@ -104,6 +109,7 @@ func (ib *Inbox) commit(ctx context.Context) {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		_, err := ib.s.pool.CopyFrom(cctx, pgx.Identifier{"notification_inbox"}, []string{"connection_id", "mailbox_id", "signal", "payload"}, pgx.CopyFromRows(rows))
 		cancel()
+		ib.Commits.Add(1)
 		if err != nil {
 			err = fmt.Errorf("store: inbox: %w", err)
 		}

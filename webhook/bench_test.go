@@ -21,6 +21,7 @@ import (
 	tlog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/outlookd/outlookd/internal/benchfig"
 	"github.com/outlookd/outlookd/internal/testenv"
@@ -31,23 +32,114 @@ import (
 
 // sink stands in for a connection workflow: it takes change signals and
 // does nothing else, so the benchmark measures the receiver and Temporal's
-// signal path, not delta rounds.
+// signal path, not delta rounds. It answers the "received" query with the
+// signals it took.
 func sink(ctx workflow.Context) error {
+	received := 0
+	if err := workflow.SetQueryHandler(ctx, "received", func() (int, error) { return received, nil }); err != nil {
+		return err
+	}
 	ch := workflow.GetSignalChannel(ctx, workflows.SignalChanges)
 	for {
 		ch.Receive(ctx, nil)
+		received++
 	}
+}
+
+// replica is one API process's notification path (outlookd serve --role
+// api): its own Postgres pool, Temporal client, receiver, inbox writer and
+// forwarder, sharing only Postgres and Temporal with the other replicas.
+type replica struct {
+	st    *store.Store
+	tc    client.Client
+	inbox *store.Inbox
+	fwd   *webhook.Forwarder
+	recv  *webhook.Receiver
+	srv   *httptest.Server
+
+	stopFwd context.CancelFunc
+	fwdDone chan struct{}
+}
+
+func newReplica(ctx context.Context, t *testing.T, dsn string) *replica {
+	t.Helper()
+	st, err := store.Open(ctx, dsn, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc, err := client.Dial(client.Options{HostPort: testenv.Temporal(t), Logger: tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))})
+	if err != nil {
+		st.Close()
+		t.Fatal(err)
+	}
+	r := &replica{st: st, tc: tc, inbox: store.NewInbox(st), fwd: &webhook.Forwarder{Store: st, Temporal: tc}}
+	r.recv = &webhook.Receiver{Store: st, Inbox: r.inbox, Forwarder: r.fwd}
+	r.srv = httptest.NewServer(http.HandlerFunc(r.recv.Notifications))
+	return r
+}
+
+// start runs the replica's forwarder; stop ends it.
+func (r *replica) start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	r.stopFwd, r.fwdDone = cancel, make(chan struct{})
+	go func() { _ = r.fwd.Run(ctx); close(r.fwdDone) }()
+}
+
+func (r *replica) stop() {
+	if r.stopFwd != nil {
+		r.stopFwd()
+		<-r.fwdDone
+		r.stopFwd = nil
+	}
+}
+
+func (r *replica) close() {
+	r.stop()
+	r.srv.Close()
+	r.inbox.Close()
+	r.tc.Close()
+	r.st.Close()
+}
+
+// counts are a replica's counters summed over replicas.
+type counts struct{ accepted, ignored, signals, entries, commits int64 }
+
+func sum(rs ...*replica) counts {
+	var c counts
+	for _, r := range rs {
+		c.accepted += r.recv.Accepted.Load()
+		c.ignored += r.recv.Ignored.Load()
+		c.signals += r.fwd.Signals.Load()
+		c.entries += r.fwd.Entries.Load()
+		c.commits += r.inbox.Commits.Load()
+	}
+	return c
+}
+
+func (c counts) minus(d counts) counts {
+	return counts{c.accepted - d.accepted, c.ignored - d.ignored, c.signals - d.signals, c.entries - d.entries, c.commits - d.commits}
+}
+
+func (c counts) plus(d counts) counts {
+	return counts{c.accepted + d.accepted, c.ignored + d.ignored, c.signals + d.signals, c.entries + d.entries, c.commits + d.commits}
 }
 
 // TestBenchWebhookIngest loads the notification receiver on loopback with
 // concurrent posts of Graph notifications (each a small batch, spread over
 // many connections), against the real Postgres and Temporal: every
 // acknowledgement means the notification was committed to the inbox, and
-// each round ends only when the forwarder has turned all of them into
-// signals accepted by Temporal. It reports
-// acknowledgements per second, ack latency percentiles and the signals sent
-// per notification after coalescing, with a parse-only handler as the
-// baseline (median of three runs each).
+// each round ends only when the forwarders have turned all of them into
+// signals accepted by Temporal. Each round runs one API replica, then two
+// (each its own pool, Temporal client, receiver, inbox writer and
+// forwarder; the posts spread round-robin over them, as a balancer would),
+// then a parse-only handler as the baseline. It reports acknowledgements
+// per second and ack latency percentiles for each (median of three
+// rounds), the signals sent per notification after coalescing, the inbox
+// entries each group commit wrote, and what
+// proves nothing was lost or forwarded twice: the inbox entries the
+// acknowledged posts committed against those the forwarders handed over
+// (an entry forwarded twice counts twice), and the signals the forwarders
+// had accepted against those the workflows took.
 func TestBenchWebhookIngest(t *testing.T) {
 	if os.Getenv("OUTLOOKD_BENCH") != "1" {
 		t.Skip("a benchmark: run with OUTLOOKD_BENCH=1 (make bench)")
@@ -60,16 +152,11 @@ func TestBenchWebhookIngest(t *testing.T) {
 		rounds      = 3
 	)
 	ctx := context.Background()
-	st, err := store.Open(ctx, testenv.Postgres(t), 32)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	tc, err := client.Dial(client.Options{HostPort: testenv.Temporal(t), Logger: tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tc.Close()
+	dsn := testenv.Postgres(t) // one database for both replicas
+	one, two := newReplica(ctx, t, dsn), newReplica(ctx, t, dsn)
+	defer one.close()
+	defer two.close()
+	st, tc := one.st, one.tc
 	queue := fmt.Sprintf("bench-ingest-%d", time.Now().UnixNano())
 	w := worker.New(tc, queue, worker.Options{})
 	w.RegisterWorkflowWithOptions(sink, workflow.RegisterOptions{Name: "BenchSink"})
@@ -80,6 +167,7 @@ func TestBenchWebhookIngest(t *testing.T) {
 
 	type sub struct{ id, state string }
 	subs := make([]sub, connections)
+	conns := make([]string, connections)
 	for i := range subs {
 		conn := fmt.Sprintf("conn_bench%02d%06d", i, time.Now().UnixNano()%1e6)
 		if err := st.CreateConnection(ctx, store.Connection{ID: conn, OrgID: "bench", OwnerID: "bench", State: "active", Mode: "delegated"}); err != nil {
@@ -96,22 +184,28 @@ func TestBenchWebhookIngest(t *testing.T) {
 		defer func() {
 			_ = tc.TerminateWorkflow(context.Background(), workflows.ConnectionWorkflowID(conn), "", "benchmark over")
 		}()
-		subs[i] = s
+		subs[i], conns[i] = s, conn
 	}
-	body := func(r *rand.Rand) []byte {
+	// body is a post of perPost notifications and the inbox entries the
+	// receiver commits for it: one per distinct connection (each
+	// subscription is on its own connection).
+	body := func(r *rand.Rand) ([]byte, int64) {
 		var items []map[string]string
+		seen := map[int]bool{}
 		for range perPost {
-			s := subs[r.IntN(len(subs))]
-			items = append(items, map[string]string{"subscriptionId": s.id, "clientState": s.state, "changeType": "created",
+			i := r.IntN(len(subs))
+			seen[i] = true
+			items = append(items, map[string]string{"subscriptionId": subs[i].id, "clientState": subs[i].state, "changeType": "created",
 				"resource": "Users/x/Messages/y", "tenantId": "t"})
 		}
 		raw, _ := json.Marshal(map[string]any{"value": items})
-		return raw
+		return raw, int64(len(seen))
 	}
-	// load posts for runFor with workers in parallel; it returns acks per
-	// second and the latencies.
-	load := func(url string) (float64, []time.Duration) {
-		var acks atomic.Int64
+	// load posts for runFor with workers in parallel, each post to the
+	// next of urls in turn; it returns acks per second, the latencies and
+	// the inbox entries the acknowledged posts committed.
+	load := func(urls ...string) (float64, []time.Duration, int64) {
+		var acks, entries, next atomic.Int64
 		var mu sync.Mutex
 		var lat []time.Duration
 		deadline := time.Now().Add(runFor)
@@ -125,7 +219,8 @@ func TestBenchWebhookIngest(t *testing.T) {
 				r := rand.New(rand.NewPCG(uint64(g), 7))
 				var mine []time.Duration
 				for time.Now().Before(deadline) {
-					b := body(r)
+					b, n := body(r)
+					url := urls[int(next.Add(1))%len(urls)]
 					t0 := time.Now()
 					resp, err := client.Post(url, "application/json", bytes.NewReader(b))
 					if err != nil {
@@ -136,6 +231,7 @@ func TestBenchWebhookIngest(t *testing.T) {
 					if resp.StatusCode == http.StatusAccepted {
 						mine = append(mine, time.Since(t0))
 						acks.Add(1)
+						entries.Add(n)
 					}
 				}
 				mu.Lock()
@@ -144,18 +240,8 @@ func TestBenchWebhookIngest(t *testing.T) {
 			}()
 		}
 		wg.Wait()
-		return float64(acks.Load()) / time.Since(start).Seconds(), lat
+		return float64(acks.Load()) / time.Since(start).Seconds(), lat, entries.Load()
 	}
-	inbox := store.NewInbox(st)
-	defer inbox.Close()
-	fwd := &webhook.Forwarder{Store: st, Temporal: tc}
-	fctx, stopFwd := context.WithCancel(ctx)
-	fwdDone := make(chan struct{})
-	go func() { _ = fwd.Run(fctx); close(fwdDone) }()
-	defer func() { stopFwd(); <-fwdDone }()
-	recv := &webhook.Receiver{Store: st, Inbox: inbox, Forwarder: fwd}
-	real := httptest.NewServer(http.HandlerFunc(recv.Notifications))
-	defer real.Close()
 	base := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, err := webhook.Parse(http.MaxBytesReader(w, r.Body, webhook.MaxBody)); err != nil {
 			w.WriteHeader(http.StatusBadRequest)
@@ -165,29 +251,122 @@ func TestBenchWebhookIngest(t *testing.T) {
 	}))
 	defer base.Close()
 
-	load(real.URL) // warm the caches and connections
-	drain(t, st)
-	recv.Accepted.Store(0)
-	fwd.Signals.Store(0)
-	var rates, baseRates, p50s, p99s []float64
-	for range rounds {
-		rate, lat := load(real.URL)
-		drain(t, st) // every acknowledged notification became a signal
+	// series is what one setup (one replica or two) measured over the rounds.
+	type series struct {
+		rates, p50s, p99s []float64
+		counts            counts
+		committed         int64
+		// byReplica is the entries each replica's forwarder handed over.
+		byReplica [2]int64
+	}
+	// measure runs one load over the replicas' servers, waits until the
+	// inbox drained (every acknowledged notification became a signal) and
+	// adds the figures to s.
+	measure := func(s *series, rs ...*replica) {
+		var urls []string
+		var before [2]int64
+		for i, r := range rs {
+			urls = append(urls, r.srv.URL)
+			before[i] = r.fwd.Entries.Load()
+		}
+		c0 := sum(one, two)
+		rate, lat, committed := load(urls...)
+		drain(t, st)
+		s.counts = s.counts.plus(sum(one, two).minus(c0))
+		s.committed += committed
+		for i, r := range rs {
+			s.byReplica[i] += r.fwd.Entries.Load() - before[i]
+		}
 		ms := benchfig.Millis(lat)
-		rates = append(rates, rate)
-		p50s = append(p50s, benchfig.Percentile(ms, 0.50))
-		p99s = append(p99s, benchfig.Percentile(ms, 0.99))
-		b, _ := load(base.URL)
+		s.rates = append(s.rates, rate)
+		s.p50s = append(s.p50s, benchfig.Percentile(ms, 0.50))
+		s.p99s = append(s.p99s, benchfig.Percentile(ms, 0.99))
+	}
+
+	one.start()
+	two.start()
+	load(one.srv.URL, two.srv.URL) // warm the caches and connections
+	drain(t, st)
+	two.stop()
+	var single, double series
+	var baseRates []float64
+	for range rounds {
+		measure(&single, one)
+		two.start()
+		measure(&double, one, two)
+		two.stop()
+		b, _, _ := load(base.URL)
 		baseRates = append(baseRates, b)
 	}
-	rate, baseRate := benchfig.Median(rates), benchfig.Median(baseRates)
+	sent := sum(one, two).signals
+	took := received(t, tc, conns, sent)
+
+	rate, rate2, baseRate := benchfig.Median(single.rates), benchfig.Median(double.rates), benchfig.Median(baseRates)
+	perNotification := func(c counts) float64 { return benchfig.Round(float64(c.signals)/float64(c.accepted), 3) }
+	perCommit := func(s series) float64 { return benchfig.Round(float64(s.committed)/float64(s.counts.commits), 1) }
 	_ = benchfig.Fprint(os.Stdout, "webhook-ingest", map[string]any{"acks_per_s": benchfig.Round(rate, 1),
-		"p50_ms": benchfig.Round(benchfig.Median(p50s), 2), "p99_ms": benchfig.Round(benchfig.Median(p99s), 2),
-		"signals_per_notification": benchfig.Round(float64(fwd.Signals.Load())/float64(recv.Accepted.Load()), 3),
+		"p50_ms": benchfig.Round(benchfig.Median(single.p50s), 2), "p99_ms": benchfig.Round(benchfig.Median(single.p99s), 2),
+		"signals_per_notification": perNotification(single.counts),
 		"baseline_acks_per_s":      benchfig.Round(baseRate, 1), "ratio": benchfig.Round(rate/baseRate, 3),
+		"acks_per_s_2_replicas": benchfig.Round(rate2, 1),
+		"p50_ms_2_replicas":     benchfig.Round(benchfig.Median(double.p50s), 2), "p99_ms_2_replicas": benchfig.Round(benchfig.Median(double.p99s), 2),
+		"signals_per_notification_2_replicas": perNotification(double.counts),
+		"ratio_2_to_1":                        benchfig.Round(rate2/rate, 3),
+		"inbox_entries_per_commit":            perCommit(single), "inbox_entries_per_commit_2_replicas": perCommit(double),
+		"notifications_accepted": single.counts.accepted, "notifications_accepted_2_replicas": double.counts.accepted,
+		"inbox_entries_committed": single.committed, "inbox_entries_forwarded": single.counts.entries,
+		"inbox_entries_committed_2_replicas": double.committed, "inbox_entries_forwarded_2_replicas": double.counts.entries,
+		"inbox_entries_forwarded_by_replica_2_replicas": double.byReplica,
+		"signals_sent": sent, "signals_received": took,
 		"connections": connections, "concurrency": workers})
-	if recv.Ignored.Load() != 0 {
-		t.Errorf("%d genuine notifications were ignored", recv.Ignored.Load())
+	if c := sum(one, two); c.ignored != 0 {
+		t.Errorf("%d genuine notifications were ignored", c.ignored)
+	}
+	for _, s := range []struct {
+		name string
+		s    series
+	}{{"one replica", single}, {"two replicas", double}} {
+		if s.s.counts.entries != s.s.committed {
+			t.Errorf("%s: the acknowledged posts committed %d inbox entries and the forwarders handed over %d", s.name, s.s.committed, s.s.counts.entries)
+		}
+	}
+	if took != sent {
+		t.Errorf("the forwarders had %d signals accepted and the workflows took %d", sent, took)
+	}
+}
+
+// received sums the signals the sinks of the connections took, asking
+// until they took want (a signal Temporal accepted may still wait for its
+// workflow task) or a minute passed.
+func received(t *testing.T, tc client.Client, conns []string, want int64) int64 {
+	t.Helper()
+	var got int64
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(500 * time.Millisecond) {
+		var total atomic.Int64
+		var g errgroup.Group
+		g.SetLimit(16)
+		for _, conn := range conns {
+			g.Go(func() error {
+				v, err := tc.QueryWorkflow(context.Background(), workflows.ConnectionWorkflowID(conn), "", "received")
+				if err != nil {
+					return err
+				}
+				var n int64
+				if err := v.Get(&n); err != nil {
+					return err
+				}
+				total.Add(n)
+				return nil
+			})
+		}
+		err := g.Wait()
+		got = total.Load()
+		if err == nil && got >= want || time.Now().After(deadline) {
+			if err != nil {
+				t.Errorf("asking the workflows what they took: %v", err)
+			}
+			return got
+		}
 	}
 }
 

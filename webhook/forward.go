@@ -39,8 +39,12 @@ type Forwarder struct {
 	once sync.Once
 	wake chan struct{}
 
-	// Signals counts signals sent.
-	Signals atomic.Int64
+	// Signals counts signals sent; Entries the inbox entries handed over
+	// (their signal accepted, or their workflow gone). An entry counts
+	// once per pass that handed it over: one whose pass could not delete
+	// it (the transaction failed after the signal) is counted again when
+	// it is forwarded again.
+	Signals, Entries atomic.Int64
 }
 
 func (f *Forwarder) init() { f.once.Do(func() { f.wake = make(chan struct{}, 1) }) }
@@ -141,6 +145,7 @@ func (f *Forwarder) forward(ctx context.Context, entries []store.InboxEntry) []i
 		})
 	}
 	_ = g.Wait()
+	f.Entries.Add(int64(len(done)))
 	return done
 }
 
