@@ -30,6 +30,17 @@ type Options struct {
 	Started func()
 }
 
+// stickyTimeout is how long a workflow task waits for this worker, which
+// holds its workflow in memory, before it goes to any worker (the SDK's
+// default is 5 s). Under load (100 mailboxes sending at their rate) a third
+// of the sends' tasks waited longer than 5 s: each then timed out, went to
+// the task queue behind every other task and was replayed from its whole
+// history, more work for a server that was already behind. A worker that
+// stops polling loses its tasks to the task queue after 10 s anyway (the
+// server's sticky poller window); this bounds only the tasks handed to it
+// just before it died.
+const stickyTimeout = 30 * time.Second
+
 // Run polls the task queue until ctx ends. While Temporal is unreachable it
 // keeps trying to start, so a worker started before the server catches up by
 // itself.
@@ -44,6 +55,7 @@ func Run(ctx context.Context, c client.Client, opts Options) error {
 		w := sdkworker.New(c, opts.TaskQueue, sdkworker.Options{
 			MaxConcurrentWorkflowTaskPollers: 8,
 			MaxConcurrentActivityTaskPollers: 8,
+			StickyScheduleToStartTimeout:     stickyTimeout,
 		})
 		if opts.Register != nil {
 			opts.Register(w)
