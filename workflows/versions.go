@@ -35,6 +35,10 @@ package workflows
 //   - send-local-steps: a send's PrepareSend (a message without large
 //     files) and its looks in the mailbox (LocateSend) run as local
 //     activities (send.go); before, as activities.
+//   - send-versions-at-once: a send started since takes the three changes
+//     above at once under this one marker (send.go, versions), with one
+//     TemporalChangeVersion upsert instead of three; runs started before
+//     ask each as they did.
 //
 // The histories in testdata/ were recorded before the first of them, but
 // the two of an application connection's mailbox, run with the workflow
@@ -42,10 +46,12 @@ package workflows
 // mailbox_application_polled.json by the code before app-mailbox-push,
 // mailbox_application_pushed.json by the code that brought it; and the
 // sends' (send_ended.json, send_sent.json, send_local.json), recorded by
-// TestRecordSendHistories with the code that brought send-local-steps.
+// TestRecordSendHistories with the code that brought send-local-steps, and
+// send_*_once.json by the same with the code that brought
+// send-versions-at-once.
 //
 // A change driven by a new field of an activity's result needs no change
 // ID when the field's absence keeps the old behaviour: results recorded
 // before it replay as they ran. So it is with the renewal time taken from
 // the lifetime Graph granted (SubscriptionResult.Requested, renewalTime).
-var changeIDs = []string{"admin-consent-state", "backfill-progress-upfront", "send-slot-at-submit", "app-mailbox-push", "disconnect-ends-sends", "send-end-signal", "send-local-steps"}
+var changeIDs = []string{"admin-consent-state", "backfill-progress-upfront", "send-slot-at-submit", "app-mailbox-push", "disconnect-ends-sends", "send-end-signal", "send-local-steps", "send-versions-at-once"}
