@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"html/template"
@@ -65,7 +66,7 @@ func (s *server) callback(c *gin.Context) {
 	c.Header("Cache-Control", "no-store")
 	c.Header("Referrer-Policy", "no-referrer")
 	// The exchange with Microsoft happens while the user waits; bound it.
-	ctx, cancel := context.WithTimeout(c, 45*time.Second)
+	ctx, cancel := context.WithTimeout(c, cmp.Or(s.d.CallbackTimeout, 45*time.Second))
 	defer cancel()
 	out, err := s.d.Connect.Callback(ctx, c.Request.URL.Query())
 	var p page
@@ -77,6 +78,13 @@ func (s *server) callback(c *gin.Context) {
 	case errors.Is(err, connect.ErrConsentExpired):
 		status = http.StatusBadRequest
 		p = page{Title: "This sign-in link has expired", Lead: "Sign-in links are valid for an hour.", Advice: "Start again from the app to get a fresh link."}
+	case errors.Is(err, connect.ErrStillConnecting):
+		// Not a failure: the workflow holds the consent and finishes
+		// without the user, who is not asked to start again.
+		s.d.Logger.Warn("consent callback: the connection is still being made", "connection", out.ConnectionID)
+		status = http.StatusAccepted
+		p = page{Title: "Your mailbox is being connected", Lead: "Microsoft accepted your sign-in; outlookd is finishing the connection, which is taking longer than usual.",
+			Advice: "You can return to the app: it shows the connection once it is ready. There is no need to sign in again."}
 	case err != nil:
 		s.d.Logger.Error("consent callback failed", "connection", out.ConnectionID, "err", err)
 		status = http.StatusServiceUnavailable
@@ -105,9 +113,12 @@ func (s *server) callback(c *gin.Context) {
 			if u, perr := url.Parse(row.ReturnURL); perr == nil {
 				q := u.Query()
 				q.Set("connection_id", out.ConnectionID)
-				if p.OK {
+				switch {
+				case p.OK:
 					q.Set("status", "connected")
-				} else {
+				case status == http.StatusAccepted:
+					q.Set("status", "pending")
+				default:
 					q.Set("status", "failed")
 					q.Set("reason", outcomeReason(out, err))
 				}

@@ -46,6 +46,11 @@ type Deps struct {
 	// UploadLifetime is how long an upload lives (zero: UploadLifetime,
 	// 24 hours).
 	UploadLifetime time.Duration
+	// CallbackTimeout bounds the consent callback: the hand-off to the
+	// connection's workflow and the exchange with Microsoft (zero: 45 s).
+	// A connection not finished by then completes without the user, who
+	// is told so (202).
+	CallbackTimeout time.Duration
 	// Tracer traces each request (nil: not traced).
 	Tracer trace.TracerProvider
 	// WebhooksAllowInsecure accepts http webhook endpoints and ones on

@@ -1504,3 +1504,53 @@ func TestRepairDuringBackfill(t *testing.T) {
 		return c.Source == "workflow" && c.State == workflows.StateActive && c.Backfill != nil && !c.Backfill.Running && c.Backfill.CompletedAt != nil && c.MessageCount >= n
 	})
 }
+
+// TestCallbackSlowWorkflow: a callback whose connection's workflow is slow
+// to take the consent (its worker busy starting many connections) is not
+// told that something failed: past the hand-off timeout it waits while
+// Temporal answers, and once its time runs out it says the mailbox is being
+// connected (202, or status=pending on the return URL); the connection then
+// completes without the user.
+func TestCallbackSlowWorkflow(t *testing.T) {
+	h := newHarness(t, graphsim.Options{}, func(d *api.Deps) { d.CallbackTimeout = 4 * time.Second })
+	h.e.Connect.HandoffTimeout = time.Second
+	for _, tc := range []struct {
+		name      string
+		user, upn string
+		returnURL string
+	}{
+		{"page", "u-slow1", "slow1@contoso.example", ""},
+		{"return URL", "u-slow2", "slow2@contoso.example", "https://app.example/done"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := h.e.Ctl.AddUser(t.Context(), graphsim.UserSpec{Tenant: "contoso.example", UPN: tc.upn, DisplayName: "Slow"}); err != nil {
+				t.Fatal(err)
+			}
+			h.e.StopWorker()
+			body := map[string]any{"login_hint": tc.upn}
+			if tc.returnURL != "" {
+				body["return_url"] = tc.returnURL
+			}
+			var c conn
+			h.call(t, "POST", "/v1/connections", h.acme, tc.user, body).json(t, &c)
+			q := h.callbackQuery(t, c.AuthorizeURL)
+			code, _ := url.ParseQuery(q)
+			r := h.call(t, "GET", "/v1/oauth/callback?"+q, "", "", nil)
+			h.e.StartWorker()
+			if strings.Contains(string(r.body), code.Get("code")) || strings.Contains(r.header.Get("Location"), code.Get("code")) {
+				t.Errorf("the answer shows the code")
+			}
+			if tc.returnURL == "" {
+				if r.status != 202 || !strings.Contains(string(r.body), "being connected") {
+					t.Errorf("callback of a slow workflow: %d %s", r.status, r.body)
+				}
+			} else {
+				loc, _ := url.Parse(r.header.Get("Location"))
+				if r.status != 303 || loc.Host != "app.example" || loc.Query().Get("status") != "pending" || loc.Query().Get("connection_id") != c.ID {
+					t.Errorf("callback of a slow workflow with a return URL: %d %s", r.status, r.header.Get("Location"))
+				}
+			}
+			h.waitConn(t, c.ID, h.acme, tc.user, "connected without the user", func(c conn) bool { return c.State == workflows.StateActive })
+		})
+	}
+}

@@ -43,10 +43,12 @@ type Service struct {
 	// Namespace is the Temporal namespace of the workflows (default
 	// "default"); Repair names it.
 	Namespace string
-	// HandoffTimeout bounds how long Callback waits for the workflow to
-	// accept the consent (default 20 s), so that a user whose callback
-	// cannot reach Temporal is told so soon; the exchange with Microsoft
-	// that follows is bounded by the caller's context.
+	// HandoffTimeout bounds each wait of Callback for the workflow to
+	// accept the consent (default 20 s): when one runs out, Callback waits
+	// on only if Temporal answers and the workflow runs (it is merely slow
+	// to take its task), so that a user whose callback cannot reach
+	// Temporal is told so soon. The caller's context bounds the whole, the
+	// exchange with Microsoft that follows included (ErrStillConnecting).
 	HandoffTimeout time.Duration
 	// Apps checks application credentials (application connections).
 	Apps AppChecker
@@ -388,16 +390,17 @@ func (s *Service) Callback(ctx context.Context, q url.Values) (Outcome, error) {
 			return Outcome{}, err
 		}
 	}
-	handoff := cmp.Or(s.HandoffTimeout, 20*time.Second)
-	hctx, cancel := context.WithTimeout(ctx, handoff)
-	h, err := s.Temporal.UpdateWorkflow(hctx, client.UpdateWorkflowOptions{
-		WorkflowID: workflows.ConnectionWorkflowID(id), UpdateName: workflows.UpdateConsent,
-		Args: []any{in}, WaitForStage: client.WorkflowUpdateStageAccepted,
-	})
-	cancel()
+	h, err := s.handOff(ctx, id, in)
 	var st workflows.Status
 	if err == nil {
 		err = h.Get(ctx, &st)
+		if err != nil && ctx.Err() != nil {
+			// Accepted: the exchange goes on without the caller.
+			return Outcome{ConnectionID: id, State: workflows.StateConnecting}, ErrStillConnecting
+		}
+	}
+	if errors.Is(err, ErrStillConnecting) {
+		return Outcome{ConnectionID: id, State: workflows.StatePendingConsent}, err
 	}
 	var refused *temporal.ApplicationError
 	if errors.As(err, &refused) {
@@ -417,8 +420,63 @@ func (s *Service) Callback(ctx context.Context, q url.Values) (Outcome, error) {
 	return Outcome{ConnectionID: id, Mode: st.Mode, State: st.State, Mailbox: st.Mailbox, DisplayName: st.DisplayName, Reason: st.Reason, ReasonText: st.ReasonText}, nil
 }
 
+// ErrStillConnecting: the consent was handed to the connection's workflow,
+// which had not finished with it when the caller's time ran out (the
+// workflow is slow to take its tasks, as when many connections are made at
+// once, or the exchange with Microsoft is slow). The connection completes
+// without the caller; its state and events tell how it ended.
+var ErrStillConnecting = errors.New("connect: the consent was handed over; the connection is still being made")
+
+// handOff hands a consent to the connection's workflow and waits until the
+// workflow accepts it. Each attempt is bounded by HandoffTimeout; one that
+// runs out is asked again under the same update ID (the same hand-off,
+// never a second) for as long as Temporal answers and the workflow runs,
+// until ctx ends: then ErrStillConnecting, the update being held by
+// Temporal until the workflow takes it. When Temporal does not answer, or
+// the workflow has ended, the attempt's error.
+func (s *Service) handOff(ctx context.Context, id string, in workflows.ConsentInput) (client.WorkflowUpdateHandle, error) {
+	opts := client.UpdateWorkflowOptions{UpdateID: "consent-" + random(12), WorkflowID: workflows.ConnectionWorkflowID(id),
+		UpdateName: workflows.UpdateConsent, Args: []any{in}, WaitForStage: client.WorkflowUpdateStageAccepted}
+	handoff := cmp.Or(s.HandoffTimeout, 20*time.Second)
+	answered := false // Temporal answered after an attempt ran out
+	for {
+		hctx, cancel := context.WithTimeout(ctx, handoff)
+		h, err := s.Temporal.UpdateWorkflow(hctx, opts)
+		cancel()
+		var slow *client.WorkflowUpdateServiceTimeoutOrCanceledError
+		if !errors.As(err, &slow) {
+			return h, err
+		}
+		if ctx.Err() != nil {
+			if answered {
+				return nil, ErrStillConnecting
+			}
+			return nil, err
+		}
+		if perr := s.running(ctx, id, min(handoff, 5*time.Second)); perr != nil {
+			return nil, fmt.Errorf("%w; then %w", err, perr)
+		}
+		answered = true
+	}
+}
+
+// running checks within d that Temporal answers and the connection's
+// workflow runs.
+func (s *Service) running(ctx context.Context, id string, d time.Duration) error {
+	pctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	desc, err := s.Temporal.DescribeWorkflowExecution(pctx, workflows.ConnectionWorkflowID(id), "")
+	if err != nil {
+		return fmt.Errorf("connect: describe the workflow: %w", err)
+	}
+	if st := desc.GetWorkflowExecutionInfo().GetStatus(); st != enums.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		return fmt.Errorf("connect: the connection's workflow is %s", st)
+	}
+	return nil
+}
+
 // settled answers the connection's status once no code exchange is under
-// way.
+// way; ErrStillConnecting when one still is as ctx ends.
 func (s *Service) settled(ctx context.Context, id string) (workflows.Status, error) {
 	for {
 		st, err := s.status(ctx, id)
@@ -430,7 +488,7 @@ func (s *Service) settled(ctx context.Context, id string) (workflows.Status, err
 		}
 		select {
 		case <-ctx.Done():
-			return st, ctx.Err()
+			return st, ErrStillConnecting
 		case <-time.After(250 * time.Millisecond):
 		}
 	}

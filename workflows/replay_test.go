@@ -51,6 +51,10 @@ func TestReplay(t *testing.T) {
 		{"testdata/send_ended.json", Send},
 		{"testdata/send_sent.json", Send},
 		{"testdata/send_local.json", Send},
+		// The same by the code since send-versions-at-once.
+		{"testdata/send_ended_once.json", Send},
+		{"testdata/send_sent_once.json", Send},
+		{"testdata/send_local_once.json", Send},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {

@@ -35,21 +35,37 @@ func Send(ctx workflow.Context, in SendInput) (SendResult, error) {
 		opts: in.Options.withDefaults(),
 		ref:  SendRef{SendID: in.SendID, ConnectionID: in.ConnectionID, UserID: in.UserID},
 		log:  workflow.GetLogger(ctx),
-		// Runs started before the change took no slot at submission and
-		// ran the registry's steps as activities.
-		slotAtSubmit: workflow.GetVersion(ctx, "send-slot-at-submit", workflow.DefaultVersion, 1) == 1,
 	}
+	s.versions(ctx)
+	res, err := s.run(ctx)
+	if temporal.IsCanceledError(err) {
+		return s.canceledByOperator(ctx, err)
+	}
+	return res, err
+}
+
+// versions reads which changes a run was started with. A run started since
+// send-versions-at-once has them all, and records one marker for them:
+// each GetVersion that records its marker also upserts the
+// TemporalChangeVersion search attribute, a write to the server's
+// visibility store, and a send is short, so three of them were a sizeable
+// share of what a send costs the server. Runs started before it ask each
+// change as they did.
+func (s *sendRun) versions(ctx workflow.Context) {
+	if workflow.GetVersion(ctx, "send-versions-at-once", workflow.DefaultVersion, 1) == 1 {
+		s.slotAtSubmit, s.localSteps = true, true
+		s.ends = workflow.GetSignalChannel(ctx, SignalSendEnded)
+		return
+	}
+	// Runs started before the change took no slot at submission and ran
+	// the registry's steps as activities.
+	s.slotAtSubmit = workflow.GetVersion(ctx, "send-slot-at-submit", workflow.DefaultVersion, 1) == 1
 	// Runs started before the change let their waits run their course.
 	if workflow.GetVersion(ctx, "send-end-signal", workflow.DefaultVersion, 1) == 1 {
 		s.ends = workflow.GetSignalChannel(ctx, SignalSendEnded)
 	}
 	// Runs started before the change ran every Graph step as an activity.
 	s.localSteps = workflow.GetVersion(ctx, "send-local-steps", workflow.DefaultVersion, 1) == 1
-	res, err := s.run(ctx)
-	if temporal.IsCanceledError(err) {
-		return s.canceledByOperator(ctx, err)
-	}
-	return res, err
 }
 
 // canceledByOperator records a send whose workflow was canceled (Cancel in

@@ -14,12 +14,14 @@ import (
 )
 
 // TestRecordSendHistories records the send workflow's histories the replay
-// test reads (testdata/send_*.json), against a Temporal server
+// test reads (testdata/send_*_once.json, by the code since
+// send-versions-at-once), against a Temporal server
 // (TEMPORAL_ADDRESS) with the in-memory mailbox as its activities:
 //
 //	OUTLOOKD_RECORD_HISTORY=1 TEMPORAL_ADDRESS=127.0.0.1:17233 go test -run TestRecordSendHistories ./workflows
 //
-// Record them again only beside a versioned change (versions.go).
+// Record them again only beside a versioned change (versions.go), under
+// new names: the histories of earlier code stay.
 func TestRecordSendHistories(t *testing.T) {
 	c, suffix := serverClient(t, "OUTLOOKD_RECORD_HISTORY", "records histories")
 	queue := "outlookd-record-" + suffix
@@ -66,7 +68,7 @@ func TestRecordSendHistories(t *testing.T) {
 	// A send without files: prepared and looked for by local activities.
 	local := "send-record-local-" + suffix
 	run(local, SendInput{SendID: "snd_l", ConnectionID: "conn_1", UserID: "u-1", Recipients: 1, Rates: testRates}, nil)
-	for id, path := range map[string]string{queued: "testdata/send_ended.json", sent: "testdata/send_sent.json", local: "testdata/send_local.json"} {
+	for id, path := range map[string]string{queued: "testdata/send_ended_once.json", sent: "testdata/send_sent_once.json", local: "testdata/send_local_once.json"} {
 		var h historypb.History
 		it := c.GetWorkflowHistory(ctx, id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 		for it.HasNext() {

@@ -35,6 +35,10 @@ package workflows
 //   - send-local-steps: a send's PrepareSend (a message without large
 //     files) and its looks in the mailbox (LocateSend) run as local
 //     activities (send.go); before, as activities.
+//   - send-versions-at-once: a send started since takes the three changes
+//     above at once under this one marker (send.go, versions), with one
+//     TemporalChangeVersion upsert instead of three; runs started before
+//     ask each as they did.
 //   - app-mailbox-client-start: an application connection starts its
 //     joined mailboxes' workflows from an activity, through the Temporal
 //     client (application.go, startJoined); before, as child workflows.
@@ -50,8 +54,9 @@ package workflows
 // mailbox_application_polled.json by the code before app-mailbox-push,
 // mailbox_application_pushed.json by the code that brought it; and the
 // sends' (send_ended.json, send_sent.json, send_local.json), recorded by
-// TestRecordSendHistories with the code that brought send-local-steps; and
-// an application connection's, recorded by
+// TestRecordSendHistories with the code that brought send-local-steps, and
+// send_*_once.json by the same with the code that brought
+// send-versions-at-once; and an application connection's, recorded by
 // TestApplicationConnectionSyncsTheTenant (connect):
 // connection_application_children.json by the code before
 // app-mailbox-client-start, connection_application.json by the code that
@@ -62,4 +67,4 @@ package workflows
 // ID when the field's absence keeps the old behaviour: results recorded
 // before it replay as they ran. So it is with the renewal time taken from
 // the lifetime Graph granted (SubscriptionResult.Requested, renewalTime).
-var changeIDs = []string{"admin-consent-state", "backfill-progress-upfront", "send-slot-at-submit", "app-mailbox-push", "disconnect-ends-sends", "send-end-signal", "send-local-steps", "app-mailbox-client-start", "backfill-progress-batched"}
+var changeIDs = []string{"admin-consent-state", "backfill-progress-upfront", "send-slot-at-submit", "app-mailbox-push", "disconnect-ends-sends", "send-end-signal", "send-local-steps", "app-mailbox-client-start", "backfill-progress-batched", "send-versions-at-once"}

@@ -80,7 +80,10 @@ func (w *world) consent(authURL string) error {
 		return err
 	}
 	cb.Body.Close()
-	if cb.StatusCode != 200 {
+	// 202: the consent was handed over and the connection completes
+	// without the user (its workflow slow to take it); the caller waits
+	// for the state it needs, as an app does.
+	if cb.StatusCode != 200 && cb.StatusCode != 202 {
 		return fmt.Errorf("callback answered %d", cb.StatusCode)
 	}
 	return nil
