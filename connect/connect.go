@@ -439,10 +439,25 @@ func (s *Service) handOff(ctx context.Context, id string, in workflows.ConsentIn
 		UpdateName: workflows.UpdateConsent, Args: []any{in}, WaitForStage: client.WorkflowUpdateStageAccepted}
 	handoff := cmp.Or(s.HandoffTimeout, 20*time.Second)
 	answered := false // Temporal answered after an attempt ran out
+	notReadyWait := 250 * time.Millisecond
 	for {
 		hctx, cancel := context.WithTimeout(ctx, handoff)
 		h, err := s.Temporal.UpdateWorkflow(hctx, opts)
 		cancel()
+		var notReady *serviceerror.WorkflowNotReady
+		if errors.As(err, &notReady) {
+			// The workflow's last task failed and Temporal retries it
+			// (a worker that lost its history read under load); until one
+			// succeeds no update is taken. The same update is asked again
+			// shortly, within the caller's time.
+			select {
+			case <-ctx.Done():
+				return nil, err
+			case <-time.After(notReadyWait):
+			}
+			notReadyWait = min(2*notReadyWait, 4*time.Second)
+			continue
+		}
 		var slow *client.WorkflowUpdateServiceTimeoutOrCanceledError
 		if !errors.As(err, &slow) {
 			return h, err
