@@ -444,6 +444,11 @@ func (s *Service) handOff(ctx context.Context, id string, in workflows.ConsentIn
 		hctx, cancel := context.WithTimeout(ctx, handoff)
 		h, err := s.Temporal.UpdateWorkflow(hctx, opts)
 		cancel()
+		if err != nil && ctx.Err() != nil && answered {
+			// The caller's time ran out (however the client reports it),
+			// Temporal having answered before: the update is still held.
+			return nil, ErrStillConnecting
+		}
 		var notReady *serviceerror.WorkflowNotReady
 		if errors.As(err, &notReady) {
 			// The workflow's last task failed and Temporal retries it
@@ -469,6 +474,11 @@ func (s *Service) handOff(ctx context.Context, id string, in workflows.ConsentIn
 			return nil, err
 		}
 		if perr := s.running(ctx, id, min(handoff, 5*time.Second)); perr != nil {
+			if ctx.Err() != nil && answered {
+				// The caller's time ran out during the look, Temporal
+				// having answered before: the update is still held.
+				return nil, ErrStillConnecting
+			}
 			return nil, fmt.Errorf("%w; then %w", err, perr)
 		}
 		answered = true
