@@ -443,6 +443,9 @@ func (s *Service) handOff(ctx context.Context, id string, in workflows.ConsentIn
 	for {
 		hctx, cancel := context.WithTimeout(ctx, handoff)
 		h, err := s.Temporal.UpdateWorkflow(hctx, opts)
+		// An attempt that runs out may be reported as the client's own
+		// timeout or as the deadline of the request under way.
+		timedOut := errors.Is(hctx.Err(), context.DeadlineExceeded)
 		cancel()
 		if err != nil && ctx.Err() != nil && answered {
 			// The caller's time ran out (however the client reports it),
@@ -464,7 +467,7 @@ func (s *Service) handOff(ctx context.Context, id string, in workflows.ConsentIn
 			continue
 		}
 		var slow *client.WorkflowUpdateServiceTimeoutOrCanceledError
-		if !errors.As(err, &slow) {
+		if !errors.As(err, &slow) && (err == nil || !timedOut) {
 			return h, err
 		}
 		if ctx.Err() != nil {
