@@ -254,15 +254,21 @@ func (e *Engine) MailboxStatus(mailboxID string) workflows.Status {
 
 func (e *Engine) query(workflowID string) workflows.Status {
 	e.t.Helper()
-	v, err := e.Temporal.QueryWorkflow(context.Background(), workflowID, "", workflows.QueryStatus)
+	st, err := e.tryQuery(workflowID)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	var st workflows.Status
-	if err := v.Get(&st); err != nil {
-		e.t.Fatal(err)
-	}
 	return st
+}
+
+// tryQuery reads a workflow's status.
+func (e *Engine) tryQuery(workflowID string) (workflows.Status, error) {
+	var st workflows.Status
+	v, err := e.Temporal.QueryWorkflow(context.Background(), workflowID, "", workflows.QueryStatus)
+	if err == nil {
+		err = v.Get(&st)
+	}
+	return st, err
 }
 
 // WaitFor polls the status until cond holds.
@@ -281,12 +287,14 @@ func (e *Engine) waitFor(workflowID string, timeout time.Duration, what string, 
 	e.t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		st := e.query(workflowID)
-		if cond(st) {
+		// A query the worker could not answer in the server's time (a
+		// busy worker) is asked again until the deadline.
+		st, err := e.tryQuery(workflowID)
+		if err == nil && cond(st) {
 			return st
 		}
 		if time.Now().After(deadline) {
-			e.t.Fatalf("%s did not happen within %s; status: %+v", what, timeout, st)
+			e.t.Fatalf("%s did not happen within %s; status: %+v (last query error: %v)", what, timeout, st, err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
