@@ -11,6 +11,7 @@ import (
 	"github.com/microsoftgraph/msgraph-sdk-go/users"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/outlookd/outlookd/graph"
 	"github.com/outlookd/outlookd/store"
@@ -53,6 +54,65 @@ func preferHeaders(pageSize int) *abs.RequestHeaders {
 // continues from. A folder deleted at Microsoft is dropped with its mail
 // and reported Gone.
 func (a *Activities) BackfillFolder(ctx context.Context, in workflows.BackfillFolderInput) (workflows.BackfillFolderResult, error) {
+	hb, stop := startHeartbeat(ctx)
+	defer stop()
+	return a.backfillFolder(ctx, hb, in)
+}
+
+// BackfillMailbox backfills a whole mailbox in one activity, for up to the
+// budget: its folders discovered and recorded (as DiscoverFolders does),
+// then paged side by side, in.Concurrency at once, each as BackfillFolder
+// pages it, until every folder is done or the budget has run out. A
+// mailbox of a few hundred messages is so backfilled by one activity; a
+// larger one reports how far each folder got, and the workflow goes on
+// folder by folder from the cursors the pages committed.
+func (a *Activities) BackfillMailbox(ctx context.Context, in workflows.BackfillMailboxInput) (workflows.BackfillMailboxResult, error) {
+	deadline := a.now().Add(in.Budget)
+	found, err := a.DiscoverFolders(ctx, workflows.DiscoverFoldersInput{
+		ConnectionID: in.ConnectionID, MailboxID: in.MailboxID, UserID: in.UserID, Roots: in.Roots, WindowStart: in.WindowStart,
+	})
+	if err != nil {
+		return workflows.BackfillMailboxResult{}, err
+	}
+	hb, stop := startHeartbeat(ctx)
+	defer stop()
+	results := make([]workflows.BackfillFolderResult, len(found.Folders))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(in.Concurrency, 1))
+	for i, f := range found.Folders {
+		g.Go(func() error {
+			left := deadline.Sub(a.now())
+			if left <= 0 {
+				return nil // not begun: the workflow goes on with it
+			}
+			r, err := a.backfillFolder(gctx, hb, workflows.BackfillFolderInput{
+				ConnectionID: in.ConnectionID, MailboxID: in.MailboxID, UserID: in.UserID, FolderID: f.ID, WindowStart: in.WindowStart,
+				StoreBodies: in.StoreBodies, ContactFilter: in.ContactFilter, Bodies: in.Bodies, PageSize: in.PageSize, Budget: left,
+			})
+			results[i] = r
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return workflows.BackfillMailboxResult{}, err
+	}
+	out := workflows.BackfillMailboxResult{Done: true}
+	out.Missing = found.Missing
+	for i, f := range found.Folders {
+		r := results[i]
+		if r.Gone {
+			out.Gone = append(out.Gone, f.ID)
+			continue
+		}
+		out.Folders = append(out.Folders, workflows.FolderProgress{ID: f.ID, Name: f.Name, Total: f.Total, Fetched: r.Fetched, Done: r.Done})
+		out.Fetched += r.Fetched
+		out.Done = out.Done && r.Done
+	}
+	return out, nil
+}
+
+// backfillFolder is BackfillFolder's work, heartbeating through hb.
+func (a *Activities) backfillFolder(ctx context.Context, hb *heartbeat, in workflows.BackfillFolderInput) (workflows.BackfillFolderResult, error) {
 	f, err := a.Store.GetFolder(ctx, storeKey(in.ConnectionID, in.MailboxID), in.FolderID)
 	if err != nil {
 		return workflows.BackfillFolderResult{}, err
@@ -61,8 +121,6 @@ func (a *Activities) BackfillFolder(ctx context.Context, in workflows.BackfillFo
 	if err != nil {
 		return workflows.BackfillFolderResult{}, err
 	}
-	hb, stop := startHeartbeat(ctx)
-	defer stop()
 	var res workflows.BackfillFolderResult
 	switch {
 	case f.Phase != store.PhaseLive:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -191,6 +192,7 @@ func TestApplicationConnectionSyncsTheTenant(t *testing.T) {
 	}
 	if os.Getenv("OUTLOOKD_RECORD_HISTORY") == "1" {
 		recordHistory(t, e, workflows.ConnectionWorkflowID(id), "../workflows/testdata/connection_application.json")
+		recordHistory(t, e, workflows.MailboxWorkflowID(ada), "../workflows/testdata/mailbox_application_inline.json")
 	}
 }
 
@@ -211,5 +213,72 @@ func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() boo
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
+	}
+}
+
+// TestApplicationMailboxBackfillGoesOnInAChild: a mailbox whose backfill
+// outlasts its first activity's budget goes on in a backfill child from
+// the cursors that activity committed: every message arrives once, each
+// folder's count adds both up, and the backfill completes once.
+func TestApplicationMailboxBackfillGoesOnInAChild(t *testing.T) {
+	ctx := context.Background()
+	e, org := enginetest.StartOrg(t, graphsim.Options{}, workflows.Options{PollEvery: time.Minute, PageSize: 10})
+	const inbox = 120
+	if _, err := e.Ctl.InjectMessages(ctx, e.Ada.UPN, make([]graphsim.MessageSpec, inbox)...); err != nil {
+		t.Fatal(err)
+	}
+	// Every reading of the activities' clock is 20 s later than the one
+	// before, so a backfill activity's 45 s budget runs out after about
+	// two pages.
+	var skew atomic.Int64
+	e.Acts.Now = func() time.Time { return time.Now().Add(time.Duration(skew.Add(int64(20 * time.Second)))) }
+	settings := workflows.Settings{Features: workflows.Features{Read: true}, Retention: workflows.RetentionDelete}
+	id, err := e.Connect.CreateApplication(ctx, connect.AppRequest{OrgID: "org-1", OwnerID: "admin", Settings: settings,
+		Selection:     workflows.Selection{Include: []string{e.Ada.UPN}},
+		Credential:    identity.AppCredential{Tenant: org.Tenant.Tenant.ID, ClientID: org.Daemon.ClientID, Secret: org.Daemon.Secrets[0].Value},
+		SecretExpires: time.Now().Add(90 * 24 * time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ada string
+	waitUntil(t, 60*time.Second, "ada's mailbox", func() bool {
+		users, err := e.Store.ListDirectoryUsers(ctx, id, "", "", 100)
+		for _, u := range users {
+			if err == nil && u.Address == e.Ada.UPN && u.MailboxID != "" {
+				ada = u.MailboxID
+			}
+		}
+		return ada != ""
+	})
+	st := e.WaitForMailbox(ada, 120*time.Second, "backfilled", func(st workflows.Status) bool { return !st.Backfill.Completed.IsZero() })
+	n, err := e.Store.CountMessagesOf(ctx, []string{ada})
+	if err != nil || n[ada] != inbox {
+		t.Errorf("%d of %d messages stored (%v)", n[ada], inbox, err)
+	}
+	var fetched int64
+	for _, f := range st.Backfill.Folders {
+		if !f.Done {
+			t.Errorf("folder %s not done: %+v", f.Name, f)
+		}
+		fetched += f.Fetched
+	}
+	if fetched != inbox || st.Backfill.Runs != 1 {
+		t.Errorf("progress counts %d fetched in %d runs, want %d in 1", fetched, st.Backfill.Runs, inbox)
+	}
+	// The child ran, and the event was written once.
+	if _, err := e.Temporal.DescribeWorkflowExecution(ctx, workflows.MailboxWorkflowID(ada)+"/backfill/1", ""); err != nil {
+		t.Errorf("no backfill child: %v", err)
+	}
+	events := func() int {
+		var n int
+		if err := e.Store.Pool().QueryRow(ctx, `SELECT count(*) FROM events WHERE type = 'backfill.completed' AND id LIKE $1`, ada+":backfill:%").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	// The event is written after the status says the backfill completed.
+	waitUntil(t, 10*time.Second, "the backfill.completed event", func() bool { return events() >= 1 })
+	if n := events(); n != 1 {
+		t.Errorf("%d backfill.completed events", n)
 	}
 }

@@ -78,7 +78,7 @@ func Backfill(ctx workflow.Context, in BackfillInput) (BackfillResult, error) {
 			running++
 			workflow.Go(ctx, func(gctx workflow.Context) {
 				defer func() { running-- }()
-				p := FolderProgress{ID: f.ID, Name: f.Name, Total: f.Total}
+				p := FolderProgress{ID: f.ID, Name: f.Name, Total: f.Total, Fetched: in.Fetched[f.ID]}
 				for {
 					r, err := page.run(gctx, BackfillFolderInput{
 						ConnectionID: in.ConnectionID, MailboxID: in.MailboxID, UserID: in.UserID, FolderID: f.ID, WindowStart: in.WindowStart,

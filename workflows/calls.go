@@ -16,6 +16,7 @@ const (
 	ActivityRefreshTokens       = "RefreshTokens"
 	ActivityDiscoverFolders     = "DiscoverFolders"
 	ActivityBackfillFolder      = "BackfillFolder"
+	ActivityBackfillMailbox     = "BackfillMailbox"
 	ActivityRecordState         = "RecordState"
 	ActivitySyncFolders         = "SyncFolders"
 	ActivityEnsureSubscription  = "EnsureSubscription"
@@ -179,6 +180,7 @@ var (
 	recordEvent         = call[RecordEventInput, None]{ActivityRecordEvent, bookkeeping}
 	discoverFolders     = call[DiscoverFoldersInput, DiscoverFoldersResult]{ActivityDiscoverFolders, discovery}
 	backfillFolder      = call[BackfillFolderInput, BackfillFolderResult]{ActivityBackfillFolder, backfillPage(0)}
+	backfillMailbox     = call[BackfillMailboxInput, BackfillMailboxResult]{ActivityBackfillMailbox, backfillPage(0)}
 	syncFolders         = call[SyncFoldersInput, SyncFoldersResult]{ActivitySyncFolders, liveRound()}
 	ensureSubscription  = call[EnsureSubscriptionInput, SubscriptionResult]{ActivityEnsureSubscription, graphCall(2 * time.Minute)}
 	renewSubscription   = call[RenewSubscriptionInput, SubscriptionResult]{ActivityRenewSubscription, graphCall(time.Minute)}
@@ -201,7 +203,7 @@ var (
 func Activities() []ActivitySpec {
 	return append([]ActivitySpec{
 		exchangeCode.spec(), refreshTokens.spec(), recordState.spec(), recordEvent.spec(), discoverFolders.spec(),
-		backfillFolder.spec(), syncFolders.spec(), ensureSubscription.spec(), renewSubscription.spec(),
+		backfillFolder.spec(), backfillMailbox.spec(), syncFolders.spec(), ensureSubscription.spec(), renewSubscription.spec(),
 		deleteSubscriptions.spec(), purgeSecrets.spec(), applyRetention.spec(), checkMailbox.spec(), registerMailbox.spec(),
 		prepareSend.spec(), submitSend.spec(), locateSend.spec(), recordSend.spec(), sendMailOnce.spec(), sendConnection.spec(),
 		waitingSends.spec(),

@@ -845,58 +845,108 @@ func (c *connection) startBackfill(ctx workflow.Context) {
 		Roots: roots, WindowStart: b.Target, StoreBodies: c.s.Settings.StoreBodies(), ContactFilter: c.s.Settings.ContactFilter, Bodies: c.s.Settings.Bodies,
 		PageSize: c.opts.PageSize, Concurrency: c.opts.FolderConcurrency, HeartbeatTimeout: c.opts.HeartbeatTimeout,
 	}
-	// The child runs on the parent's task queue; cancelling its context
-	// cancels it (disconnect), and the parent waits until it has ended.
+	// Cancelling cctx (disconnect) cancels the backfill, and the workflow
+	// waits until it has ended.
 	cctx, cancel := workflow.WithCancel(ctx)
 	c.cancelBackfill = cancel
-	cctx = workflow.WithChildOptions(cctx, workflow.ChildWorkflowOptions{
-		WorkflowID:          c.backfillWorkflowID(b.Runs),
-		WaitForCancellation: true,
-	})
-	fut := workflow.ExecuteChildWorkflow(cctx, Backfill, in)
+	// An attached mailbox (a service account's or an application
+	// connection's, most of them small) begins with one activity that
+	// discovers its folders and pages them all for one budget; only what
+	// is left then goes to a child, as a connection's whole backfill does
+	// (mailbox-backfill-inline). A mailbox of a few hundred messages so
+	// costs two workflow tasks instead of a child's dozen and its signals.
+	if c.isMailbox() && workflow.GetVersion(ctx, "mailbox-backfill-inline", workflow.DefaultVersion, 1) == 1 {
+		// Only the disconnect saga cancels it, and the outcome of a
+		// cancelled backfill is booked without a step of its own.
+		workflow.Go(cctx, func(gctx workflow.Context) {
+			res, err := c.backfillInline(gctx, in)
+			c.bookBackfill(gctx, roots, res, err)
+		})
+		return
+	}
+	child := c.backfillChild(cctx, in)
 	workflow.Go(ctx, func(gctx workflow.Context) {
 		var res BackfillResult
-		err := fut.Get(gctx, &res)
-		b := &c.s.Backfill
-		// Running stays true until the outcome is booked, so the workflow
-		// does not continue as new under this goroutine.
-		defer func() { b.Running, c.cancelBackfill = false, nil }()
-		if err != nil {
-			b.LastError = err.Error()
-			if c.s.State == StateActive && !c.onActivityError(gctx, err) {
-				b.Backoff.failed(workflow.Now(gctx))
-			}
-			return
-		}
-		if b.Covered.IsZero() || b.Target.Before(b.Covered) || !sameFolders(b.Roots, roots) {
-			b.Covered = b.Target
-		}
-		b.Roots, b.Missing, b.Completed, b.Backoff = roots, res.Missing, workflow.Now(gctx), Backoff{}
-		b.Folders = map[string]FolderProgress{}
-		var fetched int64
-		for _, f := range res.Folders {
-			b.Folders[f.ID] = f
-			fetched += f.Fetched
-		}
-		for _, id := range res.Gone {
-			c.folderGone(gctx, FolderRef{ID: id})
-		}
-		if c.s.State != StateActive {
-			return
-		}
-		data := map[string]any{"covered_from": b.Covered.UTC().Format(time.RFC3339), "fetched": fetched, "run": b.Runs}
-		if len(res.Missing) > 0 {
-			data["missing_folders"] = res.Missing
-		}
-		if c.isMailbox() {
-			data["mailbox_id"] = c.s.ID
-		}
-		if _, err := recordEvent.run(gctx, RecordEventInput{
-			ConnectionID: c.credentialID(), MailboxID: c.mailboxID(), EventID: fmt.Sprintf("%s:backfill:%d", c.s.ID, b.Runs), Type: "backfill.completed", Data: data,
-		}); err != nil {
-			c.log.Error("record backfill.completed", "err", err)
-		}
+		err := child.Get(gctx, &res)
+		c.bookBackfill(gctx, roots, res, err)
 	})
+}
+
+// backfillChild starts the backfill child on the parent's task queue.
+func (c *connection) backfillChild(ctx workflow.Context, in BackfillInput) workflow.ChildWorkflowFuture {
+	ctx = workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+		WorkflowID:          c.backfillWorkflowID(in.Run),
+		WaitForCancellation: true,
+	})
+	return workflow.ExecuteChildWorkflow(ctx, Backfill, in)
+}
+
+// backfillInline runs a mailbox's backfill as one BackfillMailbox
+// activity, and what that left undone as a child, which resumes each
+// folder from the cursor its last page committed.
+func (c *connection) backfillInline(ctx workflow.Context, in BackfillInput) (BackfillResult, error) {
+	first, err := backfillMailbox.with(backfillPage(in.HeartbeatTimeout)).run(ctx, BackfillMailboxInput{BackfillInput: in, Budget: folderBudget})
+	if err != nil || first.Done {
+		return first.BackfillResult, err
+	}
+	c.applyProgress(BackfillProgress{Run: in.Run, Updates: first.Folders})
+	in.Fetched = map[string]int64{}
+	for _, f := range first.Folders {
+		in.Fetched[f.ID] = f.Fetched
+	}
+	var res BackfillResult
+	if err := c.backfillChild(ctx, in).Get(ctx, &res); err != nil {
+		return res, err
+	}
+	// The folders deleted at Microsoft while the activity ran are gone
+	// from the store, and so from what the child saw.
+	res.Gone = append(first.Gone, res.Gone...)
+	return res, nil
+}
+
+// bookBackfill books a backfill's outcome: its failure and backoff, or
+// the window covered, each folder's progress, the folders gone, and the
+// backfill.completed event.
+func (c *connection) bookBackfill(ctx workflow.Context, roots []string, res BackfillResult, err error) {
+	b := &c.s.Backfill
+	// Running stays true until the outcome is booked, so the workflow
+	// does not continue as new under this goroutine.
+	defer func() { b.Running, c.cancelBackfill = false, nil }()
+	if err != nil {
+		b.LastError = err.Error()
+		if c.s.State == StateActive && !c.onActivityError(ctx, err) {
+			b.Backoff.failed(workflow.Now(ctx))
+		}
+		return
+	}
+	if b.Covered.IsZero() || b.Target.Before(b.Covered) || !sameFolders(b.Roots, roots) {
+		b.Covered = b.Target
+	}
+	b.Roots, b.Missing, b.Completed, b.Backoff = roots, res.Missing, workflow.Now(ctx), Backoff{}
+	b.Folders = map[string]FolderProgress{}
+	var fetched int64
+	for _, f := range res.Folders {
+		b.Folders[f.ID] = f
+		fetched += f.Fetched
+	}
+	for _, id := range res.Gone {
+		c.folderGone(ctx, FolderRef{ID: id})
+	}
+	if c.s.State != StateActive {
+		return
+	}
+	data := map[string]any{"covered_from": b.Covered.UTC().Format(time.RFC3339), "fetched": fetched, "run": b.Runs}
+	if len(res.Missing) > 0 {
+		data["missing_folders"] = res.Missing
+	}
+	if c.isMailbox() {
+		data["mailbox_id"] = c.s.ID
+	}
+	if _, err := recordEvent.run(ctx, RecordEventInput{
+		ConnectionID: c.credentialID(), MailboxID: c.mailboxID(), EventID: fmt.Sprintf("%s:backfill:%d", c.s.ID, b.Runs), Type: "backfill.completed", Data: data,
+	}); err != nil {
+		c.log.Error("record backfill.completed", "err", err)
+	}
 }
 
 func (c *connection) canSuggested(ctx workflow.Context) bool {

@@ -76,6 +76,26 @@ type fakes struct {
 	// pages them; waitingIns the pages asked for.
 	waiting    []string
 	waitingIns []WaitingSendsInput
+	// mailboxBackfills are the BackfillMailbox calls; backfillInOne makes
+	// every folder done at its first call.
+	mailboxBackfills []BackfillMailboxInput
+	backfillInOne    bool
+}
+
+// backfillFolder is the fake folder backfill: a folder takes two calls
+// per window (one budget's worth, then the rest), or one with
+// backfillInOne.
+func (f *fakes) backfillFolder(in BackfillFolderInput) BackfillFolderResult {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.backfills = append(f.backfills, in)
+	n := 0
+	for _, b := range f.backfills {
+		if b.FolderID == in.FolderID && b.WindowStart.Equal(in.WindowStart) {
+			n++
+		}
+	}
+	return BackfillFolderResult{Fetched: 50, Pages: 1, Done: n >= 2 || f.backfillInOne}
 }
 
 func (f *fakes) mark(name string, t time.Time) {
@@ -120,18 +140,22 @@ func (f *fakes) register(env *testsuite.TestWorkflowEnvironment) {
 		return DiscoverFoldersResult{Folders: f.folders}, nil
 	}, activity.RegisterOptions{Name: ActivityDiscoverFolders})
 	env.RegisterActivityWithOptions(func(ctx context.Context, in BackfillFolderInput) (BackfillFolderResult, error) {
-		f.mu.Lock()
-		f.backfills = append(f.backfills, in)
-		n := 0
-		for _, b := range f.backfills {
-			if b.FolderID == in.FolderID && b.WindowStart.Equal(in.WindowStart) {
-				n++
-			}
-		}
-		f.mu.Unlock()
-		// Two calls per folder: one budget's worth, then the rest.
-		return BackfillFolderResult{Fetched: 50, Pages: 1, Done: n >= 2}, nil
+		return f.backfillFolder(in), nil
 	}, activity.RegisterOptions{Name: ActivityBackfillFolder})
+	env.RegisterActivityWithOptions(func(ctx context.Context, in BackfillMailboxInput) (BackfillMailboxResult, error) {
+		f.mu.Lock()
+		f.mailboxBackfills = append(f.mailboxBackfills, in)
+		folders := f.folders
+		f.mu.Unlock()
+		out := BackfillMailboxResult{Done: true}
+		for _, fo := range folders {
+			r := f.backfillFolder(BackfillFolderInput{ConnectionID: in.ConnectionID, MailboxID: in.MailboxID, UserID: in.UserID, FolderID: fo.ID, WindowStart: in.WindowStart, Budget: in.Budget})
+			out.Folders = append(out.Folders, FolderProgress{ID: fo.ID, Name: fo.Name, Total: fo.Total, Fetched: r.Fetched, Done: r.Done})
+			out.Fetched += r.Fetched
+			out.Done = out.Done && r.Done
+		}
+		return out, nil
+	}, activity.RegisterOptions{Name: ActivityBackfillMailbox})
 	env.RegisterActivityWithOptions(func(ctx context.Context, in SyncFoldersInput) (SyncFoldersResult, error) {
 		f.syncs.Add(1)
 		f.mark(ActivitySyncFolders, env.Now())

@@ -551,6 +551,9 @@ type BackfillInput struct {
 	Concurrency int    `json:"concurrency"`
 	// HeartbeatTimeout of the page activities.
 	HeartbeatTimeout time.Duration `json:"heartbeatTimeout"`
+	// Fetched is what each folder had fetched before (a mailbox's
+	// BackfillMailbox activity), counted in its progress.
+	Fetched map[string]int64 `json:"fetched,omitempty"`
 }
 
 // BackfillResult sums a backfill up.
@@ -561,6 +564,22 @@ type BackfillResult struct {
 	// were deleted at Microsoft while the backfill ran.
 	Missing []string `json:"missing,omitempty"`
 	Gone    []string `json:"gone,omitempty"`
+}
+
+// BackfillMailboxInput is a whole mailbox's backfill in one activity: its
+// folders discovered, then paged side by side (Concurrency at once) until
+// every one is done or Budget has run out. ParentID and Run are not used.
+type BackfillMailboxInput struct {
+	BackfillInput
+	Budget time.Duration `json:"budget"`
+}
+
+// BackfillMailboxResult is how far a BackfillMailbox got: every folder's
+// progress, those missing and gone, and whether every folder is done (if
+// not, the backfill goes on folder by folder from the cursors committed).
+type BackfillMailboxResult struct {
+	BackfillResult
+	Done bool `json:"done"`
 }
 
 // Error types of the activities' application errors, matched by workflows.

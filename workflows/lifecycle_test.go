@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -481,8 +482,11 @@ func TestDisconnectEndsWaitingSends(t *testing.T) {
 	}
 	told := map[string]SendEndedSignal{}
 	var toldAt []time.Time
+	var toldMu sync.Mutex // the test environment calls the mock from a goroutine per signal
 	env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, "", SignalSendEnded, mock.Anything).Return(
 		func(_, workflowID, _, _ string, arg any) error {
+			toldMu.Lock()
+			defer toldMu.Unlock()
 			told[workflowID] = arg.(SendEndedSignal)
 			toldAt = append(toldAt, env.Now())
 			if workflowID == "connection/c1/send/snd_0007" {

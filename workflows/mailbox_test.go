@@ -479,3 +479,60 @@ func TestMailboxSettingsReadByApplicationMailboxes(t *testing.T) {
 		})
 	}
 }
+
+// TestMailboxBackfillBeginsInOneActivity: an attached mailbox's backfill
+// is one BackfillMailbox activity when that brings every folder to the
+// window, with no child; what it leaves goes to the backfill child, which
+// goes on from it, and the folders' progress adds both up.
+func TestMailboxBackfillBeginsInOneActivity(t *testing.T) {
+	tests := []struct {
+		name string
+		// inOne: every folder done at its first call.
+		inOne bool
+		// folderCalls are the folder backfills in all; fetched is each
+		// folder's total.
+		folderCalls int
+		fetched     int64
+	}{
+		{"done in the activity", true, 3, 50},
+		{"the rest in a child", false, 6, 100},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env, f := newEnv(t)
+			f.registerMailboxes(env)
+			f.backfillInOne = tt.inOne
+			env.OnSignalExternalWorkflow(mock.Anything, ConnectionWorkflowID("c1"), "", mock.Anything, mock.Anything).Return(nil)
+			endWith(env, time.Hour, func() {
+				st := query(t, env)
+				if st.State != StateActive || st.Backfill.Completed.IsZero() || st.Backfill.Runs != 1 || st.Backfill.LastError != "" {
+					t.Errorf("after an hour: %s, backfill %+v", st.State, st.Backfill)
+				}
+				if len(st.Backfill.Folders) != len(f.folders) {
+					t.Errorf("progress of %d folders, want %d", len(st.Backfill.Folders), len(f.folders))
+				}
+				for _, p := range st.Backfill.Folders {
+					if !p.Done || p.Fetched != tt.fetched {
+						t.Errorf("folder %s: %+v, want done with %d fetched", p.ID, p, tt.fetched)
+					}
+				}
+			})
+			env.ExecuteWorkflow(Mailbox, mailboxInput())
+			if err := env.GetWorkflowError(); err != nil && !temporal.IsCanceledError(err) {
+				t.Fatal(err)
+			}
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if len(f.mailboxBackfills) != 1 || len(f.backfills) != tt.folderCalls {
+				t.Errorf("%d BackfillMailbox and %d folder calls, want 1 and %d", len(f.mailboxBackfills), len(f.backfills), tt.folderCalls)
+			}
+			if n := slices.Index(f.events, "backfill.completed"); n < 0 {
+				t.Errorf("no backfill.completed event: %v", f.events)
+			}
+			in := f.mailboxBackfills[0]
+			if in.MailboxID != "mbx-support" || in.Budget != folderBudget || in.Concurrency == 0 {
+				t.Errorf("BackfillMailbox asked with %+v", in)
+			}
+		})
+	}
+}

@@ -44,6 +44,10 @@ func TestReplay(t *testing.T) {
 		// reauthorizationRequired, a subscription removed and made again,
 		// missed, and its subscription deleted when detached.
 		{"testdata/mailbox_application_pushed.json", Mailbox},
+		// A mailbox backfilled by one activity, without a child
+		// (mailbox-backfill-inline), polled, then detached by its
+		// connection's disconnect.
+		{"testdata/mailbox_application_inline.json", Mailbox},
 		// Sends (send-slot-at-submit, send-end-signal, send-local-steps): one queued and
 		// canceled at once by the disconnect saga's signal, one sent with
 		// large files, one without.

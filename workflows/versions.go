@@ -47,6 +47,10 @@ package workflows
 //     what came in meanwhile in one signal (BackfillProgress.Updates), and
 //     does not wait for the signal of every folder's total either
 //     (backfill.go); before, each page waited for its own signal.
+//   - mailbox-backfill-inline: an attached mailbox's backfill begins with
+//     one BackfillMailbox activity, and only what it left goes to the
+//     backfill child (connection.go, startBackfill); before, all of it went
+//     to the child.
 //
 // The histories in testdata/ were recorded before the first of them, but
 // the two of an application connection's mailbox, run with the workflow
@@ -61,10 +65,13 @@ package workflows
 // connection_application_children.json by the code before
 // app-mailbox-client-start, connection_application.json by the code that
 // brought it; and backfill_batched.json, recorded by TestConnectAndBackfill
-// (connect) with the code that brought backfill-progress-batched.
+// (connect) with the code that brought backfill-progress-batched; and
+// mailbox_application_inline.json, an application connection's mailbox
+// recorded by TestApplicationConnectionSyncsTheTenant with the code that
+// brought mailbox-backfill-inline.
 //
 // A change driven by a new field of an activity's result needs no change
 // ID when the field's absence keeps the old behaviour: results recorded
 // before it replay as they ran. So it is with the renewal time taken from
 // the lifetime Graph granted (SubscriptionResult.Requested, renewalTime).
-var changeIDs = []string{"admin-consent-state", "backfill-progress-upfront", "send-slot-at-submit", "app-mailbox-push", "disconnect-ends-sends", "send-end-signal", "send-local-steps", "app-mailbox-client-start", "backfill-progress-batched", "send-versions-at-once"}
+var changeIDs = []string{"admin-consent-state", "backfill-progress-upfront", "send-slot-at-submit", "app-mailbox-push", "disconnect-ends-sends", "send-end-signal", "send-local-steps", "app-mailbox-client-start", "backfill-progress-batched", "send-versions-at-once", "mailbox-backfill-inline"}
