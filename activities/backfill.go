@@ -54,9 +54,13 @@ func preferHeaders(pageSize int) *abs.RequestHeaders {
 // continues from. A folder deleted at Microsoft is dropped with its mail
 // and reported Gone.
 func (a *Activities) BackfillFolder(ctx context.Context, in workflows.BackfillFolderInput) (workflows.BackfillFolderResult, error) {
+	gc, err := a.graphFor(ctx, in.ConnectionID, in.UserID)
+	if err != nil {
+		return workflows.BackfillFolderResult{}, err
+	}
 	hb, stop := startHeartbeat(ctx)
 	defer stop()
-	return a.backfillFolder(ctx, hb, in)
+	return a.backfillFolder(ctx, hb, gc, in)
 }
 
 // BackfillMailbox backfills a whole mailbox in one activity, for up to the
@@ -68,7 +72,12 @@ func (a *Activities) BackfillFolder(ctx context.Context, in workflows.BackfillFo
 // folder by folder from the cursors the pages committed.
 func (a *Activities) BackfillMailbox(ctx context.Context, in workflows.BackfillMailboxInput) (workflows.BackfillMailboxResult, error) {
 	deadline := a.now().Add(in.Budget)
-	found, err := a.DiscoverFolders(ctx, workflows.DiscoverFoldersInput{
+	// One client, and so one read of the token, for every request.
+	gc, err := a.graphFor(ctx, in.ConnectionID, in.UserID)
+	if err != nil {
+		return workflows.BackfillMailboxResult{}, err
+	}
+	found, err := a.discoverFolders(ctx, gc, workflows.DiscoverFoldersInput{
 		ConnectionID: in.ConnectionID, MailboxID: in.MailboxID, UserID: in.UserID, Roots: in.Roots, WindowStart: in.WindowStart,
 	})
 	if err != nil {
@@ -85,7 +94,7 @@ func (a *Activities) BackfillMailbox(ctx context.Context, in workflows.BackfillM
 			if left <= 0 {
 				return nil // not begun: the workflow goes on with it
 			}
-			r, err := a.backfillFolder(gctx, hb, workflows.BackfillFolderInput{
+			r, err := a.backfillFolder(gctx, hb, gc, workflows.BackfillFolderInput{
 				ConnectionID: in.ConnectionID, MailboxID: in.MailboxID, UserID: in.UserID, FolderID: f.ID, WindowStart: in.WindowStart,
 				StoreBodies: in.StoreBodies, ContactFilter: in.ContactFilter, Bodies: in.Bodies, PageSize: in.PageSize, Budget: left,
 			})
@@ -111,13 +120,10 @@ func (a *Activities) BackfillMailbox(ctx context.Context, in workflows.BackfillM
 	return out, nil
 }
 
-// backfillFolder is BackfillFolder's work, heartbeating through hb.
-func (a *Activities) backfillFolder(ctx context.Context, hb *heartbeat, in workflows.BackfillFolderInput) (workflows.BackfillFolderResult, error) {
+// backfillFolder is BackfillFolder's work, through gc, heartbeating
+// through hb.
+func (a *Activities) backfillFolder(ctx context.Context, hb *heartbeat, gc *graph.Client, in workflows.BackfillFolderInput) (workflows.BackfillFolderResult, error) {
 	f, err := a.Store.GetFolder(ctx, storeKey(in.ConnectionID, in.MailboxID), in.FolderID)
-	if err != nil {
-		return workflows.BackfillFolderResult{}, err
-	}
-	gc, err := a.graphFor(ctx, in.ConnectionID, in.UserID)
 	if err != nil {
 		return workflows.BackfillFolderResult{}, err
 	}

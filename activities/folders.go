@@ -18,6 +18,11 @@ func (a *Activities) DiscoverFolders(ctx context.Context, in workflows.DiscoverF
 	if err != nil {
 		return workflows.DiscoverFoldersResult{}, err
 	}
+	return a.discoverFolders(ctx, gc, in)
+}
+
+// discoverFolders is DiscoverFolders' work, through gc.
+func (a *Activities) discoverFolders(ctx context.Context, gc *graph.Client, in workflows.DiscoverFoldersInput) (workflows.DiscoverFoldersResult, error) {
 	box := gc.Users().ByUserId(in.UserID)
 	var out []workflows.FolderRef
 	seen := map[string]bool{}

@@ -20,7 +20,7 @@ type WorkflowStarter interface {
 
 // mailboxStartConcurrency bounds the starts in flight at once: each is one
 // request to the Temporal frontend.
-const mailboxStartConcurrency = 16
+const mailboxStartConcurrency = 32
 
 // ErrNoWorkflowClient is the type of the error of StartMailboxes in a
 // process given no Temporal client.

@@ -67,7 +67,7 @@ func TestStartMailboxes(t *testing.T) {
 		wantErr   string // the error's type when non-retryable, or "retryable"
 		wantStart int
 	}{
-		{name: "a batch, at most 16 at once", queue: "q", n: 50, wantStart: 50},
+		{name: "a batch, at most 32 at once", queue: "q", n: 200, wantStart: 200},
 		{name: "none", queue: "q", n: 0},
 		{name: "one refused: the activity fails, to be retried", queue: "q", n: 20,
 			fail: map[string]error{workflows.MailboxWorkflowID("mbx_0007"): errors.New("frontend unavailable")}, wantErr: "retryable", wantStart: 19},
@@ -93,8 +93,8 @@ func TestStartMailboxes(t *testing.T) {
 			if len(f.opts) != tc.wantStart {
 				t.Errorf("%d started, want %d", len(f.opts), tc.wantStart)
 			}
-			if p := f.peak.Load(); p > 16 {
-				t.Errorf("%d starts in flight at once, want at most 16", p)
+			if p := f.peak.Load(); p > 32 {
+				t.Errorf("%d starts in flight at once, want at most 32", p)
 			}
 			for id, o := range f.opts {
 				if o.TaskQueue != tc.queue || o.WorkflowIDReusePolicy != enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE ||

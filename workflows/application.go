@@ -145,8 +145,14 @@ const MailboxWorkflowName = "Mailbox"
 // Defaults of an application connection.
 const (
 	defaultDiscoverEvery = 15 * time.Minute
-	// discoveryBatch bounds the mailboxes started or detached at once.
+	// discoveryBatch bounds the mailboxes paused or resumed at once.
 	discoveryBatch = 50
+	// changesBatch bounds the directory's changes applied at once
+	// (mailboxes started or detached): each batch costs the connection
+	// three activities and their workflow tasks, which wait in the task
+	// queue behind the mailboxes' own, so a tenant's onboarding is paced
+	// by the number of batches.
+	changesBatch = 200
 )
 
 // defaultMailboxSettingsEvery is how often a mailbox's mailboxSettings
@@ -264,7 +270,7 @@ var (
 	ackMailboxChanges = call[AckMailboxChangesInput, None]{ActivityAckMailboxChanges, bookkeeping}
 	liveMailboxes     = call[LiveMailboxesInput, LiveMailboxesResult]{ActivityLiveMailboxes, bookkeeping}
 	closeDirectory    = call[ConnectionRef, None]{ActivityCloseDirectory, sagaStep}
-	// startMailboxes starts up to discoveryBatch workflows through the
+	// startMailboxes starts up to changesBatch workflows through the
 	// Temporal client, in parallel.
 	startMailboxes = call[StartMailboxesInput, None]{ActivityStartMailboxes, workflow.ActivityOptions{
 		StartToCloseTimeout: 2 * time.Minute,
@@ -320,7 +326,7 @@ func (c *connection) discoverDue(ctx workflow.Context) (time.Time, bool) {
 // last page was read and every change it made was applied.
 func (c *connection) discover(ctx workflow.Context) {
 	d := &c.s.App.Discovery
-	res, err := mailboxChanges.run(ctx, MailboxChangesInput{ConnectionID: c.s.ID, Limit: discoveryBatch})
+	res, err := mailboxChanges.run(ctx, MailboxChangesInput{ConnectionID: c.s.ID, Limit: changesBatch})
 	if err == nil && len(res.Changes) > 0 {
 		err = c.applyMailboxChanges(ctx, res.Changes)
 		if err == nil {

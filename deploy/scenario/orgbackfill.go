@@ -233,12 +233,18 @@ func mailboxHistoryMax(ctx context.Context, w *world, connectionID string) (int,
 			continue
 		}
 		g.Go(func() error {
-			v, err := tc.QueryWorkflow(gctx, workflows.MailboxWorkflowID(u.MailboxID), "", workflows.QueryStatus)
-			if err != nil {
-				return fmt.Errorf("%s: %w", u.Address, err)
-			}
+			// A query the worker could not answer in time (busy with the
+			// other mailboxes' rounds) is asked again.
 			var st workflows.Status
-			if err := v.Get(&st); err != nil {
+			err := waitFor(time.Minute, func() error {
+				v, err := tc.QueryWorkflow(gctx, workflows.MailboxWorkflowID(u.MailboxID), "", workflows.QueryStatus)
+				if err != nil {
+					time.Sleep(time.Second)
+					return fmt.Errorf("%s: %w", u.Address, err)
+				}
+				return v.Get(&st)
+			})
+			if err != nil {
 				return err
 			}
 			mu.Lock()
