@@ -143,8 +143,8 @@ func (s *server) presentMailbox(ctx context.Context, m store.Mailbox) mailboxJSO
 		// Terminated by an operator: nothing syncs it until it is detached.
 		out := mailboxView(m, counts[m.ID], nil)
 		out.Reason = workflows.ReasonWorkflowEnded
-		out.ReasonText = "The mailbox's workflow ended in Temporal without detaching it (it was terminated); nothing syncs it. Detach it to clean up."
-		out.NextAction = "detach to clean up"
+		out.ReasonText = "The mailbox's workflow ended in Temporal without detaching it (it was terminated); nothing syncs it. An operator can repair it (POST .../repair) to go on from where it was, or detach it to clean up."
+		out.NextAction = "repair, or detach to clean up"
 		return out
 	case err != nil:
 		return mailboxView(m, counts[m.ID], nil) // the registry answers
@@ -364,6 +364,45 @@ func (s *server) resyncMailbox(c *gin.Context) {
 	c.PureJSON(http.StatusAccepted, mailboxView(m, 0, &st))
 }
 
+// repairMailbox takes up again the workflow of an attached mailbox that
+// an operator terminated in Temporal (or that failed), as repair does a
+// connection's: connect.RepairMailbox resets the ended run, and the
+// mailbox goes on from its cursors. An operator's action: admin keys only.
+func (s *server) repairMailbox(c *gin.Context) {
+	row, m, ok := s.mailbox(c, accessChange)
+	if !ok {
+		return
+	}
+	if !callerOf(c).Admin {
+		problem(c, http.StatusForbidden, "admin_required", "Only an admin key may repair a mailbox's workflow.")
+		return
+	}
+	if m.ID == row.ID {
+		problem(c, http.StatusConflict, "connection_mailbox", "This is the connection's own mailbox, synced by the connection's workflow; repair that with POST /v1/connections/"+row.ID+"/repair.")
+		return
+	}
+	if m.State == workflows.StateDisconnected {
+		problem(c, http.StatusConflict, "mailbox_detached", "This mailbox is detached; there is no workflow to repair.")
+		return
+	}
+	ctx, cancel := context.WithTimeout(c, updateTimeout)
+	defer cancel()
+	done, err := s.d.Connect.RepairMailbox(ctx, m)
+	switch {
+	case errors.Is(err, connect.ErrWorkflowRunning):
+		problem(c, http.StatusConflict, "workflow_running", "This mailbox's workflow is running, so there is nothing to repair; POST /v1/connections/"+row.ID+"/mailboxes/"+m.ID+"/resync re-reads it.")
+		return
+	case errors.Is(err, connect.ErrNotRepairable):
+		problem(c, http.StatusConflict, "not_repairable", "This mailbox's workflow ended by itself or Temporal no longer keeps its history, so it cannot be taken up again; detach it (DELETE /v1/connections/"+row.ID+"/mailboxes/"+m.ID+") to clean up.")
+		return
+	case err != nil:
+		s.unavailable(c, err)
+		return
+	}
+	s.d.Logger.Info("mailbox workflow repaired", "connection", row.ID, "mailbox", m.ID, "run", done.RunID)
+	s.answerMailbox(c, http.StatusOK, m.ID)
+}
+
 // mailboxUpdate runs an update on the workflow that syncs a mailbox.
 func (s *server) mailboxUpdate(c *gin.Context, m store.Mailbox, name string, args ...any) (workflows.Status, bool) {
 	ctx, cancel := context.WithTimeout(c, updateTimeout)
@@ -381,7 +420,7 @@ func (s *server) mailboxUpdate(c *gin.Context, m store.Mailbox, name string, arg
 	case err == nil:
 		return st, true
 	case errors.As(err, &nf) || connect.Ended(err):
-		problem(c, http.StatusConflict, "mailbox_ended", "This mailbox's workflow has ended (it was terminated); detach it to clean up.")
+		problem(c, http.StatusConflict, "mailbox_ended", "This mailbox's workflow has ended (it was terminated); an admin key can repair it (POST .../repair), or detach it to clean up.")
 	case errors.As(err, &appErr) && appErr.Type() == workflows.ErrMailboxUnreachable:
 		unreachableProblem(c, appErr)
 	case errors.As(err, &appErr):

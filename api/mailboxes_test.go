@@ -151,11 +151,49 @@ func TestServiceAccountThroughTheAPI(t *testing.T) {
 		NextAction string `json:"next_action"`
 	}
 	h.call(t, "GET", base+"/"+m.ID, h.acmeAdmin, "", nil).json(t, &ended)
-	if ended.Reason != "workflow_ended" || ended.NextAction != "detach to clean up" {
+	if ended.Reason != "workflow_ended" || ended.NextAction != "repair, or detach to clean up" {
 		t.Errorf("a terminated mailbox shows %+v", ended)
 	}
 	if r := h.call(t, "POST", base+"/"+m.ID+"/resync", h.acmeAdmin, "", nil); r.status != 409 || r.code() != "mailbox_ended" {
 		t.Errorf("resync of a terminated mailbox: %d %s", r.status, r.code())
+	}
+	// An operator repairs it: it goes on from its cursors, and new mail
+	// comes with its next round.
+	repair := base + "/" + m.ID + "/repair"
+	// (A user's key does not see the service account's connection.)
+	if r := h.call(t, "POST", repair, h.acme, "u-ada", nil); r.status != 404 {
+		t.Errorf("repair with a user's key: %d %s", r.status, r.body)
+	}
+	if r := h.call(t, "POST", base+"/"+c.ID+"/repair", h.acmeAdmin, "", nil); r.status != 404 && r.code() != "connection_mailbox" {
+		t.Errorf("repair of the connection's ID as a mailbox: %d %s", r.status, r.body)
+	}
+	if r := h.call(t, "POST", repair, h.acmeAdmin, "", nil); r.status != 200 {
+		t.Fatalf("repair: %d %s", r.status, r.body)
+	}
+	before := m.MessageCount
+	for deadline := time.Now().Add(30 * time.Second); m.Source != "workflow" || m.State != "active" || m.MessageCount < before; time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the repaired mailbox: %+v", m)
+		}
+		h.call(t, "GET", base+"/"+m.ID, h.acmeAdmin, "", nil).json(t, &m)
+	}
+	if r := h.call(t, "POST", repair, h.acmeAdmin, "", nil); r.status != 409 || r.code() != "workflow_running" {
+		t.Errorf("repair of a running mailbox: %d %s", r.status, r.body)
+	}
+	if _, err := e.Ctl.InjectMessages(ctx, e.Shared.UPN, graphsim.MessageSpec{Subject: "after the repair"}); err != nil {
+		t.Fatal(err)
+	}
+	if r := h.call(t, "POST", base+"/"+m.ID+"/resync", h.acmeAdmin, "", nil); r.status != 202 {
+		t.Errorf("resync after the repair: %d %s", r.status, r.body)
+	}
+	for deadline := time.Now().Add(30 * time.Second); m.MessageCount < before+1; time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("new mail after the repair: %+v", m)
+		}
+		h.call(t, "GET", base+"/"+m.ID, h.acmeAdmin, "", nil).json(t, &m)
+	}
+	if err := e.Temporal.TerminateWorkflow(ctx, workflows.MailboxWorkflowID(m.ID), "", "operator again"); err != nil {
+		t.Fatal(err)
 	}
 	if r := h.call(t, "DELETE", base+"/"+m.ID+"?retention=delete", h.acmeAdmin, "", nil); r.status != 200 {
 		t.Fatalf("detach of a terminated mailbox: %d %s", r.status, r.body)

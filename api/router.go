@@ -132,6 +132,7 @@ func NewRouter(d Deps) *gin.Engine {
 	a.GET("/connections/:id/mailboxes/:mbx", s.getMailbox)
 	a.DELETE("/connections/:id/mailboxes/:mbx", s.detachMailbox)
 	a.POST("/connections/:id/mailboxes/:mbx/resync", s.resyncMailbox)
+	a.POST("/connections/:id/mailboxes/:mbx/repair", s.repairMailbox)
 	a.GET("/connections/:id/mailboxes/:mbx/folders", s.listFolders)
 	a.GET("/connections/:id/mailboxes/:mbx/messages", s.listMessages)
 	a.GET("/connections/:id/mailboxes/:mbx/messages/:mid", s.getMessage)

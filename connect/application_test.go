@@ -282,3 +282,63 @@ func TestApplicationMailboxBackfillGoesOnInAChild(t *testing.T) {
 		t.Errorf("%d backfill.completed events", n)
 	}
 }
+
+// TestApplicationMailboxRepairedMidBackfill: an operator terminates a
+// mailbox's workflow while its backfill child runs (taking the child down
+// with it); RepairMailbox takes it up from before the child started, the
+// backfill resumes from the committed cursors, and the mailbox is whole.
+func TestApplicationMailboxRepairedMidBackfill(t *testing.T) {
+	ctx := context.Background()
+	e, org := enginetest.StartOrg(t, graphsim.Options{}, workflows.Options{PollEvery: time.Minute, PageSize: 5})
+	const inbox = 200
+	if _, err := e.Ctl.InjectMessages(ctx, e.Ada.UPN, make([]graphsim.MessageSpec, inbox)...); err != nil {
+		t.Fatal(err)
+	}
+	// Each activity's budget runs out after about two pages (see
+	// TestApplicationMailboxBackfillGoesOnInAChild).
+	var skew atomic.Int64
+	e.Acts.Now = func() time.Time { return time.Now().Add(time.Duration(skew.Add(int64(20 * time.Second)))) }
+	id, err := e.Connect.CreateApplication(ctx, connect.AppRequest{OrgID: "org-1", OwnerID: "admin",
+		Settings:      workflows.Settings{Features: workflows.Features{Read: true}, Retention: workflows.RetentionDelete},
+		Selection:     workflows.Selection{Include: []string{e.Ada.UPN}},
+		Credential:    identity.AppCredential{Tenant: org.Tenant.Tenant.ID, ClientID: org.Daemon.ClientID, Secret: org.Daemon.Secrets[0].Value},
+		SecretExpires: time.Now().Add(90 * 24 * time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ada string
+	waitUntil(t, 60*time.Second, "ada's mailbox", func() bool {
+		users, err := e.Store.ListDirectoryUsers(ctx, id, "", "", 100)
+		for _, u := range users {
+			if err == nil && u.Address == e.Ada.UPN && u.MailboxID != "" {
+				ada = u.MailboxID
+			}
+		}
+		return ada != ""
+	})
+	child := workflows.MailboxWorkflowID(ada) + "/backfill/1"
+	waitUntil(t, 60*time.Second, "the backfill child", func() bool {
+		_, err := e.Temporal.DescribeWorkflowExecution(ctx, child, "")
+		return err == nil
+	})
+	if err := e.Temporal.TerminateWorkflow(ctx, workflows.MailboxWorkflowID(ada), "", "operator"); err != nil {
+		t.Fatal(err)
+	}
+	m, err := e.Store.GetMailbox(ctx, ada)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Connect.RepairMailbox(ctx, m); err != nil {
+		t.Fatalf("repair: %v", err)
+	}
+	if _, err := e.Connect.RepairMailbox(ctx, m); !errors.Is(err, connect.ErrWorkflowRunning) {
+		t.Errorf("a second repair: %v, want ErrWorkflowRunning", err)
+	}
+	st := e.WaitForMailbox(ada, 120*time.Second, "backfilled after the repair", func(st workflows.Status) bool { return !st.Backfill.Completed.IsZero() })
+	if n, err := e.Store.CountMessagesOf(ctx, []string{ada}); err != nil || n[ada] != inbox {
+		t.Errorf("%d of %d messages stored (%v)", n[ada], inbox, err)
+	}
+	if st.State != workflows.StateActive || st.Backfill.LastError != "" {
+		t.Errorf("after the repair: %s, backfill %+v", st.State, st.Backfill)
+	}
+}

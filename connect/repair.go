@@ -44,38 +44,72 @@ type Repaired struct {
 // as it is (ErrWorkflowRunning); one that ended by itself, or whose
 // history Temporal no longer keeps, cannot be taken up (ErrNotRepairable).
 func (s *Service) Repair(ctx context.Context, row store.Connection) (Repaired, error) {
-	id, state := row.ID, row.State
-	wid := workflows.ConnectionWorkflowID(id)
-	desc, err := s.Temporal.DescribeWorkflowExecution(ctx, wid, "")
-	var gone *serviceerror.NotFound
-	if errors.As(err, &gone) {
-		if state != workflows.StatePendingConsent {
+	runID, err := s.reset(ctx, workflows.ConnectionWorkflowID(row.ID))
+	if errors.Is(err, errNothingToReplay) {
+		if row.State != workflows.StatePendingConsent {
 			return Repaired{}, ErrNotRepairable
 		}
 		return Repaired{Restarted: true}, s.Restart(ctx, row)
 	}
 	if err != nil {
-		return Repaired{}, fmt.Errorf("connect: describe the workflow of %s: %w", id, err)
+		return Repaired{}, err
+	}
+	return Repaired{RunID: runID}, nil
+}
+
+// RepairMailbox takes up again the workflow of an attached mailbox (a
+// service account's or an application connection's) that an operator
+// terminated (or that failed or timed out) without detaching it, as
+// Repair does a connection's: its ended run is reset to its last completed
+// workflow task (or to before a backfill child it was running), and the
+// mailbox goes on from its cursors. A running workflow is left as it is
+// (ErrWorkflowRunning); one that ended by itself or whose history is gone
+// cannot be taken up (ErrNotRepairable): the mailbox can only be detached.
+func (s *Service) RepairMailbox(ctx context.Context, m store.Mailbox) (Repaired, error) {
+	runID, err := s.reset(ctx, workflows.MailboxWorkflowID(m.ID))
+	if errors.Is(err, errNothingToReplay) {
+		return Repaired{}, ErrNotRepairable
+	}
+	if err != nil {
+		return Repaired{}, err
+	}
+	return Repaired{RunID: runID}, nil
+}
+
+// errNothingToReplay: the workflow's history is gone, or its run ended
+// before its first workflow task completed.
+var errNothingToReplay = errors.New("connect: no workflow task to reset to")
+
+// reset resets the ended run of workflow wid to its reset point (see
+// resetPoint) and answers the new run's ID: ErrWorkflowRunning when it
+// runs, ErrNotRepairable when it ended by itself (completed, cancelled,
+// continued as new), errNothingToReplay when there is no point to reset
+// to.
+func (s *Service) reset(ctx context.Context, wid string) (string, error) {
+	desc, err := s.Temporal.DescribeWorkflowExecution(ctx, wid, "")
+	var gone *serviceerror.NotFound
+	if errors.As(err, &gone) {
+		return "", errNothingToReplay
+	}
+	if err != nil {
+		return "", fmt.Errorf("connect: describe the workflow %s: %w", wid, err)
 	}
 	info := desc.GetWorkflowExecutionInfo()
 	switch info.GetStatus() {
 	case enums.WORKFLOW_EXECUTION_STATUS_RUNNING:
-		return Repaired{}, ErrWorkflowRunning
+		return "", ErrWorkflowRunning
 	case enums.WORKFLOW_EXECUTION_STATUS_TERMINATED, enums.WORKFLOW_EXECUTION_STATUS_FAILED, enums.WORKFLOW_EXECUTION_STATUS_TIMED_OUT:
 	default:
-		return Repaired{}, ErrNotRepairable
+		return "", ErrNotRepairable
 	}
 	runID := info.GetExecution().GetRunId()
 	last, err := s.resetPoint(ctx, wid, runID)
 	if err != nil {
-		return Repaired{}, err
+		return "", err
 	}
 	if last == 0 {
 		// Terminated before its first workflow task: nothing to replay.
-		if state != workflows.StatePendingConsent {
-			return Repaired{}, ErrNotRepairable
-		}
-		return Repaired{Restarted: true}, s.Restart(ctx, row)
+		return "", errNothingToReplay
 	}
 	resp, err := s.Temporal.ResetWorkflowExecution(ctx, &workflowservice.ResetWorkflowExecutionRequest{
 		Namespace:                 cmp.Or(s.Namespace, "default"),
@@ -86,9 +120,9 @@ func (s *Service) Repair(ctx context.Context, row store.Connection) (Repaired, e
 		RequestId: "repair-" + runID,
 	})
 	if err != nil {
-		return Repaired{}, fmt.Errorf("connect: reset the workflow of %s: %w", id, err)
+		return "", fmt.Errorf("connect: reset the workflow %s: %w", wid, err)
 	}
-	return Repaired{RunID: resp.GetRunId()}, nil
+	return resp.GetRunId(), nil
 }
 
 // resetPoint is the workflow task a repair resets a run to (0: none):

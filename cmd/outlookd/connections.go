@@ -24,7 +24,7 @@ const connectionsUsage = `Usage:
   outlookd connections show CONNECTION_ID [--json]
   outlookd connections resync CONNECTION_ID
   outlookd connections reauthorize CONNECTION_ID [--login-hint ADDRESS]
-  outlookd connections repair CONNECTION_ID
+  outlookd connections repair CONNECTION_ID [--mailbox MAILBOX_ID]
   outlookd connections disconnect CONNECTION_ID
   outlookd connections sends CONNECTION_ID [--state queued|sending|...] [--json]
 
@@ -36,7 +36,9 @@ of the organisation:
   resync       re-reads the mailbox from Graph (POST /v1/connections/{id}/resync)
   reauthorize  prints a fresh sign-in link to send to the mailbox's user
   repair       starts again the workflow of a connection whose workflow was
-               terminated (or failed) in Temporal (POST .../repair)
+               terminated (or failed) in Temporal (POST .../repair); with
+               --mailbox, that of one of its mailboxes (a shared mailbox of a
+               service account, or a mailbox of an application connection)
   disconnect   disconnects it as DELETE /v1/connections/{id} does (also one whose
                workflow was terminated); 'outlookd disconnect' does the same
                without the API, from the registry and Temporal
@@ -191,7 +193,7 @@ func connectionsCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 	apiURL := fs.String("api-url", env["OUTLOOKD_API_URL"], "the API's base URL")
 	keyFile := fs.String("api-key-file", "", "a file holding the admin API key")
 	timeout := fs.Duration("timeout", 30*time.Second, "bound on each request")
-	asJSON, state, hint := new(bool), new(string), new(string)
+	asJSON, state, hint, mailbox := new(bool), new(string), new(string), new(string)
 	needID := true
 	switch sub {
 	case "list":
@@ -205,7 +207,9 @@ func connectionsCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 		fs.StringVar(state, "state", "", "only sends in this state")
 	case "reauthorize":
 		fs.StringVar(hint, "login-hint", "", "the account to pre-fill on Microsoft's sign-in page")
-	case "resync", "repair", "disconnect":
+	case "repair":
+		fs.StringVar(mailbox, "mailbox", "", "repair this mailbox's workflow instead of the connection's")
+	case "resync", "disconnect":
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, connectionsUsage)
 		return nil
@@ -246,6 +250,14 @@ func connectionsCmd(ctx context.Context, args []string, stdout, stderr io.Writer
 		}
 		fmt.Fprintf(stdout, "Send this sign-in link to the mailbox's user (valid for an hour):\n%s\n", c.AuthorizeURL)
 	case "repair":
+		if *mailbox != "" {
+			var m mailboxView
+			if err := a.do(ctx, http.MethodPost, path+"/mailboxes/"+url.PathEscape(*mailbox)+"/repair", nil, &m); err != nil {
+				return fmt.Errorf("repair mailbox %s of %s: %w", *mailbox, id, err)
+			}
+			fmt.Fprintf(stdout, "%s (%s): its workflow runs again (state %s).\n", m.ID, m.Address, m.State)
+			return nil
+		}
 		var c connectionView
 		if err := a.do(ctx, http.MethodPost, path+"/repair", nil, &c); err != nil {
 			return fmt.Errorf("repair %s: %w", id, err)

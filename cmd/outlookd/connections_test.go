@@ -97,6 +97,12 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		out["authorize_url"] = "https://login.example/authorize?state=abc&client_id=x"
+	case "POST mailboxes/mbx_AAAAAAAAAAAAAAAA/repair":
+		_ = json.NewEncoder(w).Encode(map[string]any{"id": "mbx_AAAAAAAAAAAAAAAA", "address": "shared@contoso.example", "state": "active"})
+		return
+	case "POST mailboxes/mbx_BBBBBBBBBBBBBBBB/repair":
+		f.problem(w, 409, "workflow_running", "This mailbox's workflow is running, so there is nothing to repair.")
+		return
 	case "POST repair":
 		if conn["reason"] != "workflow_ended" {
 			f.problem(w, 409, "workflow_running", "This connection's workflow is running; nothing to repair.")
@@ -156,6 +162,9 @@ func TestConnectionsCommand(t *testing.T) {
 		{name: "reauthorize an active one", args: []string{"reauthorize", id(0)}, exit: 1, want: []string{"409 invalid_state", "this one is active"}},
 		{name: "repair a terminated one", args: []string{"repair", id(3)}, want: []string{"runs again"}, wantCall: "POST /v1/connections/" + id(3) + "/repair"},
 		{name: "repair a running one", args: []string{"repair", id(0)}, exit: 1, want: []string{"409 workflow_running"}},
+		{name: "repair a mailbox", args: []string{"repair", id(0), "--mailbox", "mbx_AAAAAAAAAAAAAAAA"}, want: []string{"shared@contoso.example", "runs again"},
+			wantCall: "POST /v1/connections/" + id(0) + "/mailboxes/mbx_AAAAAAAAAAAAAAAA/repair"},
+		{name: "repair a running mailbox", args: []string{"repair", "--mailbox", "mbx_BBBBBBBBBBBBBBBB", id(0)}, exit: 1, want: []string{"409 workflow_running"}},
 		{name: "disconnect", args: []string{"disconnect", id(0)}, want: []string{"disconnecting"}, wantCall: "DELETE /v1/connections/" + id(0)},
 		{name: "sends follow the pages", args: []string{"sends", id(0), "--state", "queued"}, want: []string{"snd_a", "2026-01-01T10:00:00Z", "snd_b", "mbx_AAAAAAAAAAAAAAAA"},
 			wantNot: []string{"Quarterly"}, wantCall: "GET /v1/connections/" + id(0) + "/sends?cursor=snd_a&limit=200&state=queued"},
