@@ -3,11 +3,13 @@ package connect_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
 	"github.com/outlookd/outlookd/connect"
@@ -341,4 +343,98 @@ func TestApplicationMailboxRepairedMidBackfill(t *testing.T) {
 	if st.State != workflows.StateActive || st.Backfill.LastError != "" {
 		t.Errorf("after the repair: %s, backfill %+v", st.State, st.Backfill)
 	}
+}
+
+// TestApplicationConnectionTerminated: an operator terminates an
+// application connection's workflow. Its mailboxes go on syncing (their
+// workflows are their own); Repair takes the connection up again, and it
+// keeps discovering; terminated again, a disconnect cleans everything up
+// from the registry: every mailbox detached, its secret gone from Vault.
+func TestApplicationConnectionTerminated(t *testing.T) {
+	ctx := context.Background()
+	e, org := enginetest.StartOrg(t, graphsim.Options{}, workflows.Options{PollEvery: time.Second})
+	if _, err := e.Ctl.InjectMessages(ctx, e.Ada.UPN, make([]graphsim.MessageSpec, 4)...); err != nil {
+		t.Fatal(err)
+	}
+	id, err := e.Connect.CreateApplication(ctx, connect.AppRequest{OrgID: "org-1", OwnerID: "admin",
+		Settings:      workflows.Settings{Features: workflows.Features{Read: true}, Retention: workflows.RetentionDelete},
+		Selection:     workflows.Selection{Shared: true},
+		Credential:    identity.AppCredential{Tenant: org.Tenant.Tenant.ID, ClientID: org.Daemon.ClientID, Secret: org.Daemon.Secrets[0].Value},
+		SecretExpires: time.Now().Add(90 * 24 * time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mailboxOf := func(upn string) string {
+		users, err := e.Store.ListDirectoryUsers(ctx, id, "", "", 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, u := range users {
+			if u.Address == upn && u.Status == store.DirSyncing {
+				return u.MailboxID
+			}
+		}
+		return ""
+	}
+	waitUntil(t, 60*time.Second, "ada syncing", func() bool { return mailboxOf(e.Ada.UPN) != "" })
+	ada := mailboxOf(e.Ada.UPN)
+	waitUntil(t, 60*time.Second, "ada's mail", func() bool {
+		n, err := e.Store.CountMessagesOf(ctx, []string{ada})
+		return err == nil && n[ada] == 4
+	})
+	terminate := func() {
+		t.Helper()
+		if err := e.Temporal.TerminateWorkflow(ctx, workflows.ConnectionWorkflowID(id), "", "operator"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	terminate()
+	// The mailboxes sync on.
+	if _, err := e.Ctl.InjectMessages(ctx, e.Ada.UPN, graphsim.MessageSpec{Subject: "while the connection is down"}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 30*time.Second, "ada's mail while the connection is down", func() bool {
+		n, err := e.Store.CountMessagesOf(ctx, []string{ada})
+		return err == nil && n[ada] == 5
+	})
+	row, err := e.Store.GetConnection(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Connect.Repair(ctx, row); err != nil {
+		t.Fatalf("repair: %v", err)
+	}
+	// It discovers again: a newcomer's mailbox starts.
+	newcomer, err := e.Ctl.AddUser(ctx, graphsim.UserSpec{Tenant: "contoso.example", UPN: "newcomer@contoso.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := update(ctx, e, id, workflows.UpdateDiscover); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 60*time.Second, "the newcomer syncing after the repair", func() bool { return mailboxOf(newcomer.UPN) != "" })
+
+	terminate()
+	if row, err = e.Store.GetConnection(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Connect.Disconnect(ctx, row); err != nil {
+		t.Fatalf("disconnect of the terminated connection: %v", err)
+	}
+	e.WaitFor(id, 60*time.Second, "disconnected", func(st workflows.Status) bool { return st.State == workflows.StateDisconnected })
+	if ids, err := e.Store.LiveMailboxIDs(ctx, id, "", 10); err != nil || len(ids) != 0 {
+		t.Errorf("mailboxes left after the disconnect: %v %v", ids, err)
+	}
+	if n, _ := e.Store.CountMessagesOf(ctx, []string{ada}); n[ada] != 0 {
+		t.Errorf("ada's mail kept after a disconnect with retention delete: %d", n[ada])
+	}
+	if n, _ := e.Vault.Tokens().Count(ctx, id); n != 0 {
+		t.Errorf("%d secrets left in Vault", n)
+	}
+	// Every mailbox workflow has ended (as visibility, a moment behind, says).
+	waitUntil(t, 30*time.Second, "every workflow of the connection ended", func() bool {
+		resp, err := e.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+			Query: fmt.Sprintf("ConnectionId = %q AND ExecutionStatus = 'Running'", id)})
+		return err == nil && len(resp.GetExecutions()) == 0
+	})
 }
