@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/outlookd/outlookd/graphsim"
+	"github.com/outlookd/outlookd/workflows"
 )
 
 // TestApplicationConnectionThroughTheAPI: only an admin key creates an
@@ -126,6 +127,52 @@ func TestApplicationConnectionThroughTheAPI(t *testing.T) {
 	}
 	if len(dir.Data) != v.Application.Syncing || !shared {
 		t.Errorf("directory: %s", r.body)
+	}
+	// The app detaches two mailboxes, one of them with its workflow
+	// terminated by an operator: each user stays out of the connection
+	// (excluded, "detached"), even after another discovery round.
+	if len(dir.Data) < 2 {
+		t.Fatalf("directory: %s", r.body)
+	}
+	running, terminated := dir.Data[0], dir.Data[1]
+	if err := h.e.Temporal.TerminateWorkflow(ctx, workflows.MailboxWorkflowID(terminated.MailboxID), "", "operator"); err != nil {
+		t.Fatal(err)
+	}
+	base := "/v1/connections/" + created.ID + "/mailboxes/"
+	if r := h.call(t, "DELETE", base+running.MailboxID, h.acmeAdmin, "", nil); r.status != http.StatusAccepted {
+		t.Errorf("detach a mailbox: %d %s", r.status, r.body)
+	}
+	if r := h.call(t, "DELETE", base+terminated.MailboxID, h.acmeAdmin, "", nil); r.status != http.StatusOK {
+		t.Errorf("detach a terminated mailbox: %d %s", r.status, r.body)
+	}
+	if r := h.call(t, "POST", "/v1/connections/"+created.ID+"/discover", h.acmeAdmin, "", nil); r.status >= 300 {
+		t.Errorf("discover: %d %s", r.status, r.body)
+	}
+	for _, u := range []string{running.Address, terminated.Address} {
+		var got struct {
+			Data []struct {
+				Address, Status, Reason string
+			} `json:"data"`
+		}
+		h.call(t, "GET", "/v1/connections/"+created.ID+"/directory?status=excluded", h.acmeAdmin, "", nil).json(t, &got)
+		found := false
+		for _, d := range got.Data {
+			found = found || d.Address == u && d.Reason == "detached"
+		}
+		if !found {
+			t.Errorf("%s not excluded as detached: %+v", u, got.Data)
+		}
+	}
+	for _, id := range []string{running.MailboxID, terminated.MailboxID} {
+		var m struct {
+			State string `json:"state"`
+		}
+		for deadline := time.Now().Add(30 * time.Second); m.State != "disconnected"; time.Sleep(200 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("mailbox %s not detached: %+v", id, m)
+			}
+			h.call(t, "GET", base+id, h.acmeAdmin, "", nil).json(t, &m)
+		}
 	}
 	if r := h.call(t, "GET", "/v1/connections/"+created.ID+"/directory?status=nonsense", h.acmeAdmin, "", nil); r.code() != "invalid_status" {
 		t.Errorf("a wrong status: %d %s", r.status, r.body)

@@ -313,8 +313,24 @@ func (s *server) detachMailbox(c *gin.Context) {
 		problem(c, http.StatusConflict, "own_mailbox", "A delegated connection's own mailbox is detached by disconnecting the connection.")
 		return
 	}
+	// An application connection's user whose mailbox the app detaches
+	// stays out of the connection (excluded, "detached"): its directory
+	// would otherwise say it syncs, and a later page start it again. After
+	// the detach was asked, and again on a retry of it.
+	markDetached := func() bool {
+		if row.Mode != workflows.ModeApplication {
+			return true
+		}
+		if err := s.d.Store.MarkDirectoryDetached(c, row.ID, m.ID); err != nil {
+			s.unavailable(c, err)
+			return false
+		}
+		return true
+	}
 	if m.State == workflows.StateDisconnected {
-		c.PureJSON(http.StatusOK, s.presentMailbox(c, m))
+		if markDetached() {
+			c.PureJSON(http.StatusOK, s.presentMailbox(c, m))
+		}
 		return
 	}
 	retention := c.Query("retention")
@@ -325,7 +341,7 @@ func (s *server) detachMailbox(c *gin.Context) {
 	if _, err := s.mailboxStatus(c, m); errors.Is(err, errWorkflowClosed) {
 		// Its workflow was terminated: the connection detaches it.
 		retention = cmp.Or(retention, mailboxSettings(m).Retention)
-		if _, ok := s.update(c, row.ID, workflows.UpdateDetachEnded, workflows.DetachEndedInput{MailboxID: m.ID, Retention: retention}); !ok {
+		if _, ok := s.update(c, row.ID, workflows.UpdateDetachEnded, workflows.DetachEndedInput{MailboxID: m.ID, Retention: retention}); !ok || !markDetached() {
 			return
 		}
 		s.answerMailbox(c, http.StatusOK, m.ID)
@@ -339,7 +355,7 @@ func (s *server) detachMailbox(c *gin.Context) {
 		}
 	}
 	st, ok := s.mailboxUpdate(c, m, workflows.UpdateDisconnect)
-	if !ok {
+	if !ok || !markDetached() {
 		return
 	}
 	out := mailboxView(m, 0, &st)

@@ -18,6 +18,25 @@ const (
 	DirExcluded = "excluded"
 )
 
+// ReasonDetached is the reason of a user whose mailbox the app detached:
+// it stays excluded, whatever the directory reports of the user later.
+const ReasonDetached = "detached"
+
+// MarkDirectoryDetached records that the app detached the mailbox of an
+// application connection's user: the user is excluded with reason
+// "detached" (ReasonDetached), and later pages of the directory do not
+// start the mailbox again. A user not synced (leaving, left, excluded) is
+// left as it is, so asking twice is harmless.
+func (s *Store) MarkDirectoryDetached(ctx context.Context, connectionID, mailboxID string) error {
+	if _, err := s.pool.Exec(ctx, `
+		UPDATE directory_users SET status = $3, reason = $4, updated_at = now()
+		WHERE connection_id = $1 AND mailbox_id = $2 AND status IN ($5, $6)`,
+		connectionID, mailboxID, DirExcluded, ReasonDetached, DirJoining, DirSyncing); err != nil {
+		return fmt.Errorf("store: mark the mailbox %s of %s detached: %w", mailboxID, connectionID, err)
+	}
+	return nil
+}
+
 // DirectoryUser is a user of an application connection's tenant as the
 // connection sees it.
 type DirectoryUser struct {
@@ -82,9 +101,9 @@ func (s *Store) ApplyDirectoryChanges(ctx context.Context, connectionID string, 
 
 func applyDirectoryChanges(ctx context.Context, tx pgx.Tx, connectionID string, changes []DirectoryChange) error {
 	for _, c := range changes {
-		var status, mailboxID string
-		err := tx.QueryRow(ctx, `SELECT status, COALESCE(mailbox_id, '') FROM directory_users WHERE connection_id = $1 AND user_id = $2 FOR UPDATE`,
-			connectionID, c.UserID).Scan(&status, &mailboxID)
+		var status, mailboxID, was string
+		err := tx.QueryRow(ctx, `SELECT status, COALESCE(mailbox_id, ''), COALESCE(reason, '') FROM directory_users WHERE connection_id = $1 AND user_id = $2 FOR UPDATE`,
+			connectionID, c.UserID).Scan(&status, &mailboxID, &was)
 		known := err == nil
 		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("store: directory user %s: %w", c.UserID, err)
@@ -92,6 +111,9 @@ func applyDirectoryChanges(ctx context.Context, tx pgx.Tx, connectionID string, 
 		next, reason := status, c.Reason
 		live := status == DirJoining || status == DirSyncing
 		switch {
+		case c.Want && status == DirExcluded && was == ReasonDetached:
+			// The app detached its mailbox: it stays out.
+			reason = ReasonDetached
 		case c.Want && (live || status == DirLeaving):
 			// Still synced (or still being detached: it joins again
 			// when the directory next reports it).

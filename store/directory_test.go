@@ -106,6 +106,68 @@ func TestDirectoryOfAnApplicationConnection(t *testing.T) {
 	}
 }
 
+// TestDirectoryUserDetached: a user whose mailbox the app detached is
+// excluded with reason "detached" and stays so when the directory reports
+// the user again; marking twice, or a user not synced, changes nothing; a
+// detached user deleted from the tenant is recorded left.
+func TestDirectoryUserDetached(t *testing.T) {
+	ctx := context.Background()
+	st := newStore(t)
+	if err := st.CreateConnection(ctx, store.Connection{ID: "c-det", OrgID: "o", OwnerID: "admin", State: "active", Mode: "application"}); err != nil {
+		t.Fatal(err)
+	}
+	page := []store.DirectoryChange{
+		{UserID: "u-ada", Address: "ada@contoso.example", Want: true, NewMailboxID: "mbx_ada_00001"},
+		{UserID: "u-bob", Address: "bob@contoso.example", Want: true, NewMailboxID: "mbx_bob_00001"},
+		{UserID: "u-kiosk", Address: "kiosk@contoso.example", Reason: "no_mailbox"},
+	}
+	if err := st.ApplyDirectoryPage(ctx, "c-det", page, "link-1", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SetDirectoryStatus(ctx, "c-det", "u-ada", store.DirJoining, store.DirSyncing, ""); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := st.MarkDirectoryDetached(ctx, "c-det", "mbx_ada_00001"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Reported again (a rename, say), ada stays out; bob is deleted.
+	again := []store.DirectoryChange{
+		{UserID: "u-ada", Address: "ada.l@contoso.example", Want: true, NewMailboxID: "mbx_ada_00002"},
+		{UserID: "u-kiosk", Address: "kiosk@contoso.example", Reason: "no_mailbox"},
+	}
+	if err := st.ApplyDirectoryPage(ctx, "c-det", again, "link-2", true); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]store.DirectoryUser{}
+	users, err := st.ListDirectoryUsers(ctx, "c-det", "", "", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range users {
+		got[u.UserID] = u
+	}
+	for id, want := range map[string]string{"u-ada": "excluded:detached", "u-bob": "joining:", "u-kiosk": "excluded:no_mailbox"} {
+		if u := got[id]; u.Status+":"+u.Reason != want {
+			t.Errorf("%s: %s:%s, want %s", id, u.Status, u.Reason, want)
+		}
+	}
+	if got["u-ada"].MailboxID != "mbx_ada_00001" || got["u-ada"].Address != "ada.l@contoso.example" {
+		t.Errorf("the detached user: %+v", got["u-ada"])
+	}
+	if pending, _ := st.PendingDirectoryUsers(ctx, "c-det", 10); len(pending) != 1 || pending[0].UserID != "u-bob" {
+		t.Errorf("pending: %+v", pending)
+	}
+	gone := []store.DirectoryChange{{UserID: "u-ada", Gone: true, Reason: "user_deleted"}}
+	if err := st.ApplyDirectoryPage(ctx, "c-det", gone, "link-3", true); err != nil {
+		t.Fatal(err)
+	}
+	if u, _ := st.ListDirectoryUsers(ctx, "c-det", store.DirLeft, "", 10); len(u) != 1 || u[0].Reason != "user_deleted" {
+		t.Errorf("the detached user deleted: %+v", u)
+	}
+}
+
 // TestGroupMembersOfAnApplicationConnection: each read of the selected
 // groups' members is compared with the last (who came in, who went out),
 // and changes applied outside a page leave the link alone.

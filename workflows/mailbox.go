@@ -451,8 +451,8 @@ func (c *connection) detachEnded(ctx workflow.Context, id, retention string) err
 
 func (c *connection) validateDetachEnded(in DetachEndedInput) error {
 	switch {
-	case c.isMailbox() || c.s.Mode != ModeServiceAccount:
-		return errors.New("only a service account's connection has mailboxes attached to it")
+	case c.isMailbox() || c.s.Mode != ModeServiceAccount && c.s.Mode != ModeApplication:
+		return errors.New("only a service account's or an application connection has mailboxes")
 	case in.Retention != RetentionKeep && in.Retention != RetentionDelete:
 		return fmt.Errorf("retention must be %q or %q", RetentionKeep, RetentionDelete)
 	case c.s.State == StateDisconnected:
