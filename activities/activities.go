@@ -8,8 +8,10 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
+	"github.com/hashicorp/golang-lru/v2/expirable"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/outlookd/outlookd/graph"
@@ -43,6 +45,10 @@ type Activities struct {
 	// refreshes lets one refresh of a connection's tokens run at a time in
 	// this process (the store's lock covers the others).
 	refreshes singleflight.Group
+	// appTokens keeps application connections' access tokens (see
+	// appTokenCache).
+	appTokensOnce sync.Once
+	appTokens     *expirable.LRU[string, vault.Tokens]
 }
 
 func (a *Activities) now() time.Time {

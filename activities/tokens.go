@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/golang-lru/v2/expirable"
 	"go.temporal.io/sdk/temporal"
 	"golang.org/x/oauth2"
 
@@ -43,6 +44,10 @@ func (t *vaultTokenSource) Token() (*oauth2.Token, error) {
 	if t.cached != nil && t.cached.Expiry.After(t.a.now().Add(margin)) {
 		return t.cached, nil
 	}
+	if tok, ok := t.a.appTokenCache().Get(t.connectionID); ok && tok.Expiry.After(t.a.now().Add(margin)) {
+		t.cached = &oauth2.Token{AccessToken: tok.AccessToken, TokenType: "Bearer", Expiry: tok.Expiry}
+		return t.cached, nil
+	}
 	tok, _, err := t.a.Tokens.GetTokens(t.ctx, t.connectionID)
 	if err != nil {
 		return nil, err
@@ -52,8 +57,37 @@ func (t *vaultTokenSource) Token() (*oauth2.Token, error) {
 			return nil, err
 		}
 	}
+	t.a.keepAppToken(t.connectionID, tok)
 	t.cached = &oauth2.Token{AccessToken: tok.AccessToken, TokenType: "Bearer", Expiry: tok.Expiry}
 	return t.cached, nil
+}
+
+// appTokenTTL bounds how long a process uses an application connection's
+// access token without reading Vault again.
+const appTokenTTL = 30 * time.Second
+
+// appTokenCache keeps application connections' access tokens in this
+// process for up to appTokenTTL. One app-only token serves every mailbox
+// of a tenant, and reading it from Vault for each activity of thousands of
+// mailboxes made Vault a bound of a tenant's onboarding (org-backfill).
+// Only tokens without a refresh token (client credentials) are kept: a
+// user's tokens change scopes with a new consent, which every process must
+// see at once, while an app's role granted later reaches its tokens at
+// their next issue anyway. Another process's new token (a rotation) is
+// seen within the TTL, or at once on a 401 (refreshOn401 reads Vault).
+func (a *Activities) appTokenCache() *expirable.LRU[string, vault.Tokens] {
+	a.appTokensOnce.Do(func() { a.appTokens = expirable.NewLRU[string, vault.Tokens](10000, nil, appTokenTTL) })
+	return a.appTokens
+}
+
+// keepAppToken keeps tok for connectionID when it is an app-only token,
+// and forgets what was kept otherwise.
+func (a *Activities) keepAppToken(connectionID string, tok vault.Tokens) {
+	if tok.RefreshToken == "" && tok.AccessToken != "" {
+		a.appTokenCache().Add(connectionID, vault.Tokens{AccessToken: tok.AccessToken, Expiry: tok.Expiry, Scope: tok.Scope})
+		return
+	}
+	a.appTokenCache().Remove(connectionID)
 }
 
 // forceRefresh replaces the access token Graph refused, whatever its
@@ -69,6 +103,7 @@ func (t *vaultTokenSource) forceRefresh() (*oauth2.Token, error) {
 	if err != nil {
 		return nil, err
 	}
+	t.a.keepAppToken(t.connectionID, tok)
 	t.cached = &oauth2.Token{AccessToken: tok.AccessToken, TokenType: "Bearer", Expiry: tok.Expiry}
 	return t.cached, nil
 }
