@@ -943,15 +943,8 @@ func (s *server) repair(c *gin.Context) {
 	ctx, cancel := context.WithTimeout(c, updateTimeout)
 	defer cancel()
 	done, err := s.d.Connect.Repair(ctx, row)
-	switch {
-	case errors.Is(err, connect.ErrWorkflowRunning):
-		problem(c, http.StatusConflict, "workflow_running", "This connection's workflow is running, so there is nothing to repair; POST /v1/connections/"+row.ID+"/resync re-reads its mailbox.")
-		return
-	case errors.Is(err, connect.ErrNotRepairable):
-		problem(c, http.StatusConflict, "not_repairable", "This connection's workflow ended by itself or Temporal no longer keeps its history, so it cannot be taken up again; disconnect it (DELETE /v1/connections/"+row.ID+") to clean up, then create a new one.")
-		return
-	case err != nil:
-		s.unavailable(c, err)
+	if s.repairRefused(c, err, "connection", "POST /v1/connections/"+row.ID+"/resync re-reads its mailbox.",
+		"disconnect it (DELETE /v1/connections/"+row.ID+") to clean up, then create a new one.") {
 		return
 	}
 	s.d.Logger.Info("connection workflow repaired", "connection", row.ID, "run", done.RunID, "restarted", done.Restarted)
@@ -965,6 +958,24 @@ func (s *server) repair(c *gin.Context) {
 		out.AuthorizeURL = authURL
 	}
 	c.PureJSON(http.StatusOK, out)
+}
+
+// repairRefused answers a repair that did not happen, and says whether it
+// did: the workflow of the connection or mailbox (what) runs, and resync
+// says how to re-read it instead; or it cannot be taken up again, and
+// cleanUp says what to do; or Temporal could not be reached.
+func (s *server) repairRefused(c *gin.Context, err error, what, resync, cleanUp string) bool {
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, connect.ErrWorkflowRunning):
+		problem(c, http.StatusConflict, "workflow_running", "This "+what+"'s workflow is running, so there is nothing to repair; "+resync)
+	case errors.Is(err, connect.ErrNotRepairable):
+		problem(c, http.StatusConflict, "not_repairable", "This "+what+"'s workflow ended by itself or Temporal no longer keeps its history, so it cannot be taken up again; "+cleanUp)
+	default:
+		s.unavailable(c, err)
+	}
+	return true
 }
 
 // maxPerOwner is the limit of live connections per owner a create is held

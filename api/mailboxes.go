@@ -393,6 +393,9 @@ func (s *server) repairMailbox(c *gin.Context) {
 		problem(c, http.StatusForbidden, "admin_required", "Only an admin key may repair a mailbox's workflow.")
 		return
 	}
+	if disconnected(c, row) {
+		return
+	}
 	if m.ID == row.ID {
 		problem(c, http.StatusConflict, "connection_mailbox", "This is the connection's own mailbox, synced by the connection's workflow; repair that with POST /v1/connections/"+row.ID+"/repair.")
 		return
@@ -404,15 +407,8 @@ func (s *server) repairMailbox(c *gin.Context) {
 	ctx, cancel := context.WithTimeout(c, updateTimeout)
 	defer cancel()
 	done, err := s.d.Connect.RepairMailbox(ctx, m)
-	switch {
-	case errors.Is(err, connect.ErrWorkflowRunning):
-		problem(c, http.StatusConflict, "workflow_running", "This mailbox's workflow is running, so there is nothing to repair; POST /v1/connections/"+row.ID+"/mailboxes/"+m.ID+"/resync re-reads it.")
-		return
-	case errors.Is(err, connect.ErrNotRepairable):
-		problem(c, http.StatusConflict, "not_repairable", "This mailbox's workflow ended by itself or Temporal no longer keeps its history, so it cannot be taken up again; detach it (DELETE /v1/connections/"+row.ID+"/mailboxes/"+m.ID+") to clean up.")
-		return
-	case err != nil:
-		s.unavailable(c, err)
+	path := "/v1/connections/" + row.ID + "/mailboxes/" + m.ID
+	if s.repairRefused(c, err, "mailbox", "POST "+path+"/resync re-reads it.", "detach it (DELETE "+path+") to clean up.") {
 		return
 	}
 	s.d.Logger.Info("mailbox workflow repaired", "connection", row.ID, "mailbox", m.ID, "run", done.RunID)

@@ -209,4 +209,14 @@ func TestServiceAccountThroughTheAPI(t *testing.T) {
 	if r := h.call(t, "POST", "/v1/connections/"+own.ID+"/mailboxes", h.acme, "ada", map[string]any{"address": e.Shared.UPN}); r.status != 409 || r.code() != "not_a_service_account" {
 		t.Errorf("attach to a delegated connection: %d %s", r.status, r.code())
 	}
+
+	// Once the service account is disconnected, nothing under it is
+	// repaired.
+	if r := h.call(t, "DELETE", "/v1/connections/"+c.ID, h.acmeAdmin, "", nil); r.status >= 300 {
+		t.Fatalf("disconnect the service account: %d %s", r.status, r.body)
+	}
+	h.waitConn(t, c.ID, h.acmeAdmin, "", "disconnected", func(c conn) bool { return c.State == workflows.StateDisconnected })
+	if r := h.call(t, "POST", repair, h.acmeAdmin, "", nil); r.status != 409 || r.code() != "connection_ended" {
+		t.Errorf("repair under a disconnected connection: %d %s", r.status, r.body)
+	}
 }
