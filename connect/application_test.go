@@ -14,6 +14,7 @@ import (
 
 	"github.com/outlookd/outlookd/connect"
 	"github.com/outlookd/outlookd/graphsim"
+	"github.com/outlookd/outlookd/graphsim/simtest"
 	"github.com/outlookd/outlookd/identity"
 	"github.com/outlookd/outlookd/internal/enginetest"
 	"github.com/outlookd/outlookd/store"
@@ -229,29 +230,9 @@ func TestApplicationMailboxBackfillGoesOnInAChild(t *testing.T) {
 	if _, err := e.Ctl.InjectMessages(ctx, e.Ada.UPN, make([]graphsim.MessageSpec, inbox)...); err != nil {
 		t.Fatal(err)
 	}
-	// Every reading of the activities' clock is 20 s later than the one
-	// before, so a backfill activity's 45 s budget runs out after about
-	// two pages.
-	var skew atomic.Int64
-	e.Acts.Now = func() time.Time { return time.Now().Add(time.Duration(skew.Add(int64(20 * time.Second)))) }
-	settings := workflows.Settings{Features: workflows.Features{Read: true}, Retention: workflows.RetentionDelete}
-	id, err := e.Connect.CreateApplication(ctx, connect.AppRequest{OrgID: "org-1", OwnerID: "admin", Settings: settings,
-		Selection:     workflows.Selection{Include: []string{e.Ada.UPN}},
-		Credential:    identity.AppCredential{Tenant: org.Tenant.Tenant.ID, ClientID: org.Daemon.ClientID, Secret: org.Daemon.Secrets[0].Value},
-		SecretExpires: time.Now().Add(90 * 24 * time.Hour)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ada string
-	waitUntil(t, 60*time.Second, "ada's mailbox", func() bool {
-		users, err := e.Store.ListDirectoryUsers(ctx, id, "", "", 100)
-		for _, u := range users {
-			if err == nil && u.Address == e.Ada.UPN && u.MailboxID != "" {
-				ada = u.MailboxID
-			}
-		}
-		return ada != ""
-	})
+	budgetRunsOutAfterTwoPages(e)
+	id := createDaemon(t, e, org, workflows.Selection{Include: []string{e.Ada.UPN}})
+	ada := waitMailboxOf(t, e, id, e.Ada.UPN, "")
 	st := e.WaitForMailbox(ada, 120*time.Second, "backfilled", func(st workflows.Status) bool { return !st.Backfill.Completed.IsZero() })
 	n, err := e.Store.CountMessagesOf(ctx, []string{ada})
 	if err != nil || n[ada] != inbox {
@@ -296,28 +277,9 @@ func TestApplicationMailboxRepairedMidBackfill(t *testing.T) {
 	if _, err := e.Ctl.InjectMessages(ctx, e.Ada.UPN, make([]graphsim.MessageSpec, inbox)...); err != nil {
 		t.Fatal(err)
 	}
-	// Each activity's budget runs out after about two pages (see
-	// TestApplicationMailboxBackfillGoesOnInAChild).
-	var skew atomic.Int64
-	e.Acts.Now = func() time.Time { return time.Now().Add(time.Duration(skew.Add(int64(20 * time.Second)))) }
-	id, err := e.Connect.CreateApplication(ctx, connect.AppRequest{OrgID: "org-1", OwnerID: "admin",
-		Settings:      workflows.Settings{Features: workflows.Features{Read: true}, Retention: workflows.RetentionDelete},
-		Selection:     workflows.Selection{Include: []string{e.Ada.UPN}},
-		Credential:    identity.AppCredential{Tenant: org.Tenant.Tenant.ID, ClientID: org.Daemon.ClientID, Secret: org.Daemon.Secrets[0].Value},
-		SecretExpires: time.Now().Add(90 * 24 * time.Hour)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ada string
-	waitUntil(t, 60*time.Second, "ada's mailbox", func() bool {
-		users, err := e.Store.ListDirectoryUsers(ctx, id, "", "", 100)
-		for _, u := range users {
-			if err == nil && u.Address == e.Ada.UPN && u.MailboxID != "" {
-				ada = u.MailboxID
-			}
-		}
-		return ada != ""
-	})
+	budgetRunsOutAfterTwoPages(e)
+	id := createDaemon(t, e, org, workflows.Selection{Include: []string{e.Ada.UPN}})
+	ada := waitMailboxOf(t, e, id, e.Ada.UPN, "")
 	child := workflows.MailboxWorkflowID(ada) + "/backfill/1"
 	waitUntil(t, 60*time.Second, "the backfill child", func() bool {
 		_, err := e.Temporal.DescribeWorkflowExecution(ctx, child, "")
@@ -356,28 +318,8 @@ func TestApplicationConnectionTerminated(t *testing.T) {
 	if _, err := e.Ctl.InjectMessages(ctx, e.Ada.UPN, make([]graphsim.MessageSpec, 4)...); err != nil {
 		t.Fatal(err)
 	}
-	id, err := e.Connect.CreateApplication(ctx, connect.AppRequest{OrgID: "org-1", OwnerID: "admin",
-		Settings:      workflows.Settings{Features: workflows.Features{Read: true}, Retention: workflows.RetentionDelete},
-		Selection:     workflows.Selection{Shared: true},
-		Credential:    identity.AppCredential{Tenant: org.Tenant.Tenant.ID, ClientID: org.Daemon.ClientID, Secret: org.Daemon.Secrets[0].Value},
-		SecretExpires: time.Now().Add(90 * 24 * time.Hour)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mailboxOf := func(upn string) string {
-		users, err := e.Store.ListDirectoryUsers(ctx, id, "", "", 1000)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, u := range users {
-			if u.Address == upn && u.Status == store.DirSyncing {
-				return u.MailboxID
-			}
-		}
-		return ""
-	}
-	waitUntil(t, 60*time.Second, "ada syncing", func() bool { return mailboxOf(e.Ada.UPN) != "" })
-	ada := mailboxOf(e.Ada.UPN)
+	id := createDaemon(t, e, org, workflows.Selection{Shared: true})
+	ada := waitMailboxOf(t, e, id, e.Ada.UPN, store.DirSyncing)
 	waitUntil(t, 60*time.Second, "ada's mail", func() bool {
 		n, err := e.Store.CountMessagesOf(ctx, []string{ada})
 		return err == nil && n[ada] == 4
@@ -412,7 +354,7 @@ func TestApplicationConnectionTerminated(t *testing.T) {
 	if _, err := update(ctx, e, id, workflows.UpdateDiscover); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 60*time.Second, "the newcomer syncing after the repair", func() bool { return mailboxOf(newcomer.UPN) != "" })
+	waitMailboxOf(t, e, id, newcomer.UPN, store.DirSyncing)
 
 	terminate()
 	if row, err = e.Store.GetConnection(ctx, id); err != nil {
@@ -437,4 +379,54 @@ func TestApplicationConnectionTerminated(t *testing.T) {
 			Query: fmt.Sprintf("ConnectionId = %q AND ExecutionStatus = 'Running'", id)})
 		return err == nil && len(resp.GetExecutions()) == 0
 	})
+}
+
+// createDaemon creates an application connection with graphsim's daemon
+// app over the users sel selects, their mail deleted when they leave.
+func createDaemon(t *testing.T, e *enginetest.Engine, org *simtest.Org, sel workflows.Selection) string {
+	t.Helper()
+	id, err := e.Connect.CreateApplication(context.Background(), connect.AppRequest{OrgID: "org-1", OwnerID: "admin",
+		Settings:      workflows.Settings{Features: workflows.Features{Read: true}, Retention: workflows.RetentionDelete},
+		Selection:     sel,
+		Credential:    identity.AppCredential{Tenant: org.Tenant.Tenant.ID, ClientID: org.Daemon.ClientID, Secret: org.Daemon.Secrets[0].Value},
+		SecretExpires: time.Now().Add(90 * 24 * time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// mailboxOf is the mailbox ID the connection's directory gives upn, when
+// the user is in status (any status when ""); "" when none.
+func mailboxOf(t *testing.T, e *enginetest.Engine, id, upn, status string) string {
+	t.Helper()
+	users, err := e.Store.ListDirectoryUsers(context.Background(), id, "", "", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range users {
+		if u.Address == upn && (status == "" || u.Status == status) {
+			return u.MailboxID
+		}
+	}
+	return ""
+}
+
+// waitMailboxOf waits until the directory gives upn a mailbox in status.
+func waitMailboxOf(t *testing.T, e *enginetest.Engine, id, upn, status string) string {
+	t.Helper()
+	var mbx string
+	waitUntil(t, 60*time.Second, upn+"'s mailbox", func() bool {
+		mbx = mailboxOf(t, e, id, upn, status)
+		return mbx != ""
+	})
+	return mbx
+}
+
+// budgetRunsOutAfterTwoPages makes every reading of the activities' clock
+// 20 s later than the one before, so a backfill activity's 45 s budget
+// runs out after about two pages.
+func budgetRunsOutAfterTwoPages(e *enginetest.Engine) {
+	var skew atomic.Int64
+	e.Acts.Now = func() time.Time { return time.Now().Add(time.Duration(skew.Add(int64(20 * time.Second)))) }
 }

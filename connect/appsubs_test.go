@@ -5,9 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outlookd/outlookd/connect"
 	"github.com/outlookd/outlookd/graphsim"
-	"github.com/outlookd/outlookd/identity"
 	"github.com/outlookd/outlookd/internal/enginetest"
 	"github.com/outlookd/outlookd/workflows"
 )
@@ -22,27 +20,7 @@ import (
 func TestApplicationMailboxesPushed(t *testing.T) {
 	ctx := context.Background()
 	e, org := enginetest.StartOrgLive(t, graphsim.Options{}, workflows.Options{PollEvery: time.Hour})
-	tenant := org.Tenant.Tenant.ID
-	settings := workflows.Settings{Features: workflows.Features{Read: true}, Retention: workflows.RetentionDelete}
-	id, err := e.Connect.CreateApplication(ctx, connect.AppRequest{OrgID: "org-1", OwnerID: "admin", Settings: settings,
-		Selection:     workflows.Selection{Include: []string{e.Ada.UPN, org.Shared.UPN}, Shared: true},
-		Credential:    identity.AppCredential{Tenant: tenant, ClientID: org.Daemon.ClientID, Secret: org.Daemon.Secrets[0].Value},
-		SecretExpires: time.Now().Add(90 * 24 * time.Hour)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mailboxOf := func(upn string) string {
-		users, err := e.Store.ListDirectoryUsers(ctx, id, "", "", 1000)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, u := range users {
-			if u.Address == upn {
-				return u.MailboxID
-			}
-		}
-		return ""
-	}
+	id := createDaemon(t, e, org, workflows.Selection{Include: []string{e.Ada.UPN, org.Shared.UPN}, Shared: true})
 	var ada, shared string
 	defer func() {
 		if t.Failed() {
@@ -53,7 +31,7 @@ func TestApplicationMailboxesPushed(t *testing.T) {
 		}
 	}()
 	waitUntil(t, 90*time.Second, "both mailboxes discovered", func() bool {
-		ada, shared = mailboxOf(e.Ada.UPN), mailboxOf(org.Shared.UPN)
+		ada, shared = mailboxOf(t, e, id, e.Ada.UPN, ""), mailboxOf(t, e, id, org.Shared.UPN, "")
 		return ada != "" && shared != ""
 	})
 	// status reads a mailbox's workflow, which may not have started yet.
