@@ -222,10 +222,12 @@ func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() boo
 // TestApplicationMailboxBackfillGoesOnInAChild: a mailbox whose backfill
 // outlasts its first activity's budget goes on in a backfill child from
 // the cursors that activity committed: every message arrives once, each
-// folder's count adds both up, and the backfill completes once.
+// folder's count adds both up, and the backfill completes once. One
+// folder at a time, so the folders the activity had no time to begin are
+// the child's too.
 func TestApplicationMailboxBackfillGoesOnInAChild(t *testing.T) {
 	ctx := context.Background()
-	e, org := enginetest.StartOrg(t, graphsim.Options{}, workflows.Options{PollEvery: time.Minute, PageSize: 10})
+	e, org := enginetest.StartOrg(t, graphsim.Options{}, workflows.Options{PollEvery: time.Minute, PageSize: 10, FolderConcurrency: 1})
 	const inbox = 120
 	if _, err := e.Ctl.InjectMessages(ctx, e.Ada.UPN, make([]graphsim.MessageSpec, inbox)...); err != nil {
 		t.Fatal(err)
