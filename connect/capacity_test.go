@@ -2,6 +2,7 @@ package connect_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +18,7 @@ import (
 
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
 	"github.com/outlookd/outlookd/graphsim"
@@ -153,9 +155,11 @@ func TestBenchHistory(t *testing.T) {
 	// backfill child's.
 	h := readHistory(t, e.Temporal, wf)
 	connected := tallyOf(h, 0)
-	child := tallyOf(readHistory(t, e.Temporal, workflows.BackfillWorkflowID(id, 1)), 0)
 	printTally("history-connect", connected, map[string]any{"messages": backfilled, "workflow": "connection"})
-	printTally("history-backfill-child", child, map[string]any{"messages": backfilled, "workflow": "backfill"})
+	// The backfill begins in one activity; a child takes what it left.
+	if child := readHistory(t, e.Temporal, workflows.BackfillWorkflowID(id, 1)); len(child) > 0 {
+		printTally("history-backfill-child", tallyOf(child, 0), map[string]any{"messages": backfilled, "workflow": "backfill"})
+	}
 	mark := lastID(h)
 
 	// Quiet: no mail; the shortened timers fall due.
@@ -291,12 +295,17 @@ func printGraph(name string, before, after map[string]int64, extra map[string]an
 	_ = benchfig.Fprint(os.Stdout, name, fig)
 }
 
+// readHistory reads a workflow's history; one that does not exist is empty.
 func readHistory(t *testing.T, tc client.Client, workflowID string) []*historypb.HistoryEvent {
 	t.Helper()
 	var out []*historypb.HistoryEvent
 	it := tc.GetWorkflowHistory(context.Background(), workflowID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	for it.HasNext() {
 		ev, err := it.Next()
+		var notFound *serviceerror.NotFound
+		if errors.As(err, &notFound) {
+			return nil // no such workflow: an empty history
+		}
 		if err != nil {
 			t.Fatal(err)
 		}

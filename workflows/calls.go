@@ -162,6 +162,12 @@ func liveRound() workflow.ActivityOptions {
 // reports progress and yields.
 const folderBudget = 45 * time.Second
 
+// inlineBudget is how long a backfill's first activity (BackfillMailbox)
+// pages before what is left goes to a child. Most mailboxes are done well
+// within it; a large one shows its folders' progress from then on, as the
+// child tells it page by page.
+const inlineBudget = 15 * time.Second
+
 // backfillPage is the options of a backfill page activity, whose heartbeat
 // timeout the connection chooses.
 func backfillPage(heartbeat time.Duration) workflow.ActivityOptions {

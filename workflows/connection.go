@@ -34,6 +34,44 @@ type connection struct {
 	// cancelBackfill cancels the running backfill child (set while one
 	// runs; a run never continues as new under a running backfill).
 	cancelBackfill workflow.CancelFunc
+	// alarm is the timer the active loop sleeps on (steady-timer).
+	alarm alarm
+	// steady says whether this run keeps its timer (steady-timer); asked
+	// once, at the run's first sleep.
+	steady, steadyAsked bool
+}
+
+// alarm is the one timer an active workflow sleeps on. It stands while the
+// time it is due for stands or comes later: a round that moves the next
+// reconciliation 6 hours on does not start a timer of its own, and the
+// timer that fires early only sets the next one. Only an earlier time
+// replaces it, cancelled rather than left to fire for nothing.
+type alarm struct {
+	at     time.Time
+	fired  workflow.Future
+	cancel workflow.CancelFunc
+}
+
+// set makes the alarm go off at the latest at at.
+func (a *alarm) set(ctx workflow.Context, at time.Time) {
+	if a.fired != nil && !a.fired.IsReady() && !at.Before(a.at) {
+		return
+	}
+	a.stop()
+	tctx, cancel := workflow.WithCancel(ctx)
+	a.at, a.cancel = at, cancel
+	a.fired = workflow.NewTimer(tctx, at.Sub(workflow.Now(ctx)))
+}
+
+// rang says whether the alarm went off.
+func (a *alarm) rang() bool { return a.fired != nil && a.fired.IsReady() }
+
+// stop cancels the alarm if it is still to go off.
+func (a *alarm) stop() {
+	if a.fired != nil && !a.fired.IsReady() {
+		a.cancel()
+	}
+	a.fired, a.cancel = nil, nil
 }
 
 // Connection is the entity workflow of one connected mailbox: consent,
@@ -561,14 +599,35 @@ func (c *connection) active(ctx workflow.Context) error {
 	if d == nil {
 		wait = c.opts.KeepAliveEvery
 	}
-	_, err := workflow.AwaitWithTimeout(ctx, wait, func() bool {
+	woken := func() bool {
 		if c.s.State != StateActive || c.registryBehind() || c.canSuggested(ctx) {
 			return true
 		}
 		next, sooner := c.nextDuty(ctx)
 		return next != nil && (d == nil || sooner.Before(at))
-	})
+	}
+	if !c.steadyTimer(ctx) {
+		_, err := workflow.AwaitWithTimeout(ctx, wait, woken)
+		return err
+	}
+	c.alarm.set(ctx, now.Add(wait))
+	err := workflow.Await(ctx, func() bool { return c.alarm.rang() || woken() })
+	if c.s.State != StateActive {
+		// The states outside active wait for a change, not a time.
+		c.alarm.stop()
+	}
 	return err
+}
+
+// steadyTimer says whether the active loop sleeps on one standing alarm
+// (steady-timer); before, every sleep started a timer of its own, which
+// then fired whether or not anything still waited for it.
+func (c *connection) steadyTimer(ctx workflow.Context) bool {
+	if !c.steadyAsked {
+		c.steady = workflow.GetVersion(ctx, "steady-timer", workflow.DefaultVersion, 1) == 1
+		c.steadyAsked = true
+	}
+	return c.steady
 }
 
 // subscribe creates the connection's subscription, or switches to polling
@@ -829,8 +888,8 @@ func (c *connection) onActivityError(ctx workflow.Context, err error) bool {
 	return false
 }
 
-// startBackfill starts a backfill child for what the settings ask and the
-// store lacks; a goroutine waits for it and books the outcome.
+// startBackfill starts a backfill of what the settings ask and the store
+// lacks; a goroutine waits for it and books the outcome.
 func (c *connection) startBackfill(ctx workflow.Context) {
 	b := &c.s.Backfill
 	b.Runs++
@@ -849,13 +908,13 @@ func (c *connection) startBackfill(ctx workflow.Context) {
 	// waits until it has ended.
 	cctx, cancel := workflow.WithCancel(ctx)
 	c.cancelBackfill = cancel
-	// An attached mailbox (a service account's or an application
-	// connection's, most of them small) begins with one activity that
-	// discovers its folders and pages them all for one budget; only what
-	// is left then goes to a child, as a connection's whole backfill does
-	// (mailbox-backfill-inline). A mailbox of a few hundred messages so
-	// costs two workflow tasks instead of a child's dozen and its signals.
-	if c.isMailbox() && workflow.GetVersion(ctx, "mailbox-backfill-inline", workflow.DefaultVersion, 1) == 1 {
+	// A backfill begins with one activity that discovers the folders and
+	// pages them all for one budget; only what is left then goes to a
+	// child, which tells its progress page by page (mailbox-backfill-inline
+	// for an attached mailbox, connection-backfill-inline for a
+	// connection's own). A mailbox of a few hundred messages so costs two
+	// workflow tasks instead of a child's dozen and its signals.
+	if c.backfillsInline(ctx) {
 		// Only the disconnect saga cancels it, and the outcome of a
 		// cancelled backfill is booked without a step of its own.
 		workflow.Go(cctx, func(gctx workflow.Context) {
@@ -872,6 +931,16 @@ func (c *connection) startBackfill(ctx workflow.Context) {
 	})
 }
 
+// backfillsInline says whether a backfill begins as one activity: an
+// attached mailbox's since mailbox-backfill-inline, a connection's own
+// since connection-backfill-inline.
+func (c *connection) backfillsInline(ctx workflow.Context) bool {
+	if c.isMailbox() {
+		return workflow.GetVersion(ctx, "mailbox-backfill-inline", workflow.DefaultVersion, 1) == 1
+	}
+	return workflow.GetVersion(ctx, "connection-backfill-inline", workflow.DefaultVersion, 1) == 1
+}
+
 // backfillChild starts the backfill child on the parent's task queue.
 func (c *connection) backfillChild(ctx workflow.Context, in BackfillInput) workflow.ChildWorkflowFuture {
 	ctx = workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
@@ -885,7 +954,7 @@ func (c *connection) backfillChild(ctx workflow.Context, in BackfillInput) workf
 // activity, and what that left undone as a child, which resumes each
 // folder from the cursor its last page committed.
 func (c *connection) backfillInline(ctx workflow.Context, in BackfillInput) (BackfillResult, error) {
-	first, err := backfillMailbox.with(backfillPage(in.HeartbeatTimeout)).run(ctx, BackfillMailboxInput{BackfillInput: in, Budget: folderBudget})
+	first, err := backfillMailbox.with(backfillPage(in.HeartbeatTimeout)).run(ctx, BackfillMailboxInput{BackfillInput: in, Budget: inlineBudget})
 	if err != nil || first.Done {
 		return first.BackfillResult, err
 	}

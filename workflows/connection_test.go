@@ -149,7 +149,8 @@ func (f *fakes) register(env *testsuite.TestWorkflowEnvironment) {
 		f.mu.Unlock()
 		out := BackfillMailboxResult{Done: true}
 		for _, fo := range folders {
-			r := f.backfillFolder(BackfillFolderInput{ConnectionID: in.ConnectionID, MailboxID: in.MailboxID, UserID: in.UserID, FolderID: fo.ID, WindowStart: in.WindowStart, Budget: in.Budget})
+			r := f.backfillFolder(BackfillFolderInput{ConnectionID: in.ConnectionID, MailboxID: in.MailboxID, UserID: in.UserID, FolderID: fo.ID, WindowStart: in.WindowStart,
+				StoreBodies: in.StoreBodies, ContactFilter: in.ContactFilter, Bodies: in.Bodies, PageSize: in.PageSize, Budget: in.Budget})
 			out.Folders = append(out.Folders, FolderProgress{ID: fo.ID, Name: fo.Name, Total: fo.Total, Fetched: r.Fetched, Done: r.Done})
 			out.Fetched += r.Fetched
 			out.Done = out.Done && r.Done

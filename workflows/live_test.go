@@ -3,6 +3,7 @@ package workflows
 import (
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -405,4 +406,56 @@ func TestLiveRoundRetriesStayClose(t *testing.T) {
 		}
 	})
 	env.ExecuteWorkflow(Connection, in)
+}
+
+// TestSteadyTimer: an active connection sleeps on one timer (steady-timer).
+// Notified rounds that each move the next reconciliation start no timer of
+// their own; the timer that then fires early runs no round, and the
+// reconciliation still comes 6 hours after the last round.
+func TestSteadyTimer(t *testing.T) {
+	env, f := newEnv(t)
+	var started, cancelled atomic.Int64
+	env.SetOnTimerScheduledListener(func(string, time.Duration) { started.Add(1) })
+	env.SetOnTimerCanceledListener(func(string) { cancelled.Add(1) })
+	env.RegisterDelayedCallback(func() { update(t, env, UpdateConsent, ConsentInput{Ref: "ref-0123456789"}, nil) }, time.Minute)
+	const notified = 20
+	var rounds int
+	var timers int64
+	env.RegisterDelayedCallback(func() {
+		if st := query(t, env); st.Sync.Mode != SyncPush || st.Sync.Rounds == 0 {
+			t.Fatalf("not live after 10 minutes: %+v", st.Sync)
+		}
+		rounds, timers = query(t, env).Sync.Rounds, started.Load()
+		for i := range notified {
+			env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalChanges, nil) }, time.Duration(i+1)*5*time.Minute)
+		}
+	}, 10*time.Minute)
+	last := 10*time.Minute + notified*5*time.Minute // the last notified round
+	env.RegisterDelayedCallback(func() {
+		st := query(t, env)
+		if st.Sync.Rounds != rounds+notified {
+			t.Errorf("rounds after %d notifications: %d, want %d", notified, st.Sync.Rounds-rounds, notified)
+		}
+		if n := started.Load() - timers; n > 1 {
+			t.Errorf("%d notified rounds started %d timers, want at most 1", notified, n)
+		}
+	}, last+time.Minute)
+	// The timer set before the notifications fires in the meantime and
+	// only sets the next: no round before 6 hours after the last one.
+	env.RegisterDelayedCallback(func() {
+		if got := query(t, env).Sync.Rounds; got != rounds+notified {
+			t.Errorf("a round ran %d times before the reconciliation was due", got-rounds-notified)
+		}
+	}, last+6*time.Hour-time.Minute)
+	env.RegisterDelayedCallback(func() {
+		if got := query(t, env).Sync.Rounds; got != rounds+notified+1 {
+			t.Errorf("rounds 6 hours after the last: %d, want 1 reconciliation", got-rounds-notified)
+		}
+	}, last+6*time.Hour+time.Minute)
+	endWith(env, last+7*time.Hour, func() {})
+	env.ExecuteWorkflow(Connection, input())
+	if f.syncs.Load() == 0 {
+		t.Error("no round ran")
+	}
+	t.Logf("timers started %d, cancelled %d", started.Load(), cancelled.Load())
 }

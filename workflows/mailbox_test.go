@@ -487,6 +487,10 @@ func TestMailboxSettingsReadByApplicationMailboxes(t *testing.T) {
 func TestMailboxBackfillBeginsInOneActivity(t *testing.T) {
 	tests := []struct {
 		name string
+		// connection: a user's connection's own mailbox
+		// (connection-backfill-inline), else an attached mailbox
+		// (mailbox-backfill-inline).
+		connection bool
 		// inOne: every folder done at its first call.
 		inOne bool
 		// folderCalls are the folder backfills in all; fetched is each
@@ -494,15 +498,23 @@ func TestMailboxBackfillBeginsInOneActivity(t *testing.T) {
 		folderCalls int
 		fetched     int64
 	}{
-		{"done in the activity", true, 3, 50},
-		{"the rest in a child", false, 6, 100},
+		{"mailbox done in the activity", false, true, 3, 50},
+		{"mailbox's rest in a child", false, false, 6, 100},
+		{"connection done in the activity", true, true, 3, 50},
+		{"connection's rest in a child", true, false, 6, 100},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			env, f := newEnv(t)
-			f.registerMailboxes(env)
 			f.backfillInOne = tt.inOne
-			env.OnSignalExternalWorkflow(mock.Anything, ConnectionWorkflowID("c1"), "", mock.Anything, mock.Anything).Return(nil)
+			children := 0
+			env.SetOnChildWorkflowStartedListener(func(*workflow.Info, workflow.Context, converter.EncodedValues) { children++ })
+			if tt.connection {
+				env.RegisterDelayedCallback(func() { update(t, env, UpdateConsent, ConsentInput{Ref: "ref-0123456789"}, nil) }, time.Minute)
+			} else {
+				f.registerMailboxes(env)
+				env.OnSignalExternalWorkflow(mock.Anything, ConnectionWorkflowID("c1"), "", mock.Anything, mock.Anything).Return(nil)
+			}
 			endWith(env, time.Hour, func() {
 				st := query(t, env)
 				if st.State != StateActive || st.Backfill.Completed.IsZero() || st.Backfill.Runs != 1 || st.Backfill.LastError != "" {
@@ -517,7 +529,11 @@ func TestMailboxBackfillBeginsInOneActivity(t *testing.T) {
 					}
 				}
 			})
-			env.ExecuteWorkflow(Mailbox, mailboxInput())
+			if tt.connection {
+				env.ExecuteWorkflow(Connection, input())
+			} else {
+				env.ExecuteWorkflow(Mailbox, mailboxInput())
+			}
 			if err := env.GetWorkflowError(); err != nil && !temporal.IsCanceledError(err) {
 				t.Fatal(err)
 			}
@@ -526,11 +542,17 @@ func TestMailboxBackfillBeginsInOneActivity(t *testing.T) {
 			if len(f.mailboxBackfills) != 1 || len(f.backfills) != tt.folderCalls {
 				t.Errorf("%d BackfillMailbox and %d folder calls, want 1 and %d", len(f.mailboxBackfills), len(f.backfills), tt.folderCalls)
 			}
+			if want := map[bool]int{true: 0, false: 1}[tt.inOne]; children != want {
+				t.Errorf("%d backfill children, want %d", children, want)
+			}
 			if n := slices.Index(f.events, "backfill.completed"); n < 0 {
 				t.Errorf("no backfill.completed event: %v", f.events)
 			}
-			in := f.mailboxBackfills[0]
-			if in.MailboxID != "mbx-support" || in.Budget != folderBudget || in.Concurrency == 0 {
+			in, mailbox := f.mailboxBackfills[0], "mbx-support"
+			if tt.connection {
+				mailbox = ""
+			}
+			if in.ConnectionID != "c1" || in.MailboxID != mailbox || in.Budget != inlineBudget || in.Concurrency == 0 {
 				t.Errorf("BackfillMailbox asked with %+v", in)
 			}
 		})

@@ -48,6 +48,12 @@ func TestReplay(t *testing.T) {
 		// (mailbox-backfill-inline), polled, then detached by its
 		// connection's disconnect.
 		{"testdata/mailbox_application_inline.json", Mailbox},
+		// A connection backfilled by one activity (connection-backfill-inline),
+		// its worker killed while it paged; and a live one through the
+		// TestLiveSync story, sleeping on one standing timer
+		// (steady-timer), then disconnected.
+		{"testdata/connection_inline.json", Connection},
+		{"testdata/connection_live_steady.json", Connection},
 		// Sends (send-slot-at-submit, send-end-signal, send-local-steps): one queued and
 		// canceled at once by the disconnect saga's signal, one sent with
 		// large files, one without.

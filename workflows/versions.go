@@ -51,6 +51,15 @@ package workflows
 //     one BackfillMailbox activity, and only what it left goes to the
 //     backfill child (connection.go, startBackfill); before, all of it went
 //     to the child.
+//   - connection-backfill-inline: a connection's own backfill (a user's
+//     mailbox) begins with one BackfillMailbox activity as an attached
+//     mailbox's does (connection.go, backfillsInline); before, all of it
+//     went to the child.
+//   - steady-timer: an active connection or mailbox sleeps on one standing
+//     timer, set again only for an earlier time (connection.go, alarm); a
+//     notified round no longer starts one, and the timer it overtook no
+//     longer fires for nothing later. Before, every sleep started its own
+//     timer (workflow.AwaitWithTimeout).
 //
 // The histories in testdata/ were recorded before the first of them, but
 // the two of an application connection's mailbox, run with the workflow
@@ -68,10 +77,13 @@ package workflows
 // (connect) with the code that brought backfill-progress-batched; and
 // mailbox_application_inline.json, an application connection's mailbox
 // recorded by TestApplicationConnectionSyncsTheTenant with the code that
-// brought mailbox-backfill-inline.
+// brought mailbox-backfill-inline; and connection_inline.json and
+// connection_live_steady.json, recorded by TestConnectAndBackfill and
+// TestLiveSync (connect) with the code that brought steady-timer and
+// connection-backfill-inline.
 //
 // A change driven by a new field of an activity's result needs no change
 // ID when the field's absence keeps the old behaviour: results recorded
 // before it replay as they ran. So it is with the renewal time taken from
 // the lifetime Graph granted (SubscriptionResult.Requested, renewalTime).
-var changeIDs = []string{"admin-consent-state", "backfill-progress-upfront", "send-slot-at-submit", "app-mailbox-push", "disconnect-ends-sends", "send-end-signal", "send-local-steps", "app-mailbox-client-start", "backfill-progress-batched", "send-versions-at-once", "mailbox-backfill-inline"}
+var changeIDs = []string{"admin-consent-state", "backfill-progress-upfront", "send-slot-at-submit", "app-mailbox-push", "disconnect-ends-sends", "send-end-signal", "send-local-steps", "app-mailbox-client-start", "backfill-progress-batched", "send-versions-at-once", "mailbox-backfill-inline", "steady-timer", "connection-backfill-inline"}
