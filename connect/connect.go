@@ -432,13 +432,16 @@ var ErrStillConnecting = errors.New("connect: the consent was handed over; the c
 // runs out is asked again under the same update ID (the same hand-off,
 // never a second) for as long as Temporal answers and the workflow runs,
 // until ctx ends: then ErrStillConnecting, the update being held by
-// Temporal until the workflow takes it. When Temporal does not answer, or
-// the workflow has ended, the attempt's error.
+// Temporal until the workflow takes it. When every update was refused
+// for the workflow's failed task, the consent goes as a signal
+// (consentBySignal), then ErrStillConnecting too. When Temporal does not
+// answer, or the workflow has ended, the attempt's error.
 func (s *Service) handOff(ctx context.Context, id string, in workflows.ConsentInput) (client.WorkflowUpdateHandle, error) {
 	opts := client.UpdateWorkflowOptions{UpdateID: "consent-" + random(12), WorkflowID: workflows.ConnectionWorkflowID(id),
 		UpdateName: workflows.UpdateConsent, Args: []any{in}, WaitForStage: client.WorkflowUpdateStageAccepted}
 	handoff := cmp.Or(s.HandoffTimeout, 20*time.Second)
 	answered := false // Temporal answered after an attempt ran out
+	held := false     // an attempt ran out: Temporal may hold the update
 	notReadyWait := 250 * time.Millisecond
 	for {
 		hctx, cancel := context.WithTimeout(ctx, handoff)
@@ -446,6 +449,7 @@ func (s *Service) handOff(ctx context.Context, id string, in workflows.ConsentIn
 		// An attempt that runs out may be reported as the client's own
 		// timeout or as the deadline of the request under way.
 		timedOut := errors.Is(hctx.Err(), context.DeadlineExceeded)
+		held = held || timedOut
 		cancel()
 		if err != nil && ctx.Err() != nil && answered {
 			// The caller's time ran out (however the client reports it),
@@ -460,7 +464,10 @@ func (s *Service) handOff(ctx context.Context, id string, in workflows.ConsentIn
 			// shortly, within the caller's time.
 			select {
 			case <-ctx.Done():
-				return nil, err
+				if held {
+					return nil, err
+				}
+				return nil, s.consentBySignal(ctx, id, in, err)
 			case <-time.After(notReadyWait):
 			}
 			notReadyWait = min(2*notReadyWait, 4*time.Second)
@@ -486,6 +493,23 @@ func (s *Service) handOff(ctx context.Context, id string, in workflows.ConsentIn
 		}
 		answered = true
 	}
+}
+
+// consentBySignal hands a consent over as a signal once the caller's time
+// ran out with every update refused for a failed workflow task (cause).
+// Temporal takes a signal in that state, and the workflow takes the
+// consent as the update would once a retry of its task succeeds: the
+// user's sign-in is not lost to a worker that timed out under load, and
+// ErrStillConnecting tells the caller so. Only a hand-off none of whose
+// updates Temporal may hold comes here, so that the workflow is not
+// handed the same consent twice.
+func (s *Service) consentBySignal(ctx context.Context, id string, in workflows.ConsentInput, cause error) error {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := s.Temporal.SignalWorkflow(sctx, workflows.ConnectionWorkflowID(id), "", workflows.SignalConsent, in); err != nil {
+		return fmt.Errorf("%w; then signalling it: %w", cause, err)
+	}
+	return ErrStillConnecting
 }
 
 // running checks within d that Temporal answers and the connection's

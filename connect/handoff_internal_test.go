@@ -3,10 +3,14 @@ package connect
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
+	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
+	workflowpb "go.temporal.io/api/workflow/v1"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
 	"github.com/outlookd/outlookd/workflows"
@@ -14,46 +18,86 @@ import (
 
 // notReadyClient refuses updates as Temporal does while a workflow's last
 // task has failed (WorkflowNotReady), a given number of times, then takes
-// them; it records the update IDs it was asked.
+// them; it records the update IDs it was asked and the signals sent. With
+// slowFirst its first attempt runs out of time instead (Temporal may then
+// hold the update).
 type notReadyClient struct {
 	client.Client
-	refusals int
-	ids      []string
+	refusals  int
+	slowFirst bool
+	ids       []string
+	signals   []workflows.ConsentInput
 }
 
 func (c *notReadyClient) UpdateWorkflow(ctx context.Context, o client.UpdateWorkflowOptions) (client.WorkflowUpdateHandle, error) {
 	c.ids = append(c.ids, o.UpdateID)
+	if c.slowFirst && len(c.ids) == 1 {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
 	if len(c.ids) <= c.refusals {
 		return nil, serviceerror.NewWorkflowNotReady("Unable to perform workflow execution update due to Workflow Task in failed state.")
 	}
 	return nil, nil
 }
 
+func (c *notReadyClient) SignalWorkflow(_ context.Context, workflowID, _, name string, arg any) error {
+	if workflowID != workflows.ConnectionWorkflowID("conn_1") || name != workflows.SignalConsent {
+		return fmt.Errorf("signal %s to %s", name, workflowID)
+	}
+	c.signals = append(c.signals, arg.(workflows.ConsentInput))
+	return nil
+}
+
+func (c *notReadyClient) DescribeWorkflowExecution(context.Context, string, string) (*workflowservice.DescribeWorkflowExecutionResponse, error) {
+	return &workflowservice.DescribeWorkflowExecutionResponse{WorkflowExecutionInfo: &workflowpb.WorkflowExecutionInfo{Status: enums.WORKFLOW_EXECUTION_STATUS_RUNNING}}, nil
+}
+
 // TestHandOffWaitsForAFailedWorkflowTask: an update refused because the
 // workflow's last task failed is asked again, under the same update ID,
-// until Temporal takes it or the caller's time runs out.
+// until Temporal takes it or the caller's time runs out; then the consent
+// goes as a signal, unless an attempt ran out of time (Temporal may hold
+// that update, and the workflow would be handed the consent twice).
 func TestHandOffWaitsForAFailedWorkflowTask(t *testing.T) {
 	for _, tc := range []struct {
-		name     string
-		refusals int
-		budget   time.Duration
-		wantErr  bool
+		name      string
+		refusals  int
+		slowFirst bool
+		budget    time.Duration
+		// wantErr: the hand-off's error (nil: taken by the update).
+		wantErr     error
+		wantSignals int
 	}{
-		{"taken after two refusals", 2, 10 * time.Second, false},
-		{"refused past the caller's time", 1000, 2 * time.Second, true},
+		{"taken after two refusals", 2, false, 10 * time.Second, nil, 0},
+		{"refused past the caller's time: signalled", 1000, false, 2 * time.Second, ErrStillConnecting, 1},
+		{"an attempt ran out, then refused: not signalled", 1000, true, 3 * time.Second, &serviceerror.WorkflowNotReady{}, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := &notReadyClient{refusals: tc.refusals}
-			s := &Service{Temporal: c}
+			c := &notReadyClient{refusals: tc.refusals, slowFirst: tc.slowFirst}
+			s := &Service{Temporal: c, HandoffTimeout: 500 * time.Millisecond}
 			ctx, cancel := context.WithTimeout(context.Background(), tc.budget)
 			defer cancel()
 			_, err := s.handOff(ctx, "conn_1", workflows.ConsentInput{Ref: "ref"})
 			var notReady *serviceerror.WorkflowNotReady
-			if tc.wantErr != (err != nil) || tc.wantErr && !errors.As(err, &notReady) {
-				t.Fatalf("error %v", err)
+			switch tc.wantErr.(type) {
+			case nil:
+				if err != nil {
+					t.Fatalf("error %v", err)
+				}
+			case *serviceerror.WorkflowNotReady:
+				if !errors.As(err, &notReady) {
+					t.Fatalf("error %v, want WorkflowNotReady", err)
+				}
+			default:
+				if !errors.Is(err, tc.wantErr) {
+					t.Fatalf("error %v, want %v", err, tc.wantErr)
+				}
 			}
-			if !tc.wantErr && len(c.ids) != tc.refusals+1 {
+			if tc.wantErr == nil && len(c.ids) != tc.refusals+1 {
 				t.Errorf("%d attempts, want %d", len(c.ids), tc.refusals+1)
+			}
+			if len(c.signals) != tc.wantSignals || tc.wantSignals > 0 && c.signals[0].Ref != "ref" {
+				t.Errorf("signals %+v, want %d with the consent", c.signals, tc.wantSignals)
 			}
 			for _, id := range c.ids {
 				if id != c.ids[0] {

@@ -31,6 +31,7 @@ type connection struct {
 	credential  workflow.ReceiveChannel
 	ended       workflow.ReceiveChannel
 	contacts    workflow.ReceiveChannel
+	consents    workflow.ReceiveChannel
 	// cancelBackfill cancels the running backfill child (set while one
 	// runs; a run never continues as new under a running backfill).
 	cancelBackfill workflow.CancelFunc
@@ -157,6 +158,7 @@ func (c *connection) registerHandlers(ctx workflow.Context) error {
 	c.credential = workflow.GetSignalChannel(ctx, SignalCredential)
 	c.ended = workflow.GetSignalChannel(ctx, SignalMailboxEnded)
 	c.contacts = workflow.GetSignalChannel(ctx, SignalContacts)
+	c.consents = workflow.GetSignalChannel(ctx, SignalConsent)
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		for {
 			sel := workflow.NewSelector(ctx)
@@ -188,6 +190,11 @@ func (c *connection) registerHandlers(ctx workflow.Context) error {
 			sel.AddReceive(c.contacts, func(ch workflow.ReceiveChannel, _ bool) {
 				ch.Receive(ctx, nil)
 				c.s.Pending.Contacts = true
+			})
+			sel.AddReceive(c.consents, func(ch workflow.ReceiveChannel, _ bool) {
+				var in ConsentInput
+				ch.Receive(ctx, &in)
+				c.onConsentSignal(ctx, in)
 			})
 			sel.Select(ctx)
 			if ctx.Err() != nil {
@@ -311,6 +318,22 @@ func (c *connection) onConsent(ctx workflow.Context, in ConsentInput) (Status, e
 		return Status{}, err
 	}
 	return c.status(ctx), nil
+}
+
+// onConsentSignal takes a consent handed over as a signal (SignalConsent)
+// as the update takes it, when the workflow waits for one; another is
+// logged and dropped (its code, if any, goes with the connection's other
+// secrets).
+func (c *connection) onConsentSignal(ctx workflow.Context, in ConsentInput) {
+	if err := c.validateConsent(in); err != nil {
+		c.log.Warn("consent signal ignored", "err", err)
+		return
+	}
+	workflow.Go(ctx, func(gctx workflow.Context) {
+		if _, err := c.onConsent(gctx, in); err != nil && !temporal.IsCanceledError(err) {
+			c.log.Warn("consent signal", "err", err)
+		}
+	})
 }
 
 func (c *connection) validateSettings(in Settings) error {

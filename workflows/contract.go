@@ -56,6 +56,11 @@ const (
 	// SignalContacts says contacts were added to the mailbox: their past
 	// mail is fetched (with the contact filter on).
 	SignalContacts = "contacts"
+	// SignalConsent hands a consent over (ConsentInput) as the consent
+	// update does, when Temporal refuses that update because the
+	// workflow's last task failed and the user's sign-in cannot wait for
+	// its retry. A consent the workflow is not waiting for is ignored.
+	SignalConsent = "consent"
 )
 
 // Sync modes.

@@ -517,3 +517,36 @@ func TestDisconnectEndsWaitingSends(t *testing.T) {
 		t.Errorf("saga %v, want %v", f.saga, want)
 	}
 }
+
+// TestConsentBySignal: a consent handed over as a signal (when Temporal
+// refused the update for a failed workflow task) connects as the update
+// does; one the workflow no longer waits for is dropped, with no second
+// exchange.
+func TestConsentBySignal(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// byUpdate: the same consent came as an update first.
+		byUpdate bool
+	}{
+		{"waiting for consent: connects", false},
+		{"already connected: dropped", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env, f := newEnv(t)
+			in := ConsentInput{Ref: "ref-0123456789"}
+			if tc.byUpdate {
+				env.RegisterDelayedCallback(func() { update(t, env, UpdateConsent, in, nil) }, time.Minute)
+			}
+			env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalConsent, in) }, 2*time.Minute)
+			endWith(env, 30*time.Minute, func() {
+				if st := query(t, env); st.State != StateActive || st.Mailbox != "ada@contoso.example" {
+					t.Errorf("after the signal: %s (%s)", st.State, st.Reason)
+				}
+			})
+			env.ExecuteWorkflow(Connection, input())
+			if n := f.exchanges.Load(); n != 1 {
+				t.Errorf("%d code exchanges, want 1", n)
+			}
+		})
+	}
+}
