@@ -441,7 +441,6 @@ func (s *Service) handOff(ctx context.Context, id string, in workflows.ConsentIn
 		UpdateName: workflows.UpdateConsent, Args: []any{in}, WaitForStage: client.WorkflowUpdateStageAccepted}
 	handoff := cmp.Or(s.HandoffTimeout, 20*time.Second)
 	answered := false // Temporal answered after an attempt ran out
-	held := false     // an attempt ran out: Temporal may hold the update
 	notReadyWait := 250 * time.Millisecond
 	for {
 		hctx, cancel := context.WithTimeout(ctx, handoff)
@@ -449,7 +448,6 @@ func (s *Service) handOff(ctx context.Context, id string, in workflows.ConsentIn
 		// An attempt that runs out may be reported as the client's own
 		// timeout or as the deadline of the request under way.
 		timedOut := errors.Is(hctx.Err(), context.DeadlineExceeded)
-		held = held || timedOut
 		cancel()
 		if err != nil && ctx.Err() != nil && answered {
 			// The caller's time ran out (however the client reports it),
@@ -464,9 +462,6 @@ func (s *Service) handOff(ctx context.Context, id string, in workflows.ConsentIn
 			// shortly, within the caller's time.
 			select {
 			case <-ctx.Done():
-				if held {
-					return nil, err
-				}
 				return nil, s.consentBySignal(ctx, id, in, err)
 			case <-time.After(notReadyWait):
 			}
@@ -500,9 +495,9 @@ func (s *Service) handOff(ctx context.Context, id string, in workflows.ConsentIn
 // Temporal takes a signal in that state, and the workflow takes the
 // consent as the update would once a retry of its task succeeds: the
 // user's sign-in is not lost to a worker that timed out under load, and
-// ErrStillConnecting tells the caller so. Only a hand-off none of whose
-// updates Temporal may hold comes here, so that the workflow is not
-// handed the same consent twice.
+// ErrStillConnecting tells the caller so. Should Temporal still hold an
+// earlier attempt of the update, the workflow takes whichever comes first
+// and refuses the other (ConnectionState.TakenConsentRef).
 func (s *Service) consentBySignal(ctx context.Context, id string, in workflows.ConsentInput, cause error) error {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()

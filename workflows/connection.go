@@ -298,6 +298,8 @@ func (c *connection) validateConsent(in ConsentInput) error {
 		return errors.New("give either a consent reference or a refusal reason")
 	case in.Ref != "" && !refPattern.MatchString(in.Ref):
 		return errors.New("the consent reference is malformed")
+	case in.Ref != "" && in.Ref == c.s.TakenConsentRef:
+		return errors.New("this consent was handed over already")
 	}
 	return nil
 }
@@ -313,7 +315,7 @@ func (c *connection) onConsent(ctx workflow.Context, in ConsentInput) (Status, e
 	if !c.moveTo(ctx, StateConnecting, "", "", nil) {
 		return c.status(ctx), nil
 	}
-	c.s.ConsentRef, c.s.Reconsent = in.Ref, reconsent
+	c.s.ConsentRef, c.s.TakenConsentRef, c.s.Reconsent = in.Ref, in.Ref, reconsent
 	if err := workflow.Await(ctx, func() bool { return c.s.State != StateConnecting }); err != nil {
 		return Status{}, err
 	}

@@ -411,6 +411,10 @@ type ConnectionState struct {
 	// ConsentRef names the Vault entry holding an authorization code
 	// waiting to be exchanged (the code itself never enters history).
 	ConsentRef string `json:"consentRef,omitempty"`
+	// TakenConsentRef is the last consent reference handed over: the
+	// same consent arriving again (as the update and as SignalConsent) is
+	// not taken twice.
+	TakenConsentRef string `json:"takenConsentRef,omitempty"`
 	// Reconsent: the code being exchanged is a re-consent of the same
 	// account after reauth_required.
 	Reconsent bool `json:"reconsent,omitempty"`

@@ -520,26 +520,49 @@ func TestDisconnectEndsWaitingSends(t *testing.T) {
 
 // TestConsentBySignal: a consent handed over as a signal (when Temporal
 // refused the update for a failed workflow task) connects as the update
-// does; one the workflow no longer waits for is dropped, with no second
-// exchange.
+// does; the same consent arriving both ways is taken once, whichever comes
+// first, even after its exchange failed.
 func TestConsentBySignal(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		// byUpdate: the same consent came as an update first.
-		byUpdate bool
+		// updateFirst: the same consent came as an update a minute before
+		// the signal; updateAfter: a minute after it.
+		updateFirst, updateAfter bool
+		// refused: the exchange finds the mailbox taken.
+		refused bool
 	}{
-		{"waiting for consent: connects", false},
-		{"already connected: dropped", true},
+		{name: "waiting for consent: connects"},
+		{name: "the update first: the signal dropped", updateFirst: true},
+		{name: "the signal first: the update refused", updateAfter: true},
+		{name: "the exchange failed: the signal after it dropped", updateFirst: true, refused: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env, f := newEnv(t)
+			if tc.refused {
+				f.exchange = func(ExchangeCodeInput) (ExchangeCodeResult, error) {
+					return ExchangeCodeResult{}, temporal.NewNonRetryableApplicationError("the mailbox is already connected", ErrMailboxTaken, nil)
+				}
+			}
 			in := ConsentInput{Ref: "ref-0123456789"}
-			if tc.byUpdate {
+			if tc.updateFirst {
 				env.RegisterDelayedCallback(func() { update(t, env, UpdateConsent, in, nil) }, time.Minute)
 			}
 			env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalConsent, in) }, 2*time.Minute)
+			if tc.updateAfter {
+				env.RegisterDelayedCallback(func() {
+					update(t, env, UpdateConsent, in, func(_ Status, err error) {
+						if err == nil {
+							t.Error("the same consent was taken again by the update")
+						}
+					})
+				}, 3*time.Minute)
+			}
 			endWith(env, 30*time.Minute, func() {
-				if st := query(t, env); st.State != StateActive || st.Mailbox != "ada@contoso.example" {
+				st := query(t, env)
+				switch {
+				case tc.refused && (st.State != StatePendingConsent || st.Reason != ReasonMailboxTaken):
+					t.Errorf("after the refused exchange and the signal: %s (%s)", st.State, st.Reason)
+				case !tc.refused && (st.State != StateActive || st.Mailbox != "ada@contoso.example"):
 					t.Errorf("after the signal: %s (%s)", st.State, st.Reason)
 				}
 			})
