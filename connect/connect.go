@@ -430,13 +430,25 @@ var ErrStillConnecting = errors.New("connect: the consent was handed over; the c
 // handOff hands a consent to the connection's workflow and waits until the
 // workflow accepts it. Each attempt is bounded by HandoffTimeout; one that
 // runs out is asked again under the same update ID (the same hand-off,
-// never a second) for as long as Temporal answers and the workflow runs,
-// until ctx ends: then ErrStillConnecting, the update being held by
-// Temporal until the workflow takes it. When every update was refused
-// for the workflow's failed task, the consent goes as a signal
-// (consentBySignal), then ErrStillConnecting too. When Temporal does not
-// answer, or the workflow has ended, the attempt's error.
+// never a second) for as long as Temporal answers and the workflow runs;
+// one refused because the workflow's last task failed (a worker timed out
+// under load) is asked again shortly. When ctx ends first, the consent goes
+// to the workflow as a signal too (consentBySignal), and the answer is
+// ErrStillConnecting. When Temporal does not answer, or the workflow has
+// ended, the attempt's error.
 func (s *Service) handOff(ctx context.Context, id string, in workflows.ConsentInput) (client.WorkflowUpdateHandle, error) {
+	h, err := s.updateConsent(ctx, id, in)
+	var notReady *serviceerror.WorkflowNotReady
+	if errors.Is(err, ErrStillConnecting) || errors.As(err, &notReady) && ctx.Err() != nil {
+		return nil, s.consentBySignal(ctx, id, in, err)
+	}
+	return h, err
+}
+
+// updateConsent is handOff's update: ErrStillConnecting when ctx ended
+// after Temporal had answered, the last refusal when ctx ended while
+// Temporal refused the update for a failed workflow task.
+func (s *Service) updateConsent(ctx context.Context, id string, in workflows.ConsentInput) (client.WorkflowUpdateHandle, error) {
 	opts := client.UpdateWorkflowOptions{UpdateID: "consent-" + random(12), WorkflowID: workflows.ConnectionWorkflowID(id),
 		UpdateName: workflows.UpdateConsent, Args: []any{in}, WaitForStage: client.WorkflowUpdateStageAccepted}
 	handoff := cmp.Or(s.HandoffTimeout, 20*time.Second)
@@ -451,18 +463,18 @@ func (s *Service) handOff(ctx context.Context, id string, in workflows.ConsentIn
 		cancel()
 		if err != nil && ctx.Err() != nil && answered {
 			// The caller's time ran out (however the client reports it),
-			// Temporal having answered before: the update is still held.
+			// Temporal having answered before.
 			return nil, ErrStillConnecting
 		}
 		var notReady *serviceerror.WorkflowNotReady
 		if errors.As(err, &notReady) {
 			// The workflow's last task failed and Temporal retries it
-			// (a worker that lost its history read under load); until one
-			// succeeds no update is taken. The same update is asked again
-			// shortly, within the caller's time.
+			// (a worker that timed out or lost its history read under
+			// load); until one succeeds no update is taken. The same
+			// update is asked again shortly, within the caller's time.
 			select {
 			case <-ctx.Done():
-				return nil, s.consentBySignal(ctx, id, in, err)
+				return nil, err
 			case <-time.After(notReadyWait):
 			}
 			notReadyWait = min(2*notReadyWait, 4*time.Second)
@@ -481,7 +493,7 @@ func (s *Service) handOff(ctx context.Context, id string, in workflows.ConsentIn
 		if perr := s.running(ctx, id, min(handoff, 5*time.Second)); perr != nil {
 			if ctx.Err() != nil && answered {
 				// The caller's time ran out during the look, Temporal
-				// having answered before: the update is still held.
+				// having answered before.
 				return nil, ErrStillConnecting
 			}
 			return nil, fmt.Errorf("%w; then %w", err, perr)
@@ -491,13 +503,15 @@ func (s *Service) handOff(ctx context.Context, id string, in workflows.ConsentIn
 }
 
 // consentBySignal hands a consent over as a signal once the caller's time
-// ran out with every update refused for a failed workflow task (cause).
-// Temporal takes a signal in that state, and the workflow takes the
-// consent as the update would once a retry of its task succeeds: the
-// user's sign-in is not lost to a worker that timed out under load, and
-// ErrStillConnecting tells the caller so. Should Temporal still hold an
-// earlier attempt of the update, the workflow takes whichever comes first
-// and refuses the other (ConnectionState.TakenConsentRef).
+// ran out before the workflow accepted the update (cause). An update
+// Temporal was given is not durable until the workflow accepts it: a
+// workflow task that times out under load loses it, and Temporal refuses
+// new ones until a retry of that task succeeds. A signal is durable once
+// Temporal answers, in that state too, and the workflow takes the consent
+// from it as from the update: the user's sign-in is not lost, and
+// ErrStillConnecting tells the caller so. Should the update be taken as
+// well, the workflow takes whichever comes first and refuses the other
+// (ConnectionState.TakenConsentRef).
 func (s *Service) consentBySignal(ctx context.Context, id string, in workflows.ConsentInput, cause error) error {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()

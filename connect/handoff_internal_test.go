@@ -18,24 +18,23 @@ import (
 
 // notReadyClient refuses updates as Temporal does while a workflow's last
 // task has failed (WorkflowNotReady), a given number of times, then takes
-// them; it records the update IDs it was asked and the signals sent. With
-// slowFirst its first attempt runs out of time instead (Temporal may then
-// hold the update).
+// them; it records the update IDs it was asked and the signals sent. Its
+// first slow attempts run out of time instead.
 type notReadyClient struct {
 	client.Client
-	refusals  int
-	slowFirst bool
-	ids       []string
-	signals   []workflows.ConsentInput
+	slow     int
+	refusals int
+	ids      []string
+	signals  []workflows.ConsentInput
 }
 
 func (c *notReadyClient) UpdateWorkflow(ctx context.Context, o client.UpdateWorkflowOptions) (client.WorkflowUpdateHandle, error) {
 	c.ids = append(c.ids, o.UpdateID)
-	if c.slowFirst && len(c.ids) == 1 {
+	if len(c.ids) <= c.slow {
 		<-ctx.Done()
 		return nil, ctx.Err()
 	}
-	if len(c.ids) <= c.refusals {
+	if len(c.ids) <= c.slow+c.refusals {
 		return nil, serviceerror.NewWorkflowNotReady("Unable to perform workflow execution update due to Workflow Task in failed state.")
 	}
 	return nil, nil
@@ -56,24 +55,27 @@ func (c *notReadyClient) DescribeWorkflowExecution(context.Context, string, stri
 // TestHandOffWaitsForAFailedWorkflowTask: an update refused because the
 // workflow's last task failed is asked again, under the same update ID,
 // until Temporal takes it or the caller's time runs out; then the consent
-// goes as a signal, also after an attempt that ran out of time (the
-// workflow takes one of the two: TestConsentBySignal).
+// goes as a signal, as it does when the caller's time runs out on attempts
+// that Temporal did not answer in time (an update is not durable until
+// the workflow accepts it; the workflow takes one of the two:
+// TestConsentBySignal).
 func TestHandOffWaitsForAFailedWorkflowTask(t *testing.T) {
 	for _, tc := range []struct {
-		name      string
-		refusals  int
-		slowFirst bool
-		budget    time.Duration
+		name     string
+		slow     int
+		refusals int
+		budget   time.Duration
 		// wantErr: the hand-off's error (nil: taken by the update).
 		wantErr     error
 		wantSignals int
 	}{
-		{"taken after two refusals", 2, false, 10 * time.Second, nil, 0},
-		{"refused past the caller's time: signalled", 1000, false, 2 * time.Second, ErrStillConnecting, 1},
-		{"an attempt ran out, then refused: signalled", 1000, true, 3 * time.Second, ErrStillConnecting, 1},
+		{"taken after two refusals", 0, 2, 10 * time.Second, nil, 0},
+		{"refused past the caller's time: signalled", 0, 1000, 2 * time.Second, ErrStillConnecting, 1},
+		{"an attempt ran out, then refused: signalled", 1, 1000, 3 * time.Second, ErrStillConnecting, 1},
+		{"every attempt ran out: signalled", 1000, 0, 2 * time.Second, ErrStillConnecting, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := &notReadyClient{refusals: tc.refusals, slowFirst: tc.slowFirst}
+			c := &notReadyClient{slow: tc.slow, refusals: tc.refusals}
 			s := &Service{Temporal: c, HandoffTimeout: 500 * time.Millisecond}
 			ctx, cancel := context.WithTimeout(context.Background(), tc.budget)
 			defer cancel()
@@ -81,8 +83,8 @@ func TestHandOffWaitsForAFailedWorkflowTask(t *testing.T) {
 			if !errors.Is(err, tc.wantErr) {
 				t.Fatalf("error %v, want %v", err, tc.wantErr)
 			}
-			if tc.wantErr == nil && len(c.ids) != tc.refusals+1 {
-				t.Errorf("%d attempts, want %d", len(c.ids), tc.refusals+1)
+			if tc.wantErr == nil && len(c.ids) != tc.slow+tc.refusals+1 {
+				t.Errorf("%d attempts, want %d", len(c.ids), tc.slow+tc.refusals+1)
 			}
 			if len(c.signals) != tc.wantSignals || tc.wantSignals > 0 && c.signals[0].Ref != "ref" {
 				t.Errorf("signals %+v, want %d with the consent", c.signals, tc.wantSignals)
