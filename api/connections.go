@@ -435,6 +435,10 @@ func (s *server) createConnection(c *gin.Context) {
 	if !checkFolders(c, req.Folders, false) {
 		return
 	}
+	hint, ok := loginHint(c, req.LoginHint)
+	if !ok {
+		return
+	}
 	settings, err := defaultSettings(f).apply(req.settingsPatch)
 	if err != nil {
 		problem(c, http.StatusUnprocessableEntity, "invalid_settings", capitalize(err.Error())+".")
@@ -447,7 +451,7 @@ func (s *server) createConnection(c *gin.Context) {
 	cctx, cancel := context.WithTimeout(c, updateTimeout)
 	defer cancel()
 	created, err := s.d.Connect.Create(cctx, connect.Request{
-		OrgID: who.Org.ID, OwnerID: owner, Mode: kind, Settings: settings.workflow(), LoginHint: req.LoginHint,
+		OrgID: who.Org.ID, OwnerID: owner, Mode: kind, Settings: settings.workflow(), LoginHint: hint,
 		Visibility: vis, ReturnURL: req.ReturnURL, MaxPerOwner: maxPerOwner(kind, who.Org.ConnectionsPerUser),
 	})
 	if errors.Is(err, store.ErrTooManyConnections) {
@@ -842,7 +846,10 @@ func (s *server) reauthorize(c *gin.Context) {
 		problem(c, http.StatusConflict, "invalid_state", "Only a connection waiting for consent or for a new sign-in can be re-authorized; this one is "+st.State+".")
 		return
 	}
-	hint := req.LoginHint
+	hint, ok := loginHint(c, req.LoginHint)
+	if !ok {
+		return
+	}
 	if hint == "" && st.State != workflows.StatePendingConsent {
 		hint = st.Mailbox // the same account must come back
 	}
@@ -854,6 +861,21 @@ func (s *server) reauthorize(c *gin.Context) {
 	out := s.present(c, row)
 	out.AuthorizeURL = authURL
 	c.PureJSON(http.StatusOK, out)
+}
+
+// loginHint checks the account a sign-in is for: the space around it (a
+// paste from a terminal, a newline included) is dropped, and what is left
+// must be one address, which Microsoft's sign-in page is given as it is.
+func loginHint(c *gin.Context, hint string) (string, bool) {
+	hint = strings.TrimSpace(hint)
+	if hint == "" {
+		return "", true
+	}
+	if _, err := workflows.ParseAddress(hint); err != nil {
+		problem(c, http.StatusUnprocessableEntity, "invalid_login_hint", fmt.Sprintf("login_hint %q is not a sign-in address; give the account's address, such as adele@contoso.com, or leave it out.", hint))
+		return "", false
+	}
+	return hint, true
 }
 
 func (s *server) resync(c *gin.Context) {

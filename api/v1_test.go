@@ -326,6 +326,9 @@ func TestRequestValidation(t *testing.T) {
 		{"bad retention", "POST", "/v1/connections", "application/json", `{"retention":"forever"}`, 422, "invalid_settings"},
 		{"no features", "POST", "/v1/connections", "application/json", `{"features":{"read":false,"send":false}}`, 422, "invalid_features"},
 		{"bad return URL", "POST", "/v1/connections", "application/json", `{"return_url":"javascript:alert(1)"}`, 422, "invalid_return_url"},
+		{"login hint not an address", "POST", "/v1/connections", "application/json", `{"login_hint":"adele at contoso"}`, 422, "invalid_login_hint"},
+		{"login hint of two addresses", "POST", "/v1/connections", "application/json", `{"login_hint":"adele@contoso.example, megan@contoso.example"}`, 422, "invalid_login_hint"},
+		{"login hint with a name", "POST", "/v1/connections", "application/json", `{"login_hint":"Adele <adele@contoso.example>"}`, 422, "invalid_login_hint"},
 		{"long return URL", "POST", "/v1/connections", "application/json", `{"return_url":"https://app.example/` + strings.Repeat("x", 2048) + `"}`, 422, "invalid_return_url"},
 		{"someone else's connection", "POST", "/v1/connections", "application/json", `{"owner":"u2"}`, 403, "owner_mismatch"},
 		{"bad connection ID", "GET", "/v1/connections/nope", "", "", 404, "connection_not_found"},
@@ -468,14 +471,18 @@ func TestConnectionJourney(t *testing.T) {
 		AllowInsecure: true, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Idle: 50 * time.Millisecond}
 	go func() { _ = d.Run(dctx) }()
 
-	// Create, as app user u-ada, visible to her organisation.
+	// Create, as app user u-ada, visible to her organisation; the login
+	// hint as pasted from a terminal, a newline after it.
 	r = h.call(t, "POST", "/v1/connections", h.acme, "u-ada", map[string]any{
-		"visibility": "organisation", "backfill_days": 30, "folders": []string{"inbox", "sentitems"}, "login_hint": e.Ada.UPN,
+		"visibility": "organisation", "backfill_days": 30, "folders": []string{"inbox", "sentitems"}, "login_hint": " " + e.Ada.UPN + "\n",
 	})
 	var c conn
 	r.json(t, &c)
 	if r.status != 201 || c.State != workflows.StatePendingConsent || c.AuthorizeURL == "" || r.header.Get("Location") != "/v1/connections/"+c.ID {
 		t.Fatalf("create: %d %s", r.status, r.body)
+	}
+	if u, err := url.Parse(c.AuthorizeURL); err != nil || u.Query().Get("login_hint") != e.Ada.UPN {
+		t.Errorf("authorize_url's login_hint: %q, want %q (%v)", u.Query().Get("login_hint"), e.Ada.UPN, err)
 	}
 	if c.Settings.Storage.Bodies != api.BodiesOnDemand || c.Settings.Retention != "delete" {
 		t.Errorf("defaults: %+v", c.Settings)
