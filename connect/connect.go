@@ -433,13 +433,12 @@ var ErrStillConnecting = errors.New("connect: the consent was handed over; the c
 // never a second) for as long as Temporal answers and the workflow runs;
 // one refused because the workflow's last task failed (a worker timed out
 // under load) is asked again shortly. When ctx ends first, the consent goes
-// to the workflow as a signal too (consentBySignal), and the answer is
-// ErrStillConnecting. When Temporal does not answer, or the workflow has
-// ended, the attempt's error.
+// to the workflow as a signal too (consentBySignal): ErrStillConnecting
+// once Temporal took it. When Temporal does not answer, or the workflow
+// has ended, the attempt's error.
 func (s *Service) handOff(ctx context.Context, id string, in workflows.ConsentInput) (client.WorkflowUpdateHandle, error) {
 	h, err := s.updateConsent(ctx, id, in)
-	var notReady *serviceerror.WorkflowNotReady
-	if errors.Is(err, ErrStillConnecting) || errors.As(err, &notReady) && ctx.Err() != nil {
+	if err != nil && ctx.Err() != nil {
 		return nil, s.consentBySignal(ctx, id, in, err)
 	}
 	return h, err

@@ -24,12 +24,16 @@ type notReadyClient struct {
 	client.Client
 	slow     int
 	refusals int
+	fail     error // every update attempt's answer, at once
 	ids      []string
 	signals  []workflows.ConsentInput
 }
 
 func (c *notReadyClient) UpdateWorkflow(ctx context.Context, o client.UpdateWorkflowOptions) (client.WorkflowUpdateHandle, error) {
 	c.ids = append(c.ids, o.UpdateID)
+	if c.fail != nil {
+		return nil, c.fail
+	}
 	if len(c.ids) <= c.slow {
 		<-ctx.Done()
 		return nil, ctx.Err()
@@ -52,6 +56,8 @@ func (c *notReadyClient) DescribeWorkflowExecution(context.Context, string, stri
 	return &workflowservice.DescribeWorkflowExecutionResponse{WorkflowExecutionInfo: &workflowpb.WorkflowExecutionInfo{Status: enums.WORKFLOW_EXECUTION_STATUS_RUNNING}}, nil
 }
 
+var errUnavailable = serviceerror.NewUnavailable("connection refused")
+
 // TestHandOffWaitsForAFailedWorkflowTask: an update refused because the
 // workflow's last task failed is asked again, under the same update ID,
 // until Temporal takes it or the caller's time runs out; then the consent
@@ -64,18 +70,20 @@ func TestHandOffWaitsForAFailedWorkflowTask(t *testing.T) {
 		name     string
 		slow     int
 		refusals int
+		fail     error
 		budget   time.Duration
 		// wantErr: the hand-off's error (nil: taken by the update).
 		wantErr     error
 		wantSignals int
 	}{
-		{"taken after two refusals", 0, 2, 10 * time.Second, nil, 0},
-		{"refused past the caller's time: signalled", 0, 1000, 2 * time.Second, ErrStillConnecting, 1},
-		{"an attempt ran out, then refused: signalled", 1, 1000, 3 * time.Second, ErrStillConnecting, 1},
-		{"every attempt ran out: signalled", 1000, 0, 2 * time.Second, ErrStillConnecting, 1},
+		{"taken after two refusals", 0, 2, nil, 10 * time.Second, nil, 0},
+		{"refused past the caller's time: signalled", 0, 1000, nil, 2 * time.Second, ErrStillConnecting, 1},
+		{"an attempt ran out, then refused: signalled", 1, 1000, nil, 3 * time.Second, ErrStillConnecting, 1},
+		{"every attempt ran out: signalled", 1000, 0, nil, 2 * time.Second, ErrStillConnecting, 1},
+		{"Temporal unavailable at once: the error, not signalled", 0, 0, errUnavailable, 2 * time.Second, errUnavailable, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := &notReadyClient{slow: tc.slow, refusals: tc.refusals}
+			c := &notReadyClient{slow: tc.slow, refusals: tc.refusals, fail: tc.fail}
 			s := &Service{Temporal: c, HandoffTimeout: 500 * time.Millisecond}
 			ctx, cancel := context.WithTimeout(context.Background(), tc.budget)
 			defer cancel()
