@@ -39,16 +39,17 @@ func TestSDKBatchThrottling(t *testing.T) {
 
 	// Four slow folder requests hold every slot of Ada's mailbox. The
 	// client has its token first, and the slots are held long enough for
-	// a loaded machine to see them held.
+	// a loaded machine (every package's tests at once, beside the test
+	// stack's servers, on two cores) to see them held.
 	if _, err := c.Me().MailFolders().Get(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
-	st.Sim.SetFault(graphsim.Fault{Endpoint: "folders", Latency: 6 * time.Second})
+	st.Sim.SetFault(graphsim.Fault{Endpoint: "folders", Latency: 15 * time.Second})
 	var wg sync.WaitGroup
 	for range 4 {
 		wg.Go(func() { _, _ = c.Me().MailFolders().Get(ctx, nil) })
 	}
-	deadline := time.Now().Add(4 * time.Second)
+	deadline := time.Now().Add(12 * time.Second)
 	for {
 		_, err := c.Me().Messages().Get(ctx, nil)
 		if ge, ok := graph.AsError(err); ok && ge.Status == 429 {
