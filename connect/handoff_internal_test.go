@@ -25,6 +25,7 @@ type notReadyClient struct {
 	slow     int
 	refusals int
 	fail     error // every update attempt's answer, at once
+	sigErr   error // the signal's answer
 	ids      []string
 	signals  []workflows.ConsentInput
 }
@@ -47,6 +48,9 @@ func (c *notReadyClient) UpdateWorkflow(ctx context.Context, o client.UpdateWork
 func (c *notReadyClient) SignalWorkflow(_ context.Context, workflowID, _, name string, arg any) error {
 	if workflowID != workflows.ConnectionWorkflowID("conn_1") || name != workflows.SignalConsent {
 		return fmt.Errorf("signal %s to %s", name, workflowID)
+	}
+	if c.sigErr != nil {
+		return c.sigErr
 	}
 	c.signals = append(c.signals, arg.(workflows.ConsentInput))
 	return nil
@@ -71,24 +75,32 @@ func TestHandOffWaitsForAFailedWorkflowTask(t *testing.T) {
 		slow     int
 		refusals int
 		fail     error
+		sigErr   error
 		budget   time.Duration
 		// wantErr: the hand-off's error (nil: taken by the update).
 		wantErr     error
 		wantSignals int
 	}{
-		{"taken after two refusals", 0, 2, nil, 10 * time.Second, nil, 0},
-		{"refused past the caller's time: signalled", 0, 1000, nil, 2 * time.Second, ErrStillConnecting, 1},
-		{"an attempt ran out, then refused: signalled", 1, 1000, nil, 3 * time.Second, ErrStillConnecting, 1},
-		{"every attempt ran out: signalled", 1000, 0, nil, 2 * time.Second, ErrStillConnecting, 1},
-		{"Temporal unavailable at once: the error, not signalled", 0, 0, errUnavailable, 2 * time.Second, errUnavailable, 0},
+		{"taken after two refusals", 0, 2, nil, nil, 10 * time.Second, nil, 0},
+		{"refused past the caller's time: signalled", 0, 1000, nil, nil, 2 * time.Second, ErrStillConnecting, 1},
+		{"refused past the caller's time, the signal refused too: the error", 0, 1000, nil, errUnavailable, 2 * time.Second, &serviceerror.WorkflowNotReady{}, 0},
+		{"an attempt ran out, then refused: signalled", 1, 1000, nil, nil, 3 * time.Second, ErrStillConnecting, 1},
+		{"every attempt ran out: signalled", 1000, 0, nil, nil, 2 * time.Second, ErrStillConnecting, 1},
+		{"Temporal unavailable at once: the error, not signalled", 0, 0, errUnavailable, nil, 2 * time.Second, errUnavailable, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := &notReadyClient{slow: tc.slow, refusals: tc.refusals, fail: tc.fail}
+			c := &notReadyClient{slow: tc.slow, refusals: tc.refusals, fail: tc.fail, sigErr: tc.sigErr}
 			s := &Service{Temporal: c, HandoffTimeout: 500 * time.Millisecond}
 			ctx, cancel := context.WithTimeout(context.Background(), tc.budget)
 			defer cancel()
 			_, err := s.handOff(ctx, "conn_1", workflows.ConsentInput{Ref: "ref"})
-			if !errors.Is(err, tc.wantErr) {
+			var notReady *serviceerror.WorkflowNotReady
+			if _, want := tc.wantErr.(*serviceerror.WorkflowNotReady); want {
+				// The refusal, not ErrStillConnecting: the callback's 503.
+				if !errors.As(err, &notReady) || errors.Is(err, ErrStillConnecting) {
+					t.Fatalf("error %v, want the refusal", err)
+				}
+			} else if !errors.Is(err, tc.wantErr) {
 				t.Fatalf("error %v, want %v", err, tc.wantErr)
 			}
 			if tc.wantErr == nil && len(c.ids) != tc.slow+tc.refusals+1 {

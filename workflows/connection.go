@@ -37,9 +37,6 @@ type connection struct {
 	cancelBackfill workflow.CancelFunc
 	// alarm is the timer the active loop sleeps on (steady-timer).
 	alarm alarm
-	// steady says whether this run keeps its timer (steady-timer); asked
-	// once, at the run's first sleep.
-	steady, steadyAsked bool
 }
 
 // alarm is the one timer an active workflow sleeps on. It stands while the
@@ -646,13 +643,10 @@ func (c *connection) active(ctx workflow.Context) error {
 
 // steadyTimer says whether the active loop sleeps on one standing alarm
 // (steady-timer); before, every sleep started a timer of its own, which
-// then fired whether or not anything still waited for it.
+// then fired whether or not anything still waited for it. The SDK keeps
+// the version a run first got: asking again costs no marker.
 func (c *connection) steadyTimer(ctx workflow.Context) bool {
-	if !c.steadyAsked {
-		c.steady = workflow.GetVersion(ctx, "steady-timer", workflow.DefaultVersion, 1) == 1
-		c.steadyAsked = true
-	}
-	return c.steady
+	return workflow.GetVersion(ctx, "steady-timer", workflow.DefaultVersion, 1) == 1
 }
 
 // subscribe creates the connection's subscription, or switches to polling

@@ -57,9 +57,11 @@ const (
 	// mail is fetched (with the contact filter on).
 	SignalContacts = "contacts"
 	// SignalConsent hands a consent over (ConsentInput) as the consent
-	// update does, when Temporal refuses that update because the
-	// workflow's last task failed and the user's sign-in cannot wait for
-	// its retry. A consent the workflow is not waiting for is ignored.
+	// update does, sent when the user's time ran out before the workflow
+	// accepted the update (an update is lost with a workflow task that
+	// times out, and refused until its retry succeeds). The workflow takes
+	// a consent reference once, from whichever comes first; a consent it
+	// is not waiting for is ignored.
 	SignalConsent = "consent"
 )
 
