@@ -1,10 +1,12 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -221,10 +223,40 @@ type Page struct {
 	ContactFilter bool
 }
 
-var messageColumns = []string{
-	"mailbox_id", "id", "folder_id", "internet_message_id", "conversation_id", "change_key", "subject",
-	"from_name", "from_address", "to_recipients", "cc_recipients", "bcc_recipients", "received_at", "sent_at",
-	"is_read", "is_draft", "categories", "importance", "has_attachments", "body_preview", "body_content_type", "body",
+// messageColumns are the columns a page writes, with their types: the
+// page travels as one JSON parameter read by json_to_recordset.
+var messageColumns = []struct{ name, typ string }{
+	{"id", "text"}, {"folder_id", "text"}, {"internet_message_id", "text"}, {"conversation_id", "text"},
+	{"change_key", "text"}, {"subject", "text"}, {"from_name", "text"}, {"from_address", "text"},
+	{"to_recipients", "jsonb"}, {"cc_recipients", "jsonb"}, {"bcc_recipients", "jsonb"},
+	{"received_at", "timestamptz"}, {"sent_at", "timestamptz"}, {"is_read", "boolean"}, {"is_draft", "boolean"},
+	{"categories", "text[]"}, {"importance", "text"}, {"has_attachments", "boolean"}, {"body_preview", "text"},
+	{"body_content_type", "text"}, {"body", "text"},
+}
+
+// stagedMessage is a message as the merge reads it (messageColumns).
+type stagedMessage struct {
+	ID                string      `json:"id"`
+	FolderID          string      `json:"folder_id"`
+	InternetMessageID string      `json:"internet_message_id"`
+	ConversationID    string      `json:"conversation_id"`
+	ChangeKey         string      `json:"change_key"`
+	Subject           string      `json:"subject"`
+	FromName          string      `json:"from_name"`
+	FromAddress       string      `json:"from_address"`
+	To                []Recipient `json:"to_recipients"`
+	Cc                []Recipient `json:"cc_recipients"`
+	Bcc               []Recipient `json:"bcc_recipients"`
+	Received          *time.Time  `json:"received_at"`
+	Sent              *time.Time  `json:"sent_at"`
+	IsRead            bool        `json:"is_read"`
+	IsDraft           bool        `json:"is_draft"`
+	Categories        []string    `json:"categories"`
+	Importance        string      `json:"importance"`
+	HasAttachments    bool        `json:"has_attachments"`
+	BodyPreview       string      `json:"body_preview"`
+	BodyContentType   string      `json:"body_content_type"`
+	Body              *string     `json:"body"`
 }
 
 // ApplyPage writes a page in one transaction: the messages are copied into
@@ -296,33 +328,33 @@ func (s *Store) ApplyPage(ctx context.Context, mailboxID string, p Page) error {
 	})
 }
 
-// mergeMessages stages messages and merges them (insert or update by
-// immutable ID), replacing their attachments; with events, each real
-// change is recorded.
+// mergeMessages merges messages (insert or update by immutable ID),
+// replacing their attachments; with events, each real change is recorded.
+// The page goes to Postgres as one JSON parameter: a temporary staging
+// table cost a catalog write per page (its CREATE was most of a live
+// round's time in Postgres) and a new plan for every merge.
 func mergeMessages(ctx context.Context, tx pgx.Tx, mailboxID string, msgs []Message, events bool) error {
 	if len(msgs) == 0 {
 		return nil
 	}
-	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE stage_messages (LIKE messages INCLUDING DEFAULTS) ON COMMIT DROP`); err != nil {
-		return fmt.Errorf("store: staging table: %w", err)
-	}
-	rows := make([][]any, len(msgs))
+	staged := make([]stagedMessage, len(msgs))
 	for i, m := range msgs {
-		to, _ := json.Marshal(nonNil(m.To))
-		cc, _ := json.Marshal(nonNil(m.Cc))
-		bcc, _ := json.Marshal(nonNil(m.Bcc))
-		cats := m.Categories
-		if cats == nil {
-			cats = []string{}
+		if m.Categories == nil {
+			m.Categories = []string{}
 		}
-		rows[i] = []any{mailboxID, m.ID, m.FolderID, m.InternetMessageID, m.ConversationID, m.ChangeKey, m.Subject,
-			m.From.Name, m.From.Address, string(to), string(cc), string(bcc), nullTime(m.Received), nullTime(m.Sent),
-			m.IsRead, m.IsDraft, cats, m.Importance, m.HasAttachments, m.BodyPreview, m.BodyContentType, m.Body}
+		staged[i] = stagedMessage{ID: m.ID, FolderID: m.FolderID, InternetMessageID: m.InternetMessageID, ConversationID: m.ConversationID,
+			ChangeKey: m.ChangeKey, Subject: m.Subject, FromName: m.From.Name, FromAddress: m.From.Address,
+			To: nonNil(m.To), Cc: nonNil(m.Cc), Bcc: nonNil(m.Bcc), Received: timeOrNil(m.Received), Sent: timeOrNil(m.Sent),
+			IsRead: m.IsRead, IsDraft: m.IsDraft, Categories: m.Categories, Importance: m.Importance,
+			HasAttachments: m.HasAttachments, BodyPreview: m.BodyPreview, BodyContentType: m.BodyContentType, Body: m.Body}
 	}
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"stage_messages"}, messageColumns, pgx.CopyFromRows(rows)); err != nil {
-		return fmt.Errorf("store: copy page: %w", err)
+	var page bytes.Buffer
+	enc := json.NewEncoder(&page)
+	enc.SetEscapeHTML(false) // bodies are HTML: kept as written, not as \u003c
+	if err := enc.Encode(staged); err != nil {
+		return fmt.Errorf("store: encode page: %w", err)
 	}
-	if _, err := tx.Exec(ctx, mergeStatement(events), mailboxID); err != nil {
+	if _, err := tx.Exec(ctx, mergeStatement(events), mailboxID, page.String()); err != nil {
 		return fmt.Errorf("store: merge page: %w", err)
 	}
 	if err := replaceAttachments(ctx, tx, mailboxID, msgs); err != nil {
@@ -331,15 +363,15 @@ func mergeMessages(ctx context.Context, tx pgx.Tx, mailboxID string, msgs []Mess
 	return nil
 }
 
-// mergeStatement upserts the staged page. Rows whose content did not
+// mergeStatement upserts the page ($2, JSON of stagedMessage). Rows whose content did not
 // change (same change key, folder, read state and body) are left alone, so
 // replays write nothing; with events, each real change is recorded as an
 // event whose ID (mailbox, message, change key) is stable across
 // replays.
 func mergeStatement(events bool) string {
 	merge := `
-		INSERT INTO messages (` + columnList() + `)
-		SELECT ` + columnList() + ` FROM stage_messages WHERE mailbox_id = $1
+		INSERT INTO messages (mailbox_id, ` + columnList("") + `)
+		SELECT $1, ` + columnList("s.") + ` FROM json_to_recordset($2::json) AS s(` + columnDefs() + `)
 		ON CONFLICT (mailbox_id, id) DO UPDATE SET
 			folder_id = EXCLUDED.folder_id, internet_message_id = EXCLUDED.internet_message_id,
 			conversation_id = EXCLUDED.conversation_id, change_key = EXCLUDED.change_key,
@@ -438,15 +470,30 @@ func replaceAttachments(ctx context.Context, tx pgx.Tx, mailboxID string, msgs [
 	return nil
 }
 
-func columnList() string {
-	out := ""
+// columnList names the page's columns, each with prefix.
+func columnList(prefix string) string {
+	names := make([]string, len(messageColumns))
 	for i, c := range messageColumns {
-		if i > 0 {
-			out += ", "
-		}
-		out += c
+		names[i] = prefix + c.name
 	}
-	return out
+	return strings.Join(names, ", ")
+}
+
+// columnDefs is the page's record definition for json_to_recordset.
+func columnDefs() string {
+	defs := make([]string, len(messageColumns))
+	for i, c := range messageColumns {
+		defs[i] = c.name + " " + c.typ
+	}
+	return strings.Join(defs, ", ")
+}
+
+// timeOrNil is nil for the zero time (a NULL column).
+func timeOrNil(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
 }
 
 func nonNil(r []Recipient) []Recipient {

@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -140,4 +141,56 @@ func TestMoveBetweenSyncedFoldersIsOneUpdate(t *testing.T) {
 	if n, _ := st.PendingRemovals(ctx, "c1"); n != 0 {
 		t.Errorf("pending removals after the round: %d", n)
 	}
+}
+
+// TestApplyPageKeepsEveryField: each field of a message comes back as it
+// was written, whatever its characters: quotes, backslashes, HTML, a
+// category with a comma and braces, no body at all, no dates.
+func TestApplyPageKeepsEveryField(t *testing.T) {
+	ctx := context.Background()
+	st := newStore(t)
+	if err := st.CreateConnection(ctx, store.Connection{ID: "c1", OrgID: "o", OwnerID: "u", State: "active", Mode: "delegated"}); err != nil {
+		t.Fatal(err)
+	}
+	window := time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC)
+	if err := st.UpsertFolders(ctx, "c1", []store.Folder{{ID: "inbox", DisplayName: "Inbox", WellKnown: "inbox"}}, window); err != nil {
+		t.Fatal(err)
+	}
+	html := `<p class="x">Tom &amp; "Jerry" \ 'quoted' — ünïcödé 📬</p>`
+	received := time.Date(2026, 11, 2, 3, 4, 5, 123456000, time.UTC)
+	for _, want := range []store.Message{
+		{ID: "full", FolderID: "inbox", InternetMessageID: "<a@b>", ConversationID: "conv", ChangeKey: "ck1", Subject: `Re: "plans" \ {next} week`,
+			From: store.Recipient{Name: `O'Brien, Pat`, Address: "pat@x.example"}, To: []store.Recipient{{Name: "A", Address: "a@x.example"}},
+			Cc: []store.Recipient{{Address: "c@x.example"}}, Bcc: []store.Recipient{{Address: "d@x.example"}}, Received: received, Sent: received.Add(-time.Minute),
+			IsRead: true, IsDraft: true, Categories: []string{"Red", `a,b {c} "d"`}, Importance: "high", HasAttachments: true,
+			BodyPreview: "Tom & Jerry", BodyContentType: "html", Body: &html},
+		{ID: "bare", FolderID: "inbox"},
+	} {
+		t.Run(want.ID, func(t *testing.T) {
+			if err := st.ApplyPage(ctx, "c1", store.Page{FolderID: "inbox", Cursor: "d-" + want.ID, Phase: store.PhaseLive, Messages: []store.Message{want}}); err != nil {
+				t.Fatal(err)
+			}
+			got, err := st.GetMessage(ctx, "c1", want.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want.Categories == nil {
+				want.Categories = []string{}
+			}
+			for _, r := range []*[]store.Recipient{&want.To, &want.Cc, &want.Bcc} {
+				if *r == nil {
+					*r = []store.Recipient{}
+				}
+			}
+			if !reflect.DeepEqual(normalized(got), normalized(want)) {
+				t.Errorf("read back\n %+v\nwant\n %+v", got, want)
+			}
+		})
+	}
+}
+
+// normalized is m with its times in UTC, for comparison.
+func normalized(m store.Message) store.Message {
+	m.Received, m.Sent = m.Received.UTC(), m.Sent.UTC()
+	return m
 }
