@@ -116,6 +116,11 @@ type Config struct {
 	// MetricsAddr, when set, serves /metrics in Prometheus' format there
 	// (the Temporal SDK's metrics and outlookd's own), apart from the API.
 	MetricsAddr string `env:"OUTLOOKD_METRICS_ADDR"`
+	// TemporalCompression is how requests to Temporal travel: "gzip" (the
+	// SDK's default, for a server across a slow or metered link such as
+	// Temporal Cloud) or "none" (a server on the same network: it saves the
+	// compression's CPU on both ends, the server's included).
+	TemporalCompression string `env:"OUTLOOKD_TEMPORAL_COMPRESSION" envDefault:"gzip"`
 	// PprofAddr, when set, serves Go's profiler (net/http/pprof) there;
 	// keep it on loopback.
 	PprofAddr string `env:"OUTLOOKD_PPROF_ADDR"`
@@ -262,6 +267,9 @@ func (c Config) Validate() error {
 	}
 	if c.RefreshMargin < 0 || c.RefreshMargin > time.Hour {
 		return &Error{Var: "OUTLOOKD_REFRESH_MARGIN", Expect: "a duration between 0s and 1h"}
+	}
+	if c.TemporalCompression != "gzip" && c.TemporalCompression != "none" {
+		return &Error{Var: "OUTLOOKD_TEMPORAL_COMPRESSION", Expect: fmt.Sprintf(`"gzip" or "none", got %q`, c.TemporalCompression)}
 	}
 	if c.PprofAddr != "" {
 		if err := hostPort("OUTLOOKD_PPROF_ADDR", c.PprofAddr); err != nil {

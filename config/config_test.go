@@ -66,6 +66,7 @@ func TestLoadRejectsBadValues(t *testing.T) {
 		{"OUTLOOKD_RECONCILE_EVERY=2d", "OUTLOOKD_RECONCILE_EVERY", "duration"},
 		{"OUTLOOKD_WORKFLOW_CACHE=0", "OUTLOOKD_WORKFLOW_CACHE", "from 1 to 1000000"},
 		{"OUTLOOKD_WORKFLOW_CACHE=lots", "OUTLOOKD_WORKFLOW_CACHE", "integer"},
+		{"OUTLOOKD_TEMPORAL_COMPRESSION=zstd", "OUTLOOKD_TEMPORAL_COMPRESSION", `"gzip" or "none", got "zstd"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.env, func(t *testing.T) {

@@ -119,6 +119,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer, environ []strin
 	if err != nil {
 		return err
 	}
+	if cfg.TemporalCompression == "none" {
+		topts.ConnectionOptions.GrpcCompression = &client.GrpcCompressionNone{}
+	}
 	var mx *metrics.Metrics
 	if cfg.MetricsAddr != "" {
 		mx = metrics.New()

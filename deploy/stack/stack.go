@@ -119,6 +119,9 @@ func (s *stack) up(ctx context.Context) error {
 			return fmt.Errorf("temporal: %w", err)
 		}
 		env["OUTLOOKD_TEMPORAL_CLI"] = cli
+		// The server runs on this machine: compressing every request
+		// costs both ends CPU and saves no link.
+		env["OUTLOOKD_TEMPORAL_COMPRESSION"] = "none"
 	}
 	if s.has("vault") {
 		venv, err := s.upVault(ctx)

@@ -53,6 +53,8 @@ app.kubernetes.io/component: {{ index . 1 }}
   value: {{ .Values.temporal.address | quote }}
 - name: TEMPORAL_NAMESPACE
   value: {{ .Values.temporal.namespace | quote }}
+- name: OUTLOOKD_TEMPORAL_COMPRESSION
+  value: {{ .Values.temporal.compression | default "gzip" | quote }}
 {{- if or .Values.temporal.tls .Values.temporal.apiKey.existingSecret .Values.temporal.mtls.existingSecret }}
 - name: TEMPORAL_TLS
   value: "true"
