@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/expirable"
+	"golang.org/x/oauth2"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/outlookd/outlookd/graph"
@@ -45,10 +46,9 @@ type Activities struct {
 	// refreshes lets one refresh of a connection's tokens run at a time in
 	// this process (the store's lock covers the others).
 	refreshes singleflight.Group
-	// appTokens keeps application connections' access tokens (see
-	// appTokenCache).
-	appTokensOnce sync.Once
-	appTokens     *expirable.LRU[string, vault.Tokens]
+	// accessTokens keeps connections' access tokens (tokenCache).
+	accessTokensOnce sync.Once
+	accessTokens     *expirable.LRU[string, vault.Tokens]
 }
 
 func (a *Activities) now() time.Time {
@@ -84,7 +84,7 @@ func (a *Activities) directoryFor(ctx context.Context, connectionID, tenantID st
 	if a.Limits != nil && tenantID != "" {
 		transport = a.Limits.DirectoryTransport(tenantID, transport)
 	}
-	c, err := graph.NewClient(graph.Config{BaseURL: a.GraphURL, Transport: &refreshOn401{ts: ts, next: transport}}, ts)
+	c, err := graph.NewClient(graph.Config{BaseURL: a.GraphURL, Transport: &tokenRetry{ts: ts, next: transport}}, ts)
 	if err != nil {
 		return nil, fmt.Errorf("activities: graph client: %w", err)
 	}
@@ -105,30 +105,42 @@ func (a *Activities) graphTransport(ts *vaultTokenSource, mailboxKey string) htt
 	if a.Limits != nil && mailboxKey != "" {
 		transport = a.Limits.Transport(mailboxKey, transport)
 	}
-	return &refreshOn401{ts: ts, next: transport}
+	return &tokenRetry{ts: ts, next: transport}
 }
 
-// refreshOn401 retries a request once with a freshly refreshed token when
-// Graph refuses the token as invalid although it has not expired by our
-// clock (it was revoked, or the clocks disagree). A refresh that fails
-// with invalid_grant surfaces as ReauthRequired.
-type refreshOn401 struct {
+// tokenRetry sends a request again, once, when Graph refuses its token:
+//   - 401 (revoked, or the clocks disagree although it has not expired by
+//     ours): with a refreshed token; a refresh that fails with
+//     invalid_grant surfaces as ReauthRequired;
+//   - 403 for a token the process had kept (tokenCache): with Vault's, if
+//     that is another (a new consent granted more since).
+//
+// Any other answer, or a second refusal, is Graph's answer.
+type tokenRetry struct {
 	ts   *vaultTokenSource
 	next http.RoundTripper
 }
 
-func (t *refreshOn401) RoundTrip(r *http.Request) (*http.Response, error) {
+func (t *tokenRetry) RoundTrip(r *http.Request) (*http.Response, error) {
 	resp, err := t.next.RoundTrip(r)
-	if err != nil || resp.StatusCode != http.StatusUnauthorized || r.Header.Get("Authorization") == "" {
+	if err != nil || (resp.StatusCode != http.StatusUnauthorized && resp.StatusCode != http.StatusForbidden) || r.Header.Get("Authorization") == "" {
 		return resp, err
 	}
 	if r.Body != nil && r.GetBody == nil {
 		return resp, nil // the body cannot be sent again
 	}
-	tok, ferr := t.ts.forceRefresh()
-	if ferr != nil {
-		resp.Body.Close()
-		return nil, ferr
+	var tok *oauth2.Token
+	if resp.StatusCode == http.StatusUnauthorized {
+		if tok, err = t.ts.forceRefresh(); err != nil {
+			resp.Body.Close()
+			return nil, err
+		}
+	} else {
+		newer, changed, err := t.ts.reread()
+		if err != nil || !changed {
+			return resp, nil // Graph's refusal stands
+		}
+		tok = newer
 	}
 	retry := r.Clone(r.Context())
 	if r.GetBody != nil {

@@ -132,10 +132,13 @@ func (cr Credentials) StoreToken(ctx context.Context, connectionID string, chk A
 	if err != nil && !errors.Is(err, vault.ErrNotFound) {
 		return err
 	}
-	err = a.Tokens.PutTokens(ctx, connectionID, vault.Tokens{AccessToken: chk.Token.AccessToken, Expiry: chk.Token.Expiry,
-		Scope: strings.Join(chk.Roles, " ")}, version)
+	tok := vault.Tokens{AccessToken: chk.Token.AccessToken, Expiry: chk.Token.Expiry, Scope: strings.Join(chk.Roles, " ")}
+	err = a.Tokens.PutTokens(ctx, connectionID, tok, version)
 	if errors.Is(err, vault.ErrConflict) {
 		return nil // another writer stored a token as fresh
+	}
+	if err == nil {
+		a.keepToken(connectionID, tok)
 	}
 	return err
 }

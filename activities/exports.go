@@ -38,6 +38,11 @@ func GraphHTTP(ctx context.Context, a *Activities, connectionID, mailboxKey stri
 	return &http.Client{Transport: &oauth2.Transport{Source: ts, Base: a.graphTransport(ts, mailboxKey)}}
 }
 
+// ForgetToken drops the access token this process keeps for a connection
+// (tokenCache), so that its next activity reads Vault: for a change made
+// to Vault behind the processes' back (a test, an operator's repair).
+func ForgetToken(a *Activities, connectionID string) { a.tokenCache().Remove(connectionID) }
+
 // ClassifyGraph reads a Graph error as the activities do (throttling after
 // Retry-After, a refused token, a refusal retrying will not mend).
 func ClassifyGraph(op string, err error) error { return classifyGraph(op, err) }

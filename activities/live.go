@@ -320,7 +320,7 @@ func (a *Activities) deleteSubscriptions(ctx context.Context, gc *graph.Client, 
 
 // PurgeSecrets deletes every token and secret of the connection from Vault.
 func (a *Activities) PurgeSecrets(ctx context.Context, in workflows.ConnectionRef) (int, error) {
-	a.appTokenCache().Remove(in.ConnectionID)
+	a.tokenCache().Remove(in.ConnectionID)
 	return a.Tokens.Purge(ctx, in.ConnectionID)
 }
 

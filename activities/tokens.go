@@ -32,6 +32,9 @@ type vaultTokenSource struct {
 
 	mu     sync.Mutex
 	cached *oauth2.Token
+	// kept says cached came from the process's token cache, not from
+	// Vault in this activity: Graph refusing it is worth a look at Vault.
+	kept bool
 }
 
 func (t *vaultTokenSource) Token() (*oauth2.Token, error) {
@@ -44,8 +47,8 @@ func (t *vaultTokenSource) Token() (*oauth2.Token, error) {
 	if t.cached != nil && t.cached.Expiry.After(t.a.now().Add(margin)) {
 		return t.cached, nil
 	}
-	if tok, ok := t.a.appTokenCache().Get(t.connectionID); ok && tok.Expiry.After(t.a.now().Add(margin)) {
-		t.cached = &oauth2.Token{AccessToken: tok.AccessToken, TokenType: "Bearer", Expiry: tok.Expiry}
+	if tok, ok := t.a.tokenCache().Get(t.connectionID); ok && tok.Expiry.After(t.a.now().Add(margin)) {
+		t.cached, t.kept = &oauth2.Token{AccessToken: tok.AccessToken, TokenType: "Bearer", Expiry: tok.Expiry}, true
 		return t.cached, nil
 	}
 	tok, _, err := t.a.Tokens.GetTokens(t.ctx, t.connectionID)
@@ -57,37 +60,50 @@ func (t *vaultTokenSource) Token() (*oauth2.Token, error) {
 			return nil, err
 		}
 	}
-	t.a.keepAppToken(t.connectionID, tok)
-	t.cached = &oauth2.Token{AccessToken: tok.AccessToken, TokenType: "Bearer", Expiry: tok.Expiry}
+	t.use(tok)
 	return t.cached, nil
 }
 
-// appTokenTTL bounds how long a process uses an application connection's
-// access token without reading Vault again.
-const appTokenTTL = 30 * time.Second
-
-// appTokenCache keeps application connections' access tokens in this
-// process for up to appTokenTTL. One app-only token serves every mailbox
-// of a tenant, and reading it from Vault for each activity of thousands of
-// mailboxes made Vault a bound of a tenant's onboarding (org-backfill).
-// Only tokens without a refresh token (client credentials) are kept: a
-// user's tokens change scopes with a new consent, which every process must
-// see at once, while an app's role granted later reaches its tokens at
-// their next issue anyway. Another process's new token (a rotation) is
-// seen within the TTL, or at once on a 401 (refreshOn401 reads Vault).
-func (a *Activities) appTokenCache() *expirable.LRU[string, vault.Tokens] {
-	a.appTokensOnce.Do(func() { a.appTokens = expirable.NewLRU[string, vault.Tokens](10000, nil, appTokenTTL) })
-	return a.appTokens
+// use makes tok the source's token, read from Vault (or refreshed), and
+// keeps it for the process.
+func (t *vaultTokenSource) use(tok vault.Tokens) {
+	t.a.keepToken(t.connectionID, tok)
+	t.cached, t.kept = &oauth2.Token{AccessToken: tok.AccessToken, TokenType: "Bearer", Expiry: tok.Expiry}, false
 }
 
-// keepAppToken keeps tok for connectionID when it is an app-only token,
-// and forgets what was kept otherwise.
-func (a *Activities) keepAppToken(connectionID string, tok vault.Tokens) {
-	if tok.RefreshToken == "" && tok.AccessToken != "" {
-		a.appTokenCache().Add(connectionID, vault.Tokens{AccessToken: tok.AccessToken, Expiry: tok.Expiry, Scope: tok.Scope})
+// tokenTTL bounds how long a process uses a connection's access token
+// without reading Vault again.
+const tokenTTL = 30 * time.Second
+
+// tokenCache keeps connections' access tokens (never a refresh token) in
+// this process for up to tokenTTL. Every activity needs one, and reading
+// it from Vault each time made Vault a bound: of a tenant's onboarding
+// (one app-only token serves every mailbox), of live rounds (about 2 ms of
+// Vault's CPU each at 100 a second). A token kept may be older than
+// Vault's:
+//   - another process refreshed it: the old one stays valid until its
+//     expiry, as Microsoft's access tokens do;
+//   - it was revoked: Graph answers 401, and tokenRetry refreshes (which
+//     reads Vault first: another process's new token is taken as it is);
+//   - a new consent granted more scopes: Graph answers 403 for what the
+//     old token lacks, and tokenRetry reads Vault and tries once more with
+//     the new token (vaultTokenSource.kept).
+//
+// A disconnect forgets it (PurgeSecrets); other processes run nothing for
+// a disconnected connection, and their copy ends with the TTL.
+func (a *Activities) tokenCache() *expirable.LRU[string, vault.Tokens] {
+	a.accessTokensOnce.Do(func() { a.accessTokens = expirable.NewLRU[string, vault.Tokens](10000, nil, tokenTTL) })
+	return a.accessTokens
+}
+
+// keepToken keeps tok's access token for connectionID, or forgets what
+// was kept when tok has none.
+func (a *Activities) keepToken(connectionID string, tok vault.Tokens) {
+	if tok.AccessToken != "" {
+		a.tokenCache().Add(connectionID, vault.Tokens{AccessToken: tok.AccessToken, Expiry: tok.Expiry, Scope: tok.Scope})
 		return
 	}
-	a.appTokenCache().Remove(connectionID)
+	a.tokenCache().Remove(connectionID)
 }
 
 // forceRefresh replaces the access token Graph refused, whatever its
@@ -99,13 +115,32 @@ func (t *vaultTokenSource) forceRefresh() (*oauth2.Token, error) {
 	if t.cached != nil {
 		refused = t.cached.AccessToken
 	}
+	t.a.tokenCache().Remove(t.connectionID)
 	tok, err := t.a.refreshOnce(t.ctx, t.connectionID, refused)
 	if err != nil {
 		return nil, err
 	}
-	t.a.keepAppToken(t.connectionID, tok)
-	t.cached = &oauth2.Token{AccessToken: tok.AccessToken, TokenType: "Bearer", Expiry: tok.Expiry}
+	t.use(tok)
 	return t.cached, nil
+}
+
+// reread answers Vault's token in place of one the process had kept and
+// Graph refused (403), and whether it differs; a token read from Vault in
+// this activity is not read again.
+func (t *vaultTokenSource) reread() (*oauth2.Token, bool, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.kept || t.cached == nil {
+		return nil, false, nil
+	}
+	refused := t.cached.AccessToken
+	t.a.tokenCache().Remove(t.connectionID)
+	tok, _, err := t.a.Tokens.GetTokens(t.ctx, t.connectionID)
+	if err != nil {
+		return nil, false, err
+	}
+	t.use(tok)
+	return t.cached, tok.AccessToken != refused && tok.AccessToken != "", nil
 }
 
 // refreshOnce refreshes a connection's tokens, unless another caller did
@@ -189,6 +224,7 @@ func (a *Activities) RefreshTokens(ctx context.Context, in workflows.RefreshInpu
 	if err != nil {
 		return workflows.RefreshResult{}, err
 	}
+	a.keepToken(in.ConnectionID, fresh)
 	granted := identity.GrantedScopes(fresh.Scope)
 	return workflows.RefreshResult{AccessExpiry: fresh.Expiry, GrantedScopes: granted, Granted: grantedFeatures(granted)}, nil
 }
@@ -316,6 +352,7 @@ func (a *Activities) exchangeCode(ctx context.Context, in workflows.ExchangeCode
 	if err := a.Tokens.PutTokens(ctx, in.ConnectionID, stored, version); err != nil {
 		return workflows.ExchangeCodeResult{}, err
 	}
+	a.keepToken(in.ConnectionID, stored) // a new consent's scopes, at once here
 	return res, nil
 }
 

@@ -1482,8 +1482,9 @@ func TestRepairDuringBackfill(t *testing.T) {
 	if _, err := e.Ctl.Generate(ctx, e.Ada.UPN, graphsim.GenerateSpec{Count: n, Days: 5, Folders: []string{"inbox"}, Seed: 5}); err != nil {
 		t.Fatal(err)
 	}
-	// Slow paging keeps the backfill running long enough to be cut.
-	if err := e.Ctl.SetFault(ctx, graphsim.Fault{Endpoint: "messages", Latency: time.Second}); err != nil {
+	// Slow delta pages (the backfill's) keep it running long enough to be
+	// cut: its first activity is still paging when the workflow ends.
+	if err := e.Ctl.SetFault(ctx, graphsim.Fault{Endpoint: "delta", Latency: time.Second}); err != nil {
 		t.Fatal(err)
 	}
 	r := h.call(t, "POST", "/v1/connections", h.acme, "u-ada", map[string]any{"backfill_days": 30, "folders": []string{"inbox"}, "login_hint": e.Ada.UPN})
@@ -1501,7 +1502,7 @@ func TestRepairDuringBackfill(t *testing.T) {
 	if err := e.Temporal.TerminateWorkflow(ctx, workflows.ConnectionWorkflowID(c.ID), "", "operator"); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Ctl.SetFault(ctx, graphsim.Fault{Endpoint: "messages"}); err != nil {
+	if err := e.Ctl.SetFault(ctx, graphsim.Fault{Endpoint: "delta"}); err != nil {
 		t.Fatal(err)
 	}
 	if r := h.call(t, "POST", "/v1/connections/"+c.ID+"/repair", h.acmeAdmin, "", nil); r.status != 200 {
