@@ -223,15 +223,13 @@ type Page struct {
 	ContactFilter bool
 }
 
-// messageColumns are the columns a page writes, with their types: the
-// page travels as one JSON parameter read by json_to_recordset.
-var messageColumns = []struct{ name, typ string }{
-	{"id", "text"}, {"folder_id", "text"}, {"internet_message_id", "text"}, {"conversation_id", "text"},
-	{"change_key", "text"}, {"subject", "text"}, {"from_name", "text"}, {"from_address", "text"},
-	{"to_recipients", "jsonb"}, {"cc_recipients", "jsonb"}, {"bcc_recipients", "jsonb"},
-	{"received_at", "timestamptz"}, {"sent_at", "timestamptz"}, {"is_read", "boolean"}, {"is_draft", "boolean"},
-	{"categories", "text[]"}, {"importance", "text"}, {"has_attachments", "boolean"}, {"body_preview", "text"},
-	{"body_content_type", "text"}, {"body", "text"},
+// messageColumns are the columns a page writes. The page travels as one
+// JSON parameter read by json_populate_recordset with the messages
+// table's own row type, so the table alone says each column's type.
+var messageColumns = []string{
+	"id", "folder_id", "internet_message_id", "conversation_id", "change_key", "subject", "from_name", "from_address",
+	"to_recipients", "cc_recipients", "bcc_recipients", "received_at", "sent_at", "is_read", "is_draft",
+	"categories", "importance", "has_attachments", "body_preview", "body_content_type", "body",
 }
 
 // stagedMessage is a message as the merge reads it (messageColumns).
@@ -247,8 +245,8 @@ type stagedMessage struct {
 	To                []Recipient `json:"to_recipients"`
 	Cc                []Recipient `json:"cc_recipients"`
 	Bcc               []Recipient `json:"bcc_recipients"`
-	Received          *time.Time  `json:"received_at"`
-	Sent              *time.Time  `json:"sent_at"`
+	Received          any         `json:"received_at"` // nullTime
+	Sent              any         `json:"sent_at"`
 	IsRead            bool        `json:"is_read"`
 	IsDraft           bool        `json:"is_draft"`
 	Categories        []string    `json:"categories"`
@@ -344,7 +342,7 @@ func mergeMessages(ctx context.Context, tx pgx.Tx, mailboxID string, msgs []Mess
 		}
 		staged[i] = stagedMessage{ID: m.ID, FolderID: m.FolderID, InternetMessageID: m.InternetMessageID, ConversationID: m.ConversationID,
 			ChangeKey: m.ChangeKey, Subject: m.Subject, FromName: m.From.Name, FromAddress: m.From.Address,
-			To: nonNil(m.To), Cc: nonNil(m.Cc), Bcc: nonNil(m.Bcc), Received: timeOrNil(m.Received), Sent: timeOrNil(m.Sent),
+			To: nonNil(m.To), Cc: nonNil(m.Cc), Bcc: nonNil(m.Bcc), Received: nullTime(m.Received), Sent: nullTime(m.Sent),
 			IsRead: m.IsRead, IsDraft: m.IsDraft, Categories: m.Categories, Importance: m.Importance,
 			HasAttachments: m.HasAttachments, BodyPreview: m.BodyPreview, BodyContentType: m.BodyContentType, Body: m.Body}
 	}
@@ -371,7 +369,7 @@ func mergeMessages(ctx context.Context, tx pgx.Tx, mailboxID string, msgs []Mess
 func mergeStatement(events bool) string {
 	merge := `
 		INSERT INTO messages (mailbox_id, ` + columnList("") + `)
-		SELECT $1, ` + columnList("s.") + ` FROM json_to_recordset($2::json) AS s(` + columnDefs() + `)
+		SELECT $1, ` + columnList("s.") + ` FROM json_populate_recordset(NULL::messages, $2::json) AS s
 		ON CONFLICT (mailbox_id, id) DO UPDATE SET
 			folder_id = EXCLUDED.folder_id, internet_message_id = EXCLUDED.internet_message_id,
 			conversation_id = EXCLUDED.conversation_id, change_key = EXCLUDED.change_key,
@@ -474,26 +472,9 @@ func replaceAttachments(ctx context.Context, tx pgx.Tx, mailboxID string, msgs [
 func columnList(prefix string) string {
 	names := make([]string, len(messageColumns))
 	for i, c := range messageColumns {
-		names[i] = prefix + c.name
+		names[i] = prefix + c
 	}
 	return strings.Join(names, ", ")
-}
-
-// columnDefs is the page's record definition for json_to_recordset.
-func columnDefs() string {
-	defs := make([]string, len(messageColumns))
-	for i, c := range messageColumns {
-		defs[i] = c.name + " " + c.typ
-	}
-	return strings.Join(defs, ", ")
-}
-
-// timeOrNil is nil for the zero time (a NULL column).
-func timeOrNil(t time.Time) *time.Time {
-	if t.IsZero() {
-		return nil
-	}
-	return &t
 }
 
 func nonNil(r []Recipient) []Recipient {
