@@ -47,6 +47,7 @@ func (a *Activities) StartMailboxes(ctx context.Context, in workflows.StartMailb
 				TaskQueue:                in.TaskQueue,
 				WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 				WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+				TypedSearchAttributes:    workflows.MailboxStartAttributes(m.Input),
 				StaticSummary:            m.Summary,
 				StaticDetails:            m.Details,
 			}, workflows.MailboxWorkflowName, m.Input)

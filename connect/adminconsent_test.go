@@ -114,7 +114,7 @@ func TestAdminConsentThenSignIn(t *testing.T) {
 	}
 	scanHistories(t, e, id)
 	if os.Getenv("OUTLOOKD_RECORD_HISTORY") == "1" {
-		recordHistory(t, e, workflows.ConnectionWorkflowID(id), "../workflows/testdata/connection_admin_consent.json")
+		recordHistory(t, e, workflows.ConnectionWorkflowID(id), "../workflows/testdata/connection_admin_consent_once.json")
 	}
 }
 

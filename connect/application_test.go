@@ -194,8 +194,8 @@ func TestApplicationConnectionSyncsTheTenant(t *testing.T) {
 		t.Errorf("%d secrets left in Vault", n)
 	}
 	if os.Getenv("OUTLOOKD_RECORD_HISTORY") == "1" {
-		recordHistory(t, e, workflows.ConnectionWorkflowID(id), "../workflows/testdata/connection_application.json")
-		recordHistory(t, e, workflows.MailboxWorkflowID(ada), "../workflows/testdata/mailbox_application_inline.json")
+		recordHistory(t, e, workflows.ConnectionWorkflowID(id), "../workflows/testdata/connection_application_once.json")
+		recordHistory(t, e, workflows.MailboxWorkflowID(ada), "../workflows/testdata/mailbox_application_once.json")
 	}
 }
 

@@ -134,6 +134,7 @@ func (s *Service) startConsent(ctx context.Context, row store.Connection, settin
 		WorkflowIDReusePolicy: reuse,
 		// A running workflow is never replaced.
 		WorkflowIDConflictPolicy: enums.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		TypedSearchAttributes:    workflows.StartAttributes(row.ID, mode, workflows.StatePendingConsent, "", ""),
 		StaticSummary:            workflows.ConnectionSummary(row.ID, mode, row.Mailbox, workflows.StatePendingConsent),
 		StaticDetails:            workflows.ConnectionDetails(row.ID, row.OrgID, row.OwnerID, mode, row.Mailbox, workflows.StatePendingConsent),
 	}, workflows.Connection, workflows.ConnectionInput{ID: row.ID, OrgID: row.OrgID, OwnerID: row.OwnerID,
@@ -232,6 +233,7 @@ func (s *Service) CleanUp(ctx context.Context, row store.Connection) (workflows.
 		WorkflowIDReusePolicy: enums.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		// A running workflow is not replaced: the caller asks it instead.
 		WorkflowIDConflictPolicy: enums.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		TypedSearchAttributes:    workflows.StartAttributes(row.ID, st.Mode, st.State, st.TenantID, st.Mailbox),
 		StaticSummary:            workflows.ConnectionSummary(row.ID, st.Mode, row.Mailbox, st.State),
 		StaticDetails:            workflows.ConnectionDetails(row.ID, row.OrgID, row.OwnerID, st.Mode, row.Mailbox, st.State),
 	}, workflows.Connection, workflows.ConnectionInput{ID: row.ID, OrgID: row.OrgID, OwnerID: row.OwnerID, Mode: st.Mode,
@@ -438,10 +440,23 @@ var ErrStillConnecting = errors.New("connect: the consent was handed over; the c
 // has ended, the attempt's error.
 func (s *Service) handOff(ctx context.Context, id string, in workflows.ConsentInput) (client.WorkflowUpdateHandle, error) {
 	h, err := s.updateConsent(ctx, id, in)
-	if err != nil && ctx.Err() != nil {
+	if err != nil && outOfTime(ctx) {
 		return nil, s.consentBySignal(ctx, id, in, err)
 	}
 	return h, err
+}
+
+// outOfTime says whether the caller's time has run out: ctx is done, or
+// its deadline has passed though ctx does not say so yet. A context derived
+// from ctx with the same deadline (a look at the workflow bounded by the
+// caller's time) may end a moment before ctx itself does; its error must
+// not be taken for Temporal's.
+func outOfTime(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	d, ok := ctx.Deadline()
+	return ok && !time.Now().Before(d)
 }
 
 // updateConsent is handOff's update: ErrStillConnecting when ctx ended
@@ -460,7 +475,7 @@ func (s *Service) updateConsent(ctx context.Context, id string, in workflows.Con
 		// timeout or as the deadline of the request under way.
 		timedOut := errors.Is(hctx.Err(), context.DeadlineExceeded)
 		cancel()
-		if err != nil && ctx.Err() != nil && answered {
+		if err != nil && outOfTime(ctx) && answered {
 			// The caller's time ran out (however the client reports it),
 			// Temporal having answered before.
 			return nil, ErrStillConnecting
@@ -483,14 +498,14 @@ func (s *Service) updateConsent(ctx context.Context, id string, in workflows.Con
 		if !errors.As(err, &slow) && (err == nil || !timedOut) {
 			return h, err
 		}
-		if ctx.Err() != nil {
+		if outOfTime(ctx) {
 			if answered {
 				return nil, ErrStillConnecting
 			}
 			return nil, err
 		}
 		if perr := s.running(ctx, id, min(handoff, 5*time.Second)); perr != nil {
-			if ctx.Err() != nil && answered {
+			if outOfTime(ctx) && answered {
 				// The caller's time ran out during the look, Temporal
 				// having answered before.
 				return nil, ErrStillConnecting

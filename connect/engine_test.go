@@ -216,7 +216,7 @@ func TestConnectAndBackfill(t *testing.T) {
 	}
 	scanHistories(t, e, id)
 	if os.Getenv("OUTLOOKD_RECORD_HISTORY") == "1" {
-		recordHistory(t, e, workflows.ConnectionWorkflowID(id), "../workflows/testdata/connection_inline.json")
+		recordHistory(t, e, workflows.ConnectionWorkflowID(id), "../workflows/testdata/connection_once.json")
 	}
 }
 

@@ -168,7 +168,7 @@ func TestLiveSync(t *testing.T) {
 	}
 	scanHistories(t, e, id)
 	if os.Getenv("OUTLOOKD_RECORD_HISTORY") == "1" {
-		recordHistory(t, e, workflows.ConnectionWorkflowID(id), "../workflows/testdata/connection_live_steady.json")
+		recordHistory(t, e, workflows.ConnectionWorkflowID(id), "../workflows/testdata/connection_live_once.json")
 	}
 }
 

@@ -377,7 +377,7 @@ func (c *connection) discover(ctx workflow.Context) {
 // that left, then records them applied.
 func (c *connection) applyMailboxChanges(ctx workflow.Context, changes []MailboxChange) error {
 	var err error
-	if workflow.GetVersion(ctx, "app-mailbox-client-start", workflow.DefaultVersion, 1) == 1 {
+	if c.atOnce || workflow.GetVersion(ctx, "app-mailbox-client-start", workflow.DefaultVersion, 1) == 1 {
 		err = c.startJoined(ctx, changes)
 	} else {
 		err = c.startJoinedAsChildren(ctx, changes)
@@ -526,7 +526,7 @@ func (c *connection) warnExpiry(ctx workflow.Context) {
 	text := fmt.Sprintf("The client secret expires on %s (in %s): create a new one and give it to PUT /v1/connections/%s/credential before then.",
 		exp.UTC().Format(time.RFC3339), humanDays(left), c.s.ID)
 	c.moveTo(ctx, StateActive, ReasonCredentialExpiring, text, nil)
-	if _, err := recordEvent.run(ctx, RecordEventInput{ConnectionID: c.s.ID, EventID: fmt.Sprintf("%s:credential_expiring:%d:%s", c.s.ID, c.s.App.Rotations, marginID(m)),
+	if err := c.recordEvent(ctx, RecordEventInput{ConnectionID: c.s.ID, EventID: fmt.Sprintf("%s:credential_expiring:%d:%s", c.s.ID, c.s.App.Rotations, marginID(m)),
 		Type: "connection.credential_expiring", Data: map[string]any{"expires_at": exp.UTC().Format(time.RFC3339), "margin_days": int(m / (24 * time.Hour)),
 			"margin_seconds": int64(m / time.Second), "text": text}}); err != nil {
 		c.log.Error("record connection.credential_expiring", "err", err)

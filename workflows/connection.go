@@ -37,6 +37,9 @@ type connection struct {
 	cancelBackfill workflow.CancelFunc
 	// alarm is the timer the active loop sleeps on (steady-timer).
 	alarm alarm
+	// atOnce: this run started since connection-versions-at-once and takes
+	// every change listed there without asking for each (versions).
+	atOnce bool
 }
 
 // alarm is the one timer an active workflow sleeps on. It stands while the
@@ -114,6 +117,9 @@ func newConnection(ctx workflow.Context, in ConnectionInput) (*connection, error
 		}
 	}
 	c.log = log.With(c.log, "connection", c.s.ID)
+	// Before the handlers: an update or a signal already waiting runs as
+	// soon as its handler is registered.
+	c.versions(ctx)
 	if err := c.registerHandlers(ctx); err != nil {
 		return nil, err
 	}
@@ -202,23 +208,22 @@ func (c *connection) registerHandlers(ctx workflow.Context) error {
 	return nil
 }
 
+// searchAttrs is the search attributes the workflow's state calls for.
+func (c *connection) searchAttrs() []keyword {
+	return searchAttrs(c.credentialID(), c.s.State, c.s.Mode, c.s.TenantID, c.s.Mailbox, c.s.Sync.Mode)
+}
+
+// upsertSearchAttributes sets the search attributes the state calls for. A
+// run since connection-versions-at-once sets only those that differ from
+// what the workflow has (from its start, its run before or an upsert), and
+// nothing when none does; runs before set them all.
 func (c *connection) upsertSearchAttributes(ctx workflow.Context) error {
-	updates := []temporal.SearchAttributeUpdate{
-		SAConnectionID.ValueSet(c.credentialID()),
-		SAConnectionState.ValueSet(c.s.State),
-		SAConnectionMode.ValueSet(c.s.Mode),
-	}
-	if c.s.TenantID != "" {
-		updates = append(updates, SATenantID.ValueSet(c.s.TenantID))
-	}
-	if c.s.Mailbox != "" {
-		updates = append(updates, SAMailbox.ValueSet(c.s.Mailbox))
-	}
-	if c.s.Sync.Mode != "" {
-		updates = append(updates, SASyncMode.ValueSet(c.s.Sync.Mode))
-	}
+	updates := changedAttrs(ctx, c.searchAttrs(), c.atOnce)
 	// The current details follow the same changes (no history event).
 	c.showDetails(ctx)
+	if len(updates) == 0 {
+		return nil
+	}
 	return workflow.UpsertTypedSearchAttributes(ctx, updates...)
 }
 
@@ -646,6 +651,9 @@ func (c *connection) active(ctx workflow.Context) error {
 // then fired whether or not anything still waited for it. The SDK keeps
 // the version a run first got: asking again costs no marker.
 func (c *connection) steadyTimer(ctx workflow.Context) bool {
+	if c.atOnce {
+		return true
+	}
 	return workflow.GetVersion(ctx, "steady-timer", workflow.DefaultVersion, 1) == 1
 }
 
@@ -704,10 +712,20 @@ func (c *connection) setSyncMode(ctx workflow.Context, mode, reason string) {
 	case mode == SyncPolling:
 		c.log.Warn("connection polls: Graph cannot push to it", "reason", reason)
 	}
-	if err := workflow.UpsertTypedSearchAttributes(ctx, SASyncMode.ValueSet(mode)); err != nil {
+	if err := c.upsertSyncMode(ctx, mode); err != nil {
 		c.log.Error("upsert search attributes", "err", err)
 	}
 	c.showDetails(ctx)
+}
+
+// upsertSyncMode sets the SyncMode search attribute (a run since
+// connection-versions-at-once: unless the workflow has it already).
+func (c *connection) upsertSyncMode(ctx workflow.Context, mode string) error {
+	updates := changedAttrs(ctx, []keyword{{SASyncMode, mode}}, c.atOnce)
+	if len(updates) == 0 {
+		return nil
+	}
+	return workflow.UpsertTypedSearchAttributes(ctx, updates...)
 }
 
 // renew extends the subscription; one Graph no longer has is recreated.
@@ -830,7 +848,7 @@ func (c *connection) onChanges(ctx workflow.Context, sig ChangesSignal) {
 func (c *connection) folderGone(ctx workflow.Context, f FolderRef) {
 	c.log.Warn("a synced folder was deleted at Microsoft; dropped", "folder", f.ID, "name", f.Name)
 	delete(c.s.Backfill.Folders, f.ID)
-	if _, err := recordEvent.run(ctx, RecordEventInput{ConnectionID: c.credentialID(), MailboxID: c.mailboxID(),
+	if err := c.recordEvent(ctx, RecordEventInput{ConnectionID: c.credentialID(), MailboxID: c.mailboxID(),
 		EventID: c.s.ID + ":folder_gone:" + f.ID, Type: "folder.removed",
 		Data: map[string]any{"folder_id": f.ID, "name": f.Name}}); err != nil {
 		c.log.Error("record folder.removed", "err", err)
@@ -954,6 +972,9 @@ func (c *connection) startBackfill(ctx workflow.Context) {
 // attached mailbox's since mailbox-backfill-inline, a connection's own
 // since connection-backfill-inline.
 func (c *connection) backfillsInline(ctx workflow.Context) bool {
+	if c.atOnce {
+		return true
+	}
 	if c.isMailbox() {
 		return workflow.GetVersion(ctx, "mailbox-backfill-inline", workflow.DefaultVersion, 1) == 1
 	}
@@ -1030,7 +1051,7 @@ func (c *connection) bookBackfill(ctx workflow.Context, roots []string, res Back
 	if c.isMailbox() {
 		data["mailbox_id"] = c.s.ID
 	}
-	if _, err := recordEvent.run(ctx, RecordEventInput{
+	if err := c.recordEvent(ctx, RecordEventInput{
 		ConnectionID: c.credentialID(), MailboxID: c.mailboxID(), EventID: fmt.Sprintf("%s:backfill:%d", c.s.ID, b.Runs), Type: "backfill.completed", Data: data,
 	}); err != nil {
 		c.log.Error("record backfill.completed", "err", err)

@@ -108,7 +108,7 @@ func (c *connection) fetchContacts(ctx workflow.Context) {
 	if c.isMailbox() {
 		data["mailbox_id"] = c.s.ID
 	}
-	if _, err := recordEvent.run(ctx, RecordEventInput{ConnectionID: c.credentialID(), MailboxID: c.mailboxID(),
+	if err := c.recordEvent(ctx, RecordEventInput{ConnectionID: c.credentialID(), MailboxID: c.mailboxID(),
 		EventID: fmt.Sprintf("%s:contacts:%d", c.s.ID, k.Runs), Type: "contacts.fetched", Data: data}); err != nil {
 		c.log.Error("record contacts.fetched", "err", err)
 	}

@@ -83,7 +83,7 @@ func waitingForConsent(state string) bool {
 // their state with the reason, and replay so (versions.go).
 func (c *connection) refusedState(ctx workflow.Context, from, reason string) string {
 	to := refusedTo(from, reason)
-	if to == from || workflow.GetVersion(ctx, "admin-consent-state", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+	if to == from || !c.atOnce && workflow.GetVersion(ctx, "admin-consent-state", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 		return from
 	}
 	return to
@@ -200,15 +200,15 @@ func (c *connection) writeRegistry(ctx workflow.Context, state string) bool {
 		in = RecordStateInput{ConnectionID: c.s.ConnectionID, MailboxID: c.s.ID, State: state, Reason: c.s.Reason, Events: r.Events,
 			SyncMode: c.s.Sync.Mode, PollReason: c.s.Sync.PollReason}
 	}
-	write, changed := recordState, false
+	opts, changed := recordState.opts, false
 	if r.Settings == nil || !settingsEqual(*r.Settings, c.s.Settings) {
 		s := c.s.Settings
 		in.Settings = &s
 		if changed = r.Settings != nil; changed {
-			write.opts = settingsWrite
+			opts = settingsWrite
 		}
 	}
-	if _, err := write.run(ctx, in); err != nil {
+	if err := c.recordState(ctx, opts, in); err != nil {
 		c.log.Error("record state", "err", err)
 		if changed {
 			c.s.Settings, c.settingsErr = *r.Settings, err

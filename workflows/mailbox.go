@@ -190,6 +190,7 @@ func Mailbox(ctx workflow.Context, in MailboxInput) (ConnectionResult, error) {
 			Registry: RegistryMirror{State: StateActive, Settings: &settings}}
 	}
 	c.log = log.With(c.log, "connection", c.s.ConnectionID, "mailbox", c.s.ID)
+	c.versions(ctx) // before the handlers, as a connection's
 	if err := c.registerHandlers(ctx); err != nil {
 		return ConnectionResult{}, err
 	}
@@ -266,6 +267,9 @@ func (c *connection) isApplicationMailbox() bool { return c.isMailbox() && c.s.M
 // mailbox: runs recorded before it poll it (and delete no subscription
 // when detached), as they did.
 func (c *connection) appMailboxPush(ctx workflow.Context) bool {
+	if c.atOnce {
+		return true
+	}
 	return workflow.GetVersion(ctx, "app-mailbox-push", workflow.DefaultVersion, 1) >= 1
 }
 
@@ -441,7 +445,7 @@ func (c *connection) detachEnded(ctx workflow.Context, id, retention string) err
 	if _, err := applyRetention.run(ctx, RetentionInput{ConnectionID: c.s.ID, MailboxID: id, Policy: retention}); err != nil {
 		return err
 	}
-	if _, err := recordState.run(ctx, RecordStateInput{ConnectionID: c.s.ID, MailboxID: id, State: StateDisconnected, Reason: ReasonWorkflowEnded,
+	if err := c.recordState(ctx, recordState.opts, RecordStateInput{ConnectionID: c.s.ID, MailboxID: id, State: StateDisconnected, Reason: ReasonWorkflowEnded,
 		Events: []EventRecord{{ID: id + ":detached", Type: "mailbox.detached", Data: map[string]any{"mailbox_id": id, "retention": retention, "cause": ReasonWorkflowEnded}}}}); err != nil {
 		return err
 	}

@@ -54,6 +54,14 @@ func TestReplay(t *testing.T) {
 		// (steady-timer), then disconnected.
 		{"testdata/connection_inline.json", Connection},
 		{"testdata/connection_live_steady.json", Connection},
+		// The same stories by runs since connection-versions-at-once: one
+		// marker at the start, registry writes as local activities, only
+		// changed search attributes upserted.
+		{"testdata/connection_once.json", Connection},
+		{"testdata/connection_live_once.json", Connection},
+		{"testdata/connection_admin_consent_once.json", Connection},
+		{"testdata/connection_application_once.json", Connection},
+		{"testdata/mailbox_application_once.json", Mailbox},
 		// Sends (send-slot-at-submit, send-end-signal, send-local-steps): one queued and
 		// canceled at once by the disconnect saga's signal, one sent with
 		// large files, one without.

@@ -24,7 +24,7 @@ func (c *connection) disconnect(ctx workflow.Context) {
 	}
 	// Runs before the change took no step for the sends: each learnt of
 	// the disconnect at its next look at the connection.
-	if workflow.GetVersion(ctx, "disconnect-ends-sends", workflow.DefaultVersion, 1) == 1 {
+	if c.atOnce || workflow.GetVersion(ctx, "disconnect-ends-sends", workflow.DefaultVersion, 1) == 1 {
 		step("cancelling the sends waiting to go", func() error { return c.endWaitingSends(ctx) })
 	}
 	if c.s.Backfill.Running {

@@ -60,6 +60,18 @@ package workflows
 //     notified round no longer starts one, and the timer it overtook no
 //     longer fires for nothing later. Before, every sleep started its own
 //     timer (workflow.AwaitWithTimeout).
+//   - connection-versions-at-once: a connection's or a mailbox's run started
+//     since asks this once at its start (atonce.go, versions) and takes
+//     admin-consent-state, steady-timer, connection-backfill-inline, mailbox-backfill-inline,
+//     app-mailbox-push, app-mailbox-client-start and disconnect-ends-sends
+//     without asking for each (one marker and one TemporalChangeVersion
+//     upsert instead of one of each per change), and with them: its
+//     registry writes (RecordState, RecordEvent) run as local activities,
+//     and it upserts only the search attributes that differ from those it
+//     has (a workflow started with them, or carried over from its run
+//     before, upserts none at its start). Runs started before ask each
+//     change where they did, write through activities and upsert every
+//     attribute each time.
 //
 // The histories in testdata/ were recorded before the first of them, but
 // the two of an application connection's mailbox, run with the workflow
@@ -80,10 +92,13 @@ package workflows
 // brought mailbox-backfill-inline; and connection_inline.json and
 // connection_live_steady.json, recorded by TestConnectAndBackfill and
 // TestLiveSync (connect) with the code that brought steady-timer and
-// connection-backfill-inline.
+// connection-backfill-inline; and the *_once.json of a connection and a
+// mailbox, recorded by the same four tests of connect
+// (OUTLOOKD_RECORD_HISTORY=1, see replay_test.go) with the code that
+// brought connection-versions-at-once.
 //
 // A change driven by a new field of an activity's result needs no change
 // ID when the field's absence keeps the old behaviour: results recorded
 // before it replay as they ran. So it is with the renewal time taken from
 // the lifetime Graph granted (SubscriptionResult.Requested, renewalTime).
-var changeIDs = []string{"admin-consent-state", "backfill-progress-upfront", "send-slot-at-submit", "app-mailbox-push", "disconnect-ends-sends", "send-end-signal", "send-local-steps", "app-mailbox-client-start", "backfill-progress-batched", "send-versions-at-once", "mailbox-backfill-inline", "steady-timer", "connection-backfill-inline"}
+var changeIDs = []string{"admin-consent-state", "backfill-progress-upfront", "send-slot-at-submit", "app-mailbox-push", "disconnect-ends-sends", "send-end-signal", "send-local-steps", "app-mailbox-client-start", "backfill-progress-batched", "send-versions-at-once", "mailbox-backfill-inline", "steady-timer", "connection-backfill-inline", "connection-versions-at-once"}
