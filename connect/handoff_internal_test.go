@@ -117,3 +117,37 @@ func TestHandOffWaitsForAFailedWorkflowTask(t *testing.T) {
 		})
 	}
 }
+
+// deadlineOnly has a deadline and has not ended: a context whose deadline
+// has passed a moment before its timer fires.
+type deadlineOnly struct {
+	context.Context
+	at time.Time
+}
+
+func (c deadlineOnly) Deadline() (time.Time, bool) { return c.at, true }
+
+// TestOutOfTime: the caller's time has run out when its context ended, or
+// when its deadline passed though the context does not say so yet (an
+// error of a look bounded by the same deadline can come first).
+func TestOutOfTime(t *testing.T) {
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	tests := []struct {
+		name string
+		ctx  context.Context
+		want bool
+	}{
+		{"no deadline", context.Background(), false},
+		{"ended", ended, true},
+		{"deadline ahead", deadlineOnly{context.Background(), time.Now().Add(time.Minute)}, false},
+		{"deadline passed, not ended yet", deadlineOnly{context.Background(), time.Now().Add(-time.Millisecond)}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := outOfTime(tt.ctx); got != tt.want {
+				t.Errorf("outOfTime = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
