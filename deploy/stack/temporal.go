@@ -44,6 +44,13 @@ func (s *stack) upTemporal(ctx context.Context) error {
 			// server loses nothing.
 			"--sqlite-pragma", "journal_mode=wal",
 			"--sqlite-pragma", "synchronous=normal",
+			// An activity a workflow task schedules on the worker's own
+			// task queue starts with the task's completion, on the worker
+			// that completed it, when that worker has a free slot: no trip
+			// through matching and no write of its own for the start. Off
+			// by default in the server; Temporal Cloud and a cluster turn
+			// it on the same way (deploy/stack/temporal-dynamicconfig.yaml).
+			"--dynamic-config-value", "system.enableActivityEagerExecution=true",
 		}
 		// The same list `outlookd setup` registers on a real cluster.
 		for _, k := range workflows.SearchAttributes {
