@@ -246,10 +246,11 @@ func consentFailed(reason identity.Reason, cause error) error {
 // stores the tokens. The code and verifier are deleted once the attempt is
 // over, whether it succeeded or failed for good.
 func (a *Activities) ExchangeCode(ctx context.Context, in workflows.ExchangeCodeInput) (workflows.ExchangeCodeResult, error) {
-	res, err := a.exchangeCode(ctx, in)
+	var pending *vault.Pending // as the exchange read it, when it did
+	res, err := a.exchangeCode(ctx, in, &pending)
 	var appErr *temporal.ApplicationError
 	if err == nil || errors.As(err, &appErr) && appErr.NonRetryable() {
-		if derr := a.Tokens.DeleteConsent(ctx, in.ConnectionID); derr != nil && err == nil {
+		if derr := a.Tokens.DeleteConsent(ctx, in.ConnectionID, pending); derr != nil && err == nil {
 			return res, derr
 		}
 	}
@@ -292,7 +293,7 @@ func (a *Activities) redeem(ctx context.Context, in workflows.ExchangeCodeInput,
 	return tok, nil
 }
 
-func (a *Activities) exchangeCode(ctx context.Context, in workflows.ExchangeCodeInput) (workflows.ExchangeCodeResult, error) {
+func (a *Activities) exchangeCode(ctx context.Context, in workflows.ExchangeCodeInput, read **vault.Pending) (workflows.ExchangeCodeResult, error) {
 	code, _, err := a.Tokens.GetConsentCode(ctx, in.ConnectionID, in.Ref)
 	if errors.Is(err, vault.ErrNotFound) {
 		return workflows.ExchangeCodeResult{}, consentFailed(identity.ReasonCodeInvalid, err)
@@ -307,6 +308,7 @@ func (a *Activities) exchangeCode(ctx context.Context, in workflows.ExchangeCode
 	if err != nil {
 		return workflows.ExchangeCodeResult{}, err
 	}
+	*read = &pending
 	tok, err := a.redeem(ctx, in, code, pending)
 	if err != nil {
 		return workflows.ExchangeCodeResult{}, err
@@ -345,11 +347,17 @@ func (a *Activities) exchangeCode(ctx context.Context, in workflows.ExchangeCode
 		return workflows.ExchangeCodeResult{}, err
 	}
 	stored := vault.Tokens{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, Expiry: tok.Expiry, Scope: scopeOf(tok, "")}
-	_, version, err := a.Tokens.GetTokens(ctx, in.ConnectionID)
-	if err != nil && !errors.Is(err, vault.ErrNotFound) {
-		return workflows.ExchangeCodeResult{}, err
+	// A first consent finds no tokens and writes them as new (check-and-set
+	// 0, one request); a consent again replaces those there, at their
+	// version.
+	err = a.Tokens.PutTokens(ctx, in.ConnectionID, stored, 0)
+	if errors.Is(err, vault.ErrConflict) {
+		var version int
+		if _, version, err = a.Tokens.GetTokens(ctx, in.ConnectionID); err == nil {
+			err = a.Tokens.PutTokens(ctx, in.ConnectionID, stored, version)
+		}
 	}
-	if err := a.Tokens.PutTokens(ctx, in.ConnectionID, stored, version); err != nil {
+	if err != nil {
 		return workflows.ExchangeCodeResult{}, err
 	}
 	a.keepToken(in.ConnectionID, stored) // a new consent's scopes, at once here

@@ -147,8 +147,10 @@ func TestBenchHistory(t *testing.T) {
 	if _, err := e.Ctl.Generate(ctx, e.Ada.UPN, graphsim.GenerateSpec{Count: backfilled, Days: 25, AttachmentShare: 0.1, Seed: 7}); err != nil {
 		t.Fatal(err)
 	}
+	vaultBefore := vc.snapshot()
 	id, _ := e.ConnectUser(e.Ada.UPN, workflows.Settings{BackfillDays: 30})
 	e.WaitFor(id, 5*time.Minute, "push mode", func(st workflows.Status) bool { return st.Sync.Mode == workflows.SyncPush && st.Sync.Rounds > 0 })
+	printGraph("vault-connect", vaultBefore, vc.snapshot(), nil)
 	wf := workflows.ConnectionWorkflowID(id)
 
 	// Connect and backfill: the connection's history so far and its
@@ -164,7 +166,7 @@ func TestBenchHistory(t *testing.T) {
 
 	// Quiet: no mail; the shortened timers fall due.
 	graphBefore, rounds := e.Sim.Counters(), e.Status(id).Sync.Rounds
-	vaultBefore := vc.snapshot()
+	vaultBefore = vc.snapshot()
 	time.Sleep(110 * time.Second)
 	h = readHistory(t, e.Temporal, wf)
 	for label, w := range wakes(h, mark) {
@@ -256,15 +258,33 @@ func (v *vaultCounter) proxy(t *testing.T) func(string) string {
 }
 
 // vaultPathKind names what a request touches: a connection's tokens, the
-// app's client secret, or the rest (login, token renewal, health).
+// app's client secret, a consent's pending verifier, code or redeemed
+// tokens, a subscription's client state (each a KV read or write of data,
+// or a listing or deletion of metadata), or the rest (login, token
+// renewal, health).
 func vaultPathKind(p string) string {
+	kind := func(rest string) string {
+		switch {
+		case strings.HasSuffix(rest, "/tokens"):
+			return "tokens"
+		case strings.HasSuffix(rest, "/app"):
+			return "app_secret"
+		case strings.HasSuffix(rest, "/pending"):
+			return "pending"
+		case strings.HasSuffix(rest, "-redeemed"):
+			return "consent_redeemed"
+		case strings.Contains(rest, "/consent"):
+			return "consent"
+		case strings.HasSuffix(rest, "/subscription"):
+			return "client_state"
+		}
+		return "other"
+	}
 	switch {
-	case strings.HasSuffix(p, "/tokens"):
-		return "tokens"
-	case strings.HasSuffix(p, "/app"):
-		return "app_secret"
 	case strings.Contains(p, "/data/"):
-		return "other_kv"
+		return kind(p)
+	case strings.Contains(p, "/metadata/"):
+		return "metadata " + kind(strings.TrimSuffix(p, "/"))
 	}
 	return p
 }

@@ -183,17 +183,24 @@ func (ts *TokenStore) GetRedeemed(ctx context.Context, connectionID, ref string)
 // kept for the connection (the one used, and any whose hand-off to the
 // workflow failed), their redeemed tokens and the pending verifier, every
 // version. The state nonce stays, marked completed, until the connection's
-// secrets are purged: a reload of the redirect is then recognised.
-func (ts *TokenStore) DeleteConsent(ctx context.Context, connectionID string) error {
+// secrets are purged: a reload of the redirect is then recognised. known is
+// the pending consent as the caller just read it, or nil to read it here.
+func (ts *TokenStore) DeleteConsent(ctx context.Context, connectionID string, known *Pending) error {
 	if _, err := ts.purgeTree(ctx, ts.path(connectionID, "consent")); err != nil {
 		return err
 	}
-	pending, err := ts.GetPending(ctx, connectionID)
-	if errors.Is(err, ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
+	var pending Pending
+	if known != nil {
+		pending = *known
+	} else {
+		var err error
+		pending, err = ts.GetPending(ctx, connectionID)
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
 	}
 	p := ts.path(connectionID, "pending")
 	if err := ts.kv.DeleteMetadata(ctx, p); err != nil {
@@ -202,7 +209,7 @@ func (ts *TokenStore) DeleteConsent(ctx context.Context, connectionID string) er
 	if !pending.Completed.IsZero() {
 		return nil
 	}
-	_, err = ts.kv.Put(ctx, p, map[string]any{
+	_, err := ts.kv.Put(ctx, p, map[string]any{
 		"state_nonce": pending.StateNonce, "created": pending.Created.UTC().Format(time.RFC3339Nano),
 		"completed": time.Now().UTC().Format(time.RFC3339Nano),
 	})

@@ -89,7 +89,11 @@ func TestTokenStoreCheckAndSetAndPurge(t *testing.T) {
 	if err := ts.PutConsentCode(ctx, conn, "ref3", "code-3"); err != nil {
 		t.Fatal(err)
 	}
-	if err := ts.DeleteConsent(ctx, conn); err != nil {
+	known, err := ts.GetPending(ctx, conn) // as an exchange read it
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.DeleteConsent(ctx, conn, &known); err != nil {
 		t.Fatal(err)
 	}
 	if n, _ := ts.Count(ctx, conn); n != 2 {
@@ -97,6 +101,20 @@ func TestTokenStoreCheckAndSetAndPurge(t *testing.T) {
 	}
 	if p, err := ts.GetPending(ctx, conn); err != nil || p.Verifier != "" || p.StateNonce != "n" || p.Completed.IsZero() {
 		t.Errorf("after the consent the pending consent is %+v (%v), want its state nonce alone, completed", p, err)
+	}
+	// A second consent, deleted without the pending consent at hand: read
+	// here.
+	if err := ts.PutPending(ctx, conn, vault.Pending{Verifier: "v2", StateNonce: "n2", Created: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.PutConsentCode(ctx, conn, "ref4", "code-4"); err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.DeleteConsent(ctx, conn, nil); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := ts.GetPending(ctx, conn); err != nil || p.Verifier != "" || p.StateNonce != "n2" || p.Completed.IsZero() {
+		t.Errorf("after the second consent the pending consent is %+v (%v), want its state nonce alone, completed", p, err)
 	}
 	if err := ts.PutConsentCode(ctx, conn, "ref1", "code-1"); err != nil {
 		t.Fatal(err)
