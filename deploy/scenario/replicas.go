@@ -19,6 +19,10 @@ import (
 // and Graph's notifications use) and several workers on one task queue.
 const clusterReplicas = 2
 
+// clusterPoolSize is each outlookd process's Postgres pool on the cluster
+// profile (OUTLOOKD_DATABASE_MAX_CONNS; serveEnv says why).
+const clusterPoolSize = 8
+
 // stackProfile is the stack the scenarios run on: test (the dev server) or
 // cluster (a real Temporal server on PostgreSQL), from
 // OUTLOOKD_STACK_PROFILE as the stack itself reads it.

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -234,6 +235,15 @@ func (w *world) serveEnv(apiAddr string) []string {
 		u, _ := url.Parse(w.stack["VAULT_ADDR"])
 		u.Host = p.Addr()
 		env = append(env, "VAULT_ADDR="+u.String())
+	}
+	if stackProfile() == "cluster" {
+		// Four outlookd processes and the Temporal server share one
+		// Postgres: the server's pools take up to about 50 connections,
+		// and Postgres allows 100 by default. Sixteen each (the default)
+		// ran it out under load (SQLSTATE 53300, a consent's exchange
+		// refused); eight each leave room, and a pool that is busy waits
+		// for a connection rather than fails.
+		env = append(env, "OUTLOOKD_DATABASE_MAX_CONNS="+strconv.Itoa(clusterPoolSize))
 	}
 	return append(append(env,
 		"DATABASE_URL="+dbURL,
