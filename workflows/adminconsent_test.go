@@ -200,6 +200,8 @@ func inOrder(xs, want []string) bool {
 // version on its replay) keeps its state with the reason, as it did.
 func TestAdminConsentRefusalBeforeTheState(t *testing.T) {
 	env, f := newEnv(t)
+	// A run from before both changes: it asks each where it did.
+	env.OnGetVersion("connection-versions-at-once", workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
 	env.OnGetVersion("admin-consent-state", workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
 	env.RegisterDelayedCallback(func() { update(t, env, UpdateConsent, adminRefusal, nil) }, time.Minute)
 	endWith(env, time.Hour, func() {
