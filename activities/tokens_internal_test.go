@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -61,20 +60,8 @@ func TestTokenCache(t *testing.T) {
 // consent, a refresh elsewhere); a refusal of the token Vault holds is
 // Graph's answer, after one look at Vault at most.
 func TestTokenRetry(t *testing.T) {
-	env := testenv.Vault(t)
-	vc, err := vault.New(vault.Options{Addr: env.Addr, RoleID: env.RoleID, SecretIDFile: env.SecretIDFile,
-		KVMount: "secret", Prefix: "outlookd", Timeout: 5 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	go vc.Run(ctx)
-	for deadline := time.Now().Add(10 * time.Second); vc.Health(ctx) != nil; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("vault login did not succeed")
-		}
-	}
+	vc := testenv.VaultClient(t)
+	ctx := context.Background()
 	exp := time.Now().Add(time.Hour)
 	tests := []struct {
 		name string

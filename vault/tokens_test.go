@@ -3,8 +3,6 @@ package vault_test
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -13,24 +11,7 @@ import (
 )
 
 // serviceClient logs in as the service, as outlookd does.
-func serviceClient(t *testing.T) *vault.Client {
-	t.Helper()
-	env := testenv.Vault(t)
-	vc, err := vault.New(vault.Options{Addr: env.Addr, RoleID: env.RoleID, SecretIDFile: env.SecretIDFile,
-		KVMount: "secret", Prefix: "outlookd", Timeout: 5 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	go vc.Run(ctx)
-	for deadline := time.Now().Add(10 * time.Second); vc.Health(ctx) != nil; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("vault login did not succeed")
-		}
-	}
-	return vc
-}
+func serviceClient(t *testing.T) *vault.Client { return testenv.VaultClient(t) }
 
 func TestTokenStoreCheckAndSetAndPurge(t *testing.T) {
 	ctx := context.Background()

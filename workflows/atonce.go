@@ -22,28 +22,28 @@ func (c *connection) versions(ctx workflow.Context) {
 // an activity. opts bound it either way (settingsWrite for an update's
 // settings).
 func (c *connection) recordState(ctx workflow.Context, opts workflow.ActivityOptions, in RecordStateInput) error {
-	var err error
-	if c.atOnce {
-		_, err = recordState.runLocal(ctx, local(opts), in)
-	} else {
-		_, err = recordState.with(opts).run(ctx, in)
-	}
-	return err
+	return book(ctx, c.atOnce, recordState.with(opts), in)
 }
 
 // recordEvent writes an event for the app, as recordState writes a state.
 func (c *connection) recordEvent(ctx workflow.Context, in RecordEventInput) error {
+	return book(ctx, c.atOnce, recordEvent, in)
+}
+
+// book runs a registry write as a local activity (local) or an activity,
+// with the activity's timeouts and retries either way.
+func book[I any](ctx workflow.Context, local bool, a call[I, None], in I) error {
 	var err error
-	if c.atOnce {
-		_, err = recordEvent.runLocal(ctx, local(recordEvent.opts), in)
+	if local {
+		_, err = a.runLocal(ctx, localOptions(a.opts), in)
 	} else {
-		_, err = recordEvent.run(ctx, in)
+		_, err = a.run(ctx, in)
 	}
 	return err
 }
 
-// local is an activity's timeouts and retries for a local activity.
-func local(o workflow.ActivityOptions) workflow.LocalActivityOptions {
+// localOptions is an activity's timeouts and retries for a local activity.
+func localOptions(o workflow.ActivityOptions) workflow.LocalActivityOptions {
 	return workflow.LocalActivityOptions{
 		ScheduleToCloseTimeout: o.ScheduleToCloseTimeout,
 		StartToCloseTimeout:    o.StartToCloseTimeout,

@@ -12,6 +12,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -28,6 +29,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/outlookd/outlookd/store"
+	"github.com/outlookd/outlookd/vault"
 )
 
 var (
@@ -153,6 +155,28 @@ func Vault(t testing.TB) VaultEnv {
 	t.Helper()
 	v := need(t, "Vault", "VAULT_ADDR", "OUTLOOKD_VAULT_ROLE_ID", "OUTLOOKD_VAULT_SECRET_ID_FILE")
 	return VaultEnv{Addr: v[0], RoleID: v[1], SecretIDFile: v[2]}
+}
+
+// VaultClient is a Vault client of the test stack logged in as the
+// service, as outlookd logs in (its AppRole), with the KV prefix outlookd
+// uses; it runs until the test ends.
+func VaultClient(t testing.TB) *vault.Client {
+	t.Helper()
+	env := Vault(t)
+	vc, err := vault.New(vault.Options{Addr: env.Addr, RoleID: env.RoleID, SecretIDFile: env.SecretIDFile,
+		KVMount: "secret", Prefix: "outlookd", Timeout: 5 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go func() { _ = vc.Run(ctx) }()
+	for deadline := time.Now().Add(10 * time.Second); vc.Health(ctx) != nil; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("vault login did not succeed")
+		}
+	}
+	return vc
 }
 
 // VaultRootToken returns the stack's root token, for tests that inspect Vault
