@@ -284,6 +284,21 @@ func timePtr(t time.Time) *time.Time {
 
 var idPattern = regexp.MustCompile(`^conn_[A-Za-z0-9_-]{16}$`)
 
+// malformedID says what is wrong with a connection ID that is not one,
+// where a copy from a terminal or a JSON answer explains it: quotes,
+// spaces or a line break around the ID. It says nothing of any
+// connection, only of the text sent.
+func malformedID(id string) string {
+	trimmed := strings.Trim(id, " \t\r\n\"'<>`")
+	switch {
+	case trimmed != id && idPattern.MatchString(trimmed):
+		return fmt.Sprintf(" The ID in the path has quotes, spaces or a line break around it: send %s alone.", trimmed)
+	case !strings.HasPrefix(trimmed, "conn_"):
+		return " A connection ID starts with conn_ (the id of POST /v1/connections' answer)."
+	}
+	return " A connection ID is conn_ and 16 letters, digits, - or _."
+}
+
 // access is what a request does with a connection.
 type access int
 
@@ -307,7 +322,7 @@ const (
 func (s *server) connection(c *gin.Context, want access) (store.Connection, bool) {
 	id := c.Param("id")
 	if !idPattern.MatchString(id) {
-		problem(c, http.StatusNotFound, "connection_not_found", "No connection with this ID is visible to you.")
+		problem(c, http.StatusNotFound, "connection_not_found", "No connection with this ID is visible to you."+malformedID(id))
 		return store.Connection{}, false
 	}
 	row, err := s.d.Store.GetConnection(c, id)

@@ -134,11 +134,19 @@ func classifyDecode(err error) *decodeError {
 		if field == "" {
 			return &decodeError{http.StatusBadRequest, "invalid_json", "The body must be a JSON object."}
 		}
-		return &decodeError{http.StatusBadRequest, "invalid_field", fmt.Sprintf("The field %q must be a %s, not a JSON %s.", field, typeName(typ.Type.Kind().String()), typ.Value)}
+		return &decodeError{http.StatusBadRequest, "invalid_field", fmt.Sprintf("The field %q must be %s, not a JSON %s.", field, withArticle(typeName(typ.Type.Kind().String())), typ.Value)}
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		return &decodeError{http.StatusBadRequest, "unknown_field", "The body has the field " + strings.TrimPrefix(err.Error(), "json: unknown field ") + ", which this request does not take."}
 	}
 	return &decodeError{http.StatusBadRequest, "invalid_json", "The body could not be read as JSON."}
+}
+
+// withArticle puts "a" or "an" before a type's name.
+func withArticle(name string) string {
+	if name != "" && strings.ContainsRune("aeiou", rune(name[0])) {
+		return "an " + name
+	}
+	return "a " + name
 }
 
 func typeName(kind string) string {

@@ -49,6 +49,7 @@ func TestDecodeMessages(t *testing.T) {
 	}{
 		{`{"backfill_days":"thirty"}`, "invalid_field", `"backfill_days" must be a number, not a JSON string`},
 		{`{"folders":"inbox"}`, "invalid_field", `"folders" must be a list`},
+		{`{"features":"all"}`, "invalid_field", `"features" must be an object, not a JSON string`},
 		{`{"colour":"blue"}`, "unknown_field", `"colour"`},
 		{`{"owner":`, "invalid_json", "not valid JSON"},
 	} {
@@ -166,6 +167,28 @@ func TestFolderListsRefused(t *testing.T) {
 			if w.Code != http.StatusNoContent {
 				t.Errorf("%s %s: %d %s", route, body, w.Code, w.Body)
 			}
+		}
+	}
+}
+
+// TestMalformedID: the 404 for a path that holds no connection ID says
+// what is wrong with the text, as a copy from a terminal gets it wrong.
+func TestMalformedID(t *testing.T) {
+	const id = "conn_AAAAAAAAAAAAAAAA"
+	for _, tc := range []struct {
+		in, want string
+	}{
+		{`"` + id + `"`, "send " + id + " alone"},
+		{id + "\n", "send " + id + " alone"},
+		{" " + id + " ", "send " + id + " alone"},
+		{"<" + id + ">", "send " + id + " alone"},
+		{"$ID", "starts with conn_"},
+		{"snd_abc", "starts with conn_"},
+		{"conn_short", "16 letters"},
+		{`"conn_short"`, "16 letters"},
+	} {
+		if got := malformedID(tc.in); !strings.Contains(got, tc.want) {
+			t.Errorf("malformedID(%q) = %q, want it to say %q", tc.in, got, tc.want)
 		}
 	}
 }

@@ -569,7 +569,7 @@ func (s *server) settleEnded(ctx context.Context, snd store.Send) store.Send {
 	text := workflows.SendReasonText[reason]
 	err = s.d.Store.UpdateSend(ctx, snd.ID, store.SendUpdate{State: state, Reason: reason, ReasonText: text,
 		Events: []store.Event{{ID: snd.ID + ":failed", ConnectionID: snd.ConnectionID, Type: workflows.EventSendFailed,
-			Data: map[string]any{"send_id": snd.ID, "reason": reason, "detail": text}}}})
+			Data: map[string]any{"send_id": snd.ID, "state": state, "reason": reason, "detail": text}}}})
 	if err == nil {
 		if got, err := s.d.Store.GetSend(ctx, snd.ConnectionID, snd.ID); err == nil {
 			return got

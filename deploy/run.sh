@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The main job (make run): the local stack (Postgres, Temporal with its UI,
 # Vault), graphsim with a demo tenant standing in for Microsoft, and
-# outlookd serving the API and the worker. Ctrl-C stops outlookd and
-# graphsim; `make stack-down` stops the rest.
+# outlookd serving the API and the worker. Ctrl-C stops outlookd;
+# `make stack-down` stops the rest, graphsim with it.
 #
 # RUN_PROFILE=cluster (make run RUN_PROFILE=cluster) runs the same on the
 # cluster profile's stack: the real Temporal server on PostgreSQL with its
@@ -23,17 +23,40 @@ go run ./deploy/stack --profile "$PROFILE" up
 DIR=.stack/$PROFILE
 set -a; source "$DIR/env"; set +a
 
-# graphsim, seeded with the demo tenant; its app sends users back to us.
-# outlookd's receiver listens on plain http here, which Microsoft refuses:
-# graphsim accepts it only because it is told to (and says so in its log).
+# graphsim, seeded with the demo tenant, stands for Microsoft: it keeps
+# running when outlookd stops (Ctrl-C), as Microsoft does, so that a later
+# make run finds the same tenant, app registration, tokens and mail, and
+# its connections go on. `make stack-down` (or make clean) stops it; the
+# next make run then starts a new one, a new world that connections made
+# before do not know. Its app sends users back to us. outlookd's receiver
+# listens on plain http here, which Microsoft refuses: graphsim accepts it
+# only because it is told to (and says so in its log).
 info=$DIR/demo.json
-rm -f "$info"
-"$BIN" sim --seed demo --addr "$SIM_ADDR" --redirect-uri "http://$API_ADDR/v1/oauth/callback,http://$API_ADDR/v1/oauth/admin-callback" --info-file "$info" \
-  --insecure-http-notifications \
-  > "$DIR/graphsim.log" 2>&1 &
-sim_pid=$!
-trap 'kill $sim_pid 2>/dev/null || true' EXIT
-for _ in $(seq 1 300); do [ -s "$info" ] && break; kill -0 $sim_pid 2>/dev/null || { cat "$DIR/graphsim.log"; exit 1; }; sleep 0.1; done
+pidfile=$DIR/graphsim.pid
+bin_abs=$(pwd)/$BIN
+sim_running() {
+  [ -s "$pidfile" ] && [ -s "$info" ] || return 1
+  local pid; pid=$(head -1 "$pidfile")
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+  case "$(readlink "/proc/$pid/exe" 2>/dev/null)" in "$bin_abs"|"$bin_abs (deleted)") ;; *) return 1 ;; esac
+  (exec 3<>"/dev/tcp/${SIM_ADDR%:*}/${SIM_ADDR##*:}") 2>/dev/null
+}
+if sim_running; then
+  echo "graphsim  still running (pid $(head -1 "$pidfile")) at http://$SIM_ADDR: its tenant, app, tokens and mail are kept ('make stack-down' stops it)"
+else
+  if (exec 3<>"/dev/tcp/${SIM_ADDR%:*}/${SIM_ADDR##*:}") 2>/dev/null; then
+    echo "$SIM_ADDR is taken, by something other than this profile's graphsim (the other profile's? 'go run ./deploy/stack --profile run|cluster down' stops that one's); or choose another address with OUTLOOKD_SIM_ADDR" >&2
+    exit 1
+  fi
+  rm -f "$info" "$pidfile"
+  setsid "$BIN" sim --seed demo --addr "$SIM_ADDR" --redirect-uri "http://$API_ADDR/v1/oauth/callback,http://$API_ADDR/v1/oauth/admin-callback" --info-file "$info" \
+    --insecure-http-notifications \
+    >> "$DIR/graphsim.log" 2>&1 < /dev/null &
+  sim_pid=$!
+  printf '%s\n%s\n' "$sim_pid" "$bin_abs" > "$pidfile"
+  for _ in $(seq 1 300); do [ -s "$info" ] && break; kill -0 $sim_pid 2>/dev/null || { cat "$DIR/graphsim.log"; exit 1; }; sleep 0.1; done
+  echo "graphsim  started (pid $sim_pid) at http://$SIM_ADDR with the demo tenant; it keeps running after Ctrl-C, as Microsoft would ('make stack-down' stops it)"
+fi
 field() { sed -n "s/.*\"$1\": \"\([^\"]*\)\".*/\1/p" "$info" | head -1; }
 users=$(tr -d '\n ' < "$info" | sed -n 's/.*"users":\["\([^"]*\)".*/\1/p')
 

@@ -485,7 +485,7 @@ func (s *sendRun) cancel(ctx workflow.Context, reason string) (SendResult, bool,
 	text := SendReasonText[reason]
 	err := s.record(ctx, RecordSendInput{State: SendCanceled, Reason: reason, ReasonText: text,
 		Events: []EventRecord{{ID: s.in.SendID + ":failed", Type: EventSendFailed,
-			Data: map[string]any{"send_id": s.in.SendID, "reason": reason, "detail": text}}}})
+			Data: map[string]any{"send_id": s.in.SendID, "state": SendCanceled, "reason": reason, "detail": text}}}})
 	if err != nil {
 		return SendResult{}, true, err
 	}
@@ -587,7 +587,7 @@ func (s *sendRun) fail(ctx workflow.Context, reason, text string) (SendResult, e
 	s.log.Warn("send failed", "send", s.in.SendID, "reason", reason)
 	err := s.record(ctx, RecordSendInput{State: SendFailed, Reason: reason, ReasonText: text,
 		Events: []EventRecord{{ID: s.in.SendID + ":failed", Type: EventSendFailed,
-			Data: map[string]any{"send_id": s.in.SendID, "reason": reason, "detail": text}}}})
+			Data: map[string]any{"send_id": s.in.SendID, "state": SendFailed, "reason": reason, "detail": text}}}})
 	if err != nil {
 		return SendResult{}, err
 	}

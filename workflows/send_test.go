@@ -351,7 +351,7 @@ func TestSendExactlyOnce(t *testing.T) {
 					t.Errorf("sender recorded %q (event %v), want %q", last.Sender, ev.Data["sender"], tc.m.sender)
 				}
 			case SendFailed, SendCanceled:
-				if ev.Type != EventSendFailed || ev.Data["reason"] != tc.reason || last.ReasonText == "" {
+				if ev.Type != EventSendFailed || ev.Data["reason"] != tc.reason || ev.Data["state"] != last.State || last.ReasonText == "" {
 					t.Errorf("failed event %+v, record %+v", ev, last)
 				}
 			}
@@ -602,7 +602,7 @@ func TestSendEndedByTheSaga(t *testing.T) {
 			if last.State != tc.state || len(last.Events) != 1 {
 				t.Fatalf("last record %+v", last)
 			}
-			if ev := last.Events[0]; tc.state == SendCanceled && (ev.Type != EventSendFailed || ev.Data["reason"] != tc.wantReason || last.ReasonText != SendReasonText[tc.wantReason]) {
+			if ev := last.Events[0]; tc.state == SendCanceled && (ev.Type != EventSendFailed || ev.Data["reason"] != tc.wantReason || ev.Data["state"] != SendCanceled || last.ReasonText != SendReasonText[tc.wantReason]) {
 				t.Errorf("canceled event %+v, record %+v", ev, last)
 			}
 		})

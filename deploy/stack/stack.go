@@ -142,6 +142,12 @@ func (s *stack) up(ctx context.Context) error {
 // down stops the processes this stack started, newest first.
 func (s *stack) down(ctx context.Context) error {
 	var errs []error
+	// graphsim, which make run starts and leaves running (it stands for
+	// Microsoft, which does not stop when outlookd does), stops with the
+	// stack it was started beside.
+	if _, err := os.Stat(s.pidFile(simName)); err == nil {
+		errs = append(errs, s.stopProcess(simName))
+	}
 	if s.has("vault") {
 		errs = append(errs, s.stopProcess("vault"))
 	}
@@ -156,6 +162,10 @@ func (s *stack) down(ctx context.Context) error {
 	}
 	return errors.Join(errs...)
 }
+
+// simName is graphsim's name in a stack's folder (its pid file, its log):
+// deploy/run.sh starts it there, beside the stack.
+const simName = "graphsim"
 
 // status reports each component; it fails when one is not healthy.
 func (s *stack) status(ctx context.Context) error {
@@ -179,6 +189,13 @@ func (s *stack) status(ctx context.Context) error {
 	if s.has("vault") {
 		detail, err := s.statusVault(ctx)
 		report("vault", err, detail)
+	}
+	if _, err := os.Stat(s.pidFile(simName)); err == nil {
+		if pid := s.runningPID(simName); pid != 0 {
+			report(simName, nil, fmt.Sprintf("pid %d, started by make run (its log: %s)", pid, s.logFile(simName)))
+		} else {
+			s.logf("%-9s not running (make run starts it)", simName)
+		}
 	}
 	return errors.Join(errs...)
 }
