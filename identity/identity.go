@@ -136,6 +136,7 @@ const (
 	ReasonWrongAccount         Reason = "wrong_account"
 	ReasonAppMisconfigured     Reason = "app_misconfigured"
 	ReasonCodeInvalid          Reason = "code_invalid"
+	ReasonTokenInvalid         Reason = "token_invalid"
 	ReasonUnknown              Reason = "unknown"
 )
 
@@ -166,6 +167,8 @@ func (r Reason) Describe() string {
 		return "The app's credentials were refused by Microsoft (client secret wrong or expired)."
 	case ReasonCodeInvalid:
 		return "The sign-in could not be completed (the authorization code was refused); start again."
+	case ReasonTokenInvalid:
+		return "Microsoft no longer accepts the stored sign-in (the refresh token is unknown to it, damaged, or of another tenant); the user must sign in again."
 	}
 	return "Microsoft refused the sign-in for a reason outlookd does not recognise."
 }
@@ -230,6 +233,9 @@ func Classify(where Where, oauthErr, description string) (Reason, bool) {
 	case 7000215, 7000222, 7000218, 700016:
 		return ReasonAppMisconfigured, true
 	case 54005, 501481, 9002313, 500112, 700005:
+		if where == AtRefresh {
+			return ReasonTokenInvalid, true
+		}
 		return ReasonCodeInvalid, true
 	}
 	switch oauthErr {
