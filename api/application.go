@@ -101,6 +101,11 @@ func (s *server) createApplication(c *gin.Context, who caller, req createRequest
 	if appProblem(c, err) {
 		return
 	}
+	if tc := (*connect.TenantConnectedError)(nil); errors.As(err, &tc) {
+		problem(c, http.StatusConflict, "tenant_already_connected", "This organisation already syncs this tenant through the application connection "+tc.ConnectionID+
+			"; a second would find every mailbox taken. Give it a new secret with PUT /v1/connections/"+tc.ConnectionID+"/credential, or disconnect it first.")
+		return
+	}
 	if err != nil {
 		s.unavailable(c, err)
 		return

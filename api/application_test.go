@@ -76,6 +76,12 @@ func TestApplicationConnectionThroughTheAPI(t *testing.T) {
 	if created.Kind != "application" || created.State != "active" || created.TenantID != tenant {
 		t.Errorf("created: %+v", created)
 	}
+	// The same tenant again, by its domain (as pasted, with a space): one
+	// application connection per organisation and tenant.
+	again := h.call(t, "POST", "/v1/connections", h.acmeAdmin, "", body(h.e.Tenant.Tenant.Domain+" ", app.ClientID, "indexer-secret-1"))
+	if again.status != http.StatusConflict || again.code() != "tenant_already_connected" || !strings.Contains(string(again.body), created.ID) {
+		t.Errorf("a second application connection of the tenant: %d %s", again.status, again.body)
+	}
 	// It syncs; it does not send, nor make drafts.
 	for _, path := range []string{"/sends", "/drafts"} {
 		sr := h.callWith(t, "POST", "/v1/connections/"+created.ID+path, h.acmeAdmin, "",

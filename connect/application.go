@@ -40,6 +40,14 @@ type AppRequest struct {
 	SecretExpires time.Time
 }
 
+// TenantConnectedError refuses a second application connection of an
+// organisation for a tenant: ConnectionID is the one it has.
+type TenantConnectedError struct{ ConnectionID string }
+
+func (e *TenantConnectedError) Error() string {
+	return "connect: the organisation has an application connection for this tenant: " + e.ConnectionID
+}
+
 // CreateApplication checks an application credential (a token, its
 // permissions, a read of the directory), keeps it in Vault, registers the
 // connection and starts its workflow, active. A credential refused is an
@@ -57,6 +65,15 @@ func (s *Service) CreateApplication(ctx context.Context, r AppRequest) (string, 
 	r.Credential.ClientID = cmp.Or(r.Credential.ClientID, s.Identity.ClientID)
 	chk, err := s.Apps.Check(ctx, r.Credential)
 	if err != nil {
+		return "", err
+	}
+	// One application connection per organisation and tenant: a second
+	// would find every mailbox taken by the first (a POST sent again after
+	// a timeout, a tenant written as its domain once and as its ID then).
+	switch other, err := s.Store.ApplicationConnectionOf(ctx, r.OrgID, chk.TenantID); {
+	case err == nil:
+		return "", &TenantConnectedError{ConnectionID: other}
+	case !errors.Is(err, store.ErrNotFound):
 		return "", err
 	}
 	if len(r.Selection.Groups) > 0 {

@@ -201,6 +201,22 @@ func (s *Store) GetConnection(ctx context.Context, id string) (Connection, error
 	return c, nil
 }
 
+// ApplicationConnectionOf returns the ID of the organisation's application
+// connection for a tenant that is not disconnected, or ErrNotFound.
+func (s *Store) ApplicationConnectionOf(ctx context.Context, orgID, tenantID string) (string, error) {
+	var id string
+	err := s.pool.QueryRow(ctx, `SELECT id FROM connections
+		WHERE org_id = $1 AND tenant_id = $2 AND mode = 'application' AND state <> 'disconnected'
+		ORDER BY created_at LIMIT 1`, orgID, tenantID).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", fmt.Errorf("store: application connection of tenant %s: %w", tenantID, ErrNotFound)
+	}
+	if err != nil {
+		return "", fmt.Errorf("store: application connection of tenant %s: %w", tenantID, err)
+	}
+	return id, nil
+}
+
 // ConnectionFilter selects the connections a caller may see.
 type ConnectionFilter struct {
 	OrgID string
