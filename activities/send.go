@@ -98,25 +98,43 @@ func (a *Activities) SubmitSend(ctx context.Context, in workflows.SubmitSendInpu
 	if err != nil {
 		return workflows.SubmitSendResult{}, err
 	}
-	if wait, err := a.takeSlot(ctx, in.SendRef, in.DraftID, in.Rates); err != nil || !wait.IsZero() {
-		return workflows.SubmitSendResult{WaitUntil: wait}, err
+	if wait, err := a.takeSlot(ctx, in.SendRef, in.DraftID, in.Rates, in.Submission); err != nil || !wait.IsZero() {
+		return submissionMade(wait, err)
 	}
 	return m.submit(ctx, in.DraftID)
 }
 
 // takeSlot takes the send's slot in its mailbox's rates, or answers when
 // one is free; rates of zero (a workflow started before slots were taken
-// at submission, whose slot the API took) take none. Nothing has reached
-// Graph when it fails.
-func (a *Activities) takeSlot(ctx context.Context, ref workflows.SendRef, draftID string, rates workflows.SendRates) (time.Time, error) {
+// at submission, whose slot the API took) take none. A numbered
+// submission is recorded with the slot (store.TakeSlot). Nothing has
+// reached Graph when it fails, but with store.ErrSubmissionMade: the same
+// submission ran before, and may have.
+func (a *Activities) takeSlot(ctx context.Context, ref workflows.SendRef, draftID string, rates workflows.SendRates, submission int) (time.Time, error) {
 	if rates.PerMinute <= 0 {
+		if submission > 0 {
+			if err := a.Store.RecordSubmission(ctx, ref.SendID, submission); err != nil {
+				return time.Time{}, err
+			}
+		}
 		return time.Time{}, nil
 	}
-	wait, err := a.Store.TakeSlot(ctx, ref.SendID, draftID, store.Rates{Mailbox: ref.UserID, PerMinute: rates.PerMinute, DailyRecipients: rates.DailyRecipients})
-	if err != nil {
-		return time.Time{}, notSent(err)
+	return a.Store.TakeSlot(ctx, ref.SendID, draftID, store.Rates{Mailbox: ref.UserID, PerMinute: rates.PerMinute, DailyRecipients: rates.DailyRecipients}, submission)
+}
+
+// submissionMade sorts what taking the slot answered: a time to wait for,
+// a submission that ran before (its worker died before its answer was
+// recorded, and the workflow's task ran it again: ambiguous, learnt by
+// looking in the mailbox), or a failure before anything reached Graph.
+func submissionMade(wait time.Time, err error) (workflows.SubmitSendResult, error) {
+	switch {
+	case err == nil:
+		return workflows.SubmitSendResult{WaitUntil: wait}, nil
+	case errors.Is(err, store.ErrSubmissionMade):
+		return workflows.SubmitSendResult{Ambiguous: true,
+			Detail: "this submission was made before, and its answer was lost with its worker"}, nil
 	}
-	return wait, nil
+	return workflows.SubmitSendResult{}, notSent(err)
 }
 
 // LocateSend says where the mailbox shows the send's key: Sent Items,
@@ -199,8 +217,8 @@ func (a *Activities) SendMailOnce(ctx context.Context, in workflows.SendMailInpu
 			return workflows.SubmitSendResult{}, notSent(err)
 		}
 	}
-	if wait, err := a.takeSlot(ctx, in.SendRef, "", in.Rates); err != nil || !wait.IsZero() {
-		return workflows.SubmitSendResult{WaitUntil: wait}, err
+	if wait, err := a.takeSlot(ctx, in.SendRef, "", in.Rates, in.Submission); err != nil || !wait.IsZero() {
+		return submissionMade(wait, err)
 	}
 	return m.sendMail(ctx, in.SendID, snd.Message, atts)
 }

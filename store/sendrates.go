@@ -208,6 +208,10 @@ func bookSlot(ctx context.Context, tx pgx.Tx, sendID string, recipients int, r R
 // ErrSendEnded: the send is final (or gone); nothing may be submitted.
 var ErrSendEnded = errors.New("store: the send has ended")
 
+// ErrSubmissionMade: the submission of that number was recorded before
+// (it ran, and may have reached Graph); it must not be made again.
+var ErrSubmissionMade = errors.New("store: this submission of the send was made before")
+
 // TakeSlot takes the send's slot in its mailbox's rates just before it is
 // submitted to Graph, under the mailbox's advisory lock (every process
 // counts the same rows). When the rates have room now, past the slots
@@ -220,20 +224,28 @@ var ErrSendEnded = errors.New("store: the send has ended")
 // A send holds one slot whatever happens: taking it again (the answer
 // lost, or a submission that did not reach Graph tried again) moves the
 // send's own slot, never adds one.
-func (s *Store) TakeSlot(ctx context.Context, sendID, draftID string, r Rates) (wait time.Time, err error) {
+//
+// submission, when above zero, numbers the submission (the workflow's
+// count): a slot taken records it, in the same transaction, and a number
+// already recorded is ErrSubmissionMade, with nothing changed: the same
+// submission ran before and may have reached Graph.
+func (s *Store) TakeSlot(ctx context.Context, sendID, draftID string, r Rates, submission int) (wait time.Time, err error) {
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		now, slots, err := lockRates(ctx, tx, r.Mailbox)
 		if err != nil {
 			return err
 		}
 		var state string
-		var recipients int
-		err = tx.QueryRow(ctx, `SELECT state, recipients FROM sends WHERE id = $1 FOR UPDATE`, sendID).Scan(&state, &recipients)
+		var recipients, made int
+		err = tx.QueryRow(ctx, `SELECT state, recipients, submission FROM sends WHERE id = $1 FOR UPDATE`, sendID).Scan(&state, &recipients, &made)
 		if errors.Is(err, pgx.ErrNoRows) || err == nil && SendFinal(state) {
 			return fmt.Errorf("store: send %s: %w", sendID, ErrSendEnded)
 		}
 		if err != nil {
 			return fmt.Errorf("store: send %s: %w", sendID, err)
+		}
+		if submission > 0 && made >= submission {
+			return fmt.Errorf("store: send %s, submission %d: %w", sendID, submission, ErrSubmissionMade)
 		}
 		recipients = max(recipients, 1)
 		var own *slot
@@ -260,7 +272,7 @@ func (s *Store) TakeSlot(ctx context.Context, sendID, draftID string, r Rates) (
 			return fmt.Errorf("store: the send's slot: %w", err)
 		}
 		if taken {
-			_, err = tx.Exec(ctx, `UPDATE sends SET state = 'sending', draft_id = COALESCE(NULLIF($2, ''), draft_id), updated_at = now() WHERE id = $1`, sendID, draftID)
+			_, err = tx.Exec(ctx, `UPDATE sends SET state = 'sending', draft_id = COALESCE(NULLIF($2, ''), draft_id), submission = GREATEST(submission, $3), updated_at = now() WHERE id = $1`, sendID, draftID, submission)
 		} else {
 			_, err = tx.Exec(ctx, `UPDATE sends SET not_before = $3, draft_id = COALESCE(NULLIF($2, ''), draft_id), updated_at = now() WHERE id = $1`, sendID, draftID, at)
 		}
@@ -273,4 +285,28 @@ func (s *Store) TakeSlot(ctx context.Context, sendID, draftID string, r Rates) (
 		return time.Time{}, err
 	}
 	return wait, nil
+}
+
+// RecordSubmission records a numbered submission of a send that takes no
+// slot (no rates), as TakeSlot does with its slot: ErrSubmissionMade when
+// the number was recorded before, ErrSendEnded when the send is final.
+func (s *Store) RecordSubmission(ctx context.Context, sendID string, submission int) error {
+	tag, err := s.pool.Exec(ctx, `UPDATE sends SET submission = $2, updated_at = now()
+		WHERE id = $1 AND submission < $2 AND state NOT IN ('sent', 'failed', 'canceled')`, sendID, submission)
+	if err != nil {
+		return fmt.Errorf("store: send %s, submission %d: %w", sendID, submission, err)
+	}
+	if tag.RowsAffected() == 1 {
+		return nil
+	}
+	var state string
+	var made int
+	err = s.pool.QueryRow(ctx, `SELECT state, submission FROM sends WHERE id = $1`, sendID).Scan(&state, &made)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows) || err == nil && SendFinal(state):
+		return fmt.Errorf("store: send %s: %w", sendID, ErrSendEnded)
+	case err != nil:
+		return fmt.Errorf("store: send %s: %w", sendID, err)
+	}
+	return fmt.Errorf("store: send %s, submission %d (%d recorded): %w", sendID, submission, made, ErrSubmissionMade)
 }

@@ -267,7 +267,7 @@ func TestSlotsAreTakenAtSubmission(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			wait, err := stores[i%2].TakeSlot(ctx, id, "draft-"+id, rates)
+			wait, err := stores[i%2].TakeSlot(ctx, id, "draft-"+id, rates, 0)
 			if err != nil {
 				t.Error(err)
 				return
@@ -300,11 +300,11 @@ func TestSlotsAreTakenAtSubmission(t *testing.T) {
 	}
 	// A submission that did not reach Graph is tried again: its slot is
 	// taken again in place, and the minute is still full for the others.
-	if wait, err := stores[1].TakeSlot(ctx, taken[0], "", rates); err != nil || !wait.IsZero() {
+	if wait, err := stores[1].TakeSlot(ctx, taken[0], "", rates, 0); err != nil || !wait.IsZero() {
 		t.Errorf("taking a slot again: %v %v", wait, err)
 	}
 	for id := range waits {
-		if wait, err := stores[0].TakeSlot(ctx, id, "", rates); err != nil || wait.IsZero() {
+		if wait, err := stores[0].TakeSlot(ctx, id, "", rates, 0); err != nil || wait.IsZero() {
 			t.Errorf("a send taken before its time: %v %v", wait, err)
 		}
 		break
@@ -319,11 +319,86 @@ func TestSlotsAreTakenAtSubmission(t *testing.T) {
 	if err := stores[0].UpdateSend(ctx, taken[0], store.SendUpdate{State: "failed", Reason: "outcome_unknown"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := stores[0].TakeSlot(ctx, taken[0], "", rates); !errors.Is(err, store.ErrSendEnded) {
+	if _, err := stores[0].TakeSlot(ctx, taken[0], "", rates, 0); !errors.Is(err, store.ErrSendEnded) {
 		t.Errorf("a final send took a slot: %v", err)
 	}
 	if err := stores[0].Pool().QueryRow(ctx, `SELECT count(*) FILTER (WHERE taken) FROM send_slots WHERE mailbox = 'u-1'`).Scan(&held); err != nil || held != 30 {
 		t.Errorf("a failed send that took its slot keeps it (it may have gone): %d %v", held, err)
+	}
+}
+
+// TestNumberedSubmissions: a numbered submission is recorded with its
+// slot, and the same number again (the submission run again after its
+// worker died) is ErrSubmissionMade, whichever process asks, with nothing
+// changed; the next number goes on. Without rates the number is recorded
+// alone. A submission that found no slot free records nothing.
+func TestNumberedSubmissions(t *testing.T) {
+	ctx := context.Background()
+	dsn := testenv.Postgres(t)
+	var stores []*store.Store
+	for range 2 {
+		st, err := store.Open(ctx, dsn, 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(st.Close)
+		stores = append(stores, st)
+	}
+	if err := stores[0].CreateConnection(ctx, store.Connection{ID: "c1", OrgID: "o", OwnerID: "u", State: "active", Mode: "delegated"}); err != nil {
+		t.Fatal(err)
+	}
+	rates := store.Rates{Mailbox: "u-num", PerMinute: 1, DailyRecipients: 10000}
+	a, _, err := stores[0].CreateSend(ctx, newSend("c1", "num-a", 1), nil, rates)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _, err := stores[0].CreateSend(ctx, newSend("c1", "num-b", 1), nil, rates)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []struct {
+		store      int
+		send       string
+		submission int
+		wait       bool
+		made       bool
+	}{
+		{store: 0, send: a.ID, submission: 1},
+		{store: 1, send: a.ID, submission: 1, made: true},
+		{store: 0, send: a.ID, submission: 1, made: true},
+		{store: 1, send: a.ID, submission: 2},
+		{store: 0, send: a.ID, submission: 2, made: true},
+		// The minute's one slot is a's: b waits, and its number is not
+		// spent by waiting.
+		{store: 0, send: b.ID, submission: 1, wait: true},
+		{store: 1, send: b.ID, submission: 1, wait: true},
+	} {
+		wait, err := stores[step.store].TakeSlot(ctx, step.send, "", rates, step.submission)
+		if made := errors.Is(err, store.ErrSubmissionMade); made != step.made || (err != nil && !made) {
+			t.Errorf("%s submission %d: %v, want made %v", step.send, step.submission, err, step.made)
+		}
+		if !wait.IsZero() != step.wait {
+			t.Errorf("%s submission %d: wait %v, want %v", step.send, step.submission, wait, step.wait)
+		}
+	}
+	var made int
+	if err := stores[0].Pool().QueryRow(ctx, `SELECT submission FROM sends WHERE id = $1`, b.ID).Scan(&made); err != nil || made != 0 {
+		t.Errorf("a waiting send's recorded submission: %d %v", made, err)
+	}
+	// Without rates (a send started before slots were taken at submission).
+	for _, step := range []struct {
+		submission int
+		made       bool
+	}{{1, false}, {1, true}, {2, false}, {1, true}} {
+		if err := stores[step.submission%2].RecordSubmission(ctx, b.ID, step.submission); errors.Is(err, store.ErrSubmissionMade) != step.made || (err != nil && !step.made) {
+			t.Errorf("submission %d without rates: %v, want made %v", step.submission, err, step.made)
+		}
+	}
+	if err := stores[0].UpdateSend(ctx, b.ID, store.SendUpdate{State: "canceled", Reason: "operator_canceled"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := stores[0].RecordSubmission(ctx, b.ID, 3); !errors.Is(err, store.ErrSendEnded) {
+		t.Errorf("a submission of a canceled send: %v", err)
 	}
 }
 

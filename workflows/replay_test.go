@@ -73,6 +73,11 @@ func TestReplay(t *testing.T) {
 		{"testdata/send_ended_once.json", Send},
 		{"testdata/send_sent_once.json", Send},
 		{"testdata/send_local_once.json", Send},
+		// The same since send-versions-at-once version 2: the submission
+		// a local activity, numbered.
+		{"testdata/send_ended_submit.json", Send},
+		{"testdata/send_sent_submit.json", Send},
+		{"testdata/send_local_submit.json", Send},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {

@@ -52,9 +52,12 @@ func Send(ctx workflow.Context, in SendInput) (SendResult, error) {
 // share of what a send costs the server. Runs started before it ask each
 // change as they did.
 func (s *sendRun) versions(ctx workflow.Context) {
-	if workflow.GetVersion(ctx, "send-versions-at-once", workflow.DefaultVersion, 1) == 1 {
+	if v := workflow.GetVersion(ctx, "send-versions-at-once", workflow.DefaultVersion, 2); v >= 1 {
 		s.slotAtSubmit, s.localSteps = true, true
 		s.ends = workflow.GetSignalChannel(ctx, SignalSendEnded)
+		// Version 2 (send-local-submit): the submission too runs inside
+		// the workflow's task.
+		s.localSubmit = v == 2
 		return
 	}
 	// Runs started before the change took no slot at submission and ran
@@ -128,6 +131,24 @@ type sendRun struct {
 	// record that it started is what makes a worker's death ambiguous
 	// rather than a second send.
 	localSteps bool
+	// localSubmit (change send-versions-at-once, version 2): the
+	// submission runs as a local activity too, numbered (submissions):
+	// the registry records the number with the send's slot before the
+	// request leaves, so a submission run again after its worker died
+	// (its task timed out and is replayed) finds its own number and
+	// answers ambiguous instead of sending. That record in Postgres
+	// stands for the server's record of a started activity. A send then
+	// costs the server one workflow task instead of two and an activity.
+	localSubmit bool
+	// submissions counts the submissions asked for, the number of each.
+	submissions int
+}
+
+// submitLocal is the options of a submission run as a local activity: one
+// attempt, as submitOnce.
+var submitLocal = workflow.LocalActivityOptions{
+	StartToCloseTimeout: submitOnce.StartToCloseTimeout,
+	RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 1},
 }
 
 // localPrepareBytes: a message with fewer bytes of files than this (no
@@ -221,7 +242,15 @@ func (s *sendRun) submit(ctx workflow.Context, draftID string) (SendResult, erro
 		if s.slotAtSubmit {
 			in.Rates = s.in.Rates
 		}
-		res, err := submitSend.run(ctx, in)
+		var res SubmitSendResult
+		var err error
+		if s.localSubmit {
+			s.submissions++
+			in.Submission = s.submissions
+			res, err = submitSend.runLocal(ctx, submitLocal, in)
+		} else {
+			res, err = submitSend.run(ctx, in)
+		}
 		if s.slotAtSubmit && (isType(err, ErrReauthRequired) || isType(err, ErrNotSent) || err == nil && !res.WaitUntil.IsZero()) {
 			s.submitted = was // nothing left for Graph
 		}
@@ -305,7 +334,15 @@ func (s *sendRun) sendMail(ctx workflow.Context) (SendResult, error) {
 		if s.slotAtSubmit {
 			in.Rates = s.in.Rates
 		}
-		res, err := sendMailOnce.run(ctx, in)
+		var res SubmitSendResult
+		var err error
+		if s.localSubmit {
+			s.submissions++
+			in.Submission = s.submissions
+			res, err = sendMailOnce.runLocal(ctx, submitLocal, in)
+		} else {
+			res, err = sendMailOnce.run(ctx, in)
+		}
 		if s.slotAtSubmit && (isType(err, ErrReauthRequired) || isType(err, ErrNotSent) || err == nil && !res.WaitUntil.IsZero()) {
 			s.submitted = was
 		}

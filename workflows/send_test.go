@@ -50,10 +50,38 @@ type fakeMailbox struct {
 	// slotWaits answers the first submissions, in order: with a slot free
 	// (0), or with none for that long (nothing is sent).
 	slotWaits []time.Duration
-	// unrated counts submissions that came without the mailbox's rates.
-	unrated int
+	// unrated counts submissions that came without the mailbox's rates;
+	// unnumbered those that came without their number (Submission).
+	unrated, unnumbered int
+	// numbers are the submissions' numbers recorded, by send (the
+	// registry's record of each with its slot).
+	numbers map[SendRef]map[int]bool
 	now     func() time.Time
 }
+
+// recorded answers a numbered submission made before, as the registry
+// does (store.ErrSubmissionMade), and records a new one (the caller holds
+// mu).
+func (m *fakeMailbox) recorded(ref SendRef, n int) bool {
+	if n == 0 {
+		m.unnumbered++
+		return false
+	}
+	if m.numbers[ref][n] {
+		return true
+	}
+	if m.numbers == nil {
+		m.numbers = map[SendRef]map[int]bool{}
+	}
+	if m.numbers[ref] == nil {
+		m.numbers[ref] = map[int]bool{}
+	}
+	m.numbers[ref][n] = true
+	return false
+}
+
+// madeBefore is the answer to a submission whose number was recorded.
+var madeBefore = SubmitSendResult{Ambiguous: true, Detail: "this submission was made before"}
 
 // noSlot answers a submission when the mailbox's rates have no slot for
 // it (the caller holds mu).
@@ -131,11 +159,13 @@ func (m *fakeMailbox) registerOn(env sendRegistry, now func() time.Time) {
 		}
 		return PrepareSendResult{DraftID: "draft-1"}, nil
 	}, activity.RegisterOptions{Name: ActivityPrepareSend})
-	env.RegisterActivityWithOptions(func(ctx context.Context, in SubmitSendInput) (SubmitSendResult, error) {
-		m.mu.Lock()
-		defer m.mu.Unlock()
+	var submit func(in SubmitSendInput) (SubmitSendResult, error)
+	submit = func(in SubmitSendInput) (SubmitSendResult, error) {
 		if res, wait := m.noSlot(in.Rates); wait {
 			return res, nil
+		}
+		if m.recorded(in.SendRef, in.Submission) {
+			return madeBefore, nil
 		}
 		m.submitted++
 		answer := m.nextSubmit()
@@ -162,12 +192,26 @@ func (m *fakeMailbox) registerOn(env sendRegistry, now func() time.Time) {
 		case "killed-after":
 			m.deliver()
 			return SubmitSendResult{}, errors.New("activity timed out: the worker died")
+		case "killed-after-rerun":
+			// The message went and the worker died in the local activity:
+			// its task is replayed elsewhere and runs it again.
+			m.deliver()
+			return submit(in)
+		case "killed-before-rerun":
+			// The worker died after the slot was taken, before the
+			// request left: the submission run again finds its number.
+			return submit(in)
 		case "lost-504":
 			return SubmitSendResult{Ambiguous: true, Detail: answer}, nil
 		case "killed-before":
 			return SubmitSendResult{}, errors.New("activity timed out: the worker died")
 		}
 		panic("unknown answer " + answer)
+	}
+	env.RegisterActivityWithOptions(func(ctx context.Context, in SubmitSendInput) (SubmitSendResult, error) {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return submit(in)
 	}, activity.RegisterOptions{Name: ActivitySubmitSend})
 	env.RegisterActivityWithOptions(func(ctx context.Context, in SendRef) (LocateSendResult, error) {
 		m.mu.Lock()
@@ -208,9 +252,16 @@ func (m *fakeMailbox) registerOn(env sendRegistry, now func() time.Time) {
 		if res, wait := m.noSlot(in.Rates); wait {
 			return res, nil
 		}
+		if m.recorded(in.SendRef, in.Submission) {
+			return madeBefore, nil
+		}
 		m.submitted++
 		answer := m.nextSubmit()
 		switch answer {
+		case "killed-after-rerun":
+			m.delivered++
+			m.recorded(in.SendRef, in.Submission)
+			return madeBefore, nil
 		case "ok":
 			m.delivered++
 			return SubmitSendResult{Accepted: true}, nil
@@ -234,6 +285,21 @@ func (m *fakeMailbox) registerOn(env sendRegistry, now func() time.Time) {
 		m.records = append(m.records, in)
 		return nil
 	}, activity.RegisterOptions{Name: ActivityRecordSend})
+}
+
+// onSubmit calls f as each submission starts, an activity (runs started
+// before send-versions-at-once version 2) or a local one.
+func onSubmit(env *testsuite.TestWorkflowEnvironment, f func()) {
+	env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		if info.ActivityType.Name == ActivitySubmitSend {
+			f()
+		}
+	})
+	env.SetOnLocalActivityStartedListener(func(_ *activity.Info, _ context.Context, args []any) {
+		if _, ok := args[0].(SubmitSendInput); ok {
+			f()
+		}
+	})
 }
 
 // testRates are Exchange Online's.
@@ -281,6 +347,8 @@ func TestSendExactlyOnce(t *testing.T) {
 		{name: "worker killed after the request", m: fakeMailbox{submits: []string{"killed-after"}}, state: SendSent, delivered: 1, requests: 1, created: 1},
 		{name: "504, not delivered: the draft is sent after looking", m: fakeMailbox{submits: []string{"lost-504"}}, state: SendSent, delivered: 1, requests: 2, created: 1},
 		{name: "worker killed before the request", m: fakeMailbox{submits: []string{"killed-before", "lost-504"}}, state: SendSent, delivered: 1, requests: 3, created: 1},
+		{name: "worker killed after the request, the submission run again", m: fakeMailbox{submits: []string{"killed-after-rerun"}}, state: SendSent, delivered: 1, requests: 1, created: 1},
+		{name: "worker killed with its slot taken, the submission run again", m: fakeMailbox{submits: []string{"killed-before-rerun"}}, state: SendSent, delivered: 1, requests: 2, created: 1},
 		{name: "the draft's creation answer lost", m: fakeMailbox{createLost: 2}, state: SendSent, delivered: 1, requests: 1, created: 1},
 		{name: "already sent by an earlier run", m: fakeMailbox{where: FoundSentItems}, state: SendSent, delivered: 0, requests: 0, created: 0},
 		{name: "blocked from sending", m: fakeMailbox{submits: []string{"blocked"}}, state: SendFailed, reason: ReasonSubmissionBlock, delivered: 0, requests: 1, created: 1},
@@ -305,6 +373,7 @@ func TestSendExactlyOnce(t *testing.T) {
 		{name: "send-only: lost 504 is not sent again either", m: fakeMailbox{method: SendBySendMail, submits: []string{"lost-504"}}, state: SendFailed, reason: ReasonOutcomeUnknown, delivered: 0, requests: 1},
 		{name: "send-only: nothing left before the token", m: fakeMailbox{method: SendBySendMail, submits: []string{"vault-down", "token-dead"}}, state: SendSent, delivered: 1, requests: 3},
 		{name: "send-only: blocked", m: fakeMailbox{method: SendBySendMail, submits: []string{"blocked"}}, state: SendFailed, reason: ReasonSubmissionBlock, requests: 1},
+		{name: "send-only: worker killed after the request, run again", m: fakeMailbox{method: SendBySendMail, submits: []string{"killed-after-rerun"}}, state: SendFailed, reason: ReasonOutcomeUnknown, delivered: 1, requests: 1},
 		{name: "no slot free: sent at its time", m: fakeMailbox{slotWaits: []time.Duration{70 * time.Second}}, state: SendSent, delivered: 1, requests: 1, created: 1},
 		{name: "504, not delivered, and no slot free for the second try", m: fakeMailbox{submits: []string{"lost-504"}, slotWaits: []time.Duration{0, 40 * time.Second, 5 * time.Second}},
 			state: SendSent, delivered: 1, requests: 2, created: 1},
@@ -319,8 +388,8 @@ func TestSendExactlyOnce(t *testing.T) {
 			if res.State != tc.state || res.Reason != tc.reason {
 				t.Errorf("ended %s %q, want %s %q", res.State, res.Reason, tc.state, tc.reason)
 			}
-			if m.unrated > 0 {
-				t.Errorf("%d submissions without the mailbox's rates", m.unrated)
+			if m.unrated > 0 || m.unnumbered > 0 {
+				t.Errorf("%d submissions without the mailbox's rates, %d without their number", m.unrated, m.unnumbered)
 			}
 			if m.delivered != tc.delivered || m.submitted != tc.requests || m.created != tc.created {
 				t.Errorf("delivered %d, send requests %d, drafts created %d; want %d, %d, %d",
@@ -368,11 +437,7 @@ func TestSendSettlesBeforeLooking(t *testing.T) {
 	m := &fakeMailbox{submits: []string{"lost-504"}}
 	m.register(env)
 	var submits []time.Time
-	env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
-		if info.ActivityType.Name == ActivitySubmitSend {
-			submits = append(submits, env.Now())
-		}
-	})
+	onSubmit(env, func() { submits = append(submits, env.Now()) })
 	env.ExecuteWorkflow(Send, SendInput{SendID: "snd_1", ConnectionID: "conn_1", UserID: "u-1", Options: SendOptions{Settle: 45 * time.Second}})
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
@@ -484,11 +549,7 @@ func TestSendSubmitsAtItsSlot(t *testing.T) {
 	m.register(env)
 	start := env.Now()
 	var submits []time.Time
-	env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
-		if info.ActivityType.Name == ActivitySubmitSend {
-			submits = append(submits, env.Now())
-		}
-	})
+	onSubmit(env, func() { submits = append(submits, env.Now()) })
 	env.ExecuteWorkflow(Send, SendInput{SendID: "snd_1", ConnectionID: "conn_1", UserID: "u-1", Rates: testRates})
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
@@ -559,8 +620,8 @@ func TestSendEndedByTheSaga(t *testing.T) {
 			signal := func() { env.SignalWorkflow(SignalSendEnded, SendEndedSignal{Reason: tc.reason}) }
 			var signaled time.Time
 			if tc.onSubmit {
-				env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
-					if info.ActivityType.Name == ActivitySubmitSend && signaled.IsZero() {
+				onSubmit(env, func() {
+					if signaled.IsZero() {
 						signaled = env.Now()
 						signal()
 					}

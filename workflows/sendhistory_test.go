@@ -14,8 +14,9 @@ import (
 )
 
 // TestRecordSendHistories records the send workflow's histories the replay
-// test reads (testdata/send_*_once.json, by the code since
-// send-versions-at-once), against a Temporal server
+// test reads (testdata/send_*_submit.json, by the code since
+// send-versions-at-once version 2: the submission a local activity),
+// against a Temporal server
 // (TEMPORAL_ADDRESS) with the in-memory mailbox as its activities:
 //
 //	OUTLOOKD_RECORD_HISTORY=1 TEMPORAL_ADDRESS=127.0.0.1:17233 go test -run TestRecordSendHistories ./workflows
@@ -68,7 +69,7 @@ func TestRecordSendHistories(t *testing.T) {
 	// A send without files: prepared and looked for by local activities.
 	local := "send-record-local-" + suffix
 	run(local, SendInput{SendID: "snd_l", ConnectionID: "conn_1", UserID: "u-1", Recipients: 1, Rates: testRates}, nil)
-	for id, path := range map[string]string{queued: "testdata/send_ended_once.json", sent: "testdata/send_sent_once.json", local: "testdata/send_local_once.json"} {
+	for id, path := range map[string]string{queued: "testdata/send_ended_submit.json", sent: "testdata/send_sent_submit.json", local: "testdata/send_local_submit.json"} {
 		var h historypb.History
 		it := c.GetWorkflowHistory(ctx, id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 		for it.HasNext() {

@@ -244,13 +244,21 @@ type SubmitSendInput struct {
 	// Rates, when set, are taken a slot of just before the request; with
 	// no slot free now, nothing is sent and the result says when.
 	Rates SendRates `json:"rates"`
+	// Submission, when set, numbers the submission within its send (a
+	// local activity's, send-versions-at-once version 2): the registry
+	// records it with the slot before the request leaves, and a
+	// submission that finds its number recorded (it ran before, and its
+	// worker died before the answer was recorded) sends nothing and
+	// answers ambiguous.
+	Submission int `json:"submission,omitempty"`
 }
 
 // SendMailInput sends a send-only connection's message.
 type SendMailInput struct {
 	SendRef
-	// Rates: as SubmitSendInput's.
-	Rates SendRates `json:"rates"`
+	// Rates and Submission: as SubmitSendInput's.
+	Rates      SendRates `json:"rates"`
+	Submission int       `json:"submission,omitempty"`
 }
 
 // SubmitSendResult is Graph's answer to a draft's send.

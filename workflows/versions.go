@@ -39,6 +39,11 @@ package workflows
 //     above at once under this one marker (send.go, versions), with one
 //     TemporalChangeVersion upsert instead of three; runs started before
 //     ask each as they did.
+//     Version 2: the submission (SubmitSend, SendMailOnce) runs as a local
+//     activity too, numbered (SubmitSendInput.Submission), the number
+//     recorded with the send's slot so that a submission run again after
+//     its worker died sends nothing (send.go, localSubmit); version 1
+//     submits through an activity.
 //   - app-mailbox-client-start: an application connection starts its
 //     joined mailboxes' workflows from an activity, through the Temporal
 //     client (application.go, startJoined); before, as child workflows.
@@ -81,7 +86,8 @@ package workflows
 // sends' (send_ended.json, send_sent.json, send_local.json), recorded by
 // TestRecordSendHistories with the code that brought send-local-steps, and
 // send_*_once.json by the same with the code that brought
-// send-versions-at-once; and an application connection's, recorded by
+// send-versions-at-once, and send_*_submit.json with the code that brought
+// its version 2; and an application connection's, recorded by
 // TestApplicationConnectionSyncsTheTenant (connect):
 // connection_application_children.json by the code before
 // app-mailbox-client-start, connection_application.json by the code that
