@@ -48,8 +48,13 @@ func (a *Activities) StartMailboxes(ctx context.Context, in workflows.StartMailb
 				WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 				WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 				TypedSearchAttributes:    workflows.MailboxStartAttributes(m.Input),
-				StaticSummary:            m.Summary,
-				StaticDetails:            m.Details,
+				// This process runs a worker of the queue (the activity's
+				// own): the server hands the mailbox's first workflow task
+				// to it with the start when it has a free slot, without a
+				// trip through matching; otherwise the start is as usual.
+				EnableEagerStart: true,
+				StaticSummary:    m.Summary,
+				StaticDetails:    m.Details,
 			}, workflows.MailboxWorkflowName, m.Input)
 			if err != nil {
 				return fmt.Errorf("start the workflow of mailbox %s: %w", m.Input.ID, err)
