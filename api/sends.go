@@ -463,7 +463,7 @@ func (s *server) sendInput(o origin, got store.Send) workflows.SendInput {
 	r := ratesOf(o, false)
 	in := workflows.SendInput{SendID: got.ID, ConnectionID: o.row.ID, UserID: o.userID, MailboxID: o.mailboxID,
 		Recipients: got.Recipients, Options: s.d.SendOptions, Method: o.method,
-		Rates: workflows.SendRates{PerMinute: r.PerMinute, DailyRecipients: r.DailyRecipients}}
+		Rates: workflows.SendRates{PerMinute: r.PerMinute, DailyRecipients: r.DailyRecipients}, Version: workflows.SendVersion}
 	if got.NotBefore != nil {
 		in.NotBefore = *got.NotBefore
 	}

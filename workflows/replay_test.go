@@ -78,6 +78,10 @@ func TestReplay(t *testing.T) {
 		{"testdata/send_ended_submit.json", Send},
 		{"testdata/send_sent_submit.json", Send},
 		{"testdata/send_local_submit.json", Send},
+		// The same given their version in their input: no marker.
+		{"testdata/send_ended_given.json", Send},
+		{"testdata/send_sent_given.json", Send},
+		{"testdata/send_local_given.json", Send},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {

@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	"go.temporal.io/sdk/log"
@@ -44,15 +45,27 @@ func Send(ctx workflow.Context, in SendInput) (SendResult, error) {
 	return res, err
 }
 
-// versions reads which changes a run was started with. A run started since
-// send-versions-at-once has them all, and records one marker for them:
-// each GetVersion that records its marker also upserts the
-// TemporalChangeVersion search attribute, a write to the server's
-// visibility store, and a send is short, so three of them were a sizeable
-// share of what a send costs the server. Runs started before it ask each
-// change as they did.
+// versions reads which changes a run was started with. A run given its
+// version in its input (SendInput.Version) has every change up to it and
+// asks nothing. Before that, a run started since send-versions-at-once
+// had them all and recorded one marker for them: each GetVersion that
+// records its marker also upserts the TemporalChangeVersion search
+// attribute, a write to the server's visibility store, and a send is
+// short, so three of them were a sizeable share of what a send costs the
+// server. Runs started before it ask each change as they did.
+//
+// A run of a version this code does not know fails its workflow task, as
+// GetVersion does, until a worker that knows it takes it: workers are
+// upgraded before the API that starts sends.
 func (s *sendRun) versions(ctx workflow.Context) {
-	if v := workflow.GetVersion(ctx, "send-versions-at-once", workflow.DefaultVersion, 2); v >= 1 {
+	if s.in.Version > SendVersion {
+		panic(fmt.Sprintf("a send of workflow version %d needs a newer worker: this one knows up to %d", s.in.Version, SendVersion))
+	}
+	v := workflow.Version(s.in.Version)
+	if v < SendVersion {
+		v = workflow.GetVersion(ctx, "send-versions-at-once", workflow.DefaultVersion, 2)
+	}
+	if v >= 1 {
 		s.slotAtSubmit, s.localSteps = true, true
 		s.ends = workflow.GetSignalChannel(ctx, SignalSendEnded)
 		// Version 2 (send-local-submit): the submission too runs inside

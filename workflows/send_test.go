@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -53,6 +54,9 @@ type fakeMailbox struct {
 	// unrated counts submissions that came without the mailbox's rates;
 	// unnumbered those that came without their number (Submission).
 	unrated, unnumbered int
+	// version is the send workflow's version the run is given
+	// (SendInput.Version); zero asks GetVersion.
+	version int
 	// numbers are the submissions' numbers recorded, by send (the
 	// registry's record of each with its slot).
 	numbers map[SendRef]map[int]bool
@@ -310,7 +314,7 @@ func runSend(t *testing.T, m *fakeMailbox, opts SendOptions) SendResult {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
 	m.register(env)
-	in := SendInput{SendID: "snd_1", ConnectionID: "conn_1", UserID: "u-1", Recipients: 1, Options: opts, Method: m.method, Rates: testRates}
+	in := SendInput{SendID: "snd_1", ConnectionID: "conn_1", UserID: "u-1", Recipients: 1, Options: opts, Method: m.method, Rates: testRates, Version: m.version}
 	if m.sender != "" || slices.Contains(m.states, mailboxDetached) {
 		in.MailboxID, in.UserID = "mbx_shared01", "u-shared"
 	}
@@ -382,49 +386,72 @@ func TestSendExactlyOnce(t *testing.T) {
 		{name: "never taken", m: fakeMailbox{submits: []string{"lost-504", "lost-504", "lost-504", "lost-504", "lost-504"}}, opts: SendOptions{Settle: time.Minute, LookFor: 3 * time.Minute},
 			state: SendFailed, reason: ReasonNotSubmitted, delivered: 0, requests: 3, created: 1},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			m := tc.m
-			res := runSend(t, &m, tc.opts)
-			if res.State != tc.state || res.Reason != tc.reason {
-				t.Errorf("ended %s %q, want %s %q", res.State, res.Reason, tc.state, tc.reason)
+		for _, version := range []int{0, SendVersion} {
+			name := tc.name
+			if version > 0 {
+				name += ", given its version"
 			}
-			if m.unrated > 0 || m.unnumbered > 0 {
-				t.Errorf("%d submissions without the mailbox's rates, %d without their number", m.unrated, m.unnumbered)
-			}
-			if m.delivered != tc.delivered || m.submitted != tc.requests || m.created != tc.created {
-				t.Errorf("delivered %d, send requests %d, drafts created %d; want %d, %d, %d",
-					m.delivered, m.submitted, m.created, tc.delivered, tc.requests, tc.created)
-			}
-			held := false
-			for _, r := range m.records {
-				held = held || r.State == SendReauthRequired
-			}
-			if wantHeld := slices.Contains(tc.m.states, StateReauthRequired) || slices.Contains(tc.m.submits, "token-dead"); held != wantHeld {
-				t.Errorf("held in reauth_required: %v, want %v", held, wantHeld)
-			}
-			last := m.records[len(m.records)-1]
-			if last.State != tc.state || len(last.Events) != 1 {
-				t.Fatalf("last record %+v", last)
-			}
-			ev := last.Events[0]
-			switch tc.state {
-			case SendSent:
-				want := "draft-1"
-				if tc.m.method == SendBySendMail {
-					want = ""
+			t.Run(name, func(t *testing.T) {
+				m := tc.m
+				m.version = version
+				res := runSend(t, &m, tc.opts)
+				if res.State != tc.state || res.Reason != tc.reason {
+					t.Errorf("ended %s %q, want %s %q", res.State, res.Reason, tc.state, tc.reason)
 				}
-				if ev.Type != EventSendSent || ev.ID != "snd_1:sent" || last.MessageID != want || (want != "" && ev.Data["message_id"] != want) {
-					t.Errorf("sent event %+v, record %+v", ev, last)
+				if m.unrated > 0 || m.unnumbered > 0 {
+					t.Errorf("%d submissions without the mailbox's rates, %d without their number", m.unrated, m.unnumbered)
 				}
-				if last.Sender != tc.m.sender || (tc.m.sender != "" && ev.Data["sender"] != tc.m.sender) {
-					t.Errorf("sender recorded %q (event %v), want %q", last.Sender, ev.Data["sender"], tc.m.sender)
+				if m.delivered != tc.delivered || m.submitted != tc.requests || m.created != tc.created {
+					t.Errorf("delivered %d, send requests %d, drafts created %d; want %d, %d, %d",
+						m.delivered, m.submitted, m.created, tc.delivered, tc.requests, tc.created)
 				}
-			case SendFailed, SendCanceled:
-				if ev.Type != EventSendFailed || ev.Data["reason"] != tc.reason || ev.Data["state"] != last.State || last.ReasonText == "" {
-					t.Errorf("failed event %+v, record %+v", ev, last)
+				held := false
+				for _, r := range m.records {
+					held = held || r.State == SendReauthRequired
 				}
-			}
-		})
+				if wantHeld := slices.Contains(tc.m.states, StateReauthRequired) || slices.Contains(tc.m.submits, "token-dead"); held != wantHeld {
+					t.Errorf("held in reauth_required: %v, want %v", held, wantHeld)
+				}
+				last := m.records[len(m.records)-1]
+				if last.State != tc.state || len(last.Events) != 1 {
+					t.Fatalf("last record %+v", last)
+				}
+				ev := last.Events[0]
+				switch tc.state {
+				case SendSent:
+					want := "draft-1"
+					if tc.m.method == SendBySendMail {
+						want = ""
+					}
+					if ev.Type != EventSendSent || ev.ID != "snd_1:sent" || last.MessageID != want || (want != "" && ev.Data["message_id"] != want) {
+						t.Errorf("sent event %+v, record %+v", ev, last)
+					}
+					if last.Sender != tc.m.sender || (tc.m.sender != "" && ev.Data["sender"] != tc.m.sender) {
+						t.Errorf("sender recorded %q (event %v), want %q", last.Sender, ev.Data["sender"], tc.m.sender)
+					}
+				case SendFailed, SendCanceled:
+					if ev.Type != EventSendFailed || ev.Data["reason"] != tc.reason || ev.Data["state"] != last.State || last.ReasonText == "" {
+						t.Errorf("failed event %+v, record %+v", ev, last)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestSendGivenANewerVersion: a send of a version this code does not know
+// fails its workflow task (a newer worker takes it), as GetVersion does.
+func TestSendGivenANewerVersion(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	m := &fakeMailbox{}
+	m.register(env)
+	env.ExecuteWorkflow(Send, SendInput{SendID: "snd_1", ConnectionID: "conn_1", UserID: "u-1", Recipients: 1, Rates: testRates, Version: SendVersion + 1})
+	if err := env.GetWorkflowError(); err == nil || !strings.Contains(err.Error(), "needs a newer worker") {
+		t.Errorf("a send of a newer version: %v", err)
+	}
+	if m.created != 0 || m.submitted != 0 {
+		t.Errorf("it went on: %d drafts, %d submissions", m.created, m.submitted)
 	}
 }
 

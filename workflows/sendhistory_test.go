@@ -14,9 +14,8 @@ import (
 )
 
 // TestRecordSendHistories records the send workflow's histories the replay
-// test reads (testdata/send_*_submit.json, by the code since
-// send-versions-at-once version 2: the submission a local activity),
-// against a Temporal server
+// test reads (testdata/send_*_given.json, by the code since sends are
+// given their version in their input, SendInput.Version), against a Temporal server
 // (TEMPORAL_ADDRESS) with the in-memory mailbox as its activities:
 //
 //	OUTLOOKD_RECORD_HISTORY=1 TEMPORAL_ADDRESS=127.0.0.1:17233 go test -run TestRecordSendHistories ./workflows
@@ -56,7 +55,7 @@ func TestRecordSendHistories(t *testing.T) {
 	}
 	// A send queued for an hour, told of the disconnect: canceled at once.
 	queued := "send-record-queued-" + suffix
-	run(queued, SendInput{SendID: "snd_q", ConnectionID: "conn_1", UserID: "u-1", Recipients: 1, Rates: testRates,
+	run(queued, SendInput{SendID: "snd_q", Version: SendVersion, ConnectionID: "conn_1", UserID: "u-1", Recipients: 1, Rates: testRates,
 		NotBefore: time.Now().Add(time.Hour)}, func() {
 		if err := c.SignalWorkflow(ctx, queued, "", SignalSendEnded, SendEndedSignal{Reason: ReasonConnectionEnded}); err != nil {
 			t.Fatal(err)
@@ -65,11 +64,11 @@ func TestRecordSendHistories(t *testing.T) {
 	// A send that goes at once, its 40 MB of files prepared by an
 	// activity given their time.
 	sent := "send-record-sent-" + suffix
-	run(sent, SendInput{SendID: "snd_s", ConnectionID: "conn_1", UserID: "u-1", Recipients: 1, Rates: testRates, FileBytes: 40 << 20}, nil)
+	run(sent, SendInput{SendID: "snd_s", Version: SendVersion, ConnectionID: "conn_1", UserID: "u-1", Recipients: 1, Rates: testRates, FileBytes: 40 << 20}, nil)
 	// A send without files: prepared and looked for by local activities.
 	local := "send-record-local-" + suffix
-	run(local, SendInput{SendID: "snd_l", ConnectionID: "conn_1", UserID: "u-1", Recipients: 1, Rates: testRates}, nil)
-	for id, path := range map[string]string{queued: "testdata/send_ended_submit.json", sent: "testdata/send_sent_submit.json", local: "testdata/send_local_submit.json"} {
+	run(local, SendInput{SendID: "snd_l", Version: SendVersion, ConnectionID: "conn_1", UserID: "u-1", Recipients: 1, Rates: testRates}, nil)
+	for id, path := range map[string]string{queued: "testdata/send_ended_given.json", sent: "testdata/send_sent_given.json", local: "testdata/send_local_given.json"} {
 		var h historypb.History
 		it := c.GetWorkflowHistory(ctx, id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 		for it.HasNext() {

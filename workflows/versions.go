@@ -44,6 +44,10 @@ package workflows
 //     recorded with the send's slot so that a submission run again after
 //     its worker died sends nothing (send.go, localSubmit); version 1
 //     submits through an activity.
+//     A send started with SendInput.Version (2 now, SendVersion) takes every
+//     change up to it without asking GetVersion (no marker, no
+//     TemporalChangeVersion upsert); the next change of the send workflow
+//     raises SendVersion and reads in.Version instead of a new change ID.
 //   - app-mailbox-client-start: an application connection starts its
 //     joined mailboxes' workflows from an activity, through the Temporal
 //     client (application.go, startJoined); before, as child workflows.
@@ -86,8 +90,9 @@ package workflows
 // sends' (send_ended.json, send_sent.json, send_local.json), recorded by
 // TestRecordSendHistories with the code that brought send-local-steps, and
 // send_*_once.json by the same with the code that brought
-// send-versions-at-once, and send_*_submit.json with the code that brought
-// its version 2; and an application connection's, recorded by
+// send-versions-at-once, send_*_submit.json with the code that brought
+// its version 2, and send_*_given.json with the code that gave a send its
+// version in its input; and an application connection's, recorded by
 // TestApplicationConnectionSyncsTheTenant (connect):
 // connection_application_children.json by the code before
 // app-mailbox-client-start, connection_application.json by the code that
