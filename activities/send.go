@@ -106,17 +106,12 @@ func (a *Activities) SubmitSend(ctx context.Context, in workflows.SubmitSendInpu
 
 // takeSlot takes the send's slot in its mailbox's rates, or answers when
 // one is free; rates of zero (a workflow started before slots were taken
-// at submission, whose slot the API took) take none. A numbered
-// submission is recorded with the slot (store.TakeSlot). Nothing has
+// at submission, whose slot the API took) take none, and come with no
+// number. A numbered submission is recorded with the slot (store.TakeSlot). Nothing has
 // reached Graph when it fails, but with store.ErrSubmissionMade: the same
 // submission ran before, and may have.
 func (a *Activities) takeSlot(ctx context.Context, ref workflows.SendRef, draftID string, rates workflows.SendRates, submission int) (time.Time, error) {
 	if rates.PerMinute <= 0 {
-		if submission > 0 {
-			if err := a.Store.RecordSubmission(ctx, ref.SendID, submission); err != nil {
-				return time.Time{}, err
-			}
-		}
 		return time.Time{}, nil
 	}
 	return a.Store.TakeSlot(ctx, ref.SendID, draftID, store.Rates{Mailbox: ref.UserID, PerMinute: rates.PerMinute, DailyRecipients: rates.DailyRecipients}, submission)

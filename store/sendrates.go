@@ -286,27 +286,3 @@ func (s *Store) TakeSlot(ctx context.Context, sendID, draftID string, r Rates, s
 	}
 	return wait, nil
 }
-
-// RecordSubmission records a numbered submission of a send that takes no
-// slot (no rates), as TakeSlot does with its slot: ErrSubmissionMade when
-// the number was recorded before, ErrSendEnded when the send is final.
-func (s *Store) RecordSubmission(ctx context.Context, sendID string, submission int) error {
-	tag, err := s.pool.Exec(ctx, `UPDATE sends SET submission = $2, updated_at = now()
-		WHERE id = $1 AND submission < $2 AND state NOT IN ('sent', 'failed', 'canceled')`, sendID, submission)
-	if err != nil {
-		return fmt.Errorf("store: send %s, submission %d: %w", sendID, submission, err)
-	}
-	if tag.RowsAffected() == 1 {
-		return nil
-	}
-	var state string
-	var made int
-	err = s.pool.QueryRow(ctx, `SELECT state, submission FROM sends WHERE id = $1`, sendID).Scan(&state, &made)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows) || err == nil && SendFinal(state):
-		return fmt.Errorf("store: send %s: %w", sendID, ErrSendEnded)
-	case err != nil:
-		return fmt.Errorf("store: send %s: %w", sendID, err)
-	}
-	return fmt.Errorf("store: send %s, submission %d (%d recorded): %w", sendID, submission, made, ErrSubmissionMade)
-}

@@ -71,10 +71,10 @@ func TestSendsOnceByKey(t *testing.T) {
 	}
 }
 
-// TestSendRatesAcrossProcesses: two stores (two processes) record sends
-// for one mailbox at once; no minute holds more than 30 of them, and a
-// send asked not to queue is refused with the time it could go.
-func TestSendRatesAcrossProcesses(t *testing.T) {
+// twoProcesses opens two stores of one new database, as two processes
+// would, with connection c1 in it.
+func twoProcesses(t *testing.T) []*store.Store {
+	t.Helper()
 	ctx := context.Background()
 	dsn := testenv.Postgres(t)
 	var stores []*store.Store
@@ -89,6 +89,15 @@ func TestSendRatesAcrossProcesses(t *testing.T) {
 	if err := stores[0].CreateConnection(ctx, store.Connection{ID: "c1", OrgID: "o", OwnerID: "u", State: "active", Mode: "delegated"}); err != nil {
 		t.Fatal(err)
 	}
+	return stores
+}
+
+// TestSendRatesAcrossProcesses: two stores (two processes) record sends
+// for one mailbox at once; no minute holds more than 30 of them, and a
+// send asked not to queue is refused with the time it could go.
+func TestSendRatesAcrossProcesses(t *testing.T) {
+	ctx := context.Background()
+	stores := twoProcesses(t)
 	rates := store.Rates{Mailbox: "u-1", PerMinute: 30, DailyRecipients: 10000}
 	var mu sync.Mutex
 	var times []time.Time
@@ -231,19 +240,7 @@ func TestDraftsWaitOutsideTheRates(t *testing.T) {
 // taking its own gives its place back.
 func TestSlotsAreTakenAtSubmission(t *testing.T) {
 	ctx := context.Background()
-	dsn := testenv.Postgres(t)
-	var stores []*store.Store
-	for range 2 {
-		st, err := store.Open(ctx, dsn, 4)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(st.Close)
-		stores = append(stores, st)
-	}
-	if err := stores[0].CreateConnection(ctx, store.Connection{ID: "c1", OrgID: "o", OwnerID: "u", State: "active", Mode: "delegated"}); err != nil {
-		t.Fatal(err)
-	}
+	stores := twoProcesses(t)
 	rates := store.Rates{Mailbox: "u-1", PerMinute: 30, DailyRecipients: 10000}
 	var ids []string
 	for i := range 36 {
@@ -330,23 +327,11 @@ func TestSlotsAreTakenAtSubmission(t *testing.T) {
 // TestNumberedSubmissions: a numbered submission is recorded with its
 // slot, and the same number again (the submission run again after its
 // worker died) is ErrSubmissionMade, whichever process asks, with nothing
-// changed; the next number goes on. Without rates the number is recorded
-// alone. A submission that found no slot free records nothing.
+// changed; the next number goes on. A submission that found no slot free
+// records nothing, and a final send takes none.
 func TestNumberedSubmissions(t *testing.T) {
 	ctx := context.Background()
-	dsn := testenv.Postgres(t)
-	var stores []*store.Store
-	for range 2 {
-		st, err := store.Open(ctx, dsn, 4)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(st.Close)
-		stores = append(stores, st)
-	}
-	if err := stores[0].CreateConnection(ctx, store.Connection{ID: "c1", OrgID: "o", OwnerID: "u", State: "active", Mode: "delegated"}); err != nil {
-		t.Fatal(err)
-	}
+	stores := twoProcesses(t)
 	rates := store.Rates{Mailbox: "u-num", PerMinute: 1, DailyRecipients: 10000}
 	a, _, err := stores[0].CreateSend(ctx, newSend("c1", "num-a", 1), nil, rates)
 	if err != nil {
@@ -385,19 +370,10 @@ func TestNumberedSubmissions(t *testing.T) {
 	if err := stores[0].Pool().QueryRow(ctx, `SELECT submission FROM sends WHERE id = $1`, b.ID).Scan(&made); err != nil || made != 0 {
 		t.Errorf("a waiting send's recorded submission: %d %v", made, err)
 	}
-	// Without rates (a send started before slots were taken at submission).
-	for _, step := range []struct {
-		submission int
-		made       bool
-	}{{1, false}, {1, true}, {2, false}, {1, true}} {
-		if err := stores[step.submission%2].RecordSubmission(ctx, b.ID, step.submission); errors.Is(err, store.ErrSubmissionMade) != step.made || (err != nil && !step.made) {
-			t.Errorf("submission %d without rates: %v, want made %v", step.submission, err, step.made)
-		}
-	}
 	if err := stores[0].UpdateSend(ctx, b.ID, store.SendUpdate{State: "canceled", Reason: "operator_canceled"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := stores[0].RecordSubmission(ctx, b.ID, 3); !errors.Is(err, store.ErrSendEnded) {
+	if _, err := stores[1].TakeSlot(ctx, b.ID, "", rates, 3); !errors.Is(err, store.ErrSendEnded) {
 		t.Errorf("a submission of a canceled send: %v", err)
 	}
 }

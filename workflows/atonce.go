@@ -33,13 +33,17 @@ func (c *connection) recordEvent(ctx workflow.Context, in RecordEventInput) erro
 // book runs a registry write as a local activity (local) or an activity,
 // with the activity's timeouts and retries either way.
 func book[I any](ctx workflow.Context, local bool, a call[I, None], in I) error {
-	var err error
-	if local {
-		_, err = a.runLocal(ctx, localOptions(a.opts), in)
-	} else {
-		_, err = a.run(ctx, in)
-	}
+	_, err := either(ctx, local, a, in)
 	return err
+}
+
+// either runs an activity as a local activity (local) or an activity, with
+// its timeouts and retries either way.
+func either[I, O any](ctx workflow.Context, local bool, a call[I, O], in I) (O, error) {
+	if local {
+		return a.runLocal(ctx, localOptions(a.opts), in)
+	}
+	return a.run(ctx, in)
 }
 
 // localOptions is an activity's timeouts and retries for a local activity.

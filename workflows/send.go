@@ -68,9 +68,10 @@ func (s *sendRun) versions(ctx workflow.Context) {
 	if v >= 1 {
 		s.slotAtSubmit, s.localSteps = true, true
 		s.ends = workflow.GetSignalChannel(ctx, SignalSendEnded)
-		// Version 2 (send-local-submit): the submission too runs inside
-		// the workflow's task.
-		s.localSubmit = v == 2
+		// Version 2: the submission too runs inside the workflow's task,
+		// its number written with its slot (a send without rates, which
+		// takes none, submits through an activity).
+		s.localSubmit = v == 2 && s.in.Rates.PerMinute > 0
 		return
 	}
 	// Runs started before the change took no slot at submission and ran
@@ -157,11 +158,14 @@ type sendRun struct {
 	submissions int
 }
 
-// submitLocal is the options of a submission run as a local activity: one
-// attempt, as submitOnce.
-var submitLocal = workflow.LocalActivityOptions{
-	StartToCloseTimeout: submitOnce.StartToCloseTimeout,
-	RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 1},
+// nextSubmission numbers a submission run as a local activity; zero (no
+// number) for one run as an activity, whose start the server records.
+func (s *sendRun) nextSubmission() int {
+	if !s.localSubmit {
+		return 0
+	}
+	s.submissions++
+	return s.submissions
 }
 
 // localPrepareBytes: a message with fewer bytes of files than this (no
@@ -251,19 +255,11 @@ func (s *sendRun) submit(ctx workflow.Context, draftID string) (SendResult, erro
 		}
 		was := s.submitted
 		s.submitted = true
-		in := SubmitSendInput{SendRef: s.ref, DraftID: draftID}
+		in := SubmitSendInput{SendRef: s.ref, DraftID: draftID, Submission: s.nextSubmission()}
 		if s.slotAtSubmit {
 			in.Rates = s.in.Rates
 		}
-		var res SubmitSendResult
-		var err error
-		if s.localSubmit {
-			s.submissions++
-			in.Submission = s.submissions
-			res, err = submitSend.runLocal(ctx, submitLocal, in)
-		} else {
-			res, err = submitSend.run(ctx, in)
-		}
+		res, err := either(ctx, s.localSubmit, submitSend, in)
 		if s.slotAtSubmit && (isType(err, ErrReauthRequired) || isType(err, ErrNotSent) || err == nil && !res.WaitUntil.IsZero()) {
 			s.submitted = was // nothing left for Graph
 		}
@@ -343,19 +339,11 @@ func (s *sendRun) sendMail(ctx workflow.Context) (SendResult, error) {
 		}
 		was := s.submitted
 		s.submitted = true
-		in := SendMailInput{SendRef: s.ref}
+		in := SendMailInput{SendRef: s.ref, Submission: s.nextSubmission()}
 		if s.slotAtSubmit {
 			in.Rates = s.in.Rates
 		}
-		var res SubmitSendResult
-		var err error
-		if s.localSubmit {
-			s.submissions++
-			in.Submission = s.submissions
-			res, err = sendMailOnce.runLocal(ctx, submitLocal, in)
-		} else {
-			res, err = sendMailOnce.run(ctx, in)
-		}
+		res, err := either(ctx, s.localSubmit, sendMailOnce, in)
 		if s.slotAtSubmit && (isType(err, ErrReauthRequired) || isType(err, ErrNotSent) || err == nil && !res.WaitUntil.IsZero()) {
 			s.submitted = was
 		}

@@ -455,6 +455,30 @@ func TestSendGivenANewerVersion(t *testing.T) {
 	}
 }
 
+// TestSendWithoutRatesSubmitsThroughAnActivity: a send that takes no slot
+// (no rates) has nothing to write its submission's number with, so it
+// submits through an activity, unnumbered, whatever its version.
+func TestSendWithoutRatesSubmitsThroughAnActivity(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	m := &fakeMailbox{}
+	m.register(env)
+	activities := 0
+	env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		if info.ActivityType.Name == ActivitySubmitSend {
+			activities++
+		}
+	})
+	env.ExecuteWorkflow(Send, SendInput{SendID: "snd_1", ConnectionID: "conn_1", UserID: "u-1", Recipients: 1, Version: SendVersion})
+	var res SendResult
+	if err := env.GetWorkflowResult(&res); err != nil || res.State != SendSent {
+		t.Fatalf("ended %+v %v", res, err)
+	}
+	if activities != 1 || m.unnumbered != 1 || m.submitted != 1 {
+		t.Errorf("%d submissions as activities, %d unnumbered, %d in all; want 1, 1, 1", activities, m.unnumbered, m.submitted)
+	}
+}
+
 // TestSendSettlesBeforeLooking: after an ambiguous answer the workflow
 // waits Settle before it looks, so a request still under way at Graph is
 // not taken for a draft left unsent.
