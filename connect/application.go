@@ -41,12 +41,8 @@ type AppRequest struct {
 }
 
 // TenantConnectedError refuses a second application connection of an
-// organisation for a tenant: ConnectionID is the one it has.
-type TenantConnectedError struct{ ConnectionID string }
-
-func (e *TenantConnectedError) Error() string {
-	return "connect: the organisation has an application connection for this tenant: " + e.ConnectionID
-}
+// organisation for a tenant (store.CreateApplicationConnection).
+type TenantConnectedError = store.TenantConnectedError
 
 // CreateApplication checks an application credential (a token, its
 // permissions, a read of the directory), keeps it in Vault, registers the
@@ -65,15 +61,6 @@ func (s *Service) CreateApplication(ctx context.Context, r AppRequest) (string, 
 	r.Credential.ClientID = cmp.Or(r.Credential.ClientID, s.Identity.ClientID)
 	chk, err := s.Apps.Check(ctx, r.Credential)
 	if err != nil {
-		return "", err
-	}
-	// One application connection per organisation and tenant: a second
-	// would find every mailbox taken by the first (a POST sent again after
-	// a timeout, a tenant written as its domain once and as its ID then).
-	switch other, err := s.Store.ApplicationConnectionOf(ctx, r.OrgID, chk.TenantID); {
-	case err == nil:
-		return "", &TenantConnectedError{ConnectionID: other}
-	case !errors.Is(err, store.ErrNotFound):
 		return "", err
 	}
 	if len(r.Selection.Groups) > 0 {
@@ -101,14 +88,14 @@ func (s *Service) CreateApplication(ctx context.Context, r AppRequest) (string, 
 		s.undoCreate(ctx, id, false)
 		return "", err
 	}
+	// One application connection per organisation and tenant: a second
+	// would find every mailbox taken by the first (a POST sent again after
+	// a timeout, a tenant written as its domain once and as its ID then).
+	// The registry refuses it, with the credential just kept undone.
 	row := store.Connection{ID: id, OrgID: r.OrgID, OwnerID: r.OwnerID, State: workflows.StateActive, Mode: workflows.ModeApplication,
-		Visibility: r.Visibility, Settings: raw}
-	if err := s.Store.CreateConnection(ctx, row); err != nil {
+		Visibility: r.Visibility, Settings: raw, TenantID: chk.TenantID, GrantedScopes: chk.Roles}
+	if err := s.Store.CreateApplicationConnection(ctx, row); err != nil {
 		s.undoCreate(ctx, id, false)
-		return "", err
-	}
-	if err := s.Store.UpdateConnection(ctx, id, store.ConnectionUpdate{TenantID: chk.TenantID, GrantedScopes: chk.Roles}); err != nil {
-		s.undoCreate(ctx, id, true)
 		return "", err
 	}
 	_, err = s.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{

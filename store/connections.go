@@ -201,20 +201,43 @@ func (s *Store) GetConnection(ctx context.Context, id string) (Connection, error
 	return c, nil
 }
 
-// ApplicationConnectionOf returns the ID of the organisation's application
-// connection for a tenant that is not disconnected, or ErrNotFound.
-func (s *Store) ApplicationConnectionOf(ctx context.Context, orgID, tenantID string) (string, error) {
-	var id string
-	err := s.pool.QueryRow(ctx, `SELECT id FROM connections
-		WHERE org_id = $1 AND tenant_id = $2 AND mode = 'application' AND state <> 'disconnected'
-		ORDER BY created_at LIMIT 1`, orgID, tenantID).Scan(&id)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return "", fmt.Errorf("store: application connection of tenant %s: %w", tenantID, ErrNotFound)
-	}
-	if err != nil {
-		return "", fmt.Errorf("store: application connection of tenant %s: %w", tenantID, err)
-	}
-	return id, nil
+// TenantConnectedError refuses a second application connection of an
+// organisation for a tenant: ConnectionID is the one it has.
+type TenantConnectedError struct{ ConnectionID string }
+
+func (e *TenantConnectedError) Error() string {
+	return "store: the organisation has an application connection for this tenant: " + e.ConnectionID
+}
+
+// CreateApplicationConnection registers an application connection with its
+// tenant and granted roles, unless the organisation has one for the tenant
+// that is not disconnected (a *TenantConnectedError naming it). The look
+// and the insert hold the organisation's and tenant's advisory lock, so
+// two creates at once (a POST sent again while the first was still being
+// checked) make one connection.
+func (s *Store) CreateApplicationConnection(ctx context.Context, c Connection) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('application/' || $1 || '/' || $2, 0))`, c.OrgID, c.TenantID); err != nil {
+			return fmt.Errorf("store: lock the tenant's application connection: %w", err)
+		}
+		var other string
+		err := tx.QueryRow(ctx, `SELECT id FROM connections
+			WHERE org_id = $1 AND tenant_id = $2 AND mode = 'application' AND state <> 'disconnected' AND id <> $3
+			ORDER BY created_at LIMIT 1`, c.OrgID, c.TenantID, c.ID).Scan(&other)
+		switch {
+		case err == nil:
+			return &TenantConnectedError{ConnectionID: other}
+		case !errors.Is(err, pgx.ErrNoRows):
+			return fmt.Errorf("store: application connection of tenant %s: %w", c.TenantID, err)
+		}
+		if err := insertConnection(ctx, tx, c); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE connections SET tenant_id = $2, granted_scopes = $3 WHERE id = $1`, c.ID, c.TenantID, c.GrantedScopes); err != nil {
+			return fmt.Errorf("store: connection %s: %w", c.ID, err)
+		}
+		return nil
+	})
 }
 
 // ConnectionFilter selects the connections a caller may see.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -118,5 +119,56 @@ func TestAServiceAccountClaimsNoMailbox(t *testing.T) {
 				t.Errorf("attaching ada's mailbox (delegated connection: %t): %v", delegated, err)
 			}
 		})
+	}
+}
+
+// TestOneApplicationConnectionPerTenant: creates of an organisation's
+// application connection for one tenant at once, from two processes, make
+// one; the others are refused naming it. Another tenant, another
+// organisation, and the tenant again once its connection is disconnected,
+// are free.
+func TestOneApplicationConnectionPerTenant(t *testing.T) {
+	ctx := context.Background()
+	stores := twoProcesses(t)
+	app := func(id, org, tenant string) store.Connection {
+		return store.Connection{ID: id, OrgID: org, OwnerID: "it", State: "active", Mode: "application", TenantID: tenant, GrantedScopes: []string{"Mail.Read"}}
+	}
+	const n = 8
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { errs[i] = stores[i%2].CreateApplicationConnection(ctx, app(fmt.Sprintf("conn_app%d", i), "o", "t1")) })
+	}
+	wg.Wait()
+	var made []string
+	refused := map[string]int{}
+	for i, err := range errs {
+		var tc *store.TenantConnectedError
+		switch {
+		case err == nil:
+			made = append(made, fmt.Sprintf("conn_app%d", i))
+		case errors.As(err, &tc):
+			refused[tc.ConnectionID]++
+		default:
+			t.Fatalf("create %d: %v", i, err)
+		}
+	}
+	if len(made) != 1 || refused[made[0]] != n-1 {
+		t.Fatalf("made %v, refused naming %v", made, refused)
+	}
+	got, err := stores[0].GetConnection(ctx, made[0])
+	if err != nil || got.TenantID != "t1" || len(got.GrantedScopes) != 1 {
+		t.Errorf("the connection made: %+v %v", got, err)
+	}
+	for _, c := range []store.Connection{app("conn_other_tenant", "o", "t2"), app("conn_other_org", "o2", "t1")} {
+		if err := stores[1].CreateApplicationConnection(ctx, c); err != nil {
+			t.Errorf("%s: %v", c.ID, err)
+		}
+	}
+	if err := stores[0].UpdateConnection(ctx, made[0], store.ConnectionUpdate{State: "disconnected"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := stores[1].CreateApplicationConnection(ctx, app("conn_again", "o", "t1")); err != nil {
+		t.Errorf("the tenant again after a disconnect: %v", err)
 	}
 }
