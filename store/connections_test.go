@@ -137,7 +137,9 @@ func TestOneApplicationConnectionPerTenant(t *testing.T) {
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
-		wg.Go(func() { errs[i] = stores[i%2].CreateApplicationConnection(ctx, app(fmt.Sprintf("conn_app%d", i), "o", "t1")) })
+		wg.Go(func() {
+			errs[i] = stores[i%2].CreateApplicationConnection(ctx, app(fmt.Sprintf("conn_app%d", i), "o", "t1"))
+		})
 	}
 	wg.Wait()
 	var made []string
