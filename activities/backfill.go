@@ -71,20 +71,26 @@ func (a *Activities) BackfillFolder(ctx context.Context, in workflows.BackfillFo
 // larger one reports how far each folder got, and the workflow goes on
 // folder by folder from the cursors the pages committed.
 func (a *Activities) BackfillMailbox(ctx context.Context, in workflows.BackfillMailboxInput) (workflows.BackfillMailboxResult, error) {
-	deadline := a.now().Add(in.Budget)
 	// One client, and so one read of the token, for every request.
 	gc, err := a.graphFor(ctx, in.ConnectionID, in.UserID)
 	if err != nil {
 		return workflows.BackfillMailboxResult{}, err
 	}
+	hb, stop := startHeartbeat(ctx)
+	defer stop()
+	return a.backfillMailbox(ctx, hb, gc, in)
+}
+
+// backfillMailbox is BackfillMailbox's work, through gc, heartbeating
+// through hb.
+func (a *Activities) backfillMailbox(ctx context.Context, hb *heartbeat, gc *graph.Client, in workflows.BackfillMailboxInput) (workflows.BackfillMailboxResult, error) {
+	deadline := a.now().Add(in.Budget)
 	found, err := a.discoverFolders(ctx, gc, workflows.DiscoverFoldersInput{
 		ConnectionID: in.ConnectionID, MailboxID: in.MailboxID, UserID: in.UserID, Roots: in.Roots, WindowStart: in.WindowStart,
 	})
 	if err != nil {
 		return workflows.BackfillMailboxResult{}, err
 	}
-	hb, stop := startHeartbeat(ctx)
-	defer stop()
 	results := make([]workflows.BackfillFolderResult, len(found.Folders))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(max(in.Concurrency, 1))

@@ -231,21 +231,29 @@ func randomID() string {
 // MailboxChanges lists the joins and leaves the directory holds that the
 // workflow has yet to apply. A joining user's mailbox is registered first
 // (one another connection already syncs is excluded as mailbox_taken); a
-// leaving one whose mailbox is already detached is recorded left.
+// leaving one whose mailbox is already detached is recorded left. With
+// in.Prefilled, a join is listed once its mailbox was backfilled ahead of
+// its workflow, with that backfill when it was done whole.
 func (a *Activities) MailboxChanges(ctx context.Context, in workflows.MailboxChangesInput) (workflows.MailboxChangesResult, error) {
 	var res workflows.MailboxChangesResult
 	conn, err := a.Store.GetConnection(ctx, in.ConnectionID)
 	if err != nil {
 		return res, err
 	}
-	pending, err := a.Store.PendingDirectoryUsers(ctx, in.ConnectionID, in.Limit)
+	pending, held, err := a.Store.PendingDirectoryUsers(ctx, in.ConnectionID, in.Limit, in.Prefilled)
 	if err != nil {
 		return res, err
 	}
+	res.Held = held
 	res.Changes = []workflows.MailboxChange{}
 	for _, u := range pending {
 		ch := workflows.MailboxChange{UserID: u.UserID, MailboxID: u.MailboxID, Address: u.Address, DisplayName: u.DisplayName,
 			Join: u.Status == store.DirJoining, Reason: u.Reason}
+		if ch.Join && in.Prefilled {
+			if ch.Backfilled, err = handedOver(u.Prefill); err != nil {
+				return res, fmt.Errorf("the backfill of mailbox %s done ahead of its workflow: %w", u.MailboxID, err)
+			}
+		}
 		if ch.Join {
 			err := a.Store.AttachMailbox(ctx, store.Mailbox{ID: u.MailboxID, ConnectionID: in.ConnectionID, Address: u.Address,
 				UserID: u.UserID, DisplayName: u.DisplayName, State: workflows.StateActive, Settings: conn.Settings})

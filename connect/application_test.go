@@ -134,6 +134,17 @@ func TestApplicationConnectionSyncsTheTenant(t *testing.T) {
 		st.Sync.Mode != workflows.SyncPolling || st.Sync.PollReason == "" {
 		t.Errorf("ada's mailbox: mode %s, sync %s (%q)", st.Mode, st.Sync.Mode, st.Sync.PollReason)
 	}
+	// The mailboxes were backfilled ahead of their workflows, which began
+	// live: run 1 covered, no backfill activity of their own.
+	if p := e.Status(id).App.Prefill; p.Done < 3 || p.Messages < 17 {
+		t.Errorf("the connection's backfill ahead: %+v", p)
+	}
+	if st := e.WaitForMailbox(ada, 10*time.Second, "backfilled", func(st workflows.Status) bool { return st.Backfill.Runs == 1 }); st.Backfill.Covered.IsZero() || len(st.Backfill.Folders) == 0 {
+		t.Errorf("ada's mailbox's backfill: %+v", st.Backfill)
+	}
+	if n := activitiesRun(t, e, workflows.MailboxWorkflowID(ada), workflows.ActivityBackfillMailbox, workflows.ActivityBackfillFolder); n != 0 {
+		t.Errorf("ada's mailbox's workflow ran %d backfill activities; its connection backfilled it", n)
+	}
 	// Mail arriving later comes with the next poll.
 	if _, err := e.Ctl.InjectMessages(ctx, e.Ada.UPN, graphsim.MessageSpec{Subject: "later"}); err != nil {
 		t.Fatal(err)
@@ -194,8 +205,8 @@ func TestApplicationConnectionSyncsTheTenant(t *testing.T) {
 		t.Errorf("%d secrets left in Vault", n)
 	}
 	if os.Getenv("OUTLOOKD_RECORD_HISTORY") == "1" {
-		recordHistory(t, e, workflows.ConnectionWorkflowID(id), "../workflows/testdata/connection_application_once.json")
-		recordHistory(t, e, workflows.MailboxWorkflowID(ada), "../workflows/testdata/mailbox_application_once.json")
+		recordHistory(t, e, workflows.ConnectionWorkflowID(id), "../workflows/testdata/connection_application_prefill.json")
+		recordHistory(t, e, workflows.MailboxWorkflowID(ada), "../workflows/testdata/mailbox_application_prefill.json")
 	}
 }
 

@@ -290,6 +290,24 @@ func recordHistory(t *testing.T, e *enginetest.Engine, workflowID, path string) 
 	}
 }
 
+// activitiesRun counts the activities of the given types a workflow's
+// history scheduled.
+func activitiesRun(t *testing.T, e *enginetest.Engine, workflowID string, types ...string) int {
+	t.Helper()
+	n := 0
+	it := e.Temporal.GetWorkflowHistory(context.Background(), workflowID, "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil && slices.Contains(types, a.GetActivityType().GetName()) {
+			n++
+		}
+	}
+	return n
+}
+
 // scanHistories reads every event of the connection's workflows (inputs,
 // updates, signals, results, heartbeats, search attributes, memo) and looks
 // for every secret the simulator issued or saw.

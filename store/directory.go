@@ -49,6 +49,9 @@ type DirectoryUser struct {
 	Reason       string
 	MailboxID    string
 	UpdatedAt    time.Time
+	// Prefill is what backfilling the mailbox ahead of its workflow did
+	// (JSON, nil until then).
+	Prefill []byte
 }
 
 // DirectoryChange is what a round of /users/delta said of one user: it
@@ -138,7 +141,8 @@ func applyDirectoryChanges(ctx context.Context, tx pgx.Tx, connectionID string, 
 					address = COALESCE(EXCLUDED.address, directory_users.address),
 					display_name = COALESCE(EXCLUDED.display_name, directory_users.display_name),
 					shared = CASE WHEN $9 THEN directory_users.shared ELSE EXCLUDED.shared END,
-					status = EXCLUDED.status, reason = EXCLUDED.reason, mailbox_id = EXCLUDED.mailbox_id, updated_at = now()`,
+					status = EXCLUDED.status, reason = EXCLUDED.reason, mailbox_id = EXCLUDED.mailbox_id, updated_at = now(),
+					prefill = CASE WHEN EXCLUDED.mailbox_id IS NOT DISTINCT FROM directory_users.mailbox_id THEN directory_users.prefill END`,
 			connectionID, c.UserID, c.Address, c.DisplayName, c.Shared, next, reason, mailboxID, c.Gone); err != nil {
 			return fmt.Errorf("store: directory user %s: %w", c.UserID, err)
 		}
@@ -260,30 +264,80 @@ func (s *Store) ResetDirectoryLink(ctx context.Context, connectionID string) err
 
 const directorySelect = `
 	SELECT connection_id, user_id, COALESCE(address, ''), COALESCE(display_name, ''), shared, status,
-		COALESCE(reason, ''), COALESCE(mailbox_id, ''), updated_at
+		COALESCE(reason, ''), COALESCE(mailbox_id, ''), updated_at, prefill
 	FROM directory_users `
 
 func scanDirectoryUsers(rows pgx.Rows) ([]DirectoryUser, error) {
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (DirectoryUser, error) {
 		var u DirectoryUser
-		err := r.Scan(&u.ConnectionID, &u.UserID, &u.Address, &u.DisplayName, &u.Shared, &u.Status, &u.Reason, &u.MailboxID, &u.UpdatedAt)
+		err := r.Scan(&u.ConnectionID, &u.UserID, &u.Address, &u.DisplayName, &u.Shared, &u.Status, &u.Reason, &u.MailboxID, &u.UpdatedAt, &u.Prefill)
 		return u, err
 	})
 }
 
 // PendingDirectoryUsers lists up to limit users whose change (joining or
-// leaving) the workflow has yet to apply, in user ID order.
-func (s *Store) PendingDirectoryUsers(ctx context.Context, connectionID string, limit int) ([]DirectoryUser, error) {
-	rows, err := s.pool.Query(ctx, directorySelect+`WHERE connection_id = $1 AND status IN ('joining', 'leaving') ORDER BY user_id LIMIT $2`,
-		connectionID, limit)
+// leaving) the workflow has yet to apply, in user ID order. With
+// prefilled, a joining user is listed only once its mailbox was backfilled
+// ahead of its workflow (RecordPrefill), and held counts those still
+// waiting for it.
+func (s *Store) PendingDirectoryUsers(ctx context.Context, connectionID string, limit int, prefilled bool) (users []DirectoryUser, held int, err error) {
+	rows, err := s.pool.Query(ctx, directorySelect+`WHERE connection_id = $1 AND status IN ('joining', 'leaving')
+		AND NOT ($3 AND status = 'joining' AND prefill IS NULL) ORDER BY user_id LIMIT $2`,
+		connectionID, limit, prefilled)
 	if err != nil {
-		return nil, fmt.Errorf("store: pending directory users of %s: %w", connectionID, err)
+		return nil, 0, fmt.Errorf("store: pending directory users of %s: %w", connectionID, err)
+	}
+	users, err = scanDirectoryUsers(rows)
+	if err != nil {
+		return nil, 0, fmt.Errorf("store: pending directory users of %s: %w", connectionID, err)
+	}
+	if prefilled {
+		if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM directory_users WHERE connection_id = $1 AND status = 'joining' AND prefill IS NULL`,
+			connectionID).Scan(&held); err != nil {
+			return nil, 0, fmt.Errorf("store: pending directory users of %s: %w", connectionID, err)
+		}
+	}
+	return users, held, nil
+}
+
+// PrefillCandidates lists up to limit joining users whose mailboxes have
+// not been backfilled ahead of their workflows yet, in user ID order.
+func (s *Store) PrefillCandidates(ctx context.Context, connectionID string, limit int) ([]DirectoryUser, error) {
+	rows, err := s.pool.Query(ctx, directorySelect+`WHERE connection_id = $1 AND status = 'joining' AND prefill IS NULL
+		ORDER BY user_id LIMIT $2`, connectionID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("store: prefill candidates of %s: %w", connectionID, err)
 	}
 	out, err := scanDirectoryUsers(rows)
 	if err != nil {
-		return nil, fmt.Errorf("store: pending directory users of %s: %w", connectionID, err)
+		return nil, fmt.Errorf("store: prefill candidates of %s: %w", connectionID, err)
 	}
 	return out, nil
+}
+
+// RecordPrefill records what backfilling a joining user's mailbox ahead of
+// its workflow did (prefill, JSON) and, in the same transaction, the
+// events it gives the app (backfill.completed), each once. It is a no-op
+// when the user is no longer joining with that mailbox (a later round
+// changed it): the events are not recorded either.
+func (s *Store) RecordPrefill(ctx context.Context, connectionID, userID, mailboxID string, prefill []byte, events ...Event) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE directory_users SET prefill = $4, updated_at = now()
+			WHERE connection_id = $1 AND user_id = $2 AND mailbox_id = $3 AND status = 'joining'`, connectionID, userID, mailboxID, prefill)
+		if err != nil || tag.RowsAffected() == 0 {
+			return err
+		}
+		for _, e := range events {
+			if err := addEvent(ctx, tx, e); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: prefill of %s: %w", mailboxID, err)
+	}
+	return nil
 }
 
 // SetDirectoryStatus moves a user from one status to another (a no-op if

@@ -41,7 +41,7 @@ func TestDirectoryOfAnApplicationConnection(t *testing.T) {
 	if link, rounds, _ := st.DirectoryLink(ctx, "c-app"); link != "https://graph/users/delta?$deltatoken=1" || rounds != 1 {
 		t.Errorf("link after a round: %q %d", link, rounds)
 	}
-	pending, err := st.PendingDirectoryUsers(ctx, "c-app", 10)
+	pending, _, err := st.PendingDirectoryUsers(ctx, "c-app", 10, false)
 	if err != nil || len(pending) != 3 || pending[0].UserID != "u-ada" || pending[0].MailboxID != "mbx_ada_00001" || pending[0].Status != store.DirJoining {
 		t.Fatalf("pending after the first round: %+v %v", pending, err)
 	}
@@ -156,7 +156,7 @@ func TestDirectoryUserDetached(t *testing.T) {
 	if got["u-ada"].MailboxID != "mbx_ada_00001" || got["u-ada"].Address != "ada.l@contoso.example" {
 		t.Errorf("the detached user: %+v", got["u-ada"])
 	}
-	if pending, _ := st.PendingDirectoryUsers(ctx, "c-det", 10); len(pending) != 1 || pending[0].UserID != "u-bob" {
+	if pending, _, _ := st.PendingDirectoryUsers(ctx, "c-det", 10, false); len(pending) != 1 || pending[0].UserID != "u-bob" {
 		t.Errorf("pending: %+v", pending)
 	}
 	gone := []store.DirectoryChange{{UserID: "u-ada", Gone: true, Reason: "user_deleted"}}
@@ -210,5 +210,95 @@ func TestGroupMembersOfAnApplicationConnection(t *testing.T) {
 	}
 	if link, rounds, _ := st.DirectoryLink(ctx, "c-grp"); link != "delta-1" || rounds != 1 {
 		t.Errorf("the link moved: %q %d", link, rounds)
+	}
+}
+
+// TestPrefillAheadOfTheWorkflow: a joining user's mailbox is attached and
+// backfilled ahead of its workflow only while the user still joins; what
+// was done is recorded with its event, once, and the change is listed for
+// the workflow only then (the others counted as held); a user who joins
+// again under a new mailbox ID starts over; and a leaving user is never
+// attached.
+func TestPrefillAheadOfTheWorkflow(t *testing.T) {
+	ctx := context.Background()
+	st := newStore(t)
+	if err := st.CreateConnection(ctx, store.Connection{ID: "c-pre", OrgID: "o", OwnerID: "admin", State: "active", Mode: "application"}); err != nil {
+		t.Fatal(err)
+	}
+	page := []store.DirectoryChange{
+		{UserID: "u-ada", Address: "ada@contoso.example", Want: true, NewMailboxID: "mbx_ada_00001"},
+		{UserID: "u-bob", Address: "bob@contoso.example", Want: true, NewMailboxID: "mbx_bob_00001"},
+		{UserID: "u-cy", Address: "cy@contoso.example", Want: true, NewMailboxID: "mbx_cy_00001"},
+	}
+	if err := st.ApplyDirectoryPage(ctx, "c-pre", page, "link-1", true); err != nil {
+		t.Fatal(err)
+	}
+	cands, err := st.PrefillCandidates(ctx, "c-pre", 2)
+	if err != nil || len(cands) != 2 || cands[0].UserID != "u-ada" || cands[1].UserID != "u-bob" {
+		t.Fatalf("candidates: %+v %v", cands, err)
+	}
+	if pending, held, err := st.PendingDirectoryUsers(ctx, "c-pre", 10, true); err != nil || len(pending) != 0 || held != 3 {
+		t.Fatalf("nothing prefilled: %d pending, %d held, %v", len(pending), held, err)
+	}
+	if pending, _, _ := st.PendingDirectoryUsers(ctx, "c-pre", 10, false); len(pending) != 3 {
+		t.Fatalf("without prefill every join is pending: %d", len(pending))
+	}
+	attach := func(user, mailbox, address string) bool {
+		t.Helper()
+		ok, err := st.AttachJoiningMailbox(ctx, store.Mailbox{ID: mailbox, ConnectionID: "c-pre", Address: address, UserID: user})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	if !attach("u-ada", "mbx_ada_00001", "ada@contoso.example") || !attach("u-ada", "mbx_ada_00001", "ada@contoso.example") {
+		t.Fatal("a joining user's mailbox is attached (and again, a no-op)")
+	}
+	done := store.Event{ID: "mbx_ada_00001:backfill:1", ConnectionID: "c-pre", MailboxID: "mbx_ada_00001", Type: "backfill.completed", Data: map[string]any{"fetched": 5}}
+	for range 2 {
+		if err := st.RecordPrefill(ctx, "c-pre", "u-ada", "mbx_ada_00001", []byte(`{"done":true}`), done); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pending, held, err := st.PendingDirectoryUsers(ctx, "c-pre", 10, true)
+	if err != nil || len(pending) != 1 || pending[0].UserID != "u-ada" || string(pending[0].Prefill) != `{"done": true}` || held != 2 {
+		t.Fatalf("ada prefilled: %+v, %d held, %v", pending, held, err)
+	}
+	var events int
+	if err := st.Pool().QueryRow(ctx, `SELECT count(*) FROM events WHERE id = 'mbx_ada_00001:backfill:1'`).Scan(&events); err != nil || events != 1 {
+		t.Fatalf("backfill.completed recorded %d times (%v), want once", events, err)
+	}
+	// bob leaves before his mailbox was attached: it never is, and what a
+	// prefill under way would record of it is dropped with its events.
+	if err := st.ApplyDirectoryPage(ctx, "c-pre", []store.DirectoryChange{{UserID: "u-bob", Gone: true, Reason: "user_deleted"}}, "link-2", true); err != nil {
+		t.Fatal(err)
+	}
+	if attach("u-bob", "mbx_bob_00001", "bob@contoso.example") {
+		t.Error("a leaving user's mailbox was attached")
+	}
+	late := store.Event{ID: "mbx_bob_00001:backfill:1", ConnectionID: "c-pre", MailboxID: "mbx_bob_00001", Type: "backfill.completed"}
+	if err := st.RecordPrefill(ctx, "c-pre", "u-bob", "mbx_bob_00001", []byte(`{"done":true}`), late); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Pool().QueryRow(ctx, `SELECT count(*) FROM events WHERE id = $1`, late.ID).Scan(&events); err != nil || events != 0 {
+		t.Fatalf("a leaving user's prefill recorded %d events (%v)", events, err)
+	}
+	// ada leaves and joins again: her new mailbox starts over.
+	if err := st.SetDirectoryStatus(ctx, "c-pre", "u-ada", store.DirJoining, store.DirSyncing, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.ApplyDirectoryPage(ctx, "c-pre", []store.DirectoryChange{{UserID: "u-ada", Gone: true, Reason: "user_deleted"}}, "link-3", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SetDirectoryStatus(ctx, "c-pre", "u-ada", store.DirLeaving, store.DirLeft, ""); err != nil {
+		t.Fatal(err)
+	}
+	again := []store.DirectoryChange{{UserID: "u-ada", Address: "ada@contoso.example", Want: true, NewMailboxID: "mbx_ada_00002"}}
+	if err := st.ApplyDirectoryPage(ctx, "c-pre", again, "link-4", true); err != nil {
+		t.Fatal(err)
+	}
+	cands, err = st.PrefillCandidates(ctx, "c-pre", 10)
+	if err != nil || len(cands) != 2 || cands[0].UserID != "u-ada" || cands[0].MailboxID != "mbx_ada_00002" || cands[0].Prefill != nil || cands[1].UserID != "u-cy" {
+		t.Fatalf("candidates after ada joined again: %+v %v", cands, err)
 	}
 }

@@ -64,6 +64,37 @@ func mailboxTaken(err error, id string) error {
 // an address another live mailbox (or delegated connection) holds is
 // ErrMailboxTaken; a service account's own address is no mailbox it syncs.
 func (s *Store) AttachMailbox(ctx context.Context, m Mailbox) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { return attachMailbox(ctx, tx, m) })
+}
+
+// AttachJoiningMailbox attaches a joining directory user's mailbox, as
+// AttachMailbox does, only while the user is still joining with that
+// mailbox ID: the check and the attach are one transaction under the
+// user's row lock, so a user the directory reports leaving is either
+// attached before (and then detached as any mailbox) or not at all. It
+// says whether the mailbox is attached. m.UserID names the user.
+func (s *Store) AttachJoiningMailbox(ctx context.Context, m Mailbox) (bool, error) {
+	attached := false
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var joining bool
+		err := tx.QueryRow(ctx, `SELECT status = 'joining' FROM directory_users WHERE connection_id = $1 AND user_id = $2 AND mailbox_id = $3 FOR UPDATE`,
+			m.ConnectionID, m.UserID, m.ID).Scan(&joining)
+		if errors.Is(err, pgx.ErrNoRows) || err == nil && !joining {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("store: attach mailbox %s: %w", m.ID, err)
+		}
+		if err := attachMailbox(ctx, tx, m); err != nil {
+			return err
+		}
+		attached = true
+		return nil
+	})
+	return attached, err
+}
+
+func attachMailbox(ctx context.Context, tx pgx.Tx, m Mailbox) error {
 	if m.Settings == nil {
 		m.Settings = []byte("{}")
 	}
@@ -71,28 +102,26 @@ func (s *Store) AttachMailbox(ctx context.Context, m Mailbox) error {
 		m.State = "active"
 	}
 	m.Address = strings.ToLower(m.Address)
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var taken bool
-		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM connections WHERE lower(mailbox) = lower($1) AND state <> 'disconnected' AND mode <> 'service_account')`,
-			m.Address).Scan(&taken); err != nil {
-			return fmt.Errorf("store: attach mailbox %s: %w", m.ID, err)
-		}
-		if taken {
-			return fmt.Errorf("store: mailbox %s: %w", m.Address, ErrMailboxTaken)
-		}
-		tag, err := tx.Exec(ctx, `
-			INSERT INTO mailboxes (id, connection_id, address, user_id, display_name, state, settings)
-			VALUES ($1, $2, $3, NULLIF($4, ''), NULLIF($5, ''), $6, $7)
-			ON CONFLICT (id) DO NOTHING`, m.ID, m.ConnectionID, m.Address, m.UserID, m.DisplayName, m.State, m.Settings)
-		if err != nil {
-			return fmt.Errorf("store: attach mailbox %s: %w", m.ID, mailboxTaken(err, m.ID))
-		}
-		if tag.RowsAffected() == 0 {
-			return nil
-		}
-		return addEvent(ctx, tx, Event{ID: m.ID + ":attached", ConnectionID: m.ConnectionID, MailboxID: m.ID, Type: "mailbox.attached",
-			Data: map[string]any{"mailbox_id": m.ID, "address": m.Address}})
-	})
+	var taken bool
+	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM connections WHERE lower(mailbox) = lower($1) AND state <> 'disconnected' AND mode <> 'service_account')`,
+		m.Address).Scan(&taken); err != nil {
+		return fmt.Errorf("store: attach mailbox %s: %w", m.ID, err)
+	}
+	if taken {
+		return fmt.Errorf("store: mailbox %s: %w", m.Address, ErrMailboxTaken)
+	}
+	tag, err := tx.Exec(ctx, `
+		INSERT INTO mailboxes (id, connection_id, address, user_id, display_name, state, settings)
+		VALUES ($1, $2, $3, NULLIF($4, ''), NULLIF($5, ''), $6, $7)
+		ON CONFLICT (id) DO NOTHING`, m.ID, m.ConnectionID, m.Address, m.UserID, m.DisplayName, m.State, m.Settings)
+	if err != nil {
+		return fmt.Errorf("store: attach mailbox %s: %w", m.ID, mailboxTaken(err, m.ID))
+	}
+	if tag.RowsAffected() == 0 {
+		return nil
+	}
+	return addEvent(ctx, tx, Event{ID: m.ID + ":attached", ConnectionID: m.ConnectionID, MailboxID: m.ID, Type: "mailbox.attached",
+		Data: map[string]any{"mailbox_id": m.ID, "address": m.Address}})
 }
 
 // MailboxUpdate changes a mailbox's row; empty fields are left alone.

@@ -96,6 +96,9 @@ type AppState struct {
 	PauseAfter string `json:"pauseAfter,omitempty"`
 	// Rotations counts the credentials given since the first.
 	Rotations int `json:"rotations,omitempty"`
+	// Prefill is where the backfill of joining mailboxes ahead of their
+	// workflows stands (app-prefill).
+	Prefill PrefillState `json:"prefill"`
 }
 
 // DiscoveryState is where the discovery of mailboxes stands.
@@ -111,7 +114,11 @@ type DiscoveryState struct {
 	// Requested: a round was asked for while one ran; it follows at once.
 	Requested bool `json:"requested,omitempty"`
 	// GroupsRead: the selected groups' members were read for this round.
-	GroupsRead bool    `json:"groupsRead,omitempty"`
+	GroupsRead bool `json:"groupsRead,omitempty"`
+	// Held: the round's pages are read, and what is left are joins whose
+	// mailboxes are being backfilled ahead of their workflows; the next
+	// batch is due once a backfill batch has ended (app-prefill).
+	Held       bool    `json:"held,omitempty"`
 	Joined     int64   `json:"joined"`
 	Left       int64   `json:"left"`
 	LastError  string  `json:"lastError,omitempty"`
@@ -201,6 +208,9 @@ type DiscoverGroupsResult struct {
 type MailboxChangesInput struct {
 	ConnectionID string `json:"connectionId"`
 	Limit        int    `json:"limit"`
+	// Prefilled lists a join only once its mailbox was backfilled ahead of
+	// its workflow (app-prefill), and counts the others as held.
+	Prefilled bool `json:"prefilled,omitempty"`
 }
 
 // MailboxChange is a mailbox to start (Join) or detach.
@@ -211,11 +221,17 @@ type MailboxChange struct {
 	DisplayName string `json:"displayName,omitempty"`
 	Join        bool   `json:"join"`
 	Reason      string `json:"reason,omitempty"`
+	// Backfilled is the joining mailbox's backfill, done ahead of its
+	// workflow (nil: the workflow backfills it).
+	Backfilled *Prefilled `json:"backfilled,omitempty"`
 }
 
 // MailboxChangesResult lists changes to apply.
 type MailboxChangesResult struct {
 	Changes []MailboxChange `json:"changes"`
+	// Held counts the joins whose mailboxes are still to be backfilled
+	// ahead of their workflows (with Prefilled).
+	Held int `json:"held,omitempty"`
 }
 
 // AckMailboxChangesInput records changes applied.
@@ -279,7 +295,8 @@ var (
 )
 
 func applicationActivities() []ActivitySpec {
-	return []ActivitySpec{discoverPage.spec(), discoverGroups.spec(), mailboxChanges.spec(), ackMailboxChanges.spec(), liveMailboxes.spec(), closeDirectory.spec(), startMailboxes.spec()}
+	return []ActivitySpec{discoverPage.spec(), discoverGroups.spec(), mailboxChanges.spec(), ackMailboxChanges.spec(), liveMailboxes.spec(), closeDirectory.spec(),
+		startMailboxes.spec(), prefillMailboxes.spec()}
 }
 
 // isApplication says whether this is an application connection's
@@ -312,6 +329,9 @@ func (c *connection) discoverDue(ctx workflow.Context) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	d := c.s.App.Discovery
+	if d.Held {
+		return time.Time{}, false // until a backfill batch has ended
+	}
 	at := d.LastRound.Add(c.discoverEvery())
 	if d.More {
 		at = time.Time{}
@@ -326,13 +346,24 @@ func (c *connection) discoverDue(ctx workflow.Context) (time.Time, bool) {
 // last page was read and every change it made was applied.
 func (c *connection) discover(ctx workflow.Context) {
 	d := &c.s.App.Discovery
-	res, err := mailboxChanges.run(ctx, MailboxChangesInput{ConnectionID: c.s.ID, Limit: changesBatch})
+	prefill := c.prefills(ctx)
+	d.Held = false
+	res, err := mailboxChanges.run(ctx, MailboxChangesInput{ConnectionID: c.s.ID, Limit: changesBatch, Prefilled: prefill})
+	if err == nil && res.Held > 0 && !c.s.App.Prefill.Running {
+		c.s.App.Prefill.More = true
+	}
 	if err == nil && len(res.Changes) > 0 {
 		err = c.applyMailboxChanges(ctx, res.Changes)
 		if err == nil {
 			d.More, d.LastError, d.Backoff = true, "", Backoff{}
 			return
 		}
+	}
+	if err == nil && d.RoundEnded && res.Held > 0 {
+		// The round's joins are being backfilled: the batch's end brings
+		// discovery back to start them.
+		d.Held, d.More = true, false
+		return
 	}
 	if err == nil && d.RoundEnded {
 		d.More, d.RoundEnded, d.LastRound = d.Requested, false, workflow.Now(ctx)
@@ -385,6 +416,13 @@ func (c *connection) applyMailboxChanges(ctx workflow.Context, changes []Mailbox
 	if err != nil {
 		return err
 	}
+	if slices.ContainsFunc(changes, func(ch MailboxChange) bool { return !ch.Join }) {
+		// A leaving mailbox may be one the backfill under way attached:
+		// it is detached once nothing more is written to it.
+		if err := workflow.Await(ctx, func() bool { return !c.s.App.Prefill.Running }); err != nil {
+			return err
+		}
+	}
 	for _, ch := range changes {
 		if ch.Join {
 			c.s.App.Discovery.Joined++
@@ -410,6 +448,7 @@ func (c *connection) mailboxInput(ch MailboxChange) MailboxInput {
 	return MailboxInput{
 		ID: ch.MailboxID, ConnectionID: c.s.ID, OrgID: c.s.OrgID, OwnerID: c.s.OwnerID, TenantID: c.s.TenantID, Mode: ModeApplication,
 		Address: ch.Address, UserID: ch.UserID, DisplayName: ch.DisplayName, Settings: c.s.Settings, Granted: c.s.Granted, Options: c.opts,
+		Backfilled: ch.Backfilled,
 	}
 }
 

@@ -51,10 +51,26 @@ type fakeDirectory struct {
 	members    map[string]bool
 	groupReads int
 	groupsErr  error
+	// Backfills of joining mailboxes ahead of their workflows
+	// (PrefillMailboxes): the batches run, the order in which mailboxes
+	// were backfilled and started ("prefill:" or "start:" and the ID),
+	// the inputs started, and a hook run inside each batch.
+	prefills  int
+	order     []string
+	inputs    map[string]MailboxInput
+	onPrefill func(ctx context.Context, n int) error
+	// undone names users whose mailboxes a batch leaves to their workflows.
+	undone map[string]bool
+	// onStart runs after each StartMailboxes, onCancel before each
+	// mailbox's cancel (hooks for the test).
+	onStart  func()
+	onCancel func(workflowID string)
 }
 
 type dirRow struct {
 	status, reason, mailboxID string
+	// prefilled: backfilled ahead of the workflow (done: whole).
+	prefilled, done bool
 }
 
 func newFakeDirectory(users ...dirUser) *fakeDirectory {
@@ -93,6 +109,7 @@ func (d *fakeDirectory) apply(id string, want bool, reason string) {
 	case want:
 		d.nextID++
 		r.status, r.reason, r.mailboxID = "joining", "", fmt.Sprintf("mbx_%08d", d.nextID)
+		r.prefilled, r.done = false, false
 	case live:
 		r.status, r.reason = "leaving", reason
 	case r.status == "leaving":
@@ -165,19 +182,64 @@ func (d *fakeDirectory) register(env *testsuite.TestWorkflowEnvironment, sel *Se
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		ids := make([]string, 0, len(d.rows))
+		res := MailboxChangesResult{Changes: []MailboxChange{}}
 		for id, r := range d.rows {
-			if r.status == "joining" || r.status == "leaving" {
+			switch {
+			case r.status == "joining" && in.Prefilled && !r.prefilled:
+				res.Held++
+			case r.status == "joining" || r.status == "leaving":
 				ids = append(ids, id)
 			}
 		}
 		sort.Strings(ids)
-		res := MailboxChangesResult{Changes: []MailboxChange{}}
 		for _, id := range ids[:min(in.Limit, len(ids))] {
 			r := d.rows[id]
-			res.Changes = append(res.Changes, MailboxChange{UserID: id, MailboxID: r.mailboxID, Address: id + "@contoso.example", Join: r.status == "joining"})
+			ch := MailboxChange{UserID: id, MailboxID: r.mailboxID, Address: id + "@contoso.example", Join: r.status == "joining"}
+			if ch.Join && r.done {
+				ch.Backfilled = &Prefilled{WindowStart: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), Folders: []FolderProgress{{ID: "inbox", Fetched: 3, Done: true}}}
+			}
+			res.Changes = append(res.Changes, ch)
 		}
 		return res, nil
 	}, activity.RegisterOptions{Name: ActivityMailboxChanges})
+	env.RegisterActivityWithOptions(func(ctx context.Context, in PrefillInput) (PrefillResult, error) {
+		d.mu.Lock()
+		d.prefills++
+		n, hook := d.prefills, d.onPrefill
+		d.mu.Unlock()
+		if in.Backfill.ConnectionID == "" || in.Backfill.WindowStart.IsZero() || in.Limit <= 0 || in.AtOnce <= 0 || in.Budget <= 0 {
+			return PrefillResult{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("a batch needs its connection, window and bounds: %+v", in), "test", nil)
+		}
+		if hook != nil {
+			if err := hook(ctx, n); err != nil {
+				return PrefillResult{}, err
+			}
+		}
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		var ids []string
+		for id, r := range d.rows {
+			if r.status == "joining" && !r.prefilled {
+				ids = append(ids, id)
+			}
+		}
+		sort.Strings(ids)
+		// Two at a time, as the pages come three at a time: a tenant's
+		// mailboxes take several batches.
+		limit := min(in.Limit, 2)
+		res := PrefillResult{More: len(ids) > limit}
+		for _, id := range ids[:min(limit, len(ids))] {
+			r := d.rows[id]
+			r.prefilled, r.done = true, !d.undone[id]
+			res.Mailboxes++
+			if r.done {
+				res.Done++
+				res.Messages += 3
+			}
+			d.order = append(d.order, "prefill:"+r.mailboxID)
+		}
+		return res, nil
+	}, activity.RegisterOptions{Name: ActivityPrefillMailboxes})
 	env.RegisterActivityWithOptions(func(ctx context.Context, in AckMailboxChangesInput) error {
 		d.mu.Lock()
 		defer d.mu.Unlock()
@@ -196,6 +258,7 @@ func (d *fakeDirectory) register(env *testsuite.TestWorkflowEnvironment, sel *Se
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		d.closed = true
+		d.order = append(d.order, "closed")
 		return nil
 	}, activity.RegisterOptions{Name: ActivityCloseDirectory})
 	env.RegisterActivityWithOptions(func(ctx context.Context, in LiveMailboxesInput) (LiveMailboxesResult, error) {
@@ -215,11 +278,19 @@ func (d *fakeDirectory) register(env *testsuite.TestWorkflowEnvironment, sel *Se
 	env.RegisterActivityWithOptions(func(ctx context.Context, in StartMailboxesInput) error {
 		d.mu.Lock()
 		defer d.mu.Unlock()
+		if d.onStart != nil {
+			defer d.onStart()
+		}
 		for _, m := range in.Mailboxes {
 			if in.TaskQueue == "" || m.Input.Mode != ModeApplication || m.Input.UserID == "" || m.Summary == "" {
 				return temporal.NewNonRetryableApplicationError("a discovered mailbox starts in application mode with its user, on a task queue", "test", nil)
 			}
 			d.started = append(d.started, m.Input.ID)
+			d.order = append(d.order, "start:"+m.Input.ID)
+			if d.inputs == nil {
+				d.inputs = map[string]MailboxInput{}
+			}
+			d.inputs[m.Input.ID] = m.Input
 		}
 		return nil
 	}, activity.RegisterOptions{Name: ActivityStartMailboxes})
@@ -244,6 +315,9 @@ func (d *fakeDirectory) register(env *testsuite.TestWorkflowEnvironment, sel *Se
 	})
 	// A cancelled mailbox detaches (its own saga, in Mailbox's tests).
 	env.OnRequestCancelExternalWorkflow(mock.Anything, mock.Anything, "").Return(func(_, wid, _ string) error {
+		if d.onCancel != nil {
+			d.onCancel(wid)
+		}
 		d.detached(wid)
 		return nil
 	})
@@ -307,11 +381,9 @@ func TestApplicationDiscoveryAcrossContinueAsNew(t *testing.T) {
 	d.register(env, nil)
 	in := appInput(time.Time{})
 	in.Options.ContinueAsNewAfter = 100
-	d.onPage = func(n int) {
-		if n == 2 {
-			env.SetCurrentHistoryLength(101) // the history has grown
-		}
-	}
+	// The history has grown once the first mailboxes were started, their
+	// mailboxes backfilled ahead (app-prefill): some are, not all.
+	d.onStart = func() { env.SetCurrentHistoryLength(101) }
 	env.ExecuteWorkflow(Connection, in)
 	next := carriedInput(t, env.GetWorkflowError())
 	if next.State == nil || next.State.App == nil || next.State.State != StateActive {
@@ -328,7 +400,7 @@ func TestApplicationDiscoveryAcrossContinueAsNew(t *testing.T) {
 	env = s.NewTestWorkflowEnvironment()
 	f := newFakes()
 	f.register(env)
-	d.onPage = nil
+	d.onStart = nil
 	d.register(env, nil)
 	next.Options.ContinueAsNewAfter = 100000
 	env.RegisterDelayedCallback(func() {
@@ -591,5 +663,125 @@ func TestSelectionGroups(t *testing.T) {
 		if err := tc.sel.Validate(); (err == nil) != tc.ok {
 			t.Errorf("%s: %v", tc.name, err)
 		}
+	}
+}
+
+// TestApplicationPrefillsAheadOfStarts: a tenant's joining mailboxes are
+// backfilled ahead of their workflows, in batches, and each workflow is
+// started only after its mailbox was, handed the backfill when it was done
+// whole (one left unfinished is started to finish it itself); the round
+// ends once every join was started, and a leave waits for the batch under
+// way before its mailbox is detached.
+func TestApplicationPrefillsAheadOfStarts(t *testing.T) {
+	users := []dirUser{{id: "u07-nomail"}}
+	for i := range 7 {
+		users = append(users, dirUser{id: fmt.Sprintf("u%02d", i), mailbox: true})
+	}
+	d := newFakeDirectory(users...)
+	d.undone = map[string]bool{"u02": true}
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	newFakes().register(env)
+	d.register(env, nil)
+	in := appInput(time.Time{})
+	in.Settings.BackfillDays = 90
+	var leaveSeen, prefillRunning bool
+	env.RegisterDelayedCallback(func() {
+		st := query(t, env)
+		p, disc := st.App.Prefill, st.App.Discovery
+		if p.Mailboxes != 7 || p.Done != 6 || p.Messages != 18 || p.Running || p.More || disc.Rounds != 1 || disc.Held || disc.Joined != 7 {
+			t.Errorf("after the first round: prefill %+v, discovery %+v", p, disc)
+		}
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if c := len(d.started); c != 7 {
+			t.Errorf("%d mailboxes started, want 7", c)
+		}
+		for id, r := range d.rows {
+			if r.status != "syncing" {
+				continue
+			}
+			pre := slices.Index(d.order, "prefill:"+r.mailboxID)
+			start := slices.Index(d.order, "start:"+r.mailboxID)
+			if pre < 0 || start < pre {
+				t.Errorf("%s started at %d, backfilled ahead at %d", id, start, pre)
+			}
+			if got := d.inputs[r.mailboxID].Backfilled; (got == nil) != (id == "u02") {
+				t.Errorf("%s started with backfill %+v", id, got)
+			}
+		}
+		// A newcomer joins and u03 leaves: the leave is applied only once
+		// the newcomer's batch has ended.
+		d.users["u11-new"] = dirUser{id: "u11-new", mailbox: true}
+		delete(d.users, "u03")
+		d.changed = append(d.changed, "u11-new", "u03")
+		d.onPrefill = func(ctx context.Context, n int) error {
+			d.mu.Lock()
+			prefillRunning = true
+			d.mu.Unlock()
+			time.Sleep(50 * time.Millisecond)
+			d.mu.Lock()
+			prefillRunning = false
+			d.mu.Unlock()
+			return nil
+		}
+	}, 10*time.Minute)
+	d.onCancel = func(wid string) {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if prefillRunning {
+			t.Errorf("%s detached while a batch ran", wid)
+		}
+		leaveSeen = true
+	}
+	endWith(env, 40*time.Minute, func() {
+		c := d.statuses()
+		if c["syncing"] != 7 || c["left"] != 1 || !leaveSeen {
+			t.Errorf("after a join and a leave: %v", c)
+		}
+	})
+	env.ExecuteWorkflow(Connection, in)
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestApplicationDisconnectDuringPrefill: a disconnect while a batch of
+// mailboxes is being backfilled ahead cancels it, none of the batch's
+// mailboxes is started, and the directory is closed.
+func TestApplicationDisconnectDuringPrefill(t *testing.T) {
+	d := newFakeDirectory(dirUser{id: "u00", mailbox: true}, dirUser{id: "u01", mailbox: true})
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	f := newFakes()
+	f.register(env)
+	d.register(env, nil)
+	ended := make(chan struct{})
+	d.onPrefill = func(ctx context.Context, n int) error {
+		// The app disconnects while the batch runs (the test environment's
+		// clock stands still while an activity runs).
+		env.CancelWorkflow()
+		for ctx.Err() == nil { // until cancelled
+			activity.RecordHeartbeat(ctx)
+			time.Sleep(10 * time.Millisecond)
+		}
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		d.order = append(d.order, "prefill:cancelled")
+		close(ended)
+		return ctx.Err()
+	}
+	env.ExecuteWorkflow(Connection, appInput(time.Time{}))
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	<-ended
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	// The test environment reports a cancelled activity ended at once; a
+	// server waits for it to end (WaitForCancellation), so the order of
+	// the two is the server's to show.
+	if !slices.Contains(d.order, "prefill:cancelled") || !d.closed || len(d.started) != 0 {
+		t.Errorf("disconnected during a batch: order %v, started %v, closed %v", d.order, d.started, d.closed)
 	}
 }

@@ -166,3 +166,54 @@ func TestApplicationMailboxUpgradedToPush(t *testing.T) {
 		t.Errorf("the continued run subscribed %d times", n)
 	}
 }
+
+// TestApplicationMailboxBackfilledAhead: a mailbox whose connection
+// backfilled it ahead of its workflow (app-prefill) begins live: no
+// backfill activity, its state covering the window handed over (run 1, its
+// folders' progress), subscribed at once, with a catch-up round for what
+// came in between; a wider window asked later is backfilled as run 2.
+func TestApplicationMailboxBackfilledAhead(t *testing.T) {
+	env, f := newEnv(t)
+	f.registerMailboxes(env)
+	env.OnSignalExternalWorkflow(mock.Anything, ConnectionWorkflowID("c1"), "", mock.Anything, mock.Anything).Return(nil)
+	in := appMailboxInput()
+	in.Settings.BackfillDays = 30
+	window := env.Now().Add(-30 * 24 * time.Hour).Truncate(time.Second)
+	in.Backfilled = &Prefilled{WindowStart: window, Roots: DefaultFolders, Started: env.Now().Add(-time.Minute), Completed: env.Now().Add(-time.Second),
+		Folders: []FolderProgress{{ID: "inbox", Name: "Inbox", Fetched: 40, Done: true}, {ID: "sent", Name: "Sent Items", Fetched: 10, Done: true}},
+		Missing: []string{"archive"}}
+	env.RegisterDelayedCallback(func() {
+		st := query(t, env)
+		f.mu.Lock()
+		backfills := len(f.mailboxBackfills) + len(f.backfills)
+		f.mu.Unlock()
+		b := st.Backfill
+		if backfills != 0 || b.Runs != 1 || b.Running || !b.Covered.Equal(window) || len(b.Folders) != 2 || b.Folders["inbox"].Fetched != 40 ||
+			!slices.Equal(b.Missing, []string{"archive"}) {
+			t.Errorf("a mailbox backfilled ahead: %d backfill activities, state %+v", backfills, b)
+		}
+		if st.Sync.Mode != SyncPush || f.subscribes.Load() != 1 || f.syncs.Load() < 1 {
+			t.Errorf("not live at once: %+v, %d subscriptions, %d rounds", st.Sync, f.subscribes.Load(), f.syncs.Load())
+		}
+		wider := in.Settings.WithDefaults()
+		wider.BackfillDays = 90
+		update(t, env, UpdateSettings, wider, func(_ Status, err error) {
+			if err != nil {
+				t.Errorf("wider window: %v", err)
+			}
+		})
+	}, time.Minute)
+	endWith(env, time.Hour, func() {
+		st := query(t, env)
+		f.mu.Lock()
+		backfills := len(f.mailboxBackfills)
+		f.mu.Unlock()
+		if backfills != 1 || st.Backfill.Runs != 2 || !st.Backfill.Covered.Before(window) {
+			t.Errorf("a wider window: %d backfill activities, %+v", backfills, st.Backfill)
+		}
+	})
+	env.ExecuteWorkflow(Mailbox, in)
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -35,6 +35,9 @@ type connection struct {
 	// cancelBackfill cancels the running backfill child (set while one
 	// runs; a run never continues as new under a running backfill).
 	cancelBackfill workflow.CancelFunc
+	// cancelPrefill cancels the running backfill of joining mailboxes
+	// (set while one runs).
+	cancelPrefill workflow.CancelFunc
 	// alarm is the timer the active loop sleeps on (steady-timer).
 	alarm alarm
 	// atOnce: this run started since connection-versions-at-once and takes
@@ -1013,6 +1016,20 @@ func (c *connection) backfillInline(ctx workflow.Context, in BackfillInput) (Bac
 	return res, nil
 }
 
+// BackfillCompletedData is the data of a backfill.completed event: the
+// window covered, the messages fetched, the run, the mailbox (an attached
+// one's) and the root folders it lacks.
+func BackfillCompletedData(mailboxID string, covered time.Time, fetched int64, run int, missing []string) map[string]any {
+	data := map[string]any{"covered_from": covered.UTC().Format(time.RFC3339), "fetched": fetched, "run": run}
+	if len(missing) > 0 {
+		data["missing_folders"] = missing
+	}
+	if mailboxID != "" {
+		data["mailbox_id"] = mailboxID
+	}
+	return data
+}
+
 // bookBackfill books a backfill's outcome: its failure and backoff, or
 // the window covered, each folder's progress, the folders gone, and the
 // backfill.completed event.
@@ -1044,15 +1061,9 @@ func (c *connection) bookBackfill(ctx workflow.Context, roots []string, res Back
 	if c.s.State != StateActive {
 		return
 	}
-	data := map[string]any{"covered_from": b.Covered.UTC().Format(time.RFC3339), "fetched": fetched, "run": b.Runs}
-	if len(res.Missing) > 0 {
-		data["missing_folders"] = res.Missing
-	}
-	if c.isMailbox() {
-		data["mailbox_id"] = c.s.ID
-	}
 	if err := c.recordEvent(ctx, RecordEventInput{
-		ConnectionID: c.credentialID(), MailboxID: c.mailboxID(), EventID: fmt.Sprintf("%s:backfill:%d", c.s.ID, b.Runs), Type: "backfill.completed", Data: data,
+		ConnectionID: c.credentialID(), MailboxID: c.mailboxID(), EventID: fmt.Sprintf("%s:backfill:%d", c.s.ID, b.Runs), Type: "backfill.completed",
+		Data: BackfillCompletedData(c.mailboxID(), b.Covered, fetched, b.Runs, res.Missing),
 	}); err != nil {
 		c.log.Error("record backfill.completed", "err", err)
 	}
@@ -1064,7 +1075,7 @@ func (c *connection) canSuggested(ctx workflow.Context) bool {
 }
 
 func (c *connection) shouldContinueAsNew(ctx workflow.Context) bool {
-	return c.canSuggested(ctx) && !c.s.Backfill.Running && c.s.State != StateConnecting && c.s.State != StateDisconnecting
+	return c.canSuggested(ctx) && !c.s.Backfill.Running && !c.prefillRunning() && c.s.State != StateConnecting && c.s.State != StateDisconnecting
 }
 
 // continueAsNew starts a fresh history with the same state, after every

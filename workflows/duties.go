@@ -26,6 +26,7 @@ var activeDuties = []duty{
 	{"deleting stored content the storage policy no longer keeps", (*connection).stripDue, (*connection).strip},
 	{"fetching added contacts' past mail", (*connection).contactsDue, (*connection).fetchContacts},
 	{"subscribing to changes", (*connection).subscribeDue, (*connection).subscribe},
+	{"backfilling joining mailboxes ahead of their workflows", (*connection).prefillDue, (*connection).startPrefill},
 	{"renewing the subscription", (*connection).renewDue, (*connection).renew},
 	{"next delta round", (*connection).syncDue, (*connection).sync},
 	{"keeping the refresh token alive", (*connection).keepAliveDue, (*connection).refresh},

@@ -136,6 +136,10 @@ type MailboxInput struct {
 	// Mode is the kind of the mailbox's connection (service_account when
 	// empty, or application).
 	Mode string `json:"mode,omitempty"`
+	// Backfilled is the mailbox's backfill, done by its application
+	// connection ahead of this workflow (app-prefill): the workflow begins
+	// live, from the cursors it committed. Nil: the workflow backfills.
+	Backfilled *Prefilled `json:"backfilled,omitempty"`
 }
 
 // CheckMailboxInput asks whether a connection's account can open a
@@ -188,6 +192,9 @@ func Mailbox(ctx workflow.Context, in MailboxInput) (ConnectionResult, error) {
 			TenantID: in.TenantID, DisplayName: in.DisplayName, Granted: in.Granted,
 			// The attach wrote the registry row so.
 			Registry: RegistryMirror{State: StateActive, Settings: &settings}}
+		if in.Backfilled != nil {
+			c.s.Backfill = prefilledBackfill(in.Backfilled)
+		}
 	}
 	c.log = log.With(c.log, "connection", c.s.ConnectionID, "mailbox", c.s.ID)
 	c.versions(ctx) // before the handlers, as a connection's

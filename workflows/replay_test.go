@@ -62,6 +62,10 @@ func TestReplay(t *testing.T) {
 		{"testdata/connection_admin_consent_once.json", Connection},
 		{"testdata/connection_application_once.json", Connection},
 		{"testdata/mailbox_application_once.json", Mailbox},
+		// The same with its mailboxes backfilled ahead of their workflows
+		// (app-prefill), and one of those mailboxes, begun live.
+		{"testdata/connection_application_prefill.json", Connection},
+		{"testdata/mailbox_application_prefill.json", Mailbox},
 		// Sends (send-slot-at-submit, send-end-signal, send-local-steps): one queued and
 		// canceled at once by the disconnect saga's signal, one sent with
 		// large files, one without.

@@ -41,6 +41,9 @@ func (c *connection) disconnect(ctx workflow.Context) {
 		c.detach(ctx, step)
 		return
 	}
+	if c.prefillRunning() {
+		step("cancelling the backfill of joining mailboxes", func() error { return c.cancelPrefillAndWait(ctx) })
+	}
 	if c.isApplication() {
 		step("detaching the mailboxes", func() error { return c.detachAllMailboxes(ctx) })
 	}

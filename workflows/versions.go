@@ -81,6 +81,13 @@ package workflows
 //     before, upserts none at its start). Runs started before ask each
 //     change where they did, write through activities and upsert every
 //     attribute each time.
+//   - app-prefill: an application connection backfills its joining
+//     mailboxes ahead of their workflows, in batches (PrefillMailboxes),
+//     and starts a mailbox's workflow only once its mailbox was, handing
+//     it the backfill (prefill.go; MailboxChangesInput.Prefilled,
+//     MailboxInput.Backfilled); before, each mailbox's workflow backfilled
+//     its mailbox. A mailbox's workflow needs no change ID for it: an
+//     input without Backfilled keeps the old behaviour.
 //
 // The histories in testdata/ were recorded before the first of them, but
 // the two of an application connection's mailbox, run with the workflow
@@ -106,10 +113,13 @@ package workflows
 // connection-backfill-inline; and the *_once.json of a connection and a
 // mailbox, recorded by the same four tests of connect
 // (OUTLOOKD_RECORD_HISTORY=1, see replay_test.go) with the code that
-// brought connection-versions-at-once.
+// brought connection-versions-at-once; and connection_application_prefill.json
+// and mailbox_application_prefill.json, recorded by
+// TestApplicationConnectionSyncsTheTenant with the code that brought
+// app-prefill.
 //
 // A change driven by a new field of an activity's result needs no change
 // ID when the field's absence keeps the old behaviour: results recorded
 // before it replay as they ran. So it is with the renewal time taken from
 // the lifetime Graph granted (SubscriptionResult.Requested, renewalTime).
-var changeIDs = []string{"admin-consent-state", "backfill-progress-upfront", "send-slot-at-submit", "app-mailbox-push", "disconnect-ends-sends", "send-end-signal", "send-local-steps", "app-mailbox-client-start", "backfill-progress-batched", "send-versions-at-once", "mailbox-backfill-inline", "steady-timer", "connection-backfill-inline", "connection-versions-at-once"}
+var changeIDs = []string{"admin-consent-state", "backfill-progress-upfront", "send-slot-at-submit", "app-mailbox-push", "disconnect-ends-sends", "send-end-signal", "send-local-steps", "app-mailbox-client-start", "backfill-progress-batched", "send-versions-at-once", "mailbox-backfill-inline", "steady-timer", "connection-backfill-inline", "connection-versions-at-once", "app-prefill"}
