@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
@@ -36,24 +37,49 @@ const (
 	ExcludedMailboxTaken   = "mailbox_taken"
 	LeftDeleted            = "user_deleted"
 	usersDeltaSelect       = "id,displayName,mail,userPrincipalName,accountEnabled"
-	directoryConcurrency   = 8
+	directoryConcurrency   = 32
 	directoryUsersPageSize = 200
 )
 
-// DiscoverPage reads the next page of the tenant's /users/delta
-// (docs/graph.md#users-delta) and records, for every user it names,
-// whether its mailbox is to be synced, and why not; the page and the link
-// to follow next are written in one transaction.
+// DiscoverPage reads the next pages of the tenant's /users/delta
+// (docs/graph.md#users-delta), up to in.Pages of them (one if not set) for
+// up to discoverPagesBudget, and records, for every user each names,
+// whether its mailbox is to be synced, and why not; each page and the link
+// to follow next are written in one transaction, so a batch cut short
+// resumes from its last page.
 func (a *Activities) DiscoverPage(ctx context.Context, in workflows.DiscoverPageInput) (workflows.DiscoverPageResult, error) {
-	link, _, err := a.Store.DirectoryLink(ctx, in.ConnectionID)
-	if err != nil {
-		return workflows.DiscoverPageResult{}, err
-	}
 	conn, err := a.Store.GetConnection(ctx, in.ConnectionID)
 	if err != nil {
 		return workflows.DiscoverPageResult{}, err
 	}
 	gc, err := a.directoryFor(ctx, in.ConnectionID, conn.TenantID)
+	if err != nil {
+		return workflows.DiscoverPageResult{}, err
+	}
+	var res workflows.DiscoverPageResult
+	deadline := a.now().Add(discoverPagesBudget)
+	for range max(in.Pages, 1) {
+		page, err := a.discoverOnePage(ctx, gc, in)
+		res.Users += page.Users
+		res.RoundDone, res.Restarted = page.RoundDone, page.Restarted
+		if err != nil || page.RoundDone || page.Restarted || a.now().After(deadline) {
+			return res, err
+		}
+		if activity.IsActivity(ctx) {
+			activity.RecordHeartbeat(ctx, res.Users)
+		}
+	}
+	return res, nil
+}
+
+// discoverPagesBudget bounds how long one DiscoverPage keeps reading
+// pages: the workflow hears of the round's progress at least this often.
+const discoverPagesBudget = 20 * time.Second
+
+// discoverOnePage reads the page the directory's link names and records
+// it with the link to follow next, in one transaction.
+func (a *Activities) discoverOnePage(ctx context.Context, gc *graph.Client, in workflows.DiscoverPageInput) (workflows.DiscoverPageResult, error) {
+	link, _, err := a.Store.DirectoryLink(ctx, in.ConnectionID)
 	if err != nil {
 		return workflows.DiscoverPageResult{}, err
 	}
@@ -447,7 +473,7 @@ func (a *Activities) discoverGroups(ctx context.Context, gc *graph.Client, mailb
 		}
 	}
 	if len(again) > 0 {
-		cs, err := a.classifyUsers(ctx, mailboxGraph, workflows.DiscoverPageInput(in), again, members)
+		cs, err := a.classifyUsers(ctx, mailboxGraph, workflows.DiscoverPageInput{ConnectionID: in.ConnectionID, Selection: in.Selection}, again, members)
 		if err != nil {
 			return res, err
 		}

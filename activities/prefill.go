@@ -44,16 +44,17 @@ func handedOver(raw []byte) (*workflows.Prefilled, error) {
 }
 
 // PrefillMailboxes backfills an application connection's joining users'
-// mailboxes ahead of their workflows: up to in.Limit of them, in.AtOnce
-// side by side, each attached (while its user still joins) and backfilled
-// as BackfillMailbox does, for up to in.Budget, through its own per-mailbox
-// budget. A mailbox done whole has its backfill recorded in the directory
-// with its backfill.completed event, in one transaction, and its workflow
-// begins live; one left unfinished (a large mailbox, a folder deleted
-// meanwhile, an error of that mailbox alone) is recorded so, and its
-// workflow backfills the rest from the cursors committed. A credential
-// refused ends the batch with its error (the connection pauses); a batch
-// run again takes up the users not yet recorded.
+// mailboxes ahead of their workflows: in.AtOnce side by side, a new one
+// begun as soon as one ends, until none is left, in.Limit were begun or
+// in.Window has passed. Each is attached (while its user still joins) and
+// backfilled as BackfillMailbox does, for up to in.Budget, through its own
+// per-mailbox budget. A mailbox done whole has its backfill recorded in
+// the directory with its backfill.completed event, in one transaction, and
+// its workflow begins live; one left unfinished (a large mailbox, a folder
+// deleted meanwhile, an error of that mailbox alone) is recorded so, and
+// its workflow backfills the rest from the cursors committed. A credential
+// refused ends the call with its error (the connection pauses); a call run
+// again takes up the users not yet recorded.
 func (a *Activities) PrefillMailboxes(ctx context.Context, in workflows.PrefillInput) (workflows.PrefillResult, error) {
 	var res workflows.PrefillResult
 	connID := in.Backfill.ConnectionID
@@ -61,29 +62,53 @@ func (a *Activities) PrefillMailboxes(ctx context.Context, in workflows.PrefillI
 	if err != nil {
 		return res, err
 	}
-	users, err := a.Store.PrefillCandidates(ctx, connID, in.Limit)
-	if err != nil {
-		return res, err
-	}
-	res.Mailboxes, res.More = len(users), len(users) == in.Limit
 	hb, stop := startHeartbeat(ctx)
 	defer stop()
+	atOnce := max(in.AtOnce, 1)
 	var mu sync.Mutex
+	underWay := map[string]bool{}
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(max(in.AtOnce, 1))
-	for _, u := range users {
-		g.Go(func() error {
-			done, fetched, err := a.prefillMailbox(gctx, hb, conn, in, u)
+	g.SetLimit(atOnce)
+	deadline := a.now().Add(in.Window)
+	for res.Mailboxes < in.Limit && (in.Window <= 0 || a.now().Before(deadline)) && gctx.Err() == nil {
+		mu.Lock()
+		skip := make([]string, 0, len(underWay))
+		for id := range underWay {
+			skip = append(skip, id)
+		}
+		mu.Unlock()
+		users, err := a.Store.PrefillCandidates(gctx, connID, min(atOnce, in.Limit-res.Mailboxes), skip...)
+		if err != nil {
+			_ = g.Wait()
+			return res, err
+		}
+		if len(users) == 0 {
+			break // the ones under way end below
+		}
+		for _, u := range users {
 			mu.Lock()
-			defer mu.Unlock()
-			if done {
-				res.Done++
-			}
-			res.Messages += fetched
-			return err
-		})
+			underWay[u.UserID] = true
+			res.Mailboxes++
+			mu.Unlock()
+			// Waits for a place among the in.AtOnce.
+			g.Go(func() error {
+				done, fetched, err := a.prefillMailbox(gctx, hb, conn, in, u)
+				mu.Lock()
+				defer mu.Unlock()
+				delete(underWay, u.UserID)
+				if done {
+					res.Done++
+				}
+				res.Messages += fetched
+				return err
+			})
+		}
 	}
-	return res, g.Wait()
+	err = g.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	res.More = res.Mailboxes >= in.Limit || in.Window > 0 && !a.now().Before(deadline)
+	return res, err
 }
 
 // prefillMailbox attaches and backfills one joining user's mailbox and

@@ -177,6 +177,17 @@ type applicationJSON struct {
 	Syncing         int                     `json:"syncing"`
 	Excluded        int                     `json:"excluded"`
 	Discovery       *discoveryJSON          `json:"discovery,omitempty"`
+	Onboarding      *onboardingJSON         `json:"onboarding,omitempty"`
+}
+
+// onboardingJSON is the backfill of joining mailboxes ahead of their
+// workflows (docs/application.md#onboarding).
+type onboardingJSON struct {
+	Running   bool   `json:"running"`
+	Mailboxes int64  `json:"mailboxes"`
+	Completed int64  `json:"completed"`
+	Messages  int64  `json:"messages"`
+	LastError string `json:"last_error,omitempty"`
 }
 
 type discoveryJSON struct {
@@ -204,6 +215,8 @@ func (s *server) applicationView(ctx context.Context, v *connectionJSON, st *wor
 		a.Selection = selectionJSON{Include: st.App.Selection.Include, Groups: st.App.Selection.Groups, Exclude: st.App.Selection.Exclude, Shared: st.App.Selection.Shared}
 		d := st.App.Discovery
 		a.Discovery = &discoveryJSON{Running: d.More, Rounds: d.Rounds, LastRoundAt: timePtr(d.LastRound), Joined: d.Joined, Left: d.Left, LastError: d.LastError}
+		p := st.App.Prefill
+		a.Onboarding = &onboardingJSON{Running: p.Running || p.More, Mailboxes: p.Mailboxes, Completed: p.Done, Messages: p.Messages, LastError: p.LastError}
 	}
 	v.Application = a
 }

@@ -301,10 +301,11 @@ func (s *Store) PendingDirectoryUsers(ctx context.Context, connectionID string, 
 }
 
 // PrefillCandidates lists up to limit joining users whose mailboxes have
-// not been backfilled ahead of their workflows yet, in user ID order.
-func (s *Store) PrefillCandidates(ctx context.Context, connectionID string, limit int) ([]DirectoryUser, error) {
+// not been backfilled ahead of their workflows yet, in user ID order, but
+// those named in skip (under way).
+func (s *Store) PrefillCandidates(ctx context.Context, connectionID string, limit int, skip ...string) ([]DirectoryUser, error) {
 	rows, err := s.pool.Query(ctx, directorySelect+`WHERE connection_id = $1 AND status = 'joining' AND prefill IS NULL
-		ORDER BY user_id LIMIT $2`, connectionID, limit)
+		AND NOT (user_id = ANY($3)) ORDER BY user_id LIMIT $2`, connectionID, limit, append([]string{}, skip...))
 	if err != nil {
 		return nil, fmt.Errorf("store: prefill candidates of %s: %w", connectionID, err)
 	}

@@ -237,6 +237,9 @@ func TestPrefillAheadOfTheWorkflow(t *testing.T) {
 	if err != nil || len(cands) != 2 || cands[0].UserID != "u-ada" || cands[1].UserID != "u-bob" {
 		t.Fatalf("candidates: %+v %v", cands, err)
 	}
+	if cands, err := st.PrefillCandidates(ctx, "c-pre", 2, "u-ada"); err != nil || len(cands) != 2 || cands[0].UserID != "u-bob" || cands[1].UserID != "u-cy" {
+		t.Fatalf("candidates but one under way: %+v %v", cands, err)
+	}
 	if pending, held, err := st.PendingDirectoryUsers(ctx, "c-pre", 10, true); err != nil || len(pending) != 0 || held != 3 {
 		t.Fatalf("nothing prefilled: %d pending, %d held, %v", len(pending), held, err)
 	}

@@ -116,9 +116,12 @@ type DiscoveryState struct {
 	// GroupsRead: the selected groups' members were read for this round.
 	GroupsRead bool `json:"groupsRead,omitempty"`
 	// Held: the round's pages are read, and what is left are joins whose
-	// mailboxes are being backfilled ahead of their workflows; the next
-	// batch is due once a backfill batch has ended (app-prefill).
-	Held       bool    `json:"held,omitempty"`
+	// mailboxes are being backfilled ahead of their workflows, or a batch
+	// being started; discovery is due again when either ends, or
+	// heldRecheck after HeldSince while a backfill batch runs, to start
+	// the mailboxes it has done meanwhile (app-prefill).
+	Held       bool      `json:"held,omitempty"`
+	HeldSince  time.Time `json:"heldSince,omitzero"`
 	Joined     int64   `json:"joined"`
 	Left       int64   `json:"left"`
 	LastError  string  `json:"lastError,omitempty"`
@@ -177,12 +180,15 @@ var DefaultExpiryMargins = []time.Duration{30 * 24 * time.Hour, 7 * 24 * time.Ho
 type DiscoverPageInput struct {
 	ConnectionID string    `json:"connectionId"`
 	Selection    Selection `json:"selection"`
+	// Pages reads up to that many pages, one after the other, each
+	// written with its link (0 or 1: one page), until the round ends.
+	Pages int `json:"pages,omitempty"`
 }
 
-// DiscoverPageResult says what one page found.
+// DiscoverPageResult says what the pages read found.
 type DiscoverPageResult struct {
 	Users int `json:"users"`
-	// RoundDone: the page ended the round (a deltaLink).
+	// RoundDone: the last page ended the round (a deltaLink).
 	RoundDone bool `json:"roundDone"`
 	// Restarted: the delta link had expired; the round starts over.
 	Restarted bool `json:"restarted,omitempty"`
@@ -329,8 +335,11 @@ func (c *connection) discoverDue(ctx workflow.Context) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	d := c.s.App.Discovery
+	if d.Held && c.s.App.Prefill.Running && !c.applying {
+		return d.HeldSince.Add(heldRecheck), true
+	}
 	if d.Held {
-		return time.Time{}, false // until a backfill batch has ended
+		return time.Time{}, false // until a batch has ended
 	}
 	at := d.LastRound.Add(c.discoverEvery())
 	if d.More {
@@ -345,13 +354,12 @@ func (c *connection) discoverDue(ctx workflow.Context) (time.Time, bool) {
 // more, and may continue as new between batches; a round ends when its
 // last page was read and every change it made was applied.
 func (c *connection) discover(ctx workflow.Context) {
-	d := &c.s.App.Discovery
-	prefill := c.prefills(ctx)
-	d.Held = false
-	res, err := mailboxChanges.run(ctx, MailboxChangesInput{ConnectionID: c.s.ID, Limit: changesBatch, Prefilled: prefill})
-	if err == nil && res.Held > 0 && !c.s.App.Prefill.Running {
-		c.s.App.Prefill.More = true
+	if c.prefills(ctx) {
+		c.discoverAhead(ctx)
+		return
 	}
+	d := &c.s.App.Discovery
+	res, err := mailboxChanges.run(ctx, MailboxChangesInput{ConnectionID: c.s.ID, Limit: changesBatch})
 	if err == nil && len(res.Changes) > 0 {
 		err = c.applyMailboxChanges(ctx, res.Changes)
 		if err == nil {
@@ -359,18 +367,88 @@ func (c *connection) discover(ctx workflow.Context) {
 			return
 		}
 	}
-	if err == nil && d.RoundEnded && res.Held > 0 {
-		// The round's joins are being backfilled: the batch's end brings
-		// discovery back to start them.
-		d.Held, d.More = true, false
-		return
-	}
 	if err == nil && d.RoundEnded {
-		d.More, d.RoundEnded, d.LastRound = d.Requested, false, workflow.Now(ctx)
-		d.Rounds++
-		d.Requested, d.GroupsRead = false, false
+		c.endRound(ctx)
 		return
 	}
+	c.nextPage(ctx, 0, err)
+}
+
+// discoverAhead is discovery when joining mailboxes are backfilled ahead
+// of their workflows (app-prefill): three paces kept apart. The pages of
+// /users/delta are read at Graph's pace, the mailboxes they bring are
+// backfilled by the prefill batches at Graph's pace, and the mailboxes
+// ready are started, a batch at a time, in a goroutine, at Temporal's pace,
+// while the next pages are read. A round ends once its pages are read and
+// every change it made was applied.
+func (c *connection) discoverAhead(ctx workflow.Context) {
+	d := &c.s.App.Discovery
+	d.Held = false
+	held := 0
+	// No batch begins once the history asks for a new run: the run ends
+	// when the batches under way have.
+	if !c.applying && !c.canSuggested(ctx) {
+		res, err := mailboxChanges.run(ctx, MailboxChangesInput{ConnectionID: c.s.ID, Limit: changesBatch, Prefilled: true})
+		if err != nil {
+			c.discoveryFailed(ctx, err)
+			return
+		}
+		held = res.Held
+		if held > 0 && !c.s.App.Prefill.Running {
+			c.s.App.Prefill.More = true
+		}
+		if len(res.Changes) > 0 {
+			c.applying = true
+			workflow.Go(ctx, func(gctx workflow.Context) {
+				err := c.applyMailboxChanges(gctx, res.Changes)
+				c.applying = false
+				if err != nil {
+					c.discoveryFailed(gctx, err)
+					d.Held, d.More = false, true
+					return
+				}
+				d.LastError, d.Backoff = "", Backoff{}
+				c.wakeDiscovery()
+			})
+		}
+	}
+	if !d.RoundEnded {
+		c.nextPage(ctx, discoverPages, nil)
+		return
+	}
+	if c.applying || held > 0 {
+		// The round's pages are read: the batch being started, or the
+		// joins being backfilled, bring discovery back.
+		d.Held, d.HeldSince, d.More = true, workflow.Now(ctx), false
+		return
+	}
+	c.endRound(ctx)
+}
+
+// heldRecheck is how often a discovery waiting for the backfill ahead
+// looks for mailboxes it has done, to start them.
+const heldRecheck = 5 * time.Second
+
+// discoverPages is how many pages of /users/delta one DiscoverPage reads
+// when mailboxes are backfilled ahead (about 2,000 users: each page is
+// read and recorded with its link, so a batch cut short resumes from its
+// last page).
+const discoverPages = 10
+
+// endRound ends a discovery round whose pages were read and changes
+// applied; a round asked for meanwhile follows at once.
+func (c *connection) endRound(ctx workflow.Context) {
+	d := &c.s.App.Discovery
+	d.More, d.RoundEnded, d.LastRound = d.Requested, false, workflow.Now(ctx)
+	d.Rounds++
+	d.Requested, d.GroupsRead = false, false
+}
+
+// nextPage reads the selection's groups at a round's start, or else the
+// next pages of /users/delta (pages at most, 0 for one); err is an error
+// met before (then it only books it).
+func (c *connection) nextPage(ctx workflow.Context, pages int, err error) {
+	d := &c.s.App.Discovery
 	if err == nil && len(c.s.App.Selection.Groups) > 0 && !d.GroupsRead {
 		// Each round starts with the groups' members, read again: neither
 		// /users/delta nor /groups/delta reports a change in a nested
@@ -383,25 +461,32 @@ func (c *connection) discover(ctx workflow.Context) {
 	}
 	var page DiscoverPageResult
 	if err == nil {
-		page, err = discoverPage.run(ctx, DiscoverPageInput{ConnectionID: c.s.ID, Selection: c.s.App.Selection})
+		page, err = discoverPage.run(ctx, DiscoverPageInput{ConnectionID: c.s.ID, Selection: c.s.App.Selection, Pages: pages})
 	}
 	if !c.still(StateActive) {
 		return
 	}
 	if err != nil {
-		d.LastError = err.Error()
-		if detail, ok := errorDetail(err); ok {
-			// A refusal people can act on (permission_missing,
-			// group_not_found): its reason and sentence.
-			d.LastError = detail.Reason + ": " + detail.Text
-		}
-		if !c.onActivityError(ctx, err) {
-			d.Backoff.failed(workflow.Now(ctx))
-		}
+		c.discoveryFailed(ctx, err)
 		return
 	}
 	d.LastError, d.Backoff, d.More = "", Backoff{}, true
 	d.RoundEnded = page.RoundDone
+}
+
+// discoveryFailed books a failed step of discovery: its error, and a
+// backoff unless it paused the connection.
+func (c *connection) discoveryFailed(ctx workflow.Context, err error) {
+	d := &c.s.App.Discovery
+	d.LastError = err.Error()
+	if detail, ok := errorDetail(err); ok {
+		// A refusal people can act on (permission_missing,
+		// group_not_found): its reason and sentence.
+		d.LastError = detail.Reason + ": " + detail.Text
+	}
+	if !c.onActivityError(ctx, err) {
+		d.Backoff.failed(workflow.Now(ctx))
+	}
 }
 
 // applyMailboxChanges starts the mailboxes that joined and detaches those
@@ -417,11 +502,11 @@ func (c *connection) applyMailboxChanges(ctx workflow.Context, changes []Mailbox
 		return err
 	}
 	if slices.ContainsFunc(changes, func(ch MailboxChange) bool { return !ch.Join }) {
-		// A leaving mailbox may be one the backfill under way attached:
-		// it is detached once nothing more is written to it.
-		if err := workflow.Await(ctx, func() bool { return !c.s.App.Prefill.Running }); err != nil {
+		release, err := c.holdPrefill(ctx)
+		if err != nil {
 			return err
 		}
+		defer release()
 	}
 	for _, ch := range changes {
 		if ch.Join {

@@ -36,8 +36,14 @@ type connection struct {
 	// runs; a run never continues as new under a running backfill).
 	cancelBackfill workflow.CancelFunc
 	// cancelPrefill cancels the running backfill of joining mailboxes
-	// (set while one runs).
+	// (set while one runs); prefillBatch says a batch is under way, and
+	// prefillHeld holds the next (holdPrefill).
 	cancelPrefill workflow.CancelFunc
+	prefillBatch  bool
+	prefillHeld   bool
+	// applying: a batch of discovered mailboxes is being started or
+	// detached (discoverAhead).
+	applying bool
 	// alarm is the timer the active loop sleeps on (steady-timer).
 	alarm alarm
 	// atOnce: this run started since connection-versions-at-once and takes
@@ -266,7 +272,7 @@ func (c *connection) turn(ctx workflow.Context) error {
 			return nil
 		}
 		state := c.s.State
-		return workflow.Await(ctx, func() bool { return c.s.State != state || c.registryBehind() || c.canSuggested(ctx) })
+		return workflow.Await(ctx, func() bool { return c.s.State != state || c.registryBehind() || c.shouldContinueAsNew(ctx) })
 	case StateConnecting:
 		c.exchange(ctx)
 	case StateActive:
@@ -630,7 +636,7 @@ func (c *connection) active(ctx workflow.Context) error {
 		wait = c.opts.KeepAliveEvery
 	}
 	woken := func() bool {
-		if c.s.State != StateActive || c.registryBehind() || c.canSuggested(ctx) {
+		if c.s.State != StateActive || c.registryBehind() || c.shouldContinueAsNew(ctx) {
 			return true
 		}
 		next, sooner := c.nextDuty(ctx)
@@ -1075,7 +1081,7 @@ func (c *connection) canSuggested(ctx workflow.Context) bool {
 }
 
 func (c *connection) shouldContinueAsNew(ctx workflow.Context) bool {
-	return c.canSuggested(ctx) && !c.s.Backfill.Running && !c.prefillRunning() && c.s.State != StateConnecting && c.s.State != StateDisconnecting
+	return c.canSuggested(ctx) && !c.s.Backfill.Running && !c.prefillRunning() && !c.applying && c.s.State != StateConnecting && c.s.State != StateDisconnecting
 }
 
 // continueAsNew starts a fresh history with the same state, after every

@@ -18,7 +18,8 @@ import (
 // (docs/application.md#onboarding).
 
 // PrefillInput asks for up to Limit joining users' mailboxes to be
-// attached and backfilled, AtOnce side by side, each for up to Budget.
+// attached and backfilled, AtOnce side by side (one begun as another
+// ends), each for up to Budget, none begun after Window.
 type PrefillInput struct {
 	// Backfill is every mailbox's backfill but its mailbox and user: the
 	// connection, the root folders, the window and the storage policy.
@@ -28,6 +29,8 @@ type PrefillInput struct {
 	// Budget bounds one mailbox's backfill; what a larger mailbox leaves is
 	// its workflow's to finish, from the cursors committed.
 	Budget time.Duration `json:"budget"`
+	// Window bounds the call: no mailbox is begun after it (0: none).
+	Window time.Duration `json:"window,omitempty"`
 }
 
 // PrefillResult is what one PrefillMailboxes did.
@@ -69,12 +72,18 @@ type PrefillState struct {
 }
 
 // How an application connection backfills its joining mailboxes ahead of
-// their workflows: prefillBatch per activity, prefillAtOnce side by side
-// (each within its own budget of 4 concurrent Graph requests), each for up
-// to inlineBudget, as a mailbox's own first backfill activity.
+// their workflows: up to prefillBatch per activity, begun within
+// prefillWindow, prefillAtOnce side by side (each within its own budget of
+// 4 concurrent Graph requests), each for up to inlineBudget, as a
+// mailbox's own first backfill activity. A run of the connection's
+// workflow runs up to prefillBatchesPerRun of them back to back before it
+// lets the main loop start the next run (continue-as-new), so that its
+// history stays bounded.
 const (
-	prefillBatch  = 200
-	prefillAtOnce = 32
+	prefillBatch         = 2000
+	prefillWindow        = time.Minute
+	prefillAtOnce        = 64
+	prefillBatchesPerRun = 25
 )
 
 // ActivityPrefillMailboxes is the activity's name.
@@ -97,46 +106,90 @@ func (c *connection) prefillDue(ctx workflow.Context) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	p := c.s.App.Prefill
-	if !p.More || p.Running {
-		return time.Time{}, false
+	if !p.More || p.Running || c.canSuggested(ctx) {
+		return time.Time{}, false // (the next run goes on with it)
 	}
 	return p.Backoff.RetryAt, true
 }
 
-// startPrefill starts a PrefillMailboxes; a goroutine waits for it and
-// books what it did. Discovery then applies the changes it made ready
-// (starting those mailboxes' workflows) while the next batch is
-// backfilled.
+// startPrefill starts the backfill of joining mailboxes: a goroutine runs
+// PrefillMailboxes batches back to back, on its own, while the main loop
+// goes on (discovery applies the changes each batch made ready, starting
+// those mailboxes' workflows, while the next batch is backfilled), and
+// books what each did. It ends when no joining mailbox is left, after
+// prefillBatchesPerRun batches or once the history asks for a new run, or
+// at an error (retried after a backoff).
 func (c *connection) startPrefill(ctx workflow.Context) {
 	p := &c.s.App.Prefill
 	p.Running, p.More = true, false
-	// As the mailboxes' workflows will read them (Mailbox).
-	s := c.s.Settings.WithDefaults()
-	in := PrefillInput{Backfill: BackfillInput{
-		ConnectionID: c.s.ID, Roots: slices.Clone(s.Folders), WindowStart: c.backfillTarget(ctx), StoreBodies: s.StoreBodies(),
-		ContactFilter: s.ContactFilter, Bodies: s.Bodies, PageSize: c.opts.PageSize, Concurrency: c.opts.FolderConcurrency,
-	}, Limit: prefillBatch, AtOnce: prefillAtOnce, Budget: inlineBudget}
 	// Only the disconnect saga cancels it, and waits for it to end.
 	cctx, cancel := workflow.WithCancel(ctx)
 	c.cancelPrefill = cancel
 	workflow.Go(cctx, func(gctx workflow.Context) {
-		res, err := prefillMailboxes.with(backfillPage(c.opts.HeartbeatTimeout)).run(gctx, in)
 		defer func() { p.Running, c.cancelPrefill = false, nil }()
-		// Discovery applies what is ready and says whether joins still wait.
-		d := &c.s.App.Discovery
-		d.Held, d.More = false, true
-		if err != nil {
-			p.LastError, p.More = err.Error(), true
-			if c.s.State == StateActive && !c.onActivityError(gctx, err) {
-				p.Backoff.failed(workflow.Now(gctx))
+		for range prefillBatchesPerRun {
+			// A leave being applied waits for the batch under way and
+			// holds the next.
+			if workflow.Await(gctx, func() bool { return !c.prefillHeld }) != nil {
+				return
 			}
-			return
+			if c.canSuggested(gctx) {
+				break // the rest in the next run
+			}
+			c.prefillBatch = true
+			res, err := prefillMailboxes.with(backfillPage(c.opts.HeartbeatTimeout)).run(gctx, c.prefillInput(gctx))
+			c.prefillBatch = false
+			// Discovery starts what is ready.
+			c.wakeDiscovery()
+			if err != nil {
+				p.LastError, p.More = err.Error(), true
+				if c.s.State == StateActive && !c.onActivityError(gctx, err) {
+					p.Backoff.failed(workflow.Now(gctx))
+				}
+				return
+			}
+			p.LastError, p.Backoff = "", Backoff{}
+			p.Mailboxes += int64(res.Mailboxes)
+			p.Done += int64(res.Done)
+			p.Messages += res.Messages
+			if !res.More || c.s.State != StateActive {
+				return
+			}
 		}
-		p.LastError, p.Backoff, p.More = "", Backoff{}, res.More
-		p.Mailboxes += int64(res.Mailboxes)
-		p.Done += int64(res.Done)
-		p.Messages += res.Messages
+		p.More = true // the rest in the next run
 	})
+}
+
+// wakeDiscovery brings back a discovery that waits (Held) for a batch to
+// end: it applies what is ready, or ends its round. A discovery under way
+// comes back anyway.
+func (c *connection) wakeDiscovery() {
+	if d := &c.s.App.Discovery; d.Held {
+		d.Held, d.More = false, true
+	}
+}
+
+// prefillInput is a batch's input: the connection's settings as the
+// mailboxes' workflows will read them (Mailbox), the window from now.
+func (c *connection) prefillInput(ctx workflow.Context) PrefillInput {
+	s := c.s.Settings.WithDefaults()
+	return PrefillInput{Backfill: BackfillInput{
+		ConnectionID: c.s.ID, Roots: slices.Clone(s.Folders), WindowStart: c.backfillTarget(ctx), StoreBodies: s.StoreBodies(),
+		ContactFilter: s.ContactFilter, Bodies: s.Bodies, PageSize: c.opts.PageSize, Concurrency: c.opts.FolderConcurrency,
+	}, Limit: prefillBatch, AtOnce: prefillAtOnce, Budget: inlineBudget, Window: prefillWindow}
+}
+
+// holdPrefill waits for the batch under way to end and holds the next
+// until release is called: a leaving mailbox may be one the batch
+// attached, and it is detached once nothing more is written to it.
+func (c *connection) holdPrefill(ctx workflow.Context) (release func(), err error) {
+	c.prefillHeld = true
+	release = func() { c.prefillHeld = false }
+	if err := workflow.Await(ctx, func() bool { return !c.prefillBatch }); err != nil {
+		release()
+		return nil, err
+	}
+	return release, nil
 }
 
 // prefillRunning says whether a backfill of joining mailboxes runs.

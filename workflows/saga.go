@@ -44,6 +44,10 @@ func (c *connection) disconnect(ctx workflow.Context) {
 	if c.prefillRunning() {
 		step("cancelling the backfill of joining mailboxes", func() error { return c.cancelPrefillAndWait(ctx) })
 	}
+	if c.applying {
+		// The mailboxes being started are detached with the others.
+		step("waiting for the mailboxes being started", func() error { return workflow.Await(ctx, func() bool { return !c.applying }) })
+	}
 	if c.isApplication() {
 		step("detaching the mailboxes", func() error { return c.detachAllMailboxes(ctx) })
 	}
