@@ -167,4 +167,3 @@ func credentialRefused(err error) bool {
 	var appErr *temporal.ApplicationError
 	return errors.As(err, &appErr) && appErr.Type() == workflows.ErrReauthRequired
 }
-

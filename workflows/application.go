@@ -120,12 +120,12 @@ type DiscoveryState struct {
 	// being started; discovery is due again when either ends, or
 	// heldRecheck after HeldSince while a backfill batch runs, to start
 	// the mailboxes it has done meanwhile (app-prefill).
-	Held       bool      `json:"held,omitempty"`
-	HeldSince  time.Time `json:"heldSince,omitzero"`
-	Joined     int64   `json:"joined"`
-	Left       int64   `json:"left"`
-	LastError  string  `json:"lastError,omitempty"`
-	Backoff    Backoff `json:"backoff"`
+	Held      bool      `json:"held,omitempty"`
+	HeldSince time.Time `json:"heldSince,omitzero"`
+	Joined    int64     `json:"joined"`
+	Left      int64     `json:"left"`
+	LastError string    `json:"lastError,omitempty"`
+	Backoff   Backoff   `json:"backoff"`
 }
 
 // Names of the application connection's handlers.
@@ -335,11 +335,13 @@ func (c *connection) discoverDue(ctx workflow.Context) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	d := c.s.App.Discovery
-	if d.Held && c.s.App.Prefill.Running && !c.applying {
-		return d.HeldSince.Add(heldRecheck), true
+	if d.Held && c.applying {
+		return time.Time{}, false // until the batch being started is
 	}
 	if d.Held {
-		return time.Time{}, false // until a batch has ended
+		// The backfill ahead wakes it at each batch's end; between, or
+		// when it waits (a backoff), discovery looks for mailboxes done.
+		return d.HeldSince.Add(heldRecheck), true
 	}
 	at := d.LastRound.Add(c.discoverEvery())
 	if d.More {
@@ -386,8 +388,9 @@ func (c *connection) discoverAhead(ctx workflow.Context) {
 	d.Held = false
 	held := 0
 	// No batch begins once the history asks for a new run: the run ends
-	// when the batches under way have.
-	if !c.applying && !c.canSuggested(ctx) {
+	// when the batches under way have, and the next goes on.
+	skipped := c.applying || c.canSuggested(ctx)
+	if !skipped {
 		res, err := mailboxChanges.run(ctx, MailboxChangesInput{ConnectionID: c.s.ID, Limit: changesBatch, Prefilled: true})
 		if err != nil {
 			c.discoveryFailed(ctx, err)
@@ -416,7 +419,7 @@ func (c *connection) discoverAhead(ctx workflow.Context) {
 		c.nextPage(ctx, discoverPages, nil)
 		return
 	}
-	if c.applying || held > 0 {
+	if skipped || held > 0 {
 		// The round's pages are read: the batch being started, or the
 		// joins being backfilled, bring discovery back.
 		d.Held, d.HeldSince, d.More = true, workflow.Now(ctx), false
@@ -426,7 +429,8 @@ func (c *connection) discoverAhead(ctx workflow.Context) {
 }
 
 // heldRecheck is how often a discovery waiting for the backfill ahead
-// looks for mailboxes it has done, to start them.
+// looks for mailboxes it has done, to start them (or, the backfill
+// waiting, for joins left to it).
 const heldRecheck = 5 * time.Second
 
 // discoverPages is how many pages of /users/delta one DiscoverPage reads
@@ -798,8 +802,9 @@ func (c *connection) validateDiscover() error {
 
 func (c *connection) onDiscover(ctx workflow.Context) (Status, error) {
 	d := &c.s.App.Discovery
-	if d.More {
-		// A round is under way: it may have read the directory already.
+	if d.More || d.Held || d.RoundEnded {
+		// A round is under way (reading pages, or its pages read and its
+		// changes being applied): it may have read the directory already.
 		d.Requested = true
 	}
 	d.More, d.Backoff = true, Backoff{}
