@@ -419,9 +419,9 @@ func (c *connection) discoverAhead(ctx workflow.Context) {
 		c.nextPage(ctx, discoverPages, nil)
 		return
 	}
-	if skipped || held > 0 {
-		// The round's pages are read: the batch being started, or the
-		// joins being backfilled, bring discovery back.
+	if skipped || c.applying || held > 0 {
+		// The round's pages are read: the batch being started (maybe
+		// just now), or the joins being backfilled, bring discovery back.
 		d.Held, d.HeldSince, d.More = true, workflow.Now(ctx), false
 		return
 	}

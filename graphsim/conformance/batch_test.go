@@ -44,12 +44,12 @@ func TestSDKBatchThrottling(t *testing.T) {
 	if _, err := c.Me().MailFolders().Get(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
-	st.Sim.SetFault(graphsim.Fault{Endpoint: "folders", Latency: 15 * time.Second})
+	st.Sim.SetFault(graphsim.Fault{Endpoint: "folders", Latency: 30 * time.Second})
 	var wg sync.WaitGroup
 	for range 4 {
 		wg.Go(func() { _, _ = c.Me().MailFolders().Get(ctx, nil) })
 	}
-	deadline := time.Now().Add(12 * time.Second)
+	deadline := time.Now().Add(25 * time.Second)
 	for {
 		_, err := c.Me().Messages().Get(ctx, nil)
 		if ge, ok := graph.AsError(err); ok && ge.Status == 429 {
