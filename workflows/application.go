@@ -122,10 +122,14 @@ type DiscoveryState struct {
 	// the mailboxes it has done meanwhile (app-prefill).
 	Held      bool      `json:"held,omitempty"`
 	HeldSince time.Time `json:"heldSince,omitzero"`
-	Joined    int64     `json:"joined"`
-	Left      int64     `json:"left"`
-	LastError string    `json:"lastError,omitempty"`
-	Backoff   Backoff   `json:"backoff"`
+	// StartsWaitSince is when mailboxes backfilled ahead began waiting for
+	// the backfill batch under way to end before their workflows are
+	// started (app-starts-after-prefill); zero when none wait.
+	StartsWaitSince time.Time `json:"startsWaitSince,omitzero"`
+	Joined          int64     `json:"joined"`
+	Left            int64     `json:"left"`
+	LastError       string    `json:"lastError,omitempty"`
+	Backoff         Backoff   `json:"backoff"`
 }
 
 // Names of the application connection's handlers.
@@ -338,6 +342,11 @@ func (c *connection) discoverDue(ctx workflow.Context) (time.Time, bool) {
 	if d.Held && c.applying {
 		return time.Time{}, false // until the batch being started is
 	}
+	if until := d.StartsWaitSince.Add(startsWaitAtMost); d.Held && !d.StartsWaitSince.IsZero() && c.prefillBatch && workflow.Now(ctx).Before(until) {
+		// The starts wait for the batch, which wakes discovery at its
+		// end, or for as long as they may.
+		return until, true
+	}
 	if d.Held {
 		// The backfill ahead wakes it at each batch's end; between, or
 		// when it waits (a backoff), discovery looks for mailboxes done.
@@ -390,11 +399,15 @@ func (c *connection) discoverAhead(ctx workflow.Context) {
 	// No batch begins once the history asks for a new run: the run ends
 	// when the batches under way have, and the next goes on.
 	skipped := c.applying || c.canSuggested(ctx)
-	if !skipped {
+	waiting := !skipped && c.startsWait(ctx)
+	if !skipped && !waiting {
 		res, err := mailboxChanges.run(ctx, MailboxChangesInput{ConnectionID: c.s.ID, Limit: changesBatch, Prefilled: true})
 		if err != nil {
 			c.discoveryFailed(ctx, err)
 			return
+		}
+		if len(res.Changes) == 0 {
+			d.StartsWaitSince = time.Time{} // every mailbox ready is started
 		}
 		held = res.Held
 		if held > 0 && !c.s.App.Prefill.Running {
@@ -419,7 +432,7 @@ func (c *connection) discoverAhead(ctx workflow.Context) {
 		c.nextPage(ctx, discoverPages, nil)
 		return
 	}
-	if skipped || c.applying || held > 0 {
+	if skipped || waiting || c.applying || held > 0 {
 		// The round's pages are read: the batch being started (maybe
 		// just now), or the joins being backfilled, bring discovery back.
 		d.Held, d.HeldSince, d.More = true, workflow.Now(ctx), false
@@ -427,6 +440,30 @@ func (c *connection) discoverAhead(ctx workflow.Context) {
 	}
 	c.endRound(ctx)
 }
+
+// startsWait says whether the mailboxes a backfill batch has made ready
+// wait for it to end before their workflows are started
+// (app-starts-after-prefill): a tenant's onboarding is first its mail,
+// then live sync. The workflows' starts and first rounds take the same
+// cores as the backfill, which went about a third slower beside them
+// (docs/application.md#onboarding). They wait startsWaitAtMost at most:
+// then every mailbox ready is started, the batch going on beside them,
+// and the next wait begins once none is left to start.
+func (c *connection) startsWait(ctx workflow.Context) bool {
+	d := &c.s.App.Discovery
+	if !c.prefillBatch || workflow.GetVersion(ctx, "app-starts-after-prefill", workflow.DefaultVersion, 1) != 1 {
+		return false
+	}
+	now := workflow.Now(ctx)
+	if d.StartsWaitSince.IsZero() {
+		d.StartsWaitSince = now
+	}
+	return now.Sub(d.StartsWaitSince) < startsWaitAtMost
+}
+
+// startsWaitAtMost bounds how long a mailbox backfilled ahead waits for
+// the batch under way to end before its workflow is started.
+const startsWaitAtMost = 2 * time.Minute
 
 // heldRecheck is how often a discovery waiting for the backfill ahead
 // looks for mailboxes it has done, to start them (or, the backfill

@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
 )
 
 // dirUser is a user of the fake tenant.
@@ -55,10 +56,14 @@ type fakeDirectory struct {
 	// (PrefillMailboxes): the batches run, the order in which mailboxes
 	// were backfilled and started ("prefill:" or "start:" and the ID),
 	// the inputs started, and a hook run inside each batch.
-	prefills  int
-	order     []string
-	inputs    map[string]MailboxInput
-	onPrefill func(ctx context.Context, n int) error
+	prefills int
+	// inBatch: a batch runs; startsInBatch counts the starts asked for
+	// while one ran.
+	inBatch       bool
+	startsInBatch int
+	order         []string
+	inputs        map[string]MailboxInput
+	onPrefill     func(ctx context.Context, n int) error
 	// undone names users whose mailboxes a batch leaves to their workflows.
 	undone map[string]bool
 	// onStart runs after each StartMailboxes, onCancel before each
@@ -206,7 +211,13 @@ func (d *fakeDirectory) register(env *testsuite.TestWorkflowEnvironment, sel *Se
 		d.mu.Lock()
 		d.prefills++
 		n, hook := d.prefills, d.onPrefill
+		d.inBatch = true
 		d.mu.Unlock()
+		defer func() {
+			d.mu.Lock()
+			d.inBatch = false
+			d.mu.Unlock()
+		}()
 		if in.Backfill.ConnectionID == "" || in.Backfill.WindowStart.IsZero() || in.Limit <= 0 || in.AtOnce <= 0 || in.Budget <= 0 {
 			return PrefillResult{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("a batch needs its connection, window and bounds: %+v", in), "test", nil)
 		}
@@ -280,6 +291,9 @@ func (d *fakeDirectory) register(env *testsuite.TestWorkflowEnvironment, sel *Se
 		defer d.mu.Unlock()
 		if d.onStart != nil {
 			defer d.onStart()
+		}
+		if d.inBatch {
+			d.startsInBatch++
 		}
 		for _, m := range in.Mailboxes {
 			if in.TaskQueue == "" || m.Input.Mode != ModeApplication || m.Input.UserID == "" || m.Summary == "" {
@@ -686,16 +700,24 @@ func TestApplicationPrefillsAheadOfStarts(t *testing.T) {
 	in := appInput(time.Time{})
 	in.Settings.BackfillDays = 90
 	var leaveSeen, prefillRunning bool
+	// Each batch takes a while: the mailboxes it made ready wait for it.
+	d.onPrefill = func(ctx context.Context, n int) error {
+		time.Sleep(30 * time.Millisecond)
+		return nil
+	}
 	env.RegisterDelayedCallback(func() {
 		st := query(t, env)
 		p, disc := st.App.Prefill, st.App.Discovery
-		if p.Mailboxes != 7 || p.Done != 6 || p.Messages != 18 || p.Running || p.More || disc.Rounds != 1 || disc.Held || disc.Joined != 7 {
+		if p.Mailboxes != 7 || p.Done != 6 || p.Messages != 18 || p.Running || p.More || disc.Rounds != 1 || disc.Held || disc.Joined != 7 || !disc.StartsWaitSince.IsZero() {
 			t.Errorf("after the first round: prefill %+v, discovery %+v", p, disc)
 		}
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		if c := len(d.started); c != 7 {
 			t.Errorf("%d mailboxes started, want 7", c)
+		}
+		if d.startsInBatch != 0 {
+			t.Errorf("%d starts while a batch ran", d.startsInBatch)
 		}
 		for id, r := range d.rows {
 			if r.status != "syncing" {
@@ -783,5 +805,55 @@ func TestApplicationDisconnectDuringPrefill(t *testing.T) {
 	// the two is the server's to show.
 	if !slices.Contains(d.order, "prefill:cancelled") || !d.closed || len(d.started) != 0 {
 		t.Errorf("disconnected during a batch: order %v, started %v, closed %v", d.order, d.started, d.closed)
+	}
+}
+
+// TestStartsWaitAtMost: the mailboxes a batch made ready wait for it for
+// startsWaitAtMost at most; then they go, the batch running beside them,
+// until none is left to start, and the next wait begins.
+func TestStartsWaitAtMost(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	type step struct {
+		after time.Duration // workflow time slept before the step
+		batch bool          // a batch runs
+		ready bool          // mailboxes are left to start (else none: the wait ends)
+		want  bool
+	}
+	steps := []step{
+		{0, false, true, false},                        // no batch: they go
+		{0, true, true, true},                          // a batch: they wait
+		{time.Minute, true, true, true},                // still within the bound
+		{time.Minute + time.Second, true, true, false}, // past it: they go, the batch beside them
+		{10 * time.Second, true, true, false},          // and go on going while any is ready
+		{10 * time.Second, true, false, false},         // none left: nothing to start, the wait is over
+		{10 * time.Second, true, true, true},           // the next ones wait again
+	}
+	env.ExecuteWorkflow(func(ctx workflow.Context) ([]bool, error) {
+		c := &connection{s: ConnectionState{App: &AppState{}}}
+		var got []bool
+		for _, st := range steps {
+			if st.after > 0 {
+				if err := workflow.Sleep(ctx, st.after); err != nil {
+					return nil, err
+				}
+			}
+			c.prefillBatch = st.batch
+			w := c.startsWait(ctx)
+			if !w && !st.ready {
+				c.s.App.Discovery.StartsWaitSince = time.Time{} // as discoverAhead does when no change is left
+			}
+			got = append(got, w)
+		}
+		return got, nil
+	})
+	var got []bool
+	if err := env.GetWorkflowResult(&got); err != nil {
+		t.Fatal(err)
+	}
+	for i, st := range steps {
+		if got[i] != st.want {
+			t.Errorf("step %d (%+v): waits %v", i, st, got[i])
+		}
 	}
 }

@@ -66,6 +66,9 @@ func TestReplay(t *testing.T) {
 		// (app-prefill), and one of those mailboxes, begun live.
 		{"testdata/connection_application_prefill.json", Connection},
 		{"testdata/mailbox_application_prefill.json", Mailbox},
+		// An application connection whose starts wait for the batch
+		// backfilling their mailboxes ahead (app-starts-after-prefill).
+		{"testdata/connection_application_waits.json", Connection},
 		// Sends (send-slot-at-submit, send-end-signal, send-local-steps): one queued and
 		// canceled at once by the disconnect saga's signal, one sent with
 		// large files, one without.

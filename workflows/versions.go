@@ -88,6 +88,10 @@ package workflows
 //     MailboxInput.Backfilled); before, each mailbox's workflow backfilled
 //     its mailbox. A mailbox's workflow needs no change ID for it: an
 //     input without Backfilled keeps the old behaviour.
+//   - app-starts-after-prefill: the mailboxes a backfill batch made ready
+//     wait for the batch to end, two minutes at most, before their
+//     workflows are started (startsWait); before, they were started while
+//     it ran.
 //
 // The histories in testdata/ were recorded before the first of them, but
 // the two of an application connection's mailbox, run with the workflow
@@ -116,10 +120,11 @@ package workflows
 // brought connection-versions-at-once; and connection_application_prefill.json
 // and mailbox_application_prefill.json, recorded by
 // TestApplicationConnectionSyncsTheTenant with the code that brought
-// app-prefill.
+// app-prefill; and connection_application_waits.json, recorded by the same
+// with the code that brought app-starts-after-prefill.
 //
 // A change driven by a new field of an activity's result needs no change
 // ID when the field's absence keeps the old behaviour: results recorded
 // before it replay as they ran. So it is with the renewal time taken from
 // the lifetime Graph granted (SubscriptionResult.Requested, renewalTime).
-var changeIDs = []string{"admin-consent-state", "backfill-progress-upfront", "send-slot-at-submit", "app-mailbox-push", "disconnect-ends-sends", "send-end-signal", "send-local-steps", "app-mailbox-client-start", "backfill-progress-batched", "send-versions-at-once", "mailbox-backfill-inline", "steady-timer", "connection-backfill-inline", "connection-versions-at-once", "app-prefill"}
+var changeIDs = []string{"admin-consent-state", "backfill-progress-upfront", "send-slot-at-submit", "app-mailbox-push", "disconnect-ends-sends", "send-end-signal", "send-local-steps", "app-mailbox-client-start", "backfill-progress-batched", "send-versions-at-once", "mailbox-backfill-inline", "steady-timer", "connection-backfill-inline", "connection-versions-at-once", "app-prefill", "app-starts-after-prefill"}

@@ -151,9 +151,14 @@ func (w *world) workerNames() []string {
 }
 
 // startWorkerN starts (or restarts) the i-th worker; its HTTP listener is
-// on a port of its own, unused.
+// on a port of its own, unused. OUTLOOKD_WORKER_PPROF_ADDR, when set, is
+// the first worker's profiler (OUTLOOKD_PPROF_ADDR goes to the API, which
+// starts first).
 func (w *world) startWorkerN(i int) error {
 	env := append(append([]string(nil), w.env...), "OUTLOOKD_HTTP_ADDR="+freeAddr())
+	if addr := os.Getenv("OUTLOOKD_WORKER_PPROF_ADDR"); addr != "" && i == 0 {
+		env = append(env, "OUTLOOKD_PPROF_ADDR="+addr)
+	}
 	return w.start(workerName(i), env, "serve", "--role", "worker")
 }
 
