@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
@@ -83,7 +84,16 @@ func (a *Activities) PrefillMailboxes(ctx context.Context, in workflows.PrefillI
 			return res, err
 		}
 		if len(users) == 0 {
-			break // the ones under way end below
+			if len(skip) == 0 {
+				break
+			}
+			// Users discovered while the ones under way are backfilled
+			// join them: the batch goes on rather than end and wait for
+			// the workflow to begin the next.
+			if err := sleep(gctx, candidatesRecheck); err != nil {
+				break // the ones under way end below
+			}
+			continue
 		}
 		for _, u := range users {
 			mu.Lock()
@@ -160,6 +170,10 @@ func (a *Activities) prefillMailbox(ctx context.Context, hb *heartbeat, conn sto
 	}
 	return rec.Done, r.Fetched, nil
 }
+
+// candidatesRecheck is how often a batch with no joining user left to
+// begin, and some under way, looks for users discovered since.
+const candidatesRecheck = 250 * time.Millisecond
 
 // credentialRefused says whether an activity's error is its connection's
 // credential refused (ErrReauthRequired).
