@@ -2,9 +2,13 @@ package activities
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
+	"sync"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"golang.org/x/sync/errgroup"
@@ -12,10 +16,12 @@ import (
 	"github.com/outlookd/outlookd/workflows"
 )
 
-// WorkflowStarter starts workflows: the Temporal client's method of that
-// name, which is all StartMailboxes needs of it.
+// WorkflowStarter starts and cancels workflows: the Temporal client's
+// methods of those names, which are all StartMailboxes and EndMailboxes
+// need of it.
 type WorkflowStarter interface {
 	ExecuteWorkflow(ctx context.Context, options client.StartWorkflowOptions, workflow any, args ...any) (client.WorkflowRun, error)
+	CancelWorkflow(ctx context.Context, workflowID, runID string) error
 }
 
 // mailboxStartConcurrency bounds the starts in flight at once: each is one
@@ -63,4 +69,56 @@ func (a *Activities) StartMailboxes(ctx context.Context, in workflows.StartMailb
 		})
 	}
 	return g.Wait()
+}
+
+// EndMailboxes ends a page of a disconnecting connection's live mailboxes
+// (after in.After, up to in.Limit), in parallel: each mailbox's running
+// workflow is asked to cancel, and detaches its mailbox itself with the
+// retention; a mailbox without one (backfilled ahead and not started yet,
+// or its workflow ended) is detached here, its mail kept or deleted as
+// in.Retention says and its mailbox.detached event recorded. Run again, it
+// asks again (a cancel already asked for is no error) and detaches only
+// what is still live.
+func (a *Activities) EndMailboxes(ctx context.Context, in workflows.EndMailboxesInput) (workflows.EndMailboxesResult, error) {
+	if a.Workflows == nil {
+		return workflows.EndMailboxesResult{}, temporal.NewNonRetryableApplicationError("this worker was given no Temporal client to end mailbox workflows with", ErrNoWorkflowClient, nil)
+	}
+	ids, err := a.Store.LiveMailboxIDs(ctx, in.ConnectionID, in.After, in.Limit)
+	if err != nil {
+		return workflows.EndMailboxesResult{}, fmt.Errorf("activities: %w", err)
+	}
+	res := workflows.EndMailboxesResult{IDs: append([]string{}, ids...)}
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(mailboxStartConcurrency)
+	for _, id := range ids {
+		g.Go(func() error {
+			err := a.Workflows.CancelWorkflow(gctx, workflows.MailboxWorkflowID(id), "")
+			var notFound *serviceerror.NotFound
+			var asked *serviceerror.CancellationAlreadyRequested
+			switch {
+			case errors.As(err, &notFound):
+				// No workflow runs for it.
+			case err == nil || errors.As(err, &asked):
+				return nil // its workflow detaches it
+			default:
+				return fmt.Errorf("cancel the workflow of mailbox %s: %w", id, err)
+			}
+			if err := a.ApplyRetention(gctx, workflows.RetentionInput{ConnectionID: in.ConnectionID, MailboxID: id, Policy: in.Retention}); err != nil {
+				return err
+			}
+			if err := a.RecordState(gctx, workflows.DetachedRecord(in.ConnectionID, id, in.Retention)); err != nil {
+				return err
+			}
+			mu.Lock()
+			res.Detached = append(res.Detached, id)
+			mu.Unlock()
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return workflows.EndMailboxesResult{}, err
+	}
+	slices.Sort(res.Detached)
+	return res, nil
 }

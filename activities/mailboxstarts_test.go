@@ -27,6 +27,10 @@ type fakeStarter struct {
 	fail     map[string]error
 }
 
+func (f *fakeStarter) CancelWorkflow(ctx context.Context, workflowID, runID string) error {
+	return fmt.Errorf("cancel %s: not expected here", workflowID)
+}
+
 func (f *fakeStarter) ExecuteWorkflow(ctx context.Context, o client.StartWorkflowOptions, wf any, args ...any) (client.WorkflowRun, error) {
 	n := f.inFlight.Add(1)
 	defer f.inFlight.Add(-1)

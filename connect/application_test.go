@@ -205,7 +205,7 @@ func TestApplicationConnectionSyncsTheTenant(t *testing.T) {
 		t.Errorf("%d secrets left in Vault", n)
 	}
 	if os.Getenv("OUTLOOKD_RECORD_HISTORY") == "1" {
-		recordHistory(t, e, workflows.ConnectionWorkflowID(id), "../workflows/testdata/connection_application_waits.json")
+		recordHistory(t, e, workflows.ConnectionWorkflowID(id), "../workflows/testdata/connection_application_ends.json")
 		recordHistory(t, e, workflows.MailboxWorkflowID(ada), "../workflows/testdata/mailbox_application_prefill.json")
 	}
 }

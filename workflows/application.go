@@ -278,6 +278,32 @@ type LiveMailboxesResult struct {
 	IDs []string `json:"ids"`
 }
 
+// EndMailboxesInput asks for a page of a disconnecting connection's
+// mailboxes, after After, to be ended with the retention: each running
+// workflow is asked to cancel (it detaches its mailbox itself), and a
+// mailbox with none (backfilled ahead and not started yet, or its workflow
+// ended) is detached by the activity.
+type EndMailboxesInput struct {
+	ConnectionID string `json:"connectionId"`
+	After        string `json:"after,omitempty"`
+	Limit        int    `json:"limit"`
+	Retention    string `json:"retention"`
+}
+
+// EndMailboxesResult says which mailboxes the page held and which of them
+// the activity detached.
+type EndMailboxesResult struct {
+	IDs      []string `json:"ids"`
+	Detached []string `json:"detached,omitempty"`
+}
+
+// DetachedRecord is how a mailbox whose workflow ended (or never ran) is
+// recorded detached with the retention.
+func DetachedRecord(connectionID, mailboxID, retention string) RecordStateInput {
+	return RecordStateInput{ConnectionID: connectionID, MailboxID: mailboxID, State: StateDisconnected, Reason: ReasonWorkflowEnded,
+		Events: []EventRecord{{ID: mailboxID + ":detached", Type: "mailbox.detached", Data: map[string]any{"mailbox_id": mailboxID, "retention": retention, "cause": ReasonWorkflowEnded}}}}
+}
+
 // Activity names of an application connection.
 const (
 	ActivityDiscoverPage      = "DiscoverPage"
@@ -287,6 +313,7 @@ const (
 	ActivityLiveMailboxes     = "LiveMailboxes"
 	ActivityCloseDirectory    = "CloseDirectory"
 	ActivityStartMailboxes    = "StartMailboxes"
+	ActivityEndMailboxes      = "EndMailboxes"
 )
 
 var (
@@ -302,11 +329,20 @@ var (
 		StartToCloseTimeout: 2 * time.Minute,
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: time.Minute},
 	}}
+	// endMailboxes ends up to endBatch mailboxes through the Temporal
+	// client, in parallel.
+	endMailboxes = call[EndMailboxesInput, EndMailboxesResult]{ActivityEndMailboxes, workflow.ActivityOptions{
+		StartToCloseTimeout: 2 * time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: time.Minute},
+	}}
 )
+
+// endBatch is how many mailboxes one EndMailboxes ends.
+const endBatch = 200
 
 func applicationActivities() []ActivitySpec {
 	return []ActivitySpec{discoverPage.spec(), discoverGroups.spec(), mailboxChanges.spec(), ackMailboxChanges.spec(), liveMailboxes.spec(), closeDirectory.spec(),
-		startMailboxes.spec(), prefillMailboxes.spec()}
+		startMailboxes.spec(), prefillMailboxes.spec(), endMailboxes.spec()}
 }
 
 // isApplication says whether this is an application connection's
@@ -852,6 +888,28 @@ func (c *connection) onDiscover(ctx workflow.Context) (Status, error) {
 // mailbox is cancelled (each applies its retention), in batches, and the
 // step waits until none is left.
 func (c *connection) detachAllMailboxes(ctx workflow.Context) error {
+	if workflow.GetVersion(ctx, "app-end-mailboxes-at-once", workflow.DefaultVersion, 1) == 1 {
+		// A page at a time through the Temporal client, in one activity:
+		// a cancel request from the workflow cost five events of its
+		// history for each mailbox, and a mailbox backfilled ahead and
+		// not started yet (a whole batch of them) a failed request and
+		// two steps more.
+		after := ""
+		for {
+			res, err := endMailboxes.run(ctx, EndMailboxesInput{ConnectionID: c.s.ID, After: after, Limit: endBatch, Retention: c.s.Settings.Retention})
+			if err != nil {
+				return err
+			}
+			for _, id := range res.Detached {
+				delete(c.s.Mailboxes, id)
+			}
+			if len(res.IDs) < endBatch {
+				break
+			}
+			after = res.IDs[len(res.IDs)-1]
+		}
+		return c.awaitMailboxesGone(ctx)
+	}
 	after := ""
 	for {
 		page, err := liveMailboxes.run(ctx, LiveMailboxesInput{ConnectionID: c.s.ID, After: after, Limit: 200})
@@ -870,6 +928,12 @@ func (c *connection) detachAllMailboxes(ctx workflow.Context) error {
 		}
 		after = page.IDs[len(page.IDs)-1]
 	}
+	return c.awaitMailboxesGone(ctx)
+}
+
+// awaitMailboxesGone waits until every mailbox's workflow has detached it,
+// then closes the directory.
+func (c *connection) awaitMailboxesGone(ctx workflow.Context) error {
 	for {
 		page, err := liveMailboxes.run(ctx, LiveMailboxesInput{ConnectionID: c.s.ID, Limit: 1})
 		if err != nil {

@@ -74,8 +74,16 @@ type fakeDirectory struct {
 
 type dirRow struct {
 	status, reason, mailboxID string
-	// prefilled: backfilled ahead of the workflow (done: whole).
-	prefilled, done bool
+	// prefilled: backfilled ahead of the workflow (done: whole);
+	// endedHere: detached by EndMailboxes, never started.
+	prefilled, done, endedHere bool
+}
+
+// attached says whether a row's mailbox is attached and not detached: its
+// workflow runs (syncing), or it was backfilled ahead and waits for its
+// start.
+func (r *dirRow) attached() bool {
+	return r.status == "syncing" || r.status == "joining" && r.prefilled && !r.endedHere
 }
 
 func newFakeDirectory(users ...dirUser) *fakeDirectory {
@@ -277,13 +285,49 @@ func (d *fakeDirectory) register(env *testsuite.TestWorkflowEnvironment, sel *Se
 		defer d.mu.Unlock()
 		var ids []string
 		for _, r := range d.rows {
-			if r.status == "syncing" && r.mailboxID > in.After {
+			if r.attached() && r.mailboxID > in.After {
 				ids = append(ids, r.mailboxID)
 			}
 		}
 		sort.Strings(ids)
 		return LiveMailboxesResult{IDs: append([]string{}, ids[:min(in.Limit, len(ids))]...)}, nil
 	}, activity.RegisterOptions{Name: ActivityLiveMailboxes})
+	// Ending the mailboxes: a running workflow is cancelled (it detaches
+	// itself), one backfilled ahead and never started is detached here.
+	env.RegisterActivityWithOptions(func(ctx context.Context, in EndMailboxesInput) (EndMailboxesResult, error) {
+		if in.Retention == "" || in.Limit <= 0 {
+			return EndMailboxesResult{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("ending mailboxes needs a retention and a limit: %+v", in), "test", nil)
+		}
+		d.mu.Lock()
+		byMailbox := map[string]*dirRow{}
+		var ids []string
+		for _, r := range d.rows {
+			if r.attached() && r.mailboxID > in.After {
+				ids = append(ids, r.mailboxID)
+				byMailbox[r.mailboxID] = r
+			}
+		}
+		sort.Strings(ids)
+		ids = ids[:min(in.Limit, len(ids))]
+		res := EndMailboxesResult{IDs: append([]string{}, ids...)}
+		var running []string
+		for _, id := range ids {
+			if r := byMailbox[id]; r.status == "syncing" {
+				running = append(running, id)
+			} else {
+				r.endedHere = true
+				res.Detached = append(res.Detached, id)
+			}
+		}
+		d.mu.Unlock()
+		for _, id := range running {
+			if d.onCancel != nil {
+				d.onCancel(MailboxWorkflowID(id))
+			}
+			d.detached(MailboxWorkflowID(id))
+		}
+		return res, nil
+	}, activity.RegisterOptions{Name: ActivityEndMailboxes})
 	// The mailboxes' own workflows are Mailbox's tests' business: here
 	// each start is counted, and each credential signal to a running one.
 	env.RegisterActivityWithOptions(func(ctx context.Context, in StartMailboxesInput) error {
@@ -805,6 +849,59 @@ func TestApplicationDisconnectDuringPrefill(t *testing.T) {
 	// the two is the server's to show.
 	if !slices.Contains(d.order, "prefill:cancelled") || !d.closed || len(d.started) != 0 {
 		t.Errorf("disconnected during a batch: order %v, started %v, closed %v", d.order, d.started, d.closed)
+	}
+}
+
+// TestApplicationDisconnectWhileStartsWait: a disconnect while the
+// mailboxes a batch backfilled wait for the next batch to end cancels that
+// batch; the waiting mailboxes, never started, are detached without a
+// cancel of a workflow they do not have, the running ones are cancelled,
+// and the directory is closed.
+func TestApplicationDisconnectWhileStartsWait(t *testing.T) {
+	var users []dirUser
+	for i := range 5 {
+		users = append(users, dirUser{id: fmt.Sprintf("u%02d", i), mailbox: true})
+	}
+	d := newFakeDirectory(users...)
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	newFakes().register(env)
+	d.register(env, nil)
+	var cancelled []string
+	d.onCancel = func(wid string) { cancelled = append(cancelled, wid) }
+	d.onPrefill = func(ctx context.Context, n int) error {
+		if n < 3 {
+			time.Sleep(30 * time.Millisecond)
+			return nil
+		}
+		// The third batch: the two before it wait for it to be started.
+		env.CancelWorkflow()
+		for ctx.Err() == nil {
+			activity.RecordHeartbeat(ctx)
+			time.Sleep(10 * time.Millisecond)
+		}
+		return ctx.Err()
+	}
+	env.ExecuteWorkflow(Connection, appInput(time.Time{}))
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	ended := 0
+	for _, r := range d.rows {
+		if r.attached() {
+			t.Errorf("%s still attached (%s)", r.mailboxID, r.status)
+		}
+		if r.endedHere {
+			ended++
+		}
+	}
+	if ended != 4-len(d.started) || len(cancelled) != len(d.started) || !d.closed {
+		t.Errorf("%d detached unstarted, %d started, cancelled %v, directory closed %v", ended, len(d.started), cancelled, d.closed)
+	}
+	if len(d.started) != 0 {
+		t.Errorf("started %v while the batch after theirs ran", d.started)
 	}
 }
 

@@ -452,8 +452,7 @@ func (c *connection) detachEnded(ctx workflow.Context, id, retention string) err
 	if _, err := applyRetention.run(ctx, RetentionInput{ConnectionID: c.s.ID, MailboxID: id, Policy: retention}); err != nil {
 		return err
 	}
-	if err := c.recordState(ctx, recordState.opts, RecordStateInput{ConnectionID: c.s.ID, MailboxID: id, State: StateDisconnected, Reason: ReasonWorkflowEnded,
-		Events: []EventRecord{{ID: id + ":detached", Type: "mailbox.detached", Data: map[string]any{"mailbox_id": id, "retention": retention, "cause": ReasonWorkflowEnded}}}}); err != nil {
+	if err := c.recordState(ctx, recordState.opts, DetachedRecord(c.s.ID, id, retention)); err != nil {
 		return err
 	}
 	delete(c.s.Mailboxes, id)

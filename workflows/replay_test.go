@@ -69,6 +69,9 @@ func TestReplay(t *testing.T) {
 		// An application connection whose starts wait for the batch
 		// backfilling their mailboxes ahead (app-starts-after-prefill).
 		{"testdata/connection_application_waits.json", Connection},
+		// And one whose disconnect ends its mailboxes a page at a time
+		// (app-end-mailboxes-at-once).
+		{"testdata/connection_application_ends.json", Connection},
 		// Sends (send-slot-at-submit, send-end-signal, send-local-steps): one queued and
 		// canceled at once by the disconnect saga's signal, one sent with
 		// large files, one without.

@@ -92,6 +92,13 @@ package workflows
 //     wait for the batch to end, two minutes at most, before their
 //     workflows are started (startsWait); before, they were started while
 //     it ran.
+//   - app-end-mailboxes-at-once: the disconnect saga of an application
+//     connection ends its mailboxes a page at a time in one activity
+//     (EndMailboxes: each running workflow cancelled through the
+//     client, each mailbox without one detached there); before, the
+//     workflow asked each mailbox's workflow to cancel itself, one after
+//     another, and detached by its own steps each mailbox whose request
+//     failed.
 //
 // The histories in testdata/ were recorded before the first of them, but
 // the two of an application connection's mailbox, run with the workflow
@@ -121,10 +128,12 @@ package workflows
 // and mailbox_application_prefill.json, recorded by
 // TestApplicationConnectionSyncsTheTenant with the code that brought
 // app-prefill; and connection_application_waits.json, recorded by the same
-// with the code that brought app-starts-after-prefill.
+// with the code that brought app-starts-after-prefill, and
+// connection_application_ends.json with the code that brought
+// app-end-mailboxes-at-once.
 //
 // A change driven by a new field of an activity's result needs no change
 // ID when the field's absence keeps the old behaviour: results recorded
 // before it replay as they ran. So it is with the renewal time taken from
 // the lifetime Graph granted (SubscriptionResult.Requested, renewalTime).
-var changeIDs = []string{"admin-consent-state", "backfill-progress-upfront", "send-slot-at-submit", "app-mailbox-push", "disconnect-ends-sends", "send-end-signal", "send-local-steps", "app-mailbox-client-start", "backfill-progress-batched", "send-versions-at-once", "mailbox-backfill-inline", "steady-timer", "connection-backfill-inline", "connection-versions-at-once", "app-prefill", "app-starts-after-prefill"}
+var changeIDs = []string{"admin-consent-state", "backfill-progress-upfront", "send-slot-at-submit", "app-mailbox-push", "disconnect-ends-sends", "send-end-signal", "send-local-steps", "app-mailbox-client-start", "backfill-progress-batched", "send-versions-at-once", "mailbox-backfill-inline", "steady-timer", "connection-backfill-inline", "connection-versions-at-once", "app-prefill", "app-starts-after-prefill", "app-end-mailboxes-at-once"}
