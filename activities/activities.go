@@ -76,6 +76,35 @@ func (a *Activities) graphFor(ctx context.Context, connectionID, mailboxKey stri
 	return c, nil
 }
 
+// graphHeld is graphFor for a caller that is, for a while, the mailbox's
+// only user (a mailbox backfilled ahead of its workflow): its requests
+// draw on the whole of the mailbox's budget, held at once
+// (MailboxLimits.Hold), until release. When the budget cannot be held it
+// is graphFor's client, and release does nothing.
+func (a *Activities) graphHeld(ctx context.Context, connectionID, mailboxKey string) (*graph.Client, func(), error) {
+	ts := &vaultTokenSource{ctx: ctx, a: a, connectionID: connectionID}
+	release := func() {}
+	var transport http.RoundTripper
+	if a.Limits != nil && mailboxKey != "" {
+		rt, rel, ok, err := a.Limits.Hold(ctx, mailboxKey, a.baseTransport())
+		if err != nil {
+			return nil, nil, err
+		}
+		if ok {
+			transport, release = &tokenRetry{ts: ts, next: rt}, rel
+		}
+	}
+	if transport == nil {
+		transport = a.graphTransport(ts, mailboxKey)
+	}
+	c, err := graph.NewClient(graph.Config{BaseURL: a.GraphURL, Transport: transport}, ts)
+	if err != nil {
+		release()
+		return nil, nil, fmt.Errorf("activities: graph client: %w", err)
+	}
+	return c, release, nil
+}
+
 // directoryFor returns a Graph client acting for an application
 // connection, whose requests draw on its tenant's directory budget.
 func (a *Activities) directoryFor(ctx context.Context, connectionID, tenantID string) (*graph.Client, error) {

@@ -32,6 +32,9 @@ type Budget interface {
 	TakeGraphTokens(ctx context.Context, key string, r store.GraphRate, n int) (time.Duration, error)
 	TakeGraphTokenAndSlot(ctx context.Context, key string, r store.GraphRate, slots int, lease time.Duration) (store.GraphLease, bool, time.Duration, error)
 	ReturnGraphToken(ctx context.Context, key string, r store.GraphRate) error
+	HoldGraphSlots(ctx context.Context, key string, slots int, lease time.Duration) (store.GraphHold, bool, error)
+	ExtendGraphHold(ctx context.Context, h store.GraphHold, lease time.Duration) (bool, error)
+	ReleaseGraphHold(ctx context.Context, h store.GraphHold) error
 }
 
 // MailboxLimits keeps outlookd inside Outlook's per app and mailbox limits
@@ -520,4 +523,146 @@ func (b *releasingBody) Close() error {
 	err := b.ReadCloser.Close()
 	b.once.Do(b.release)
 	return err
+}
+
+// heldTokenBatch is how many of a held mailbox's rate tokens are taken in
+// one statement.
+const heldTokenBatch = 4
+
+// Hold takes the whole of a mailbox's budget for one caller that is, for
+// a while, its only user (a mailbox backfilled ahead of its workflow):
+// every slot in one statement (store.HoldGraphSlots), renewed while held,
+// and the rate's tokens heldTokenBatch at a time. Requests through the
+// returned transport then wait only for one of the held slots, in this
+// process, instead of spending two statements each; the app's global
+// budget is kept as for any request. release gives the slots and the
+// tokens left back. ok is false, and nothing held, when the budget is
+// this process's own or another holder has a slot of the mailbox: the
+// caller uses Transport.
+func (l *MailboxLimits) Hold(ctx context.Context, key string, next http.RoundTripper) (rt http.RoundTripper, release func(), ok bool, err error) {
+	if l.shared == nil {
+		return nil, nil, false, nil
+	}
+	b := l.budget(key)
+	if !b.sem.TryAcquire(int64(l.concurrency)) {
+		return nil, nil, false, nil // in use in this process
+	}
+	h, err := detached(ctx, l.storeTimeout, func(sctx context.Context) (store.GraphHold, error) {
+		h, held, err := l.shared.HoldGraphSlots(sctx, b.key, l.concurrency, l.lease)
+		if !held {
+			h = store.GraphHold{}
+		}
+		return h, err
+	})
+	if err != nil || h.Holder == "" {
+		b.sem.Release(int64(l.concurrency))
+		if err != nil {
+			return nil, nil, false, fmt.Errorf("%w: %w", ErrBudgetUnavailable, err)
+		}
+		return nil, nil, false, nil
+	}
+	t := &heldTransport{l: l, key: b.key, next: next, slots: semaphore.NewWeighted(int64(l.concurrency))}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(l.lease / 3)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				renewed, err := detached(ctx, l.storeTimeout, func(sctx context.Context) (bool, error) {
+					return l.shared.ExtendGraphHold(sctx, h, l.lease)
+				})
+				if err != nil || !renewed {
+					slog.Warn("Graph hold not renewed", "key", key, "expired", err == nil, "err", err)
+				}
+			}
+		}
+	}()
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			close(stop)
+			<-done
+			if _, err := detached(ctx, l.storeTimeout, func(sctx context.Context) (struct{}, error) {
+				return struct{}{}, l.shared.ReleaseGraphHold(sctx, h)
+			}); err != nil {
+				slog.Warn("Graph hold not released", "key", key, "err", err) // it lapses on its own
+			}
+			t.mu.Lock()
+			left := t.tokens
+			t.tokens = 0
+			t.mu.Unlock()
+			for range left {
+				_, _ = detached(ctx, l.storeTimeout, func(sctx context.Context) (struct{}, error) {
+					return struct{}{}, l.shared.ReturnGraphToken(sctx, b.key, l.rate)
+				})
+			}
+			b.sem.Release(int64(l.concurrency))
+		})
+	}
+	return t, release, true, nil
+}
+
+// heldTransport sends a held mailbox's requests (Hold).
+type heldTransport struct {
+	l     *MailboxLimits
+	key   string
+	next  http.RoundTripper
+	slots *semaphore.Weighted
+
+	mu     sync.Mutex
+	tokens int // taken from the mailbox's bucket, not yet spent
+}
+
+func (t *heldTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	ctx := r.Context()
+	if err := t.slots.Acquire(ctx, 1); err != nil {
+		return nil, err
+	}
+	release := func() { t.slots.Release(1) }
+	if err := t.takeToken(ctx); err != nil {
+		release()
+		return nil, err
+	}
+	if err := t.l.takeAppToken(ctx); err != nil {
+		release()
+		return nil, err
+	}
+	resp, err := t.next.RoundTrip(r)
+	if err != nil || resp.Body == nil || resp.Body == http.NoBody {
+		release()
+		return resp, err
+	}
+	resp.Body = &releasingBody{ReadCloser: resp.Body, release: release}
+	return resp, nil
+}
+
+// takeToken spends one of the mailbox's rate tokens, taking the next
+// batch from the shared bucket when none is left (and waiting out its
+// reservation).
+func (t *heldTransport) takeToken(ctx context.Context) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.tokens > 0 {
+		t.tokens--
+		return nil
+	}
+	n := min(heldTokenBatch, t.l.rate.Burst)
+	wait, err := detached(ctx, t.l.storeTimeout, func(sctx context.Context) (time.Duration, error) {
+		return t.l.shared.TakeGraphTokens(sctx, t.key, t.l.rate, n)
+	})
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrBudgetUnavailable, err)
+	}
+	// Taken: spent or given back at the release, even if the wait ends
+	// early.
+	t.tokens = n - 1
+	if wait > 0 {
+		return waitToken(ctx, t.key, wait)
+	}
+	return nil
 }

@@ -135,10 +135,13 @@ func (a *Activities) prefillMailbox(ctx context.Context, hb *heartbeat, conn sto
 	started := a.now()
 	bf := in.Backfill
 	bf.MailboxID, bf.UserID = u.MailboxID, u.UserID
-	gc, err := a.graphFor(ctx, conn.ID, u.UserID)
+	// Its workflow not started yet, the mailbox has no other user: its
+	// whole budget is held once rather than taken request by request.
+	gc, release, err := a.graphHeld(ctx, conn.ID, u.UserID)
 	var r workflows.BackfillMailboxResult
 	if err == nil {
 		r, err = a.backfillMailbox(ctx, hb, gc, workflows.BackfillMailboxInput{BackfillInput: bf, Budget: in.Budget})
+		release()
 	}
 	rec := prefillRecord{}
 	switch {

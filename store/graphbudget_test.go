@@ -293,3 +293,112 @@ func TestGraphTokensInBatches(t *testing.T) {
 		}
 	}
 }
+
+// A hold takes every slot of a key or none: no slot is given while it
+// lasts, it is not taken while any slot is held, a lapsed one is reclaimed
+// slot by slot, and its late renewal says it was lost.
+func TestGraphHold(t *testing.T) {
+	st := newStore(t)
+	ctx := context.Background()
+	const slots = 4
+	h, ok, err := st.HoldGraphSlots(ctx, "mailbox:held", slots, time.Minute)
+	if err != nil || !ok || h.Slots != slots {
+		t.Fatalf("hold: %+v %v %v", h, ok, err)
+	}
+	if _, ok, _ := st.AcquireGraphSlot(ctx, "mailbox:held", slots, time.Minute); ok {
+		t.Fatal("a slot was given while the key was held")
+	}
+	if _, ok, _ := st.HoldGraphSlots(ctx, "mailbox:held", slots, time.Minute); ok {
+		t.Fatal("a key was held twice")
+	}
+	if renewed, err := st.ExtendGraphHold(ctx, h, time.Minute); err != nil || !renewed {
+		t.Fatalf("renewal: %v %v", renewed, err)
+	}
+	if err := st.ReleaseGraphHold(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	one, ok, err := st.AcquireGraphSlot(ctx, "mailbox:held", slots, time.Minute)
+	if err != nil || !ok {
+		t.Fatalf("a slot after the release: %v %v", ok, err)
+	}
+	if _, ok, _ := st.HoldGraphSlots(ctx, "mailbox:held", slots, time.Minute); ok {
+		t.Fatal("a key was held while one of its slots was")
+	}
+	if err := st.ReleaseGraphSlot(ctx, one); err != nil {
+		t.Fatal(err)
+	}
+	short, ok, err := st.HoldGraphSlots(ctx, "mailbox:held", slots, 50*time.Millisecond)
+	if err != nil || !ok {
+		t.Fatalf("hold again: %v %v", ok, err)
+	}
+	time.Sleep(100 * time.Millisecond) // the holder died
+	if _, ok, _ := st.AcquireGraphSlot(ctx, "mailbox:held", slots, time.Minute); !ok {
+		t.Fatal("a lapsed hold's slot was not reclaimed")
+	}
+	if renewed, err := st.ExtendGraphHold(ctx, short, time.Minute); err != nil || renewed {
+		t.Fatalf("a lapsed hold, one of its slots taken, was renewed whole: %v %v", renewed, err)
+	}
+}
+
+// Holds and single slots racing over several pools never have more than
+// the limit under way at once.
+func TestGraphHoldUnderContention(t *testing.T) {
+	dsn := testenv.Postgres(t)
+	const slots, pools, callers, rounds = 4, 3, 6, 20
+	var inflight, peak, holds, singles atomic.Int64
+	use := func(n int64) {
+		v := inflight.Add(n)
+		for cur := peak.Load(); v > cur && !peak.CompareAndSwap(cur, v); cur = peak.Load() {
+		}
+		time.Sleep(2 * time.Millisecond)
+		inflight.Add(-n)
+	}
+	var wg sync.WaitGroup
+	for p := range pools {
+		st := openStore(t, dsn, 6)
+		for c := range callers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ctx := context.Background()
+				for range rounds {
+					if c%2 == 0 {
+						h, ok, err := st.HoldGraphSlots(ctx, "mailbox:contended", slots, time.Minute)
+						if err != nil {
+							t.Errorf("pool %d: %v", p, err)
+							return
+						}
+						if ok {
+							holds.Add(1)
+							use(slots)
+							if err := st.ReleaseGraphHold(ctx, h); err != nil {
+								t.Errorf("pool %d: %v", p, err)
+								return
+							}
+						}
+					} else {
+						l, ok, err := st.AcquireGraphSlot(ctx, "mailbox:contended", slots, time.Minute)
+						if err != nil {
+							t.Errorf("pool %d: %v", p, err)
+							return
+						}
+						if ok {
+							singles.Add(1)
+							use(1)
+							if err := st.ReleaseGraphSlot(ctx, l); err != nil {
+								t.Errorf("pool %d: %v", p, err)
+								return
+							}
+						}
+					}
+					time.Sleep(time.Millisecond)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	if peak.Load() > slots || holds.Load() == 0 || singles.Load() == 0 {
+		t.Fatalf("peak %d under way (limit %d), %d holds, %d single slots", peak.Load(), slots, holds.Load(), singles.Load())
+	}
+	t.Logf("%d holds and %d single slots, peak %d", holds.Load(), singles.Load(), peak.Load())
+}
