@@ -57,6 +57,9 @@ type fakeDirectory struct {
 	// were backfilled and started ("prefill:" or "start:" and the ID),
 	// the inputs started, and a hook run inside each batch.
 	prefills int
+	// changesAtOnce, when set, is the most changes MailboxChanges hands
+	// over at once (a smaller page than the workflow asks for).
+	changesAtOnce int
 	// inBatch: a batch runs; startsInBatch counts the starts asked for
 	// while one ran.
 	inBatch       bool
@@ -205,7 +208,11 @@ func (d *fakeDirectory) register(env *testsuite.TestWorkflowEnvironment, sel *Se
 			}
 		}
 		sort.Strings(ids)
-		for _, id := range ids[:min(in.Limit, len(ids))] {
+		limit := in.Limit
+		if d.changesAtOnce > 0 {
+			limit = min(limit, d.changesAtOnce)
+		}
+		for _, id := range ids[:min(limit, len(ids))] {
 			r := d.rows[id]
 			ch := MailboxChange{UserID: id, MailboxID: r.mailboxID, Address: id + "@contoso.example", Join: r.status == "joining"}
 			if ch.Join && r.done {
@@ -439,8 +446,10 @@ func TestApplicationDiscoveryAcrossContinueAsNew(t *testing.T) {
 	d.register(env, nil)
 	in := appInput(time.Time{})
 	in.Options.ContinueAsNewAfter = 100
-	// The history has grown once the first mailboxes were started, their
-	// mailboxes backfilled ahead (app-prefill): some are, not all.
+	// The history has grown once the first mailboxes were started (their
+	// mailboxes backfilled ahead, app-prefill), three at a time: some
+	// are, not all.
+	d.changesAtOnce = 3
 	d.onStart = func() { env.SetCurrentHistoryLength(101) }
 	env.ExecuteWorkflow(Connection, in)
 	next := carriedInput(t, env.GetWorkflowError())
@@ -458,7 +467,7 @@ func TestApplicationDiscoveryAcrossContinueAsNew(t *testing.T) {
 	env = s.NewTestWorkflowEnvironment()
 	f := newFakes()
 	f.register(env)
-	d.onStart = nil
+	d.onStart, d.changesAtOnce = nil, 0
 	d.register(env, nil)
 	next.Options.ContinueAsNewAfter = 100000
 	env.RegisterDelayedCallback(func() {
