@@ -69,7 +69,12 @@ func (a *Activities) httpClient() *http.Client {
 // draw on the mailbox's budget.
 func (a *Activities) graphFor(ctx context.Context, connectionID, mailboxKey string) (*graph.Client, error) {
 	ts := &vaultTokenSource{ctx: ctx, a: a, connectionID: connectionID}
-	c, err := graph.NewClient(graph.Config{BaseURL: a.GraphURL, Transport: a.graphTransport(ts, mailboxKey)}, ts)
+	return a.newGraph(ts, a.graphTransport(ts, mailboxKey))
+}
+
+// newGraph is a Graph client with ts's tokens through transport.
+func (a *Activities) newGraph(ts *vaultTokenSource, transport http.RoundTripper) (*graph.Client, error) {
+	c, err := graph.NewClient(graph.Config{BaseURL: a.GraphURL, Transport: transport}, ts)
 	if err != nil {
 		return nil, fmt.Errorf("activities: graph client: %w", err)
 	}
@@ -97,10 +102,10 @@ func (a *Activities) graphHeld(ctx context.Context, connectionID, mailboxKey str
 	if transport == nil {
 		transport = a.graphTransport(ts, mailboxKey)
 	}
-	c, err := graph.NewClient(graph.Config{BaseURL: a.GraphURL, Transport: transport}, ts)
+	c, err := a.newGraph(ts, transport)
 	if err != nil {
 		release()
-		return nil, nil, fmt.Errorf("activities: graph client: %w", err)
+		return nil, nil, err
 	}
 	return c, release, nil
 }
@@ -113,11 +118,7 @@ func (a *Activities) directoryFor(ctx context.Context, connectionID, tenantID st
 	if a.Limits != nil && tenantID != "" {
 		transport = a.Limits.DirectoryTransport(tenantID, transport)
 	}
-	c, err := graph.NewClient(graph.Config{BaseURL: a.GraphURL, Transport: &tokenRetry{ts: ts, next: transport}}, ts)
-	if err != nil {
-		return nil, fmt.Errorf("activities: graph client: %w", err)
-	}
-	return c, nil
+	return a.newGraph(ts, &tokenRetry{ts: ts, next: transport})
 }
 
 func (a *Activities) baseTransport() http.RoundTripper {

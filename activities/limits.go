@@ -434,7 +434,22 @@ func waitToken(ctx context.Context, key string, wait time.Duration) error {
 // keep renews lease every third of its length until the returned function
 // releases it.
 func (l *MailboxLimits) keep(ctx context.Context, lease store.GraphLease) func() {
-	stop := make(chan struct{})
+	stop := l.renewing(ctx, func(sctx context.Context) (bool, error) { return l.shared.ExtendGraphSlot(sctx, lease, l.lease) },
+		"Graph slot not renewed", "key", lease.Key, "slot", lease.Slot)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			stop()
+			l.releaseShared(ctx, lease)
+		})
+	}
+}
+
+// renewing runs renew every third of the lease until the returned
+// function stops it (and waits for it to end), logging msg with args when
+// a renewal fails or finds the lease lost.
+func (l *MailboxLimits) renewing(ctx context.Context, renew func(context.Context) (bool, error), msg string, args ...any) (stop func()) {
+	stopped := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -442,25 +457,19 @@ func (l *MailboxLimits) keep(ctx context.Context, lease store.GraphLease) func()
 		defer tick.Stop()
 		for {
 			select {
-			case <-stop:
+			case <-stopped:
 				return
 			case <-tick.C:
-				held, err := detached(ctx, l.storeTimeout, func(sctx context.Context) (bool, error) {
-					return l.shared.ExtendGraphSlot(sctx, lease, l.lease)
-				})
+				held, err := detached(ctx, l.storeTimeout, renew)
 				if err != nil || !held {
-					slog.Warn("Graph slot not renewed", "key", lease.Key, "slot", lease.Slot, "expired", err == nil, "err", err)
+					slog.Warn(msg, append(args, "expired", err == nil, "err", err)...)
 				}
 			}
 		}
 	}()
-	var once sync.Once
 	return func() {
-		once.Do(func() {
-			close(stop)
-			<-done
-			l.releaseShared(ctx, lease)
-		})
+		close(stopped)
+		<-done
 	}
 }
 
@@ -562,31 +571,12 @@ func (l *MailboxLimits) Hold(ctx context.Context, key string, next http.RoundTri
 		return nil, nil, false, nil
 	}
 	t := &heldTransport{l: l, key: b.key, next: next, slots: semaphore.NewWeighted(int64(l.concurrency))}
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		tick := time.NewTicker(l.lease / 3)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-				renewed, err := detached(ctx, l.storeTimeout, func(sctx context.Context) (bool, error) {
-					return l.shared.ExtendGraphHold(sctx, h, l.lease)
-				})
-				if err != nil || !renewed {
-					slog.Warn("Graph hold not renewed", "key", key, "expired", err == nil, "err", err)
-				}
-			}
-		}
-	}()
+	stop := l.renewing(ctx, func(sctx context.Context) (bool, error) { return l.shared.ExtendGraphHold(sctx, h, l.lease) },
+		"Graph hold not renewed", "key", key)
 	var once sync.Once
 	release = func() {
 		once.Do(func() {
-			close(stop)
-			<-done
+			stop()
 			if _, err := detached(ctx, l.storeTimeout, func(sctx context.Context) (struct{}, error) {
 				return struct{}{}, l.shared.ReleaseGraphHold(sctx, h)
 			}); err != nil {
